@@ -1,0 +1,134 @@
+//! Administration: repositories with their counts, policy rules and the
+//! audit log.
+
+use super::{details, Caller, Registry};
+use crate::audit::{AuditEvent, AuditQuery, EventType};
+use crate::error::{Error, Result};
+use crate::names::RepoName;
+use crate::policy::{Explanation, PolicyInput, Rule, RuleDraft, RulePatch};
+use crate::ports::{RepoDetail, RepoSummary};
+use crate::principal::{Action, Principal};
+
+use super::pull::Listing;
+
+impl Registry {
+    /// Repositories with tag count, manifest count and size, a page at a
+    /// time (needs `registry:catalog`).
+    pub async fn repository_summaries(
+        &self,
+        caller: &Caller,
+        last: Option<String>,
+        n: Option<usize>,
+    ) -> Result<Listing<RepoSummary>> {
+        self.authorize(caller, Action::Catalog, None).await?;
+        let mut page = self.page(last, n);
+        let limit = page.limit;
+        page.limit += 1;
+        let mut items = self.meta.repository_summaries(&page).await?;
+        let more = items.len() > limit;
+        items.truncate(limit);
+        Ok(Listing { items, more })
+    }
+
+    /// Tags, manifests and layers of a repository (needs pull on it).
+    pub async fn repository_detail(&self, caller: &Caller, repo: &RepoName) -> Result<RepoDetail> {
+        self.authorize(caller, Action::Pull, Some(repo)).await?;
+        self.meta
+            .repository_detail(repo)
+            .await?
+            .ok_or_else(|| Error::NameUnknown(repo.clone()))
+    }
+
+    /// Stored policy rules, by priority (admin only).
+    pub async fn list_rules(&self, caller: &Caller) -> Result<Vec<Rule>> {
+        self.authorize_admin(caller).await?;
+        let mut rules = self.meta.list_rules().await?;
+        rules.sort_by_key(|r| (r.priority, r.id));
+        Ok(rules)
+    }
+
+    pub async fn get_rule(&self, caller: &Caller, id: i64) -> Result<Rule> {
+        self.authorize_admin(caller).await?;
+        self.meta
+            .get_rule(id)
+            .await?
+            .ok_or_else(|| Error::not_found("policy rule", id))
+    }
+
+    /// Validates and stores a rule, then reloads the engine.
+    pub async fn create_rule(&self, caller: &Caller, draft: RuleDraft) -> Result<Rule> {
+        self.authorize_admin(caller).await?;
+        let draft = draft.validate()?;
+        let rule = self.meta.create_rule(&draft).await?;
+        self.rules_changed(caller, EventType::PolicyRuleCreated, rule.id)
+            .await?;
+        Ok(rule)
+    }
+
+    /// Applies a partial update, re-validating the whole rule.
+    pub async fn update_rule(&self, caller: &Caller, id: i64, patch: RulePatch) -> Result<Rule> {
+        self.authorize_admin(caller).await?;
+        let current = self
+            .meta
+            .get_rule(id)
+            .await?
+            .ok_or_else(|| Error::not_found("policy rule", id))?;
+        let updated = patch.apply(&current)?;
+        self.meta.update_rule(&updated).await?;
+        self.rules_changed(caller, EventType::PolicyRuleUpdated, id)
+            .await?;
+        Ok(updated)
+    }
+
+    pub async fn delete_rule(&self, caller: &Caller, id: i64) -> Result<()> {
+        self.authorize_admin(caller).await?;
+        if !self.meta.delete_rule(id).await? {
+            return Err(Error::not_found("policy rule", id));
+        }
+        self.rules_changed(caller, EventType::PolicyRuleDeleted, id)
+            .await
+    }
+
+    async fn rules_changed(&self, caller: &Caller, event: EventType, id: i64) -> Result<()> {
+        self.reload_policy().await?;
+        self.audit(
+            caller,
+            event,
+            None,
+            None,
+            details([("rule_id", id.to_string())]),
+        )
+        .await
+    }
+
+    /// Which rules match `principal` doing `action` on `repository`, and
+    /// why the decision fell as it did (admin only).
+    pub async fn explain(
+        &self,
+        caller: &Caller,
+        principal: &Principal,
+        action: Action,
+        repository: Option<&RepoName>,
+    ) -> Result<Explanation> {
+        self.authorize_admin(caller).await?;
+        Ok(self.policy.explain(&PolicyInput {
+            principal,
+            action,
+            repository,
+        }))
+    }
+
+    /// Audit events, newest first (admin only).
+    pub async fn audit_events(
+        &self,
+        caller: &Caller,
+        mut query: AuditQuery,
+    ) -> Result<Vec<AuditEvent>> {
+        self.authorize_admin(caller).await?;
+        if query.limit == 0 {
+            query.limit = AuditQuery::DEFAULT_LIMIT;
+        }
+        query.limit = query.limit.min(AuditQuery::MAX_LIMIT);
+        self.meta.query_audit(&query).await
+    }
+}

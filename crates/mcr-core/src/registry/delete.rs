@@ -1,0 +1,91 @@
+//! Delete: manifests, tags, blob links and whole repositories.
+
+use std::collections::BTreeMap;
+
+use super::{details, Caller, Registry};
+use crate::audit::EventType;
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::names::{Reference, RepoName};
+use crate::principal::Action;
+
+impl Registry {
+    /// By digest, deletes the manifest and every tag on it; by tag, deletes
+    /// only the tag.
+    pub async fn delete_manifest(
+        &self,
+        caller: &Caller,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<()> {
+        self.authorize(caller, Action::Delete, Some(repo)).await?;
+        let (deleted, event, digest) = match reference {
+            Reference::Digest(d) => (
+                self.meta.delete_manifest(repo, d).await?,
+                EventType::ManifestDeleted,
+                Some(d),
+            ),
+            Reference::Tag(t) => (
+                self.meta.delete_tag(repo, t).await?,
+                EventType::TagDeleted,
+                None,
+            ),
+        };
+        if !deleted {
+            return Err(self.manifest_missing(repo, reference).await?);
+        }
+        self.audit(
+            caller,
+            event,
+            Some(repo),
+            digest,
+            details([("reference", reference.to_string())]),
+        )
+        .await
+    }
+
+    /// Removes the blob from the repository; its bytes stay until GC finds
+    /// nothing referencing them.
+    pub async fn delete_blob(
+        &self,
+        caller: &Caller,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<()> {
+        self.authorize(caller, Action::Delete, Some(repo)).await?;
+        if !self.meta.unlink_blob(repo, digest).await? {
+            return Err(Error::BlobUnknown(digest.clone()));
+        }
+        self.audit(
+            caller,
+            EventType::BlobDeleted,
+            Some(repo),
+            Some(digest),
+            BTreeMap::new(),
+        )
+        .await
+    }
+
+    /// Deletes a repository with all its manifests, tags, links and upload
+    /// sessions (admin only). Blobs are left for GC.
+    pub async fn delete_repository(&self, caller: &Caller, repo: &RepoName) -> Result<()> {
+        self.authorize(caller, Action::Delete, Some(repo)).await?;
+        self.authorize_admin(caller).await?;
+        let uploads = self
+            .meta
+            .delete_repository(repo)
+            .await?
+            .ok_or_else(|| Error::NameUnknown(repo.clone()))?;
+        for id in &uploads {
+            self.blobs.cancel_upload(id).await?;
+        }
+        self.audit(
+            caller,
+            EventType::RepoDeleted,
+            Some(repo),
+            None,
+            BTreeMap::new(),
+        )
+        .await
+    }
+}

@@ -1,0 +1,275 @@
+//! Garbage collection, reconcile and the purge of stale uploads.
+//!
+//! GC runs online in two phases. Phase one is one `MetaStore` step: the
+//! rows (and repository links) of every blob that no manifest references
+//! and that no upload or mount touched within the grace period are
+//! deleted. Phase two deletes those files, each under its digest's lock
+//! and only if no row for it has reappeared — an upload of the same
+//! content that finished in between re-creates the row under the same
+//! lock, and then the file stays. Pulls are never blocked; uploads wait
+//! only on the lock of the one digest GC is deleting at that moment.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+use super::{details, Caller, Registry};
+use crate::audit::{AuditQuery, EventType, NewAuditEvent};
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::time::Timestamp;
+
+/// The outcome of one GC run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GcReport {
+    pub id: String,
+    pub started_at: Timestamp,
+    pub completed_at: Timestamp,
+    pub blobs_removed: u64,
+    pub bytes_freed: u64,
+}
+
+/// Whether GC is running, and how the last run went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GcStatus {
+    pub running: bool,
+    pub last_run: Option<GcReport>,
+}
+
+/// What reconcile found and did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReconcileReport {
+    /// Files that had no row, now deleted.
+    pub files_removed: Vec<Digest>,
+    /// Rows whose file is missing (reported; an operator must look).
+    pub missing_files: Vec<Digest>,
+}
+
+#[derive(Default)]
+pub(super) struct GcState {
+    running: AtomicBool,
+    last: Mutex<Option<GcReport>>,
+}
+
+/// A GC run that has claimed the right to run; dropping it releases the
+/// claim. Transports start one (answering 409 if another runs) and run it
+/// in the background.
+pub struct GcRun {
+    registry: Arc<Registry>,
+    caller: Caller,
+    id: String,
+    started_at: Timestamp,
+}
+
+impl GcRun {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub async fn run(self) -> Result<GcReport> {
+        let registry = Arc::clone(&self.registry);
+        registry.collect(&self).await
+    }
+}
+
+impl Drop for GcRun {
+    fn drop(&mut self) {
+        self.registry.gc.running.store(false, Ordering::Release);
+    }
+}
+
+impl Registry {
+    /// Claims the single GC slot (admin only); `Error::Conflict` if a run
+    /// is under way.
+    pub async fn start_gc(self: &Arc<Self>, caller: &Caller) -> Result<GcRun> {
+        self.authorize_admin(caller).await?;
+        if self
+            .gc
+            .running
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return Err(Error::Conflict(
+                "garbage collection is already running".into(),
+            ));
+        }
+        let started_at = self.clock.now();
+        Ok(GcRun {
+            registry: Arc::clone(self),
+            caller: caller.clone(),
+            id: format!("gc-{}", started_at.as_millis()),
+            started_at,
+        })
+    }
+
+    /// Starts and runs GC to the end.
+    pub async fn collect_garbage(self: &Arc<Self>, caller: &Caller) -> Result<GcReport> {
+        self.start_gc(caller).await?.run().await
+    }
+
+    async fn collect(&self, run: &GcRun) -> Result<GcReport> {
+        self.audit(
+            &run.caller,
+            EventType::GcStarted,
+            None,
+            None,
+            details([("id", run.id.clone())]),
+        )
+        .await?;
+        let cutoff = run.started_at.saturating_sub(self.config.gc_grace_period);
+        let swept = self.meta.sweep_unreferenced_blobs(cutoff).await?;
+        let (mut blobs_removed, mut bytes_freed) = (0, 0);
+        for blob in swept {
+            if self.delete_file_if_orphan(&blob.digest).await? {
+                blobs_removed += 1;
+                bytes_freed += blob.size;
+            }
+        }
+        let report = GcReport {
+            id: run.id.clone(),
+            started_at: run.started_at,
+            completed_at: self.clock.now(),
+            blobs_removed,
+            bytes_freed,
+        };
+        self.audit(
+            &run.caller,
+            EventType::GcCompleted,
+            None,
+            None,
+            details([
+                ("id", report.id.clone()),
+                ("started_at", report.started_at.to_rfc3339()),
+                ("blobs_removed", blobs_removed.to_string()),
+                ("bytes_freed", bytes_freed.to_string()),
+            ]),
+        )
+        .await?;
+        *self.gc.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(report.clone());
+        Ok(report)
+    }
+
+    /// Deletes the file under the digest's lock unless a row exists.
+    async fn delete_file_if_orphan(&self, digest: &Digest) -> Result<bool> {
+        let _guard = self.locks.lock(digest).await;
+        if self.meta.blob_exists(digest).await? {
+            return Ok(false);
+        }
+        self.blobs.delete(digest).await
+    }
+
+    /// Whether GC runs now, and the last run (from memory, else from the
+    /// audit log, so it survives a restart).
+    pub async fn gc_status(&self, caller: &Caller) -> Result<GcStatus> {
+        self.authorize_admin(caller).await?;
+        let running = self.gc.running.load(Ordering::Acquire);
+        let remembered = self
+            .gc
+            .last
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let last_run = match remembered {
+            Some(r) => Some(r),
+            None => self.last_gc_from_audit().await?,
+        };
+        Ok(GcStatus { running, last_run })
+    }
+
+    async fn last_gc_from_audit(&self) -> Result<Option<GcReport>> {
+        let events = self
+            .meta
+            .query_audit(&AuditQuery {
+                event_type: Some(EventType::GcCompleted),
+                limit: 1,
+                ..AuditQuery::default()
+            })
+            .await?;
+        Ok(events
+            .into_iter()
+            .next()
+            .and_then(|e| report_from_event(&e.event)))
+    }
+
+    /// Deletes blob files that have no row (left by a crash between a file
+    /// and its row) and reports rows whose file is missing (admin only).
+    pub async fn reconcile(&self, caller: &Caller) -> Result<ReconcileReport> {
+        self.authorize_admin(caller).await?;
+        let rows: BTreeSet<Digest> = self
+            .meta
+            .list_blobs()
+            .await?
+            .into_iter()
+            .map(|b| b.digest)
+            .collect();
+        let files: BTreeSet<Digest> = self.blobs.list().await?.into_iter().collect();
+        let mut files_removed = Vec::new();
+        for digest in files.difference(&rows) {
+            if self.delete_file_if_orphan(digest).await? {
+                files_removed.push(digest.clone());
+            }
+        }
+        let missing_files: Vec<Digest> = rows.difference(&files).cloned().collect();
+        self.audit(
+            caller,
+            EventType::Reconciled,
+            None,
+            None,
+            details([
+                ("files_removed", files_removed.len().to_string()),
+                ("missing_files", missing_files.len().to_string()),
+            ]),
+        )
+        .await?;
+        Ok(ReconcileReport {
+            files_removed,
+            missing_files,
+        })
+    }
+
+    /// Discards upload sessions older than the configured maximum age, and
+    /// upload data whose session row is gone. A maintenance task of the
+    /// daemon, not a caller's request; returns how many were removed.
+    pub async fn purge_stale_uploads(&self) -> Result<usize> {
+        let cutoff = self.clock.now().saturating_sub(self.config.upload_max_age);
+        let mut purged = 0;
+        for session in self.meta.uploads_started_before(cutoff).await? {
+            self.meta.delete_upload(&session.id).await?;
+            self.blobs.cancel_upload(&session.id).await?;
+            purged += 1;
+        }
+        for id in self.blobs.list_uploads().await? {
+            if self.meta.get_upload(&id).await?.is_none() {
+                self.blobs.cancel_upload(&id).await?;
+                purged += 1;
+            }
+        }
+        if purged > 0 {
+            self.meta
+                .record_audit(&NewAuditEvent {
+                    time: self.clock.now(),
+                    event_type: EventType::UploadsPurged,
+                    actor_id: None,
+                    repository: None,
+                    digest: None,
+                    ip: None,
+                    details: details([("count", purged.to_string())]),
+                })
+                .await?;
+        }
+        Ok(purged)
+    }
+}
+
+fn report_from_event(e: &NewAuditEvent) -> Option<GcReport> {
+    let get = |k: &str| e.details.get(k);
+    Some(GcReport {
+        id: get("id")?.clone(),
+        started_at: Timestamp::parse_rfc3339(get("started_at")?).ok()?,
+        completed_at: e.time,
+        blobs_removed: get("blobs_removed")?.parse().ok()?,
+        bytes_freed: get("bytes_freed")?.parse().ok()?,
+    })
+}

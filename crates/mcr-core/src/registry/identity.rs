@@ -1,0 +1,82 @@
+//! Identity: turning credentials into a principal, and logging in and out.
+
+use super::{details, Caller, Registry};
+use crate::audit::{EventType, NewAuditEvent};
+use crate::error::{Error, Result};
+use crate::ports::{IssuedToken, Secret};
+use crate::principal::Principal;
+
+impl Registry {
+    /// The principal a bearer token stands for.
+    pub async fn authenticate(&self, token: &Secret) -> Result<Principal> {
+        self.identity.validate(token).await
+    }
+
+    /// The principal behind a username and password sent with a request
+    /// (HTTP Basic). A failure is audited; a success is not, since clients
+    /// send the credentials with every request.
+    pub async fn authenticate_password(
+        &self,
+        username: &str,
+        password: &Secret,
+        ip: Option<String>,
+    ) -> Result<Principal> {
+        let issued = self.login_or_audit(username, password, ip).await?;
+        self.identity.validate(&issued.token).await
+    }
+
+    /// Logs in with a username and password, for a token; failures are
+    /// audited with the username (never the password).
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &Secret,
+        ip: Option<String>,
+    ) -> Result<(IssuedToken, Principal)> {
+        let issued = self.login_or_audit(username, password, ip.clone()).await?;
+        let principal = self.identity.validate(&issued.token).await?;
+        let caller = Caller {
+            principal: principal.clone(),
+            ip,
+        };
+        self.audit(
+            &caller,
+            EventType::Login,
+            None,
+            None,
+            details([("username", username.to_string())]),
+        )
+        .await?;
+        Ok((issued, principal))
+    }
+
+    async fn login_or_audit(
+        &self,
+        username: &str,
+        password: &Secret,
+        ip: Option<String>,
+    ) -> Result<IssuedToken> {
+        let result = self.identity.login(username, password).await;
+        if let Err(Error::Unauthenticated(_)) = &result {
+            self.meta
+                .record_audit(&NewAuditEvent {
+                    time: self.clock.now(),
+                    event_type: EventType::LoginFailed,
+                    actor_id: None,
+                    repository: None,
+                    digest: None,
+                    ip,
+                    details: details([("username", username.to_string())]),
+                })
+                .await?;
+        }
+        result
+    }
+
+    /// Revokes the caller's token where the identity service can.
+    pub async fn logout(&self, caller: &Caller, token: &Secret) -> Result<()> {
+        self.identity.logout(token).await?;
+        self.audit(caller, EventType::Logout, None, None, Default::default())
+            .await
+    }
+}

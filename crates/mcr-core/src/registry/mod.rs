@@ -1,0 +1,222 @@
+//! The use cases: everything a transport or an embedding service asks of
+//! the registry goes through [`Registry`].
+//!
+//! Each operation takes the [`Caller`], checks the policy, does its work
+//! through the ports, and records an audit event. Transports only parse
+//! requests and map results; no rule is written twice.
+
+mod admin;
+mod delete;
+mod gc;
+mod identity;
+mod locks;
+mod pull;
+mod push;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use gc::{GcReport, GcRun, GcStatus, ReconcileReport};
+pub use pull::{Listing, ManifestContent};
+pub use push::{MountOutcome, PushedManifest};
+
+use crate::audit::{EventType, NewAuditEvent};
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::manifest::MAX_MANIFEST_SIZE;
+use crate::names::RepoName;
+use crate::policy::{PolicyEngine, PolicyInput};
+use crate::ports::{BlobStore, MetaStore, TokenValidator};
+use crate::principal::{Action, Principal};
+use crate::time::{Clock, SystemClock};
+
+/// Who is calling, as the transport established it.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub principal: Principal,
+    /// The client's address, for the audit log.
+    pub ip: Option<String>,
+}
+
+impl Caller {
+    pub fn new(principal: Principal) -> Caller {
+        Caller {
+            principal,
+            ip: None,
+        }
+    }
+
+    pub fn with_ip(mut self, ip: impl Into<String>) -> Caller {
+        self.ip = Some(ip.into());
+        self
+    }
+}
+
+/// Tunables of the engine.
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// How long an unreferenced blob is kept after its last upload or mount.
+    pub gc_grace_period: Duration,
+    /// Largest manifest a push may store.
+    pub max_manifest_size: u64,
+    /// Upload sessions idle longer than this are purged.
+    pub upload_max_age: Duration,
+    /// Largest page a listing returns, whatever `n` asks for.
+    pub max_page_size: usize,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            gc_grace_period: Duration::from_secs(3600),
+            max_manifest_size: MAX_MANIFEST_SIZE,
+            upload_max_age: Duration::from_secs(24 * 3600),
+            max_page_size: 1000,
+        }
+    }
+}
+
+/// The registry engine, wired to its ports.
+pub struct Registry {
+    meta: Arc<dyn MetaStore>,
+    blobs: Arc<dyn BlobStore>,
+    identity: Arc<dyn TokenValidator>,
+    policy: Arc<dyn PolicyEngine>,
+    clock: Arc<dyn Clock>,
+    config: RegistryConfig,
+    locks: locks::DigestLocks,
+    gc: gc::GcState,
+}
+
+impl Registry {
+    /// Wires the engine. The policy engine is loaded with the stored rules
+    /// by [`Registry::reload_policy`], which the composition root calls once
+    /// at start.
+    pub fn new(
+        meta: Arc<dyn MetaStore>,
+        blobs: Arc<dyn BlobStore>,
+        identity: Arc<dyn TokenValidator>,
+        policy: Arc<dyn PolicyEngine>,
+    ) -> Registry {
+        Registry {
+            meta,
+            blobs,
+            identity,
+            policy,
+            clock: Arc::new(SystemClock),
+            config: RegistryConfig::default(),
+            locks: locks::DigestLocks::default(),
+            gc: gc::GcState::default(),
+        }
+    }
+
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Registry {
+        self.clock = clock;
+        self
+    }
+
+    pub fn with_config(mut self, config: RegistryConfig) -> Registry {
+        self.config = config;
+        self
+    }
+
+    pub fn config(&self) -> &RegistryConfig {
+        &self.config
+    }
+
+    pub fn meta(&self) -> &Arc<dyn MetaStore> {
+        &self.meta
+    }
+
+    pub fn blobs(&self) -> &Arc<dyn BlobStore> {
+        &self.blobs
+    }
+
+    /// Loads the stored policy rules into the engine.
+    pub async fn reload_policy(&self) -> Result<()> {
+        let rules = self.meta.list_rules().await?;
+        self.policy.set_rules(rules);
+        Ok(())
+    }
+
+    /// Checks the policy; a denial is audited and returned as
+    /// `Error::Denied`.
+    async fn authorize(
+        &self,
+        caller: &Caller,
+        action: Action,
+        repository: Option<&RepoName>,
+    ) -> Result<()> {
+        let decision = self.policy.evaluate(&PolicyInput {
+            principal: &caller.principal,
+            action,
+            repository,
+        });
+        if decision.is_allowed() {
+            return Ok(());
+        }
+        let mut details = BTreeMap::new();
+        details.insert("action".to_string(), action.as_str().to_string());
+        if let Some(id) = decision.rule_id {
+            details.insert("rule_id".to_string(), id.to_string());
+        }
+        self.audit(caller, EventType::PolicyDeny, repository, None, details)
+            .await?;
+        Err(Error::Denied {
+            subject: caller.principal.subject.clone(),
+            action,
+            repository: repository.cloned(),
+        })
+    }
+
+    /// Admin-only operations need the admin role as well as the policy's
+    /// `policy:manage`, so a stored rule cannot hand them to a non-admin.
+    async fn authorize_admin(&self, caller: &Caller) -> Result<()> {
+        self.authorize(caller, Action::PolicyManage, None).await?;
+        if caller.principal.is_admin() {
+            Ok(())
+        } else {
+            Err(Error::Denied {
+                subject: caller.principal.subject.clone(),
+                action: Action::PolicyManage,
+                repository: None,
+            })
+        }
+    }
+
+    async fn audit(
+        &self,
+        caller: &Caller,
+        event_type: EventType,
+        repository: Option<&RepoName>,
+        digest: Option<&Digest>,
+        details: BTreeMap<String, String>,
+    ) -> Result<()> {
+        self.meta
+            .record_audit(&NewAuditEvent {
+                time: self.clock.now(),
+                event_type,
+                actor_id: Some(caller.principal.subject.clone()),
+                repository: repository.cloned(),
+                digest: digest.cloned(),
+                ip: caller.ip.clone(),
+                details,
+            })
+            .await
+    }
+
+    fn page(&self, last: Option<String>, n: Option<usize>) -> crate::ports::Page {
+        crate::ports::Page {
+            last,
+            limit: n
+                .unwrap_or(self.config.max_page_size)
+                .min(self.config.max_page_size),
+        }
+    }
+}
+
+/// Builds a details map from pairs.
+fn details<const N: usize>(pairs: [(&str, String); N]) -> BTreeMap<String, String> {
+    pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}

@@ -1,0 +1,236 @@
+//! Pull: manifests, blobs, tag lists, the catalog and referrers.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+
+use super::{details, Caller, Registry};
+use crate::audit::EventType;
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::manifest::Descriptor;
+use crate::media::MediaType;
+use crate::names::{Reference, RepoName, Tag};
+use crate::ports::{BlobBody, BlobInfo, ByteRange};
+use crate::principal::Action;
+
+/// A manifest as served.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ManifestContent {
+    pub digest: Digest,
+    pub media_type: MediaType,
+    pub raw: Bytes,
+    pub subject: Option<Digest>,
+}
+
+/// One page of a listing; `more` says a next page exists, starting after
+/// the last item of this one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listing<T> {
+    pub items: Vec<T>,
+    pub more: bool,
+}
+
+impl<T> Listing<T> {
+    fn from_overfetch(mut items: Vec<T>, limit: usize) -> Listing<T> {
+        let more = items.len() > limit;
+        items.truncate(limit);
+        Listing { items, more }
+    }
+}
+
+impl Registry {
+    /// `GET /v2/`: whether the caller may use the registry at all.
+    pub async fn version_check(&self, caller: &Caller) -> Result<()> {
+        self.authorize(caller, Action::VersionCheck, None).await
+    }
+
+    /// A manifest by tag or digest.
+    pub async fn get_manifest(
+        &self,
+        caller: &Caller,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<ManifestContent> {
+        self.authorize(caller, Action::Pull, Some(repo)).await?;
+        let Some(record) = self.meta.get_manifest(repo, reference).await? else {
+            return Err(self.manifest_missing(repo, reference).await?);
+        };
+        self.audit(
+            caller,
+            EventType::ManifestPulled,
+            Some(repo),
+            Some(&record.digest),
+            details([("reference", reference.to_string())]),
+        )
+        .await?;
+        Ok(ManifestContent {
+            digest: record.digest,
+            media_type: record.media_type,
+            raw: record.raw,
+            subject: record.subject,
+        })
+    }
+
+    /// The error for a manifest that is not there: the repository or the
+    /// manifest is unknown.
+    pub(super) async fn manifest_missing(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<Error> {
+        Ok(if self.meta.repository_exists(repo).await? {
+            Error::ManifestUnknown(reference.to_string())
+        } else {
+            Error::NameUnknown(repo.clone())
+        })
+    }
+
+    /// A blob's size, if it is visible in the repository (`HEAD`).
+    pub async fn stat_blob(
+        &self,
+        caller: &Caller,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<BlobInfo> {
+        self.authorize(caller, Action::Pull, Some(repo)).await?;
+        let info = self
+            .meta
+            .blob_in_repository(repo, digest)
+            .await?
+            .ok_or_else(|| Error::BlobUnknown(digest.clone()))?;
+        self.audit(
+            caller,
+            EventType::BlobPulled,
+            Some(repo),
+            Some(digest),
+            details([("method", "HEAD".to_string())]),
+        )
+        .await?;
+        Ok(info)
+    }
+
+    /// A blob's content, or the `range` of it, streamed.
+    pub async fn get_blob(
+        &self,
+        caller: &Caller,
+        repo: &RepoName,
+        digest: &Digest,
+        range: Option<ByteRange>,
+    ) -> Result<BlobBody> {
+        self.authorize(caller, Action::Pull, Some(repo)).await?;
+        if self.meta.blob_in_repository(repo, digest).await?.is_none() {
+            return Err(Error::BlobUnknown(digest.clone()));
+        }
+        let body = self.blobs.read(digest, range).await?;
+        self.audit(
+            caller,
+            EventType::BlobPulled,
+            Some(repo),
+            Some(digest),
+            BTreeMap::new(),
+        )
+        .await?;
+        Ok(body)
+    }
+
+    /// Tags in lexical order, after `last`, at most `n`.
+    pub async fn list_tags(
+        &self,
+        caller: &Caller,
+        repo: &RepoName,
+        last: Option<String>,
+        n: Option<usize>,
+    ) -> Result<Listing<Tag>> {
+        self.authorize(caller, Action::Pull, Some(repo)).await?;
+        if !self.meta.repository_exists(repo).await? {
+            return Err(Error::NameUnknown(repo.clone()));
+        }
+        let mut page = self.page(last, n);
+        let limit = page.limit;
+        page.limit += 1;
+        let tags = self.meta.list_tags(repo, &page).await?;
+        self.audit(
+            caller,
+            EventType::TagsListed,
+            Some(repo),
+            None,
+            BTreeMap::new(),
+        )
+        .await?;
+        Ok(Listing::from_overfetch(tags, limit))
+    }
+
+    /// Repository names in lexical order, after `last`, at most `n`.
+    pub async fn catalog(
+        &self,
+        caller: &Caller,
+        last: Option<String>,
+        n: Option<usize>,
+    ) -> Result<Listing<RepoName>> {
+        self.authorize(caller, Action::Catalog, None).await?;
+        let mut page = self.page(last, n);
+        let limit = page.limit;
+        page.limit += 1;
+        let repos = self.meta.list_repositories(&page).await?;
+        self.audit(
+            caller,
+            EventType::CatalogListed,
+            None,
+            None,
+            BTreeMap::new(),
+        )
+        .await?;
+        Ok(Listing::from_overfetch(repos, limit))
+    }
+
+    /// Manifests whose `subject` is `subject`, as descriptors, optionally
+    /// only those of `artifact_type`. An unknown subject has no referrers
+    /// (the spec forbids a 404 here).
+    pub async fn referrers(
+        &self,
+        caller: &Caller,
+        repo: &RepoName,
+        subject: &Digest,
+        artifact_type: Option<&MediaType>,
+    ) -> Result<Vec<Descriptor>> {
+        self.authorize(caller, Action::Pull, Some(repo)).await?;
+        let records = self.meta.referrers(repo, subject).await?;
+        let descriptors = records
+            .into_iter()
+            .filter(|r| artifact_type.is_none_or(|want| r.artifact_type.as_ref() == Some(want)))
+            .map(|r| Descriptor {
+                annotations: annotations_of(&r.raw),
+                size: r.raw.len() as u64,
+                media_type: r.media_type,
+                digest: r.digest,
+                artifact_type: r.artifact_type,
+                urls: Vec::new(),
+                data: None,
+                platform: None,
+            })
+            .collect();
+        self.audit(
+            caller,
+            EventType::ReferrersListed,
+            Some(repo),
+            Some(subject),
+            BTreeMap::new(),
+        )
+        .await?;
+        Ok(descriptors)
+    }
+}
+
+/// The top-level annotations of a stored manifest (already validated at
+/// push, so a parse failure just means none).
+fn annotations_of(raw: &[u8]) -> BTreeMap<String, String> {
+    #[derive(serde::Deserialize)]
+    struct Annotated {
+        #[serde(default)]
+        annotations: BTreeMap<String, String>,
+    }
+    serde_json::from_slice::<Annotated>(raw)
+        .map(|a| a.annotations)
+        .unwrap_or_default()
+}

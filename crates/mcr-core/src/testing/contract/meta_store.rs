@@ -1,0 +1,1549 @@
+//! The [`MetaStore`] contract: repositories, manifests and tags, blob rows
+//! and links, upload sessions, GC's sweep, policy rules and the audit log.
+//!
+//! Where the port's docs leave a choice open, these checks pin the answer
+//! (and [`crate::testing::FakeMetaStore`] gives it):
+//! - a repository's `created` is the time passed with its first write
+//!   (`session.started`, `at` or `manifest.created`); reads, a mount that
+//!   finds nothing and a failed `put_manifest` create no repository;
+//! - pages resume strictly after `last` in byte order, `last` need not
+//!   exist, and `limit: 0` gives nothing;
+//! - `put_manifest` checks blobs before children, in the order given (the
+//!   use case sorts them); a re-put keeps the stored record (`created`,
+//!   bytes) and only moves the tag;
+//! - `referrers` and `list_blobs` come by digest; `repository_detail`'s
+//!   manifests newest first;
+//! - the sweep's comparisons are strict: a row or link made exactly at the
+//!   cutoff protects the blob; re-uploading or re-mounting re-stamps a link;
+//! - `list_rules` returns disabled rules too, and rule ids are positive,
+//!   increasing and never reused (SQLite: `AUTOINCREMENT`);
+//! - the audit log is newest first by event time, events of the same time
+//!   last-recorded first; `since`/`until` are inclusive
+//!   ([`crate::audit::AuditQuery::matches`]).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::future::join_all;
+
+use super::support::{err_of, new_id, ok, repo, sha256, sorted, t, tag};
+use super::{checks, run_suite, Check};
+use crate::audit::{AuditQuery, EventType, NewAuditEvent};
+use crate::digest::Digest;
+use crate::error::Error;
+use crate::ids::UploadId;
+use crate::media::{MediaType, OCI_IMAGE_INDEX, OCI_IMAGE_MANIFEST};
+use crate::names::{Reference, RepoName};
+use crate::policy::{Effect, RepoPattern, Rule, RuleDraft};
+use crate::ports::{BlobInfo, MetaStore, NewManifest, Page, RepoSummary, UploadSession};
+use crate::principal::{AccountType, Action, Role};
+use crate::time::Timestamp;
+
+type Store = Arc<dyn MetaStore>;
+
+/// Every check of the suite, in the order [`run_meta_store_contract`] runs
+/// them.
+pub const META_STORE_CHECKS: &[Check<dyn MetaStore>] = checks![dyn MetaStore =>
+    repositories_come_into_being_on_first_write,
+    repositories_list_in_lexical_pages,
+    manifests_by_tag_and_by_digest,
+    tags_list_in_lexical_pages,
+    a_tag_moves_to_the_latest_put,
+    re_putting_a_manifest_only_moves_the_tag,
+    put_manifest_with_a_missing_blob_stores_nothing,
+    put_manifest_with_a_missing_child_stores_nothing,
+    deleting_a_manifest_deletes_its_tags,
+    delete_tag_removes_only_the_tag,
+    referrers_by_subject,
+    a_completed_upload_is_visible_at_once,
+    completing_a_known_blob_adds_a_link,
+    upload_sessions,
+    mount_links_a_blob_the_source_holds,
+    mount_from_a_repository_without_the_blob_changes_nothing,
+    unlink_keeps_the_blob_row,
+    sweep_respects_the_cutoff,
+    sweep_reads_every_link_time,
+    sweep_spares_blobs_referenced_in_any_repository,
+    delete_repository_returns_its_uploads_and_keeps_blob_rows,
+    repository_summaries_and_detail,
+    policy_rules_crud,
+    audit_filters_order_and_window,
+    concurrent_puts_to_one_tag_leave_it_on_one,
+    concurrent_completions_of_one_blob,
+];
+
+/// Runs every [`MetaStore`] check, each on a fresh empty store from
+/// `make`; panics naming the first check that fails.
+pub async fn run_meta_store_contract<F, Fut>(make: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Arc<dyn MetaStore>>,
+{
+    run_suite("MetaStore", META_STORE_CHECKS, make).await;
+}
+
+// ---- helpers ---------------------------------------------------------
+
+fn page(last: Option<&str>, limit: usize) -> Page {
+    Page {
+        last: last.map(str::to_string),
+        limit,
+    }
+}
+
+const ALL: usize = 1000;
+
+fn info(data: &[u8]) -> BlobInfo {
+    BlobInfo {
+        digest: sha256(data),
+        size: data.len() as u64,
+    }
+}
+
+fn media(s: &str) -> MediaType {
+    MediaType::new(s).expect("the contract uses valid media types")
+}
+
+/// An upload session in `r` started at `at`, created in the store.
+async fn session(s: &Store, r: &RepoName, at: Timestamp) -> UploadSession {
+    let session = UploadSession {
+        id: new_id(),
+        repository: r.clone(),
+        offset: 0,
+        started: at,
+    };
+    ok(s.create_upload(&session).await, "create_upload");
+    session
+}
+
+/// Uploads `data` into `r` at `at` (a session, then its completion).
+async fn upload(s: &Store, r: &RepoName, data: &[u8], at: Timestamp) -> BlobInfo {
+    let session = session(s, r, at).await;
+    let blob = info(data);
+    ok(
+        s.complete_upload(&session.id, &blob, at).await,
+        "complete_upload",
+    );
+    blob
+}
+
+/// An image manifest in `r` named `name` (the name makes its bytes
+/// unique), referencing `blobs`, created at `at`.
+fn image(r: &RepoName, name: &str, blobs: &[&BlobInfo], at: Timestamp) -> NewManifest {
+    let raw = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_IMAGE_MANIFEST}","annotations":{{"name":"{name}"}}}}"#
+    );
+    NewManifest {
+        repository: r.clone(),
+        digest: sha256(raw.as_bytes()),
+        media_type: media(OCI_IMAGE_MANIFEST),
+        raw: Bytes::from(raw),
+        subject: None,
+        artifact_type: None,
+        blobs: sorted(blobs.iter().map(|b| b.digest.clone()).collect()),
+        children: Vec::new(),
+        tag: None,
+        created: at,
+    }
+}
+
+/// An index in `r` over `children`.
+fn index(r: &RepoName, name: &str, children: Vec<Digest>, at: Timestamp) -> NewManifest {
+    let raw = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_IMAGE_INDEX}","annotations":{{"name":"{name}"}}}}"#
+    );
+    NewManifest {
+        repository: r.clone(),
+        digest: sha256(raw.as_bytes()),
+        media_type: media(OCI_IMAGE_INDEX),
+        raw: Bytes::from(raw),
+        subject: None,
+        artifact_type: None,
+        blobs: Vec::new(),
+        children,
+        tag: None,
+        created: at,
+    }
+}
+
+fn tagged(mut m: NewManifest, name: &str) -> NewManifest {
+    m.tag = Some(tag(name));
+    m
+}
+
+fn at_time(mut m: NewManifest, at: Timestamp) -> NewManifest {
+    m.created = at;
+    m
+}
+
+async fn put(s: &Store, m: &NewManifest) {
+    ok(
+        s.put_manifest(m.clone()).await,
+        &format!("put_manifest {}", m.digest),
+    );
+}
+
+async fn by_tag(s: &Store, r: &RepoName, name: &str) -> Option<Digest> {
+    ok(
+        s.get_manifest(r, &Reference::Tag(tag(name))).await,
+        "get_manifest by tag",
+    )
+    .map(|m| m.digest)
+}
+
+async fn has_manifest(s: &Store, r: &RepoName, d: &Digest) -> bool {
+    ok(
+        s.get_manifest(r, &Reference::Digest(d.clone())).await,
+        "get_manifest by digest",
+    )
+    .is_some()
+}
+
+async fn tags(s: &Store, r: &RepoName) -> Vec<String> {
+    ok(s.list_tags(r, &page(None, ALL)).await, "list_tags")
+        .into_iter()
+        .map(|t| t.to_string())
+        .collect()
+}
+
+async fn repos(s: &Store, p: Page) -> Vec<String> {
+    ok(s.list_repositories(&p).await, "list_repositories")
+        .into_iter()
+        .map(|r| r.to_string())
+        .collect()
+}
+
+async fn exists(s: &Store, r: &RepoName) -> bool {
+    ok(s.repository_exists(r).await, "repository_exists")
+}
+
+async fn linked(s: &Store, r: &RepoName, d: &Digest) -> Option<BlobInfo> {
+    ok(s.blob_in_repository(r, d).await, "blob_in_repository")
+}
+
+async fn has_row(s: &Store, d: &Digest) -> bool {
+    ok(s.blob_exists(d).await, "blob_exists")
+}
+
+async fn sweep(s: &Store, cutoff: Timestamp) -> Vec<BlobInfo> {
+    let mut swept = ok(
+        s.sweep_unreferenced_blobs(cutoff).await,
+        "sweep_unreferenced_blobs",
+    );
+    swept.sort_by(|a, b| a.digest.cmp(&b.digest));
+    swept
+}
+
+fn infos(mut v: Vec<BlobInfo>) -> Vec<BlobInfo> {
+    v.sort_by(|a, b| a.digest.cmp(&b.digest));
+    v
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+// ---- repositories ----------------------------------------------------
+
+async fn repositories_come_into_being_on_first_write(s: Store) {
+    assert!(
+        repos(&s, page(None, ALL)).await.is_empty(),
+        "a new store lists repositories"
+    );
+    let ghost = repo("ghost");
+    assert!(!exists(&s, &ghost).await);
+    // Reads create nothing.
+    ok(
+        s.get_manifest(&ghost, &Reference::Tag(tag("latest"))).await,
+        "get_manifest",
+    );
+    ok(s.list_tags(&ghost, &page(None, ALL)).await, "list_tags");
+    ok(
+        s.blob_in_repository(&ghost, &sha256(b"x")).await,
+        "blob_in_repository",
+    );
+    ok(s.referrers(&ghost, &sha256(b"x")).await, "referrers");
+    assert_eq!(
+        ok(s.repository_detail(&ghost).await, "repository_detail"),
+        None
+    );
+    assert!(!exists(&s, &ghost).await, "a read created a repository");
+
+    let up = repo("up");
+    let session = session(&s, &up, t(1)).await;
+    assert!(
+        exists(&s, &up).await,
+        "create_upload creates the repository"
+    );
+    ok(
+        s.complete_upload(&session.id, &info(b"layer"), t(2)).await,
+        "complete_upload",
+    );
+
+    let mnt = repo("mnt");
+    let mounted = s.mount_blob(&up, &mnt, &sha256(b"layer"), t(3)).await;
+    assert!(ok(mounted, "mount_blob").is_some());
+    assert!(exists(&s, &mnt).await, "a mount creates its target");
+
+    let man = repo("man");
+    put(&s, &image(&man, "m", &[], t(4))).await;
+    assert!(
+        exists(&s, &man).await,
+        "put_manifest creates the repository"
+    );
+
+    let (no_mount, no_put) = (repo("no-mount"), repo("no-put"));
+    let missing = s.mount_blob(&up, &no_mount, &sha256(b"other"), t(5)).await;
+    assert!(ok(missing, "mount_blob of a blob the source lacks").is_none());
+    let failed = s
+        .put_manifest(image(&no_put, "m", &[&info(b"absent")], t(6)))
+        .await;
+    err_of(failed, "put_manifest with an absent blob");
+    assert!(
+        !exists(&s, &no_mount).await,
+        "a failed mount created its target"
+    );
+    assert!(
+        !exists(&s, &no_put).await,
+        "a failed put_manifest created the repository"
+    );
+    assert_eq!(
+        repos(&s, page(None, ALL)).await,
+        strings(&["man", "mnt", "up"])
+    );
+}
+
+async fn repositories_list_in_lexical_pages(s: Store) {
+    for name in ["b", "a/b", "ab", "a-b", "a", "a/b/c", "a0"] {
+        session(&s, &repo(name), t(1)).await;
+    }
+    // Byte order: '-' < '/' < '0' < 'b'.
+    let all = strings(&["a", "a-b", "a/b", "a/b/c", "a0", "ab", "b"]);
+    assert_eq!(
+        repos(&s, page(None, ALL)).await,
+        all,
+        "repositories in lexical order"
+    );
+    assert_eq!(repos(&s, page(None, 3)).await, all[..3]);
+    assert_eq!(
+        repos(&s, page(Some("a/b"), 3)).await,
+        all[3..6],
+        "resume after `last`"
+    );
+    assert_eq!(
+        repos(&s, page(Some("ab"), 3)).await,
+        all[6..],
+        "a short last page"
+    );
+    assert!(
+        repos(&s, page(Some("b"), 3)).await.is_empty(),
+        "after the last one"
+    );
+    assert!(
+        repos(&s, page(Some("zzz"), 3)).await.is_empty(),
+        "`last` past the end"
+    );
+    assert_eq!(
+        repos(&s, page(Some("a/a"), 2)).await,
+        all[2..4],
+        "`last` need not exist"
+    );
+    assert!(repos(&s, page(None, 0)).await.is_empty(), "limit 0");
+    assert!(
+        repos(&s, page(Some("a"), 0)).await.is_empty(),
+        "limit 0 after `last`"
+    );
+}
+
+// ---- manifests and tags ----------------------------------------------
+
+async fn manifests_by_tag_and_by_digest(s: Store) {
+    let r = repo("app");
+    let layer = upload(&s, &r, b"layer", t(1)).await;
+    let subject = sha256(b"some subject manifest");
+    let mut m = tagged(image(&r, "app", &[&layer], t(2)), "v1");
+    m.subject = Some(subject.clone());
+    m.artifact_type = Some(media("application/vnd.example.sbom"));
+    put(&s, &m).await;
+
+    let by_digest = ok(
+        s.get_manifest(&r, &Reference::Digest(m.digest.clone()))
+            .await,
+        "get by digest",
+    )
+    .expect("the manifest is there by digest");
+    assert_eq!(by_digest.repository, r);
+    assert_eq!(by_digest.digest, m.digest);
+    assert_eq!(by_digest.media_type, m.media_type);
+    assert_eq!(
+        by_digest.raw, m.raw,
+        "raw bytes come back exactly as stored"
+    );
+    assert_eq!(by_digest.subject, Some(subject));
+    assert_eq!(by_digest.artifact_type, m.artifact_type);
+    assert_eq!(by_digest.created, t(2));
+    let via_tag = ok(
+        s.get_manifest(&r, &Reference::Tag(tag("v1"))).await,
+        "get by tag",
+    );
+    assert_eq!(
+        via_tag,
+        Some(by_digest),
+        "by tag and by digest give the same record"
+    );
+
+    assert_eq!(by_tag(&s, &r, "v2").await, None, "unknown tag");
+    assert!(
+        !has_manifest(&s, &r, &sha256(b"unknown")).await,
+        "unknown digest"
+    );
+    let other = repo("other");
+    session(&s, &other, t(3)).await;
+    assert!(
+        !has_manifest(&s, &other, &m.digest).await,
+        "a manifest is per repository"
+    );
+    assert_eq!(
+        by_tag(&s, &other, "v1").await,
+        None,
+        "a tag is per repository"
+    );
+}
+
+async fn tags_list_in_lexical_pages(s: Store) {
+    let r = repo("app");
+    let m = image(&r, "m", &[], t(1));
+    for name in ["v1", "v10", "v2", "latest", "A", "_x"] {
+        put(&s, &tagged(m.clone(), name)).await;
+    }
+    let all = strings(&["A", "_x", "latest", "v1", "v10", "v2"]);
+    let list = |last: Option<&'static str>, limit| {
+        let s = s.clone();
+        let r = r.clone();
+        async move {
+            ok(s.list_tags(&r, &page(last, limit)).await, "list_tags")
+                .into_iter()
+                .map(|t| t.to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(list(None, ALL).await, all, "tags in lexical (byte) order");
+    assert_eq!(list(None, 2).await, all[..2]);
+    assert_eq!(list(Some("_x"), 2).await, all[2..4]);
+    assert_eq!(list(Some("v1"), 2).await, all[4..]);
+    assert!(list(Some("v2"), 2).await.is_empty(), "after the last one");
+    assert!(list(Some("zzz"), 2).await.is_empty(), "`last` past the end");
+    assert_eq!(list(Some("b"), 1).await, all[2..3], "`last` need not exist");
+    assert!(list(None, 0).await.is_empty(), "limit 0");
+    assert!(
+        tags(&s, &repo("ghost")).await.is_empty(),
+        "an unknown repository has no tags"
+    );
+}
+
+async fn a_tag_moves_to_the_latest_put(s: Store) {
+    let r = repo("app");
+    let m1 = tagged(image(&r, "one", &[], t(1)), "latest");
+    let m2 = tagged(image(&r, "two", &[], t(2)), "latest");
+    put(&s, &m1).await;
+    assert_eq!(by_tag(&s, &r, "latest").await, Some(m1.digest.clone()));
+    put(&s, &m2).await;
+    assert_eq!(
+        by_tag(&s, &r, "latest").await,
+        Some(m2.digest.clone()),
+        "the tag moved"
+    );
+    assert!(
+        has_manifest(&s, &r, &m1.digest).await,
+        "the old manifest stays by digest"
+    );
+    assert_eq!(tags(&s, &r).await, strings(&["latest"]));
+}
+
+async fn re_putting_a_manifest_only_moves_the_tag(s: Store) {
+    let r = repo("app");
+    let m1 = image(&r, "one", &[], t(1));
+    let m2 = image(&r, "two", &[], t(2));
+    put(&s, &tagged(m1.clone(), "a")).await;
+    put(&s, &at_time(tagged(m1.clone(), "b"), t(5))).await;
+    assert_eq!(by_tag(&s, &r, "a").await, Some(m1.digest.clone()));
+    assert_eq!(by_tag(&s, &r, "b").await, Some(m1.digest.clone()));
+    let stored = ok(
+        s.get_manifest(&r, &Reference::Digest(m1.digest.clone()))
+            .await,
+        "get",
+    )
+    .expect("m1 is stored");
+    assert_eq!(
+        stored.created,
+        t(1),
+        "a re-put replaced the stored manifest"
+    );
+    put(&s, &at_time(m1.clone(), t(6))).await;
+    assert_eq!(
+        tags(&s, &r).await,
+        strings(&["a", "b"]),
+        "a re-put without a tag changed tags"
+    );
+
+    put(&s, &tagged(m2.clone(), "a")).await;
+    assert_eq!(by_tag(&s, &r, "a").await, Some(m2.digest.clone()));
+    put(&s, &at_time(tagged(m1.clone(), "a"), t(7))).await;
+    assert_eq!(
+        by_tag(&s, &r, "a").await,
+        Some(m1.digest.clone()),
+        "re-put moves the tag back"
+    );
+    let detail = ok(s.repository_detail(&r).await, "repository_detail").expect("repo exists");
+    assert_eq!(
+        detail.summary.manifest_count, 2,
+        "a re-put stored a second copy"
+    );
+}
+
+async fn put_manifest_with_a_missing_blob_stores_nothing(s: Store) {
+    let r = repo("app");
+    let present = upload(&s, &r, b"present", t(1)).await;
+    // Linked in another repository only: still missing here.
+    let elsewhere = upload(&s, &repo("elsewhere"), b"elsewhere", t(1)).await;
+    let absent = info(b"absent");
+    let mut missing = sorted(vec![elsewhere.digest.clone(), absent.digest.clone()]);
+    let m = tagged(image(&r, "m", &[&present, &elsewhere, &absent], t(2)), "v1");
+    match err_of(
+        s.put_manifest(m.clone()).await,
+        "put_manifest with missing blobs",
+    ) {
+        Error::ManifestBlobUnknown(d) => {
+            assert_eq!(
+                d,
+                missing.remove(0),
+                "ManifestBlobUnknown names the first missing blob"
+            )
+        }
+        e => panic!("expected ManifestBlobUnknown, got {e:?}"),
+    }
+    assert!(
+        !has_manifest(&s, &r, &m.digest).await,
+        "the manifest was stored"
+    );
+    assert!(tags(&s, &r).await.is_empty(), "the tag was stored");
+    let detail = ok(s.repository_detail(&r).await, "repository_detail").expect("repo exists");
+    assert_eq!(detail.summary.manifest_count, 0);
+
+    // Nothing was recorded as referenced either: the present blob can go.
+    assert_eq!(
+        sweep(&s, t(100)).await,
+        infos(vec![present.clone(), elsewhere.clone()])
+    );
+
+    // After uploading the missing blobs the same push succeeds.
+    let present = upload(&s, &r, b"present", t(200)).await;
+    upload(&s, &r, b"elsewhere", t(200)).await;
+    upload(&s, &r, b"absent", t(200)).await;
+    put(
+        &s,
+        &image(&r, "m", &[&present, &elsewhere, &absent], t(201)),
+    )
+    .await;
+    assert!(has_manifest(&s, &r, &m.digest).await);
+}
+
+async fn put_manifest_with_a_missing_child_stores_nothing(s: Store) {
+    let r = repo("app");
+    let child = image(&r, "child", &[], t(1));
+    put(&s, &child).await;
+    let other = repo("other");
+    let foreign = image(&other, "foreign", &[], t(1));
+    put(&s, &foreign).await;
+    let absent = sha256(b"no such manifest");
+    let mut missing = sorted(vec![foreign.digest.clone(), absent.clone()]);
+    let children = sorted(vec![child.digest.clone(), foreign.digest.clone(), absent]);
+    let idx = tagged(index(&r, "idx", children, t(2)), "multi");
+    match err_of(
+        s.put_manifest(idx.clone()).await,
+        "put_manifest of an index with missing children",
+    ) {
+        Error::ManifestChildUnknown(d) => {
+            assert_eq!(
+                d,
+                missing.remove(0),
+                "ManifestChildUnknown names the first missing child"
+            )
+        }
+        e => panic!("expected ManifestChildUnknown, got {e:?}"),
+    }
+    assert!(
+        !has_manifest(&s, &r, &idx.digest).await,
+        "the index was stored"
+    );
+    assert_eq!(by_tag(&s, &r, "multi").await, None, "the tag was stored");
+
+    let good = tagged(index(&r, "good", vec![child.digest.clone()], t(3)), "multi");
+    put(&s, &good).await;
+    let stored = ok(
+        s.get_manifest(&r, &Reference::Tag(tag("multi"))).await,
+        "get index",
+    )
+    .expect("the index is stored");
+    assert_eq!(stored.media_type, media(OCI_IMAGE_INDEX));
+    assert_eq!(stored.digest, good.digest);
+}
+
+async fn deleting_a_manifest_deletes_its_tags(s: Store) {
+    let r = repo("app");
+    let m1 = image(&r, "one", &[], t(1));
+    let m2 = tagged(image(&r, "two", &[], t(2)), "c");
+    put(&s, &tagged(m1.clone(), "a")).await;
+    put(&s, &tagged(m1.clone(), "b")).await;
+    put(&s, &m2).await;
+    assert!(
+        ok(s.delete_manifest(&r, &m1.digest).await, "delete_manifest"),
+        "reports the manifest"
+    );
+    assert!(
+        !has_manifest(&s, &r, &m1.digest).await,
+        "the manifest is still there"
+    );
+    assert_eq!(
+        by_tag(&s, &r, "a").await,
+        None,
+        "a tag outlived its manifest"
+    );
+    assert_eq!(
+        tags(&s, &r).await,
+        strings(&["c"]),
+        "only the other manifest's tag stays"
+    );
+    assert!(has_manifest(&s, &r, &m2.digest).await);
+    assert!(
+        !ok(s.delete_manifest(&r, &m1.digest).await, "delete again"),
+        "second delete"
+    );
+    assert!(!ok(
+        s.delete_manifest(&repo("ghost"), &m2.digest).await,
+        "delete in unknown repo"
+    ));
+    let other = repo("other");
+    session(&s, &other, t(3)).await;
+    assert!(!ok(
+        s.delete_manifest(&other, &m2.digest).await,
+        "delete in another repo"
+    ));
+    assert!(
+        has_manifest(&s, &r, &m2.digest).await,
+        "a delete elsewhere removed it here"
+    );
+    assert!(
+        exists(&s, &r).await,
+        "deleting manifests keeps the repository"
+    );
+}
+
+async fn delete_tag_removes_only_the_tag(s: Store) {
+    let r = repo("app");
+    let m = image(&r, "one", &[], t(1));
+    put(&s, &tagged(m.clone(), "a")).await;
+    put(&s, &tagged(m.clone(), "b")).await;
+    assert!(
+        ok(s.delete_tag(&r, &tag("a")).await, "delete_tag"),
+        "reports the tag"
+    );
+    assert_eq!(tags(&s, &r).await, strings(&["b"]));
+    assert!(
+        has_manifest(&s, &r, &m.digest).await,
+        "deleting a tag deleted the manifest"
+    );
+    assert!(!ok(s.delete_tag(&r, &tag("a")).await, "delete_tag again"));
+    assert!(!ok(
+        s.delete_tag(&repo("ghost"), &tag("b")).await,
+        "delete_tag in unknown repo"
+    ));
+    assert!(ok(s.delete_tag(&r, &tag("b")).await, "delete the last tag"));
+    assert!(tags(&s, &r).await.is_empty());
+    assert!(
+        has_manifest(&s, &r, &m.digest).await,
+        "an untagged manifest stays"
+    );
+}
+
+async fn referrers_by_subject(s: Store) {
+    let r = repo("app");
+    let subject = image(&r, "subject", &[], t(1));
+    let sd = subject.digest.clone();
+    // A referrer may arrive before its subject.
+    let mut early = image(&r, "early", &[], t(1));
+    early.subject = Some(sd.clone());
+    put(&s, &early).await;
+    put(&s, &subject).await;
+    let mut sbom = image(&r, "sbom", &[], t(2));
+    sbom.subject = Some(sd.clone());
+    sbom.artifact_type = Some(media("application/vnd.example.sbom"));
+    put(&s, &sbom).await;
+    let mut unrelated = image(&r, "unrelated", &[], t(3));
+    unrelated.subject = Some(sha256(b"another subject"));
+    put(&s, &unrelated).await;
+    let other = repo("other");
+    let mut elsewhere = image(&other, "elsewhere", &[], t(4));
+    elsewhere.subject = Some(sd.clone());
+    put(&s, &elsewhere).await;
+
+    let got = ok(s.referrers(&r, &sd).await, "referrers");
+    let mut want = Vec::new();
+    for m in sorted(vec![early.digest.clone(), sbom.digest.clone()]) {
+        let rec = ok(s.get_manifest(&r, &Reference::Digest(m)).await, "get").expect("stored");
+        want.push(rec);
+    }
+    assert_eq!(
+        got, want,
+        "referrers: the full records of this repository's referrers, by digest"
+    );
+    let theirs = ok(s.referrers(&other, &sd).await, "referrers in other");
+    assert_eq!(theirs.len(), 1, "referrers are per repository");
+    assert_eq!(theirs[0].digest, elsewhere.digest);
+    assert!(ok(s.referrers(&r, &sha256(b"nobody")).await, "referrers").is_empty());
+    assert!(ok(
+        s.referrers(&repo("ghost"), &sd).await,
+        "referrers in unknown repo"
+    )
+    .is_empty());
+    ok(
+        s.delete_manifest(&r, &sbom.digest).await,
+        "delete a referrer",
+    );
+    let left: Vec<Digest> = ok(s.referrers(&r, &sd).await, "referrers")
+        .into_iter()
+        .map(|m| m.digest)
+        .collect();
+    assert_eq!(
+        left,
+        vec![early.digest],
+        "a deleted referrer is still listed"
+    );
+}
+
+// ---- blobs and uploads -------------------------------------------------
+
+async fn a_completed_upload_is_visible_at_once(s: Store) {
+    let r = repo("app");
+    let session = session(&s, &r, t(1)).await;
+    let blob = info(b"the layer");
+    assert_eq!(linked(&s, &r, &blob.digest).await, None);
+    assert!(!has_row(&s, &blob.digest).await);
+    ok(
+        s.complete_upload(&session.id, &blob, t(2)).await,
+        "complete_upload",
+    );
+    assert_eq!(
+        linked(&s, &r, &blob.digest).await,
+        Some(blob.clone()),
+        "visible at once"
+    );
+    assert!(
+        has_row(&s, &blob.digest).await,
+        "complete_upload records the row"
+    );
+    assert_eq!(
+        ok(s.get_upload(&session.id).await, "get_upload"),
+        None,
+        "the session is gone"
+    );
+    assert_eq!(ok(s.list_blobs().await, "list_blobs"), vec![blob.clone()]);
+    let other = repo("other");
+    session_in(&s, &other).await;
+    assert_eq!(
+        linked(&s, &other, &blob.digest).await,
+        None,
+        "visible in another repository"
+    );
+
+    let e = err_of(
+        s.complete_upload(&session.id, &blob, t(3)).await,
+        "complete_upload of a finished session",
+    );
+    assert!(
+        matches!(e, Error::UploadUnknown(_)),
+        "expected UploadUnknown, got {e:?}"
+    );
+    let e = err_of(
+        s.complete_upload(&new_id(), &info(b"other"), t(3)).await,
+        "complete_upload of an unknown session",
+    );
+    assert!(
+        matches!(e, Error::UploadUnknown(_)),
+        "expected UploadUnknown, got {e:?}"
+    );
+    assert!(
+        !has_row(&s, &sha256(b"other")).await,
+        "a failed completion recorded a row"
+    );
+}
+
+async fn session_in(s: &Store, r: &RepoName) -> UploadSession {
+    session(s, r, t(0)).await
+}
+
+async fn completing_a_known_blob_adds_a_link(s: Store) {
+    let (a, b) = (repo("a"), repo("b"));
+    let blob = upload(&s, &a, b"shared", t(1)).await;
+    upload(&s, &b, b"shared", t(2)).await;
+    assert_eq!(
+        ok(s.list_blobs().await, "list_blobs"),
+        vec![blob.clone()],
+        "one row"
+    );
+    assert_eq!(linked(&s, &a, &blob.digest).await, Some(blob.clone()));
+    assert_eq!(linked(&s, &b, &blob.digest).await, Some(blob.clone()));
+    let second = upload(&s, &a, b"second", t(3)).await;
+    assert_eq!(
+        infos(ok(s.list_blobs().await, "list_blobs")),
+        infos(vec![blob, second])
+    );
+}
+
+async fn upload_sessions(s: Store) {
+    let (a, b) = (repo("a"), repo("b"));
+    let s1 = session(&s, &a, t(10)).await;
+    let s2 = session(&s, &b, t(5)).await;
+    let s3 = session(&s, &a, t(20)).await;
+    assert_eq!(
+        ok(s.get_upload(&s1.id).await, "get_upload"),
+        Some(s1.clone())
+    );
+    assert_eq!(
+        ok(s.get_upload(&new_id()).await, "get_upload unknown"),
+        None
+    );
+
+    ok(s.set_upload_offset(&s1.id, 1234).await, "set_upload_offset");
+    let moved = ok(s.get_upload(&s1.id).await, "get_upload").expect("s1 exists");
+    assert_eq!(moved.offset, 1234, "the offset was not recorded");
+    assert_eq!((moved.repository, moved.started), (a.clone(), t(10)));
+    assert_eq!(
+        ok(s.get_upload(&s3.id).await, "get_upload"),
+        Some(s3.clone()),
+        "s3 changed"
+    );
+
+    let before = |at: Timestamp| {
+        let s = s.clone();
+        async move {
+            ok(s.uploads_started_before(at).await, "uploads_started_before")
+                .into_iter()
+                .map(|x| x.id)
+                .collect::<Vec<UploadId>>()
+        }
+    };
+    assert_eq!(
+        before(t(20)).await,
+        vec![s2.id.clone(), s1.id.clone()],
+        "oldest first, strictly before"
+    );
+    assert_eq!(
+        before(t(100)).await,
+        vec![s2.id.clone(), s1.id.clone(), s3.id.clone()]
+    );
+    assert!(before(t(5)).await.is_empty());
+
+    assert!(
+        ok(s.delete_upload(&s2.id).await, "delete_upload"),
+        "reports the session"
+    );
+    assert!(!ok(s.delete_upload(&s2.id).await, "delete_upload again"));
+    assert_eq!(ok(s.get_upload(&s2.id).await, "get_upload"), None);
+    assert_eq!(before(t(100)).await, vec![s1.id.clone(), s3.id.clone()]);
+    assert!(
+        exists(&s, &b).await,
+        "deleting a session deleted its repository"
+    );
+}
+
+async fn mount_links_a_blob_the_source_holds(s: Store) {
+    let (a, b) = (repo("a"), repo("b"));
+    let blob = upload(&s, &a, b"layer", t(1)).await;
+    let got = ok(s.mount_blob(&a, &b, &blob.digest, t(2)).await, "mount_blob");
+    assert_eq!(got, Some(blob.clone()), "mount returns the blob");
+    assert_eq!(
+        linked(&s, &b, &blob.digest).await,
+        Some(blob.clone()),
+        "visible in the target"
+    );
+    assert_eq!(
+        linked(&s, &a, &blob.digest).await,
+        Some(blob.clone()),
+        "still in the source"
+    );
+    let again = ok(
+        s.mount_blob(&a, &b, &blob.digest, t(3)).await,
+        "mount again",
+    );
+    assert_eq!(again, Some(blob.clone()), "mounting twice is fine");
+    assert_eq!(
+        ok(s.list_blobs().await, "list_blobs"),
+        vec![blob.clone()],
+        "a mount adds no row"
+    );
+    // A mounted link lets the target push a manifest over the blob.
+    put(&s, &image(&b, "m", &[&blob], t(4))).await;
+}
+
+async fn mount_from_a_repository_without_the_blob_changes_nothing(s: Store) {
+    let (a, b, d) = (repo("a"), repo("b"), repo("d"));
+    let x = upload(&s, &a, b"x", t(1)).await;
+    let y = upload(&s, &d, b"y", t(1)).await;
+    session_in(&s, &b).await;
+    let cases = [
+        (
+            &a,
+            &repo("c1"),
+            &y.digest,
+            "a blob with a row the source does not hold",
+        ),
+        (&repo("ghost"), &repo("c2"), &x.digest, "an unknown source"),
+        (&a, &b, &y.digest, "an existing target"),
+        (&a, &repo("c3"), &sha256(b"nowhere"), "a blob with no row"),
+    ];
+    for (from, to, digest, what) in cases {
+        let got = ok(s.mount_blob(from, to, digest, t(2)).await, what);
+        assert_eq!(got, None, "mount from {what}: expected None");
+        assert_eq!(
+            linked(&s, to, digest).await,
+            None,
+            "mount from {what} linked the blob"
+        );
+    }
+    for name in ["c1", "c2", "c3"] {
+        assert!(
+            !exists(&s, &repo(name)).await,
+            "a failed mount created {name}"
+        );
+    }
+    ok(s.unlink_blob(&a, &x.digest).await, "unlink");
+    let got = ok(
+        s.mount_blob(&a, &b, &x.digest, t(3)).await,
+        "mount after unlink",
+    );
+    assert_eq!(
+        got, None,
+        "a source whose link was removed no longer holds the blob"
+    );
+}
+
+async fn unlink_keeps_the_blob_row(s: Store) {
+    let (a, b) = (repo("a"), repo("b"));
+    let blob = upload(&s, &a, b"layer", t(1)).await;
+    upload(&s, &b, b"layer", t(1)).await;
+    assert!(
+        ok(s.unlink_blob(&a, &blob.digest).await, "unlink"),
+        "reports the link"
+    );
+    assert_eq!(
+        linked(&s, &a, &blob.digest).await,
+        None,
+        "still visible after unlink"
+    );
+    assert_eq!(
+        linked(&s, &b, &blob.digest).await,
+        Some(blob.clone()),
+        "unlink reached b"
+    );
+    assert!(has_row(&s, &blob.digest).await, "unlink removed the row");
+    assert!(!ok(s.unlink_blob(&a, &blob.digest).await, "unlink again"));
+    assert!(!ok(
+        s.unlink_blob(&repo("ghost"), &blob.digest).await,
+        "unlink in unknown repo"
+    ));
+    ok(s.unlink_blob(&b, &blob.digest).await, "unlink from b");
+    assert_eq!(
+        ok(s.list_blobs().await, "list_blobs"),
+        vec![blob.clone()],
+        "rows stay for GC"
+    );
+    let e = err_of(
+        s.put_manifest(image(&a, "m", &[&blob], t(2))).await,
+        "put_manifest over an unlinked blob",
+    );
+    assert!(
+        matches!(&e, Error::ManifestBlobUnknown(d) if d == &blob.digest),
+        "expected ManifestBlobUnknown, got {e:?}"
+    );
+}
+
+// ---- garbage collection ------------------------------------------------
+
+async fn sweep_respects_the_cutoff(s: Store) {
+    let r = repo("app");
+    let u = upload(&s, &r, b"unreferenced", t(100)).await;
+    assert!(
+        sweep(&s, t(50)).await.is_empty(),
+        "swept a blob newer than the cutoff"
+    );
+    assert!(
+        sweep(&s, t(100)).await.is_empty(),
+        "swept a blob made exactly at the cutoff"
+    );
+    assert_eq!(
+        sweep(&s, t(101)).await,
+        vec![u.clone()],
+        "the blob is older than the cutoff"
+    );
+    assert!(!has_row(&s, &u.digest).await, "the row survived the sweep");
+    assert_eq!(
+        linked(&s, &r, &u.digest).await,
+        None,
+        "the link survived the sweep"
+    );
+    assert!(ok(s.list_blobs().await, "list_blobs").is_empty());
+    assert!(
+        sweep(&s, t(1000)).await.is_empty(),
+        "a second sweep found it again"
+    );
+
+    // A row with no links at all goes by its creation time.
+    let v = upload(&s, &r, b"unlinked", t(200)).await;
+    ok(s.unlink_blob(&r, &v.digest).await, "unlink");
+    assert!(sweep(&s, t(200)).await.is_empty());
+    assert_eq!(sweep(&s, t(201)).await, vec![v]);
+    assert!(exists(&s, &r).await, "a sweep removed the repository");
+}
+
+async fn sweep_reads_every_link_time(s: Store) {
+    let (a, b) = (repo("a"), repo("b"));
+    // Row and first link at 100, mounted elsewhere at 500.
+    let w = upload(&s, &a, b"mounted later", t(100)).await;
+    ok(s.mount_blob(&a, &b, &w.digest, t(500)).await, "mount");
+    // Row at 100, uploaded again into the same repository at 400.
+    let x = upload(&s, &a, b"uploaded again", t(100)).await;
+    upload(&s, &a, b"uploaded again", t(400)).await;
+    // Row at 100, mounted into the repository that holds it at 450.
+    let y = upload(&s, &b, b"mounted again", t(100)).await;
+    ok(s.mount_blob(&b, &b, &y.digest, t(450)).await, "re-mount");
+
+    assert!(
+        sweep(&s, t(300)).await.is_empty(),
+        "a newer link must protect the blob"
+    );
+    assert!(
+        sweep(&s, t(400)).await.is_empty(),
+        "a link made exactly at the cutoff protects"
+    );
+    assert_eq!(
+        sweep(&s, t(401)).await,
+        vec![x.clone()],
+        "re-upload stamped the link at 400"
+    );
+    assert_eq!(
+        sweep(&s, t(451)).await,
+        vec![y.clone()],
+        "re-mount stamped the link at 450"
+    );
+    assert_eq!(linked(&s, &a, &w.digest).await, Some(w.clone()));
+    assert_eq!(sweep(&s, t(501)).await, vec![w.clone()]);
+    assert_eq!(
+        linked(&s, &a, &w.digest).await,
+        None,
+        "a link in a survived"
+    );
+    assert_eq!(
+        linked(&s, &b, &w.digest).await,
+        None,
+        "a link in b survived"
+    );
+}
+
+async fn sweep_spares_blobs_referenced_in_any_repository(s: Store) {
+    let (a, b) = (repo("a"), repo("b"));
+    let config = upload(&s, &a, b"config", t(1)).await;
+    let layer = upload(&s, &a, b"layer", t(1)).await;
+    let m = image(&a, "m", &[&config, &layer], t(2));
+    put(&s, &m).await;
+    // Referenced by a manifest in b, then unlinked from b: still referenced.
+    let shared = upload(&s, &b, b"shared", t(1)).await;
+    put(&s, &image(&b, "uses-shared", &[&shared], t(2))).await;
+    ok(s.unlink_blob(&b, &shared.digest).await, "unlink");
+    // Referenced from two repositories.
+    let both = upload(&s, &a, b"both", t(1)).await;
+    upload(&s, &b, b"both", t(1)).await;
+    let ma = image(&a, "both-a", &[&both], t(2));
+    let mb = image(&b, "both-b", &[&both], t(2));
+    put(&s, &ma).await;
+    put(&s, &mb).await;
+    // An index does not reference its children's blobs itself, but the
+    // children do.
+    let idx = index(&a, "idx", vec![m.digest.clone()], t(2));
+    put(&s, &idx).await;
+
+    assert!(
+        sweep(&s, t(1000)).await.is_empty(),
+        "swept a referenced blob"
+    );
+    assert_eq!(linked(&s, &a, &layer.digest).await, Some(layer.clone()));
+    assert!(has_row(&s, &shared.digest).await);
+
+    ok(s.delete_manifest(&a, &ma.digest).await, "delete in a");
+    assert!(
+        sweep(&s, t(1000)).await.is_empty(),
+        "swept a blob still referenced in b"
+    );
+    ok(s.delete_manifest(&b, &mb.digest).await, "delete in b");
+    assert_eq!(
+        sweep(&s, t(1000)).await,
+        vec![both],
+        "deleting every reference frees it"
+    );
+    ok(s.delete_manifest(&a, &idx.digest).await, "delete the index");
+    assert!(
+        sweep(&s, t(1000)).await.is_empty(),
+        "swept blobs of a manifest still stored"
+    );
+    ok(s.delete_manifest(&a, &m.digest).await, "delete m");
+    assert_eq!(sweep(&s, t(1000)).await, infos(vec![config, layer]));
+    ok(s.delete_repository(&b).await, "delete_repository b");
+    assert_eq!(
+        sweep(&s, t(1000)).await,
+        vec![shared],
+        "a deleted repository references nothing"
+    );
+}
+
+async fn delete_repository_returns_its_uploads_and_keeps_blob_rows(s: Store) {
+    let (a, b) = (repo("a"), repo("a/b"));
+    let layer = upload(&s, &a, b"layer", t(1)).await;
+    put(&s, &tagged(image(&a, "m", &[&layer], t(2)), "v1")).await;
+    let s1 = session(&s, &a, t(3)).await;
+    let s2 = session(&s, &a, t(4)).await;
+    let keep = session(&s, &b, t(5)).await;
+    upload(&s, &b, b"layer", t(5)).await;
+
+    let ids = ok(s.delete_repository(&a).await, "delete_repository").expect("a existed");
+    assert_eq!(
+        sorted(ids),
+        sorted(vec![s1.id.clone(), s2.id.clone()]),
+        "the repository's sessions"
+    );
+    assert!(!exists(&s, &a).await, "the repository is still there");
+    assert_eq!(
+        repos(&s, page(None, ALL)).await,
+        strings(&["a/b"]),
+        "a nested name was deleted"
+    );
+    assert_eq!(by_tag(&s, &a, "v1").await, None, "a tag survived");
+    assert!(tags(&s, &a).await.is_empty());
+    assert_eq!(linked(&s, &a, &layer.digest).await, None, "a link survived");
+    assert_eq!(
+        ok(s.get_upload(&s1.id).await, "get_upload"),
+        None,
+        "a session survived"
+    );
+    assert_eq!(
+        ok(s.get_upload(&keep.id).await, "get_upload"),
+        Some(keep),
+        "another repo's session"
+    );
+    assert!(has_row(&s, &layer.digest).await, "blob rows stay for GC");
+    assert_eq!(
+        linked(&s, &b, &layer.digest).await,
+        Some(layer.clone()),
+        "another repo's link"
+    );
+    assert_eq!(ok(s.delete_repository(&a).await, "delete again"), None);
+    assert_eq!(
+        ok(s.delete_repository(&repo("ghost")).await, "delete unknown"),
+        None
+    );
+
+    // The name can be used again, from scratch.
+    session(&s, &a, t(10)).await;
+    assert!(tags(&s, &a).await.is_empty());
+    let detail = ok(s.repository_detail(&a).await, "detail").expect("recreated");
+    assert_eq!(detail.summary.manifest_count, 0);
+    assert!(detail.blobs.is_empty());
+}
+
+async fn repository_summaries_and_detail(s: Store) {
+    let (app, base) = (repo("app"), repo("base"));
+    session(&s, &app, t(1)).await;
+    let x = upload(&s, &app, &[1u8; 10], t(2)).await;
+    let y = upload(&s, &app, &[2u8; 20], t(3)).await;
+    let m1 = image(&app, "one", &[&x, &y], t(4));
+    let m2 = image(&app, "two", &[&x], t(6));
+    put(&s, &tagged(m1.clone(), "v1")).await;
+    put(&s, &at_time(tagged(m1.clone(), "latest"), t(5))).await;
+    put(&s, &m2).await;
+    session(&s, &base, t(7)).await;
+
+    let app_summary = RepoSummary {
+        name: app.clone(),
+        tag_count: 2,
+        manifest_count: 2,
+        total_size: m1.raw.len() as u64 + m2.raw.len() as u64 + 30,
+        created: t(1),
+    };
+    let base_summary = RepoSummary {
+        name: base.clone(),
+        tag_count: 0,
+        manifest_count: 0,
+        total_size: 0,
+        created: t(7),
+    };
+    let summaries = |p: Page| {
+        let s = s.clone();
+        async move { ok(s.repository_summaries(&p).await, "repository_summaries") }
+    };
+    assert_eq!(
+        summaries(page(None, ALL)).await,
+        vec![app_summary.clone(), base_summary.clone()],
+        "summaries: counts, size (manifests plus distinct linked blobs), first-write time"
+    );
+    assert_eq!(
+        summaries(page(Some("app"), 5)).await,
+        vec![base_summary.clone()]
+    );
+    assert_eq!(summaries(page(None, 1)).await, vec![app_summary.clone()]);
+    assert!(summaries(page(None, 0)).await.is_empty(), "limit 0");
+    assert!(
+        summaries(page(Some("base"), 5)).await.is_empty(),
+        "after the last one"
+    );
+
+    let detail = ok(s.repository_detail(&app).await, "repository_detail").expect("app exists");
+    assert_eq!(detail.summary, app_summary);
+    assert_eq!(
+        detail.tags,
+        vec![
+            (tag("latest"), m1.digest.clone()),
+            (tag("v1"), m1.digest.clone())
+        ],
+        "tags by name"
+    );
+    let mt = media(OCI_IMAGE_MANIFEST);
+    assert_eq!(
+        detail.manifests,
+        vec![
+            (m2.digest.clone(), mt.clone(), m2.raw.len() as u64, t(6)),
+            (m1.digest.clone(), mt, m1.raw.len() as u64, t(4)),
+        ],
+        "manifests newest first"
+    );
+    assert_eq!(detail.blobs, infos(vec![x, y]), "linked blobs by digest");
+    let empty = ok(s.repository_detail(&base).await, "detail").expect("base exists");
+    assert_eq!(
+        (empty.summary, empty.tags, empty.manifests, empty.blobs),
+        (base_summary, vec![], vec![], vec![])
+    );
+    assert_eq!(
+        ok(
+            s.repository_detail(&repo("ghost")).await,
+            "detail of unknown"
+        ),
+        None
+    );
+}
+
+// ---- policy rules ------------------------------------------------------
+
+fn rule_draft(priority: u32, effect: Effect, actions: Vec<Action>, enabled: bool) -> RuleDraft {
+    RuleDraft {
+        priority,
+        description: format!("contract rule at priority {priority}"),
+        effect,
+        actions,
+        roles: vec![Role::Guest],
+        account_types: vec![AccountType::Human],
+        subject: None,
+        repositories: ["team/*", "shared/**"]
+            .into_iter()
+            .map(|p| RepoPattern::new(p).expect("the contract uses valid patterns"))
+            .collect(),
+        enabled,
+    }
+}
+
+fn assert_rule_is(rule: &Rule, draft: &RuleDraft, what: &str) {
+    assert_eq!(rule.priority, draft.priority, "{what}: priority");
+    assert_eq!(rule.description, draft.description, "{what}: description");
+    assert_eq!(rule.effect, draft.effect, "{what}: effect");
+    assert_eq!(rule.actions, draft.actions, "{what}: actions");
+    assert_eq!(rule.roles, draft.roles, "{what}: roles");
+    assert_eq!(
+        rule.account_types, draft.account_types,
+        "{what}: account_types"
+    );
+    assert_eq!(rule.subject, draft.subject, "{what}: subject");
+    assert_eq!(
+        rule.repositories, draft.repositories,
+        "{what}: repositories"
+    );
+    assert_eq!(rule.enabled, draft.enabled, "{what}: enabled");
+}
+
+async fn policy_rules_crud(s: Store) {
+    assert!(
+        ok(s.list_rules().await, "list_rules").is_empty(),
+        "a new store has stored rules"
+    );
+    let d1 = rule_draft(10, Effect::Allow, vec![Action::Pull, Action::Catalog], true);
+    let mut d2 = rule_draft(5, Effect::Deny, vec![Action::Push], false);
+    d2.subject = Some("0b9a7f3e-subject".to_string());
+    let r1 = ok(s.create_rule(&d1).await, "create_rule");
+    let r2 = ok(s.create_rule(&d2).await, "create_rule");
+    assert!(
+        r1.id > 0 && r2.id > r1.id,
+        "ids are positive and increasing: {} then {}",
+        r1.id,
+        r2.id
+    );
+    assert_rule_is(&r1, &d1, "created rule");
+    assert_rule_is(&r2, &d2, "created rule with a subject, disabled");
+    assert_eq!(ok(s.get_rule(r1.id).await, "get_rule"), Some(r1.clone()));
+    let mut listed = ok(s.list_rules().await, "list_rules");
+    listed.sort_by_key(|r| r.id);
+    assert_eq!(
+        listed,
+        vec![r1.clone(), r2.clone()],
+        "list_rules returns disabled rules too"
+    );
+
+    let mut changed = r1.clone();
+    changed.priority = r2.priority;
+    changed.description = "changed".to_string();
+    changed.effect = Effect::Deny;
+    changed.actions = vec![Action::Delete];
+    changed.roles = vec![Role::User, Role::Admin];
+    changed.account_types = vec![AccountType::System];
+    changed.repositories = Vec::new();
+    changed.enabled = false;
+    ok(s.update_rule(&changed).await, "update_rule");
+    assert_eq!(
+        ok(s.get_rule(r1.id).await, "get_rule"),
+        Some(changed.clone()),
+        "update replaces"
+    );
+    assert_eq!(
+        ok(s.get_rule(r2.id).await, "get_rule"),
+        Some(r2.clone()),
+        "update touched another"
+    );
+
+    let mut ghost = changed.clone();
+    ghost.id = r2.id + 1000;
+    let e = err_of(s.update_rule(&ghost).await, "update_rule of an unknown id");
+    assert!(
+        matches!(e, Error::NotFound { .. }),
+        "expected NotFound, got {e:?}"
+    );
+    assert_eq!(
+        ok(s.get_rule(ghost.id).await, "get_rule"),
+        None,
+        "update created a rule"
+    );
+
+    assert!(
+        ok(s.delete_rule(r2.id).await, "delete_rule"),
+        "reports the rule"
+    );
+    assert!(!ok(s.delete_rule(r2.id).await, "delete_rule again"));
+    assert_eq!(ok(s.get_rule(r2.id).await, "get_rule"), None);
+    assert_eq!(ok(s.list_rules().await, "list_rules"), vec![changed]);
+    let r3 = ok(s.create_rule(&d1).await, "create_rule after a delete");
+    assert!(r3.id > r2.id, "an id was reused: {} after {}", r3.id, r2.id);
+    assert_eq!(
+        ok(s.get_rule(-1).await, "get_rule of a built-in id"),
+        None,
+        "built-ins are not stored"
+    );
+}
+
+// ---- audit -------------------------------------------------------------
+
+fn event(
+    secs: i64,
+    event_type: EventType,
+    actor: Option<&str>,
+    repository: Option<&str>,
+) -> NewAuditEvent {
+    NewAuditEvent {
+        time: t(secs),
+        event_type,
+        actor_id: actor.map(str::to_string),
+        repository: repository.map(repo),
+        digest: None,
+        ip: None,
+        details: BTreeMap::new(),
+    }
+}
+
+async fn audit_filters_order_and_window(s: Store) {
+    let mut e1 = event(10, EventType::ManifestPushed, Some("alice"), Some("a"));
+    e1.digest = Some(sha256(b"manifest"));
+    e1.ip = Some("192.0.2.7".to_string());
+    e1.details.insert("tag".to_string(), "v1".to_string());
+    e1.details
+        .insert("note".to_string(), "quotes \" and unicode ✓".to_string());
+    let e2 = event(20, EventType::ManifestPulled, Some("bob"), Some("a"));
+    let e3 = event(20, EventType::ManifestPulled, Some("alice"), Some("b"));
+    let e4 = event(30, EventType::Login, Some("alice"), None);
+    let e5 = event(40, EventType::PolicyDeny, None, Some("a"));
+    // Recorded out of time order: "newest" is by event time.
+    for e in [&e1, &e2, &e3, &e5, &e4] {
+        ok(s.record_audit(e).await, "record_audit");
+    }
+    let query = |q: AuditQuery| {
+        let s = s.clone();
+        async move { ok(s.query_audit(&q).await, "query_audit") }
+    };
+    let q = |f: fn(&mut AuditQuery)| {
+        let mut q = AuditQuery {
+            limit: 100,
+            ..AuditQuery::default()
+        };
+        f(&mut q);
+        q
+    };
+
+    let all = query(q(|_| {})).await;
+    let mut ids: Vec<i64> = all.iter().map(|e| e.id).collect();
+    assert!(
+        ids.iter().all(|&id| id > 0),
+        "audit ids are positive: {ids:?}"
+    );
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 5, "audit ids are distinct");
+    let events =
+        |v: Vec<crate::audit::AuditEvent>| v.into_iter().map(|e| e.event).collect::<Vec<_>>();
+    assert_eq!(
+        events(all),
+        vec![e5.clone(), e4.clone(), e3.clone(), e2.clone(), e1.clone()],
+        "newest first (by time; equal times, last recorded first), every field kept"
+    );
+    let cases: Vec<(&str, AuditQuery, Vec<&NewAuditEvent>)> = vec![
+        (
+            "event_type",
+            q(|q| q.event_type = Some(EventType::ManifestPulled)),
+            vec![&e3, &e2],
+        ),
+        (
+            "actor_id",
+            q(|q| q.actor_id = Some("alice".into())),
+            vec![&e4, &e3, &e1],
+        ),
+        (
+            "repository",
+            q(|q| q.repository = Some(repo("a"))),
+            vec![&e5, &e2, &e1],
+        ),
+        (
+            "since..until (inclusive)",
+            q(|q| (q.since, q.until) = (Some(t(20)), Some(t(30)))),
+            vec![&e4, &e3, &e2],
+        ),
+        ("since", q(|q| q.since = Some(t(31))), vec![&e5]),
+        ("until", q(|q| q.until = Some(t(10))), vec![&e1]),
+        (
+            "actor and repository",
+            q(|q| {
+                q.actor_id = Some("alice".into());
+                q.repository = Some(repo("a"));
+            }),
+            vec![&e1],
+        ),
+        (
+            "no match",
+            q(|q| q.event_type = Some(EventType::GcCompleted)),
+            vec![],
+        ),
+        ("limit", q(|q| q.limit = 2), vec![&e5, &e4]),
+        (
+            "limit and offset",
+            q(|q| (q.limit, q.offset) = (2, 2)),
+            vec![&e3, &e2],
+        ),
+        ("offset near the end", q(|q| q.offset = 4), vec![&e1]),
+        ("offset past the end", q(|q| q.offset = 5), vec![]),
+        (
+            "filter and window",
+            q(|q| {
+                q.actor_id = Some("alice".into());
+                q.limit = 1;
+                q.offset = 1;
+            }),
+            vec![&e3],
+        ),
+    ];
+    for (what, q, want) in cases {
+        for e in &want {
+            assert!(
+                q.matches(e),
+                "{what}: the contract disagrees with AuditQuery::matches"
+            );
+        }
+        let want: Vec<NewAuditEvent> = want.into_iter().cloned().collect();
+        assert_eq!(events(query(q).await), want, "audit query by {what}");
+    }
+}
+
+// ---- concurrency -------------------------------------------------------
+
+async fn concurrent_puts_to_one_tag_leave_it_on_one(s: Store) {
+    let r = repo("race");
+    let manifests: Vec<NewManifest> = (0..16)
+        .map(|i| tagged(image(&r, &format!("racer-{i}"), &[], t(i)), "latest"))
+        .collect();
+    let results = join_all(manifests.iter().map(|m| s.put_manifest(m.clone()))).await;
+    for r in results {
+        ok(r, "concurrent put_manifest");
+    }
+    let winner = by_tag(&s, &r, "latest").await.expect("the tag exists");
+    assert!(
+        manifests.iter().any(|m| m.digest == winner),
+        "the tag points at none of the puts"
+    );
+    assert_eq!(tags(&s, &r).await, strings(&["latest"]));
+    for m in &manifests {
+        assert!(
+            has_manifest(&s, &r, &m.digest).await,
+            "a concurrent put was lost"
+        );
+    }
+    let detail = ok(s.repository_detail(&r).await, "detail").expect("race exists");
+    assert_eq!(detail.summary.manifest_count, 16);
+}
+
+async fn concurrent_completions_of_one_blob(s: Store) {
+    let blob = info(b"everyone pushes this layer");
+    let names: Vec<RepoName> = (0..4).map(|i| repo(&format!("repo{i}"))).collect();
+    let mut sessions = Vec::new();
+    for i in 0..8 {
+        sessions.push(session(&s, &names[i % 4], t(1)).await);
+    }
+    let done = join_all(
+        sessions
+            .iter()
+            .map(|x| s.complete_upload(&x.id, &blob, t(2))),
+    )
+    .await;
+    for r in done {
+        ok(r, "concurrent complete_upload");
+    }
+    assert_eq!(
+        ok(s.list_blobs().await, "list_blobs"),
+        vec![blob.clone()],
+        "one row"
+    );
+    for name in &names {
+        assert_eq!(
+            linked(&s, name, &blob.digest).await,
+            Some(blob.clone()),
+            "linked in {name}"
+        );
+    }
+    for x in &sessions {
+        assert_eq!(
+            ok(s.get_upload(&x.id).await, "get_upload"),
+            None,
+            "a session survived"
+        );
+    }
+}

@@ -1,0 +1,507 @@
+//! `FakeMetaStore`: the reference semantics of the [`MetaStore`] port.
+//!
+//! Every method takes one lock for its whole step, so each is atomic the
+//! way an adapter's transaction must be. Where the port's docs leave a
+//! choice open, the choice made here is the one the contract suite holds
+//! every adapter to.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+
+use crate::audit::{AuditEvent, AuditQuery, NewAuditEvent};
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::ids::UploadId;
+use crate::names::{Reference, RepoName, Tag};
+use crate::policy::{Rule, RuleDraft};
+use crate::ports::{
+    BlobInfo, ManifestRecord, MetaStore, NewManifest, Page, RepoDetail, RepoSummary, UploadSession,
+};
+use crate::time::Timestamp;
+
+/// Metadata held in memory.
+#[derive(Debug, Default)]
+pub struct FakeMetaStore {
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    repos: BTreeMap<RepoName, Repo>,
+    /// Blob rows: size and the time the row was created.
+    blobs: BTreeMap<Digest, (u64, Timestamp)>,
+    uploads: BTreeMap<UploadId, UploadSession>,
+    rules: BTreeMap<i64, Rule>,
+    /// The last rule id handed out; ids are never reused.
+    last_rule_id: i64,
+    /// In the order recorded; ids are positions + 1.
+    audit: Vec<AuditEvent>,
+}
+
+#[derive(Debug)]
+struct Repo {
+    created: Timestamp,
+    manifests: BTreeMap<Digest, StoredManifest>,
+    tags: BTreeMap<Tag, Digest>,
+    /// Blobs the repository may serve, with the time each link was last
+    /// made.
+    links: BTreeMap<Digest, Timestamp>,
+}
+
+#[derive(Debug)]
+struct StoredManifest {
+    record: ManifestRecord,
+    blobs: Vec<Digest>,
+}
+
+impl Repo {
+    fn new(created: Timestamp) -> Repo {
+        Repo {
+            created,
+            manifests: BTreeMap::new(),
+            tags: BTreeMap::new(),
+            links: BTreeMap::new(),
+        }
+    }
+}
+
+impl State {
+    /// The repository, created at `at` if this is its first write.
+    fn repo_mut(&mut self, name: &RepoName, at: Timestamp) -> &mut Repo {
+        self.repos
+            .entry(name.clone())
+            .or_insert_with(|| Repo::new(at))
+    }
+
+    fn blob_info(&self, digest: &Digest) -> Option<BlobInfo> {
+        self.blobs.get(digest).map(|&(size, _)| BlobInfo {
+            digest: digest.clone(),
+            size,
+        })
+    }
+
+    fn summary(&self, name: &RepoName, repo: &Repo) -> RepoSummary {
+        let manifest_bytes: u64 = repo
+            .manifests
+            .values()
+            .map(|m| m.record.raw.len() as u64)
+            .sum();
+        let blob_bytes: u64 = repo
+            .links
+            .keys()
+            .filter_map(|d| self.blobs.get(d).map(|&(size, _)| size))
+            .sum();
+        RepoSummary {
+            name: name.clone(),
+            tag_count: repo.tags.len() as u64,
+            manifest_count: repo.manifests.len() as u64,
+            total_size: manifest_bytes + blob_bytes,
+            created: repo.created,
+        }
+    }
+}
+
+/// The keys of `items` strictly after `page.last`, at most `page.limit`.
+fn page_of<'a, K, V>(items: &'a BTreeMap<K, V>, page: &Page) -> impl Iterator<Item = (&'a K, &'a V)>
+where
+    K: AsRef<str> + Ord,
+{
+    let last = page.last.clone();
+    items
+        .iter()
+        .filter(move |(k, _)| last.as_deref().is_none_or(|l| k.as_ref() > l))
+        .take(page.limit)
+}
+
+impl FakeMetaStore {
+    /// An empty store.
+    pub fn new() -> FakeMetaStore {
+        FakeMetaStore::default()
+    }
+
+    /// The time the link (repository, digest) was last made, for tests of
+    /// the grace period.
+    pub fn link_time(&self, repo: &RepoName, digest: &Digest) -> Option<Timestamp> {
+        self.lock()
+            .repos
+            .get(repo)
+            .and_then(|r| r.links.get(digest).copied())
+    }
+
+    /// Every audit event, oldest first.
+    pub fn audit_log(&self) -> Vec<AuditEvent> {
+        self.lock().audit.clone()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every method validates before it mutates, so a panic elsewhere
+        // while the lock was held cannot have left a half-made step.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[async_trait]
+impl MetaStore for FakeMetaStore {
+    async fn repository_exists(&self, repo: &RepoName) -> Result<bool> {
+        Ok(self.lock().repos.contains_key(repo))
+    }
+
+    async fn list_repositories(&self, page: &Page) -> Result<Vec<RepoName>> {
+        Ok(page_of(&self.lock().repos, page)
+            .map(|(name, _)| name.clone())
+            .collect())
+    }
+
+    async fn repository_summaries(&self, page: &Page) -> Result<Vec<RepoSummary>> {
+        let state = self.lock();
+        Ok(page_of(&state.repos, page)
+            .map(|(name, repo)| state.summary(name, repo))
+            .collect())
+    }
+
+    async fn repository_detail(&self, repo: &RepoName) -> Result<Option<RepoDetail>> {
+        let state = self.lock();
+        let Some(r) = state.repos.get(repo) else {
+            return Ok(None);
+        };
+        let mut manifests: Vec<_> = r
+            .manifests
+            .values()
+            .map(|m| {
+                let rec = &m.record;
+                let size = rec.raw.len() as u64;
+                (
+                    rec.digest.clone(),
+                    rec.media_type.clone(),
+                    size,
+                    rec.created,
+                )
+            })
+            .collect();
+        // Newest first; equal times by digest, so the order is total.
+        manifests.sort_by(|a, b| b.3.cmp(&a.3).then_with(|| a.0.cmp(&b.0)));
+        Ok(Some(RepoDetail {
+            summary: state.summary(repo, r),
+            tags: r.tags.iter().map(|(t, d)| (t.clone(), d.clone())).collect(),
+            manifests,
+            blobs: r.links.keys().filter_map(|d| state.blob_info(d)).collect(),
+        }))
+    }
+
+    async fn delete_repository(&self, repo: &RepoName) -> Result<Option<Vec<UploadId>>> {
+        let mut state = self.lock();
+        if state.repos.remove(repo).is_none() {
+            return Ok(None);
+        }
+        let ids: Vec<UploadId> = state
+            .uploads
+            .values()
+            .filter(|s| &s.repository == repo)
+            .map(|s| s.id.clone())
+            .collect();
+        for id in &ids {
+            state.uploads.remove(id);
+        }
+        Ok(Some(ids))
+    }
+
+    async fn put_manifest(&self, m: NewManifest) -> Result<()> {
+        let mut state = self.lock();
+        let existing = state.repos.get(&m.repository);
+        let linked = |d: &Digest| existing.is_some_and(|r| r.links.contains_key(d));
+        if let Some(missing) = m.blobs.iter().find(|d| !linked(d)) {
+            return Err(Error::ManifestBlobUnknown(missing.clone()));
+        }
+        let stored = |d: &Digest| existing.is_some_and(|r| r.manifests.contains_key(d));
+        if let Some(missing) = m.children.iter().find(|d| !stored(d)) {
+            return Err(Error::ManifestChildUnknown(missing.clone()));
+        }
+        let repo = state.repo_mut(&m.repository, m.created);
+        repo.manifests
+            .entry(m.digest.clone())
+            .or_insert_with(|| StoredManifest {
+                record: ManifestRecord {
+                    repository: m.repository.clone(),
+                    digest: m.digest.clone(),
+                    media_type: m.media_type.clone(),
+                    raw: m.raw.clone(),
+                    subject: m.subject.clone(),
+                    artifact_type: m.artifact_type.clone(),
+                    created: m.created,
+                },
+                blobs: m.blobs.clone(),
+            });
+        if let Some(tag) = m.tag {
+            repo.tags.insert(tag, m.digest);
+        }
+        Ok(())
+    }
+
+    async fn get_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<Option<ManifestRecord>> {
+        let state = self.lock();
+        let Some(r) = state.repos.get(repo) else {
+            return Ok(None);
+        };
+        let digest = match reference {
+            Reference::Digest(d) => Some(d),
+            Reference::Tag(t) => r.tags.get(t),
+        };
+        Ok(digest
+            .and_then(|d| r.manifests.get(d))
+            .map(|m| m.record.clone()))
+    }
+
+    async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
+        let mut state = self.lock();
+        let Some(r) = state.repos.get_mut(repo) else {
+            return Ok(false);
+        };
+        if r.manifests.remove(digest).is_none() {
+            return Ok(false);
+        }
+        r.tags.retain(|_, d| d != digest);
+        Ok(true)
+    }
+
+    async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool> {
+        Ok(self
+            .lock()
+            .repos
+            .get_mut(repo)
+            .is_some_and(|r| r.tags.remove(tag).is_some()))
+    }
+
+    async fn list_tags(&self, repo: &RepoName, page: &Page) -> Result<Vec<Tag>> {
+        let state = self.lock();
+        Ok(state.repos.get(repo).map_or_else(Vec::new, |r| {
+            page_of(&r.tags, page).map(|(t, _)| t.clone()).collect()
+        }))
+    }
+
+    async fn referrers(&self, repo: &RepoName, subject: &Digest) -> Result<Vec<ManifestRecord>> {
+        let state = self.lock();
+        Ok(state.repos.get(repo).map_or_else(Vec::new, |r| {
+            r.manifests
+                .values()
+                .filter(|m| m.record.subject.as_ref() == Some(subject))
+                .map(|m| m.record.clone())
+                .collect()
+        }))
+    }
+
+    async fn blob_in_repository(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<BlobInfo>> {
+        let state = self.lock();
+        let linked = state
+            .repos
+            .get(repo)
+            .is_some_and(|r| r.links.contains_key(digest));
+        Ok(if linked {
+            state.blob_info(digest)
+        } else {
+            None
+        })
+    }
+
+    async fn blob_exists(&self, digest: &Digest) -> Result<bool> {
+        Ok(self.lock().blobs.contains_key(digest))
+    }
+
+    async fn mount_blob(
+        &self,
+        from: &RepoName,
+        to: &RepoName,
+        digest: &Digest,
+        at: Timestamp,
+    ) -> Result<Option<BlobInfo>> {
+        let mut state = self.lock();
+        let held = state
+            .repos
+            .get(from)
+            .is_some_and(|r| r.links.contains_key(digest));
+        let Some(info) = state.blob_info(digest).filter(|_| held) else {
+            return Ok(None);
+        };
+        state.repo_mut(to, at).links.insert(digest.clone(), at);
+        Ok(Some(info))
+    }
+
+    async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
+        Ok(self
+            .lock()
+            .repos
+            .get_mut(repo)
+            .is_some_and(|r| r.links.remove(digest).is_some()))
+    }
+
+    async fn list_blobs(&self) -> Result<Vec<BlobInfo>> {
+        let state = self.lock();
+        Ok(state
+            .blobs
+            .keys()
+            .filter_map(|d| state.blob_info(d))
+            .collect())
+    }
+
+    async fn create_upload(&self, session: &UploadSession) -> Result<()> {
+        let mut state = self.lock();
+        if state.uploads.contains_key(&session.id) {
+            return Err(Error::Conflict(format!(
+                "upload {} already exists",
+                session.id
+            )));
+        }
+        state.repo_mut(&session.repository, session.started);
+        state.uploads.insert(session.id.clone(), session.clone());
+        Ok(())
+    }
+
+    async fn get_upload(&self, id: &UploadId) -> Result<Option<UploadSession>> {
+        Ok(self.lock().uploads.get(id).cloned())
+    }
+
+    async fn set_upload_offset(&self, id: &UploadId, offset: u64) -> Result<()> {
+        let mut state = self.lock();
+        let session = state
+            .uploads
+            .get_mut(id)
+            .ok_or_else(|| Error::UploadUnknown(id.to_string()))?;
+        session.offset = offset;
+        Ok(())
+    }
+
+    async fn complete_upload(&self, id: &UploadId, blob: &BlobInfo, at: Timestamp) -> Result<()> {
+        let mut state = self.lock();
+        let session = state
+            .uploads
+            .remove(id)
+            .ok_or_else(|| Error::UploadUnknown(id.to_string()))?;
+        state
+            .blobs
+            .entry(blob.digest.clone())
+            .or_insert((blob.size, at));
+        state
+            .repo_mut(&session.repository, at)
+            .links
+            .insert(blob.digest.clone(), at);
+        Ok(())
+    }
+
+    async fn delete_upload(&self, id: &UploadId) -> Result<bool> {
+        Ok(self.lock().uploads.remove(id).is_some())
+    }
+
+    async fn uploads_started_before(&self, before: Timestamp) -> Result<Vec<UploadSession>> {
+        let mut sessions: Vec<UploadSession> = self
+            .lock()
+            .uploads
+            .values()
+            .filter(|s| s.started < before)
+            .cloned()
+            .collect();
+        sessions.sort_by(|a, b| a.started.cmp(&b.started).then_with(|| a.id.cmp(&b.id)));
+        Ok(sessions)
+    }
+
+    async fn sweep_unreferenced_blobs(&self, cutoff: Timestamp) -> Result<Vec<BlobInfo>> {
+        let mut state = self.lock();
+        let referenced: BTreeSet<&Digest> = state
+            .repos
+            .values()
+            .flat_map(|r| r.manifests.values())
+            .flat_map(|m| m.blobs.iter())
+            .collect();
+        let touched_since = |d: &Digest| {
+            state
+                .repos
+                .values()
+                .filter_map(|r| r.links.get(d))
+                .any(|&t| t >= cutoff)
+        };
+        let doomed: Vec<BlobInfo> = state
+            .blobs
+            .iter()
+            .filter(|&(d, &(_, created))| {
+                created < cutoff && !referenced.contains(d) && !touched_since(d)
+            })
+            .map(|(d, &(size, _))| BlobInfo {
+                digest: d.clone(),
+                size,
+            })
+            .collect();
+        for blob in &doomed {
+            state.blobs.remove(&blob.digest);
+            for repo in state.repos.values_mut() {
+                repo.links.remove(&blob.digest);
+            }
+        }
+        Ok(doomed)
+    }
+
+    async fn list_rules(&self) -> Result<Vec<Rule>> {
+        Ok(self.lock().rules.values().cloned().collect())
+    }
+
+    async fn get_rule(&self, id: i64) -> Result<Option<Rule>> {
+        Ok(self.lock().rules.get(&id).cloned())
+    }
+
+    async fn create_rule(&self, draft: &RuleDraft) -> Result<Rule> {
+        let mut state = self.lock();
+        state.last_rule_id += 1;
+        let rule = draft.clone().into_rule(state.last_rule_id);
+        state.rules.insert(rule.id, rule.clone());
+        Ok(rule)
+    }
+
+    async fn update_rule(&self, rule: &Rule) -> Result<()> {
+        let mut state = self.lock();
+        match state.rules.get_mut(&rule.id) {
+            Some(stored) => {
+                *stored = rule.clone();
+                Ok(())
+            }
+            None => Err(Error::not_found("policy rule", rule.id)),
+        }
+    }
+
+    async fn delete_rule(&self, id: i64) -> Result<bool> {
+        Ok(self.lock().rules.remove(&id).is_some())
+    }
+
+    async fn record_audit(&self, event: &NewAuditEvent) -> Result<()> {
+        let mut state = self.lock();
+        let id = state.audit.len() as i64 + 1;
+        state.audit.push(AuditEvent {
+            id,
+            event: event.clone(),
+        });
+        Ok(())
+    }
+
+    async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>> {
+        let state = self.lock();
+        let mut events: Vec<&AuditEvent> = state
+            .audit
+            .iter()
+            .filter(|e| query.matches(&e.event))
+            .collect();
+        // Newest first; events of the same millisecond, last recorded first.
+        events.sort_by(|a, b| b.event.time.cmp(&a.event.time).then(b.id.cmp(&a.id)));
+        Ok(events
+            .into_iter()
+            .skip(query.offset)
+            .take(query.limit)
+            .cloned()
+            .collect())
+    }
+}

@@ -1,0 +1,28 @@
+//! Test support (feature `testing`): in-memory fakes of every port, a
+//! registry wired to them, and the port contract suite.
+//!
+//! - [`FakeMetaStore`], [`FakeBlobStore`], [`FakeIdentity`] and
+//!   [`ManualClock`] implement the ports in memory. They are `Send + Sync`,
+//!   use only `std` locks and never block on I/O, so they run under any
+//!   executor. [`FakeMetaStore`] is the reference semantics of
+//!   [`MetaStore`](crate::ports::MetaStore): where its docs leave a choice,
+//!   the fake's choice is the contract.
+//! - [`TestRegistry`] wires the fakes, the policy [`Engine`](crate::policy::Engine)
+//!   and a manual clock into an `Arc<Registry>`; [`admin`], [`user`],
+//!   [`guest`] and [`system`] are ready-made callers.
+//! - [`contract`] holds the generic async checks every adapter of a port
+//!   runs, so the fakes and the real adapters are held to the same
+//!   assertions.
+
+mod blob_store;
+mod clock;
+pub mod contract;
+mod identity;
+mod meta_store;
+mod registry;
+
+pub use blob_store::FakeBlobStore;
+pub use clock::ManualClock;
+pub use identity::FakeIdentity;
+pub use meta_store::FakeMetaStore;
+pub use registry::{admin, guest, system, user, TestRegistry, TEST_PASSWORD};

@@ -1,0 +1,738 @@
+//! The use cases on the in-memory fakes: push, pull, delete, mount,
+//! referrers, GC and policy, with their side effects and audit events.
+
+mod support;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use mcr_core::audit::{AuditQuery, EventType};
+use mcr_core::digest::{Algorithm, Digest};
+use mcr_core::manifest::MAX_MANIFEST_SIZE;
+use mcr_core::media::MediaType;
+use mcr_core::names::Reference;
+use mcr_core::policy::{Effect, RepoPattern, RuleDraft};
+use mcr_core::principal::{AccountType, Action};
+use mcr_core::registry::{MountOutcome, RegistryConfig};
+use mcr_core::testing::{admin, guest, system, user, TestRegistry};
+use mcr_core::Error;
+use support::*;
+
+#[test]
+fn push_by_tag_and_pull_by_tag_and_digest() {
+    let t = TestRegistry::new();
+    run(async {
+        let r = &t.registry;
+        let app = repo("team/app");
+        let (pushed, raw, layer) = push_image(r, &user(), &app, "v1", "a").await;
+        assert_eq!(pushed.digest, Digest::sha256_of(raw.as_bytes()));
+        for reference in [reference("v1"), Reference::Digest(pushed.digest.clone())] {
+            let m = r.get_manifest(&user(), &app, &reference).await.unwrap();
+            assert_eq!(m.raw, Bytes::from(raw.clone()));
+            assert_eq!(
+                m.media_type.as_str(),
+                "application/vnd.oci.image.manifest.v1+json"
+            );
+            assert_eq!(m.digest, pushed.digest);
+        }
+        let blob = r
+            .get_blob(&user(), &app, &layer.digest, None)
+            .await
+            .unwrap();
+        assert_eq!(blob.len, layer.size);
+        let events = t.meta.audit_log();
+        assert!(events
+            .iter()
+            .any(|e| e.event.event_type == EventType::ManifestPushed
+                && e.event.digest.as_ref() == Some(&pushed.digest)
+                && e.event.actor_id.as_deref() == Some("user")));
+        assert!(events
+            .iter()
+            .any(|e| e.event.event_type == EventType::ManifestPulled));
+    });
+}
+
+#[test]
+fn push_by_digest_checks_the_digest() {
+    let t = TestRegistry::new();
+    run(async {
+        let r = &t.registry;
+        let app = repo("app");
+        let config = push_blob(r, &user(), &app, b"{}").await;
+        let raw = image_manifest(&config, &[], "");
+        let digest = Digest::sha256_of(raw.as_bytes());
+        let pushed = r
+            .put_manifest(
+                &user(),
+                &app,
+                &Reference::Digest(digest.clone()),
+                None,
+                Bytes::from(raw.clone()),
+            )
+            .await
+            .unwrap();
+        assert_eq!(pushed.digest, digest);
+        let sha512 = Digest::of(Algorithm::Sha512, raw.as_bytes());
+        let pushed = r
+            .put_manifest(
+                &user(),
+                &app,
+                &Reference::Digest(sha512.clone()),
+                None,
+                Bytes::from(raw.clone()),
+            )
+            .await
+            .unwrap();
+        assert_eq!(pushed.digest, sha512);
+        let wrong = Digest::sha256_of(b"something else");
+        let err = r
+            .put_manifest(
+                &user(),
+                &app,
+                &Reference::Digest(wrong),
+                None,
+                Bytes::from(raw),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");
+        assert!(r
+            .list_tags(&user(), &app, None, None)
+            .await
+            .unwrap()
+            .items
+            .is_empty());
+    });
+}
+
+#[test]
+fn chunked_upload_in_several_chunks_and_resumed() {
+    let t = TestRegistry::new();
+    run(async {
+        let r = &t.registry;
+        let app = repo("app");
+        let data: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+        let session = r.start_upload(&user(), &app).await.unwrap();
+        let mut offset = 0u64;
+        for part in data[..2000].chunks(700) {
+            offset = r
+                .upload_chunk(
+                    &user(),
+                    &app,
+                    &session.id,
+                    Some(offset),
+                    body(part.to_vec()),
+                )
+                .await
+                .unwrap();
+        }
+        assert_eq!(offset, 2000);
+        // A client that lost track asks where the upload stands, and resumes.
+        let at = r.upload_status(&user(), &app, &session.id).await.unwrap();
+        assert_eq!(at, 2000);
+        let err = r
+            .upload_chunk(&user(), &app, &session.id, Some(1000), body(vec![1]))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::RangeInvalid {
+                    expected: 2000,
+                    got: 1000
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            r.upload_status(&user(), &app, &session.id).await.unwrap(),
+            2000
+        );
+        let rest = chunks(data[2000..].chunks(300).map(<[u8]>::to_vec).collect());
+        let digest = Digest::sha256_of(&data);
+        let info = r
+            .finish_upload(&user(), &app, &session.id, &digest, Some((Some(at), rest)))
+            .await
+            .unwrap();
+        assert_eq!(info.size, 3000);
+        assert_eq!(t.blobs.contents(&digest).unwrap(), Bytes::from(data));
+        let err = r
+            .upload_status(&user(), &app, &session.id)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::UploadUnknown(_)), "{err}");
+    });
+}
+
+#[test]
+fn digest_mismatch_keeps_nothing_and_the_session_stays() {
+    let t = TestRegistry::new();
+    run(async {
+        let r = &t.registry;
+        let app = repo("app");
+        let session = r.start_upload(&user(), &app).await.unwrap();
+        r.upload_chunk(&user(), &app, &session.id, None, body(&b"hello"[..]))
+            .await
+            .unwrap();
+        let wrong = Digest::sha256_of(b"bye");
+        let err = r
+            .finish_upload(&user(), &app, &session.id, &wrong, None)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");
+        assert!(r.stat_blob(&user(), &app, &wrong).await.is_err());
+        let right = Digest::sha256_of(b"hello");
+        r.finish_upload(&user(), &app, &session.id, &right, None)
+            .await
+            .unwrap();
+        assert_eq!(r.stat_blob(&user(), &app, &right).await.unwrap().size, 5);
+        let err = r
+            .upload_blob(&user(), &app, &wrong, body(&b"not bye"[..]))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");
+    });
+}
+
+#[test]
+fn manifests_naming_missing_content_are_refused() {
+    let t = TestRegistry::new();
+    run(async {
+        let r = &t.registry;
+        let app = repo("app");
+        let config = push_blob(r, &user(), &app, b"{}").await;
+        let ghost = mcr_core::ports::BlobInfo {
+            digest: Digest::sha256_of(b"never pushed"),
+            size: 12,
+        };
+        let raw = image_manifest(&config, &[&ghost], "");
+        let err = r
+            .put_manifest(&user(), &app, &reference("v1"), None, Bytes::from(raw))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::ManifestBlobUnknown(d) if *d == ghost.digest),
+            "{err}"
+        );
+        let index = index_manifest(&[(&Digest::sha256_of(b"no such manifest"), 10)]);
+        let err = r
+            .put_manifest(&user(), &app, &reference("v1"), None, Bytes::from(index))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::ManifestChildUnknown(_)), "{err}");
+        assert!(r
+            .list_tags(&user(), &app, None, None)
+            .await
+            .unwrap()
+            .items
+            .is_empty());
+    });
+}
+
+#[test]
+fn an_index_over_present_children_is_stored() {
+    let t = TestRegistry::new();
+    run(async {
+        let r = &t.registry;
+        let app = repo("app");
+        let (a, raw_a, _) = push_image(r, &user(), &app, "amd64", "a").await;
+        let (b, raw_b, _) = push_image(r, &user(), &app, "arm64", "b").await;
+        let index = index_manifest(&[(&a.digest, raw_a.len()), (&b.digest, raw_b.len())]);
+        let pushed = r
+            .put_manifest(&user(), &app, &reference("multi"), None, Bytes::from(index))
+            .await
+            .unwrap();
+        let m = r
+            .get_manifest(&user(), &app, &reference("multi"))
+            .await
+            .unwrap();
+        assert_eq!(m.digest, pushed.digest);
+        assert_eq!(
+            m.media_type.as_str(),
+            "application/vnd.oci.image.index.v1+json"
+        );
+    });
+}
+
+#[test]
+fn manifest_over_the_size_cap_is_refused() {
+    let t = TestRegistry::new();
+    run(async {
+        let r = &t.registry;
+        let app = repo("app");
+        let config = push_blob(r, &user(), &app, b"{}").await;
+        let pad = "x".repeat(MAX_MANIFEST_SIZE as usize);
+        let raw = image_manifest(
+            &config,
+            &[],
+            &format!(r#","annotations":{{"pad":"{pad}"}}"#),
+        );
+        let err = r
+            .put_manifest(&user(), &app, &reference("big"), None, Bytes::from(raw))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::ManifestTooLarge {
+                    limit: MAX_MANIFEST_SIZE,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    });
+}
+
+#[test]
+fn tags_move_and_deletes_do_what_they_say() {
+    let t = TestRegistry::new();
+    run(async {
+        let r = &t.registry;
+        let app = repo("app");
+        let (one, _, _) = push_image(r, &user(), &app, "latest", "1").await;
+        let (two, _, _) = push_image(r, &user(), &app, "latest", "2").await;
+        assert_eq!(
+            r.get_manifest(&user(), &app, &reference("latest"))
+                .await
+                .unwrap()
+                .digest,
+            two.digest
+        );
+        // The first manifest is still there by digest after the tag moved.
+        r.get_manifest(&user(), &app, &Reference::Digest(one.digest.clone()))
+            .await
+            .unwrap();
+
+        r.put_manifest(
+            &user(),
+            &app,
+            &reference("stable"),
+            None,
+            r.get_manifest(&user(), &app, &reference("latest"))
+                .await
+                .unwrap()
+                .raw,
+        )
+        .await
+        .unwrap();
+        // Delete by tag keeps the manifest and its other tags.
+        r.delete_manifest(&user(), &app, &reference("latest"))
+            .await
+            .unwrap();
+        let err = r
+            .get_manifest(&user(), &app, &reference("latest"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::ManifestUnknown(_)), "{err}");
+        r.get_manifest(&user(), &app, &Reference::Digest(two.digest.clone()))
+            .await
+            .unwrap();
+        r.get_manifest(&user(), &app, &reference("stable"))
+            .await
+            .unwrap();
+        // Delete by digest removes the manifest and every tag on it.
+        r.delete_manifest(&user(), &app, &Reference::Digest(two.digest.clone()))
+            .await
+            .unwrap();
+        let err = r
+            .get_manifest(&user(), &app, &reference("stable"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::ManifestUnknown(_)), "{err}");
+        assert!(r
+            .list_tags(&user(), &app, None, None)
+            .await
+            .unwrap()
+            .items
+            .is_empty());
+        let err = r
+            .delete_manifest(&user(), &app, &reference("stable"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::ManifestUnknown(_)), "{err}");
+        let err = r
+            .get_manifest(&user(), &repo("nowhere"), &reference("x"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::NameUnknown(_)), "{err}");
+    });
+}
+
+#[test]
+fn a_blob_is_visible_in_its_repository_right_after_upload_and_nowhere_else() {
+    let t = TestRegistry::new();
+    run(async {
+        let r = &t.registry;
+        let (a, b) = (repo("a"), repo("b"));
+        let blob = push_blob(r, &user(), &a, b"fresh layer").await;
+        assert_eq!(r.stat_blob(&user(), &a, &blob.digest).await.unwrap(), blob);
+        let err = r.stat_blob(&user(), &b, &blob.digest).await.unwrap_err();
+        assert!(matches!(err, Error::BlobUnknown(_)), "{err}");
+        let err = r
+            .get_blob(&user(), &b, &blob.digest, None)
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(err, Error::BlobUnknown(_)), "{err}");
+        r.delete_blob(&user(), &a, &blob.digest).await.unwrap();
+        assert!(r.stat_blob(&user(), &a, &blob.digest).await.is_err());
+    });
+}
+
+#[test]
+fn mount_needs_pull_on_the_source() {
+    let t = TestRegistry::new();
+    run(async {
+        let r = &t.registry;
+        let (src, dst, other) = (repo("src/app"), repo("dst/app"), repo("other/app"));
+        let blob = push_blob(r, &admin(), &src, b"shared layer").await;
+        // `user` may pull from src: mounted.
+        let out = r
+            .mount_blob(&user(), &dst, &blob.digest, Some(&src))
+            .await
+            .unwrap();
+        assert_eq!(out, MountOutcome::Mounted(blob.clone()));
+        assert!(r.stat_blob(&user(), &dst, &blob.digest).await.is_ok());
+        // A rule denies `user` pulls from src: an ordinary session instead.
+        r.create_rule(
+            &admin(),
+            RuleDraft {
+                priority: 5,
+                description: "no pulls from src".into(),
+                effect: Effect::Deny,
+                actions: vec![Action::Pull],
+                roles: vec![],
+                account_types: vec![],
+                subject: Some("user".into()),
+                repositories: vec![RepoPattern::new("src/*").unwrap()],
+                enabled: true,
+            },
+        )
+        .await
+        .unwrap();
+        let out = r
+            .mount_blob(&user(), &other, &blob.digest, Some(&src))
+            .await
+            .unwrap();
+        assert!(matches!(out, MountOutcome::Started(_)), "{out:?}");
+        assert!(r.stat_blob(&user(), &other, &blob.digest).await.is_err());
+        // A source without the blob, and no source at all: a session too.
+        let missing = Digest::sha256_of(b"nowhere");
+        assert!(matches!(
+            r.mount_blob(&user(), &other, &missing, Some(&dst))
+                .await
+                .unwrap(),
+            MountOutcome::Started(_)
+        ));
+        assert!(matches!(
+            r.mount_blob(&user(), &other, &missing, None).await.unwrap(),
+            MountOutcome::Started(_)
+        ));
+    });
+}
+
+#[test]
+fn referrers_with_and_without_the_artifact_type_filter() {
+    let t = TestRegistry::new();
+    run(async {
+        let r = &t.registry;
+        let app = repo("app");
+        let (subject, subject_raw, _) = push_image(r, &user(), &app, "v1", "s").await;
+        let empty = push_blob(r, &user(), &app, b"{}").await;
+        let subj = format!(
+            r#","subject":{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{}","size":{}}}"#,
+            subject.digest,
+            subject_raw.len()
+        );
+        let sig = image_manifest(
+            &empty,
+            &[],
+            &format!(r#","artifactType":"application/x.sig","annotations":{{"k":"v"}}{subj}"#),
+        );
+        let sbom = image_manifest(
+            &empty,
+            &[],
+            &format!(r#","artifactType":"application/x.sbom"{subj}"#),
+        );
+        let pushed_sig = r
+            .put_manifest(
+                &user(),
+                &app,
+                &reference("sig"),
+                None,
+                Bytes::from(sig.clone()),
+            )
+            .await
+            .unwrap();
+        assert_eq!(pushed_sig.subject.as_ref(), Some(&subject.digest));
+        r.put_manifest(&user(), &app, &reference("sbom"), None, Bytes::from(sbom))
+            .await
+            .unwrap();
+        let all = r
+            .referrers(&user(), &app, &subject.digest, None)
+            .await
+            .unwrap();
+        assert_eq!(all.len(), 2);
+        let sig_type = MediaType::new("application/x.sig").unwrap();
+        let only = r
+            .referrers(&user(), &app, &subject.digest, Some(&sig_type))
+            .await
+            .unwrap();
+        assert_eq!(only.len(), 1);
+        assert_eq!(only[0].digest, pushed_sig.digest);
+        assert_eq!(only[0].size, sig.len() as u64);
+        assert_eq!(only[0].annotations.get("k").map(String::as_str), Some("v"));
+        assert_eq!(only[0].artifact_type.as_ref(), Some(&sig_type));
+        // A subject nobody pushed has referrers once something names it.
+        let none = r
+            .referrers(&user(), &app, &Digest::sha256_of(b"?"), None)
+            .await
+            .unwrap();
+        assert!(none.is_empty());
+    });
+}
+
+#[test]
+fn gc_removes_only_unreferenced_blobs_past_the_grace_period() {
+    let t = TestRegistry::with_config(RegistryConfig {
+        gc_grace_period: Duration::from_secs(60),
+        ..RegistryConfig::default()
+    });
+    run(async {
+        let r = &t.registry;
+        let app = repo("app");
+        let (kept, _, kept_layer) = push_image(r, &user(), &app, "keep", "k").await;
+        let (gone, _, gone_layer) = push_image(r, &user(), &app, "gone", "g").await;
+        r.delete_manifest(&user(), &app, &Reference::Digest(gone.digest))
+            .await
+            .unwrap();
+        let young = push_blob(r, &user(), &app, b"uploaded just now").await;
+        // Inside the grace period nothing goes.
+        let report = r.collect_garbage(&admin()).await.unwrap();
+        assert_eq!(report.blobs_removed, 0);
+        t.clock.advance(Duration::from_secs(61));
+        let fresh = push_blob(r, &user(), &app, b"uploaded after the wait").await;
+        let report = r.collect_garbage(&admin()).await.unwrap();
+        // The deleted image's layer and config, and the old loose blob.
+        assert_eq!(report.blobs_removed, 3, "{report:?}");
+        assert!(t.blobs.contents(&gone_layer.digest).is_none());
+        assert!(t.blobs.contents(&young.digest).is_none());
+        assert!(t.blobs.contents(&kept_layer.digest).is_some());
+        assert!(t.blobs.contents(&fresh.digest).is_some());
+        r.get_manifest(&user(), &app, &Reference::Digest(kept.digest))
+            .await
+            .unwrap();
+        let status = r.gc_status(&admin()).await.unwrap();
+        assert!(!status.running);
+        assert_eq!(status.last_run.unwrap().blobs_removed, 3);
+        let types: Vec<EventType> = t
+            .meta
+            .audit_log()
+            .iter()
+            .map(|e| e.event.event_type)
+            .collect();
+        assert!(types.contains(&EventType::GcStarted) && types.contains(&EventType::GcCompleted));
+        let err = r.collect_garbage(&user()).await.unwrap_err();
+        assert!(matches!(err, Error::Denied { .. }), "{err}");
+    });
+}
+
+#[test]
+fn a_denied_principal_changes_nothing() {
+    let t = TestRegistry::new();
+    run(async {
+        let r = &t.registry;
+        let app = repo("app");
+        let (pushed, raw, layer) = push_image(r, &user(), &app, "v1", "a").await;
+        let before_tags = r.list_tags(&user(), &app, None, None).await.unwrap();
+        for who in [guest(), system()] {
+            let denied = |e: Error| assert!(matches!(e, Error::Denied { .. }), "{e}");
+            denied(r.start_upload(&who, &app).await.unwrap_err());
+            denied(
+                r.upload_blob(&who, &app, &Digest::sha256_of(b"x"), body(&b"x"[..]))
+                    .await
+                    .unwrap_err(),
+            );
+            denied(
+                r.put_manifest(
+                    &who,
+                    &app,
+                    &reference("evil"),
+                    None,
+                    Bytes::from(raw.clone()),
+                )
+                .await
+                .unwrap_err(),
+            );
+            denied(
+                r.delete_manifest(&who, &app, &Reference::Digest(pushed.digest.clone()))
+                    .await
+                    .unwrap_err(),
+            );
+            denied(r.delete_blob(&who, &app, &layer.digest).await.unwrap_err());
+            denied(
+                r.get_manifest(&who, &app, &reference("v1"))
+                    .await
+                    .unwrap_err(),
+            );
+            denied(r.catalog(&who, None, None).await.unwrap_err());
+            denied(
+                r.mount_blob(&who, &repo("other"), &layer.digest, Some(&app))
+                    .await
+                    .unwrap_err(),
+            );
+            denied(r.delete_repository(&who, &app).await.unwrap_err());
+            denied(r.list_rules(&who).await.unwrap_err());
+            r.version_check(&who).await.unwrap();
+        }
+        assert_eq!(
+            r.list_tags(&user(), &app, None, None).await.unwrap(),
+            before_tags
+        );
+        assert_eq!(
+            r.catalog(&admin(), None, None).await.unwrap().items,
+            vec![app.clone()]
+        );
+        r.get_manifest(&user(), &app, &Reference::Digest(pushed.digest))
+            .await
+            .unwrap();
+        assert!(r.stat_blob(&user(), &app, &layer.digest).await.is_ok());
+        let denials = t
+            .meta
+            .audit_log()
+            .iter()
+            .filter(|e| e.event.event_type == EventType::PolicyDeny)
+            .count();
+        assert!(denials >= 20, "{denials} denials audited");
+    });
+}
+
+#[test]
+fn a_stored_rule_grants_a_system_account_pull_and_nothing_more() {
+    let t = TestRegistry::new();
+    run(async {
+        let r = &t.registry;
+        let ci = repo("ci/app");
+        push_image(r, &user(), &ci, "v1", "a").await;
+        assert!(r
+            .get_manifest(&system(), &ci, &reference("v1"))
+            .await
+            .is_err());
+        let rule = r
+            .create_rule(
+                &admin(),
+                RuleDraft {
+                    priority: 10,
+                    description: "ci may pull".into(),
+                    effect: Effect::Allow,
+                    actions: vec![Action::Pull],
+                    roles: vec![],
+                    account_types: vec![AccountType::System],
+                    subject: None,
+                    repositories: vec![RepoPattern::new("ci/*").unwrap()],
+                    enabled: true,
+                },
+            )
+            .await
+            .unwrap();
+        r.get_manifest(&system(), &ci, &reference("v1"))
+            .await
+            .unwrap();
+        assert!(matches!(
+            r.start_upload(&system(), &ci).await,
+            Err(Error::Denied { .. })
+        ));
+        assert!(r
+            .get_manifest(&system(), &repo("web/app"), &reference("v1"))
+            .await
+            .is_err());
+        r.delete_rule(&admin(), rule.id).await.unwrap();
+        assert!(r
+            .get_manifest(&system(), &ci, &reference("v1"))
+            .await
+            .is_err());
+        let created = t
+            .meta
+            .audit_log()
+            .iter()
+            .filter(|e| e.event.event_type == EventType::PolicyRuleCreated)
+            .count();
+        assert_eq!(created, 1);
+    });
+}
+
+#[test]
+fn listings_paginate() {
+    let t = TestRegistry::new();
+    run(async {
+        let r = &t.registry;
+        let app = repo("app");
+        for tag in ["c", "a", "b", "d"] {
+            push_image(r, &user(), &app, tag, "same").await;
+        }
+        let page = r.list_tags(&user(), &app, None, Some(2)).await.unwrap();
+        assert_eq!(
+            page.items.iter().map(|t| t.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        assert!(page.more);
+        let page = r
+            .list_tags(&user(), &app, Some("b".into()), Some(2))
+            .await
+            .unwrap();
+        assert_eq!(
+            page.items.iter().map(|t| t.as_str()).collect::<Vec<_>>(),
+            ["c", "d"]
+        );
+        assert!(!page.more);
+        let page = r
+            .list_tags(&user(), &app, Some("b".into()), None)
+            .await
+            .unwrap();
+        assert_eq!(page.items.len(), 2);
+        for name in ["z", "m"] {
+            push_blob(r, &user(), &repo(name), b"x").await;
+        }
+        let cat = r.catalog(&user(), None, Some(2)).await.unwrap();
+        assert_eq!(cat.items, vec![repo("app"), repo("m")]);
+        assert!(cat.more);
+        let events = r
+            .audit_events(
+                &admin(),
+                AuditQuery {
+                    event_type: Some(EventType::TagsListed),
+                    ..AuditQuery::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(events.len(), 3);
+    });
+}
+
+#[test]
+fn deleting_a_repository_takes_its_content_but_leaves_blobs_to_gc() {
+    let t = TestRegistry::new();
+    run(async {
+        let r = &t.registry;
+        let app = repo("app");
+        let (_, _, layer) = push_image(r, &user(), &app, "v1", "a").await;
+        let session = r.start_upload(&user(), &app).await.unwrap();
+        assert!(matches!(
+            r.delete_repository(&user(), &app).await,
+            Err(Error::Denied { .. })
+        ));
+        r.delete_repository(&admin(), &app).await.unwrap();
+        assert!(matches!(
+            r.list_tags(&user(), &app, None, None).await,
+            Err(Error::NameUnknown(_))
+        ));
+        assert!(r.upload_status(&user(), &app, &session.id).await.is_err());
+        assert!(t.blobs.contents(&layer.digest).is_some());
+        assert!(matches!(
+            r.delete_repository(&admin(), &app).await,
+            Err(Error::NameUnknown(_))
+        ));
+    });
+}

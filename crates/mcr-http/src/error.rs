@@ -1,0 +1,168 @@
+//! Mapping engine errors to HTTP: the OCI error table for `/v2/`, and the
+//! `{"error": "..."}` form for `/v1/`. Each mapping lives here once.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use mcr_core::Error;
+use serde_json::json;
+
+use crate::auth::Challenge;
+
+/// An error answered in the OCI JSON form.
+pub struct OciError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub challenge: Option<Box<Challenge>>,
+    /// For 416 on uploads: where the upload ends now.
+    pub range: Option<u64>,
+    /// For 416 on uploads: the session to resume.
+    pub location: Option<String>,
+}
+
+impl OciError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> OciError {
+        OciError {
+            status,
+            code,
+            message: message.into(),
+            challenge: None,
+            range: None,
+            location: None,
+        }
+    }
+
+    pub fn unauthorized(message: impl Into<String>, challenge: Challenge) -> OciError {
+        OciError {
+            challenge: Some(Box::new(challenge)),
+            ..OciError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message)
+        }
+    }
+
+    pub fn unsupported(message: impl Into<String>) -> OciError {
+        OciError::new(StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED", message)
+    }
+}
+
+/// The OCI code and status for each engine error.
+fn oci_code(e: &Error) -> (StatusCode, &'static str) {
+    use StatusCode as S;
+    match e {
+        Error::Invalid { .. } => (S::BAD_REQUEST, "UNSUPPORTED"),
+        Error::NameInvalid(_) => (S::BAD_REQUEST, "NAME_INVALID"),
+        Error::TagInvalid(_) => (S::BAD_REQUEST, "TAG_INVALID"),
+        Error::DigestInvalid(_) | Error::DigestMismatch { .. } => {
+            (S::BAD_REQUEST, "DIGEST_INVALID")
+        }
+        Error::ManifestInvalid(_) => (S::BAD_REQUEST, "MANIFEST_INVALID"),
+        Error::ManifestTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "SIZE_INVALID"),
+        Error::ManifestBlobUnknown(_) | Error::ManifestChildUnknown(_) => {
+            (S::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN")
+        }
+        Error::NameUnknown(_) => (S::NOT_FOUND, "NAME_UNKNOWN"),
+        Error::ManifestUnknown(_) => (S::NOT_FOUND, "MANIFEST_UNKNOWN"),
+        Error::BlobUnknown(_) => (S::NOT_FOUND, "BLOB_UNKNOWN"),
+        Error::UploadUnknown(_) => (S::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN"),
+        Error::UploadInvalid(_) => (S::BAD_REQUEST, "BLOB_UPLOAD_INVALID"),
+        Error::RangeInvalid { .. } => (S::RANGE_NOT_SATISFIABLE, "BLOB_UPLOAD_INVALID"),
+        Error::RangeNotSatisfiable { .. } => (S::RANGE_NOT_SATISFIABLE, "BLOB_UNKNOWN"),
+        Error::Unsupported(_) => (S::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
+        Error::Unauthenticated(_) => (S::UNAUTHORIZED, "UNAUTHORIZED"),
+        Error::Denied { .. } => (S::FORBIDDEN, "DENIED"),
+        Error::NotFound { .. } => (S::NOT_FOUND, "NAME_UNKNOWN"),
+        Error::Conflict(_) => (S::CONFLICT, "UNSUPPORTED"),
+        Error::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
+        Error::Storage(_) => (S::INTERNAL_SERVER_ERROR, "UNKNOWN"),
+    }
+}
+
+impl From<Error> for OciError {
+    fn from(e: Error) -> OciError {
+        let (status, code) = oci_code(&e);
+        let range = match &e {
+            Error::RangeInvalid { expected, .. } => Some(*expected),
+            _ => None,
+        };
+        let message = public_message(&e, status);
+        OciError {
+            range,
+            ..OciError::new(status, code, message)
+        }
+    }
+}
+
+/// Storage failures are logged in full and answered vaguely: their text
+/// may hold paths and SQL that are the operator's business.
+fn public_message(e: &Error, status: StatusCode) -> String {
+    if status.is_server_error() {
+        tracing::error!(error = %e, "request failed");
+        if matches!(e, Error::Unavailable(_)) {
+            return e.to_string();
+        }
+        return "internal error; see the registry's log".to_string();
+    }
+    e.to_string()
+}
+
+impl IntoResponse for OciError {
+    fn into_response(self) -> Response {
+        let body =
+            json!({"errors": [{"code": self.code, "message": self.message, "detail": null}]});
+        let mut resp = (self.status, axum::Json(body)).into_response();
+        let headers = resp.headers_mut();
+        if let Some(challenge) = self.challenge {
+            if let Ok(v) = HeaderValue::from_str(&challenge.header_value()) {
+                headers.insert(header::WWW_AUTHENTICATE, v);
+            }
+        }
+        if let Some(loc) = self.location {
+            if let Ok(v) = HeaderValue::from_str(&loc) {
+                headers.insert(header::LOCATION, v);
+            }
+        }
+        if let Some(end) = self.range {
+            if let Ok(v) = HeaderValue::from_str(&crate::oci::range_header(end)) {
+                headers.insert(header::RANGE, v);
+            }
+        }
+        resp
+    }
+}
+
+/// An error of the admin API: `{"error": "..."}` with the right status.
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> ApiError {
+        use StatusCode as S;
+        let status = match &e {
+            Error::Invalid { .. }
+            | Error::NameInvalid(_)
+            | Error::TagInvalid(_)
+            | Error::DigestInvalid(_) => S::BAD_REQUEST,
+            Error::NotFound { .. } | Error::NameUnknown(_) => S::NOT_FOUND,
+            Error::Conflict(_) => S::CONFLICT,
+            _ => oci_code(&e).0,
+        };
+        let message = public_message(&e, status);
+        ApiError::new(status, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(json!({"error": self.message}))).into_response()
+    }
+}

@@ -1,0 +1,32 @@
+//! # mcr-http: the HTTP edge of MCR
+//!
+//! The axum router: the OCI Distribution API under `/v2/` ([`oci`]), the
+//! token endpoint `GET /v2/token` ([`token`]), and request logging.
+//! Handlers extract, call one [`mcr_core::registry::Registry`] use case and
+//! map its result ([`error`] holds the one mapping from engine errors to
+//! HTTP); no business rule lives here. Bodies stream: a blob is never held
+//! whole in memory.
+
+pub mod auth;
+pub mod error;
+mod log;
+pub mod oci;
+pub mod state;
+pub mod token;
+
+use axum::routing::{any, get};
+use axum::Router;
+
+pub use state::{AppState, HttpConfig};
+
+/// The whole HTTP API.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v2", get(oci::version_check))
+        .route("/v2/", get(oci::version_check))
+        .route("/v2/token", get(token::token))
+        .route("/v2/_catalog", get(oci::catalog))
+        .route("/v2/{*path}", any(oci::dispatch))
+        .layer(axum::middleware::from_fn(log::log_request))
+        .with_state(state)
+}

@@ -1,0 +1,138 @@
+//! `/v2/<name>/blobs/<digest>`.
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, StatusCode};
+use mcr_core::digest::Digest;
+use mcr_core::names::RepoName;
+use mcr_core::ports::ByteRange;
+use mcr_core::Error;
+
+use super::{respond, Ctx, OciResult, DOCKER_CONTENT_DIGEST};
+use crate::error::OciError;
+
+pub async fn get(ctx: &Ctx, repo: &RepoName, digest: &Digest) -> OciResult {
+    let range = match parse_range(&ctx.headers)? {
+        None => None,
+        Some(RangeSpec::Bytes(r)) => Some(r),
+        // The last `n` bytes: where they start depends on the size.
+        Some(RangeSpec::Suffix(n)) => {
+            let size = ctx
+                .state
+                .registry
+                .stat_blob(&ctx.caller, repo, digest)
+                .await?
+                .size;
+            Some(ByteRange {
+                start: size.saturating_sub(n),
+                end: None,
+            })
+        }
+    };
+    let body = match ctx
+        .state
+        .registry
+        .get_blob(&ctx.caller, repo, digest, range)
+        .await
+    {
+        Ok(b) => b,
+        Err(Error::RangeNotSatisfiable { size }) => {
+            let mut e = OciError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "BLOB_UNKNOWN",
+                format!("range not satisfiable for a blob of {size} bytes"),
+            );
+            e.range = None;
+            let mut resp = axum::response::IntoResponse::into_response(e);
+            if let Ok(v) = format!("bytes */{size}").parse() {
+                resp.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            return Ok(resp);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut headers = vec![
+        (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+        (header::CONTENT_LENGTH, body.len.to_string()),
+        (header::ACCEPT_RANGES, "bytes".to_string()),
+        (DOCKER_CONTENT_DIGEST, digest.to_string()),
+        (header::ETAG, format!("\"{digest}\"")),
+    ];
+    let status = if range.is_some() {
+        let last = (body.offset + body.len).saturating_sub(1);
+        headers.push((
+            header::CONTENT_RANGE,
+            format!("bytes {}-{last}/{}", body.offset, body.size),
+        ));
+        StatusCode::PARTIAL_CONTENT
+    } else {
+        StatusCode::OK
+    };
+    Ok(respond(status, &headers, Body::from_stream(body.stream)))
+}
+
+pub async fn head(ctx: &Ctx, repo: &RepoName, digest: &Digest) -> OciResult {
+    let info = ctx
+        .state
+        .registry
+        .stat_blob(&ctx.caller, repo, digest)
+        .await?;
+    let headers = [
+        (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+        (header::CONTENT_LENGTH, info.size.to_string()),
+        (header::ACCEPT_RANGES, "bytes".to_string()),
+        (DOCKER_CONTENT_DIGEST, digest.to_string()),
+        (header::ETAG, format!("\"{digest}\"")),
+    ];
+    Ok(respond(StatusCode::OK, &headers, Body::empty()))
+}
+
+pub async fn delete(ctx: &Ctx, repo: &RepoName, digest: &Digest) -> OciResult {
+    ctx.state
+        .registry
+        .delete_blob(&ctx.caller, repo, digest)
+        .await?;
+    Ok(respond(StatusCode::ACCEPTED, &[], Body::empty()))
+}
+
+/// A requested range: from a start, or the last `n` bytes.
+enum RangeSpec {
+    Bytes(ByteRange),
+    Suffix(u64),
+}
+
+/// `Range: bytes=<start>-[<end>]` or `bytes=-<n>`; a single range only.
+fn parse_range(headers: &HeaderMap) -> Result<Option<RangeSpec>, OciError> {
+    let Some(v) = headers.get(header::RANGE) else {
+        return Ok(None);
+    };
+    let bad = || {
+        OciError::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "BLOB_UNKNOWN",
+            "Range must be a single range bytes=<start>-[<end>]",
+        )
+    };
+    let spec = v
+        .to_str()
+        .ok()
+        .and_then(|s| s.trim().strip_prefix("bytes="))
+        .ok_or_else(bad)?;
+    let (start, end) = spec.split_once('-').ok_or_else(bad)?;
+    if start.trim().is_empty() {
+        let n: u64 = end.trim().parse().map_err(|_| bad())?;
+        return if n == 0 {
+            Err(bad())
+        } else {
+            Ok(Some(RangeSpec::Suffix(n)))
+        };
+    }
+    let start: u64 = start.trim().parse().map_err(|_| bad())?;
+    let end = match end.trim() {
+        "" => None,
+        e => Some(e.parse::<u64>().map_err(|_| bad())?),
+    };
+    if end.is_some_and(|e| e < start) {
+        return Err(bad());
+    }
+    Ok(Some(RangeSpec::Bytes(ByteRange { start, end })))
+}

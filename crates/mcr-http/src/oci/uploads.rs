@@ -1,0 +1,199 @@
+//! `/v2/<name>/blobs/uploads/[<id>]`: starting, feeding, finishing,
+//! inspecting and cancelling uploads, and cross-repository mounts.
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, StatusCode};
+use mcr_core::digest::Digest;
+use mcr_core::ids::UploadId;
+use mcr_core::names::RepoName;
+use mcr_core::ports::{BlobInfo, UploadSession};
+use mcr_core::registry::MountOutcome;
+use mcr_core::Error;
+
+use super::body::{check_content_length, LimitedBody};
+use super::{
+    location, range_header, respond, Ctx, OciResult, DOCKER_CONTENT_DIGEST, DOCKER_UPLOAD_UUID,
+};
+use crate::error::OciError;
+
+/// `POST`: a monolithic upload with `?digest=`, a mount with `?mount=`, or
+/// a new session.
+pub async fn start(ctx: &Ctx, repo: &RepoName, body: Body) -> OciResult {
+    let query = ctx.query();
+    if let Some(mount) = query.get("mount") {
+        let digest = Digest::parse(mount)?;
+        let from = query.get("from").map(|f| RepoName::new(f)).transpose()?;
+        return match ctx
+            .state
+            .registry
+            .mount_blob(&ctx.caller, repo, &digest, from.as_ref())
+            .await?
+        {
+            MountOutcome::Mounted(info) => Ok(blob_created(repo, &info)),
+            MountOutcome::Started(session) => {
+                Ok(session_response(StatusCode::ACCEPTED, &session.id, repo, 0))
+            }
+        };
+    }
+    if let Some(digest) = query.get("digest") {
+        let digest = Digest::parse(digest)?;
+        let limit = ctx.state.config.max_blob_size;
+        check_content_length(&ctx.headers, limit)?;
+        let body = LimitedBody::new(body, limit);
+        let guard = body.guard();
+        let info = ctx
+            .state
+            .registry
+            .upload_blob(&ctx.caller, repo, &digest, body.stream)
+            .await
+            .map_err(guard)?;
+        return Ok(blob_created(repo, &info));
+    }
+    let session: UploadSession = ctx.state.registry.start_upload(&ctx.caller, repo).await?;
+    Ok(session_response(StatusCode::ACCEPTED, &session.id, repo, 0))
+}
+
+/// `PATCH`: one chunk, placed by `Content-Range` when given, else appended.
+pub async fn patch(ctx: &Ctx, repo: &RepoName, id: &UploadId, body: Body) -> OciResult {
+    let limit = ctx.state.config.max_blob_size;
+    let offset = chunk_offset(&ctx.headers, limit)?;
+    let body = LimitedBody::new(body, limit);
+    let guard = body.guard();
+    match ctx
+        .state
+        .registry
+        .upload_chunk(&ctx.caller, repo, id, offset, body.stream)
+        .await
+    {
+        Ok(size) => Ok(session_response(StatusCode::ACCEPTED, id, repo, size)),
+        Err(e) => Err(chunk_error(guard(e), repo, id)),
+    }
+}
+
+/// Where a chunk goes: its `Content-Range` start (checked against
+/// `Content-Length`), or the end of the upload when there is none.
+fn chunk_offset(headers: &HeaderMap, limit: u64) -> Result<Option<u64>, OciError> {
+    let length = check_content_length(headers, limit)?;
+    match content_range(headers)? {
+        Some((start, end)) => {
+            if length.is_some_and(|len| len != end - start + 1) {
+                return Err(OciError::new(
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    "BLOB_UPLOAD_INVALID",
+                    format!("Content-Range {start}-{end} does not match Content-Length"),
+                ));
+            }
+            Ok(Some(start))
+        }
+        None => Ok(None),
+    }
+}
+
+/// A refused chunk still names the session, so the client can ask where
+/// the upload stands and resume.
+fn chunk_error(mut err: OciError, repo: &RepoName, id: &UploadId) -> OciError {
+    if err.status == StatusCode::RANGE_NOT_SATISFIABLE {
+        err.location = Some(format!("/v2/{repo}/blobs/uploads/{id}"));
+    }
+    err
+}
+
+/// `PUT ?digest=`: the last chunk (if any) and the end of the upload.
+pub async fn put(ctx: &Ctx, repo: &RepoName, id: &UploadId, body: Body) -> OciResult {
+    let digest = ctx
+        .query()
+        .get("digest")
+        .ok_or_else(|| {
+            Error::DigestInvalid(
+                "the digest query parameter is required to finish an upload".into(),
+            )
+        })
+        .and_then(|d| Digest::parse(d))?;
+    let limit = ctx.state.config.max_blob_size;
+    let offset = chunk_offset(&ctx.headers, limit)?;
+    let has_body = check_content_length(&ctx.headers, limit)?.is_some_and(|l| l > 0)
+        || ctx.headers.contains_key(header::TRANSFER_ENCODING);
+    let body = LimitedBody::new(body, limit);
+    let guard = body.guard();
+    let last_chunk = has_body.then_some((offset, body.stream));
+    let info = ctx
+        .state
+        .registry
+        .finish_upload(&ctx.caller, repo, id, &digest, last_chunk)
+        .await
+        .map_err(|e| chunk_error(guard(e), repo, id))?;
+    Ok(blob_created(repo, &info))
+}
+
+/// `GET`: how far the upload got.
+pub async fn status(ctx: &Ctx, repo: &RepoName, id: &UploadId) -> OciResult {
+    let size = ctx
+        .state
+        .registry
+        .upload_status(&ctx.caller, repo, id)
+        .await?;
+    Ok(session_response(StatusCode::NO_CONTENT, id, repo, size))
+}
+
+/// `DELETE`: cancel.
+pub async fn cancel(ctx: &Ctx, repo: &RepoName, id: &UploadId) -> OciResult {
+    ctx.state
+        .registry
+        .cancel_upload(&ctx.caller, repo, id)
+        .await?;
+    Ok(respond(StatusCode::NO_CONTENT, &[], Body::empty()))
+}
+
+fn session_response(
+    status: StatusCode,
+    id: &UploadId,
+    repo: &RepoName,
+    size: u64,
+) -> axum::response::Response {
+    respond(
+        status,
+        &[
+            location(format!("/v2/{repo}/blobs/uploads/{id}")),
+            (header::RANGE, range_header(size)),
+            (DOCKER_UPLOAD_UUID, id.to_string()),
+            (header::CONTENT_LENGTH, "0".to_string()),
+        ],
+        Body::empty(),
+    )
+}
+
+fn blob_created(repo: &RepoName, info: &BlobInfo) -> axum::response::Response {
+    respond(
+        StatusCode::CREATED,
+        &[
+            location(format!("/v2/{repo}/blobs/{}", info.digest)),
+            (DOCKER_CONTENT_DIGEST, info.digest.to_string()),
+            (header::CONTENT_LENGTH, "0".to_string()),
+        ],
+        Body::empty(),
+    )
+}
+
+/// `Content-Range: <start>-<end>` (also accepting `bytes <start>-<end>/*`).
+fn content_range(headers: &HeaderMap) -> Result<Option<(u64, u64)>, OciError> {
+    let Some(v) = headers.get(header::CONTENT_RANGE) else {
+        return Ok(None);
+    };
+    let bad = || {
+        OciError::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "BLOB_UPLOAD_INVALID",
+            "Content-Range must be <start>-<end>",
+        )
+    };
+    let s = v.to_str().map_err(|_| bad())?.trim();
+    let s = s.strip_prefix("bytes ").unwrap_or(s);
+    let s = s.split('/').next().unwrap_or(s);
+    let (start, end) = s.split_once('-').ok_or_else(bad)?;
+    let start: u64 = start.trim().parse().map_err(|_| bad())?;
+    let end: u64 = end.trim().parse().map_err(|_| bad())?;
+    if end < start {
+        return Err(bad());
+    }
+    Ok(Some((start, end)))
+}

@@ -1,0 +1,64 @@
+//! What every handler shares: the engine and the edge's settings.
+
+use std::sync::Arc;
+
+use axum::http::{header, HeaderMap};
+use mcr_core::registry::Registry;
+
+/// Settings of the HTTP edge.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// The `service` of token challenges.
+    pub service_name: String,
+    /// Base URL clients reach the registry at (scheme and host), used for
+    /// the challenge realm; taken from the request when unset.
+    pub external_url: Option<String>,
+    /// Whether this listener serves TLS (for realms built from requests).
+    pub tls: bool,
+    /// Largest blob an upload may grow to.
+    pub max_blob_size: u64,
+    /// Largest JSON body of the admin API.
+    pub max_json_body: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            service_name: "mcr".to_string(),
+            external_url: None,
+            tls: false,
+            max_blob_size: 64 * 1024 * 1024 * 1024,
+            max_json_body: 64 * 1024,
+        }
+    }
+}
+
+/// State shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub registry: Arc<Registry>,
+    pub config: Arc<HttpConfig>,
+}
+
+impl AppState {
+    pub fn new(registry: Arc<Registry>, config: HttpConfig) -> AppState {
+        AppState {
+            registry,
+            config: Arc::new(config),
+        }
+    }
+
+    /// `scheme://host[:port]` the client used, for absolute URLs.
+    pub fn base_url(&self, headers: &HeaderMap) -> String {
+        if let Some(url) = &self.config.external_url {
+            return url.trim_end_matches('/').to_string();
+        }
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .filter(|h| h.len() <= 255 && !h.contains(['/', '"', ' ']))
+            .unwrap_or("localhost");
+        let scheme = if self.config.tls { "https" } else { "http" };
+        format!("{scheme}://{host}")
+    }
+}
