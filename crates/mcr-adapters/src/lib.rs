@@ -1,4 +1,9 @@
 //! # mcr-adapters: the ports of `mcr-core` made real
 //!
-//! Will own `SqliteMetaStore` (rusqlite + r2d2), `FsBlobStore` (content-
-//! addressed files), the MCIAS token validator and the local identity.
+//! - [`fs::FsBlobStore`]: the `BlobStore` on a local filesystem,
+//!   content-addressed, crash-safe, streaming.
+//!
+//! The SQLite metadata store and the identity adapters join it in later
+//! steps. This crate holds no business rule: those live in `mcr-core`.
+
+pub mod fs;

@@ -1,0 +1,312 @@
+//! The `BlobStore` on a local (or shared) filesystem.
+//!
+//! [`FsBlobStore`] keeps blobs content-addressed under a layers directory
+//! and upload sessions as plain files under an uploads directory (see
+//! `layout` for the exact paths). It owns:
+//!
+//! - **integrity**: an upload becomes a blob only by a rename after its
+//!   bytes were hashed and matched the expected digest, so a blob file
+//!   always holds what its name says;
+//! - **durability**: the file is fsynced before the rename and its
+//!   directory after it, so a finished upload survives a crash;
+//! - **streaming**: bodies are written and read in chunks of about a MiB
+//!   or less, never held whole, and hashed as they are written;
+//! - **resumability**: a session is its file; the process keeps only a
+//!   hashing shortcut, so another process, or this one after a restart,
+//!   can continue it.
+//!
+//! It does not decide what may be deleted or when an upload is stale: the
+//! engine does that through the port.
+//!
+//! Finishing an upload is a `rename(2)`, which is atomic only within one
+//! filesystem, so [`FsBlobStore::open`] refuses directories on two.
+
+mod layout;
+mod read;
+mod upload;
+
+use std::collections::HashMap;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use mcr_core::digest::Digest;
+use mcr_core::error::{Error, Result};
+use mcr_core::ids::UploadId;
+use mcr_core::ports::{BlobBody, BlobStore, ByteRange, ByteStream};
+
+use layout::Layout;
+use upload::Session;
+
+/// Content-addressed blobs and resumable uploads in two directories of one
+/// filesystem. Cheap to clone: clones share the directories and the
+/// in-memory session state.
+#[derive(Clone)]
+pub struct FsBlobStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    layout: Arc<Layout>,
+    /// One async lock per session this process has touched, guarding the
+    /// running hash. Entries go with `finish_upload` and `cancel_upload`.
+    sessions: Mutex<HashMap<UploadId, Arc<tokio::sync::Mutex<Session>>>>,
+}
+
+impl FsBlobStore {
+    /// Opens (creating if needed) a store with blobs under `layers_path`
+    /// and upload sessions under `uploads_path`.
+    ///
+    /// Created directories get mode 0750 (layers) and 0700 (uploads);
+    /// existing ones are left as they are. Fails with `Error::Invalid` if
+    /// the two are on different filesystems, and `Error::Storage` if they
+    /// cannot be created or inspected.
+    pub fn open(layers_path: impl AsRef<Path>, uploads_path: impl AsRef<Path>) -> Result<Self> {
+        let layers = layers_path.as_ref().to_path_buf();
+        let uploads = uploads_path.as_ref().to_path_buf();
+        layout::create_root(&layers, layout::LAYERS_DIR_MODE)
+            .map_err(|e| io_error("creating layers directory", &layers, e))?;
+        layout::create_root(&uploads, layout::UPLOADS_DIR_MODE)
+            .map_err(|e| io_error("creating uploads directory", &uploads, e))?;
+        let device = |path: &Path| {
+            std::fs::metadata(path)
+                .map(|m| m.dev())
+                .map_err(|e| io_error("inspecting", path, e))
+        };
+        let (layers_dev, uploads_dev) = (device(&layers)?, device(&uploads)?);
+        if layers_dev != uploads_dev {
+            return Err(Error::invalid(
+                "storage paths",
+                format!(
+                    "layers path {} (device {layers_dev}) and uploads path {} (device \
+                     {uploads_dev}) are on different filesystems; they must share one, because \
+                     finishing an upload renames it into the layers directory",
+                    layers.display(),
+                    uploads.display()
+                ),
+            ));
+        }
+        Ok(FsBlobStore {
+            inner: Arc::new(Inner {
+                layout: Arc::new(Layout { layers, uploads }),
+                sessions: Mutex::default(),
+            }),
+        })
+    }
+
+    /// The directory holding the blobs.
+    pub fn layers_path(&self) -> &Path {
+        &self.inner.layout.layers
+    }
+
+    /// The directory holding the upload sessions.
+    pub fn uploads_path(&self) -> &Path {
+        &self.inner.layout.uploads
+    }
+}
+
+impl Inner {
+    fn session(&self, id: &UploadId) -> Arc<tokio::sync::Mutex<Session>> {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(sessions.entry(id.clone()).or_default())
+    }
+
+    /// Drops the in-memory state of a session, if `session` is still the
+    /// one registered (a concurrent call may have replaced it).
+    fn forget(&self, id: &UploadId, session: &Arc<tokio::sync::Mutex<Session>>) {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        if sessions.get(id).is_some_and(|s| Arc::ptr_eq(s, session)) {
+            sessions.remove(id);
+        }
+    }
+}
+
+#[async_trait]
+impl BlobStore for FsBlobStore {
+    async fn begin_upload(&self, id: &UploadId) -> Result<()> {
+        let path = self.inner.layout.upload_path(id);
+        let id = id.clone();
+        blocking(move || match upload::begin(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                Err(Error::Conflict(format!("upload {id} already exists")))
+            }
+            Err(e) => Err(io_error("creating upload", &path, e)),
+        })
+        .await?
+    }
+
+    async fn append_upload(
+        &self,
+        id: &UploadId,
+        offset: Option<u64>,
+        body: ByteStream,
+    ) -> Result<u64> {
+        let inner = Arc::clone(&self.inner);
+        let id = id.clone();
+        // A task of its own, so that a caller giving up (a dropped HTTP
+        // request) cannot stop the append half way: dropping `_asking`
+        // tells the task, which then cuts the file back to where it started
+        // and only then releases the session's lock.
+        let (_asking, abandoned) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            let session = inner.session(&id);
+            let mut state = Arc::clone(&session).lock_owned().await;
+            let layout = Arc::clone(&inner.layout);
+            let result =
+                upload::append(layout, id.clone(), &mut state, offset, body, abandoned).await;
+            if matches!(result, Err(Error::UploadUnknown(_))) {
+                inner.forget(&id, &session);
+            }
+            result
+        });
+        task.await.map_err(join_error)?
+    }
+
+    async fn upload_size(&self, id: &UploadId) -> Result<u64> {
+        let path = self.inner.layout.upload_path(id);
+        let id = id.clone();
+        blocking(move || match std::fs::metadata(&path) {
+            Ok(meta) if meta.is_file() => Ok(meta.len()),
+            Ok(_) => Err(Error::UploadUnknown(id.to_string())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Err(Error::UploadUnknown(id.to_string()))
+            }
+            Err(e) => Err(io_error("inspecting upload", &path, e)),
+        })
+        .await?
+    }
+
+    async fn finish_upload(&self, id: &UploadId, expected: &Digest) -> Result<u64> {
+        let inner = Arc::clone(&self.inner);
+        let (id, expected) = (id.clone(), expected.clone());
+        // A task of its own for the same reason as appends: the session's
+        // lock is held until the rename is done or abandoned.
+        let task = tokio::spawn(async move {
+            let session = inner.session(&id);
+            let state = Arc::clone(&session).lock_owned().await;
+            let result =
+                upload::finish(Arc::clone(&inner.layout), id.clone(), &state, expected).await;
+            // A mismatch keeps the session (and its hashing shortcut) for
+            // the client to fix; success or a vanished file ends it.
+            if matches!(result, Ok(_) | Err(Error::UploadUnknown(_))) {
+                inner.forget(&id, &session);
+            }
+            result
+        });
+        task.await.map_err(join_error)?
+    }
+
+    async fn cancel_upload(&self, id: &UploadId) -> Result<()> {
+        // No session lock: cancelling must not wait for an append whose
+        // client stalls. An append in flight keeps writing to the unlinked
+        // file and then finds nothing to finish.
+        self.inner
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+        let path = self.inner.layout.upload_path(id);
+        blocking(move || match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_error("removing upload", &path, e)),
+        })
+        .await?
+    }
+
+    async fn list_uploads(&self) -> Result<Vec<UploadId>> {
+        let layout = Arc::clone(&self.inner.layout);
+        blocking(move || {
+            layout
+                .list_uploads()
+                .map_err(|e| io_error("listing uploads in", &layout.uploads, e))
+        })
+        .await?
+    }
+
+    async fn read(&self, digest: &Digest, range: Option<ByteRange>) -> Result<BlobBody> {
+        let path = self.inner.layout.blob_path(digest);
+        let opened = blocking(move || {
+            let file = std::fs::File::open(&path)?;
+            let size = file.metadata()?.len();
+            Ok::<_, io::Error>((file, size))
+        })
+        .await?;
+        let (file, size) = opened.map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                Error::BlobUnknown(digest.clone())
+            } else {
+                io_error("opening blob", &self.inner.layout.blob_path(digest), e)
+            }
+        })?;
+        let (offset, len) = match range {
+            None => (0, size),
+            Some(range) => range
+                .resolve(size)
+                .ok_or(Error::RangeNotSatisfiable { size })?,
+        };
+        Ok(BlobBody {
+            size,
+            offset,
+            len,
+            stream: read::stream(file, offset, len),
+        })
+    }
+
+    async fn stat(&self, digest: &Digest) -> Result<Option<u64>> {
+        let path = self.inner.layout.blob_path(digest);
+        blocking(move || match std::fs::metadata(&path) {
+            Ok(meta) if meta.is_file() => Ok(Some(meta.len())),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_error("inspecting blob", &path, e)),
+        })
+        .await?
+    }
+
+    async fn delete(&self, digest: &Digest) -> Result<bool> {
+        let path = self.inner.layout.blob_path(digest);
+        let prefix = self.inner.layout.prefix_dir(digest);
+        blocking(move || {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+                Err(e) => return Err(io_error("removing blob", &path, e)),
+            }
+            // Tidy the prefix directory if this was its last blob. Failing
+            // is fine: another blob may have landed there meanwhile (then it
+            // is not empty), and a finish that loses its directory to us
+            // creates it again.
+            let _ = std::fs::remove_dir(&prefix);
+            Ok(true)
+        })
+        .await?
+    }
+
+    async fn list(&self) -> Result<Vec<Digest>> {
+        let layout = Arc::clone(&self.inner.layout);
+        blocking(move || {
+            layout
+                .list_blobs()
+                .map_err(|e| io_error("listing blobs in", &layout.layers, e))
+        })
+        .await?
+    }
+}
+
+/// Runs blocking filesystem work off the async workers.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(join_error)
+}
+
+fn join_error(e: tokio::task::JoinError) -> Error {
+    Error::Storage(format!("blob store task failed: {e}"))
+}
+
+/// A storage error naming what was being done and to which path.
+fn io_error(doing: &str, path: &Path, e: io::Error) -> Error {
+    Error::Storage(format!("{doing} {}: {e}", path.display()))
+}

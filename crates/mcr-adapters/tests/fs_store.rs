@@ -1,0 +1,554 @@
+//! `FsBlobStore` behaviour beyond the port contract: the on-disk layout,
+//! path safety, the same-filesystem check, restarts, tidy deletes,
+//! concurrency, and how failed or abandoned appends leave a session.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{stream, StreamExt};
+use mcr_adapters::fs::FsBlobStore;
+use mcr_core::digest::{Algorithm, Digest};
+use mcr_core::error::Error;
+use mcr_core::ids::UploadId;
+use mcr_core::ports::{BlobStore, ByteRange, ByteStream};
+use tempfile::TempDir;
+
+struct Fixture {
+    dir: TempDir,
+    store: FsBlobStore,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            FsBlobStore::open(dir.path().join("layers"), dir.path().join("uploads")).unwrap();
+        Fixture { dir, store }
+    }
+
+    fn layers(&self) -> PathBuf {
+        self.dir.path().join("layers")
+    }
+
+    fn uploads(&self) -> PathBuf {
+        self.dir.path().join("uploads")
+    }
+
+    fn reopen(&self) -> FsBlobStore {
+        FsBlobStore::open(self.layers(), self.uploads()).unwrap()
+    }
+}
+
+fn body(chunks: &[&[u8]]) -> ByteStream {
+    let chunks: Vec<io::Result<Bytes>> = chunks
+        .iter()
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
+    Box::pin(stream::iter(chunks))
+}
+
+fn failing_body(good: Vec<u8>) -> ByteStream {
+    let items = vec![
+        Ok(Bytes::from(good)),
+        Err(io::Error::new(
+            io::ErrorKind::ConnectionReset,
+            "client went away",
+        )),
+    ];
+    Box::pin(stream::iter(items))
+}
+
+async fn read_all(store: &FsBlobStore, digest: &Digest, range: Option<ByteRange>) -> Vec<u8> {
+    let mut body = store.read(digest, range).await.unwrap();
+    let mut out = Vec::new();
+    while let Some(chunk) = body.stream.next().await {
+        out.extend_from_slice(&chunk.unwrap());
+    }
+    assert_eq!(out.len() as u64, body.len);
+    out
+}
+
+async fn put(store: &FsBlobStore, data: &[u8], algorithm: Algorithm) -> Digest {
+    let id = UploadId::generate().unwrap();
+    let digest = Digest::of(algorithm, data);
+    store.begin_upload(&id).await.unwrap();
+    store
+        .append_upload(&id, Some(0), body(&[data]))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.finish_upload(&id, &digest).await.unwrap(),
+        data.len() as u64
+    );
+    digest
+}
+
+/// Every regular file under `root`, relative to it, sorted.
+fn files_under(root: &Path) -> Vec<PathBuf> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let entry = entry.unwrap();
+            let path = entry.path();
+            if entry.file_type().unwrap().is_dir() {
+                walk(root, &path, out);
+            } else {
+                out.push(path.strip_prefix(root).unwrap().to_path_buf());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out.sort();
+    out
+}
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blobs_land_at_the_documented_paths() {
+    let f = Fixture::new();
+    // At most 0750 and 0700: a stricter umask may take more away.
+    assert_eq!(mode(&f.layers()) & !0o750, 0);
+    assert_eq!(mode(&f.uploads()) & !0o700, 0);
+
+    let d256 = put(&f.store, b"hello", Algorithm::Sha256).await;
+    assert_eq!(
+        d256.to_string(),
+        "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+    );
+    let d512 = put(&f.store, b"hello", Algorithm::Sha512).await;
+
+    assert_eq!(
+        files_under(f.dir.path()),
+        vec![
+            PathBuf::from(
+                "layers/sha256/2c/2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+            ),
+            PathBuf::from(format!("layers/sha512/{}/{}", &d512.hex()[..2], d512.hex())),
+        ],
+        "blobs under layers/<algorithm>/<2 hex>/<hex>, nothing left in uploads"
+    );
+    let blob = f.layers().join("sha256/2c").join(d256.hex());
+    assert_eq!(std::fs::read(&blob).unwrap(), b"hello");
+    assert_eq!(mode(&f.layers().join("sha256")) & !0o750, 0);
+    assert_eq!(mode(&f.layers().join("sha256/2c")) & !0o750, 0);
+
+    let mut expected = vec![d256.clone(), d512.clone()];
+    expected.sort();
+    assert_eq!(f.store.list().await.unwrap(), expected);
+    assert_eq!(f.store.stat(&d256).await.unwrap(), Some(5));
+    assert_eq!(read_all(&f.store, &d512, None).await, b"hello");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_sessions_are_files_named_by_their_id() {
+    let f = Fixture::new();
+    let id = UploadId::parse("0123456789abcdef0123456789abcdef").unwrap();
+    f.store.begin_upload(&id).await.unwrap();
+    f.store
+        .append_upload(&id, Some(0), body(&[b"abc"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        files_under(f.dir.path()),
+        vec![PathBuf::from("uploads/0123456789abcdef0123456789abcdef")]
+    );
+    assert_eq!(f.store.list_uploads().await.unwrap(), vec![id.clone()]);
+    assert!(matches!(
+        f.store.begin_upload(&id).await,
+        Err(Error::Conflict(_))
+    ));
+    f.store.cancel_upload(&id).await.unwrap();
+    assert!(files_under(f.dir.path()).is_empty());
+    f.store.cancel_upload(&id).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_escapes_the_two_roots_and_listings_trust_no_stray_name() {
+    // Names that could climb out of a directory never become ids or
+    // digests, so they can never reach a path join.
+    for bad in [
+        "../../etc/passwd",
+        "..",
+        "0123456789abcdef0123456789abcde/",
+        "",
+    ] {
+        assert!(UploadId::parse(bad).is_err(), "{bad:?}");
+    }
+    let hex64 = "a".repeat(64);
+    for bad in [
+        format!("sha256:../{}", &hex64[3..]),
+        format!("sha256:{}/..", &hex64[4..]),
+        format!("sha256/../../x:{hex64}"),
+    ] {
+        assert!(Digest::parse(&bad).is_err(), "{bad:?}");
+    }
+
+    let f = Fixture::new();
+    let good = put(&f.store, b"content", Algorithm::Sha256).await;
+    let real_upload = UploadId::generate().unwrap();
+    f.store.begin_upload(&real_upload).await.unwrap();
+
+    // Things an operator or a crashed tool might leave behind.
+    let misplaced = Digest::sha256_of(b"misplaced");
+    let wrong_prefix = if &misplaced.hex()[..2] == "00" {
+        "01"
+    } else {
+        "00"
+    };
+    let strays = [
+        format!("layers/sha256/{wrong_prefix}/{}", misplaced.hex()),
+        "layers/sha256/zz/not-a-digest".to_string(),
+        format!("layers/sha256/{}/{}.tmp", &good.hex()[..2], good.hex()),
+        format!("layers/md5/d4/{}", "d".repeat(32)),
+        "layers/sha256/stray-file".to_string(),
+        "uploads/NOT-AN-ID".to_string(),
+        "uploads/0123456789ABCDEF0123456789ABCDEF".to_string(),
+    ];
+    for stray in &strays {
+        let path = f.dir.path().join(stray);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, b"junk").unwrap();
+    }
+    // A directory named like an upload is not an upload.
+    let dir_id = UploadId::generate().unwrap();
+    std::fs::create_dir(f.uploads().join(dir_id.as_str())).unwrap();
+
+    assert_eq!(f.store.list().await.unwrap(), vec![good.clone()]);
+    assert_eq!(f.store.list_uploads().await.unwrap(), vec![real_upload]);
+    assert_eq!(f.store.stat(&misplaced).await.unwrap(), None);
+    assert!(matches!(
+        f.store.read(&misplaced, None).await,
+        Err(Error::BlobUnknown(d)) if d == misplaced
+    ));
+    assert!(matches!(
+        f.store.upload_size(&dir_id).await,
+        Err(Error::UploadUnknown(_))
+    ));
+
+    // Every file the store itself made is inside its two roots.
+    let outside: Vec<_> = files_under(f.dir.path())
+        .into_iter()
+        .filter(|p| !p.starts_with("layers") && !p.starts_with("uploads"))
+        .collect();
+    assert!(outside.is_empty(), "{outside:?}");
+}
+
+#[test]
+fn directories_on_one_filesystem_are_accepted() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let store = FsBlobStore::open(a.path().join("layers"), b.path().join("up/loads")).unwrap();
+    assert_eq!(store.layers_path(), a.path().join("layers"));
+    assert_eq!(store.uploads_path(), b.path().join("up/loads"));
+    assert!(b.path().join("up/loads").is_dir());
+}
+
+#[test]
+fn directories_on_two_filesystems_are_refused_naming_both() {
+    use std::os::unix::fs::MetadataExt;
+    let shm = Path::new("/dev/shm");
+    let Ok(shm_meta) = std::fs::metadata(shm) else {
+        eprintln!("skipped: no /dev/shm, so no second filesystem to test against");
+        return;
+    };
+    let local = tempfile::tempdir().unwrap();
+    if std::fs::metadata(local.path()).unwrap().dev() == shm_meta.dev() {
+        eprintln!("skipped: /dev/shm and the temporary directory share a filesystem");
+        return;
+    }
+    let other = tempfile::tempdir_in(shm).unwrap();
+    let layers = local.path().join("layers");
+    let uploads = other.path().join("uploads");
+    let err = match FsBlobStore::open(&layers, &uploads) {
+        Ok(_) => panic!("directories on two filesystems were accepted"),
+        Err(e) => e,
+    };
+    assert!(matches!(err, Error::Invalid { .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(message.contains(&layers.display().to_string()), "{message}");
+    assert!(
+        message.contains(&uploads.display().to_string()),
+        "{message}"
+    );
+    assert!(message.contains("different filesystems"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_survives_a_restart() {
+    let f = Fixture::new();
+    let first = vec![7u8; 3 << 20];
+    let second = b"and the rest".to_vec();
+    let whole = [first.as_slice(), second.as_slice()].concat();
+
+    for algorithm in [Algorithm::Sha256, Algorithm::Sha512] {
+        let id = UploadId::generate().unwrap();
+        {
+            let store = f.reopen();
+            store.begin_upload(&id).await.unwrap();
+            store
+                .append_upload(&id, Some(0), body(&[&first]))
+                .await
+                .unwrap();
+        } // the process "restarts": the hashing state in memory is gone
+
+        let store = f.reopen();
+        assert_eq!(store.list_uploads().await.unwrap(), vec![id.clone()]);
+        assert_eq!(store.upload_size(&id).await.unwrap(), first.len() as u64);
+        let size = store
+            .append_upload(&id, Some(first.len() as u64), body(&[&second]))
+            .await
+            .unwrap();
+        assert_eq!(size, whole.len() as u64);
+        let digest = Digest::of(algorithm, &whole);
+        assert_eq!(store.finish_upload(&id, &digest).await.unwrap(), size);
+        assert_eq!(read_all(&store, &digest, None).await, whole);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_continued_elsewhere_is_hashed_again_on_finish() {
+    let f = Fixture::new();
+    let (here, elsewhere) = (f.reopen(), f.reopen());
+    let id = UploadId::generate().unwrap();
+    here.begin_upload(&id).await.unwrap();
+    // `here` now remembers a hash over 3 bytes...
+    here.append_upload(&id, Some(0), body(&[b"abc"]))
+        .await
+        .unwrap();
+    // ...which another process makes stale by appending.
+    elsewhere
+        .append_upload(&id, Some(3), body(&[b"def"]))
+        .await
+        .unwrap();
+    let digest = Digest::sha256_of(b"abcdef");
+    assert_eq!(here.finish_upload(&id, &digest).await.unwrap(), 6);
+    assert_eq!(read_all(&elsewhere, &digest, None).await, b"abcdef");
+}
+
+/// Two contents whose sha256 digests share their first two hex characters.
+fn two_contents_sharing_a_prefix() -> (Vec<u8>, Vec<u8>) {
+    let mut seen = std::collections::HashMap::new();
+    (0u32..)
+        .find_map(|i| {
+            let data = format!("blob {i}").into_bytes();
+            let prefix = Digest::sha256_of(&data).hex()[..2].to_string();
+            seen.insert(prefix, data.clone()).map(|other| (other, data))
+        })
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_the_last_blob_of_a_prefix_removes_its_directory() {
+    let f = Fixture::new();
+    let (a, b) = two_contents_sharing_a_prefix();
+    let da = put(&f.store, &a, Algorithm::Sha256).await;
+    let db = put(&f.store, &b, Algorithm::Sha256).await;
+    let prefix = f.layers().join("sha256").join(&da.hex()[..2]);
+
+    assert!(f.store.delete(&da).await.unwrap());
+    assert!(prefix.is_dir(), "still holds the other blob");
+    assert_eq!(f.store.list().await.unwrap(), vec![db.clone()]);
+
+    assert!(f.store.delete(&db).await.unwrap());
+    assert!(!prefix.exists(), "the empty prefix directory is removed");
+    assert!(f.layers().join("sha256").is_dir());
+    assert!(!f.store.delete(&db).await.unwrap());
+    assert_eq!(f.store.stat(&db).await.unwrap(), None);
+    assert!(f.store.list().await.unwrap().is_empty());
+
+    // And the prefix comes back when a blob needs it again.
+    put(&f.store, &a, Algorithm::Sha256).await;
+    assert_eq!(read_all(&f.store, &da, None).await, a);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn finishing_into_a_prefix_that_another_delete_empties_still_works() {
+    let f = Fixture::new();
+    let (a, b) = two_contents_sharing_a_prefix();
+    // Each task keeps creating and deleting a blob in the same prefix
+    // directory, so one task's delete keeps removing the directory the
+    // other is about to rename into.
+    let tasks: Vec<_> = [a, b]
+        .into_iter()
+        .map(|data| {
+            let store = f.store.clone();
+            tokio::spawn(async move {
+                for _ in 0..200 {
+                    let digest = put(&store, &data, Algorithm::Sha256).await;
+                    assert!(store.delete(&digest).await.unwrap());
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert!(f.store.list().await.unwrap().is_empty());
+    assert!(f.store.list_uploads().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_uploads_of_the_same_content_make_one_blob() {
+    let f = Fixture::new();
+    let store = Arc::new(f.store.clone());
+    let data: Arc<Vec<u8>> = Arc::new((0..300_000u32).map(|i| (i % 251) as u8).collect());
+    let digest = Digest::sha256_of(&data);
+    let tasks: Vec<_> = (0..32)
+        .map(|_| {
+            let (store, data, digest) = (Arc::clone(&store), Arc::clone(&data), digest.clone());
+            tokio::spawn(async move {
+                let id = UploadId::generate()?;
+                store.begin_upload(&id).await?;
+                let (head, tail) = data.split_at(data.len() / 2);
+                store.append_upload(&id, Some(0), body(&[head])).await?;
+                store.append_upload(&id, None, body(&[tail])).await?;
+                store.finish_upload(&id, &digest).await
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap().unwrap(), data.len() as u64);
+    }
+    assert_eq!(
+        files_under(f.dir.path()),
+        vec![PathBuf::from(format!(
+            "layers/sha256/{}/{}",
+            &digest.hex()[..2],
+            digest.hex()
+        ))]
+    );
+    assert!(store.list_uploads().await.unwrap().is_empty());
+    assert_eq!(read_all(&store, &digest, None).await, *data);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_append_leaves_the_session_as_it_was() {
+    let f = Fixture::new();
+    let id = UploadId::generate().unwrap();
+    f.store.begin_upload(&id).await.unwrap();
+    f.store
+        .append_upload(&id, Some(0), body(&[b"kept "]))
+        .await
+        .unwrap();
+
+    // More than one write batch lands on disk before the body breaks.
+    let err = f
+        .store
+        .append_upload(&id, Some(5), failing_body(vec![1u8; 5 << 20]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::UploadInvalid(_)), "{err:?}");
+    assert_eq!(f.store.upload_size(&id).await.unwrap(), 5);
+
+    let err = f
+        .store
+        .append_upload(&id, Some(4), body(&[b"x"]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::RangeInvalid {
+                expected: 5,
+                got: 4
+            }
+        ),
+        "{err:?}"
+    );
+
+    f.store
+        .append_upload(&id, None, body(&[b"and ", b"more"]))
+        .await
+        .unwrap();
+    let wrong = Digest::sha256_of(b"something else");
+    let right = Digest::sha256_of(b"kept and more");
+    assert!(matches!(
+        f.store.finish_upload(&id, &wrong).await,
+        Err(Error::DigestMismatch { expected, actual }) if expected == wrong && actual == right
+    ));
+    assert_eq!(f.store.upload_size(&id).await.unwrap(), 13);
+    assert_eq!(f.store.finish_upload(&id, &right).await.unwrap(), 13);
+    assert!(matches!(
+        f.store.upload_size(&id).await,
+        Err(Error::UploadUnknown(_))
+    ));
+    assert!(matches!(
+        f.store.finish_upload(&id, &right).await,
+        Err(Error::UploadUnknown(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_append_is_cut_back() {
+    let f = Fixture::new();
+    let id = UploadId::generate().unwrap();
+    f.store.begin_upload(&id).await.unwrap();
+    // A client that sends 3 MiB and then stalls forever.
+    let stalled: ByteStream =
+        Box::pin(stream::iter(vec![Ok(Bytes::from(vec![9u8; 3 << 20]))]).chain(stream::pending()));
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(300),
+        f.store.append_upload(&id, Some(0), stalled),
+    )
+    .await;
+    assert!(gave_up.is_err(), "the stalled append cannot finish");
+
+    // The next append waits for the abandoned one to be undone.
+    let size = f
+        .store
+        .append_upload(&id, Some(0), body(&[b"fresh"]))
+        .await
+        .unwrap();
+    assert_eq!(size, 5);
+    let digest = Digest::sha256_of(b"fresh");
+    assert_eq!(f.store.finish_upload(&id, &digest).await.unwrap(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_stream_ranges_in_chunks() {
+    let f = Fixture::new();
+    let data: Vec<u8> = (0..1_000_000u32).map(|i| (i * 7 % 256) as u8).collect();
+    let digest = put(&f.store, &data, Algorithm::Sha256).await;
+
+    let mut whole = f.store.read(&digest, None).await.unwrap();
+    assert_eq!(
+        (whole.size, whole.offset, whole.len),
+        (1_000_000, 0, 1_000_000)
+    );
+    let mut chunks = 0;
+    while let Some(chunk) = whole.stream.next().await {
+        assert!(chunk.unwrap().len() <= 256 * 1024);
+        chunks += 1;
+    }
+    assert_eq!(chunks, 4);
+
+    let range = |start, end| Some(ByteRange { start, end });
+    assert_eq!(
+        read_all(&f.store, &digest, range(10, Some(19))).await,
+        &data[10..20]
+    );
+    assert_eq!(
+        read_all(&f.store, &digest, range(300_000, None)).await,
+        &data[300_000..]
+    );
+    let tail = f
+        .store
+        .read(&digest, range(999_990, Some(5_000_000)))
+        .await
+        .unwrap();
+    assert_eq!((tail.offset, tail.len), (999_990, 10));
+    assert!(matches!(
+        f.store.read(&digest, range(1_000_000, None)).await,
+        Err(Error::RangeNotSatisfiable { size: 1_000_000 })
+    ));
+
+    let empty = put(&f.store, b"", Algorithm::Sha256).await;
+    assert_eq!(read_all(&f.store, &empty, None).await, b"");
+}
