@@ -5,8 +5,12 @@
 //! - [`fs::FsBlobStore`]: the `BlobStore` on a local filesystem,
 //!   content-addressed, crash-safe, streaming.
 //!
-//! Identity adapters (MCIAS and the local identity) join them in a later
-//! step. This crate holds no business rule: those live in `mcr-core`.
+//! - [`local_identity::LocalIdentity`]: the `TokenValidator` for
+//!   standalone use: argon2id users from the config, server-signed tokens.
+//!
+//! The MCIAS adapter joins them in a later step. This crate holds no
+//! business rule: those live in `mcr-core`.
 
 pub mod fs;
+pub mod local_identity;
 pub mod sqlite;
