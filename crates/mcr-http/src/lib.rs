@@ -1,12 +1,14 @@
 //! # mcr-http: the HTTP edge of MCR
 //!
 //! The axum router: the OCI Distribution API under `/v2/` ([`oci`]), the
-//! token endpoint `GET /v2/token` ([`token`]), and request logging.
+//! token endpoint `GET /v2/token` ([`token`]), the admin REST API under
+//! `/v1/` ([`admin`]), and request logging.
 //! Handlers extract, call one [`mcr_core::registry::Registry`] use case and
 //! map its result ([`error`] holds the one mapping from engine errors to
 //! HTTP); no business rule lives here. Bodies stream: a blob is never held
 //! whole in memory.
 
+pub mod admin;
 pub mod auth;
 pub mod error;
 mod log;
@@ -27,6 +29,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/token", get(token::token))
         .route("/v2/_catalog", get(oci::catalog))
         .route("/v2/{*path}", any(oci::dispatch))
+        .nest("/v1", admin::router())
         .layer(axum::middleware::from_fn(log::log_request))
         .with_state(state)
 }

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::ids::UploadId;
 use crate::manifest::Manifest;
 use crate::media::MediaType;
-use crate::names::{Reference, RepoName};
+use crate::names::{Reference, RepoName, Tag};
 use crate::policy::PolicyInput;
 use crate::ports::{BlobInfo, ByteStream, NewManifest, UploadSession};
 use crate::principal::Action;
@@ -30,6 +30,8 @@ pub enum MountOutcome {
 pub struct PushedManifest {
     pub digest: Digest,
     pub subject: Option<Digest>,
+    /// Every tag this push pointed at the manifest.
+    pub tags: Vec<Tag>,
 }
 
 impl Registry {
@@ -272,6 +274,21 @@ impl Registry {
         content_type: Option<&MediaType>,
         raw: Bytes,
     ) -> Result<PushedManifest> {
+        self.put_manifest_tagged(caller, repo, reference, &[], content_type, raw)
+            .await
+    }
+
+    /// [`Registry::put_manifest`], also pointing each of `tags` at the
+    /// manifest (`PUT .../manifests/<digest>?tag=a&tag=b`).
+    pub async fn put_manifest_tagged(
+        &self,
+        caller: &Caller,
+        repo: &RepoName,
+        reference: &Reference,
+        tags: &[Tag],
+        content_type: Option<&MediaType>,
+        raw: Bytes,
+    ) -> Result<PushedManifest> {
         self.authorize(caller, Action::Push, Some(repo)).await?;
         let size = raw.len() as u64;
         if size > self.config.max_manifest_size {
@@ -308,23 +325,29 @@ impl Registry {
         children.sort();
         children.dedup();
         let subject = manifest.subject.as_ref().map(|s| s.digest.clone());
-        self.meta
-            .put_manifest(NewManifest {
-                repository: repo.clone(),
-                digest: digest.clone(),
-                media_type: manifest.media_type(),
-                raw,
-                subject: subject.clone(),
-                artifact_type: manifest.referrer_artifact_type(),
-                blobs,
-                children,
-                tag: tag.clone(),
-                created: self.clock.now(),
-            })
-            .await?;
+        let mut new = NewManifest {
+            repository: repo.clone(),
+            digest: digest.clone(),
+            media_type: manifest.media_type(),
+            raw,
+            subject: subject.clone(),
+            artifact_type: manifest.referrer_artifact_type(),
+            blobs,
+            children,
+            tag: tag.clone(),
+            created: self.clock.now(),
+        };
+        self.meta.put_manifest(new.clone()).await?;
+        // Storing an existing manifest again only moves the tag.
+        for extra in tags {
+            new.tag = Some(extra.clone());
+            self.meta.put_manifest(new.clone()).await?;
+        }
+        let all_tags: Vec<Tag> = tag.into_iter().chain(tags.iter().cloned()).collect();
         let mut d = BTreeMap::new();
-        if let Some(tag) = &tag {
-            d.insert("tag".to_string(), tag.to_string());
+        if !all_tags.is_empty() {
+            let names: Vec<&str> = all_tags.iter().map(Tag::as_str).collect();
+            d.insert("tag".to_string(), names.join(","));
         }
         self.audit(
             caller,
@@ -334,6 +357,10 @@ impl Registry {
             d,
         )
         .await?;
-        Ok(PushedManifest { digest, subject })
+        Ok(PushedManifest {
+            digest,
+            subject,
+            tags: all_tags,
+        })
     }
 }

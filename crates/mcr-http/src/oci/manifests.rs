@@ -3,11 +3,11 @@
 use axum::body::Body;
 use axum::http::{header, StatusCode};
 use mcr_core::media::MediaType;
-use mcr_core::names::{Reference, RepoName};
+use mcr_core::names::{Reference, RepoName, Tag};
 use mcr_core::Error;
 
 use super::body::{check_content_length, read_small};
-use super::{location, respond, Ctx, OciResult, DOCKER_CONTENT_DIGEST, OCI_SUBJECT};
+use super::{location, respond, Ctx, OciResult, DOCKER_CONTENT_DIGEST, OCI_SUBJECT, OCI_TAG};
 use crate::error::OciError;
 
 /// GET (with the body) or HEAD (headers only).
@@ -48,11 +48,23 @@ pub async fn put(ctx: &Ctx, repo: &RepoName, reference: &Reference, body: Body) 
         ),
         None => None,
     };
+    let tags = ctx
+        .query_all("tag")
+        .iter()
+        .map(|t| Tag::new(t))
+        .collect::<Result<Vec<_>, _>>()?;
     let raw = read_small(body, limit as usize, || too_large(limit + 1)).await?;
     let pushed = ctx
         .state
         .registry
-        .put_manifest(&ctx.caller, repo, reference, content_type.as_ref(), raw)
+        .put_manifest_tagged(
+            &ctx.caller,
+            repo,
+            reference,
+            &tags,
+            content_type.as_ref(),
+            raw,
+        )
         .await?;
     let mut headers = vec![
         location(format!("/v2/{repo}/manifests/{}", pushed.digest)),
@@ -60,6 +72,10 @@ pub async fn put(ctx: &Ctx, repo: &RepoName, reference: &Reference, body: Body) 
     ];
     if let Some(subject) = pushed.subject {
         headers.push((OCI_SUBJECT, subject.to_string()));
+    }
+    if !tags.is_empty() {
+        let names: Vec<&str> = pushed.tags.iter().map(Tag::as_str).collect();
+        headers.push((OCI_TAG, names.join(",")));
     }
     Ok(respond(StatusCode::CREATED, &headers, Body::empty()))
 }

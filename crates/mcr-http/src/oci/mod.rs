@@ -32,6 +32,7 @@ pub(crate) const DOCKER_CONTENT_DIGEST: HeaderName =
     HeaderName::from_static("docker-content-digest");
 pub(crate) const DOCKER_UPLOAD_UUID: HeaderName = HeaderName::from_static("docker-upload-uuid");
 pub(crate) const OCI_SUBJECT: HeaderName = HeaderName::from_static("oci-subject");
+pub(crate) const OCI_TAG: HeaderName = HeaderName::from_static("oci-tag");
 pub(crate) const OCI_FILTERS_APPLIED: HeaderName = HeaderName::from_static("oci-filters-applied");
 
 /// The `Range` value of an upload holding `size` bytes: `0-<last byte>`
@@ -59,6 +60,20 @@ impl Ctx {
                     .collect::<HashMap<String, String>>()
             })
             .unwrap_or_default()
+    }
+}
+
+impl Ctx {
+    /// Every value of a repeated query parameter, in order.
+    pub fn query_all(&self, key: &str) -> Vec<String> {
+        self.uri
+            .query()
+            .map(url_decode_pairs)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v)
+            .collect()
     }
 }
 

@@ -1,0 +1,150 @@
+//! `mcrsrv`: the MCR registry daemon.
+
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use mcr_cli::server::config::Config;
+use mcr_cli::server::{dev, listen, run, snapshot};
+use mcr_core::ports::Secret;
+use tokio::net::TcpListener;
+
+#[derive(Parser)]
+#[command(name = "mcrsrv", version, about = "MCR, an OCI container registry")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the registry as the config file says.
+    Server {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Create the database and storage directories the config names.
+    Init {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Copy the database, consistently and online, into
+    /// <database dir>/backups/mcr-YYYYMMDD-HHMMSS.db.
+    Snapshot {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Serve on embedded defaults: plain HTTP on loopback, data in one
+    /// directory, user `admin` with a generated password.
+    Dev {
+        /// Where data lives.
+        #[arg(long, default_value = "./mcr-data")]
+        data: PathBuf,
+        /// Address to listen on (loopback only).
+        #[arg(long, default_value = "127.0.0.1:5000")]
+        listen: String,
+    },
+    /// Read a password from standard input and print its argon2id hash
+    /// for `[[local.users]]`.
+    HashPassword,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Server { config } => {
+                let config = Config::load(&config)?;
+                init_logging(config.log.level.as_deref());
+                config.validate_for_server()?;
+                serve(&config).await
+            }
+            Command::Init { config } => {
+                let config = Config::load(&config)?;
+                config.validate_for_server()?;
+                run::build(&config).await?;
+                println!("initialised database and storage");
+                Ok(())
+            }
+            Command::Snapshot { config } => {
+                let config = Config::load(&config)?;
+                let db = config
+                    .database
+                    .path
+                    .as_ref()
+                    .context("database.path is required but missing")?;
+                let dest = snapshot::snapshot(db)?;
+                println!("{}", dest.display());
+                Ok(())
+            }
+            Command::Dev { data, listen } => {
+                let (config, password, generated) =
+                    dev::dev_config(&data, &listen, std::env::vars())?;
+                init_logging(config.log.level.as_deref());
+                let file = data.join("admin.password");
+                if generated {
+                    println!(
+                        "admin password: {} (saved in {})",
+                        password.expose(),
+                        file.display()
+                    );
+                } else {
+                    println!("admin password: in {}", file.display());
+                }
+                serve(&config).await
+            }
+            Command::HashPassword => {
+                let password = read_password()?;
+                println!(
+                    "{}",
+                    mcr_adapters::local_identity::hash_password(&password)?
+                );
+                Ok(())
+            }
+        }
+    })
+}
+
+async fn serve(config: &Config) -> anyhow::Result<()> {
+    let state = run::build(config).await?;
+    let tls = match (&config.server.tls_cert, &config.server.tls_key) {
+        (Some(cert), Some(key)) => Some(listen::tls_acceptor(cert, key)?),
+        _ => None,
+    };
+    let addr = config.listen_addr()?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("mcrsrv listening on {scheme}://{local}");
+    tracing::info!(%local, scheme, "listening");
+    run::serve(state, listener, tls, config.shutdown_timeout()?).await
+}
+
+fn read_password() -> anyhow::Result<Secret> {
+    if std::io::stdin().is_terminal() {
+        eprintln!("password (input is echoed; pipe it in to avoid that):");
+    }
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    let pw = line.trim_end_matches(['\n', '\r']).to_string();
+    if pw.is_empty() {
+        anyhow::bail!("empty password on standard input");
+    }
+    Ok(Secret::new(pw))
+}
+
+fn init_logging(level: Option<&str>) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MCR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level.unwrap_or("info")));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,330 @@
+//! The daemon's configuration: a TOML file, overridden by environment
+//! variables `MCR_<SECTION>_<KEY>`, validated with messages that name the
+//! field.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use mcr_adapters::local_identity::LocalUser;
+use serde::Deserialize;
+
+/// Longest config file read.
+const MAX_CONFIG_SIZE: u64 = 1024 * 1024;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerSection,
+    #[serde(default)]
+    pub database: DatabaseSection,
+    #[serde(default)]
+    pub storage: StorageSection,
+    #[serde(default)]
+    pub gc: GcSection,
+    #[serde(default)]
+    pub mcias: MciasSection,
+    #[serde(default)]
+    pub local: LocalSection,
+    #[serde(default)]
+    pub web: toml::Table,
+    #[serde(default)]
+    pub log: LogSection,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    pub listen_addr: Option<String>,
+    pub grpc_addr: Option<String>,
+    pub external_url: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub read_timeout: Option<String>,
+    pub write_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub shutdown_timeout: Option<String>,
+    pub service_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSection {
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSection {
+    pub layers_path: Option<PathBuf>,
+    pub uploads_path: Option<PathBuf>,
+    /// Upload sessions older than this are purged (default 24h).
+    pub upload_max_age: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GcSection {
+    pub grace_period: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MciasSection {
+    pub server_url: Option<String>,
+    pub ca_cert: Option<PathBuf>,
+    pub service_name: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+/// The built-in identity, used when `[mcias] server_url` is unset.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalSection {
+    #[serde(default)]
+    pub users: Vec<LocalUser>,
+    pub token_ttl: Option<String>,
+    /// Token signing key; default `<database dir>/token.key`.
+    pub key_path: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    pub level: Option<String>,
+}
+
+/// Keys whose environment value is a comma-separated list.
+const LIST_KEYS: [(&str, &str); 1] = [("mcias", "tags")];
+
+impl Config {
+    /// Reads `path` and applies the environment's overrides.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let meta = std::fs::metadata(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        if meta.len() > MAX_CONFIG_SIZE {
+            bail!(
+                "config file {} is over {MAX_CONFIG_SIZE} bytes",
+                path.display()
+            );
+        }
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        let table: toml::Table = text
+            .parse()
+            .with_context(|| format!("config file {} is not valid TOML", path.display()))?;
+        Config::from_table(table, std::env::vars())
+            .with_context(|| format!("in config file {}", path.display()))
+    }
+
+    /// Builds a config from a TOML table and `MCR_*` variables.
+    pub fn from_table(
+        mut table: toml::Table,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<Config> {
+        apply_env(&mut table, env)?;
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| anyhow::anyhow!("{}", e.message()))?;
+        Ok(config)
+    }
+
+    /// Checks what `mcrsrv server` needs, naming any missing or bad field.
+    pub fn validate_for_server(&self) -> anyhow::Result<()> {
+        self.listen_addr()?;
+        require(&self.database.path, "database.path")?;
+        require(&self.storage.layers_path, "storage.layers_path")?;
+        match (&self.server.tls_cert, &self.server.tls_key) {
+            (Some(_), None) => bail!("server.tls_key is required when server.tls_cert is set"),
+            (None, Some(_)) => bail!("server.tls_cert is required when server.tls_key is set"),
+            _ => {}
+        }
+        if self.mcias.server_url.is_none() && self.local.users.is_empty() {
+            bail!("no identity configured: set mcias.server_url, or add [[local.users]]");
+        }
+        self.gc_grace_period()?;
+        self.upload_max_age()?;
+        self.token_ttl()?;
+        for (name, value) in [
+            ("server.read_timeout", &self.server.read_timeout),
+            ("server.write_timeout", &self.server.write_timeout),
+            ("server.idle_timeout", &self.server.idle_timeout),
+            ("server.shutdown_timeout", &self.server.shutdown_timeout),
+        ] {
+            duration(name, value.as_deref(), "0s")?;
+        }
+        Ok(())
+    }
+
+    pub fn listen_addr(&self) -> anyhow::Result<SocketAddr> {
+        let addr = require(&self.server.listen_addr, "server.listen_addr")?;
+        addr.parse().with_context(|| {
+            format!("server.listen_addr {addr:?} is not an address like 127.0.0.1:8443")
+        })
+    }
+
+    pub fn gc_grace_period(&self) -> anyhow::Result<Duration> {
+        duration("gc.grace_period", self.gc.grace_period.as_deref(), "1h")
+    }
+
+    pub fn upload_max_age(&self) -> anyhow::Result<Duration> {
+        duration(
+            "storage.upload_max_age",
+            self.storage.upload_max_age.as_deref(),
+            "24h",
+        )
+    }
+
+    pub fn token_ttl(&self) -> anyhow::Result<Duration> {
+        duration("local.token_ttl", self.local.token_ttl.as_deref(), "1h")
+    }
+
+    pub fn shutdown_timeout(&self) -> anyhow::Result<Duration> {
+        duration(
+            "server.shutdown_timeout",
+            self.server.shutdown_timeout.as_deref(),
+            "60s",
+        )
+    }
+
+    /// `uploads_path`, defaulting to `uploads` beside `layers_path`.
+    pub fn uploads_path(&self) -> anyhow::Result<PathBuf> {
+        if let Some(p) = &self.storage.uploads_path {
+            return Ok(p.clone());
+        }
+        let layers = require(&self.storage.layers_path, "storage.layers_path")?;
+        Ok(layers
+            .parent()
+            .map_or_else(|| PathBuf::from("uploads"), |p| p.join("uploads")))
+    }
+
+    pub fn service_name(&self) -> String {
+        self.mcias
+            .service_name
+            .clone()
+            .or_else(|| self.server.service_name.clone())
+            .unwrap_or_else(|| "mcr".to_string())
+    }
+}
+
+fn require<'a, T>(v: &'a Option<T>, name: &str) -> anyhow::Result<&'a T> {
+    v.as_ref()
+        .ok_or_else(|| anyhow::anyhow!("{name} is required but missing"))
+}
+
+fn duration(name: &str, value: Option<&str>, default: &str) -> anyhow::Result<Duration> {
+    let v = value.unwrap_or(default);
+    humantime::parse_duration(v)
+        .with_context(|| format!("{name} {v:?} is not a duration like 30s or 1h"))
+}
+
+/// Applies `MCR_<SECTION>_<KEY>=value` onto the table. The section is the
+/// first word after `MCR_`; the rest, lowercased, is the key.
+fn apply_env(
+    table: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> anyhow::Result<()> {
+    const SECTIONS: [&str; 8] = [
+        "server", "database", "storage", "gc", "mcias", "local", "web", "log",
+    ];
+    let overrides: BTreeMap<String, String> = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("MCR_"))
+        .collect();
+    for (var, value) in overrides {
+        let rest = var["MCR_".len()..].to_ascii_lowercase();
+        let Some((section, key)) = rest.split_once('_') else {
+            continue;
+        };
+        if !SECTIONS.contains(&section) {
+            continue;
+        }
+        let entry = table
+            .entry(section.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let Some(section_table) = entry.as_table_mut() else {
+            bail!("[{section}] in the config file is not a section (while applying {var})");
+        };
+        let v = if LIST_KEYS.contains(&(section, key)) {
+            toml::Value::Array(
+                value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| toml::Value::String(s.to_string()))
+                    .collect(),
+            )
+        } else {
+            toml::Value::String(value)
+        };
+        section_table.insert(key.to_string(), v);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(toml_text: &str, env: &[(&str, &str)]) -> anyhow::Result<Config> {
+        Config::from_table(
+            toml_text.parse().unwrap(),
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let c = cfg(
+            "[gc]\ngrace_period = \"1h\"\n[mcias]\ntags=[\"a\"]\n",
+            &[
+                ("MCR_GC_GRACE_PERIOD", "5s"),
+                ("MCR_SERVER_LISTEN_ADDR", "127.0.0.1:1"),
+                ("MCR_MCIAS_TAGS", "env:restricted, x"),
+                ("PATH", "/bin"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.gc_grace_period().unwrap(), Duration::from_secs(5));
+        assert_eq!(c.listen_addr().unwrap().port(), 1);
+        assert_eq!(c.mcias.tags, vec!["env:restricted", "x"]);
+    }
+
+    #[test]
+    fn validation_names_the_missing_field() {
+        let c = cfg("[server]\nlisten_addr=\"127.0.0.1:5000\"\n", &[]).unwrap();
+        let err = c.validate_for_server().unwrap_err().to_string();
+        assert!(err.contains("database.path"), "{err}");
+        let c = cfg(
+            "[server]\nlisten_addr=\"127.0.0.1:5000\"\ntls_cert=\"c\"\n[database]\npath=\"x\"\n[storage]\nlayers_path=\"l\"\n",
+            &[],
+        )
+        .unwrap();
+        let err = c.validate_for_server().unwrap_err().to_string();
+        assert!(err.contains("server.tls_key"), "{err}");
+        let err = cfg("[gc]\ngrace_period=\"soon\"\n[server]\nlisten_addr=\"127.0.0.1:1\"\n[database]\npath=\"x\"\n[storage]\nlayers_path=\"l\"\n[mcias]\nserver_url=\"https://m\"\n", &[])
+            .unwrap()
+            .validate_for_server()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("gc.grace_period"), "{err}");
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_by_name() {
+        let err = cfg("[server]\nlisten_adr=\"x\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listen_adr"), "{err}");
+    }
+
+    #[test]
+    fn uploads_default_beside_layers() {
+        let c = cfg("[storage]\nlayers_path=\"/srv/mcr/layers\"\n", &[]).unwrap();
+        assert_eq!(c.uploads_path().unwrap(), PathBuf::from("/srv/mcr/uploads"));
+    }
+}

@@ -1,0 +1,138 @@
+//! `mcrsrv dev`: the registry on embedded defaults, for a laptop or a test.
+//!
+//! Data under one directory, plain HTTP on a loopback address only, the
+//! local identity with one user `admin` whose generated password is kept in
+//! `DIR/admin.password` (mode 0600) and reused on the next start.
+
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use mcr_adapters::local_identity::{hash_password, LocalUser};
+use mcr_core::ports::Secret;
+use mcr_core::principal::{AccountType, Role};
+
+use super::config::Config;
+
+/// The dev config for `data` and `listen`, with `MCR_*` overrides applied.
+/// Returns it with the admin password and whether it was just generated.
+pub fn dev_config(
+    data: &Path,
+    listen: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> anyhow::Result<(Config, Secret, bool)> {
+    std::fs::create_dir_all(data)
+        .with_context(|| format!("cannot create the data directory {}", data.display()))?;
+    let mut table = toml::Table::new();
+    let mut section = |name: &str, pairs: &[(&str, String)]| {
+        let t: toml::Table = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), toml::Value::String(v.clone())))
+            .collect();
+        table.insert(name.to_string(), toml::Value::Table(t));
+    };
+    let path = |p: &str| data.join(p).display().to_string();
+    section("server", &[("listen_addr", listen.to_string())]);
+    section("database", &[("path", path("mcr.db"))]);
+    section(
+        "storage",
+        &[
+            ("layers_path", path("layers")),
+            ("uploads_path", path("uploads")),
+        ],
+    );
+    let mut config = Config::from_table(table, env)?;
+    let addr = config.listen_addr()?;
+    if !addr.ip().is_loopback() {
+        bail!("mcrsrv dev serves plain HTTP and only on a loopback address; {addr} is not one (use `mcrsrv server` with TLS)");
+    }
+    config.server.tls_cert = None;
+    config.server.tls_key = None;
+    config.mcias.server_url = None;
+    let (password, generated) = admin_password(&data.join("admin.password"))?;
+    config.local.users = vec![LocalUser {
+        username: "admin".to_string(),
+        password_hash: hash_password(&password).context("cannot hash the admin password")?,
+        account_type: AccountType::Human,
+        roles: vec![Role::Admin],
+    }];
+    config.validate_for_server()?;
+    Ok((config, password, generated))
+}
+
+/// Reads the admin password, or generates one into `file` with mode 0600.
+fn admin_password(file: &PathBuf) -> anyhow::Result<(Secret, bool)> {
+    match std::fs::read_to_string(file) {
+        Ok(text) => {
+            let mode = std::fs::metadata(file)?.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                bail!(
+                    "{} is readable by others (mode {mode:o}); chmod 600 it or delete it to get a new password",
+                    file.display()
+                );
+            }
+            let pw = text.trim().to_string();
+            if pw.is_empty() {
+                bail!(
+                    "{} is empty; delete it to get a new password",
+                    file.display()
+                );
+            }
+            Ok((Secret::new(pw), false))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut bytes = [0u8; 18];
+            getrandom::getrandom(&mut bytes)
+                .map_err(|e| anyhow::anyhow!("no randomness for the admin password: {e}"))?;
+            let pw = hex::encode(bytes);
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(file)
+                .with_context(|| format!("cannot create {}", file.display()))?;
+            writeln!(f, "{pw}")?;
+            f.sync_all()?;
+            Ok((Secret::new(pw), true))
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", file.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_is_generated_once_with_mode_0600_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, pw, generated) = dev_config(dir.path(), "127.0.0.1:0", []).unwrap();
+        assert!(generated);
+        let file = dir.path().join("admin.password");
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let (_, again, generated) = dev_config(dir.path(), "127.0.0.1:0", []).unwrap();
+        assert!(!generated);
+        assert_eq!(pw, again);
+        assert_eq!(c.local.users[0].username, "admin");
+    }
+
+    #[test]
+    fn refuses_a_non_loopback_address_and_honours_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = dev_config(dir.path(), "0.0.0.0:5000", [])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("loopback"), "{err}");
+        let (c, _, _) = dev_config(
+            dir.path(),
+            "127.0.0.1:0",
+            [("MCR_GC_GRACE_PERIOD".to_string(), "5s".to_string())],
+        )
+        .unwrap();
+        assert_eq!(c.gc_grace_period().unwrap().as_secs(), 5);
+    }
+}

@@ -1,0 +1,140 @@
+//! The composition root: the only place that names concrete adapters.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use mcr_adapters::fs::FsBlobStore;
+use mcr_adapters::local_identity::LocalIdentity;
+use mcr_adapters::sqlite::SqliteMetaStore;
+use mcr_core::policy::Engine;
+use mcr_core::ports::TokenValidator;
+use mcr_core::registry::{Registry, RegistryConfig};
+use mcr_core::time::SystemClock;
+use mcr_http::{AppState, HttpConfig};
+use tokio::net::TcpListener;
+
+use tokio_rustls::TlsAcceptor;
+
+use super::config::Config;
+use super::listen;
+
+/// How often stale upload sessions are looked for.
+const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// The engine and the HTTP state, built from a validated config.
+pub async fn build(config: &Config) -> anyhow::Result<AppState> {
+    let db_path = config
+        .database
+        .path
+        .as_ref()
+        .context("database.path is required but missing")?;
+    if let Some(dir) = db_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the database directory {}", dir.display()))?;
+    }
+    let meta = SqliteMetaStore::open(db_path)
+        .with_context(|| format!("cannot open the database {}", db_path.display()))?;
+    let layers = config
+        .storage
+        .layers_path
+        .as_ref()
+        .context("storage.layers_path is required but missing")?;
+    let blobs =
+        FsBlobStore::open(layers, &config.uploads_path()?).context("cannot open blob storage")?;
+    let identity = identity(config, db_path)?;
+    let registry = Registry::new(
+        Arc::new(meta),
+        Arc::new(blobs),
+        identity,
+        Arc::new(Engine::new()),
+    )
+    .with_config(RegistryConfig {
+        gc_grace_period: config.gc_grace_period()?,
+        upload_max_age: config.upload_max_age()?,
+        ..RegistryConfig::default()
+    });
+    registry
+        .reload_policy()
+        .await
+        .context("cannot load the policy rules")?;
+    Ok(AppState::new(
+        Arc::new(registry),
+        HttpConfig {
+            service_name: config.service_name(),
+            external_url: config.server.external_url.clone(),
+            tls: config.server.tls_cert.is_some(),
+            ..HttpConfig::default()
+        },
+    ))
+}
+
+fn identity(config: &Config, db_path: &Path) -> anyhow::Result<Arc<dyn TokenValidator>> {
+    if config.mcias.server_url.is_some() {
+        anyhow::bail!("mcias.server_url is set, but the MCIAS adapter is not available in this build yet; use [[local.users]]");
+    }
+    let key_path = config.local.key_path.clone().unwrap_or_else(|| {
+        db_path
+            .parent()
+            .unwrap_or_else(|| Path::new("."))
+            .join("token.key")
+    });
+    let identity = LocalIdentity::new(
+        config.local.users.clone(),
+        &key_path,
+        config.token_ttl()?,
+        Arc::new(SystemClock),
+    )
+    .with_context(|| {
+        format!(
+            "cannot set up the local identity (key {})",
+            key_path.display()
+        )
+    })?;
+    Ok(Arc::new(identity))
+}
+
+/// Serves until SIGINT or SIGTERM, then drains in-flight requests for at
+/// most the shutdown timeout. Stale upload sessions are purged hourly.
+pub async fn serve(
+    state: AppState,
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    shutdown_timeout: Duration,
+) -> anyhow::Result<()> {
+    let registry = Arc::clone(&state.registry);
+    let purge = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PURGE_INTERVAL);
+        loop {
+            tick.tick().await;
+            match registry.purge_stale_uploads().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(purged = n, "purged stale upload sessions"),
+                Err(e) => tracing::warn!(error = %e, "purging stale uploads failed"),
+            }
+        }
+    });
+    let app = mcr_http::router(state);
+    let result = listen::serve(listener, tls, app, shutdown_signal(), shutdown_timeout).await;
+    purge.abort();
+    result
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

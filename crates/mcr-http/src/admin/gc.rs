@@ -1,0 +1,48 @@
+//! `/v1/gc`: start a run (in the background), its status, reconcile.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use super::AdminCaller;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// `POST /v1/gc` → 202 `{"id"}`; 409 while a run is under way.
+pub async fn start(
+    State(state): State<AppState>,
+    AdminCaller(caller): AdminCaller,
+) -> Result<Response, ApiError> {
+    let run = state.registry.start_gc(&caller).await?;
+    let id = run.id().to_string();
+    tokio::spawn(async move {
+        match run.run().await {
+            Ok(report) => tracing::info!(
+                id = %report.id,
+                blobs_removed = report.blobs_removed,
+                bytes_freed = report.bytes_freed,
+                "garbage collection done"
+            ),
+            Err(e) => tracing::error!(error = %e, "garbage collection failed"),
+        }
+    });
+    Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))).into_response())
+}
+
+/// `GET /v1/gc/status` → `{"running", "last_run"}`.
+pub async fn status(
+    State(state): State<AppState>,
+    AdminCaller(caller): AdminCaller,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.registry.gc_status(&caller).await?).into_response())
+}
+
+/// `POST /v1/gc/reconcile` → what reconcile removed and found missing.
+pub async fn reconcile(
+    State(state): State<AppState>,
+    AdminCaller(caller): AdminCaller,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.registry.reconcile(&caller).await?).into_response())
+}
