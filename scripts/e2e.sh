@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# End-to-end check with a real client: skopeo pushes OCI image layouts with
+# random layers to a running `mcrsrv dev`, pulls them back and compares
+# every blob byte for byte; a multi-platform index, a copy between two
+# repositories, a mount, and deletes through curl. Fails on any mismatch.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '[e2e] %s\n' "$*"; }
+fail() { printf '[e2e] FAIL: %s\n' "$*" >&2; exit 1; }
+
+need() {
+  local missing=()
+  for bin in "$@"; do command -v "$bin" >/dev/null 2>&1 || missing+=("$bin"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing ${missing[*]}"
+  local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq >/dev/null
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+need skopeo curl jq
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mcr/target}"
+cargo build --quiet --release -p mcr-cli --bin mcrsrv
+MCRSRV="$CARGO_TARGET_DIR/release/mcrsrv"
+
+WORK=$(mktemp -d)
+SERVER_PID=""
+cleanup() {
+  [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo 5055)
+REG="127.0.0.1:$PORT"
+"$MCRSRV" dev --data "$WORK/data" --listen "$REG" >"$WORK/server.log" 2>&1 &
+SERVER_PID=$!
+for _ in $(seq 1 100); do
+  curl -s -o /dev/null "http://$REG/v2/" && break
+  kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/server.log"; fail "mcrsrv exited"; }
+  sleep 0.1
+done
+PASSWORD=$(cat "$WORK/data/admin.password")
+CREDS="admin:$PASSWORD"
+SK=(skopeo --insecure-policy)
+TLS=(--src-tls-verify=false --dest-tls-verify=false)
+log "mcrsrv dev on $REG"
+
+sha() { sha256sum "$1" | cut -d' ' -f1; }
+size() { stat -c %s "$1"; }
+
+# put_blob LAYOUT FILE -> prints the digest hex, moving FILE into the layout
+put_blob() {
+  local h; h=$(sha "$2"); mv "$2" "$1/blobs/sha256/$h"; echo "$h"
+}
+
+# make_image LAYOUT ARCH LAYERS -> prints "hex size" of the image manifest
+make_image() {
+  local dir=$1 arch=$2 n=$3 layers="" diffs="" i
+  mkdir -p "$dir/blobs/sha256"
+  for i in $(seq 1 "$n"); do
+    local raw="$WORK/raw.$$" tgz="$WORK/layer.$$"
+    head -c $(( (RANDOM % 512 + 1) * 1024 )) /dev/urandom >"$raw"
+    tar -C "$WORK" -cf - "$(basename "$raw")" | gzip -n >"$tgz"
+    diffs+="${diffs:+,}\"sha256:$(tar -C "$WORK" -cf - "$(basename "$raw")" | sha256sum | cut -d' ' -f1)\""
+    local lsize; lsize=$(size "$tgz")
+    local lhex; lhex=$(put_blob "$dir" "$tgz")
+    layers+="${layers:+,}{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\",\"digest\":\"sha256:$lhex\",\"size\":$lsize}"
+    rm -f "$raw"
+  done
+  local cfg="$WORK/config.$$"
+  printf '{"architecture":"%s","os":"linux","config":{},"rootfs":{"type":"layers","diff_ids":[%s]}}' "$arch" "$diffs" >"$cfg"
+  local csize; csize=$(size "$cfg")
+  local chex; chex=$(put_blob "$dir" "$cfg")
+  local man="$WORK/manifest.$$"
+  printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%s},"layers":[%s]}' "$chex" "$csize" "$layers" >"$man"
+  local msize; msize=$(size "$man")
+  local mhex; mhex=$(put_blob "$dir" "$man")
+  echo "$mhex $msize"
+}
+
+# write_index LAYOUT TAG MEDIATYPE HEX SIZE
+write_index() {
+  printf '{"imageLayoutVersion":"1.0.0"}' >"$1/oci-layout"
+  printf '{"schemaVersion":2,"manifests":[{"mediaType":"%s","digest":"sha256:%s","size":%s,"annotations":{"org.opencontainers.image.ref.name":"%s"}}]}' \
+    "$3" "$4" "$5" "$2" >"$1/index.json"
+}
+
+compare_layouts() {
+  local a=$1 b=$2 f
+  for f in "$a"/blobs/sha256/*; do
+    cmp -s "$f" "$b/blobs/sha256/$(basename "$f")" || fail "blob $(basename "$f") differs or is missing after the round trip"
+  done
+}
+
+token() {
+  curl -sf -u "$CREDS" "http://$REG/v2/token?service=mcr&scope=repository:$1:pull,push,delete" | jq -r .token
+}
+
+# --- single image: push, inspect, list tags, pull, compare -------------------
+SRC="$WORK/src"
+read -r MHEX MSIZE < <(make_image "$SRC" amd64 3)
+write_index "$SRC" v1 application/vnd.oci.image.manifest.v1+json "$MHEX" "$MSIZE"
+log "push e2e/app:v1 (sha256:$MHEX)"
+"${SK[@]}" copy --quiet --preserve-digests "${TLS[@]}" --dest-creds "$CREDS" "oci:$SRC:v1" "docker://$REG/e2e/app:v1"
+"${SK[@]}" copy --quiet --preserve-digests "${TLS[@]}" --dest-creds "$CREDS" "oci:$SRC:v1" "docker://$REG/e2e/app:latest"
+
+RAW_DIGEST=$("${SK[@]}" inspect --raw --tls-verify=false --creds "$CREDS" "docker://$REG/e2e/app:v1" | sha256sum | cut -d' ' -f1)
+[ "$RAW_DIGEST" = "$MHEX" ] || fail "inspect --raw digest $RAW_DIGEST != pushed $MHEX"
+TAGS=$("${SK[@]}" list-tags --tls-verify=false --creds "$CREDS" "docker://$REG/e2e/app" | jq -c '.Tags | sort')
+[ "$TAGS" = '["latest","v1"]' ] || fail "list-tags gave $TAGS"
+
+DST="$WORK/dst"
+"${SK[@]}" copy --quiet --preserve-digests "${TLS[@]}" --src-creds "$CREDS" "docker://$REG/e2e/app:v1" "oci:$DST:v1"
+compare_layouts "$SRC" "$DST"
+log "pulled e2e/app:v1 back: every blob identical"
+
+# --- multi-platform index: push all, pull one platform -----------------------
+MULTI="$WORK/multi"
+read -r AHEX ASIZE < <(make_image "$MULTI" amd64 2)
+read -r RHEX RSIZE < <(make_image "$MULTI" arm64 2)
+IDX="$WORK/index.$$"
+printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"platform":{"architecture":"amd64","os":"linux"}},{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"platform":{"architecture":"arm64","os":"linux"}}]}' \
+  "$AHEX" "$ASIZE" "$RHEX" "$RSIZE" >"$IDX"
+ISIZE=$(size "$IDX"); IHEX=$(put_blob "$MULTI" "$IDX")
+write_index "$MULTI" multi application/vnd.oci.image.index.v1+json "$IHEX" "$ISIZE"
+log "push e2e/multi:1 (index sha256:$IHEX)"
+"${SK[@]}" copy --quiet --all --preserve-digests "${TLS[@]}" --dest-creds "$CREDS" "oci:$MULTI:multi" "docker://$REG/e2e/multi:1"
+GOT=$("${SK[@]}" inspect --raw --tls-verify=false --creds "$CREDS" "docker://$REG/e2e/multi:1" | sha256sum | cut -d' ' -f1)
+[ "$GOT" = "$IHEX" ] || fail "index digest $GOT != $IHEX"
+ONE="$WORK/one"
+"${SK[@]}" --override-arch arm64 --override-os linux copy --quiet --preserve-digests "${TLS[@]}" --src-creds "$CREDS" "docker://$REG/e2e/multi:1" "oci:$ONE:arm"
+PULLED=$(jq -r '.manifests[0].digest' "$ONE/index.json")
+[ "$PULLED" = "sha256:$RHEX" ] || fail "arm64 pull gave $PULLED, want sha256:$RHEX"
+compare_layouts "$ONE" "$MULTI"
+log "pulled the arm64 image of the index: right manifest, identical blobs"
+
+# --- copy between two repositories of the registry ---------------------------
+"${SK[@]}" copy --quiet --preserve-digests "${TLS[@]}" --src-creds "$CREDS" --dest-creds "$CREDS" \
+  "docker://$REG/e2e/app:v1" "docker://$REG/e2e/copy:v1"
+GOT=$("${SK[@]}" inspect --raw --tls-verify=false --creds "$CREDS" "docker://$REG/e2e/copy:v1" | sha256sum | cut -d' ' -f1)
+[ "$GOT" = "$MHEX" ] || fail "copied manifest digest $GOT != $MHEX"
+log "copied e2e/app:v1 to e2e/copy:v1"
+
+# An explicit cross-repository mount of the first layer into a third repo.
+LAYER=$(jq -r '.layers[0].digest' "$SRC/blobs/sha256/$MHEX")
+TOKEN=$(token e2e/mounted)
+CODE=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $TOKEN" \
+  "http://$REG/v2/e2e/mounted/blobs/uploads/?mount=$LAYER&from=e2e/app")
+[ "$CODE" = 201 ] || fail "mount answered $CODE, want 201"
+CODE=$(curl -s -o /dev/null -w '%{http_code}' -I -H "Authorization: Bearer $TOKEN" "http://$REG/v2/e2e/mounted/blobs/$LAYER")
+[ "$CODE" = 200 ] || fail "mounted blob HEAD answered $CODE"
+log "mounted $LAYER from e2e/app into e2e/mounted"
+
+# --- deletes ---------------------------------------------------------------
+TOKEN=$(token e2e/app)
+AUTH=(-H "Authorization: Bearer $TOKEN")
+CODE=$(curl -s -o /dev/null -w '%{http_code}' -X DELETE "${AUTH[@]}" "http://$REG/v2/e2e/app/manifests/latest")
+[ "$CODE" = 202 ] || fail "delete tag answered $CODE"
+CODE=$(curl -s -o /dev/null -w '%{http_code}' "${AUTH[@]}" "http://$REG/v2/e2e/app/manifests/latest")
+[ "$CODE" = 404 ] || fail "deleted tag still answers $CODE"
+CODE=$(curl -s -o /dev/null -w '%{http_code}' "${AUTH[@]}" "http://$REG/v2/e2e/app/manifests/v1")
+[ "$CODE" = 200 ] || fail "the manifest went with its tag ($CODE)"
+CODE=$(curl -s -o /dev/null -w '%{http_code}' -X DELETE "${AUTH[@]}" "http://$REG/v2/e2e/app/manifests/sha256:$MHEX")
+[ "$CODE" = 202 ] || fail "delete manifest answered $CODE"
+for ref in "sha256:$MHEX" v1; do
+  CODE=$(curl -s -o /dev/null -w '%{http_code}' "${AUTH[@]}" "http://$REG/v2/e2e/app/manifests/$ref")
+  [ "$CODE" = 404 ] || fail "deleted manifest still answers $CODE for $ref"
+done
+log "deleted a tag (manifest kept) and a manifest (its tags gone)"
+
+log "5 passed, 0 failed"
