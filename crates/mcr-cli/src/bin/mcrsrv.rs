@@ -54,6 +54,9 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Blob I/O and SQLite run on blocking threads; a bounded pool keeps
+        // memory (stacks, allocator arenas) bounded under load.
+        .max_blocking_threads(64)
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
