@@ -736,3 +736,79 @@ fn deleting_a_repository_takes_its_content_but_leaves_blobs_to_gc() {
         ));
     });
 }
+
+#[test]
+fn a_push_by_digest_can_tag_several_names_at_once() {
+    let t = TestRegistry::new();
+    run(async {
+        let r = &t.registry;
+        let app = repo("app");
+        let config = push_blob(r, &user(), &app, b"{}").await;
+        let raw = image_manifest(&config, &[], "");
+        let digest = Digest::sha256_of(raw.as_bytes());
+        let tags = [
+            mcr_core::names::Tag::new("a").unwrap(),
+            mcr_core::names::Tag::new("b").unwrap(),
+        ];
+        let pushed = r
+            .put_manifest_tagged(
+                &user(),
+                &app,
+                &Reference::Digest(digest.clone()),
+                &tags,
+                None,
+                Bytes::from(raw),
+            )
+            .await
+            .unwrap();
+        assert_eq!(pushed.tags, tags.to_vec());
+        for tag in ["a", "b"] {
+            assert_eq!(
+                r.get_manifest(&user(), &app, &reference(tag))
+                    .await
+                    .unwrap()
+                    .digest,
+                digest
+            );
+        }
+    });
+}
+
+#[test]
+fn stale_upload_sessions_are_purged_with_their_data() {
+    let t = TestRegistry::with_config(RegistryConfig {
+        upload_max_age: Duration::from_secs(3600),
+        ..RegistryConfig::default()
+    });
+    run(async {
+        let r = &t.registry;
+        let app = repo("app");
+        let old = r.start_upload(&user(), &app).await.unwrap();
+        r.upload_chunk(&user(), &app, &old.id, Some(0), body(&b"partial"[..]))
+            .await
+            .unwrap();
+        t.clock.advance(Duration::from_secs(3000));
+        let young = r.start_upload(&user(), &app).await.unwrap();
+        t.clock.advance(Duration::from_secs(1000));
+        assert_eq!(r.purge_stale_uploads().await.unwrap(), 1);
+        assert!(matches!(
+            r.upload_status(&user(), &app, &old.id).await,
+            Err(Error::UploadUnknown(_))
+        ));
+        assert_eq!(r.upload_status(&user(), &app, &young.id).await.unwrap(), 0);
+        use mcr_core::ports::BlobStore;
+        let left = t.blobs.list_uploads().await.unwrap();
+        assert_eq!(
+            left,
+            vec![young.id.clone()],
+            "the stale session's data is gone too"
+        );
+        let purged = t
+            .meta
+            .audit_log()
+            .iter()
+            .filter(|e| e.event.event_type == EventType::UploadsPurged)
+            .count();
+        assert_eq!(purged, 1);
+    });
+}
