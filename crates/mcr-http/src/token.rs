@@ -4,8 +4,6 @@
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use mcr_core::time::Clock;
-use mcr_core::time::SystemClock;
 use mcr_core::Error;
 use serde_json::json;
 
@@ -51,7 +49,7 @@ async fn issue(
     };
     let (issued, principal) = state.registry.login(&username, &password, ip).await?;
     tracing::Span::current().record("subject", principal.subject.as_str());
-    let now = SystemClock.now();
+    let now = state.registry.clock().now();
     let expires_in = (issued.expires_at.as_millis() - now.as_millis()).max(0) / 1000;
     Ok(axum::Json(json!({
         "token": issued.token.expose(),

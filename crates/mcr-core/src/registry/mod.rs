@@ -125,6 +125,11 @@ impl Registry {
         &self.config
     }
 
+    /// The engine's clock, so edges stamp times the way the engine does.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
     pub fn meta(&self) -> &Arc<dyn MetaStore> {
         &self.meta
     }

@@ -111,8 +111,9 @@ pub async fn put(ctx: &Ctx, repo: &RepoName, id: &UploadId, body: Body) -> OciRe
         .and_then(|d| Digest::parse(d))?;
     let limit = ctx.state.config.max_blob_size;
     let offset = chunk_offset(&ctx.headers, limit)?;
-    let has_body = check_content_length(&ctx.headers, limit)?.is_some_and(|l| l > 0)
-        || ctx.headers.contains_key(header::TRANSFER_ENCODING);
+    // A body known to be empty (Content-Length: 0, or none at all) is no
+    // last chunk; anything else, even chunked and empty, is appended.
+    let has_body = axum::body::HttpBody::size_hint(&body).exact() != Some(0);
     let body = LimitedBody::new(body, limit);
     let guard = body.guard();
     let last_chunk = has_body.then_some((offset, body.stream));
