@@ -1,11 +1,16 @@
-//! The rules that are always present.
+//! The built-in rules: present in every rule set, whatever is stored.
+//!
+//! They are allows only, so stored rules can narrow them (a stored deny
+//! wins) but nothing stored can widen what they give; the rest of the
+//! access story is the stored rules' allows.
 
 use super::rule::{Effect, Rule};
 use crate::principal::{AccountType, Action, Role};
 
 /// Admin role → every action (-1); human accounts with role user → pull,
-/// push, delete, catalog (-2); everyone → version check (-3). Guests and
-/// system accounts get nothing else unless a stored rule allows it.
+/// push, delete, catalog (-2); everyone → version check (-3). All have
+/// priority 0, which stored rules cannot claim. Guests and system accounts
+/// get nothing else unless a stored rule allows it.
 pub fn builtin_rules() -> Vec<Rule> {
     let rule = |id, description: &str, actions: Vec<Action>, roles, account_types| Rule {
         id,
@@ -51,39 +56,94 @@ mod tests {
     use crate::policy::{evaluate, PolicyInput};
     use crate::principal::Principal;
 
-    /// What the built-ins alone grant each role and account type.
-    fn expected(role: Role, account: AccountType, action: Action) -> bool {
-        match (role, account, action) {
-            (_, _, Action::VersionCheck) => true,
-            (Role::Admin, _, _) => true,
-            (Role::User, AccountType::Human, a) => a != Action::PolicyManage,
-            _ => false,
-        }
+    const ADMIN: Option<i64> = Some(-1);
+    const USER: Option<i64> = Some(-2);
+    const VERSION: Option<i64> = Some(-3);
+    const NONE: Option<i64> = None;
+
+    /// For each role and account type, the built-in that allows each action
+    /// (in `Action::ALL` order: version_check, pull, push, delete, catalog,
+    /// policy:manage), or `None` for a deny. Equal priorities keep the
+    /// built-ins' order, so the admin rule decides even the version check.
+    const TABLE: [(Role, AccountType, [Option<i64>; 6]); 6] = [
+        (Role::Admin, AccountType::Human, [ADMIN; 6]),
+        (Role::Admin, AccountType::System, [ADMIN; 6]),
+        (
+            Role::User,
+            AccountType::Human,
+            [VERSION, USER, USER, USER, USER, NONE],
+        ),
+        (
+            Role::User,
+            AccountType::System,
+            [VERSION, NONE, NONE, NONE, NONE, NONE],
+        ),
+        (
+            Role::Guest,
+            AccountType::Human,
+            [VERSION, NONE, NONE, NONE, NONE, NONE],
+        ),
+        (
+            Role::Guest,
+            AccountType::System,
+            [VERSION, NONE, NONE, NONE, NONE, NONE],
+        ),
+    ];
+
+    fn decide(p: &Principal, action: Action, repository: Option<&RepoName>) -> Option<i64> {
+        let d = evaluate(
+            &PolicyInput {
+                principal: p,
+                action,
+                repository,
+            },
+            &builtin_rules(),
+        );
+        // A built-in decision is an allow naming its rule, or the default
+        // deny: the built-ins never deny.
+        assert_eq!(d.is_allowed(), d.rule_id.is_some(), "{d:?}");
+        d.rule_id
     }
 
     #[test]
     fn every_builtin_against_every_role_account_type_and_action() {
-        let rules = builtin_rules();
         let repo = RepoName::new("any/repo").unwrap();
-        for role in Role::ALL {
-            for account in AccountType::ALL {
-                let p = Principal::new("s", account, vec![role]);
-                for action in Action::ALL {
-                    for repository in [None, Some(&repo)] {
-                        let d = evaluate(
-                            &PolicyInput {
-                                principal: &p,
-                                action,
-                                repository,
-                            },
-                            &rules,
-                        );
-                        assert_eq!(
-                            d.is_allowed(),
-                            expected(role, account, action),
-                            "{role} {account} {action} {repository:?}"
-                        );
-                    }
+        assert_eq!(TABLE.len(), Role::ALL.len() * AccountType::ALL.len());
+        for (role, account, expected) in TABLE {
+            let p = Principal::new("s", account, vec![role]);
+            for (action, want) in Action::ALL.into_iter().zip(expected) {
+                // The built-ins are not scoped to repositories, so a global
+                // operation and a repository one decide alike.
+                for repository in [None, Some(&repo)] {
+                    assert_eq!(
+                        decide(&p, action, repository),
+                        want,
+                        "{role} {account} {action} {repository:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn roles_combine_as_their_union() {
+        for account in AccountType::ALL {
+            let row = |role| {
+                TABLE
+                    .iter()
+                    .find(|(r, a, _)| *r == role && *a == account)
+                    .map(|(_, _, row)| row)
+                    .unwrap()
+            };
+            for roles in [vec![Role::Guest, Role::User], vec![Role::User, Role::Admin]] {
+                let p = Principal::new("s", account, roles.clone());
+                for (i, action) in Action::ALL.into_iter().enumerate() {
+                    let allowed_by_some = roles.iter().any(|&r| row(r)[i].is_some());
+                    assert_eq!(
+                        decide(&p, action, None).is_some(),
+                        allowed_by_some,
+                        "{roles:?} {account} {action}"
+                    );
                 }
             }
         }
@@ -91,17 +151,26 @@ mod tests {
 
     #[test]
     fn a_principal_without_roles_gets_only_the_version_check() {
-        let p = Principal::new("s", AccountType::System, vec![]);
-        for action in Action::ALL {
-            let d = evaluate(
-                &PolicyInput {
-                    principal: &p,
-                    action,
-                    repository: None,
-                },
-                &builtin_rules(),
-            );
-            assert_eq!(d.is_allowed(), action == Action::VersionCheck, "{action}");
+        for account in AccountType::ALL {
+            let p = Principal::new("s", account, vec![]);
+            for action in Action::ALL {
+                let want = (action == Action::VersionCheck).then_some(-3);
+                assert_eq!(decide(&p, action, None), want, "{account} {action}");
+            }
+        }
+    }
+
+    #[test]
+    fn builtins_are_unscoped_allows_with_negative_ids_at_priority_zero() {
+        let rules = builtin_rules();
+        let ids: Vec<i64> = rules.iter().map(|r| r.id).collect();
+        assert_eq!(ids, [-1, -2, -3]);
+        for r in &rules {
+            assert!(r.is_builtin());
+            assert_eq!(r.priority, 0);
+            assert_eq!(r.effect, Effect::Allow);
+            assert!(r.enabled && r.repositories.is_empty() && r.subject.is_none());
+            assert!(!r.description.is_empty());
         }
     }
 }

@@ -1,39 +1,64 @@
-//! The engine the use cases ask: built-ins plus stored rules, pre-sorted.
+//! The [`PolicyEngine`] port and [`Engine`], its implementation: the
+//! built-ins plus the stored rules, sorted once per change.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use super::builtin::builtin_rules;
-use super::evaluate::{decide_sorted, explain, Decision, Explanation};
+use super::evaluate::{decide_sorted, Decision};
+use super::explain::{explain, Explanation};
 use super::rule::Rule;
 use super::PolicyInput;
 
-/// The port the use cases decide through.
+/// The port the use cases decide through. Synchronous on purpose: a
+/// decision is pure computation over rules in memory; loading them is the
+/// MetaStore's business, and the registry calls [`set_rules`] after every
+/// change.
+///
+/// [`set_rules`]: PolicyEngine::set_rules
 pub trait PolicyEngine: Send + Sync {
+    /// The decision for `input` under the built-ins and the stored rules.
     fn evaluate(&self, input: &PolicyInput<'_>) -> Decision;
+    /// The same decision, with every rule's verdict.
     fn explain(&self, input: &PolicyInput<'_>) -> Explanation;
-    /// Replaces the stored rules; the built-ins stay.
+    /// Replaces the stored rules; the built-ins stay. A rule posing as a
+    /// built-in (priority 0, or an id ≤ 0) is dropped.
     fn set_rules(&self, stored: Vec<Rule>);
     /// Built-ins and stored rules, in priority order.
     fn rules(&self) -> Vec<Rule>;
 }
 
-/// Caches the rule set, sorted once per change, behind a lock held only
-/// long enough to clone an `Arc`.
+/// Holds the rule set, built-ins first and sorted by priority, behind a
+/// lock that a change swaps whole: readers never see a half-made set.
 pub struct Engine {
     rules: RwLock<Arc<[Rule]>>,
 }
 
 impl Engine {
+    /// An engine with the built-in rules only.
     pub fn new() -> Engine {
-        let engine = Engine {
-            rules: RwLock::new(Arc::from(Vec::new())),
-        };
-        engine.set_rules(Vec::new());
-        engine
+        Engine {
+            rules: RwLock::new(Self::assemble(Vec::new())),
+        }
+    }
+
+    /// The built-ins and the admissible stored rules, stably sorted.
+    /// Built-ins come first, so among equal priorities (only the
+    /// built-ins' 0) their order is kept.
+    fn assemble(stored: Vec<Rule>) -> Arc<[Rule]> {
+        let mut all = builtin_rules();
+        all.extend(stored.into_iter().filter(|r| r.priority >= 1 && r.id > 0));
+        all.sort_by_key(|r| r.priority);
+        Arc::from(all)
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Arc<[Rule]>> {
+        // A writer only ever swaps in a finished `Arc`, so a poisoned lock
+        // still guards a consistent rule set; keep serving it.
+        self.rules.read().unwrap_or_else(|p| p.into_inner())
     }
 
     fn current(&self) -> Arc<[Rule]> {
-        Arc::clone(&self.rules.read().unwrap_or_else(|p| p.into_inner()))
+        Arc::clone(&self.read())
     }
 }
 
@@ -45,8 +70,9 @@ impl Default for Engine {
 
 impl PolicyEngine for Engine {
     fn evaluate(&self, input: &PolicyInput<'_>) -> Decision {
-        let rules = self.rules.read().unwrap_or_else(|p| p.into_inner());
-        decide_sorted(rules.iter(), input)
+        // The hot path: one pass over the pre-sorted slice under the read
+        // lock; no clone, no sort, no allocation.
+        decide_sorted(self.read().iter(), input)
     }
 
     fn explain(&self, input: &PolicyInput<'_>) -> Explanation {
@@ -54,11 +80,9 @@ impl PolicyEngine for Engine {
     }
 
     fn set_rules(&self, stored: Vec<Rule>) {
-        // A stored rule can never pose as a built-in.
-        let mut all = builtin_rules();
-        all.extend(stored.into_iter().filter(|r| r.priority >= 1 && r.id > 0));
-        all.sort_by_key(|r| r.priority);
-        *self.rules.write().unwrap_or_else(|p| p.into_inner()) = Arc::from(all);
+        // Sort outside the lock; hold the write lock only for the swap.
+        let next = Self::assemble(stored);
+        *self.rules.write().unwrap_or_else(|p| p.into_inner()) = next;
     }
 
     fn rules(&self) -> Vec<Rule> {
@@ -70,8 +94,8 @@ impl PolicyEngine for Engine {
 mod tests {
     use super::*;
     use crate::names::RepoName;
-    use crate::policy::{Effect, RepoPattern};
-    use crate::principal::{AccountType, Action, Principal};
+    use crate::policy::{Effect, Mismatch, RepoPattern};
+    use crate::principal::{AccountType, Action, Principal, Role};
 
     fn rule(id: i64, priority: u32, effect: Effect, pattern: &str) -> Rule {
         Rule {
@@ -88,10 +112,21 @@ mod tests {
         }
     }
 
+    fn ci() -> Principal {
+        Principal::new("ci", AccountType::System, vec![])
+    }
+
+    #[test]
+    fn starts_with_the_builtins_only() {
+        let ids = |e: &Engine| e.rules().iter().map(|r| r.id).collect::<Vec<_>>();
+        assert_eq!(ids(&Engine::new()), [-1, -2, -3]);
+        assert_eq!(ids(&Engine::default()), [-1, -2, -3]);
+    }
+
     #[test]
     fn stored_rules_are_applied_and_replaced() {
         let engine = Engine::new();
-        let ci = Principal::new("ci", AccountType::System, vec![]);
+        let ci = ci();
         let repo = RepoName::new("ci/app").unwrap();
         let input = PolicyInput {
             principal: &ci,
@@ -109,6 +144,19 @@ mod tests {
         assert_eq!((d.effect, d.rule_id), (Effect::Deny, Some(2)));
         engine.set_rules(vec![]);
         assert!(!engine.evaluate(&input).is_allowed());
+        assert_eq!(engine.rules().len(), 3, "the built-ins stay");
+    }
+
+    #[test]
+    fn rules_come_back_in_priority_order() {
+        let engine = Engine::new();
+        engine.set_rules(vec![
+            rule(3, 30, Effect::Allow, "a"),
+            rule(1, 10, Effect::Allow, "b"),
+            rule(4, 10, Effect::Deny, "c"),
+        ]);
+        let ids: Vec<i64> = engine.rules().iter().map(|r| r.id).collect();
+        assert_eq!(ids, [-1, -2, -3, 1, 4, 3]);
     }
 
     #[test]
@@ -116,32 +164,57 @@ mod tests {
         let engine = Engine::new();
         engine.set_rules(vec![
             rule(-5, 10, Effect::Allow, "*"),
+            rule(0, 10, Effect::Allow, "*"),
             rule(6, 0, Effect::Allow, "*"),
+            rule(7, 1, Effect::Allow, "*"),
         ]);
-        assert_eq!(engine.rules().len(), 3);
+        let ids: Vec<i64> = engine.rules().iter().map(|r| r.id).collect();
+        assert_eq!(ids, [-1, -2, -3, 7]);
     }
 
     #[test]
-    fn explain_says_why() {
+    fn a_stored_deny_narrows_a_builtin() {
+        let engine = Engine::new();
+        let mut no_push = rule(9, 1, Effect::Deny, "prod/*");
+        no_push.actions = vec![Action::Push];
+        no_push.account_types = vec![];
+        no_push.roles = vec![Role::User];
+        engine.set_rules(vec![no_push]);
+        let alice = Principal::new("alice", AccountType::Human, vec![Role::User]);
+        let prod = RepoName::new("prod/app").unwrap();
+        let dev = RepoName::new("dev/app").unwrap();
+        let push = |repo| {
+            engine.evaluate(&PolicyInput {
+                principal: &alice,
+                action: Action::Push,
+                repository: Some(repo),
+            })
+        };
+        assert_eq!(push(&prod).rule_id, Some(9));
+        assert!(!push(&prod).is_allowed());
+        assert_eq!(push(&dev).rule_id, Some(-2));
+        assert!(push(&dev).is_allowed());
+    }
+
+    #[test]
+    fn explain_agrees_with_evaluate() {
         let engine = Engine::new();
         engine.set_rules(vec![
             rule(1, 10, Effect::Allow, "ci/*"),
             rule(2, 20, Effect::Deny, "ci/app"),
         ]);
-        let ci = Principal::new("ci", AccountType::System, vec![]);
-        let repo = RepoName::new("ci/app").unwrap();
-        let e = engine.explain(&PolicyInput {
-            principal: &ci,
-            action: Action::Pull,
-            repository: Some(&repo),
-        });
-        let text = e.to_string();
-        assert!(
-            text.contains("rule 2 (deny, priority 20): matched"),
-            "{text}"
-        );
-        assert!(text.contains("decision: deny, by rule 2"), "{text}");
-        assert!(text.contains("rule -1 (allow, priority 0)"), "{text}");
+        let ci = ci();
+        for name in ["ci/app", "ci/web", "web/app"] {
+            let repo = RepoName::new(name).unwrap();
+            let input = PolicyInput {
+                principal: &ci,
+                action: Action::Pull,
+                repository: Some(&repo),
+            };
+            let e = engine.explain(&input);
+            assert_eq!(e.decision, engine.evaluate(&input), "{name}");
+            assert_eq!(e.rules.len(), 5);
+        }
         let other = RepoName::new("web/app").unwrap();
         let e = engine.explain(&PolicyInput {
             principal: &ci,
@@ -152,6 +225,34 @@ mod tests {
         assert!(e
             .rules
             .iter()
-            .any(|v| v.mismatch == Some(crate::policy::Mismatch::Repository)));
+            .any(|v| v.mismatch == Some(Mismatch::Repository)));
+    }
+
+    #[test]
+    fn is_shared_across_threads() {
+        let engine = Arc::new(Engine::new());
+        let ci = ci();
+        let repo = RepoName::new("ci/app").unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for i in 0..200 {
+                    let effect = if i % 2 == 0 {
+                        Effect::Allow
+                    } else {
+                        Effect::Deny
+                    };
+                    engine.set_rules(vec![rule(1, 10, effect, "ci/*")]);
+                }
+            });
+            for _ in 0..200 {
+                let d = engine.evaluate(&PolicyInput {
+                    principal: &ci,
+                    action: Action::Pull,
+                    repository: Some(&repo),
+                });
+                // Whichever set a reader sees, it sees a whole one.
+                assert!(d.rule_id.is_none() || d.rule_id == Some(1), "{d:?}");
+            }
+        });
     }
 }

@@ -1,7 +1,7 @@
-//! The policy engine: priority-ordered allow and deny rules per repository.
+//! The policy engine: who may do what, where.
 //!
-//! [`evaluate`] is stateless: rules sorted by priority (stable, lower
-//! first), every matching rule collected, any matching deny wins, else the
+//! [`evaluate()`] is stateless: rules sorted by priority (stable, lower
+//! first), every matching rule considered, any matching deny wins, else the
 //! first matching allow, else **default deny**. A rule's populated fields
 //! are ANDed; an empty field is a wildcard. A global operation (no
 //! repository) matches only rules without repository patterns.
@@ -9,25 +9,36 @@
 //! The [`builtin_rules`] (negative ids, priority 0) are always present;
 //! stored rules have priority ≥ 1. [`Engine`] holds both, pre-sorted, and
 //! is what the use cases ask through the [`PolicyEngine`] port.
+//! [`explain()`] shows every rule's verdict and why the decision fell as it
+//! did.
+//!
+//! Layout: `rule` (rules and their create/patch bodies), `pattern`
+//! (repository globs), `evaluate` (matching and deciding), `explain`,
+//! `builtin`, `engine`. Nothing here does I/O: rules come in as values.
 
 mod builtin;
 mod engine;
 mod evaluate;
+mod explain;
+mod pattern;
 mod rule;
 
 pub use builtin::builtin_rules;
 pub use engine::{Engine, PolicyEngine};
-pub use evaluate::{evaluate, explain, Decision, Explanation, Mismatch, RuleVerdict};
-pub use rule::{Effect, RepoPattern, Rule, RuleDraft, RulePatch};
+pub use evaluate::{evaluate, Decision};
+pub use explain::{explain, Explanation, Mismatch, RuleVerdict};
+pub use pattern::RepoPattern;
+pub use rule::{Effect, Rule, RuleDraft, RulePatch};
 
 use crate::names::RepoName;
 use crate::principal::{Action, Principal};
 
-/// What is being decided: who, doing what, where (`None` for a global
-/// operation such as the catalog or the version check).
+/// What is being decided: who, doing what, where.
 #[derive(Debug, Clone, Copy)]
 pub struct PolicyInput<'a> {
     pub principal: &'a Principal,
     pub action: Action,
+    /// `None` for a global operation such as the catalog or the version
+    /// check.
     pub repository: Option<&'a RepoName>,
 }

@@ -1,11 +1,16 @@
-//! Rules, their validated parts, and the bodies that create and change
-//! them.
+//! Rules, and the bodies that create ([`RuleDraft`]) and change
+//! ([`RulePatch`]) them, with the validation a stored rule must pass.
+//!
+//! JSON is the rules' wire and storage format. A bad value is reported
+//! against its field ("invalid actions: unknown action …") in the same words
+//! the `FromStr` impls use, so the API and the CLI say the same thing.
 
 use std::fmt;
+use std::str::FromStr;
 
-use glob::{MatchOptions, Pattern};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
+use super::pattern::RepoPattern;
 use crate::error::{Error, Result};
 use crate::principal::{AccountType, Action, Role};
 
@@ -17,137 +22,103 @@ pub enum Effect {
     Deny,
 }
 
-impl fmt::Display for Effect {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Effect {
+    pub const ALL: [Effect; 2] = [Effect::Allow, Effect::Deny];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
             Effect::Allow => "allow",
             Effect::Deny => "deny",
-        })
-    }
-}
-
-/// A glob over repository names where `*` and `?` do not cross `/`.
-#[derive(Clone)]
-pub struct RepoPattern {
-    source: Box<str>,
-    pattern: Pattern,
-}
-
-const MATCH: MatchOptions = MatchOptions {
-    case_sensitive: true,
-    require_literal_separator: true,
-    require_literal_leading_dot: false,
-};
-
-/// Longest pattern accepted.
-const MAX_PATTERN_LEN: usize = 255;
-
-impl RepoPattern {
-    pub fn new(s: &str) -> Result<RepoPattern> {
-        if s.is_empty() || s.len() > MAX_PATTERN_LEN {
-            return Err(Error::invalid(
-                "repositories",
-                format!("pattern {s:?} must have 1 to {MAX_PATTERN_LEN} characters"),
-            ));
         }
-        let pattern = Pattern::new(s).map_err(|e| {
-            Error::invalid(
-                "repositories",
-                format!("pattern {s:?} is not a valid glob: {e}"),
-            )
-        })?;
-        Ok(RepoPattern {
-            source: s.into(),
-            pattern,
-        })
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.source
-    }
-
-    pub fn matches(&self, repo: &str) -> bool {
-        self.pattern.matches_with(repo, MATCH)
     }
 }
 
-impl PartialEq for RepoPattern {
-    fn eq(&self, other: &Self) -> bool {
-        self.source == other.source
-    }
-}
-
-impl Eq for RepoPattern {}
-
-impl fmt::Debug for RepoPattern {
+impl fmt::Display for Effect {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "RepoPattern({:?})", &*self.source)
+        f.write_str(self.as_str())
     }
 }
 
-impl fmt::Display for RepoPattern {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.source)
+impl FromStr for Effect {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "allow" => Ok(Effect::Allow),
+            "deny" => Ok(Effect::Deny),
+            other => Err(Error::invalid(
+                "effect",
+                format!("unknown effect {other:?} (expected allow or deny)"),
+            )),
+        }
     }
 }
 
-impl Serialize for RepoPattern {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.serialize_str(&self.source)
-    }
-}
-
-impl<'de> Deserialize<'de> for RepoPattern {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        RepoPattern::new(&s).map_err(serde::de::Error::custom)
-    }
-}
-
-/// A policy rule. Built-ins have negative ids and priority 0; stored rules
-/// have positive ids and priority ≥ 1.
+/// A policy rule. Its populated fields are ANDed; an empty field (or no
+/// subject) is a wildcard. Built-ins have negative ids and priority 0;
+/// stored rules have positive ids and priority ≥ 1.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Rule {
     pub id: i64,
+    /// Lower is considered first; ties keep their given order.
+    #[serde(deserialize_with = "field::priority")]
     pub priority: u32,
     #[serde(default)]
     pub description: String,
+    #[serde(deserialize_with = "field::one")]
     pub effect: Effect,
-    #[serde(default)]
+    /// Any of these actions.
+    #[serde(default, deserialize_with = "field::list")]
     pub actions: Vec<Action>,
-    #[serde(default)]
+    /// Any of these roles: the principal needs at least one of them.
+    #[serde(default, deserialize_with = "field::list")]
     pub roles: Vec<Role>,
-    #[serde(default)]
+    /// Any of these account types.
+    #[serde(default, deserialize_with = "field::list")]
     pub account_types: Vec<AccountType>,
+    /// Exactly this principal subject.
     #[serde(default)]
     pub subject: Option<String>,
+    /// Any of these patterns; a rule with patterns never matches a global
+    /// operation.
     #[serde(default)]
     pub repositories: Vec<RepoPattern>,
+    /// A disabled rule never matches.
     #[serde(default = "enabled")]
     pub enabled: bool,
+}
+
+impl Rule {
+    /// Whether this is one of the [`builtin_rules`](super::builtin_rules).
+    pub fn is_builtin(&self) -> bool {
+        self.id < 0
+    }
 }
 
 fn enabled() -> bool {
     true
 }
 
-/// Longest description accepted.
-const MAX_DESCRIPTION_LEN: usize = 1024;
+/// Longest description accepted, in characters.
+const MAX_DESCRIPTION_CHARS: usize = 1024;
 /// Most repository patterns a rule may carry.
 const MAX_PATTERNS: usize = 256;
 
-/// The body of a rule to create: a rule without its id.
+/// The body of a rule to create: a rule without its id. Call
+/// [`RuleDraft::validate`] before storing it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleDraft {
+    #[serde(deserialize_with = "field::priority")]
     pub priority: u32,
     #[serde(default)]
     pub description: String,
+    #[serde(deserialize_with = "field::one")]
     pub effect: Effect,
+    #[serde(deserialize_with = "field::list")]
     pub actions: Vec<Action>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "field::list")]
     pub roles: Vec<Role>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "field::list")]
     pub account_types: Vec<AccountType>,
     #[serde(default)]
     pub subject: Option<String>,
@@ -159,8 +130,8 @@ pub struct RuleDraft {
 
 impl RuleDraft {
     /// Checks what the types cannot: priority ≥ 1 (0 is the built-ins'),
-    /// at least one action, a non-empty subject when one is given, and
-    /// bounded sizes. Errors name the field.
+    /// at least one action, a non-blank subject when one is given, and
+    /// bounded sizes. Errors are `Error::Invalid` naming the field.
     pub fn validate(self) -> Result<RuleDraft> {
         if self.priority == 0 {
             return Err(Error::invalid(
@@ -168,16 +139,21 @@ impl RuleDraft {
                 "must be 1 or more (0 is reserved for the built-in rules)",
             ));
         }
+        // An empty list would be a wildcard; a stored rule over every action
+        // should say so by listing them, not by forgetting the field.
         if self.actions.is_empty() {
             return Err(Error::invalid("actions", "name at least one action"));
         }
         if self.subject.as_deref().is_some_and(|s| s.trim().is_empty()) {
-            return Err(Error::invalid("subject", "must not be empty when given"));
+            return Err(Error::invalid(
+                "subject",
+                "must not be empty when given (leave it out to match every subject)",
+            ));
         }
-        if self.description.len() > MAX_DESCRIPTION_LEN {
+        if self.description.chars().count() > MAX_DESCRIPTION_CHARS {
             return Err(Error::invalid(
                 "description",
-                format!("is over {MAX_DESCRIPTION_LEN} characters"),
+                format!("is over {MAX_DESCRIPTION_CHARS} characters"),
             ));
         }
         if self.repositories.len() > MAX_PATTERNS {
@@ -189,7 +165,7 @@ impl RuleDraft {
         Ok(self)
     }
 
-    /// The rule this draft becomes under `id`.
+    /// The rule this draft becomes under `id` (which the store assigns).
     pub fn into_rule(self, id: i64) -> Rule {
         Rule {
             id,
@@ -222,78 +198,136 @@ impl From<&Rule> for RuleDraft {
     }
 }
 
-/// A partial update: each field given replaces the rule's. `subject`
-/// distinguishes "leave" (absent) from "clear" (`null`).
+/// A partial update: each field given replaces the rule's, and the result
+/// is validated as a whole. `subject` tells "leave it" (absent) from "clear
+/// it" (`null`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RulePatch {
+    #[serde(default, deserialize_with = "field::opt_priority")]
     pub priority: Option<u32>,
     pub description: Option<String>,
+    #[serde(default, deserialize_with = "field::opt_one")]
     pub effect: Option<Effect>,
+    #[serde(default, deserialize_with = "field::opt_list")]
     pub actions: Option<Vec<Action>>,
+    #[serde(default, deserialize_with = "field::opt_list")]
     pub roles: Option<Vec<Role>>,
+    #[serde(default, deserialize_with = "field::opt_list")]
     pub account_types: Option<Vec<AccountType>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "field::present")]
     pub subject: Option<Option<String>>,
     pub repositories: Option<Vec<RepoPattern>>,
     pub enabled: Option<bool>,
 }
 
-fn present<'de, D: Deserializer<'de>>(
-    d: D,
-) -> std::result::Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(d).map(Some)
+impl RulePatch {
+    /// The rule with this patch applied, validated as a whole (so a patch
+    /// cannot set priority 0 or clear the actions). The id is kept.
+    pub fn apply(&self, rule: &Rule) -> Result<Rule> {
+        fn set<T: Clone>(slot: &mut T, value: &Option<T>) {
+            if let Some(v) = value {
+                *slot = v.clone();
+            }
+        }
+        let mut d = RuleDraft::from(rule);
+        set(&mut d.priority, &self.priority);
+        set(&mut d.description, &self.description);
+        set(&mut d.effect, &self.effect);
+        set(&mut d.actions, &self.actions);
+        set(&mut d.roles, &self.roles);
+        set(&mut d.account_types, &self.account_types);
+        set(&mut d.subject, &self.subject);
+        set(&mut d.repositories, &self.repositories);
+        set(&mut d.enabled, &self.enabled);
+        Ok(d.validate()?.into_rule(rule.id))
+    }
 }
 
-impl RulePatch {
-    /// The rule with this patch applied, validated as a whole.
-    pub fn apply(&self, rule: &Rule) -> Result<Rule> {
-        let mut d = RuleDraft::from(rule);
-        let p = self.clone();
-        if let Some(v) = p.priority {
-            d.priority = v;
-        }
-        if let Some(v) = p.description {
-            d.description = v;
-        }
-        if let Some(v) = p.effect {
-            d.effect = v;
-        }
-        if let Some(v) = p.actions {
-            d.actions = v;
-        }
-        if let Some(v) = p.roles {
-            d.roles = v;
-        }
-        if let Some(v) = p.account_types {
-            d.account_types = v;
-        }
-        if let Some(v) = p.subject {
-            d.subject = v;
-        }
-        if let Some(v) = p.repositories {
-            d.repositories = v;
-        }
-        if let Some(v) = p.enabled {
-            d.enabled = v;
-        }
-        Ok(d.validate()?.into_rule(rule.id))
+/// `deserialize_with` helpers that report a bad value against its field.
+///
+/// serde_json would say "unknown variant `registry:fly`" without naming
+/// the field; these parse through `FromStr` and prefix the field name.
+/// (serde_json lifts a trailing "at line L column C" out of a custom
+/// message, so positions survive the rewording.)
+mod field {
+    use super::*;
+
+    /// A value parsed by name, reported under its JSON field.
+    pub(super) trait Named: FromStr<Err = Error> {
+        const FIELD: &'static str;
+    }
+
+    impl Named for Action {
+        const FIELD: &'static str = "actions";
+    }
+    impl Named for Role {
+        const FIELD: &'static str = "roles";
+    }
+    impl Named for AccountType {
+        const FIELD: &'static str = "account_types";
+    }
+    impl Named for Effect {
+        const FIELD: &'static str = "effect";
+    }
+
+    fn reword<E: serde::de::Error>(field: &str, e: impl fmt::Display) -> E {
+        E::custom(format!("invalid {field}: {e}"))
+    }
+
+    fn parse<T: Named, E: serde::de::Error>(s: &str) -> Result<T, E> {
+        s.parse().map_err(|e| match e {
+            // The `FromStr` impls name a singular field ("role"); say the
+            // JSON one.
+            Error::Invalid { reason, .. } => reword(T::FIELD, reason),
+            other => reword(T::FIELD, other),
+        })
+    }
+
+    pub(super) fn one<'de, D: Deserializer<'de>, T: Named>(d: D) -> Result<T, D::Error> {
+        let s = String::deserialize(d).map_err(|e| reword(T::FIELD, e))?;
+        parse(&s)
+    }
+
+    pub(super) fn opt_one<'de, D: Deserializer<'de>, T: Named>(
+        d: D,
+    ) -> Result<Option<T>, D::Error> {
+        let s = Option::<String>::deserialize(d).map_err(|e| reword(T::FIELD, e))?;
+        s.as_deref().map(parse).transpose()
+    }
+
+    pub(super) fn list<'de, D: Deserializer<'de>, T: Named>(d: D) -> Result<Vec<T>, D::Error> {
+        let raw = Vec::<String>::deserialize(d).map_err(|e| reword(T::FIELD, e))?;
+        raw.iter().map(|s| parse(s)).collect()
+    }
+
+    pub(super) fn opt_list<'de, D: Deserializer<'de>, T: Named>(
+        d: D,
+    ) -> Result<Option<Vec<T>>, D::Error> {
+        let raw = Option::<Vec<String>>::deserialize(d).map_err(|e| reword(T::FIELD, e))?;
+        raw.map(|v| v.iter().map(|s| parse(s)).collect())
+            .transpose()
+    }
+
+    pub(super) fn priority<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+        u32::deserialize(d).map_err(|e| reword("priority", e))
+    }
+
+    pub(super) fn opt_priority<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+        Option::<u32>::deserialize(d).map_err(|e| reword("priority", e))
+    }
+
+    /// A field that is present, even as `null`, is `Some`.
+    pub(super) fn present<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Option<String>>, D::Error> {
+        Option::<String>::deserialize(d).map(Some)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn star_does_not_cross_a_slash() {
-        let p = RepoPattern::new("production/*").unwrap();
-        assert!(p.matches("production/app"));
-        assert!(!p.matches("production/team/app"));
-        assert!(!p.matches("staging/app"));
-        assert!(RepoPattern::new("**").unwrap().matches("a"));
-        assert!(RepoPattern::new("a/[").is_err());
-    }
 
     fn draft() -> RuleDraft {
         RuleDraft {
@@ -309,50 +343,144 @@ mod tests {
         }
     }
 
-    #[test]
-    fn validation_names_the_bad_field() {
-        let field = |d: RuleDraft| match d.validate() {
-            Err(Error::Invalid { field, .. }) => field,
-            other => panic!("{other:?}"),
-        };
-        assert_eq!(
-            field(RuleDraft {
-                priority: 0,
-                ..draft()
-            }),
-            "priority"
-        );
-        assert_eq!(
-            field(RuleDraft {
-                actions: vec![],
-                ..draft()
-            }),
-            "actions"
-        );
-        assert_eq!(
-            field(RuleDraft {
-                subject: Some(" ".into()),
-                ..draft()
-            }),
-            "subject"
-        );
-        assert!(draft().validate().is_ok());
+    fn invalid_field(r: Result<RuleDraft>) -> (&'static str, String) {
+        match r {
+            Err(Error::Invalid { field, reason }) => (field, reason),
+            other => panic!("expected Error::Invalid, got {other:?}"),
+        }
     }
 
     #[test]
-    fn json_with_an_unknown_action_or_effect_is_refused_by_name() {
-        let err = serde_json::from_str::<RuleDraft>(
-            r#"{"priority":1,"effect":"allow","actions":["registry:fly"]}"#,
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(err.contains("registry:fly"), "{err}");
-        let err = serde_json::from_str::<RuleDraft>(
-            r#"{"priority":1,"effect":"maybe","actions":["registry:pull"]}"#,
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(err.contains("maybe"), "{err}");
+    fn validation_names_the_bad_field() {
+        let (field, reason) = invalid_field(
+            RuleDraft {
+                priority: 0,
+                ..draft()
+            }
+            .validate(),
+        );
+        assert_eq!(field, "priority");
+        assert!(reason.contains("reserved for the built-in"), "{reason}");
+        let cases = [
+            (
+                RuleDraft {
+                    actions: vec![],
+                    ..draft()
+                },
+                "actions",
+            ),
+            (
+                RuleDraft {
+                    subject: Some(" ".into()),
+                    ..draft()
+                },
+                "subject",
+            ),
+            (
+                RuleDraft {
+                    description: "x".repeat(MAX_DESCRIPTION_CHARS + 1),
+                    ..draft()
+                },
+                "description",
+            ),
+            (
+                RuleDraft {
+                    repositories: vec![RepoPattern::new("a").unwrap(); MAX_PATTERNS + 1],
+                    ..draft()
+                },
+                "repositories",
+            ),
+        ];
+        for (d, want) in cases {
+            assert_eq!(invalid_field(d.validate()).0, want);
+        }
+        assert_eq!(draft().validate().unwrap(), draft());
+        // Multi-byte characters count once.
+        let d = RuleDraft {
+            description: "é".repeat(MAX_DESCRIPTION_CHARS),
+            ..draft()
+        };
+        assert!(d.validate().is_ok());
+    }
+
+    fn json_error<T: serde::de::DeserializeOwned + fmt::Debug>(json: &str) -> String {
+        serde_json::from_str::<T>(json).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn json_with_a_bad_value_is_refused_naming_the_field() {
+        let cases = [
+            (
+                r#"{"priority":1,"effect":"allow","actions":["registry:fly"]}"#,
+                "invalid actions: unknown action \"registry:fly\"",
+            ),
+            (
+                r#"{"priority":1,"effect":"maybe","actions":["registry:pull"]}"#,
+                "invalid effect: unknown effect \"maybe\" (expected allow or deny)",
+            ),
+            (
+                r#"{"priority":1,"effect":"allow","actions":["registry:pull"],"roles":["root"]}"#,
+                "invalid roles: unknown role \"root\"",
+            ),
+            (
+                r#"{"priority":1,"effect":"allow","actions":["registry:pull"],"account_types":["robot"]}"#,
+                "invalid account_types: unknown account type \"robot\"",
+            ),
+            (
+                r#"{"priority":-1,"effect":"allow","actions":["registry:pull"]}"#,
+                "invalid priority:",
+            ),
+            (
+                r#"{"priority":1,"effect":"allow","actions":"registry:pull"}"#,
+                "invalid actions: invalid type",
+            ),
+            (
+                r#"{"priority":1,"effect":"allow","actions":["registry:pull"],"repositories":["A/*"]}"#,
+                "invalid repositories: pattern \"A/*\"",
+            ),
+            (
+                r#"{"priority":1,"effect":"allow","actions":["registry:pull"],"colour":"red"}"#,
+                "unknown field `colour`",
+            ),
+            (
+                r#"{"effect":"allow","actions":[]}"#,
+                "missing field `priority`",
+            ),
+        ];
+        for (json, want) in cases {
+            let err = json_error::<RuleDraft>(json);
+            assert!(err.contains(want), "{json}: {err}");
+            // The position is kept, once.
+            assert_eq!(err.matches(" at line ").count(), 1, "{err}");
+        }
+        let err = json_error::<RulePatch>(r#"{"actions":["registry:fly"]}"#);
+        assert!(err.contains("invalid actions: unknown action"), "{err}");
+        let err = json_error::<RulePatch>(r#"{"effect":"maybe"}"#);
+        assert!(err.contains("invalid effect"), "{err}");
+        let err = json_error::<RulePatch>(r#"{"priority":"high"}"#);
+        assert!(err.contains("invalid priority"), "{err}");
+    }
+
+    #[test]
+    fn rules_round_trip_through_json() {
+        let rule = RuleDraft {
+            roles: vec![Role::Guest, Role::User],
+            subject: Some("svc-1".into()),
+            ..draft()
+        }
+        .into_rule(4);
+        let json = serde_json::to_value(&rule).unwrap();
+        assert_eq!(json["effect"], "allow");
+        assert_eq!(json["actions"][0], "registry:pull");
+        assert_eq!(json["repositories"][0], "ci/*");
+        let back: Rule = serde_json::from_value(json).unwrap();
+        assert_eq!(back, rule);
+        // Optional fields may be left out of a draft.
+        let d: RuleDraft =
+            serde_json::from_str(r#"{"priority":3,"effect":"deny","actions":["registry:push"]}"#)
+                .unwrap();
+        assert!(d.enabled);
+        assert!(d.roles.is_empty() && d.repositories.is_empty() && d.subject.is_none());
     }
 
     #[test]
@@ -367,12 +495,52 @@ mod tests {
         assert_eq!(updated.id, 7);
         assert!(!updated.enabled);
         assert_eq!(updated.subject.as_deref(), Some("svc-1"));
+        assert_eq!(updated.actions, rule.actions, "untouched fields stay");
+
+        let leave: RulePatch = serde_json::from_str(r#"{"priority":4}"#).unwrap();
+        assert_eq!(
+            leave.apply(&updated).unwrap().subject.as_deref(),
+            Some("svc-1")
+        );
         let cleared: RulePatch = serde_json::from_str(r#"{"subject":null}"#).unwrap();
         assert_eq!(cleared.apply(&updated).unwrap().subject, None);
-        let bad = RulePatch {
-            priority: Some(0),
-            ..RulePatch::default()
-        };
-        assert!(bad.apply(&rule).is_err());
+
+        for (patch, field) in [
+            (
+                RulePatch {
+                    priority: Some(0),
+                    ..RulePatch::default()
+                },
+                "priority",
+            ),
+            (
+                RulePatch {
+                    actions: Some(vec![]),
+                    ..RulePatch::default()
+                },
+                "actions",
+            ),
+            (
+                RulePatch {
+                    subject: Some(Some(String::new())),
+                    ..RulePatch::default()
+                },
+                "subject",
+            ),
+        ] {
+            assert_eq!(
+                invalid_field(patch.apply(&rule).map(|r| (&r).into())).0,
+                field
+            );
+        }
+    }
+
+    #[test]
+    fn effect_parses_and_prints() {
+        for e in Effect::ALL {
+            assert_eq!(e.as_str().parse::<Effect>().unwrap(), e);
+            assert_eq!(serde_json::to_string(&e).unwrap(), format!("\"{e}\""));
+        }
+        assert!("Allow".parse::<Effect>().is_err());
     }
 }

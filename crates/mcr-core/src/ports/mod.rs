@@ -2,7 +2,7 @@
 //!
 //! Adapters (SQLite, the filesystem, MCIAS, ...) implement these; the use
 //! cases in [`crate::registry`] only ever see the traits. Every adapter
-//! runs the contract suite in [`crate::testing::contract`] (feature
+//! runs the contract suite in `mcr_core::testing::contract` (feature
 //! `testing`) so that the same assertions hold for every implementation.
 
 mod blob_store;
