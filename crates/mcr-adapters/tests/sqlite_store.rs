@@ -1,47 +1,61 @@
 //! What the SQLite store promises beyond the port contract: its file,
-//! pragmas, migrations, indexes, snapshots and atomicity under contention.
+//! pragmas, migrations, indexes, snapshots, cascades, and atomicity under
+//! contention. The database is opened behind the store's back with a plain
+//! rusqlite connection to see exactly what is on disk.
 
+use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
-use mcr_adapters::sqlite::SqliteMetaStore;
+use mcr_adapters::sqlite::{SqliteMetaStore, SCHEMA_VERSION};
 use mcr_core::digest::Digest;
 use mcr_core::ids::UploadId;
 use mcr_core::media::MediaType;
 use mcr_core::names::{Reference, RepoName, Tag};
+use mcr_core::policy::{Effect, RuleDraft};
 use mcr_core::ports::{BlobInfo, MetaStore, NewManifest, UploadSession};
+use mcr_core::principal::Action;
 use mcr_core::time::Timestamp;
+use mcr_core::Error;
+use rusqlite::types::Value;
 use rusqlite::Connection;
 
 fn repo() -> RepoName {
     RepoName::new("team/app").unwrap()
 }
 
-async fn with_blob(store: &SqliteMetaStore, data: &[u8]) -> Digest {
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+fn fresh() -> (tempfile::TempDir, SqliteMetaStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteMetaStore::open(&dir.path().join("mcr.db")).unwrap();
+    (dir, store)
+}
+
+/// Uploads `data` into `repo` and returns its digest.
+async fn blob_in(store: &SqliteMetaStore, repo: &RepoName, data: &[u8]) -> Digest {
     let id = UploadId::generate().unwrap();
     let at = Timestamp::from_millis(1_000);
     store
         .create_upload(&UploadSession {
             id: id.clone(),
-            repository: repo(),
+            repository: repo.clone(),
             offset: 0,
             started: at,
         })
         .await
         .unwrap();
     let digest = Digest::sha256_of(data);
-    store
-        .complete_upload(
-            &id,
-            &BlobInfo {
-                digest: digest.clone(),
-                size: data.len() as u64,
-            },
-            at,
-        )
-        .await
-        .unwrap();
+    let blob = BlobInfo {
+        digest: digest.clone(),
+        size: data.len() as u64,
+    };
+    store.complete_upload(&id, &blob, at).await.unwrap();
     digest
 }
 
@@ -61,38 +75,146 @@ fn manifest(n: usize, blob: &Digest, tag: &str) -> NewManifest {
     }
 }
 
-#[tokio::test]
-async fn the_file_is_private_and_configured_and_migrations_are_idempotent() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("mcr.db");
-    let store = SqliteMetaStore::open(&path).unwrap();
-    assert_eq!(
-        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
-    drop(store);
-    SqliteMetaStore::open(&path).unwrap();
+fn strings(c: &Connection, sql: &str) -> Vec<String> {
+    let mut stmt = c.prepare(sql).unwrap();
+    let rows = stmt.query_map([], |r| r.get(0)).unwrap();
+    rows.collect::<Result<_, _>>().unwrap()
+}
 
+fn count(c: &Connection, table: &str) -> i64 {
+    c.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+        .unwrap()
+}
+
+/// Every table's rows, in a stable order.
+fn dump(path: &Path) -> BTreeMap<String, Vec<Vec<Value>>> {
+    let c = Connection::open(path).unwrap();
+    let tables = strings(
+        &c,
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+    );
+    tables
+        .into_iter()
+        .map(|t| {
+            let mut stmt = c
+                .prepare(&format!("SELECT * FROM {t} ORDER BY 1, 2"))
+                .unwrap();
+            let n = stmt.column_count();
+            let rows = stmt
+                .query_map([], |r| (0..n).map(|i| r.get::<_, Value>(i)).collect())
+                .unwrap()
+                .collect::<Result<Vec<Vec<Value>>, _>>()
+                .unwrap();
+            (t, rows)
+        })
+        .collect()
+}
+
+/// The schema as SQLite records it, and the migrations as recorded.
+fn schema_and_migrations(path: &Path) -> (Vec<String>, Vec<(i64, i64)>) {
+    let c = Connection::open(path).unwrap();
+    let schema = strings(
+        &c,
+        "SELECT type || ' ' || name || ': ' || COALESCE(sql, '') FROM sqlite_master ORDER BY name",
+    );
+    let mut stmt = c
+        .prepare("SELECT version, applied_at FROM schema_migrations ORDER BY version")
+        .unwrap();
+    let migrations = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    (schema, migrations)
+}
+
+#[tokio::test]
+async fn a_new_file_is_private_and_in_wal_mode() {
+    let (dir, store) = fresh();
+    let path = dir.path().join("mcr.db");
+    blob_in(&store, &repo(), b"layer").await;
+    assert_eq!(mode(&path), 0o600);
+    // SQLite gives its side files the main file's mode.
+    for side in ["mcr.db-wal", "mcr.db-shm"] {
+        let p = dir.path().join(side);
+        if p.exists() {
+            assert_eq!(mode(&p), 0o600, "{side}");
+        }
+    }
     let c = Connection::open(&path).unwrap();
-    let mode: String = c
+    let journal: String = c
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(mode, "wal");
-    let versions: Vec<i64> = c
-        .prepare("SELECT version FROM schema_migrations ORDER BY version")
+    assert_eq!(journal, "wal", "WAL is recorded in the file itself");
+}
+
+#[tokio::test]
+async fn an_existing_file_is_tightened_to_0600() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mcr.db");
+    std::fs::write(&path, b"").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    SqliteMetaStore::open(&path).unwrap();
+    assert_eq!(mode(&path), 0o600);
+}
+
+#[tokio::test]
+async fn migrations_are_recorded_once_and_reopening_changes_nothing() {
+    let (dir, store) = fresh();
+    let path = dir.path().join("mcr.db");
+    assert_eq!(store.schema_version().await.unwrap(), SCHEMA_VERSION);
+    drop(store);
+    let (schema, migrations) = schema_and_migrations(&path);
+    assert_eq!(
+        migrations.iter().map(|m| m.0).collect::<Vec<_>>(),
+        (1..=SCHEMA_VERSION).collect::<Vec<_>>(),
+        "each migration recorded once, in order"
+    );
+    assert!(migrations.iter().all(|m| m.1 > 0), "applied_at is stamped");
+
+    SqliteMetaStore::open(&path).unwrap();
+    SqliteMetaStore::open(&path).unwrap();
+    assert_eq!(
+        schema_and_migrations(&path),
+        (schema, migrations),
+        "opening again re-ran a migration"
+    );
+}
+
+#[tokio::test]
+async fn a_database_from_a_newer_build_is_refused() {
+    let (dir, store) = fresh();
+    drop(store);
+    let path = dir.path().join("mcr.db");
+    Connection::open(&path)
         .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
+        .execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, 1)",
+            [SCHEMA_VERSION + 1],
+        )
         .unwrap();
-    assert_eq!(versions, vec![1, 2], "each migration recorded once");
-    let tables: Vec<String> = c
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let e = SqliteMetaStore::open(&path).unwrap_err();
+    assert!(
+        matches!(&e, Error::Storage(m) if m.contains("newer")),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_file_that_cannot_be_created_is_a_storage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = SqliteMetaStore::open(&dir.path().join("missing/mcr.db")).unwrap_err();
+    assert!(
+        matches!(&e, Error::Storage(m) if m.contains("missing")),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn every_table_and_lookup_index_exists() {
+    let (dir, _store) = fresh();
+    let c = Connection::open(dir.path().join("mcr.db")).unwrap();
+    let tables = strings(&c, "SELECT name FROM sqlite_master WHERE type = 'table'");
     for t in [
         "audit_log",
         "blobs",
@@ -106,103 +228,178 @@ async fn the_file_is_private_and_configured_and_migrations_are_idempotent() {
         "uploads",
     ] {
         assert!(
-            tables.contains(&t.to_string()),
-            "table {t} missing from {tables:?}"
+            tables.iter().any(|x| x == t),
+            "table {t} missing: {tables:?}"
         );
     }
-    let indexes: Vec<String> = c
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%'")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let indexes = strings(
+        &c,
+        "SELECT name || ' ON ' || tbl_name FROM sqlite_master WHERE type = 'index'",
+    );
     for i in [
-        "manifests_by_subject",
-        "tags_by_manifest",
-        "manifest_references_by_digest",
-        "repository_blobs_by_digest",
-        "uploads_by_started",
-        "audit_by_time",
-        "audit_by_type",
-        "audit_by_actor",
-        "audit_by_repository",
+        "manifests_by_subject ON manifests",
+        "tags_by_manifest ON tags",
+        "manifest_references_by_digest ON manifest_references",
+        "repository_blobs_by_digest ON repository_blobs",
+        "uploads_by_started ON uploads",
+        "uploads_by_repository ON uploads",
+        "audit_by_time ON audit_log",
+        "audit_by_type ON audit_log",
+        "audit_by_actor ON audit_log",
+        "audit_by_repository ON audit_log",
     ] {
         assert!(
-            indexes.contains(&i.to_string()),
-            "index {i} missing from {indexes:?}"
+            indexes.iter().any(|x| x == i),
+            "index {i} missing: {indexes:?}"
         );
     }
 }
 
 #[tokio::test]
-async fn an_existing_file_is_tightened_to_0600() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("mcr.db");
-    std::fs::write(&path, b"").unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-    SqliteMetaStore::open(&path).unwrap();
-    assert_eq!(
-        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
-}
-
-#[tokio::test]
-async fn foreign_keys_are_enforced_on_pooled_connections() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteMetaStore::open(&dir.path().join("mcr.db")).unwrap();
-    let blob = with_blob(&store, b"layer").await;
-    store.put_manifest(manifest(1, &blob, "v1")).await.unwrap();
-    // Deleting the manifest cascades to its tag and references.
-    let m = store
-        .get_manifest(&repo(), &Reference::Tag(Tag::new("v1").unwrap()))
+async fn deleting_a_manifest_cascades_to_its_tags_and_references() {
+    let (dir, store) = fresh();
+    let blob = blob_in(&store, &repo(), b"layer").await;
+    let m = manifest(1, &blob, "v1");
+    store.put_manifest(m.clone()).await.unwrap();
+    store
+        .put_manifest(NewManifest {
+            tag: Some(Tag::new("v1-alias").unwrap()),
+            ..m.clone()
+        })
         .await
-        .unwrap()
         .unwrap();
     assert!(store.delete_manifest(&repo(), &m.digest).await.unwrap());
-    assert!(store
-        .list_tags(&repo(), &Default::default())
-        .await
-        .unwrap()
-        .is_empty());
+    // Only foreign keys, which SQLite enforces per connection and only
+    // when asked, can have done this.
     let c = Connection::open(dir.path().join("mcr.db")).unwrap();
-    let refs: i64 = c
-        .query_row("SELECT COUNT(*) FROM manifest_references", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(refs, 0);
+    assert_eq!(count(&c, "tags"), 0);
+    assert_eq!(count(&c, "manifest_references"), 0);
+    assert_eq!(count(&c, "repository_blobs"), 1, "the link stays");
+    assert_eq!(count(&c, "blobs"), 1, "the row stays for GC");
 }
 
 #[tokio::test]
-async fn a_snapshot_is_a_readable_private_copy() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteMetaStore::open(&dir.path().join("mcr.db")).unwrap();
-    let blob = with_blob(&store, b"layer").await;
+async fn deleting_a_repository_cascades_to_everything_but_blob_rows() {
+    let (dir, store) = fresh();
+    let blob = blob_in(&store, &repo(), b"layer").await;
     store.put_manifest(manifest(1, &blob, "v1")).await.unwrap();
+    let pending = UploadId::generate().unwrap();
+    store
+        .create_upload(&UploadSession {
+            id: pending.clone(),
+            repository: repo(),
+            offset: 7,
+            started: Timestamp::from_millis(3_000),
+        })
+        .await
+        .unwrap();
+    let other = RepoName::new("team/other").unwrap();
+    let kept = blob_in(&store, &other, b"other layer").await;
+
+    assert_eq!(
+        store.delete_repository(&repo()).await.unwrap(),
+        Some(vec![pending])
+    );
+    let c = Connection::open(dir.path().join("mcr.db")).unwrap();
+    for table in ["manifests", "tags", "manifest_references", "uploads"] {
+        assert_eq!(count(&c, table), 0, "{table}");
+    }
+    assert_eq!(count(&c, "repository_blobs"), 1, "only the other's link");
+    assert_eq!(count(&c, "blobs"), 2, "blob rows stay for GC");
+    assert!(store
+        .blob_in_repository(&other, &kept)
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(store.delete_repository(&repo()).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_snapshot_is_a_private_copy_with_the_same_rows() {
+    let (dir, store) = fresh();
+    let blob = blob_in(&store, &repo(), b"layer").await;
+    store.put_manifest(manifest(1, &blob, "v1")).await.unwrap();
+    store
+        .create_rule(&RuleDraft {
+            priority: 5,
+            description: "readers".into(),
+            effect: Effect::Allow,
+            actions: vec![Action::Pull],
+            roles: vec![],
+            account_types: vec![],
+            subject: None,
+            repositories: vec![],
+            enabled: true,
+        })
+        .await
+        .unwrap();
     let dest = dir.path().join("backup.db");
     store.snapshot(&dest).unwrap();
-    assert_eq!(
-        std::fs::metadata(&dest).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
+    assert_eq!(mode(&dest), 0o600);
+    assert_eq!(dump(&dest), dump(&dir.path().join("mcr.db")));
+
+    // And the copy opens as a store.
     let copy = SqliteMetaStore::open(&dest).unwrap();
     let m = copy
         .get_manifest(&repo(), &Reference::Tag(Tag::new("v1").unwrap()))
         .await
         .unwrap();
-    assert!(m.is_some());
-    assert_eq!(copy.list_blobs().await.unwrap().len(), 1);
-    assert!(
-        store.snapshot(&dest).is_err(),
-        "an existing file is never overwritten"
+    assert_eq!(m.map(|m| m.digest), Some(manifest(1, &blob, "v1").digest));
+}
+
+#[tokio::test]
+async fn a_snapshot_never_overwrites_a_file() {
+    let (dir, store) = fresh();
+    let dest = dir.path().join("backup.db");
+    std::fs::write(&dest, b"precious").unwrap();
+    let e = store.snapshot(&dest).unwrap_err();
+    assert!(matches!(e, Error::Invalid { .. }), "{e}");
+    assert_eq!(std::fs::read(&dest).unwrap(), b"precious");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_snapshot_taken_during_pushes_is_consistent() {
+    let (dir, store) = fresh();
+    let store = Arc::new(store);
+    let blob = blob_in(&store, &repo(), b"layer").await;
+    let pushes: Vec<_> = (0..64)
+        .map(|n| {
+            let store = Arc::clone(&store);
+            let m = manifest(n, &blob, &format!("t{n}"));
+            tokio::spawn(async move { store.put_manifest(m).await })
+        })
+        .collect();
+    let dest = dir.path().join("backup.db");
+    let snap = {
+        let (store, dest) = (Arc::clone(&store), dest.clone());
+        tokio::task::spawn_blocking(move || store.snapshot(&dest))
+    };
+    for p in pushes {
+        p.await.unwrap().unwrap();
+    }
+    snap.await.unwrap().unwrap();
+
+    let c = Connection::open(&dest).unwrap();
+    let ok: String = c
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(ok, "ok");
+    assert!(strings(&c, "PRAGMA foreign_key_check").is_empty());
+    // Whatever the copy caught, it caught whole: each manifest with its
+    // reference and its tag.
+    let (manifests, refs, tags) = (
+        count(&c, "manifests"),
+        count(&c, "manifest_references"),
+        count(&c, "tags"),
     );
+    assert_eq!((refs, tags), (manifests, manifests));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_pushes_to_one_tag_leave_it_on_one_whole_manifest() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteMetaStore::open(&dir.path().join("mcr.db")).unwrap());
-    let blob = with_blob(&store, b"shared").await;
+    let (dir, store) = fresh();
+    let store = Arc::new(store);
+    let blob = blob_in(&store, &repo(), b"shared").await;
     let tasks: Vec<_> = (0..16)
         .map(|n| {
             let store = Arc::clone(&store);
@@ -210,47 +407,174 @@ async fn concurrent_pushes_to_one_tag_leave_it_on_one_whole_manifest() {
             tokio::spawn(async move { store.put_manifest(m).await })
         })
         .collect();
-    let mut digests = Vec::new();
-    for (n, t) in tasks.into_iter().enumerate() {
+    for t in tasks {
         t.await.unwrap().unwrap();
-        digests.push(manifest(n, &blob, "latest").digest);
     }
+    let digests: Vec<Digest> = (0..16)
+        .map(|n| manifest(n, &blob, "latest").digest)
+        .collect();
     let tagged = store
         .get_manifest(&repo(), &Reference::Tag(Tag::new("latest").unwrap()))
         .await
         .unwrap()
         .unwrap();
     assert!(digests.contains(&tagged.digest));
+
     let c = Connection::open(dir.path().join("mcr.db")).unwrap();
-    let (manifests, refs): (i64, i64) = c
-        .query_row(
-            "SELECT (SELECT COUNT(*) FROM manifests), (SELECT COUNT(*) FROM manifest_references)",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
+    assert_eq!(count(&c, "tags"), 1);
+    let incomplete = strings(
+        &c,
+        "SELECT m.digest FROM manifests m WHERE NOT EXISTS (
+             SELECT 1 FROM manifest_references r WHERE r.manifest_id = m.id AND r.kind = 'blob')",
+    );
+    assert!(
+        incomplete.is_empty(),
+        "manifests without references: {incomplete:?}"
+    );
+    let refs = strings(&c, "SELECT DISTINCT digest FROM manifest_references");
+    assert_eq!(refs, vec![blob.to_string()]);
     assert_eq!(
-        (manifests, refs),
-        (16, 16),
-        "every manifest whole, with its reference"
+        (count(&c, "manifests"), count(&c, "manifest_references")),
+        (16, 16)
     );
 }
 
 #[tokio::test]
-async fn a_failed_push_leaves_nothing_behind() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteMetaStore::open(&dir.path().join("mcr.db")).unwrap();
-    let blob = with_blob(&store, b"present").await;
-    let mut m = manifest(1, &blob, "v1");
-    m.blobs.push(Digest::sha256_of(b"absent"));
-    assert!(store.put_manifest(m).await.is_err());
+async fn a_push_missing_a_blob_leaves_nothing_behind() {
+    let (dir, store) = fresh();
+    // A repository that does not exist yet: not even it may appear.
+    let fresh_repo = RepoName::new("team/new").unwrap();
+    let absent = Digest::sha256_of(b"absent");
+    let mut m = manifest(1, &absent, "v1");
+    m.repository = fresh_repo.clone();
+    let e = store.put_manifest(m).await.unwrap_err();
+    assert!(
+        matches!(&e, Error::ManifestBlobUnknown(d) if *d == absent),
+        "{e}"
+    );
+    assert!(!store.repository_exists(&fresh_repo).await.unwrap());
+
+    // A repository that exists, with one blob of two.
+    let present = blob_in(&store, &repo(), b"present").await;
+    let mut m = manifest(2, &present, "v2");
+    m.blobs.push(absent.clone());
+    let e = store.put_manifest(m).await.unwrap_err();
+    assert!(
+        matches!(&e, Error::ManifestBlobUnknown(d) if *d == absent),
+        "{e}"
+    );
+
     let c = Connection::open(dir.path().join("mcr.db")).unwrap();
-    let (manifests, tags, refs): (i64, i64, i64) = c
-        .query_row(
-            "SELECT (SELECT COUNT(*) FROM manifests), (SELECT COUNT(*) FROM tags), (SELECT COUNT(*) FROM manifest_references)",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
+    for table in ["manifests", "tags", "manifest_references"] {
+        assert_eq!(count(&c, table), 0, "{table}");
+    }
+    assert_eq!(count(&c, "repositories"), 1);
+}
+
+#[tokio::test]
+async fn an_index_missing_a_child_leaves_nothing_behind() {
+    let (dir, store) = fresh();
+    let blob = blob_in(&store, &repo(), b"layer").await;
+    let child = manifest(1, &blob, "child");
+    store.put_manifest(child.clone()).await.unwrap();
+    let absent = Digest::sha256_of(b"absent child");
+    let raw = Bytes::from_static(b"{\"manifests\":[]}");
+    let index = NewManifest {
+        repository: repo(),
+        digest: Digest::sha256_of(&raw),
+        media_type: MediaType::new("application/vnd.oci.image.index.v1+json").unwrap(),
+        raw,
+        subject: None,
+        artifact_type: None,
+        blobs: vec![],
+        children: vec![child.digest.clone(), absent.clone()],
+        tag: Some(Tag::new("child").unwrap()),
+        created: Timestamp::from_millis(9_000),
+    };
+    let e = store.put_manifest(index).await.unwrap_err();
+    assert!(
+        matches!(&e, Error::ManifestChildUnknown(d) if *d == absent),
+        "{e}"
+    );
+
+    let c = Connection::open(dir.path().join("mcr.db")).unwrap();
+    assert_eq!(count(&c, "manifests"), 1, "only the child");
+    assert_eq!(count(&c, "manifest_references"), 1, "only the child's");
+    let tagged = store
+        .get_manifest(&repo(), &Reference::Tag(Tag::new("child").unwrap()))
+        .await
+        .unwrap()
+        .map(|m| m.digest);
+    assert_eq!(tagged, Some(child.digest), "the tag did not move");
+}
+
+#[tokio::test]
+async fn rules_record_when_they_were_made_and_changed() {
+    let (dir, store) = fresh();
+    let draft = RuleDraft {
+        priority: 3,
+        description: String::new(),
+        effect: Effect::Deny,
+        actions: vec![Action::Push],
+        roles: vec![],
+        account_types: vec![],
+        subject: None,
+        repositories: vec![],
+        enabled: true,
+    };
+    let mut rule = store.create_rule(&draft).await.unwrap();
+    let c = Connection::open(dir.path().join("mcr.db")).unwrap();
+    let stamps = |c: &Connection| -> (i64, i64) {
+        c.query_row("SELECT created, updated FROM policy_rules", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap()
+    };
+    let (created, updated) = stamps(&c);
+    assert!(created > 0 && updated == created);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    rule.priority = 4;
+    store.update_rule(&rule).await.unwrap();
+    let (created_after, updated_after) = stamps(&c);
+    assert_eq!(created_after, created);
+    assert!(updated_after > updated);
+    let priority: i64 = c
+        .query_row("SELECT priority FROM policy_rules", [], |r| r.get(0))
         .unwrap();
-    assert_eq!((manifests, tags, refs), (0, 0, 0));
+    assert_eq!(priority, 4, "the sort column follows the JSON");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_locked_out_past_the_busy_timeout_gets_a_storage_error() {
+    let (dir, store) = fresh();
+    let path = dir.path().join("mcr.db");
+    // Another process holding the write lock for longer than the 5 s the
+    // store waits.
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let holder = std::thread::spawn(move || {
+        let mut c = Connection::open(&path).unwrap();
+        let tx = c
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .unwrap();
+        locked_tx.send(()).unwrap();
+        std::thread::sleep(Duration::from_secs(7));
+        tx.rollback().unwrap();
+    });
+    locked_rx.recv().unwrap();
+    let e = store
+        .create_upload(&UploadSession {
+            id: UploadId::generate().unwrap(),
+            repository: repo(),
+            offset: 0,
+            started: Timestamp::from_millis(1),
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::Storage(m) if m.contains("creating an upload session") && m.contains("locked")),
+        "{e}"
+    );
+    // Readers are not blocked by a writer under WAL.
+    assert!(!store.repository_exists(&repo()).await.unwrap());
+    holder.join().unwrap();
 }

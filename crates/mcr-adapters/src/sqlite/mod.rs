@@ -1,135 +1,286 @@
 //! `SqliteMetaStore`: the `MetaStore` port on SQLite.
 //!
+//! This module owns the database file (its mode, pragmas and schema) and
+//! the way work reaches it; `store` holds the port's methods and their SQL,
+//! `schema` the numbered migrations.
+//!
 //! rusqlite over an r2d2 pool; every call runs on a blocking thread
 //! (`spawn_blocking`) so the async workers never wait on the disk. Each
 //! method that writes is one `BEGIN IMMEDIATE` transaction, so the use
 //! cases' atomic steps (a manifest with its references and tag, a
 //! completed upload, a mount, a repository delete, GC phase one) are
-//! all-or-nothing and never deadlock upgrading a read lock. The database
-//! runs in WAL mode with `synchronous=NORMAL`: durable across a crash of
-//! the process, which is what an acknowledged push promises.
+//! all-or-nothing, and two writers never deadlock trying to upgrade read
+//! locks: the second waits (up to the busy timeout) before it reads
+//! anything. The database runs in WAL mode with `synchronous=NORMAL`:
+//! durable across a crash of the process, which is what an acknowledged
+//! push promises (a power loss may drop the last transactions, never
+//! corrupt the file).
+//!
+//! A caller that stops waiting (a dropped future, a client that hung up)
+//! does not cancel the step: the blocking task runs its transaction to
+//! commit or rollback either way, so nothing is ever half-written.
 
 mod schema;
 mod store;
 
+use std::fmt;
 use std::fs::OpenOptions;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use mcr_core::{Error, Result};
 use r2d2::Pool;
 use r2d2_sqlite::SqliteConnectionManager;
-use rusqlite::{Connection, Transaction, TransactionBehavior};
+use rusqlite::{Connection, ErrorCode, Transaction, TransactionBehavior};
 
-pub use schema::version as schema_version;
+pub use schema::LATEST_VERSION as SCHEMA_VERSION;
 
-/// Connections kept open; SQLite serialises writers anyway, readers run in
-/// parallel under WAL.
+/// Connections kept open. SQLite serialises writers anyway; under WAL,
+/// readers run in parallel with them and with each other.
 const POOL_SIZE: u32 = 8;
-/// How long a writer waits for the lock before giving up.
+/// How long a statement waits for another connection's lock before it
+/// fails with `SQLITE_BUSY`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a call waits for a free pooled connection.
+const POOL_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Metadata in one SQLite file.
+/// Pragmas every connection needs. `foreign_keys`, `busy_timeout` and
+/// `synchronous` are per connection and reset on each open, so the pool
+/// sets them on every connection it makes; `journal_mode=WAL` persists in
+/// the file and is a no-op once set.
+const CONNECTION_PRAGMAS: &str = "PRAGMA journal_mode = WAL;
+     PRAGMA synchronous = NORMAL;
+     PRAGMA foreign_keys = ON;";
+
+/// Metadata in one SQLite file: the [`MetaStore`](mcr_core::ports::MetaStore)
+/// adapter.
+///
+/// Cheap to clone (the clones share the pool). Its async methods hand the
+/// SQL to Tokio's blocking pool when called inside a Tokio runtime, and run
+/// it in place otherwise.
 #[derive(Clone)]
 pub struct SqliteMetaStore {
     pool: Pool<SqliteConnectionManager>,
+    path: PathBuf,
 }
 
-pub(crate) fn storage(what: &str, e: impl std::fmt::Display) -> Error {
+impl fmt::Debug for SqliteMetaStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteMetaStore")
+            .field("path", &self.path)
+            .field("pool", &self.pool.state())
+            .finish()
+    }
+}
+
+/// A storage error saying what failed.
+pub(crate) fn storage(what: &str, e: impl fmt::Display) -> Error {
     Error::Storage(format!("{what}: {e}"))
 }
 
+/// A rusqlite error as the engine's error. Lock exhaustion gets its own
+/// words: it means contention (or a stuck writer), not a broken database.
+pub(crate) fn db(e: rusqlite::Error) -> Error {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => Error::Storage(format!(
+            "sqlite: the database stayed locked by another writer for over {} s ({e})",
+            BUSY_TIMEOUT.as_secs()
+        )),
+        _ => storage("sqlite", e),
+    }
+}
+
+/// Prefixes a storage error with the step that failed; other errors (the
+/// domain's, such as `ManifestBlobUnknown`) pass through untouched.
+fn during(op: impl fmt::Display) -> impl FnOnce(Error) -> Error {
+    move |e| match e {
+        Error::Storage(m) => Error::Storage(format!("{op}: {m}")),
+        other => other,
+    }
+}
+
 impl SqliteMetaStore {
-    /// Opens (creating with mode 0600) the database at `path` and applies
+    /// Opens the database at `path`, creating it with mode 0600 (and
+    /// tightening an existing file to 0600), switches it to WAL and applies
     /// pending migrations.
+    ///
+    /// Fails with `Error::Storage` if the file cannot be created or opened,
+    /// if it is not a database, or if a newer MCR has migrated it past
+    /// [`SCHEMA_VERSION`]. Blocking: call it before serving, or from a
+    /// blocking context.
     pub fn open(path: &Path) -> Result<SqliteMetaStore> {
         secure_file(path)?;
+        let opening = |e: rusqlite::Error| during(format!("opening {}", path.display()))(db(e));
+        // One connection first, alone: switching a new file to WAL and
+        // migrating it are easier to reason about without eight pool
+        // connections racing to do the same.
+        let mut conn = Connection::open(path).map_err(opening)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(opening)?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(opening)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(storage(
+                &format!("opening {}", path.display()),
+                format!("could not switch to WAL mode (journal mode is {mode})"),
+            ));
+        }
+        conn.execute_batch("PRAGMA foreign_keys = ON;")
+            .map_err(opening)?;
+        schema::migrate(&mut conn).map_err(during(format!("migrating {}", path.display())))?;
+        drop(conn);
+
         let manager = SqliteConnectionManager::file(path).with_init(|c| {
             c.busy_timeout(BUSY_TIMEOUT)?;
-            c.execute_batch(
-                "PRAGMA journal_mode = WAL;
-                 PRAGMA synchronous = NORMAL;
-                 PRAGMA foreign_keys = ON;",
-            )
+            c.execute_batch(CONNECTION_PRAGMAS)
         });
         let pool = Pool::builder()
             .max_size(POOL_SIZE)
-            .connection_timeout(Duration::from_secs(30))
+            .connection_timeout(POOL_TIMEOUT)
             .build(manager)
-            .map_err(|e| storage(&format!("opening database {}", path.display()), e))?;
-        let mut conn = pool.get().map_err(|e| storage("database pool", e))?;
-        schema::migrate(&mut conn).map_err(|e| storage("migrating the database", e))?;
-        Ok(SqliteMetaStore { pool })
+            .map_err(|e| storage(&format!("opening {}", path.display()), e))?;
+        Ok(SqliteMetaStore {
+            pool,
+            path: path.to_path_buf(),
+        })
     }
 
-    /// A consistent online copy of the database at `dest` (which must not
-    /// exist), with mode 0600.
+    /// The file this store works on.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The highest migration applied to the file.
+    pub async fn schema_version(&self) -> Result<i64> {
+        self.read("reading the schema version", |c| schema::version(c))
+            .await
+    }
+
+    /// Writes a consistent online copy of the database to `dest`, with
+    /// mode 0600, while the store keeps serving.
+    ///
+    /// Refuses (`Error::Invalid`) if `dest` exists: a backup never
+    /// overwrites anything. On failure the partial copy is removed.
+    /// Blocking: from async code, call it inside `spawn_blocking`.
     pub fn snapshot(&self, dest: &Path) -> Result<()> {
-        if dest.exists() {
-            return Err(Error::invalid(
-                "snapshot",
-                format!(
-                    "{} already exists; refusing to overwrite it",
-                    dest.display()
-                ),
-            ));
-        }
-        // VACUUM INTO writes a consistent copy from one read transaction.
-        OpenOptions::new()
+        let dest_str = dest
+            .to_str()
+            .ok_or_else(|| Error::invalid("snapshot", "the destination path is not UTF-8"))?;
+        // Create the file ourselves, empty and private, so the copy is
+        // never readable by others, not even while it is being written,
+        // and so that an existing file is refused atomically. VACUUM INTO
+        // accepts an empty existing file.
+        match OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(dest)
-            .map_err(|e| storage(&format!("creating {}", dest.display()), e))?;
-        std::fs::remove_file(dest).map_err(|e| storage("preparing the snapshot", e))?;
-        let conn = self.pool.get().map_err(|e| storage("database pool", e))?;
-        let dest_str = dest
-            .to_str()
-            .ok_or_else(|| Error::invalid("snapshot", "the destination path is not UTF-8"))?;
-        conn.execute("VACUUM INTO ?1", [dest_str])
-            .map_err(|e| storage("writing the snapshot", e))?;
-        std::fs::set_permissions(dest, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| storage("restricting the snapshot's mode", e))?;
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(Error::invalid(
+                    "snapshot",
+                    format!(
+                        "{} already exists; refusing to overwrite it",
+                        dest.display()
+                    ),
+                ));
+            }
+            Err(e) => return Err(storage(&format!("creating {}", dest.display()), e)),
+        }
+        let copied = (|| {
+            let conn = self.pool.get().map_err(|e| storage("database pool", e))?;
+            // VACUUM INTO reads from one read transaction: a consistent
+            // copy, compacted, that never blocks writers under WAL.
+            conn.execute("VACUUM INTO ?1", [dest_str]).map_err(db)?;
+            // The umask cannot have widened it, but a backup's mode is
+            // worth checking twice.
+            std::fs::set_permissions(dest, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| storage("restricting the snapshot's mode", e))
+        })();
+        if let Err(e) = copied {
+            // Best effort: the copy is unusable, and leaving it would make
+            // the retry refuse to run.
+            let _ = std::fs::remove_file(dest);
+            return Err(during("writing the snapshot")(e));
+        }
         Ok(())
     }
 
-    /// Runs `f` with a pooled connection on a blocking thread.
-    async fn run<T, F>(&self, f: F) -> Result<T>
+    /// Runs `f` with a pooled connection off the async workers, naming
+    /// `op` in any storage error.
+    async fn run<T, F>(&self, op: &'static str, f: F) -> Result<T>
     where
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
         T: Send + 'static,
     {
         let pool = self.pool.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = pool.get().map_err(|e| storage("database pool", e))?;
+        let work = move || {
+            let mut conn = pool.get().map_err(|e| {
+                storage(
+                    &format!(
+                        "no database connection free within {} s",
+                        POOL_TIMEOUT.as_secs()
+                    ),
+                    e,
+                )
+            })?;
             f(&mut conn)
-        })
-        .await
-        .map_err(|e| storage("database task", e))?
+        };
+        let out = match tokio::runtime::Handle::try_current() {
+            Ok(rt) => rt
+                .spawn_blocking(work)
+                .await
+                .map_err(|e| storage("database task", e))
+                .and_then(|r| r),
+            // Outside Tokio (a plain executor, a test), block in place
+            // rather than panic.
+            Err(_) => work(),
+        };
+        out.map_err(during(op))
     }
 
-    /// Runs `f` in one write transaction on a blocking thread; any error
-    /// rolls everything back.
-    async fn write<T, F>(&self, f: F) -> Result<T>
+    /// Runs a read of several statements in one deferred transaction, so
+    /// every statement sees the same snapshot of the database.
+    async fn read<T, F>(&self, op: &'static str, f: F) -> Result<T>
     where
         F: FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
         T: Send + 'static,
     {
-        self.run(move |conn| {
+        self.run(op, move |conn| {
+            let tx = conn.transaction().map_err(db)?;
+            let out = f(&tx)?;
+            // Nothing to commit; ending the transaction releases the
+            // snapshot.
+            tx.finish().map_err(db)?;
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction: committed if `f`
+    /// returns `Ok`, rolled back entirely (on drop) otherwise.
+    async fn write<T, F>(&self, op: &'static str, f: F) -> Result<T>
+    where
+        F: FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.run(op, move |conn| {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(|e| storage("starting a transaction", e))?;
+                .map_err(db)?;
             let out = f(&tx)?;
-            tx.commit().map_err(|e| storage("committing", e))?;
+            tx.commit().map_err(db)?;
             Ok(out)
         })
         .await
     }
 }
 
-/// Creates the file with mode 0600 before SQLite does (SQLite would use
-/// the umask), and tightens an existing one.
+/// Creates the file with mode 0600 before SQLite does (SQLite would follow
+/// the umask), and tightens an existing one. SQLite gives its `-wal` and
+/// `-shm` files the main file's mode.
 fn secure_file(path: &Path) -> Result<()> {
     match OpenOptions::new()
         .write(true)
@@ -143,5 +294,73 @@ fn secure_file(path: &Path) -> Result<()> {
                 .map_err(|e| storage(&format!("setting the mode of {}", path.display()), e))
         }
         Err(e) => Err(storage(&format!("creating {}", path.display()), e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pragma(c: &Connection, name: &str) -> String {
+        c.query_row(&format!("PRAGMA {name}"), [], |r| {
+            r.get::<_, rusqlite::types::Value>(0)
+        })
+        .map(|v| match v {
+            rusqlite::types::Value::Integer(i) => i.to_string(),
+            rusqlite::types::Value::Text(s) => s,
+            other => format!("{other:?}"),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn every_pooled_connection_is_configured() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteMetaStore::open(&dir.path().join("mcr.db")).unwrap();
+        // Hold every connection at once so each one is checked.
+        let conns: Vec<_> = (0..POOL_SIZE).map(|_| store.pool.get().unwrap()).collect();
+        for c in &conns {
+            assert_eq!(pragma(c, "journal_mode"), "wal");
+            assert_eq!(pragma(c, "foreign_keys"), "1");
+            assert_eq!(pragma(c, "synchronous"), "1", "NORMAL");
+            assert_eq!(pragma(c, "busy_timeout"), "5000");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_rolls_back_what_it_wrote() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteMetaStore::open(&dir.path().join("mcr.db")).unwrap();
+        let e = store
+            .write("a step that fails halfway", |tx| {
+                tx.execute(
+                    "INSERT INTO repositories (name, created) VALUES ('half/written', 1)",
+                    [],
+                )
+                .map_err(db)?;
+                Err::<(), _>(Error::Storage("injected".into()))
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "storage error: a step that fails halfway: injected"
+        );
+        let n: i64 = store
+            .run("count", |c| {
+                c.query_row("SELECT COUNT(*) FROM repositories", [], |r| r.get(0))
+                    .map_err(db)
+            })
+            .await
+            .unwrap();
+        assert_eq!(n, 0);
+    }
+
+    #[test]
+    fn works_outside_a_tokio_runtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteMetaStore::open(&dir.path().join("mcr.db")).unwrap();
+        let v = futures_util::FutureExt::now_or_never(store.schema_version());
+        assert_eq!(v.map(|r| r.unwrap()), Some(SCHEMA_VERSION));
     }
 }

@@ -1,10 +1,28 @@
 //! The schema, as numbered migrations recorded in `schema_migrations`.
 //!
-//! Each migration runs once, in its own transaction, and is recorded with
-//! it; running the set again changes nothing. A new migration goes at the
-//! end with the next number; an applied one is never edited.
+//! Each migration runs once, in its own transaction, and is recorded in
+//! that transaction: a crash mid-migration leaves the version unapplied
+//! and the schema untouched, and running the set again changes nothing. A
+//! new migration goes at the end with the next number; an applied one is
+//! never edited, since databases in the field already ran it.
+//!
+//! Tables (all times are `Timestamp` milliseconds, digests `algo:hex`):
+//! `repositories`; `manifests` (raw bytes, subject, artifact type, unique
+//! per repository and digest); `tags` (→ manifest, cascading);
+//! `blobs` (one row per content); `manifest_references` (what a manifest
+//! needs: `blob` rows protect blobs from GC, `manifest` rows name an
+//! index's children); `repository_blobs` (the links that make a blob
+//! visible in a repository, stamped for GC's grace period); `uploads`;
+//! `policy_rules` (the rule as JSON, with its sort keys as columns);
+//! `audit_log`.
 
-use rusqlite::{params, Connection};
+use std::time::SystemTime;
+
+use mcr_core::time::Timestamp;
+use mcr_core::{Error, Result};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use super::db;
 
 /// (version, SQL) in order.
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -88,40 +106,152 @@ const MIGRATIONS: &[(i64, &str)] = &[
         CREATE INDEX audit_by_actor ON audit_log (actor_id, time);
         CREATE INDEX audit_by_repository ON audit_log (repository, time);",
     ),
+    (
+        3,
+        // When a stored rule was made and last changed, for operators
+        // reading the table; rules from before this migration read 0.
+        // The links' index gains `linked_at` so GC's sweep answers "was
+        // any link made since the cutoff?" from the index alone; the
+        // subject index gains `digest`, the referrers' order, without
+        // which the planner preferred walking every manifest of the
+        // repository in digest order.
+        "ALTER TABLE policy_rules ADD COLUMN created INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE policy_rules ADD COLUMN updated INTEGER NOT NULL DEFAULT 0;
+        DROP INDEX repository_blobs_by_digest;
+        CREATE INDEX repository_blobs_by_digest ON repository_blobs (digest, linked_at);
+        DROP INDEX manifests_by_subject;
+        CREATE INDEX manifests_by_subject ON manifests (repository_id, subject_digest, digest)
+            WHERE subject_digest IS NOT NULL;",
+    ),
 ];
 
-/// Applies every migration not yet recorded.
-pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+/// The schema version this build writes and understands.
+pub const LATEST_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+
+/// Applies every migration not yet recorded, refusing a database that a
+/// newer build has migrated further than this one knows.
+pub fn migrate(conn: &mut Connection) -> Result<()> {
+    migrate_to(conn, LATEST_VERSION)
+}
+
+/// [`migrate`], stopping after version `target` (tests start from an old
+/// schema this way).
+fn migrate_to(conn: &mut Connection, target: i64) -> Result<()> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
             version    INTEGER PRIMARY KEY,
             applied_at INTEGER NOT NULL
         );",
-    )?;
-    for &(version, sql) in MIGRATIONS {
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let applied: bool = tx.query_row(
-            "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = ?1)",
-            params![version],
-            |r| r.get(0),
-        )?;
+    )
+    .map_err(db)?;
+    let current = version(conn)?;
+    if current > LATEST_VERSION {
+        return Err(Error::Storage(format!(
+            "the database is at schema version {current}, newer than this build's \
+             {LATEST_VERSION}; run the MCR that migrated it, or restore a snapshot"
+        )));
+    }
+    // Up to date: touch nothing, so opening a live database (`mcrsrv
+    // snapshot` next to a running server) takes no write lock.
+    if current >= target {
+        return Ok(());
+    }
+    for &(number, sql) in MIGRATIONS.iter().take_while(|m| m.0 <= target) {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db)?;
+        // Checked again under the write lock: another process may have
+        // applied it since we looked.
+        let applied = tx
+            .query_row(
+                "SELECT 1 FROM schema_migrations WHERE version = ?1",
+                params![number],
+                |_| Ok(()),
+            )
+            .optional()
+            .map_err(db)?
+            .is_some();
         if !applied {
-            tx.execute_batch(sql)?;
-            tx.execute(
-                "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, strftime('%s','now') * 1000)",
-                params![version],
-            )?;
+            tx.execute_batch(sql)
+                .and_then(|()| {
+                    tx.execute(
+                        "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+                        params![
+                            number,
+                            Timestamp::from_system(SystemTime::now()).as_millis()
+                        ],
+                    )
+                })
+                .map_err(|e| during_migration(number, e))?;
         }
-        tx.commit()?;
+        tx.commit().map_err(db)?;
     }
     Ok(())
 }
 
-/// The highest applied version.
-pub fn version(conn: &Connection) -> rusqlite::Result<i64> {
+fn during_migration(number: i64, e: rusqlite::Error) -> Error {
+    match db(e) {
+        Error::Storage(m) => Error::Storage(format!("migration {number}: {m}")),
+        other => other,
+    }
+}
+
+/// The highest applied version (0 for a new file).
+pub fn version(conn: &Connection) -> Result<i64> {
     conn.query_row(
         "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
         [],
         |r| r.get(0),
     )
+    .map_err(db)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database made by the first release (schema 2) with data in it
+    /// keeps every row through the later migrations.
+    #[test]
+    fn later_migrations_keep_existing_rows() {
+        let mut c = Connection::open_in_memory().unwrap();
+        c.execute_batch("PRAGMA foreign_keys = ON;").unwrap();
+        migrate_to(&mut c, 2).unwrap();
+        assert_eq!(version(&c).unwrap(), 2);
+        c.execute_batch(
+            "INSERT INTO repositories (id, name, created) VALUES (1, 'app', 1);
+             INSERT INTO manifests (id, repository_id, digest, media_type, raw, size, subject_digest, created)
+                 VALUES (1, 1, 'sha256:aa', 'application/json', x'7b7d', 2, 'sha256:bb', 1);
+             INSERT INTO blobs (digest, size, created) VALUES ('sha256:cc', 3, 1);
+             INSERT INTO repository_blobs (repository_id, digest, linked_at) VALUES (1, 'sha256:cc', 1);
+             INSERT INTO policy_rules (priority, enabled, rule_json) VALUES (5, 1, '{}');",
+        )
+        .unwrap();
+        migrate(&mut c).unwrap();
+        assert_eq!(version(&c).unwrap(), LATEST_VERSION);
+        let row: (i64, i64, i64) = c
+            .query_row(
+                "SELECT priority, created, updated FROM policy_rules",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(row, (5, 0, 0), "older rules read 0 for unknown times");
+        let kept: i64 = c
+            .query_row(
+                "SELECT (SELECT COUNT(*) FROM manifests WHERE subject_digest = 'sha256:bb')
+                      + (SELECT COUNT(*) FROM repository_blobs WHERE digest = 'sha256:cc')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(kept, 2);
+    }
+
+    #[test]
+    fn migrations_are_numbered_one_by_one() {
+        for (i, &(number, _)) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(number, i as i64 + 1);
+        }
+    }
 }
