@@ -22,12 +22,18 @@ need skopeo curl jq openssl
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mcr/target}"
 cargo build --quiet --release -p mcr-cli --bin mcrsrv
+cargo build --quiet --release -p mcr-adapters --features fake-mcias --example fake_mcias
 MCRSRV="$CARGO_TARGET_DIR/release/mcrsrv"
+FAKE_MCIAS="$CARGO_TARGET_DIR/release/examples/fake_mcias"
 
 WORK=$(mktemp -d)
 SERVER_PID=""
+MCIAS_PID=""
+MSRV_PID=""
 cleanup() {
-  [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
+  for pid in "$SERVER_PID" "$MCIAS_PID" "$MSRV_PID"; do
+    [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -215,4 +221,70 @@ GOT=$("${SK[@]}" inspect --raw --cert-dir "$TLSD/certs" --creds ops:tls-secret "
 kill "$TLS_PID"; wait "$TLS_PID" 2>/dev/null || true
 log "mcrsrv server over TLS 1.3: skopeo pushed and inspected with a custom CA; TLS 1.2 refused"
 
-log "6 passed, 0 failed"
+# --- mcrsrv server over TLS against MCIAS (a fake one, over TLS, custom CA) --
+MD="$WORK/mcias"; mkdir -p "$MD"
+"$FAKE_MCIAS" "$MD" >"$WORK/fake_mcias.log" 2>&1 &
+MCIAS_PID=$!
+for _ in $(seq 1 100); do [ -s "$MD/mcias.url" ] && break; sleep 0.1; done
+[ -s "$MD/mcias.url" ] || { cat "$WORK/fake_mcias.log"; fail "the fake MCIAS did not start"; }
+MPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo 5057)
+cat >"$MD/mcr.toml" <<TOML
+[server]
+listen_addr = "127.0.0.1:$MPORT"
+tls_cert = "$TLSD/server.crt"
+tls_key = "$TLSD/server.key"
+[database]
+path = "$MD/data/mcr.db"
+[storage]
+layers_path = "$MD/data/layers"
+[mcias]
+server_url = "$(cat "$MD/mcias.url")"
+ca_cert = "$MD/mcias-ca.pem"
+service_name = "mcr-e2e"
+tags = ["env:test"]
+TOML
+"$MCRSRV" server --config "$MD/mcr.toml" >"$WORK/mcias-mcrsrv.log" 2>&1 &
+MSRV_PID=$!
+M="https://127.0.0.1:$MPORT"
+for _ in $(seq 1 100); do
+  curl -s -o /dev/null --cacert "$TLSD/certs/ca.crt" "$M/v2/" && break
+  kill -0 "$MSRV_PID" 2>/dev/null || { cat "$WORK/mcias-mcrsrv.log"; fail "mcrsrv (MCIAS) exited"; }
+  sleep 0.1
+done
+mc() { curl -s --cacert "$TLSD/certs/ca.crt" "$@"; }
+code() { mc -o /dev/null -w '%{http_code}' "$@"; }
+mtoken() { mc -u "$1" "$M/v2/token?service=mcr-e2e" | jq -r .token; }
+
+# A user account pushes and pulls with skopeo.
+"${SK[@]}" copy --quiet --preserve-digests --dest-cert-dir "$TLSD/certs" --dest-creds alice:alice-pw \
+  "oci:$SRC:v1" "docker://127.0.0.1:$MPORT/ci/app:v1"
+MOUT="$WORK/mcias-pull"
+"${SK[@]}" copy --quiet --preserve-digests --src-cert-dir "$TLSD/certs" --src-creds alice:alice-pw \
+  "docker://127.0.0.1:$MPORT/ci/app:v1" "oci:$MOUT:v1"
+compare_layouts "$SRC" "$MOUT"
+# A wrong password gets 401.
+[ "$(code -u alice:wrong "$M/v2/")" = 401 ] || fail "a wrong password was not refused with 401"
+# A system account with no stored rule may not push (403 DENIED) nor pull.
+CI=$(mtoken ci:ci-pw)
+[ -n "$CI" ] && [ "$CI" != null ] || fail "the system account got no token"
+R=$(mc -X POST -H "Authorization: Bearer $CI" -w ' %{http_code}' "$M/v2/ci/app/blobs/uploads/")
+[ "${R##* }" = 403 ] && echo "$R" | grep -q '"DENIED"' || fail "system push answered: $R"
+[ "$(code -H "Authorization: Bearer $CI" "$M/v2/ci/app/manifests/v1")" = 403 ] || fail "system pulled without a rule"
+# An admin stores a rule: system accounts may pull ci/*.
+ROOT=$(mtoken root:root-pw)
+RULE='{"priority":10,"description":"ci pulls","effect":"allow","actions":["registry:pull"],"account_types":["system"],"repositories":["ci/*"]}'
+[ "$(code -X POST -H "Authorization: Bearer $ROOT" -H 'Content-Type: application/json' -d "$RULE" "$M/v1/policy/rules")" = 201 ] \
+  || fail "the admin could not store the rule"
+[ "$(code -H "Authorization: Bearer $CI" "$M/v2/ci/app/manifests/v1")" = 200 ] || fail "system cannot pull ci/app after the rule"
+[ "$(code -X POST -H "Authorization: Bearer $CI" "$M/v2/ci/app/blobs/uploads/")" = 403 ] || fail "the rule let system push"
+# A guest can do nothing but the version check.
+G=$(mtoken visitor:visitor-pw)
+[ "$(code -H "Authorization: Bearer $G" "$M/v2/")" = 200 ] || fail "the guest failed the version check"
+for path in ci/app/manifests/v1 ci/app/tags/list _catalog; do
+  [ "$(code -H "Authorization: Bearer $G" "$M/v2/$path")" = 403 ] || fail "the guest read /v2/$path"
+done
+[ "$(code -X POST -H "Authorization: Bearer $G" "$M/v2/ci/app/blobs/uploads/")" = 403 ] || fail "the guest pushed"
+kill "$MSRV_PID" "$MCIAS_PID"; wait "$MSRV_PID" "$MCIAS_PID" 2>/dev/null || true; MSRV_PID=""; MCIAS_PID=""
+log "MCIAS over TLS: user pushed and pulled with skopeo; system refused, then allowed pull by a rule; guest only the version check"
+
+log "7 passed, 0 failed"

@@ -7,10 +7,13 @@
 //!
 //! - [`local_identity::LocalIdentity`]: the `TokenValidator` for
 //!   standalone use: argon2id users from the config, server-signed tokens.
+//! - [`mcias::MciasTokenValidator`]: the `TokenValidator` over MCIAS's HTTP
+//!   API (TLS 1.3, validations cached 30 s by token hash); with the
+//!   `fake-mcias` feature, `mcias::fake::FakeMcias` for tests.
 //!
-//! The MCIAS adapter joins them in a later step. This crate holds no
-//! business rule: those live in `mcr-core`.
+//! This crate holds no business rule: those live in `mcr-core`.
 
 pub mod fs;
 pub mod local_identity;
+pub mod mcias;
 pub mod sqlite;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use mcr_adapters::fs::FsBlobStore;
 use mcr_adapters::local_identity::LocalIdentity;
+use mcr_adapters::mcias::{MciasConfig, MciasTokenValidator};
 use mcr_adapters::sqlite::SqliteMetaStore;
 use mcr_core::policy::Engine;
 use mcr_core::ports::TokenValidator;
@@ -70,9 +71,20 @@ pub async fn build(config: &Config) -> anyhow::Result<AppState> {
     ))
 }
 
+/// MCIAS when `[mcias] server_url` is set, else the local identity.
 fn identity(config: &Config, db_path: &Path) -> anyhow::Result<Arc<dyn TokenValidator>> {
-    if config.mcias.server_url.is_some() {
-        anyhow::bail!("mcias.server_url is set, but the MCIAS adapter is not available in this build yet; use [[local.users]]");
+    if let Some(url) = &config.mcias.server_url {
+        let mcias = MciasTokenValidator::new(
+            MciasConfig {
+                server_url: url.clone(),
+                ca_cert: config.mcias.ca_cert.clone(),
+                service_name: config.service_name(),
+                tags: config.mcias.tags.clone(),
+            },
+            Arc::new(SystemClock),
+        )
+        .context("[mcias]")?;
+        return Ok(Arc::new(mcias));
     }
     let key_path = config.local.key_path.clone().unwrap_or_else(|| {
         db_path
