@@ -24,10 +24,22 @@ pub use state::{AppState, HttpConfig};
 /// The whole HTTP API.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/v2", get(oci::version_check))
-        .route("/v2/", get(oci::version_check))
-        .route("/v2/token", get(token::token))
-        .route("/v2/_catalog", get(oci::catalog))
+        .route(
+            "/v2",
+            get(oci::version_check).fallback(oci::method_not_allowed),
+        )
+        .route(
+            "/v2/",
+            get(oci::version_check).fallback(oci::method_not_allowed),
+        )
+        .route(
+            "/v2/token",
+            get(token::token).fallback(oci::method_not_allowed),
+        )
+        .route(
+            "/v2/_catalog",
+            get(oci::catalog).fallback(oci::method_not_allowed),
+        )
         .route("/v2/{*path}", any(oci::dispatch))
         .nest("/v1", admin::router())
         .layer(axum::middleware::from_fn(log::log_request))

@@ -15,7 +15,7 @@ pub struct HttpConfig {
     pub external_url: Option<String>,
     /// Whether this listener serves TLS (for realms built from requests).
     pub tls: bool,
-    /// Largest blob an upload may grow to.
+    /// Largest blob an upload may grow to, over all its requests.
     pub max_blob_size: u64,
     /// Largest JSON body of the admin API.
     pub max_json_body: usize,

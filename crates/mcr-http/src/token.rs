@@ -15,7 +15,7 @@ use crate::state::AppState;
 pub async fn token(State(state): State<AppState>, req: Request) -> Response {
     let ip = peer_ip(&req);
     let headers = req.headers().clone();
-    match issue(&state, &headers, ip).await {
+    let resp = match issue(&state, &headers, ip).await {
         Ok(resp) => resp,
         Err(e) => {
             let mut resp = e.into_response();
@@ -30,7 +30,8 @@ pub async fn token(State(state): State<AppState>, req: Request) -> Response {
             }
             resp
         }
-    }
+    };
+    crate::oci::with_api_version(Ok(resp))
 }
 
 async fn issue(

@@ -140,6 +140,10 @@ mod sql {
     pub const SET_UPLOAD_OFFSET: &str = "UPDATE uploads SET offset = ?2 WHERE id = ?1";
     pub const UPLOAD_REPO: &str = "SELECT repository_id FROM uploads WHERE id = ?1";
     pub const DELETE_UPLOAD: &str = "DELETE FROM uploads WHERE id = ?1";
+    pub const PRUNE_REPOSITORY: &str = "DELETE FROM repositories WHERE name = ?1
+        AND NOT EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = repositories.id)
+        AND NOT EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.repository_id = repositories.id)
+        AND NOT EXISTS (SELECT 1 FROM uploads u WHERE u.repository_id = repositories.id)";
     pub const UPLOADS_BEFORE: &str = "SELECT u.id, r.name, u.offset, u.started FROM uploads u
         JOIN repositories r ON r.id = u.repository_id
         WHERE u.started < ?1 ORDER BY u.started, u.id";
@@ -753,6 +757,14 @@ impl MetaStore for SqliteMetaStore {
         .await
     }
 
+    async fn prune_repository(&self, repo: &RepoName) -> Result<bool> {
+        let repo = repo.clone();
+        self.write("pruning an empty repository", move |tx| {
+            Ok(change(tx, sql::PRUNE_REPOSITORY, [repo.as_str()])? > 0)
+        })
+        .await
+    }
+
     async fn uploads_started_before(&self, before: Timestamp) -> Result<Vec<UploadSession>> {
         self.run("listing stale upload sessions", move |c| {
             all(c, sql::UPLOADS_BEFORE, [before.as_millis()], upload_session)
@@ -906,6 +918,7 @@ mod tests {
             ("GET_UPLOAD", sql::GET_UPLOAD, &[]),
             ("UPLOAD_REPO", sql::UPLOAD_REPO, &[]),
             ("UPLOADS_BEFORE", sql::UPLOADS_BEFORE, &[]),
+            ("PRUNE_REPOSITORY", sql::PRUNE_REPOSITORY, &[]),
             ("SWEEPABLE", sql::SWEEPABLE, &["b"]),
             ("LIST_RULES", sql::LIST_RULES, &["policy_rules"]),
             ("GET_RULE", sql::GET_RULE, &[]),

@@ -176,6 +176,10 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn complete_upload(&self, id: &UploadId, blob: &BlobInfo, at: Timestamp) -> Result<()>;
     /// Removes a session; returns whether it was there.
     async fn delete_upload(&self, id: &UploadId) -> Result<bool>;
+    /// Deletes the repository if it holds nothing — no manifest, blob link
+    /// or upload session — in one step; returns whether it did. Undoes the
+    /// implicit creation by a push that failed.
+    async fn prune_repository(&self, repo: &RepoName) -> Result<bool>;
     /// Sessions started before `before`, oldest first.
     async fn uploads_started_before(&self, before: Timestamp) -> Result<Vec<UploadSession>>;
 

@@ -186,6 +186,8 @@ impl Registry {
             Err(e) => {
                 self.meta.delete_upload(&session.id).await?;
                 self.blobs.cancel_upload(&session.id).await?;
+                // A push that failed leaves no empty repository behind.
+                self.meta.prune_repository(repo).await?;
                 return Err(e);
             }
         };

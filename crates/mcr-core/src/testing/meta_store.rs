@@ -400,6 +400,20 @@ impl MetaStore for FakeMetaStore {
         Ok(self.lock().uploads.remove(id).is_some())
     }
 
+    async fn prune_repository(&self, repo: &RepoName) -> Result<bool> {
+        let mut state = self.lock();
+        let busy = state.uploads.values().any(|u| &u.repository == repo);
+        let empty = state
+            .repos
+            .get(repo)
+            .is_some_and(|r| r.manifests.is_empty() && r.links.is_empty());
+        if empty && !busy {
+            state.repos.remove(repo);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
     async fn uploads_started_before(&self, before: Timestamp) -> Result<Vec<UploadSession>> {
         let mut sessions: Vec<UploadSession> = self
             .lock()

@@ -127,6 +127,13 @@ pub async fn catalog(State(state): State<AppState>, req: Request) -> Response {
     with_api_version(result.await)
 }
 
+/// A method a fixed `/v2` endpoint does not have, answered in the OCI form.
+pub async fn method_not_allowed(method: Method) -> Response {
+    with_api_version(Err(OciError::unsupported(format!(
+        "method {method} not allowed on this endpoint"
+    ))))
+}
+
 /// Every other `/v2/<name>/...` endpoint.
 pub async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
     let ip = peer_ip(&req);
@@ -238,7 +245,7 @@ fn auth_error(
     }
 }
 
-fn with_api_version(result: OciResult) -> Response {
+pub(crate) fn with_api_version(result: OciResult) -> Response {
     let mut resp = match result {
         Ok(r) => r,
         Err(e) => e.into_response(),

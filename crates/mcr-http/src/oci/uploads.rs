@@ -55,7 +55,14 @@ pub async fn start(ctx: &Ctx, repo: &RepoName, body: Body) -> OciResult {
 
 /// `PATCH`: one chunk, placed by `Content-Range` when given, else appended.
 pub async fn patch(ctx: &Ctx, repo: &RepoName, id: &UploadId, body: Body) -> OciResult {
-    let limit = ctx.state.config.max_blob_size;
+    // The limit is on the blob, not the request: what the upload
+    // already holds counts.
+    let held = ctx
+        .state
+        .registry
+        .upload_status(&ctx.caller, repo, id)
+        .await?;
+    let limit = ctx.state.config.max_blob_size.saturating_sub(held);
     let offset = chunk_offset(&ctx.headers, limit)?;
     let body = LimitedBody::new(body, limit);
     let guard = body.guard();
@@ -109,7 +116,14 @@ pub async fn put(ctx: &Ctx, repo: &RepoName, id: &UploadId, body: Body) -> OciRe
             )
         })
         .and_then(|d| Digest::parse(d))?;
-    let limit = ctx.state.config.max_blob_size;
+    // The limit is on the blob, not the request: what the upload
+    // already holds counts.
+    let held = ctx
+        .state
+        .registry
+        .upload_status(&ctx.caller, repo, id)
+        .await?;
+    let limit = ctx.state.config.max_blob_size.saturating_sub(held);
     let offset = chunk_offset(&ctx.headers, limit)?;
     // A body known to be empty (Content-Length: 0, or none at all) is no
     // last chunk; anything else, even chunked and empty, is appended.

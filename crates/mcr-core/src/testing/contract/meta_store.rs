@@ -47,6 +47,7 @@ type Store = Arc<dyn MetaStore>;
 /// them.
 pub const META_STORE_CHECKS: &[Check<dyn MetaStore>] = checks![dyn MetaStore =>
     repositories_come_into_being_on_first_write,
+    pruning_removes_only_an_empty_repository,
     repositories_list_in_lexical_pages,
     manifests_by_tag_and_by_digest,
     tags_list_in_lexical_pages,
@@ -246,6 +247,34 @@ fn strings(v: &[&str]) -> Vec<String> {
 }
 
 // ---- repositories ----------------------------------------------------
+
+async fn pruning_removes_only_an_empty_repository(s: Store) {
+    let r = repo("prune/me");
+    let sess = session(&s, &r, t(1)).await;
+    assert!(
+        !ok(s.prune_repository(&r).await, "prune_repository"),
+        "a repository with an upload session was pruned"
+    );
+    ok(s.delete_upload(&sess.id).await, "delete_upload");
+    assert!(exists(&s, &r).await, "delete_upload took the repository");
+    assert!(ok(s.prune_repository(&r).await, "prune_repository"));
+    assert!(!exists(&s, &r).await, "the empty repository is still there");
+    assert!(
+        !ok(s.prune_repository(&r).await, "prune_repository"),
+        "pruning an absent repository reported a deletion"
+    );
+    let kept = repo("prune/kept");
+    let sess = session(&s, &kept, t(2)).await;
+    ok(
+        s.complete_upload(&sess.id, &info(b"kept"), t(3)).await,
+        "complete_upload",
+    );
+    assert!(
+        !ok(s.prune_repository(&kept).await, "prune_repository"),
+        "a repository with a blob link was pruned"
+    );
+    assert!(exists(&s, &kept).await);
+}
 
 async fn repositories_come_into_being_on_first_write(s: Store) {
     assert!(
