@@ -27,6 +27,7 @@ use std::fmt;
 use std::fs::OpenOptions;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mcr_core::{Error, Result};
@@ -63,6 +64,13 @@ const CONNECTION_PRAGMAS: &str = "PRAGMA journal_mode = WAL;
 pub struct SqliteMetaStore {
     pool: Pool<SqliteConnectionManager>,
     path: PathBuf,
+    /// Writers of this process take turns here before asking SQLite for
+    /// its write lock: a writer that finds the lock busy sleeps in SQLite's
+    /// busy handler (in steps of milliseconds), which under many
+    /// concurrent writes turns into tail latency. Waiting on a mutex wakes
+    /// the next writer the moment the last one commits. Other processes are
+    /// still arbitrated by SQLite's lock and the busy timeout.
+    writer: Arc<Mutex<()>>,
 }
 
 impl fmt::Debug for SqliteMetaStore {
@@ -143,6 +151,7 @@ impl SqliteMetaStore {
         Ok(SqliteMetaStore {
             pool,
             path: path.to_path_buf(),
+            writer: Arc::new(Mutex::new(())),
         })
     }
 
@@ -215,8 +224,26 @@ impl SqliteMetaStore {
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
         T: Send + 'static,
     {
+        self.run_with(op, None, f).await
+    }
+
+    /// [`SqliteMetaStore::run`], holding `turn` (when given) from before a
+    /// connection is taken until `f` is done.
+    async fn run_with<T, F>(
+        &self,
+        op: &'static str,
+        turn: Option<Arc<Mutex<()>>>,
+        f: F,
+    ) -> Result<T>
+    where
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
         let pool = self.pool.clone();
         let work = move || {
+            let _turn = turn
+                .as_ref()
+                .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()));
             let mut conn = pool.get().map_err(|e| {
                 storage(
                     &format!(
@@ -266,7 +293,7 @@ impl SqliteMetaStore {
         F: FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
         T: Send + 'static,
     {
-        self.run(op, move |conn| {
+        self.run_with(op, Some(Arc::clone(&self.writer)), move |conn| {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(db)?;
