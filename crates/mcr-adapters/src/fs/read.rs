@@ -10,7 +10,7 @@ use futures_util::{future, stream, StreamExt};
 use mcr_core::ports::ByteStream;
 
 /// Size of one chunk read from disk and handed to the consumer.
-pub(super) const CHUNK: usize = 256 * 1024;
+pub(super) const CHUNK: usize = 128 * 1024;
 
 /// Chunks read ahead of the consumer, so the disk works while the network
 /// sends. Memory per open read is about `(READ_AHEAD + 1) * CHUNK`.

@@ -51,6 +51,7 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    limit_malloc_arenas();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -128,6 +129,19 @@ async fn serve(config: &Config) -> anyhow::Result<()> {
     println!("mcrsrv listening on {scheme}://{local}");
     tracing::info!(%local, scheme, "listening");
     run::serve(state, listener, tls, config.shutdown_timeout()?).await
+}
+
+/// glibc gives every thread that allocates its own arena (up to 8 per
+/// core), and freed blob buffers then sit in dozens of them. Two arenas
+/// keep the resident set close to what is actually in use; on 2 cores the
+/// extra lock contention does not show.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only tunes the allocator; it is called before any
+    // other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
 }
 
 fn read_password() -> anyhow::Result<Secret> {
