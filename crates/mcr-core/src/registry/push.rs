@@ -119,7 +119,31 @@ impl Registry {
             let size = self.blobs.append_upload(id, offset, body).await?;
             self.meta.set_upload_offset(id, size).await?;
         }
-        let info = self.commit_upload(id, digest).await?;
+        self.commit_upload(caller, repo, id, digest).await
+    }
+
+    /// Moves the upload into place and records it, under the digest's lock
+    /// so GC cannot delete the file between the two (see `locks`), then
+    /// audits it.
+    async fn commit_upload(
+        &self,
+        caller: &Caller,
+        repo: &RepoName,
+        id: &UploadId,
+        digest: &Digest,
+    ) -> Result<BlobInfo> {
+        let info = {
+            let _guard = self.locks.lock(digest).await;
+            let size = self.blobs.finish_upload(id, digest).await?;
+            let info = BlobInfo {
+                digest: digest.clone(),
+                size,
+            };
+            self.meta
+                .complete_upload(id, &info, self.clock.now())
+                .await?;
+            info
+        };
         self.audit(
             caller,
             EventType::BlobUploaded,
@@ -128,21 +152,6 @@ impl Registry {
             details([("size", info.size.to_string())]),
         )
         .await?;
-        Ok(info)
-    }
-
-    /// Moves the upload into place and records it, under the digest's lock
-    /// so GC cannot delete the file between the two (see `locks`).
-    async fn commit_upload(&self, id: &UploadId, digest: &Digest) -> Result<BlobInfo> {
-        let _guard = self.locks.lock(digest).await;
-        let size = self.blobs.finish_upload(id, digest).await?;
-        let info = BlobInfo {
-            digest: digest.clone(),
-            size,
-        };
-        self.meta
-            .complete_upload(id, &info, self.clock.now())
-            .await?;
         Ok(info)
     }
 
@@ -178,7 +187,7 @@ impl Registry {
         self.authorize(caller, Action::Push, Some(repo)).await?;
         let session = self.open_session(repo).await?;
         let committed = match self.blobs.append_upload(&session.id, Some(0), body).await {
-            Ok(_) => self.commit_upload(&session.id, digest).await,
+            Ok(_) => self.commit_upload(caller, repo, &session.id, digest).await,
             Err(e) => Err(e),
         };
         let info = match committed {
@@ -191,14 +200,6 @@ impl Registry {
                 return Err(e);
             }
         };
-        self.audit(
-            caller,
-            EventType::BlobUploaded,
-            Some(repo),
-            Some(digest),
-            details([("size", info.size.to_string())]),
-        )
-        .await?;
         Ok(info)
     }
 

@@ -55,14 +55,7 @@ pub async fn start(ctx: &Ctx, repo: &RepoName, body: Body) -> OciResult {
 
 /// `PATCH`: one chunk, placed by `Content-Range` when given, else appended.
 pub async fn patch(ctx: &Ctx, repo: &RepoName, id: &UploadId, body: Body) -> OciResult {
-    // The limit is on the blob, not the request: what the upload
-    // already holds counts.
-    let held = ctx
-        .state
-        .registry
-        .upload_status(&ctx.caller, repo, id)
-        .await?;
-    let limit = ctx.state.config.max_blob_size.saturating_sub(held);
+    let limit = room(ctx, repo, id).await?;
     let offset = chunk_offset(&ctx.headers, limit)?;
     let body = LimitedBody::new(body, limit);
     let guard = body.guard();
@@ -75,6 +68,17 @@ pub async fn patch(ctx: &Ctx, repo: &RepoName, id: &UploadId, body: Body) -> Oci
         Ok(size) => Ok(session_response(StatusCode::ACCEPTED, id, repo, size)),
         Err(e) => Err(chunk_error(guard(e), repo, id)),
     }
+}
+
+/// How many more bytes the upload may take: the limit is on the blob, not
+/// the request, so what the upload already holds counts.
+async fn room(ctx: &Ctx, repo: &RepoName, id: &UploadId) -> Result<u64, OciError> {
+    let held = ctx
+        .state
+        .registry
+        .upload_status(&ctx.caller, repo, id)
+        .await?;
+    Ok(ctx.state.config.max_blob_size.saturating_sub(held))
 }
 
 /// Where a chunk goes: its `Content-Range` start (checked against
@@ -116,14 +120,7 @@ pub async fn put(ctx: &Ctx, repo: &RepoName, id: &UploadId, body: Body) -> OciRe
             )
         })
         .and_then(|d| Digest::parse(d))?;
-    // The limit is on the blob, not the request: what the upload
-    // already holds counts.
-    let held = ctx
-        .state
-        .registry
-        .upload_status(&ctx.caller, repo, id)
-        .await?;
-    let limit = ctx.state.config.max_blob_size.saturating_sub(held);
+    let limit = room(ctx, repo, id).await?;
     let offset = chunk_offset(&ctx.headers, limit)?;
     // A body known to be empty (Content-Length: 0, or none at all) is no
     // last chunk; anything else, even chunked and empty, is appended.
