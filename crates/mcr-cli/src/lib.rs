@@ -2,7 +2,8 @@
 //!
 //! `mcrsrv` ([`server`]) is the daemon and the only composition root: it
 //! reads the configuration, names the concrete adapters, wires them into
-//! `mcr_core`, and owns serving and shutdown. `mcrctl`, the admin CLI over
-//! REST or gRPC, joins it in a later step.
+//! `mcr_core`, and owns serving and shutdown. `mcrctl` ([`ctl`]) is the
+//! admin CLI, over the REST or the gRPC admin API.
 
+pub mod ctl;
 pub mod server;

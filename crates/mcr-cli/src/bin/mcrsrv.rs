@@ -128,7 +128,17 @@ async fn serve(config: &Config) -> anyhow::Result<()> {
     let scheme = if tls.is_some() { "https" } else { "http" };
     println!("mcrsrv listening on {scheme}://{local}");
     tracing::info!(%local, scheme, "listening");
-    run::serve(state, listener, tls, config.shutdown_timeout()?).await
+    let grpc = match config.grpc_addr()? {
+        Some(a) => {
+            let l = TcpListener::bind(a)
+                .await
+                .with_context(|| format!("cannot listen on {a} (server.grpc_addr)"))?;
+            println!("mcrsrv gRPC on {}", l.local_addr()?);
+            Some(l)
+        }
+        None => None,
+    };
+    run::serve(state, listener, grpc, tls, config.shutdown_timeout()?).await
 }
 
 /// glibc gives every thread that allocates its own arena (up to 8 per

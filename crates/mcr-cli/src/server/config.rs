@@ -136,6 +136,7 @@ impl Config {
     /// Checks what `mcrsrv server` needs, naming any missing or bad field.
     pub fn validate_for_server(&self) -> anyhow::Result<()> {
         self.listen_addr()?;
+        self.grpc_addr()?;
         require(&self.database.path, "database.path")?;
         require(&self.storage.layers_path, "storage.layers_path")?;
         match (&self.server.tls_cert, &self.server.tls_key) {
@@ -165,6 +166,16 @@ impl Config {
         addr.parse().with_context(|| {
             format!("server.listen_addr {addr:?} is not an address like 127.0.0.1:8443")
         })
+    }
+
+    /// Where gRPC is served, when it is.
+    pub fn grpc_addr(&self) -> anyhow::Result<Option<SocketAddr>> {
+        match self.server.grpc_addr.as_deref().filter(|a| !a.is_empty()) {
+            None => Ok(None),
+            Some(a) => a.parse().map(Some).with_context(|| {
+                format!("server.grpc_addr {a:?} is not an address like 127.0.0.1:9443")
+            }),
+        }
     }
 
     pub fn gc_grace_period(&self) -> anyhow::Result<Duration> {

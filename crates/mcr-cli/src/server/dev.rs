@@ -44,8 +44,19 @@ pub fn dev_config(
     );
     let mut config = Config::from_table(table, env)?;
     let addr = config.listen_addr()?;
-    if !addr.ip().is_loopback() {
-        bail!("mcrsrv dev serves plain HTTP and only on a loopback address; {addr} is not one (use `mcrsrv server` with TLS)");
+    // gRPC on the next port, unless MCR_SERVER_GRPC_ADDR says otherwise.
+    if config.server.grpc_addr.is_none() {
+        let port = if addr.port() == 0 {
+            0
+        } else {
+            addr.port().wrapping_add(1)
+        };
+        config.server.grpc_addr = Some(std::net::SocketAddr::new(addr.ip(), port).to_string());
+    }
+    for (what, a) in [("listen", Some(addr)), ("gRPC", config.grpc_addr()?)] {
+        if let Some(a) = a.filter(|a| !a.ip().is_loopback()) {
+            bail!("mcrsrv dev serves plain HTTP and only on loopback; its {what} address {a} is not one (use `mcrsrv server` with TLS)");
+        }
     }
     config.server.tls_cert = None;
     config.server.tls_key = None;

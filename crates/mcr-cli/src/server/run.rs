@@ -112,6 +112,7 @@ fn identity(config: &Config, db_path: &Path) -> anyhow::Result<Arc<dyn TokenVali
 pub async fn serve(
     state: AppState,
     listener: TcpListener,
+    grpc: Option<TcpListener>,
     tls: Option<TlsAcceptor>,
     shutdown_timeout: Duration,
 ) -> anyhow::Result<()> {
@@ -127,9 +128,27 @@ pub async fn serve(
             }
         }
     });
+    // gRPC shares the engine and the certificate; it stops on the same
+    // signals and gets the same time to drain.
+    let grpc_task = grpc.map(|l| {
+        tokio::spawn(mcr_grpc::serve(
+            l,
+            tls.clone(),
+            Arc::clone(&state.registry),
+            shutdown_signal(),
+        ))
+    });
     let app = mcr_http::router(state);
     let result = listen::serve(listener, tls, app, shutdown_signal(), shutdown_timeout).await;
     purge.abort();
+    if let Some(task) = grpc_task {
+        match tokio::time::timeout(shutdown_timeout, task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::error!(error = %e, "gRPC server failed"),
+            Ok(Err(e)) => tracing::error!(error = %e, "gRPC task panicked"),
+            Err(_) => tracing::warn!("gRPC calls still in flight at the shutdown timeout"),
+        }
+    }
     result
 }
 

@@ -1,0 +1,137 @@
+//! The admin API as mcrctl uses it, whichever transport carries it, and
+//! how its failures are told to a person.
+
+use std::fmt;
+
+use mcr_core::audit::AuditEvent;
+use mcr_core::names::RepoName;
+use mcr_core::policy::{Rule, RuleDraft, RulePatch};
+
+use super::model::{
+    AuditFilter, ExplainQuery, Explanation, GcStatus, Login, Reconcile, RepoDetail, RepoPage,
+};
+
+/// One call per admin operation; [`super::rest::Rest`] and
+/// [`super::grpc::Grpc`] implement it.
+pub(crate) trait Api {
+    async fn health(&mut self) -> Result<String, Failure>;
+    async fn login(&mut self, username: &str, password: &str) -> Result<Login, Failure>;
+    async fn repositories(&mut self, last: Option<String>) -> Result<RepoPage, Failure>;
+    async fn repository(&mut self, name: &RepoName) -> Result<RepoDetail, Failure>;
+    async fn delete_repository(&mut self, name: &RepoName) -> Result<(), Failure>;
+    async fn rules(&mut self) -> Result<Vec<Rule>, Failure>;
+    async fn rule(&mut self, id: i64) -> Result<Rule, Failure>;
+    async fn create_rule(&mut self, draft: &RuleDraft) -> Result<Rule, Failure>;
+    async fn update_rule(&mut self, id: i64, patch: &RulePatch) -> Result<Rule, Failure>;
+    async fn delete_rule(&mut self, id: i64) -> Result<(), Failure>;
+    async fn explain(&mut self, query: &ExplainQuery) -> Result<Explanation, Failure>;
+    /// Newest first, as the server answers.
+    async fn audit(&mut self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, Failure>;
+    /// Starts a run; its id.
+    async fn start_gc(&mut self) -> Result<String, Failure>;
+    async fn gc_status(&mut self) -> Result<GcStatus, Failure>;
+    async fn reconcile(&mut self) -> Result<Reconcile, Failure>;
+}
+
+/// What went wrong, in kinds a person can act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The registry could not be reached at all.
+    Connect,
+    Unauthenticated,
+    Denied,
+    NotFound,
+    Invalid,
+    Conflict,
+    Unavailable,
+    /// The server failed (or answered something mcrctl cannot read).
+    Server,
+    /// The command line asks for something mcrctl will not do.
+    Usage,
+}
+
+/// A failure: its kind, the transport's code for it (`401`,
+/// `UNAUTHENTICATED`), and the server's (or mcrctl's) message.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub kind: Kind,
+    pub code: Option<String>,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(kind: Kind, code: impl Into<String>, message: impl Into<String>) -> Failure {
+        Failure {
+            kind,
+            code: Some(code.into()),
+            message: message.into(),
+        }
+    }
+
+    /// A failure of mcrctl itself (bad flags, a refused confirmation).
+    pub fn usage(message: impl Into<String>) -> Failure {
+        Failure {
+            kind: Kind::Usage,
+            code: None,
+            message: message.into(),
+        }
+    }
+
+    pub fn connect(target: &str, detail: impl fmt::Display) -> Failure {
+        Failure {
+            kind: Kind::Connect,
+            code: None,
+            message: format!("cannot reach the registry at {target}: {detail}"),
+        }
+    }
+
+    /// What to do about it.
+    fn hint(&self) -> Option<&'static str> {
+        match self.kind {
+            Kind::Connect => Some(
+                "is mcrsrv running there? pass --server URL for REST or --grpc ADDR for gRPC \
+                 (and --ca-cert FILE if its certificate is from a private CA)",
+            ),
+            Kind::Unauthenticated => Some(
+                "token missing or expired; run `mcrctl login` and pass --token or set MCR_TOKEN",
+            ),
+            Kind::Denied => Some(
+                "this needs the admin role, or a policy rule that allows it \
+                 (`mcrctl policy explain` shows which rules apply)",
+            ),
+            Kind::Conflict => Some("wait for the running operation to finish (`mcrctl gc status`)"),
+            Kind::Unavailable => {
+                Some("the registry cannot reach a service it depends on; try again later")
+            }
+            Kind::Server => Some("see the registry's log"),
+            Kind::NotFound | Kind::Invalid | Kind::Usage => None,
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(code) = &self.code {
+            write!(f, "{code}: ")?;
+        }
+        match self.hint() {
+            // The hint leads: it is what to do; the server's words follow.
+            Some(hint) if self.kind == Kind::Unauthenticated => {
+                write!(f, "{hint}\n  (server: {})", self.message)
+            }
+            Some(hint) => write!(f, "{}\n  {hint}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl From<mcr_core::Error> for Failure {
+    /// A value refused before anything was sent, in the engine's words.
+    fn from(e: mcr_core::Error) -> Failure {
+        Failure {
+            kind: Kind::Invalid,
+            code: None,
+            message: e.to_string(),
+        }
+    }
+}

@@ -1,0 +1,359 @@
+//! The admin API over gRPC (`mcr.v1`), through `mcr_grpc::client`.
+
+use std::sync::Arc;
+
+use mcr_core::audit::{AuditEvent, AuditQuery};
+use mcr_core::names::RepoName;
+use mcr_core::policy::{Rule, RuleDraft, RulePatch};
+use mcr_grpc::client::{self, BearerToken, Clients};
+use mcr_grpc::convert::{from_timestamp, update_rule_request};
+use mcr_grpc::pb;
+use tokio_rustls::rustls::ClientConfig;
+use tonic::{Code, Status};
+
+use super::api::{Api, Failure, Kind};
+use super::model::{
+    AuditFilter, Decision, ExplainQuery, Explanation, GcReport, GcStatus, Layer, Login,
+    ManifestRow, Reconcile, RepoDetail, RepoPage, RepoSummary, TagRef, Verdict,
+};
+
+/// Clients of one registry's gRPC services.
+pub struct Grpc {
+    clients: Clients,
+}
+
+impl Grpc {
+    /// Connects to `addr`; with `tls`, over TLS 1.3.
+    pub async fn connect(
+        addr: &str,
+        token: Option<&str>,
+        tls: Option<Arc<ClientConfig>>,
+    ) -> Result<Grpc, Failure> {
+        let token = BearerToken::new(token).map_err(|e| Failure::usage(format!("--token: {e}")))?;
+        let channel = client::connect(addr, tls)
+            .await
+            .map_err(|e| Failure::connect(addr, e))?;
+        Ok(Grpc {
+            clients: Clients::new(channel, token),
+        })
+    }
+}
+
+fn failure(s: Status) -> Failure {
+    let kind = match s.code() {
+        Code::Unauthenticated => Kind::Unauthenticated,
+        Code::PermissionDenied => Kind::Denied,
+        Code::NotFound => Kind::NotFound,
+        Code::InvalidArgument | Code::OutOfRange | Code::AlreadyExists => Kind::Invalid,
+        Code::FailedPrecondition | Code::Aborted => Kind::Conflict,
+        Code::Unavailable if s.message().contains("transport") => Kind::Connect,
+        Code::Unavailable => Kind::Unavailable,
+        _ => Kind::Server,
+    };
+    let code = format!("{:?}", s.code());
+    Failure::new(kind, screaming(&code), s.message())
+}
+
+/// `PermissionDenied` → `PERMISSION_DENIED`, as gRPC names its codes.
+fn screaming(camel: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in camel.chars().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_uppercase());
+    }
+    out
+}
+
+fn time(t: Option<mcr_grpc::prost_types::Timestamp>) -> mcr_core::time::Timestamp {
+    t.as_ref().map(from_timestamp).unwrap_or_default()
+}
+
+fn summary(r: pb::RepositorySummary) -> RepoSummary {
+    RepoSummary {
+        name: r.name,
+        tag_count: r.tag_count,
+        manifest_count: r.manifest_count,
+        total_size: r.total_size,
+        created: time(r.created),
+    }
+}
+
+fn rule(r: pb::Rule) -> Result<Rule, Failure> {
+    Rule::try_from(r).map_err(|e| {
+        Failure::new(
+            Kind::Server,
+            "answer",
+            format!("the server sent a rule mcrctl cannot read: {e}"),
+        )
+    })
+}
+
+impl Api for Grpc {
+    async fn health(&mut self) -> Result<String, Failure> {
+        let h = self
+            .clients
+            .admin
+            .health(pb::HealthRequest {})
+            .await
+            .map_err(failure)?;
+        Ok(h.into_inner().status)
+    }
+
+    async fn login(&mut self, username: &str, password: &str) -> Result<Login, Failure> {
+        let r = self
+            .clients
+            .admin
+            .login(pb::LoginRequest {
+                username: username.to_string(),
+                password: password.to_string(),
+            })
+            .await
+            .map_err(failure)?
+            .into_inner();
+        Ok(Login {
+            token: r.token,
+            expires_at: time(r.expires_at),
+        })
+    }
+
+    async fn repositories(&mut self, last: Option<String>) -> Result<RepoPage, Failure> {
+        let r = self
+            .clients
+            .registry
+            .list_repositories(pb::ListRepositoriesRequest { n: None, last })
+            .await
+            .map_err(failure)?
+            .into_inner();
+        Ok(RepoPage {
+            repositories: r.repositories.into_iter().map(summary).collect(),
+            next: r.next,
+        })
+    }
+
+    async fn repository(&mut self, name: &RepoName) -> Result<RepoDetail, Failure> {
+        let d = self
+            .clients
+            .registry
+            .get_repository(pb::GetRepositoryRequest {
+                name: name.to_string(),
+            })
+            .await
+            .map_err(failure)?
+            .into_inner();
+        Ok(RepoDetail {
+            summary: summary(d.summary.unwrap_or_default()),
+            tags: d
+                .tags
+                .into_iter()
+                .map(|t| TagRef {
+                    name: t.name,
+                    digest: t.digest,
+                })
+                .collect(),
+            manifests: d
+                .manifests
+                .into_iter()
+                .map(|m| ManifestRow {
+                    digest: m.digest,
+                    media_type: m.media_type,
+                    size: m.size,
+                    created: time(m.created),
+                })
+                .collect(),
+            layers: d
+                .layers
+                .into_iter()
+                .map(|l| Layer {
+                    digest: l.digest,
+                    size: l.size,
+                })
+                .collect(),
+        })
+    }
+
+    async fn delete_repository(&mut self, name: &RepoName) -> Result<(), Failure> {
+        self.clients
+            .registry
+            .delete_repository(pb::DeleteRepositoryRequest {
+                name: name.to_string(),
+            })
+            .await
+            .map_err(failure)
+            .map(drop)
+    }
+
+    async fn rules(&mut self) -> Result<Vec<Rule>, Failure> {
+        let r = self
+            .clients
+            .policy
+            .list_rules(pb::ListRulesRequest {})
+            .await
+            .map_err(failure)?;
+        r.into_inner().rules.into_iter().map(rule).collect()
+    }
+
+    async fn rule(&mut self, id: i64) -> Result<Rule, Failure> {
+        let r = self
+            .clients
+            .policy
+            .get_rule(pb::GetRuleRequest { id })
+            .await
+            .map_err(failure)?;
+        rule(r.into_inner())
+    }
+
+    async fn create_rule(&mut self, draft: &RuleDraft) -> Result<Rule, Failure> {
+        let r = self
+            .clients
+            .policy
+            .create_rule(pb::CreateRuleRequest::from(draft))
+            .await
+            .map_err(failure)?;
+        rule(r.into_inner())
+    }
+
+    async fn update_rule(&mut self, id: i64, patch: &RulePatch) -> Result<Rule, Failure> {
+        let r = self
+            .clients
+            .policy
+            .update_rule(update_rule_request(id, patch))
+            .await
+            .map_err(failure)?;
+        rule(r.into_inner())
+    }
+
+    async fn delete_rule(&mut self, id: i64) -> Result<(), Failure> {
+        self.clients
+            .policy
+            .delete_rule(pb::DeleteRuleRequest { id })
+            .await
+            .map_err(failure)
+            .map(drop)
+    }
+
+    async fn explain(&mut self, q: &ExplainQuery) -> Result<Explanation, Failure> {
+        let e = self
+            .clients
+            .policy
+            .explain(pb::ExplainRequest {
+                subject: q.subject.clone(),
+                account_type: q.account_type.clone(),
+                roles: q.roles.clone(),
+                action: q.action.clone(),
+                repository: q.repository.clone(),
+            })
+            .await
+            .map_err(failure)?
+            .into_inner();
+        let decision = e.decision.unwrap_or_default();
+        Ok(Explanation {
+            decision: Decision {
+                effect: decision.effect,
+                rule_id: decision.rule_id,
+            },
+            rules: e
+                .rules
+                .into_iter()
+                .map(|v| {
+                    Ok(Verdict {
+                        rule: rule(v.rule.unwrap_or_default())?,
+                        matched: v.matched,
+                        mismatch: v.mismatch,
+                    })
+                })
+                .collect::<Result<_, Failure>>()?,
+            text: e.text,
+        })
+    }
+
+    async fn audit(&mut self, f: &AuditFilter) -> Result<Vec<AuditEvent>, Failure> {
+        let mut req = pb::ListAuditEventsRequest::from(&AuditQuery {
+            since: f.since,
+            limit: f.n,
+            ..AuditQuery::default()
+        });
+        // Names go to the server as typed, for it to validate.
+        req.event_type = f.event_type.clone();
+        req.actor_id = f.actor_id.clone();
+        req.repository = f.repository.clone();
+        let r = self
+            .clients
+            .audit
+            .list_audit_events(req)
+            .await
+            .map_err(failure)?;
+        r.into_inner()
+            .events
+            .into_iter()
+            .map(|e| {
+                AuditEvent::try_from(e).map_err(|e| {
+                    Failure::new(
+                        Kind::Server,
+                        "answer",
+                        format!("unreadable audit event: {e}"),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    async fn start_gc(&mut self) -> Result<String, Failure> {
+        let r = self
+            .clients
+            .registry
+            .garbage_collect(pb::GarbageCollectRequest {})
+            .await
+            .map_err(failure)?;
+        Ok(r.into_inner().id)
+    }
+
+    async fn gc_status(&mut self) -> Result<GcStatus, Failure> {
+        let s = self
+            .clients
+            .registry
+            .get_gc_status(pb::GetGcStatusRequest {})
+            .await
+            .map_err(failure)?
+            .into_inner();
+        Ok(GcStatus {
+            running: s.running,
+            last_run: s.last_run.map(|r| GcReport {
+                id: r.id,
+                started_at: time(r.started_at),
+                completed_at: time(r.completed_at),
+                blobs_removed: r.blobs_removed,
+                bytes_freed: r.bytes_freed,
+            }),
+        })
+    }
+
+    async fn reconcile(&mut self) -> Result<Reconcile, Failure> {
+        let r = self
+            .clients
+            .registry
+            .reconcile(pb::ReconcileRequest {})
+            .await
+            .map_err(failure)?
+            .into_inner();
+        Ok(Reconcile {
+            files_removed: r.files_removed,
+            missing_files: r.missing_files,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_named_as_grpc_names_them() {
+        assert_eq!(screaming("PermissionDenied"), "PERMISSION_DENIED");
+        assert_eq!(screaming("Unauthenticated"), "UNAUTHENTICATED");
+        let f = failure(Status::unauthenticated("token not valid"));
+        assert_eq!(f.kind, Kind::Unauthenticated);
+        assert_eq!(f.code.as_deref(), Some("UNAUTHENTICATED"));
+    }
+}

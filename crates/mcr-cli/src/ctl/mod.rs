@@ -1,0 +1,349 @@
+//! `mcrctl`: the admin CLI of MCR, over the admin REST API (default) or
+//! gRPC (`--grpc ADDR`).
+//!
+//! Both transports implement one [`api::Api`]; the commands
+//! ([`commands`]) do not know which one they talk to, and print what they
+//! get as aligned tables ([`table`]) or, with `--json`, as the REST API's
+//! JSON ([`model`]) — the same over either transport. Errors go to stderr
+//! with what to do about them, and a non-zero exit code (1; 2 for a
+//! command line clap refuses).
+//!
+//! Nothing is validated here that the server validates: names and values
+//! go to the server as typed, or through the engine's own parsers.
+
+mod api;
+mod commands;
+mod grpc;
+mod model;
+mod rest;
+mod table;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+use rustls::{ClientConfig, RootCertStore};
+
+use api::Failure;
+
+/// The heading of the options every command takes.
+const GLOBAL: &str = "Global options";
+
+/// Administer an MCR registry over its REST or gRPC admin API.
+#[derive(Debug, Parser)]
+#[command(name = "mcrctl", version)]
+pub struct Cli {
+    /// Base URL of the registry's REST API.
+    #[arg(long, global = true, default_value = "http://127.0.0.1:5000", value_name = "URL", help_heading = GLOBAL)]
+    pub server: String,
+    /// Use gRPC at this address (host:port, or https://host:port for TLS)
+    /// instead of REST.
+    #[arg(long, global = true, value_name = "ADDR", help_heading = GLOBAL)]
+    pub grpc: Option<String>,
+    /// Bearer token from `mcrctl login`.
+    #[arg(long, global = true, env = "MCR_TOKEN", hide_env_values = true, help_heading = GLOBAL)]
+    pub token: Option<String>,
+    /// PEM file of the CA that signed the registry's certificate (trusted
+    /// besides the public roots); with --grpc, turns TLS on.
+    #[arg(long, global = true, value_name = "FILE", help_heading = GLOBAL)]
+    pub ca_cert: Option<PathBuf>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true, help_heading = GLOBAL)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Whether the registry answers (needs no token).
+    Status,
+    /// Log in and print a token for --token or MCR_TOKEN.
+    Login {
+        #[arg(long)]
+        username: String,
+        /// Read the password from standard input instead of prompting.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Repositories.
+    #[command(subcommand)]
+    Repo(RepoCommand),
+    /// Policy rules (admin).
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// The audit log (admin).
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Garbage collection (admin): start a run, `gc status`, or
+    /// `gc --reconcile`.
+    Gc(GcArgs),
+    /// Snapshots run on the server host: `mcrsrv snapshot --config FILE`.
+    Snapshot,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RepoCommand {
+    /// Every repository with its tag and manifest counts and size.
+    List,
+    /// Tags, manifests and layers of a repository.
+    Show { name: String },
+    /// Delete a repository with its tags and manifests (admin); layers
+    /// are freed by the next `mcrctl gc`.
+    Delete {
+        name: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Stored rules, by priority.
+    List,
+    /// One rule.
+    Show { id: i64 },
+    /// Create a rule from flags or from --body JSON.
+    Create {
+        #[command(flatten)]
+        flags: RuleFlags,
+        /// The rule as JSON (as POST /v1/policy/rules takes it); `-` reads
+        /// standard input, `@FILE` a file.
+        #[arg(long, value_name = "JSON", conflicts_with = "RuleFlags")]
+        body: Option<String>,
+    },
+    /// Change the given fields of a rule.
+    Update {
+        id: i64,
+        #[command(flatten)]
+        flags: RuleFlags,
+        /// Remove the subject (the rule then matches every subject).
+        #[arg(long, conflicts_with = "subject")]
+        clear_subject: bool,
+        /// The changes as JSON (as PATCH /v1/policy/rules/ID takes them);
+        /// `-` reads standard input, `@FILE` a file.
+        #[arg(long, value_name = "JSON", conflicts_with_all = ["RuleFlags", "clear_subject"])]
+        body: Option<String>,
+    },
+    /// Delete a rule.
+    Delete { id: i64 },
+    /// Which rules match a principal doing an action, and the decision.
+    Explain {
+        #[arg(long)]
+        subject: String,
+        /// human or system.
+        #[arg(long)]
+        account_type: String,
+        /// admin, user or guest (repeat, or separate with commas).
+        #[arg(long = "role", value_delimiter = ',', value_name = "ROLE")]
+        roles: Vec<String>,
+        /// e.g. registry:pull, registry:push, policy:manage.
+        #[arg(long)]
+        action: String,
+        /// Leave out for a global operation such as the catalog.
+        #[arg(long)]
+        repository: Option<String>,
+    },
+}
+
+/// The fields of a rule, each optional (for `update`).
+#[derive(Debug, Default, Args)]
+pub struct RuleFlags {
+    /// 1 or more; lower is considered first.
+    #[arg(long)]
+    pub priority: Option<u32>,
+    /// allow or deny.
+    #[arg(long)]
+    pub effect: Option<String>,
+    /// e.g. registry:pull (repeat, or separate with commas).
+    #[arg(long = "action", value_delimiter = ',', value_name = "ACTION")]
+    pub actions: Vec<String>,
+    /// admin, user or guest (repeat, or separate with commas).
+    #[arg(long = "role", value_delimiter = ',', value_name = "ROLE")]
+    pub roles: Vec<String>,
+    /// human or system (repeat, or separate with commas).
+    #[arg(long = "account-type", value_delimiter = ',', value_name = "TYPE")]
+    pub account_types: Vec<String>,
+    /// Exactly this subject.
+    #[arg(long)]
+    pub subject: Option<String>,
+    /// Repository glob, e.g. 'ci/**' (repeat, or separate with commas).
+    #[arg(long = "repository", value_delimiter = ',', value_name = "GLOB")]
+    pub repositories: Vec<String>,
+    #[arg(long)]
+    pub description: Option<String>,
+    /// true or false.
+    #[arg(long)]
+    pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// The latest events, oldest first.
+    Tail {
+        /// How many.
+        #[arg(long = "n", default_value_t = 20)]
+        n: usize,
+        /// e.g. manifest_pushed, policy_deny, login_failed.
+        #[arg(long)]
+        event_type: Option<String>,
+        /// Subject id of the actor.
+        #[arg(long)]
+        actor: Option<String>,
+        #[arg(long)]
+        repository: Option<String>,
+        /// An RFC 3339 time, or how long ago (e.g. 1h, 30m).
+        #[arg(long)]
+        since: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct GcArgs {
+    #[command(subcommand)]
+    pub command: Option<GcCommand>,
+    /// Delete blob files that have no row and report rows without a file,
+    /// instead of collecting.
+    #[arg(long)]
+    pub reconcile: bool,
+    /// Wait for the run to finish and print its report.
+    #[arg(long, conflicts_with = "reconcile")]
+    pub wait: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GcCommand {
+    /// Whether GC runs, and how the last run went.
+    Status,
+}
+
+/// Runs mcrctl on the process's arguments.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mcrctl: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("mcrctl: {failure}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    if matches!(cli.command, Command::Snapshot) {
+        return Err(Failure::usage(SNAPSHOT));
+    }
+    let roots = roots(cli.ca_cert.as_deref())?;
+    let token = cli.token.clone().filter(|t| !t.trim().is_empty());
+    match &cli.grpc {
+        Some(addr) => {
+            let tls = (cli.ca_cert.is_some() || addr.starts_with("https://"))
+                .then(|| mcr_grpc::client::tls_config(roots))
+                .transpose()
+                .map_err(|e| Failure::usage(format!("TLS 1.3 is not available: {e}")))?;
+            let mut api = grpc::Grpc::connect(addr, token.as_deref(), tls).await?;
+            commands::run(&mut api, &cli, &format!("{addr} (gRPC)")).await
+        }
+        None => {
+            let mut api = rest::Rest::new(&cli.server, token, rest_tls(roots)?)?;
+            commands::run(&mut api, &cli, &format!("{} (REST)", cli.server)).await
+        }
+    }
+}
+
+const SNAPSHOT: &str = "snapshot is not an API call: it copies the database file, so it runs \
+on the server host, as the user mcrsrv runs as:\n  mcrsrv snapshot --config /etc/mcr/mcrsrv.toml\n\
+It writes <database dir>/backups/mcr-YYYYMMDD-HHMMSS.db and prints its path.";
+
+/// The public roots, plus the CA of `--ca-cert`.
+fn roots(ca_cert: Option<&Path>) -> Result<RootCertStore, Failure> {
+    let mut roots = RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = ca_cert {
+        let shown = path.display();
+        let certs = CertificateDer::pem_file_iter(path)
+            .map_err(|e| Failure::usage(format!("--ca-cert {shown}: cannot read it: {e}")))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Failure::usage(format!("--ca-cert {shown} is not PEM: {e}")))?;
+        if certs.is_empty() {
+            return Err(Failure::usage(format!(
+                "--ca-cert {shown} holds no PEM certificate"
+            )));
+        }
+        for cert in certs {
+            roots.add(cert).map_err(|e| {
+                Failure::usage(format!(
+                    "--ca-cert {shown}: a certificate is not usable: {e}"
+                ))
+            })?;
+        }
+    }
+    Ok(roots)
+}
+
+/// TLS 1.3 only, ring, as every MCR connection.
+fn rest_tls(roots: RootCertStore) -> Result<ClientConfig, Failure> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| Failure::usage(format!("TLS 1.3 is not available: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn body_and_flags_do_not_mix() {
+        let err = Cli::try_parse_from([
+            "mcrctl",
+            "policy",
+            "create",
+            "--priority",
+            "1",
+            "--body",
+            "{}",
+        ])
+        .unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+        let ok = Cli::try_parse_from([
+            "mcrctl",
+            "policy",
+            "create",
+            "--action",
+            "registry:pull,registry:push",
+            "--json",
+        ])
+        .unwrap();
+        assert!(ok.json);
+        match ok.command {
+            Command::Policy(PolicyCommand::Create { flags, .. }) => {
+                assert_eq!(flags.actions, ["registry:pull", "registry:push"]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! What mcrctl shows, in the admin REST API's JSON shape whichever
+//! transport brought it, so `--json` prints the same over REST and gRPC.
+//! Rules and audit events are the engine's own types.
+
+use mcr_core::policy::Rule;
+use mcr_core::time::Timestamp;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RepoSummary {
+    pub name: String,
+    pub tag_count: u64,
+    pub manifest_count: u64,
+    pub total_size: u64,
+    pub created: Timestamp,
+}
+
+/// One page of repositories; `next` is where the next one starts.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RepoPage {
+    pub repositories: Vec<RepoSummary>,
+    pub next: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TagRef {
+    pub name: String,
+    pub digest: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ManifestRow {
+    pub digest: String,
+    pub media_type: String,
+    pub size: u64,
+    pub created: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Layer {
+    pub digest: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RepoDetail {
+    #[serde(flatten)]
+    pub summary: RepoSummary,
+    pub tags: Vec<TagRef>,
+    pub manifests: Vec<ManifestRow>,
+    pub layers: Vec<Layer>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Login {
+    pub token: String,
+    pub expires_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GcStarted {
+    pub id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GcReport {
+    pub id: String,
+    pub started_at: Timestamp,
+    pub completed_at: Timestamp,
+    pub blobs_removed: u64,
+    pub bytes_freed: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GcStatus {
+    pub running: bool,
+    pub last_run: Option<GcReport>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reconcile {
+    pub files_removed: Vec<String>,
+    pub missing_files: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    pub effect: String,
+    pub rule_id: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    pub rule: Rule,
+    pub matched: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mismatch: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Explanation {
+    pub decision: Decision,
+    pub rules: Vec<Verdict>,
+    pub text: String,
+}
+
+/// What `policy explain` asks about; the server validates the names.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExplainQuery {
+    pub subject: String,
+    pub account_type: String,
+    pub roles: Vec<String>,
+    pub action: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
+}
+
+/// Filters of `audit tail`; the server validates the names.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub event_type: Option<String>,
+    pub actor_id: Option<String>,
+    pub repository: Option<String>,
+    pub since: Option<Timestamp>,
+    pub n: usize,
+}

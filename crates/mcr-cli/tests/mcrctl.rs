@@ -1,0 +1,910 @@
+//! `mcrctl` as a person or a script uses it: the real binary against a
+//! real registry, checking what it prints (tables and `--json`) and its
+//! exit codes.
+//!
+//! - Over REST, against the real `mcrsrv dev` binary on a free loopback
+//!   port with a temporary `--data` directory, logging in with the
+//!   password from `DIR/admin.password`.
+//! - Over gRPC, against an in-process daemon: the registry `mcrsrv dev`
+//!   builds (`server::dev` + `server::run::build`: SQLite, files, local
+//!   identity) served over REST (`server::listen`) and gRPC
+//!   (`mcr_grpc::serve`) at once, so every command's `--json` can be
+//!   compared across the two transports. (`mcrsrv` does not serve gRPC
+//!   yet; once it does, this can start the binary instead.)
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sha2::Digest as _;
+
+/// What a run of mcrctl did.
+#[derive(Debug)]
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    #[track_caller]
+    fn ok(self) -> Run {
+        assert_eq!(self.code, 0, "mcrctl failed: {self:?}");
+        self
+    }
+
+    #[track_caller]
+    fn failed(self) -> Run {
+        assert_ne!(self.code, 0, "mcrctl should have failed: {self:?}");
+        assert!(
+            self.stdout.is_empty(),
+            "nothing on stdout on failure: {self:?}"
+        );
+        self
+    }
+
+    #[track_caller]
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.stdout))
+    }
+}
+
+/// Runs mcrctl with `args`, standard input `stdin` (none: not a terminal,
+/// empty), no `MCR_TOKEN` from the environment and no proxy.
+fn mcrctl(args: &[&str], stdin: Option<&str>) -> Run {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mcrctl"))
+        .args(args)
+        .env_remove("MCR_TOKEN")
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env("no_proxy", "127.0.0.1,localhost")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mcrctl runs");
+    {
+        let mut input = child.stdin.take().expect("stdin");
+        if let Some(s) = stdin {
+            input.write_all(s.as_bytes()).expect("write stdin");
+        }
+    }
+    let out = child.wait_with_output().expect("mcrctl exits");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+fn wait_for_port(addr: SocketAddr, child: &mut Option<&mut Child>) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(addr).is_err() {
+        if let Some(c) = child.as_mut() {
+            if let Ok(Some(status)) = c.try_wait() {
+                panic!("mcrsrv exited early: {status}");
+            }
+        }
+        assert!(Instant::now() < deadline, "nothing listens on {addr}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `mcrsrv dev` on a free port; killed when dropped.
+struct Mcrsrv {
+    child: Child,
+    url: String,
+    dir: tempfile::TempDir,
+}
+
+impl Mcrsrv {
+    fn start() -> Mcrsrv {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mcrsrv"))
+            .args(["dev", "--data"])
+            .arg(dir.path())
+            .args(["--listen", &addr.to_string()])
+            .env("MCR_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mcrsrv starts");
+        wait_for_port(addr, &mut Some(&mut child));
+        Mcrsrv {
+            child,
+            url: format!("http://{addr}"),
+            dir,
+        }
+    }
+
+    fn password(&self) -> String {
+        admin_password(self.dir.path())
+    }
+}
+
+impl Drop for Mcrsrv {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn admin_password(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("admin.password"))
+        .expect("DIR/admin.password")
+        .trim()
+        .to_string()
+}
+
+/// Pushes a config and a layer from `seed`, then a manifest tagged `tag`,
+/// over the OCI API; returns the manifest digest.
+fn push_image(base: &str, token: &str, repo: &str, tag: &str, seed: &str) -> String {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        let digest = |b: &[u8]| format!("sha256:{}", hex::encode(sha2::Sha256::digest(b)));
+        let mut descs = Vec::new();
+        for data in [format!("{{\"seed\":\"{seed}\"}}"), format!("layer of {seed}")] {
+            let d = digest(data.as_bytes());
+            let resp = http
+                .post(format!("{base}/v2/{repo}/blobs/uploads/?digest={d}"))
+                .bearer_auth(token)
+                .body(data.clone())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status().as_u16(), 201, "blob upload");
+            descs.push((d, data.len()));
+        }
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{}","size":{}}}]}}"#,
+            descs[0].0, descs[0].1, descs[1].0, descs[1].1
+        );
+        let resp = http
+            .put(format!("{base}/v2/{repo}/manifests/{tag}"))
+            .bearer_auth(token)
+            .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+            .body(manifest.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 201, "manifest push");
+        digest(manifest.as_bytes())
+    })
+}
+
+#[test]
+fn mcrctl_over_rest_against_mcrsrv_dev() {
+    let srv = Mcrsrv::start();
+    let s = srv.url.as_str();
+
+    // No token needed for status.
+    let status = mcrctl(&["--server", s, "status"], None).ok();
+    assert!(status.stdout.contains(": ok"), "{status:?}");
+    assert_eq!(
+        mcrctl(&["--server", s, "--json", "status"], None)
+            .ok()
+            .json()["status"],
+        "ok"
+    );
+
+    // Login: a wrong password, then the right one from stdin.
+    let bad = mcrctl(
+        &[
+            "--server",
+            s,
+            "login",
+            "--username",
+            "admin",
+            "--password-stdin",
+        ],
+        Some("wrong\n"),
+    )
+    .failed();
+    assert!(bad.stderr.contains("401"), "{bad:?}");
+    let no_tty = mcrctl(&["--server", s, "login", "--username", "admin"], None).failed();
+    assert!(no_tty.stderr.contains("--password-stdin"), "{no_tty:?}");
+    let login = mcrctl(
+        &[
+            "--server",
+            s,
+            "login",
+            "--username",
+            "admin",
+            "--password-stdin",
+        ],
+        Some(&format!("{}\n", srv.password())),
+    )
+    .ok();
+    let token = login.stdout.trim().to_string();
+    assert!(
+        !token.is_empty() && !token.contains(char::is_whitespace),
+        "{login:?}"
+    );
+    assert!(login.stderr.contains("MCR_TOKEN"), "{login:?}");
+    let t = token.as_str();
+
+    // Without a token, or with a wrong one: 401 and what to do.
+    for args in [
+        vec!["--server", s, "repo", "list"],
+        vec!["--server", s, "--token", "wrong", "repo", "list"],
+    ] {
+        let r = mcrctl(&args, None).failed();
+        assert_eq!(r.code, 1);
+        assert!(r.stderr.contains("401"), "{r:?}");
+        assert!(r.stderr.contains("run `mcrctl login`"), "{r:?}");
+        assert!(r.stderr.contains("MCR_TOKEN"), "{r:?}");
+    }
+
+    // Repositories: empty, then two images.
+    let empty = mcrctl(&["--server", s, "--token", t, "repo", "list"], None).ok();
+    assert_eq!(empty.stdout.trim(), "NAME  TAGS  MANIFESTS  SIZE  CREATED");
+    let digest = push_image(s, t, "team/app", "v1", "one");
+    push_image(s, t, "team/app", "v2", "two");
+    push_image(s, t, "tool", "latest", "three");
+    let list = mcrctl(&["--server", s, "--token", t, "repo", "list"], None).ok();
+    let lines: Vec<&str> = list.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{list:?}");
+    assert!(
+        lines[0].starts_with("NAME      TAGS  MANIFESTS  SIZE"),
+        "{list:?}"
+    );
+    assert!(
+        lines[1].starts_with("team/app  2     2          "),
+        "{list:?}"
+    );
+    assert!(
+        lines[2].starts_with("tool      1     1          "),
+        "{list:?}"
+    );
+    let json = mcrctl(
+        &["--server", s, "--token", t, "--json", "repo", "list"],
+        None,
+    )
+    .ok()
+    .json();
+    assert_eq!(json[0]["name"], "team/app");
+    assert_eq!(json[0]["tag_count"], 2);
+    assert_eq!(json[1]["manifest_count"], 1);
+
+    let show = mcrctl(
+        &["--server", s, "--token", t, "repo", "show", "team/app"],
+        None,
+    )
+    .ok();
+    assert!(show.stdout.contains("name:       team/app"), "{show:?}");
+    assert!(show.stdout.contains(&format!("v1   {digest}")), "{show:?}");
+    assert!(show.stdout.contains("LAYER"), "{show:?}");
+    let show = mcrctl(
+        &[
+            "--server", s, "--token", t, "--json", "repo", "show", "team/app",
+        ],
+        None,
+    )
+    .ok()
+    .json();
+    assert_eq!(
+        show["tags"][0],
+        serde_json::json!({"name": "v1", "digest": digest})
+    );
+    assert_eq!(show["layers"].as_array().unwrap().len(), 4);
+    let missing = mcrctl(&["--server", s, "--token", t, "repo", "show", "nope"], None).failed();
+    assert!(missing.stderr.contains("404"), "{missing:?}");
+
+    // Delete: refused without a terminal and without --yes; then done.
+    let refused = mcrctl(
+        &["--server", s, "--token", t, "repo", "delete", "tool"],
+        None,
+    )
+    .failed();
+    assert!(refused.stderr.contains("pass --yes"), "{refused:?}");
+    let still = mcrctl(
+        &["--server", s, "--token", t, "--json", "repo", "list"],
+        None,
+    )
+    .ok();
+    assert_eq!(still.json().as_array().unwrap().len(), 2);
+    let deleted = mcrctl(
+        &[
+            "--server", s, "--token", t, "repo", "delete", "tool", "--yes",
+        ],
+        None,
+    )
+    .ok();
+    assert!(
+        deleted.stdout.contains("deleted repository tool"),
+        "{deleted:?}"
+    );
+    let after = mcrctl(
+        &["--server", s, "--token", t, "--json", "repo", "list"],
+        None,
+    )
+    .ok();
+    assert_eq!(after.json().as_array().unwrap().len(), 1);
+
+    // Policy: create from flags and from JSON, list, update, explain, delete.
+    let created = mcrctl(
+        &[
+            "--server",
+            s,
+            "--token",
+            t,
+            "policy",
+            "create",
+            "--priority",
+            "10",
+            "--effect",
+            "allow",
+            "--action",
+            "registry:pull,registry:catalog",
+            "--account-type",
+            "system",
+            "--repository",
+            "team/**",
+            "--description",
+            "ci pulls",
+        ],
+        None,
+    )
+    .ok();
+    assert!(created.stdout.starts_with("created rule "), "{created:?}");
+    assert!(
+        created.stdout.contains("registry:pull,registry:catalog"),
+        "{created:?}"
+    );
+    let second = mcrctl(
+        &[
+            "--server",
+            s,
+            "--token",
+            t,
+            "--json",
+            "policy",
+            "create",
+            "--body",
+            r#"{"priority": 20, "effect": "deny", "actions": ["registry:push"], "subject": "ci"}"#,
+        ],
+        None,
+    )
+    .ok()
+    .json();
+    let id = second["id"].as_i64().unwrap();
+    assert_eq!(second["subject"], "ci");
+    let invalid = mcrctl(
+        &[
+            "--server",
+            s,
+            "--token",
+            t,
+            "policy",
+            "create",
+            "--priority",
+            "0",
+            "--effect",
+            "allow",
+            "--action",
+            "registry:pull",
+        ],
+        None,
+    )
+    .failed();
+    assert!(
+        invalid.stderr.contains("400") && invalid.stderr.contains("priority"),
+        "{invalid:?}"
+    );
+    let unknown = mcrctl(
+        &[
+            "--server",
+            s,
+            "--token",
+            t,
+            "policy",
+            "create",
+            "--priority",
+            "1",
+            "--effect",
+            "allow",
+            "--action",
+            "registry:fly",
+        ],
+        None,
+    )
+    .failed();
+    assert!(unknown.stderr.contains("unknown action"), "{unknown:?}");
+
+    let updated = mcrctl(
+        &[
+            "--server",
+            s,
+            "--token",
+            t,
+            "--json",
+            "policy",
+            "update",
+            &id.to_string(),
+            "--priority",
+            "5",
+            "--clear-subject",
+        ],
+        None,
+    )
+    .ok()
+    .json();
+    assert_eq!(updated["priority"], 5);
+    assert_eq!(updated["subject"], Value::Null);
+    assert_eq!(updated["effect"], "deny", "unchanged fields are kept");
+    let nothing = mcrctl(
+        &["--server", s, "--token", t, "policy", "update", "1"],
+        None,
+    )
+    .failed();
+    assert!(nothing.stderr.contains("nothing to change"), "{nothing:?}");
+
+    let list = mcrctl(&["--server", s, "--token", t, "policy", "list"], None).ok();
+    let lines: Vec<&str> = list.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{list:?}");
+    assert!(lines[0].starts_with("ID  PRIORITY  EFFECT"), "{list:?}");
+    assert!(
+        lines[1].starts_with(&format!("{id}   5         deny")),
+        "by priority: {list:?}"
+    );
+    let rules = mcrctl(
+        &["--server", s, "--token", t, "--json", "policy", "list"],
+        None,
+    )
+    .ok()
+    .json();
+    assert_eq!(rules.as_array().unwrap().len(), 2);
+
+    let explain = mcrctl(
+        &[
+            "--server",
+            s,
+            "--token",
+            t,
+            "policy",
+            "explain",
+            "--subject",
+            "ci",
+            "--account-type",
+            "system",
+            "--action",
+            "registry:pull",
+            "--repository",
+            "team/app",
+        ],
+        None,
+    )
+    .ok();
+    assert!(
+        explain
+            .stdout
+            .contains("ci (system, no roles) asks registry:pull on team/app"),
+        "{explain:?}"
+    );
+    assert!(explain.stdout.contains("decision: allow"), "{explain:?}");
+    let explain = mcrctl(
+        &[
+            "--server",
+            s,
+            "--token",
+            t,
+            "--json",
+            "policy",
+            "explain",
+            "--subject",
+            "u",
+            "--account-type",
+            "human",
+            "--role",
+            "guest",
+            "--action",
+            "registry:push",
+            "--repository",
+            "team/app",
+        ],
+        None,
+    )
+    .ok()
+    .json();
+    assert_eq!(explain["decision"]["effect"], "deny");
+
+    let gone = mcrctl(
+        &[
+            "--server",
+            s,
+            "--token",
+            t,
+            "policy",
+            "delete",
+            &id.to_string(),
+        ],
+        None,
+    )
+    .ok();
+    assert_eq!(gone.stdout.trim(), format!("deleted rule {id}"));
+    let again = mcrctl(
+        &[
+            "--server",
+            s,
+            "--token",
+            t,
+            "policy",
+            "show",
+            &id.to_string(),
+        ],
+        None,
+    )
+    .failed();
+    assert!(again.stderr.contains("404"), "{again:?}");
+
+    // Audit: the latest events, oldest first.
+    let tail = mcrctl(
+        &["--server", s, "--token", t, "audit", "tail", "--n", "5"],
+        None,
+    )
+    .ok();
+    let lines: Vec<&str> = tail.stdout.lines().collect();
+    assert_eq!(lines.len(), 6, "{tail:?}");
+    assert!(
+        lines[0].starts_with("ID  ") && lines[0].contains("EVENT"),
+        "{tail:?}"
+    );
+    assert!(
+        lines[5].contains("policy_rule_deleted"),
+        "newest last: {tail:?}"
+    );
+    let pushed = mcrctl(
+        &[
+            "--server",
+            s,
+            "--token",
+            t,
+            "--json",
+            "audit",
+            "tail",
+            "--event-type",
+            "manifest_pushed",
+            "--since",
+            "1h",
+        ],
+        None,
+    )
+    .ok()
+    .json();
+    let pushed = pushed.as_array().unwrap();
+    assert_eq!(pushed.len(), 3);
+    assert!(pushed
+        .windows(2)
+        .all(|w| w[0]["id"].as_i64() < w[1]["id"].as_i64()));
+    let bad = mcrctl(
+        &[
+            "--server",
+            s,
+            "--token",
+            t,
+            "audit",
+            "tail",
+            "--event-type",
+            "nap",
+        ],
+        None,
+    )
+    .failed();
+    assert!(bad.stderr.contains("400"), "{bad:?}");
+
+    // GC: never ran; a run; its report; reconcile.
+    let st = mcrctl(&["--server", s, "--token", t, "gc", "status"], None).ok();
+    assert!(st.stdout.contains("last run:        never"), "{st:?}");
+    let run = mcrctl(
+        &["--server", s, "--token", t, "--json", "gc", "--wait"],
+        None,
+    )
+    .ok()
+    .json();
+    assert!(run["id"].as_str().unwrap().starts_with("gc-"), "{run}");
+    let st = mcrctl(
+        &["--server", s, "--token", t, "--json", "gc", "status"],
+        None,
+    )
+    .ok()
+    .json();
+    assert_eq!(st["running"], false);
+    assert_eq!(st["last_run"]["id"], run["id"]);
+    let started = mcrctl(&["--server", s, "--token", t, "gc"], None).ok();
+    assert!(started.stdout.contains("started"), "{started:?}");
+    let rec = mcrctl(&["--server", s, "--token", t, "gc", "--reconcile"], None).ok();
+    assert!(
+        rec.stdout.starts_with("reconcile: removed 0 file(s)"),
+        "{rec:?}"
+    );
+
+    // Snapshot is not an API call.
+    let snap = mcrctl(&["--server", s, "--token", t, "snapshot"], None).failed();
+    assert!(snap.stderr.contains("mcrsrv snapshot --config"), "{snap:?}");
+}
+
+#[test]
+fn errors_say_what_to_do() {
+    let nobody = format!("http://127.0.0.1:{}", free_port());
+    let r = mcrctl(&["--server", &nobody, "status"], None).failed();
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("cannot reach the registry"), "{r:?}");
+    assert!(r.stderr.contains("--server URL"), "{r:?}");
+    let r = mcrctl(&["--grpc", &nobody.replace("http://", ""), "status"], None).failed();
+    assert!(r.stderr.contains("cannot reach the registry"), "{r:?}");
+    let r = mcrctl(&["--server", "not a url", "status"], None).failed();
+    assert!(r.stderr.contains("--server"), "{r:?}");
+    let r = mcrctl(
+        &["policy", "create", "--priority", "1", "--body", "{}"],
+        None,
+    );
+    assert_eq!(r.code, 2, "clap refuses mixed flags and body: {r:?}");
+}
+
+/// The registry `mcrsrv dev` builds, served in-process over REST and gRPC.
+struct InProcess {
+    rest: String,
+    grpc: String,
+    dir: tempfile::TempDir,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl InProcess {
+    fn start() -> InProcess {
+        use mcr_cli::server::{dev, listen, run};
+
+        let dir = tempfile::tempdir().expect("temp dir");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (rest, grpc) = runtime.block_on(async {
+            let (config, _, _) = dev::dev_config(dir.path(), "127.0.0.1:0", []).unwrap();
+            let state = run::build(&config).await.unwrap();
+            let rest = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addrs = (rest.local_addr().unwrap(), grpc.local_addr().unwrap());
+            let registry = state.registry.clone();
+            tokio::spawn(mcr_grpc::serve(
+                grpc,
+                None,
+                registry,
+                std::future::pending(),
+            ));
+            tokio::spawn(listen::serve(
+                rest,
+                None,
+                mcr_http::router(state),
+                std::future::pending(),
+                Duration::from_secs(1),
+            ));
+            addrs
+        });
+        InProcess {
+            rest: format!("http://{rest}"),
+            grpc: grpc.to_string(),
+            dir,
+            _runtime: runtime,
+        }
+    }
+}
+
+#[test]
+fn mcrctl_over_grpc_answers_as_over_rest() {
+    let p = InProcess::start();
+    let g = p.grpc.as_str();
+    let r = p.rest.as_str();
+
+    assert!(mcrctl(&["--grpc", g, "status"], None)
+        .ok()
+        .stdout
+        .contains("(gRPC): ok"));
+    // Login over gRPC; the token works over both.
+    let bad = mcrctl(
+        &[
+            "--grpc",
+            g,
+            "login",
+            "--username",
+            "admin",
+            "--password-stdin",
+        ],
+        Some("wrong\n"),
+    )
+    .failed();
+    assert!(bad.stderr.contains("UNAUTHENTICATED"), "{bad:?}");
+    let login = mcrctl(
+        &[
+            "--grpc",
+            g,
+            "--json",
+            "login",
+            "--username",
+            "admin",
+            "--password-stdin",
+        ],
+        Some(&admin_password(p.dir.path())),
+    )
+    .ok()
+    .json();
+    let token = login["token"].as_str().unwrap().to_string();
+    let t = token.as_str();
+    for args in [
+        vec!["--grpc", g, "repo", "list"],
+        vec!["--grpc", g, "--token", "wrong", "gc", "status"],
+    ] {
+        let e = mcrctl(&args, None).failed();
+        assert!(
+            e.stderr
+                .contains("UNAUTHENTICATED: token missing or expired"),
+            "{e:?}"
+        );
+        assert!(e.stderr.contains("run `mcrctl login`"), "{e:?}");
+    }
+
+    push_image(r, t, "team/app", "v1", "one");
+    push_image(r, t, "tool", "latest", "two");
+    let rule = mcrctl(
+        &[
+            "--grpc",
+            g,
+            "--token",
+            t,
+            "--json",
+            "policy",
+            "create",
+            "--priority",
+            "7",
+            "--effect",
+            "deny",
+            "--action",
+            "registry:push",
+            "--role",
+            "user",
+            "--repository",
+            "team/*",
+        ],
+        None,
+    )
+    .ok()
+    .json();
+    let id = rule["id"].as_i64().unwrap().to_string();
+    mcrctl(
+        &[
+            "--grpc",
+            g,
+            "--token",
+            t,
+            "policy",
+            "update",
+            &id,
+            "--subject",
+            "bob",
+        ],
+        None,
+    )
+    .ok();
+    mcrctl(&["--grpc", g, "--token", t, "gc", "--wait"], None).ok();
+    let refused = mcrctl(&["--grpc", g, "--token", t, "repo", "delete", "tool"], None).failed();
+    assert!(refused.stderr.contains("pass --yes"), "{refused:?}");
+    let missing = mcrctl(&["--grpc", g, "--token", t, "repo", "show", "nope"], None).failed();
+    assert!(missing.stderr.contains("NOT_FOUND"), "{missing:?}");
+
+    // Every read prints the same JSON and the same table over both.
+    let reads: [&[&str]; 8] = [
+        &["repo", "list"],
+        &["repo", "show", "team/app"],
+        &["policy", "list"],
+        &["policy", "show", &id],
+        &["audit", "tail", "--n", "50"],
+        &["gc", "status"],
+        &[
+            "policy",
+            "explain",
+            "--subject",
+            "bob",
+            "--account-type",
+            "human",
+            "--role",
+            "user",
+            "--action",
+            "registry:push",
+            "--repository",
+            "team/app",
+        ],
+        &["status"],
+    ];
+    for read in reads {
+        for json in [true, false] {
+            let run = |transport: &[&str]| {
+                let mut args: Vec<&str> = transport.to_vec();
+                args.extend(["--token", t]);
+                if json {
+                    args.push("--json");
+                }
+                args.extend(read);
+                mcrctl(&args, None).ok().stdout
+            };
+            let over_rest = run(&["--server", r]);
+            let over_grpc = run(&["--grpc", g]);
+            if read == ["status"] {
+                continue; // names its transport
+            }
+            assert_eq!(over_rest, over_grpc, "{read:?} json={json}");
+        }
+    }
+    let explain = mcrctl(
+        &[
+            "--grpc",
+            g,
+            "--token",
+            t,
+            "policy",
+            "explain",
+            "--subject",
+            "bob",
+            "--account-type",
+            "human",
+            "--role",
+            "user",
+            "--action",
+            "registry:push",
+            "--repository",
+            "team/app",
+        ],
+        None,
+    )
+    .ok();
+    assert!(
+        explain
+            .stdout
+            .contains(&format!("decision: deny, by rule {id}")),
+        "{explain:?}"
+    );
+
+    // Writes over gRPC.
+    let deleted = mcrctl(
+        &["--grpc", g, "--token", t, "repo", "delete", "tool", "--yes"],
+        None,
+    )
+    .ok();
+    assert!(deleted.stdout.contains("deleted repository tool"));
+    let list = mcrctl(&["--grpc", g, "--token", t, "--json", "repo", "list"], None)
+        .ok()
+        .json();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    mcrctl(&["--grpc", g, "--token", t, "policy", "delete", &id], None).ok();
+    let rules = mcrctl(
+        &["--grpc", g, "--token", t, "--json", "policy", "list"],
+        None,
+    )
+    .ok()
+    .json();
+    assert_eq!(rules, serde_json::json!([]));
+    let rec = mcrctl(
+        &["--grpc", g, "--token", t, "--json", "gc", "--reconcile"],
+        None,
+    )
+    .ok()
+    .json();
+    assert_eq!(
+        rec,
+        serde_json::json!({"files_removed": [], "missing_files": []})
+    );
+}

@@ -1,0 +1,39 @@
+//! AdminService: health and login, the calls that need no token.
+
+use mcr_core::ports::Secret;
+use tonic::{Request, Response, Status};
+
+use super::Api;
+use crate::convert::timestamp;
+use crate::error::status;
+use crate::pb;
+use crate::pb::admin_service_server::AdminService;
+
+#[tonic::async_trait]
+impl AdminService for Api {
+    async fn health(
+        &self,
+        _req: Request<pb::HealthRequest>,
+    ) -> Result<Response<pb::HealthResponse>, Status> {
+        Ok(Response::new(pb::HealthResponse {
+            status: "ok".to_string(),
+        }))
+    }
+
+    async fn login(
+        &self,
+        req: Request<pb::LoginRequest>,
+    ) -> Result<Response<pb::LoginResponse>, Status> {
+        let ip = req.remote_addr().map(|a| a.ip().to_string());
+        let r = req.into_inner();
+        let (issued, _) = self
+            .registry
+            .login(&r.username, &Secret::new(r.password), ip)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::LoginResponse {
+            token: issued.token.expose().to_string(),
+            expires_at: Some(timestamp(issued.expires_at)),
+        }))
+    }
+}

@@ -1,0 +1,102 @@
+//! RegistryService: repositories, garbage collection, reconcile.
+
+use mcr_core::names::RepoName;
+use tonic::{Request, Response, Status};
+
+use super::Api;
+use crate::error::status;
+use crate::interceptors::caller;
+use crate::pb;
+use crate::pb::registry_service_server::RegistryService;
+
+#[tonic::async_trait]
+impl RegistryService for Api {
+    async fn list_repositories(
+        &self,
+        req: Request<pb::ListRepositoriesRequest>,
+    ) -> Result<Response<pb::ListRepositoriesResponse>, Status> {
+        let caller = caller(&req)?;
+        let r = req.into_inner();
+        let listing = self
+            .registry
+            .repository_summaries(&caller, r.last, r.n.map(|n| n as usize))
+            .await
+            .map_err(status)?;
+        let next = listing
+            .more
+            .then(|| listing.items.last().map(|r| r.name.to_string()))
+            .flatten();
+        Ok(Response::new(pb::ListRepositoriesResponse {
+            repositories: listing.items.iter().map(Into::into).collect(),
+            next,
+        }))
+    }
+
+    async fn get_repository(
+        &self,
+        req: Request<pb::GetRepositoryRequest>,
+    ) -> Result<Response<pb::RepositoryDetail>, Status> {
+        let caller = caller(&req)?;
+        let repo = RepoName::new(&req.get_ref().name).map_err(status)?;
+        let detail = self
+            .registry
+            .repository_detail(&caller, &repo)
+            .await
+            .map_err(status)?;
+        Ok(Response::new((&detail).into()))
+    }
+
+    async fn delete_repository(
+        &self,
+        req: Request<pb::DeleteRepositoryRequest>,
+    ) -> Result<Response<pb::DeleteRepositoryResponse>, Status> {
+        let caller = caller(&req)?;
+        let repo = RepoName::new(&req.get_ref().name).map_err(status)?;
+        self.registry
+            .delete_repository(&caller, &repo)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::DeleteRepositoryResponse {}))
+    }
+
+    /// Claims the GC slot, answers with the run's id and runs it in the
+    /// background, as `POST /v1/gc` does.
+    async fn garbage_collect(
+        &self,
+        req: Request<pb::GarbageCollectRequest>,
+    ) -> Result<Response<pb::GarbageCollectResponse>, Status> {
+        let caller = caller(&req)?;
+        let run = self.registry.start_gc(&caller).await.map_err(status)?;
+        let id = run.id().to_string();
+        tokio::spawn(async move {
+            match run.run().await {
+                Ok(report) => tracing::info!(
+                    id = %report.id,
+                    blobs_removed = report.blobs_removed,
+                    bytes_freed = report.bytes_freed,
+                    "garbage collection done"
+                ),
+                Err(e) => tracing::error!(error = %e, "garbage collection failed"),
+            }
+        });
+        Ok(Response::new(pb::GarbageCollectResponse { id }))
+    }
+
+    async fn get_gc_status(
+        &self,
+        req: Request<pb::GetGcStatusRequest>,
+    ) -> Result<Response<pb::GcStatus>, Status> {
+        let caller = caller(&req)?;
+        let s = self.registry.gc_status(&caller).await.map_err(status)?;
+        Ok(Response::new((&s).into()))
+    }
+
+    async fn reconcile(
+        &self,
+        req: Request<pb::ReconcileRequest>,
+    ) -> Result<Response<pb::ReconcileResponse>, Status> {
+        let caller = caller(&req)?;
+        let report = self.registry.reconcile(&caller).await.map_err(status)?;
+        Ok(Response::new((&report).into()))
+    }
+}
