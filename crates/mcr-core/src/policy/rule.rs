@@ -144,6 +144,15 @@ impl RuleDraft {
         if self.actions.is_empty() {
             return Err(Error::invalid("actions", "name at least one action"));
         }
+        // Admin operations need `policy:manage`, and a deny wins: a stored
+        // deny of it would take the admin API from every admin, with no
+        // way back but SQL on the database.
+        if self.effect == Effect::Deny && self.actions.contains(&Action::PolicyManage) {
+            return Err(Error::invalid(
+                "actions",
+                "a deny of policy:manage would lock the admins out of the admin API",
+            ));
+        }
         if self.subject.as_deref().is_some_and(|s| s.trim().is_empty()) {
             return Err(Error::invalid(
                 "subject",

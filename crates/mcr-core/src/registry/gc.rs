@@ -10,7 +10,7 @@
 //! only on the lock of the one digest GC is deleting at that moment.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
@@ -50,6 +50,9 @@ pub struct ReconcileReport {
 #[derive(Default)]
 pub(super) struct GcState {
     running: AtomicBool,
+    /// Runs started by this process, so two runs in one millisecond
+    /// still get different ids.
+    runs: AtomicU64,
     last: Mutex<Option<GcReport>>,
 }
 
@@ -96,10 +99,11 @@ impl Registry {
             ));
         }
         let started_at = self.clock.now();
+        let seq = self.gc.runs.fetch_add(1, Ordering::Relaxed) + 1;
         Ok(GcRun {
             registry: Arc::clone(self),
             caller: caller.clone(),
-            id: format!("gc-{}", started_at.as_millis()),
+            id: format!("gc-{}-{seq}", started_at.as_millis()),
             started_at,
         })
     }
@@ -211,7 +215,16 @@ impl Registry {
                 files_removed.push(digest.clone());
             }
         }
-        let missing_files: Vec<Digest> = rows.difference(&files).cloned().collect();
+        // A row listed above may have been swept, and its file deleted,
+        // by a GC running meanwhile: only a row that still exists, without
+        // its file, under the digest's lock, is missing one.
+        let mut missing_files = Vec::new();
+        for digest in rows.difference(&files) {
+            let _guard = self.locks.lock(digest).await;
+            if self.meta.blob_exists(digest).await? && self.blobs.stat(digest).await?.is_none() {
+                missing_files.push(digest.clone());
+            }
+        }
         self.audit(
             caller,
             EventType::Reconciled,

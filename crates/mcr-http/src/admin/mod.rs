@@ -48,6 +48,47 @@ pub fn router() -> Router<AppState> {
         .route("/gc", post(gc::start))
         .route("/gc/status", get(gc::status))
         .route("/gc/reconcile", post(gc::reconcile))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "no such admin endpoint")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed on this admin endpoint",
+    )
+}
+
+/// Query parameters, refused in the admin API's error form.
+pub struct AdminQuery<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for AdminQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| AdminQuery(q.0))
+            .map_err(|e| ApiError::new(e.status(), e.body_text()))
+    }
+}
+
+/// Path parameters, refused in the admin API's error form.
+pub struct AdminPath<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for AdminPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| AdminPath(p.0))
+            .map_err(|e| ApiError::new(e.status(), e.body_text()))
+    }
 }
 
 /// The authenticated caller of an admin request.
@@ -152,7 +193,7 @@ struct AuditParams {
 async fn audit(
     State(state): State<AppState>,
     AdminCaller(caller): AdminCaller,
-    axum::extract::Query(p): axum::extract::Query<AuditParams>,
+    AdminQuery(p): AdminQuery<AuditParams>,
 ) -> Result<Response, ApiError> {
     use mcr_core::audit::AuditQuery;
     use mcr_core::names::RepoName;

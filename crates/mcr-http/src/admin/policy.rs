@@ -1,6 +1,6 @@
 //! `/v1/policy`: rule CRUD and explain.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -10,7 +10,7 @@ use mcr_core::principal::{AccountType, Action, Principal, Role};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{AdminCaller, JsonBody};
+use super::{AdminCaller, AdminPath, JsonBody};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -34,7 +34,7 @@ pub async fn create(
 pub async fn get(
     State(state): State<AppState>,
     AdminCaller(caller): AdminCaller,
-    Path(id): Path<i64>,
+    AdminPath(id): AdminPath<i64>,
 ) -> Result<Response, ApiError> {
     Ok(Json(state.registry.get_rule(&caller, id).await?).into_response())
 }
@@ -42,7 +42,7 @@ pub async fn get(
 pub async fn update(
     State(state): State<AppState>,
     AdminCaller(caller): AdminCaller,
-    Path(id): Path<i64>,
+    AdminPath(id): AdminPath<i64>,
     JsonBody(patch): JsonBody<RulePatch>,
 ) -> Result<Response, ApiError> {
     Ok(Json(state.registry.update_rule(&caller, id, patch).await?).into_response())
@@ -51,7 +51,7 @@ pub async fn update(
 pub async fn delete(
     State(state): State<AppState>,
     AdminCaller(caller): AdminCaller,
-    Path(id): Path<i64>,
+    AdminPath(id): AdminPath<i64>,
 ) -> Result<Response, ApiError> {
     state.registry.delete_rule(&caller, id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -1,6 +1,6 @@
 //! `/v1/repositories`: listing with counts, detail, delete.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -9,7 +9,7 @@ use mcr_core::ports::RepoDetail;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::AdminCaller;
+use super::{AdminCaller, AdminPath, AdminQuery};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -23,7 +23,7 @@ pub struct PageParams {
 pub async fn list(
     State(state): State<AppState>,
     AdminCaller(caller): AdminCaller,
-    Query(p): Query<PageParams>,
+    AdminQuery(p): AdminQuery<PageParams>,
 ) -> Result<Response, ApiError> {
     let listing = state
         .registry
@@ -39,7 +39,7 @@ pub async fn list(
 pub async fn detail(
     State(state): State<AppState>,
     AdminCaller(caller): AdminCaller,
-    Path(name): Path<String>,
+    AdminPath(name): AdminPath<String>,
 ) -> Result<Response, ApiError> {
     let repo = RepoName::new(&name)?;
     let detail = state.registry.repository_detail(&caller, &repo).await?;
@@ -65,7 +65,7 @@ pub fn detail_json(d: &RepoDetail) -> Value {
 pub async fn delete(
     State(state): State<AppState>,
     AdminCaller(caller): AdminCaller,
-    Path(name): Path<String>,
+    AdminPath(name): AdminPath<String>,
 ) -> Result<Response, ApiError> {
     let repo = RepoName::new(&name)?;
     state.registry.delete_repository(&caller, &repo).await?;
