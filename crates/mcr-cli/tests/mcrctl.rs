@@ -5,12 +5,9 @@
 //! - Over REST, against the real `mcrsrv dev` binary on a free loopback
 //!   port with a temporary `--data` directory, logging in with the
 //!   password from `DIR/admin.password`.
-//! - Over gRPC, against an in-process daemon: the registry `mcrsrv dev`
-//!   builds (`server::dev` + `server::run::build`: SQLite, files, local
-//!   identity) served over REST (`server::listen`) and gRPC
-//!   (`mcr_grpc::serve`) at once, so every command's `--json` can be
-//!   compared across the two transports. (`mcrsrv` does not serve gRPC
-//!   yet; once it does, this can start the binary instead.)
+//! - Over gRPC, against the real `mcrsrv dev` binary serving REST and
+//!   gRPC (`MCR_SERVER_GRPC_ADDR`) at once, so every command's `--json`
+//!   can be compared across the two transports.
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -656,52 +653,45 @@ fn errors_say_what_to_do() {
     assert_eq!(r.code, 2, "clap refuses mixed flags and body: {r:?}");
 }
 
-/// The registry `mcrsrv dev` builds, served in-process over REST and gRPC.
+/// The real `mcrsrv dev` binary serving REST and gRPC on two free ports;
+/// killed when dropped.
 struct InProcess {
     rest: String,
     grpc: String,
     dir: tempfile::TempDir,
-    _runtime: tokio::runtime::Runtime,
+    child: Child,
 }
 
 impl InProcess {
     fn start() -> InProcess {
-        use mcr_cli::server::{dev, listen, run};
-
         let dir = tempfile::tempdir().expect("temp dir");
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let (rest, grpc) = runtime.block_on(async {
-            let (config, _, _) = dev::dev_config(dir.path(), "127.0.0.1:0", []).unwrap();
-            let state = run::build(&config).await.unwrap();
-            let rest = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addrs = (rest.local_addr().unwrap(), grpc.local_addr().unwrap());
-            let registry = state.registry.clone();
-            tokio::spawn(mcr_grpc::serve(
-                grpc,
-                None,
-                registry,
-                std::future::pending(),
-            ));
-            tokio::spawn(listen::serve(
-                rest,
-                None,
-                mcr_http::router(state),
-                std::future::pending(),
-                Duration::from_secs(1),
-            ));
-            addrs
-        });
+        let rest: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let grpc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mcrsrv"))
+            .args(["dev", "--data"])
+            .arg(dir.path())
+            .args(["--listen", &rest.to_string()])
+            .env("MCR_SERVER_GRPC_ADDR", grpc.to_string())
+            .env("MCR_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mcrsrv starts");
+        wait_for_port(rest, &mut Some(&mut child));
+        wait_for_port(grpc, &mut Some(&mut child));
         InProcess {
             rest: format!("http://{rest}"),
             grpc: grpc.to_string(),
             dir,
-            _runtime: runtime,
+            child,
         }
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
