@@ -11,13 +11,14 @@ use mcr_core::time::Timestamp;
 use mcr_core::{Error, Result};
 use sha2::{Digest as _, Sha256};
 
-/// argon2id with 12 MiB, 3 passes, 1 lane: one of OWASP's recommended
-/// settings, chosen over the crate's 19 MiB default to keep the daemon's
+/// argon2id with 7 MiB, 5 passes, 1 lane: the lowest-memory of OWASP's
+/// equivalent recommended settings, chosen over the crate's 19 MiB default
+/// to keep the daemon's
 /// peak memory low (each login allocates this much while it runs).
 /// Verification reads the parameters from the stored hash, so hashes made
 /// elsewhere with other argon2id parameters still work.
 fn hasher() -> Argon2<'static> {
-    let params = Params::new(12 * 1024, 3, 1, None).expect("constant argon2 parameters are valid");
+    let params = Params::new(7 * 1024, 5, 1, None).expect("constant argon2 parameters are valid");
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
