@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""Turns the runner's raw measurements into the Markdown results table.
+
+Usage: report.py RESULTS.tsv
+
+RESULTS.tsv has one measurement a line: workload, server, round, metric,
+value (tab-separated; round 0 for once-per-workload values such as peak
+RSS). Servers: mcr, dist (Distribution with htpasswd auth), dist-noauth
+(Distribution without auth, for reference on the wrk rows). Prints the
+summary table (medians over rounds) and then every round's raw values.
+Sizes in the labels come from the BENCH_* variables run.sh exports.
+Python standard library only.
+"""
+
+import os
+import statistics
+import sys
+from collections import defaultdict
+
+
+def env(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+def size(mib: int) -> str:
+    return f"{mib // 1024} GiB" if mib % 1024 == 0 else f"{mib} MiB"
+
+
+BIG, CHUNKED, CHUNK = env("BENCH_BIG_MIB", 1024), env("BENCH_CHUNKED_MIB", 256), env("BENCH_CHUNK_MIB", 8)
+LAYERS, LAYER_KIB, CONNS = env("BENCH_LAYERS", 200), env("BENCH_LAYER_KIB", 256), env("BENCH_WRK_CONNS", 32)
+
+# (workload, metric, better, label) in table order; better is "higher" or "lower".
+ROWS = [
+    ("mono_upload", "MiB/s", "higher", f"monolithic upload {size(BIG)}, POST + PUT with body"),
+    ("download", "MiB/s", "higher", f"download of the {size(BIG)} blob"),
+    ("chunked_upload", "MiB/s", "higher", f"chunked upload {size(CHUNKED)}, {CHUNK} MiB PATCHes + PUT"),
+    ("skopeo_push", "s", "lower", f"skopeo push, {LAYERS} layers x {LAYER_KIB} KiB"),
+    ("manifest_get", "req/s", "higher", f"manifest GET, wrk {CONNS} conns"),
+    ("manifest_get", "p50 ms", "lower", "manifest GET latency p50"),
+    ("manifest_get", "p99 ms", "lower", "manifest GET latency p99"),
+    ("blob_get", "req/s", "higher", f"1 MiB blob GET, wrk {CONNS} conns"),
+    ("blob_get", "p50 ms", "lower", "1 MiB blob GET latency p50"),
+    ("blob_get", "p99 ms", "lower", "1 MiB blob GET latency p99"),
+]
+RSS_WORKLOADS = ["startup", "mono_upload", "download", "chunked_upload", "skopeo_push", "manifest_get", "blob_get"]
+
+
+def fmt(v):
+    if v is None:
+        return "–"
+    if v >= 100:
+        return f"{v:.0f}"
+    if v >= 10:
+        return f"{v:.1f}"
+    return f"{v:.2f}"
+
+
+def main() -> int:
+    if len(sys.argv) != 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    data = defaultdict(list)  # (workload, server, metric) -> [(round, value)]
+    with open(sys.argv[1]) as f:
+        for line in f:
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) != 5:
+                continue
+            w, s, r, m, v = parts
+            try:
+                data[(w, s, m)].append((int(r), float(v)))
+            except ValueError:
+                continue
+
+    def med(w, s, m):
+        vals = [v for _, v in data.get((w, s, m), [])]
+        return statistics.median(vals) if vals else None
+
+    rows = [(w, m, b, label) for (w, m, b, label) in ROWS]
+    for w in RSS_WORKLOADS:
+        rows.append((w, "peak RSS MiB", "lower", f"peak RSS during {w.replace('_', ' ')}"))
+    rows.append(("startup", "RSS MiB", "lower", "RSS when idle after start"))
+
+    out = []
+    out.append("| workload | unit | MCR | Distribution | MCR/Dist | MCR better when | winner | Distribution, no auth |")
+    out.append("|---|---|--:|--:|--:|---|---|--:|")
+    for w, m, better, label in rows:
+        a, b, c = med(w, "mcr", m), med(w, "dist", m), med(w, "dist-noauth", m)
+        if a is None and b is None:
+            continue
+        ratio = a / b if a is not None and b not in (None, 0) else None
+        if ratio is None:
+            winner = "–"
+        elif abs(ratio - 1) < 0.05:
+            winner = "tie (±5%)"
+        elif (ratio > 1) == (better == "higher"):
+            winner = "MCR"
+        else:
+            winner = "Distribution"
+        when = "ratio > 1" if better == "higher" else "ratio < 1"
+        rtxt = f"{ratio:.2f}" if ratio is not None else "–"
+        out.append(f"| {label} | {m} | {fmt(a)} | {fmt(b)} | {rtxt} | {when} | {winner} | {fmt(c)} |")
+
+    # Peak over the whole run: servers restart per workload, so it is the
+    # largest per-workload peak.
+    for s, name in (("mcr", "MCR"), ("dist", "Distribution")):
+        peaks = [v for (w, srv, m), vals in data.items() if srv == s and m == "peak RSS MiB" for _, v in vals]
+        if peaks:
+            out.append(f"\nPeak RSS over the whole run, {name}: {fmt(max(peaks))} MiB.")
+
+    out.append("\n<details><summary>Every round</summary>\n")
+    out.append("| workload | unit | server | rounds |")
+    out.append("|---|---|---|---|")
+    for (w, s, m), vals in sorted(data.items()):
+        vals = ", ".join(fmt(v) for _, v in sorted(vals))
+        out.append(f"| {w} | {m} | {s} | {vals} |")
+    out.append("\n</details>")
+    print("\n".join(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,473 @@
+#!/usr/bin/env bash
+# MCR against CNCF Distribution 2.8 on the same machine, same workload, one
+# run: see bench/README.md. Installs what is missing (apt-get), builds
+# mcrsrv in release, starts both registries on 127.0.0.1 with auth on,
+# runs each workload for BENCH_ROUNDS rounds (servers alternating in order
+# every round), and writes the table of medians to bench/results/latest.md.
+#
+# Every loop is bounded in count, every client call in time, and the whole
+# run by BENCH_MAX_SECONDS; both servers are stopped on exit.
+set -euo pipefail
+shopt -s inherit_errexit
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(dirname "$HERE")
+
+ROUNDS=${BENCH_ROUNDS:-3}
+BIG_MIB=${BENCH_BIG_MIB:-1024}
+CHUNKED_MIB=${BENCH_CHUNKED_MIB:-256}
+CHUNK_MIB=${BENCH_CHUNK_MIB:-8}
+LAYERS=${BENCH_LAYERS:-200}
+LAYER_KIB=${BENCH_LAYER_KIB:-256}
+WRK_SECONDS=${BENCH_WRK_SECONDS:-10}
+WRK_CONNS=${BENCH_WRK_CONNS:-32}
+DIST_NOAUTH=${BENCH_DIST_NOAUTH:-1}
+MAX_SECONDS=${BENCH_MAX_SECONDS:-1200}
+OUT=${BENCH_OUT:-$HERE/results/latest.md}
+TMPBASE=${BENCH_TMPDIR:-/var/tmp}
+
+log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
+fail() { printf '[bench] FAIL: %s\n' "$*" >&2; exit 1; }
+
+int_in() { # NAME VALUE MIN MAX
+  [[ $2 =~ ^[0-9]+$ ]] && [ "$2" -ge "$3" ] && [ "$2" -le "$4" ] || fail "$1=$2 must be an integer in $3..$4"
+}
+int_in BENCH_ROUNDS "$ROUNDS" 1 9
+int_in BENCH_BIG_MIB "$BIG_MIB" 1 8192
+int_in BENCH_CHUNKED_MIB "$CHUNKED_MIB" 1 4096
+int_in BENCH_CHUNK_MIB "$CHUNK_MIB" 1 512
+int_in BENCH_LAYERS "$LAYERS" 1 2000
+int_in BENCH_LAYER_KIB "$LAYER_KIB" 1 65536
+int_in BENCH_WRK_SECONDS "$WRK_SECONDS" 1 120
+int_in BENCH_WRK_CONNS "$WRK_CONNS" 1 1024
+int_in BENCH_MAX_SECONDS "$MAX_SECONDS" 60 7200
+[ $((CHUNKED_MIB % CHUNK_MIB)) -eq 0 ] || fail "BENCH_CHUNKED_MIB must be a multiple of BENCH_CHUNK_MIB"
+NCHUNKS=$((CHUNKED_MIB / CHUNK_MIB))
+
+STARTED=$(date +%s)
+# Aborts the run once it has taken longer than BENCH_MAX_SECONDS.
+deadline() {
+  local spent=$(($(date +%s) - STARTED))
+  [ "$spent" -le "$MAX_SECONDS" ] || fail "the run took over ${MAX_SECONDS}s (BENCH_MAX_SECONDS); stopping"
+}
+
+# --- tools -------------------------------------------------------------------
+need() { # BIN:PACKAGE ...
+  local missing=() pair
+  for pair in "$@"; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing ${missing[*]}"
+  local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq >/dev/null
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+need docker-registry:docker-registry wrk:wrk skopeo:skopeo curl:curl jq:jq \
+  htpasswd:apache2-utils python3:python3 timeout:coreutils
+command -v cargo >/dev/null || fail "cargo is needed to build mcrsrv (install the Rust toolchain)"
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mcr/target}"
+log "building mcrsrv (release) into $CARGO_TARGET_DIR"
+BUILD_T0=$(date +%s)
+(cd "$ROOT" && cargo build --release -p mcr-cli --bin mcrsrv) >&2
+BUILD_SECONDS=$(($(date +%s) - BUILD_T0))
+MCRSRV="$CARGO_TARGET_DIR/release/mcrsrv"
+[ -x "$MCRSRV" ] || fail "no $MCRSRV after the build"
+
+# --- scratch space and servers ---------------------------------------------
+WORK=$(mktemp -d "$TMPBASE/mcr-bench.XXXXXX")
+FSTYPE=$(stat -f -c %T "$WORK")
+[ "$FSTYPE" = tmpfs ] && log "WARNING: $WORK is on tmpfs: fsync costs nothing there (set BENCH_TMPDIR)"
+RESULTS="$WORK/results.tsv"
+: >"$RESULTS"
+
+MCR_PID="" DIST_PID="" NOAUTH_PID=""
+stop_pid() { # PID: TERM, up to 5 s, then KILL
+  local pid=$1 i
+  [ -n "$pid" ] || return 0
+  kill "$pid" 2>/dev/null || return 0
+  for i in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+cleanup() {
+  stop_pid "$MCR_PID"; stop_pid "$DIST_PID"; stop_pid "$NOAUTH_PID"
+  MCR_PID="" DIST_PID="" NOAUTH_PID=""
+  if [ "${BENCH_KEEP:-0}" = 1 ]; then log "kept $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+MCR_PORT=$(free_port)
+DIST_PORT=$(free_port)
+NOAUTH_PORT=$(free_port)
+while [ "$DIST_PORT" = "$MCR_PORT" ]; do DIST_PORT=$(free_port); done
+while [ "$NOAUTH_PORT" = "$MCR_PORT" ] || [ "$NOAUTH_PORT" = "$DIST_PORT" ]; do NOAUTH_PORT=$(free_port); done
+
+# Distribution: filesystem storage in the scratch dir, loopback only,
+# htpasswd (bcrypt) basic auth. A second config without auth on the same
+# storage serves the reference wrk rows.
+DIST_PASSWORD=$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')
+mkdir -p "$WORK/dist"
+htpasswd -nbB bench "$DIST_PASSWORD" >"$WORK/dist/htpasswd" 2>/dev/null
+dist_config() { # PORT WITH_AUTH
+  cat <<YAML
+version: 0.1
+log:
+  level: info
+  formatter: text
+storage:
+  filesystem:
+    rootdirectory: $WORK/dist/data
+  cache:
+    blobdescriptor: inmemory
+  maintenance:
+    uploadpurging:
+      enabled: false
+http:
+  addr: 127.0.0.1:$1
+  secret: $DIST_PASSWORD-secret
+  headers:
+    X-Content-Type-Options: [nosniff]
+YAML
+  if [ "$2" = 1 ]; then
+    cat <<YAML
+auth:
+  htpasswd:
+    realm: mcr-bench
+    path: $WORK/dist/htpasswd
+YAML
+  fi
+}
+dist_config "$DIST_PORT" 1 >"$WORK/dist/config.yml"
+dist_config "$NOAUTH_PORT" 0 >"$WORK/dist/config-noauth.yml"
+
+wait_ready() { # PID URL LOG
+  local i
+  for i in $(seq 1 300); do
+    curl -s -o /dev/null --max-time 1 "$2" && return 0
+    kill -0 "$1" 2>/dev/null || { tail -20 "$3" >&2; fail "server for $2 exited"; }
+    sleep 0.05
+  done
+  fail "server for $2 not ready after 15 s"
+}
+
+start_servers() { # WITH_NOAUTH
+  # BENCH_MCR_ENV (e.g. MALLOC_MMAP_THRESHOLD_=1048576) tries a setting on
+  # mcrsrv alone; word-split on purpose.
+  # shellcheck disable=SC2086
+  env ${BENCH_MCR_ENV:-} "$MCRSRV" dev --data "$WORK/mcr" --listen "127.0.0.1:$MCR_PORT" >>"$WORK/mcr.log" 2>&1 &
+  MCR_PID=$!
+  docker-registry serve "$WORK/dist/config.yml" >>"$WORK/dist.log" 2>&1 &
+  DIST_PID=$!
+  wait_ready "$MCR_PID" "http://127.0.0.1:$MCR_PORT/v2/" "$WORK/mcr.log"
+  wait_ready "$DIST_PID" "http://127.0.0.1:$DIST_PORT/v2/" "$WORK/dist.log"
+  if [ "${1:-0}" = 1 ]; then
+    docker-registry serve "$WORK/dist/config-noauth.yml" >>"$WORK/dist-noauth.log" 2>&1 &
+    NOAUTH_PID=$!
+    wait_ready "$NOAUTH_PID" "http://127.0.0.1:$NOAUTH_PORT/v2/" "$WORK/dist-noauth.log"
+  fi
+  MCR_PASSWORD=$(cat "$WORK/mcr/admin.password")
+}
+
+stop_servers() {
+  stop_pid "$MCR_PID"; stop_pid "$DIST_PID"; stop_pid "$NOAUTH_PID"
+  MCR_PID="" DIST_PID="" NOAUTH_PID=""
+}
+
+record() { # WORKLOAD SERVER ROUND METRIC VALUE
+  printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RESULTS"
+}
+
+kib_field() { # PID FIELD -> MiB
+  awk -v f="$2:" '$1 == f { printf "%.1f", $2 / 1024 }' "/proc/$1/status"
+}
+
+# Records each server's VmHWM (peak RSS since its start) for WORKLOAD.
+record_rss() { # WORKLOAD
+  record "$1" mcr 0 "peak RSS MiB" "$(kib_field "$MCR_PID" VmHWM)"
+  record "$1" dist 0 "peak RSS MiB" "$(kib_field "$DIST_PID" VmHWM)"
+}
+
+port_of() { case $1 in mcr) echo "$MCR_PORT" ;; dist) echo "$DIST_PORT" ;; dist-noauth) echo "$NOAUTH_PORT" ;; esac; }
+base_of() { echo "http://127.0.0.1:$(port_of "$1")"; }
+creds_of() { case $1 in mcr) echo "admin:$MCR_PASSWORD" ;; *) echo "bench:$DIST_PASSWORD" ;; esac; }
+
+# The Authorization header a client would send: a bearer token from
+# /v2/token for MCR (fetched once, outside the timing, as clients cache
+# it); HTTP Basic on every request for Distribution's htpasswd.
+auth_of() { # SERVER REPO
+  case $1 in
+    mcr)
+      local token
+      token=$(curl -sSf --max-time 30 -u "$(creds_of mcr)" \
+        "$(base_of mcr)/v2/token?service=mcr&scope=repository:$2:pull,push" | jq -r .token) \
+        || fail "no token from MCR"
+      [ -n "$token" ] && [ "$token" != null ] || fail "MCR gave an empty token"
+      echo "Authorization: Bearer $token" ;;
+    dist) echo "Authorization: Basic $(printf '%s' "$(creds_of dist)" | base64 -w0)" ;;
+    dist-noauth) echo "X-No-Auth: 1" ;;
+  esac
+}
+
+# Sums curl's own time_total over several requests (seconds); client
+# process start-up is left out so that it does not count against either.
+add_time() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.6f", a + b }'; }
+
+# POST a new upload session; prints its absolute Location, then its time.
+start_upload() { # SERVER AUTH REPO
+  local hdr="$WORK/hdr.$$" t loc
+  t=$(curl -sS -f --max-time 30 -X POST -H "$2" -H 'Content-Length: 0' -D "$hdr" -o /dev/null \
+    -w '%{time_total}' "$(base_of "$1")/v2/$3/blobs/uploads/") || fail "$1: POST upload on $3 failed"
+  loc=$(tr -d '\r' <"$hdr" | awk 'tolower($1) == "location:" { print $2 }' | tail -1)
+  [ -n "$loc" ] || fail "$1: no Location after POST"
+  case $loc in /*) loc="$(base_of "$1")$loc" ;; esac
+  echo "$loc $t"
+}
+
+with_digest() { # LOCATION DIGEST
+  case $1 in *\?*) echo "$1&digest=$2" ;; *) echo "$1?digest=$2" ;; esac
+}
+
+# Two-step monolithic upload: POST, then PUT ?digest= with the whole body.
+# Prints seconds.
+upload_mono() { # SERVER AUTH REPO FILE DIGEST
+  local loc t0 t1 code
+  read -r loc t0 < <(start_upload "$1" "$2" "$3")
+  read -r code t1 < <(curl -sS --max-time 600 -X PUT -H "$2" -H 'Expect:' \
+    -H 'Content-Type: application/octet-stream' -T "$4" -o "$WORK/body.$$" \
+    -w '%{http_code} %{time_total}\n' "$(with_digest "$loc" "$5")") || fail "$1: PUT of $4 failed"
+  [ "$code" = 201 ] || fail "$1: PUT of $4 answered $code: $(head -c 300 "$WORK/body.$$")"
+  add_time "$t0" "$t1"
+}
+
+# Chunked upload: POST, PATCH each chunk file with Content-Range, PUT.
+upload_chunked() { # SERVER AUTH REPO DIGEST CHUNK_FILES...
+  local server=$1 auth=$2 repo=$3 digest=$4; shift 4
+  local loc total t code start=0 size hdr="$WORK/hdr.$$" chunk
+  read -r loc total < <(start_upload "$server" "$auth" "$repo")
+  for chunk in "$@"; do
+    size=$(stat -c %s "$chunk")
+    read -r code t < <(curl -sS --max-time 120 -X PATCH -H "$auth" -H 'Expect:' \
+      -H 'Content-Type: application/octet-stream' -H "Content-Range: $start-$((start + size - 1))" \
+      -T "$chunk" -D "$hdr" -o /dev/null -w '%{http_code} %{time_total}\n' "$loc") \
+      || fail "$server: PATCH failed"
+    [ "$code" = 202 ] || fail "$server: PATCH at $start answered $code"
+    loc=$(tr -d '\r' <"$hdr" | awk 'tolower($1) == "location:" { print $2 }' | tail -1)
+    case $loc in /*) loc="$(base_of "$server")$loc" ;; esac
+    total=$(add_time "$total" "$t")
+    start=$((start + size))
+  done
+  read -r code t < <(curl -sS --max-time 120 -X PUT -H "$auth" -H 'Content-Length: 0' \
+    -o "$WORK/body.$$" -w '%{http_code} %{time_total}\n' "$(with_digest "$loc" "$digest")") \
+    || fail "$server: final PUT failed"
+  [ "$code" = 201 ] || fail "$server: final PUT answered $code: $(head -c 300 "$WORK/body.$$")"
+  add_time "$total" "$t"
+}
+
+mibps() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.1f", b / 1048576 / s }'; }
+
+# Server order of round R: alternates so neither always goes first.
+order() { if [ $(($1 % 2)) -eq 1 ]; then echo "mcr dist"; else echo "dist mcr"; fi; }
+
+# Gives FILE a round-specific first 32 bytes, so every round uploads a
+# blob neither server has seen; prints its digest.
+mark() { # FILE ROUND
+  printf 'mcr-bench %s round %02d %08d' "$(basename "$1")" "$2" "$RANDOM" | head -c 32 \
+    | dd of="$1" bs=32 count=1 conv=notrunc status=none
+  echo "sha256:$(sha256sum "$1" | cut -d' ' -f1)"
+}
+
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+LOADS=()
+phase() { deadline; LOADS+=("$1: $(loadavg)"); log "$1 (load $(loadavg))"; }
+
+# --- the workloads -------------------------------------------------------
+log "scratch $WORK ($FSTYPE); MCR on :$MCR_PORT, Distribution on :$DIST_PORT (no-auth :$NOAUTH_PORT)"
+log "generating ${BIG_MIB} MiB and ${CHUNKED_MIB} MiB of random data"
+head -c $((BIG_MIB << 20)) /dev/urandom >"$WORK/big.bin"
+head -c $((CHUNKED_MIB << 20)) /dev/urandom >"$WORK/chunked.bin"
+LOAD_START=$(loadavg)
+
+phase "startup"
+start_servers 0
+record startup mcr 0 "RSS MiB" "$(kib_field "$MCR_PID" VmRSS)"
+record startup dist 0 "RSS MiB" "$(kib_field "$DIST_PID" VmRSS)"
+record_rss startup
+stop_servers
+
+phase "monolithic upload of ${BIG_MIB} MiB"
+start_servers 0
+BIG_DIGESTS=()
+for r in $(seq 1 "$ROUNDS"); do
+  deadline
+  digest=$(mark "$WORK/big.bin" "$r")
+  BIG_DIGESTS+=("$digest")
+  for s in $(order "$r"); do
+    secs=$(upload_mono "$s" "$(auth_of "$s" bench/big)" bench/big "$WORK/big.bin" "$digest")
+    record mono_upload "$s" "$r" MiB/s "$(mibps $((BIG_MIB << 20)) "$secs")"
+    log "  round $r $s: ${secs}s"
+  done
+done
+record_rss mono_upload
+stop_servers
+
+phase "download of ${BIG_MIB} MiB"
+start_servers 0
+for r in $(seq 1 "$ROUNDS"); do
+  deadline
+  for s in $(order "$r"); do
+    read -r code bytes secs < <(curl -sS --max-time 600 -H "$(auth_of "$s" bench/big)" -o /dev/null \
+      -w '%{http_code} %{size_download} %{time_total}\n' "$(base_of "$s")/v2/bench/big/blobs/${BIG_DIGESTS[$((r - 1))]}") \
+      || fail "$s: download failed"
+    [ "$code" = 200 ] && [ "$bytes" = $((BIG_MIB << 20)) ] || fail "$s: download answered $code with $bytes bytes"
+    record download "$s" "$r" MiB/s "$(mibps "$bytes" "$secs")"
+    log "  round $r $s: ${secs}s"
+  done
+done
+record_rss download
+stop_servers
+
+phase "chunked upload of ${CHUNKED_MIB} MiB in ${CHUNK_MIB} MiB chunks"
+start_servers 0
+for r in $(seq 1 "$ROUNDS"); do
+  deadline
+  digest=$(mark "$WORK/chunked.bin" "$r")
+  rm -rf "$WORK/chunks"; mkdir "$WORK/chunks"
+  split -b "${CHUNK_MIB}M" -d -a 4 "$WORK/chunked.bin" "$WORK/chunks/c"
+  chunks=("$WORK"/chunks/c*)
+  [ ${#chunks[@]} -eq "$NCHUNKS" ] || fail "split gave ${#chunks[@]} chunks, want $NCHUNKS"
+  for s in $(order "$r"); do
+    secs=$(upload_chunked "$s" "$(auth_of "$s" bench/chunked)" bench/chunked "$digest" "${chunks[@]}")
+    record chunked_upload "$s" "$r" MiB/s "$(mibps $((CHUNKED_MIB << 20)) "$secs")"
+    log "  round $r $s: ${secs}s"
+  done
+done
+rm -rf "$WORK/chunks"
+record_rss chunked_upload
+stop_servers
+
+phase "skopeo push of $LAYERS layers of $LAYER_KIB KiB"
+start_servers 0
+SK=(skopeo --insecure-policy)
+for r in $(seq 1 "$ROUNDS"); do
+  deadline
+  rm -rf "$WORK/layout"
+  read -r MANIFEST_DIGEST _ < <(python3 "$HERE/mklayout.py" "$WORK/layout" "r$r" "$LAYERS" $((LAYER_KIB * 1024)))
+  [ "$r" = 1 ] && FIRST_MANIFEST=$MANIFEST_DIGEST
+  for s in $(order "$r"); do
+    t0=$(date +%s%N)
+    timeout 300 "${SK[@]}" copy --quiet --preserve-digests --dest-tls-verify=false \
+      --dest-creds "$(creds_of "$s")" "oci:$WORK/layout:r$r" "docker://127.0.0.1:$(port_of "$s")/bench/img:r$r" \
+      >"$WORK/skopeo.log" 2>&1 || { cat "$WORK/skopeo.log" >&2; fail "$s: skopeo push failed"; }
+    secs=$(awk -v a="$t0" -v b="$(date +%s%N)" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')
+    record skopeo_push "$s" "$r" s "$secs"
+    log "  round $r $s: ${secs}s"
+  done
+done
+rm -rf "$WORK/layout"
+record_rss skopeo_push
+stop_servers
+
+# A 1 MiB blob for the wrk blob GET, put in place with servers that are
+# then restarted, so the wrk phases' peaks are their own.
+head -c $((1 << 20)) /dev/urandom >"$WORK/small.bin"
+SMALL_DIGEST="sha256:$(sha256sum "$WORK/small.bin" | cut -d' ' -f1)"
+start_servers 0
+for s in mcr dist; do upload_mono "$s" "$(auth_of "$s" bench/small)" bench/small "$WORK/small.bin" "$SMALL_DIGEST" >/dev/null; done
+stop_servers
+
+MANIFEST_ACCEPT="Accept: application/vnd.oci.image.manifest.v1+json"
+# wrk_run WORKLOAD SERVER ROUND URL HEADERS...
+wrk_run() {
+  local w=$1 s=$2 r=$3 url=$4; shift 4
+  local out="$WORK/wrk.out" hdrs=() h
+  for h in "$@"; do hdrs+=(-H "$h"); done
+  timeout $((WRK_SECONDS + 60)) wrk -t2 -c"$WRK_CONNS" -d"${WRK_SECONDS}s" --latency "${hdrs[@]}" "$url" >"$out" 2>&1 \
+    || { cat "$out" >&2; fail "wrk on $s failed"; }
+  local rps p50 p99 bad
+  rps=$(awk '$1 == "Requests/sec:" { print $2 }' "$out")
+  # wrk prints latencies as 812.00us, 3.21ms or 1.02s: all to ms.
+  p50=$(awk '$1 == "50%" { v = $2 + 0; if ($2 ~ /us$/) v /= 1000; else if ($2 ~ /[0-9]s$/) v *= 1000; print v }' "$out")
+  p99=$(awk '$1 == "99%" { v = $2 + 0; if ($2 ~ /us$/) v /= 1000; else if ($2 ~ /[0-9]s$/) v *= 1000; print v }' "$out")
+  bad=$(awk '/Non-2xx or 3xx responses:/ { print $NF }' "$out")
+  [ -n "$rps" ] && [ -n "$p50" ] && [ -n "$p99" ] || { cat "$out" >&2; fail "could not read wrk's output"; }
+  if [ -n "$bad" ] && [ "$bad" != 0 ]; then
+    cat "$out" >&2; fail "$s answered $bad non-2xx responses under wrk: the figures would be meaningless"
+  fi
+  grep -q 'Socket errors' "$out" && log "  $s: $(grep 'Socket errors' "$out")"
+  record "$w" "$s" "$r" req/s "$rps"
+  record "$w" "$s" "$r" "p50 ms" "$p50"
+  record "$w" "$s" "$r" "p99 ms" "$p99"
+  log "  round $r $s: $rps req/s, p50 ${p50} ms, p99 ${p99} ms"
+}
+
+# check_get SERVER URL EXPECT_BYTES HEADERS... : one GET must answer 200.
+check_get() {
+  local s=$1 url=$2 want=$3; shift 3
+  local hdrs=() h code bytes
+  for h in "$@"; do hdrs+=(-H "$h"); done
+  read -r code bytes < <(curl -sS --max-time 30 "${hdrs[@]}" -o /dev/null -w '%{http_code} %{size_download}\n' "$url")
+  [ "$code" = 200 ] || fail "$s: GET $url answered $code"
+  [ -z "$want" ] || [ "$bytes" = "$want" ] || fail "$s: GET $url gave $bytes bytes, want $want"
+  echo "$bytes"
+}
+
+wrk_servers() { if [ "$DIST_NOAUTH" = 1 ]; then echo "$(order "$1") dist-noauth"; else order "$1"; fi; }
+
+phase "manifest GET, wrk -c$WRK_CONNS -d${WRK_SECONDS}s"
+start_servers "$DIST_NOAUTH"
+MANIFEST_BYTES=""
+for r in $(seq 1 "$ROUNDS"); do
+  deadline
+  for s in $(wrk_servers "$r"); do
+    auth=$(auth_of "$s" bench/img)
+    url="$(base_of "$s")/v2/bench/img/manifests/r1"
+    MANIFEST_BYTES=$(check_get "$s" "$url" "$MANIFEST_BYTES" "$auth" "$MANIFEST_ACCEPT")
+    wrk_run manifest_get "$s" "$r" "$url" "$auth" "$MANIFEST_ACCEPT"
+  done
+done
+record_rss manifest_get
+stop_servers
+
+phase "1 MiB blob GET, wrk -c$WRK_CONNS -d${WRK_SECONDS}s"
+start_servers "$DIST_NOAUTH"
+for r in $(seq 1 "$ROUNDS"); do
+  deadline
+  for s in $(wrk_servers "$r"); do
+    auth=$(auth_of "$s" bench/small)
+    url="$(base_of "$s")/v2/bench/small/blobs/$SMALL_DIGEST"
+    check_get "$s" "$url" $((1 << 20)) "$auth" >/dev/null
+    wrk_run blob_get "$s" "$r" "$url" "$auth"
+  done
+done
+record_rss blob_get
+stop_servers
+LOAD_END=$(loadavg)
+TOTAL_SECONDS=$(($(date +%s) - STARTED))
+
+# --- the report ------------------------------------------------------------
+COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+DIRTY=$(git -C "$ROOT" status --porcelain --untracked-files=no -- crates Cargo.toml Cargo.lock 2>/dev/null | wc -l)
+mkdir -p "$(dirname "$OUT")"
+{
+  echo "# MCR vs Distribution: $(date -u '+%Y-%m-%d %H:%M UTC'), commit $COMMIT$([ "$DIRTY" -gt 0 ] && echo " (+ $DIRTY uncommitted changes in crates/)")"
+  echo
+  echo "- Machine: $(nproc) cores ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), $(free -h | awk '/^Mem:/ { print $2 }') memory;" \
+    "scratch disk: $(df -h "$WORK" | awk 'NR == 2 { print $1 ", " $2 " size, " $4 " free" }') ($FSTYPE)."
+  echo "- Load average (1, 5, 15 min): $LOAD_START at the start, $LOAD_END at the end; per phase: $(printf '%s; ' "${LOADS[@]}" | sed 's/; $//')."
+  echo "- Distribution: $(docker-registry --version 2>/dev/null | awk '{ print $NF }'), filesystem storage, htpasswd (bcrypt) basic auth on every request;" \
+    "MCR: \`mcrsrv dev\` (local identity, bearer token from /v2/token fetched once per workload and round, not timed). Both on 127.0.0.1, plain HTTP, log level info."
+  [ -z "${BENCH_MCR_ENV:-}" ] || echo "- mcrsrv ran with the environment \`$BENCH_MCR_ENV\` (BENCH_MCR_ENV)."
+  echo "- $ROUNDS rounds, medians; servers restarted per workload (peak RSS = VmHWM of that workload); order alternates per round." \
+    "Client and servers share the $(nproc) cores. Run took ${TOTAL_SECONDS}s plus a ${BUILD_SECONDS}s build."
+  echo
+  BENCH_BIG_MIB=$BIG_MIB BENCH_CHUNKED_MIB=$CHUNKED_MIB BENCH_CHUNK_MIB=$CHUNK_MIB BENCH_LAYERS=$LAYERS \
+    BENCH_LAYER_KIB=$LAYER_KIB BENCH_WRK_CONNS=$WRK_CONNS python3 "$HERE/report.py" "$RESULTS"
+} >"$OUT"
+cat "$OUT"
+log "wrote $OUT"
