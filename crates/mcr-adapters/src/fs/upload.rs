@@ -38,7 +38,7 @@ use super::{blocking, io_error, join_error};
 /// runs off the async workers. Large enough that syscalls and task hops
 /// are noise next to hashing; small enough that an upload in flight holds
 /// a few MiB at most.
-const BATCH: usize = 1 << 20;
+const BATCH: usize = 256 << 10;
 
 /// Read size when hashing an upload again from disk.
 const REHASH_CHUNK: usize = 1 << 20;
