@@ -82,6 +82,8 @@ def main() -> int:
     for w in RSS_WORKLOADS:
         rows.append((w, "peak RSS MiB", "lower", f"peak RSS during {w.replace('_', ' ')}"))
     rows.append(("startup", "RSS MiB", "lower", "RSS when idle after start"))
+    for w in RSS_WORKLOADS:
+        rows.append((w, "server CPU s", "lower", f"server CPU time, {w.replace('_', ' ')} (all rounds)"))
 
     out = []
     out.append("| workload | unit | MCR | Distribution | MCR/Dist | MCR better when | winner | Distribution, no auth |")

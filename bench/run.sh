@@ -67,6 +67,12 @@ need docker-registry:docker-registry wrk:wrk skopeo:skopeo curl:curl jq:jq \
   htpasswd:apache2-utils python3:python3 timeout:coreutils
 command -v cargo >/dev/null || fail "cargo is needed to build mcrsrv (install the Rust toolchain)"
 
+# What is built: the commit, and any uncommitted changes to the crates
+# (other work may be going on in the same tree).
+COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+DIRTY=$(git -C "$ROOT" status --porcelain --untracked-files=no -- crates Cargo.toml Cargo.lock 2>/dev/null \
+  | awk '{ print $2 }' | paste -sd' ' || true)
+
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mcr/target}"
 log "building mcrsrv (release) into $CARGO_TARGET_DIR"
 BUILD_T0=$(date +%s)
@@ -187,10 +193,19 @@ kib_field() { # PID FIELD -> MiB
   awk -v f="$2:" '$1 == f { printf "%.1f", $2 / 1024 }' "/proc/$1/status"
 }
 
-# Records each server's VmHWM (peak RSS since its start) for WORKLOAD.
+# CPU seconds (user + system) a process has used since it started.
+cpu_seconds() { # PID
+  awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' "/proc/$1/stat"
+}
+
+# Records each server's VmHWM (peak RSS since its start) and CPU time for
+# WORKLOAD: servers restart per workload, so both belong to it (plus the
+# start-up, measured on its own in the "startup" phase).
 record_rss() { # WORKLOAD
   record "$1" mcr 0 "peak RSS MiB" "$(kib_field "$MCR_PID" VmHWM)"
   record "$1" dist 0 "peak RSS MiB" "$(kib_field "$DIST_PID" VmHWM)"
+  record "$1" mcr 0 "server CPU s" "$(cpu_seconds "$MCR_PID")"
+  record "$1" dist 0 "server CPU s" "$(cpu_seconds "$DIST_PID")"
 }
 
 port_of() { case $1 in mcr) echo "$MCR_PORT" ;; dist) echo "$DIST_PORT" ;; dist-noauth) echo "$NOAUTH_PORT" ;; esac; }
@@ -451,11 +466,9 @@ LOAD_END=$(loadavg)
 TOTAL_SECONDS=$(($(date +%s) - STARTED))
 
 # --- the report ------------------------------------------------------------
-COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-DIRTY=$(git -C "$ROOT" status --porcelain --untracked-files=no -- crates Cargo.toml Cargo.lock 2>/dev/null | wc -l)
 mkdir -p "$(dirname "$OUT")"
 {
-  echo "# MCR vs Distribution: $(date -u '+%Y-%m-%d %H:%M UTC'), commit $COMMIT$([ "$DIRTY" -gt 0 ] && echo " (+ $DIRTY uncommitted changes in crates/)")"
+  echo "# MCR vs Distribution: $(date -u '+%Y-%m-%d %H:%M UTC'), commit $COMMIT$([ -n "$DIRTY" ] && echo " + uncommitted changes to $DIRTY")"
   echo
   echo "- Machine: $(nproc) cores ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), $(free -h | awk '/^Mem:/ { print $2 }') memory;" \
     "scratch disk: $(df -h "$WORK" | awk 'NR == 2 { print $1 ", " $2 " size, " $4 " free" }') ($FSTYPE)."
