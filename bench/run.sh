@@ -477,10 +477,10 @@ mkdir -p "$(dirname "$OUT")"
     "MCR: \`mcrsrv dev\` (local identity, bearer token from /v2/token fetched once per workload and round, not timed). Both on 127.0.0.1, plain HTTP, log level info."
   [ -z "${BENCH_MCR_ENV:-}" ] || echo "- mcrsrv ran with the environment \`$BENCH_MCR_ENV\` (BENCH_MCR_ENV)."
   echo "- $ROUNDS rounds, medians; servers restarted per workload (peak RSS = VmHWM of that workload); order alternates per round." \
-    "Client and servers share the $(nproc) cores. Run took ${TOTAL_SECONDS}s plus a ${BUILD_SECONDS}s build."
+    "Client and servers share the $(nproc) cores. Run took ${TOTAL_SECONDS}s, of which ${BUILD_SECONDS}s building mcrsrv."
   echo
   BENCH_BIG_MIB=$BIG_MIB BENCH_CHUNKED_MIB=$CHUNKED_MIB BENCH_CHUNK_MIB=$CHUNK_MIB BENCH_LAYERS=$LAYERS \
-    BENCH_LAYER_KIB=$LAYER_KIB BENCH_WRK_CONNS=$WRK_CONNS python3 "$HERE/report.py" "$RESULTS"
+    BENCH_LAYER_KIB=$LAYER_KIB BENCH_WRK_CONNS=$WRK_CONNS BENCH_WRK_SECONDS=$WRK_SECONDS python3 "$HERE/report.py" "$RESULTS"
 } >"$OUT"
 cat "$OUT"
 log "wrote $OUT"
