@@ -71,9 +71,21 @@ impl GcRun {
         &self.id
     }
 
+    /// Runs GC to the end and logs how it went, so a run started in the
+    /// background (whose result no one awaits) still leaves a trace.
     pub async fn run(self) -> Result<GcReport> {
         let registry = Arc::clone(&self.registry);
-        registry.collect(&self).await
+        let outcome = registry.collect(&self).await;
+        match &outcome {
+            Ok(report) => tracing::info!(
+                id = %report.id,
+                blobs_removed = report.blobs_removed,
+                bytes_freed = report.bytes_freed,
+                "garbage collection done"
+            ),
+            Err(e) => tracing::error!(id = %self.id, error = %e, "garbage collection failed"),
+        }
+        outcome
     }
 }
 

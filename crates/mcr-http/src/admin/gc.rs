@@ -17,17 +17,8 @@ pub async fn start(
 ) -> Result<Response, ApiError> {
     let run = state.registry.start_gc(&caller).await?;
     let id = run.id().to_string();
-    tokio::spawn(async move {
-        match run.run().await {
-            Ok(report) => tracing::info!(
-                id = %report.id,
-                blobs_removed = report.blobs_removed,
-                bytes_freed = report.bytes_freed,
-                "garbage collection done"
-            ),
-            Err(e) => tracing::error!(error = %e, "garbage collection failed"),
-        }
-    });
+    // The run logs and audits its own outcome.
+    tokio::spawn(run.run());
     Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))).into_response())
 }
 
