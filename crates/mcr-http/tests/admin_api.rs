@@ -4,32 +4,17 @@
 //! and the side effects (audit entries, revoked tokens, rules in force,
 //! files on disk).
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
-use common::*;
-use mcr_core::audit::{AuditQuery, EventType};
+use mcr_core::audit::EventType;
 use mcr_core::testing::{admin, ManualClock, TEST_PASSWORD};
 use serde_json::{json, Value};
+use support::*;
 
 const NO_CREDENTIALS: &str = "authentication required: no credentials";
-
-/// The audit events of one type, newest first, through the use case.
-async fn audited(h: &Harness, event_type: EventType) -> Vec<mcr_core::audit::AuditEvent> {
-    h.registry
-        .audit_events(
-            &admin(),
-            AuditQuery {
-                event_type: Some(event_type),
-                limit: 1000,
-                ..AuditQuery::default()
-            },
-        )
-        .await
-        .expect("the audit log reads")
-}
 
 fn at(seconds: u64) -> String {
     ManualClock::START
@@ -41,7 +26,7 @@ fn at(seconds: u64) -> String {
 
 #[tokio::test]
 async fn health_answers_without_credentials() {
-    let h = Harness::new();
+    let h = Harness::with(Setup::bearer());
     let r = h.anon(Method::GET, "/v1/health").send().await;
     r.assert_status(StatusCode::OK);
     assert_eq!(r.json(), json!({"status": "ok"}));
@@ -59,7 +44,7 @@ async fn health_answers_without_credentials() {
 
 #[tokio::test]
 async fn login_answers_a_token_that_authenticates_admin_requests() {
-    let h = Harness::new();
+    let h = Harness::with(Setup::bearer());
     let r = h
         .anon(Method::POST, "/v1/auth/login")
         .json(&json!({"username": "admin", "password": TEST_PASSWORD}))
@@ -83,7 +68,7 @@ async fn login_answers_a_token_that_authenticates_admin_requests() {
         .await;
     r.assert_status(StatusCode::OK);
 
-    let logins = audited(&h, EventType::Login).await;
+    let logins = h.audit(EventType::Login).await;
     assert_eq!(logins.len(), 1);
     assert_eq!(logins[0].event.actor_id.as_deref(), Some("admin"));
     assert_eq!(logins[0].event.details["username"], "admin");
@@ -91,31 +76,31 @@ async fn login_answers_a_token_that_authenticates_admin_requests() {
 
 #[tokio::test]
 async fn login_refuses_a_wrong_password_or_unknown_user() {
-    let h = Harness::new();
+    let h = Harness::with(Setup::bearer());
     for (username, password) in [("admin", "wrong"), ("nobody", TEST_PASSWORD)] {
         let r = h
             .anon(Method::POST, "/v1/auth/login")
             .json(&json!({"username": username, "password": password}))
             .send()
             .await;
-        r.assert_error(
+        r.assert_admin_error(
             StatusCode::UNAUTHORIZED,
             &["authentication required", "invalid username or password"],
         );
         assert!(!r.text().contains(password), "the password is echoed");
     }
-    let failed = audited(&h, EventType::LoginFailed).await;
+    let failed = h.audit(EventType::LoginFailed).await;
     let names: Vec<&str> = failed
         .iter()
         .map(|e| e.event.details["username"].as_str())
         .collect();
     assert_eq!(names, ["nobody", "admin"]);
-    assert!(audited(&h, EventType::Login).await.is_empty());
+    assert!(h.audit(EventType::Login).await.is_empty());
 }
 
 #[tokio::test]
 async fn login_rejects_malformed_and_oversized_bodies() {
-    let h = Harness::new();
+    let h = Harness::with(Setup::bearer());
     let cases: [(&[u8], &[&str]); 4] = [
         (b"{not json", &["invalid JSON body"]),
         (b"", &["invalid JSON body"]),
@@ -135,7 +120,7 @@ async fn login_rejects_malformed_and_oversized_bodies() {
             .body(body.to_vec())
             .send()
             .await;
-        r.assert_error(StatusCode::BAD_REQUEST, parts);
+        r.assert_admin_error(StatusCode::BAD_REQUEST, parts);
     }
     let huge = json!({"username": "admin", "password": "x".repeat(70 * 1024)});
     let r = h
@@ -143,17 +128,17 @@ async fn login_rejects_malformed_and_oversized_bodies() {
         .json(&huge)
         .send()
         .await;
-    r.assert_error(
+    r.assert_admin_error(
         StatusCode::PAYLOAD_TOO_LARGE,
         &["request body is over 65536 bytes"],
     );
     // Nothing was attempted, so nothing failed.
-    assert!(audited(&h, EventType::LoginFailed).await.is_empty());
+    assert!(h.audit(EventType::LoginFailed).await.is_empty());
 }
 
 #[tokio::test]
 async fn logout_revokes_the_token_it_is_called_with() {
-    let h = Harness::new();
+    let h = Harness::with(Setup::bearer());
     let r = h
         .anon(Method::POST, "/v1/auth/login")
         .json(&json!({"username": "user", "password": TEST_PASSWORD}))
@@ -176,7 +161,7 @@ async fn logout_revokes_the_token_it_is_called_with() {
         .bearer(&token)
         .send()
         .await;
-    r.assert_error(
+    r.assert_admin_error(
         StatusCode::UNAUTHORIZED,
         &["authentication required", "token not valid"],
     );
@@ -185,61 +170,60 @@ async fn logout_revokes_the_token_it_is_called_with() {
         .bearer(&token)
         .send()
         .await;
-    r.assert_error(StatusCode::UNAUTHORIZED, &["token not valid"]);
+    r.assert_admin_error(StatusCode::UNAUTHORIZED, &["token not valid"]);
     let r = h.anon(Method::GET, "/v2/").bearer(&token).send().await;
     r.assert_status(StatusCode::UNAUTHORIZED);
     // Other tokens of the same user are untouched.
-    let r = h.as_("user", Method::GET, "/v1/repositories").send().await;
+    let r = h
+        .bearer_as("user", Method::GET, "/v1/repositories")
+        .send()
+        .await;
     r.assert_status(StatusCode::OK);
 
-    let logouts = audited(&h, EventType::Logout).await;
+    let logouts = h.audit(EventType::Logout).await;
     assert_eq!(logouts.len(), 1);
     assert_eq!(logouts[0].event.actor_id.as_deref(), Some("user"));
 }
 
 #[tokio::test]
 async fn logout_needs_a_bearer_token() {
-    let h = Harness::new();
+    let h = Harness::with(Setup::bearer());
     let r = h.anon(Method::POST, "/v1/auth/logout").send().await;
-    r.assert_error(StatusCode::UNAUTHORIZED, &[NO_CREDENTIALS]);
-    let basic = format!(
-        "Basic {}",
-        base64::Engine::encode(
-            &base64::engine::general_purpose::STANDARD,
-            format!("user:{TEST_PASSWORD}")
-        )
-    );
+    r.assert_admin_error(StatusCode::UNAUTHORIZED, &[NO_CREDENTIALS]);
     let r = h
         .anon(Method::POST, "/v1/auth/logout")
-        .header("authorization", basic)
+        .basic("user", TEST_PASSWORD)
         .send()
         .await;
-    r.assert_error(
+    r.assert_admin_error(
         StatusCode::BAD_REQUEST,
         &["logout needs the bearer token to revoke"],
     );
-    assert!(audited(&h, EventType::Logout).await.is_empty());
+    assert!(h.audit(EventType::Logout).await.is_empty());
 }
 
 #[tokio::test]
 async fn an_unreachable_identity_service_is_503_not_401() {
-    let h = Harness::new();
+    let h = Harness::with(Setup::bearer());
     h.identity.set_unavailable(true);
     let r = h
         .anon(Method::POST, "/v1/auth/login")
         .json(&json!({"username": "admin", "password": TEST_PASSWORD}))
         .send()
         .await;
-    r.assert_error(
+    r.assert_admin_error(
         StatusCode::SERVICE_UNAVAILABLE,
         &["service unavailable", "identity service unreachable"],
     );
-    let r = h.as_("admin", Method::GET, "/v1/repositories").send().await;
-    r.assert_error(StatusCode::SERVICE_UNAVAILABLE, &["service unavailable"]);
+    let r = h
+        .bearer_as("admin", Method::GET, "/v1/repositories")
+        .send()
+        .await;
+    r.assert_admin_error(StatusCode::SERVICE_UNAVAILABLE, &["service unavailable"]);
     let r = h.anon(Method::GET, "/v1/health").send().await;
     r.assert_status(StatusCode::OK);
     // No failed login is recorded for an outage.
-    assert!(audited(&h, EventType::LoginFailed).await.is_empty());
+    assert!(h.audit(EventType::LoginFailed).await.is_empty());
 }
 
 // ---------------------------------------------------------------- repositories
@@ -254,7 +238,7 @@ async fn three_repositories(h: &Harness) -> Vec<Value> {
         .push_image("ci/app", "v1", b"{\"app\":1}", &[shared, b"app layer one"])
         .await;
     let r = h
-        .as_("user", Method::PUT, "/v2/ci/app/manifests/latest")
+        .bearer_as("user", Method::PUT, "/v2/ci/app/manifests/latest")
         .header("content-type", OCI_MANIFEST)
         .body(a.raw.clone())
         .send()
@@ -263,7 +247,7 @@ async fn three_repositories(h: &Harness) -> Vec<Value> {
     let b = h
         .push_image(
             "ci/app",
-            &sha256(&image_manifest(b"{\"app\":2}", &[shared])),
+            &sha256(&raw_image_manifest(b"{\"app\":2}", &[shared])),
             b"{\"app\":2}",
             &[shared],
         )
@@ -299,10 +283,13 @@ async fn three_repositories(h: &Harness) -> Vec<Value> {
 
 #[tokio::test]
 async fn repositories_list_tag_count_manifest_count_and_total_size() {
-    let h = Harness::new();
+    let h = Harness::with(Setup::bearer());
     let expected = three_repositories(&h).await;
     for who in ["admin", "user"] {
-        let r = h.as_(who, Method::GET, "/v1/repositories").send().await;
+        let r = h
+            .bearer_as(who, Method::GET, "/v1/repositories")
+            .send()
+            .await;
         r.assert_status(StatusCode::OK);
         assert_eq!(
             r.json(),
@@ -314,10 +301,10 @@ async fn repositories_list_tag_count_manifest_count_and_total_size() {
 
 #[tokio::test]
 async fn repositories_page_with_n_and_last() {
-    let h = Harness::new();
+    let h = Harness::with(Setup::bearer());
     let expected = three_repositories(&h).await;
     let r = h
-        .as_("admin", Method::GET, "/v1/repositories?n=2")
+        .bearer_as("admin", Method::GET, "/v1/repositories?n=2")
         .send()
         .await;
     r.assert_status(StatusCode::OK);
@@ -326,7 +313,7 @@ async fn repositories_page_with_n_and_last() {
         json!({"repositories": expected[..2], "next": "lib/base"})
     );
     let r = h
-        .as_("admin", Method::GET, "/v1/repositories?n=2&last=lib/base")
+        .bearer_as("admin", Method::GET, "/v1/repositories?n=2&last=lib/base")
         .send()
         .await;
     assert_eq!(
@@ -335,12 +322,12 @@ async fn repositories_page_with_n_and_last() {
     );
     // A page that ends exactly at the end says there is no more.
     let r = h
-        .as_("admin", Method::GET, "/v1/repositories?n=3")
+        .bearer_as("admin", Method::GET, "/v1/repositories?n=3")
         .send()
         .await;
     assert_eq!(r.json(), json!({"repositories": expected, "next": null}));
     let r = h
-        .as_("admin", Method::GET, "/v1/repositories?last=ci/app")
+        .bearer_as("admin", Method::GET, "/v1/repositories?last=ci/app")
         .send()
         .await;
     assert_eq!(
@@ -348,7 +335,7 @@ async fn repositories_page_with_n_and_last() {
         json!({"repositories": expected[1..], "next": null})
     );
     let r = h
-        .as_("admin", Method::GET, "/v1/repositories?last=zeta")
+        .bearer_as("admin", Method::GET, "/v1/repositories?last=zeta")
         .send()
         .await;
     assert_eq!(r.json(), json!({"repositories": [], "next": null}));
@@ -356,47 +343,50 @@ async fn repositories_page_with_n_and_last() {
 
 #[tokio::test]
 async fn repositories_refuse_guests_and_anonymous_callers() {
-    let h = Harness::new();
+    let h = Harness::with(Setup::bearer());
     three_repositories(&h).await;
-    let r = h.as_("guest", Method::GET, "/v1/repositories").send().await;
-    r.assert_error(
+    let r = h
+        .bearer_as("guest", Method::GET, "/v1/repositories")
+        .send()
+        .await;
+    r.assert_admin_error(
         StatusCode::FORBIDDEN,
         &["guest may not registry:catalog the registry"],
     );
     let r = h.anon(Method::GET, "/v1/repositories").send().await;
-    r.assert_error(StatusCode::UNAUTHORIZED, &[NO_CREDENTIALS]);
+    r.assert_admin_error(StatusCode::UNAUTHORIZED, &[NO_CREDENTIALS]);
     let r = h
         .anon(Method::GET, "/v1/repositories")
         .bearer("forged")
         .send()
         .await;
-    r.assert_error(StatusCode::UNAUTHORIZED, &["token not valid"]);
-    let denied = audited(&h, EventType::PolicyDeny).await;
+    r.assert_admin_error(StatusCode::UNAUTHORIZED, &["token not valid"]);
+    let denied = h.audit(EventType::PolicyDeny).await;
     assert_eq!(denied.len(), 1);
     assert_eq!(denied[0].event.actor_id.as_deref(), Some("guest"));
 }
 
 #[tokio::test]
 async fn repositories_reject_a_malformed_page_size_as_json() {
-    let h = Harness::new();
+    let h = Harness::with(Setup::bearer());
     for query in ["n=abc", "n=-1"] {
         let r = h
-            .as_("admin", Method::GET, format!("/v1/repositories?{query}"))
+            .bearer_as("admin", Method::GET, format!("/v1/repositories?{query}"))
             .send()
             .await;
-        r.assert_error(StatusCode::BAD_REQUEST, &["n"]);
+        r.assert_admin_error(StatusCode::BAD_REQUEST, &["n"]);
     }
 }
 
 #[tokio::test]
 async fn repository_detail_of_a_nested_name_lists_tags_manifests_and_layers() {
-    let h = Harness::new();
+    let h = Harness::with(Setup::bearer());
     h.clock.advance(Duration::from_secs(5));
     let config: &[u8] = b"{\"detail\":true}";
     let layers: [&[u8]; 2] = [b"detail layer one", b"detail layer two"];
     let image = h.push_image("team/sub/app", "v1", config, &layers).await;
     let r = h
-        .as_("user", Method::PUT, "/v2/team/sub/app/manifests/stable")
+        .bearer_as("user", Method::PUT, "/v2/team/sub/app/manifests/stable")
         .header("content-type", OCI_MANIFEST)
         .body(image.raw.clone())
         .send()
@@ -430,7 +420,7 @@ async fn repository_detail_of_a_nested_name_lists_tags_manifests_and_layers() {
     });
     for who in ["admin", "user"] {
         let r = h
-            .as_(who, Method::GET, "/v1/repositories/team/sub/app")
+            .bearer_as(who, Method::GET, "/v1/repositories/team/sub/app")
             .send()
             .await;
         r.assert_status(StatusCode::OK);
@@ -440,33 +430,33 @@ async fn repository_detail_of_a_nested_name_lists_tags_manifests_and_layers() {
 
 #[tokio::test]
 async fn repository_detail_errors() {
-    let h = Harness::new();
+    let h = Harness::with(Setup::bearer());
     h.push_image("ci/app", "v1", b"{}", &[b"l"]).await;
     let r = h
-        .as_("admin", Method::GET, "/v1/repositories/no/such")
+        .bearer_as("admin", Method::GET, "/v1/repositories/no/such")
         .send()
         .await;
-    r.assert_error(StatusCode::NOT_FOUND, &["repository no/such not known"]);
+    r.assert_admin_error(StatusCode::NOT_FOUND, &["repository no/such not known"]);
     let r = h
-        .as_("admin", Method::GET, "/v1/repositories/Bad/Name")
+        .bearer_as("admin", Method::GET, "/v1/repositories/Bad/Name")
         .send()
         .await;
-    r.assert_error(StatusCode::BAD_REQUEST, &["repository name invalid"]);
+    r.assert_admin_error(StatusCode::BAD_REQUEST, &["repository name invalid"]);
     let r = h
-        .as_("guest", Method::GET, "/v1/repositories/ci/app")
+        .bearer_as("guest", Method::GET, "/v1/repositories/ci/app")
         .send()
         .await;
-    r.assert_error(
+    r.assert_admin_error(
         StatusCode::FORBIDDEN,
         &["guest may not registry:pull repository ci/app"],
     );
     let r = h.anon(Method::GET, "/v1/repositories/ci/app").send().await;
-    r.assert_error(StatusCode::UNAUTHORIZED, &[NO_CREDENTIALS]);
+    r.assert_admin_error(StatusCode::UNAUTHORIZED, &[NO_CREDENTIALS]);
 }
 
 #[tokio::test]
 async fn repository_delete_is_admin_only_audited_and_complete() {
-    let h = Harness::new();
+    let h = Harness::with(Setup::bearer());
     let image = h
         .push_image("ci/app", "v1", b"{\"del\":1}", &[b"del layer"])
         .await;
@@ -486,19 +476,19 @@ async fn repository_delete_is_admin_only_audited_and_complete() {
         ),
     ] {
         let r = h
-            .as_(who, Method::DELETE, "/v1/repositories/ci/app")
+            .bearer_as(who, Method::DELETE, "/v1/repositories/ci/app")
             .send()
             .await;
-        r.assert_error(status, &[part]);
+        r.assert_admin_error(status, &[part]);
     }
     let r = h
         .anon(Method::DELETE, "/v1/repositories/ci/app")
         .send()
         .await;
-    r.assert_error(StatusCode::UNAUTHORIZED, &[NO_CREDENTIALS]);
+    r.assert_admin_error(StatusCode::UNAUTHORIZED, &[NO_CREDENTIALS]);
     // Still there.
     let r = h
-        .as_(
+        .bearer_as(
             "user",
             Method::GET,
             format!("/v2/ci/app/manifests/{}", image.digest),
@@ -509,7 +499,7 @@ async fn repository_delete_is_admin_only_audited_and_complete() {
 
     // An upload session in progress goes with the repository.
     let r = h
-        .as_("user", Method::POST, "/v2/ci/app/blobs/uploads/")
+        .bearer_as("user", Method::POST, "/v2/ci/app/blobs/uploads/")
         .send()
         .await;
     r.assert_status(StatusCode::ACCEPTED);
@@ -518,21 +508,24 @@ async fn repository_delete_is_admin_only_audited_and_complete() {
 
     h.clock.advance(Duration::from_secs(1));
     let r = h
-        .as_("admin", Method::DELETE, "/v1/repositories/ci/app")
+        .bearer_as("admin", Method::DELETE, "/v1/repositories/ci/app")
         .send()
         .await;
     r.assert_status(StatusCode::NO_CONTENT);
     assert!(r.body.is_empty());
     assert!(h.upload_files().is_empty(), "{:?}", h.upload_files());
-    let r = h.as_("user", Method::GET, &session).send().await;
+    let r = h.bearer_as("user", Method::GET, &session).send().await;
     r.assert_status(StatusCode::NOT_FOUND);
 
     let r = h
-        .as_("admin", Method::GET, "/v1/repositories/ci/app")
+        .bearer_as("admin", Method::GET, "/v1/repositories/ci/app")
         .send()
         .await;
-    r.assert_error(StatusCode::NOT_FOUND, &["repository ci/app not known"]);
-    let r = h.as_("admin", Method::GET, "/v1/repositories").send().await;
+    r.assert_admin_error(StatusCode::NOT_FOUND, &["repository ci/app not known"]);
+    let r = h
+        .bearer_as("admin", Method::GET, "/v1/repositories")
+        .send()
+        .await;
     let names: Vec<String> = r.json()["repositories"]
         .as_array()
         .unwrap()
@@ -541,12 +534,12 @@ async fn repository_delete_is_admin_only_audited_and_complete() {
         .collect();
     assert_eq!(names, ["ci/other"]);
     let r = h
-        .as_("user", Method::GET, "/v2/ci/app/manifests/v1")
+        .bearer_as("user", Method::GET, "/v2/ci/app/manifests/v1")
         .send()
         .await;
     r.assert_status(StatusCode::NOT_FOUND);
 
-    let deleted = audited(&h, EventType::RepoDeleted).await;
+    let deleted = h.audit(EventType::RepoDeleted).await;
     assert_eq!(deleted.len(), 1);
     let e = &deleted[0].event;
     assert_eq!(e.actor_id.as_deref(), Some("admin"));
@@ -556,20 +549,20 @@ async fn repository_delete_is_admin_only_audited_and_complete() {
     // Gone is gone; unknown is unknown; a bad name is a bad name.
     for name in ["ci/app", "never/was"] {
         let r = h
-            .as_("admin", Method::DELETE, format!("/v1/repositories/{name}"))
+            .bearer_as("admin", Method::DELETE, format!("/v1/repositories/{name}"))
             .send()
             .await;
-        r.assert_error(
+        r.assert_admin_error(
             StatusCode::NOT_FOUND,
             &[&format!("repository {name} not known")],
         );
     }
     let r = h
-        .as_("admin", Method::DELETE, "/v1/repositories/UPPER")
+        .bearer_as("admin", Method::DELETE, "/v1/repositories/UPPER")
         .send()
         .await;
-    r.assert_error(StatusCode::BAD_REQUEST, &["repository name invalid"]);
-    assert_eq!(audited(&h, EventType::RepoDeleted).await.len(), 1);
+    r.assert_admin_error(StatusCode::BAD_REQUEST, &["repository name invalid"]);
+    assert_eq!(h.audit(EventType::RepoDeleted).await.len(), 1);
 }
 
 // ---------------------------------------------------------------- policy rules
@@ -587,13 +580,16 @@ fn pull_rule_for_system() -> Value {
 
 #[tokio::test]
 async fn policy_rules_crud_round_trip_audited() {
-    let h = Harness::new();
-    let r = h.as_("admin", Method::GET, "/v1/policy/rules").send().await;
+    let h = Harness::with(Setup::bearer());
+    let r = h
+        .bearer_as("admin", Method::GET, "/v1/policy/rules")
+        .send()
+        .await;
     r.assert_status(StatusCode::OK);
     assert_eq!(r.json(), json!({"rules": []}));
 
     let r = h
-        .as_("admin", Method::POST, "/v1/policy/rules")
+        .bearer_as("admin", Method::POST, "/v1/policy/rules")
         .json(&pull_rule_for_system())
         .send()
         .await;
@@ -616,7 +612,7 @@ async fn policy_rules_crud_round_trip_audited() {
     assert_eq!(created, expected);
 
     let r = h
-        .as_("admin", Method::POST, "/v1/policy/rules")
+        .bearer_as("admin", Method::POST, "/v1/policy/rules")
         .json(&json!({"priority": 5, "effect": "deny", "actions": ["registry:push"], "subject": "ci-bot"}))
         .send()
         .await;
@@ -626,17 +622,20 @@ async fn policy_rules_crud_round_trip_audited() {
     assert_ne!(id, id2);
 
     // Listed by priority.
-    let r = h.as_("admin", Method::GET, "/v1/policy/rules").send().await;
+    let r = h
+        .bearer_as("admin", Method::GET, "/v1/policy/rules")
+        .send()
+        .await;
     assert_eq!(r.json(), json!({"rules": [second, expected]}));
     let r = h
-        .as_("admin", Method::GET, format!("/v1/policy/rules/{id}"))
+        .bearer_as("admin", Method::GET, format!("/v1/policy/rules/{id}"))
         .send()
         .await;
     r.assert_status(StatusCode::OK);
     assert_eq!(r.json(), expected);
 
     let r = h
-        .as_("admin", Method::PATCH, format!("/v1/policy/rules/{id}"))
+        .bearer_as("admin", Method::PATCH, format!("/v1/policy/rules/{id}"))
         .json(&json!({"priority": 3, "description": "CI pulls, first", "roles": ["guest"]}))
         .send()
         .await;
@@ -647,13 +646,13 @@ async fn policy_rules_crud_round_trip_audited() {
     patched["roles"] = json!(["guest"]);
     assert_eq!(r.json(), patched);
     let r = h
-        .as_("admin", Method::GET, format!("/v1/policy/rules/{id}"))
+        .bearer_as("admin", Method::GET, format!("/v1/policy/rules/{id}"))
         .send()
         .await;
     assert_eq!(r.json(), patched);
     // `subject: null` clears it; an absent field is left alone.
     let r = h
-        .as_("admin", Method::PATCH, format!("/v1/policy/rules/{id2}"))
+        .bearer_as("admin", Method::PATCH, format!("/v1/policy/rules/{id2}"))
         .json(&json!({"subject": null}))
         .send()
         .await;
@@ -662,20 +661,23 @@ async fn policy_rules_crud_round_trip_audited() {
     assert_eq!(r.json()["actions"], json!(["registry:push"]));
 
     let r = h
-        .as_("admin", Method::DELETE, format!("/v1/policy/rules/{id}"))
+        .bearer_as("admin", Method::DELETE, format!("/v1/policy/rules/{id}"))
         .send()
         .await;
     r.assert_status(StatusCode::NO_CONTENT);
     assert!(r.body.is_empty());
     let r = h
-        .as_("admin", Method::GET, format!("/v1/policy/rules/{id}"))
+        .bearer_as("admin", Method::GET, format!("/v1/policy/rules/{id}"))
         .send()
         .await;
-    r.assert_error(
+    r.assert_admin_error(
         StatusCode::NOT_FOUND,
         &[&format!("policy rule {id} not found")],
     );
-    let r = h.as_("admin", Method::GET, "/v1/policy/rules").send().await;
+    let r = h
+        .bearer_as("admin", Method::GET, "/v1/policy/rules")
+        .send()
+        .await;
     assert_eq!(r.json()["rules"].as_array().unwrap().len(), 1);
 
     let ids = |events: Vec<mcr_core::audit::AuditEvent>| -> Vec<String> {
@@ -688,22 +690,22 @@ async fn policy_rules_crud_round_trip_audited() {
             .collect()
     };
     assert_eq!(
-        ids(audited(&h, EventType::PolicyRuleCreated).await),
+        ids(h.audit(EventType::PolicyRuleCreated).await),
         [id2.to_string(), id.to_string()]
     );
     assert_eq!(
-        ids(audited(&h, EventType::PolicyRuleUpdated).await),
+        ids(h.audit(EventType::PolicyRuleUpdated).await),
         [id2.to_string(), id.to_string()]
     );
     assert_eq!(
-        ids(audited(&h, EventType::PolicyRuleDeleted).await),
+        ids(h.audit(EventType::PolicyRuleDeleted).await),
         [id.to_string()]
     );
 }
 
 #[tokio::test]
 async fn policy_rule_validation_names_the_field() {
-    let h = Harness::new();
+    let h = Harness::with(Setup::bearer());
     let with = |field: &str, value: Value| {
         let mut v = pull_rule_for_system();
         v[field] = value;
@@ -771,38 +773,41 @@ async fn policy_rule_validation_names_the_field() {
     ];
     for (body, parts) in cases {
         let r = h
-            .as_("admin", Method::POST, "/v1/policy/rules")
+            .bearer_as("admin", Method::POST, "/v1/policy/rules")
             .json(&body)
             .send()
             .await;
-        r.assert_error(StatusCode::BAD_REQUEST, &parts);
+        r.assert_admin_error(StatusCode::BAD_REQUEST, &parts);
     }
     let r = h
-        .as_("admin", Method::POST, "/v1/policy/rules")
+        .bearer_as("admin", Method::POST, "/v1/policy/rules")
         .header("content-type", "application/json")
         .body("{\"priority\": 1,")
         .send()
         .await;
-    r.assert_error(StatusCode::BAD_REQUEST, &["invalid JSON body"]);
+    r.assert_admin_error(StatusCode::BAD_REQUEST, &["invalid JSON body"]);
     let mut huge = pull_rule_for_system();
     huge["description"] = json!("d".repeat(70 * 1024));
     let r = h
-        .as_("admin", Method::POST, "/v1/policy/rules")
+        .bearer_as("admin", Method::POST, "/v1/policy/rules")
         .json(&huge)
         .send()
         .await;
-    r.assert_error(StatusCode::PAYLOAD_TOO_LARGE, &["request body is over"]);
+    r.assert_admin_error(StatusCode::PAYLOAD_TOO_LARGE, &["request body is over"]);
     // Nothing was stored, nothing audited.
-    let r = h.as_("admin", Method::GET, "/v1/policy/rules").send().await;
+    let r = h
+        .bearer_as("admin", Method::GET, "/v1/policy/rules")
+        .send()
+        .await;
     assert_eq!(r.json(), json!({"rules": []}));
-    assert!(audited(&h, EventType::PolicyRuleCreated).await.is_empty());
+    assert!(h.audit(EventType::PolicyRuleCreated).await.is_empty());
 }
 
 #[tokio::test]
 async fn policy_rule_patch_is_validated_as_a_whole_and_changes_nothing_on_error() {
-    let h = Harness::new();
+    let h = Harness::with(Setup::bearer());
     let r = h
-        .as_("admin", Method::POST, "/v1/policy/rules")
+        .bearer_as("admin", Method::POST, "/v1/policy/rules")
         .json(&pull_rule_for_system())
         .send()
         .await;
@@ -838,53 +843,56 @@ async fn policy_rule_patch_is_validated_as_a_whole_and_changes_nothing_on_error(
     ];
     for (body, parts) in cases {
         let r = h
-            .as_("admin", Method::PATCH, format!("/v1/policy/rules/{id}"))
+            .bearer_as("admin", Method::PATCH, format!("/v1/policy/rules/{id}"))
             .json(&body)
             .send()
             .await;
-        r.assert_error(StatusCode::BAD_REQUEST, &parts);
+        r.assert_admin_error(StatusCode::BAD_REQUEST, &parts);
     }
     let r = h
-        .as_("admin", Method::GET, format!("/v1/policy/rules/{id}"))
+        .bearer_as("admin", Method::GET, format!("/v1/policy/rules/{id}"))
         .send()
         .await;
     assert_eq!(r.json(), rule);
-    assert!(audited(&h, EventType::PolicyRuleUpdated).await.is_empty());
+    assert!(h.audit(EventType::PolicyRuleUpdated).await.is_empty());
 }
 
 #[tokio::test]
 async fn policy_rules_unknown_ids_are_404() {
-    let h = Harness::new();
+    let h = Harness::with(Setup::bearer());
     for id in ["999", "-1", "0"] {
         let uri = format!("/v1/policy/rules/{id}");
         let expected = format!("policy rule {id} not found");
-        let r = h.as_("admin", Method::GET, &uri).send().await;
-        r.assert_error(StatusCode::NOT_FOUND, &[&expected]);
+        let r = h.bearer_as("admin", Method::GET, &uri).send().await;
+        r.assert_admin_error(StatusCode::NOT_FOUND, &[&expected]);
         let r = h
-            .as_("admin", Method::PATCH, &uri)
+            .bearer_as("admin", Method::PATCH, &uri)
             .json(&json!({"priority": 4}))
             .send()
             .await;
-        r.assert_error(StatusCode::NOT_FOUND, &[&expected]);
-        let r = h.as_("admin", Method::DELETE, &uri).send().await;
-        r.assert_error(StatusCode::NOT_FOUND, &[&expected]);
+        r.assert_admin_error(StatusCode::NOT_FOUND, &[&expected]);
+        let r = h.bearer_as("admin", Method::DELETE, &uri).send().await;
+        r.assert_admin_error(StatusCode::NOT_FOUND, &[&expected]);
     }
 }
 
 #[tokio::test]
 async fn policy_rules_reject_a_malformed_id_as_json() {
-    let h = Harness::new();
+    let h = Harness::with(Setup::bearer());
     for method in [Method::GET, Method::DELETE] {
-        let r = h.as_("admin", method, "/v1/policy/rules/abc").send().await;
-        r.assert_error(StatusCode::BAD_REQUEST, &["abc"]);
+        let r = h
+            .bearer_as("admin", method, "/v1/policy/rules/abc")
+            .send()
+            .await;
+        r.assert_admin_error(StatusCode::BAD_REQUEST, &["abc"]);
     }
 }
 
 #[tokio::test]
 async fn policy_endpoints_are_admin_only() {
-    let h = Harness::new();
+    let h = Harness::with(Setup::bearer());
     let r = h
-        .as_("admin", Method::POST, "/v1/policy/rules")
+        .bearer_as("admin", Method::POST, "/v1/policy/rules")
         .json(&pull_rule_for_system())
         .send()
         .await;
@@ -908,11 +916,11 @@ async fn policy_endpoints_are_admin_only() {
     ];
     for (method, uri, body) in calls {
         for who in ["user", "guest", "system"] {
-            let mut call = h.as_(who, method.clone(), &uri);
+            let mut call = h.bearer_as(who, method.clone(), &uri);
             if let Some(b) = &body {
                 call = call.json(b);
             }
-            call.send().await.assert_error(
+            call.send().await.assert_admin_error(
                 StatusCode::FORBIDDEN,
                 &[&format!("{who} may not policy:manage the registry")],
             );
@@ -923,25 +931,28 @@ async fn policy_endpoints_are_admin_only() {
         }
         call.send()
             .await
-            .assert_error(StatusCode::UNAUTHORIZED, &[NO_CREDENTIALS]);
+            .assert_admin_error(StatusCode::UNAUTHORIZED, &[NO_CREDENTIALS]);
     }
     // Nothing changed.
-    let r = h.as_("admin", Method::GET, "/v1/policy/rules").send().await;
+    let r = h
+        .bearer_as("admin", Method::GET, "/v1/policy/rules")
+        .send()
+        .await;
     assert_eq!(r.json()["rules"].as_array().unwrap().len(), 1);
     assert_eq!(r.json()["rules"][0]["priority"], json!(10));
-    assert_eq!(audited(&h, EventType::PolicyRuleCreated).await.len(), 1);
-    assert!(audited(&h, EventType::PolicyRuleUpdated).await.is_empty());
-    assert!(audited(&h, EventType::PolicyRuleDeleted).await.is_empty());
+    assert_eq!(h.audit(EventType::PolicyRuleCreated).await.len(), 1);
+    assert!(h.audit(EventType::PolicyRuleUpdated).await.is_empty());
+    assert!(h.audit(EventType::PolicyRuleDeleted).await.is_empty());
 }
 
 #[tokio::test]
 async fn each_policy_change_governs_the_next_request() {
-    let h = Harness::new();
+    let h = Harness::with(Setup::bearer());
     let image = h
         .push_image("ci/app", "v1", b"{\"ci\":1}", &[b"ci layer"])
         .await;
     let layer = image.blobs[1].0.clone();
-    let pull = |uri: String| h.as_("system", Method::GET, uri).send();
+    let pull = |uri: String| h.bearer_as("system", Method::GET, uri).send();
     let manifest_uri = || "/v2/ci/app/manifests/v1".to_string();
 
     let r = pull(manifest_uri()).await;
@@ -949,7 +960,7 @@ async fn each_policy_change_governs_the_next_request() {
     assert_eq!(r.json()["errors"][0]["code"], json!("DENIED"));
 
     let r = h
-        .as_("admin", Method::POST, "/v1/policy/rules")
+        .bearer_as("admin", Method::POST, "/v1/policy/rules")
         .json(&pull_rule_for_system())
         .send()
         .await;
@@ -963,13 +974,13 @@ async fn each_policy_change_governs_the_next_request() {
     assert_eq!(r.body.as_ref(), b"ci layer");
     // Pull only, and only under ci/.
     let r = h
-        .as_("system", Method::POST, "/v2/ci/app/blobs/uploads/")
+        .bearer_as("system", Method::POST, "/v2/ci/app/blobs/uploads/")
         .send()
         .await;
     r.assert_status(StatusCode::FORBIDDEN);
 
     let patch = |body: Value| {
-        h.as_("admin", Method::PATCH, format!("/v1/policy/rules/{id}"))
+        h.bearer_as("admin", Method::PATCH, format!("/v1/policy/rules/{id}"))
             .json(&body)
             .send()
     };
@@ -991,7 +1002,7 @@ async fn each_policy_change_governs_the_next_request() {
     pull(manifest_uri()).await.assert_status(StatusCode::OK);
     // A deny at a later priority still wins.
     let r = h
-        .as_("admin", Method::POST, "/v1/policy/rules")
+        .bearer_as("admin", Method::POST, "/v1/policy/rules")
         .json(&json!({"priority": 99, "effect": "deny", "actions": ["registry:pull"], "subject": "system"}))
         .send()
         .await;
@@ -999,13 +1010,13 @@ async fn each_policy_change_governs_the_next_request() {
     pull(manifest_uri())
         .await
         .assert_status(StatusCode::FORBIDDEN);
-    h.as_("admin", Method::DELETE, format!("/v1/policy/rules/{deny}"))
+    h.bearer_as("admin", Method::DELETE, format!("/v1/policy/rules/{deny}"))
         .send()
         .await
         .assert_status(StatusCode::NO_CONTENT);
     pull(manifest_uri()).await.assert_status(StatusCode::OK);
 
-    h.as_("admin", Method::DELETE, format!("/v1/policy/rules/{id}"))
+    h.bearer_as("admin", Method::DELETE, format!("/v1/policy/rules/{id}"))
         .send()
         .await
         .assert_status(StatusCode::NO_CONTENT);
@@ -1016,7 +1027,7 @@ async fn each_policy_change_governs_the_next_request() {
 
 #[tokio::test]
 async fn policy_explain_says_which_rules_matched_and_why() {
-    let h = Harness::new();
+    let h = Harness::with(Setup::bearer());
     let ask = json!({
         "subject": "ci-bot",
         "account_type": "system",
@@ -1024,7 +1035,7 @@ async fn policy_explain_says_which_rules_matched_and_why() {
         "repository": "ci/app",
     });
     let r = h
-        .as_("admin", Method::POST, "/v1/policy/explain")
+        .bearer_as("admin", Method::POST, "/v1/policy/explain")
         .json(&ask)
         .send()
         .await;
@@ -1053,13 +1064,13 @@ async fn policy_explain_says_which_rules_matched_and_why() {
     assert!(e["text"].as_str().unwrap().contains("deny"), "{e}");
 
     let r = h
-        .as_("admin", Method::POST, "/v1/policy/rules")
+        .bearer_as("admin", Method::POST, "/v1/policy/rules")
         .json(&pull_rule_for_system())
         .send()
         .await;
     let id = r.json()["id"].as_i64().unwrap();
     let r = h
-        .as_("admin", Method::POST, "/v1/policy/explain")
+        .bearer_as("admin", Method::POST, "/v1/policy/explain")
         .json(&ask)
         .send()
         .await;
@@ -1075,7 +1086,7 @@ async fn policy_explain_says_which_rules_matched_and_why() {
     assert_eq!(matched, [id]);
     // A global operation never matches a repository-scoped rule.
     let r = h
-        .as_("admin", Method::POST, "/v1/policy/explain")
+        .bearer_as("admin", Method::POST, "/v1/policy/explain")
         .json(&json!({"subject": "ci-bot", "account_type": "system", "action": "registry:catalog"}))
         .send()
         .await;
@@ -1117,25 +1128,25 @@ async fn policy_explain_says_which_rules_matched_and_why() {
     ];
     for (body, parts) in bad {
         let r = h
-            .as_("admin", Method::POST, "/v1/policy/explain")
+            .bearer_as("admin", Method::POST, "/v1/policy/explain")
             .json(&body)
             .send()
             .await;
-        r.assert_error(StatusCode::BAD_REQUEST, &parts);
+        r.assert_admin_error(StatusCode::BAD_REQUEST, &parts);
     }
 }
 
 #[tokio::test]
 async fn a_stored_rule_cannot_lock_the_admins_out_of_the_admin_api() {
-    let h = Harness::new();
+    let h = Harness::with(Setup::bearer());
     let r = h
-        .as_("admin", Method::POST, "/v1/policy/rules")
+        .bearer_as("admin", Method::POST, "/v1/policy/rules")
         .json(&json!({"priority": 1, "effect": "deny", "actions": ["policy:manage"]}))
         .send()
         .await;
     // Either the rule is refused up front...
     if r.status == StatusCode::BAD_REQUEST {
-        r.assert_error(StatusCode::BAD_REQUEST, &["policy:manage"]);
+        r.assert_admin_error(StatusCode::BAD_REQUEST, &["policy:manage"]);
         return;
     }
     r.assert_status(StatusCode::CREATED);
@@ -1143,7 +1154,7 @@ async fn a_stored_rule_cannot_lock_the_admins_out_of_the_admin_api() {
     // ...or an admin can still take it back. Otherwise only SQL on the
     // database file can.
     let r = h
-        .as_("admin", Method::DELETE, format!("/v1/policy/rules/{id}"))
+        .bearer_as("admin", Method::DELETE, format!("/v1/policy/rules/{id}"))
         .send()
         .await;
     r.assert_status(StatusCode::NO_CONTENT);
@@ -1157,7 +1168,7 @@ async fn audit_history(h: &Harness) {
     h.push_image("ci/app", "v1", b"{\"audit\":1}", &[b"audit layer 1"])
         .await;
     h.clock.advance(Duration::from_secs(1));
-    h.as_("guest", Method::GET, "/v2/ci/app/manifests/v1")
+    h.bearer_as("guest", Method::GET, "/v2/ci/app/manifests/v1")
         .send()
         .await
         .assert_status(StatusCode::FORBIDDEN);
@@ -1190,7 +1201,7 @@ fn ev(t: &str, actor: &str, repo: &str, secs: u64) -> (String, String, String, S
 
 #[tokio::test]
 async fn audit_lists_events_newest_first_with_every_filter() {
-    let h = Harness::new();
+    let h = Harness::with(Setup::bearer());
     audit_history(&h).await;
     let all = vec![
         ev("manifest_pushed", "user", "lib/base", 2),
@@ -1201,7 +1212,10 @@ async fn audit_lists_events_newest_first_with_every_filter() {
         ev("blob_uploaded", "user", "ci/app", 0),
         ev("blob_uploaded", "user", "ci/app", 0),
     ];
-    let get = |q: String| h.as_("admin", Method::GET, format!("/v1/audit{q}")).send();
+    let get = |q: String| {
+        h.bearer_as("admin", Method::GET, format!("/v1/audit{q}"))
+            .send()
+    };
     assert_eq!(events(&get(String::new()).await), all);
 
     let r = get(String::new()).await;
@@ -1249,7 +1263,7 @@ async fn audit_lists_events_newest_first_with_every_filter() {
 
 #[tokio::test]
 async fn audit_rejects_bad_filters_and_non_admins() {
-    let h = Harness::new();
+    let h = Harness::with(Setup::bearer());
     audit_history(&h).await;
     let cases: [(&str, &[&str]); 5] = [
         (
@@ -1263,28 +1277,34 @@ async fn audit_rejects_bad_filters_and_non_admins() {
     ];
     for (q, parts) in cases {
         let r = h
-            .as_("admin", Method::GET, format!("/v1/audit{q}"))
+            .bearer_as("admin", Method::GET, format!("/v1/audit{q}"))
             .send()
             .await;
-        r.assert_error(StatusCode::BAD_REQUEST, parts);
+        r.assert_admin_error(StatusCode::BAD_REQUEST, parts);
     }
     for who in ["user", "guest", "system"] {
-        let r = h.as_(who, Method::GET, "/v1/audit").send().await;
-        r.assert_error(
+        let r = h.bearer_as(who, Method::GET, "/v1/audit").send().await;
+        r.assert_admin_error(
             StatusCode::FORBIDDEN,
             &[&format!("{who} may not policy:manage the registry")],
         );
     }
     let r = h.anon(Method::GET, "/v1/audit").send().await;
-    r.assert_error(StatusCode::UNAUTHORIZED, &[NO_CREDENTIALS]);
+    r.assert_admin_error(StatusCode::UNAUTHORIZED, &[NO_CREDENTIALS]);
 }
 
 // ---------------------------------------------------------------- GC
 
 #[tokio::test]
 async fn gc_runs_in_the_background_and_reports_its_last_run() {
-    let h = Harness::with_grace(Duration::from_secs(60));
-    let r = h.as_("admin", Method::GET, "/v1/gc/status").send().await;
+    let h = Harness::with(Setup {
+        gc_grace: Duration::from_secs(60),
+        ..Setup::bearer()
+    });
+    let r = h
+        .bearer_as("admin", Method::GET, "/v1/gc/status")
+        .send()
+        .await;
     r.assert_status(StatusCode::OK);
     assert_eq!(r.json(), json!({"running": false, "last_run": null}));
 
@@ -1295,7 +1315,7 @@ async fn gc_runs_in_the_background_and_reports_its_last_run() {
     h.push_blob("ci/other", b"garbage number two").await;
     h.clock.advance(Duration::from_secs(61));
 
-    let r = h.as_("admin", Method::POST, "/v1/gc").send().await;
+    let r = h.bearer_as("admin", Method::POST, "/v1/gc").send().await;
     r.assert_status(StatusCode::ACCEPTED);
     let body = r.json();
     assert_eq!(body.as_object().unwrap().len(), 1, "{body}");
@@ -1321,16 +1341,16 @@ async fn gc_runs_in_the_background_and_reports_its_last_run() {
     expected.sort();
     assert_eq!(kept, expected);
 
-    let started = audited(&h, EventType::GcStarted).await;
+    let started = h.audit(EventType::GcStarted).await;
     assert_eq!(started.len(), 1);
     assert_eq!(started[0].event.details["id"], id);
-    let completed = audited(&h, EventType::GcCompleted).await;
+    let completed = h.audit(EventType::GcCompleted).await;
     assert_eq!(completed.len(), 1);
     assert_eq!(completed[0].event.details["blobs_removed"], "2");
 
     // A second run with nothing to do.
     h.clock.advance(Duration::from_secs(1));
-    let r = h.as_("admin", Method::POST, "/v1/gc").send().await;
+    let r = h.bearer_as("admin", Method::POST, "/v1/gc").send().await;
     r.assert_status(StatusCode::ACCEPTED);
     let id2 = r.json()["id"].as_str().unwrap().to_string();
     let status = h.wait_for_gc(&id2).await;
@@ -1341,43 +1361,55 @@ async fn gc_runs_in_the_background_and_reports_its_last_run() {
 
 #[tokio::test]
 async fn gc_status_survives_a_restart() {
-    let mut h = Harness::with_grace(Duration::from_secs(60));
+    let mut h = Harness::with(Setup {
+        gc_grace: Duration::from_secs(60),
+        ..Setup::bearer()
+    });
     h.push_blob("ci/app", b"garbage").await;
     h.clock.advance(Duration::from_secs(61));
-    let r = h.as_("admin", Method::POST, "/v1/gc").send().await;
+    let r = h.bearer_as("admin", Method::POST, "/v1/gc").send().await;
     let id = r.json()["id"].as_str().unwrap().to_string();
     let before = h.wait_for_gc(&id).await;
     assert_eq!(before["last_run"]["blobs_removed"], json!(1));
     h.clock.advance(Duration::from_secs(5));
     h.restart().await;
-    let r = h.as_("admin", Method::GET, "/v1/gc/status").send().await;
+    let r = h
+        .bearer_as("admin", Method::GET, "/v1/gc/status")
+        .send()
+        .await;
     r.assert_status(StatusCode::OK);
     assert_eq!(r.json(), before);
 }
 
 #[tokio::test]
 async fn a_second_gc_while_one_runs_is_409() {
-    let h = Harness::new();
+    let h = Harness::with(Setup::bearer());
     let hold = h
         .registry
         .start_gc(&admin())
         .await
         .expect("the slot is free");
-    let r = h.as_("admin", Method::POST, "/v1/gc").send().await;
-    r.assert_error(
+    let r = h.bearer_as("admin", Method::POST, "/v1/gc").send().await;
+    r.assert_admin_error(
         StatusCode::CONFLICT,
         &["garbage collection is already running"],
     );
-    let r = h.as_("admin", Method::GET, "/v1/gc/status").send().await;
+    let r = h
+        .bearer_as("admin", Method::GET, "/v1/gc/status")
+        .send()
+        .await;
     r.assert_status(StatusCode::OK);
     assert_eq!(r.json(), json!({"running": true, "last_run": null}));
     // Nothing started, nothing audited.
-    assert!(audited(&h, EventType::GcStarted).await.is_empty());
+    assert!(h.audit(EventType::GcStarted).await.is_empty());
 
     drop(hold);
-    let r = h.as_("admin", Method::GET, "/v1/gc/status").send().await;
+    let r = h
+        .bearer_as("admin", Method::GET, "/v1/gc/status")
+        .send()
+        .await;
     assert_eq!(r.json()["running"], json!(false));
-    let r = h.as_("admin", Method::POST, "/v1/gc").send().await;
+    let r = h.bearer_as("admin", Method::POST, "/v1/gc").send().await;
     r.assert_status(StatusCode::ACCEPTED);
     let id = r.json()["id"].as_str().unwrap().to_string();
     h.wait_for_gc(&id).await;
@@ -1385,9 +1417,9 @@ async fn a_second_gc_while_one_runs_is_409() {
 
 #[tokio::test]
 async fn each_gc_run_has_its_own_id() {
-    let h = Harness::new();
+    let h = Harness::with(Setup::bearer());
     let first = h.gc().await;
-    let r = h.as_("admin", Method::POST, "/v1/gc").send().await;
+    let r = h.bearer_as("admin", Method::POST, "/v1/gc").send().await;
     r.assert_status(StatusCode::ACCEPTED);
     let second = r.json()["id"].as_str().unwrap().to_string();
     assert_ne!(
@@ -1399,31 +1431,34 @@ async fn each_gc_run_has_its_own_id() {
 
 #[tokio::test]
 async fn gc_endpoints_are_admin_only() {
-    let h = Harness::new();
+    let h = Harness::with(Setup::bearer());
     for (method, uri) in [
         (Method::POST, "/v1/gc"),
         (Method::GET, "/v1/gc/status"),
         (Method::POST, "/v1/gc/reconcile"),
     ] {
         for who in ["user", "guest", "system"] {
-            let r = h.as_(who, method.clone(), uri).send().await;
-            r.assert_error(
+            let r = h.bearer_as(who, method.clone(), uri).send().await;
+            r.assert_admin_error(
                 StatusCode::FORBIDDEN,
                 &[&format!("{who} may not policy:manage the registry")],
             );
         }
         let r = h.anon(method.clone(), uri).send().await;
-        r.assert_error(StatusCode::UNAUTHORIZED, &[NO_CREDENTIALS]);
+        r.assert_admin_error(StatusCode::UNAUTHORIZED, &[NO_CREDENTIALS]);
     }
-    assert!(audited(&h, EventType::GcStarted).await.is_empty());
-    assert!(audited(&h, EventType::Reconciled).await.is_empty());
-    let r = h.as_("admin", Method::GET, "/v1/gc/status").send().await;
+    assert!(h.audit(EventType::GcStarted).await.is_empty());
+    assert!(h.audit(EventType::Reconciled).await.is_empty());
+    let r = h
+        .bearer_as("admin", Method::GET, "/v1/gc/status")
+        .send()
+        .await;
     assert_eq!(r.json(), json!({"running": false, "last_run": null}));
 }
 
 #[tokio::test]
 async fn reconcile_removes_files_without_rows_and_reports_rows_without_files() {
-    let h = Harness::new();
+    let h = Harness::with(Setup::bearer());
     let image = h
         .push_image(
             "ci/app",
@@ -1433,7 +1468,7 @@ async fn reconcile_removes_files_without_rows_and_reports_rows_without_files() {
         )
         .await;
     let r = h
-        .as_("admin", Method::POST, "/v1/gc/reconcile")
+        .bearer_as("admin", Method::POST, "/v1/gc/reconcile")
         .send()
         .await;
     r.assert_status(StatusCode::OK);
@@ -1455,7 +1490,7 @@ async fn reconcile_removes_files_without_rows_and_reports_rows_without_files() {
     let _ = std::fs::remove_dir(&lost_dir);
 
     let r = h
-        .as_("admin", Method::POST, "/v1/gc/reconcile")
+        .bearer_as("admin", Method::POST, "/v1/gc/reconcile")
         .send()
         .await;
     r.assert_status(StatusCode::OK);
@@ -1467,7 +1502,7 @@ async fn reconcile_removes_files_without_rows_and_reports_rows_without_files() {
     assert!(!files.contains_key(&orphan_digest));
     assert_eq!(files.len(), 2);
 
-    let events = audited(&h, EventType::Reconciled).await;
+    let events = h.audit(EventType::Reconciled).await;
     assert_eq!(events.len(), 2);
     assert_eq!(events[0].event.details["files_removed"], "1");
     assert_eq!(events[0].event.details["missing_files"], "1");
@@ -1478,9 +1513,12 @@ async fn reconcile_removes_files_without_rows_and_reports_rows_without_files() {
 
 #[tokio::test]
 async fn unknown_admin_paths_and_methods_answer_json_errors() {
-    let h = Harness::new();
-    let r = h.as_("admin", Method::GET, "/v1/nothing-here").send().await;
-    r.assert_error(StatusCode::NOT_FOUND, &[]);
-    let r = h.as_("admin", Method::PUT, "/v1/health").send().await;
-    r.assert_error(StatusCode::METHOD_NOT_ALLOWED, &[]);
+    let h = Harness::with(Setup::bearer());
+    let r = h
+        .bearer_as("admin", Method::GET, "/v1/nothing-here")
+        .send()
+        .await;
+    r.assert_admin_error(StatusCode::NOT_FOUND, &[]);
+    let r = h.bearer_as("admin", Method::PUT, "/v1/health").send().await;
+    r.assert_admin_error(StatusCode::METHOD_NOT_ALLOWED, &[]);
 }

@@ -304,7 +304,7 @@ async fn an_unreachable_identity_service_is_a_503_not_a_401() {
 #[tokio::test]
 async fn a_request_without_valid_credentials_changes_nothing() {
     let h = Harness::new();
-    let image = h.push_image("app", "v1", "a").await;
+    let image = h.push_seeded_image("app", "v1", "a").await;
     let session = h.start_upload("app").await;
     let r = h
         .user(Method::PATCH, &session)
@@ -337,7 +337,7 @@ async fn a_request_without_valid_credentials_changes_nothing() {
             (Method::POST, "/v2/fresh/blobs/uploads/".to_string(), vec![]),
             (
                 Method::POST,
-                format!("/v2/fresh/blobs/uploads/?mount={}&from=app", image.layer),
+                format!("/v2/fresh/blobs/uploads/?mount={}&from=app", image.layer()),
                 vec![],
             ),
             (
@@ -365,7 +365,7 @@ async fn a_request_without_valid_credentials_changes_nothing() {
             ),
             (
                 Method::DELETE,
-                format!("/v2/app/blobs/{}", image.layer),
+                format!("/v2/app/blobs/{}", image.layer()),
                 vec![],
             ),
         ];
@@ -386,7 +386,7 @@ async fn a_request_without_valid_credentials_changes_nothing() {
     assert_eq!(h.tags("app").await, Some(vec!["v1".to_string()]));
     let r = h.user(Method::GET, "/v2/app/manifests/v1").send().await;
     assert_eq!(r.body.as_ref(), image.raw.as_slice(), "v1 did not move");
-    assert_eq!(h.blob_status("app", &image.layer).await, StatusCode::OK);
+    assert_eq!(h.blob_status("app", image.layer()).await, StatusCode::OK);
     assert_eq!(h.blob_status("app", &nd).await, StatusCode::NOT_FOUND);
     assert_eq!(
         h.upload_range(&session).await,

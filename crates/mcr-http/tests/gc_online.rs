@@ -14,7 +14,7 @@
 //! - Deleting an image (or its repository) and running GC once the grace
 //!   period has passed frees exactly its unique layers on disk.
 
-mod common;
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,11 +22,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::http::{Method, StatusCode};
-use common::*;
 use mcr_core::names::RepoName;
 use mcr_core::testing::{admin, ManualClock};
 use mcr_core::time::{Clock, Timestamp};
 use serde_json::json;
+use support::*;
 
 // ---------------------------------------------------------------- PRNG
 
@@ -190,7 +190,7 @@ async fn worker(w: usize, mut rng: Rng, world: Arc<World>) -> Outcome<(Vec<Live>
             let image = live.swap_remove(rng.below(live.len()));
             let r = world
                 .h
-                .as_(
+                .bearer_as(
                     "user",
                     Method::DELETE,
                     format!("/v2/{}/manifests/{}", image.repo, image.digest),
@@ -208,7 +208,7 @@ async fn worker(w: usize, mut rng: Rng, world: Arc<World>) -> Outcome<(Vec<Live>
             let tag = live[i].tags.swap_remove(t);
             let r = world
                 .h
-                .as_(
+                .bearer_as(
                     "user",
                     Method::DELETE,
                     format!("/v2/{}/manifests/{tag}", live[i].repo),
@@ -225,7 +225,7 @@ async fn worker(w: usize, mut rng: Rng, world: Arc<World>) -> Outcome<(Vec<Live>
             let tag = format!("w{w}-{seq}");
             let r = world
                 .h
-                .as_(
+                .bearer_as(
                     "user",
                     Method::PUT,
                     format!("/v2/{}/manifests/{tag}", live[i].repo),
@@ -271,7 +271,7 @@ async fn push(
         layers.push(rng.bytes(len));
     }
     let layer_refs: Vec<&[u8]> = layers.iter().map(Vec::as_slice).collect();
-    let raw = image_manifest(&config, &layer_refs);
+    let raw = raw_image_manifest(&config, &layer_refs);
     let tag = format!("w{w}-{seq}");
 
     let ticket = world.clockwork.begin();
@@ -309,7 +309,7 @@ async fn push_attempts(
             upload(h, repo, layer, shared, rng, tally).await?;
         }
         let r = h
-            .as_("user", Method::PUT, format!("/v2/{repo}/manifests/{tag}"))
+            .bearer_as("user", Method::PUT, format!("/v2/{repo}/manifests/{tag}"))
             .header("content-type", OCI_MANIFEST)
             .body(raw.to_vec())
             .send()
@@ -348,7 +348,7 @@ async fn upload(
             .find(|r| **r != repo)
             .expect("two repositories");
         let r = h
-            .as_(
+            .bearer_as(
                 "user",
                 Method::POST,
                 format!("/v2/{repo}/blobs/uploads/?mount={digest}&from={from}"),
@@ -364,14 +364,14 @@ async fn upload(
             .header("location")
             .ok_or("a mount fallback without Location")?;
         let r = h
-            .as_("user", Method::PUT, format!("{location}?digest={digest}"))
+            .bearer_as("user", Method::PUT, format!("{location}?digest={digest}"))
             .body(blob.to_vec())
             .send()
             .await;
         return expect(&r, StatusCode::CREATED);
     }
     let r = h
-        .as_(
+        .bearer_as(
             "user",
             Method::POST,
             format!("/v2/{repo}/blobs/uploads/?digest={digest}"),
@@ -388,7 +388,7 @@ async fn pull(h: &Harness, image: &Live) -> Outcome<()> {
     let refs = std::iter::once(&image.digest).chain(&image.tags);
     for reference in refs {
         let r = h
-            .as_(
+            .bearer_as(
                 "user",
                 Method::GET,
                 format!("/v2/{}/manifests/{reference}", image.repo),
@@ -402,7 +402,7 @@ async fn pull(h: &Harness, image: &Live) -> Outcome<()> {
     }
     for (digest, size) in &image.blobs {
         let r = h
-            .as_(
+            .bearer_as(
                 "user",
                 Method::GET,
                 format!("/v2/{}/blobs/{digest}", image.repo),
@@ -499,7 +499,10 @@ impl Drop for SeedReport {
 async fn stress(seed: u64, grace: Duration) {
     let _report = SeedReport { seed, grace };
     let began = Instant::now();
-    let h = Arc::new(Harness::with_grace(grace));
+    let h = Arc::new(Harness::with(Setup {
+        gc_grace: grace,
+        ..Setup::bearer()
+    }));
     let mut rng = Rng::new(seed);
     let shared = (0..SHARED_LAYERS)
         .map(|_| {
@@ -655,7 +658,7 @@ fn total(files: &BTreeMap<String, u64>) -> u64 {
 
 /// Runs GC through `POST /v1/gc` and waits for its report.
 async fn gc_over_http(h: &Harness) -> serde_json::Value {
-    let r = h.as_("admin", Method::POST, "/v1/gc").send().await;
+    let r = h.bearer_as("admin", Method::POST, "/v1/gc").send().await;
     r.assert_status(StatusCode::ACCEPTED);
     let id = r.json()["id"].as_str().expect("an id").to_string();
     h.wait_for_gc(&id).await["last_run"].clone()
@@ -664,7 +667,10 @@ async fn gc_over_http(h: &Harness) -> serde_json::Value {
 #[tokio::test]
 async fn deleting_an_image_frees_its_unique_layers_once_the_grace_period_passed() {
     let grace = Duration::from_secs(60);
-    let h = Harness::with_grace(grace);
+    let h = Harness::with(Setup {
+        gc_grace: grace,
+        ..Setup::bearer()
+    });
     let mut rng = Rng::new(7);
     let mut blob = |len: usize| rng.bytes(len);
     let (shared_ab, shared_ac) = (blob(4096), blob(2048));
@@ -699,7 +705,7 @@ async fn deleting_an_image_frees_its_unique_layers_once_the_grace_period_passed(
     // A's own blobs: its config and the two unique layers.
     let a_only: BTreeMap<String, u64> = [0, 3, 4].iter().map(|&i| a.blobs[i].clone()).collect();
     let r = h
-        .as_(
+        .bearer_as(
             "user",
             Method::DELETE,
             format!("/v2/apps/a/manifests/{}", a.digest),
@@ -728,7 +734,7 @@ async fn deleting_an_image_frees_its_unique_layers_once_the_grace_period_passed(
     // A's layers are gone from its repository; B and C pull whole.
     for digest in a_only.keys() {
         assert_eq!(
-            h.as_("user", Method::HEAD, format!("/v2/apps/a/blobs/{digest}"))
+            h.bearer_as("user", Method::HEAD, format!("/v2/apps/a/blobs/{digest}"))
                 .send()
                 .await
                 .status,
@@ -749,7 +755,7 @@ async fn deleting_an_image_frees_its_unique_layers_once_the_grace_period_passed(
     // Deleting B's whole repository frees B's config and unique layer, and
     // now the layer it shared with A; C keeps everything it names.
     let r = h
-        .as_("admin", Method::DELETE, "/v1/repositories/apps/b")
+        .bearer_as("admin", Method::DELETE, "/v1/repositories/apps/b")
         .send()
         .await;
     r.assert_status(StatusCode::NO_CONTENT);
@@ -767,12 +773,15 @@ async fn deleting_an_image_frees_its_unique_layers_once_the_grace_period_passed(
 #[tokio::test]
 async fn uploading_or_mounting_an_old_blob_again_restarts_its_grace_period() {
     let grace = Duration::from_secs(60);
-    let h = Harness::with_grace(grace);
+    let h = Harness::with(Setup {
+        gc_grace: grace,
+        ..Setup::bearer()
+    });
     let config: &[u8] = b"{\"again\":1}";
     let layer: &[u8] = b"a layer pushed, dropped, and pushed again";
     let first = h.push_image("apps/a", "v1", config, &[layer]).await;
     let r = h
-        .as_(
+        .bearer_as(
             "user",
             Method::DELETE,
             format!("/v2/apps/a/manifests/{}", first.digest),
@@ -788,7 +797,7 @@ async fn uploading_or_mounting_an_old_blob_again_restarts_its_grace_period() {
     h.push_blob("apps/a", layer).await;
     for digest in [sha256(config), sha256(layer)] {
         let r = h
-            .as_(
+            .bearer_as(
                 "user",
                 Method::POST,
                 format!("/v2/apps/b/blobs/uploads/?mount={digest}&from=apps/a"),
@@ -799,10 +808,10 @@ async fn uploading_or_mounting_an_old_blob_again_restarts_its_grace_period() {
     }
     h.clock.advance(grace - Duration::from_millis(1));
     assert_eq!(h.gc().await.blobs_removed, 0);
-    let raw = image_manifest(config, &[layer]);
+    let raw = raw_image_manifest(config, &[layer]);
     for repo in ["apps/a", "apps/b"] {
         let r = h
-            .as_("user", Method::PUT, format!("/v2/{repo}/manifests/v2"))
+            .bearer_as("user", Method::PUT, format!("/v2/{repo}/manifests/v2"))
             .header("content-type", OCI_MANIFEST)
             .body(raw.clone())
             .send()
@@ -815,16 +824,19 @@ async fn uploading_or_mounting_an_old_blob_again_restarts_its_grace_period() {
 #[tokio::test]
 async fn a_layer_uploaded_before_its_manifest_is_kept_for_the_grace_period() {
     let grace = Duration::from_secs(60);
-    let h = Harness::with_grace(grace);
+    let h = Harness::with(Setup {
+        gc_grace: grace,
+        ..Setup::bearer()
+    });
     let config: &[u8] = b"{\"late\":1}";
     let layer: &[u8] = b"a layer whose manifest comes late";
     h.push_blob("apps/late", config).await;
     h.push_blob("apps/late", layer).await;
     h.clock.advance(grace - Duration::from_millis(1));
     assert_eq!(h.gc().await.blobs_removed, 0);
-    let raw = image_manifest(config, &[layer]);
+    let raw = raw_image_manifest(config, &[layer]);
     let put = |tag: &str| {
-        h.as_(
+        h.bearer_as(
             "user",
             Method::PUT,
             format!("/v2/apps/late/manifests/{tag}"),
@@ -843,9 +855,9 @@ async fn a_layer_uploaded_before_its_manifest_is_kept_for_the_grace_period() {
     let report = h.gc().await;
     assert_eq!(report.blobs_removed, 1);
     assert_eq!(report.bytes_freed, other.len() as u64);
-    let raw2 = image_manifest(config, &[layer, other]);
+    let raw2 = raw_image_manifest(config, &[layer, other]);
     let r = h
-        .as_("user", Method::PUT, "/v2/apps/late/manifests/v2")
+        .bearer_as("user", Method::PUT, "/v2/apps/late/manifests/v2")
         .header("content-type", OCI_MANIFEST)
         .body(raw2)
         .send()
@@ -868,7 +880,10 @@ async fn a_layer_uploaded_before_its_manifest_is_kept_for_the_grace_period() {
 /// never.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconcile_beside_gc_reports_no_missing_file_that_gc_deleted() {
-    let h = Arc::new(Harness::with_grace(Duration::from_secs(1)));
+    let h = Arc::new(Harness::with(Setup {
+        gc_grace: Duration::from_secs(1),
+        ..Setup::bearer()
+    }));
     let mut rng = Rng::new(11);
     for round in 0..20 {
         for i in 0..30 {

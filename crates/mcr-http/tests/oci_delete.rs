@@ -10,7 +10,7 @@ use support::*;
 #[tokio::test]
 async fn deleting_a_tag_removes_the_tag_only() {
     let h = Harness::new();
-    let image = h.push_image("app", "v1", "a").await;
+    let image = h.push_seeded_image("app", "v1", "a").await;
     h.put_manifest("app", "latest", OCI_MANIFEST, &image.raw)
         .await
         .assert_status(StatusCode::CREATED);
@@ -38,8 +38,8 @@ async fn deleting_a_tag_removes_the_tag_only() {
 #[tokio::test]
 async fn deleting_a_manifest_by_digest_removes_its_tags() {
     let h = Harness::new();
-    let image = h.push_image("app", "v1", "a").await;
-    let keep = h.push_image("app", "keep", "b").await;
+    let image = h.push_seeded_image("app", "v1", "a").await;
+    let keep = h.push_seeded_image("app", "keep", "b").await;
     h.put_manifest("app", "latest", OCI_MANIFEST, &image.raw)
         .await
         .assert_status(StatusCode::CREATED);
@@ -56,7 +56,7 @@ async fn deleting_a_manifest_by_digest_removes_its_tags() {
     assert_eq!(h.tags("app").await, Some(vec!["keep".to_string()]));
     assert_eq!(h.manifest_status("app", &keep.digest).await, StatusCode::OK);
     // Its blobs stay in the repository until they are deleted themselves.
-    assert_eq!(h.blob_status("app", &image.layer).await, StatusCode::OK);
+    assert_eq!(h.blob_status("app", image.layer()).await, StatusCode::OK);
     let r = h.user(Method::DELETE, &uri).send().await;
     r.assert_error(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN");
     assert_eq!(h.audit(EventType::ManifestDeleted).await.len(), 1);
@@ -65,7 +65,7 @@ async fn deleting_a_manifest_by_digest_removes_its_tags() {
 #[tokio::test]
 async fn deleting_what_is_not_there() {
     let h = Harness::new();
-    h.push_image("app", "v1", "a").await;
+    h.push_seeded_image("app", "v1", "a").await;
     let cases = [
         ("/v2/app/manifests/nope".to_string(), "MANIFEST_UNKNOWN"),
         (

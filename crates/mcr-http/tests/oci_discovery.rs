@@ -10,7 +10,7 @@ use support::*;
 #[tokio::test]
 async fn tag_lists_are_sorted_and_paginated_with_link() {
     let h = Harness::new();
-    let image = h.push_image("app", "c", "same").await;
+    let image = h.push_seeded_image("app", "c", "same").await;
     for tag in ["e", "a", "d", "b"] {
         h.put_manifest("app", tag, OCI_MANIFEST, &image.raw)
             .await
@@ -145,7 +145,7 @@ async fn push_referrer(
 #[tokio::test]
 async fn referrers_list_the_manifests_naming_a_subject() {
     let h = Harness::new();
-    let subject = h.push_image("app", "v1", "s").await;
+    let subject = h.push_seeded_image("app", "v1", "s").await;
     let (sig, sig_raw) = push_referrer(
         &h,
         "app",
@@ -165,7 +165,7 @@ async fn referrers_list_the_manifests_naming_a_subject() {
     // No artifactType: the config's media type stands in.
     let (plain, _) = push_referrer(&h, "app", &subject, None, json!({})).await;
     // A referrer in another repository is not listed here.
-    h.push_image("other", "v1", "s").await;
+    h.push_seeded_image("other", "v1", "s").await;
     push_referrer(
         &h,
         "other",
@@ -252,7 +252,7 @@ async fn referrers_list_the_manifests_naming_a_subject() {
 #[tokio::test]
 async fn an_unknown_subject_has_no_referrers() {
     let h = Harness::new();
-    h.push_image("app", "v1", "a").await;
+    h.push_seeded_image("app", "v1", "a").await;
     for uri in [
         format!("/v2/app/referrers/{}", sha256(b"unknown")),
         format!("/v2/nowhere/referrers/{}", sha256(b"unknown")),

@@ -10,7 +10,7 @@ use support::*;
 #[tokio::test]
 async fn a_manifest_by_tag_and_by_digest_is_served_byte_for_byte() {
     let h = Harness::new();
-    let image = h.push_image("team/app", "v1", "a").await;
+    let image = h.push_seeded_image("team/app", "v1", "a").await;
     let length = image.raw.len().to_string();
     for reference in ["v1", image.digest.as_str()] {
         let uri = format!("/v2/team/app/manifests/{reference}");
@@ -63,8 +63,8 @@ async fn a_manifest_keeps_unknown_fields_and_formatting() {
 #[tokio::test]
 async fn what_is_not_there_is_404_with_the_right_code() {
     let h = Harness::new();
-    let image = h.push_image("app", "v1", "a").await;
-    h.push_image("other", "v1", "b").await;
+    let image = h.push_seeded_image("app", "v1", "a").await;
+    h.push_seeded_image("other", "v1", "b").await;
     let cases = [
         ("/v2/app/manifests/nope".to_string(), "MANIFEST_UNKNOWN"),
         (

@@ -870,7 +870,7 @@ async fn a_manifest_naming_a_missing_blob_is_refused_and_nothing_is_stored() {
 #[tokio::test]
 async fn an_index_must_name_manifests_of_its_repository() {
     let h = Harness::new();
-    let child = h.push_image("app", "child", "c").await;
+    let child = h.push_seeded_image("app", "child", "c").await;
     let missing = json!({"mediaType": OCI_MANIFEST, "digest": sha256(b"no child"), "size": 8});
     let present =
         json!({"mediaType": OCI_MANIFEST, "digest": child.digest, "size": child.raw.len()});
@@ -982,7 +982,7 @@ async fn a_manifest_over_4_mib_is_refused_and_one_of_4_mib_is_not() {
 #[tokio::test]
 async fn names_tags_and_digests_in_a_push_are_validated() {
     let h = Harness::new();
-    let image = h.push_image("app", "v1", "a").await;
+    let image = h.push_seeded_image("app", "v1", "a").await;
     let cases = [
         ("/v2/Bad/manifests/v1".to_string(), "NAME_INVALID"),
         ("/v2/a//b/manifests/v1".to_string(), "NAME_INVALID"),
@@ -1024,8 +1024,8 @@ async fn names_tags_and_digests_in_a_push_are_validated() {
 #[tokio::test]
 async fn a_tag_moves_to_the_manifest_pushed_last() {
     let h = Harness::new();
-    let first = h.push_image("app", "latest", "one").await;
-    let second = h.push_image("app", "latest", "two").await;
+    let first = h.push_seeded_image("app", "latest", "one").await;
+    let second = h.push_seeded_image("app", "latest", "two").await;
     assert_ne!(first.digest, second.digest);
     let r = h.user(Method::GET, "/v2/app/manifests/latest").send().await;
     assert_eq!(r.body.as_ref(), second.raw.as_slice());

@@ -10,9 +10,9 @@ use support::*;
 #[tokio::test]
 async fn a_method_an_endpoint_does_not_have_is_405_unsupported() {
     let h = Harness::new();
-    let image = h.push_image("app", "v1", "a").await;
+    let image = h.push_seeded_image("app", "v1", "a").await;
     let session = h.start_upload("app").await;
-    let d = &image.layer;
+    let d = image.layer();
     let cases = [
         (Method::POST, "/v2/app/tags/list".to_string()),
         (Method::DELETE, "/v2/app/tags/list".to_string()),
@@ -51,7 +51,7 @@ async fn the_fixed_endpoints_answer_a_wrong_method_in_the_oci_form_too() {
 #[tokio::test]
 async fn a_path_that_is_no_endpoint_is_404() {
     let h = Harness::new();
-    h.push_image("app", "v1", "a").await;
+    h.push_seeded_image("app", "v1", "a").await;
     for uri in [
         "/v2/app/whatever",
         "/v2/nothing",
@@ -75,7 +75,7 @@ async fn repository_names_may_contain_the_words_of_the_endpoints() {
         "tags/list/z",
         "referrers/blobs",
     ] {
-        let image = h.push_image(repo, "v1", repo).await;
+        let image = h.push_seeded_image(repo, "v1", repo).await;
         let r = h
             .user(Method::GET, format!("/v2/{repo}/manifests/v1"))
             .send()
@@ -88,7 +88,7 @@ async fn repository_names_may_contain_the_words_of_the_endpoints() {
         assert_eq!(r.json()["name"], repo);
         assert_eq!(strings(&r.json()["tags"]), ["v1"]);
         let r = h
-            .user(Method::GET, format!("/v2/{repo}/blobs/{}", image.layer))
+            .user(Method::GET, format!("/v2/{repo}/blobs/{}", image.layer()))
             .send()
             .await;
         r.assert_status(StatusCode::OK);

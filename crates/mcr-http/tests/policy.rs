@@ -31,7 +31,7 @@ fn rule(effect: Effect, actions: &[Action], repositories: &[&str]) -> RuleDraft 
 #[tokio::test]
 async fn guests_and_system_accounts_may_check_the_version_but_not_pull_or_push() {
     let h = Harness::new();
-    let image = h.push_image("app", "v1", "a").await;
+    let image = h.push_seeded_image("app", "v1", "a").await;
     let session = h.start_upload("app").await;
     for who in ["guest", "system"] {
         let r = h.as_(who, Method::GET, "/v2/").send().await;
@@ -40,7 +40,7 @@ async fn guests_and_system_accounts_may_check_the_version_but_not_pull_or_push()
         let cases = [
             (Method::GET, "/v2/app/manifests/v1".to_string()),
             (Method::GET, format!("/v2/app/manifests/{}", image.digest)),
-            (Method::GET, format!("/v2/app/blobs/{}", image.layer)),
+            (Method::GET, format!("/v2/app/blobs/{}", image.layer())),
             (Method::GET, "/v2/app/tags/list".to_string()),
             (Method::GET, "/v2/_catalog".to_string()),
             (Method::GET, format!("/v2/app/referrers/{}", image.digest)),
@@ -49,14 +49,14 @@ async fn guests_and_system_accounts_may_check_the_version_but_not_pull_or_push()
             (Method::POST, format!("/v2/app/blobs/uploads/?digest={nd}")),
             (
                 Method::POST,
-                format!("/v2/other/blobs/uploads/?mount={}&from=app", image.layer),
+                format!("/v2/other/blobs/uploads/?mount={}&from=app", image.layer()),
             ),
             (Method::PATCH, session.clone()),
             (Method::PUT, format!("{session}?digest={nd}")),
             (Method::DELETE, session.clone()),
             (Method::PUT, "/v2/app/manifests/v2".to_string()),
             (Method::DELETE, "/v2/app/manifests/v1".to_string()),
-            (Method::DELETE, format!("/v2/app/blobs/{}", image.layer)),
+            (Method::DELETE, format!("/v2/app/blobs/{}", image.layer())),
         ];
         for (method, uri) in cases {
             let r = h
@@ -69,7 +69,11 @@ async fn guests_and_system_accounts_may_check_the_version_but_not_pull_or_push()
             assert!(r.header("www-authenticate").is_none(), "{uri}");
         }
         let r = h
-            .as_(who, Method::HEAD, format!("/v2/app/blobs/{}", image.layer))
+            .as_(
+                who,
+                Method::HEAD,
+                format!("/v2/app/blobs/{}", image.layer()),
+            )
             .send()
             .await;
         r.assert_status(StatusCode::FORBIDDEN);
@@ -83,7 +87,7 @@ async fn guests_and_system_accounts_may_check_the_version_but_not_pull_or_push()
 #[tokio::test]
 async fn a_denied_push_changes_nothing_and_is_audited() {
     let h = Harness::new();
-    let image = h.push_image("app", "v1", "a").await;
+    let image = h.push_seeded_image("app", "v1", "a").await;
     let catalog = h.catalog().await;
     let data = b"guest data";
     let d = sha256(data);
@@ -125,8 +129,8 @@ async fn a_denied_push_changes_nothing_and_is_audited() {
 #[tokio::test]
 async fn stored_rules_take_effect_on_the_next_request() {
     let h = Harness::new();
-    let public = h.push_image("public/app", "v1", "p").await;
-    h.push_image("private", "v1", "q").await;
+    let public = h.push_seeded_image("public/app", "v1", "p").await;
+    h.push_seeded_image("private", "v1", "q").await;
     let mut allow = rule(Effect::Allow, &[Action::Pull], &["public/*"]);
     allow.roles = vec![Role::Guest];
     h.registry

@@ -1,45 +1,93 @@
 //! The harness every HTTP test uses: the real router over a real SQLite
 //! database and a real blob directory in a temporary directory, with the
 //! fake identity service (users `admin`, `user`, `guest`, `system`, all
-//! with [`TEST_PASSWORD`]) and the real policy engine, driven in-process
-//! with `tower::ServiceExt::oneshot`.
+//! with [`TEST_PASSWORD`]), the real policy engine and a manual clock,
+//! driven in-process with `tower::ServiceExt::oneshot`.
+//!
+//! A test sends a request as a test user with HTTP Basic
+//! ([`Harness::as_`]) or with the bearer token issued to that user when
+//! the harness started ([`Harness::bearer_as`]); the helpers that act for
+//! a test user ([`Harness::push_image`] and the rest) use whichever the
+//! [`Setup`] names.
 //!
 //! Every response to a `/v2/…` request is checked for
 //! `Docker-Distribution-API-Version: registry/2.0` as it comes back, so no
 //! test has to remember to; the token endpoint is checked by its own test.
+//!
+//! - `call`: [`Call`] and [`Reply`].
+//! - `oci`: media types, digests, descriptors and manifests; [`Image`].
+//! - `gc`: running GC and walking the blob and upload directories.
 #![allow(dead_code)] // each test binary uses a different part of it
 
-use std::sync::Arc;
+mod call;
+mod gc;
+mod oci;
 
-use axum::body::Body;
-use axum::http::{HeaderMap, Method, Request, StatusCode};
-use base64::Engine as _;
-use bytes::Bytes;
-use http_body_util::BodyExt;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{Method, StatusCode};
 use mcr_adapters::fs::FsBlobStore;
 use mcr_adapters::sqlite::SqliteMetaStore;
 use mcr_core::audit::{AuditEvent, AuditQuery, EventType};
 use mcr_core::policy::Engine;
-use mcr_core::registry::Registry;
+use mcr_core::registry::{Registry, RegistryConfig};
 use mcr_core::testing::{admin, guest, system, user, FakeIdentity, ManualClock, TEST_PASSWORD};
 use mcr_http::{router, AppState, HttpConfig};
-use serde_json::{json, Value};
-use sha2::Digest as _;
-use tower::ServiceExt;
+
+pub use call::*;
+pub use oci::*;
 
 /// The `Host` every request carries, so challenge realms are predictable.
 pub const HOST: &str = "registry.test";
 /// The realm of every challenge built from [`HOST`].
 pub const REALM: &str = "http://registry.test/v2/token";
 
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
-pub const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+/// Long enough that no token expires however far a test moves the clock.
+const LASTING_TOKEN_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// What a test chooses about its registry.
+pub struct Setup {
+    pub http: HttpConfig,
+    /// How long GC keeps an unreferenced blob.
+    pub gc_grace: Duration,
+    pub login: Login,
+}
+
+impl Default for Setup {
+    /// The default HTTP settings and grace period; helpers use HTTP Basic.
+    fn default() -> Setup {
+        Setup {
+            http: HttpConfig::default(),
+            gc_grace: RegistryConfig::default().gc_grace_period,
+            login: Login::Basic,
+        }
+    }
+}
+
+impl Setup {
+    /// The default setup, but with helpers sending bearer tokens.
+    pub fn bearer() -> Setup {
+        Setup {
+            login: Login::Bearer,
+            ..Setup::default()
+        }
+    }
+}
+
+/// How the harness's helpers authenticate as a test user, and so how long
+/// tokens live: a helper's token must outlive every clock move of a test,
+/// while the token endpoint's own tests check the identity service's
+/// ordinary lifetime.
+#[derive(Clone, Copy, Debug)]
+pub enum Login {
+    /// HTTP Basic; tokens live [`FakeIdentity::DEFAULT_TTL`].
+    Basic,
+    /// The user's pre-issued bearer token; every token lives a century.
+    Bearer,
+}
 
 /// A registry behind the real router, over temporary storage.
 pub struct Harness {
@@ -47,63 +95,100 @@ pub struct Harness {
     pub registry: Arc<Registry>,
     pub identity: Arc<FakeIdentity>,
     pub clock: Arc<ManualClock>,
-    _dir: tempfile::TempDir,
+    /// Blobs live in `<layers>/sha256/<2 hex>/<64 hex>`.
+    pub layers: PathBuf,
+    pub uploads: PathBuf,
+    setup: Setup,
+    /// Each test user's bearer token, by name.
+    tokens: BTreeMap<String, String>,
+    dir: tempfile::TempDir,
 }
 
 impl Harness {
     pub fn new() -> Harness {
-        Harness::with_config(HttpConfig::default())
+        Harness::with(Setup::default())
     }
 
-    pub fn with_config(config: HttpConfig) -> Harness {
+    pub fn with_config(http: HttpConfig) -> Harness {
+        Harness::with(Setup {
+            http,
+            ..Setup::default()
+        })
+    }
+
+    pub fn with(setup: Setup) -> Harness {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let clock = Arc::new(ManualClock::default());
-        let identity = Arc::new(FakeIdentity::new(clock.clone()));
+        let ttl = match setup.login {
+            Login::Basic => FakeIdentity::DEFAULT_TTL,
+            Login::Bearer => LASTING_TOKEN_TTL,
+        };
+        let identity = Arc::new(FakeIdentity::new(clock.clone()).with_ttl(ttl));
+        let mut tokens = BTreeMap::new();
         for caller in [admin(), user(), guest(), system()] {
             let name = caller.principal.subject.clone();
-            identity.add_user(&name, TEST_PASSWORD, caller.principal);
+            identity.add_user(&name, TEST_PASSWORD, caller.principal.clone());
+            let issued = identity.issue(caller.principal).expect("a token");
+            tokens.insert(name, issued.token.expose().to_string());
         }
-        let meta = SqliteMetaStore::open(&dir.path().join("mcr.db")).expect("the database opens");
-        let blobs = FsBlobStore::open(dir.path().join("layers"), dir.path().join("uploads"))
-            .expect("the blob store opens");
-        let registry = Arc::new(
-            Registry::new(
-                Arc::new(meta),
-                Arc::new(blobs),
-                identity.clone(),
-                Arc::new(Engine::new()),
-            )
-            .with_clock(clock.clone()),
-        );
-        let app = router(AppState::new(registry.clone(), config));
+        let (app, registry, layers, uploads) = open(dir.path(), &identity, &clock, &setup);
         Harness {
             app,
             registry,
             identity,
             clock,
-            _dir: dir,
+            layers,
+            uploads,
+            setup,
+            tokens,
+            dir,
         }
+    }
+
+    /// Opens the same database and blob directory again in a new registry,
+    /// as a restarted daemon would; the identity service and clock stay.
+    pub async fn restart(&mut self) {
+        let (app, registry, ..) = open(self.dir.path(), &self.identity, &self.clock, &self.setup);
+        registry
+            .reload_policy()
+            .await
+            .expect("the stored rules load");
+        self.app = app;
+        self.registry = registry;
     }
 
     /// A request without credentials.
-    pub fn anon(&self, method: Method, uri: impl Into<String>) -> Call<'_> {
-        Call {
-            harness: self,
-            method,
-            uri: uri.into(),
-            headers: vec![("host".to_string(), HOST.to_string())],
-            body: Body::empty(),
-        }
+    pub fn anon(&self, method: Method, uri: impl Into<String>) -> Call {
+        Call::new(self.app.clone(), method, uri.into()).header("host", HOST)
     }
 
     /// A request as `who` (one of the four test users), with HTTP Basic.
-    pub fn as_(&self, who: &str, method: Method, uri: impl Into<String>) -> Call<'_> {
+    pub fn as_(&self, who: &str, method: Method, uri: impl Into<String>) -> Call {
         self.anon(method, uri).basic(who, TEST_PASSWORD)
     }
 
     /// A request as `user`, the ordinary human with pull, push and delete.
-    pub fn user(&self, method: Method, uri: impl Into<String>) -> Call<'_> {
+    pub fn user(&self, method: Method, uri: impl Into<String>) -> Call {
         self.as_("user", method, uri)
+    }
+
+    /// A request as `who` with the bearer token issued to that user when
+    /// the harness started; it lives as long as [`Login`] says.
+    pub fn bearer_as(&self, who: &str, method: Method, uri: impl Into<String>) -> Call {
+        let token = self
+            .tokens
+            .get(who)
+            .unwrap_or_else(|| panic!("no test user {who}"));
+        self.anon(method, uri).bearer(token)
+    }
+
+    /// A request from a helper as `who`, authenticated as [`Setup::login`]
+    /// says.
+    fn helper_call(&self, who: &str, method: Method, uri: impl Into<String>) -> Call {
+        match self.setup.login {
+            Login::Basic => self.as_(who, method, uri),
+            Login::Bearer => self.bearer_as(who, method, uri),
+        }
     }
 
     /// A bearer token for `who` from the token endpoint.
@@ -116,28 +201,29 @@ impl Harness {
             .to_string()
     }
 
-    /// Uploads `data` monolithically into `repo`; returns its digest.
+    /// Uploads `data` monolithically into `repo`, as `user`; its digest.
     pub async fn push_blob(&self, repo: &str, data: &[u8]) -> String {
         let digest = sha256(data);
         let r = self
-            .user(
+            .helper_call(
+                "user",
                 Method::POST,
                 format!("/v2/{repo}/blobs/uploads/?digest={digest}"),
             )
             .body(data.to_vec())
             .send()
             .await;
-        assert_eq!(r.status, StatusCode::CREATED, "push blob: {}", r.text());
+        r.assert_status(StatusCode::CREATED);
         digest
     }
 
-    /// Starts an upload session in `repo`; returns its `Location`.
+    /// Starts an upload session in `repo`, as `user`; its `Location`.
     pub async fn start_upload(&self, repo: &str) -> String {
         let r = self
-            .user(Method::POST, format!("/v2/{repo}/blobs/uploads/"))
+            .helper_call("user", Method::POST, format!("/v2/{repo}/blobs/uploads/"))
             .send()
             .await;
-        assert_eq!(r.status, StatusCode::ACCEPTED, "start upload: {}", r.text());
+        r.assert_status(StatusCode::ACCEPTED);
         r.header("location").expect("a Location").to_string()
     }
 
@@ -149,46 +235,65 @@ impl Harness {
         media_type: &str,
         raw: &[u8],
     ) -> Reply {
-        self.user(Method::PUT, format!("/v2/{repo}/manifests/{reference}"))
-            .header("content-type", media_type)
-            .body(raw.to_vec())
-            .send()
-            .await
+        self.helper_call(
+            "user",
+            Method::PUT,
+            format!("/v2/{repo}/manifests/{reference}"),
+        )
+        .header("content-type", media_type)
+        .body(raw.to_vec())
+        .send()
+        .await
     }
 
-    /// Pushes a config and one layer derived from `seed`, then an OCI image
-    /// manifest naming them under `reference`.
-    pub async fn push_image(&self, repo: &str, reference: &str, seed: &str) -> Image {
-        let config = format!("{{\"seed\":\"{seed}\"}}").into_bytes();
-        let layer = format!("layer of {seed}").into_bytes();
-        self.push_blob(repo, &config).await;
-        self.push_blob(repo, &layer).await;
-        let raw = to_bytes(&image_manifest(
-            descriptor(OCI_CONFIG, &config),
-            &[descriptor(OCI_LAYER, &layer)],
-            json!({}),
-        ));
+    /// Pushes `config` and `layers`, then the OCI image manifest naming
+    /// them under `reference`, as `user`.
+    pub async fn push_image(
+        &self,
+        repo: &str,
+        reference: &str,
+        config: &[u8],
+        layers: &[&[u8]],
+    ) -> Image {
+        self.push_blob(repo, config).await;
+        for layer in layers {
+            self.push_blob(repo, layer).await;
+        }
+        let raw = raw_image_manifest(config, layers);
         let r = self.put_manifest(repo, reference, OCI_MANIFEST, &raw).await;
-        assert_eq!(r.status, StatusCode::CREATED, "push image: {}", r.text());
+        r.assert_status(StatusCode::CREATED);
         Image {
             digest: sha256(&raw),
             raw,
-            config: sha256(&config),
-            layer: sha256(&layer),
+            blobs: std::iter::once(config)
+                .chain(layers.iter().copied())
+                .map(|b| (sha256(b), b.len() as u64))
+                .collect(),
         }
+    }
+
+    /// [`Harness::push_image`] of a config and one layer made from `seed`,
+    /// so that different seeds give different images.
+    pub async fn push_seeded_image(&self, repo: &str, reference: &str, seed: &str) -> Image {
+        let config = format!("{{\"seed\":\"{seed}\"}}").into_bytes();
+        let layer = format!("layer of {seed}").into_bytes();
+        self.push_image(repo, reference, &config, &[&layer]).await
     }
 
     /// The catalog, as `admin`.
     pub async fn catalog(&self) -> Vec<String> {
-        let r = self.as_("admin", Method::GET, "/v2/_catalog").send().await;
-        assert_eq!(r.status, StatusCode::OK, "catalog: {}", r.text());
+        let r = self
+            .helper_call("admin", Method::GET, "/v2/_catalog")
+            .send()
+            .await;
+        r.assert_status(StatusCode::OK);
         strings(&r.json()["repositories"])
     }
 
     /// The tags of `repo`, as `admin`; `None` when the repository is unknown.
     pub async fn tags(&self, repo: &str) -> Option<Vec<String>> {
         let r = self
-            .as_("admin", Method::GET, format!("/v2/{repo}/tags/list"))
+            .helper_call("admin", Method::GET, format!("/v2/{repo}/tags/list"))
             .send()
             .await;
         match r.status {
@@ -203,7 +308,7 @@ impl Harness {
 
     /// The status of `HEAD /v2/<repo>/blobs/<digest>`, as `admin`.
     pub async fn blob_status(&self, repo: &str, digest: &str) -> StatusCode {
-        self.as_("admin", Method::HEAD, format!("/v2/{repo}/blobs/{digest}"))
+        self.helper_call("admin", Method::HEAD, format!("/v2/{repo}/blobs/{digest}"))
             .send()
             .await
             .status
@@ -211,7 +316,7 @@ impl Harness {
 
     /// The status of `GET /v2/<repo>/manifests/<reference>`, as `admin`.
     pub async fn manifest_status(&self, repo: &str, reference: &str) -> StatusCode {
-        self.as_(
+        self.helper_call(
             "admin",
             Method::GET,
             format!("/v2/{repo}/manifests/{reference}"),
@@ -221,19 +326,15 @@ impl Harness {
         .status
     }
 
-    /// The `Range` an upload session reports (`GET` on its location).
+    /// The `Range` an upload session reports (`GET` on its location), as
+    /// `user`.
     pub async fn upload_range(&self, location: &str) -> String {
-        let r = self.user(Method::GET, location).send().await;
-        assert_eq!(
-            r.status,
-            StatusCode::NO_CONTENT,
-            "upload status: {}",
-            r.text()
-        );
+        let r = self.helper_call("user", Method::GET, location).send().await;
+        r.assert_status(StatusCode::NO_CONTENT);
         r.header("range").expect("a Range").to_string()
     }
 
-    /// Audit events of one type, newest first.
+    /// Audit events of one type, newest first, through the use case.
     pub async fn audit(&self, event_type: EventType) -> Vec<AuditEvent> {
         self.registry
             .audit_events(
@@ -249,248 +350,37 @@ impl Harness {
     }
 }
 
-/// What [`Harness::push_image`] pushed.
-pub struct Image {
-    pub digest: String,
-    pub raw: Vec<u8>,
-    pub config: String,
-    pub layer: String,
-}
-
-/// A request being built.
-pub struct Call<'h> {
-    harness: &'h Harness,
-    method: Method,
-    uri: String,
-    headers: Vec<(String, String)>,
-    body: Body,
-}
-
-impl Call<'_> {
-    pub fn header(mut self, name: &str, value: impl Into<String>) -> Self {
-        let name = name.to_ascii_lowercase();
-        self.headers.retain(|(k, _)| *k != name);
-        self.headers.push((name, value.into()));
-        self
-    }
-
-    pub fn basic(self, username: &str, password: &str) -> Self {
-        self.header("authorization", basic(username, password))
-    }
-
-    pub fn bearer(self, token: &str) -> Self {
-        self.header("authorization", format!("Bearer {token}"))
-    }
-
-    pub fn body(mut self, body: impl Into<Body>) -> Self {
-        self.body = body.into();
-        self
-    }
-
-    pub async fn send(self) -> Reply {
-        let mut req = Request::builder()
-            .method(self.method.clone())
-            .uri(&self.uri);
-        for (k, v) in &self.headers {
-            req = req.header(k, v);
-        }
-        let resp = self
-            .harness
-            .app
-            .clone()
-            .oneshot(req.body(self.body).expect("a valid request"))
-            .await
-            .expect("the router is infallible");
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .expect("the body reads")
-            .to_bytes();
-        let reply = Reply {
-            method: self.method,
-            uri: self.uri,
-            status,
-            headers,
-            body,
-        };
-        if reply.uri.starts_with("/v2") && !reply.uri.starts_with("/v2/token") {
-            assert_eq!(
-                reply.header("docker-distribution-api-version"),
-                Some("registry/2.0"),
-                "{} {} answered {} without Docker-Distribution-API-Version; body {}",
-                reply.method,
-                reply.uri,
-                reply.status,
-                reply.text()
-            );
-        }
-        reply
-    }
-}
-
-/// A response, read whole.
-pub struct Reply {
-    pub method: Method,
-    pub uri: String,
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub body: Bytes,
-}
-
-impl Reply {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "{} {} ({}): body is not JSON ({e}): {:?}",
-                self.method,
-                self.uri,
-                self.status,
-                self.text()
-            )
-        })
-    }
-
-    /// The code of the (single) OCI error in the body.
-    pub fn code(&self) -> String {
-        let errors = self.json()["errors"].clone();
-        let errors = errors.as_array().unwrap_or_else(|| {
-            panic!(
-                "{} {} ({}): no errors array: {}",
-                self.method,
-                self.uri,
-                self.status,
-                self.text()
-            )
-        });
-        assert_eq!(errors.len(), 1, "one error: {}", self.text());
-        errors[0]["code"].as_str().unwrap_or_default().to_string()
-    }
-
-    /// Asserts an OCI error: the status, the code, a message, and a JSON
-    /// content type.
-    #[track_caller]
-    pub fn assert_error(&self, status: StatusCode, code: &str) {
-        assert_eq!(
-            self.status,
-            status,
-            "{} {}: {}",
-            self.method,
-            self.uri,
-            self.text()
-        );
-        assert_eq!(
-            self.code(),
-            code,
-            "{} {}: {}",
-            self.method,
-            self.uri,
-            self.text()
-        );
-        assert!(
-            self.json()["errors"][0]["message"]
-                .as_str()
-                .is_some_and(|m| !m.is_empty()),
-            "an error message: {}",
-            self.text()
-        );
-        assert_eq!(self.header("content-type"), Some("application/json"));
-    }
-
-    /// Asserts the status, showing the body when it differs.
-    #[track_caller]
-    pub fn assert_status(&self, status: StatusCode) {
-        assert_eq!(
-            self.status,
-            status,
-            "{} {}: {}",
-            self.method,
-            self.uri,
-            self.text()
-        );
-    }
-}
-
-pub fn sha256(data: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)))
-}
-
-pub fn sha512(data: &[u8]) -> String {
-    format!("sha512:{}", hex::encode(sha2::Sha512::digest(data)))
-}
-
-/// The `Authorization` value for `username:password`.
-pub fn basic(username: &str, password: &str) -> String {
-    let encoded =
-        base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
-    format!("Basic {encoded}")
+/// The router and registry over the stores in `dir`, and the blob and
+/// upload directories.
+fn open(
+    dir: &Path,
+    identity: &Arc<FakeIdentity>,
+    clock: &Arc<ManualClock>,
+    setup: &Setup,
+) -> (axum::Router, Arc<Registry>, PathBuf, PathBuf) {
+    let layers = dir.join("layers");
+    let uploads = dir.join("uploads");
+    let meta = SqliteMetaStore::open(&dir.join("mcr.db")).expect("the database opens");
+    let blobs = FsBlobStore::open(layers.clone(), uploads.clone()).expect("the blob store opens");
+    let config = RegistryConfig {
+        gc_grace_period: setup.gc_grace,
+        ..RegistryConfig::default()
+    };
+    let registry = Arc::new(
+        Registry::new(
+            Arc::new(meta),
+            Arc::new(blobs),
+            identity.clone(),
+            Arc::new(Engine::new()),
+        )
+        .with_clock(clock.clone())
+        .with_config(config),
+    );
+    let app = router(AppState::new(registry.clone(), setup.http.clone()));
+    (app, registry, layers, uploads)
 }
 
 /// The challenge a request on `repo` asking for `actions` gets.
 pub fn challenge(repo: &str, actions: &str) -> String {
     format!(r#"Bearer realm="{REALM}",service="mcr",scope="repository:{repo}:{actions}""#)
-}
-
-/// A descriptor of `data` with `media_type`.
-pub fn descriptor(media_type: &str, data: &[u8]) -> Value {
-    json!({"mediaType": media_type, "digest": sha256(data), "size": data.len()})
-}
-
-/// An OCI image manifest; the fields of `extra` are added at the top level.
-pub fn image_manifest(config: Value, layers: &[Value], extra: Value) -> Value {
-    let mut m = json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": config,
-        "layers": layers,
-    });
-    merge(&mut m, extra);
-    m
-}
-
-/// An OCI image index; the fields of `extra` are added at the top level.
-pub fn image_index(manifests: &[Value], extra: Value) -> Value {
-    let mut m = json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_INDEX,
-        "manifests": manifests,
-    });
-    merge(&mut m, extra);
-    m
-}
-
-fn merge(target: &mut Value, extra: Value) {
-    if let (Some(t), Value::Object(e)) = (target.as_object_mut(), extra) {
-        t.extend(e);
-    }
-}
-
-pub fn to_bytes(v: &Value) -> Vec<u8> {
-    serde_json::to_vec(v).expect("JSON serialises")
-}
-
-pub fn strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .unwrap_or_else(|| panic!("not an array: {v}"))
-        .iter()
-        .map(|s| s.as_str().expect("a string").to_string())
-        .collect()
-}
-
-/// The target of a `Link: <url>; rel="next"` header.
-pub fn next_link(reply: &Reply) -> Option<String> {
-    let link = reply.header("link")?;
-    assert!(link.ends_with(r#">; rel="next""#), "Link {link:?}");
-    let url = link.strip_prefix('<')?.split_once('>')?.0;
-    Some(url.to_string())
 }
