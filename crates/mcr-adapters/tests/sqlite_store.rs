@@ -46,7 +46,7 @@ async fn blob_in(store: &SqliteMetaStore, repo: &RepoName, data: &[u8]) -> Diges
             id: id.clone(),
             repository: repo.clone(),
             offset: 0,
-            started: at,
+            active: at,
         })
         .await
         .unwrap();
@@ -241,7 +241,7 @@ async fn every_table_and_lookup_index_exists() {
         "tags_by_manifest ON tags",
         "manifest_references_by_digest ON manifest_references",
         "repository_blobs_by_digest ON repository_blobs",
-        "uploads_by_started ON uploads",
+        "uploads_by_active ON uploads",
         "uploads_by_repository ON uploads",
         "audit_by_time ON audit_log",
         "audit_by_type ON audit_log",
@@ -289,7 +289,7 @@ async fn deleting_a_repository_cascades_to_everything_but_blob_rows() {
             id: pending.clone(),
             repository: repo(),
             offset: 7,
-            started: Timestamp::from_millis(3_000),
+            active: Timestamp::from_millis(3_000),
         })
         .await
         .unwrap();
@@ -566,7 +566,7 @@ async fn a_writer_locked_out_past_the_busy_timeout_gets_a_storage_error() {
             id: UploadId::generate().unwrap(),
             repository: repo(),
             offset: 0,
-            started: Timestamp::from_millis(1),
+            active: Timestamp::from_millis(1),
         })
         .await
         .unwrap_err();

@@ -812,3 +812,34 @@ fn stale_upload_sessions_are_purged_with_their_data() {
         assert_eq!(purged, 1);
     });
 }
+
+#[test]
+fn an_upload_still_receiving_chunks_is_not_purged_however_old() {
+    let t = TestRegistry::with_config(RegistryConfig {
+        upload_max_age: Duration::from_secs(3600),
+        ..RegistryConfig::default()
+    });
+    run(async {
+        let r = &t.registry;
+        let app = repo("app");
+        let long = r.start_upload(&user(), &app).await.unwrap();
+        let mut offset = 0;
+        // A chunk every 50 minutes for ten hours.
+        for _ in 0..12 {
+            t.clock.advance(Duration::from_secs(3000));
+            offset = r
+                .upload_chunk(&user(), &app, &long.id, Some(offset), body(&b"chunk"[..]))
+                .await
+                .unwrap();
+            assert_eq!(r.purge_stale_uploads().await.unwrap(), 0);
+        }
+        assert_eq!(r.upload_status(&user(), &app, &long.id).await.unwrap(), 60);
+        // Then silence past the maximum age.
+        t.clock.advance(Duration::from_secs(3601));
+        assert_eq!(r.purge_stale_uploads().await.unwrap(), 1);
+        assert!(matches!(
+            r.upload_status(&user(), &app, &long.id).await,
+            Err(Error::UploadUnknown(_))
+        ));
+    });
+}

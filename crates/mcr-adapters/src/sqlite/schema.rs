@@ -123,6 +123,16 @@ const MIGRATIONS: &[(i64, &str)] = &[
         CREATE INDEX manifests_by_subject ON manifests (repository_id, subject_digest, digest)
             WHERE subject_digest IS NOT NULL;",
     ),
+    (
+        4,
+        // An upload's time becomes that of its last activity, so that the
+        // purge of stale sessions spares a long upload still receiving
+        // chunks; for a session that received nothing since this
+        // migration, the start is its last activity.
+        "ALTER TABLE uploads RENAME COLUMN started TO active;
+        DROP INDEX uploads_by_started;
+        CREATE INDEX uploads_by_active ON uploads (active);",
+    ),
 ];
 
 /// The schema version this build writes and understands.
@@ -246,6 +256,27 @@ mod tests {
             )
             .unwrap();
         assert_eq!(kept, 2);
+    }
+
+    #[test]
+    fn an_upload_from_before_migration_4_is_active_since_it_started() {
+        let mut c = Connection::open_in_memory().unwrap();
+        c.execute_batch("PRAGMA foreign_keys = ON;").unwrap();
+        migrate_to(&mut c, 3).unwrap();
+        c.execute_batch(
+            "INSERT INTO repositories (id, name, created) VALUES (1, 'app', 1);
+             INSERT INTO uploads (id, repository_id, offset, started) VALUES ('u1', 1, 7, 42);",
+        )
+        .unwrap();
+        migrate(&mut c).unwrap();
+        let row: (i64, i64) = c
+            .query_row(
+                "SELECT offset, active FROM uploads WHERE id = 'u1'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(row, (7, 42));
     }
 
     #[test]

@@ -133,20 +133,20 @@ mod sql {
     pub const LIST_BLOBS: &str = "SELECT digest, size FROM blobs ORDER BY digest";
 
     // Upload sessions.
-    pub const INSERT_UPLOAD: &str = "INSERT INTO uploads (id, repository_id, offset, started)
+    pub const INSERT_UPLOAD: &str = "INSERT INTO uploads (id, repository_id, offset, active)
         VALUES (?1, ?2, ?3, ?4) ON CONFLICT (id) DO NOTHING";
-    pub const GET_UPLOAD: &str = "SELECT u.id, r.name, u.offset, u.started FROM uploads u
+    pub const GET_UPLOAD: &str = "SELECT u.id, r.name, u.offset, u.active FROM uploads u
         JOIN repositories r ON r.id = u.repository_id WHERE u.id = ?1";
-    pub const SET_UPLOAD_OFFSET: &str = "UPDATE uploads SET offset = ?2 WHERE id = ?1";
+    pub const SET_UPLOAD_OFFSET: &str = "UPDATE uploads SET offset = ?2, active = ?3 WHERE id = ?1";
     pub const UPLOAD_REPO: &str = "SELECT repository_id FROM uploads WHERE id = ?1";
     pub const DELETE_UPLOAD: &str = "DELETE FROM uploads WHERE id = ?1";
     pub const PRUNE_REPOSITORY: &str = "DELETE FROM repositories WHERE name = ?1
         AND NOT EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = repositories.id)
         AND NOT EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.repository_id = repositories.id)
         AND NOT EXISTS (SELECT 1 FROM uploads u WHERE u.repository_id = repositories.id)";
-    pub const UPLOADS_BEFORE: &str = "SELECT u.id, r.name, u.offset, u.started FROM uploads u
+    pub const UPLOADS_IDLE: &str = "SELECT u.id, r.name, u.offset, u.active FROM uploads u
         JOIN repositories r ON r.id = u.repository_id
-        WHERE u.started < ?1 ORDER BY u.started, u.id";
+        WHERE u.active < ?1 ORDER BY u.active, u.id";
 
     // GC. Strict comparisons: a row or link made exactly at the cutoff
     // protects the blob. Only `blob` references protect blobs; `manifest`
@@ -248,7 +248,7 @@ fn upload_session(row: &Row<'_>) -> rusqlite::Result<UploadSession> {
         id: parsed(row, 0, UploadId::parse)?,
         repository: parsed(row, 1, RepoName::new)?,
         offset: u64_at(row, 2)?,
-        started: Timestamp::from_millis(row.get(3)?),
+        active: Timestamp::from_millis(row.get(3)?),
     })
 }
 
@@ -682,7 +682,7 @@ impl MetaStore for SqliteMetaStore {
     async fn create_upload(&self, session: &UploadSession) -> Result<()> {
         let session = session.clone();
         self.write("creating an upload session", move |tx| {
-            let repo = ensure_repo(tx, &session.repository, session.started)?;
+            let repo = ensure_repo(tx, &session.repository, session.active)?;
             let n = change(
                 tx,
                 sql::INSERT_UPLOAD,
@@ -690,7 +690,7 @@ impl MetaStore for SqliteMetaStore {
                     session.id.as_str(),
                     repo,
                     i64_of(session.offset)?,
-                    session.started.as_millis()
+                    session.active.as_millis()
                 ],
             )?;
             if n == 0 {
@@ -713,13 +713,13 @@ impl MetaStore for SqliteMetaStore {
         .await
     }
 
-    async fn set_upload_offset(&self, id: &UploadId, offset: u64) -> Result<()> {
+    async fn set_upload_offset(&self, id: &UploadId, offset: u64, at: Timestamp) -> Result<()> {
         let id = id.clone();
         self.write("recording an upload's offset", move |tx| {
             if change(
                 tx,
                 sql::SET_UPLOAD_OFFSET,
-                params![id.as_str(), i64_of(offset)?],
+                params![id.as_str(), i64_of(offset)?, at.as_millis()],
             )? == 0
             {
                 return Err(Error::UploadUnknown(id.to_string()));
@@ -765,9 +765,9 @@ impl MetaStore for SqliteMetaStore {
         .await
     }
 
-    async fn uploads_started_before(&self, before: Timestamp) -> Result<Vec<UploadSession>> {
+    async fn uploads_idle_since(&self, before: Timestamp) -> Result<Vec<UploadSession>> {
         self.run("listing stale upload sessions", move |c| {
-            all(c, sql::UPLOADS_BEFORE, [before.as_millis()], upload_session)
+            all(c, sql::UPLOADS_IDLE, [before.as_millis()], upload_session)
         })
         .await
     }
@@ -917,7 +917,7 @@ mod tests {
             ("LIST_BLOBS", sql::LIST_BLOBS, &["blobs"]),
             ("GET_UPLOAD", sql::GET_UPLOAD, &[]),
             ("UPLOAD_REPO", sql::UPLOAD_REPO, &[]),
-            ("UPLOADS_BEFORE", sql::UPLOADS_BEFORE, &[]),
+            ("UPLOADS_IDLE", sql::UPLOADS_IDLE, &[]),
             ("PRUNE_REPOSITORY", sql::PRUNE_REPOSITORY, &[]),
             ("SWEEPABLE", sql::SWEEPABLE, &["b"]),
             ("LIST_RULES", sql::LIST_RULES, &["policy_rules"]),
@@ -969,7 +969,7 @@ mod tests {
             ("REFERRERS", sql::REFERRERS, "manifests_by_subject"),
             ("SWEEPABLE", sql::SWEEPABLE, "manifest_references_by_digest"),
             ("SWEEPABLE", sql::SWEEPABLE, "repository_blobs_by_digest"),
-            ("UPLOADS_BEFORE", sql::UPLOADS_BEFORE, "uploads_by_started"),
+            ("UPLOADS_IDLE", sql::UPLOADS_IDLE, "uploads_by_active"),
             ("DELETE_MANIFEST", sql::DELETE_MANIFEST, "tags_by_manifest"),
         ] {
             let steps = plan(&c, sql);

@@ -61,7 +61,8 @@ pub struct DatabaseSection {
 pub struct StorageSection {
     pub layers_path: Option<PathBuf>,
     pub uploads_path: Option<PathBuf>,
-    /// Upload sessions older than this are purged (default 24h).
+    /// Upload sessions that received nothing for this long are purged
+    /// (default 24h).
     pub upload_max_age: Option<String>,
 }
 

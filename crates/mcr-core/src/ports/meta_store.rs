@@ -62,7 +62,9 @@ pub struct UploadSession {
     pub repository: RepoName,
     /// Bytes received so far, as last recorded.
     pub offset: u64,
-    pub started: Timestamp,
+    /// When the session was opened or last recorded received bytes: a
+    /// session is stale after a long silence, however long ago it began.
+    pub active: Timestamp,
 }
 
 /// A page of a listing that resumes after `last`.
@@ -169,7 +171,8 @@ pub trait MetaStore: Send + Sync + 'static {
     // Upload sessions.
     async fn create_upload(&self, session: &UploadSession) -> Result<()>;
     async fn get_upload(&self, id: &UploadId) -> Result<Option<UploadSession>>;
-    async fn set_upload_offset(&self, id: &UploadId, offset: u64) -> Result<()>;
+    /// Records the bytes received so far and marks the session active `at`.
+    async fn set_upload_offset(&self, id: &UploadId, offset: u64, at: Timestamp) -> Result<()>;
     /// In one step: records the blob row (if new), links it to the session's
     /// repository stamped `at`, and removes the session. Fails with
     /// `UploadUnknown` if the session is gone.
@@ -180,8 +183,8 @@ pub trait MetaStore: Send + Sync + 'static {
     /// or upload session — in one step; returns whether it did. Undoes the
     /// implicit creation by a push that failed.
     async fn prune_repository(&self, repo: &RepoName) -> Result<bool>;
-    /// Sessions started before `before`, oldest first.
-    async fn uploads_started_before(&self, before: Timestamp) -> Result<Vec<UploadSession>>;
+    /// Sessions last active before `before`, longest idle first.
+    async fn uploads_idle_since(&self, before: Timestamp) -> Result<Vec<UploadSession>>;
 
     // Garbage collection.
     /// GC phase one, in one step: every blob that no manifest references

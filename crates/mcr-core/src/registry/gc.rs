@@ -254,13 +254,13 @@ impl Registry {
         })
     }
 
-    /// Discards upload sessions older than the configured maximum age, and
-    /// upload data whose session row is gone. A maintenance task of the
+    /// Discards upload sessions that received nothing for the configured
+    /// maximum age, and upload data whose session row is gone. A maintenance task of the
     /// daemon, not a caller's request; returns how many were removed.
     pub async fn purge_stale_uploads(&self) -> Result<usize> {
         let cutoff = self.clock.now().saturating_sub(self.config.upload_max_age);
         let mut purged = 0;
-        for session in self.meta.uploads_started_before(cutoff).await? {
+        for session in self.meta.uploads_idle_since(cutoff).await? {
             self.meta.delete_upload(&session.id).await?;
             self.blobs.cancel_upload(&session.id).await?;
             purged += 1;

@@ -55,7 +55,7 @@ impl Registry {
             id: UploadId::generate()?,
             repository: repo.clone(),
             offset: 0,
-            started: self.clock.now(),
+            active: self.clock.now(),
         };
         // The row first: a data file without a row is an orphan that
         // `purge_stale_uploads` may remove.
@@ -86,7 +86,9 @@ impl Registry {
         self.authorize(caller, Action::Push, Some(repo)).await?;
         self.session(repo, id).await?;
         let size = self.blobs.append_upload(id, offset, body).await?;
-        self.meta.set_upload_offset(id, size).await?;
+        self.meta
+            .set_upload_offset(id, size, self.clock.now())
+            .await?;
         Ok(size)
     }
 
@@ -117,7 +119,9 @@ impl Registry {
         self.session(repo, id).await?;
         if let Some((offset, body)) = last_chunk {
             let size = self.blobs.append_upload(id, offset, body).await?;
-            self.meta.set_upload_offset(id, size).await?;
+            self.meta
+                .set_upload_offset(id, size, self.clock.now())
+                .await?;
         }
         self.commit_upload(caller, repo, id, digest).await
     }

@@ -360,7 +360,7 @@ impl MetaStore for FakeMetaStore {
                 session.id
             )));
         }
-        state.repo_mut(&session.repository, session.started);
+        state.repo_mut(&session.repository, session.active);
         state.uploads.insert(session.id.clone(), session.clone());
         Ok(())
     }
@@ -369,13 +369,14 @@ impl MetaStore for FakeMetaStore {
         Ok(self.lock().uploads.get(id).cloned())
     }
 
-    async fn set_upload_offset(&self, id: &UploadId, offset: u64) -> Result<()> {
+    async fn set_upload_offset(&self, id: &UploadId, offset: u64, at: Timestamp) -> Result<()> {
         let mut state = self.lock();
         let session = state
             .uploads
             .get_mut(id)
             .ok_or_else(|| Error::UploadUnknown(id.to_string()))?;
         session.offset = offset;
+        session.active = at;
         Ok(())
     }
 
@@ -414,15 +415,15 @@ impl MetaStore for FakeMetaStore {
         Ok(false)
     }
 
-    async fn uploads_started_before(&self, before: Timestamp) -> Result<Vec<UploadSession>> {
+    async fn uploads_idle_since(&self, before: Timestamp) -> Result<Vec<UploadSession>> {
         let mut sessions: Vec<UploadSession> = self
             .lock()
             .uploads
             .values()
-            .filter(|s| s.started < before)
+            .filter(|s| s.active < before)
             .cloned()
             .collect();
-        sessions.sort_by(|a, b| a.started.cmp(&b.started).then_with(|| a.id.cmp(&b.id)));
+        sessions.sort_by(|a, b| a.active.cmp(&b.active).then_with(|| a.id.cmp(&b.id)));
         Ok(sessions)
     }
 

@@ -4,7 +4,7 @@
 //! Where the port's docs leave a choice open, these checks pin the answer
 //! (and [`crate::testing::FakeMetaStore`] gives it):
 //! - a repository's `created` is the time passed with its first write
-//!   (`session.started`, `at` or `manifest.created`); reads, a mount that
+//!   (`session.active`, `at` or `manifest.created`); reads, a mount that
 //!   finds nothing and a failed `put_manifest` create no repository;
 //! - pages resume strictly after `last` in byte order, `last` need not
 //!   exist, and `limit: 0` gives nothing;
@@ -107,13 +107,13 @@ fn media(s: &str) -> MediaType {
     MediaType::new(s).expect("the contract uses valid media types")
 }
 
-/// An upload session in `r` started at `at`, created in the store.
+/// An upload session in `r` opened at `at`, created in the store.
 async fn session(s: &Store, r: &RepoName, at: Timestamp) -> UploadSession {
     let session = UploadSession {
         id: new_id(),
         repository: r.clone(),
         offset: 0,
-        started: at,
+        active: at,
     };
     ok(s.create_upload(&session).await, "create_upload");
     session
@@ -845,10 +845,13 @@ async fn upload_sessions(s: Store) {
         None
     );
 
-    ok(s.set_upload_offset(&s1.id, 1234).await, "set_upload_offset");
+    ok(
+        s.set_upload_offset(&s1.id, 1234, t(10)).await,
+        "set_upload_offset",
+    );
     let moved = ok(s.get_upload(&s1.id).await, "get_upload").expect("s1 exists");
     assert_eq!(moved.offset, 1234, "the offset was not recorded");
-    assert_eq!((moved.repository, moved.started), (a.clone(), t(10)));
+    assert_eq!((moved.repository, moved.active), (a.clone(), t(10)));
     assert_eq!(
         ok(s.get_upload(&s3.id).await, "get_upload"),
         Some(s3.clone()),
@@ -858,7 +861,7 @@ async fn upload_sessions(s: Store) {
     let before = |at: Timestamp| {
         let s = s.clone();
         async move {
-            ok(s.uploads_started_before(at).await, "uploads_started_before")
+            ok(s.uploads_idle_since(at).await, "uploads_idle_since")
                 .into_iter()
                 .map(|x| x.id)
                 .collect::<Vec<UploadId>>()
@@ -874,6 +877,22 @@ async fn upload_sessions(s: Store) {
         vec![s2.id.clone(), s1.id.clone(), s3.id.clone()]
     );
     assert!(before(t(5)).await.is_empty());
+
+    // Receiving bytes makes the oldest session the most recently active.
+    ok(
+        s.set_upload_offset(&s2.id, 1, t(30)).await,
+        "set_upload_offset",
+    );
+    assert_eq!(
+        before(t(20)).await,
+        vec![s1.id.clone()],
+        "a session that just received bytes is not idle"
+    );
+    assert_eq!(
+        before(t(100)).await,
+        vec![s1.id.clone(), s3.id.clone(), s2.id.clone()],
+        "longest idle first"
+    );
 
     assert!(
         ok(s.delete_upload(&s2.id).await, "delete_upload"),
