@@ -843,3 +843,40 @@ fn an_upload_still_receiving_chunks_is_not_purged_however_old() {
         ));
     });
 }
+
+#[test]
+fn a_rule_granting_policy_manage_does_not_make_an_admin_and_the_refusal_is_audited() {
+    let t = TestRegistry::new();
+    run(async {
+        let r = &t.registry;
+        r.create_rule(
+            &admin(),
+            RuleDraft {
+                priority: 5,
+                description: "user manages policy".into(),
+                effect: Effect::Allow,
+                actions: vec![Action::PolicyManage],
+                roles: vec![],
+                account_types: vec![],
+                subject: Some("user".into()),
+                repositories: vec![],
+                enabled: true,
+            },
+        )
+        .await
+        .unwrap();
+        assert!(matches!(
+            r.list_rules(&user()).await,
+            Err(Error::Denied { .. })
+        ));
+        let denials: Vec<_> = t
+            .meta
+            .audit_log()
+            .into_iter()
+            .filter(|e| e.event.event_type == EventType::PolicyDeny)
+            .collect();
+        assert_eq!(denials.len(), 1);
+        assert_eq!(denials[0].event.actor_id.as_deref(), Some("user"));
+        assert_eq!(denials[0].event.details["reason"], "not an admin");
+    });
+}

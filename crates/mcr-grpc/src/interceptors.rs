@@ -6,9 +6,11 @@
 //!    metadata through [`Registry::authenticate`]; the [`Caller`] it
 //!    establishes travels to the service as a request extension.
 //!    [`PUBLIC_METHODS`] (Health and Login) bypass it;
-//! 3. **admin role check** ([`require_admin`]) for [`is_admin_method`]s.
-//!    The use cases check the policy as well; this check keeps the admin
-//!    surface closed even to a stored rule that grants `policy:manage`.
+//! 3. **admin role check** for [`is_admin_method`]s, through
+//!    [`Registry::authorize_admin`] (the admin role and the policy's
+//!    `policy:manage`), so a refusal here is audited like one in a use
+//!    case. The use cases check again; this keeps the whole admin surface
+//!    closed whatever a service method forgets.
 //!
 //! They are async (authentication may ask the identity service), so they
 //! are one tower layer around the routes rather than tonic's synchronous
@@ -23,7 +25,6 @@ use std::time::Instant;
 
 use http::{HeaderMap, Request, Response};
 use mcr_core::ports::Secret;
-use mcr_core::principal::Action;
 use mcr_core::registry::{Caller, Registry};
 use mcr_core::Error;
 use tonic::transport::server::TcpConnectInfo;
@@ -159,7 +160,9 @@ where
     if !PUBLIC_METHODS.contains(&path.as_str()) {
         let ip = peer(&req).map(|p| p.ip().to_string());
         let checked = match authenticate(&registry, req.headers(), ip).await {
-            Ok(caller) if is_admin_method(&path) => require_admin(caller),
+            Ok(caller) if is_admin_method(&path) => {
+                registry.authorize_admin(&caller).await.map(|()| caller)
+            }
             other => other,
         };
         match checked {
@@ -206,19 +209,6 @@ fn bearer_token(headers: &HeaderMap) -> Result<Secret, Error> {
         _ => Err(Error::Unauthenticated(
             "authorization metadata must be `Bearer <token>`".into(),
         )),
-    }
-}
-
-/// Stage 3: admin RPCs need the admin role.
-pub fn require_admin(caller: Caller) -> Result<Caller, Error> {
-    if caller.principal.is_admin() {
-        Ok(caller)
-    } else {
-        Err(Error::Denied {
-            subject: caller.principal.subject,
-            action: Action::PolicyManage,
-            repository: None,
-        })
     }
 }
 

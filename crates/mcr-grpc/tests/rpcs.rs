@@ -218,6 +218,17 @@ async fn admin_rpcs_refuse_a_non_admin_and_change_nothing() {
             assert!(result.is_ok(), "{rpc:?}: {result:?}");
         }
     }
+    // Each refusal is audited, as the REST API's are.
+    let denials =
+        s.t.meta
+            .audit_log()
+            .iter()
+            .filter(|e| {
+                e.event.event_type == EventType::PolicyDeny
+                    && e.event.actor_id.as_deref() == Some("user")
+            })
+            .count();
+    assert_eq!(denials, ALL.iter().filter(|r| r.admin()).count());
     let mut admin = s.as_admin().await;
     let rules = admin
         .policy

@@ -177,17 +177,31 @@ impl Registry {
 
     /// Admin-only operations need the admin role as well as the policy's
     /// `policy:manage`, so a stored rule cannot hand them to a non-admin.
-    async fn authorize_admin(&self, caller: &Caller) -> Result<()> {
+    /// Either refusal is audited as a `policy_deny`. Every admin use case
+    /// checks this itself; transports that guard a whole admin surface
+    /// (the gRPC interceptor) call it too, so their refusals are audited
+    /// alike.
+    pub async fn authorize_admin(&self, caller: &Caller) -> Result<()> {
         self.authorize(caller, Action::PolicyManage, None).await?;
         if caller.principal.is_admin() {
-            Ok(())
-        } else {
-            Err(Error::Denied {
-                subject: caller.principal.subject.clone(),
-                action: Action::PolicyManage,
-                repository: None,
-            })
+            return Ok(());
         }
+        self.audit(
+            caller,
+            EventType::PolicyDeny,
+            None,
+            None,
+            details([
+                ("action", Action::PolicyManage.as_str().to_string()),
+                ("reason", "not an admin".to_string()),
+            ]),
+        )
+        .await?;
+        Err(Error::Denied {
+            subject: caller.principal.subject.clone(),
+            action: Action::PolicyManage,
+            repository: None,
+        })
     }
 
     async fn audit(
