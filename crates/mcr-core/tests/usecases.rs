@@ -774,12 +774,17 @@ fn a_push_by_digest_can_tag_several_names_at_once() {
     });
 }
 
-#[test]
-fn stale_upload_sessions_are_purged_with_their_data() {
-    let t = TestRegistry::with_config(RegistryConfig {
+/// A registry whose purge removes sessions idle for over an hour.
+fn purging_after_an_hour() -> TestRegistry {
+    TestRegistry::with_config(RegistryConfig {
         upload_max_age: Duration::from_secs(3600),
         ..RegistryConfig::default()
-    });
+    })
+}
+
+#[test]
+fn stale_upload_sessions_are_purged_with_their_data() {
+    let t = purging_after_an_hour();
     run(async {
         let r = &t.registry;
         let app = repo("app");
@@ -815,10 +820,7 @@ fn stale_upload_sessions_are_purged_with_their_data() {
 
 #[test]
 fn an_upload_still_receiving_chunks_is_not_purged_however_old() {
-    let t = TestRegistry::with_config(RegistryConfig {
-        upload_max_age: Duration::from_secs(3600),
-        ..RegistryConfig::default()
-    });
+    let t = purging_after_an_hour();
     run(async {
         let r = &t.registry;
         let app = repo("app");
