@@ -5,12 +5,12 @@
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use mcr_adapters::sqlite::{SqliteMetaStore, SCHEMA_VERSION};
+use mcr_adapters::sqlite::{backup_path, SqliteMetaStore, SCHEMA_VERSION};
 use mcr_core::digest::Digest;
 use mcr_core::ids::UploadId;
 use mcr_core::media::MediaType;
@@ -315,7 +315,7 @@ async fn deleting_a_repository_cascades_to_everything_but_blob_rows() {
 }
 
 #[tokio::test]
-async fn a_snapshot_is_a_private_copy_with_the_same_rows() {
+async fn a_snapshot_is_a_private_copy_with_the_same_rows_in_backups() {
     let (dir, store) = fresh();
     let blob = blob_in(&store, &repo(), b"layer").await;
     store.put_manifest(manifest(1, &blob, "v1")).await.unwrap();
@@ -333,10 +333,19 @@ async fn a_snapshot_is_a_private_copy_with_the_same_rows() {
         })
         .await
         .unwrap();
-    let dest = dir.path().join("backup.db");
-    store.snapshot(&dest).unwrap();
+    let at = Timestamp::from_millis(1_700_000_000_123);
+    let dest = PathBuf::from(store.snapshot(at).await.unwrap());
+    assert_eq!(
+        dest,
+        dir.path().join("backups").join("mcr-20231114-221320.db")
+    );
+    assert_eq!(dest, backup_path(store.path(), at));
+    assert_eq!(mode(&dir.path().join("backups")), 0o700);
     assert_eq!(mode(&dest), 0o600);
     assert_eq!(dump(&dest), dump(&dir.path().join("mcr.db")));
+    let c = Connection::open(&dest).unwrap();
+    assert_eq!(count(&c, "manifests"), 1);
+    assert_eq!(count(&c, "policy_rules"), 1);
 
     // And the copy opens as a store.
     let copy = SqliteMetaStore::open(&dest).unwrap();
@@ -350,16 +359,19 @@ async fn a_snapshot_is_a_private_copy_with_the_same_rows() {
 #[tokio::test]
 async fn a_snapshot_never_overwrites_a_file() {
     let (dir, store) = fresh();
-    let dest = dir.path().join("backup.db");
+    let at = Timestamp::from_millis(1_700_000_000_000);
+    let dest = backup_path(store.path(), at);
+    std::fs::create_dir(dir.path().join("backups")).unwrap();
     std::fs::write(&dest, b"precious").unwrap();
-    let e = store.snapshot(&dest).unwrap_err();
-    assert!(matches!(e, Error::Invalid { .. }), "{e}");
+    let e = store.snapshot(at).await.unwrap_err();
+    assert!(matches!(e, Error::Conflict(_)), "{e}");
+    assert!(e.to_string().contains("already exists"), "{e}");
     assert_eq!(std::fs::read(&dest).unwrap(), b"precious");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_snapshot_taken_during_pushes_is_consistent() {
-    let (dir, store) = fresh();
+    let (_dir, store) = fresh();
     let store = Arc::new(store);
     let blob = blob_in(&store, &repo(), b"layer").await;
     let pushes: Vec<_> = (0..64)
@@ -369,15 +381,14 @@ async fn a_snapshot_taken_during_pushes_is_consistent() {
             tokio::spawn(async move { store.put_manifest(m).await })
         })
         .collect();
-    let dest = dir.path().join("backup.db");
     let snap = {
-        let (store, dest) = (Arc::clone(&store), dest.clone());
-        tokio::task::spawn_blocking(move || store.snapshot(&dest))
+        let store = Arc::clone(&store);
+        tokio::spawn(async move { store.snapshot(Timestamp::from_millis(2_000)).await })
     };
     for p in pushes {
         p.await.unwrap().unwrap();
     }
-    snap.await.unwrap().unwrap();
+    let dest = snap.await.unwrap().unwrap();
 
     let c = Connection::open(&dest).unwrap();
     let ok: String = c

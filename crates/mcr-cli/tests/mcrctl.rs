@@ -630,9 +630,38 @@ fn mcrctl_over_rest_against_mcrsrv_dev() {
         "{rec:?}"
     );
 
-    // Snapshot is not an API call.
-    let snap = mcrctl(&["--server", s, "--token", t, "snapshot"], None).failed();
-    assert!(snap.stderr.contains("mcrsrv snapshot --config"), "{snap:?}");
+    // Snapshot: a copy of the database in DIR/backups; its path printed.
+    let snap = mcrctl(&["--server", s, "--token", t, "snapshot"], None).ok();
+    assert_snapshot_in(srv.dir.path(), snap.stdout.trim_end());
+    let refused = mcrctl(&["--server", s, "snapshot"], None).failed();
+    assert!(refused.stderr.contains("401"), "{refused:?}");
+}
+
+/// `location` is a SQLite file in `data`'s `backups` directory, named as
+/// `mcrsrv snapshot` names them.
+#[track_caller]
+fn assert_snapshot_in(data: &Path, location: &str) {
+    let copy = Path::new(location);
+    let name = copy
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    assert!(
+        name.starts_with("mcr-")
+            && name.ends_with(".db")
+            && name.len() == "mcr-YYYYMMDD-HHMMSS.db".len(),
+        "{location}"
+    );
+    assert_eq!(
+        copy.parent().map(|d| std::fs::canonicalize(d).unwrap()),
+        Some(std::fs::canonicalize(data.join("backups")).unwrap()),
+        "{location}"
+    );
+    let bytes = std::fs::read(copy).unwrap();
+    assert!(
+        bytes.starts_with(b"SQLite format 3\0"),
+        "{location} is not a database"
+    );
 }
 
 #[test]
@@ -897,4 +926,14 @@ fn mcrctl_over_grpc_answers_as_over_rest() {
         rec,
         serde_json::json!({"files_removed": [], "missing_files": []})
     );
+    let snap = mcrctl(&["--grpc", g, "--token", t, "--json", "snapshot"], None)
+        .ok()
+        .json();
+    assert_snapshot_in(p.dir.path(), snap["location"].as_str().unwrap());
+    assert!(
+        snap["taken_at"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{snap}"
+    );
+    let refused = mcrctl(&["--grpc", g, "snapshot"], None).failed();
+    assert!(refused.stderr.contains("UNAUTHENTICATED"), "{refused:?}");
 }

@@ -55,6 +55,7 @@ event_types! {
     GcCompleted => "gc_completed",
     Reconciled => "reconciled",
     UploadsPurged => "uploads_purged",
+    SnapshotTaken => "snapshot_taken",
     Login => "login",
     LoginFailed => "login_failed",
     Logout => "logout",

@@ -15,6 +15,7 @@ use mcr_core::policy::{Effect, RepoPattern, RuleDraft};
 use mcr_core::principal::{AccountType, Action};
 use mcr_core::registry::{MountOutcome, RegistryConfig};
 use mcr_core::testing::{admin, guest, system, user, TestRegistry};
+use mcr_core::time::Clock;
 use mcr_core::Error;
 use support::*;
 
@@ -880,5 +881,58 @@ fn a_rule_granting_policy_manage_does_not_make_an_admin_and_the_refusal_is_audit
         assert_eq!(denials.len(), 1);
         assert_eq!(denials[0].event.actor_id.as_deref(), Some("user"));
         assert_eq!(denials[0].event.details["reason"], "not an admin");
+    });
+}
+
+#[test]
+fn an_admin_takes_a_snapshot_and_it_is_audited_with_its_location() {
+    let t = TestRegistry::new();
+    run(async {
+        let snap = t.registry.snapshot(&admin()).await.unwrap();
+        assert_eq!(snap.taken_at, t.clock.now());
+        assert_eq!(
+            snap.location,
+            format!("memory:snapshot-{}", snap.taken_at.as_millis())
+        );
+        assert_eq!(t.meta.snapshots(), [snap.taken_at]);
+        let taken: Vec<_> = t
+            .meta
+            .audit_log()
+            .into_iter()
+            .filter(|e| e.event.event_type == EventType::SnapshotTaken)
+            .collect();
+        assert_eq!(taken.len(), 1);
+        assert_eq!(taken[0].event.actor_id.as_deref(), Some("admin"));
+        assert_eq!(taken[0].event.details["location"], snap.location);
+
+        // A second one in the same instant would overwrite the first.
+        let again = t.registry.snapshot(&admin()).await;
+        assert!(matches!(again, Err(Error::Conflict(_))), "{again:?}");
+        t.clock.advance(Duration::from_secs(1));
+        t.registry.snapshot(&admin()).await.unwrap();
+        assert_eq!(t.meta.snapshots().len(), 2);
+    });
+}
+
+#[test]
+fn only_an_admin_takes_a_snapshot() {
+    let t = TestRegistry::new();
+    run(async {
+        for caller in [user(), guest(), system()] {
+            let refused = t.registry.snapshot(&caller).await;
+            assert!(matches!(refused, Err(Error::Denied { .. })), "{refused:?}");
+        }
+        assert!(t.meta.snapshots().is_empty());
+        let log = t.meta.audit_log();
+        assert!(log
+            .iter()
+            .all(|e| e.event.event_type != EventType::SnapshotTaken));
+        assert_eq!(
+            log.iter()
+                .filter(|e| e.event.event_type == EventType::PolicyDeny)
+                .count(),
+            3,
+            "each refusal is audited"
+        );
     });
 }

@@ -41,8 +41,8 @@ pub const PUBLIC_METHODS: [&str; 2] = ["/mcr.v1.AdminService/Health", "/mcr.v1.A
 const MAX_AUTHORIZATION_LEN: usize = 16 * 1024;
 
 /// Whether `path` (`/mcr.v1.Service/Method`) is an admin RPC: everything
-/// in PolicyService and AuditService, and the repository delete, GC and
-/// reconcile of RegistryService.
+/// in PolicyService and AuditService, the repository delete, GC and
+/// reconcile of RegistryService, and AdminService's Snapshot.
 pub fn is_admin_method(path: &str) -> bool {
     let Some((service, method)) = path.trim_start_matches('/').split_once('/') else {
         return false;
@@ -53,6 +53,7 @@ pub fn is_admin_method(path: &str) -> bool {
             method,
             "DeleteRepository" | "GarbageCollect" | "GetGCStatus" | "Reconcile"
         ),
+        "mcr.v1.AdminService" => method == "Snapshot",
         _ => false,
     }
 }
@@ -239,6 +240,8 @@ mod tests {
         assert!(!is_admin_method("/mcr.v1.RegistryService/ListRepositories"));
         assert!(!is_admin_method("/mcr.v1.RegistryService/GetRepository"));
         assert!(!is_admin_method("/mcr.v1.AdminService/Health"));
+        assert!(!is_admin_method("/mcr.v1.AdminService/Login"));
+        assert!(is_admin_method("/mcr.v1.AdminService/Snapshot"));
         assert!(!is_admin_method("garbage"));
     }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 use mcr_core::audit::EventType;
 use mcr_core::registry::RegistryConfig;
 use mcr_core::testing::{admin, TEST_PASSWORD};
+use mcr_core::time::Clock;
 use mcr_grpc::client::{self, BearerToken, Clients};
 use mcr_grpc::pb;
 use support::Server;
@@ -30,11 +31,12 @@ enum Rpc {
     DeleteRule,
     Explain,
     ListAuditEvents,
+    Snapshot,
     Health,
     Login,
 }
 
-const ALL: [Rpc; 15] = [
+const ALL: [Rpc; 16] = [
     Rpc::ListRepositories,
     Rpc::GetRepository,
     Rpc::DeleteRepository,
@@ -48,6 +50,7 @@ const ALL: [Rpc; 15] = [
     Rpc::DeleteRule,
     Rpc::Explain,
     Rpc::ListAuditEvents,
+    Rpc::Snapshot,
     Rpc::Health,
     Rpc::Login,
 ];
@@ -145,6 +148,7 @@ async fn call(c: &mut Clients, rpc: Rpc) -> Result<(), Status> {
             .list_audit_events(pb::ListAuditEventsRequest::default())
             .await
             .map(drop),
+        Rpc::Snapshot => c.admin.snapshot(pb::SnapshotRequest {}).await.map(drop),
         Rpc::Health => c.admin.health(pb::HealthRequest {}).await.map(drop),
         Rpc::Login => c
             .admin
@@ -484,6 +488,34 @@ async fn reconcile_removes_files_without_a_row() {
         .into_inner();
     assert_eq!(r.files_removed, [stray.to_string()]);
     assert!(r.missing_files.is_empty());
+}
+
+#[tokio::test]
+async fn a_snapshot_answers_where_it_went_and_when() {
+    let s = Server::start().await;
+    let mut admin = s.as_admin().await;
+    let snap = admin
+        .admin
+        .snapshot(pb::SnapshotRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let now = s.t.clock.now();
+    assert_eq!(
+        snap.location,
+        format!("memory:snapshot-{}", now.as_millis())
+    );
+    assert_eq!(snap.taken_at, Some(mcr_grpc::convert::timestamp(now)));
+    assert_eq!(s.t.meta.snapshots(), [now]);
+    let again = admin.admin.snapshot(pb::SnapshotRequest {}).await;
+    assert_eq!(code(again), Code::FailedPrecondition);
+    let audited = s.t.meta.audit_log();
+    let taken: Vec<_> = audited
+        .iter()
+        .filter(|e| e.event.event_type == EventType::SnapshotTaken)
+        .collect();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].event.details["location"], snap.location);
 }
 
 #[tokio::test]

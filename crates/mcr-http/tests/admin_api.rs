@@ -9,7 +9,10 @@ mod support;
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
+use mcr_adapters::sqlite::{backup_path, SqliteMetaStore};
 use mcr_core::audit::EventType;
+use mcr_core::names::RepoName;
+use mcr_core::ports::MetaStore;
 use mcr_core::testing::{admin, ManualClock, TEST_PASSWORD};
 use serde_json::{json, Value};
 use support::*;
@@ -1507,6 +1510,70 @@ async fn reconcile_removes_files_without_rows_and_reports_rows_without_files() {
     assert_eq!(events[0].event.details["files_removed"], "1");
     assert_eq!(events[0].event.details["missing_files"], "1");
     assert_eq!(events[0].event.actor_id.as_deref(), Some("admin"));
+}
+
+// ---------------------------------------------------------------- snapshot
+
+#[tokio::test]
+async fn snapshot_copies_the_database_into_backups_and_is_audited() {
+    let h = Harness::with(Setup::bearer());
+    h.push_seeded_image("ci/app", "v1", "snap").await;
+    let r = h
+        .bearer_as("admin", Method::POST, "/v1/snapshot")
+        .send()
+        .await;
+    r.assert_status(StatusCode::CREATED);
+    let copy = backup_path(&h.db_path(), ManualClock::START);
+    let location = copy.to_str().unwrap();
+    assert!(
+        location.ends_with("/backups/mcr-20240101-000000.db"),
+        "{location}"
+    );
+    assert_eq!(r.json(), json!({"location": location, "taken_at": at(0)}));
+    let restored = SqliteMetaStore::open(&copy).expect("the copy is a database");
+    assert!(restored
+        .repository_exists(&RepoName::new("ci/app").unwrap())
+        .await
+        .unwrap());
+    let events = h.audit(EventType::SnapshotTaken).await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].event.actor_id.as_deref(), Some("admin"));
+    assert_eq!(events[0].event.details["location"], location);
+
+    // Within the same second the name is taken: refused, the copy kept.
+    let before = std::fs::read(&copy).unwrap();
+    let r = h
+        .bearer_as("admin", Method::POST, "/v1/snapshot")
+        .send()
+        .await;
+    r.assert_admin_error(StatusCode::CONFLICT, &["already exists"]);
+    assert_eq!(std::fs::read(&copy).unwrap(), before);
+    h.clock.advance(Duration::from_secs(1));
+    let r = h
+        .bearer_as("admin", Method::POST, "/v1/snapshot")
+        .send()
+        .await;
+    r.assert_status(StatusCode::CREATED);
+    assert!(r.json()["location"]
+        .as_str()
+        .unwrap()
+        .ends_with("/backups/mcr-20240101-000001.db"));
+}
+
+#[tokio::test]
+async fn snapshot_is_admin_only() {
+    let h = Harness::with(Setup::bearer());
+    for who in ["user", "guest", "system"] {
+        let r = h.bearer_as(who, Method::POST, "/v1/snapshot").send().await;
+        r.assert_admin_error(
+            StatusCode::FORBIDDEN,
+            &[&format!("{who} may not policy:manage the registry")],
+        );
+    }
+    let r = h.anon(Method::POST, "/v1/snapshot").send().await;
+    r.assert_admin_error(StatusCode::UNAUTHORIZED, &[NO_CREDENTIALS]);
+    assert!(!h.db_path().with_file_name("backups").exists());
+    assert!(h.audit(EventType::SnapshotTaken).await.is_empty());
 }
 
 // ---------------------------------------------------------------- the rest

@@ -2,7 +2,7 @@
 //!
 //! This module owns the database file (its mode, pragmas and schema) and
 //! the way work reaches it; `store` holds the port's methods and their SQL,
-//! `schema` the numbered migrations.
+//! `schema` the numbered migrations, `backup` the snapshots.
 //!
 //! rusqlite over an r2d2 pool; every call runs on a blocking thread
 //! (`spawn_blocking`) so the async workers never wait on the disk. Each
@@ -20,6 +20,7 @@
 //! does not cancel the step: the blocking task runs its transaction to
 //! commit or rollback either way, so nothing is ever half-written.
 
+mod backup;
 mod schema;
 mod store;
 
@@ -35,6 +36,7 @@ use r2d2::Pool;
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, ErrorCode, Transaction, TransactionBehavior};
 
+pub use backup::backup_path;
 pub use schema::LATEST_VERSION as SCHEMA_VERSION;
 
 /// Connections kept open. SQLite serialises writers anyway; under WAL,
@@ -164,57 +166,6 @@ impl SqliteMetaStore {
     pub async fn schema_version(&self) -> Result<i64> {
         self.read("reading the schema version", |c| schema::version(c))
             .await
-    }
-
-    /// Writes a consistent online copy of the database to `dest`, with
-    /// mode 0600, while the store keeps serving.
-    ///
-    /// Refuses (`Error::Invalid`) if `dest` exists: a backup never
-    /// overwrites anything. On failure the partial copy is removed.
-    /// Blocking: from async code, call it inside `spawn_blocking`.
-    pub fn snapshot(&self, dest: &Path) -> Result<()> {
-        let dest_str = dest
-            .to_str()
-            .ok_or_else(|| Error::invalid("snapshot", "the destination path is not UTF-8"))?;
-        // Create the file ourselves, empty and private, so the copy is
-        // never readable by others, not even while it is being written,
-        // and so that an existing file is refused atomically. VACUUM INTO
-        // accepts an empty existing file.
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(dest)
-        {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                return Err(Error::invalid(
-                    "snapshot",
-                    format!(
-                        "{} already exists; refusing to overwrite it",
-                        dest.display()
-                    ),
-                ));
-            }
-            Err(e) => return Err(storage(&format!("creating {}", dest.display()), e)),
-        }
-        let copied = (|| {
-            let conn = self.pool.get().map_err(|e| storage("database pool", e))?;
-            // VACUUM INTO reads from one read transaction: a consistent
-            // copy, compacted, that never blocks writers under WAL.
-            conn.execute("VACUUM INTO ?1", [dest_str]).map_err(db)?;
-            // The umask cannot have widened it, but a backup's mode is
-            // worth checking twice.
-            std::fs::set_permissions(dest, std::fs::Permissions::from_mode(0o600))
-                .map_err(|e| storage("restricting the snapshot's mode", e))
-        })();
-        if let Err(e) = copied {
-            // Best effort: the copy is unusable, and leaving it would make
-            // the retry refuse to run.
-            let _ = std::fs::remove_file(dest);
-            return Err(during("writing the snapshot")(e));
-        }
-        Ok(())
     }
 
     /// Runs `f` with a pooled connection off the async workers, naming

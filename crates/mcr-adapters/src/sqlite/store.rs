@@ -26,7 +26,7 @@ use mcr_core::{Error, Result};
 use rusqlite::types::{Type, Value};
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 
-use super::{db, storage, SqliteMetaStore};
+use super::{backup, db, storage, SqliteMetaStore};
 
 /// The statements, named for what they do.
 mod sql {
@@ -865,6 +865,17 @@ impl MetaStore for SqliteMetaStore {
             all(c, &sql, params_from_iter(args), audit_event)
         })
         .await
+    }
+
+    async fn snapshot(&self, at: Timestamp) -> Result<String> {
+        let db_path = self.path.clone();
+        let dest = self
+            .run("taking a snapshot", move |c| {
+                backup::back_up(c, &db_path, at)
+            })
+            .await?;
+        // Checked to be UTF-8 before anything was written.
+        Ok(dest.display().to_string())
     }
 }
 

@@ -82,8 +82,7 @@ fn main() -> anyhow::Result<()> {
                     .path
                     .as_ref()
                     .context("database.path is required but missing")?;
-                let dest = snapshot::snapshot(db)?;
-                println!("{}", dest.display());
+                println!("{}", snapshot::snapshot(db).await?);
                 Ok(())
             }
             Command::Dev { data, listen } => {

@@ -9,6 +9,7 @@ use mcr_core::policy::{Rule, RuleDraft, RulePatch};
 
 use super::model::{
     AuditFilter, ExplainQuery, Explanation, GcStatus, Login, Reconcile, RepoDetail, RepoPage,
+    Snapshot,
 };
 
 /// One call per admin operation; [`super::rest::Rest`] and
@@ -31,6 +32,7 @@ pub(crate) trait Api {
     async fn start_gc(&mut self) -> Result<String, Failure>;
     async fn gc_status(&mut self) -> Result<GcStatus, Failure>;
     async fn reconcile(&mut self) -> Result<Reconcile, Failure>;
+    async fn snapshot(&mut self) -> Result<Snapshot, Failure>;
 }
 
 /// What went wrong, in kinds a person can act on.
@@ -99,7 +101,11 @@ impl Failure {
                 "this needs the admin role, or a policy rule that allows it \
                  (`mcrctl policy explain` shows which rules apply)",
             ),
-            Kind::Conflict => Some("wait for the running operation to finish (`mcrctl gc status`)"),
+            // A GC run under way, or a snapshot of this very second.
+            Kind::Conflict => Some(
+                "wait for the running operation to finish and try again \
+                 (`mcrctl gc status` shows a running GC)",
+            ),
             Kind::Unavailable => {
                 Some("the registry cannot reach a service it depends on; try again later")
             }

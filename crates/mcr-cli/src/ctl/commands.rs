@@ -106,8 +106,10 @@ pub(crate) async fn run<A: Api>(api: &mut A, cli: &Cli, target: &str) -> Result<
                 })
             }
         },
-        // Refused before connecting.
-        Command::Snapshot => Ok(()),
+        Command::Snapshot => {
+            let s = api.snapshot().await?;
+            out.print(&s, || format!("{}\n", s.location))
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use tonic::{Code, Status};
 use super::api::{Api, Failure, Kind};
 use super::model::{
     AuditFilter, Decision, ExplainQuery, Explanation, GcReport, GcStatus, Layer, Login,
-    ManifestRow, Reconcile, RepoDetail, RepoPage, RepoSummary, TagRef, Verdict,
+    ManifestRow, Reconcile, RepoDetail, RepoPage, RepoSummary, Snapshot, TagRef, Verdict,
 };
 
 /// Clients of one registry's gRPC services.
@@ -340,6 +340,20 @@ impl Api for Grpc {
         Ok(Reconcile {
             files_removed: r.files_removed,
             missing_files: r.missing_files,
+        })
+    }
+
+    async fn snapshot(&mut self) -> Result<Snapshot, Failure> {
+        let r = self
+            .clients
+            .admin
+            .snapshot(pb::SnapshotRequest {})
+            .await
+            .map_err(failure)?
+            .into_inner();
+        Ok(Snapshot {
+            location: r.location,
+            taken_at: time(r.taken_at),
         })
     }
 }

@@ -81,7 +81,9 @@ pub enum Command {
     /// Garbage collection (admin): start a run, `gc status`, or
     /// `gc --reconcile`.
     Gc(GcArgs),
-    /// Snapshots run on the server host: `mcrsrv snapshot --config FILE`.
+    /// Copy the database, consistently and online, into
+    /// <database dir>/backups/mcr-YYYYMMDD-HHMMSS.db on the server host
+    /// (admin); prints the copy's path there.
     Snapshot,
 }
 
@@ -245,9 +247,6 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
-    if matches!(cli.command, Command::Snapshot) {
-        return Err(Failure::usage(SNAPSHOT));
-    }
     let roots = roots(cli.ca_cert.as_deref())?;
     let token = cli.token.clone().filter(|t| !t.trim().is_empty());
     match &cli.grpc {
@@ -265,10 +264,6 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
     }
 }
-
-const SNAPSHOT: &str = "snapshot is not an API call: it copies the database file, so it runs \
-on the server host, as the user mcrsrv runs as:\n  mcrsrv snapshot --config /etc/mcr/mcrsrv.toml\n\
-It writes <database dir>/backups/mcr-YYYYMMDD-HHMMSS.db and prints its path.";
 
 /// The public roots, plus the CA of `--ca-cert`.
 fn roots(ca_cert: Option<&Path>) -> Result<RootCertStore, Failure> {

@@ -83,6 +83,14 @@ pub struct Reconcile {
     pub missing_files: Vec<String>,
 }
 
+/// A database snapshot the server took: where the copy is, on the server
+/// host, and when it was taken.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub location: String,
+    pub taken_at: Timestamp,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Decision {
     pub effect: String,

@@ -14,7 +14,7 @@ use tokio_rustls::rustls::ClientConfig;
 use super::api::{Api, Failure, Kind};
 use super::model::{
     AuditFilter, ExplainQuery, Explanation, GcStarted, GcStatus, Login, Reconcile, RepoDetail,
-    RepoPage,
+    RepoPage, Snapshot,
 };
 
 /// A client of one registry's REST API.
@@ -251,6 +251,10 @@ impl Api for Rest {
     async fn reconcile(&mut self) -> Result<Reconcile, Failure> {
         self.send(self.request(Method::POST, "/v1/gc/reconcile"))
             .await
+    }
+
+    async fn snapshot(&mut self) -> Result<Snapshot, Failure> {
+        self.send(self.request(Method::POST, "/v1/snapshot")).await
     }
 }
 

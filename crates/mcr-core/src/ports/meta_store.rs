@@ -1,5 +1,6 @@
 //! The `MetaStore` port: repositories, manifests, tags, blob rows and
-//! links, upload sessions, policy rules and the audit log.
+//! links, upload sessions, policy rules, the audit log, and snapshots of it
+//! all.
 //!
 //! Each method is one atomic step of a use case, so an adapter can make it
 //! one transaction; the contract suite pins down what each must do.
@@ -204,4 +205,12 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn record_audit(&self, event: &NewAuditEvent) -> Result<()>;
     /// Events matching the query, newest first, windowed by limit/offset.
     async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>>;
+
+    // Backups.
+    /// Writes a consistent copy of all the metadata, named by `at`, to
+    /// wherever the store keeps its backups, while the store keeps serving;
+    /// returns where it went, in words an operator can find it by (a file
+    /// path for a file-backed store). Never overwrites: a copy already
+    /// named by `at` fails with `Conflict`.
+    async fn snapshot(&self, at: Timestamp) -> Result<String>;
 }

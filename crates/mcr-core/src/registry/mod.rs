@@ -12,6 +12,7 @@ mod identity;
 mod locks;
 mod pull;
 mod push;
+mod snapshot;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use std::time::Duration;
 pub use gc::{GcReport, GcRun, GcStatus, ReconcileReport};
 pub use pull::{Listing, ManifestContent};
 pub use push::{MountOutcome, PushedManifest};
+pub use snapshot::Snapshot;
 
 use crate::audit::{EventType, NewAuditEvent};
 use crate::digest::Digest;

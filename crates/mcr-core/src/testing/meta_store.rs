@@ -38,6 +38,9 @@ struct State {
     last_rule_id: i64,
     /// In the order recorded; ids are positions + 1.
     audit: Vec<AuditEvent>,
+    /// The instants snapshots were taken at; a copy is only recorded,
+    /// since nothing can be restored from memory.
+    snapshots: BTreeSet<Timestamp>,
 }
 
 #[derive(Debug)]
@@ -133,6 +136,11 @@ impl FakeMetaStore {
     /// Every audit event, oldest first.
     pub fn audit_log(&self) -> Vec<AuditEvent> {
         self.lock().audit.clone()
+    }
+
+    /// The instants snapshots were taken at, oldest first.
+    pub fn snapshots(&self) -> Vec<Timestamp> {
+        self.lock().snapshots.iter().copied().collect()
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -518,5 +526,15 @@ impl MetaStore for FakeMetaStore {
             .take(query.limit)
             .cloned()
             .collect())
+    }
+
+    async fn snapshot(&self, at: Timestamp) -> Result<String> {
+        let location = format!("memory:snapshot-{}", at.as_millis());
+        if !self.lock().snapshots.insert(at) {
+            return Err(Error::Conflict(format!(
+                "snapshot {location} already exists; refusing to overwrite it"
+            )));
+        }
+        Ok(location)
     }
 }

@@ -1,4 +1,5 @@
-//! AdminService: health and login, the calls that need no token.
+//! AdminService: health and login, the calls that need no token, and
+//! database snapshots.
 
 use mcr_core::ports::Secret;
 use tonic::{Request, Response, Status};
@@ -6,6 +7,7 @@ use tonic::{Request, Response, Status};
 use super::Api;
 use crate::convert::timestamp;
 use crate::error::status;
+use crate::interceptors::caller;
 use crate::pb;
 use crate::pb::admin_service_server::AdminService;
 
@@ -34,6 +36,18 @@ impl AdminService for Api {
         Ok(Response::new(pb::LoginResponse {
             token: issued.token.expose().to_string(),
             expires_at: Some(timestamp(issued.expires_at)),
+        }))
+    }
+
+    async fn snapshot(
+        &self,
+        req: Request<pb::SnapshotRequest>,
+    ) -> Result<Response<pb::SnapshotResponse>, Status> {
+        let caller = caller(&req)?;
+        let snapshot = self.registry.snapshot(&caller).await.map_err(status)?;
+        Ok(Response::new(pb::SnapshotResponse {
+            location: snapshot.location,
+            taken_at: Some(timestamp(snapshot.taken_at)),
         }))
     }
 }

@@ -1,5 +1,6 @@
 //! The admin REST API under `/v1`: health, login and logout,
-//! repositories, policy rules, the audit log and garbage collection.
+//! repositories, policy rules, the audit log, garbage collection and
+//! database snapshots.
 //!
 //! Errors are `{"error": "..."}` with the status the engine error maps to
 //! (`crate::error::ApiError`). Every handler authenticates, calls one use
@@ -8,6 +9,7 @@
 mod gc;
 mod policy;
 mod repositories;
+mod snapshot;
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
@@ -48,6 +50,7 @@ pub fn router() -> Router<AppState> {
         .route("/gc", post(gc::start))
         .route("/gc/status", get(gc::status))
         .route("/gc/reconcile", post(gc::reconcile))
+        .route("/snapshot", post(snapshot::take))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }

@@ -45,6 +45,9 @@ pub const HOST: &str = "registry.test";
 /// The realm of every challenge built from [`HOST`].
 pub const REALM: &str = "http://registry.test/v2/token";
 
+/// The database's file name in the harness's directory.
+const DB_FILE: &str = "mcr.db";
+
 /// Long enough that no token expires however far a test moves the clock.
 const LASTING_TOKEN_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
@@ -155,6 +158,11 @@ impl Harness {
             .expect("the stored rules load");
         self.app = app;
         self.registry = registry;
+    }
+
+    /// The database file, as the registry's store opened it.
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join(DB_FILE)
     }
 
     /// A request without credentials.
@@ -360,7 +368,7 @@ fn open(
 ) -> (axum::Router, Arc<Registry>, PathBuf, PathBuf) {
     let layers = dir.join("layers");
     let uploads = dir.join("uploads");
-    let meta = SqliteMetaStore::open(&dir.join("mcr.db")).expect("the database opens");
+    let meta = SqliteMetaStore::open(&dir.join(DB_FILE)).expect("the database opens");
     let blobs = FsBlobStore::open(layers.clone(), uploads.clone()).expect("the blob store opens");
     let config = RegistryConfig {
         gc_grace_period: setup.gc_grace,
