@@ -310,3 +310,20 @@ fn join_error(e: tokio::task::JoinError) -> Error {
 fn io_error(doing: &str, path: &Path, e: io::Error) -> Error {
     Error::Storage(format!("{doing} {}: {e}", path.display()))
 }
+
+/// Makes a raw system call, again while a signal interrupts it: its
+/// non-negative result, or the error it set. `pread`, `pwritev` and
+/// `flock` are called directly where std has no safe form that fits
+/// (reading into uninitialised memory, vectored positional writes, locks).
+fn retry_interrupted(mut call: impl FnMut() -> isize) -> io::Result<usize> {
+    loop {
+        let n = call();
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}

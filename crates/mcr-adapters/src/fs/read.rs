@@ -9,6 +9,8 @@ use bytes::Bytes;
 use futures_util::{future, stream, StreamExt};
 use mcr_core::ports::ByteStream;
 
+use super::retry_interrupted;
+
 /// Size of the first chunk read from disk and handed to the consumer.
 const FIRST_CHUNK: usize = 128 << 10;
 
@@ -73,25 +75,19 @@ fn read_chunk(file: &File, start: u64, size: usize) -> io::Result<Bytes> {
         let at = libc::off_t::try_from(start + filled as u64).map_err(io::Error::other)?;
         // SAFETY: the kernel writes at most `size - filled` bytes into the
         // spare capacity, which `with_capacity(size)` reserved.
-        let n = unsafe {
+        let n = retry_interrupted(|| unsafe {
             libc::pread(
                 file.as_raw_fd(),
                 buf.as_mut_ptr().add(filled).cast(),
                 size - filled,
                 at,
             )
-        };
-        match n {
-            0 => return Err(io::ErrorKind::UnexpectedEof.into()),
-            // SAFETY: the `n` bytes after `filled` were just written.
-            n if n > 0 => unsafe { buf.set_len(filled + n as usize) },
-            _ => {
-                let err = io::Error::last_os_error();
-                if err.kind() != io::ErrorKind::Interrupted {
-                    return Err(err);
-                }
-            }
+        })?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
         }
+        // SAFETY: the `n` bytes after `filled` were just written.
+        unsafe { buf.set_len(filled + n) };
     }
     Ok(Bytes::from(buf))
 }

@@ -32,7 +32,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::layout::{sync_dir, Layout};
-use super::{blocking, io_error, join_error};
+use super::{blocking, io_error, join_error, retry_interrupted};
 
 /// Bytes gathered from the body before one write (and one hashing pass)
 /// runs off the async workers. Large enough that syscalls and task hops
@@ -87,18 +87,9 @@ fn open_locked(path: &Path, write: bool) -> io::Result<File> {
 }
 
 fn flock_exclusive(file: &File) -> io::Result<()> {
-    loop {
-        // SAFETY: flock only reads the descriptor number, which `file` keeps
-        // open for the duration of the call.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
-        if rc == 0 {
-            return Ok(());
-        }
-        let err = io::Error::last_os_error();
-        if err.kind() != io::ErrorKind::Interrupted {
-            return Err(err);
-        }
-    }
+    // SAFETY: flock only reads the descriptor number, which `file` keeps
+    // open for the duration of the call.
+    retry_interrupted(|| unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } as isize).map(drop)
 }
 
 fn unknown(id: &UploadId) -> Error {
@@ -219,27 +210,19 @@ fn write_all_vectored_at(file: &File, chunks: &[Bytes], mut pos: u64) -> io::Res
         let offset = libc::off_t::try_from(pos).map_err(io::Error::other)?;
         // SAFETY: `IoSlice` is ABI-compatible with `iovec` on Unix, the
         // slices borrow live buffers, and `count` is within `rest`.
-        let n = unsafe {
+        let n = retry_interrupted(|| unsafe {
             libc::pwritev(
                 file.as_raw_fd(),
                 rest.as_ptr().cast::<libc::iovec>(),
                 count as libc::c_int,
                 offset,
             )
-        };
-        match n {
-            0 => return Err(io::ErrorKind::WriteZero.into()),
-            n if n > 0 => {
-                pos += n as u64;
-                io::IoSlice::advance_slices(&mut rest, n as usize);
-            }
-            _ => {
-                let err = io::Error::last_os_error();
-                if err.kind() != io::ErrorKind::Interrupted {
-                    return Err(err);
-                }
-            }
+        })?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
         }
+        pos += n as u64;
+        io::IoSlice::advance_slices(&mut rest, n);
     }
     Ok(())
 }
