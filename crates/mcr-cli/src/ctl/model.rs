@@ -1,8 +1,9 @@
 //! What mcrctl shows, in the admin REST API's JSON shape whichever
 //! transport brought it, so `--json` prints the same over REST and gRPC.
-//! Rules and audit events are the engine's own types.
+//! Rules, audit events, GC status and snapshots are the engine's own types.
 
 use mcr_core::policy::Rule;
+pub use mcr_core::registry::{GcReport, GcStatus, Snapshot};
 use mcr_core::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -63,32 +64,9 @@ pub struct GcStarted {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GcReport {
-    pub id: String,
-    pub started_at: Timestamp,
-    pub completed_at: Timestamp,
-    pub blobs_removed: u64,
-    pub bytes_freed: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GcStatus {
-    pub running: bool,
-    pub last_run: Option<GcReport>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Reconcile {
     pub files_removed: Vec<String>,
     pub missing_files: Vec<String>,
-}
-
-/// A database snapshot the server took: where the copy is, on the server
-/// host, and when it was taken.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Snapshot {
-    pub location: String,
-    pub taken_at: Timestamp,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

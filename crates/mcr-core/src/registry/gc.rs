@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{details, Caller, Registry};
 use crate::audit::{AuditQuery, EventType, NewAuditEvent};
@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::time::Timestamp;
 
 /// The outcome of one GC run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GcReport {
     pub id: String,
     pub started_at: Timestamp,
@@ -32,7 +32,7 @@ pub struct GcReport {
 }
 
 /// Whether GC is running, and how the last run went.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GcStatus {
     pub running: bool,
     pub last_run: Option<GcReport>,
@@ -255,7 +255,8 @@ impl Registry {
     }
 
     /// Discards upload sessions that received nothing for the configured
-    /// maximum age, and upload data whose session row is gone. A maintenance task of the
+    /// maximum age, and upload data whose session row is gone. A
+    /// maintenance task of the
     /// daemon, not a caller's request; returns how many were removed.
     pub async fn purge_stale_uploads(&self) -> Result<usize> {
         let cutoff = self.clock.now().saturating_sub(self.config.upload_max_age);

@@ -3,7 +3,7 @@
 //! copied: they are immutable files an ordinary file backup takes as they
 //! are.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{details, Caller, Registry};
 use crate::audit::EventType;
@@ -12,7 +12,7 @@ use crate::time::Timestamp;
 
 /// A snapshot taken: where the copy went (as the store names it, e.g. a
 /// file path) and when.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
     pub location: String,
     pub taken_at: Timestamp,
