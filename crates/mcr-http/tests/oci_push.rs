@@ -108,12 +108,7 @@ async fn a_post_then_a_put_with_the_whole_body() {
         .body(data.to_vec())
         .send()
         .await;
-    r.assert_status(StatusCode::CREATED);
-    assert_eq!(
-        r.header("location"),
-        Some(format!("/v2/app/blobs/{d}").as_str())
-    );
-    assert_eq!(r.header("docker-content-digest"), Some(d.as_str()));
+    r.assert_blob_created("app", &d);
     let r = h
         .user(Method::HEAD, format!("/v2/app/blobs/{d}"))
         .send()
@@ -393,12 +388,7 @@ async fn sha512_blobs_are_accepted() {
         .body(data.to_vec())
         .send()
         .await;
-    r.assert_status(StatusCode::CREATED);
-    assert_eq!(r.header("docker-content-digest"), Some(d.as_str()));
-    assert_eq!(
-        r.header("location"),
-        Some(format!("/v2/app/blobs/{d}").as_str())
-    );
+    r.assert_blob_created("app", &d);
     let r = h
         .user(Method::GET, format!("/v2/app/blobs/{d}"))
         .send()
@@ -581,12 +571,7 @@ async fn a_mount_from_a_repository_the_caller_may_pull_from() {
         )
         .send()
         .await;
-    r.assert_status(StatusCode::CREATED);
-    assert_eq!(
-        r.header("location"),
-        Some(format!("/v2/team/dst/blobs/{d}").as_str())
-    );
-    assert_eq!(r.header("docker-content-digest"), Some(d.as_str()));
+    r.assert_blob_created("team/dst", &d);
     let r = h
         .user(Method::GET, format!("/v2/team/dst/blobs/{d}"))
         .send()
@@ -655,12 +640,7 @@ async fn a_mount_without_from_mounts_only_what_is_already_there() {
         .user(Method::POST, format!("/v2/dst/blobs/uploads/?mount={here}"))
         .send()
         .await;
-    r.assert_status(StatusCode::CREATED);
-    assert_eq!(
-        r.header("location"),
-        Some(format!("/v2/dst/blobs/{here}").as_str())
-    );
-    assert_eq!(r.header("docker-content-digest"), Some(here.as_str()));
+    r.assert_blob_created("dst", &here);
 }
 
 #[tokio::test]

@@ -157,6 +157,16 @@ impl Reply {
         );
     }
 
+    /// Asserts a blob upload's success: 201 with the blob's `Location` in
+    /// `repo` and its `Docker-Content-Digest`.
+    #[track_caller]
+    pub fn assert_blob_created(&self, repo: &str, digest: &str) {
+        self.assert_status(StatusCode::CREATED);
+        let location = format!("/v2/{repo}/blobs/{digest}");
+        assert_eq!(self.header("location"), Some(location.as_str()));
+        assert_eq!(self.header("docker-content-digest"), Some(digest));
+    }
+
     /// Asserts an OCI error: the status, the code, a message, and a JSON
     /// content type.
     #[track_caller]
