@@ -350,14 +350,14 @@ fn link(conn: &Connection, repo: i64, digest: &str, at: Timestamp) -> Result<()>
     change(conn, sql::LINK, params![repo, digest, at.as_millis()]).map(drop)
 }
 
-/// Writes a rule's columns and JSON; returns the rows changed (0 if there
-/// is no rule with its id).
-fn store_rule(conn: &Connection, rule: &Rule) -> Result<usize> {
+/// Writes a rule's columns and JSON, stamped `updated` (milliseconds);
+/// returns the rows changed (0 if there is no rule with its id).
+fn store_rule(conn: &Connection, rule: &Rule, updated: i64) -> Result<usize> {
     let json = serde_json::to_string(rule).map_err(|e| storage("encoding a policy rule", e))?;
     change(
         conn,
         sql::UPDATE_RULE,
-        params![rule.id, rule.priority, rule.enabled, json, now()],
+        params![rule.id, rule.priority, rule.enabled, json, updated],
     )
 }
 
@@ -805,14 +805,16 @@ impl MetaStore for SqliteMetaStore {
         let draft = draft.clone();
         self.write("creating a policy rule", move |tx| {
             // AUTOINCREMENT: ids only grow, never reused after a delete,
-            // so an audit entry's rule id names one rule forever.
+            // so an audit entry's rule id names one rule forever. One clock
+            // reading: a new rule was last updated when it was created.
+            let at = now();
             change(
                 tx,
                 sql::INSERT_RULE,
-                params![draft.priority, draft.enabled, now()],
+                params![draft.priority, draft.enabled, at],
             )?;
             let rule = draft.into_rule(tx.last_insert_rowid());
-            store_rule(tx, &rule)?;
+            store_rule(tx, &rule, at)?;
             Ok(rule)
         })
         .await
@@ -821,7 +823,7 @@ impl MetaStore for SqliteMetaStore {
     async fn update_rule(&self, rule: &Rule) -> Result<()> {
         let rule = rule.clone();
         self.write("updating a policy rule", move |tx| {
-            if store_rule(tx, &rule)? == 0 {
+            if store_rule(tx, &rule, now())? == 0 {
                 return Err(Error::not_found("policy rule", rule.id));
             }
             Ok(())
