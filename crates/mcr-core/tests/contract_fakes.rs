@@ -35,6 +35,13 @@ fn fake_meta_store_meets_the_meta_store_contract() {
 }
 
 #[test]
+fn fake_meta_store_meets_the_snapshot_store_contract() {
+    block_on(contract::run_snapshot_store_contract(|| async {
+        Arc::new(FakeMetaStore::new())
+    }));
+}
+
+#[test]
 fn a_failing_check_is_named() {
     // A store that forgets every blob fails the suite, and the panic names
     // the check.

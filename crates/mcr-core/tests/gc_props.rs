@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use mcr_core::digest::Digest;
 use mcr_core::names::Reference;
-use mcr_core::ports::{BlobStore, MetaStore};
+use mcr_core::ports::prelude::*;
 use mcr_core::registry::RegistryConfig;
 use mcr_core::testing::{admin, user, TestRegistry};
 use proptest::prelude::*;

@@ -936,3 +936,27 @@ fn only_an_admin_takes_a_snapshot() {
         );
     });
 }
+
+#[test]
+fn a_store_without_snapshots_answers_unsupported() {
+    let t = TestRegistry::new();
+    let bare = mcr_core::registry::Registry::new(
+        t.meta.clone(),
+        t.blobs.clone(),
+        t.identity.clone(),
+        t.policy.clone(),
+    );
+    run(async {
+        let refused = bare.snapshot(&admin()).await;
+        assert!(
+            matches!(&refused, Err(Error::Unsupported(m)) if m.contains("no snapshots")),
+            "{refused:?}"
+        );
+        assert!(t.meta.snapshots().is_empty());
+        assert!(t
+            .meta
+            .audit_log()
+            .iter()
+            .all(|e| e.event.event_type != EventType::SnapshotTaken));
+    });
+}

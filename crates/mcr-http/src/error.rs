@@ -96,7 +96,7 @@ impl From<Error> for OciError {
 fn public_message(e: &Error, status: StatusCode) -> String {
     if status.is_server_error() {
         tracing::error!(error = %e, "request failed");
-        if matches!(e, Error::Unavailable(_)) {
+        if matches!(e, Error::Unavailable(_) | Error::Unsupported(_)) {
             return e.to_string();
         }
         return "internal error; see the registry's log".to_string();
@@ -154,6 +154,9 @@ impl From<Error> for ApiError {
             | Error::DigestInvalid(_) => S::BAD_REQUEST,
             Error::NotFound { .. } | Error::NameUnknown(_) => S::NOT_FOUND,
             Error::Conflict(_) => S::CONFLICT,
+            // Something this registry's wiring cannot do (a snapshot of a
+            // store without them), not a method the route lacks.
+            Error::Unsupported(_) => S::NOT_IMPLEMENTED,
             _ => oci_code(&e).0,
         };
         let message = public_message(&e, status);

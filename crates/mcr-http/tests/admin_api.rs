@@ -12,7 +12,7 @@ use axum::http::{Method, StatusCode};
 use mcr_adapters::sqlite::{backup_path, SqliteMetaStore};
 use mcr_core::audit::EventType;
 use mcr_core::names::RepoName;
-use mcr_core::ports::MetaStore;
+use mcr_core::ports::RepositoryStore;
 use mcr_core::testing::{admin, ManualClock, TEST_PASSWORD};
 use serde_json::{json, Value};
 use support::*;

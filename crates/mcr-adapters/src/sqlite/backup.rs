@@ -1,17 +1,19 @@
 //! Snapshots of the database: consistent online copies in
 //! `<db dir>/backups/mcr-YYYYMMDD-HHMMSS.db`, named by the UTC second they
 //! were taken. `mcrsrv snapshot` and the admin API both take them through
-//! `MetaStore::snapshot`, so both name and protect them alike.
+//! `SnapshotStore::snapshot`, so both name and protect them alike.
 
 use std::fs::{DirBuilder, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use async_trait::async_trait;
+use mcr_core::ports::SnapshotStore;
 use mcr_core::time::Timestamp;
 use mcr_core::{Error, Result};
 use rusqlite::Connection;
 
-use super::{db, during, storage};
+use super::{db, during, storage, SqliteMetaStore};
 
 /// Where a snapshot taken at `at` of the database at `db_path` goes:
 /// `<db dir>/backups/mcr-YYYYMMDD-HHMMSS.db`, in UTC.
@@ -104,6 +106,18 @@ fn copy_to(conn: &Connection, dest: &Path) -> Result<()> {
         return Err(during(format!("writing {}", dest.display()))(e));
     }
     Ok(())
+}
+
+#[async_trait]
+impl SnapshotStore for SqliteMetaStore {
+    async fn snapshot(&self, at: Timestamp) -> Result<String> {
+        let db_path = self.path.clone();
+        let dest = self
+            .run("taking a snapshot", move |c| back_up(c, &db_path, at))
+            .await?;
+        // Checked to be UTF-8 before anything was written.
+        Ok(dest.display().to_string())
+    }
 }
 
 #[cfg(test)]

@@ -1,8 +1,10 @@
 //! `SqliteMetaStore`: the `MetaStore` port on SQLite.
 //!
 //! This module owns the database file (its mode, pragmas and schema) and
-//! the way work reaches it; `store` holds the port's methods and their SQL,
-//! `schema` the numbered migrations, `backup` the snapshots.
+//! the way work reaches it. The ports' methods live one trait a module
+//! (`repositories`, `manifests`, `blobs`, `uploads`, `policy`, `audit`,
+//! `gc`, and `backup` for snapshots), their statements in `sql`, what the
+//! statements share in `rows`, and the numbered migrations in `schema`.
 //!
 //! rusqlite over an r2d2 pool; every call runs on a blocking thread
 //! (`spawn_blocking`) so the async workers never wait on the disk. Each
@@ -20,9 +22,17 @@
 //! does not cancel the step: the blocking task runs its transaction to
 //! commit or rollback either way, so nothing is ever half-written.
 
+mod audit;
 mod backup;
+mod blobs;
+mod gc;
+mod manifests;
+mod policy;
+mod repositories;
+mod rows;
 mod schema;
-mod store;
+mod sql;
+mod uploads;
 
 use std::fmt;
 use std::fs::OpenOptions;

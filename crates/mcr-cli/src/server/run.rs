@@ -45,12 +45,14 @@ pub async fn build(config: &Config) -> anyhow::Result<AppState> {
     let blobs =
         FsBlobStore::open(layers, &config.uploads_path()?).context("cannot open blob storage")?;
     let identity = identity(config, db_path)?;
+    let meta = Arc::new(meta);
     let registry = Registry::new(
-        Arc::new(meta),
+        meta.clone(),
         Arc::new(blobs),
         identity,
         Arc::new(Engine::new()),
     )
+    .with_snapshots(meta)
     .with_config(RegistryConfig {
         gc_grace_period: config.gc_grace_period()?,
         upload_max_age: config.upload_max_age()?,

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use mcr_adapters::sqlite::SqliteMetaStore;
-use mcr_core::ports::MetaStore;
+use mcr_core::ports::SnapshotStore;
 use mcr_core::time::{Clock, SystemClock};
 
 /// Copies the database to `<db dir>/backups/mcr-YYYYMMDD-HHMMSS.db` and

@@ -4,13 +4,47 @@
 //! cases in [`crate::registry`] only ever see the traits. Every adapter
 //! runs the contract suite in `mcr_core::testing::contract` (feature
 //! `testing`) so that the same assertions hold for every implementation.
+//!
+//! - Blobs: [`BlobStore`] (`blob_store`).
+//! - Metadata, one trait per concern, gathered by the [`MetaStore`]
+//!   umbrella (`meta_store`): [`RepositoryStore`] (`repositories`),
+//!   [`ManifestStore`] (`manifests`), [`BlobIndex`] (`blob_index`),
+//!   [`UploadSessionStore`] (`upload_sessions`), [`PolicyRuleStore`]
+//!   (`policy_rules`), [`AuditLog`] (`audit_log`), [`GcStore`] (`gc`),
+//!   and, optional and outside the umbrella, [`SnapshotStore`]
+//!   (`snapshots`).
+//! - Identity: [`TokenValidator`] (`identity`).
 
+mod audit_log;
+mod blob_index;
 mod blob_store;
+mod gc;
 mod identity;
+mod manifests;
 mod meta_store;
+mod policy_rules;
+mod repositories;
+mod snapshots;
+mod upload_sessions;
 
+pub use audit_log::AuditLog;
+pub use blob_index::{BlobIndex, BlobInfo};
 pub use blob_store::{BlobBody, BlobStore, ByteRange, ByteStream};
+pub use gc::GcStore;
 pub use identity::{IssuedToken, Secret, TokenValidator};
-pub use meta_store::{
-    BlobInfo, ManifestRecord, MetaStore, NewManifest, Page, RepoDetail, RepoSummary, UploadSession,
-};
+pub use manifests::{ManifestRecord, ManifestStore, NewManifest};
+pub use meta_store::MetaStore;
+pub use policy_rules::PolicyRuleStore;
+pub use repositories::{Page, RepoDetail, RepoSummary, RepositoryStore};
+pub use snapshots::SnapshotStore;
+pub use upload_sessions::{UploadSession, UploadSessionStore};
+
+/// Every port trait, for `use mcr_core::ports::prelude::*;`: calling a
+/// metadata method on a concrete store (not through `dyn MetaStore`) needs
+/// the trait that declares it in scope.
+pub mod prelude {
+    pub use super::{
+        AuditLog, BlobIndex, BlobStore, GcStore, ManifestStore, MetaStore, PolicyRuleStore,
+        RepositoryStore, SnapshotStore, TokenValidator, UploadSessionStore,
+    };
+}

@@ -29,7 +29,7 @@ use crate::error::{Error, Result};
 use crate::manifest::MAX_MANIFEST_SIZE;
 use crate::names::RepoName;
 use crate::policy::{PolicyEngine, PolicyInput};
-use crate::ports::{BlobStore, MetaStore, TokenValidator};
+use crate::ports::{BlobStore, MetaStore, SnapshotStore, TokenValidator};
 use crate::principal::{Action, Principal};
 use crate::time::{Clock, SystemClock};
 
@@ -83,6 +83,8 @@ impl Default for RegistryConfig {
 pub struct Registry {
     meta: Arc<dyn MetaStore>,
     blobs: Arc<dyn BlobStore>,
+    /// Absent when the metadata store cannot copy itself.
+    snapshots: Option<Arc<dyn SnapshotStore>>,
     identity: Arc<dyn TokenValidator>,
     policy: Arc<dyn PolicyEngine>,
     clock: Arc<dyn Clock>,
@@ -104,6 +106,7 @@ impl Registry {
         Registry {
             meta,
             blobs,
+            snapshots: None,
             identity,
             policy,
             clock: Arc::new(SystemClock),
@@ -111,6 +114,14 @@ impl Registry {
             locks: locks::DigestLocks::default(),
             gc: gc::GcState::default(),
         }
+    }
+
+    /// Lets admins take snapshots of the metadata through `snapshots`
+    /// (usually the metadata store itself); without it,
+    /// [`Registry::snapshot`] answers `Error::Unsupported`.
+    pub fn with_snapshots(mut self, snapshots: Arc<dyn SnapshotStore>) -> Registry {
+        self.snapshots = Some(snapshots);
+        self
     }
 
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Registry {

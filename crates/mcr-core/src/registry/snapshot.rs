@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{details, Caller, Registry};
 use crate::audit::EventType;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::time::Timestamp;
 
 /// A snapshot taken: where the copy went (as the store names it, e.g. a
@@ -21,11 +21,21 @@ pub struct Snapshot {
 impl Registry {
     /// Copies the metadata to the store's backups (admin only); audited
     /// with the copy's location. `Error::Conflict` if a snapshot of the
-    /// same time (to the store's precision) exists.
+    /// same time (to the store's precision) exists; `Error::Unsupported`
+    /// if the registry was wired without a [`SnapshotStore`].
+    ///
+    /// [`SnapshotStore`]: crate::ports::SnapshotStore
     pub async fn snapshot(&self, caller: &Caller) -> Result<Snapshot> {
         self.authorize_admin(caller).await?;
+        let store = self.snapshots.as_ref().ok_or_else(|| {
+            Error::Unsupported(
+                "this registry's metadata store takes no snapshots; back the database up \
+                 with its own tools"
+                    .into(),
+            )
+        })?;
         let taken_at = self.clock.now();
-        let location = self.meta.snapshot(taken_at).await?;
+        let location = store.snapshot(taken_at).await?;
         self.audit(
             caller,
             EventType::SnapshotTaken,

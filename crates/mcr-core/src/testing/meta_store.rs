@@ -1,4 +1,5 @@
-//! `FakeMetaStore`: the reference semantics of the [`MetaStore`] port.
+//! `FakeMetaStore`: the reference semantics of the metadata ports (the
+//! [`MetaStore`](crate::ports::MetaStore) umbrella).
 //!
 //! Every method takes one lock for its whole step, so each is atomic the
 //! way an adapter's transaction must be. Where the port's docs leave a
@@ -17,7 +18,9 @@ use crate::ids::UploadId;
 use crate::names::{Reference, RepoName, Tag};
 use crate::policy::{Rule, RuleDraft};
 use crate::ports::{
-    BlobInfo, ManifestRecord, MetaStore, NewManifest, Page, RepoDetail, RepoSummary, UploadSession,
+    AuditLog, BlobIndex, BlobInfo, GcStore, ManifestRecord, ManifestStore, NewManifest, Page,
+    PolicyRuleStore, RepoDetail, RepoSummary, RepositoryStore, SnapshotStore, UploadSession,
+    UploadSessionStore,
 };
 use crate::time::Timestamp;
 
@@ -151,7 +154,7 @@ impl FakeMetaStore {
 }
 
 #[async_trait]
-impl MetaStore for FakeMetaStore {
+impl RepositoryStore for FakeMetaStore {
     async fn repository_exists(&self, repo: &RepoName) -> Result<bool> {
         Ok(self.lock().repos.contains_key(repo))
     }
@@ -215,6 +218,23 @@ impl MetaStore for FakeMetaStore {
         Ok(Some(ids))
     }
 
+    async fn prune_repository(&self, repo: &RepoName) -> Result<bool> {
+        let mut state = self.lock();
+        let busy = state.uploads.values().any(|u| &u.repository == repo);
+        let empty = state
+            .repos
+            .get(repo)
+            .is_some_and(|r| r.manifests.is_empty() && r.links.is_empty());
+        if empty && !busy {
+            state.repos.remove(repo);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+}
+
+#[async_trait]
+impl ManifestStore for FakeMetaStore {
     async fn put_manifest(&self, m: NewManifest) -> Result<()> {
         let mut state = self.lock();
         let existing = state.repos.get(&m.repository);
@@ -302,7 +322,10 @@ impl MetaStore for FakeMetaStore {
                 .collect()
         }))
     }
+}
 
+#[async_trait]
+impl BlobIndex for FakeMetaStore {
     async fn blob_in_repository(
         &self,
         repo: &RepoName,
@@ -359,7 +382,10 @@ impl MetaStore for FakeMetaStore {
             .filter_map(|d| state.blob_info(d))
             .collect())
     }
+}
 
+#[async_trait]
+impl UploadSessionStore for FakeMetaStore {
     async fn create_upload(&self, session: &UploadSession) -> Result<()> {
         let mut state = self.lock();
         if state.uploads.contains_key(&session.id) {
@@ -409,20 +435,6 @@ impl MetaStore for FakeMetaStore {
         Ok(self.lock().uploads.remove(id).is_some())
     }
 
-    async fn prune_repository(&self, repo: &RepoName) -> Result<bool> {
-        let mut state = self.lock();
-        let busy = state.uploads.values().any(|u| &u.repository == repo);
-        let empty = state
-            .repos
-            .get(repo)
-            .is_some_and(|r| r.manifests.is_empty() && r.links.is_empty());
-        if empty && !busy {
-            state.repos.remove(repo);
-            return Ok(true);
-        }
-        Ok(false)
-    }
-
     async fn uploads_idle_since(&self, before: Timestamp) -> Result<Vec<UploadSession>> {
         let mut sessions: Vec<UploadSession> = self
             .lock()
@@ -434,7 +446,74 @@ impl MetaStore for FakeMetaStore {
         sessions.sort_by(|a, b| a.active.cmp(&b.active).then_with(|| a.id.cmp(&b.id)));
         Ok(sessions)
     }
+}
 
+#[async_trait]
+impl PolicyRuleStore for FakeMetaStore {
+    async fn list_rules(&self) -> Result<Vec<Rule>> {
+        Ok(self.lock().rules.values().cloned().collect())
+    }
+
+    async fn get_rule(&self, id: i64) -> Result<Option<Rule>> {
+        Ok(self.lock().rules.get(&id).cloned())
+    }
+
+    async fn create_rule(&self, draft: &RuleDraft) -> Result<Rule> {
+        let mut state = self.lock();
+        state.last_rule_id += 1;
+        let rule = draft.clone().into_rule(state.last_rule_id);
+        state.rules.insert(rule.id, rule.clone());
+        Ok(rule)
+    }
+
+    async fn update_rule(&self, rule: &Rule) -> Result<()> {
+        let mut state = self.lock();
+        match state.rules.get_mut(&rule.id) {
+            Some(stored) => {
+                *stored = rule.clone();
+                Ok(())
+            }
+            None => Err(Error::not_found("policy rule", rule.id)),
+        }
+    }
+
+    async fn delete_rule(&self, id: i64) -> Result<bool> {
+        Ok(self.lock().rules.remove(&id).is_some())
+    }
+}
+
+#[async_trait]
+impl AuditLog for FakeMetaStore {
+    async fn record_audit(&self, event: &NewAuditEvent) -> Result<()> {
+        let mut state = self.lock();
+        let id = state.audit.len() as i64 + 1;
+        state.audit.push(AuditEvent {
+            id,
+            event: event.clone(),
+        });
+        Ok(())
+    }
+
+    async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>> {
+        let state = self.lock();
+        let mut events: Vec<&AuditEvent> = state
+            .audit
+            .iter()
+            .filter(|e| query.matches(&e.event))
+            .collect();
+        // Newest first; events of the same millisecond, last recorded first.
+        events.sort_by(|a, b| b.event.time.cmp(&a.event.time).then(b.id.cmp(&a.id)));
+        Ok(events
+            .into_iter()
+            .skip(query.offset)
+            .take(query.limit)
+            .cloned()
+            .collect())
+    }
+}
+
+#[async_trait]
+impl GcStore for FakeMetaStore {
     async fn sweep_unreferenced_blobs(&self, cutoff: Timestamp) -> Result<Vec<BlobInfo>> {
         let mut state = self.lock();
         let referenced: BTreeSet<&Digest> = state
@@ -469,65 +548,10 @@ impl MetaStore for FakeMetaStore {
         }
         Ok(doomed)
     }
+}
 
-    async fn list_rules(&self) -> Result<Vec<Rule>> {
-        Ok(self.lock().rules.values().cloned().collect())
-    }
-
-    async fn get_rule(&self, id: i64) -> Result<Option<Rule>> {
-        Ok(self.lock().rules.get(&id).cloned())
-    }
-
-    async fn create_rule(&self, draft: &RuleDraft) -> Result<Rule> {
-        let mut state = self.lock();
-        state.last_rule_id += 1;
-        let rule = draft.clone().into_rule(state.last_rule_id);
-        state.rules.insert(rule.id, rule.clone());
-        Ok(rule)
-    }
-
-    async fn update_rule(&self, rule: &Rule) -> Result<()> {
-        let mut state = self.lock();
-        match state.rules.get_mut(&rule.id) {
-            Some(stored) => {
-                *stored = rule.clone();
-                Ok(())
-            }
-            None => Err(Error::not_found("policy rule", rule.id)),
-        }
-    }
-
-    async fn delete_rule(&self, id: i64) -> Result<bool> {
-        Ok(self.lock().rules.remove(&id).is_some())
-    }
-
-    async fn record_audit(&self, event: &NewAuditEvent) -> Result<()> {
-        let mut state = self.lock();
-        let id = state.audit.len() as i64 + 1;
-        state.audit.push(AuditEvent {
-            id,
-            event: event.clone(),
-        });
-        Ok(())
-    }
-
-    async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>> {
-        let state = self.lock();
-        let mut events: Vec<&AuditEvent> = state
-            .audit
-            .iter()
-            .filter(|e| query.matches(&e.event))
-            .collect();
-        // Newest first; events of the same millisecond, last recorded first.
-        events.sort_by(|a, b| b.event.time.cmp(&a.event.time).then(b.id.cmp(&a.id)));
-        Ok(events
-            .into_iter()
-            .skip(query.offset)
-            .take(query.limit)
-            .cloned()
-            .collect())
-    }
-
+#[async_trait]
+impl SnapshotStore for FakeMetaStore {
     async fn snapshot(&self, at: Timestamp) -> Result<String> {
         let location = format!("memory:snapshot-{}", at.as_millis());
         if !self.lock().snapshots.insert(at) {

@@ -59,6 +59,7 @@ impl TestRegistry {
             identity.clone(),
             policy.clone(),
         )
+        .with_snapshots(meta.clone())
         .with_clock(clock.clone())
         .with_config(config);
         TestRegistry {

@@ -368,7 +368,7 @@ fn open(
 ) -> (axum::Router, Arc<Registry>, PathBuf, PathBuf) {
     let layers = dir.join("layers");
     let uploads = dir.join("uploads");
-    let meta = SqliteMetaStore::open(&dir.join(DB_FILE)).expect("the database opens");
+    let meta = Arc::new(SqliteMetaStore::open(&dir.join(DB_FILE)).expect("the database opens"));
     let blobs = FsBlobStore::open(layers.clone(), uploads.clone()).expect("the blob store opens");
     let config = RegistryConfig {
         gc_grace_period: setup.gc_grace,
@@ -376,11 +376,12 @@ fn open(
     };
     let registry = Arc::new(
         Registry::new(
-            Arc::new(meta),
+            meta.clone(),
             Arc::new(blobs),
             identity.clone(),
             Arc::new(Engine::new()),
         )
+        .with_snapshots(meta)
         .with_clock(clock.clone())
         .with_config(config),
     );

@@ -1,6 +1,5 @@
 //! The [`MetaStore`] contract: repositories, manifests and tags, blob rows
-//! and links, upload sessions, GC's sweep, policy rules, the audit log and
-//! snapshots.
+//! and links, upload sessions, GC's sweep, policy rules and the audit log.
 //!
 //! Where the port's docs leave a choice open, these checks pin the answer
 //! (and [`crate::testing::FakeMetaStore`] gives it):
@@ -20,10 +19,7 @@
 //!   increasing and never reused (SQLite: `AUTOINCREMENT`);
 //! - the audit log is newest first by event time, events of the same time
 //!   last-recorded first; `since`/`until` are inclusive
-//!   ([`crate::audit::AuditQuery::matches`]);
-//! - a snapshot's location is the store's to choose; snapshots at times a
-//!   second or more apart never share one, and a second snapshot at the
-//!   same time is refused with `Conflict`.
+//!   ([`crate::audit::AuditQuery::matches`]).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -75,8 +71,6 @@ pub const META_STORE_CHECKS: &[Check<dyn MetaStore>] = checks![dyn MetaStore =>
     repository_summaries_and_detail,
     policy_rules_crud,
     audit_filters_order_and_window,
-    snapshots_at_different_times_go_to_different_places,
-    a_snapshot_never_overwrites_one_of_the_same_time,
     concurrent_puts_to_one_tag_leave_it_on_one,
     concurrent_completions_of_one_blob,
 ];
@@ -126,7 +120,7 @@ async fn session(s: &Store, r: &RepoName, at: Timestamp) -> UploadSession {
 }
 
 /// Uploads `data` into `r` at `at` (a session, then its completion).
-async fn upload(s: &Store, r: &RepoName, data: &[u8], at: Timestamp) -> BlobInfo {
+pub(super) async fn upload(s: &Store, r: &RepoName, data: &[u8], at: Timestamp) -> BlobInfo {
     let session = session(s, r, at).await;
     let blob = info(data);
     ok(
@@ -1536,51 +1530,6 @@ async fn audit_filters_order_and_window(s: Store) {
         let want: Vec<NewAuditEvent> = want.into_iter().cloned().collect();
         assert_eq!(events(query(q).await), want, "audit query by {what}");
     }
-}
-
-// ---- snapshots -----------------------------------------------------------
-
-async fn snapshots_at_different_times_go_to_different_places(s: Store) {
-    let r = repo("snap/app");
-    let before = upload(&s, &r, b"before the snapshots", t(1)).await;
-    // A minute apart: a store may name its copies by the second.
-    let first = ok(s.snapshot(t(60)).await, "snapshot");
-    let second = ok(s.snapshot(t(120)).await, "a later snapshot");
-    assert!(!first.is_empty(), "a snapshot says where it went");
-    assert_ne!(first, second, "two snapshots went to the same place");
-
-    // The store keeps serving reads and writes.
-    assert_eq!(
-        ok(
-            s.blob_in_repository(&r, &before.digest).await,
-            "blob_in_repository"
-        ),
-        Some(before),
-        "a snapshot changed what the store holds"
-    );
-    let after = upload(&s, &r, b"after the snapshots", t(180)).await;
-    assert_eq!(
-        ok(
-            s.blob_in_repository(&r, &after.digest).await,
-            "blob_in_repository"
-        ),
-        Some(after),
-        "the store does not take writes after a snapshot"
-    );
-}
-
-async fn a_snapshot_never_overwrites_one_of_the_same_time(s: Store) {
-    let first = ok(s.snapshot(t(60)).await, "snapshot");
-    let e = err_of(
-        s.snapshot(t(60)).await,
-        "a second snapshot at the same time",
-    );
-    assert!(
-        matches!(e, Error::Conflict(_)),
-        "expected Conflict, got {e:?}"
-    );
-    let later = ok(s.snapshot(t(120)).await, "a later snapshot");
-    assert_ne!(first, later);
 }
 
 // ---- concurrency -------------------------------------------------------

@@ -1,0 +1,79 @@
+//! `BlobIndex` on SQLite: blob rows and repository links.
+
+use async_trait::async_trait;
+use mcr_core::digest::Digest;
+use mcr_core::names::RepoName;
+use mcr_core::ports::{BlobIndex, BlobInfo};
+use mcr_core::time::Timestamp;
+use mcr_core::Result;
+use rusqlite::params;
+
+use super::rows::{all, blob_info, change, ensure_repo, link, one};
+use super::{sql, SqliteMetaStore};
+
+#[async_trait]
+impl BlobIndex for SqliteMetaStore {
+    async fn blob_in_repository(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<BlobInfo>> {
+        let (repo, digest) = (repo.clone(), digest.to_string());
+        self.run("looking up a blob in a repository", move |c| {
+            one(
+                c,
+                sql::BLOB_IN_REPO,
+                params![repo.as_str(), digest],
+                blob_info,
+            )
+        })
+        .await
+    }
+
+    async fn blob_exists(&self, digest: &Digest) -> Result<bool> {
+        let digest = digest.to_string();
+        self.run("looking up a blob", move |c| {
+            Ok(one(c, sql::BLOB_EXISTS, [digest], |_| Ok(()))?.is_some())
+        })
+        .await
+    }
+
+    async fn mount_blob(
+        &self,
+        from: &RepoName,
+        to: &RepoName,
+        digest: &Digest,
+        at: Timestamp,
+    ) -> Result<Option<BlobInfo>> {
+        let (from, to, digest) = (from.clone(), to.clone(), digest.to_string());
+        self.write("mounting a blob", move |tx| {
+            let Some(info) = one(
+                tx,
+                sql::BLOB_IN_REPO,
+                params![from.as_str(), digest],
+                blob_info,
+            )?
+            else {
+                // Nothing changes, not even `to` coming into being.
+                return Ok(None);
+            };
+            let to_id = ensure_repo(tx, &to, at)?;
+            link(tx, to_id, &digest, at)?;
+            Ok(Some(info))
+        })
+        .await
+    }
+
+    async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
+        let (repo, digest) = (repo.clone(), digest.to_string());
+        self.write("unlinking a blob", move |tx| {
+            Ok(change(tx, sql::UNLINK, params![repo.as_str(), digest])? > 0)
+        })
+        .await
+    }
+
+    async fn list_blobs(&self) -> Result<Vec<BlobInfo>> {
+        self.run("listing blobs", |c| all(c, sql::LIST_BLOBS, [], blob_info))
+            .await
+    }
+}

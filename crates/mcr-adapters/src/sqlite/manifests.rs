@@ -1,0 +1,169 @@
+//! `ManifestStore` on SQLite.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use mcr_core::digest::Digest;
+use mcr_core::media::MediaType;
+use mcr_core::names::{Reference, RepoName, Tag};
+use mcr_core::ports::{ManifestRecord, ManifestStore, NewManifest, Page};
+use mcr_core::time::Timestamp;
+use mcr_core::{Error, Result};
+use rusqlite::{params, Row};
+
+use super::rows::{all, change, ensure_repo, i64_of, limit_of, one, parsed, parsed_opt, repo_id};
+use super::{db, sql, storage, SqliteMetaStore};
+
+fn manifest_record(row: &Row<'_>) -> rusqlite::Result<ManifestRecord> {
+    let raw: Vec<u8> = row.get(3)?;
+    Ok(ManifestRecord {
+        repository: parsed(row, 0, RepoName::new)?,
+        digest: parsed(row, 1, Digest::parse)?,
+        media_type: parsed(row, 2, MediaType::new)?,
+        raw: Bytes::from(raw),
+        subject: parsed_opt(row, 4, Digest::parse)?,
+        artifact_type: parsed_opt(row, 5, MediaType::new)?,
+        created: Timestamp::from_millis(row.get(6)?),
+    })
+}
+
+#[async_trait]
+impl ManifestStore for SqliteMetaStore {
+    async fn put_manifest(&self, m: NewManifest) -> Result<()> {
+        self.write("storing a manifest", move |tx| {
+            // Check everything before writing anything: a failure then
+            // needs no rollback at all (and gets one anyway on drop).
+            // Without the repository nothing is linked or stored in it.
+            let existing = repo_id(tx, &m.repository)?;
+            for d in &m.blobs {
+                let linked = match existing {
+                    Some(id) => one(tx, sql::IS_LINKED, params![id, d.to_string()], |_| Ok(()))?,
+                    None => None,
+                };
+                if linked.is_none() {
+                    return Err(Error::ManifestBlobUnknown(d.clone()));
+                }
+            }
+            for d in &m.children {
+                let stored = match existing {
+                    Some(id) => one(tx, sql::MANIFEST_ID, params![id, d.to_string()], |_| Ok(()))?,
+                    None => None,
+                };
+                if stored.is_none() {
+                    return Err(Error::ManifestChildUnknown(d.clone()));
+                }
+            }
+
+            let repo = match existing {
+                Some(id) => id,
+                None => ensure_repo(tx, &m.repository, m.created)?,
+            };
+            let digest = m.digest.to_string();
+            let inserted: Option<i64> = one(
+                tx,
+                sql::INSERT_MANIFEST,
+                params![
+                    repo,
+                    digest,
+                    m.media_type.as_str(),
+                    &m.raw[..],
+                    i64_of(m.raw.len() as u64)?,
+                    m.subject.as_ref().map(Digest::to_string),
+                    m.artifact_type.as_ref().map(MediaType::as_str),
+                    m.created.as_millis(),
+                ],
+                |r| r.get(0),
+            )?;
+            let manifest_id = match inserted {
+                Some(id) => {
+                    // A new manifest: its references, in the same step, so
+                    // GC never sees it without them. A stored one already
+                    // has them (same digest, same bytes, same references).
+                    let mut reference = tx.prepare_cached(sql::INSERT_REFERENCE).map_err(db)?;
+                    for d in &m.blobs {
+                        reference
+                            .execute(params![id, "blob", d.to_string()])
+                            .map_err(db)?;
+                    }
+                    for d in &m.children {
+                        reference
+                            .execute(params![id, "manifest", d.to_string()])
+                            .map_err(db)?;
+                    }
+                    id
+                }
+                None => one(tx, sql::MANIFEST_ID, params![repo, digest], |r| r.get(0))?
+                    .ok_or_else(|| {
+                        storage("sqlite", "the manifest vanished inside its own transaction")
+                    })?,
+            };
+            if let Some(tag) = &m.tag {
+                change(
+                    tx,
+                    sql::UPSERT_TAG,
+                    params![repo, tag.as_str(), manifest_id, m.created.as_millis()],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<Option<ManifestRecord>> {
+        let repo = repo.clone();
+        let (sql, key) = match reference {
+            Reference::Tag(t) => (sql::MANIFEST_BY_TAG, t.to_string()),
+            Reference::Digest(d) => (sql::MANIFEST_BY_DIGEST, d.to_string()),
+        };
+        self.run("reading a manifest", move |c| {
+            one(c, sql, params![repo.as_str(), key], manifest_record)
+        })
+        .await
+    }
+
+    async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
+        let (repo, digest) = (repo.clone(), digest.to_string());
+        self.write("deleting a manifest", move |tx| {
+            Ok(change(tx, sql::DELETE_MANIFEST, params![repo.as_str(), digest])? > 0)
+        })
+        .await
+    }
+
+    async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool> {
+        let (repo, tag) = (repo.clone(), tag.clone());
+        self.write("deleting a tag", move |tx| {
+            Ok(change(tx, sql::DELETE_TAG, params![repo.as_str(), tag.as_str()])? > 0)
+        })
+        .await
+    }
+
+    async fn list_tags(&self, repo: &RepoName, page: &Page) -> Result<Vec<Tag>> {
+        let repo = repo.clone();
+        let (last, limit) = (page.last.clone(), limit_of(page.limit));
+        self.run("listing tags", move |c| {
+            all(
+                c,
+                sql::LIST_TAGS,
+                params![repo.as_str(), last, limit],
+                |r| parsed(r, 0, Tag::new),
+            )
+        })
+        .await
+    }
+
+    async fn referrers(&self, repo: &RepoName, subject: &Digest) -> Result<Vec<ManifestRecord>> {
+        let (repo, subject) = (repo.clone(), subject.to_string());
+        self.run("listing referrers", move |c| {
+            all(
+                c,
+                sql::REFERRERS,
+                params![repo.as_str(), subject],
+                manifest_record,
+            )
+        })
+        .await
+    }
+}

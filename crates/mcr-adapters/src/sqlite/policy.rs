@@ -1,0 +1,86 @@
+//! `PolicyRuleStore` on SQLite.
+
+use async_trait::async_trait;
+use mcr_core::policy::{Rule, RuleDraft};
+use mcr_core::ports::PolicyRuleStore;
+use mcr_core::{Error, Result};
+use rusqlite::types::Type;
+use rusqlite::{params, Connection, Row};
+
+use super::rows::{all, change, now, one};
+use super::{sql, storage, SqliteMetaStore};
+
+fn rule_of(row: &Row<'_>) -> rusqlite::Result<Rule> {
+    let json: &str = row.get_ref(1)?.as_str()?;
+    let mut rule: Rule = serde_json::from_str(json)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(1, Type::Text, Box::new(e)))?;
+    // The column is the authority: the JSON was written before or
+    // together with it.
+    rule.id = row.get(0)?;
+    Ok(rule)
+}
+
+/// Writes a rule's columns and JSON, stamped `updated` (milliseconds);
+/// returns the rows changed (0 if there is no rule with its id).
+fn store_rule(conn: &Connection, rule: &Rule, updated: i64) -> Result<usize> {
+    let json = serde_json::to_string(rule).map_err(|e| storage("encoding a policy rule", e))?;
+    change(
+        conn,
+        sql::UPDATE_RULE,
+        params![rule.id, rule.priority, rule.enabled, json, updated],
+    )
+}
+
+#[async_trait]
+impl PolicyRuleStore for SqliteMetaStore {
+    async fn list_rules(&self) -> Result<Vec<Rule>> {
+        self.run("listing policy rules", |c| {
+            all(c, sql::LIST_RULES, [], rule_of)
+        })
+        .await
+    }
+
+    async fn get_rule(&self, id: i64) -> Result<Option<Rule>> {
+        self.run("reading a policy rule", move |c| {
+            one(c, sql::GET_RULE, [id], rule_of)
+        })
+        .await
+    }
+
+    async fn create_rule(&self, draft: &RuleDraft) -> Result<Rule> {
+        let draft = draft.clone();
+        self.write("creating a policy rule", move |tx| {
+            // AUTOINCREMENT: ids only grow, never reused after a delete,
+            // so an audit entry's rule id names one rule forever. One clock
+            // reading: a new rule was last updated when it was created.
+            let at = now();
+            change(
+                tx,
+                sql::INSERT_RULE,
+                params![draft.priority, draft.enabled, at],
+            )?;
+            let rule = draft.into_rule(tx.last_insert_rowid());
+            store_rule(tx, &rule, at)?;
+            Ok(rule)
+        })
+        .await
+    }
+
+    async fn update_rule(&self, rule: &Rule) -> Result<()> {
+        let rule = rule.clone();
+        self.write("updating a policy rule", move |tx| {
+            if store_rule(tx, &rule, now())? == 0 {
+                return Err(Error::not_found("policy rule", rule.id));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_rule(&self, id: i64) -> Result<bool> {
+        self.write("deleting a policy rule", move |tx| {
+            Ok(change(tx, sql::DELETE_RULE, [id])? > 0)
+        })
+        .await
+    }
+}

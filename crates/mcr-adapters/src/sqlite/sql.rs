@@ -1,0 +1,274 @@
+//! The statements, named for what they do: every one a constant, prepared
+//! once per connection (`prepare_cached`) and checked against the indexes
+//! by this module's tests; only the audit query, whose filters vary, is
+//! assembled per call (`audit::audit_sql`).
+
+/// The columns `manifest_record` reads, from `repositories r` joined
+/// with `manifests m`.
+macro_rules! manifest_columns {
+    () => {
+        "r.name, m.digest, m.media_type, m.raw, m.subject_digest, m.artifact_type, m.created"
+    };
+}
+
+/// A repository's summary columns (read by `summary`), then its id.
+macro_rules! summary_select {
+    () => {
+        "SELECT r.name, r.created,
+            (SELECT COUNT(*) FROM tags t WHERE t.repository_id = r.id),
+            (SELECT COUNT(*) FROM manifests m WHERE m.repository_id = r.id),
+            (SELECT COALESCE(SUM(m.size), 0) FROM manifests m WHERE m.repository_id = r.id)
+              + (SELECT COALESCE(SUM(b.size), 0) FROM repository_blobs rb
+                 JOIN blobs b ON b.digest = rb.digest WHERE rb.repository_id = r.id),
+            r.id
+         FROM repositories r "
+    };
+}
+
+// Repositories. Pages compare with `COALESCE(?, '')` rather than
+// `(? IS NULL OR name > ?)` so the bound is a plain range the index
+// can seek to: every name sorts after ''.
+pub(super) const REPO_ID: &str = "SELECT id FROM repositories WHERE name = ?1";
+pub(super) const INSERT_REPO: &str =
+    "INSERT INTO repositories (name, created) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING";
+pub(super) const LIST_REPOS: &str =
+    "SELECT name FROM repositories WHERE name > COALESCE(?1, '') ORDER BY name LIMIT ?2";
+pub(super) const SUMMARIES: &str = concat!(
+    summary_select!(),
+    "WHERE r.name > COALESCE(?1, '') ORDER BY r.name LIMIT ?2"
+);
+pub(super) const SUMMARY: &str = concat!(summary_select!(), "WHERE r.name = ?1");
+pub(super) const DETAIL_TAGS: &str = "SELECT t.name, m.digest FROM tags t
+    JOIN manifests m ON m.id = t.manifest_id WHERE t.repository_id = ?1 ORDER BY t.name";
+pub(super) const DETAIL_MANIFESTS: &str = "SELECT digest, media_type, size, created FROM manifests
+    WHERE repository_id = ?1 ORDER BY created DESC, digest";
+pub(super) const DETAIL_BLOBS: &str = "SELECT b.digest, b.size FROM repository_blobs rb
+    JOIN blobs b ON b.digest = rb.digest WHERE rb.repository_id = ?1 ORDER BY rb.digest";
+pub(super) const REPO_UPLOADS: &str = "SELECT id FROM uploads WHERE repository_id = ?1 ORDER BY id";
+pub(super) const DELETE_REPO: &str = "DELETE FROM repositories WHERE id = ?1";
+
+// Manifests and tags.
+pub(super) const IS_LINKED: &str =
+    "SELECT 1 FROM repository_blobs WHERE repository_id = ?1 AND digest = ?2";
+pub(super) const MANIFEST_ID: &str =
+    "SELECT id FROM manifests WHERE repository_id = ?1 AND digest = ?2";
+/// Returns the new id, or no row if the manifest was already stored.
+pub(super) const INSERT_MANIFEST: &str = "INSERT INTO manifests
+    (repository_id, digest, media_type, raw, size, subject_digest, artifact_type, created)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+    ON CONFLICT (repository_id, digest) DO NOTHING RETURNING id";
+pub(super) const INSERT_REFERENCE: &str =
+    "INSERT OR IGNORE INTO manifest_references (manifest_id, kind, digest) VALUES (?1, ?2, ?3)";
+pub(super) const UPSERT_TAG: &str = "INSERT INTO tags (repository_id, name, manifest_id, updated)
+    VALUES (?1, ?2, ?3, ?4) ON CONFLICT (repository_id, name)
+    DO UPDATE SET manifest_id = excluded.manifest_id, updated = excluded.updated";
+pub(super) const MANIFEST_BY_TAG: &str = concat!(
+    "SELECT ",
+    manifest_columns!(),
+    " FROM repositories r JOIN tags t ON t.repository_id = r.id
+      JOIN manifests m ON m.id = t.manifest_id WHERE r.name = ?1 AND t.name = ?2"
+);
+pub(super) const MANIFEST_BY_DIGEST: &str = concat!(
+    "SELECT ",
+    manifest_columns!(),
+    " FROM repositories r JOIN manifests m ON m.repository_id = r.id
+      WHERE r.name = ?1 AND m.digest = ?2"
+);
+pub(super) const REFERRERS: &str = concat!(
+    "SELECT ",
+    manifest_columns!(),
+    " FROM repositories r JOIN manifests m ON m.repository_id = r.id
+      WHERE r.name = ?1 AND m.subject_digest = ?2 ORDER BY m.digest"
+);
+/// Tags and references go with it (`ON DELETE CASCADE`).
+pub(super) const DELETE_MANIFEST: &str = "DELETE FROM manifests
+    WHERE repository_id = (SELECT id FROM repositories WHERE name = ?1) AND digest = ?2";
+pub(super) const DELETE_TAG: &str = "DELETE FROM tags
+    WHERE repository_id = (SELECT id FROM repositories WHERE name = ?1) AND name = ?2";
+pub(super) const LIST_TAGS: &str = "SELECT name FROM tags
+    WHERE repository_id = (SELECT id FROM repositories WHERE name = ?1)
+      AND name > COALESCE(?2, '') ORDER BY name LIMIT ?3";
+
+// Blobs and links.
+pub(super) const BLOB_IN_REPO: &str = "SELECT b.digest, b.size FROM repositories r
+    JOIN repository_blobs rb ON rb.repository_id = r.id JOIN blobs b ON b.digest = rb.digest
+    WHERE r.name = ?1 AND rb.digest = ?2";
+pub(super) const BLOB_EXISTS: &str = "SELECT 1 FROM blobs WHERE digest = ?1";
+pub(super) const INSERT_BLOB: &str =
+    "INSERT INTO blobs (digest, size, created) VALUES (?1, ?2, ?3) ON CONFLICT (digest) DO NOTHING";
+/// Making a link again re-stamps it: GC's grace period counts from the
+/// latest upload or mount.
+pub(super) const LINK: &str = "INSERT INTO repository_blobs (repository_id, digest, linked_at)
+    VALUES (?1, ?2, ?3)
+    ON CONFLICT (repository_id, digest) DO UPDATE SET linked_at = excluded.linked_at";
+pub(super) const UNLINK: &str = "DELETE FROM repository_blobs
+    WHERE repository_id = (SELECT id FROM repositories WHERE name = ?1) AND digest = ?2";
+pub(super) const LIST_BLOBS: &str = "SELECT digest, size FROM blobs ORDER BY digest";
+
+// Upload sessions.
+pub(super) const INSERT_UPLOAD: &str = "INSERT INTO uploads (id, repository_id, offset, active)
+    VALUES (?1, ?2, ?3, ?4) ON CONFLICT (id) DO NOTHING";
+pub(super) const GET_UPLOAD: &str = "SELECT u.id, r.name, u.offset, u.active FROM uploads u
+    JOIN repositories r ON r.id = u.repository_id WHERE u.id = ?1";
+pub(super) const SET_UPLOAD_OFFSET: &str =
+    "UPDATE uploads SET offset = ?2, active = ?3 WHERE id = ?1";
+pub(super) const UPLOAD_REPO: &str = "SELECT repository_id FROM uploads WHERE id = ?1";
+pub(super) const DELETE_UPLOAD: &str = "DELETE FROM uploads WHERE id = ?1";
+pub(super) const PRUNE_REPOSITORY: &str = "DELETE FROM repositories WHERE name = ?1
+    AND NOT EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = repositories.id)
+    AND NOT EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.repository_id = repositories.id)
+    AND NOT EXISTS (SELECT 1 FROM uploads u WHERE u.repository_id = repositories.id)";
+pub(super) const UPLOADS_IDLE: &str = "SELECT u.id, r.name, u.offset, u.active FROM uploads u
+    JOIN repositories r ON r.id = u.repository_id
+    WHERE u.active < ?1 ORDER BY u.active, u.id";
+
+// GC. Strict comparisons: a row or link made exactly at the cutoff
+// protects the blob. Only `blob` references protect blobs; `manifest`
+// ones name manifests, which are not in `blobs`.
+pub(super) const SWEEPABLE: &str = "SELECT b.digest, b.size FROM blobs b
+    WHERE b.created < ?1
+      AND NOT EXISTS (SELECT 1 FROM manifest_references mr
+                      WHERE mr.digest = b.digest AND mr.kind = 'blob')
+      AND NOT EXISTS (SELECT 1 FROM repository_blobs rb
+                      WHERE rb.digest = b.digest AND rb.linked_at >= ?1)
+    ORDER BY b.digest";
+/// Its links go with it (`ON DELETE CASCADE`).
+pub(super) const DELETE_BLOB: &str = "DELETE FROM blobs WHERE digest = ?1";
+
+// Policy rules.
+pub(super) const LIST_RULES: &str = "SELECT id, rule_json FROM policy_rules ORDER BY id";
+pub(super) const GET_RULE: &str = "SELECT id, rule_json FROM policy_rules WHERE id = ?1";
+/// The JSON is filled in once the id is known.
+pub(super) const INSERT_RULE: &str = "INSERT INTO policy_rules
+    (priority, enabled, rule_json, created, updated) VALUES (?1, ?2, '{}', ?3, ?3)";
+pub(super) const UPDATE_RULE: &str = "UPDATE policy_rules
+    SET priority = ?2, enabled = ?3, rule_json = ?4, updated = ?5 WHERE id = ?1";
+pub(super) const DELETE_RULE: &str = "DELETE FROM policy_rules WHERE id = ?1";
+
+// Audit log.
+pub(super) const INSERT_AUDIT: &str = "INSERT INTO audit_log
+    (time, event_type, actor_id, repository, digest, ip, details)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+
+#[cfg(test)]
+mod tests {
+    use mcr_core::audit::AuditQuery;
+    use mcr_core::names::RepoName;
+    use mcr_core::time::Timestamp;
+    use rusqlite::types::Value;
+    use rusqlite::{params_from_iter, Connection};
+
+    use super::super::audit::audit_sql;
+    use super::*;
+    use crate::sqlite::SqliteMetaStore;
+
+    /// The plan SQLite picks for `sql`, one step a line.
+    fn plan(c: &Connection, sql: &str) -> Vec<String> {
+        let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        // Unbound parameters are NULL to the planner, but rusqlite wants
+        // a value for each.
+        let nulls = std::iter::repeat_n(Value::Null, stmt.parameter_count());
+        let rows = stmt
+            .query_map(params_from_iter(nulls), |r| r.get::<_, String>(3))
+            .unwrap();
+        rows.collect::<rusqlite::Result<_>>().unwrap()
+    }
+
+    /// Every lookup the use cases make seeks through an index; only the
+    /// statements that mean to read a whole table scan one.
+    #[test]
+    fn every_lookup_uses_an_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mcr.db");
+        drop(SqliteMetaStore::open(&path).unwrap());
+        let c = Connection::open(&path).unwrap();
+        // Statements with the tables they may scan whole.
+        let statements: &[(&str, &str, &[&str])] = &[
+            ("REPO_ID", REPO_ID, &[]),
+            ("LIST_REPOS", LIST_REPOS, &[]),
+            ("SUMMARIES", SUMMARIES, &[]),
+            ("SUMMARY", SUMMARY, &[]),
+            ("DETAIL_TAGS", DETAIL_TAGS, &[]),
+            ("DETAIL_MANIFESTS", DETAIL_MANIFESTS, &[]),
+            ("DETAIL_BLOBS", DETAIL_BLOBS, &[]),
+            ("REPO_UPLOADS", REPO_UPLOADS, &[]),
+            ("IS_LINKED", IS_LINKED, &[]),
+            ("MANIFEST_ID", MANIFEST_ID, &[]),
+            ("MANIFEST_BY_TAG", MANIFEST_BY_TAG, &[]),
+            ("MANIFEST_BY_DIGEST", MANIFEST_BY_DIGEST, &[]),
+            ("REFERRERS", REFERRERS, &[]),
+            ("DELETE_MANIFEST", DELETE_MANIFEST, &[]),
+            ("DELETE_TAG", DELETE_TAG, &[]),
+            ("LIST_TAGS", LIST_TAGS, &[]),
+            ("BLOB_IN_REPO", BLOB_IN_REPO, &[]),
+            ("BLOB_EXISTS", BLOB_EXISTS, &[]),
+            ("UNLINK", UNLINK, &[]),
+            ("LIST_BLOBS", LIST_BLOBS, &["blobs"]),
+            ("GET_UPLOAD", GET_UPLOAD, &[]),
+            ("UPLOAD_REPO", UPLOAD_REPO, &[]),
+            ("UPLOADS_IDLE", UPLOADS_IDLE, &[]),
+            ("PRUNE_REPOSITORY", PRUNE_REPOSITORY, &[]),
+            ("SWEEPABLE", SWEEPABLE, &["b"]),
+            ("LIST_RULES", LIST_RULES, &["policy_rules"]),
+            ("GET_RULE", GET_RULE, &[]),
+        ];
+        let audit = |f: fn(&mut AuditQuery)| {
+            let mut q = AuditQuery {
+                limit: 10,
+                ..AuditQuery::default()
+            };
+            f(&mut q);
+            audit_sql(&q).0
+        };
+        let audits = [
+            (
+                "audit by type",
+                audit(|q| q.event_type = Some(mcr_core::audit::EventType::Login)),
+            ),
+            ("audit by actor", audit(|q| q.actor_id = Some("a".into()))),
+            (
+                "audit by repository",
+                audit(|q| q.repository = Some(RepoName::new("a/b").unwrap())),
+            ),
+            (
+                "audit by time",
+                audit(|q| q.since = Some(Timestamp::from_millis(1))),
+            ),
+        ];
+        let mut failures = Vec::new();
+        let all_statements = statements
+            .iter()
+            .map(|&(name, sql, scans)| (name, sql.to_string(), scans))
+            .chain(audits.into_iter().map(|(n, s)| (n, s, &[] as &[&str])));
+        for (name, sql, scans) in all_statements {
+            for step in plan(&c, &sql) {
+                let scanned = step
+                    .strip_prefix("SCAN ")
+                    .map(|rest| rest.split_whitespace().next().unwrap_or(""));
+                if let Some(table) = scanned {
+                    if !scans.contains(&table) {
+                        failures.push(format!("{name}: {step}"));
+                    }
+                }
+            }
+        }
+        assert!(failures.is_empty(), "full scans: {failures:#?}");
+        // Where a table has several indexes, the one made for the lookup.
+        for (name, sql, index) in [
+            ("REFERRERS", REFERRERS, "manifests_by_subject"),
+            ("SWEEPABLE", SWEEPABLE, "manifest_references_by_digest"),
+            ("SWEEPABLE", SWEEPABLE, "repository_blobs_by_digest"),
+            ("UPLOADS_IDLE", UPLOADS_IDLE, "uploads_by_active"),
+            ("DELETE_MANIFEST", DELETE_MANIFEST, "tags_by_manifest"),
+        ] {
+            let steps = plan(&c, sql);
+            assert!(
+                steps.iter().any(|s| s.contains(index)),
+                "{name} does not use {index}: {steps:#?}"
+            );
+        }
+        // The unfiltered audit tail reads the time index backwards.
+        let tail = plan(&c, &audit(|_| {}));
+        assert!(tail.iter().any(|s| s.contains("audit_by_time")), "{tail:?}");
+    }
+}

@@ -1,0 +1,109 @@
+//! `UploadSessionStore` on SQLite.
+
+use async_trait::async_trait;
+use mcr_core::ids::UploadId;
+use mcr_core::names::RepoName;
+use mcr_core::ports::{BlobInfo, UploadSession, UploadSessionStore};
+use mcr_core::time::Timestamp;
+use mcr_core::{Error, Result};
+use rusqlite::{params, Row};
+
+use super::rows::{all, change, ensure_repo, i64_of, link, one, parsed, u64_at};
+use super::{sql, SqliteMetaStore};
+
+fn upload_session(row: &Row<'_>) -> rusqlite::Result<UploadSession> {
+    Ok(UploadSession {
+        id: parsed(row, 0, UploadId::parse)?,
+        repository: parsed(row, 1, RepoName::new)?,
+        offset: u64_at(row, 2)?,
+        active: Timestamp::from_millis(row.get(3)?),
+    })
+}
+
+#[async_trait]
+impl UploadSessionStore for SqliteMetaStore {
+    async fn create_upload(&self, session: &UploadSession) -> Result<()> {
+        let session = session.clone();
+        self.write("creating an upload session", move |tx| {
+            let repo = ensure_repo(tx, &session.repository, session.active)?;
+            let n = change(
+                tx,
+                sql::INSERT_UPLOAD,
+                params![
+                    session.id.as_str(),
+                    repo,
+                    i64_of(session.offset)?,
+                    session.active.as_millis()
+                ],
+            )?;
+            if n == 0 {
+                // Rolls back the repository too, if this made it.
+                return Err(Error::Conflict(format!(
+                    "upload {} already exists",
+                    session.id
+                )));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_upload(&self, id: &UploadId) -> Result<Option<UploadSession>> {
+        let id = id.clone();
+        self.run("reading an upload session", move |c| {
+            one(c, sql::GET_UPLOAD, [id.as_str()], upload_session)
+        })
+        .await
+    }
+
+    async fn set_upload_offset(&self, id: &UploadId, offset: u64, at: Timestamp) -> Result<()> {
+        let id = id.clone();
+        self.write("recording an upload's offset", move |tx| {
+            if change(
+                tx,
+                sql::SET_UPLOAD_OFFSET,
+                params![id.as_str(), i64_of(offset)?, at.as_millis()],
+            )? == 0
+            {
+                return Err(Error::UploadUnknown(id.to_string()));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn complete_upload(&self, id: &UploadId, blob: &BlobInfo, at: Timestamp) -> Result<()> {
+        let (id, blob) = (id.clone(), blob.clone());
+        self.write("completing an upload", move |tx| {
+            let repo: i64 = one(tx, sql::UPLOAD_REPO, [id.as_str()], |r| r.get(0))?
+                .ok_or_else(|| Error::UploadUnknown(id.to_string()))?;
+            let digest = blob.digest.to_string();
+            // A row that exists keeps its `created`: the link's new stamp
+            // is what protects the blob from a sweep.
+            change(
+                tx,
+                sql::INSERT_BLOB,
+                params![digest, i64_of(blob.size)?, at.as_millis()],
+            )?;
+            link(tx, repo, &digest, at)?;
+            change(tx, sql::DELETE_UPLOAD, [id.as_str()])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_upload(&self, id: &UploadId) -> Result<bool> {
+        let id = id.clone();
+        self.write("deleting an upload session", move |tx| {
+            Ok(change(tx, sql::DELETE_UPLOAD, [id.as_str()])? > 0)
+        })
+        .await
+    }
+
+    async fn uploads_idle_since(&self, before: Timestamp) -> Result<Vec<UploadSession>> {
+        self.run("listing stale upload sessions", move |c| {
+            all(c, sql::UPLOADS_IDLE, [before.as_millis()], upload_session)
+        })
+        .await
+    }
+}

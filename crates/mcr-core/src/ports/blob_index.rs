@@ -1,0 +1,50 @@
+//! The `BlobIndex` port: blob rows (one per content) and the links that
+//! make a blob visible in a repository.
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use crate::digest::Digest;
+use crate::error::Result;
+use crate::names::RepoName;
+use crate::time::Timestamp;
+
+/// A blob row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BlobInfo {
+    pub digest: Digest,
+    pub size: u64,
+}
+
+/// Blob rows and repository links.
+///
+/// A blob is *visible* in a repository while a link (repository, digest)
+/// exists. Links are made by completed uploads (through
+/// `UploadSessionStore::complete_upload`) and by mounts, and carry the
+/// time they were last made, which GC's grace period reads.
+#[async_trait]
+pub trait BlobIndex: Send + Sync + 'static {
+    /// The blob, if it is linked to the repository.
+    async fn blob_in_repository(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<BlobInfo>>;
+    /// Whether a blob row exists at all.
+    async fn blob_exists(&self, digest: &Digest) -> Result<bool>;
+    /// Links the blob `from` holds into `to`, stamping the link with `at`,
+    /// in one step. Returns the blob, or `None` (changing nothing, not even
+    /// creating `to`) if `from` does not hold it.
+    async fn mount_blob(
+        &self,
+        from: &RepoName,
+        to: &RepoName,
+        digest: &Digest,
+        at: Timestamp,
+    ) -> Result<Option<BlobInfo>>;
+    /// Removes the link; the blob row stays for GC. Returns whether a link
+    /// was there.
+    async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool>;
+    /// All blob rows, for reconcile.
+    async fn list_blobs(&self) -> Result<Vec<BlobInfo>>;
+}

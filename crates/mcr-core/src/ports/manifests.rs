@@ -1,0 +1,71 @@
+//! The `ManifestStore` port: manifests with their references, tags and
+//! referrers.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use super::repositories::Page;
+use crate::digest::Digest;
+use crate::error::Result;
+use crate::media::MediaType;
+use crate::names::{Reference, RepoName, Tag};
+use crate::time::Timestamp;
+
+/// A stored manifest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ManifestRecord {
+    pub repository: RepoName,
+    pub digest: Digest,
+    pub media_type: MediaType,
+    /// The bytes exactly as pushed.
+    pub raw: Bytes,
+    pub subject: Option<Digest>,
+    pub artifact_type: Option<MediaType>,
+    pub created: Timestamp,
+}
+
+/// A manifest to store, with everything it references already resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewManifest {
+    pub repository: RepoName,
+    pub digest: Digest,
+    pub media_type: MediaType,
+    pub raw: Bytes,
+    pub subject: Option<Digest>,
+    pub artifact_type: Option<MediaType>,
+    /// Blobs the manifest needs: each must be linked to the repository.
+    pub blobs: Vec<Digest>,
+    /// Child manifests (of an index): each must be stored in the repository.
+    pub children: Vec<Digest>,
+    /// Tag to point at the manifest (created or moved).
+    pub tag: Option<Tag>,
+    pub created: Timestamp,
+}
+
+/// Manifests and the tags that point at them.
+///
+/// - `put_manifest` is all-or-nothing: it checks every blob is linked and
+///   every child manifest is stored in the repository, then stores the
+///   manifest, its references and the tag in one step (one transaction);
+///   the references are what protect blobs from GC;
+/// - deleting a manifest deletes the tags that point at it.
+#[async_trait]
+pub trait ManifestStore: Send + Sync + 'static {
+    /// Fails with `ManifestBlobUnknown` or `ManifestChildUnknown` naming the
+    /// first missing reference; stores nothing in that case. Storing a
+    /// manifest that exists again only moves the tag. Creates the
+    /// repository on its first manifest.
+    async fn put_manifest(&self, manifest: NewManifest) -> Result<()>;
+    async fn get_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<Option<ManifestRecord>>;
+    /// Deletes a manifest, its references and every tag on it.
+    async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool>;
+    async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool>;
+    /// Tags after `page.last`, at most `page.limit`, in lexical order.
+    async fn list_tags(&self, repo: &RepoName, page: &Page) -> Result<Vec<Tag>>;
+    /// Manifests in the repository whose `subject` is `subject`, by digest.
+    async fn referrers(&self, repo: &RepoName, subject: &Digest) -> Result<Vec<ManifestRecord>>;
+}

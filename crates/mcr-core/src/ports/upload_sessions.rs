@@ -1,0 +1,42 @@
+//! The `UploadSessionStore` port: the rows of upload sessions, and
+//! completing one into a blob row and link.
+
+use async_trait::async_trait;
+
+use super::blob_index::BlobInfo;
+use crate::error::Result;
+use crate::ids::UploadId;
+use crate::names::RepoName;
+use crate::time::Timestamp;
+
+/// An upload session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadSession {
+    pub id: UploadId,
+    pub repository: RepoName,
+    /// Bytes received so far, as last recorded.
+    pub offset: u64,
+    /// When the session was opened or last recorded received bytes: a
+    /// session is stale after a long silence, however long ago it began.
+    pub active: Timestamp,
+}
+
+/// Upload session rows. A session's bytes live in the `BlobStore`; its
+/// row here says which repository it belongs to and how far it got.
+#[async_trait]
+pub trait UploadSessionStore: Send + Sync + 'static {
+    /// Records a new session, creating its repository on first write.
+    /// `Conflict` if the id exists.
+    async fn create_upload(&self, session: &UploadSession) -> Result<()>;
+    async fn get_upload(&self, id: &UploadId) -> Result<Option<UploadSession>>;
+    /// Records the bytes received so far and marks the session active `at`.
+    async fn set_upload_offset(&self, id: &UploadId, offset: u64, at: Timestamp) -> Result<()>;
+    /// In one step: records the blob row (if new), links it to the session's
+    /// repository stamped `at`, and removes the session. Fails with
+    /// `UploadUnknown` if the session is gone.
+    async fn complete_upload(&self, id: &UploadId, blob: &BlobInfo, at: Timestamp) -> Result<()>;
+    /// Removes a session; returns whether it was there.
+    async fn delete_upload(&self, id: &UploadId) -> Result<bool>;
+    /// Sessions last active before `before`, longest idle first.
+    async fn uploads_idle_since(&self, before: Timestamp) -> Result<Vec<UploadSession>>;
+}
