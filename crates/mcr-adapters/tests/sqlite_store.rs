@@ -196,7 +196,7 @@ async fn a_database_from_a_newer_build_is_refused() {
         .unwrap();
     let e = SqliteMetaStore::open(&path).unwrap_err();
     assert!(
-        matches!(&e, Error::Storage(m) if m.contains("newer")),
+        matches!(&e, Error::Storage(s) if s.to_string().contains("newer")),
         "{e}"
     );
 }
@@ -206,7 +206,7 @@ fn a_file_that_cannot_be_created_is_a_storage_error() {
     let dir = tempfile::tempdir().unwrap();
     let e = SqliteMetaStore::open(&dir.path().join("missing/mcr.db")).unwrap_err();
     assert!(
-        matches!(&e, Error::Storage(m) if m.contains("missing")),
+        matches!(&e, Error::Storage(s) if s.to_string().contains("missing")),
         "{e}"
     );
 }
@@ -583,7 +583,9 @@ async fn a_writer_locked_out_past_the_busy_timeout_gets_a_storage_error() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&e, Error::Storage(m) if m.contains("creating an upload session") && m.contains("locked")),
+        matches!(&e, Error::Storage(s) if s.op().contains("creating an upload session")
+            && s.op().contains("locked")
+            && s.kind() == mcr_core::StorageErrorKind::Unavailable),
         "{e}"
     );
     // Readers are not blocked by a writer under WAL.

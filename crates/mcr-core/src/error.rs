@@ -1,9 +1,13 @@
-//! The one error type of the engine.
+//! The one error type of the engine, and the storage failure it carries.
 //!
 //! Each variant names a condition a caller can act on; the HTTP and gRPC
 //! edges map variants to status codes in one place each. Ports return this
 //! type too, so an adapter can report `ManifestBlobUnknown` from inside the
-//! transaction that discovered it.
+//! transaction that discovered it, and a [`StorageError`] of the right
+//! [`StorageErrorKind`] when the storage underneath fails.
+
+use std::fmt;
+use std::io;
 
 use crate::digest::Digest;
 use crate::names::RepoName;
@@ -71,9 +75,159 @@ pub enum Error {
     /// A dependency (identity service, database) could not be reached.
     #[error("service unavailable: {0}")]
     Unavailable(String),
-    /// Storage failed underneath; the message is for logs and operators.
+    /// Storage failed underneath: what was being done, why, and whether
+    /// trying again later may help. Its text is for logs and operators;
+    /// the edges answer clients by its kind only.
     #[error("storage error: {0}")]
-    Storage(String),
+    Storage(StorageError),
+}
+
+/// What kind of storage failure happened, so a use case or an edge can act
+/// on it (modelled on `object_store`'s and `std::io`'s error kinds, folded
+/// to what a registry does differently).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StorageErrorKind {
+    /// The backend could not be reached or is overloaded; the same request
+    /// may succeed later (connection refused or reset, a timeout, no free
+    /// pooled connection, a database lock held too long, S3's 503
+    /// `SlowDown`). HTTP 503, gRPC `UNAVAILABLE`.
+    Unavailable,
+    /// No space left (`ENOSPC`, `EDQUOT`, a bucket quota): writes fail
+    /// until an operator frees space; reads go on.
+    NoSpace,
+    /// The storage refuses writes (`EROFS`, a read-only database or
+    /// replica) until an operator makes it writable again; reads go on.
+    ReadOnly,
+    /// Anything else: the same request will fail the same way (permissions,
+    /// corrupt data, a bug). Only an operator can help.
+    Permanent,
+}
+
+impl StorageErrorKind {
+    /// Whether the same request may succeed if retried later, unchanged.
+    pub fn is_retryable(self) -> bool {
+        self == StorageErrorKind::Unavailable
+    }
+
+    /// What a client is told about a storage failure of this kind: what
+    /// happened and what helps, never the details (those go to the log).
+    /// The HTTP and gRPC edges both answer with it.
+    pub fn client_message(self) -> &'static str {
+        match self {
+            StorageErrorKind::Unavailable => {
+                "the registry's storage is unavailable for now; try again later"
+            }
+            StorageErrorKind::NoSpace => {
+                "the registry's storage is full; nothing was stored (an operator must free space)"
+            }
+            StorageErrorKind::ReadOnly => {
+                "the registry's storage is read-only; nothing was stored \
+                 (an operator must make it writable)"
+            }
+            StorageErrorKind::Permanent => "internal error; see the registry's log",
+        }
+    }
+
+    /// The kind of an I/O error, by what `std` makes of the OS error.
+    pub fn of_io(e: &io::Error) -> StorageErrorKind {
+        use io::ErrorKind as K;
+        match e.kind() {
+            K::StorageFull | K::QuotaExceeded => StorageErrorKind::NoSpace,
+            K::ReadOnlyFilesystem => StorageErrorKind::ReadOnly,
+            K::TimedOut
+            | K::ConnectionRefused
+            | K::ConnectionReset
+            | K::ConnectionAborted
+            | K::NotConnected
+            | K::HostUnreachable
+            | K::NetworkUnreachable
+            | K::NetworkDown
+            | K::ResourceBusy
+            | K::WouldBlock
+            | K::Interrupted => StorageErrorKind::Unavailable,
+            _ => StorageErrorKind::Permanent,
+        }
+    }
+}
+
+impl fmt::Display for StorageErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StorageErrorKind::Unavailable => "storage unavailable",
+            StorageErrorKind::NoSpace => "no space left in storage",
+            StorageErrorKind::ReadOnly => "storage is read-only",
+            StorageErrorKind::Permanent => "storage failure",
+        })
+    }
+}
+
+/// A storage failure: its [`StorageErrorKind`], the operation that failed
+/// (`op`, in words: "creating an upload session: opening /srv/mcr.db"),
+/// and the underlying error as its [`source`](std::error::Error::source),
+/// so a caller can still downcast it (to an `io::Error`, say).
+///
+/// Displays as `<op>: <source>`: the whole story for a log line. It may
+/// name paths and statements, never a secret; the edges still answer
+/// clients by the kind only.
+#[derive(Debug, thiserror::Error)]
+#[error("{op}: {source}")]
+pub struct StorageError {
+    kind: StorageErrorKind,
+    op: String,
+    #[source]
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl StorageError {
+    pub fn new(
+        kind: StorageErrorKind,
+        op: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> StorageError {
+        StorageError {
+            kind,
+            op: op.into(),
+            source: source.into(),
+        }
+    }
+
+    /// A failure that retrying will not fix.
+    pub fn permanent(
+        op: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> StorageError {
+        StorageError::new(StorageErrorKind::Permanent, op, source)
+    }
+
+    /// A backend that could not answer now.
+    pub fn unavailable(
+        op: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> StorageError {
+        StorageError::new(StorageErrorKind::Unavailable, op, source)
+    }
+
+    /// An I/O failure, its kind taken from the OS error
+    /// ([`StorageErrorKind::of_io`]).
+    pub fn io(op: impl Into<String>, source: io::Error) -> StorageError {
+        StorageError::new(StorageErrorKind::of_io(&source), op, source)
+    }
+
+    pub fn kind(&self) -> StorageErrorKind {
+        self.kind
+    }
+
+    /// What was being done, outermost step first.
+    pub fn op(&self) -> &str {
+        &self.op
+    }
+
+    /// Names the enclosing step: the op becomes `<outer>: <op>`.
+    pub fn context(mut self, outer: impl fmt::Display) -> StorageError {
+        self.op = format!("{outer}: {}", self.op);
+        self
+    }
 }
 
 fn repo_label(repo: &Option<RepoName>) -> String {
@@ -91,8 +245,31 @@ impl Error {
         }
     }
 
-    pub fn storage(err: impl std::fmt::Display) -> Self {
-        Error::Storage(err.to_string())
+    /// A [`StorageErrorKind::Permanent`] storage error: `op` failed with
+    /// `source`.
+    pub fn storage(
+        op: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Error::Storage(StorageError::permanent(op, source))
+    }
+
+    /// The storage failure, if this is one.
+    pub fn as_storage(&self) -> Option<&StorageError> {
+        match self {
+            Error::Storage(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Names the step a storage error happened in (see
+    /// [`StorageError::context`]); other errors, the domain's, pass
+    /// through untouched.
+    pub fn context(self, outer: impl fmt::Display) -> Self {
+        match self {
+            Error::Storage(s) => Error::Storage(s.context(outer)),
+            other => other,
+        }
     }
 
     pub fn not_found(kind: &'static str, id: impl ToString) -> Self {
@@ -103,8 +280,61 @@ impl Error {
     }
 }
 
-impl From<std::io::Error> for Error {
-    fn from(e: std::io::Error) -> Self {
-        Error::Storage(e.to_string())
+impl From<StorageError> for Error {
+    fn from(e: StorageError) -> Self {
+        Error::Storage(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_storage_error_keeps_its_source_kind_and_steps() {
+        let enospc = io::Error::from(io::ErrorKind::StorageFull);
+        let e = Error::from(StorageError::io("writing upload /u/1", enospc)).context("appending");
+        let s = e.as_storage().expect("a storage error");
+        assert_eq!(s.kind(), StorageErrorKind::NoSpace);
+        assert!(!s.kind().is_retryable());
+        assert_eq!(s.op(), "appending: writing upload /u/1");
+        let source = std::error::Error::source(s).expect("the source is kept");
+        assert_eq!(
+            source.downcast_ref::<io::Error>().map(io::Error::kind),
+            Some(io::ErrorKind::StorageFull)
+        );
+        assert!(
+            e.to_string()
+                .starts_with("storage error: appending: writing upload /u/1: "),
+            "{e}"
+        );
+        assert!(matches!(
+            Error::NotFound {
+                kind: "x",
+                id: "1".into()
+            }
+            .context("ignored"),
+            Error::NotFound { .. }
+        ));
+    }
+
+    #[test]
+    fn io_errors_map_to_kinds() {
+        let kind = |k: io::ErrorKind| StorageErrorKind::of_io(&io::Error::from(k));
+        assert_eq!(
+            kind(io::ErrorKind::ReadOnlyFilesystem),
+            StorageErrorKind::ReadOnly
+        );
+        assert_eq!(
+            kind(io::ErrorKind::QuotaExceeded),
+            StorageErrorKind::NoSpace
+        );
+        assert_eq!(kind(io::ErrorKind::TimedOut), StorageErrorKind::Unavailable);
+        assert!(kind(io::ErrorKind::ConnectionRefused).is_retryable());
+        assert_eq!(
+            kind(io::ErrorKind::PermissionDenied),
+            StorageErrorKind::Permanent
+        );
+        assert_eq!(kind(io::ErrorKind::NotFound), StorageErrorKind::Permanent);
     }
 }

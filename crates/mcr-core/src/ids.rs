@@ -17,7 +17,7 @@ impl UploadId {
     pub fn generate() -> Result<UploadId, Error> {
         let mut bytes = [0u8; 16];
         getrandom::getrandom(&mut bytes)
-            .map_err(|e| Error::storage(format!("no randomness for an upload id: {e}")))?;
+            .map_err(|e| Error::storage("drawing randomness for an upload id", e.to_string()))?;
         Ok(UploadId(hex::encode(bytes).into()))
     }
 

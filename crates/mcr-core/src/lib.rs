@@ -34,4 +34,4 @@ pub mod time;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use error::{Error, Result};
+pub use error::{Error, Result, StorageError, StorageErrorKind};

@@ -1,11 +1,12 @@
 //! The one mapping from engine errors to gRPC status codes.
 
-use mcr_core::Error;
+use mcr_core::{Error, StorageErrorKind};
 use tonic::{Code, Status};
 
 /// The status for an engine error. Storage failures are logged in full and
-/// answered vaguely: their text may hold paths and SQL that are the
-/// operator's business.
+/// answered by their kind only (their text may hold paths and SQL that are
+/// the operator's business): `UNAVAILABLE` when a retry may succeed,
+/// `RESOURCE_EXHAUSTED` when the storage is full, `INTERNAL` otherwise.
 pub fn status(e: Error) -> Status {
     let code = match &e {
         Error::Unauthenticated(_) => Code::Unauthenticated,
@@ -32,12 +33,16 @@ pub fn status(e: Error) -> Status {
         // (a garbage collection already running), not entities that exist.
         Error::Conflict(_) => Code::FailedPrecondition,
         Error::Unavailable(_) => Code::Unavailable,
-        Error::Storage(_) => Code::Internal,
+        Error::Storage(s) => {
+            tracing::error!(error = %e, kind = ?s.kind(), "request failed");
+            let code = match s.kind() {
+                StorageErrorKind::Unavailable => Code::Unavailable,
+                StorageErrorKind::NoSpace => Code::ResourceExhausted,
+                _ => Code::Internal,
+            };
+            return Status::new(code, s.kind().client_message());
+        }
     };
-    if code == Code::Internal {
-        tracing::error!(error = %e, "request failed");
-        return Status::new(code, "internal error; see the registry's log");
-    }
     Status::new(code, e.to_string())
 }
 
@@ -67,8 +72,19 @@ mod tests {
         for (e, code) in cases {
             assert_eq!(status(e).code(), code);
         }
-        let s = status(Error::Storage("/srv/mcr/mcr.db: disk I/O error".into()));
-        assert_eq!(s.code(), Code::Internal);
-        assert!(!s.message().contains("/srv"), "{}", s.message());
+        for (kind, code) in [
+            (StorageErrorKind::Permanent, Code::Internal),
+            (StorageErrorKind::ReadOnly, Code::Internal),
+            (StorageErrorKind::NoSpace, Code::ResourceExhausted),
+            (StorageErrorKind::Unavailable, Code::Unavailable),
+        ] {
+            let s = status(Error::Storage(mcr_core::StorageError::new(
+                kind,
+                "opening /srv/mcr/mcr.db",
+                "disk I/O error",
+            )));
+            assert_eq!(s.code(), code, "{kind:?}");
+            assert!(!s.message().contains("/srv"), "{}", s.message());
+        }
     }
 }

@@ -1,9 +1,13 @@
 //! Mapping engine errors to HTTP: the OCI error table for `/v2/`, and the
 //! `{"error": "..."}` form for `/v1/`. Each mapping lives here once.
+//!
+//! Storage failures answer 503 when the storage is unavailable (a retry
+//! may succeed) and 500 otherwise, with a message naming only the kind
+//! (full, read-only); the whole error goes to the log.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use mcr_core::Error;
+use mcr_core::{Error, StorageErrorKind};
 use serde_json::json;
 
 use crate::auth::Challenge;
@@ -72,6 +76,9 @@ fn oci_code(e: &Error) -> (StatusCode, &'static str) {
         Error::NotFound { .. } => (S::NOT_FOUND, "NAME_UNKNOWN"),
         Error::Conflict(_) => (S::CONFLICT, "UNSUPPORTED"),
         Error::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
+        Error::Storage(s) if s.kind() == StorageErrorKind::Unavailable => {
+            (S::SERVICE_UNAVAILABLE, "UNAVAILABLE")
+        }
         Error::Storage(_) => (S::INTERNAL_SERVER_ERROR, "UNKNOWN"),
     }
 }
@@ -91,17 +98,21 @@ impl From<Error> for OciError {
     }
 }
 
-/// Storage failures are logged in full and answered vaguely: their text
-/// may hold paths and SQL that are the operator's business.
+/// Storage failures are logged in full and answered by their kind only:
+/// their text may hold paths and SQL that are the operator's business.
 fn public_message(e: &Error, status: StatusCode) -> String {
-    if status.is_server_error() {
-        tracing::error!(error = %e, "request failed");
-        if matches!(e, Error::Unavailable(_) | Error::Unsupported(_)) {
-            return e.to_string();
+    match e {
+        Error::Storage(s) => {
+            tracing::error!(error = %e, kind = ?s.kind(), "request failed");
+            s.kind().client_message().to_string()
         }
-        return "internal error; see the registry's log".to_string();
+        Error::Unavailable(_) | Error::Unsupported(_) => e.to_string(),
+        _ if status.is_server_error() => {
+            tracing::error!(error = %e, "request failed");
+            "internal error; see the registry's log".to_string()
+        }
+        _ => e.to_string(),
     }
-    e.to_string()
 }
 
 impl IntoResponse for OciError {
@@ -167,5 +178,65 @@ impl From<Error> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.status, axum::Json(json!({"error": self.message}))).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mcr_core::StorageError;
+
+    fn storage(kind: StorageErrorKind) -> Error {
+        Error::Storage(StorageError::new(
+            kind,
+            "opening /srv/mcr/mcr.db",
+            "password=hunter2 in the source",
+        ))
+    }
+
+    #[test]
+    fn storage_errors_answer_by_kind_and_never_with_their_text() {
+        for (kind, status, code, says) in [
+            (
+                StorageErrorKind::Unavailable,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+                "try again later",
+            ),
+            (
+                StorageErrorKind::NoSpace,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "UNKNOWN",
+                "storage is full",
+            ),
+            (
+                StorageErrorKind::ReadOnly,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "UNKNOWN",
+                "read-only",
+            ),
+            (
+                StorageErrorKind::Permanent,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "UNKNOWN",
+                "internal error",
+            ),
+        ] {
+            let oci = OciError::from(storage(kind));
+            assert_eq!((oci.status, oci.code), (status, code), "{kind:?}");
+            assert!(oci.message.contains(says), "{kind:?}: {}", oci.message);
+            let api = ApiError::from(storage(kind));
+            assert_eq!(api.status, status, "{kind:?}");
+            for m in [&oci.message, &api.message] {
+                assert!(!m.contains("/srv") && !m.contains("hunter2"), "{m}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_unsupported_admin_operation_is_not_implemented() {
+        let api = ApiError::from(Error::Unsupported("no snapshots here".into()));
+        assert_eq!(api.status, StatusCode::NOT_IMPLEMENTED);
+        assert_eq!(api.message, "operation unsupported: no snapshots here");
     }
 }

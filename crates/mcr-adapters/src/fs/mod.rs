@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use mcr_core::digest::Digest;
-use mcr_core::error::{Error, Result};
+use mcr_core::error::{Error, Result, StorageError};
 use mcr_core::ids::UploadId;
 use mcr_core::ports::{BlobBody, BlobStore, ByteRange, ByteStream};
 
@@ -303,12 +303,13 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 }
 
 fn join_error(e: tokio::task::JoinError) -> Error {
-    Error::Storage(format!("blob store task failed: {e}"))
+    Error::storage("running a blob store task", e)
 }
 
-/// A storage error naming what was being done and to which path.
+/// A storage error naming what was being done and to which path, of the
+/// kind the OS error says (a full disk, a read-only filesystem, ...).
 fn io_error(doing: &str, path: &Path, e: io::Error) -> Error {
-    Error::Storage(format!("{doing} {}: {e}", path.display()))
+    Error::Storage(StorageError::io(format!("{doing} {}", path.display()), e))
 }
 
 /// Makes a raw system call, again while a signal interrupts it: its

@@ -165,10 +165,11 @@ pub(super) async fn append(
             // session exactly; the remembered state was never touched.
             match blocking(move || file.set_len(start)).await? {
                 Ok(()) => Err(err),
-                Err(e) => Err(Error::Storage(format!(
-                    "{err}; and restoring {} to {start} bytes failed: {e}",
-                    path.display()
-                ))),
+                Err(e) => Err(io_error(
+                    &format!("{err}; and then restoring to {start} bytes"),
+                    &path,
+                    e,
+                )),
             }
         }
     }
@@ -428,10 +429,10 @@ fn place(layout: &Layout, id: &UploadId, upload: &Path, digest: &Digest) -> Resu
             Err(e) => return Err(io_error("moving upload into place at", &target, e)),
         }
     }
-    Err(Error::Storage(format!(
-        "could not move upload {id} to {}: its directory kept disappearing",
-        target.display()
-    )))
+    Err(Error::storage(
+        format!("moving upload {id} to {}", target.display()),
+        "its directory kept disappearing",
+    ))
 }
 
 #[cfg(test)]

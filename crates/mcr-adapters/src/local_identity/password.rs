@@ -28,11 +28,12 @@ pub fn hash_password(password: &Secret) -> Result<String> {
     let mut salt = [0u8; 16];
     getrandom::getrandom(&mut salt)
         .map_err(|e| Error::Unavailable(format!("no randomness for a salt: {e}")))?;
-    let salt = SaltString::encode_b64(&salt).map_err(|e| Error::storage(format!("salt: {e}")))?;
+    let salt = SaltString::encode_b64(&salt)
+        .map_err(|e| Error::storage("encoding a salt", e.to_string()))?;
     hasher()
         .hash_password(password.expose().as_bytes(), &salt)
         .map(|h| h.to_string())
-        .map_err(|e| Error::storage(format!("hashing the password: {e}")))
+        .map_err(|e| Error::storage("hashing the password", e.to_string()))
 }
 
 /// Checks that `phc` is an argon2id hash this module can verify.

@@ -41,7 +41,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mcr_core::{Error, Result};
+use mcr_core::{Error, Result, StorageError, StorageErrorKind};
 use r2d2::Pool;
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, ErrorCode, Transaction, TransactionBehavior};
@@ -94,30 +94,35 @@ impl fmt::Debug for SqliteMetaStore {
     }
 }
 
-/// A storage error saying what failed.
-pub(crate) fn storage(what: &str, e: impl fmt::Display) -> Error {
-    Error::Storage(format!("{what}: {e}"))
+/// A permanent storage error: `what` failed with `e`.
+pub(crate) fn storage(what: &str, e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
+    Error::storage(what, e)
 }
 
-/// A rusqlite error as the engine's error. Lock exhaustion gets its own
-/// words: it means contention (or a stuck writer), not a broken database.
+/// A rusqlite error as the engine's error, of the kind the engine acts on:
+/// lock exhaustion means contention (or a stuck writer), not a broken
+/// database, so it is retryable; a full disk and a read-only file are
+/// their own kinds.
 pub(crate) fn db(e: rusqlite::Error) -> Error {
-    match e.sqlite_error_code() {
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => Error::Storage(format!(
-            "sqlite: the database stayed locked by another writer for over {} s ({e})",
-            BUSY_TIMEOUT.as_secs()
-        )),
-        _ => storage("sqlite", e),
-    }
+    let (kind, op) = match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => (
+            StorageErrorKind::Unavailable,
+            format!(
+                "sqlite: the database stayed locked by another writer for over {} s",
+                BUSY_TIMEOUT.as_secs()
+            ),
+        ),
+        Some(ErrorCode::DiskFull) => (StorageErrorKind::NoSpace, "sqlite".to_string()),
+        Some(ErrorCode::ReadOnly) => (StorageErrorKind::ReadOnly, "sqlite".to_string()),
+        _ => (StorageErrorKind::Permanent, "sqlite".to_string()),
+    };
+    Error::Storage(StorageError::new(kind, op, e))
 }
 
 /// Prefixes a storage error with the step that failed; other errors (the
 /// domain's, such as `ManifestBlobUnknown`) pass through untouched.
 fn during(op: impl fmt::Display) -> impl FnOnce(Error) -> Error {
-    move |e| match e {
-        Error::Storage(m) => Error::Storage(format!("{op}: {m}")),
-        other => other,
-    }
+    move |e| e.context(op)
 }
 
 impl SqliteMetaStore {
@@ -206,13 +211,13 @@ impl SqliteMetaStore {
                 .as_ref()
                 .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()));
             let mut conn = pool.get().map_err(|e| {
-                storage(
-                    &format!(
+                Error::Storage(StorageError::unavailable(
+                    format!(
                         "no database connection free within {} s",
                         POOL_TIMEOUT.as_secs()
                     ),
                     e,
-                )
+                ))
             })?;
             f(&mut conn)
         };
@@ -326,13 +331,13 @@ mod tests {
                     [],
                 )
                 .map_err(db)?;
-                Err::<(), _>(Error::Storage("injected".into()))
+                Err::<(), _>(storage("injected", "a failure for the test"))
             })
             .await
             .unwrap_err();
         assert_eq!(
             e.to_string(),
-            "storage error: a step that fails halfway: injected"
+            "storage error: a step that fails halfway: injected: a failure for the test"
         );
         let n: i64 = store
             .run("count", |c| {

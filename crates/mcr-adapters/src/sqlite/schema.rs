@@ -156,10 +156,13 @@ fn migrate_to(conn: &mut Connection, target: i64) -> Result<()> {
     .map_err(db)?;
     let current = version(conn)?;
     if current > LATEST_VERSION {
-        return Err(Error::Storage(format!(
-            "the database is at schema version {current}, newer than this build's \
-             {LATEST_VERSION}; run the MCR that migrated it, or restore a snapshot"
-        )));
+        return Err(Error::storage(
+            "checking the schema version",
+            format!(
+                "the database is at schema version {current}, newer than this build's \
+                 {LATEST_VERSION}; run the MCR that migrated it, or restore a snapshot"
+            ),
+        ));
     }
     // Up to date: touch nothing, so opening a live database (`mcrsrv
     // snapshot` next to a running server) takes no write lock.
@@ -200,10 +203,7 @@ fn migrate_to(conn: &mut Connection, target: i64) -> Result<()> {
 }
 
 fn during_migration(number: i64, e: rusqlite::Error) -> Error {
-    match db(e) {
-        Error::Storage(m) => Error::Storage(format!("migration {number}: {m}")),
-        other => other,
-    }
+    db(e).context(format!("migration {number}"))
 }
 
 /// The highest applied version (0 for a new file).

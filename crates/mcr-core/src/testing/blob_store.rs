@@ -102,7 +102,9 @@ impl BlobStore for FakeBlobStore {
         check(&self.lock())?;
         let mut chunk = BytesMut::new();
         while let Some(piece) = body.next().await {
-            chunk.extend_from_slice(&piece?);
+            let piece =
+                piece.map_err(|e| Error::UploadInvalid(format!("reading the upload body: {e}")))?;
+            chunk.extend_from_slice(&piece);
         }
         let mut state = self.lock();
         check(&state)?;
@@ -167,8 +169,8 @@ impl BlobStore for FakeBlobStore {
         };
         // `resolve` keeps offset + len within `size`, which fits in usize
         // because the bytes are in memory.
-        let start = usize::try_from(offset).map_err(Error::storage)?;
-        let end = usize::try_from(offset + len).map_err(Error::storage)?;
+        let start = usize::try_from(offset).map_err(|e| Error::storage("reading a blob", e))?;
+        let end = usize::try_from(offset + len).map_err(|e| Error::storage("reading a blob", e))?;
         let part = data.slice(start..end);
         let chunks: Vec<std::io::Result<Bytes>> = (0..part.len())
             .step_by(READ_CHUNK)

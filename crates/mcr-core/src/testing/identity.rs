@@ -70,7 +70,7 @@ impl FakeIdentity {
     pub fn issue(&self, principal: Principal) -> Result<IssuedToken> {
         let mut bytes = [0u8; 32];
         getrandom::getrandom(&mut bytes)
-            .map_err(|e| Error::storage(format!("no randomness for a token: {e}")))?;
+            .map_err(|e| Error::storage("drawing randomness for a token", e.to_string()))?;
         let token = hex::encode(bytes);
         let expires_at = self.clock.now().saturating_add(self.ttl);
         self.lock()

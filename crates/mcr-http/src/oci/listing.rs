@@ -105,6 +105,6 @@ pub async fn referrers(ctx: &Ctx, repo: &RepoName, subject: &Digest) -> OciResul
     if filter.is_some() {
         headers.push((OCI_FILTERS_APPLIED, "artifactType".to_string()));
     }
-    let bytes = serde_json::to_vec(&body).map_err(Error::storage)?;
+    let bytes = serde_json::to_vec(&body).map_err(|e| Error::storage("encoding a listing", e))?;
     Ok(respond(StatusCode::OK, &headers, Body::from(bytes)))
 }
