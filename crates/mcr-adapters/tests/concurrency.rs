@@ -1,6 +1,7 @@
 //! Contention through the engine on the real adapters: identical uploads
 //! racing, and manifest pushes racing for one tag.
 
+use futures_util::TryStreamExt;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -47,10 +48,26 @@ async fn thirty_two_identical_uploads_leave_one_file_and_one_row() {
         let info = t.await.unwrap().expect("every upload succeeds");
         assert_eq!(info.digest, digest);
     }
-    assert_eq!(r.blobs().list().await.unwrap(), vec![digest.clone()]);
-    assert_eq!(r.meta().list_blobs().await.unwrap().len(), 1);
+    assert_eq!(
+        r.blobs().list().try_collect::<Vec<_>>().await.unwrap(),
+        vec![digest.clone()]
+    );
+    assert_eq!(
+        r.meta()
+            .list_blobs()
+            .try_collect::<Vec<_>>()
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     assert!(
-        r.blobs().list_uploads().await.unwrap().is_empty(),
+        r.blobs()
+            .list_uploads()
+            .try_collect::<Vec<_>>()
+            .await
+            .unwrap()
+            .is_empty(),
         "no upload left behind"
     );
     for i in 0..4 {

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::stream;
+use futures_util::{stream, TryStreamExt};
 use mcr_adapters::fs::FsBlobStore;
 use mcr_adapters::sqlite::SqliteMetaStore;
 use mcr_core::digest::Digest;
@@ -170,7 +170,7 @@ async fn acknowledged_pushes_survive_sigkill() {
                             blob.digest
                         )
                     });
-                let parts: Vec<Bytes> = futures_util::TryStreamExt::try_collect(body.stream)
+                let parts: Vec<Bytes> = TryStreamExt::try_collect(body.stream)
                     .await
                     .expect("read blob");
                 let data = parts.concat();
@@ -184,6 +184,7 @@ async fn acknowledged_pushes_survive_sigkill() {
         let rows: BTreeSet<Digest> = r
             .meta()
             .list_blobs()
+            .try_collect::<Vec<_>>()
             .await
             .expect("rows")
             .into_iter()
@@ -195,7 +196,14 @@ async fn acknowledged_pushes_survive_sigkill() {
             "round {round}: rows without files: {:?}",
             report.missing_files
         );
-        let files: BTreeSet<Digest> = r.blobs().list().await.expect("files").into_iter().collect();
+        let files: BTreeSet<Digest> = r
+            .blobs()
+            .list()
+            .try_collect::<Vec<_>>()
+            .await
+            .expect("files")
+            .into_iter()
+            .collect();
         assert_eq!(
             files, rows,
             "round {round}: after reconcile, files and rows differ"

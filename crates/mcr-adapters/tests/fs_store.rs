@@ -2,6 +2,7 @@
 //! path safety, the same-filesystem check, restarts, tidy deletes,
 //! concurrency, and how failed or abandoned appends leave a session.
 
+use futures_util::TryStreamExt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -141,7 +142,10 @@ async fn blobs_land_at_the_documented_paths() {
 
     let mut expected = vec![d256.clone(), d512.clone()];
     expected.sort();
-    assert_eq!(f.store.list().await.unwrap(), expected);
+    assert_eq!(
+        f.store.list().try_collect::<Vec<_>>().await.unwrap(),
+        expected
+    );
     assert_eq!(f.store.stat(&d256).await.unwrap(), Some(5));
     assert_eq!(read_all(&f.store, &d512, None).await, b"hello");
 }
@@ -159,7 +163,14 @@ async fn upload_sessions_are_files_named_by_their_id() {
         files_under(f.dir.path()),
         vec![PathBuf::from("uploads/0123456789abcdef0123456789abcdef")]
     );
-    assert_eq!(f.store.list_uploads().await.unwrap(), vec![id.clone()]);
+    assert_eq!(
+        f.store
+            .list_uploads()
+            .try_collect::<Vec<_>>()
+            .await
+            .unwrap(),
+        vec![id.clone()]
+    );
     assert!(matches!(
         f.store.begin_upload(&id).await,
         Err(Error::Conflict(_))
@@ -220,8 +231,18 @@ async fn nothing_escapes_the_two_roots_and_listings_trust_no_stray_name() {
     let dir_id = UploadId::generate().unwrap();
     std::fs::create_dir(f.uploads().join(dir_id.as_str())).unwrap();
 
-    assert_eq!(f.store.list().await.unwrap(), vec![good.clone()]);
-    assert_eq!(f.store.list_uploads().await.unwrap(), vec![real_upload]);
+    assert_eq!(
+        f.store.list().try_collect::<Vec<_>>().await.unwrap(),
+        vec![good.clone()]
+    );
+    assert_eq!(
+        f.store
+            .list_uploads()
+            .try_collect::<Vec<_>>()
+            .await
+            .unwrap(),
+        vec![real_upload]
+    );
     assert_eq!(f.store.stat(&misplaced).await.unwrap(), None);
     assert!(matches!(
         f.store.read(&misplaced, None).await,
@@ -299,7 +320,10 @@ async fn an_upload_survives_a_restart() {
         } // the process "restarts": the hashing state in memory is gone
 
         let store = f.reopen();
-        assert_eq!(store.list_uploads().await.unwrap(), vec![id.clone()]);
+        assert_eq!(
+            store.list_uploads().try_collect::<Vec<_>>().await.unwrap(),
+            vec![id.clone()]
+        );
         assert_eq!(store.upload_size(&id).await.unwrap(), first.len() as u64);
         let size = store
             .append_upload(&id, Some(first.len() as u64), body(&[&second]))
@@ -354,14 +378,23 @@ async fn deleting_the_last_blob_of_a_prefix_removes_its_directory() {
 
     assert!(f.store.delete(&da).await.unwrap());
     assert!(prefix.is_dir(), "still holds the other blob");
-    assert_eq!(f.store.list().await.unwrap(), vec![db.clone()]);
+    assert_eq!(
+        f.store.list().try_collect::<Vec<_>>().await.unwrap(),
+        vec![db.clone()]
+    );
 
     assert!(f.store.delete(&db).await.unwrap());
     assert!(!prefix.exists(), "the empty prefix directory is removed");
     assert!(f.layers().join("sha256").is_dir());
     assert!(!f.store.delete(&db).await.unwrap());
     assert_eq!(f.store.stat(&db).await.unwrap(), None);
-    assert!(f.store.list().await.unwrap().is_empty());
+    assert!(f
+        .store
+        .list()
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap()
+        .is_empty());
 
     // And the prefix comes back when a blob needs it again.
     put(&f.store, &a, Algorithm::Sha256).await;
@@ -390,8 +423,20 @@ async fn finishing_into_a_prefix_that_another_delete_empties_still_works() {
     for task in tasks {
         task.await.unwrap();
     }
-    assert!(f.store.list().await.unwrap().is_empty());
-    assert!(f.store.list_uploads().await.unwrap().is_empty());
+    assert!(f
+        .store
+        .list()
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(f
+        .store
+        .list_uploads()
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -424,7 +469,12 @@ async fn concurrent_uploads_of_the_same_content_make_one_blob() {
             digest.hex()
         ))]
     );
-    assert!(store.list_uploads().await.unwrap().is_empty());
+    assert!(store
+        .list_uploads()
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap()
+        .is_empty());
     assert_eq!(read_all(&store, &digest, None).await, *data);
 }
 

@@ -72,8 +72,8 @@ fn a_failing_check_is_named() {
         async fn cancel_upload(&self, id: &mcr_core::ids::UploadId) -> mcr_core::Result<()> {
             self.0.cancel_upload(id).await
         }
-        async fn list_uploads(&self) -> mcr_core::Result<Vec<mcr_core::ids::UploadId>> {
-            self.0.list_uploads().await
+        fn list_uploads(&self) -> mcr_core::ports::ListStream<mcr_core::ids::UploadId> {
+            self.0.list_uploads()
         }
         async fn read(
             &self,
@@ -88,8 +88,8 @@ fn a_failing_check_is_named() {
         async fn delete(&self, digest: &Digest) -> mcr_core::Result<bool> {
             self.0.delete(digest).await
         }
-        async fn list(&self) -> mcr_core::Result<Vec<Digest>> {
-            self.0.list().await
+        fn list(&self) -> mcr_core::ports::ListStream<Digest> {
+            self.0.list()
         }
     }
     let outcome = std::panic::catch_unwind(|| {

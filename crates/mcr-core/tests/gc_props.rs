@@ -6,6 +6,7 @@
 
 mod support;
 
+use futures_util::TryStreamExt;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -165,7 +166,13 @@ async fn check_invariants(t: &TestRegistry, model: &Model) -> Result<(), TestCas
             prop_assert_eq!(&Digest::sha256_of(&data.unwrap_or_default()), d);
         }
     }
-    for row in t.meta.list_blobs().await.expect("list rows") {
+    for row in t
+        .meta
+        .list_blobs()
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("list rows")
+    {
         prop_assert!(
             t.blobs.contents(&row.digest).is_some(),
             "row {} has no file",
@@ -191,7 +198,7 @@ proptest! {
             t.registry.collect_garbage(&admin()).await.expect("final gc");
             check_invariants(&t, &model).await?;
             let referenced: BTreeSet<Digest> = model.values().flatten().cloned().collect();
-            let stored: BTreeSet<Digest> = t.blobs.list().await.expect("list files").into_iter().collect();
+            let stored: BTreeSet<Digest> = t.blobs.list().try_collect::<Vec<_>>().await.expect("list files").into_iter().collect();
             prop_assert_eq!(stored, referenced, "after the final GC only referenced blobs remain");
             Ok(())
         })?;

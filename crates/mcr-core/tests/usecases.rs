@@ -3,6 +3,7 @@
 
 mod support;
 
+use futures_util::TryStreamExt;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -803,7 +804,12 @@ fn stale_upload_sessions_are_purged_with_their_data() {
         ));
         assert_eq!(r.upload_status(&user(), &app, &young.id).await.unwrap(), 0);
         use mcr_core::ports::BlobStore;
-        let left = t.blobs.list_uploads().await.unwrap();
+        let left = t
+            .blobs
+            .list_uploads()
+            .try_collect::<Vec<_>>()
+            .await
+            .unwrap();
         assert_eq!(
             left,
             vec![young.id.clone()],

@@ -16,6 +16,7 @@
 
 mod support;
 
+use futures_util::TryStreamExt;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -596,6 +597,7 @@ async fn stress(seed: u64, grace: Duration) {
         .registry
         .meta()
         .list_blobs()
+        .try_collect::<Vec<_>>()
         .await
         .expect("blob rows")
         .into_iter()

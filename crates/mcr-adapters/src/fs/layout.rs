@@ -10,7 +10,8 @@
 //! characters are lowercase hex only, so no name can climb out of its
 //! directory. Listing goes the other way and trusts nothing it finds: an
 //! entry counts only if it parses back into a digest or id and sits where
-//! that digest or id would put it.
+//! that digest or id would put it. Blobs are listed one prefix directory
+//! at a time, in digest order.
 
 use std::fs::{self, DirBuilder, File};
 use std::io;
@@ -26,7 +27,7 @@ pub(super) const LAYERS_DIR_MODE: u32 = 0o750;
 /// Mode of `<uploads>`: unfinished uploads are nobody else's business.
 pub(super) const UPLOADS_DIR_MODE: u32 = 0o700;
 
-const ALGORITHMS: [Algorithm; 2] = [Algorithm::Sha256, Algorithm::Sha512];
+pub(super) const ALGORITHMS: [Algorithm; 2] = [Algorithm::Sha256, Algorithm::Sha512];
 
 /// The two roots of the store.
 #[derive(Debug)]
@@ -57,32 +58,46 @@ impl Layout {
         self.uploads.join(id.as_str())
     }
 
-    /// Every blob file, sorted. Anything that is not a regular file at the
-    /// place its name says is skipped: stray files an operator left, a
-    /// crashed tool's temporaries, a hand-made `sha256/zz/` directory.
-    pub(super) fn list_blobs(&self) -> io::Result<Vec<Digest>> {
+    /// The prefix directories under `<layers>/<algorithm>`, sorted (so
+    /// their blobs come in digest order). Anything that is not a directory
+    /// named by two hex digits is skipped: stray files an operator left, a
+    /// hand-made `sha256/zz/`.
+    pub(super) fn prefixes(&self, algorithm: Algorithm) -> io::Result<Vec<String>> {
+        let Some(entries) = read_dir_if_exists(&self.algorithm_dir(algorithm))? else {
+            return Ok(Vec::new());
+        };
         let mut found = Vec::new();
-        for algorithm in ALGORITHMS {
-            let Some(prefixes) = read_dir_if_exists(&self.algorithm_dir(algorithm))? else {
+        for entry in entries {
+            let entry = entry?;
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
                 continue;
             };
-            for prefix in prefixes {
-                let prefix = prefix?;
-                if !prefix.file_type()?.is_dir() {
-                    continue;
-                }
-                let Some(prefix_name) = prefix.file_name().to_str().map(str::to_owned) else {
-                    continue;
-                };
-                let Some(blobs) = read_dir_if_exists(&prefix.path())? else {
-                    continue;
-                };
-                for blob in blobs {
-                    let blob = blob?;
-                    if let Some(digest) = self.blob_entry(algorithm, &prefix_name, &blob)? {
-                        found.push(digest);
-                    }
-                }
+            let hex2 =
+                name.len() == 2 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+            if hex2 && entry.file_type()?.is_dir() {
+                found.push(name);
+            }
+        }
+        found.sort();
+        Ok(found)
+    }
+
+    /// The blob files in one prefix directory, sorted. Anything that is
+    /// not a regular file at the place its name says is skipped (a crashed
+    /// tool's temporaries, say).
+    pub(super) fn blobs_under(
+        &self,
+        algorithm: Algorithm,
+        prefix: &str,
+    ) -> io::Result<Vec<Digest>> {
+        let dir = self.algorithm_dir(algorithm).join(prefix);
+        let Some(entries) = read_dir_if_exists(&dir)? else {
+            return Ok(Vec::new());
+        };
+        let mut found = Vec::new();
+        for entry in entries {
+            if let Some(digest) = self.blob_entry(algorithm, prefix, &entry?)? {
+                found.push(digest);
             }
         }
         found.sort();

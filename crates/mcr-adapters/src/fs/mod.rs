@@ -32,10 +32,11 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use futures_util::stream::{self, StreamExt, TryStreamExt};
 use mcr_core::digest::Digest;
 use mcr_core::error::{Error, Result, StorageError};
 use mcr_core::ids::UploadId;
-use mcr_core::ports::{BlobBody, BlobStore, ByteRange, ByteStream};
+use mcr_core::ports::{BlobBody, BlobStore, ByteRange, ByteStream, ListStream};
 
 use layout::Layout;
 use upload::Session;
@@ -217,14 +218,22 @@ impl BlobStore for FsBlobStore {
         .await?
     }
 
-    async fn list_uploads(&self) -> Result<Vec<UploadId>> {
+    fn list_uploads(&self) -> ListStream<UploadId> {
+        // Sessions are few (the purge keeps them so), so one read of the
+        // directory is one page.
         let layout = Arc::clone(&self.inner.layout);
-        blocking(move || {
-            layout
-                .list_uploads()
-                .map_err(|e| io_error("listing uploads in", &layout.uploads, e))
-        })
-        .await?
+        let ids = async move {
+            blocking(move || {
+                layout
+                    .list_uploads()
+                    .map_err(|e| io_error("listing uploads in", &layout.uploads, e))
+            })
+            .await?
+        };
+        stream::once(ids)
+            .map_ok(|ids| stream::iter(ids.into_iter().map(Ok)))
+            .try_flatten()
+            .boxed()
     }
 
     async fn read(&self, digest: &Digest, range: Option<ByteRange>) -> Result<BlobBody> {
@@ -286,14 +295,45 @@ impl BlobStore for FsBlobStore {
         .await?
     }
 
-    async fn list(&self) -> Result<Vec<Digest>> {
+    fn list(&self) -> ListStream<Digest> {
+        // One prefix directory a read: a 256th of the blobs in memory at a
+        // time, in digest order (algorithms and prefixes sorted).
         let layout = Arc::clone(&self.inner.layout);
-        blocking(move || {
-            layout
-                .list_blobs()
-                .map_err(|e| io_error("listing blobs in", &layout.layers, e))
+        let dirs = stream::iter(layout::ALGORITHMS)
+            .then({
+                let layout = Arc::clone(&layout);
+                move |algorithm| {
+                    let layout = Arc::clone(&layout);
+                    async move {
+                        let prefixes = blocking(move || {
+                            layout.prefixes(algorithm).map_err(|e| {
+                                io_error("listing", &layout.algorithm_dir(algorithm), e)
+                            })
+                        })
+                        .await??;
+                        Ok::<_, Error>(stream::iter(
+                            prefixes
+                                .into_iter()
+                                .map(move |p| Ok::<_, Error>((algorithm, p))),
+                        ))
+                    }
+                }
+            })
+            .try_flatten();
+        dirs.and_then(move |(algorithm, prefix)| {
+            let layout = Arc::clone(&layout);
+            async move {
+                let blobs = blocking(move || {
+                    layout.blobs_under(algorithm, &prefix).map_err(|e| {
+                        io_error("listing", &layout.algorithm_dir(algorithm).join(&prefix), e)
+                    })
+                })
+                .await??;
+                Ok(stream::iter(blobs.into_iter().map(Ok)))
+            }
         })
-        .await?
+        .try_flatten()
+        .boxed()
     }
 }
 

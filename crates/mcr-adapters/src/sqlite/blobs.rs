@@ -3,13 +3,13 @@
 use async_trait::async_trait;
 use mcr_core::digest::Digest;
 use mcr_core::names::RepoName;
-use mcr_core::ports::{BlobIndex, BlobInfo};
+use mcr_core::ports::{keyset_pages, BlobIndex, BlobInfo, ListStream};
 use mcr_core::time::Timestamp;
 use mcr_core::Result;
 use rusqlite::params;
 
-use super::rows::{all, blob_info, change, ensure_repo, link, one};
-use super::{sql, SqliteMetaStore};
+use super::rows::{all, blob_info, change, ensure_repo, limit_of, link, one};
+use super::{sql, SqliteMetaStore, LIST_PAGE};
 
 #[async_trait]
 impl BlobIndex for SqliteMetaStore {
@@ -72,8 +72,26 @@ impl BlobIndex for SqliteMetaStore {
         .await
     }
 
-    async fn list_blobs(&self) -> Result<Vec<BlobInfo>> {
-        self.run("listing blobs", |c| all(c, sql::LIST_BLOBS, [], blob_info))
-            .await
+    fn list_blobs(&self) -> ListStream<BlobInfo> {
+        let store = self.clone();
+        keyset_pages(
+            LIST_PAGE,
+            |b: &BlobInfo| b.digest.to_string(),
+            move |after, limit| {
+                let store = store.clone();
+                async move {
+                    store
+                        .run("listing blobs", move |c| {
+                            all(
+                                c,
+                                sql::LIST_BLOBS,
+                                params![after, limit_of(limit)],
+                                blob_info,
+                            )
+                        })
+                        .await
+                }
+            },
+        )
     }
 }

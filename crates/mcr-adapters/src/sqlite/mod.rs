@@ -55,6 +55,10 @@ const POOL_SIZE: u32 = 8;
 /// How long a statement waits for another connection's lock before it
 /// fails with `SQLITE_BUSY`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Rows a streamed listing reads per statement: each page is one short
+/// read, so a listing of millions never holds a transaction open or the
+/// rows in memory.
+const LIST_PAGE: usize = 256;
 /// How long a call waits for a free pooled connection.
 const POOL_TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -3,13 +3,13 @@
 use async_trait::async_trait;
 use mcr_core::ids::UploadId;
 use mcr_core::names::RepoName;
-use mcr_core::ports::{BlobInfo, UploadSession, UploadSessionStore};
+use mcr_core::ports::{keyset_pages, BlobInfo, ListStream, UploadSession, UploadSessionStore};
 use mcr_core::time::Timestamp;
 use mcr_core::{Error, Result};
 use rusqlite::{params, Row};
 
-use super::rows::{all, change, ensure_repo, i64_of, link, one, parsed, u64_at};
-use super::{sql, SqliteMetaStore};
+use super::rows::{all, change, ensure_repo, i64_of, limit_of, link, one, parsed, u64_at};
+use super::{sql, SqliteMetaStore, LIST_PAGE};
 
 fn upload_session(row: &Row<'_>) -> rusqlite::Result<UploadSession> {
     Ok(UploadSession {
@@ -100,10 +100,30 @@ impl UploadSessionStore for SqliteMetaStore {
         .await
     }
 
-    async fn uploads_idle_since(&self, before: Timestamp) -> Result<Vec<UploadSession>> {
-        self.run("listing stale upload sessions", move |c| {
-            all(c, sql::UPLOADS_IDLE, [before.as_millis()], upload_session)
-        })
-        .await
+    fn uploads_idle_since(&self, before: Timestamp) -> ListStream<UploadSession> {
+        let store = self.clone();
+        keyset_pages(
+            LIST_PAGE,
+            |s: &UploadSession| (s.active, s.id.clone()),
+            move |after, limit| {
+                let store = store.clone();
+                // Before the first page: every row sorts after (i64::MIN, '').
+                let (active, id) = after.map_or((i64::MIN, String::new()), |(a, id)| {
+                    (Timestamp::as_millis(a), UploadId::as_str(&id).to_string())
+                });
+                async move {
+                    store
+                        .run("listing stale upload sessions", move |c| {
+                            all(
+                                c,
+                                sql::UPLOADS_IDLE,
+                                params![before.as_millis(), active, id, limit_of(limit)],
+                                upload_session,
+                            )
+                        })
+                        .await
+                }
+            },
+        )
     }
 }

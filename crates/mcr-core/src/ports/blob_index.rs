@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 use serde::Serialize;
 
+use super::listing::ListStream;
 use crate::digest::Digest;
 use crate::error::Result;
 use crate::names::RepoName;
@@ -45,6 +46,7 @@ pub trait BlobIndex: Send + Sync + 'static {
     /// Removes the link; the blob row stays for GC. Returns whether a link
     /// was there.
     async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool>;
-    /// All blob rows, for reconcile.
-    async fn list_blobs(&self) -> Result<Vec<BlobInfo>>;
+    /// Every blob row, for reconcile, in ascending digest order (byte order
+    /// of `algorithm:hex`; PostgreSQL needs `COLLATE "C"` for it).
+    fn list_blobs(&self) -> ListStream<BlobInfo>;
 }

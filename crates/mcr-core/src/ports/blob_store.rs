@@ -10,6 +10,7 @@ use futures_core::Stream;
 use crate::digest::Digest;
 use crate::error::Result;
 use crate::ids::UploadId;
+use crate::ports::ListStream;
 
 /// A stream of body bytes. Blobs always travel as streams, never whole.
 pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
@@ -80,8 +81,9 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Discards an upload session and its data. Unknown ids are not an error.
     async fn cancel_upload(&self, id: &UploadId) -> Result<()>;
 
-    /// Ids of every upload session holding data, for purging stale ones.
-    async fn list_uploads(&self) -> Result<Vec<UploadId>>;
+    /// Ids of every upload session holding data, for purging stale ones,
+    /// in any order.
+    fn list_uploads(&self) -> ListStream<UploadId>;
 
     /// Opens a blob, or the part of it `range` names. `Error::BlobUnknown`
     /// if absent, `Error::RangeNotSatisfiable` for a range past its end.
@@ -93,8 +95,10 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Removes a blob; returns whether it was there.
     async fn delete(&self, digest: &Digest) -> Result<bool>;
 
-    /// Every stored blob, for reconciling with the metadata.
-    async fn list(&self) -> Result<Vec<Digest>>;
+    /// Every stored blob, for reconciling with the metadata, in ascending
+    /// [`Digest`] order (which is the byte order of `algorithm:hex`: an
+    /// object store listing keys under `<algorithm>/<hex>` gives it as is).
+    fn list(&self) -> ListStream<Digest>;
 }
 
 #[cfg(test)]

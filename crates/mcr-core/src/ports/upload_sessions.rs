@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 
 use super::blob_index::BlobInfo;
+use super::listing::ListStream;
 use crate::error::Result;
 use crate::ids::UploadId;
 use crate::names::RepoName;
@@ -37,6 +38,8 @@ pub trait UploadSessionStore: Send + Sync + 'static {
     async fn complete_upload(&self, id: &UploadId, blob: &BlobInfo, at: Timestamp) -> Result<()>;
     /// Removes a session; returns whether it was there.
     async fn delete_upload(&self, id: &UploadId) -> Result<bool>;
-    /// Sessions last active before `before`, longest idle first.
-    async fn uploads_idle_since(&self, before: Timestamp) -> Result<Vec<UploadSession>>;
+    /// Sessions last active before `before`, longest idle first. The purge
+    /// deletes sessions while it reads this listing: a listing read a page
+    /// at a time must not skip the sessions after one deleted meanwhile.
+    fn uploads_idle_since(&self, before: Timestamp) -> ListStream<UploadSession>;
 }

@@ -9,10 +9,11 @@
 //! lock, and then the file stays. Pulls are never blocked; uploads wait
 //! only on the lock of the one digest GC is deleting at that moment.
 
-use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use futures_core::Stream;
+use futures_util::TryStreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::{details, Caller, Registry};
@@ -135,12 +136,21 @@ impl Registry {
         )
         .await?;
         let cutoff = run.started_at.saturating_sub(self.config.gc_grace_period);
-        let swept = self.meta.sweep_unreferenced_blobs(cutoff).await?;
         let (mut blobs_removed, mut bytes_freed) = (0, 0);
-        for blob in swept {
-            if self.delete_file_if_orphan(&blob.digest).await? {
-                blobs_removed += 1;
-                bytes_freed += blob.size;
+        loop {
+            let swept = self
+                .meta
+                .sweep_unreferenced_blobs(cutoff, SWEEP_BATCH)
+                .await?;
+            let last_batch = swept.len() < SWEEP_BATCH;
+            for blob in swept {
+                if self.delete_file_if_orphan(&blob.digest).await? {
+                    blobs_removed += 1;
+                    bytes_freed += blob.size;
+                }
+            }
+            if last_batch {
+                break;
             }
         }
         let report = GcReport {
@@ -211,30 +221,44 @@ impl Registry {
 
     /// Deletes blob files that have no row (left by a crash between a file
     /// and its row) and reports rows whose file is missing (admin only).
+    ///
+    /// Both listings stream in digest order and are merged as they come,
+    /// so reconcile runs in constant memory however many blobs there are
+    /// (beyond what it reports). Every difference is checked again under
+    /// the digest's lock before anything is done or reported, so entries
+    /// that changed while the listings ran are left alone.
     pub async fn reconcile(&self, caller: &Caller) -> Result<ReconcileReport> {
         self.authorize_admin(caller).await?;
-        let rows: BTreeSet<Digest> = self
-            .meta
-            .list_blobs()
-            .await?
-            .into_iter()
-            .map(|b| b.digest)
-            .collect();
-        let files: BTreeSet<Digest> = self.blobs.list().await?.into_iter().collect();
+        let mut rows = Ordered::new("blob rows", self.meta.list_blobs().map_ok(|b| b.digest));
+        let mut files = Ordered::new("blob files", self.blobs.list());
+        let (mut row, mut file) = (rows.next().await?, files.next().await?);
         let mut files_removed = Vec::new();
-        for digest in files.difference(&rows) {
-            if self.delete_file_if_orphan(digest).await? {
-                files_removed.push(digest.clone());
-            }
-        }
-        // A row listed above may have been swept, and its file deleted,
-        // by a GC running meanwhile: only a row that still exists, without
-        // its file, under the digest's lock, is missing one.
         let mut missing_files = Vec::new();
-        for digest in rows.difference(&files) {
-            let _guard = self.locks.lock(digest).await;
-            if self.meta.blob_exists(digest).await? && self.blobs.stat(digest).await?.is_none() {
-                missing_files.push(digest.clone());
+        loop {
+            match (&row, &file) {
+                (None, None) => break,
+                (Some(r), Some(f)) if r == f => {
+                    row = rows.next().await?;
+                    file = files.next().await?;
+                }
+                (Some(r), f) if f.as_ref().is_none_or(|f| r < f) => {
+                    // A row listed here may have been swept, and its file
+                    // deleted, by a GC running meanwhile: only a row that
+                    // still exists, without its file, under the digest's
+                    // lock, is missing one.
+                    let _guard = self.locks.lock(r).await;
+                    if self.meta.blob_exists(r).await? && self.blobs.stat(r).await?.is_none() {
+                        missing_files.push(r.clone());
+                    }
+                    row = rows.next().await?;
+                }
+                (_, Some(f)) => {
+                    if self.delete_file_if_orphan(f).await? {
+                        files_removed.push(f.clone());
+                    }
+                    file = files.next().await?;
+                }
+                (Some(_), None) => unreachable!("matched by the arm before"),
             }
         }
         self.audit(
@@ -261,12 +285,14 @@ impl Registry {
     pub async fn purge_stale_uploads(&self) -> Result<usize> {
         let cutoff = self.clock.now().saturating_sub(self.config.upload_max_age);
         let mut purged = 0;
-        for session in self.meta.uploads_idle_since(cutoff).await? {
+        let mut stale = self.meta.uploads_idle_since(cutoff);
+        while let Some(session) = stale.try_next().await? {
             self.meta.delete_upload(&session.id).await?;
             self.blobs.cancel_upload(&session.id).await?;
             purged += 1;
         }
-        for id in self.blobs.list_uploads().await? {
+        let mut stored = self.blobs.list_uploads();
+        while let Some(id) = stored.try_next().await? {
             if self.meta.get_upload(&id).await?.is_none() {
                 self.blobs.cancel_upload(&id).await?;
                 purged += 1;
@@ -286,6 +312,46 @@ impl Registry {
                 .await?;
         }
         Ok(purged)
+    }
+}
+
+/// Blobs swept per GC phase-one step: one transaction never holds more.
+const SWEEP_BATCH: usize = 1000;
+
+/// A digest listing that must come in ascending order, which the merge in
+/// `reconcile` relies on; an adapter that breaks the order fails reconcile
+/// rather than have it report wrong differences.
+struct Ordered<S> {
+    what: &'static str,
+    stream: S,
+    last: Option<Digest>,
+}
+
+impl<S: Stream<Item = Result<Digest>> + Unpin> Ordered<S> {
+    fn new(what: &'static str, stream: S) -> Self {
+        Ordered {
+            what,
+            stream,
+            last: None,
+        }
+    }
+
+    async fn next(&mut self) -> Result<Option<Digest>> {
+        let Some(next) = self.stream.try_next().await? else {
+            return Ok(None);
+        };
+        if self.last.as_ref().is_some_and(|last| last >= &next) {
+            return Err(Error::storage(
+                format!("listing {}", self.what),
+                format!(
+                    "the store listed {next} after {}, out of order; reconcile needs \
+                     ascending digests",
+                    self.last.as_ref().map_or(String::new(), Digest::to_string)
+                ),
+            ));
+        }
+        self.last = Some(next.clone());
+        Ok(Some(next))
     }
 }
 

@@ -5,12 +5,12 @@ use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
+use futures_util::stream::{self, StreamExt};
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::ids::UploadId;
-use crate::ports::{BlobBody, BlobStore, ByteRange, ByteStream};
+use crate::ports::{BlobBody, BlobStore, ByteRange, ByteStream, ListStream};
 
 /// Size of the chunks a read yields, small enough that consumers see a
 /// blob of a few kilobytes arrive in several pieces.
@@ -151,8 +151,9 @@ impl BlobStore for FakeBlobStore {
         Ok(())
     }
 
-    async fn list_uploads(&self) -> Result<Vec<UploadId>> {
-        Ok(self.lock().uploads.keys().cloned().collect())
+    fn list_uploads(&self) -> ListStream<UploadId> {
+        let ids: Vec<UploadId> = self.lock().uploads.keys().cloned().collect();
+        stream::iter(ids.into_iter().map(Ok)).boxed()
     }
 
     async fn read(&self, digest: &Digest, range: Option<ByteRange>) -> Result<BlobBody> {
@@ -192,7 +193,8 @@ impl BlobStore for FakeBlobStore {
         Ok(self.lock().blobs.remove(digest).is_some())
     }
 
-    async fn list(&self) -> Result<Vec<Digest>> {
-        Ok(self.lock().blobs.keys().cloned().collect())
+    fn list(&self) -> ListStream<Digest> {
+        let digests: Vec<Digest> = self.lock().blobs.keys().cloned().collect();
+        stream::iter(digests.into_iter().map(Ok)).boxed()
     }
 }

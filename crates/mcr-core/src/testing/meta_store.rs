@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
+use futures_util::stream::{self, StreamExt};
 
 use crate::audit::{AuditEvent, AuditQuery, NewAuditEvent};
 use crate::digest::Digest;
@@ -18,8 +19,8 @@ use crate::ids::UploadId;
 use crate::names::{Reference, RepoName, Tag};
 use crate::policy::{Rule, RuleDraft};
 use crate::ports::{
-    AuditLog, BlobIndex, BlobInfo, GcStore, ManifestRecord, ManifestStore, NewManifest, Page,
-    PolicyRuleStore, RepoDetail, RepoSummary, RepositoryStore, SnapshotStore, UploadSession,
+    AuditLog, BlobIndex, BlobInfo, GcStore, ListStream, ManifestRecord, ManifestStore, NewManifest,
+    Page, PolicyRuleStore, RepoDetail, RepoSummary, RepositoryStore, SnapshotStore, UploadSession,
     UploadSessionStore,
 };
 use crate::time::Timestamp;
@@ -374,13 +375,14 @@ impl BlobIndex for FakeMetaStore {
             .is_some_and(|r| r.links.remove(digest).is_some()))
     }
 
-    async fn list_blobs(&self) -> Result<Vec<BlobInfo>> {
+    fn list_blobs(&self) -> ListStream<BlobInfo> {
         let state = self.lock();
-        Ok(state
+        let rows: Vec<BlobInfo> = state
             .blobs
             .keys()
             .filter_map(|d| state.blob_info(d))
-            .collect())
+            .collect();
+        stream::iter(rows.into_iter().map(Ok)).boxed()
     }
 }
 
@@ -435,7 +437,7 @@ impl UploadSessionStore for FakeMetaStore {
         Ok(self.lock().uploads.remove(id).is_some())
     }
 
-    async fn uploads_idle_since(&self, before: Timestamp) -> Result<Vec<UploadSession>> {
+    fn uploads_idle_since(&self, before: Timestamp) -> ListStream<UploadSession> {
         let mut sessions: Vec<UploadSession> = self
             .lock()
             .uploads
@@ -444,7 +446,7 @@ impl UploadSessionStore for FakeMetaStore {
             .cloned()
             .collect();
         sessions.sort_by(|a, b| a.active.cmp(&b.active).then_with(|| a.id.cmp(&b.id)));
-        Ok(sessions)
+        stream::iter(sessions.into_iter().map(Ok)).boxed()
     }
 }
 
@@ -514,7 +516,11 @@ impl AuditLog for FakeMetaStore {
 
 #[async_trait]
 impl GcStore for FakeMetaStore {
-    async fn sweep_unreferenced_blobs(&self, cutoff: Timestamp) -> Result<Vec<BlobInfo>> {
+    async fn sweep_unreferenced_blobs(
+        &self,
+        cutoff: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<BlobInfo>> {
         let mut state = self.lock();
         let referenced: BTreeSet<&Digest> = state
             .repos
@@ -535,6 +541,7 @@ impl GcStore for FakeMetaStore {
             .filter(|&(d, &(_, created))| {
                 created < cutoff && !referenced.contains(d) && !touched_since(d)
             })
+            .take(limit)
             .map(|(d, &(size, _))| BlobInfo {
                 digest: d.clone(),
                 size,

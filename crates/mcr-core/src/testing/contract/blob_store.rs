@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use futures_util::future::join_all;
 
-use super::support::{body, err_of, failing_body, new_id, ok, read_all, sha256, sorted};
+use super::support::{body, collect, err_of, failing_body, new_id, ok, read_all, sha256, sorted};
 use super::{checks, run_suite, Check};
 use crate::digest::{Algorithm, Digest};
 use crate::error::Error;
@@ -112,11 +112,11 @@ async fn chunked_upload_reads_back_whole_and_by_ranges(s: Store) {
         "a finished upload's session is gone"
     );
     assert!(
-        !ok(s.list_uploads().await, "list_uploads").contains(&id),
+        !ok(collect(s.list_uploads()).await, "list_uploads").contains(&id),
         "a finished upload is not listed"
     );
     assert_eq!(ok(s.stat(&digest).await, "stat"), Some(10_000));
-    assert_eq!(ok(s.list().await, "list"), vec![digest.clone()]);
+    assert_eq!(ok(collect(s.list()).await, "list"), vec![digest.clone()]);
 
     let whole = ok(s.read(&digest, None).await, "read whole");
     assert_eq!((whole.size, whole.offset, whole.len), (10_000, 0, 10_000));
@@ -302,7 +302,7 @@ async fn wrong_digest_fails_and_keeps_the_session(s: Store) {
         "nothing stored under the real digest"
     );
     assert!(
-        ok(s.list().await, "list").is_empty(),
+        ok(collect(s.list()).await, "list").is_empty(),
         "a failed finish stored a blob"
     );
 
@@ -311,7 +311,7 @@ async fn wrong_digest_fails_and_keeps_the_session(s: Store) {
         3,
         "the session survives a mismatch"
     );
-    assert!(ok(s.list_uploads().await, "list_uploads").contains(&id));
+    assert!(ok(collect(s.list_uploads()).await, "list_uploads").contains(&id));
     ok(
         s.append_upload(&id, Some(3), body([b"d"])).await,
         "append after a mismatch",
@@ -367,7 +367,7 @@ async fn sha512_uploads_verify_with_sha512(s: Store) {
         read_all(ok(s.read(&digest, None).await, "read")).await,
         data
     );
-    assert_eq!(ok(s.list().await, "list"), vec![digest]);
+    assert_eq!(ok(collect(s.list()).await, "list"), vec![digest]);
 }
 
 async fn empty_blob(s: Store) {
@@ -423,9 +423,9 @@ async fn cancel_discards_the_session(s: Store) {
         "finish after cancel",
     );
     assert!(unknown(&e), "finish after cancel: got {e:?}");
-    assert!(!ok(s.list_uploads().await, "list_uploads").contains(&id));
+    assert!(!ok(collect(s.list_uploads()).await, "list_uploads").contains(&id));
     assert!(
-        ok(s.list().await, "list").is_empty(),
+        ok(collect(s.list()).await, "list").is_empty(),
         "a cancelled upload left a blob"
     );
     ok(
@@ -471,14 +471,15 @@ async fn unknown_ids_and_digests(s: Store) {
 
 async fn stat_delete_and_list(s: Store) {
     assert!(
-        ok(s.list().await, "list").is_empty(),
+        ok(collect(s.list()).await, "list").is_empty(),
         "a new store lists blobs"
     );
     let a = put(&s, b"blob a").await;
     let b = put(&s, b"blob b, longer").await;
     assert_eq!(
-        sorted(ok(s.list().await, "list")),
-        sorted(vec![a.clone(), b.clone()])
+        ok(collect(s.list()).await, "list"),
+        sorted(vec![a.clone(), b.clone()]),
+        "list is in ascending digest order"
     );
     assert_eq!(ok(s.stat(&a).await, "stat a"), Some(6));
     assert!(
@@ -495,7 +496,7 @@ async fn stat_delete_and_list(s: Store) {
         matches!(e, Error::BlobUnknown(_)),
         "read after delete: got {e:?}"
     );
-    assert_eq!(ok(s.list().await, "list"), vec![b.clone()]);
+    assert_eq!(ok(collect(s.list()).await, "list"), vec![b.clone()]);
     assert_eq!(ok(s.stat(&b).await, "stat b"), Some(14));
     // A deleted blob can be uploaded again.
     assert_eq!(put(&s, b"blob a").await, a);
@@ -508,14 +509,17 @@ async fn list_uploads_names_open_sessions(s: Store) {
         ok(s.begin_upload(id).await, "begin_upload");
         ok(s.append_upload(id, None, body([b"data"])).await, "append");
     }
-    let listed = sorted(ok(s.list_uploads().await, "list_uploads"));
+    let listed = sorted(ok(collect(s.list_uploads()).await, "list_uploads"));
     assert_eq!(
         listed,
         sorted(vec![open.clone(), cancelled.clone(), finished.clone()])
     );
     ok(s.cancel_upload(&cancelled).await, "cancel");
     ok(s.finish_upload(&finished, &sha256(b"data")).await, "finish");
-    assert_eq!(ok(s.list_uploads().await, "list_uploads"), vec![open]);
+    assert_eq!(
+        ok(collect(s.list_uploads()).await, "list_uploads"),
+        vec![open]
+    );
 }
 
 async fn uploads_do_not_mix(s: Store) {
@@ -555,13 +559,13 @@ async fn concurrent_identical_uploads_all_succeed(s: Store) {
         );
     }
     assert_eq!(
-        ok(s.list().await, "list"),
+        ok(collect(s.list()).await, "list"),
         vec![digest.clone()],
         "one blob, listed once"
     );
     assert_eq!(ok(s.stat(&digest).await, "stat"), Some(data.len() as u64));
     assert!(read_all(ok(s.read(&digest, None).await, "read")).await == data);
-    let left = ok(s.list_uploads().await, "list_uploads");
+    let left = ok(collect(s.list_uploads()).await, "list_uploads");
     assert!(
         ids.iter().all(|id| !left.contains(id)),
         "finished sessions are still listed"
@@ -594,5 +598,5 @@ async fn a_reader_survives_an_identical_upload_finishing(s: Store) {
         "the open range saw other bytes"
     );
     assert!(read_all(ok(s.read(&digest, None).await, "read again")).await == data);
-    assert_eq!(ok(s.list().await, "list"), vec![digest]);
+    assert_eq!(ok(collect(s.list()).await, "list"), vec![digest]);
 }

@@ -27,8 +27,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::future::join_all;
+use futures_util::TryStreamExt;
 
-use super::support::{err_of, new_id, ok, repo, sha256, sorted, t, tag};
+use super::support::{collect, err_of, new_id, ok, repo, sha256, sorted, t, tag};
 use super::{checks, run_suite, Check};
 use crate::audit::{AuditQuery, EventType, NewAuditEvent};
 use crate::digest::Digest;
@@ -67,6 +68,8 @@ pub const META_STORE_CHECKS: &[Check<dyn MetaStore>] = checks![dyn MetaStore =>
     sweep_respects_the_cutoff,
     sweep_reads_every_link_time,
     sweep_spares_blobs_referenced_in_any_repository,
+    sweep_goes_a_batch_at_a_time,
+    long_listings_come_whole_in_order_while_they_change,
     delete_repository_returns_its_uploads_and_keeps_blob_rows,
     repository_summaries_and_detail,
     policy_rules_crud,
@@ -230,7 +233,7 @@ async fn has_row(s: &Store, d: &Digest) -> bool {
 
 async fn sweep(s: &Store, cutoff: Timestamp) -> Vec<BlobInfo> {
     let mut swept = ok(
-        s.sweep_unreferenced_blobs(cutoff).await,
+        s.sweep_unreferenced_blobs(cutoff, 1000).await,
         "sweep_unreferenced_blobs",
     );
     swept.sort_by(|a, b| a.digest.cmp(&b.digest));
@@ -778,7 +781,10 @@ async fn a_completed_upload_is_visible_at_once(s: Store) {
         None,
         "the session is gone"
     );
-    assert_eq!(ok(s.list_blobs().await, "list_blobs"), vec![blob.clone()]);
+    assert_eq!(
+        ok(collect(s.list_blobs()).await, "list_blobs"),
+        vec![blob.clone()]
+    );
     let other = repo("other");
     session_in(&s, &other).await;
     assert_eq!(
@@ -818,7 +824,7 @@ async fn completing_a_known_blob_adds_a_link(s: Store) {
     let blob = upload(&s, &a, b"shared", t(1)).await;
     upload(&s, &b, b"shared", t(2)).await;
     assert_eq!(
-        ok(s.list_blobs().await, "list_blobs"),
+        ok(collect(s.list_blobs()).await, "list_blobs"),
         vec![blob.clone()],
         "one row"
     );
@@ -826,7 +832,7 @@ async fn completing_a_known_blob_adds_a_link(s: Store) {
     assert_eq!(linked(&s, &b, &blob.digest).await, Some(blob.clone()));
     let second = upload(&s, &a, b"second", t(3)).await;
     assert_eq!(
-        infos(ok(s.list_blobs().await, "list_blobs")),
+        infos(ok(collect(s.list_blobs()).await, "list_blobs")),
         infos(vec![blob, second])
     );
 }
@@ -861,10 +867,13 @@ async fn upload_sessions(s: Store) {
     let before = |at: Timestamp| {
         let s = s.clone();
         async move {
-            ok(s.uploads_idle_since(at).await, "uploads_idle_since")
-                .into_iter()
-                .map(|x| x.id)
-                .collect::<Vec<UploadId>>()
+            ok(
+                collect(s.uploads_idle_since(at)).await,
+                "uploads_idle_since",
+            )
+            .into_iter()
+            .map(|x| x.id)
+            .collect::<Vec<UploadId>>()
         }
     };
     assert_eq!(
@@ -928,7 +937,7 @@ async fn mount_links_a_blob_the_source_holds(s: Store) {
     );
     assert_eq!(again, Some(blob.clone()), "mounting twice is fine");
     assert_eq!(
-        ok(s.list_blobs().await, "list_blobs"),
+        ok(collect(s.list_blobs()).await, "list_blobs"),
         vec![blob.clone()],
         "a mount adds no row"
     );
@@ -1004,7 +1013,7 @@ async fn unlink_keeps_the_blob_row(s: Store) {
     ));
     ok(s.unlink_blob(&b, &blob.digest).await, "unlink from b");
     assert_eq!(
-        ok(s.list_blobs().await, "list_blobs"),
+        ok(collect(s.list_blobs()).await, "list_blobs"),
         vec![blob.clone()],
         "rows stay for GC"
     );
@@ -1042,7 +1051,7 @@ async fn sweep_respects_the_cutoff(s: Store) {
         None,
         "the link survived the sweep"
     );
-    assert!(ok(s.list_blobs().await, "list_blobs").is_empty());
+    assert!(ok(collect(s.list_blobs()).await, "list_blobs").is_empty());
     assert!(
         sweep(&s, t(1000)).await.is_empty(),
         "a second sweep found it again"
@@ -1054,6 +1063,30 @@ async fn sweep_respects_the_cutoff(s: Store) {
     assert!(sweep(&s, t(200)).await.is_empty());
     assert_eq!(sweep(&s, t(201)).await, vec![v]);
     assert!(exists(&s, &r).await, "a sweep removed the repository");
+}
+
+async fn sweep_goes_a_batch_at_a_time(s: Store) {
+    let r = repo("app");
+    let mut all = Vec::new();
+    for i in 0..5u8 {
+        all.push(upload(&s, &r, &[b'b', i], t(10)).await);
+    }
+    let kept = upload(&s, &r, b"recent", t(500)).await;
+    let mut swept = Vec::new();
+    for (n, want) in [(2, 2), (2, 2), (2, 1), (2, 0)] {
+        let batch = ok(
+            s.sweep_unreferenced_blobs(t(100), n).await,
+            "sweep_unreferenced_blobs with a limit",
+        );
+        assert_eq!(
+            batch.len(),
+            want,
+            "a batch of at most {n} from what is left"
+        );
+        swept.extend(batch);
+    }
+    assert_eq!(infos(swept), infos(all), "each blob swept once");
+    assert!(has_row(&s, &kept.digest).await);
 }
 
 async fn sweep_reads_every_link_time(s: Store) {
@@ -1532,6 +1565,42 @@ async fn audit_filters_order_and_window(s: Store) {
     }
 }
 
+// ---- long listings -----------------------------------------------------
+
+/// More entries than an adapter reads in one page (adapters page by a few
+/// hundred at most), so paging is exercised.
+const LONG: u32 = 300;
+
+async fn long_listings_come_whole_in_order_while_they_change(s: Store) {
+    let r = repo("many");
+    let mut opened = Vec::new();
+    for i in 0..LONG {
+        opened.push(session(&s, &r, t(i64::from(i))).await);
+    }
+    // The purge's pattern: every idle session is handled (here completed
+    // into a blob row, which removes the session) while the listing runs;
+    // none may be skipped or repeated.
+    let mut idle = s.uploads_idle_since(t(i64::from(LONG)));
+    let mut seen = Vec::new();
+    while let Some(session) = ok(idle.try_next().await, "uploads_idle_since") {
+        let blob = info(format!("blob {}", session.active.as_millis()).as_bytes());
+        ok(
+            s.complete_upload(&session.id, &blob, t(1000)).await,
+            "complete_upload while listing",
+        );
+        seen.push(session.id);
+    }
+    let expected: Vec<UploadId> = opened.iter().map(|o| o.id.clone()).collect();
+    assert_eq!(seen, expected, "longest idle first, each once");
+
+    let rows = ok(collect(s.list_blobs()).await, "list_blobs");
+    assert_eq!(rows.len(), LONG as usize);
+    assert!(
+        rows.windows(2).all(|w| w[0].digest < w[1].digest),
+        "list_blobs is in ascending digest order"
+    );
+}
+
 // ---- concurrency -------------------------------------------------------
 
 async fn concurrent_puts_to_one_tag_leave_it_on_one(s: Store) {
@@ -1576,7 +1645,7 @@ async fn concurrent_completions_of_one_blob(s: Store) {
         ok(r, "concurrent complete_upload");
     }
     assert_eq!(
-        ok(s.list_blobs().await, "list_blobs"),
+        ok(collect(s.list_blobs()).await, "list_blobs"),
         vec![blob.clone()],
         "one row"
     );

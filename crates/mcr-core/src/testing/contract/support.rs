@@ -4,13 +4,13 @@ use std::fmt::Debug;
 use std::io;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::ids::UploadId;
 use crate::names::{RepoName, Tag};
-use crate::ports::{BlobBody, ByteStream};
+use crate::ports::{BlobBody, ByteStream, ListStream};
 use crate::time::Timestamp;
 
 /// A body that yields `chunks` one by one.
@@ -68,6 +68,11 @@ pub(super) fn ok<T>(result: Result<T>, what: &str) -> T {
         Ok(v) => v,
         Err(e) => panic!("{what}: expected success, got {e:?}"),
     }
+}
+
+/// Reads a listing to its end.
+pub(super) async fn collect<T>(listing: ListStream<T>) -> Result<Vec<T>> {
+    listing.try_collect().await
 }
 
 /// Sorts for comparisons where the port promises no order.
