@@ -19,6 +19,7 @@
 //! Embedding it takes a few lines: see `examples/embedded.rs`.
 
 pub mod audit;
+pub mod coordination;
 pub mod digest;
 pub mod error;
 pub mod ids;

@@ -42,6 +42,17 @@ fn fake_meta_store_meets_the_snapshot_store_contract() {
 }
 
 #[test]
+fn local_coordination_meets_the_coordination_contract() {
+    block_on(contract::run_coordination_contract(|| async {
+        let local = mcr_core::coordination::LocalCoordination::new();
+        contract::Replicas {
+            a: Arc::new(local.clone()),
+            b: Arc::new(local),
+        }
+    }));
+}
+
+#[test]
 fn a_failing_check_is_named() {
     // A store that forgets every blob fails the suite, and the panic names
     // the check.

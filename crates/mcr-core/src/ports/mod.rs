@@ -14,10 +14,13 @@
 //!   and, optional and outside the umbrella, [`SnapshotStore`]
 //!   (`snapshots`).
 //! - Identity: [`TokenValidator`] (`identity`).
+//! - Locks shared by everyone using the stores: [`Coordination`]
+//!   (`coordination`).
 
 mod audit_log;
 mod blob_index;
 mod blob_store;
+mod coordination;
 mod gc;
 mod identity;
 mod listing;
@@ -31,6 +34,7 @@ mod upload_sessions;
 pub use audit_log::AuditLog;
 pub use blob_index::{BlobIndex, BlobInfo};
 pub use blob_store::{BlobBody, BlobStore, ByteRange, ByteStream};
+pub use coordination::{Coordination, LockGuard, LockKey};
 pub use gc::GcStore;
 pub use identity::{IssuedToken, Secret, TokenValidator};
 pub use listing::{keyset_pages, ListStream};
@@ -46,7 +50,7 @@ pub use upload_sessions::{UploadSession, UploadSessionStore};
 /// the trait that declares it in scope.
 pub mod prelude {
     pub use super::{
-        AuditLog, BlobIndex, BlobStore, GcStore, ManifestStore, MetaStore, PolicyRuleStore,
-        RepositoryStore, SnapshotStore, TokenValidator, UploadSessionStore,
+        AuditLog, BlobIndex, BlobStore, Coordination, GcStore, ManifestStore, MetaStore,
+        PolicyRuleStore, RepositoryStore, SnapshotStore, TokenValidator, UploadSessionStore,
     };
 }

@@ -3,14 +3,14 @@
 //! GC runs online in two phases. Phase one is one `MetaStore` step: the
 //! rows (and repository links) of every blob that no manifest references
 //! and that no upload or mount touched within the grace period are
-//! deleted. Phase two deletes those files, each under its digest's lock
-//! and only if no row for it has reappeared — an upload of the same
+//! deleted, a batch per transaction. Phase two deletes those files, each
+//! under its digest's lock (the `Coordination` port's
+//! [`LockKey::Blob`]) and only if no row for it has reappeared — an upload of the same
 //! content that finished in between re-creates the row under the same
 //! lock, and then the file stays. Pulls are never blocked; uploads wait
 //! only on the lock of the one digest GC is deleting at that moment.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use futures_core::Stream;
 use futures_util::TryStreamExt;
@@ -20,6 +20,7 @@ use super::{details, Caller, Registry};
 use crate::audit::{AuditQuery, EventType, NewAuditEvent};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::ports::{LockGuard, LockKey};
 use crate::time::Timestamp;
 
 /// The outcome of one GC run.
@@ -48,23 +49,16 @@ pub struct ReconcileReport {
     pub missing_files: Vec<Digest>,
 }
 
-#[derive(Default)]
-pub(super) struct GcState {
-    running: AtomicBool,
-    /// Runs started by this process, so two runs in one millisecond
-    /// still get different ids.
-    runs: AtomicU64,
-    last: Mutex<Option<GcReport>>,
-}
-
-/// A GC run that has claimed the right to run; dropping it releases the
-/// claim. Transports start one (answering 409 if another runs) and run it
-/// in the background.
+/// A GC run that has claimed the right to run (the
+/// [`LockKey::GarbageCollection`] lock, shared by every replica); dropping
+/// it releases the claim. Transports start one (answering 409 if another
+/// runs) and run it in the background.
 pub struct GcRun {
     registry: Arc<Registry>,
     caller: Caller,
     id: String,
     started_at: Timestamp,
+    _claim: LockGuard,
 }
 
 impl GcRun {
@@ -90,34 +84,27 @@ impl GcRun {
     }
 }
 
-impl Drop for GcRun {
-    fn drop(&mut self) {
-        self.registry.gc.running.store(false, Ordering::Release);
-    }
-}
-
 impl Registry {
     /// Claims the single GC slot (admin only); `Error::Conflict` if a run
-    /// is under way.
+    /// is under way here or on another replica.
     pub async fn start_gc(self: &Arc<Self>, caller: &Caller) -> Result<GcRun> {
         self.authorize_admin(caller).await?;
-        if self
-            .gc
-            .running
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
-            return Err(Error::Conflict(
-                "garbage collection is already running".into(),
-            ));
-        }
+        let claim = self
+            .coordination
+            .try_lock(&LockKey::GarbageCollection)
+            .await?
+            .ok_or_else(|| Error::Conflict("garbage collection is already running".into()))?;
         let started_at = self.clock.now();
-        let seq = self.gc.runs.fetch_add(1, Ordering::Relaxed) + 1;
+        // Random, not a counter: replicas start runs too.
+        let mut tag = [0u8; 4];
+        getrandom::getrandom(&mut tag)
+            .map_err(|e| Error::storage("drawing randomness for a GC run id", e.to_string()))?;
         Ok(GcRun {
             registry: Arc::clone(self),
             caller: caller.clone(),
-            id: format!("gc-{}-{seq}", started_at.as_millis()),
+            id: format!("gc-{}-{}", started_at.as_millis(), hex::encode(tag)),
             started_at,
+            _claim: claim,
         })
     }
 
@@ -173,34 +160,28 @@ impl Registry {
             ]),
         )
         .await?;
-        *self.gc.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(report.clone());
         Ok(report)
     }
 
     /// Deletes the file under the digest's lock unless a row exists.
     async fn delete_file_if_orphan(&self, digest: &Digest) -> Result<bool> {
-        let _guard = self.locks.lock(digest).await;
+        let _guard = self.lock_blob(digest).await?;
         if self.meta.blob_exists(digest).await? {
             return Ok(false);
         }
         self.blobs.delete(digest).await
     }
 
-    /// Whether GC runs now, and the last run (from memory, else from the
-    /// audit log, so it survives a restart).
+    /// Whether GC runs now (on any replica sharing the stores), and the
+    /// last run, from the audit log's `gc_completed`, so every replica
+    /// sees it and it survives a restart.
     pub async fn gc_status(&self, caller: &Caller) -> Result<GcStatus> {
         self.authorize_admin(caller).await?;
-        let running = self.gc.running.load(Ordering::Acquire);
-        let remembered = self
-            .gc
-            .last
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let last_run = match remembered {
-            Some(r) => Some(r),
-            None => self.last_gc_from_audit().await?,
-        };
+        let running = self
+            .coordination
+            .is_locked(&LockKey::GarbageCollection)
+            .await?;
+        let last_run = self.last_gc_from_audit().await?;
         Ok(GcStatus { running, last_run })
     }
 
@@ -246,7 +227,7 @@ impl Registry {
                     // deleted, by a GC running meanwhile: only a row that
                     // still exists, without its file, under the digest's
                     // lock, is missing one.
-                    let _guard = self.locks.lock(r).await;
+                    let _guard = self.lock_blob(r).await?;
                     if self.meta.blob_exists(r).await? && self.blobs.stat(r).await?.is_none() {
                         missing_files.push(r.clone());
                     }

@@ -9,7 +9,6 @@ mod admin;
 mod delete;
 mod gc;
 mod identity;
-mod locks;
 mod pull;
 mod push;
 mod snapshot;
@@ -24,12 +23,15 @@ pub use push::{MountOutcome, PushedManifest};
 pub use snapshot::Snapshot;
 
 use crate::audit::{EventType, NewAuditEvent};
+use crate::coordination::LocalCoordination;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::manifest::MAX_MANIFEST_SIZE;
 use crate::names::RepoName;
 use crate::policy::{PolicyEngine, PolicyInput};
-use crate::ports::{BlobStore, MetaStore, SnapshotStore, TokenValidator};
+use crate::ports::{
+    BlobStore, Coordination, LockGuard, LockKey, MetaStore, SnapshotStore, TokenValidator,
+};
 use crate::principal::{Action, Principal};
 use crate::time::{Clock, SystemClock};
 
@@ -89,14 +91,14 @@ pub struct Registry {
     policy: Arc<dyn PolicyEngine>,
     clock: Arc<dyn Clock>,
     config: RegistryConfig,
-    locks: locks::DigestLocks,
-    gc: gc::GcState,
+    coordination: Arc<dyn Coordination>,
 }
 
 impl Registry {
     /// Wires the engine. The policy engine is loaded with the stored rules
     /// by [`Registry::reload_policy`], which the composition root calls once
-    /// at start.
+    /// at start. Locks are in process memory ([`LocalCoordination`]) until
+    /// [`Registry::with_coordination`] says otherwise.
     pub fn new(
         meta: Arc<dyn MetaStore>,
         blobs: Arc<dyn BlobStore>,
@@ -111,8 +113,7 @@ impl Registry {
             policy,
             clock: Arc::new(SystemClock),
             config: RegistryConfig::default(),
-            locks: locks::DigestLocks::default(),
-            gc: gc::GcState::default(),
+            coordination: Arc::new(LocalCoordination::new()),
         }
     }
 
@@ -121,6 +122,13 @@ impl Registry {
     /// [`Registry::snapshot`] answers `Error::Unsupported`.
     pub fn with_snapshots(mut self, snapshots: Arc<dyn SnapshotStore>) -> Registry {
         self.snapshots = Some(snapshots);
+        self
+    }
+
+    /// Takes locks through `coordination`: what replicas sharing the stores
+    /// must do (the default, [`LocalCoordination`], serves one process).
+    pub fn with_coordination(mut self, coordination: Arc<dyn Coordination>) -> Registry {
+        self.coordination = coordination;
         self
     }
 
@@ -236,6 +244,12 @@ impl Registry {
                 details,
             })
             .await
+    }
+
+    /// The lock between committing a blob's file and row and deleting
+    /// them (see GC's safety argument in docs/ARCHITECTURE.md).
+    async fn lock_blob(&self, digest: &Digest) -> Result<LockGuard> {
+        self.coordination.lock(&LockKey::Blob(digest.clone())).await
     }
 
     fn page(&self, last: Option<String>, n: Option<usize>) -> crate::ports::Page {

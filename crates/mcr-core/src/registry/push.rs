@@ -137,7 +137,7 @@ impl Registry {
         digest: &Digest,
     ) -> Result<BlobInfo> {
         let info = {
-            let _guard = self.locks.lock(digest).await;
+            let _guard = self.lock_blob(digest).await?;
             let size = self.blobs.finish_upload(id, digest).await?;
             let info = BlobInfo {
                 digest: digest.clone(),

@@ -2,9 +2,10 @@
 //! port runs, so the fakes and the real adapters answer alike.
 //!
 //! An adapter's tests call [`run_blob_store_contract`],
-//! [`run_meta_store_contract`] or (for a metadata store that offers
-//! snapshots) [`run_snapshot_store_contract`] with a function that builds a
-//! fresh, empty store; every check gets its own store. The checks need no particular
+//! [`run_meta_store_contract`], [`run_coordination_contract`] or (for a
+//! metadata store that offers snapshots) [`run_snapshot_store_contract`]
+//! with a function that builds a fresh, empty store; every check gets its
+//! own store. The checks need no particular
 //! runtime: drive them with `futures_executor::block_on` or
 //! `#[tokio::test]`, whichever the adapter needs. A failing check panics
 //! with the suite, the check's name and what differed.
@@ -19,6 +20,7 @@
 //! ```
 
 mod blob_store;
+mod coordination;
 mod meta_store;
 mod snapshots;
 mod support;
@@ -32,6 +34,7 @@ use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 
 pub use blob_store::{run_blob_store_contract, BLOB_STORE_CHECKS};
+pub use coordination::{run_coordination_contract, Replicas};
 pub use meta_store::{run_meta_store_contract, META_STORE_CHECKS};
 pub use snapshots::run_snapshot_store_contract;
 
