@@ -52,17 +52,8 @@ deadline() {
 }
 
 # --- tools -------------------------------------------------------------------
-need() { # BIN:PACKAGE ...
-  local missing=() pair
-  for pair in "$@"; do
-    command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
-  done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  log "installing ${missing[*]}"
-  local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq >/dev/null
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-}
+# shellcheck source=scripts/need.sh
+source "$HERE/../scripts/need.sh"
 need docker-registry:docker-registry wrk:wrk skopeo:skopeo curl:curl jq:jq \
   htpasswd:apache2-utils python3:python3 timeout:coreutils
 command -v cargo >/dev/null || fail "cargo is needed to build mcrsrv (install the Rust toolchain)"

@@ -9,15 +9,8 @@ cd "$(dirname "$0")/.."
 log() { printf '[e2e] %s\n' "$*"; }
 fail() { printf '[e2e] FAIL: %s\n' "$*" >&2; exit 1; }
 
-need() {
-  local missing=()
-  for bin in "$@"; do command -v "$bin" >/dev/null 2>&1 || missing+=("$bin"); done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  log "installing ${missing[*]}"
-  local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq >/dev/null
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-}
+# shellcheck source=scripts/need.sh
+source "scripts/need.sh"
 need skopeo curl jq openssl
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mcr/target}"

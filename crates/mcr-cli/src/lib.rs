@@ -7,3 +7,13 @@
 
 pub mod ctl;
 pub mod server;
+
+/// What `mcrsrv --version` and `mcrctl --version` print after the name:
+/// the crate version and the git commit built from (`unknown` when built
+/// outside a git checkout without `MCR_GIT_COMMIT`; see `build.rs`).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("MCR_GIT_COMMIT"),
+    ")"
+);

@@ -11,7 +11,7 @@ use mcr_core::ports::Secret;
 use tokio::net::TcpListener;
 
 #[derive(Parser)]
-#[command(name = "mcrsrv", version, about = "MCR, an OCI container registry")]
+#[command(name = "mcrsrv", version = mcr_cli::VERSION, about = "MCR, an OCI container registry")]
 struct Cli {
     #[command(subcommand)]
     command: Command,

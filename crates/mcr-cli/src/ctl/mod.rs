@@ -34,7 +34,7 @@ const GLOBAL: &str = "Global options";
 
 /// Administer an MCR registry over its REST or gRPC admin API.
 #[derive(Debug, Parser)]
-#[command(name = "mcrctl", version)]
+#[command(name = "mcrctl", version = crate::VERSION)]
 pub struct Cli {
     /// Base URL of the registry's REST API.
     #[arg(long, global = true, default_value = "http://127.0.0.1:5000", value_name = "URL", help_heading = GLOBAL)]

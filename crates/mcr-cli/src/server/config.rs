@@ -335,14 +335,6 @@ mod tests {
     }
 
     #[test]
-    fn the_shipped_example_config_is_valid() {
-        let text = include_str!("../../../../deploy/examples/mcr.toml");
-        let c = Config::from_table(text.parse().unwrap(), []).unwrap();
-        c.validate_for_server().unwrap();
-        assert_eq!(c.gc_grace_period().unwrap(), Duration::from_secs(3600));
-    }
-
-    #[test]
     fn uploads_default_beside_layers() {
         let c = cfg("[storage]\nlayers_path=\"/srv/mcr/layers\"\n", &[]).unwrap();
         assert_eq!(c.uploads_path().unwrap(), PathBuf::from("/srv/mcr/uploads"));

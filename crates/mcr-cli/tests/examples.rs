@@ -1,0 +1,69 @@
+//! The example configs in `deploy/examples/` as an operator uses them:
+//! each file read by the real loader (`Config::load`, the code behind
+//! `mcrsrv server --config`) and validated as the daemon validates it,
+//! with the values the comments in the file promise.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mcr_adapters::local_identity::{Key, LocalIdentity};
+use mcr_cli::server::config::Config;
+use mcr_core::ports::{Secret, TokenValidator};
+use mcr_core::time::SystemClock;
+
+fn example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../deploy/examples")
+        .join(name)
+}
+
+fn load(name: &str) -> Config {
+    let config = Config::load(&example(name)).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+    config
+        .validate_for_server()
+        .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+    config
+}
+
+#[test]
+fn the_production_example_is_valid_and_matches_the_deployment() {
+    let c = load("mcr.toml");
+    // The ports the container image exposes and the runbook uses.
+    assert_eq!(c.listen_addr().unwrap().port(), 8443);
+    assert_eq!(c.grpc_addr().unwrap().unwrap().port(), 9443);
+    // Everything lives under the volume /srv/mcr.
+    for path in [
+        c.database.path.as_deref(),
+        c.storage.layers_path.as_deref(),
+        c.server.tls_cert.as_deref(),
+        c.server.tls_key.as_deref(),
+    ] {
+        let path = path.expect("set in the example");
+        assert!(path.starts_with("/srv/mcr"), "{}", path.display());
+    }
+    assert_eq!(c.uploads_path().unwrap(), PathBuf::from("/srv/mcr/uploads"));
+    assert!(c.mcias.server_url.is_some(), "production uses MCIAS");
+    assert_eq!(c.gc_grace_period().unwrap(), Duration::from_secs(3600));
+    assert_eq!(c.shutdown_timeout().unwrap(), Duration::from_secs(60));
+}
+
+#[tokio::test]
+async fn the_dev_example_is_valid_and_admin_logs_in_with_the_documented_password() {
+    let c = load("mcr-dev.toml");
+    let addr = c.listen_addr().unwrap();
+    assert!(addr.ip().is_loopback(), "dev listens on loopback only");
+    assert!(c.server.tls_cert.is_none(), "dev is plain HTTP");
+    // The file says the password of `admin` is "admin".
+    let identity = LocalIdentity::with_key(
+        c.local.users.clone(),
+        Key::generate().unwrap(),
+        c.token_ttl().unwrap(),
+        Arc::new(SystemClock),
+    )
+    .unwrap();
+    identity
+        .login("admin", &Secret::new("admin".to_string()))
+        .await
+        .expect("admin logs in with the password the example names");
+}
