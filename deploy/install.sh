@@ -24,6 +24,7 @@
 #     (0700), tls/ (root:mcr 0750: the daemon reads its key, cannot change it)
 #   - /srv/mcr/mcr.toml and /srv/mcr/mcr-web.toml (root:mcr 0640) from the
 #     examples, only when missing: an existing config is never touched
+#   - /srv/mcr/web-session.key (mcr 0600, 64 random bytes), when missing
 #   - `systemctl daemon-reload` when systemd runs this machine
 # It enables and starts nothing: edit the config first (see the end).
 set -euo pipefail
@@ -120,6 +121,15 @@ for config in mcr.toml mcr-web.toml; do
     say "wrote $ROOT$DATA/$config from the example: edit it before starting"
   fi
 done
+# mcr-web signs its cookies with this key and, with /srv/mcr read-only
+# under mcr-web.service, cannot create it itself. Kept across reinstalls:
+# a new key logs every user out.
+KEY=$DATA/web-session.key
+if [ ! -e "$ROOT$KEY" ]; then
+  (umask 077 && head -c 64 /dev/urandom >"$ROOT$KEY")
+  own mcr:mcr "$ROOT$KEY"
+  say "made the web UI's session key $ROOT$KEY"
+fi
 say "data directory $ROOT$DATA"
 
 if [ -n "$ROOT" ]; then

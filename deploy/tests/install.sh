@@ -53,6 +53,7 @@ expected=(
   "d 750 ./srv/mcr/tls"
   "f 640 ./srv/mcr/mcr.toml"
   "f 640 ./srv/mcr/mcr-web.toml"
+  "f 600 ./srv/mcr/web-session.key"
 )
 if has_web_binary; then expected+=("f 755 ./usr/local/bin/mcr-web"); else
   log "mcr-web has no binary yet: not expected in the tree"
@@ -64,6 +65,7 @@ done
 log "complete: ${#expected[@]} paths present with their modes"
 cmp -s "$ROOT/usr/local/bin/mcrsrv" "$BIN_DIR/mcrsrv" || fail "the installed mcrsrv is not the built one"
 cmp -s "$ROOT/srv/mcr/mcr.toml" "$REPO/deploy/examples/mcr.toml" || fail "/srv/mcr/mcr.toml is not the example"
+[ "$(stat -c %s "$ROOT/srv/mcr/web-session.key")" -eq 64 ] || fail "the web session key is not 64 bytes"
 "$ROOT/usr/local/bin/mcrsrv" --version | grep -q '^mcrsrv ' || fail "the installed mcrsrv does not run"
 
 # An operator's config survives a reinstall.
