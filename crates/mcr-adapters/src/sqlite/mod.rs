@@ -7,7 +7,11 @@
 //! statements share in `rows`, and the numbered migrations in `schema`.
 //!
 //! rusqlite over an r2d2 pool; every call runs on a blocking thread
-//! (`spawn_blocking`) so the async workers never wait on the disk. Each
+//! (`spawn_blocking`) so the async workers never wait on the disk. A
+//! writer takes its turn (one writer of this process at a time) *before*
+//! it enters that pool: the pool is shared with blob reads and upload
+//! writes, and writers queued inside it would hold its threads idle while
+//! downloads wait for one. Each
 //! method that writes is one `BEGIN IMMEDIATE` transaction, so the use
 //! cases' atomic steps (a manifest with its references and tag, a
 //! completed upload, a mount, a repository delete, GC phase one) are
@@ -38,7 +42,7 @@ use std::fmt;
 use std::fs::OpenOptions;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use mcr_core::{Error, Result, StorageError, StorageErrorKind};
@@ -84,9 +88,11 @@ pub struct SqliteMetaStore {
     /// its write lock: a writer that finds the lock busy sleeps in SQLite's
     /// busy handler (in steps of milliseconds), which under many
     /// concurrent writes turns into tail latency. Waiting on a mutex wakes
-    /// the next writer the moment the last one commits. Other processes are
-    /// still arbitrated by SQLite's lock and the busy timeout.
-    writer: Arc<Mutex<()>>,
+    /// the next writer the moment the last one commits. The turn is an
+    /// async (FIFO) mutex taken before the blocking pool is entered, so a
+    /// waiting writer holds no thread. Other processes are still
+    /// arbitrated by SQLite's lock and the busy timeout.
+    writer: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl fmt::Debug for SqliteMetaStore {
@@ -172,7 +178,7 @@ impl SqliteMetaStore {
         Ok(SqliteMetaStore {
             pool,
             path: path.to_path_buf(),
-            writer: Arc::new(Mutex::new(())),
+            writer: Arc::new(tokio::sync::Mutex::new(())),
         })
     }
 
@@ -198,22 +204,27 @@ impl SqliteMetaStore {
     }
 
     /// [`SqliteMetaStore::run`], holding `turn` (when given) from before a
-    /// connection is taken until `f` is done.
+    /// connection is taken until `f` is done. The turn is taken here, on
+    /// the async side; a caller that stops waiting for it has started
+    /// nothing.
     async fn run_with<T, F>(
         &self,
         op: &'static str,
-        turn: Option<Arc<Mutex<()>>>,
+        turn: Option<&Arc<tokio::sync::Mutex<()>>>,
         f: F,
     ) -> Result<T>
     where
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
         T: Send + 'static,
     {
+        let turn = match turn {
+            Some(m) => Some(Arc::clone(m).lock_owned().await),
+            None => None,
+        };
         let pool = self.pool.clone();
         let work = move || {
-            let _turn = turn
-                .as_ref()
-                .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()));
+            // Released when the step is done, on whichever thread ran it.
+            let _turn = turn;
             let mut conn = pool.get().map_err(|e| {
                 Error::Storage(StorageError::unavailable(
                     format!(
@@ -263,7 +274,7 @@ impl SqliteMetaStore {
         F: FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
         T: Send + 'static,
     {
-        self.run_with(op, Some(Arc::clone(&self.writer)), move |conn| {
+        self.run_with(op, Some(&self.writer), move |conn| {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(db)?;
@@ -351,6 +362,63 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(n, 0);
+    }
+
+    /// Writers waiting for their turn must not sit in the blocking pool:
+    /// with the pool full of them, a blob read (or any blocking task)
+    /// would wait for every queued write. Here the pool has two threads,
+    /// one write holds the turn, four more are queued, and a plain
+    /// blocking task must still run before the first write is released.
+    #[test]
+    fn queued_writers_hold_no_blocking_thread() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_blocking_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let store = SqliteMetaStore::open(&dir.path().join("mcr.db")).unwrap();
+            let (release, held) = std::sync::mpsc::channel::<()>();
+            let (started, holding) = tokio::sync::oneshot::channel();
+            let first = tokio::spawn({
+                let store = store.clone();
+                async move {
+                    store
+                        .write("holding the turn", move |_| {
+                            let _ = started.send(());
+                            let _ = held.recv();
+                            Ok(())
+                        })
+                        .await
+                }
+            });
+            holding.await.unwrap();
+            // Polled once each: a writer that entered the blocking pool
+            // before taking its turn would now occupy the second thread
+            // and queue the rest there.
+            let mut queued: Vec<_> = (0..4)
+                .map(|_| Box::pin(store.write("queued", |_| Ok(()))))
+                .collect();
+            for w in &mut queued {
+                assert!(futures_util::future::poll_immediate(w).await.is_none());
+            }
+            let probe =
+                tokio::time::timeout(Duration::from_secs(20), tokio::task::spawn_blocking(|| 42))
+                    .await;
+            release.send(()).unwrap();
+            assert_eq!(
+                probe
+                    .expect("a blocking task waited behind queued writers")
+                    .unwrap(),
+                42
+            );
+            first.await.unwrap().unwrap();
+            for w in queued {
+                w.await.unwrap();
+            }
+        });
     }
 
     #[test]
