@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod auth;
 pub mod error;
+mod file_body;
 mod log;
 pub mod oci;
 pub mod state;
@@ -19,6 +20,7 @@ pub mod token;
 use axum::routing::{any, get};
 use axum::Router;
 
+pub use file_body::FileBody;
 pub use state::{AppState, HttpConfig};
 
 /// The whole HTTP API.

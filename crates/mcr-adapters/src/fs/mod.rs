@@ -257,11 +257,13 @@ impl BlobStore for FsBlobStore {
                 .resolve(size)
                 .ok_or(Error::RangeNotSatisfiable { size })?,
         };
+        let file = Arc::new(file);
         Ok(BlobBody {
             size,
             offset,
             len,
-            stream: read::stream(file, offset, len),
+            stream: read::stream(Arc::clone(&file), offset, len),
+            file: Some(file),
         })
     }
 

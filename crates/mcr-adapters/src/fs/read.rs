@@ -30,8 +30,7 @@ const READ_AHEAD: usize = 2;
 /// positional read on the blocking pool; the stream ends after the first
 /// error. A file shorter than promised (it cannot be: blobs are never
 /// rewritten) would end in `UnexpectedEof` rather than a short body.
-pub(super) fn stream(file: File, offset: u64, len: u64) -> ByteStream {
-    let file = Arc::new(file);
+pub(super) fn stream(file: Arc<File>, offset: u64, len: u64) -> ByteStream {
     let reads = stream::iter(chunks(offset, len))
         .map(move |(start, size)| {
             let file = Arc::clone(&file);

@@ -1,20 +1,25 @@
 //! Accepting connections, plain or TLS 1.3, and draining them on shutdown.
+//!
+//! Each connection is a task of its own ([`super::conn`] serves it);
+//! shutdown stops accepting, tells every connection to finish what it is
+//! answering and close, and waits for them up to the drain time.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::extract::ConnectInfo;
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
-use tower::ServiceExt;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::conn::{self, Serving};
 
 /// How long a TLS handshake may take before the connection is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -55,8 +60,12 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
     drain: Duration,
 ) -> anyhow::Result<()> {
-    let graceful = GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let serving = Serving {
+        app,
+        builder: auto::Builder::new(TokioExecutor::new()),
+        shutdown: CancellationToken::new(),
+    };
+    let connections = TaskTracker::new();
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -72,44 +81,22 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = hyper::service::service_fn({
-            let app = app.clone();
-            move |mut req: hyper::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(ConnectInfo(peer));
-                app.clone().oneshot(req.map(axum::body::Body::new))
-            }
-        });
+        let serving = serving.clone();
         match &tls {
             None => {
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                let conn = graceful.watch(conn.into_owned());
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, %peer, "connection ended with an error");
-                    }
-                });
+                connections.spawn(conn::serve_plain(stream, peer, serving));
             }
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
-                let builder = builder.clone();
-                let watcher = graceful.watcher();
-                tokio::spawn(async move {
-                    let stream = match tokio::time::timeout(
-                        HANDSHAKE_TIMEOUT,
-                        acceptor.accept(stream),
-                    )
-                    .await
-                    {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            return tracing::debug!(error = %e, %peer, "TLS handshake failed")
-                        }
-                        Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+                connections.spawn(async move {
+                    let handshake = tokio::select! {
+                        done = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)) => done,
+                        () = serving.shutdown.cancelled() => return,
                     };
-                    let conn =
-                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    if let Err(e) = watcher.watch(conn.into_owned()).await {
-                        tracing::debug!(error = %e, %peer, "connection ended with an error");
+                    match handshake {
+                        Ok(Ok(tls)) => conn::serve_hyper(tls, peer, serving).await,
+                        Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
                 });
             }
@@ -117,7 +104,9 @@ pub async fn serve(
     }
     drop(listener);
     tracing::info!("shutting down: draining in-flight requests");
-    if tokio::time::timeout(drain, graceful.shutdown())
+    serving.shutdown.cancel();
+    connections.close();
+    if tokio::time::timeout(drain, connections.wait())
         .await
         .is_err()
     {

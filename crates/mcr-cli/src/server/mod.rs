@@ -2,6 +2,7 @@
 //! adapters into the engine, and serving with graceful shutdown.
 
 pub mod config;
+mod conn;
 pub mod dev;
 pub mod listen;
 pub mod run;

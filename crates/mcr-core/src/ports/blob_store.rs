@@ -1,7 +1,9 @@
 //! The `BlobStore` port: content-addressed bytes and upload sessions.
 
+use std::fs::File;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -43,7 +45,14 @@ pub struct BlobBody {
     pub offset: u64,
     /// Number of bytes `stream` yields.
     pub len: u64,
+    /// The bytes. It does no I/O before it is first polled, so a consumer
+    /// that sends `file` instead just drops it.
     pub stream: ByteStream,
+    /// The local file `stream` reads from, for a transport that can move
+    /// file bytes to a socket without copying them through memory
+    /// (`sendfile(2)`): it then sends `len` bytes at `offset` of it. `None`
+    /// from stores that keep no local file (object stores, the fake).
+    pub file: Option<Arc<File>>,
 }
 
 /// Content-addressed blob storage with resumable upload sessions.

@@ -182,6 +182,7 @@ impl BlobStore for FakeBlobStore {
             offset,
             len,
             stream: Box::pin(futures_util::stream::iter(chunks)),
+            file: None,
         })
     }
 

@@ -9,6 +9,7 @@ use mcr_core::Error;
 
 use super::{respond, Ctx, OciResult, DOCKER_CONTENT_DIGEST};
 use crate::error::OciError;
+use crate::FileBody;
 
 pub async fn get(ctx: &Ctx, repo: &RepoName, digest: &Digest) -> OciResult {
     let range = match parse_range(&ctx.headers)? {
@@ -67,7 +68,15 @@ pub async fn get(ctx: &Ctx, repo: &RepoName, digest: &Digest) -> OciResult {
     } else {
         StatusCode::OK
     };
-    Ok(respond(status, &headers, Body::from_stream(body.stream)))
+    let mut resp = respond(status, &headers, Body::from_stream(body.stream));
+    if let Some(file) = body.file {
+        resp.extensions_mut().insert(FileBody {
+            file,
+            offset: body.offset,
+            len: body.len,
+        });
+    }
+    Ok(resp)
 }
 
 pub async fn head(ctx: &Ctx, repo: &RepoName, digest: &Digest) -> OciResult {

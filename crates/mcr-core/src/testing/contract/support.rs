@@ -38,7 +38,9 @@ pub(super) fn failing_body(first: &[u8]) -> ByteStream {
     Box::pin(futures_util::stream::iter(items))
 }
 
-/// Reads a body to the end, checking it yields exactly `len` bytes.
+/// Reads a body to the end, checking it yields exactly `len` bytes and,
+/// where the store hands out the file, that the file holds the same bytes
+/// at `offset` (what a zero-copy transport sends instead).
 pub(super) async fn read_all(mut body: BlobBody) -> Vec<u8> {
     let mut out = Vec::new();
     while let Some(chunk) = body.stream.next().await {
@@ -51,6 +53,17 @@ pub(super) async fn read_all(mut body: BlobBody) -> Vec<u8> {
         out.len(),
         body.len
     );
+    if let Some(file) = &body.file {
+        use std::os::unix::fs::FileExt;
+        let mut direct = vec![0; out.len()];
+        file.read_exact_at(&mut direct, body.offset)
+            .expect("reading the body's file at its offset");
+        assert!(
+            direct == out,
+            "the body's file holds other bytes at offset {} than its stream",
+            body.offset
+        );
+    }
     out
 }
 

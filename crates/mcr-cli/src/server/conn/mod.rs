@@ -1,0 +1,229 @@
+//! One client connection: plain HTTP/1.1 requests mcrsrv answers itself
+//! until a request comes that hyper must serve; TLS connections go to
+//! hyper at once.
+//!
+//! Why: hyper owns the socket of a connection it serves and writes every
+//! body from memory, so a blob download would be read from the file into
+//! buffers and copied to the socket. Answering bodiless GET and HEAD
+//! requests here lets a blob body go from the page cache to the socket
+//! with `sendfile(2)` ([`file`]). Nothing else changes: the request goes
+//! through the same router, middleware and handler as under hyper
+//! ([`head`] builds it; the blob handler decides the whole response and
+//! marks its body as a file region, [`mcr_http::FileBody`]), and only the
+//! framing is written here ([`response`]).
+//!
+//! The first request that is not a well-formed bodiless GET or HEAD of
+//! HTTP/1.1 — an upload, anything with a body, an upgrade, HTTP/2, a
+//! malformed head — hands the connection to hyper for the rest of its
+//! life, with the bytes already read put back in front ([`rewind`]).
+//! Pulling clients send only GET and HEAD, so their connections stay on
+//! the zero-copy path.
+//!
+//! Shutdown: a connection waiting for a request closes; one in the middle
+//! of a request answers it with `Connection: close` and then closes; one
+//! handed to hyper gets hyper's graceful shutdown.
+
+mod file;
+mod head;
+mod response;
+mod rewind;
+
+use std::net::SocketAddr;
+
+use axum::extract::ConnectInfo;
+use axum::http::Method;
+use axum::Router;
+use bytes::{Buf, BytesMut};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+use head::Head;
+use response::After;
+use rewind::Rewind;
+
+/// What a connection needs besides its socket.
+#[derive(Clone)]
+pub struct Serving {
+    pub app: Router,
+    pub builder: auto::Builder<TokioExecutor>,
+    /// Cancelled when the server stops taking requests.
+    pub shutdown: CancellationToken,
+}
+
+/// Serves a plain-HTTP connection to its end.
+pub async fn serve_plain(mut stream: TcpStream, peer: SocketAddr, serving: Serving) {
+    let mut buf = BytesMut::with_capacity(4096);
+    loop {
+        let head = loop {
+            match head::parse(&buf) {
+                Head::Partial => {}
+                decided => break decided,
+            }
+            // Between requests, shutdown closes the connection; once a
+            // head has begun, the request is read and answered.
+            let idle = buf.is_empty();
+            buf.reserve(4096);
+            let read = tokio::select! {
+                biased;
+                () = serving.shutdown.cancelled(), if idle => return,
+                read = stream.read_buf(&mut buf) => read,
+            };
+            match read {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        };
+        let Head::Claimed {
+            mut request,
+            len,
+            close,
+        } = head
+        else {
+            break;
+        };
+        buf.advance(len);
+        let head_only = request.method() == Method::HEAD;
+        request.extensions_mut().insert(ConnectInfo(peer));
+        let resp = match serving.app.clone().oneshot(request).await {
+            Ok(resp) => resp,
+            Err(never) => match never {},
+        };
+        let close = close || serving.shutdown.is_cancelled();
+        match response::write(&mut stream, resp, head_only, close).await {
+            Ok(After::KeepAlive) => {}
+            Ok(After::Close) => {
+                // A FIN rather than a reset, so the client reads the
+                // whole response even with unread requests behind it.
+                let _ = stream.shutdown().await;
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, %peer, "connection ended while answering");
+                return;
+            }
+        }
+    }
+    serve_hyper(Rewind::new(buf.freeze(), stream), peer, serving).await;
+}
+
+/// Hands a connection to hyper (HTTP/1.1 or HTTP/2) until it ends or,
+/// after shutdown began, until hyper has drained it gracefully.
+pub async fn serve_hyper<I>(io: I, peer: SocketAddr, serving: Serving)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let app = serving.app;
+    let service =
+        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            app.clone().oneshot(req.map(axum::body::Body::new))
+        });
+    let conn = serving
+        .builder
+        .serve_connection_with_upgrades(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        () = serving.shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, %peer, "connection ended with an error");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::response::Response;
+    use axum::routing::{get, post};
+    use mcr_http::FileBody;
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A router whose one GET answers with a streamed body *and* a file
+    /// region holding other bytes of the same length, so the client sees
+    /// which of the two went out.
+    fn app(file: Arc<std::fs::File>) -> Router {
+        Router::new()
+            .route(
+                "/blob",
+                get(move || {
+                    let file = Arc::clone(&file);
+                    async move {
+                        let mut resp = Response::new(Body::from("streamed"));
+                        resp.extensions_mut().insert(FileBody {
+                            file,
+                            offset: 2,
+                            len: 8,
+                        });
+                        resp
+                    }
+                }),
+            )
+            .route("/upload", post(|| async { "started" }))
+    }
+
+    async fn read_response(stream: &mut TcpStream, body_len: usize) -> String {
+        let mut got = Vec::new();
+        loop {
+            let mut chunk = [0u8; 4096];
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed early: {:?}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&chunk[..n]);
+            if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                if got.len() >= end + 4 + body_len {
+                    return String::from_utf8_lossy(&got[end + 4..]).into_owned();
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn claimed_gets_send_the_file_and_hyper_streams_after_a_hand_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"..from file..").unwrap();
+        let serving = Serving {
+            app: app(Arc::new(std::fs::File::open(&path).unwrap())),
+            builder: auto::Builder::new(TokioExecutor::new()),
+            shutdown: CancellationToken::new(),
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn({
+            let serving = serving.clone();
+            async move {
+                let (stream, peer) = listener.accept().await.unwrap();
+                serve_plain(stream, peer, serving).await;
+            }
+        });
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        client
+            .write_all(b"GET /blob HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(read_response(&mut client, 8).await, "from fil");
+        client
+            .write_all(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(read_response(&mut client, 7).await, "started");
+        client
+            .write_all(b"GET /blob HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(read_response(&mut client, 8).await, "streamed");
+        drop(client);
+        server.await.unwrap();
+    }
+}

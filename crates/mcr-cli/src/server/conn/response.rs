@@ -1,0 +1,163 @@
+//! Writing a response to a request mcrsrv answered itself, as HTTP/1.1.
+//!
+//! The response is the router's, untouched: the same handlers decide
+//! status, headers and body as under hyper. This module only frames it
+//! the way hyper would — `Date`, `Content-Length` from the body's exact
+//! size or else chunked encoding, no body for HEAD, 204 and 304,
+//! `Connection: close` when the connection ends after it — and sends a
+//! [`FileBody`] region with `sendfile(2)` instead of the streamed body.
+
+use std::io::{self, Write as _};
+use std::time::SystemTime;
+
+use axum::body::{Body, HttpBody as _};
+use axum::http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
+use axum::http::{HeaderValue, Response, StatusCode};
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::StreamExt;
+use mcr_http::FileBody;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use super::file;
+use super::head::has_token;
+
+/// A body up to this size goes out in the same write as the head.
+const INLINE_BODY: usize = 64 << 10;
+
+/// How the connection should go on after a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum After {
+    KeepAlive,
+    Close,
+}
+
+/// Writes `resp`, the answer to a GET (`head_only: false`) or HEAD.
+/// `close` says the connection ends after it (the client or shutdown asked
+/// for that); the response's own `Connection: close` ends it too. Fails
+/// when the peer goes away or the body fails or lies about its length —
+/// then the connection must be dropped.
+pub(super) async fn write(
+    stream: &mut TcpStream,
+    resp: Response<Body>,
+    head_only: bool,
+    close: bool,
+) -> io::Result<After> {
+    let (mut parts, body) = resp.into_parts();
+    let close = close
+        || parts
+            .headers
+            .get(CONNECTION)
+            .is_some_and(|v| has_token(v, "close"));
+    let file = parts.extensions.remove::<FileBody>();
+    let bodiless = head_only
+        || parts.status.is_informational()
+        || parts.status == StatusCode::NO_CONTENT
+        || parts.status == StatusCode::NOT_MODIFIED;
+    let length = match (&file, body.size_hint().exact()) {
+        (Some(f), _) => Some(f.len),
+        (None, exact) => exact,
+    };
+    let headers = &mut parts.headers;
+    if !bodiless {
+        match length {
+            Some(n) => {
+                headers.insert(CONTENT_LENGTH, HeaderValue::from(n));
+                headers.remove(TRANSFER_ENCODING);
+            }
+            None => {
+                headers.remove(CONTENT_LENGTH);
+                headers.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+            }
+        }
+    }
+    if !headers.contains_key(DATE) {
+        if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(SystemTime::now())) {
+            headers.insert(DATE, v);
+        }
+    }
+    if close {
+        headers.insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+
+    let mut out = BytesMut::with_capacity(512);
+    // Writing into memory cannot fail.
+    let _ = write!(
+        (&mut out).writer(),
+        "HTTP/1.1 {} {}\r\n",
+        parts.status.as_str(),
+        parts.status.canonical_reason().unwrap_or("")
+    );
+    for (name, value) in headers.iter() {
+        out.put_slice(name.as_str().as_bytes());
+        out.put_slice(b": ");
+        out.put_slice(value.as_bytes());
+        out.put_slice(b"\r\n");
+    }
+    out.put_slice(b"\r\n");
+
+    let after = if close {
+        After::Close
+    } else {
+        After::KeepAlive
+    };
+    if bodiless {
+        stream.write_all(&out).await?;
+        return Ok(after);
+    }
+    if let Some(file) = file {
+        file::send(stream, &out, &file).await?;
+        return Ok(after);
+    }
+    write_body(stream, out, body, length).await?;
+    Ok(after)
+}
+
+/// Writes the head in `out` and then `body`: with `length`, exactly that
+/// many bytes, else chunked. Small frames are gathered behind the head
+/// into one write; large ones are written from where they are.
+async fn write_body(
+    stream: &mut TcpStream,
+    mut out: BytesMut,
+    body: Body,
+    length: Option<u64>,
+) -> io::Result<()> {
+    let mut frames = body.into_data_stream();
+    let mut sent: u64 = 0;
+    while let Some(frame) = frames.next().await {
+        let data: Bytes = frame.map_err(io::Error::other)?;
+        if data.is_empty() {
+            continue;
+        }
+        sent += data.len() as u64;
+        if length.is_some_and(|n| sent > n) {
+            return Err(io::Error::other("the body is longer than its length"));
+        }
+        let chunked = length.is_none();
+        if chunked {
+            let _ = write!((&mut out).writer(), "{:x}\r\n", data.len());
+        }
+        if data.len() >= INLINE_BODY {
+            stream.write_all(&out).await?;
+            out.clear();
+            stream.write_all(&data).await?;
+        } else {
+            out.put_slice(&data);
+        }
+        if chunked {
+            out.put_slice(b"\r\n");
+        }
+        if out.len() >= INLINE_BODY {
+            stream.write_all(&out).await?;
+            out.clear();
+        }
+    }
+    match length {
+        Some(n) if sent != n => {
+            return Err(io::Error::other("the body is shorter than its length"))
+        }
+        Some(_) => {}
+        None => out.put_slice(b"0\r\n\r\n"),
+    }
+    stream.write_all(&out).await
+}
