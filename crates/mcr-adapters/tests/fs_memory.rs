@@ -14,7 +14,7 @@ use futures_util::{stream, StreamExt};
 use mcr_adapters::fs::FsBlobStore;
 use mcr_core::digest::{Algorithm, Digest};
 use mcr_core::ids::UploadId;
-use mcr_core::ports::{BlobStore, ByteStream};
+use mcr_core::ports::{BlobStore, ByteStream, UploadState};
 
 const CHUNK: usize = 1 << 20;
 const CHUNKS: usize = 1024;
@@ -76,29 +76,27 @@ async fn a_one_gib_blob_goes_through_in_bounded_memory() {
     let warm = Digest::sha256_of(b"warm");
     let id = UploadId::generate().unwrap();
     store.begin_upload(&id).await.unwrap();
-    store
-        .append_upload(
-            &id,
-            Some(0),
-            Box::pin(stream::iter([Ok(Bytes::from_static(b"warm"))])),
-        )
+    let mut w = store
+        .resume_upload(&id, &UploadState::default())
         .await
         .unwrap();
-    store.finish_upload(&id, &warm).await.unwrap();
+    w.append(Box::pin(stream::iter([Ok(Bytes::from_static(b"warm"))])))
+        .await
+        .unwrap();
+    w.finish(&warm).await.unwrap();
     let before = peak_rss();
 
     let started = Instant::now();
     let id = UploadId::generate().unwrap();
     store.begin_upload(&id).await.unwrap();
-    assert_eq!(
-        store
-            .append_upload(&id, Some(0), blob_stream())
-            .await
-            .unwrap(),
-        size
-    );
+    let mut w = store
+        .resume_upload(&id, &UploadState::default())
+        .await
+        .unwrap();
+    w.append(blob_stream()).await.unwrap();
+    assert_eq!(w.state().size, size);
     let append_secs = started.elapsed().as_secs_f64();
-    assert_eq!(store.finish_upload(&id, &digest).await.unwrap(), size);
+    assert_eq!(w.finish(&digest).await.unwrap(), size);
     let upload_secs = started.elapsed().as_secs_f64();
 
     let started = Instant::now();

@@ -14,7 +14,7 @@ use mcr_adapters::fs::FsBlobStore;
 use mcr_core::digest::{Algorithm, Digest};
 use mcr_core::error::Error;
 use mcr_core::ids::UploadId;
-use mcr_core::ports::{BlobStore, ByteRange, ByteStream};
+use mcr_core::ports::{BlobStore, ByteRange, ByteStream, UploadState};
 use tempfile::TempDir;
 
 struct Fixture {
@@ -72,16 +72,49 @@ async fn read_all(store: &FsBlobStore, digest: &Digest, range: Option<ByteRange>
     out
 }
 
+/// An upload driven the way the engine drives one: every request resumes a
+/// writer from the state recorded after the request before.
+struct Upload {
+    id: UploadId,
+    state: UploadState,
+}
+
+impl Upload {
+    async fn begin(store: &FsBlobStore) -> Upload {
+        Upload::begin_as(store, UploadId::generate().unwrap()).await
+    }
+
+    async fn begin_as(store: &FsBlobStore, id: UploadId) -> Upload {
+        store.begin_upload(&id).await.unwrap();
+        Upload {
+            id,
+            state: UploadState::default(),
+        }
+    }
+
+    /// One request's chunk; the new state is recorded only if it worked.
+    async fn append(&mut self, store: &FsBlobStore, body: ByteStream) -> Result<u64, Error> {
+        let mut w = store.resume_upload(&self.id, &self.state).await?;
+        w.append(body).await?;
+        self.state = w.state().clone();
+        Ok(self.state.size)
+    }
+
+    async fn finish(&self, store: &FsBlobStore, digest: &Digest) -> Result<u64, Error> {
+        store
+            .resume_upload(&self.id, &self.state)
+            .await?
+            .finish(digest)
+            .await
+    }
+}
+
 async fn put(store: &FsBlobStore, data: &[u8], algorithm: Algorithm) -> Digest {
-    let id = UploadId::generate().unwrap();
     let digest = Digest::of(algorithm, data);
-    store.begin_upload(&id).await.unwrap();
-    store
-        .append_upload(&id, Some(0), body(&[data]))
-        .await
-        .unwrap();
+    let mut upload = Upload::begin(store).await;
+    upload.append(store, body(&[data])).await.unwrap();
     assert_eq!(
-        store.finish_upload(&id, &digest).await.unwrap(),
+        upload.finish(store, &digest).await.unwrap(),
         data.len() as u64
     );
     digest
@@ -154,11 +187,8 @@ async fn blobs_land_at_the_documented_paths() {
 async fn upload_sessions_are_files_named_by_their_id() {
     let f = Fixture::new();
     let id = UploadId::parse("0123456789abcdef0123456789abcdef").unwrap();
-    f.store.begin_upload(&id).await.unwrap();
-    f.store
-        .append_upload(&id, Some(0), body(&[b"abc"]))
-        .await
-        .unwrap();
+    let mut upload = Upload::begin_as(&f.store, id.clone()).await;
+    upload.append(&f.store, body(&[b"abc"])).await.unwrap();
     assert_eq!(
         files_under(f.dir.path()),
         vec![PathBuf::from("uploads/0123456789abcdef0123456789abcdef")]
@@ -249,7 +279,9 @@ async fn nothing_escapes_the_two_roots_and_listings_trust_no_stray_name() {
         Err(Error::BlobUnknown(d)) if d == misplaced
     ));
     assert!(matches!(
-        f.store.upload_size(&dir_id).await,
+        f.store
+            .resume_upload(&dir_id, &UploadState::default())
+            .await,
         Err(Error::UploadUnknown(_))
     ));
 
@@ -309,51 +341,69 @@ async fn an_upload_survives_a_restart() {
     let whole = [first.as_slice(), second.as_slice()].concat();
 
     for algorithm in [Algorithm::Sha256, Algorithm::Sha512] {
-        let id = UploadId::generate().unwrap();
-        {
+        let mut upload = {
             let store = f.reopen();
-            store.begin_upload(&id).await.unwrap();
-            store
-                .append_upload(&id, Some(0), body(&[&first]))
-                .await
-                .unwrap();
-        } // the process "restarts": the hashing state in memory is gone
+            let mut upload = Upload::begin(&store).await;
+            upload.append(&store, body(&[&first])).await.unwrap();
+            upload
+        }; // the process "restarts": the hashing state in memory is gone
 
         let store = f.reopen();
         assert_eq!(
             store.list_uploads().try_collect::<Vec<_>>().await.unwrap(),
-            vec![id.clone()]
+            vec![upload.id.clone()]
         );
-        assert_eq!(store.upload_size(&id).await.unwrap(), first.len() as u64);
-        let size = store
-            .append_upload(&id, Some(first.len() as u64), body(&[&second]))
-            .await
-            .unwrap();
+        let size = upload.append(&store, body(&[&second])).await.unwrap();
         assert_eq!(size, whole.len() as u64);
         let digest = Digest::of(algorithm, &whole);
-        assert_eq!(store.finish_upload(&id, &digest).await.unwrap(), size);
+        assert_eq!(upload.finish(&store, &digest).await.unwrap(), size);
         assert_eq!(read_all(&store, &digest, None).await, whole);
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_session_continued_elsewhere_is_hashed_again_on_finish() {
+async fn an_upload_continued_elsewhere_is_hashed_again_on_finish() {
     let f = Fixture::new();
     let (here, elsewhere) = (f.reopen(), f.reopen());
-    let id = UploadId::generate().unwrap();
-    here.begin_upload(&id).await.unwrap();
+    let mut upload = Upload::begin(&here).await;
     // `here` now remembers a hash over 3 bytes...
-    here.append_upload(&id, Some(0), body(&[b"abc"]))
-        .await
-        .unwrap();
+    upload.append(&here, body(&[b"abc"])).await.unwrap();
     // ...which another process makes stale by appending.
-    elsewhere
-        .append_upload(&id, Some(3), body(&[b"def"]))
-        .await
-        .unwrap();
+    upload.append(&elsewhere, body(&[b"def"])).await.unwrap();
     let digest = Digest::sha256_of(b"abcdef");
-    assert_eq!(here.finish_upload(&id, &digest).await.unwrap(), 6);
+    assert_eq!(upload.finish(&here, &digest).await.unwrap(), 6);
     assert_eq!(read_all(&elsewhere, &digest, None).await, b"abcdef");
+}
+
+/// The hash this process remembers must never stand for other bytes of
+/// the same length: here an append here whose state was never recorded
+/// is cut off by another process, which appends different bytes of the
+/// same length.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remembered_hash_never_stands_for_bytes_written_elsewhere() {
+    let f = Fixture::new();
+    let (here, elsewhere) = (f.reopen(), f.reopen());
+    let mut upload = Upload::begin(&here).await;
+    upload.append(&here, body(&[b"abc"])).await.unwrap();
+    let recorded = upload.state.clone();
+    // An append here whose new state the engine never recorded.
+    let mut lost = here.resume_upload(&upload.id, &recorded).await.unwrap();
+    lost.append(body(&[b"XYZ"])).await.unwrap();
+    drop(lost);
+    // Another process resumes from the recorded state: the unrecorded
+    // bytes are cut off before it appends its own.
+    upload.append(&elsewhere, body(&[b"def"])).await.unwrap();
+    assert_eq!(
+        std::fs::read(f.uploads().join(upload.id.as_str())).unwrap(),
+        b"abcdef"
+    );
+    let wrong = Digest::sha256_of(b"abcXYZ");
+    assert!(matches!(
+        upload.finish(&here, &wrong).await,
+        Err(Error::DigestMismatch { actual, .. }) if actual == Digest::sha256_of(b"abcdef")
+    ));
+    let right = Digest::sha256_of(b"abcdef");
+    assert_eq!(upload.finish(&here, &right).await.unwrap(), 6);
 }
 
 /// Two contents whose sha256 digests share their first two hex characters.
@@ -449,12 +499,11 @@ async fn concurrent_uploads_of_the_same_content_make_one_blob() {
         .map(|_| {
             let (store, data, digest) = (Arc::clone(&store), Arc::clone(&data), digest.clone());
             tokio::spawn(async move {
-                let id = UploadId::generate()?;
-                store.begin_upload(&id).await?;
+                let mut upload = Upload::begin(&store).await;
                 let (head, tail) = data.split_at(data.len() / 2);
-                store.append_upload(&id, Some(0), body(&[head])).await?;
-                store.append_upload(&id, None, body(&[tail])).await?;
-                store.finish_upload(&id, &digest).await
+                upload.append(&store, body(&[head])).await?;
+                upload.append(&store, body(&[tail])).await?;
+                upload.finish(&store, &digest).await
             })
         })
         .collect();
@@ -479,86 +528,107 @@ async fn concurrent_uploads_of_the_same_content_make_one_blob() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_append_leaves_the_session_as_it_was() {
+async fn a_failed_append_leaves_the_upload_as_it_was() {
     let f = Fixture::new();
-    let id = UploadId::generate().unwrap();
-    f.store.begin_upload(&id).await.unwrap();
-    f.store
-        .append_upload(&id, Some(0), body(&[b"kept "]))
-        .await
-        .unwrap();
+    let mut upload = Upload::begin(&f.store).await;
+    upload.append(&f.store, body(&[b"kept "])).await.unwrap();
+    let path = f.uploads().join(upload.id.as_str());
 
     // More than one write batch lands on disk before the body breaks.
-    let err = f
+    let mut w = f
         .store
-        .append_upload(&id, Some(5), failing_body(vec![1u8; 5 << 20]))
+        .resume_upload(&upload.id, &upload.state)
+        .await
+        .unwrap();
+    let err = w
+        .append(failing_body(vec![1u8; 5 << 20]))
         .await
         .unwrap_err();
     assert!(matches!(err, Error::UploadInvalid(_)), "{err:?}");
-    assert_eq!(f.store.upload_size(&id).await.unwrap(), 5);
-
-    let err = f
-        .store
-        .append_upload(&id, Some(4), body(&[b"x"]))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::RangeInvalid {
-                expected: 5,
-                got: 4
-            }
-        ),
-        "{err:?}"
+    assert_eq!(w.state(), &upload.state, "the writer's state moved");
+    drop(w);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len(),
+        5,
+        "the file was not cut back"
     );
 
-    f.store
-        .append_upload(&id, None, body(&[b"and ", b"more"]))
+    upload
+        .append(&f.store, body(&[b"and ", b"more"]))
         .await
         .unwrap();
     let wrong = Digest::sha256_of(b"something else");
     let right = Digest::sha256_of(b"kept and more");
     assert!(matches!(
-        f.store.finish_upload(&id, &wrong).await,
+        upload.finish(&f.store, &wrong).await,
         Err(Error::DigestMismatch { expected, actual }) if expected == wrong && actual == right
     ));
-    assert_eq!(f.store.upload_size(&id).await.unwrap(), 13);
-    assert_eq!(f.store.finish_upload(&id, &right).await.unwrap(), 13);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 13);
+    assert_eq!(upload.finish(&f.store, &right).await.unwrap(), 13);
+    assert!(!path.exists());
     assert!(matches!(
-        f.store.upload_size(&id).await,
-        Err(Error::UploadUnknown(_))
-    ));
-    assert!(matches!(
-        f.store.finish_upload(&id, &right).await,
+        upload.finish(&f.store, &right).await,
         Err(Error::UploadUnknown(_))
     ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resuming_cuts_off_what_was_never_recorded() {
+    let f = Fixture::new();
+    let mut upload = Upload::begin(&f.store).await;
+    upload.append(&f.store, body(&[b"recorded"])).await.unwrap();
+    let path = f.uploads().join(upload.id.as_str());
+    // A crash after the bytes, before the state was recorded.
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .and_then(|mut file| io::Write::write_all(&mut file, b" and lost"))
+        .unwrap();
+    let w = f
+        .store
+        .resume_upload(&upload.id, &upload.state)
+        .await
+        .unwrap();
+    assert_eq!(w.state(), &upload.state);
+    assert_eq!(std::fs::read(&path).unwrap(), b"recorded");
+    drop(w);
+    // A file shorter than its state (a tail lost in a power cut): the
+    // writer says how much there is.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .and_then(|file| file.set_len(3))
+        .unwrap();
+    let w = f
+        .store
+        .resume_upload(&upload.id, &upload.state)
+        .await
+        .unwrap();
+    assert_eq!(w.state().size, 3);
+    assert_eq!(
+        w.finish(&Digest::sha256_of(b"rec")).await.unwrap(),
+        3,
+        "finished from what is there"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_abandoned_append_is_cut_back() {
     let f = Fixture::new();
-    let id = UploadId::generate().unwrap();
-    f.store.begin_upload(&id).await.unwrap();
+    let mut upload = Upload::begin(&f.store).await;
     // A client that sends 3 MiB and then stalls forever.
     let stalled: ByteStream =
         Box::pin(stream::iter(vec![Ok(Bytes::from(vec![9u8; 3 << 20]))]).chain(stream::pending()));
-    let gave_up = tokio::time::timeout(
-        Duration::from_millis(300),
-        f.store.append_upload(&id, Some(0), stalled),
-    )
-    .await;
+    let gave_up =
+        tokio::time::timeout(Duration::from_millis(300), upload.append(&f.store, stalled)).await;
     assert!(gave_up.is_err(), "the stalled append cannot finish");
+    assert_eq!(upload.state.size, 0, "an abandoned append recorded a state");
 
-    // The next append waits for the abandoned one to be undone.
-    let size = f
-        .store
-        .append_upload(&id, Some(0), body(&[b"fresh"]))
-        .await
-        .unwrap();
+    // The next writer waits for the abandoned append to be undone.
+    let size = upload.append(&f.store, body(&[b"fresh"])).await.unwrap();
     assert_eq!(size, 5);
     let digest = Digest::sha256_of(b"fresh");
-    assert_eq!(f.store.finish_upload(&id, &digest).await.unwrap(), 5);
+    assert_eq!(upload.finish(&f.store, &digest).await.unwrap(), 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

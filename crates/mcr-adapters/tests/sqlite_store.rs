@@ -17,7 +17,7 @@ use mcr_core::media::MediaType;
 use mcr_core::names::{Reference, RepoName, Tag};
 use mcr_core::policy::{Effect, RuleDraft};
 use mcr_core::ports::prelude::*;
-use mcr_core::ports::{BlobInfo, NewManifest, UploadSession};
+use mcr_core::ports::{BlobInfo, NewManifest, UploadSession, UploadState};
 use mcr_core::principal::Action;
 use mcr_core::time::Timestamp;
 use mcr_core::Error;
@@ -46,7 +46,7 @@ async fn blob_in(store: &SqliteMetaStore, repo: &RepoName, data: &[u8]) -> Diges
         .create_upload(&UploadSession {
             id: id.clone(),
             repository: repo.clone(),
-            offset: 0,
+            state: UploadState::default(),
             active: at,
         })
         .await
@@ -289,7 +289,10 @@ async fn deleting_a_repository_cascades_to_everything_but_blob_rows() {
         .create_upload(&UploadSession {
             id: pending.clone(),
             repository: repo(),
-            offset: 7,
+            state: UploadState {
+                size: 7,
+                data: bytes::Bytes::from_static(b"state"),
+            },
             active: Timestamp::from_millis(3_000),
         })
         .await
@@ -577,7 +580,7 @@ async fn a_writer_locked_out_past_the_busy_timeout_gets_a_storage_error() {
         .create_upload(&UploadSession {
             id: UploadId::generate().unwrap(),
             repository: repo(),
-            offset: 0,
+            state: UploadState::default(),
             active: Timestamp::from_millis(1),
         })
         .await

@@ -49,6 +49,9 @@ pub enum Error {
     UploadUnknown(String),
     #[error("upload invalid: {0}")]
     UploadInvalid(String),
+    /// An upload would grow past the largest blob the registry accepts.
+    #[error("blob would be over the limit of {limit} bytes")]
+    BlobTooLarge { limit: u64 },
     /// A chunk did not start where the upload ends.
     #[error("chunk starts at {got}, but the upload has {expected} bytes")]
     RangeInvalid { expected: u64, got: u64 },

@@ -62,23 +62,12 @@ fn a_failing_check_is_named() {
         async fn begin_upload(&self, id: &mcr_core::ids::UploadId) -> mcr_core::Result<()> {
             self.0.begin_upload(id).await
         }
-        async fn append_upload(
+        async fn resume_upload(
             &self,
             id: &mcr_core::ids::UploadId,
-            offset: Option<u64>,
-            body: ByteStream,
-        ) -> mcr_core::Result<u64> {
-            self.0.append_upload(id, offset, body).await
-        }
-        async fn upload_size(&self, id: &mcr_core::ids::UploadId) -> mcr_core::Result<u64> {
-            self.0.upload_size(id).await
-        }
-        async fn finish_upload(
-            &self,
-            id: &mcr_core::ids::UploadId,
-            expected: &Digest,
-        ) -> mcr_core::Result<u64> {
-            self.0.finish_upload(id, expected).await
+            state: &mcr_core::ports::UploadState,
+        ) -> mcr_core::Result<Box<dyn mcr_core::ports::UploadWriter>> {
+            self.0.resume_upload(id, state).await
         }
         async fn cancel_upload(&self, id: &mcr_core::ids::UploadId) -> mcr_core::Result<()> {
             self.0.cancel_upload(id).await

@@ -966,3 +966,107 @@ fn a_store_without_snapshots_answers_unsupported() {
             .all(|e| e.event.event_type != EventType::SnapshotTaken));
     });
 }
+
+/// Issue 16, case 9: the blob size limit is the engine's, enforced as the
+/// upload grows, so two chunks in flight at once cannot pass it together.
+#[test]
+fn concurrent_chunks_cannot_pass_the_blob_size_limit_together() {
+    let t = TestRegistry::with_config(RegistryConfig {
+        max_blob_size: 16,
+        ..RegistryConfig::default()
+    });
+    let r = &t.registry;
+    let app = repo("app");
+    run(async {
+        let session = r.start_upload(&user(), &app).await.unwrap();
+        // The first chunk stops inside the blob store, body read, not yet
+        // stored; the second arrives meanwhile. Each fits the limit alone.
+        let hold = t.blobs.hold_next_append();
+        let who = user();
+        let first = r.upload_chunk(&who, &app, &session.id, None, body(vec![b'a'; 10]));
+        let second = r.upload_chunk(&who, &app, &session.id, None, body(vec![b'b'; 10]));
+        let release = async {
+            hold.reached().await;
+            hold.release();
+        };
+        let (first, second, ()) = futures_util::future::join3(first, second, release).await;
+        assert_eq!(first.unwrap(), 10);
+        assert!(
+            matches!(second, Err(Error::BlobTooLarge { limit: 16 })),
+            "{second:?}"
+        );
+        assert_eq!(
+            r.upload_status(&user(), &app, &session.id).await.unwrap(),
+            10
+        );
+        assert_eq!(
+            t.blobs.upload_contents(&session.id).unwrap(),
+            Bytes::from(vec![b'a'; 10]),
+            "the refused chunk left nothing"
+        );
+    });
+}
+
+#[test]
+fn every_way_into_an_upload_is_held_to_the_blob_size_limit() {
+    let t = TestRegistry::with_config(RegistryConfig {
+        max_blob_size: 16,
+        ..RegistryConfig::default()
+    });
+    let r = &t.registry;
+    let app = repo("app");
+    run(async {
+        // A chunk that grows the upload past the limit, in pieces.
+        let session = r.start_upload(&user(), &app).await.unwrap();
+        r.upload_chunk(&user(), &app, &session.id, Some(0), body(vec![1; 12]))
+            .await
+            .unwrap();
+        let over = r
+            .upload_chunk(
+                &user(),
+                &app,
+                &session.id,
+                Some(12),
+                chunks(vec![vec![2; 3], vec![3; 3]]),
+            )
+            .await;
+        assert!(
+            matches!(over, Err(Error::BlobTooLarge { limit: 16 })),
+            "{over:?}"
+        );
+        // The last chunk of a finish, and a whole blob at once.
+        let data = [vec![1; 12], vec![4; 5]].concat();
+        let digest = Digest::sha256_of(&data);
+        let last = r
+            .finish_upload(
+                &user(),
+                &app,
+                &session.id,
+                &digest,
+                Some((Some(12), body(vec![4; 5]))),
+            )
+            .await;
+        assert!(matches!(last, Err(Error::BlobTooLarge { .. })), "{last:?}");
+        assert_eq!(
+            r.upload_status(&user(), &app, &session.id).await.unwrap(),
+            12
+        );
+        let whole = r.upload_blob(&user(), &app, &digest, body(data)).await;
+        assert!(
+            matches!(whole, Err(Error::BlobTooLarge { .. })),
+            "{whole:?}"
+        );
+        // Exactly at the limit is fine.
+        let done = r
+            .finish_upload(
+                &user(),
+                &app,
+                &session.id,
+                &Digest::sha256_of(&[vec![1; 12], vec![5; 4]].concat()),
+                Some((Some(12), body(vec![5; 4]))),
+            )
+            .await
+            .unwrap();
+        assert_eq!(done.size, 16);
+    });
+}

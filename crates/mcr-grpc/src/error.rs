@@ -23,6 +23,7 @@ pub fn status(e: Error) -> Status {
         | Error::DigestMismatch { .. }
         | Error::ManifestInvalid(_)
         | Error::ManifestTooLarge { .. }
+        | Error::BlobTooLarge { .. }
         | Error::ManifestBlobUnknown(_)
         | Error::ManifestChildUnknown(_)
         | Error::UploadInvalid(_)

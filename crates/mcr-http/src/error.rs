@@ -59,7 +59,9 @@ fn oci_code(e: &Error) -> (StatusCode, &'static str) {
             (S::BAD_REQUEST, "DIGEST_INVALID")
         }
         Error::ManifestInvalid(_) => (S::BAD_REQUEST, "MANIFEST_INVALID"),
-        Error::ManifestTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "SIZE_INVALID"),
+        Error::ManifestTooLarge { .. } | Error::BlobTooLarge { .. } => {
+            (S::PAYLOAD_TOO_LARGE, "SIZE_INVALID")
+        }
         Error::ManifestBlobUnknown(_) | Error::ManifestChildUnknown(_) => {
             (S::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN")
         }

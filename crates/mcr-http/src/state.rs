@@ -15,8 +15,6 @@ pub struct HttpConfig {
     pub external_url: Option<String>,
     /// Whether this listener serves TLS (for realms built from requests).
     pub tls: bool,
-    /// Largest blob an upload may grow to, over all its requests.
-    pub max_blob_size: u64,
     /// Largest JSON body of the admin API.
     pub max_json_body: usize,
 }
@@ -27,7 +25,6 @@ impl Default for HttpConfig {
             service_name: "mcr".to_string(),
             external_url: None,
             tls: false,
-            max_blob_size: 64 * 1024 * 1024 * 1024,
             max_json_body: 64 * 1024,
         }
     }

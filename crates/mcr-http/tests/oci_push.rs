@@ -11,7 +11,6 @@ use mcr_core::audit::EventType;
 use mcr_core::policy::{Effect, RepoPattern, RuleDraft};
 use mcr_core::principal::Action;
 use mcr_core::testing::admin;
-use mcr_http::HttpConfig;
 use serde_json::json;
 use support::*;
 
@@ -481,9 +480,9 @@ async fn a_blob_is_visible_at_once_in_its_repository_only() {
 
 #[tokio::test]
 async fn bodies_over_the_blob_size_limit_are_refused_and_leave_nothing() {
-    let h = Harness::with_config(HttpConfig {
+    let h = Harness::with(Setup {
         max_blob_size: 16,
-        ..HttpConfig::default()
+        ..Setup::default()
     });
     let big = vec![b'x'; 17];
     let d = sha256(&big);
@@ -527,11 +526,11 @@ async fn bodies_over_the_blob_size_limit_are_refused_and_leave_nothing() {
 
 #[tokio::test]
 async fn a_chunked_upload_may_not_grow_past_the_blob_size_limit() {
-    // `HttpConfig::max_blob_size` is "the largest blob an upload may grow
-    // to": chunks each under the limit must not add up past it.
-    let h = Harness::with_config(HttpConfig {
+    // `RegistryConfig::max_blob_size` is "the largest blob an upload may
+    // grow to": chunks each under the limit must not add up past it.
+    let h = Harness::with(Setup {
         max_blob_size: 16,
-        ..HttpConfig::default()
+        ..Setup::default()
     });
     let location = h.start_upload("app").await;
     h.user(Method::PATCH, &location)

@@ -11,9 +11,10 @@
 //!   directory after it, so a finished upload survives a crash;
 //! - **streaming**: bodies are written and read in chunks of about a MiB
 //!   or less, never held whole, and hashed as they are written;
-//! - **resumability**: a session is its file; the process keeps only a
-//!   hashing shortcut, so another process, or this one after a restart,
-//!   can continue it.
+//! - **resumability**: a session is its file and the state the engine
+//!   records (its size and a token); the process keeps only a hashing
+//!   shortcut, so another process, or this one after a restart, can
+//!   continue it.
 //!
 //! It does not decide what may be deleted or when an upload is stale: the
 //! engine does that through the port.
@@ -25,21 +26,20 @@ mod layout;
 mod read;
 mod upload;
 
-use std::collections::HashMap;
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use mcr_core::digest::Digest;
 use mcr_core::error::{Error, Result, StorageError};
 use mcr_core::ids::UploadId;
-use mcr_core::ports::{BlobBody, BlobStore, ByteRange, ByteStream, ListStream};
+use mcr_core::ports::{BlobBody, BlobStore, ByteRange, ListStream, UploadState, UploadWriter};
 
 use layout::Layout;
-use upload::Session;
+use upload::Shortcuts;
 
 /// Content-addressed blobs and resumable uploads in two directories of one
 /// filesystem. Cheap to clone: clones share the directories and the
@@ -51,9 +51,7 @@ pub struct FsBlobStore {
 
 struct Inner {
     layout: Arc<Layout>,
-    /// One async lock per session this process has touched, guarding the
-    /// running hash. Entries go with `finish_upload` and `cancel_upload`.
-    sessions: Mutex<HashMap<UploadId, Arc<tokio::sync::Mutex<Session>>>>,
+    shortcuts: Arc<Shortcuts>,
 }
 
 impl FsBlobStore {
@@ -92,7 +90,7 @@ impl FsBlobStore {
         Ok(FsBlobStore {
             inner: Arc::new(Inner {
                 layout: Arc::new(Layout { layers, uploads }),
-                sessions: Mutex::default(),
+                shortcuts: Arc::new(Shortcuts::new()?),
             }),
         })
     }
@@ -105,22 +103,6 @@ impl FsBlobStore {
     /// The directory holding the upload sessions.
     pub fn uploads_path(&self) -> &Path {
         &self.inner.layout.uploads
-    }
-}
-
-impl Inner {
-    fn session(&self, id: &UploadId) -> Arc<tokio::sync::Mutex<Session>> {
-        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        Arc::clone(sessions.entry(id.clone()).or_default())
-    }
-
-    /// Drops the in-memory state of a session, if `session` is still the
-    /// one registered (a concurrent call may have replaced it).
-    fn forget(&self, id: &UploadId, session: &Arc<tokio::sync::Mutex<Session>>) {
-        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        if sessions.get(id).is_some_and(|s| Arc::ptr_eq(s, session)) {
-            sessions.remove(id);
-        }
     }
 }
 
@@ -139,76 +121,26 @@ impl BlobStore for FsBlobStore {
         .await?
     }
 
-    async fn append_upload(
+    async fn resume_upload(
         &self,
         id: &UploadId,
-        offset: Option<u64>,
-        body: ByteStream,
-    ) -> Result<u64> {
-        let inner = Arc::clone(&self.inner);
-        let id = id.clone();
-        // A task of its own, so that a caller giving up (a dropped HTTP
-        // request) cannot stop the append half way: dropping `_asking`
-        // tells the task, which then cuts the file back to where it started
-        // and only then releases the session's lock.
-        let (_asking, abandoned) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(async move {
-            let session = inner.session(&id);
-            let mut state = Arc::clone(&session).lock_owned().await;
-            let layout = Arc::clone(&inner.layout);
-            let result =
-                upload::append(layout, id.clone(), &mut state, offset, body, abandoned).await;
-            if matches!(result, Err(Error::UploadUnknown(_))) {
-                inner.forget(&id, &session);
-            }
-            result
-        });
-        task.await.map_err(join_error)?
-    }
-
-    async fn upload_size(&self, id: &UploadId) -> Result<u64> {
-        let path = self.inner.layout.upload_path(id);
-        let id = id.clone();
-        blocking(move || match std::fs::metadata(&path) {
-            Ok(meta) if meta.is_file() => Ok(meta.len()),
-            Ok(_) => Err(Error::UploadUnknown(id.to_string())),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                Err(Error::UploadUnknown(id.to_string()))
-            }
-            Err(e) => Err(io_error("inspecting upload", &path, e)),
-        })
-        .await?
-    }
-
-    async fn finish_upload(&self, id: &UploadId, expected: &Digest) -> Result<u64> {
-        let inner = Arc::clone(&self.inner);
-        let (id, expected) = (id.clone(), expected.clone());
-        // A task of its own for the same reason as appends: the session's
-        // lock is held until the rename is done or abandoned.
-        let task = tokio::spawn(async move {
-            let session = inner.session(&id);
-            let state = Arc::clone(&session).lock_owned().await;
-            let result =
-                upload::finish(Arc::clone(&inner.layout), id.clone(), &state, expected).await;
-            // A mismatch keeps the session (and its hashing shortcut) for
-            // the client to fix; success or a vanished file ends it.
-            if matches!(result, Ok(_) | Err(Error::UploadUnknown(_))) {
-                inner.forget(&id, &session);
-            }
-            result
-        });
-        task.await.map_err(join_error)?
+        state: &UploadState,
+    ) -> Result<Box<dyn UploadWriter>> {
+        let writer = upload::resume(
+            Arc::clone(&self.inner.layout),
+            Arc::clone(&self.inner.shortcuts),
+            id.clone(),
+            state.clone(),
+        )
+        .await?;
+        Ok(Box::new(writer))
     }
 
     async fn cancel_upload(&self, id: &UploadId) -> Result<()> {
-        // No session lock: cancelling must not wait for an append whose
-        // client stalls. An append in flight keeps writing to the unlinked
-        // file and then finds nothing to finish.
-        self.inner
-            .sessions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
+        // No `flock`: cancelling must not wait for an append whose client
+        // stalls. A writer in flight keeps writing to the unlinked file and
+        // then finds nothing to finish.
+        self.inner.shortcuts.forget(id);
         let path = self.inner.layout.upload_path(id);
         blocking(move || match std::fs::remove_file(&path) {
             Ok(()) => Ok(()),

@@ -1,33 +1,43 @@
-//! Upload sessions: appending while hashing, and finishing into place.
+//! Upload sessions: the writer that appends while hashing, and finishing
+//! into place.
 //!
-//! The bytes of a session live in `<uploads>/<id>` and nowhere else, so a
-//! session outlives the process. What lives in memory is only a shortcut:
-//! the running sha256 state of the file and how many bytes it covers, so
-//! that `finish_upload` normally only finalizes the hash. The shortcut is
-//! used only when it covers exactly the file's current length; otherwise
-//! (after a restart, after another process appended, for a sha512 digest)
-//! the file is hashed again from disk.
+//! The bytes of a session live in `<uploads>/<id>` and nowhere else; the
+//! engine records the [`UploadState`] a writer hands out (the size, and a
+//! token naming the append that made it) and resumes from it, so a session
+//! outlives the process. Resuming cuts off bytes past the recorded size
+//! (an append whose state was never recorded), so the file always holds
+//! exactly what the state says.
 //!
-//! Two locks keep appends and finishes to one session in order: an async
-//! mutex per session inside the process, and an exclusive `flock` on the
-//! upload file across processes (replicas sharing the directory). After
-//! taking the `flock` the path is checked to still name the locked file,
-//! because a finish in another process may have renamed it into the blob
-//! store while we waited — writing to it then would corrupt a stored blob.
+//! What lives in memory is only a shortcut: the running sha256 of an
+//! upload this process appended to, keyed by the token of the state it
+//! covers, so that finishing normally only finalizes the hash. The
+//! shortcut is used only when the state resumed from carries its token;
+//! otherwise (after a restart, after another process appended, for a
+//! sha512 digest) finishing hashes the file again from disk.
+//!
+//! A writer holds the upload file open under an exclusive `flock` from
+//! resume to drop, so two writers (of this process or of another one
+//! sharing the directory) never interleave. After taking the `flock` the
+//! path is checked to still name the locked file, because a finish in
+//! another process may have renamed it into the blob store while we
+//! waited — writing to it then would corrupt a stored blob.
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
+use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use mcr_core::digest::{Algorithm, Digest, Hasher};
 use mcr_core::error::{Error, Result};
 use mcr_core::ids::UploadId;
-use mcr_core::ports::ByteStream;
+use mcr_core::ports::{ByteStream, UploadState, UploadWriter};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -50,17 +60,74 @@ const PLACE_ATTEMPTS: usize = 8;
 /// Mode of upload files, and so of blob files (a rename keeps it).
 const FILE_MODE: u32 = 0o640;
 
-/// What the process remembers about a session between calls.
+/// Shortcuts kept before they are dropped wholesale: a bound on memory
+/// for uploads abandoned here and finished or purged elsewhere. Losing a
+/// shortcut costs one re-read of an upload, never correctness.
+const MAX_SHORTCUTS: usize = 1 << 16;
+
+/// What this process remembers between requests: per upload, the running
+/// sha256 of what it appended, valid for one state (by its token).
 #[derive(Default)]
-pub(super) struct Session {
-    hashed: Option<Hashed>,
+pub(super) struct Shortcuts {
+    by_upload: Mutex<HashMap<UploadId, Shortcut>>,
+    /// Makes state tokens: a random prefix for this process (two processes
+    /// sharing a directory never make the same token), then a counter.
+    prefix: [u8; 8],
+    next: AtomicU64,
 }
 
-/// A sha256 state over the first `len` bytes of the upload file.
+/// A sha256 over the first `len` bytes of an upload, valid while the
+/// upload's recorded state carries `token`.
 #[derive(Clone)]
-struct Hashed {
+struct Shortcut {
+    token: Bytes,
     hasher: Hasher,
     len: u64,
+}
+
+impl Shortcuts {
+    pub(super) fn new() -> Result<Shortcuts> {
+        let mut prefix = [0u8; 8];
+        getrandom::getrandom(&mut prefix)
+            .map_err(|e| Error::storage("drawing randomness for upload tokens", e.to_string()))?;
+        Ok(Shortcuts {
+            prefix,
+            ..Shortcuts::default()
+        })
+    }
+
+    fn table(&self) -> MutexGuard<'_, HashMap<UploadId, Shortcut>> {
+        // Each change is one insert or remove.
+        self.by_upload.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A token no other state of any upload carries.
+    fn token(&self) -> Bytes {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut token = Vec::with_capacity(16);
+        token.extend_from_slice(&self.prefix);
+        token.extend_from_slice(&n.to_be_bytes());
+        Bytes::from(token)
+    }
+
+    /// The hash of `state`'s bytes, if this process made that state.
+    fn get(&self, id: &UploadId, state: &UploadState) -> Option<Hasher> {
+        let table = self.table();
+        let s = table.get(id)?;
+        (s.token == state.data && s.len == state.size).then(|| s.hasher.clone())
+    }
+
+    fn put(&self, id: &UploadId, shortcut: Shortcut) {
+        let mut table = self.table();
+        if table.len() >= MAX_SHORTCUTS {
+            table.clear();
+        }
+        table.insert(id.clone(), shortcut);
+    }
+
+    pub(super) fn forget(&self, id: &UploadId) {
+        self.table().remove(id);
+    }
 }
 
 /// Creates the empty file of a new session.
@@ -75,8 +142,8 @@ pub(super) fn begin(path: &Path) -> io::Result<()> {
 
 /// Opens the upload file and takes its exclusive `flock`, checking that
 /// the path still names the file we locked. `NotFound` if it does not.
-fn open_locked(path: &Path, write: bool) -> io::Result<File> {
-    let file = OpenOptions::new().read(true).write(write).open(path)?;
+fn open_locked(path: &Path) -> io::Result<File> {
+    let file = OpenOptions::new().read(true).write(true).open(path)?;
     flock_exclusive(&file)?;
     let locked = file.metadata()?;
     match std::fs::symlink_metadata(path) {
@@ -99,79 +166,167 @@ fn unknown(id: &UploadId) -> Error {
 /// Maps an error opening the upload file: a missing file is an unknown
 /// session, anything else a storage failure.
 fn open_error(id: &UploadId, path: &Path, e: io::Error) -> Error {
-    if e.kind() == io::ErrorKind::NotFound {
+    // A directory named like an upload is not one.
+    if matches!(
+        e.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::IsADirectory
+    ) {
         unknown(id)
     } else {
         io_error("opening upload", path, e)
     }
 }
 
-/// Appends `body` to the session's file; the caller holds the session's
-/// lock and passes its state. `abandoned` resolves when whoever asked for
-/// the append stops waiting for it; the append then fails like a broken
-/// body would (see `FsBlobStore::append_upload`).
-pub(super) async fn append(
+/// Opens the upload under its `flock` for a writer resuming from `state`:
+/// bytes past the state's size are cut off; a file shorter than the state
+/// (a tail lost in a power cut) gives a writer of the shorter size.
+pub(super) async fn resume(
     layout: Arc<Layout>,
+    shortcuts: Arc<Shortcuts>,
     id: UploadId,
-    session: &mut Session,
-    offset: Option<u64>,
-    body: ByteStream,
-    abandoned: oneshot::Receiver<()>,
-) -> Result<u64> {
+    state: UploadState,
+) -> Result<FsWriter> {
     let path = layout.upload_path(&id);
     let opened = {
-        let path = path.clone();
+        let (path, size) = (path.clone(), state.size);
         blocking(move || {
-            let file = open_locked(&path, true)?;
+            let file = open_locked(&path)?;
             let len = file.metadata()?.len();
-            Ok::<_, io::Error>((file, len))
+            if len > size {
+                file.set_len(size)?;
+            }
+            Ok::<_, io::Error>((file, len.min(size)))
         })
         .await?
     };
-    let (file, start) = opened.map_err(|e| open_error(&id, &path, e))?;
-    if let Some(got) = offset {
-        if got != start {
-            return Err(Error::RangeInvalid {
-                expected: start,
-                got,
-            });
+    let (file, size) = opened.map_err(|e| open_error(&id, &path, e))?;
+    let state = if size == state.size {
+        state
+    } else {
+        UploadState {
+            size,
+            data: Bytes::new(),
         }
-    }
-    // Hash as the bytes go by only if the remembered state covers exactly
-    // what is on disk; a fresh file needs no memory to start from.
-    let hasher = match &session.hashed {
-        Some(h) if h.len == start => Some(h.hasher.clone()),
-        _ if start == 0 => Some(Algorithm::Sha256.hasher()),
-        _ => None,
     };
-    let file = Arc::new(file);
-    let sink = Box::new(Sink {
-        writer: Writer {
-            file: Arc::clone(&file),
-            path: path.clone(),
-            pos: start,
-        },
+    // Hash as the bytes go by only if this process made this very state;
+    // a fresh upload needs no memory to start from.
+    let hasher = match shortcuts.get(&id, &state) {
+        Some(h) => Some(h),
+        None if size == 0 => Some(Algorithm::Sha256.hasher()),
+        None => None,
+    };
+    Ok(FsWriter {
+        layout,
+        shortcuts,
+        id,
+        path,
+        file: Arc::new(file),
+        state,
         hasher,
-    });
-    match pump(sink, body, abandoned).await {
-        Ok(sink) => {
-            let len = sink.writer.pos;
-            session.hashed = sink.hasher.map(|hasher| Hashed { hasher, len });
-            Ok(len)
-        }
-        Err(err) => {
-            // Nothing is writing any more (`pump` settles its last write
-            // before returning), so cutting the file back restores the
-            // session exactly; the remembered state was never touched.
-            match blocking(move || file.set_len(start)).await? {
-                Ok(()) => Err(err),
-                Err(e) => Err(io_error(
-                    &format!("{err}; and then restoring to {start} bytes"),
-                    &path,
-                    e,
-                )),
+    })
+}
+
+/// An upload being written: the file, held under its `flock`, and the
+/// sha256 of its bytes when known.
+pub(super) struct FsWriter {
+    layout: Arc<Layout>,
+    shortcuts: Arc<Shortcuts>,
+    id: UploadId,
+    path: PathBuf,
+    file: Arc<File>,
+    state: UploadState,
+    hasher: Option<Hasher>,
+}
+
+#[async_trait]
+impl UploadWriter for FsWriter {
+    fn state(&self) -> &UploadState {
+        &self.state
+    }
+
+    async fn append(&mut self, body: ByteStream) -> Result<()> {
+        let start = self.state.size;
+        let sink = Box::new(Sink {
+            writer: Writer {
+                file: Arc::clone(&self.file),
+                path: self.path.clone(),
+                pos: start,
+            },
+            hasher: self.hasher.clone(),
+        });
+        let (file, path) = (Arc::clone(&self.file), self.path.clone());
+        // A task of its own, so that a caller giving up (a dropped HTTP
+        // request) cannot stop the append half way: dropping `_asking`
+        // tells the task, which then cuts the file back to where it
+        // started; its handle on the file keeps the `flock` until then.
+        let (_asking, abandoned) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            match pump(sink, body, abandoned).await {
+                Ok(sink) => Ok(sink),
+                Err(err) => {
+                    // Nothing is writing any more (`pump` settles its last
+                    // write before returning), so cutting the file back
+                    // restores the upload exactly.
+                    match blocking(move || file.set_len(start)).await? {
+                        Ok(()) => Err(err),
+                        Err(e) => Err(io_error(
+                            &format!("{err}; and then restoring to {start} bytes"),
+                            &path,
+                            e,
+                        )),
+                    }
+                }
             }
+        });
+        let sink = task.await.map_err(join_error)??;
+        let len = sink.writer.pos;
+        let token = self.shortcuts.token();
+        self.hasher = sink.hasher;
+        match &self.hasher {
+            Some(hasher) => self.shortcuts.put(
+                &self.id,
+                Shortcut {
+                    token: token.clone(),
+                    hasher: hasher.clone(),
+                    len,
+                },
+            ),
+            None => self.shortcuts.forget(&self.id),
         }
+        self.state = UploadState {
+            size: len,
+            data: token,
+        };
+        Ok(())
+    }
+
+    async fn finish(self: Box<Self>, expected: &Digest) -> Result<u64> {
+        let expected = expected.clone();
+        // A task of its own for the same reason as appends: the rename is
+        // done or not, never abandoned half way.
+        let task = tokio::spawn(async move {
+            let writer = *self;
+            let hasher = match expected.algorithm() {
+                Algorithm::Sha256 => writer.hasher.clone(),
+                Algorithm::Sha512 => None,
+            };
+            let (layout, id, file, size) = (
+                Arc::clone(&writer.layout),
+                writer.id.clone(),
+                Arc::clone(&writer.file),
+                writer.state.size,
+            );
+            let outcome =
+                blocking(move || finish_blocking(&layout, &id, &file, size, &expected, hasher))
+                    .await?;
+            // A mismatch keeps the shortcut for the client's next try;
+            // success or a vanished upload ends it.
+            if matches!(outcome, Ok(_) | Err(Error::UploadUnknown(_))) {
+                writer.shortcuts.forget(&writer.id);
+            }
+            outcome
+        });
+        task.await.map_err(join_error)?
     }
 }
 
@@ -326,36 +481,22 @@ async fn pump(
     }
 }
 
-/// Verifies the session against `expected` and moves it into place;
-/// returns the blob's size. The caller holds the session's lock.
-pub(super) async fn finish(
-    layout: Arc<Layout>,
-    id: UploadId,
-    session: &Session,
-    expected: Digest,
-) -> Result<u64> {
-    let remembered = match expected.algorithm() {
-        Algorithm::Sha256 => session.hashed.clone(),
-        Algorithm::Sha512 => None,
-    };
-    blocking(move || finish_blocking(&layout, &id, &expected, remembered)).await?
-}
-
+/// Verifies the upload's `size` bytes against `expected` (with `hasher`
+/// when it covers them, else by reading the file again) and moves the
+/// file into place; returns the blob's size. The caller holds the file's
+/// `flock`.
 fn finish_blocking(
     layout: &Layout,
     id: &UploadId,
+    file: &File,
+    size: u64,
     expected: &Digest,
-    remembered: Option<Hashed>,
+    hasher: Option<Hasher>,
 ) -> Result<u64> {
     let upload = layout.upload_path(id);
-    let file = open_locked(&upload, false).map_err(|e| open_error(id, &upload, e))?;
-    let size = file
-        .metadata()
-        .map_err(|e| io_error("inspecting upload", &upload, e))?
-        .len();
-    let actual = match remembered {
-        Some(h) if h.len == size => h.hasher.finish(),
-        _ => rehash(&file, expected.algorithm(), size)
+    let actual = match hasher {
+        Some(h) => h.finish(),
+        None => rehash(file, expected.algorithm(), size)
             .map_err(|e| io_error("hashing upload", &upload, e))?,
     };
     if &actual != expected {
@@ -366,10 +507,9 @@ fn finish_blocking(
     }
     file.sync_all()
         .map_err(|e| io_error("syncing upload", &upload, e))?;
+    // The `flock` goes with the file, after the rename: a writer waiting
+    // on it in another process then finds the path gone and gives up.
     place(layout, id, &upload, expected)?;
-    // The flock goes with the file, after the rename: an append waiting on
-    // it in another process then finds the path gone and gives up.
-    drop(file);
     Ok(size)
 }
 

@@ -12,7 +12,8 @@
 //! `blobs` (one row per content); `manifest_references` (what a manifest
 //! needs: `blob` rows protect blobs from GC, `manifest` rows name an
 //! index's children); `repository_blobs` (the links that make a blob
-//! visible in a repository, stamped for GC's grace period); `uploads`;
+//! visible in a repository, stamped for GC's grace period); `uploads`
+//! (with the blob store's state of each, `offset` and `writer_state`);
 //! `policy_rules` (the rule as JSON, with its sort keys as columns);
 //! `audit_log`.
 
@@ -132,6 +133,13 @@ const MIGRATIONS: &[(i64, &str)] = &[
         "ALTER TABLE uploads RENAME COLUMN started TO active;
         DROP INDEX uploads_by_started;
         CREATE INDEX uploads_by_active ON uploads (active);",
+    ),
+    (
+        5,
+        // What the blob store needs to continue an upload (its
+        // `UploadState::data`), recorded with the size (`offset`) after
+        // every chunk, so any process can take the next one.
+        "ALTER TABLE uploads ADD COLUMN writer_state BLOB NOT NULL DEFAULT x'';",
     ),
 ];
 

@@ -108,12 +108,16 @@ pub(super) const LIST_BLOBS: &str =
     "SELECT digest, size FROM blobs WHERE digest > COALESCE(?1, '') ORDER BY digest LIMIT ?2";
 
 // Upload sessions.
-pub(super) const INSERT_UPLOAD: &str = "INSERT INTO uploads (id, repository_id, offset, active)
-    VALUES (?1, ?2, ?3, ?4) ON CONFLICT (id) DO NOTHING";
-pub(super) const GET_UPLOAD: &str = "SELECT u.id, r.name, u.offset, u.active FROM uploads u
+pub(super) const INSERT_UPLOAD: &str = "INSERT INTO uploads
+    (id, repository_id, offset, writer_state, active) VALUES (?1, ?2, ?3, ?4, ?5)
+    ON CONFLICT (id) DO NOTHING";
+pub(super) const GET_UPLOAD: &str =
+    "SELECT u.id, r.name, u.offset, u.writer_state, u.active FROM uploads u
     JOIN repositories r ON r.id = u.repository_id WHERE u.id = ?1";
-pub(super) const SET_UPLOAD_OFFSET: &str =
-    "UPDATE uploads SET offset = ?2, active = ?3 WHERE id = ?1";
+/// Only from the size the writer started at (`?2`): two writers that
+/// raced cannot both record.
+pub(super) const SAVE_UPLOAD_STATE: &str = "UPDATE uploads
+    SET offset = ?3, writer_state = ?4, active = ?5 WHERE id = ?1 AND offset = ?2";
 pub(super) const UPLOAD_REPO: &str = "SELECT repository_id FROM uploads WHERE id = ?1";
 pub(super) const DELETE_UPLOAD: &str = "DELETE FROM uploads WHERE id = ?1";
 pub(super) const PRUNE_REPOSITORY: &str = "DELETE FROM repositories WHERE name = ?1
@@ -122,7 +126,8 @@ pub(super) const PRUNE_REPOSITORY: &str = "DELETE FROM repositories WHERE name =
     AND NOT EXISTS (SELECT 1 FROM uploads u WHERE u.repository_id = repositories.id)";
 /// A page of the sessions idle since `?1`, after (`?2` active, `?3` id):
 /// keyset paging, so the purge deleting sessions as it goes skips none.
-pub(super) const UPLOADS_IDLE: &str = "SELECT u.id, r.name, u.offset, u.active FROM uploads u
+pub(super) const UPLOADS_IDLE: &str =
+    "SELECT u.id, r.name, u.offset, u.writer_state, u.active FROM uploads u
     JOIN repositories r ON r.id = u.repository_id
     WHERE u.active < ?1 AND (u.active, u.id) > (?2, ?3)
     ORDER BY u.active, u.id LIMIT ?4";
@@ -210,6 +215,7 @@ mod tests {
             ("UNLINK", UNLINK, &[]),
             ("LIST_BLOBS", LIST_BLOBS, &[]),
             ("GET_UPLOAD", GET_UPLOAD, &[]),
+            ("SAVE_UPLOAD_STATE", SAVE_UPLOAD_STATE, &[]),
             ("UPLOAD_REPO", UPLOAD_REPO, &[]),
             ("UPLOADS_IDLE", UPLOADS_IDLE, &[]),
             ("PRUNE_REPOSITORY", PRUNE_REPOSITORY, &[]),

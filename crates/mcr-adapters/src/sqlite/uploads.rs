@@ -1,9 +1,12 @@
 //! `UploadSessionStore` on SQLite.
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use mcr_core::ids::UploadId;
 use mcr_core::names::RepoName;
-use mcr_core::ports::{keyset_pages, BlobInfo, ListStream, UploadSession, UploadSessionStore};
+use mcr_core::ports::{
+    keyset_pages, BlobInfo, ListStream, UploadSession, UploadSessionStore, UploadState,
+};
 use mcr_core::time::Timestamp;
 use mcr_core::{Error, Result};
 use rusqlite::{params, Row};
@@ -15,8 +18,11 @@ fn upload_session(row: &Row<'_>) -> rusqlite::Result<UploadSession> {
     Ok(UploadSession {
         id: parsed(row, 0, UploadId::parse)?,
         repository: parsed(row, 1, RepoName::new)?,
-        offset: u64_at(row, 2)?,
-        active: Timestamp::from_millis(row.get(3)?),
+        state: UploadState {
+            size: u64_at(row, 2)?,
+            data: Bytes::from(row.get::<_, Vec<u8>>(3)?),
+        },
+        active: Timestamp::from_millis(row.get(4)?),
     })
 }
 
@@ -32,7 +38,8 @@ impl UploadSessionStore for SqliteMetaStore {
                 params![
                     session.id.as_str(),
                     repo,
-                    i64_of(session.offset)?,
+                    i64_of(session.state.size)?,
+                    &session.state.data[..],
                     session.active.as_millis()
                 ],
             )?;
@@ -56,18 +63,35 @@ impl UploadSessionStore for SqliteMetaStore {
         .await
     }
 
-    async fn set_upload_offset(&self, id: &UploadId, offset: u64, at: Timestamp) -> Result<()> {
-        let id = id.clone();
-        self.write("recording an upload's offset", move |tx| {
-            if change(
+    async fn save_upload_state(
+        &self,
+        id: &UploadId,
+        from: u64,
+        state: &UploadState,
+        at: Timestamp,
+    ) -> Result<()> {
+        let (id, state) = (id.clone(), state.clone());
+        self.write("recording an upload's state", move |tx| {
+            let saved = change(
                 tx,
-                sql::SET_UPLOAD_OFFSET,
-                params![id.as_str(), i64_of(offset)?, at.as_millis()],
-            )? == 0
-            {
-                return Err(Error::UploadUnknown(id.to_string()));
+                sql::SAVE_UPLOAD_STATE,
+                params![
+                    id.as_str(),
+                    i64_of(from)?,
+                    i64_of(state.size)?,
+                    &state.data[..],
+                    at.as_millis()
+                ],
+            )?;
+            if saved == 1 {
+                return Ok(());
             }
-            Ok(())
+            match one(tx, sql::UPLOAD_REPO, [id.as_str()], |_| Ok(()))? {
+                Some(()) => Err(Error::Conflict(format!(
+                    "upload {id} moved on from {from} bytes: another writer got there first"
+                ))),
+                None => Err(Error::UploadUnknown(id.to_string())),
+            }
         })
         .await
     }

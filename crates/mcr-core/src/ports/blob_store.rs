@@ -55,37 +55,80 @@ pub struct BlobBody {
     pub file: Option<Arc<File>>,
 }
 
+/// Where a stored upload stands, in the blob store's own words: how many
+/// bytes it holds, and whatever else the store needs to continue it (an
+/// object store: its multipart upload id, the parts written, the running
+/// hash; the filesystem: a token naming the append that made this state).
+///
+/// The engine records it with the upload session (the metadata store's
+/// `UploadSession::state`) after every append and hands it back to
+/// [`BlobStore::resume_upload`], so any process — another replica, or this
+/// one after a restart — continues the upload from the last recorded
+/// state. A new upload starts from `UploadState::default()`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UploadState {
+    /// Bytes the upload holds.
+    pub size: u64,
+    /// The store's own record, opaque to the engine. It is rewritten with
+    /// every chunk, so keep it small (tens to hundreds of bytes).
+    pub data: Bytes,
+}
+
+/// An upload being written: what [`BlobStore::resume_upload`] hands out.
+///
+/// The engine holds one writer per session at a time (under the
+/// session's [`LockKey::Upload`](crate::ports::LockKey) lock), for one
+/// request: it appends a chunk, records [`UploadWriter::state`], and drops
+/// the writer, or finishes it.
+#[async_trait]
+pub trait UploadWriter: Send {
+    /// Where the upload stands: what the engine records after an append.
+    fn state(&self) -> &UploadState;
+
+    /// Appends `body` to the upload. All or nothing: if the body fails
+    /// (the client went away, a size limit tripped) or the store does,
+    /// `state()` is unchanged and the stored upload resumes from it as if
+    /// the call had not happened. If the caller stops waiting (drops the
+    /// future), the store must still come back to a state it can resume
+    /// from the last recorded state.
+    async fn append(&mut self, body: ByteStream) -> Result<()>;
+
+    /// Verifies the upload hashes to `expected` (with the digest's own
+    /// algorithm) and stores it as that blob, durably, before returning
+    /// its size; the upload's storage is then gone. Reads the data at most
+    /// once more. On `Error::DigestMismatch` the upload stays resumable
+    /// from `state()`.
+    async fn finish(self: Box<Self>, expected: &Digest) -> Result<u64>;
+}
+
 /// Content-addressed blob storage with resumable upload sessions.
 ///
 /// Guarantees every implementation gives (checked by the contract suite):
 /// - a blob is only ever readable under a digest its bytes hash to;
-/// - a finished upload is durable before `finish_upload` returns;
-/// - an append that fails (body error, wrong offset) leaves the upload as it
-///   was before the call;
-/// - sessions live outside the process's memory, so a session can be
-///   continued after a restart or by another process.
+/// - a finished upload is durable before `UploadWriter::finish` returns;
+/// - an append that fails leaves the upload as it was before the call;
+/// - an upload resumes from any state the store handed out for it, in
+///   another process too: the store keeps the bytes, the engine keeps the
+///   [`UploadState`], nothing lives only in process memory.
 #[async_trait]
 pub trait BlobStore: Send + Sync + 'static {
-    /// Creates an empty upload session.
+    /// Creates the storage of a new, empty upload, resumable from
+    /// `UploadState::default()`. `Conflict` if the id exists.
     async fn begin_upload(&self, id: &UploadId) -> Result<()>;
 
-    /// Appends `body` to the upload. With `offset: Some(o)`, fails with
-    /// `Error::RangeInvalid` unless the upload currently holds exactly `o`
-    /// bytes. Returns the upload's new size.
-    async fn append_upload(
+    /// A writer continuing the upload from `state`, the last state the
+    /// engine recorded for it. Bytes beyond it that an earlier writer left
+    /// (one that crashed, or whose new state was never recorded) are
+    /// discarded. `Error::UploadUnknown` if the store holds no such upload.
+    ///
+    /// The writer's state is `state`, or smaller if the store lost bytes
+    /// the state counted (a local disk's unsynced tail after a power
+    /// loss): the engine takes the writer's word for the size.
+    async fn resume_upload(
         &self,
         id: &UploadId,
-        offset: Option<u64>,
-        body: ByteStream,
-    ) -> Result<u64>;
-
-    /// How many bytes the upload holds; `Error::UploadUnknown` if none.
-    async fn upload_size(&self, id: &UploadId) -> Result<u64>;
-
-    /// Verifies the upload hashes to `expected` and moves it into place as
-    /// that blob, durably. On a mismatch fails with `Error::DigestMismatch`
-    /// and keeps the session. Returns the blob's size.
-    async fn finish_upload(&self, id: &UploadId, expected: &Digest) -> Result<u64>;
+        state: &UploadState,
+    ) -> Result<Box<dyn UploadWriter>>;
 
     /// Discards an upload session and its data. Unknown ids are not an error.
     async fn cancel_upload(&self, id: &UploadId) -> Result<()>;

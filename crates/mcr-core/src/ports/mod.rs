@@ -33,7 +33,7 @@ mod upload_sessions;
 
 pub use audit_log::AuditLog;
 pub use blob_index::{BlobIndex, BlobInfo};
-pub use blob_store::{BlobBody, BlobStore, ByteRange, ByteStream};
+pub use blob_store::{BlobBody, BlobStore, ByteRange, ByteStream, UploadState, UploadWriter};
 pub use coordination::{Coordination, LockGuard, LockKey};
 pub use gc::GcStore;
 pub use identity::{IssuedToken, Secret, TokenValidator};

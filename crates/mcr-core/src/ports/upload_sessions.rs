@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 
 use super::blob_index::BlobInfo;
+use super::blob_store::UploadState;
 use super::listing::ListStream;
 use crate::error::Result;
 use crate::ids::UploadId;
@@ -15,23 +16,35 @@ use crate::time::Timestamp;
 pub struct UploadSession {
     pub id: UploadId,
     pub repository: RepoName,
-    /// Bytes received so far, as last recorded.
-    pub offset: u64,
+    /// Where the stored upload stands (its size, and the blob store's own
+    /// record of it), as last recorded: what a writer resumes from.
+    pub state: UploadState,
     /// When the session was opened or last recorded received bytes: a
     /// session is stale after a long silence, however long ago it began.
     pub active: Timestamp,
 }
 
 /// Upload session rows. A session's bytes live in the `BlobStore`; its
-/// row here says which repository it belongs to and how far it got.
+/// row here says which repository it belongs to, how far it got and what
+/// the blob store needs to continue it ([`UploadState`]).
 #[async_trait]
 pub trait UploadSessionStore: Send + Sync + 'static {
     /// Records a new session, creating its repository on first write.
     /// `Conflict` if the id exists.
     async fn create_upload(&self, session: &UploadSession) -> Result<()>;
     async fn get_upload(&self, id: &UploadId) -> Result<Option<UploadSession>>;
-    /// Records the bytes received so far and marks the session active `at`.
-    async fn set_upload_offset(&self, id: &UploadId, offset: u64, at: Timestamp) -> Result<()>;
+    /// Records where the upload stands after an append and marks the
+    /// session active `at`, in one step, if the recorded size is still
+    /// `from` (the size the append started at): `Conflict` otherwise (two
+    /// writers raced, which the engine's upload lock prevents),
+    /// `UploadUnknown` if the session is gone.
+    async fn save_upload_state(
+        &self,
+        id: &UploadId,
+        from: u64,
+        state: &UploadState,
+        at: Timestamp,
+    ) -> Result<()>;
     /// In one step: records the blob row (if new), links it to the session's
     /// repository stamped `at`, and removes the session. Fails with
     /// `UploadUnknown` if the session is gone.

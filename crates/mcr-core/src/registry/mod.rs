@@ -64,6 +64,9 @@ pub struct RegistryConfig {
     pub gc_grace_period: Duration,
     /// Largest manifest a push may store.
     pub max_manifest_size: u64,
+    /// Largest blob an upload may grow to, over all its chunks: a chunk
+    /// that would pass it is refused whole (`Error::BlobTooLarge`).
+    pub max_blob_size: u64,
     /// Upload sessions idle longer than this are purged.
     pub upload_max_age: Duration,
     /// Largest page a listing returns, whatever `n` asks for.
@@ -75,6 +78,7 @@ impl Default for RegistryConfig {
         RegistryConfig {
             gc_grace_period: Duration::from_secs(3600),
             max_manifest_size: MAX_MANIFEST_SIZE,
+            max_blob_size: 64 << 30,
             upload_max_age: Duration::from_secs(24 * 3600),
             max_page_size: 1000,
         }

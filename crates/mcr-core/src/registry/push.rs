@@ -1,8 +1,17 @@
 //! Push: upload sessions, monolithic uploads, mounts and manifests.
+//!
+//! An upload's bytes go to a writer the `BlobStore` hands out, resumed
+//! from the state the session row records; after each chunk the new state
+//! is recorded, so any replica can take the next chunk. Appending to a
+//! session and recording its state happen under the session's lock, one
+//! writer at a time.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 
 use super::{details, Caller, Registry};
 use crate::audit::EventType;
@@ -13,8 +22,30 @@ use crate::manifest::Manifest;
 use crate::media::MediaType;
 use crate::names::{Reference, RepoName, Tag};
 use crate::policy::PolicyInput;
-use crate::ports::{BlobInfo, ByteStream, NewManifest, UploadSession};
+use crate::ports::{
+    BlobInfo, ByteStream, LockGuard, LockKey, NewManifest, UploadSession, UploadState, UploadWriter,
+};
 use crate::principal::Action;
+
+/// `body`, failing once it has yielded more than `room` bytes; the flag
+/// says the limit tripped, so the failure is answered as "too large".
+fn limited(body: ByteStream, room: u64) -> (ByteStream, Arc<AtomicBool>) {
+    let tripped = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&tripped);
+    let mut seen: u64 = 0;
+    let body = body.map(move |chunk| {
+        let chunk = chunk?;
+        seen += chunk.len() as u64;
+        if seen > room {
+            flag.store(true, Ordering::Release);
+            return Err(std::io::Error::other(
+                "the blob would be over the size limit",
+            ));
+        }
+        Ok(chunk)
+    });
+    (Box::pin(body), tripped)
+}
 
 /// What a mount request led to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,7 +85,7 @@ impl Registry {
         let session = UploadSession {
             id: UploadId::generate()?,
             repository: repo.clone(),
-            offset: 0,
+            state: UploadState::default(),
             active: self.clock.now(),
         };
         // The row first: a data file without a row is an orphan that
@@ -72,9 +103,25 @@ impl Registry {
         }
     }
 
+    /// The session's lock (one writer at a time, across replicas), the
+    /// session as recorded under it, and a writer resuming it.
+    async fn writer(
+        &self,
+        repo: &RepoName,
+        id: &UploadId,
+    ) -> Result<(LockGuard, UploadSession, Box<dyn UploadWriter>)> {
+        let lock = self.coordination.lock(&LockKey::Upload(id.clone())).await?;
+        let session = self.session(repo, id).await?;
+        let writer = self.blobs.resume_upload(id, &session.state).await?;
+        Ok((lock, session, writer))
+    }
+
     /// Appends a chunk. With `offset`, the chunk must start exactly where
-    /// the upload ends (`Error::RangeInvalid` otherwise). Returns the
-    /// upload's new size.
+    /// the upload ends (`Error::RangeInvalid` otherwise). A chunk that would
+    /// grow the blob past `max_blob_size` is refused whole
+    /// (`Error::BlobTooLarge`); chunks of one session are appended one at a
+    /// time, so two cannot pass the limit together. Returns the upload's
+    /// new size.
     pub async fn upload_chunk(
         &self,
         caller: &Caller,
@@ -84,12 +131,42 @@ impl Registry {
         body: ByteStream,
     ) -> Result<u64> {
         self.authorize(caller, Action::Push, Some(repo)).await?;
-        self.session(repo, id).await?;
-        let size = self.blobs.append_upload(id, offset, body).await?;
+        let (_lock, session, mut writer) = self.writer(repo, id).await?;
+        self.append(writer.as_mut(), offset, body).await?;
+        self.save_state(&session, writer.state()).await
+    }
+
+    /// Appends `body` where `offset` says, within the blob size limit.
+    /// The new state is the caller's to record.
+    async fn append(
+        &self,
+        writer: &mut dyn UploadWriter,
+        offset: Option<u64>,
+        body: ByteStream,
+    ) -> Result<()> {
+        let start = writer.state().size;
+        if let Some(got) = offset {
+            if got != start {
+                return Err(Error::RangeInvalid {
+                    expected: start,
+                    got,
+                });
+            }
+        }
+        let limit = self.config.max_blob_size;
+        let (body, tripped) = limited(body, limit.saturating_sub(start));
+        match writer.append(body).await {
+            Err(_) if tripped.load(Ordering::Acquire) => Err(Error::BlobTooLarge { limit }),
+            other => other,
+        }
+    }
+
+    /// Records where the upload stands, and that it is active now.
+    async fn save_state(&self, session: &UploadSession, state: &UploadState) -> Result<u64> {
         self.meta
-            .set_upload_offset(id, size, self.clock.now())
+            .save_upload_state(&session.id, session.state.size, state, self.clock.now())
             .await?;
-        Ok(size)
+        Ok(state.size)
     }
 
     /// How many bytes the session holds.
@@ -100,13 +177,12 @@ impl Registry {
         id: &UploadId,
     ) -> Result<u64> {
         self.authorize(caller, Action::Push, Some(repo)).await?;
-        self.session(repo, id).await?;
-        self.blobs.upload_size(id).await
+        Ok(self.session(repo, id).await?.state.size)
     }
 
     /// Finishes the session as blob `digest`, appending `last_chunk` first
-    /// (placed like [`Registry::upload_chunk`] places a chunk). The blob is
-    /// visible in `repo` once this returns.
+    /// (placed and limited like [`Registry::upload_chunk`]'s chunks). The
+    /// blob is visible in `repo` once this returns.
     pub async fn finish_upload(
         &self,
         caller: &Caller,
@@ -116,29 +192,38 @@ impl Registry {
         last_chunk: Option<(Option<u64>, ByteStream)>,
     ) -> Result<BlobInfo> {
         self.authorize(caller, Action::Push, Some(repo)).await?;
-        self.session(repo, id).await?;
-        if let Some((offset, body)) = last_chunk {
-            let size = self.blobs.append_upload(id, offset, body).await?;
-            self.meta
-                .set_upload_offset(id, size, self.clock.now())
-                .await?;
+        let (_lock, session, mut writer) = self.writer(repo, id).await?;
+        let Some((offset, body)) = last_chunk else {
+            return self.commit_upload(caller, repo, id, writer, digest).await;
+        };
+        self.append(writer.as_mut(), offset, body).await?;
+        // Recorded only if the upload goes on: a finished one has no row.
+        let appended = writer.state().clone();
+        match self.commit_upload(caller, repo, id, writer, digest).await {
+            Ok(info) => Ok(info),
+            Err(e) => {
+                if let Err(saving) = self.save_state(&session, &appended).await {
+                    tracing::warn!(upload = %id, error = %saving, "recording the last chunk of a failed finish");
+                }
+                Err(e)
+            }
         }
-        self.commit_upload(caller, repo, id, digest).await
     }
 
-    /// Moves the upload into place and records it, under the digest's lock
-    /// so GC cannot delete the file between the two (see `locks`), then
-    /// audits it.
+    /// Stores the upload as its blob and records it, under the digest's
+    /// lock so GC cannot delete the file between the two (see GC's safety
+    /// argument), then audits it.
     async fn commit_upload(
         &self,
         caller: &Caller,
         repo: &RepoName,
         id: &UploadId,
+        writer: Box<dyn UploadWriter>,
         digest: &Digest,
     ) -> Result<BlobInfo> {
         let info = {
             let _guard = self.lock_blob(digest).await?;
-            let size = self.blobs.finish_upload(id, digest).await?;
+            let size = writer.finish(digest).await?;
             let info = BlobInfo {
                 digest: digest.clone(),
                 size,
@@ -180,7 +265,8 @@ impl Registry {
         .await
     }
 
-    /// A whole blob in one request (`POST ?digest=`).
+    /// A whole blob in one request (`POST ?digest=`), within the blob
+    /// size limit.
     pub async fn upload_blob(
         &self,
         caller: &Caller,
@@ -190,21 +276,26 @@ impl Registry {
     ) -> Result<BlobInfo> {
         self.authorize(caller, Action::Push, Some(repo)).await?;
         let session = self.open_session(repo).await?;
-        let committed = match self.blobs.append_upload(&session.id, Some(0), body).await {
-            Ok(_) => self.commit_upload(caller, repo, &session.id, digest).await,
-            Err(e) => Err(e),
+        // A session no one else knows of yet: no lock needed.
+        let stored = async {
+            let mut writer = self
+                .blobs
+                .resume_upload(&session.id, &session.state)
+                .await?;
+            self.append(writer.as_mut(), Some(0), body).await?;
+            self.commit_upload(caller, repo, &session.id, writer, digest)
+                .await
         };
-        let info = match committed {
-            Ok(info) => info,
+        match stored.await {
+            Ok(info) => Ok(info),
             Err(e) => {
                 self.meta.delete_upload(&session.id).await?;
                 self.blobs.cancel_upload(&session.id).await?;
                 // A push that failed leaves no empty repository behind.
                 self.meta.prune_repository(repo).await?;
-                return Err(e);
+                Err(e)
             }
-        };
-        Ok(info)
+        }
     }
 
     /// Makes a blob of `from` visible in `to` without sending it again.

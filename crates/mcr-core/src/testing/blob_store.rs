@@ -1,16 +1,19 @@
 //! `FakeBlobStore`: the [`BlobStore`] port in memory.
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures_util::stream::{self, StreamExt};
 
+use super::hold::{Hold, PausePoint};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::ids::UploadId;
-use crate::ports::{BlobBody, BlobStore, ByteRange, ByteStream, ListStream};
+use crate::ports::{
+    BlobBody, BlobStore, ByteRange, ByteStream, ListStream, UploadState, UploadWriter,
+};
 
 /// Size of the chunks a read yields, small enough that consumers see a
 /// blob of a few kilobytes arrive in several pieces.
@@ -18,14 +21,20 @@ const READ_CHUNK: usize = 4096;
 
 /// Blobs and upload sessions held in memory.
 ///
-/// It gives every guarantee of the port except the ones about surviving a
-/// restart: appends are all-or-nothing (a failing body or a wrong offset
-/// leaves the upload as it was), `finish_upload` verifies with the expected
-/// digest's algorithm and keeps the session on a mismatch, and a reader
-/// keeps the bytes it opened even if the blob is replaced or deleted.
+/// It gives every guarantee of the port except surviving a restart:
+/// appends are all-or-nothing (a failing body leaves the upload as it
+/// was), resuming from an older state discards what was appended after
+/// it, `finish` verifies with the expected digest's algorithm and keeps
+/// the upload on a mismatch, and a reader keeps the bytes it opened even
+/// if the blob is replaced or deleted. It is strict about states: resuming
+/// from one it never handed out for that upload is a storage error, so a
+/// use case that records the wrong state fails its tests.
 #[derive(Debug, Default)]
 pub struct FakeBlobStore {
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
+    /// Where [`FakeBlobStore::hold_next_append`] stops an append: after it
+    /// read its whole body, before it stores it.
+    append_pause: Arc<PausePoint>,
 }
 
 #[derive(Debug, Default)]
@@ -46,87 +55,97 @@ impl FakeBlobStore {
     pub fn insert(&self, data: impl Into<Bytes>) -> Digest {
         let data = data.into();
         let digest = Digest::sha256_of(&data);
-        self.lock().blobs.insert(digest.clone(), data);
+        lock(&self.state).blobs.insert(digest.clone(), data);
         digest
     }
 
     /// The whole content of a stored blob, for assertions.
     pub fn contents(&self, digest: &Digest) -> Option<Bytes> {
-        self.lock().blobs.get(digest).cloned()
+        lock(&self.state).blobs.get(digest).cloned()
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // A test that panicked while holding the lock cannot have left the
-        // maps half-updated: every mutation is a single insert or remove.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    /// Bytes an upload's storage holds, appended but perhaps never
+    /// recorded, for assertions.
+    pub fn upload_contents(&self, id: &UploadId) -> Option<Bytes> {
+        lock(&self.state)
+            .uploads
+            .get(id)
+            .map(|b| Bytes::copy_from_slice(b))
     }
+
+    /// Stops the next append once it has read its whole body, before it
+    /// stores it, until the returned [`Hold`] is released: to interleave
+    /// another call with an append in flight.
+    pub fn hold_next_append(&self) -> Hold {
+        self.append_pause.arm()
+    }
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    // A test that panicked while holding the lock cannot have left the
+    // maps half-updated: every mutation is a single insert or remove.
+    state.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn upload_unknown(id: &UploadId) -> Error {
     Error::UploadUnknown(id.to_string())
 }
 
+/// The state the fake hands out for an upload of `size` bytes: its own
+/// record is the size again, so a state passed back is checked.
+fn state_of(size: u64) -> UploadState {
+    UploadState {
+        size,
+        data: Bytes::from(format!("fake:{size}")),
+    }
+}
+
+/// An upload being written in memory.
+struct FakeWriter {
+    store: Arc<Mutex<State>>,
+    pause: Arc<PausePoint>,
+    id: UploadId,
+    state: UploadState,
+}
+
+impl FakeWriter {
+    /// The upload's bytes as of this writer's state, dropping anything
+    /// appended after it was recorded.
+    fn bytes<'a>(&self, state: &'a mut State) -> Result<&'a mut BytesMut> {
+        let upload = state
+            .uploads
+            .get_mut(&self.id)
+            .ok_or_else(|| upload_unknown(&self.id))?;
+        let size = usize::try_from(self.state.size).map_err(|e| Error::storage("resuming", e))?;
+        upload.truncate(size);
+        Ok(upload)
+    }
+}
+
 #[async_trait]
-impl BlobStore for FakeBlobStore {
-    async fn begin_upload(&self, id: &UploadId) -> Result<()> {
-        let mut state = self.lock();
-        if state.uploads.contains_key(id) {
-            return Err(Error::Conflict(format!("upload {id} already exists")));
-        }
-        state.uploads.insert(id.clone(), BytesMut::new());
-        Ok(())
+impl UploadWriter for FakeWriter {
+    fn state(&self) -> &UploadState {
+        &self.state
     }
 
-    async fn append_upload(
-        &self,
-        id: &UploadId,
-        offset: Option<u64>,
-        mut body: ByteStream,
-    ) -> Result<u64> {
-        let check = |state: &State| -> Result<u64> {
-            let size = state
-                .uploads
-                .get(id)
-                .ok_or_else(|| upload_unknown(id))?
-                .len() as u64;
-            match offset {
-                Some(got) if got != size => Err(Error::RangeInvalid {
-                    expected: size,
-                    got,
-                }),
-                _ => Ok(size),
-            }
-        };
-        // Check before reading the body, so a wrong offset fails fast, and
-        // again when appending, in case another append won the race.
-        check(&self.lock())?;
+    async fn append(&mut self, mut body: ByteStream) -> Result<()> {
         let mut chunk = BytesMut::new();
         while let Some(piece) = body.next().await {
             let piece =
                 piece.map_err(|e| Error::UploadInvalid(format!("reading the upload body: {e}")))?;
             chunk.extend_from_slice(&piece);
         }
-        let mut state = self.lock();
-        check(&state)?;
-        let upload = state
-            .uploads
-            .get_mut(id)
-            .ok_or_else(|| upload_unknown(id))?;
+        self.pause.pass().await;
+        let mut state = lock(&self.store);
+        let upload = self.bytes(&mut state)?;
         upload.extend_from_slice(&chunk);
-        Ok(upload.len() as u64)
+        self.state = state_of(upload.len() as u64);
+        Ok(())
     }
 
-    async fn upload_size(&self, id: &UploadId) -> Result<u64> {
-        self.lock()
-            .uploads
-            .get(id)
-            .map(|u| u.len() as u64)
-            .ok_or_else(|| upload_unknown(id))
-    }
-
-    async fn finish_upload(&self, id: &UploadId, expected: &Digest) -> Result<u64> {
-        let mut state = self.lock();
-        let data = state.uploads.get(id).ok_or_else(|| upload_unknown(id))?;
+    async fn finish(self: Box<Self>, expected: &Digest) -> Result<u64> {
+        let mut state = lock(&self.store);
+        let data = self.bytes(&mut state)?;
         let actual = Digest::of(expected.algorithm(), data);
         if &actual != expected {
             return Err(Error::DigestMismatch {
@@ -136,8 +155,8 @@ impl BlobStore for FakeBlobStore {
         }
         let data = state
             .uploads
-            .remove(id)
-            .ok_or_else(|| upload_unknown(id))?
+            .remove(&self.id)
+            .ok_or_else(|| upload_unknown(&self.id))?
             .freeze();
         let size = data.len() as u64;
         // Same digest, same bytes: replacing an existing blob is harmless,
@@ -145,20 +164,56 @@ impl BlobStore for FakeBlobStore {
         state.blobs.insert(expected.clone(), data);
         Ok(size)
     }
+}
+
+#[async_trait]
+impl BlobStore for FakeBlobStore {
+    async fn begin_upload(&self, id: &UploadId) -> Result<()> {
+        let mut state = lock(&self.state);
+        if state.uploads.contains_key(id) {
+            return Err(Error::Conflict(format!("upload {id} already exists")));
+        }
+        state.uploads.insert(id.clone(), BytesMut::new());
+        Ok(())
+    }
+
+    async fn resume_upload(
+        &self,
+        id: &UploadId,
+        from: &UploadState,
+    ) -> Result<Box<dyn UploadWriter>> {
+        let held = lock(&self.state)
+            .uploads
+            .get(id)
+            .map(|b| b.len() as u64)
+            .ok_or_else(|| upload_unknown(id))?;
+        let handed_out = from == &UploadState::default() || from == &state_of(from.size);
+        if !handed_out || from.size > held {
+            return Err(Error::storage(
+                format!("resuming upload {id}"),
+                format!("{from:?} is not a state this store handed out for it"),
+            ));
+        }
+        Ok(Box::new(FakeWriter {
+            store: Arc::clone(&self.state),
+            pause: Arc::clone(&self.append_pause),
+            id: id.clone(),
+            state: from.clone(),
+        }))
+    }
 
     async fn cancel_upload(&self, id: &UploadId) -> Result<()> {
-        self.lock().uploads.remove(id);
+        lock(&self.state).uploads.remove(id);
         Ok(())
     }
 
     fn list_uploads(&self) -> ListStream<UploadId> {
-        let ids: Vec<UploadId> = self.lock().uploads.keys().cloned().collect();
+        let ids: Vec<UploadId> = lock(&self.state).uploads.keys().cloned().collect();
         stream::iter(ids.into_iter().map(Ok)).boxed()
     }
 
     async fn read(&self, digest: &Digest, range: Option<ByteRange>) -> Result<BlobBody> {
-        let data = self
-            .lock()
+        let data = lock(&self.state)
             .blobs
             .get(digest)
             .cloned()
@@ -187,15 +242,15 @@ impl BlobStore for FakeBlobStore {
     }
 
     async fn stat(&self, digest: &Digest) -> Result<Option<u64>> {
-        Ok(self.lock().blobs.get(digest).map(|b| b.len() as u64))
+        Ok(lock(&self.state).blobs.get(digest).map(|b| b.len() as u64))
     }
 
     async fn delete(&self, digest: &Digest) -> Result<bool> {
-        Ok(self.lock().blobs.remove(digest).is_some())
+        Ok(lock(&self.state).blobs.remove(digest).is_some())
     }
 
     fn list(&self) -> ListStream<Digest> {
-        let digests: Vec<Digest> = self.lock().blobs.keys().cloned().collect();
+        let digests: Vec<Digest> = lock(&self.state).blobs.keys().cloned().collect();
         stream::iter(digests.into_iter().map(Ok)).boxed()
     }
 }

@@ -21,7 +21,7 @@ use crate::policy::{Rule, RuleDraft};
 use crate::ports::{
     AuditLog, BlobIndex, BlobInfo, GcStore, ListStream, ManifestRecord, ManifestStore, NewManifest,
     Page, PolicyRuleStore, RepoDetail, RepoSummary, RepositoryStore, SnapshotStore, UploadSession,
-    UploadSessionStore,
+    UploadSessionStore, UploadState,
 };
 use crate::time::Timestamp;
 
@@ -405,13 +405,25 @@ impl UploadSessionStore for FakeMetaStore {
         Ok(self.lock().uploads.get(id).cloned())
     }
 
-    async fn set_upload_offset(&self, id: &UploadId, offset: u64, at: Timestamp) -> Result<()> {
+    async fn save_upload_state(
+        &self,
+        id: &UploadId,
+        from: u64,
+        upload: &UploadState,
+        at: Timestamp,
+    ) -> Result<()> {
         let mut state = self.lock();
         let session = state
             .uploads
             .get_mut(id)
             .ok_or_else(|| Error::UploadUnknown(id.to_string()))?;
-        session.offset = offset;
+        if session.state.size != from {
+            return Err(Error::Conflict(format!(
+                "upload {id} holds {} bytes, not {from}: another writer got there first",
+                session.state.size
+            )));
+        }
+        session.state = upload.clone();
         session.active = at;
         Ok(())
     }

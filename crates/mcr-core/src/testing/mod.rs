@@ -17,12 +17,14 @@
 mod blob_store;
 mod clock;
 pub mod contract;
+mod hold;
 mod identity;
 mod meta_store;
 mod registry;
 
 pub use blob_store::FakeBlobStore;
 pub use clock::ManualClock;
+pub use hold::Hold;
 pub use identity::FakeIdentity;
 pub use meta_store::FakeMetaStore;
 pub use registry::{admin, guest, system, user, TestRegistry, TEST_PASSWORD};

@@ -10,7 +10,7 @@ use mcr_core::ports::{BlobInfo, UploadSession};
 use mcr_core::registry::MountOutcome;
 use mcr_core::Error;
 
-use super::body::{check_content_length, LimitedBody};
+use super::body::{body_stream, check_content_length};
 use super::{
     location, range_header, respond, Ctx, OciResult, DOCKER_CONTENT_DIGEST, DOCKER_UPLOAD_UUID,
 };
@@ -37,16 +37,12 @@ pub async fn start(ctx: &Ctx, repo: &RepoName, body: Body) -> OciResult {
     }
     if let Some(digest) = query.get("digest") {
         let digest = Digest::parse(digest)?;
-        let limit = ctx.state.config.max_blob_size;
-        check_content_length(&ctx.headers, limit)?;
-        let body = LimitedBody::new(body, limit);
-        let guard = body.guard();
+        check_content_length(&ctx.headers, max_blob_size(ctx))?;
         let info = ctx
             .state
             .registry
-            .upload_blob(&ctx.caller, repo, &digest, body.stream)
-            .await
-            .map_err(guard)?;
+            .upload_blob(&ctx.caller, repo, &digest, body_stream(body))
+            .await?;
         return Ok(blob_created(repo, &info));
     }
     let session: UploadSession = ctx.state.registry.start_upload(&ctx.caller, repo).await?;
@@ -54,31 +50,25 @@ pub async fn start(ctx: &Ctx, repo: &RepoName, body: Body) -> OciResult {
 }
 
 /// `PATCH`: one chunk, placed by `Content-Range` when given, else appended.
+/// The engine holds the upload to the blob size limit as it grows; a body
+/// that says it is larger than any blob may be is refused before it is
+/// read.
 pub async fn patch(ctx: &Ctx, repo: &RepoName, id: &UploadId, body: Body) -> OciResult {
-    let limit = room(ctx, repo, id).await?;
-    let offset = chunk_offset(&ctx.headers, limit)?;
-    let body = LimitedBody::new(body, limit);
-    let guard = body.guard();
+    let offset = chunk_offset(&ctx.headers, max_blob_size(ctx))?;
     match ctx
         .state
         .registry
-        .upload_chunk(&ctx.caller, repo, id, offset, body.stream)
+        .upload_chunk(&ctx.caller, repo, id, offset, body_stream(body))
         .await
     {
         Ok(size) => Ok(session_response(StatusCode::ACCEPTED, id, repo, size)),
-        Err(e) => Err(chunk_error(guard(e), repo, id)),
+        Err(e) => Err(chunk_error(e.into(), repo, id)),
     }
 }
 
-/// How many more bytes the upload may take: the limit is on the blob, not
-/// the request, so what the upload already holds counts.
-async fn room(ctx: &Ctx, repo: &RepoName, id: &UploadId) -> Result<u64, OciError> {
-    let held = ctx
-        .state
-        .registry
-        .upload_status(&ctx.caller, repo, id)
-        .await?;
-    Ok(ctx.state.config.max_blob_size.saturating_sub(held))
+/// The largest blob the engine takes.
+fn max_blob_size(ctx: &Ctx) -> u64 {
+    ctx.state.registry.config().max_blob_size
 }
 
 /// Where a chunk goes: its `Content-Range` start (checked against
@@ -120,20 +110,17 @@ pub async fn put(ctx: &Ctx, repo: &RepoName, id: &UploadId, body: Body) -> OciRe
             )
         })
         .and_then(|d| Digest::parse(d))?;
-    let limit = room(ctx, repo, id).await?;
-    let offset = chunk_offset(&ctx.headers, limit)?;
+    let offset = chunk_offset(&ctx.headers, max_blob_size(ctx))?;
     // A body known to be empty (Content-Length: 0, or none at all) is no
     // last chunk; anything else, even chunked and empty, is appended.
     let has_body = axum::body::HttpBody::size_hint(&body).exact() != Some(0);
-    let body = LimitedBody::new(body, limit);
-    let guard = body.guard();
-    let last_chunk = has_body.then_some((offset, body.stream));
+    let last_chunk = has_body.then(|| (offset, body_stream(body)));
     let info = ctx
         .state
         .registry
         .finish_upload(&ctx.caller, repo, id, &digest, last_chunk)
         .await
-        .map_err(|e| chunk_error(guard(e), repo, id))?;
+        .map_err(|e| chunk_error(e.into(), repo, id))?;
     Ok(blob_created(repo, &info))
 }
 

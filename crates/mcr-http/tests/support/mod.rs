@@ -56,6 +56,8 @@ pub struct Setup {
     pub http: HttpConfig,
     /// How long GC keeps an unreferenced blob.
     pub gc_grace: Duration,
+    /// The largest blob the engine takes.
+    pub max_blob_size: u64,
     pub login: Login,
 }
 
@@ -65,6 +67,7 @@ impl Default for Setup {
         Setup {
             http: HttpConfig::default(),
             gc_grace: RegistryConfig::default().gc_grace_period,
+            max_blob_size: RegistryConfig::default().max_blob_size,
             login: Login::Basic,
         }
     }
@@ -372,6 +375,7 @@ fn open(
     let blobs = FsBlobStore::open(layers.clone(), uploads.clone()).expect("the blob store opens");
     let config = RegistryConfig {
         gc_grace_period: setup.gc_grace,
+        max_blob_size: setup.max_blob_size,
         ..RegistryConfig::default()
     };
     let registry = Arc::new(

@@ -1,4 +1,15 @@
-//! The [`BlobStore`] contract: uploads, reads, ranges and their errors.
+//! The [`BlobStore`] contract: uploads through writers, resumed from the
+//! states the store hands out; reads, ranges and their errors.
+//!
+//! Where the port's docs leave a choice open, these checks pin the answer:
+//! - a writer's state is the whole truth of an upload: resuming from an
+//!   older state discards what was appended after it, and every check
+//!   resumes a fresh writer from a recorded state between requests, as
+//!   another replica would;
+//! - a state's `data` stays within [`MAX_STATE_DATA`] bytes;
+//! - a writer of a cancelled upload stores nothing (its `finish` fails with
+//!   `UploadUnknown`; its appends may fail the same way or go nowhere);
+//! - `list` comes in ascending digest order, `list_uploads` in any.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -9,20 +20,27 @@ use super::support::{body, collect, err_of, failing_body, new_id, ok, read_all, 
 use super::{checks, run_suite, Check};
 use crate::digest::{Algorithm, Digest};
 use crate::error::Error;
-use crate::ports::{BlobStore, ByteRange};
+use crate::ids::UploadId;
+use crate::ports::{BlobStore, ByteRange, UploadState, UploadWriter};
 
 type Store = Arc<dyn BlobStore>;
+
+/// Largest `UploadState::data` a store may hand out: it is recorded with
+/// the session after every chunk.
+pub const MAX_STATE_DATA: usize = 4096;
 
 /// Every check of the suite, in the order [`run_blob_store_contract`] runs
 /// them.
 pub const BLOB_STORE_CHECKS: &[Check<dyn BlobStore>] = checks![dyn BlobStore =>
     chunked_upload_reads_back_whole_and_by_ranges,
-    append_at_a_wrong_offset_fails_and_changes_nothing,
+    resuming_from_an_older_state_discards_what_came_after,
     a_failing_body_leaves_the_upload_unchanged,
-    wrong_digest_fails_and_keeps_the_session,
+    wrong_digest_fails_and_keeps_the_upload,
     sha512_uploads_verify_with_sha512,
     empty_blob,
-    cancel_discards_the_session,
+    many_small_chunks,
+    large_chunks_across_part_sizes,
+    cancel_discards_the_upload,
     unknown_ids_and_digests,
     stat_delete_and_list,
     list_uploads_names_open_sessions,
@@ -41,21 +59,51 @@ where
     run_suite("BlobStore", BLOB_STORE_CHECKS, make).await;
 }
 
-/// Begins an upload, appends `data` in one chunk and finishes it.
-async fn put(s: &Store, data: &[u8]) -> Digest {
+/// Begins an upload.
+async fn begin(s: &Store) -> UploadId {
     let id = new_id();
     ok(s.begin_upload(&id).await, "begin_upload");
-    ok(
-        s.append_upload(&id, Some(0), body([data])).await,
-        "append_upload",
+    id
+}
+
+/// A writer resumed from `state`, as the next request (on any replica)
+/// gets one.
+async fn resume(s: &Store, id: &UploadId, state: &UploadState) -> Box<dyn UploadWriter> {
+    let w = ok(s.resume_upload(id, state).await, "resume_upload");
+    assert!(
+        w.state().size <= state.size,
+        "a resumed writer claims more bytes than its state"
     );
-    let digest = sha256(data);
-    let size = ok(s.finish_upload(&id, &digest).await, "finish_upload");
+    w
+}
+
+/// Appends `chunks` as one body and returns the new state, checking it.
+async fn append(w: &mut Box<dyn UploadWriter>, chunks: &[&[u8]], what: &str) -> UploadState {
+    let before = w.state().size;
+    ok(w.append(body(chunks.iter().copied())).await, what);
+    let state = w.state().clone();
+    let added: usize = chunks.iter().map(|c| c.len()).sum();
     assert_eq!(
-        size,
-        data.len() as u64,
-        "finish_upload returned the wrong size"
+        state.size,
+        before + added as u64,
+        "{what}: the state's size did not grow by the body"
     );
+    assert!(
+        state.data.len() <= MAX_STATE_DATA,
+        "{what}: a state of {} bytes is too large to record with every chunk",
+        state.data.len()
+    );
+    state
+}
+
+/// Uploads `data` in one chunk and finishes it.
+async fn put(s: &Store, data: &[u8]) -> Digest {
+    let id = begin(s).await;
+    let mut w = resume(s, &id, &UploadState::default()).await;
+    append(&mut w, &[data], "append").await;
+    let digest = sha256(data);
+    let size = ok(w.finish(&digest).await, "finish");
+    assert_eq!(size, data.len() as u64, "finish returned the wrong size");
     digest
 }
 
@@ -68,48 +116,35 @@ async fn read_range(s: &Store, d: &Digest, start: u64, end: Option<u64>) -> (u64
     (offset, size, read_all(b).await)
 }
 
+fn unknown(e: &Error) -> bool {
+    matches!(e, Error::UploadUnknown(_))
+}
+
 async fn chunked_upload_reads_back_whole_and_by_ranges(s: Store) {
     let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
-    let id = new_id();
-    ok(s.begin_upload(&id).await, "begin_upload");
-    assert_eq!(
-        ok(s.upload_size(&id).await, "upload_size"),
-        0,
-        "a new upload is empty"
-    );
+    let id = begin(&s).await;
+    let mut w = resume(&s, &id, &UploadState::default()).await;
+    assert_eq!(w.state().size, 0, "a new upload is empty");
 
-    // Three appends: an explicit offset with a body of several chunks,
-    // one without an offset, and another with one.
-    let size = ok(
-        s.append_upload(&id, Some(0), body([&data[..1000], &data[1000..3000]]))
-            .await,
-        "first append",
-    );
-    assert_eq!(size, 3000, "append returns the upload's new size");
-    let size = ok(
-        s.append_upload(&id, None, body([&data[3000..7000]])).await,
-        "second append",
-    );
-    assert_eq!(size, 7000);
-    let size = ok(
-        s.append_upload(&id, Some(7000), body([&data[7000..]]))
-            .await,
-        "third append",
-    );
-    assert_eq!(size, 10_000);
-    assert_eq!(ok(s.upload_size(&id).await, "upload_size"), 10_000);
+    // Three requests, each resuming from the state the one before left: a
+    // body of several chunks, then two more.
+    let first = append(&mut w, &[&data[..1000], &data[1000..3000]], "first append").await;
+    assert_eq!(first.size, 3000);
+    drop(w);
+    let mut w = resume(&s, &id, &first).await;
+    assert_eq!(w.state(), &first, "a resumed writer starts from its state");
+    let second = append(&mut w, &[&data[3000..7000]], "second append").await;
+    drop(w);
+    let mut w = resume(&s, &id, &second).await;
+    let third = append(&mut w, &[&data[7000..]], "third append").await;
+    assert_eq!(third.size, 10_000);
 
     let digest = sha256(&data);
-    assert_eq!(
-        ok(s.finish_upload(&id, &digest).await, "finish_upload"),
-        10_000
-    );
+    assert_eq!(ok(w.finish(&digest).await, "finish"), 10_000);
+    let e = err_of(s.resume_upload(&id, &third).await, "resume after finish");
     assert!(
-        matches!(
-            err_of(s.upload_size(&id).await, "upload_size after finish"),
-            Error::UploadUnknown(_)
-        ),
-        "a finished upload's session is gone"
+        unknown(&e),
+        "a finished upload's storage is gone: got {e:?}"
     );
     assert!(
         !ok(collect(s.list_uploads()).await, "list_uploads").contains(&id),
@@ -166,101 +201,68 @@ async fn chunked_upload_reads_back_whole_and_by_ranges(s: Store) {
     }
 }
 
-async fn append_at_a_wrong_offset_fails_and_changes_nothing(s: Store) {
-    let id = new_id();
-    ok(s.begin_upload(&id).await, "begin_upload");
-    ok(
-        s.append_upload(&id, Some(0), body([b"hello"])).await,
-        "append",
-    );
-    for got in [0, 3, 6, 100] {
-        let e = err_of(
-            s.append_upload(&id, Some(got), body([b"XXXX"])).await,
-            &format!("append at offset {got}"),
-        );
-        assert!(
-            matches!(e, Error::RangeInvalid { expected: 5, got: g } if g == got),
-            "append at {got} to a 5-byte upload: expected RangeInvalid {{ expected: 5, got: {got} }}, got {e:?}"
-        );
-        assert_eq!(
-            ok(s.upload_size(&id).await, "upload_size"),
-            5,
-            "a rejected append changed the size"
-        );
-    }
-    ok(
-        s.append_upload(&id, Some(5), body([b" world"])).await,
-        "append at the right offset",
-    );
-    let size = ok(
-        s.finish_upload(&id, &sha256(b"hello world")).await,
-        "finish",
-    );
-    assert_eq!(size, 11, "the rejected appends left bytes behind");
-
-    let fresh = new_id();
-    ok(s.begin_upload(&fresh).await, "begin_upload");
-    let e = err_of(
-        s.append_upload(&fresh, Some(1), body([b"x"])).await,
-        "append at 1 to an empty upload",
-    );
-    assert!(
-        matches!(
-            e,
-            Error::RangeInvalid {
-                expected: 0,
-                got: 1
-            }
+async fn resuming_from_an_older_state_discards_what_came_after(s: Store) {
+    let id = begin(&s).await;
+    let mut w = resume(&s, &id, &UploadState::default()).await;
+    let hello = append(&mut w, &[b"hello"], "append").await;
+    // A chunk whose new state is never recorded: its request died.
+    append(&mut w, &[b" world"], "append never recorded").await;
+    drop(w);
+    let mut w = resume(&s, &id, &hello).await;
+    assert_eq!(w.state().size, 5);
+    append(&mut w, &[b" there"], "append after resuming").await;
+    let digest = sha256(b"hello there");
+    assert_eq!(
+        ok(
+            w.finish(&digest).await,
+            "finish: the unrecorded chunk must be gone"
         ),
-        "got {e:?}"
+        11
     );
+    assert_eq!(
+        read_all(ok(s.read(&digest, None).await, "read")).await,
+        b"hello there"
+    );
+
+    // The same from the empty state, with a finish resumed afresh.
+    let id = begin(&s).await;
+    let mut w = resume(&s, &id, &UploadState::default()).await;
+    append(&mut w, &[b"lost"], "append never recorded").await;
+    drop(w);
+    let mut w = resume(&s, &id, &UploadState::default()).await;
+    let kept = append(&mut w, &[b"kept"], "append").await;
+    drop(w);
+    let w = resume(&s, &id, &kept).await;
+    ok(w.finish(&sha256(b"kept")).await, "finish");
 }
 
 async fn a_failing_body_leaves_the_upload_unchanged(s: Store) {
-    let id = new_id();
-    ok(s.begin_upload(&id).await, "begin_upload");
+    let id = begin(&s).await;
+    let mut w = resume(&s, &id, &UploadState::default()).await;
     err_of(
-        s.append_upload(&id, Some(0), failing_body(b"garbage"))
-            .await,
+        w.append(failing_body(b"garbage")).await,
         "failing first append",
     );
     assert_eq!(
-        ok(s.upload_size(&id).await, "upload_size"),
-        0,
-        "a failed first append left bytes"
+        w.state(),
+        &UploadState::default(),
+        "a failed append moved the state"
     );
 
-    ok(
-        s.append_upload(&id, Some(0), body([b"hello"])).await,
-        "append",
-    );
+    let hello = append(&mut w, &[b"hello"], "append").await;
+    err_of(w.append(failing_body(b"garbage")).await, "failing append");
+    assert_eq!(w.state(), &hello, "a failed append changed the state");
+    // The next request resumes from the recorded state.
+    drop(w);
+    let mut w = resume(&s, &id, &hello).await;
     err_of(
-        s.append_upload(&id, None, failing_body(b"garbage")).await,
-        "failing append",
+        w.append(failing_body(b"more garbage")).await,
+        "failing append after resuming",
     );
-    assert_eq!(
-        ok(s.upload_size(&id).await, "upload_size"),
-        5,
-        "a failed append changed the size"
-    );
-    err_of(
-        s.append_upload(&id, Some(5), failing_body(b"garbage"))
-            .await,
-        "failing append at 5",
-    );
-    assert_eq!(
-        ok(s.upload_size(&id).await, "upload_size"),
-        5,
-        "a failed append changed the size"
-    );
-
-    ok(
-        s.append_upload(&id, Some(5), body([b" world"])).await,
-        "append after failures",
-    );
+    append(&mut w, &[b" world"], "append after failures").await;
     let digest = sha256(b"hello world");
     ok(
-        s.finish_upload(&id, &digest).await,
+        w.finish(&digest).await,
         "finish: the failed bodies must have left no bytes",
     );
     assert_eq!(
@@ -269,18 +271,12 @@ async fn a_failing_body_leaves_the_upload_unchanged(s: Store) {
     );
 }
 
-async fn wrong_digest_fails_and_keeps_the_session(s: Store) {
-    let id = new_id();
-    ok(s.begin_upload(&id).await, "begin_upload");
-    ok(
-        s.append_upload(&id, Some(0), body([b"abc"])).await,
-        "append",
-    );
+async fn wrong_digest_fails_and_keeps_the_upload(s: Store) {
+    let id = begin(&s).await;
+    let mut w = resume(&s, &id, &UploadState::default()).await;
+    let abc = append(&mut w, &[b"abc"], "append").await;
     let wrong = sha256(b"abcd");
-    match err_of(
-        s.finish_upload(&id, &wrong).await,
-        "finish with a wrong digest",
-    ) {
+    match err_of(w.finish(&wrong).await, "finish with a wrong digest") {
         Error::DigestMismatch { expected, actual } => {
             assert_eq!(expected, wrong, "DigestMismatch.expected");
             assert_eq!(
@@ -305,22 +301,13 @@ async fn wrong_digest_fails_and_keeps_the_session(s: Store) {
         ok(collect(s.list()).await, "list").is_empty(),
         "a failed finish stored a blob"
     );
-
-    assert_eq!(
-        ok(s.upload_size(&id).await, "upload_size"),
-        3,
-        "the session survives a mismatch"
-    );
     assert!(ok(collect(s.list_uploads()).await, "list_uploads").contains(&id));
-    ok(
-        s.append_upload(&id, Some(3), body([b"d"])).await,
-        "append after a mismatch",
-    );
+
+    let mut w = resume(&s, &id, &abc).await;
+    assert_eq!(w.state().size, 3, "the upload survives a mismatch");
+    append(&mut w, &[b"d"], "append after a mismatch").await;
     assert_eq!(
-        ok(
-            s.finish_upload(&id, &wrong).await,
-            "finish with the now right digest"
-        ),
+        ok(w.finish(&wrong).await, "finish with the now right digest"),
         4
     );
     assert_eq!(
@@ -331,18 +318,11 @@ async fn wrong_digest_fails_and_keeps_the_session(s: Store) {
 
 async fn sha512_uploads_verify_with_sha512(s: Store) {
     let data = b"content addressed by sha512";
-    let id = new_id();
-    ok(s.begin_upload(&id).await, "begin_upload");
-    ok(
-        s.append_upload(&id, None, body([&data[..10], &data[10..]]))
-            .await,
-        "append",
-    );
+    let id = begin(&s).await;
+    let mut w = resume(&s, &id, &UploadState::default()).await;
+    let state = append(&mut w, &[&data[..10], &data[10..]], "append").await;
     let wrong = Digest::of(Algorithm::Sha512, b"other");
-    match err_of(
-        s.finish_upload(&id, &wrong).await,
-        "finish with a wrong sha512",
-    ) {
+    match err_of(w.finish(&wrong).await, "finish with a wrong sha512") {
         Error::DigestMismatch { actual, .. } => {
             assert_eq!(
                 actual,
@@ -353,8 +333,9 @@ async fn sha512_uploads_verify_with_sha512(s: Store) {
         e => panic!("expected DigestMismatch, got {e:?}"),
     }
     let digest = Digest::of(Algorithm::Sha512, data);
+    let w = resume(&s, &id, &state).await;
     assert_eq!(
-        ok(s.finish_upload(&id, &digest).await, "finish sha512"),
+        ok(w.finish(&digest).await, "finish sha512"),
         data.len() as u64
     );
     assert_eq!(ok(s.stat(&digest).await, "stat"), Some(data.len() as u64));
@@ -371,16 +352,12 @@ async fn sha512_uploads_verify_with_sha512(s: Store) {
 }
 
 async fn empty_blob(s: Store) {
-    let id = new_id();
-    ok(s.begin_upload(&id).await, "begin_upload");
-    let size = ok(
-        s.append_upload(&id, Some(0), body(Vec::<&[u8]>::new()))
-            .await,
-        "empty append",
-    );
-    assert_eq!(size, 0, "an empty body appends nothing");
+    let id = begin(&s).await;
+    let mut w = resume(&s, &id, &UploadState::default()).await;
+    let state = append(&mut w, &[], "empty append").await;
+    assert_eq!(state.size, 0, "an empty body appends nothing");
     let digest = sha256(b"");
-    assert_eq!(ok(s.finish_upload(&id, &digest).await, "finish empty"), 0);
+    assert_eq!(ok(w.finish(&digest).await, "finish empty"), 0);
     assert_eq!(ok(s.stat(&digest).await, "stat"), Some(0));
     let b = ok(s.read(&digest, None).await, "read empty");
     assert_eq!((b.size, b.offset, b.len), (0, 0, 0));
@@ -402,26 +379,63 @@ async fn empty_blob(s: Store) {
     );
 }
 
-async fn cancel_discards_the_session(s: Store) {
-    let id = new_id();
-    ok(s.begin_upload(&id).await, "begin_upload");
-    ok(
-        s.append_upload(&id, None, body([b"discard me"])).await,
-        "append",
-    );
+/// Many chunks far smaller than an object store's smallest part, each its
+/// own request (what a client sending small PATCHes does).
+async fn many_small_chunks(s: Store) {
+    let id = begin(&s).await;
+    let mut state = UploadState::default();
+    let mut data = Vec::new();
+    for i in 0..64u32 {
+        let chunk: Vec<u8> = (0..1000u32).map(|j| ((i * 7 + j) % 256) as u8).collect();
+        let mut w = resume(&s, &id, &state).await;
+        state = append(&mut w, &[&chunk], "small append").await;
+        data.extend_from_slice(&chunk);
+    }
+    let digest = sha256(&data);
+    let w = resume(&s, &id, &state).await;
+    assert_eq!(ok(w.finish(&digest).await, "finish"), data.len() as u64);
+    assert!(read_all(ok(s.read(&digest, None).await, "read")).await == data);
+}
+
+/// Chunks that straddle an object store's 5 MiB part size, each resumed
+/// from the state before.
+async fn large_chunks_across_part_sizes(s: Store) {
+    const MIB: usize = 1 << 20;
+    let data: Vec<u8> = (0..11 * MIB + 3).map(|i| (i % 253) as u8).collect();
+    let cuts = [0, 3 * MIB + 1, 10 * MIB, 10 * MIB + 1000, data.len()];
+    let id = begin(&s).await;
+    let mut state = UploadState::default();
+    for pair in cuts.windows(2) {
+        let mut w = resume(&s, &id, &state).await;
+        // A body of uneven pieces, as a network delivers it.
+        let piece = &data[pair[0]..pair[1]];
+        let mid = piece.len() / 3;
+        state = append(&mut w, &[&piece[..mid], &piece[mid..]], "large append").await;
+    }
+    assert_eq!(state.size, data.len() as u64);
+    let digest = sha256(&data);
+    let w = resume(&s, &id, &state).await;
+    assert_eq!(ok(w.finish(&digest).await, "finish"), data.len() as u64);
+    let start = 5 * MIB as u64 - 10;
+    let (_, _, got) = read_range(&s, &digest, start, Some(start + 19)).await;
+    let at = start as usize;
+    assert!(got == data[at..at + 20], "a range across 5 MiB reads back");
+}
+
+async fn cancel_discards_the_upload(s: Store) {
+    let id = begin(&s).await;
+    let mut w = resume(&s, &id, &UploadState::default()).await;
+    let state = append(&mut w, &[b"discard me"], "append").await;
     ok(s.cancel_upload(&id).await, "cancel");
-    let unknown = |e: &Error| matches!(e, Error::UploadUnknown(_));
-    let e = err_of(s.upload_size(&id).await, "upload_size after cancel");
-    assert!(unknown(&e), "upload_size after cancel: got {e:?}");
-    let e = err_of(
-        s.append_upload(&id, None, body([b"x"])).await,
-        "append after cancel",
-    );
-    assert!(unknown(&e), "append after cancel: got {e:?}");
-    let e = err_of(
-        s.finish_upload(&id, &sha256(b"discard me")).await,
-        "finish after cancel",
-    );
+    let e = err_of(s.resume_upload(&id, &state).await, "resume after cancel");
+    assert!(unknown(&e), "resume after cancel: got {e:?}");
+    // A writer resumed before the cancel stores nothing, even with the
+    // right digest for what it wrote.
+    let held = match w.append(body([b" more"])).await {
+        Ok(()) => sha256(b"discard me more"),
+        Err(_) => sha256(b"discard me"),
+    };
+    let e = err_of(w.finish(&held).await, "finish after cancel");
     assert!(unknown(&e), "finish after cancel: got {e:?}");
     assert!(!ok(collect(s.list_uploads()).await, "list_uploads").contains(&id));
     assert!(
@@ -436,17 +450,18 @@ async fn cancel_discards_the_session(s: Store) {
 
 async fn unknown_ids_and_digests(s: Store) {
     let id = new_id();
-    let unknown = |e: &Error| matches!(e, Error::UploadUnknown(_));
-    let e = err_of(s.upload_size(&id).await, "upload_size");
-    assert!(unknown(&e), "upload_size of an unknown id: got {e:?}");
-    let e = err_of(s.append_upload(&id, Some(0), body([b"x"])).await, "append");
-    assert!(unknown(&e), "append to an unknown id: got {e:?}");
-    let e = err_of(s.finish_upload(&id, &sha256(b"")).await, "finish");
-    assert!(unknown(&e), "finish of an unknown id: got {e:?}");
+    let e = err_of(
+        s.resume_upload(&id, &UploadState::default()).await,
+        "resume an unknown id",
+    );
+    assert!(unknown(&e), "resume of an unknown id: got {e:?}");
     ok(
         s.cancel_upload(&id).await,
         "cancel of an unknown id is not an error",
     );
+    let begun = begin(&s).await;
+    let e = err_of(s.begin_upload(&begun).await, "begin an id twice");
+    assert!(matches!(e, Error::Conflict(_)), "begin twice: got {e:?}");
 
     let d = sha256(b"never stored");
     for range in [
@@ -474,13 +489,16 @@ async fn stat_delete_and_list(s: Store) {
         ok(collect(s.list()).await, "list").is_empty(),
         "a new store lists blobs"
     );
-    let a = put(&s, b"blob a").await;
-    let b = put(&s, b"blob b, longer").await;
+    let mut digests = Vec::new();
+    for data in [&b"blob a"[..], b"blob b, longer", b"c", b"the fourth blob"] {
+        digests.push(put(&s, data).await);
+    }
     assert_eq!(
         ok(collect(s.list()).await, "list"),
-        sorted(vec![a.clone(), b.clone()]),
+        sorted(digests.clone()),
         "list is in ascending digest order"
     );
+    let (a, b) = (digests[0].clone(), digests[1].clone());
     assert_eq!(ok(s.stat(&a).await, "stat a"), Some(6));
     assert!(
         ok(s.delete(&a).await, "delete a"),
@@ -496,7 +514,7 @@ async fn stat_delete_and_list(s: Store) {
         matches!(e, Error::BlobUnknown(_)),
         "read after delete: got {e:?}"
     );
-    assert_eq!(ok(collect(s.list()).await, "list"), vec![b.clone()]);
+    assert!(!ok(collect(s.list()).await, "list").contains(&a));
     assert_eq!(ok(s.stat(&b).await, "stat b"), Some(14));
     // A deleted blob can be uploaded again.
     assert_eq!(put(&s, b"blob a").await, a);
@@ -504,10 +522,11 @@ async fn stat_delete_and_list(s: Store) {
 }
 
 async fn list_uploads_names_open_sessions(s: Store) {
-    let (open, cancelled, finished) = (new_id(), new_id(), new_id());
+    let (open, cancelled, finished) = (begin(&s).await, begin(&s).await, begin(&s).await);
+    let mut states = Vec::new();
     for id in [&open, &cancelled, &finished] {
-        ok(s.begin_upload(id).await, "begin_upload");
-        ok(s.append_upload(id, None, body([b"data"])).await, "append");
+        let mut w = resume(&s, id, &UploadState::default()).await;
+        states.push(append(&mut w, &[b"data"], "append").await);
     }
     let listed = sorted(ok(collect(s.list_uploads()).await, "list_uploads"));
     assert_eq!(
@@ -515,7 +534,8 @@ async fn list_uploads_names_open_sessions(s: Store) {
         sorted(vec![open.clone(), cancelled.clone(), finished.clone()])
     );
     ok(s.cancel_upload(&cancelled).await, "cancel");
-    ok(s.finish_upload(&finished, &sha256(b"data")).await, "finish");
+    let w = resume(&s, &finished, &states[2]).await;
+    ok(w.finish(&sha256(b"data")).await, "finish");
     assert_eq!(
         ok(collect(s.list_uploads()).await, "list_uploads"),
         vec![open]
@@ -523,16 +543,19 @@ async fn list_uploads_names_open_sessions(s: Store) {
 }
 
 async fn uploads_do_not_mix(s: Store) {
-    let (a, b) = (new_id(), new_id());
-    ok(s.begin_upload(&a).await, "begin a");
-    ok(s.begin_upload(&b).await, "begin b");
+    let (a, b) = (begin(&s).await, begin(&s).await);
+    let (mut sa, mut sb) = (UploadState::default(), UploadState::default());
     for (x, y) in [(&b"aa"[..], &b"bb"[..]), (&b"AA"[..], &b"BB"[..])] {
-        ok(s.append_upload(&a, None, body([x])).await, "append a");
-        ok(s.append_upload(&b, None, body([y])).await, "append b");
+        let mut wa = resume(&s, &a, &sa).await;
+        let mut wb = resume(&s, &b, &sb).await;
+        sa = append(&mut wa, &[x], "append a").await;
+        sb = append(&mut wb, &[y], "append b").await;
     }
-    assert_eq!(ok(s.upload_size(&a).await, "size a"), 4);
-    ok(s.finish_upload(&b, &sha256(b"bbBB")).await, "finish b");
-    ok(s.finish_upload(&a, &sha256(b"aaAA")).await, "finish a");
+    assert_eq!(sa.size, 4);
+    let wb = resume(&s, &b, &sb).await;
+    ok(wb.finish(&sha256(b"bbBB")).await, "finish b");
+    let wa = resume(&s, &a, &sa).await;
+    ok(wa.finish(&sha256(b"aaAA")).await, "finish a");
 }
 
 async fn concurrent_identical_uploads_all_succeed(s: Store) {
@@ -543,18 +566,18 @@ async fn concurrent_identical_uploads_all_succeed(s: Store) {
     for r in begun {
         ok(r, "concurrent begin_upload");
     }
-    let appended = join_all(
-        ids.iter()
-            .map(|id| s.append_upload(id, Some(0), body([&data[..100], &data[100..]]))),
-    )
+    let finished = join_all(ids.iter().map(|id| {
+        let (s, data, digest) = (&s, &data, &digest);
+        async move {
+            let mut w = s.resume_upload(id, &UploadState::default()).await?;
+            w.append(body([&data[..100], &data[100..]])).await?;
+            w.finish(digest).await
+        }
+    }))
     .await;
-    for r in appended {
-        assert_eq!(ok(r, "concurrent append"), data.len() as u64);
-    }
-    let finished = join_all(ids.iter().map(|id| s.finish_upload(id, &digest))).await;
     for r in finished {
         assert_eq!(
-            ok(r, "concurrent finish of identical content"),
+            ok(r, "concurrent upload of identical content"),
             data.len() as u64
         );
     }
@@ -568,7 +591,7 @@ async fn concurrent_identical_uploads_all_succeed(s: Store) {
     let left = ok(collect(s.list_uploads()).await, "list_uploads");
     assert!(
         ids.iter().all(|id| !left.contains(id)),
-        "finished sessions are still listed"
+        "finished uploads are still listed"
     );
 }
 

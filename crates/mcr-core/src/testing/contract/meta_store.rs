@@ -38,7 +38,9 @@ use crate::ids::UploadId;
 use crate::media::{MediaType, OCI_IMAGE_INDEX, OCI_IMAGE_MANIFEST};
 use crate::names::{Reference, RepoName};
 use crate::policy::{Effect, RepoPattern, Rule, RuleDraft};
-use crate::ports::{BlobInfo, MetaStore, NewManifest, Page, RepoSummary, UploadSession};
+use crate::ports::{
+    BlobInfo, MetaStore, NewManifest, Page, RepoSummary, UploadSession, UploadState,
+};
 use crate::principal::{AccountType, Action, Role};
 use crate::time::Timestamp;
 
@@ -115,7 +117,7 @@ async fn session(s: &Store, r: &RepoName, at: Timestamp) -> UploadSession {
     let session = UploadSession {
         id: new_id(),
         repository: r.clone(),
-        offset: 0,
+        state: UploadState::default(),
         active: at,
     };
     ok(s.create_upload(&session).await, "create_upload");
@@ -851,13 +853,39 @@ async fn upload_sessions(s: Store) {
         None
     );
 
+    // The blob store's record comes back byte for byte.
+    let progress = UploadState {
+        size: 1234,
+        data: Bytes::from_static(b"\x00opaque \xff record"),
+    };
     ok(
-        s.set_upload_offset(&s1.id, 1234, t(10)).await,
-        "set_upload_offset",
+        s.save_upload_state(&s1.id, 0, &progress, t(10)).await,
+        "save_upload_state",
     );
     let moved = ok(s.get_upload(&s1.id).await, "get_upload").expect("s1 exists");
-    assert_eq!(moved.offset, 1234, "the offset was not recorded");
+    assert_eq!(moved.state, progress, "the state was not recorded");
     assert_eq!((moved.repository, moved.active), (a.clone(), t(10)));
+    // A writer that started from an older size lost a race: refused, and
+    // nothing changes.
+    let stale = UploadState {
+        size: 99,
+        data: Bytes::from_static(b"stale"),
+    };
+    let e = err_of(
+        s.save_upload_state(&s1.id, 0, &stale, t(11)).await,
+        "save_upload_state from a stale size",
+    );
+    assert!(
+        matches!(e, Error::Conflict(_)),
+        "expected Conflict, got {e:?}"
+    );
+    let e = err_of(
+        s.save_upload_state(&new_id(), 0, &stale, t(11)).await,
+        "save_upload_state of an unknown session",
+    );
+    assert!(matches!(e, Error::UploadUnknown(_)), "got {e:?}");
+    let kept = ok(s.get_upload(&s1.id).await, "get_upload").expect("s1 exists");
+    assert_eq!((kept.state, kept.active), (progress, t(10)));
     assert_eq!(
         ok(s.get_upload(&s3.id).await, "get_upload"),
         Some(s3.clone()),
@@ -888,9 +916,13 @@ async fn upload_sessions(s: Store) {
     assert!(before(t(5)).await.is_empty());
 
     // Receiving bytes makes the oldest session the most recently active.
+    let one = UploadState {
+        size: 1,
+        data: Bytes::new(),
+    };
     ok(
-        s.set_upload_offset(&s2.id, 1, t(30)).await,
-        "set_upload_offset",
+        s.save_upload_state(&s2.id, 0, &one, t(30)).await,
+        "save_upload_state",
     );
     assert_eq!(
         before(t(20)).await,

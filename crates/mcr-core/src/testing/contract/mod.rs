@@ -33,7 +33,7 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 
-pub use blob_store::{run_blob_store_contract, BLOB_STORE_CHECKS};
+pub use blob_store::{run_blob_store_contract, BLOB_STORE_CHECKS, MAX_STATE_DATA};
 pub use coordination::{run_coordination_contract, Replicas};
 pub use meta_store::{run_meta_store_contract, META_STORE_CHECKS};
 pub use snapshots::run_snapshot_store_contract;
