@@ -1,17 +1,24 @@
 #!/usr/bin/env python3
 """Turns the runner's raw measurements into the Markdown results table.
 
-Usage: report.py RESULTS.tsv
+Usage: report.py RESULTS.tsv [GC.jsonl]
 
 RESULTS.tsv has one measurement a line: workload, server, round, metric,
 value (tab-separated; round 0 for once-per-workload values such as peak
 RSS). Servers: mcr, dist (Distribution with htpasswd auth), dist-noauth
-(Distribution without auth, for reference on the wrk rows). Prints the
-summary table (medians over rounds) and then every round's raw values.
+(Distribution without auth, for reference on the wrk rows), limit (what
+the machine does with the same bytes: nginx serving the blob files for
+the GET rows, dd write + fdatasync then sha256sum for the uploads), and
+limit-write / limit-sha256 (the two parts of an upload's limit). GC.jsonl
+has one GC run a line, as run.sh writes it from gcbench.py.
+
+Prints the summary table (medians over rounds) with MCR / limit, the
+limits on their own, the GC table, and then every round's raw values.
 Sizes in the labels come from the BENCH_* variables run.sh exports.
 Python standard library only.
 """
 
+import json
 import os
 import statistics
 import sys
@@ -32,6 +39,7 @@ def size(mib: int) -> str:
 BIG, CHUNKED, CHUNK = env("BENCH_BIG_MIB", 1024), env("BENCH_CHUNKED_MIB", 256), env("BENCH_CHUNK_MIB", 8)
 LAYERS, LAYER_KIB, CONNS = env("BENCH_LAYERS", 200), env("BENCH_LAYER_KIB", 256), env("BENCH_WRK_CONNS", 32)
 WRK_SECONDS = env("BENCH_WRK_SECONDS", 10)
+GC_PUSHERS = env("BENCH_GC_PUSHERS", 2)
 
 # (workload, metric, better, label) in table order; better is "higher" or "lower".
 ROWS = [
@@ -61,7 +69,7 @@ def fmt(v):
 
 
 def main() -> int:
-    if len(sys.argv) != 2:
+    if len(sys.argv) not in (2, 3):
         print(__doc__, file=sys.stderr)
         return 2
     data = defaultdict(list)  # (workload, server, metric) -> [(round, value)]
@@ -100,10 +108,13 @@ def main() -> int:
             rows.append((w, "server CPU s", "lower", f"server CPU time, {w.replace('_', ' ')} (all rounds)"))
 
     out = []
-    out.append("| workload | unit | MCR | Distribution | MCR/Dist | MCR better when | winner | Distribution, no auth |")
-    out.append("|---|---|--:|--:|--:|---|---|--:|")
+    out.append("| workload | unit | MCR | Distribution | MCR/Dist | MCR better when | winner | Distribution, no auth"
+               " | limit | MCR/limit |")
+    out.append("|---|---|--:|--:|--:|---|---|--:|--:|--:|")
     for w, m, better, label in rows:
         a, b, c = med(w, "mcr", m), med(w, "dist", m), med(w, "dist-noauth", m)
+        lim = med(w, "limit", m) if m in ("MiB/s", "req/s") else None
+        lratio = f"{a / lim:.2f}" if a is not None and lim else "–"
         if a is None and b is None:
             continue
         ratio = a / b if a is not None and b not in (None, 0) else None
@@ -117,7 +128,7 @@ def main() -> int:
             winner = "Distribution"
         when = "ratio > 1" if better == "higher" else "ratio < 1"
         rtxt = f"{ratio:.2f}" if ratio is not None else "–"
-        out.append(f"| {label} | {m} | {fmt(a)} | {fmt(b)} | {rtxt} | {when} | {winner} | {fmt(c)} |")
+        out.append(f"| {label} | {m} | {fmt(a)} | {fmt(b)} | {rtxt} | {when} | {winner} | {fmt(c)} | {fmt(lim)} | {lratio} |")
 
     # Peak over the whole run: servers restart per workload, so it is the
     # largest per-workload peak.
@@ -125,6 +136,47 @@ def main() -> int:
         peaks = [v for (w, srv, m), vals in data.items() if srv == s and m == "peak RSS MiB" for _, v in vals]
         if peaks:
             out.append(f"\nPeak RSS over the whole run, {name}: {fmt(max(peaks))} MiB.")
+
+    limits = [
+        ("mono_upload", "limit-write", f"write + fdatasync of the {size(BIG)} file (dd bs=1M conv=fdatasync)"),
+        ("mono_upload", "limit-sha256", f"sha256sum of the {size(BIG)} file (page cache)"),
+        ("mono_upload", "limit", f"both, one after the other: the {size(BIG)} upload's limit"),
+        ("chunked_upload", "limit-write", f"write + fdatasync of the {size(CHUNKED)} file"),
+        ("chunked_upload", "limit-sha256", f"sha256sum of the {size(CHUNKED)} file"),
+        ("chunked_upload", "limit", f"both: the {size(CHUNKED)} chunked upload's limit"),
+        ("download", "limit", f"nginx (sendfile), curl GET of MCR's {size(BIG)} blob file"),
+    ]
+    lrows = [(label, med(w, s, "MiB/s")) for w, s, label in limits if med(w, s, "MiB/s") is not None]
+    for w, what in (("manifest_get", "the manifest's bytes"), ("blob_get", "MCR's 1 MiB blob file")):
+        v = med(w, "limit", "req/s")
+        if v is not None:
+            lrows.append((f"nginx serving {what}, wrk {CONNS} conns (req/s)", v))
+    if lrows:
+        out.append("\nThe limits, measured in the same rounds on the same files (MiB/s unless said):\n")
+        out.append("| limit | value |")
+        out.append("|---|--:|")
+        out.extend(f"| {label} | {fmt(v)} |" for label, v in lrows)
+
+    if len(sys.argv) == 3 and os.path.exists(sys.argv[2]):
+        runs = []
+        with open(sys.argv[2]) as f:
+            for line in f:
+                try:
+                    runs.append(json.loads(line))
+                except ValueError:
+                    continue
+        if runs:
+            out.append(f"\nGC of N unreferenced blobs while {GC_PUSHERS} clients push small images"
+                       " (1 KiB layer + manifest each); latencies in ms:\n")
+            out.append("| N | GC s | GC µs per blob | removed | pushes during GC | p50 | p99 | max"
+                       " | p99 before GC | max before GC | peak RSS MiB |")
+            out.append("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+            for g in runs:
+                r, d, b = g["result"], g["result"]["during"], g["result"]["before"]
+                per = r["gc_seconds"] * 1e6 / g["n"] if g["n"] else None
+                out.append(f"| {g['n']} | {fmt(r['gc_seconds'])} | {fmt(per)} | {r['blobs_removed']} | {d['count']}"
+                           f" | {fmt(d['p50_ms'])} | {fmt(d['p99_ms'])} | {fmt(d['max_ms'])}"
+                           f" | {fmt(b['p99_ms'])} | {fmt(b['max_ms'])} | {fmt(g.get('peak_rss_mib'))} |")
 
     out.append("\n<details><summary>Every round</summary>\n")
     out.append("| workload | unit | server | rounds |")

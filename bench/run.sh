@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# MCR against CNCF Distribution 2.8 on the same machine, same workload, one
-# run: see bench/README.md. Installs what is missing (apt-get), builds
-# mcrsrv in release, starts both registries on 127.0.0.1 with auth on,
-# runs each workload for BENCH_ROUNDS rounds (servers alternating in order
-# every round), and writes the table of medians to bench/results/latest.md.
+# MCR against CNCF Distribution 2.8 and against the machine's limit on the
+# same machine, same workload, one run: see bench/README.md. Installs what
+# is missing (apt-get), builds mcrsrv in release, starts both registries on
+# 127.0.0.1 with auth on and nginx serving MCR's blob files, runs each
+# workload for BENCH_ROUNDS rounds (servers alternating in order every
+# round, the limit measured in the same round), then the GC workload, and
+# writes the tables of medians to bench/results/latest.md.
 #
 # Every loop is bounded in count, every client call in time, and the whole
 # run by BENCH_MAX_SECONDS; both servers are stopped on exit.
@@ -22,7 +24,12 @@ LAYER_KIB=${BENCH_LAYER_KIB:-256}
 WRK_SECONDS=${BENCH_WRK_SECONDS:-10}
 WRK_CONNS=${BENCH_WRK_CONNS:-32}
 DIST_NOAUTH=${BENCH_DIST_NOAUTH:-1}
-MAX_SECONDS=${BENCH_MAX_SECONDS:-1200}
+MAX_SECONDS=${BENCH_MAX_SECONDS:-1800}
+# Unreferenced blobs seeded for each GC run, smallest first ("" skips the
+# GC workload); pushers running during GC; seconds of pushes before it.
+GC_SIZES=${BENCH_GC_SIZES-10000 100000}
+GC_PUSHERS=${BENCH_GC_PUSHERS:-2}
+GC_BASELINE_SECONDS=${BENCH_GC_BASELINE_SECONDS:-3}
 OUT=${BENCH_OUT:-$HERE/results/latest.md}
 TMPBASE=${BENCH_TMPDIR:-/var/tmp}
 
@@ -40,7 +47,10 @@ int_in BENCH_LAYERS "$LAYERS" 1 2000
 int_in BENCH_LAYER_KIB "$LAYER_KIB" 1 65536
 int_in BENCH_WRK_SECONDS "$WRK_SECONDS" 1 120
 int_in BENCH_WRK_CONNS "$WRK_CONNS" 1 1024
-int_in BENCH_MAX_SECONDS "$MAX_SECONDS" 60 7200
+int_in BENCH_MAX_SECONDS "$MAX_SECONDS" 60 14400
+int_in BENCH_GC_PUSHERS "$GC_PUSHERS" 1 32
+int_in BENCH_GC_BASELINE_SECONDS "$GC_BASELINE_SECONDS" 1 60
+for n in $GC_SIZES; do int_in "a BENCH_GC_SIZES entry" "$n" 1 10000000; done
 [ $((CHUNKED_MIB % CHUNK_MIB)) -eq 0 ] || fail "BENCH_CHUNKED_MIB must be a multiple of BENCH_CHUNK_MIB"
 NCHUNKS=$((CHUNKED_MIB / CHUNK_MIB))
 
@@ -55,7 +65,10 @@ deadline() {
 # shellcheck source=scripts/need.sh
 source "$HERE/../scripts/need.sh"
 need docker-registry:docker-registry wrk:wrk skopeo:skopeo curl:curl jq:jq \
-  htpasswd:apache2-utils python3:python3 timeout:coreutils
+  htpasswd:apache2-utils python3:python3 timeout:coreutils dd:coreutils sha256sum:coreutils
+# nginx lives in /usr/sbin, which an unprivileged PATH may lack.
+NGINX=$(PATH="$PATH:/usr/sbin" command -v nginx || true)
+if [ -z "$NGINX" ]; then need nginx:nginx-light; NGINX=$(PATH="$PATH:/usr/sbin" command -v nginx); fi
 command -v cargo >/dev/null || fail "cargo is needed to build mcrsrv (install the Rust toolchain)"
 
 # What is built: the commit, and any uncommitted changes to the crates
@@ -79,7 +92,7 @@ FSTYPE=$(stat -f -c %T "$WORK")
 RESULTS="$WORK/results.tsv"
 : >"$RESULTS"
 
-MCR_PID="" DIST_PID="" NOAUTH_PID=""
+MCR_PID="" DIST_PID="" NOAUTH_PID="" NGINX_PID=""
 stop_pid() { # PID: TERM, up to 5 s, then KILL
   local pid=$1 i
   [ -n "$pid" ] || return 0
@@ -89,8 +102,8 @@ stop_pid() { # PID: TERM, up to 5 s, then KILL
   wait "$pid" 2>/dev/null || true
 }
 cleanup() {
-  stop_pid "$MCR_PID"; stop_pid "$DIST_PID"; stop_pid "$NOAUTH_PID"
-  MCR_PID="" DIST_PID="" NOAUTH_PID=""
+  stop_pid "$MCR_PID"; stop_pid "$DIST_PID"; stop_pid "$NOAUTH_PID"; stop_pid "$NGINX_PID"
+  MCR_PID="" DIST_PID="" NOAUTH_PID="" NGINX_PID=""
   if [ "${BENCH_KEEP:-0}" = 1 ]; then log "kept $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
@@ -102,8 +115,12 @@ free_port() {
 MCR_PORT=$(free_port)
 DIST_PORT=$(free_port)
 NOAUTH_PORT=$(free_port)
+NGINX_PORT=$(free_port)
 while [ "$DIST_PORT" = "$MCR_PORT" ]; do DIST_PORT=$(free_port); done
 while [ "$NOAUTH_PORT" = "$MCR_PORT" ] || [ "$NOAUTH_PORT" = "$DIST_PORT" ]; do NOAUTH_PORT=$(free_port); done
+while [ "$NGINX_PORT" = "$MCR_PORT" ] || [ "$NGINX_PORT" = "$DIST_PORT" ] || [ "$NGINX_PORT" = "$NOAUTH_PORT" ]; do
+  NGINX_PORT=$(free_port)
+done
 
 # Distribution: filesystem storage in the scratch dir, loopback only,
 # htpasswd (bcrypt) basic auth. A second config without auth on the same
@@ -143,6 +160,41 @@ YAML
 dist_config "$DIST_PORT" 1 >"$WORK/dist/config.yml"
 dist_config "$NOAUTH_PORT" 0 >"$WORK/dist/config-noauth.yml"
 
+# The limit for the GET rows: nginx serving MCR's own blob files
+# (<layers>/sha256/<2>/<64>) as static files, and the manifest's bytes
+# from a file, with sendfile, one worker per core, keep-alive without a
+# request cap (like the registries), and an access log (like MCR's one
+# line per request). Plain HTTP, no auth: what the machine does to move
+# those bytes to the same client.
+mkdir -p "$WORK/nginx/static"
+{
+  [ "$(id -u)" -eq 0 ] && echo "user root root;"  # the blob files are 0640 root
+  cat <<NGINX
+worker_processes auto;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log $WORK/nginx/access.log;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 10000000;
+  default_type application/octet-stream;
+  client_body_temp_path $WORK/nginx/tmp;
+  proxy_temp_path $WORK/nginx/tmp;
+  fastcgi_temp_path $WORK/nginx/tmp;
+  uwsgi_temp_path $WORK/nginx/tmp;
+  scgi_temp_path $WORK/nginx/tmp;
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    root $WORK/mcr/layers;
+    location /static/ { root $WORK/nginx; }
+  }
+}
+NGINX
+} >"$WORK/nginx/nginx.conf"
+mkdir -p "$WORK/nginx/tmp"
+
 wait_ready() { # PID URL LOG
   local i
   for i in $(seq 1 300); do
@@ -176,6 +228,17 @@ stop_servers() {
   MCR_PID="" DIST_PID="" NOAUTH_PID=""
 }
 
+# nginx runs through the whole run (its memory and CPU are not reported).
+start_nginx() {
+  "$NGINX" -e "$WORK/nginx/error.log" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -g 'daemon off;' \
+    >>"$WORK/nginx/stderr.log" 2>&1 &
+  NGINX_PID=$!
+  wait_ready "$NGINX_PID" "http://127.0.0.1:$NGINX_PORT/static/" "$WORK/nginx/error.log"
+}
+
+# nginx's URL of the blob file MCR stores for DIGEST.
+limit_blob_url() { local hex=${1#sha256:}; echo "http://127.0.0.1:$NGINX_PORT/sha256/${hex:0:2}/$hex"; }
+
 record() { # WORKLOAD SERVER ROUND METRIC VALUE
   printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RESULTS"
 }
@@ -199,7 +262,7 @@ record_rss() { # WORKLOAD
   record "$1" dist 0 "server CPU s" "$(cpu_seconds "$DIST_PID")"
 }
 
-port_of() { case $1 in mcr) echo "$MCR_PORT" ;; dist) echo "$DIST_PORT" ;; dist-noauth) echo "$NOAUTH_PORT" ;; esac; }
+port_of() { case $1 in mcr) echo "$MCR_PORT" ;; dist) echo "$DIST_PORT" ;; dist-noauth) echo "$NOAUTH_PORT" ;; limit) echo "$NGINX_PORT" ;; esac; }
 base_of() { echo "http://127.0.0.1:$(port_of "$1")"; }
 creds_of() { case $1 in mcr) echo "admin:$MCR_PASSWORD" ;; *) echo "bench:$DIST_PASSWORD" ;; esac; }
 
@@ -216,7 +279,7 @@ auth_of() { # SERVER REPO
       [ -n "$token" ] && [ "$token" != null ] || fail "MCR gave an empty token"
       echo "Authorization: Bearer $token" ;;
     dist) echo "Authorization: Basic $(printf '%s' "$(creds_of dist)" | base64 -w0)" ;;
-    dist-noauth) echo "X-No-Auth: 1" ;;
+    dist-noauth | limit) echo "X-No-Auth: 1" ;;
   esac
 }
 
@@ -277,6 +340,31 @@ upload_chunked() { # SERVER AUTH REPO DIGEST CHUNK_FILES...
 
 mibps() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.1f", b / 1048576 / s }'; }
 
+# Seconds a command takes, by the wall clock.
+timed() {
+  local t0 t1
+  t0=$(date +%s%N)
+  "$@" >/dev/null
+  t1=$(date +%s%N)
+  awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.6f", (b - a) / 1e9 }'
+}
+
+# The limit for an upload of FILE: a plain tool writing the same bytes
+# to a new file on the same disk and fdatasync-ing them (dd), then
+# hashing them (sha256sum) — the work an upload must do, one after the
+# other as a plain tool does it. Records all three, as MiB/s.
+upload_limit() { # WORKLOAD ROUND FILE
+  local bytes w h
+  bytes=$(stat -c %s "$3")
+  w=$(timed dd if="$3" of="$WORK/limit.out" bs=1M conv=fdatasync status=none)
+  rm -f "$WORK/limit.out"
+  h=$(timed sha256sum "$3")
+  record "$1" limit "$2" MiB/s "$(mibps "$bytes" "$(add_time "$w" "$h")")"
+  record "$1" limit-write "$2" MiB/s "$(mibps "$bytes" "$w")"
+  record "$1" limit-sha256 "$2" MiB/s "$(mibps "$bytes" "$h")"
+  log "  round $2 limit: write+fdatasync ${w}s, sha256 ${h}s"
+}
+
 # Server order of round R: alternates so neither always goes first.
 order() { if [ $(($1 % 2)) -eq 1 ]; then echo "mcr dist"; else echo "dist mcr"; fi; }
 
@@ -318,17 +406,21 @@ for r in $(seq 1 "$ROUNDS"); do
     record mono_upload "$s" "$r" MiB/s "$(mibps $((BIG_MIB << 20)) "$secs")"
     log "  round $r $s: ${secs}s"
   done
+  upload_limit mono_upload "$r" "$WORK/big.bin"
 done
 record_rss mono_upload
 stop_servers
 
 phase "download of ${BIG_MIB} MiB"
 start_servers 0
+start_nginx
 for r in $(seq 1 "$ROUNDS"); do
   deadline
-  for s in $(order "$r"); do
+  for s in $(order "$r") limit; do
+    url="$(base_of "$s")/v2/bench/big/blobs/${BIG_DIGESTS[$((r - 1))]}"
+    if [ "$s" = limit ]; then url=$(limit_blob_url "${BIG_DIGESTS[$((r - 1))]}"); fi
     read -r code bytes secs < <(curl -sS --max-time 600 -H "$(auth_of "$s" bench/big)" -o /dev/null \
-      -w '%{http_code} %{size_download} %{time_total}\n' "$(base_of "$s")/v2/bench/big/blobs/${BIG_DIGESTS[$((r - 1))]}") \
+      -w '%{http_code} %{size_download} %{time_total}\n' "$url") \
       || fail "$s: download failed"
     [ "$code" = 200 ] && [ "$bytes" = $((BIG_MIB << 20)) ] || fail "$s: download answered $code with $bytes bytes"
     record download "$s" "$r" MiB/s "$(mibps "$bytes" "$secs")"
@@ -352,6 +444,7 @@ for r in $(seq 1 "$ROUNDS"); do
     record chunked_upload "$s" "$r" MiB/s "$(mibps $((CHUNKED_MIB << 20)) "$secs")"
     log "  round $r $s: ${secs}s"
   done
+  upload_limit chunked_upload "$r" "$WORK/chunked.bin"
 done
 rm -rf "$WORK/chunks"
 record_rss chunked_upload
@@ -423,7 +516,9 @@ check_get() {
   echo "$bytes"
 }
 
-wrk_servers() { if [ "$DIST_NOAUTH" = 1 ]; then echo "$(order "$1") dist-noauth"; else order "$1"; fi; }
+# The registries in this round's order, Distribution without auth if
+# asked, and the limit (nginx) last.
+wrk_servers() { if [ "$DIST_NOAUTH" = 1 ]; then echo "$(order "$1") dist-noauth limit"; else echo "$(order "$1") limit"; fi; }
 
 phase "manifest GET, wrk -c$WRK_CONNS -d${WRK_SECONDS}s"
 start_servers "$DIST_NOAUTH"
@@ -433,6 +528,12 @@ for r in $(seq 1 "$ROUNDS"); do
   for s in $(wrk_servers "$r"); do
     auth=$(auth_of "$s" bench/img)
     url="$(base_of "$s")/v2/bench/img/manifests/r1"
+    if [ "$s" = limit ]; then
+      url="http://127.0.0.1:$NGINX_PORT/static/manifest.json"
+      [ -s "$WORK/nginx/static/manifest.json" ] || curl -sSf --max-time 30 -H "$(auth_of mcr bench/img)" \
+        -H "$MANIFEST_ACCEPT" -o "$WORK/nginx/static/manifest.json" "$(base_of mcr)/v2/bench/img/manifests/r1" \
+        || fail "could not fetch the manifest for nginx"
+    fi
     MANIFEST_BYTES=$(check_get "$s" "$url" "$MANIFEST_BYTES" "$auth" "$MANIFEST_ACCEPT")
     wrk_run manifest_get "$s" "$r" "$url" "$auth" "$MANIFEST_ACCEPT"
   done
@@ -447,12 +548,34 @@ for r in $(seq 1 "$ROUNDS"); do
   for s in $(wrk_servers "$r"); do
     auth=$(auth_of "$s" bench/small)
     url="$(base_of "$s")/v2/bench/small/blobs/$SMALL_DIGEST"
+    if [ "$s" = limit ]; then url=$(limit_blob_url "$SMALL_DIGEST"); fi
     check_get "$s" "$url" $((1 << 20)) "$auth" >/dev/null
     wrk_run blob_get "$s" "$r" "$url" "$auth"
   done
 done
 record_rss blob_get
 stop_servers
+stop_pid "$NGINX_PID"; NGINX_PID=""
+
+# GC while small pushes go on: for each N, seed N unreferenced blobs into
+# MCR's files and database while it is stopped (gcbench.py seed), start
+# it, and let gcbench.py run time GC and the pushes before and during it.
+# MCR alone: Distribution collects garbage offline only.
+GC_JSON="$WORK/gc.jsonl"
+: >"$GC_JSON"
+for n in $GC_SIZES; do
+  phase "GC of $n unreferenced blobs with $GC_PUSHERS pushers"
+  t0=$(date +%s)
+  python3 "$HERE/gcbench.py" seed "$WORK/mcr" "$n" || fail "seeding $n blobs failed"
+  log "  seeded $n blobs in $(($(date +%s) - t0))s"
+  start_servers 0
+  token=$(auth_of mcr bench/gcpush)
+  out=$(timeout $((600 + n / 100)) python3 "$HERE/gcbench.py" run "$(base_of mcr)" "${token#Authorization: Bearer }" \
+    bench/gcpush "$GC_PUSHERS" "$GC_BASELINE_SECONDS" $((540 + n / 100))) || fail "the GC workload of $n blobs failed"
+  printf '{"n": %s, "result": %s, "peak_rss_mib": %s}\n' "$n" "$out" "$(kib_field "$MCR_PID" VmHWM)" >>"$GC_JSON"
+  log "  $out"
+  stop_servers
+done
 LOAD_END=$(loadavg)
 TOTAL_SECONDS=$(($(date +%s) - STARTED))
 
@@ -471,7 +594,8 @@ mkdir -p "$(dirname "$OUT")"
     "Client and servers share the $(nproc) cores. Run took ${TOTAL_SECONDS}s, of which ${BUILD_SECONDS}s building mcrsrv."
   echo
   BENCH_BIG_MIB=$BIG_MIB BENCH_CHUNKED_MIB=$CHUNKED_MIB BENCH_CHUNK_MIB=$CHUNK_MIB BENCH_LAYERS=$LAYERS \
-    BENCH_LAYER_KIB=$LAYER_KIB BENCH_WRK_CONNS=$WRK_CONNS BENCH_WRK_SECONDS=$WRK_SECONDS python3 "$HERE/report.py" "$RESULTS"
+    BENCH_LAYER_KIB=$LAYER_KIB BENCH_WRK_CONNS=$WRK_CONNS BENCH_WRK_SECONDS=$WRK_SECONDS BENCH_GC_PUSHERS=$GC_PUSHERS \
+    python3 "$HERE/report.py" "$RESULTS" "$GC_JSON"
 } >"$OUT"
 cat "$OUT"
 log "wrote $OUT"
