@@ -14,7 +14,7 @@ use mcr_core::media::MediaType;
 use mcr_core::names::Reference;
 use mcr_core::policy::{Effect, RepoPattern, RuleDraft};
 use mcr_core::principal::{AccountType, Action};
-use mcr_core::registry::{MountOutcome, RegistryConfig};
+use mcr_core::registry::{MountOutcome, RegistryConfig, MAX_QUEUED_AUDIT_EVENTS};
 use mcr_core::testing::{admin, guest, system, user, TestRegistry};
 use mcr_core::time::Clock;
 use mcr_core::Error;
@@ -1068,5 +1068,92 @@ fn every_way_into_an_upload_is_held_to_the_blob_size_limit() {
             .await
             .unwrap();
         assert_eq!(done.size, 16);
+    });
+}
+
+/// Pulls counted in the fake's log (what is durable).
+fn pulls_recorded(t: &TestRegistry) -> usize {
+    t.meta
+        .audit_log()
+        .iter()
+        .filter(|e| e.event.event_type == EventType::ManifestPulled)
+        .count()
+}
+
+#[test]
+fn with_an_audit_writer_pulls_are_queued_and_written_by_a_query_or_the_writers_stop() {
+    let t = TestRegistry::new();
+    run(async {
+        let r = &t.registry;
+        let app = repo("app");
+        push_image(r, &user(), &app, "v1", "a").await;
+        let writer = r.audit_writer();
+        r.get_manifest(&user(), &app, &reference("v1"))
+            .await
+            .unwrap();
+        assert_eq!(pulls_recorded(&t), 0, "queued, not written");
+        // A query answers with every pull this process answered.
+        let pulled = AuditQuery {
+            event_type: Some(EventType::ManifestPulled),
+            ..AuditQuery::default()
+        };
+        let events = r.audit_events(&admin(), pulled.clone()).await.unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(pulls_recorded(&t), 1);
+        // Stopping the writer writes what is left.
+        r.get_manifest(&user(), &app, &reference("v1"))
+            .await
+            .unwrap();
+        assert_eq!(pulls_recorded(&t), 1);
+        writer.run(async {}).await.unwrap();
+        assert_eq!(pulls_recorded(&t), 2);
+        // Without a writer, each pull is written before it is answered.
+        r.get_manifest(&user(), &app, &reference("v1"))
+            .await
+            .unwrap();
+        assert_eq!(pulls_recorded(&t), 3);
+        // Pushes and other changes never wait in the queue.
+        let pushes = || {
+            t.meta
+                .audit_log()
+                .iter()
+                .filter(|e| e.event.event_type == EventType::ManifestPushed)
+                .count()
+        };
+        let before = pushes();
+        let _writer = r.audit_writer();
+        push_image(r, &user(), &app, "v2", "b").await;
+        assert_eq!(pushes(), before + 1);
+    });
+}
+
+#[test]
+fn a_full_audit_queue_is_written_by_the_pull_that_finds_it_full() {
+    let t = TestRegistry::new();
+    run(async {
+        let r = &t.registry;
+        let app = repo("app");
+        push_image(r, &user(), &app, "v1", "a").await;
+        // A writer that never runs: the queue fills up.
+        let _writer = r.audit_writer();
+        for _ in 0..MAX_QUEUED_AUDIT_EVENTS {
+            r.get_manifest(&user(), &app, &reference("v1"))
+                .await
+                .unwrap();
+        }
+        assert_eq!(pulls_recorded(&t), 0);
+        r.get_manifest(&user(), &app, &reference("v1"))
+            .await
+            .unwrap();
+        assert_eq!(
+            pulls_recorded(&t),
+            MAX_QUEUED_AUDIT_EVENTS + 1,
+            "the queue and the pull that found it full, in one write"
+        );
+        let log = t.meta.audit_log();
+        assert!(
+            log.windows(2).all(|w| w[0].event.time <= w[1].event.time),
+            "kept in order"
+        );
     });
 }

@@ -73,27 +73,42 @@ pub(super) fn audit_sql(q: &AuditQuery) -> (String, Vec<Value>) {
     (sql, args)
 }
 
+/// Inserts one event in the transaction `tx` belongs to.
+fn insert(tx: &rusqlite::Connection, e: &NewAuditEvent) -> Result<()> {
+    let details =
+        serde_json::to_string(&e.details).map_err(|e| storage("encoding audit details", e))?;
+    change(
+        tx,
+        sql::INSERT_AUDIT,
+        params![
+            e.time.as_millis(),
+            e.event_type.as_str(),
+            e.actor_id,
+            e.repository.as_ref().map(RepoName::as_str),
+            e.digest.as_ref().map(Digest::to_string),
+            e.ip,
+            details,
+        ],
+    )
+    .map(drop)
+}
+
 #[async_trait]
 impl AuditLog for SqliteMetaStore {
     async fn record_audit(&self, event: &NewAuditEvent) -> Result<()> {
-        let details = serde_json::to_string(&event.details)
-            .map_err(|e| storage("encoding audit details", e))?;
         let e = event.clone();
-        self.write("recording an audit event", move |tx| {
-            change(
-                tx,
-                sql::INSERT_AUDIT,
-                params![
-                    e.time.as_millis(),
-                    e.event_type.as_str(),
-                    e.actor_id,
-                    e.repository.as_ref().map(RepoName::as_str),
-                    e.digest.as_ref().map(Digest::to_string),
-                    e.ip,
-                    details,
-                ],
-            )
-            .map(drop)
+        self.write("recording an audit event", move |tx| insert(tx, &e))
+            .await
+    }
+
+    /// One transaction, one commit, for the whole batch.
+    async fn record_audits(&self, events: &[NewAuditEvent]) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let events = events.to_vec();
+        self.write("recording audit events", move |tx| {
+            events.iter().try_for_each(|e| insert(tx, e))
         })
         .await
     }

@@ -110,7 +110,8 @@ fn identity(config: &Config, db_path: &Path) -> anyhow::Result<Arc<dyn TokenVali
 }
 
 /// Serves until SIGINT or SIGTERM, then drains in-flight requests for at
-/// most the shutdown timeout. Stale upload sessions are purged hourly.
+/// most the shutdown timeout, and then writes the pull events still queued
+/// for the audit writer. Stale upload sessions are purged hourly.
 pub async fn serve(
     state: AppState,
     listener: TcpListener,
@@ -119,6 +120,12 @@ pub async fn serve(
     shutdown_timeout: Duration,
 ) -> anyhow::Result<()> {
     let registry = Arc::clone(&state.registry);
+    // Pull events are written in batches by this task, which stops (and
+    // writes the rest) only once every request has been answered.
+    let (stop_audit, audit_stopped) = tokio::sync::oneshot::channel::<()>();
+    let audit = tokio::spawn(registry.audit_writer().run(async {
+        let _ = audit_stopped.await;
+    }));
     let purge = tokio::spawn(async move {
         let mut tick = tokio::time::interval(PURGE_INTERVAL);
         loop {
@@ -150,6 +157,12 @@ pub async fn serve(
             Ok(Err(e)) => tracing::error!(error = %e, "gRPC task panicked"),
             Err(_) => tracing::warn!("gRPC calls still in flight at the shutdown timeout"),
         }
+    }
+    let _ = stop_audit.send(());
+    match audit.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "writing the last audit events failed"),
+        Err(e) => tracing::error!(error = %e, "the audit writer panicked"),
     }
     result
 }

@@ -118,7 +118,8 @@ impl Registry {
         }))
     }
 
-    /// Audit events, newest first (admin only).
+    /// Audit events, newest first (admin only), including the pulls still
+    /// queued for the audit writer.
     pub async fn audit_events(
         &self,
         caller: &Caller,
@@ -129,6 +130,9 @@ impl Registry {
             query.limit = AuditQuery::DEFAULT_LIMIT;
         }
         query.limit = query.limit.min(AuditQuery::MAX_LIMIT);
+        // Queued pull events first, so the answer holds every request
+        // this process has answered.
+        self.flush_audit().await?;
         self.meta.query_audit(&query).await
     }
 }

@@ -6,6 +6,7 @@
 //! requests and map results; no rule is written twice.
 
 mod admin;
+mod audit_queue;
 mod delete;
 mod gc;
 mod identity;
@@ -17,6 +18,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use audit_queue::{AuditWriter, MAX_QUEUED as MAX_QUEUED_AUDIT_EVENTS};
 pub use gc::{GcReport, GcRun, GcStatus, ReconcileReport};
 pub use pull::{Listing, ManifestContent};
 pub use push::{MountOutcome, PushedManifest};
@@ -96,6 +98,8 @@ pub struct Registry {
     clock: Arc<dyn Clock>,
     config: RegistryConfig,
     coordination: Arc<dyn Coordination>,
+    /// Pull events waiting for the audit writer.
+    audit_queue: audit_queue::AuditQueue,
 }
 
 impl Registry {
@@ -118,6 +122,7 @@ impl Registry {
             clock: Arc::new(SystemClock),
             config: RegistryConfig::default(),
             coordination: Arc::new(LocalCoordination::new()),
+            audit_queue: audit_queue::AuditQueue::default(),
         }
     }
 
@@ -229,6 +234,7 @@ impl Registry {
         })
     }
 
+    /// Records an event before the request is answered.
     async fn audit(
         &self,
         caller: &Caller,
@@ -238,16 +244,41 @@ impl Registry {
         details: BTreeMap<String, String>,
     ) -> Result<()> {
         self.meta
-            .record_audit(&NewAuditEvent {
-                time: self.clock.now(),
-                event_type,
-                actor_id: Some(caller.principal.subject.clone()),
-                repository: repository.cloned(),
-                digest: digest.cloned(),
-                ip: caller.ip.clone(),
-                details,
-            })
+            .record_audit(&self.event(caller, event_type, repository, digest, details))
             .await
+    }
+
+    /// Records a read's event: through the audit writer's queue when one
+    /// runs (see `audit_queue`), else at once.
+    async fn audit_read(
+        &self,
+        caller: &Caller,
+        event_type: EventType,
+        repository: Option<&RepoName>,
+        digest: Option<&Digest>,
+        details: BTreeMap<String, String>,
+    ) -> Result<()> {
+        self.record_read(self.event(caller, event_type, repository, digest, details))
+            .await
+    }
+
+    fn event(
+        &self,
+        caller: &Caller,
+        event_type: EventType,
+        repository: Option<&RepoName>,
+        digest: Option<&Digest>,
+        details: BTreeMap<String, String>,
+    ) -> NewAuditEvent {
+        NewAuditEvent {
+            time: self.clock.now(),
+            event_type,
+            actor_id: Some(caller.principal.subject.clone()),
+            repository: repository.cloned(),
+            digest: digest.cloned(),
+            ip: caller.ip.clone(),
+            details,
+        }
     }
 
     /// The lock between committing a blob's file and row and deleting

@@ -56,7 +56,7 @@ impl Registry {
         let Some(record) = self.meta.get_manifest(repo, reference).await? else {
             return Err(self.manifest_missing(repo, reference).await?);
         };
-        self.audit(
+        self.audit_read(
             caller,
             EventType::ManifestPulled,
             Some(repo),
@@ -99,7 +99,7 @@ impl Registry {
             .blob_in_repository(repo, digest)
             .await?
             .ok_or_else(|| Error::BlobUnknown(digest.clone()))?;
-        self.audit(
+        self.audit_read(
             caller,
             EventType::BlobPulled,
             Some(repo),
@@ -123,7 +123,7 @@ impl Registry {
             return Err(Error::BlobUnknown(digest.clone()));
         }
         let body = self.blobs.read(digest, range).await?;
-        self.audit(
+        self.audit_read(
             caller,
             EventType::BlobPulled,
             Some(repo),
@@ -150,7 +150,7 @@ impl Registry {
         let limit = page.limit;
         page.limit += 1;
         let tags = self.meta.list_tags(repo, &page).await?;
-        self.audit(
+        self.audit_read(
             caller,
             EventType::TagsListed,
             Some(repo),
@@ -173,7 +173,7 @@ impl Registry {
         let limit = page.limit;
         page.limit += 1;
         let repos = self.meta.list_repositories(&page).await?;
-        self.audit(
+        self.audit_read(
             caller,
             EventType::CatalogListed,
             None,
@@ -210,7 +210,7 @@ impl Registry {
                 platform: None,
             })
             .collect();
-        self.audit(
+        self.audit_read(
             caller,
             EventType::ReferrersListed,
             Some(repo),

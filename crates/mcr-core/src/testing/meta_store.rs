@@ -508,6 +508,18 @@ impl AuditLog for FakeMetaStore {
         Ok(())
     }
 
+    async fn record_audits(&self, events: &[NewAuditEvent]) -> Result<()> {
+        let mut state = self.lock();
+        for event in events {
+            let id = state.audit.len() as i64 + 1;
+            state.audit.push(AuditEvent {
+                id,
+                event: event.clone(),
+            });
+        }
+        Ok(())
+    }
+
     async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>> {
         let state = self.lock();
         let mut events: Vec<&AuditEvent> = state

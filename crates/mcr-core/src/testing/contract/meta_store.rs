@@ -1498,10 +1498,20 @@ async fn audit_filters_order_and_window(s: Store) {
     let e3 = event(20, EventType::ManifestPulled, Some("alice"), Some("b"));
     let e4 = event(30, EventType::Login, Some("alice"), None);
     let e5 = event(40, EventType::PolicyDeny, None, Some("a"));
-    // Recorded out of time order: "newest" is by event time.
-    for e in [&e1, &e2, &e3, &e5, &e4] {
-        ok(s.record_audit(e).await, "record_audit");
-    }
+    // Recorded out of time order: "newest" is by event time. Some one by
+    // one, some in batches: a batch keeps its order (e3 after e2, both at
+    // 20 s) like single records do.
+    ok(s.record_audit(&e1).await, "record_audit");
+    ok(
+        s.record_audits(&[e2.clone(), e3.clone()]).await,
+        "record_audits",
+    );
+    ok(s.record_audits(&[]).await, "record_audits of nothing");
+    ok(s.record_audit(&e5).await, "record_audit");
+    ok(
+        s.record_audits(std::slice::from_ref(&e4)).await,
+        "record_audits",
+    );
     let query = |q: AuditQuery| {
         let s = s.clone();
         async move { ok(s.query_audit(&q).await, "query_audit") }
