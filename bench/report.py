@@ -8,12 +8,15 @@ value (tab-separated; round 0 for once-per-workload values such as peak
 RSS). Servers: mcr, dist (Distribution with htpasswd auth), dist-noauth
 (Distribution without auth, for reference on the wrk rows), limit (what
 the machine does with the same bytes: nginx serving the blob files for
-the GET rows, dd write + fdatasync then sha256sum for the uploads), and
-limit-write / limit-sha256 (the two parts of an upload's limit). GC.jsonl
-has one GC run a line, as run.sh writes it from gcbench.py.
+the GET rows, dd write + fdatasync then sha256sum for the uploads),
+limit-write / limit-sha256 (the two parts of an upload's limit), and with
+BENCH_METRICS=1 mcr-metrics (mcrsrv with metrics on and scraped every
+second, on the wrk rows). GC.jsonl has one GC run a line, as run.sh
+writes it from gcbench.py.
 
 Prints the summary table (medians over rounds) with MCR / limit, the
-limits on their own, the GC table, and then every round's raw values.
+limits on their own, the cost of metrics when mcr-metrics ran, the GC
+table, and then every round's raw values.
 Sizes in the labels come from the BENCH_* variables run.sh exports.
 Python standard library only.
 """
@@ -87,7 +90,7 @@ def main() -> int:
     # The wrk phases serve very different numbers of requests: their CPU
     # time is shown per request (all rounds' CPU over all rounds' requests).
     for w in WRK_WORKLOADS:
-        for srv in ("mcr", "dist"):
+        for srv in ("mcr", "dist", "mcr-metrics"):
             cpu = data.get((w, srv, "server CPU s"))
             rps = [v for _, v in data.get((w, srv, "req/s"), [])]
             if cpu and sum(rps) > 0:
@@ -129,6 +132,21 @@ def main() -> int:
         when = "ratio > 1" if better == "higher" else "ratio < 1"
         rtxt = f"{ratio:.2f}" if ratio is not None else "–"
         out.append(f"| {label} | {m} | {fmt(a)} | {fmt(b)} | {rtxt} | {when} | {winner} | {fmt(c)} | {fmt(lim)} | {lratio} |")
+
+    # What metrics cost: mcrsrv with metrics on and scraped every second
+    # against mcrsrv with them off, same data, same rounds.
+    if any(s == "mcr-metrics" for (_, s, _) in data):
+        out.append("\nMetrics cost (BENCH_METRICS=1): `mcr` with metrics off, `mcr-metrics` with them on and scraped every second.\n")
+        out.append("| workload | unit | MCR | MCR + metrics | change | better when |")
+        out.append("|---|---|--:|--:|--:|---|")
+        for w in WRK_WORKLOADS:
+            for m, better in (("req/s", "higher"), ("p50 ms", "lower"), ("p99 ms", "lower"),
+                              ("CPU ms/req", "lower"), ("peak RSS MiB", "lower")):
+                a, b = med(w, "mcr", m), med(w, "mcr-metrics", m)
+                if a is None or b is None:
+                    continue
+                change = f"{(b / a - 1) * 100:+.1f}%" if a else "–"
+                out.append(f"| {w.replace('_', ' ')} | {m} | {fmt(a)} | {fmt(b)} | {change} | {better} |")
 
     # Peak over the whole run: servers restart per workload, so it is the
     # largest per-workload peak.

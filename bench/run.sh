@@ -9,6 +9,11 @@
 #
 # Every loop is bounded in count, every client call in time, and the whole
 # run by BENCH_MAX_SECONDS; both servers are stopped on exit.
+#
+# mcrsrv runs with its metrics listener off. BENCH_METRICS=1 adds a third
+# server to the manifest-GET and blob-GET rows, `mcr-metrics`: the same
+# mcrsrv on a copy of the same data with metrics on and a scraper polling
+# GET /metrics every second, so the report shows what metrics cost.
 set -euo pipefail
 shopt -s inherit_errexit
 
@@ -30,6 +35,7 @@ MAX_SECONDS=${BENCH_MAX_SECONDS:-1800}
 GC_SIZES=${BENCH_GC_SIZES-10000 100000}
 GC_PUSHERS=${BENCH_GC_PUSHERS:-2}
 GC_BASELINE_SECONDS=${BENCH_GC_BASELINE_SECONDS:-3}
+WITH_METRICS=${BENCH_METRICS:-0}
 OUT=${BENCH_OUT:-$HERE/results/latest.md}
 TMPBASE=${BENCH_TMPDIR:-/var/tmp}
 
@@ -51,6 +57,7 @@ int_in BENCH_MAX_SECONDS "$MAX_SECONDS" 60 14400
 int_in BENCH_GC_PUSHERS "$GC_PUSHERS" 1 32
 int_in BENCH_GC_BASELINE_SECONDS "$GC_BASELINE_SECONDS" 1 60
 for n in $GC_SIZES; do int_in "a BENCH_GC_SIZES entry" "$n" 1 10000000; done
+int_in BENCH_METRICS "$WITH_METRICS" 0 1
 [ $((CHUNKED_MIB % CHUNK_MIB)) -eq 0 ] || fail "BENCH_CHUNKED_MIB must be a multiple of BENCH_CHUNK_MIB"
 NCHUNKS=$((CHUNKED_MIB / CHUNK_MIB))
 
@@ -92,7 +99,7 @@ FSTYPE=$(stat -f -c %T "$WORK")
 RESULTS="$WORK/results.tsv"
 : >"$RESULTS"
 
-MCR_PID="" DIST_PID="" NOAUTH_PID="" NGINX_PID=""
+MCR_PID="" DIST_PID="" NOAUTH_PID="" NGINX_PID="" MCRM_PID="" SCRAPER_PID=""
 stop_pid() { # PID: TERM, up to 5 s, then KILL
   local pid=$1 i
   [ -n "$pid" ] || return 0
@@ -102,8 +109,9 @@ stop_pid() { # PID: TERM, up to 5 s, then KILL
   wait "$pid" 2>/dev/null || true
 }
 cleanup() {
-  stop_pid "$MCR_PID"; stop_pid "$DIST_PID"; stop_pid "$NOAUTH_PID"; stop_pid "$NGINX_PID"
-  MCR_PID="" DIST_PID="" NOAUTH_PID="" NGINX_PID=""
+  stop_pid "$SCRAPER_PID"
+  stop_pid "$MCR_PID"; stop_pid "$DIST_PID"; stop_pid "$NOAUTH_PID"; stop_pid "$MCRM_PID"; stop_pid "$NGINX_PID"
+  MCR_PID="" DIST_PID="" NOAUTH_PID="" MCRM_PID="" SCRAPER_PID="" NGINX_PID=""
   if [ "${BENCH_KEEP:-0}" = 1 ]; then log "kept $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
@@ -112,15 +120,16 @@ trap 'exit 130' INT TERM
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
-MCR_PORT=$(free_port)
-DIST_PORT=$(free_port)
-NOAUTH_PORT=$(free_port)
-NGINX_PORT=$(free_port)
-while [ "$DIST_PORT" = "$MCR_PORT" ]; do DIST_PORT=$(free_port); done
-while [ "$NOAUTH_PORT" = "$MCR_PORT" ] || [ "$NOAUTH_PORT" = "$DIST_PORT" ]; do NOAUTH_PORT=$(free_port); done
-while [ "$NGINX_PORT" = "$MCR_PORT" ] || [ "$NGINX_PORT" = "$DIST_PORT" ] || [ "$NGINX_PORT" = "$NOAUTH_PORT" ]; do
-  NGINX_PORT=$(free_port)
+# Distinct free ports: the APIs, the metrics variant's gRPC and metrics
+# listeners, and nginx (the limit).
+PORTS=()
+while [ ${#PORTS[@]} -lt 7 ]; do
+  p=$(free_port)
+  case " ${PORTS[*]} " in *" $p "*) ;; *) PORTS+=("$p") ;; esac
 done
+MCR_PORT=${PORTS[0]} DIST_PORT=${PORTS[1]} NOAUTH_PORT=${PORTS[2]}
+MCRM_PORT=${PORTS[3]} MCRM_GRPC_PORT=${PORTS[4]} MCRM_METRICS_PORT=${PORTS[5]}
+NGINX_PORT=${PORTS[6]}
 
 # Distribution: filesystem storage in the scratch dir, loopback only,
 # htpasswd (bcrypt) basic auth. A second config without auth on the same
@@ -205,11 +214,11 @@ wait_ready() { # PID URL LOG
   fail "server for $2 not ready after 15 s"
 }
 
-start_servers() { # WITH_NOAUTH
+start_servers() { # WITH_NOAUTH [WITH_METRICS_VARIANT]
   # BENCH_MCR_ENV (e.g. MALLOC_MMAP_THRESHOLD_=1048576) tries a setting on
-  # mcrsrv alone; word-split on purpose.
+  # mcrsrv alone; word-split on purpose. Metrics off (an empty address).
   # shellcheck disable=SC2086
-  env ${BENCH_MCR_ENV:-} "$MCRSRV" dev --data "$WORK/mcr" --listen "127.0.0.1:$MCR_PORT" >>"$WORK/mcr.log" 2>&1 &
+  env ${BENCH_MCR_ENV:-} MCR_SERVER_METRICS_ADDR= "$MCRSRV" dev --data "$WORK/mcr" --listen "127.0.0.1:$MCR_PORT" >>"$WORK/mcr.log" 2>&1 &
   MCR_PID=$!
   docker-registry serve "$WORK/dist/config.yml" >>"$WORK/dist.log" 2>&1 &
   DIST_PID=$!
@@ -220,12 +229,28 @@ start_servers() { # WITH_NOAUTH
     NOAUTH_PID=$!
     wait_ready "$NOAUTH_PID" "http://127.0.0.1:$NOAUTH_PORT/v2/" "$WORK/dist-noauth.log"
   fi
+  if [ "${2:-0}" = 1 ]; then
+    # shellcheck disable=SC2086
+    env ${BENCH_MCR_ENV:-} MCR_SERVER_METRICS_ADDR="127.0.0.1:$MCRM_METRICS_PORT" \
+      MCR_SERVER_GRPC_ADDR="127.0.0.1:$MCRM_GRPC_PORT" \
+      "$MCRSRV" dev --data "$WORK/mcr-metrics" --listen "127.0.0.1:$MCRM_PORT" >>"$WORK/mcr-metrics.log" 2>&1 &
+    MCRM_PID=$!
+    wait_ready "$MCRM_PID" "http://127.0.0.1:$MCRM_PORT/v2/" "$WORK/mcr-metrics.log"
+    wait_ready "$MCRM_PID" "http://127.0.0.1:$MCRM_METRICS_PORT/metrics" "$WORK/mcr-metrics.log"
+    # A scraper as Prometheus would be, every second; each scrape bounded.
+    ( while kill -0 "$MCRM_PID" 2>/dev/null; do
+        curl -s -o /dev/null --max-time 5 "http://127.0.0.1:$MCRM_METRICS_PORT/metrics" || true
+        sleep 1
+      done ) &
+    SCRAPER_PID=$!
+  fi
   MCR_PASSWORD=$(cat "$WORK/mcr/admin.password")
 }
 
 stop_servers() {
-  stop_pid "$MCR_PID"; stop_pid "$DIST_PID"; stop_pid "$NOAUTH_PID"
-  MCR_PID="" DIST_PID="" NOAUTH_PID=""
+  stop_pid "$SCRAPER_PID"
+  stop_pid "$MCR_PID"; stop_pid "$DIST_PID"; stop_pid "$NOAUTH_PID"; stop_pid "$MCRM_PID"
+  MCR_PID="" DIST_PID="" NOAUTH_PID="" MCRM_PID="" SCRAPER_PID=""
 }
 
 # nginx runs through the whole run (its memory and CPU are not reported).
@@ -260,22 +285,26 @@ record_rss() { # WORKLOAD
   record "$1" dist 0 "peak RSS MiB" "$(kib_field "$DIST_PID" VmHWM)"
   record "$1" mcr 0 "server CPU s" "$(cpu_seconds "$MCR_PID")"
   record "$1" dist 0 "server CPU s" "$(cpu_seconds "$DIST_PID")"
+  if [ -n "$MCRM_PID" ]; then
+    record "$1" mcr-metrics 0 "peak RSS MiB" "$(kib_field "$MCRM_PID" VmHWM)"
+    record "$1" mcr-metrics 0 "server CPU s" "$(cpu_seconds "$MCRM_PID")"
+  fi
 }
 
-port_of() { case $1 in mcr) echo "$MCR_PORT" ;; dist) echo "$DIST_PORT" ;; dist-noauth) echo "$NOAUTH_PORT" ;; limit) echo "$NGINX_PORT" ;; esac; }
+port_of() { case $1 in mcr) echo "$MCR_PORT" ;; mcr-metrics) echo "$MCRM_PORT" ;; dist) echo "$DIST_PORT" ;; dist-noauth) echo "$NOAUTH_PORT" ;; limit) echo "$NGINX_PORT" ;; esac; }
 base_of() { echo "http://127.0.0.1:$(port_of "$1")"; }
-creds_of() { case $1 in mcr) echo "admin:$MCR_PASSWORD" ;; *) echo "bench:$DIST_PASSWORD" ;; esac; }
+creds_of() { case $1 in mcr | mcr-metrics) echo "admin:$MCR_PASSWORD" ;; *) echo "bench:$DIST_PASSWORD" ;; esac; }
 
 # The Authorization header a client would send: a bearer token from
 # /v2/token for MCR (fetched once, outside the timing, as clients cache
 # it); HTTP Basic on every request for Distribution's htpasswd.
 auth_of() { # SERVER REPO
   case $1 in
-    mcr)
+    mcr | mcr-metrics)
       local token
-      token=$(curl -sSf --max-time 30 -u "$(creds_of mcr)" \
-        "$(base_of mcr)/v2/token?service=mcr&scope=repository:$2:pull,push" | jq -r .token) \
-        || fail "no token from MCR"
+      token=$(curl -sSf --max-time 30 -u "$(creds_of "$1")" \
+        "$(base_of "$1")/v2/token?service=mcr&scope=repository:$2:pull,push" | jq -r .token) \
+        || fail "no token from $1"
       [ -n "$token" ] && [ "$token" != null ] || fail "MCR gave an empty token"
       echo "Authorization: Bearer $token" ;;
     dist) echo "Authorization: Basic $(printf '%s' "$(creds_of dist)" | base64 -w0)" ;;
@@ -479,6 +508,8 @@ SMALL_DIGEST="sha256:$(sha256sum "$WORK/small.bin" | cut -d' ' -f1)"
 start_servers 0
 for s in mcr dist; do upload_mono "$s" "$(auth_of "$s" bench/small)" bench/small "$WORK/small.bin" "$SMALL_DIGEST" >/dev/null; done
 stop_servers
+# The metrics variant serves the very same data, from a copy.
+[ "$WITH_METRICS" = 1 ] && cp -a "$WORK/mcr" "$WORK/mcr-metrics"
 
 MANIFEST_ACCEPT="Accept: application/vnd.oci.image.manifest.v1+json"
 # wrk_run WORKLOAD SERVER ROUND URL HEADERS...
@@ -516,12 +547,21 @@ check_get() {
   echo "$bytes"
 }
 
-# The registries in this round's order, Distribution without auth if
-# asked, and the limit (nginx) last.
-wrk_servers() { if [ "$DIST_NOAUTH" = 1 ]; then echo "$(order "$1") dist-noauth limit"; else echo "$(order "$1") limit"; fi; }
+# The registries in this round's order (with the metrics variant if
+# asked), Distribution without auth if asked, and the limit (nginx) last.
+wrk_servers() { # ROUND
+  local list
+  list=$(order "$1")
+  if [ "$WITH_METRICS" = 1 ]; then
+    # Alternate the variant's place too: before or after plain mcr.
+    if [ $(($1 % 2)) -eq 1 ]; then list="mcr-metrics $list"; else list="$list mcr-metrics"; fi
+  fi
+  [ "$DIST_NOAUTH" = 1 ] && list="$list dist-noauth"
+  echo "$list limit"
+}
 
 phase "manifest GET, wrk -c$WRK_CONNS -d${WRK_SECONDS}s"
-start_servers "$DIST_NOAUTH"
+start_servers "$DIST_NOAUTH" "$WITH_METRICS"
 MANIFEST_BYTES=""
 for r in $(seq 1 "$ROUNDS"); do
   deadline
@@ -542,7 +582,7 @@ record_rss manifest_get
 stop_servers
 
 phase "1 MiB blob GET, wrk -c$WRK_CONNS -d${WRK_SECONDS}s"
-start_servers "$DIST_NOAUTH"
+start_servers "$DIST_NOAUTH" "$WITH_METRICS"
 for r in $(seq 1 "$ROUNDS"); do
   deadline
   for s in $(wrk_servers "$r"); do
@@ -590,6 +630,7 @@ mkdir -p "$(dirname "$OUT")"
   echo "- Distribution: $(docker-registry --version 2>/dev/null | awk '{ print $NF }'), filesystem storage, htpasswd (bcrypt) basic auth on every request;" \
     "MCR: \`mcrsrv dev\` (local identity, bearer token from /v2/token fetched once per workload and round, not timed). Both on 127.0.0.1, plain HTTP, log level info."
   [ -z "${BENCH_MCR_ENV:-}" ] || echo "- mcrsrv ran with the environment \`$BENCH_MCR_ENV\` (BENCH_MCR_ENV)."
+  [ "$WITH_METRICS" = 1 ] && echo "- BENCH_METRICS=1: on the wrk rows, \`mcr-metrics\` is mcrsrv on a copy of the same data with its metrics listener on and a scraper polling GET /metrics every second; \`mcr\` runs with metrics off."
   echo "- $ROUNDS rounds, medians; servers restarted per workload (peak RSS = VmHWM of that workload); order alternates per round." \
     "Client and servers share the $(nproc) cores. Run took ${TOTAL_SECONDS}s, of which ${BUILD_SECONDS}s building mcrsrv."
   echo

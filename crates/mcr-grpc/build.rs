@@ -1,5 +1,6 @@
 //! Compiles `proto/mcr/v1/*.proto` with protox (pure Rust, no `protoc`)
-//! and generates the prost messages and tonic clients and servers.
+//! and generates the prost messages and tonic clients and servers, and
+//! `methods.rs`: every RPC's path, for the metrics' label values.
 
 use std::path::PathBuf;
 
@@ -15,6 +16,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={}", f.display());
     }
     let descriptors = protox::compile(&files, [&root])?;
+    let mut methods = String::from(
+        "/// Every RPC, as (`/package.Service/Method`, service, method).\n\
+         pub const METHODS: &[(&str, &str, &str)] = &[\n",
+    );
+    for file in &descriptors.file {
+        for service in &file.service {
+            let full = format!("{}.{}", file.package(), service.name());
+            for method in &service.method {
+                methods.push_str(&format!(
+                    "    (\"/{full}/{m}\", \"{full}\", \"{m}\"),\n",
+                    m = method.name()
+                ));
+            }
+        }
+    }
+    methods.push_str("];\n");
+    std::fs::write(
+        PathBuf::from(std::env::var("OUT_DIR")?).join("methods.rs"),
+        methods,
+    )?;
     tonic_prost_build::configure()
         .build_transport(false)
         .btree_map(".")

@@ -11,9 +11,13 @@
 //!   API (TLS 1.3, validations cached 30 s by token hash); with the
 //!   `fake-mcias` feature, `mcias::fake::FakeMcias` for tests.
 //!
+//! The identity adapters record token validations and MCIAS calls as
+//! metrics ([`metrics`]).
+//!
 //! This crate holds no business rule: those live in `mcr-core`.
 
 pub mod fs;
 pub mod local_identity;
 pub mod mcias;
+pub mod metrics;
 pub mod sqlite;

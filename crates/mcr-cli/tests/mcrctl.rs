@@ -453,10 +453,15 @@ fn mcrctl_over_rest_against_mcrsrv_dev() {
 
     let list = mcrctl(&["--server", s, "--token", t, "policy", "list"], None).ok();
     let lines: Vec<&str> = list.stdout.lines().collect();
-    assert_eq!(lines.len(), 3, "{list:?}");
-    assert!(lines[0].starts_with("ID  PRIORITY  EFFECT"), "{list:?}");
+    // The header, the three built-in rules (marked), then the stored two
+    // by priority.
+    assert_eq!(lines.len(), 6, "{list:?}");
+    assert!(lines[0].starts_with("ID "), "{list:?}");
+    for (line, id) in lines[1..4].iter().zip(["-1", "-2", "-3"]) {
+        assert!(line.starts_with(&format!("{id} (built-in)")), "{list:?}");
+    }
     assert!(
-        lines[1].starts_with(&format!("{id}   5         deny")),
+        lines[4].starts_with(&id.to_string()) && lines[4].contains(" deny "),
         "by priority: {list:?}"
     );
     let rules = mcrctl(
@@ -465,7 +470,7 @@ fn mcrctl_over_rest_against_mcrsrv_dev() {
     )
     .ok()
     .json();
-    assert_eq!(rules.as_array().unwrap().len(), 2);
+    assert_eq!(rules.as_array().unwrap().len(), 5);
 
     let explain = mcrctl(
         &[
@@ -725,6 +730,34 @@ impl Drop for InProcess {
 }
 
 #[test]
+fn status_fails_naming_the_store_while_the_registry_is_not_ready() {
+    let p = InProcess::start();
+    let rest = ["--server", p.rest.as_str(), "status"];
+    let grpc = ["--grpc", p.grpc.as_str(), "status"];
+    for args in [rest, grpc] {
+        assert!(mcrctl(&args, None).ok().stdout.contains(": ok, ready"));
+    }
+    let json = mcrctl(&["--server", p.rest.as_str(), "--json", "status"], None).ok();
+    assert_eq!(json.json()["ready"], true);
+
+    let layers = p.dir.path().join("layers");
+    std::fs::remove_dir_all(&layers).unwrap();
+    for (args, code) in [(rest, "503"), (grpc, "UNAVAILABLE")] {
+        let r = mcrctl(&args, None).failed();
+        assert!(r.stderr.contains(code), "{r:?}");
+        assert!(
+            r.stderr.contains("not ready: storage: blob directory"),
+            "{r:?}"
+        );
+        assert!(r.stderr.contains(&layers.display().to_string()), "{r:?}");
+    }
+    std::fs::create_dir(&layers).unwrap();
+    for args in [rest, grpc] {
+        mcrctl(&args, None).ok();
+    }
+}
+
+#[test]
 fn mcrctl_over_grpc_answers_as_over_rest() {
     let p = InProcess::start();
     let g = p.grpc.as_str();
@@ -733,7 +766,7 @@ fn mcrctl_over_grpc_answers_as_over_rest() {
     assert!(mcrctl(&["--grpc", g, "status"], None)
         .ok()
         .stdout
-        .contains("(gRPC): ok"));
+        .contains("(gRPC): ok, ready"));
     // Login over gRPC; the token works over both.
     let bad = mcrctl(
         &[
@@ -915,7 +948,10 @@ fn mcrctl_over_grpc_answers_as_over_rest() {
     )
     .ok()
     .json();
-    assert_eq!(rules, serde_json::json!([]));
+    assert_eq!(
+        rules,
+        serde_json::to_value(mcr_core::policy::builtin_rules()).unwrap()
+    );
     let rec = mcrctl(
         &["--grpc", g, "--token", t, "--json", "gc", "--reconcile"],
         None,

@@ -32,7 +32,10 @@ impl Server {
         let dir = tempfile::tempdir().unwrap();
         let (config, password, _) =
             dev::dev_config(dir.path(), "127.0.0.1:0", std::iter::empty()).unwrap();
-        let state = run::build(&config).await.unwrap();
+        // Nothing here leaves background work (no GC is started).
+        let state = run::build(&config, tokio_util::task::TaskTracker::new())
+            .await
+            .unwrap();
         let (issued, _) = state
             .registry
             .login("admin", &password, None)

@@ -91,6 +91,9 @@ fn a_failing_check_is_named() {
         fn list(&self) -> mcr_core::ports::ListStream<Digest> {
             self.0.list()
         }
+        async fn probe(&self) -> mcr_core::Result<()> {
+            self.0.probe().await
+        }
     }
     let outcome = std::panic::catch_unwind(|| {
         block_on(contract::run_blob_store_contract(|| async {

@@ -14,7 +14,9 @@ use mcr_core::media::MediaType;
 use mcr_core::names::Reference;
 use mcr_core::policy::{Effect, RepoPattern, RuleDraft};
 use mcr_core::principal::{AccountType, Action};
-use mcr_core::registry::{MountOutcome, RegistryConfig, MAX_QUEUED_AUDIT_EVENTS};
+use mcr_core::registry::{
+    MountOutcome, Registry, RegistryConfig, MAX_QUEUED_AUDIT_EVENTS, SCHEDULE_SUBJECT,
+};
 use mcr_core::testing::{admin, guest, system, user, TestRegistry};
 use mcr_core::time::Clock;
 use mcr_core::Error;
@@ -537,6 +539,83 @@ fn gc_removes_only_unreferenced_blobs_past_the_grace_period() {
         assert!(types.contains(&EventType::GcStarted) && types.contains(&EventType::GcCompleted));
         let err = r.collect_garbage(&user()).await.unwrap_err();
         assert!(matches!(err, Error::Denied { .. }), "{err}");
+    });
+}
+
+#[test]
+fn the_schedule_runs_gc_one_interval_after_the_last_run_started() {
+    let day = Duration::from_secs(24 * 3600);
+    let config = RegistryConfig {
+        gc_interval: Some(day),
+        ..RegistryConfig::default()
+    };
+    let t = TestRegistry::with_config(config.clone());
+    run(async {
+        let r = &t.registry;
+        // Never collected: one interval after the schedule was first asked.
+        let first_asked = t.clock.now();
+        assert_eq!(
+            r.next_scheduled_gc().await.unwrap(),
+            Some(first_asked.saturating_add(day))
+        );
+        t.clock.advance(Duration::from_secs(3600));
+        assert_eq!(
+            r.next_scheduled_gc().await.unwrap(),
+            Some(first_asked.saturating_add(day))
+        );
+        // An admin's run moves it.
+        let by_admin = r.collect_garbage(&admin()).await.unwrap();
+        assert_eq!(
+            r.next_scheduled_gc().await.unwrap(),
+            Some(by_admin.started_at.saturating_add(day))
+        );
+
+        // The schedule's own run, one at a time with everybody's.
+        t.clock.advance(day);
+        let scheduled = r.start_scheduled_gc().await.unwrap();
+        let again = r.start_scheduled_gc().await.map(|run| run.id().to_string());
+        assert!(matches!(again, Err(Error::Conflict(_))), "{again:?}");
+        let refused = r.start_gc(&admin()).await.map(|run| run.id().to_string());
+        assert!(matches!(refused, Err(Error::Conflict(_))), "{refused:?}");
+        assert!(r.gc_status(&admin()).await.unwrap().running);
+        let report = scheduled.run().await.unwrap();
+        let started: Vec<_> = t
+            .meta
+            .audit_log()
+            .into_iter()
+            .filter(|e| e.event.event_type == EventType::GcStarted)
+            .collect();
+        assert_eq!(started.len(), 2);
+        assert_eq!(started[1].event.actor_id.as_deref(), Some(SCHEDULE_SUBJECT));
+        let status = r.gc_status(&admin()).await.unwrap();
+        assert_eq!(status.last_run.as_ref(), Some(&report));
+        assert_eq!(status.next_run, Some(report.started_at.saturating_add(day)));
+
+        // A restart keeps the rhythm, from the audit log.
+        let restarted = Registry::new(
+            t.meta.clone(),
+            t.blobs.clone(),
+            t.identity.clone(),
+            t.policy.clone(),
+        )
+        .with_clock(t.clock.clone())
+        .with_config(config);
+        t.clock.advance(Duration::from_secs(60));
+        assert_eq!(
+            restarted.next_scheduled_gc().await.unwrap(),
+            Some(report.started_at.saturating_add(day))
+        );
+    });
+}
+
+#[test]
+fn without_an_interval_nothing_is_scheduled() {
+    let t = TestRegistry::new();
+    run(async {
+        assert_eq!(t.registry.next_scheduled_gc().await.unwrap(), None);
+        t.registry.collect_garbage(&admin()).await.unwrap();
+        let status = t.registry.gc_status(&admin()).await.unwrap();
+        assert_eq!(status.next_run, None);
     });
 }
 
@@ -1154,6 +1233,44 @@ fn a_full_audit_queue_is_written_by_the_pull_that_finds_it_full() {
         assert!(
             log.windows(2).all(|w| w[0].event.time <= w[1].event.time),
             "kept in order"
+        );
+    });
+}
+
+#[test]
+fn readiness_names_each_store_that_is_not_usable() {
+    let t = TestRegistry::new();
+    run(async {
+        let ready = t.registry.readiness().await;
+        assert!(ready.is_ready(), "{ready:?}");
+        assert_eq!(ready.reason(), None);
+
+        t.meta
+            .set_probe_failure(Some("database file /x/mcr.db is gone"));
+        let r = t.registry.readiness().await;
+        assert!(!r.is_ready());
+        assert_eq!(
+            r.reason().as_deref(),
+            Some("database: probing the fake store: database file /x/mcr.db is gone")
+        );
+        assert_eq!(r.storage, None);
+
+        t.blobs.set_probe_failure(Some("no space left"));
+        let r = t.registry.readiness().await;
+        assert_eq!(
+            r.reason().as_deref(),
+            Some(
+                "database: probing the fake store: database file /x/mcr.db is gone; \
+                 storage: probing the fake store: no space left"
+            )
+        );
+
+        t.meta.set_probe_failure(None);
+        t.blobs.set_probe_failure(None);
+        assert!(t.registry.readiness().await.is_ready());
+        assert!(
+            t.meta.audit_log().is_empty(),
+            "a probe is not an audited act"
         );
     });
 }

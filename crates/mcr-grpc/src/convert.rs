@@ -134,6 +134,7 @@ impl From<&GcStatus> for pb::GcStatus {
         pb::GcStatus {
             running: s.running,
             last_run: s.last_run.as_ref().map(Into::into),
+            next_run: s.next_run.map(timestamp),
         }
     }
 }

@@ -1,11 +1,12 @@
 //! The interceptor chain every RPC passes, outermost first:
 //!
-//! 1. **request log** ([`log_request`]): method, peer, status code and
-//!    duration; never a metadata value, so never the token;
+//! 1. **request log and metrics** ([`log_request`]): method, peer,
+//!    status code and duration, logged and recorded
+//!    ([`crate::metrics`]); never a metadata value, so never the token;
 //! 2. **authentication** ([`authenticate`]): the `authorization: Bearer`
 //!    metadata through [`Registry::authenticate`]; the [`Caller`] it
 //!    establishes travels to the service as a request extension.
-//!    [`PUBLIC_METHODS`] (Health and Login) bypass it;
+//!    [`PUBLIC_METHODS`] (Health, Ready and Login) bypass it;
 //! 3. **admin role check** for [`is_admin_method`]s, through
 //!    [`Registry::authorize_admin`] (the admin role and the policy's
 //!    `policy:manage`), so a refusal here is audited like one in a use
@@ -32,9 +33,14 @@ use tonic::{Code, Status};
 use tower::{Layer, Service};
 
 use crate::error::status;
+use crate::metrics::GrpcMetrics;
 
 /// Methods that need no token.
-pub const PUBLIC_METHODS: [&str; 2] = ["/mcr.v1.AdminService/Health", "/mcr.v1.AdminService/Login"];
+pub const PUBLIC_METHODS: [&str; 3] = [
+    "/mcr.v1.AdminService/Health",
+    "/mcr.v1.AdminService/Ready",
+    "/mcr.v1.AdminService/Login",
+];
 
 /// Longest `authorization` value accepted; anything longer is refused
 /// before it is looked at.
@@ -62,11 +68,17 @@ pub fn is_admin_method(path: &str) -> bool {
 #[derive(Clone)]
 pub struct InterceptorLayer {
     registry: Arc<Registry>,
+    metrics: Arc<GrpcMetrics>,
 }
 
 impl InterceptorLayer {
+    /// The chain for `registry`. Makes the metrics' handles: build it
+    /// after the program installed its recorder.
     pub fn new(registry: Arc<Registry>) -> InterceptorLayer {
-        InterceptorLayer { registry }
+        InterceptorLayer {
+            registry,
+            metrics: Arc::new(GrpcMetrics::new()),
+        }
     }
 }
 
@@ -77,6 +89,7 @@ impl<S> Layer<S> for InterceptorLayer {
         Interceptors {
             inner,
             registry: Arc::clone(&self.registry),
+            metrics: Arc::clone(&self.metrics),
         }
     }
 }
@@ -86,6 +99,7 @@ impl<S> Layer<S> for InterceptorLayer {
 pub struct Interceptors<S> {
     inner: S,
     registry: Arc<Registry>,
+    metrics: Arc<GrpcMetrics>,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -110,15 +124,21 @@ where
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let registry = Arc::clone(&self.registry);
-        Box::pin(log_request(req, move |req| {
+        let metrics = Arc::clone(&self.metrics);
+        Box::pin(log_request(req, metrics, move |req| {
             authenticate_and_call(registry, inner, req)
         }))
     }
 }
 
-/// Stage 1: one log line per call. The code is the `grpc-status` of a
-/// trailers-only answer (every error of a unary call), else OK.
-async fn log_request<B, RB, E, F, Fut>(req: Request<B>, next: F) -> Result<Response<RB>, E>
+/// Stage 1: one log line and one recording per call. The code is the
+/// `grpc-status` of a trailers-only answer (every error of a unary call),
+/// else OK.
+async fn log_request<B, RB, E, F, Fut>(
+    req: Request<B>,
+    metrics: Arc<GrpcMetrics>,
+    next: F,
+) -> Result<Response<RB>, E>
 where
     F: FnOnce(Request<B>) -> Fut,
     Fut: Future<Output = Result<Response<RB>, E>>,
@@ -136,11 +156,13 @@ where
             .map_or(Code::Ok, Code::from_i32),
         Err(_) => Code::Unknown,
     };
+    let elapsed = start.elapsed();
+    metrics.record(&method, code, elapsed);
     tracing::info!(
         %method,
         peer = %peer.map_or_else(|| "-".to_string(), |p| p.to_string()),
         code = ?code,
-        duration_ms = start.elapsed().as_secs_f64() * 1000.0,
+        duration_ms = elapsed.as_secs_f64() * 1000.0,
         "grpc request done"
     );
     result
@@ -241,6 +263,7 @@ mod tests {
         assert!(!is_admin_method("/mcr.v1.RegistryService/GetRepository"));
         assert!(!is_admin_method("/mcr.v1.AdminService/Health"));
         assert!(!is_admin_method("/mcr.v1.AdminService/Login"));
+        assert!(!is_admin_method("/mcr.v1.AdminService/Ready"));
         assert!(is_admin_method("/mcr.v1.AdminService/Snapshot"));
         assert!(!is_admin_method("garbage"));
     }

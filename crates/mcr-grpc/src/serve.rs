@@ -13,6 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
+use tokio_util::task::TaskTracker;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 use tonic::transport::Server;
 
@@ -22,16 +23,17 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const ACCEPT_BACKLOG: usize = 64;
 
 /// Serves [`crate::router`] on `listener` until `shutdown` resolves, then
-/// lets in-flight calls finish. With `tls` (the REST listener's acceptor:
+/// lets in-flight calls finish; work outliving a call goes to `tasks`. With `tls` (the REST listener's acceptor:
 /// same certificate, TLS 1.3 only) every connection is TLS; handshakes run
 /// concurrently, so a slow client cannot hold up the others.
 pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     registry: Arc<Registry>,
+    tasks: TaskTracker,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
-    let server = Server::builder().add_routes(crate::router(registry));
+    let server = Server::builder().add_routes(crate::router(registry, tasks));
     match tls {
         None => {
             let incoming =

@@ -69,7 +69,11 @@ async fn rest_and_grpc_return_the_same_data() {
     s.push_image("app", "v2", "two").await;
     s.push_image("team/tool", "latest", "three").await;
     let token = s.token(admin());
-    let app = mcr_http::router(AppState::new(s.t.registry.clone(), HttpConfig::default()));
+    let app = mcr_http::router(AppState::new(
+        s.t.registry.clone(),
+        HttpConfig::default(),
+        tokio_util::task::TaskTracker::new(),
+    ));
     let mut grpc = s.clients(Some(&token)).await;
 
     // A rule, created over REST; a GC run, over gRPC, finished.
@@ -156,7 +160,9 @@ async fn rest_and_grpc_return_the_same_data() {
         .map(|r| Rule::try_from(r).unwrap())
         .collect();
     assert_eq!(r["rules"], serde_json::to_value(&g).unwrap());
-    assert_eq!(g.len(), 1);
+    // The built-ins, then the stored rule.
+    assert_eq!(g.iter().filter(|r| r.is_builtin()).count(), 3);
+    assert_eq!(g.len(), 4);
 
     // Explain.
     let ask = json!({"subject": "u", "account_type": "human", "roles": ["user"],
@@ -244,6 +250,7 @@ async fn rest_and_grpc_return_the_same_data() {
         r,
         json!({
             "running": g.running,
+            "next_run": null,
             "last_run": {
                 "id": last.id,
                 "started_at": time(&last.started_at),

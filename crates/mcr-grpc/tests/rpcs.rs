@@ -1,6 +1,6 @@
 //! Every RPC over a real connection: what it answers, and who it refuses
 //! (no token → UNAUTHENTICATED; a non-admin on an admin RPC →
-//! PERMISSION_DENIED; Health and Login need no token). TLS 1.3 only.
+//! PERMISSION_DENIED; Health, Ready and Login need no token). TLS 1.3 only.
 
 mod support;
 
@@ -33,10 +33,11 @@ enum Rpc {
     ListAuditEvents,
     Snapshot,
     Health,
+    Ready,
     Login,
 }
 
-const ALL: [Rpc; 16] = [
+const ALL: [Rpc; 17] = [
     Rpc::ListRepositories,
     Rpc::GetRepository,
     Rpc::DeleteRepository,
@@ -52,12 +53,13 @@ const ALL: [Rpc; 16] = [
     Rpc::ListAuditEvents,
     Rpc::Snapshot,
     Rpc::Health,
+    Rpc::Ready,
     Rpc::Login,
 ];
 
 impl Rpc {
     fn public(self) -> bool {
-        matches!(self, Rpc::Health | Rpc::Login)
+        matches!(self, Rpc::Health | Rpc::Ready | Rpc::Login)
     }
 
     fn admin(self) -> bool {
@@ -150,6 +152,7 @@ async fn call(c: &mut Clients, rpc: Rpc) -> Result<(), Status> {
             .map(drop),
         Rpc::Snapshot => c.admin.snapshot(pb::SnapshotRequest {}).await.map(drop),
         Rpc::Health => c.admin.health(pb::HealthRequest {}).await.map(drop),
+        Rpc::Ready => c.admin.ready(pb::ReadyRequest {}).await.map(drop),
         Rpc::Login => c
             .admin
             .login(pb::LoginRequest {
@@ -239,8 +242,9 @@ async fn admin_rpcs_refuse_a_non_admin_and_change_nothing() {
         .list_rules(pb::ListRulesRequest {})
         .await
         .unwrap();
-    assert_eq!(rules.get_ref().rules.len(), 1);
-    assert_eq!(rules.get_ref().rules[0].priority, 10);
+    let stored: Vec<_> = rules.get_ref().rules.iter().filter(|r| r.id > 0).collect();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].priority, 10);
     call(&mut admin, Rpc::GetRepository)
         .await
         .expect("app is still there");
@@ -276,6 +280,34 @@ async fn health_answers_ok_without_a_token() {
         .await
         .unwrap();
     assert_eq!(h.get_ref().status, "ok");
+}
+
+#[tokio::test]
+async fn ready_is_unavailable_naming_the_store_until_it_is_usable_again() {
+    let s = Server::start().await;
+    let mut anon = s.anonymous().await;
+    let r = anon.admin.ready(pb::ReadyRequest {}).await.unwrap();
+    assert_eq!(r.get_ref().status, "ready");
+
+    s.t.blobs
+        .set_probe_failure(Some("blob directory /srv/mcr/layers is gone"));
+    let refused = anon.admin.ready(pb::ReadyRequest {}).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unavailable);
+    assert_eq!(
+        refused.message(),
+        "not ready: storage: probing the fake store: blob directory /srv/mcr/layers is gone"
+    );
+    s.t.meta.set_probe_failure(Some("database file is gone"));
+    let refused = anon.admin.ready(pb::ReadyRequest {}).await.unwrap_err();
+    assert_eq!(
+        refused.message(),
+        "not ready: database: probing the fake store: database file is gone; \
+         storage: probing the fake store: blob directory /srv/mcr/layers is gone"
+    );
+
+    s.t.blobs.set_probe_failure(None);
+    s.t.meta.set_probe_failure(None);
+    anon.admin.ready(pb::ReadyRequest {}).await.unwrap();
 }
 
 #[tokio::test]
@@ -578,7 +610,13 @@ async fn rules_are_created_read_updated_and_deleted() {
         .list_rules(pb::ListRulesRequest {})
         .await
         .unwrap();
-    assert_eq!(list.get_ref().rules, [cleared]);
+    // The built-ins (negative ids) come first, then the stored rule.
+    let builtins: Vec<pb::Rule> = mcr_core::policy::builtin_rules()
+        .iter()
+        .map(Into::into)
+        .collect();
+    assert_eq!(list.get_ref().rules[..builtins.len()], builtins[..]);
+    assert_eq!(list.get_ref().rules[builtins.len()..], [cleared]);
     admin
         .policy
         .delete_rule(pb::DeleteRuleRequest { id: created.id })
@@ -663,7 +701,7 @@ async fn invalid_rules_are_refused_naming_the_field() {
         .list_rules(pb::ListRulesRequest {})
         .await
         .unwrap();
-    assert!(list.get_ref().rules.is_empty());
+    assert!(list.get_ref().rules.iter().all(|r| r.id < 0));
 }
 
 #[tokio::test]

@@ -2,7 +2,8 @@
 //!
 //! The axum router: the OCI Distribution API under `/v2/` ([`oci`]), the
 //! token endpoint `GET /v2/token` ([`token`]), the admin REST API under
-//! `/v1/` ([`admin`]), and request logging.
+//! `/v1/` ([`admin`]), request logging, and request metrics ([`metrics`])
+//! when [`HttpConfig::metrics`] asks for them.
 //! Handlers extract, call one [`mcr_core::registry::Registry`] use case and
 //! map its result ([`error`] holds the one mapping from engine errors to
 //! HTTP); no business rule lives here. Bodies stream: a blob is never held
@@ -13,9 +14,12 @@ pub mod auth;
 pub mod error;
 mod file_body;
 mod log;
+pub mod metrics;
 pub mod oci;
 pub mod state;
 pub mod token;
+
+use std::sync::Arc;
 
 use axum::routing::{any, get};
 use axum::Router;
@@ -23,9 +27,15 @@ use axum::Router;
 pub use file_body::FileBody;
 pub use state::{AppState, HttpConfig};
 
-/// The whole HTTP API.
+/// The whole HTTP API. With [`HttpConfig::metrics`], every request is
+/// recorded through the `metrics` facade: build the router after the
+/// program installed its recorder, since the handles are made here.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let metrics = state
+        .config
+        .metrics
+        .then(|| Arc::new(metrics::HttpMetrics::new()));
+    let router = Router::new()
         .route(
             "/v2",
             get(oci::version_check).fallback(oci::method_not_allowed),
@@ -44,6 +54,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v2/{*path}", any(oci::dispatch))
         .nest("/v1", admin::router())
-        .layer(axum::middleware::from_fn(log::log_request))
-        .with_state(state)
+        .layer(axum::middleware::from_fn(log::log_request));
+    let router = match metrics {
+        Some(m) => router.layer(axum::middleware::from_fn_with_state(m, metrics::record)),
+        None => router,
+    };
+    router.with_state(state)
 }

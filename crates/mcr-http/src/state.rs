@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use axum::http::{header, HeaderMap};
 use mcr_core::registry::Registry;
+use tokio_util::task::TaskTracker;
 
 /// Settings of the HTTP edge.
 #[derive(Debug, Clone)]
@@ -17,6 +18,8 @@ pub struct HttpConfig {
     pub tls: bool,
     /// Largest JSON body of the admin API.
     pub max_json_body: usize,
+    /// Whether requests are recorded as metrics ([`crate::metrics`]).
+    pub metrics: bool,
 }
 
 impl Default for HttpConfig {
@@ -26,6 +29,7 @@ impl Default for HttpConfig {
             external_url: None,
             tls: false,
             max_json_body: 64 * 1024,
+            metrics: false,
         }
     }
 }
@@ -35,13 +39,18 @@ impl Default for HttpConfig {
 pub struct AppState {
     pub registry: Arc<Registry>,
     pub config: Arc<HttpConfig>,
+    /// Where work that outlives its request runs (a GC run): the tracker
+    /// of the program's background tasks, which waits for them on
+    /// shutdown. A handler never spawns a task nobody joins.
+    pub tasks: TaskTracker,
 }
 
 impl AppState {
-    pub fn new(registry: Arc<Registry>, config: HttpConfig) -> AppState {
+    pub fn new(registry: Arc<Registry>, config: HttpConfig, tasks: TaskTracker) -> AppState {
         AppState {
             registry,
             config: Arc::new(config),
+            tasks,
         }
     }
 

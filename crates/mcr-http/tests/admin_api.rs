@@ -12,6 +12,7 @@ use axum::http::{Method, StatusCode};
 use mcr_adapters::sqlite::{backup_path, SqliteMetaStore};
 use mcr_core::audit::EventType;
 use mcr_core::names::RepoName;
+use mcr_core::policy::builtin_rules;
 use mcr_core::ports::RepositoryStore;
 use mcr_core::testing::{admin, ManualClock, TEST_PASSWORD};
 use serde_json::{json, Value};
@@ -41,6 +42,50 @@ async fn health_answers_without_credentials() {
         .await;
     r.assert_status(StatusCode::OK);
     assert_eq!(r.json(), json!({"status": "ok"}));
+}
+
+/// `GET /v1/ready` without credentials: its status and body.
+async fn readiness(h: &Harness) -> (StatusCode, Value) {
+    let r = h.anon(Method::GET, "/v1/ready").send().await;
+    (r.status, r.json())
+}
+
+#[tokio::test]
+async fn readiness_is_503_naming_the_store_that_is_gone_until_it_is_back() {
+    let h = Harness::new();
+    let ready = json!({"status": "ready", "database": null, "storage": null});
+    assert_eq!(readiness(&h).await, (StatusCode::OK, ready.clone()));
+
+    // The blob directory removed for real, as an unmounted volume would be.
+    std::fs::remove_dir_all(&h.layers).unwrap();
+    let (status, body) = readiness(&h).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["status"], "not ready");
+    assert_eq!(body["database"], Value::Null);
+    let why = body["storage"].as_str().expect("the storage problem");
+    assert!(
+        why.contains(&h.layers.display().to_string()) && why.contains("is gone"),
+        "{why}"
+    );
+    assert_eq!(body["error"], format!("not ready: storage: {why}"));
+    std::fs::create_dir(&h.layers).unwrap();
+    assert_eq!(readiness(&h).await, (StatusCode::OK, ready.clone()));
+
+    // The database file moved away: the open connections would go on
+    // writing to a file no restart finds.
+    let db = h.db_path();
+    let aside = db.with_extension("aside");
+    std::fs::rename(&db, &aside).unwrap();
+    let (status, body) = readiness(&h).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["storage"], Value::Null);
+    let why = body["database"].as_str().expect("the database problem");
+    assert!(
+        why.contains(&db.display().to_string()) && why.contains("is gone"),
+        "{why}"
+    );
+    std::fs::rename(&aside, &db).unwrap();
+    assert_eq!(readiness(&h).await, (StatusCode::OK, ready));
 }
 
 // ---------------------------------------------------------------- login, logout
@@ -589,7 +634,7 @@ async fn policy_rules_crud_round_trip_audited() {
         .send()
         .await;
     r.assert_status(StatusCode::OK);
-    assert_eq!(r.json(), json!({"rules": []}));
+    assert_eq!(r.json(), json!({"rules": builtin_rules()}));
 
     let r = h
         .bearer_as("admin", Method::POST, "/v1/policy/rules")
@@ -629,7 +674,12 @@ async fn policy_rules_crud_round_trip_audited() {
         .bearer_as("admin", Method::GET, "/v1/policy/rules")
         .send()
         .await;
-    assert_eq!(r.json(), json!({"rules": [second, expected]}));
+    let mut listed = json!(builtin_rules());
+    listed
+        .as_array_mut()
+        .unwrap()
+        .extend([second, expected.clone()]);
+    assert_eq!(r.json(), json!({ "rules": listed }));
     let r = h
         .bearer_as("admin", Method::GET, format!("/v1/policy/rules/{id}"))
         .send()
@@ -681,7 +731,10 @@ async fn policy_rules_crud_round_trip_audited() {
         .bearer_as("admin", Method::GET, "/v1/policy/rules")
         .send()
         .await;
-    assert_eq!(r.json()["rules"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        r.json()["rules"].as_array().unwrap().len(),
+        builtin_rules().len() + 1
+    );
 
     let ids = |events: Vec<mcr_core::audit::AuditEvent>| -> Vec<String> {
         events
@@ -802,7 +855,7 @@ async fn policy_rule_validation_names_the_field() {
         .bearer_as("admin", Method::GET, "/v1/policy/rules")
         .send()
         .await;
-    assert_eq!(r.json(), json!({"rules": []}));
+    assert_eq!(r.json(), json!({"rules": builtin_rules()}));
     assert!(h.audit(EventType::PolicyRuleCreated).await.is_empty());
 }
 
@@ -941,8 +994,9 @@ async fn policy_endpoints_are_admin_only() {
         .bearer_as("admin", Method::GET, "/v1/policy/rules")
         .send()
         .await;
-    assert_eq!(r.json()["rules"].as_array().unwrap().len(), 1);
-    assert_eq!(r.json()["rules"][0]["priority"], json!(10));
+    // The built-ins, then the one stored rule.
+    assert_eq!(r.json()["rules"].as_array().unwrap().len(), 4);
+    assert_eq!(r.json()["rules"][3]["priority"], json!(10));
     assert_eq!(h.audit(EventType::PolicyRuleCreated).await.len(), 1);
     assert!(h.audit(EventType::PolicyRuleUpdated).await.is_empty());
     assert!(h.audit(EventType::PolicyRuleDeleted).await.is_empty());
@@ -1309,7 +1363,10 @@ async fn gc_runs_in_the_background_and_reports_its_last_run() {
         .send()
         .await;
     r.assert_status(StatusCode::OK);
-    assert_eq!(r.json(), json!({"running": false, "last_run": null}));
+    assert_eq!(
+        r.json(),
+        json!({"running": false, "last_run": null, "next_run": null})
+    );
 
     let image = h
         .push_image("ci/app", "v1", b"{\"gc\":1}", &[b"kept layer"])
@@ -1329,6 +1386,7 @@ async fn gc_runs_in_the_background_and_reports_its_last_run() {
         status,
         json!({
             "running": false,
+            "next_run": null,
             "last_run": {
                 "id": id,
                 "started_at": started,
@@ -1402,7 +1460,10 @@ async fn a_second_gc_while_one_runs_is_409() {
         .send()
         .await;
     r.assert_status(StatusCode::OK);
-    assert_eq!(r.json(), json!({"running": true, "last_run": null}));
+    assert_eq!(
+        r.json(),
+        json!({"running": true, "last_run": null, "next_run": null})
+    );
     // Nothing started, nothing audited.
     assert!(h.audit(EventType::GcStarted).await.is_empty());
 
@@ -1456,7 +1517,10 @@ async fn gc_endpoints_are_admin_only() {
         .bearer_as("admin", Method::GET, "/v1/gc/status")
         .send()
         .await;
-    assert_eq!(r.json(), json!({"running": false, "last_run": null}));
+    assert_eq!(
+        r.json(),
+        json!({"running": false, "last_run": null, "next_run": null})
+    );
 }
 
 #[tokio::test]

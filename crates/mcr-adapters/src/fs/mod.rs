@@ -23,6 +23,7 @@
 //! filesystem, so [`FsBlobStore::open`] refuses directories on two.
 
 mod layout;
+mod probe;
 mod read;
 mod upload;
 
@@ -268,6 +269,11 @@ impl BlobStore for FsBlobStore {
         })
         .try_flatten()
         .boxed()
+    }
+
+    async fn probe(&self) -> Result<()> {
+        let layout = Arc::clone(&self.inner.layout);
+        blocking(move || probe::check(&layout)).await?
     }
 }
 

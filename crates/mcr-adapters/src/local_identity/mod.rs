@@ -42,6 +42,7 @@ use serde::{Deserialize, Serialize};
 pub use key::{load_or_create_key, Key, KEY_LEN};
 pub use password::hash_password;
 
+use crate::metrics::TokenMetrics;
 use password::LoginCache;
 use token::Claims;
 
@@ -101,6 +102,7 @@ struct Inner {
     revoked: Mutex<HashMap<String, i64>>,
     /// argon2 verifications run so far.
     verifications: AtomicU64,
+    tokens: TokenMetrics,
 }
 
 impl LocalIdentity {
@@ -150,6 +152,7 @@ impl LocalIdentity {
                 logins: Mutex::new(LoginCache::new(LOGIN_CACHE_TTL, LOGIN_CACHE_MAX)),
                 revoked: Mutex::new(HashMap::new()),
                 verifications: AtomicU64::new(0),
+                tokens: TokenMetrics::new(),
             }),
         })
     }
@@ -264,7 +267,10 @@ impl Inner {
 #[async_trait]
 impl TokenValidator for LocalIdentity {
     async fn validate(&self, token: &Secret) -> Result<Principal> {
-        self.inner.claims(token).map(Claims::principal)
+        let inner = &self.inner;
+        inner
+            .tokens
+            .record(inner.claims(token).map(Claims::principal))
     }
 
     async fn login(&self, username: &str, password: &Secret) -> Result<IssuedToken> {

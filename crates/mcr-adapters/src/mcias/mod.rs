@@ -39,6 +39,7 @@ use reqwest::StatusCode;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 
+use crate::metrics::{MciasMetrics, TokenMetrics};
 use cache::{token_hash, ValidationCache};
 use wire::{describe_json_error, parse_time, LoginRequest, LoginResponse, ValidateRequest};
 
@@ -77,6 +78,8 @@ pub struct MciasTokenValidator {
     timeout: Duration,
     clock: Arc<dyn Clock>,
     cache: ValidationCache,
+    tokens: TokenMetrics,
+    calls: MciasMetrics,
 }
 
 impl fmt::Debug for MciasTokenValidator {
@@ -165,6 +168,8 @@ impl MciasTokenValidator {
                 MciasTokenValidator::CACHE_TTL,
                 MciasTokenValidator::CACHE_CAPACITY,
             ),
+            tokens: TokenMetrics::new(),
+            calls: MciasMetrics::new(),
         })
     }
 
@@ -180,6 +185,7 @@ impl MciasTokenValidator {
         op: &'static str,
         req: reqwest::RequestBuilder,
     ) -> Result<(StatusCode, Vec<u8>)> {
+        let start = std::time::Instant::now();
         let resp = req.send().await.map_err(|e| self.transport_error(op, e))?;
         let status = resp.status();
         let body = read_limited(resp).await.map_err(|e| match e {
@@ -188,6 +194,7 @@ impl MciasTokenValidator {
                 self.unavailable(op, format!("answer is over {MAX_RESPONSE_BYTES} bytes"))
             }
         })?;
+        self.calls.answered(op, start.elapsed());
         Ok((status, body))
     }
 
@@ -218,6 +225,7 @@ impl MciasTokenValidator {
 
     /// Logs why MCIAS could not answer, and says so to the caller.
     fn unavailable(&self, op: &'static str, reason: String) -> Error {
+        self.calls.failed(op);
         tracing::warn!(mcias = %self.base, op, %reason, "MCIAS unavailable");
         Error::Unavailable(format!("MCIAS at {} ({op}): {reason}", self.base))
     }
@@ -227,13 +235,14 @@ impl MciasTokenValidator {
     }
 }
 
-#[async_trait]
-impl TokenValidator for MciasTokenValidator {
-    async fn validate(&self, token: &Secret) -> Result<Principal> {
+impl MciasTokenValidator {
+    /// [`TokenValidator::validate`], before its outcome is counted.
+    async fn check(&self, token: &Secret) -> Result<Principal> {
         check_token(token)?;
         let key = token_hash(token);
         let now = self.clock.now();
         if let Some(p) = self.cache.get(&key, now) {
+            self.calls.cache_hits.increment(1);
             tracing::trace!(subject = %p.subject, "MCIAS validation from the cache");
             return Ok(p);
         }
@@ -269,6 +278,13 @@ impl TokenValidator for MciasTokenValidator {
             .insert(key, v.principal.clone(), now, v.expires_at);
         tracing::debug!(subject = %v.principal.subject, "MCIAS validated a token");
         Ok(v.principal)
+    }
+}
+
+#[async_trait]
+impl TokenValidator for MciasTokenValidator {
+    async fn validate(&self, token: &Secret) -> Result<Principal> {
+        self.tokens.record(self.check(token).await)
     }
 
     async fn login(&self, username: &str, password: &Secret) -> Result<IssuedToken> {

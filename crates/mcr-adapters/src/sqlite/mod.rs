@@ -3,8 +3,10 @@
 //! This module owns the database file (its mode, pragmas and schema) and
 //! the way work reaches it. The ports' methods live one trait a module
 //! (`repositories`, `manifests`, `blobs`, `uploads`, `policy`, `audit`,
-//! `gc`, and `backup` for snapshots), their statements in `sql`, what the
-//! statements share in `rows`, and the numbered migrations in `schema`.
+//! `gc`, `status` for readiness and totals, and `backup` for snapshots),
+//! their statements in `sql`, what the statements share in `rows`, the
+//! numbered migrations in `schema`, and the readiness checks of the file
+//! in `probe`.
 //!
 //! rusqlite over an r2d2 pool; every call runs on a blocking thread
 //! (`spawn_blocking`) so the async workers never wait on the disk. A
@@ -32,10 +34,12 @@ mod blobs;
 mod gc;
 mod manifests;
 mod policy;
+mod probe;
 mod repositories;
 mod rows;
 mod schema;
 mod sql;
+mod status;
 mod uploads;
 
 use std::fmt;
@@ -84,6 +88,9 @@ const CONNECTION_PRAGMAS: &str = "PRAGMA journal_mode = WAL;
 pub struct SqliteMetaStore {
     pool: Pool<SqliteConnectionManager>,
     path: PathBuf,
+    /// The file `path` named when the store opened it, for the readiness
+    /// probe to notice the file being removed or replaced.
+    opened: probe::FileId,
     /// Writers of this process take turns here before asking SQLite for
     /// its write lock: a writer that finds the lock busy sleeps in SQLite's
     /// busy handler (in steps of milliseconds), which under many
@@ -165,6 +172,8 @@ impl SqliteMetaStore {
             .map_err(opening)?;
         schema::migrate(&mut conn).map_err(during(format!("migrating {}", path.display())))?;
         drop(conn);
+        let opened = probe::FileId::of(path)
+            .map_err(|e| storage(&format!("inspecting {}", path.display()), e))?;
 
         let manager = SqliteConnectionManager::file(path).with_init(|c| {
             c.busy_timeout(BUSY_TIMEOUT)?;
@@ -178,6 +187,7 @@ impl SqliteMetaStore {
         Ok(SqliteMetaStore {
             pool,
             path: path.to_path_buf(),
+            opened,
             writer: Arc::new(tokio::sync::Mutex::new(())),
         })
     }

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use mcr_cli::server::config::Config;
+use mcr_cli::server::metrics::Metrics;
+use mcr_cli::server::tasks::Background;
 use mcr_cli::server::{dev, listen, run, snapshot};
 use mcr_core::ports::Secret;
 use tokio::net::TcpListener;
@@ -71,7 +73,8 @@ fn main() -> anyhow::Result<()> {
             Command::Init { config } => {
                 let config = Config::load(&config)?;
                 config.validate_for_server()?;
-                run::build(&config).await?;
+                // Nothing is served, so nothing runs in the background.
+                run::build(&config, Background::new().tracker()).await?;
                 println!("initialised database and storage");
                 Ok(())
             }
@@ -114,7 +117,19 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(config: &Config) -> anyhow::Result<()> {
-    let state = run::build(config).await?;
+    // The recorder first: adapters and routers make their handles as they
+    // are built.
+    let metrics = match config.metrics_addr()? {
+        Some(a) => {
+            let l = TcpListener::bind(a)
+                .await
+                .with_context(|| format!("cannot listen on {a} (server.metrics_addr)"))?;
+            Some((l, Metrics::install()?))
+        }
+        None => None,
+    };
+    let background = Background::new();
+    let state = run::build(config, background.tracker()).await?;
     let tls = match (&config.server.tls_cert, &config.server.tls_key) {
         (Some(cert), Some(key)) => Some(listen::tls_acceptor(cert, key)?),
         _ => None,
@@ -137,7 +152,19 @@ async fn serve(config: &Config) -> anyhow::Result<()> {
         }
         None => None,
     };
-    run::serve(state, listener, grpc, tls, config.shutdown_timeout()?).await
+    if let Some((l, _)) = &metrics {
+        println!("metrics on http://{}/metrics", l.local_addr()?);
+    }
+    run::serve(
+        state,
+        background,
+        listener,
+        run::Extra { grpc, metrics },
+        tls,
+        config.shutdown_timeout()?,
+        run::shutdown_signal(),
+    )
+    .await
 }
 
 /// Keeps glibc's heap close to what is in use.

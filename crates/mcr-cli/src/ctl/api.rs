@@ -16,6 +16,9 @@ use super::model::{
 /// [`super::grpc::Grpc`] implement it.
 pub(crate) trait Api {
     async fn health(&mut self) -> Result<String, Failure>;
+    /// `Ok` when the registry can serve; a [`Kind::Unavailable`] failure
+    /// saying what is wrong otherwise.
+    async fn ready(&mut self) -> Result<(), Failure>;
     async fn login(&mut self, username: &str, password: &str) -> Result<Login, Failure>;
     async fn repositories(&mut self, last: Option<String>) -> Result<RepoPage, Failure>;
     async fn repository(&mut self, name: &RepoName) -> Result<RepoDetail, Failure>;

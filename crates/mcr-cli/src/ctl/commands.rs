@@ -23,9 +23,12 @@ pub(crate) async fn run<A: Api>(api: &mut A, cli: &Cli, target: &str) -> Result<
     match &cli.command {
         Command::Status => {
             let status = api.health().await?;
-            out.print(&json!({"server": target, "status": status}), || {
-                format!("{target}: {status}\n")
-            })
+            // Not ready is a failure: scripts and probes go by the code.
+            api.ready().await?;
+            out.print(
+                &json!({"server": target, "status": status, "ready": true}),
+                || format!("{target}: {status}, ready\n"),
+            )
         }
         Command::Login {
             username,
@@ -110,6 +113,8 @@ pub(crate) async fn run<A: Api>(api: &mut A, cli: &Cli, target: &str) -> Result<
             let s = api.snapshot().await?;
             out.print(&s, || format!("{}\n", s.location))
         }
+        // Answered before any connection is made.
+        Command::Completions { .. } => Ok(()),
     }
 }
 
@@ -434,7 +439,11 @@ fn rules_table(rules: &[Rule]) -> String {
     ]);
     for r in rules {
         t.row(vec![
-            r.id.to_string(),
+            if r.is_builtin() {
+                format!("{} (built-in)", r.id)
+            } else {
+                r.id.to_string()
+            },
             r.priority.to_string(),
             r.effect.to_string(),
             list_or_any(&r.actions),
@@ -497,6 +506,10 @@ fn gc_status_text(s: &GcStatus) -> String {
             size(r.bytes_freed),
             r.bytes_freed
         )),
+    }
+    match s.next_run {
+        None => text.push_str("next run:        not scheduled ([gc] interval is off)\n"),
+        Some(t) => text.push_str(&format!("next run:        {t} (scheduled)\n")),
     }
     text
 }

@@ -101,6 +101,15 @@ impl Api for Grpc {
         Ok(h.into_inner().status)
     }
 
+    async fn ready(&mut self) -> Result<(), Failure> {
+        self.clients
+            .admin
+            .ready(pb::ReadyRequest {})
+            .await
+            .map(drop)
+            .map_err(failure)
+    }
+
     async fn login(&mut self, username: &str, password: &str) -> Result<Login, Failure> {
         let r = self
             .clients
@@ -326,6 +335,7 @@ impl Api for Grpc {
                 blobs_removed: r.blobs_removed,
                 bytes_freed: r.bytes_freed,
             }),
+            next_run: s.next_run.as_ref().map(from_timestamp),
         })
     }
 

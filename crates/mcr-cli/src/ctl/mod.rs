@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use rustls::{ClientConfig, RootCertStore};
@@ -37,7 +37,7 @@ const GLOBAL: &str = "Global options";
 #[command(name = "mcrctl", version = crate::VERSION)]
 pub struct Cli {
     /// Base URL of the registry's REST API.
-    #[arg(long, global = true, default_value = "http://127.0.0.1:5000", value_name = "URL", help_heading = GLOBAL)]
+    #[arg(long, global = true, env = "MCR_SERVER", default_value = "http://127.0.0.1:5000", value_name = "URL", help_heading = GLOBAL)]
     pub server: String,
     /// Use gRPC at this address (host:port, or https://host:port for TLS)
     /// instead of REST.
@@ -85,6 +85,13 @@ pub enum Command {
     /// <database dir>/backups/mcr-YYYYMMDD-HHMMSS.db on the server host
     /// (admin); prints the copy's path there.
     Snapshot,
+    /// Print a completion script for a shell, e.g.
+    /// `mcrctl completions bash > /etc/bash_completion.d/mcrctl`
+    /// (needs no server).
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -105,7 +112,8 @@ pub enum RepoCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
-    /// Stored rules, by priority.
+    /// Every rule in force, by priority: the built-in rules (marked, not
+    /// changeable) and the stored ones.
     List,
     /// One rule.
     Show { id: i64 },
@@ -227,6 +235,10 @@ pub enum GcCommand {
 /// Runs mcrctl on the process's arguments.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Completions { shell } = cli.command {
+        clap_complete::generate(shell, &mut Cli::command(), "mcrctl", &mut std::io::stdout());
+        return ExitCode::SUCCESS;
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -304,11 +316,46 @@ fn rest_tls(roots: RootCertStore) -> Result<ClientConfig, Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn completions_name_every_command_and_bash_accepts_its_script() {
+        use clap_complete::Shell;
+        for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "mcrctl", &mut script);
+            let script = String::from_utf8(script).expect("UTF-8");
+            for word in [
+                "repo",
+                "policy",
+                "audit",
+                "gc",
+                "snapshot",
+                "completions",
+                "server",
+            ] {
+                assert!(script.contains(word), "{shell}: no {word}");
+            }
+            if shell == Shell::Bash {
+                let dir = tempfile::tempdir().unwrap();
+                let file = dir.path().join("mcrctl.bash");
+                std::fs::write(&file, &script).unwrap();
+                let out = std::process::Command::new("bash")
+                    .arg("-n")
+                    .arg(&file)
+                    .output()
+                    .expect("bash runs");
+                assert!(
+                    out.status.success(),
+                    "bash -n: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
     }
 
     #[test]

@@ -156,6 +156,11 @@ impl Api for Rest {
         Ok(h.status)
     }
 
+    async fn ready(&mut self) -> Result<(), Failure> {
+        self.send_empty(self.request(Method::GET, "/v1/ready"))
+            .await
+    }
+
     async fn login(&mut self, username: &str, password: &str) -> Result<Login, Failure> {
         let req = self
             .http

@@ -40,6 +40,9 @@ pub struct Config {
 pub struct ServerSection {
     pub listen_addr: Option<String>,
     pub grpc_addr: Option<String>,
+    /// Where Prometheus metrics are served (`GET /metrics`, plain HTTP);
+    /// off when unset.
+    pub metrics_addr: Option<String>,
     pub external_url: Option<String>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
@@ -70,6 +73,8 @@ pub struct StorageSection {
 #[serde(deny_unknown_fields)]
 pub struct GcSection {
     pub grace_period: Option<String>,
+    /// How often GC runs on its own (e.g. `24h`); off when unset or `0s`.
+    pub interval: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -138,6 +143,7 @@ impl Config {
     pub fn validate_for_server(&self) -> anyhow::Result<()> {
         self.listen_addr()?;
         self.grpc_addr()?;
+        self.metrics_addr()?;
         require(&self.database.path, "database.path")?;
         require(&self.storage.layers_path, "storage.layers_path")?;
         match (&self.server.tls_cert, &self.server.tls_key) {
@@ -149,6 +155,7 @@ impl Config {
             bail!("no identity configured: set mcias.server_url, or add [[local.users]]");
         }
         self.gc_grace_period()?;
+        self.gc_interval()?;
         self.upload_max_age()?;
         self.token_ttl()?;
         for (name, value) in [
@@ -177,6 +184,31 @@ impl Config {
                 format!("server.grpc_addr {a:?} is not an address like 127.0.0.1:9443")
             }),
         }
+    }
+
+    /// Where metrics are served, when they are.
+    pub fn metrics_addr(&self) -> anyhow::Result<Option<SocketAddr>> {
+        match self
+            .server
+            .metrics_addr
+            .as_deref()
+            .filter(|a| !a.is_empty())
+        {
+            None => Ok(None),
+            Some(a) => a.parse().map(Some).with_context(|| {
+                format!("server.metrics_addr {a:?} is not an address like 127.0.0.1:9100")
+            }),
+        }
+    }
+
+    /// How often GC runs on its own; `None` (the default) when unset or
+    /// zero.
+    pub fn gc_interval(&self) -> anyhow::Result<Option<Duration>> {
+        let interval = duration("gc.interval", self.gc.interval.as_deref(), "0s")?;
+        if !interval.is_zero() && interval < Duration::from_secs(60) {
+            bail!("gc.interval {interval:?} is under a minute; use 1m or more, or 0s to turn the schedule off");
+        }
+        Ok((!interval.is_zero()).then_some(interval))
     }
 
     pub fn gc_grace_period(&self) -> anyhow::Result<Duration> {
@@ -338,5 +370,37 @@ mod tests {
     fn uploads_default_beside_layers() {
         let c = cfg("[storage]\nlayers_path=\"/srv/mcr/layers\"\n", &[]).unwrap();
         assert_eq!(c.uploads_path().unwrap(), PathBuf::from("/srv/mcr/uploads"));
+    }
+
+    #[test]
+    fn the_gc_schedule_and_the_metrics_listener_are_off_unless_set() {
+        let c = cfg("", &[]).unwrap();
+        assert_eq!(c.gc_interval().unwrap(), None);
+        assert_eq!(c.metrics_addr().unwrap(), None);
+        let c = cfg(
+            "[gc]\ninterval = \"24h\"\n[server]\nmetrics_addr = \"127.0.0.1:9100\"\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.gc_interval().unwrap(), Some(Duration::from_secs(86_400)));
+        assert_eq!(c.metrics_addr().unwrap().unwrap().port(), 9100);
+        let c = cfg("[gc]\ninterval = \"24h\"\n", &[("MCR_GC_INTERVAL", "0s")]).unwrap();
+        assert_eq!(c.gc_interval().unwrap(), None);
+        for (toml, field) in [
+            ("[gc]\ninterval = \"daily\"\n", "gc.interval"),
+            ("[gc]\ninterval = \"5s\"\n", "gc.interval"),
+            (
+                "[server]\nmetrics_addr = \"localhost\"\n",
+                "server.metrics_addr",
+            ),
+        ] {
+            let c = cfg(toml, &[]).unwrap();
+            let err = c
+                .gc_interval()
+                .and_then(|_| c.metrics_addr().map(drop))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(field), "{toml}: {err}");
+        }
     }
 }

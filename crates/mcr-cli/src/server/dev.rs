@@ -1,6 +1,7 @@
 //! `mcrsrv dev`: the registry on embedded defaults, for a laptop or a test.
 //!
-//! Data under one directory, plain HTTP on a loopback address only, the
+//! Data under one directory, plain HTTP on a loopback address only (the
+//! API, gRPC on the next port, metrics on a free one), the
 //! local identity with one user `admin` whose generated password is kept in
 //! `DIR/admin.password` (mode 0600) and reused on the next start.
 
@@ -53,7 +54,16 @@ pub fn dev_config(
         };
         config.server.grpc_addr = Some(std::net::SocketAddr::new(addr.ip(), port).to_string());
     }
-    for (what, a) in [("listen", Some(addr)), ("gRPC", config.grpc_addr()?)] {
+    // Metrics on a free loopback port, unless MCR_SERVER_METRICS_ADDR
+    // says otherwise.
+    if config.server.metrics_addr.is_none() {
+        config.server.metrics_addr = Some(std::net::SocketAddr::new(addr.ip(), 0).to_string());
+    }
+    for (what, a) in [
+        ("listen", Some(addr)),
+        ("gRPC", config.grpc_addr()?),
+        ("metrics", config.metrics_addr()?),
+    ] {
         if let Some(a) = a.filter(|a| !a.ip().is_loopback()) {
             bail!("mcrsrv dev serves plain HTTP and only on loopback; its {what} address {a} is not one (use `mcrsrv server` with TLS)");
         }

@@ -1,8 +1,10 @@
-//! The composition root: the only place that names concrete adapters.
+//! The composition root: the only place that names concrete adapters,
+//! and the owner of what runs beside the listeners ([`Background`]).
 
+use std::future::Future;
 use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use mcr_adapters::fs::FsBlobStore;
@@ -15,17 +17,22 @@ use mcr_core::registry::{Registry, RegistryConfig};
 use mcr_core::time::SystemClock;
 use mcr_http::{AppState, HttpConfig};
 use tokio::net::TcpListener;
-
 use tokio_rustls::TlsAcceptor;
+use tokio_util::task::TaskTracker;
 
 use super::config::Config;
 use super::listen;
+use super::metrics::Metrics;
+use super::tasks::Background;
 
 /// How often stale upload sessions are looked for.
 const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 
-/// The engine and the HTTP state, built from a validated config.
-pub async fn build(config: &Config) -> anyhow::Result<AppState> {
+/// The engine and the HTTP state, built from a validated config. Work a
+/// request leaves running (a GC run) goes to `tasks`. When the config
+/// serves metrics, the recorder must be installed before this is called
+/// ([`super::metrics::Metrics::install`]).
+pub async fn build(config: &Config, tasks: TaskTracker) -> anyhow::Result<AppState> {
     let db_path = config
         .database
         .path
@@ -55,6 +62,7 @@ pub async fn build(config: &Config) -> anyhow::Result<AppState> {
     .with_snapshots(meta)
     .with_config(RegistryConfig {
         gc_grace_period: config.gc_grace_period()?,
+        gc_interval: config.gc_interval()?,
         upload_max_age: config.upload_max_age()?,
         ..RegistryConfig::default()
     });
@@ -68,8 +76,10 @@ pub async fn build(config: &Config) -> anyhow::Result<AppState> {
             service_name: config.service_name(),
             external_url: config.server.external_url.clone(),
             tls: config.server.tls_cert.is_some(),
+            metrics: config.metrics_addr()?.is_some(),
             ..HttpConfig::default()
         },
+        tasks,
     ))
 }
 
@@ -109,54 +119,84 @@ fn identity(config: &Config, db_path: &Path) -> anyhow::Result<Arc<dyn TokenVali
     Ok(Arc::new(identity))
 }
 
-/// Serves until SIGINT or SIGTERM, then drains in-flight requests for at
-/// most the shutdown timeout, and then writes the pull events still queued
-/// for the audit writer. Stale upload sessions are purged hourly.
+/// What [`serve`] listens on besides the API.
+pub struct Extra {
+    /// gRPC, sharing the API's TLS certificate.
+    pub grpc: Option<TcpListener>,
+    /// Prometheus metrics, plain HTTP.
+    pub metrics: Option<(TcpListener, Metrics)>,
+}
+
+/// Serves until `shutdown` resolves (SIGINT or SIGTERM in `mcrsrv`, see
+/// [`shutdown_signal`]), then stops accepting, drains in-flight requests
+/// and the background tasks (GC runs, the upload purge, the GC schedule),
+/// all within `shutdown_timeout` of the signal, and then writes the pull
+/// events still queued for the audit writer. Stale upload sessions are
+/// purged hourly; GC runs on its schedule when the config sets one.
 pub async fn serve(
     state: AppState,
+    background: Background,
     listener: TcpListener,
-    grpc: Option<TcpListener>,
+    extra: Extra,
     tls: Option<TlsAcceptor>,
     shutdown_timeout: Duration,
+    shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let registry = Arc::clone(&state.registry);
     // Pull events are written in batches by this task, which stops (and
-    // writes the rest) only once every request has been answered.
+    // writes the rest) only once every request and background task is done.
     let (stop_audit, audit_stopped) = tokio::sync::oneshot::channel::<()>();
     let audit = tokio::spawn(registry.audit_writer().run(async {
         let _ = audit_stopped.await;
     }));
-    let purge = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(PURGE_INTERVAL);
-        loop {
-            tick.tick().await;
-            match registry.purge_stale_uploads().await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(purged = n, "purged stale upload sessions"),
-                Err(e) => tracing::warn!(error = %e, "purging stale uploads failed"),
-            }
-        }
-    });
-    // gRPC shares the engine and the certificate; it stops on the same
-    // signals and gets the same time to drain.
-    let grpc_task = grpc.map(|l| {
-        tokio::spawn(mcr_grpc::serve(
+    background.purge_uploads(Arc::clone(&registry), PURGE_INTERVAL);
+    background.schedule_gc(Arc::clone(&registry));
+    let stop = background.stopping();
+    // The other listeners stop with the API's and are background tasks
+    // like the rest: the drain below waits for their calls too.
+    if let Some(l) = extra.grpc {
+        let grpc = mcr_grpc::serve(
             l,
             tls.clone(),
-            Arc::clone(&state.registry),
-            shutdown_signal(),
-        ))
-    });
+            Arc::clone(&registry),
+            background.tracker(),
+            stop.clone().cancelled_owned(),
+        );
+        background.tracker().spawn(async move {
+            if let Err(e) = grpc.await {
+                tracing::error!(error = %e, "gRPC server failed");
+            }
+        });
+    }
+    if let Some((l, m)) = extra.metrics {
+        m.upkeep(&background);
+        let serving = listen::serve(
+            l,
+            None,
+            m.router(Arc::clone(&registry)),
+            stop.clone().cancelled_owned(),
+            shutdown_timeout,
+        );
+        background.tracker().spawn(async move {
+            if let Err(e) = serving.await {
+                tracing::error!(error = %e, "metrics listener failed");
+            }
+        });
+    }
+    let signalled = OnceLock::new();
+    let on_signal = async {
+        shutdown.await;
+        let _ = signalled.set(Instant::now());
+        stop.cancel();
+    };
     let app = mcr_http::router(state);
-    let result = listen::serve(listener, tls, app, shutdown_signal(), shutdown_timeout).await;
-    purge.abort();
-    if let Some(task) = grpc_task {
-        match tokio::time::timeout(shutdown_timeout, task).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => tracing::error!(error = %e, "gRPC server failed"),
-            Ok(Err(e)) => tracing::error!(error = %e, "gRPC task panicked"),
-            Err(_) => tracing::warn!("gRPC calls still in flight at the shutdown timeout"),
-        }
+    let result = listen::serve(listener, tls, app, on_signal, shutdown_timeout).await;
+    let deadline = signalled.get().copied().unwrap_or_else(Instant::now) + shutdown_timeout;
+    if background
+        .shutdown(deadline.saturating_duration_since(Instant::now()))
+        .await
+    {
+        tracing::info!("background tasks finished");
     }
     let _ = stop_audit.send(());
     match audit.await {
@@ -167,7 +207,8 @@ pub async fn serve(
     result
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -151,6 +151,12 @@ pub trait BlobStore: Send + Sync + 'static {
     /// [`Digest`] order (which is the byte order of `algorithm:hex`: an
     /// object store listing keys under `<algorithm>/<hex>` gives it as is).
     fn list(&self) -> ListStream<Digest>;
+
+    /// A cheap check that uploads can be written and blobs stored now, for
+    /// a readiness probe: `Ok`, or an error whose message names what is
+    /// wrong and where (a directory that is gone, a full or read-only
+    /// filesystem). Leaves no trace.
+    async fn probe(&self) -> Result<()>;
 }
 
 #[cfg(test)]

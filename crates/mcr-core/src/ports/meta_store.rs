@@ -3,8 +3,8 @@
 //!
 //! The metadata port is split by what the use cases ask of it, one trait
 //! a module: [`RepositoryStore`], [`ManifestStore`], [`BlobIndex`],
-//! [`UploadSessionStore`], [`PolicyRuleStore`], [`AuditLog`] and
-//! [`GcStore`]. Each method is one atomic step of a use case, so an
+//! [`UploadSessionStore`], [`PolicyRuleStore`], [`AuditLog`],
+//! [`GcStore`] and [`StoreStatus`]. Each method is one atomic step of a use case, so an
 //! adapter can make it one transaction; the contract suite
 //! (`testing::contract::run_meta_store_contract`) pins down what each must
 //! do. A type that implements all of them is a [`MetaStore`] by the
@@ -20,6 +20,7 @@ use super::gc::GcStore;
 use super::manifests::ManifestStore;
 use super::policy_rules::PolicyRuleStore;
 use super::repositories::RepositoryStore;
+use super::status::StoreStatus;
 use super::upload_sessions::UploadSessionStore;
 
 /// Metadata storage: all the metadata traits at once.
@@ -34,6 +35,7 @@ pub trait MetaStore:
     + PolicyRuleStore
     + AuditLog
     + GcStore
+    + StoreStatus
 {
 }
 
@@ -45,6 +47,7 @@ impl<T> MetaStore for T where
         + PolicyRuleStore
         + AuditLog
         + GcStore
+        + StoreStatus
         + ?Sized
 {
 }

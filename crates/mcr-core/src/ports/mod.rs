@@ -11,6 +11,7 @@
 //!   [`ManifestStore`] (`manifests`), [`BlobIndex`] (`blob_index`),
 //!   [`UploadSessionStore`] (`upload_sessions`), [`PolicyRuleStore`]
 //!   (`policy_rules`), [`AuditLog`] (`audit_log`), [`GcStore`] (`gc`),
+//!   [`StoreStatus`] (`status`: readiness probe and totals for metrics),
 //!   and, optional and outside the umbrella, [`SnapshotStore`]
 //!   (`snapshots`).
 //! - Identity: [`TokenValidator`] (`identity`).
@@ -29,6 +30,7 @@ mod meta_store;
 mod policy_rules;
 mod repositories;
 mod snapshots;
+mod status;
 mod upload_sessions;
 
 pub use audit_log::AuditLog;
@@ -43,6 +45,7 @@ pub use meta_store::MetaStore;
 pub use policy_rules::PolicyRuleStore;
 pub use repositories::{Page, RepoDetail, RepoSummary, RepositoryStore};
 pub use snapshots::SnapshotStore;
+pub use status::{StoreStatus, StoreTotals};
 pub use upload_sessions::{UploadSession, UploadSessionStore};
 
 /// Every port trait, for `use mcr_core::ports::prelude::*;`: calling a
@@ -51,6 +54,7 @@ pub use upload_sessions::{UploadSession, UploadSessionStore};
 pub mod prelude {
     pub use super::{
         AuditLog, BlobIndex, BlobStore, Coordination, GcStore, ManifestStore, MetaStore,
-        PolicyRuleStore, RepositoryStore, SnapshotStore, TokenValidator, UploadSessionStore,
+        PolicyRuleStore, RepositoryStore, SnapshotStore, StoreStatus, TokenValidator,
+        UploadSessionStore,
     };
 }

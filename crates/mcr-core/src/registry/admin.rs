@@ -5,7 +5,7 @@ use super::{details, Caller, Registry};
 use crate::audit::{AuditEvent, AuditQuery, EventType};
 use crate::error::{Error, Result};
 use crate::names::RepoName;
-use crate::policy::{Explanation, PolicyInput, Rule, RuleDraft, RulePatch};
+use crate::policy::{builtin_rules, Explanation, PolicyInput, Rule, RuleDraft, RulePatch};
 use crate::ports::{RepoDetail, RepoSummary};
 use crate::principal::{Action, Principal};
 
@@ -39,11 +39,16 @@ impl Registry {
             .ok_or_else(|| Error::NameUnknown(repo.clone()))
     }
 
-    /// Stored policy rules, by priority (admin only).
+    /// Every rule in force, in the order the engine considers them: the
+    /// built-ins ([`Rule::is_builtin`]: negative ids, priority 0) first,
+    /// then the stored rules by priority, disabled ones included (admin
+    /// only). Every listing — REST, gRPC, mcrctl, the web UI — shows both.
     pub async fn list_rules(&self, caller: &Caller) -> Result<Vec<Rule>> {
         self.authorize_admin(caller).await?;
-        let mut rules = self.meta.list_rules().await?;
-        rules.sort_by_key(|r| (r.priority, r.id));
+        let mut stored = self.meta.list_rules().await?;
+        stored.sort_by_key(|r| (r.priority, r.id));
+        let mut rules = builtin_rules();
+        rules.extend(stored);
         Ok(rules)
     }
 

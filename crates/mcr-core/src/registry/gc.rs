@@ -9,6 +9,10 @@
 //! content that finished in between re-creates the row under the same
 //! lock, and then the file stays. Pulls are never blocked; uploads wait
 //! only on the lock of the one digest GC is deleting at that moment.
+//!
+//! Runs are one at a time, whoever starts them: an admin (REST, gRPC) or
+//! the daemon's schedule (`RegistryConfig::gc_interval`), which runs GC
+//! one interval after the last run started.
 
 use std::sync::Arc;
 
@@ -21,6 +25,7 @@ use crate::audit::{AuditQuery, EventType, NewAuditEvent};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::ports::{LockGuard, LockKey};
+use crate::principal::{AccountType, Principal, Role};
 use crate::time::Timestamp;
 
 /// The outcome of one GC run.
@@ -33,12 +38,20 @@ pub struct GcReport {
     pub bytes_freed: u64,
 }
 
-/// Whether GC is running, and how the last run went.
+/// Whether GC is running, how the last run went, and when the schedule
+/// runs it next.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GcStatus {
     pub running: bool,
     pub last_run: Option<GcReport>,
+    /// When the schedule starts the next run; `None` without a schedule.
+    /// In the past when a run is due.
+    #[serde(default)]
+    pub next_run: Option<Timestamp>,
 }
+
+/// The subject the schedule's runs are audited under.
+pub const SCHEDULE_SUBJECT: &str = "mcr:gc-schedule";
 
 /// What reconcile found and did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -67,10 +80,12 @@ impl GcRun {
     }
 
     /// Runs GC to the end and logs how it went, so a run started in the
-    /// background (whose result no one awaits) still leaves a trace.
+    /// background (whose result no one awaits) still leaves a trace; the
+    /// outcome is recorded as metrics ([`record_metrics`]).
     pub async fn run(self) -> Result<GcReport> {
         let registry = Arc::clone(&self.registry);
         let outcome = registry.collect(&self).await;
+        record_metrics(&outcome);
         match &outcome {
             Ok(report) => tracing::info!(
                 id = %report.id,
@@ -84,11 +99,94 @@ impl GcRun {
     }
 }
 
+/// GC's metrics, through the `metrics` facade (a no-op unless the
+/// embedding program installs a recorder):
+///
+/// | name | type | labels |
+/// |---|---|---|
+/// | `mcr_gc_runs_total` | counter | `result`: `completed`, `failed` |
+/// | `mcr_gc_blobs_removed_total` | counter | — |
+/// | `mcr_gc_freed_bytes_total` | counter | — |
+/// | `mcr_gc_last_run_duration_seconds` | gauge | — (the last completed run) |
+/// | `mcr_gc_last_success_timestamp_seconds` | gauge | — (Unix time the last completed run ended) |
+fn record_metrics(outcome: &Result<GcReport>) {
+    metrics::describe_counter!("mcr_gc_runs_total", "Garbage collection runs, by result");
+    metrics::describe_counter!(
+        "mcr_gc_blobs_removed_total",
+        "Blobs garbage collection removed"
+    );
+    metrics::describe_counter!(
+        "mcr_gc_freed_bytes_total",
+        metrics::Unit::Bytes,
+        "Bytes garbage collection freed"
+    );
+    metrics::describe_gauge!(
+        "mcr_gc_last_run_duration_seconds",
+        metrics::Unit::Seconds,
+        "How long the last completed garbage collection took"
+    );
+    metrics::describe_gauge!(
+        "mcr_gc_last_success_timestamp_seconds",
+        metrics::Unit::Seconds,
+        "Unix time the last completed garbage collection ended"
+    );
+    let Ok(report) = outcome else {
+        metrics::counter!("mcr_gc_runs_total", "result" => "failed").increment(1);
+        return;
+    };
+    metrics::counter!("mcr_gc_runs_total", "result" => "completed").increment(1);
+    metrics::counter!("mcr_gc_blobs_removed_total").increment(report.blobs_removed);
+    metrics::counter!("mcr_gc_freed_bytes_total").increment(report.bytes_freed);
+    let took_ms = report
+        .completed_at
+        .as_millis()
+        .saturating_sub(report.started_at.as_millis());
+    metrics::gauge!("mcr_gc_last_run_duration_seconds").set(took_ms as f64 / 1000.0);
+    metrics::gauge!("mcr_gc_last_success_timestamp_seconds")
+        .set(report.completed_at.as_millis() as f64 / 1000.0);
+}
+
 impl Registry {
     /// Claims the single GC slot (admin only); `Error::Conflict` if a run
     /// is under way here or on another replica.
     pub async fn start_gc(self: &Arc<Self>, caller: &Caller) -> Result<GcRun> {
         self.authorize_admin(caller).await?;
+        self.claim_gc(caller.clone()).await
+    }
+
+    /// Claims the GC slot for the daemon's schedule, which is audited as
+    /// [`SCHEDULE_SUBJECT`]; `Error::Conflict` if a run is under way (the
+    /// schedule skips its turn).
+    pub async fn start_scheduled_gc(self: &Arc<Self>) -> Result<GcRun> {
+        let scheduler = Principal::new(SCHEDULE_SUBJECT, AccountType::System, vec![Role::Admin]);
+        self.claim_gc(Caller::new(scheduler)).await
+    }
+
+    /// When the schedule runs GC next: one `gc_interval` after the last
+    /// run started (the audit log's last `gc_started`, whoever started it
+    /// and on whichever replica, so a restart keeps the rhythm), or after
+    /// the schedule was first asked if GC never ran. `None` without an
+    /// interval. A time in the past means a run is due.
+    pub async fn next_scheduled_gc(&self) -> Result<Option<Timestamp>> {
+        let Some(interval) = self.config.gc_interval else {
+            return Ok(None);
+        };
+        let since = *self.gc_schedule_since.get_or_init(|| self.clock.now());
+        let started = self
+            .meta
+            .query_audit(&AuditQuery {
+                event_type: Some(EventType::GcStarted),
+                limit: 1,
+                ..AuditQuery::default()
+            })
+            .await?
+            .into_iter()
+            .next()
+            .map(|e| e.event.time);
+        Ok(Some(started.unwrap_or(since).saturating_add(interval)))
+    }
+
+    async fn claim_gc(self: &Arc<Self>, caller: Caller) -> Result<GcRun> {
         let claim = self
             .coordination
             .try_lock(&LockKey::GarbageCollection)
@@ -101,7 +199,7 @@ impl Registry {
             .map_err(|e| Error::storage("drawing randomness for a GC run id", e.to_string()))?;
         Ok(GcRun {
             registry: Arc::clone(self),
-            caller: caller.clone(),
+            caller,
             id: format!("gc-{}-{}", started_at.as_millis(), hex::encode(tag)),
             started_at,
             _claim: claim,
@@ -172,9 +270,9 @@ impl Registry {
         self.blobs.delete(digest).await
     }
 
-    /// Whether GC runs now (on any replica sharing the stores), and the
-    /// last run, from the audit log's `gc_completed`, so every replica
-    /// sees it and it survives a restart.
+    /// Whether GC runs now (on any replica sharing the stores), the last
+    /// run, from the audit log's `gc_completed`, so every replica sees it
+    /// and it survives a restart, and the schedule's next run.
     pub async fn gc_status(&self, caller: &Caller) -> Result<GcStatus> {
         self.authorize_admin(caller).await?;
         let running = self
@@ -182,7 +280,11 @@ impl Registry {
             .is_locked(&LockKey::GarbageCollection)
             .await?;
         let last_run = self.last_gc_from_audit().await?;
-        Ok(GcStatus { running, last_run })
+        Ok(GcStatus {
+            running,
+            last_run,
+            next_run: self.next_scheduled_gc().await?,
+        })
     }
 
     async fn last_gc_from_audit(&self) -> Result<Option<GcReport>> {

@@ -9,17 +9,19 @@ mod admin;
 mod audit_queue;
 mod delete;
 mod gc;
+mod health;
 mod identity;
 mod pull;
 mod push;
 mod snapshot;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 pub use audit_queue::{AuditWriter, MAX_QUEUED as MAX_QUEUED_AUDIT_EVENTS};
-pub use gc::{GcReport, GcRun, GcStatus, ReconcileReport};
+pub use gc::{GcReport, GcRun, GcStatus, ReconcileReport, SCHEDULE_SUBJECT};
+pub use health::Readiness;
 pub use pull::{Listing, ManifestContent};
 pub use push::{MountOutcome, PushedManifest};
 pub use snapshot::Snapshot;
@@ -35,7 +37,7 @@ use crate::ports::{
     BlobStore, Coordination, LockGuard, LockKey, MetaStore, SnapshotStore, TokenValidator,
 };
 use crate::principal::{Action, Principal};
-use crate::time::{Clock, SystemClock};
+use crate::time::{Clock, SystemClock, Timestamp};
 
 /// Who is calling, as the transport established it.
 #[derive(Debug, Clone)]
@@ -73,6 +75,9 @@ pub struct RegistryConfig {
     pub upload_max_age: Duration,
     /// Largest page a listing returns, whatever `n` asks for.
     pub max_page_size: usize,
+    /// How often the daemon's schedule runs GC ([`Registry::next_scheduled_gc`]);
+    /// `None`: only when an admin asks.
+    pub gc_interval: Option<Duration>,
 }
 
 impl Default for RegistryConfig {
@@ -83,6 +88,7 @@ impl Default for RegistryConfig {
             max_blob_size: 64 << 30,
             upload_max_age: Duration::from_secs(24 * 3600),
             max_page_size: 1000,
+            gc_interval: None,
         }
     }
 }
@@ -100,6 +106,9 @@ pub struct Registry {
     coordination: Arc<dyn Coordination>,
     /// Pull events waiting for the audit writer.
     audit_queue: audit_queue::AuditQueue,
+    /// When the GC schedule was first asked for its next run: a registry
+    /// that never collected waits one interval from then.
+    gc_schedule_since: OnceLock<Timestamp>,
 }
 
 impl Registry {
@@ -123,6 +132,7 @@ impl Registry {
             config: RegistryConfig::default(),
             coordination: Arc::new(LocalCoordination::new()),
             audit_queue: audit_queue::AuditQueue::default(),
+            gc_schedule_since: OnceLock::new(),
         }
     }
 

@@ -41,6 +41,8 @@ pub struct FakeBlobStore {
 struct State {
     blobs: BTreeMap<Digest, Bytes>,
     uploads: BTreeMap<UploadId, BytesMut>,
+    /// What the readiness probe reports, while set.
+    probe_failure: Option<String>,
 }
 
 impl FakeBlobStore {
@@ -71,6 +73,13 @@ impl FakeBlobStore {
             .uploads
             .get(id)
             .map(|b| Bytes::copy_from_slice(b))
+    }
+
+    /// Makes [`BlobStore::probe`] fail with `Error::Storage(reason)` (or
+    /// succeed again with `None`), standing in for a blob directory that
+    /// became unusable.
+    pub fn set_probe_failure(&self, reason: Option<&str>) {
+        lock(&self.state).probe_failure = reason.map(str::to_string);
     }
 
     /// Stops the next append once it has read its whole body, before it
@@ -252,5 +261,12 @@ impl BlobStore for FakeBlobStore {
     fn list(&self) -> ListStream<Digest> {
         let digests: Vec<Digest> = lock(&self.state).blobs.keys().cloned().collect();
         stream::iter(digests.into_iter().map(Ok)).boxed()
+    }
+
+    async fn probe(&self) -> Result<()> {
+        match &lock(&self.state).probe_failure {
+            Some(reason) => Err(Error::storage("probing the fake store", reason.clone())),
+            None => Ok(()),
+        }
     }
 }

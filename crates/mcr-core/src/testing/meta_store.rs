@@ -20,8 +20,8 @@ use crate::names::{Reference, RepoName, Tag};
 use crate::policy::{Rule, RuleDraft};
 use crate::ports::{
     AuditLog, BlobIndex, BlobInfo, GcStore, ListStream, ManifestRecord, ManifestStore, NewManifest,
-    Page, PolicyRuleStore, RepoDetail, RepoSummary, RepositoryStore, SnapshotStore, UploadSession,
-    UploadSessionStore, UploadState,
+    Page, PolicyRuleStore, RepoDetail, RepoSummary, RepositoryStore, SnapshotStore, StoreStatus,
+    StoreTotals, UploadSession, UploadSessionStore, UploadState,
 };
 use crate::time::Timestamp;
 
@@ -45,6 +45,8 @@ struct State {
     /// The instants snapshots were taken at; a copy is only recorded,
     /// since nothing can be restored from memory.
     snapshots: BTreeSet<Timestamp>,
+    /// What the readiness probe reports, while set.
+    probe_failure: Option<String>,
 }
 
 #[derive(Debug)]
@@ -145,6 +147,13 @@ impl FakeMetaStore {
     /// The instants snapshots were taken at, oldest first.
     pub fn snapshots(&self) -> Vec<Timestamp> {
         self.lock().snapshots.iter().copied().collect()
+    }
+
+    /// Makes [`MetaStore::probe`] fail with `Error::Storage(reason)` (or
+    /// succeed again with `None`), standing in for a database that became
+    /// unusable.
+    pub fn set_probe_failure(&self, reason: Option<&str>) {
+        self.lock().probe_failure = reason.map(str::to_string);
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -591,5 +600,24 @@ impl SnapshotStore for FakeMetaStore {
             )));
         }
         Ok(location)
+    }
+}
+
+#[async_trait]
+impl StoreStatus for FakeMetaStore {
+    async fn totals(&self) -> Result<StoreTotals> {
+        let state = self.lock();
+        Ok(StoreTotals {
+            blobs: state.blobs.len() as u64,
+            blob_bytes: state.blobs.values().map(|(size, _)| size).sum(),
+            upload_sessions: state.uploads.len() as u64,
+        })
+    }
+
+    async fn probe(&self) -> Result<()> {
+        match &self.lock().probe_failure {
+            Some(reason) => Err(Error::storage("probing the fake store", reason.clone())),
+            None => Ok(()),
+        }
     }
 }

@@ -1,5 +1,5 @@
-//! AdminService: health and login, the calls that need no token, and
-//! database snapshots.
+//! AdminService: health, readiness and login, the calls that need no
+//! token, and database snapshots.
 
 use mcr_core::ports::Secret;
 use tonic::{Request, Response, Status};
@@ -20,6 +20,19 @@ impl AdminService for Api {
         Ok(Response::new(pb::HealthResponse {
             status: "ok".to_string(),
         }))
+    }
+
+    /// UNAVAILABLE naming what is wrong, as `GET /v1/ready`'s 503.
+    async fn ready(
+        &self,
+        _req: Request<pb::ReadyRequest>,
+    ) -> Result<Response<pb::ReadyResponse>, Status> {
+        match self.registry.readiness().await.reason() {
+            None => Ok(Response::new(pb::ReadyResponse {
+                status: "ready".to_string(),
+            })),
+            Some(reason) => Err(Status::unavailable(format!("not ready: {reason}"))),
+        }
     }
 
     async fn login(

@@ -60,7 +60,7 @@ impl RegistryService for Api {
     }
 
     /// Claims the GC slot, answers with the run's id and runs it in the
-    /// background, as `POST /v1/gc` does.
+    /// background (in the program's task tracker), as `POST /v1/gc` does.
     async fn garbage_collect(
         &self,
         req: Request<pb::GarbageCollectRequest>,
@@ -68,8 +68,9 @@ impl RegistryService for Api {
         let caller = caller(&req)?;
         let run = self.registry.start_gc(&caller).await.map_err(status)?;
         let id = run.id().to_string();
-        // The run logs and audits its own outcome.
-        tokio::spawn(run.run());
+        // The run logs, audits and records its own outcome; the tracker's
+        // owner waits for it on shutdown.
+        self.tasks.spawn(run.run());
         Ok(Response::new(pb::GarbageCollectResponse { id }))
     }
 

@@ -17,6 +17,7 @@ use mcr_grpc::client::{self, BearerToken, Clients};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio_rustls::TlsAcceptor;
+use tokio_util::task::TaskTracker;
 
 /// A gRPC server over a test registry; stops when dropped.
 pub struct Server {
@@ -37,7 +38,7 @@ impl Server {
         let (stop, stopped) = oneshot::channel::<()>();
         let registry = Arc::clone(&t.registry);
         tokio::spawn(async move {
-            mcr_grpc::serve(listener, tls, registry, async {
+            mcr_grpc::serve(listener, tls, registry, TaskTracker::new(), async {
                 let _ = stopped.await;
             })
             .await

@@ -1,4 +1,5 @@
-//! `/v1/gc`: start a run (in the background), its status, reconcile.
+//! `/v1/gc`: start a run (in the background, a task the program's
+//! tracker owns), its status, reconcile.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -17,8 +18,9 @@ pub async fn start(
 ) -> Result<Response, ApiError> {
     let run = state.registry.start_gc(&caller).await?;
     let id = run.id().to_string();
-    // The run logs and audits its own outcome.
-    tokio::spawn(run.run());
+    // The run logs, audits and records its own outcome; the tracker's
+    // owner waits for it on shutdown.
+    state.tasks.spawn(run.run());
     Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))).into_response())
 }
 

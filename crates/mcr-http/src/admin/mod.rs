@@ -1,4 +1,4 @@
-//! The admin REST API under `/v1`: health, login and logout,
+//! The admin REST API under `/v1`: health and readiness, login and logout,
 //! repositories, policy rules, the audit log, garbage collection and
 //! database snapshots.
 //!
@@ -31,6 +31,7 @@ use crate::state::AppState;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/health", get(health))
+        .route("/ready", get(ready))
         .route("/auth/login", post(login))
         .route("/auth/logout", post(logout))
         .route("/repositories", get(repositories::list))
@@ -138,6 +139,32 @@ impl<T: serde::de::DeserializeOwned> axum::extract::FromRequest<AppState> for Js
 /// `GET /v1/health`: no authentication.
 async fn health() -> Response {
     Json(json!({"status": "ok"})).into_response()
+}
+
+/// `GET /v1/ready`: no authentication. 200 `{"status": "ready",
+/// "database": null, "storage": null}` when both stores are usable, else
+/// 503 with `"status": "not ready"`, each store's problem (or `null`) and
+/// `"error"` saying what is wrong, as every admin error does.
+async fn ready(State(state): State<AppState>) -> Response {
+    let readiness = state.registry.readiness().await;
+    match readiness.reason() {
+        None => Json(json!({
+            "status": "ready",
+            "database": readiness.database,
+            "storage": readiness.storage,
+        }))
+        .into_response(),
+        Some(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "status": "not ready",
+                "error": format!("not ready: {reason}"),
+                "database": readiness.database,
+                "storage": readiness.storage,
+            })),
+        )
+            .into_response(),
+    }
 }
 
 #[derive(Deserialize)]

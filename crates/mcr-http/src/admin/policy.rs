@@ -14,6 +14,8 @@ use super::{AdminCaller, AdminPath, JsonBody};
 use crate::error::ApiError;
 use crate::state::AppState;
 
+/// `GET /v1/policy/rules` → `{"rules": [...]}`: the built-in rules
+/// (negative ids) and the stored ones, in the order they are considered.
 pub async fn list(
     State(state): State<AppState>,
     AdminCaller(caller): AdminCaller,

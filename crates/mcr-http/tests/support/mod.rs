@@ -36,6 +36,7 @@ use mcr_core::policy::Engine;
 use mcr_core::registry::{Registry, RegistryConfig};
 use mcr_core::testing::{admin, guest, system, user, FakeIdentity, ManualClock, TEST_PASSWORD};
 use mcr_http::{router, AppState, HttpConfig};
+use tokio_util::task::TaskTracker;
 
 pub use call::*;
 pub use oci::*;
@@ -389,7 +390,11 @@ fn open(
         .with_clock(clock.clone())
         .with_config(config),
     );
-    let app = router(AppState::new(registry.clone(), setup.http.clone()));
+    let app = router(AppState::new(
+        registry.clone(),
+        setup.http.clone(),
+        TaskTracker::new(),
+    ));
     (app, registry, layers, uploads)
 }
 

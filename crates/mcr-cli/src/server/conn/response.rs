@@ -15,6 +15,7 @@ use axum::http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
 use axum::http::{HeaderValue, Response, StatusCode};
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::StreamExt;
+use mcr_http::metrics::SentBytes;
 use mcr_http::FileBody;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -50,6 +51,7 @@ pub(super) async fn write(
             .get(CONNECTION)
             .is_some_and(|v| has_token(v, "close"));
     let file = parts.extensions.remove::<FileBody>();
+    let sent = parts.extensions.remove::<SentBytes>();
     let bodiless = head_only
         || parts.status.is_informational()
         || parts.status == StatusCode::NO_CONTENT
@@ -107,6 +109,10 @@ pub(super) async fn write(
     }
     if let Some(file) = file {
         file::send(stream, &out, &file).await?;
+        // The body the metrics count as it streams is dropped unsent.
+        if let Some(sent) = sent {
+            sent.add(file.len);
+        }
         return Ok(after);
     }
     write_body(stream, out, body, length).await?;

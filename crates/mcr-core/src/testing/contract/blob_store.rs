@@ -47,6 +47,7 @@ pub const BLOB_STORE_CHECKS: &[Check<dyn BlobStore>] = checks![dyn BlobStore =>
     uploads_do_not_mix,
     concurrent_identical_uploads_all_succeed,
     a_reader_survives_an_identical_upload_finishing,
+    probe_passes_and_leaves_no_upload_or_blob,
 ];
 
 /// Runs every [`BlobStore`] check, each on a fresh empty store from
@@ -540,6 +541,19 @@ async fn list_uploads_names_open_sessions(s: Store) {
         ok(collect(s.list_uploads()).await, "list_uploads"),
         vec![open]
     );
+}
+
+async fn probe_passes_and_leaves_no_upload_or_blob(s: Store) {
+    let open = new_id();
+    ok(s.begin_upload(&open).await, "begin_upload");
+    let stored = put(&s, b"kept").await;
+    ok(s.probe().await, "probe");
+    ok(s.probe().await, "a second probe");
+    assert_eq!(
+        ok(collect(s.list_uploads()).await, "list_uploads"),
+        vec![open]
+    );
+    assert_eq!(ok(collect(s.list()).await, "list"), vec![stored]);
 }
 
 async fn uploads_do_not_mix(s: Store) {

@@ -39,7 +39,7 @@ use crate::media::{MediaType, OCI_IMAGE_INDEX, OCI_IMAGE_MANIFEST};
 use crate::names::{Reference, RepoName};
 use crate::policy::{Effect, RepoPattern, Rule, RuleDraft};
 use crate::ports::{
-    BlobInfo, MetaStore, NewManifest, Page, RepoSummary, UploadSession, UploadState,
+    BlobInfo, MetaStore, NewManifest, Page, RepoSummary, StoreTotals, UploadSession, UploadState,
 };
 use crate::principal::{AccountType, Action, Role};
 use crate::time::Timestamp;
@@ -78,6 +78,8 @@ pub const META_STORE_CHECKS: &[Check<dyn MetaStore>] = checks![dyn MetaStore =>
     audit_filters_order_and_window,
     concurrent_puts_to_one_tag_leave_it_on_one,
     concurrent_completions_of_one_blob,
+    totals_count_blob_rows_once_and_open_sessions,
+    probe_passes_and_changes_nothing,
 ];
 
 /// Runs every [`MetaStore`] check, each on a fresh empty store from
@@ -1608,6 +1610,41 @@ async fn audit_filters_order_and_window(s: Store) {
 }
 
 // ---- long listings -----------------------------------------------------
+// ---- readiness and metrics -----------------------------------------------
+
+async fn totals_count_blob_rows_once_and_open_sessions(s: Store) {
+    let totals = |t: StoreTotals| (t.blobs, t.blob_bytes, t.upload_sessions);
+    assert_eq!(totals(ok(s.totals().await, "totals")), (0, 0, 0));
+    let (a, b) = (repo("totals/a"), repo("totals/b"));
+    let one = upload(&s, &a, b"one blob", t(1)).await;
+    // The same content in a second repository is one more link, not a
+    // second row.
+    upload(&s, &b, b"one blob", t(2)).await;
+    let two = upload(&s, &b, b"another blob, longer", t(3)).await;
+    let open = session(&s, &a, t(4)).await;
+    assert_eq!(
+        totals(ok(s.totals().await, "totals")),
+        (2, one.size + two.size, 1)
+    );
+    ok(s.delete_upload(&open.id).await, "delete_upload");
+    ok(s.sweep_unreferenced_blobs(t(100), 100).await, "sweep");
+    assert_eq!(totals(ok(s.totals().await, "totals")), (0, 0, 0));
+}
+
+async fn probe_passes_and_changes_nothing(s: Store) {
+    ok(s.probe().await, "probe on an empty store");
+    let r = repo("probe/app");
+    upload(&s, &r, b"kept", t(1)).await;
+    ok(s.probe().await, "probe");
+    assert_eq!(
+        ok(
+            s.list_repositories(&page(None, ALL)).await,
+            "list_repositories"
+        ),
+        vec![r]
+    );
+    assert!(ok(s.query_audit(&AuditQuery::default()).await, "query_audit").is_empty());
+}
 
 /// More entries than an adapter reads in one page (adapters page by a few
 /// hundred at most), so paging is exercised.

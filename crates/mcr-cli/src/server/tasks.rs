@@ -1,0 +1,159 @@
+//! The daemon's background work and its owner.
+//!
+//! Every task that outlives a request — a GC run started over REST or
+//! gRPC, the GC schedule, the purge of stale uploads, the metrics upkeep
+//! — runs on one [`TaskTracker`] that [`Background`] owns, and stops on
+//! one [`CancellationToken`] (mini-redis's shutdown pattern, with
+//! tokio-util's types). On shutdown the token is cancelled: periodic
+//! tasks stop at their next wait, never in the middle of a call; a GC run
+//! goes on to its end and records `gc_completed`. [`Background::shutdown`]
+//! then waits for all of them, up to the shutdown timeout.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mcr_core::registry::Registry;
+use mcr_core::Error;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How long the schedule waits before asking again when it could not
+/// read when GC is due (the database is down, say).
+const SCHEDULE_RETRY: Duration = Duration::from_secs(60);
+
+/// The owner of the daemon's background tasks.
+#[derive(Default)]
+pub struct Background {
+    tracker: TaskTracker,
+    stop: CancellationToken,
+}
+
+impl Background {
+    pub fn new() -> Background {
+        Background::default()
+    }
+
+    /// The tracker the transports spawn their background work on (a GC
+    /// run an admin started).
+    pub fn tracker(&self) -> TaskTracker {
+        self.tracker.clone()
+    }
+
+    /// The token that stops everything: cancelled when shutdown begins.
+    pub fn stopping(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    /// Runs `work` now and then every `period` until shutdown. A call in
+    /// progress when shutdown comes is finished, not dropped: the token is
+    /// only looked at between calls.
+    pub fn every<F, Fut>(&self, name: &'static str, period: Duration, mut work: F)
+    where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send,
+    {
+        let stop = self.stop.clone();
+        self.tracker.spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                work().await;
+            }
+            tracing::debug!(task = name, "background task stopped");
+        });
+    }
+
+    /// Purges stale upload sessions every `period`.
+    pub fn purge_uploads(&self, registry: Arc<Registry>, period: Duration) {
+        self.every("upload purge", period, move || {
+            let registry = Arc::clone(&registry);
+            async move {
+                match registry.purge_stale_uploads().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(purged = n, "purged stale upload sessions"),
+                    Err(e) => tracing::warn!(error = %e, "purging stale uploads failed"),
+                }
+            }
+        });
+    }
+
+    /// Runs GC when the registry's schedule says it is due
+    /// ([`Registry::next_scheduled_gc`]), through the same use case as an
+    /// admin's run, one at a time: a turn that finds a run under way is
+    /// skipped and logged. The due time is read again after every wait, so
+    /// an admin's run in between moves the next one. Does nothing without
+    /// `gc_interval`.
+    pub fn schedule_gc(&self, registry: Arc<Registry>) {
+        if registry.config().gc_interval.is_none() {
+            return;
+        }
+        let stop = self.stop.clone();
+        self.tracker.spawn(async move {
+            loop {
+                let next = match registry.next_scheduled_gc().await {
+                    Ok(Some(next)) => next,
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, retry_in = ?SCHEDULE_RETRY, "cannot tell when garbage collection is due");
+                        if pause(&stop, SCHEDULE_RETRY).await {
+                            continue;
+                        }
+                        break;
+                    }
+                };
+                let ahead = next.as_millis() - registry.clock().now().as_millis();
+                if let Ok(ms @ 1..) = u64::try_from(ahead) {
+                    tracing::info!(next_run = %next, "garbage collection scheduled");
+                    if pause(&stop, Duration::from_millis(ms)).await {
+                        continue;
+                    }
+                    break;
+                }
+                match registry.start_scheduled_gc().await {
+                    // Run here, in this tracked task: shutdown waits for it.
+                    Ok(run) => {
+                        let _ = run.run().await;
+                    }
+                    Err(Error::Conflict(_)) => tracing::info!(
+                        "scheduled garbage collection skipped: a run is already under way"
+                    ),
+                    Err(e) => tracing::warn!(error = %e, "scheduled garbage collection did not start"),
+                }
+            }
+            tracing::debug!(task = "gc schedule", "background task stopped");
+        });
+    }
+
+    /// Stops the periodic tasks at their next wait and waits up to
+    /// `timeout` for every task (GC runs included) to finish. Returns
+    /// whether they all did.
+    pub async fn shutdown(self, timeout: Duration) -> bool {
+        self.stop.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(timeout, self.tracker.wait())
+            .await
+            .is_ok()
+        {
+            return true;
+        }
+        tracing::warn!(
+            tasks = self.tracker.len(),
+            "background tasks still running at the shutdown timeout (a GC run cut short \
+             leaves files without rows: `mcrctl gc --reconcile` removes them)"
+        );
+        false
+    }
+}
+
+/// Waits `wait`, or until shutdown; whether the wait ran out (not stopped).
+async fn pause(stop: &CancellationToken, wait: Duration) -> bool {
+    tokio::select! {
+        () = stop.cancelled() => false,
+        () = tokio::time::sleep(wait) => true,
+    }
+}
