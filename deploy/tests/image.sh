@@ -101,9 +101,10 @@ run_in_image() {
   # hard limits of a container CI runs in.
   local flags=(--rm --network none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024)
   if podman run "${flags[@]}" "$@" >"$WORK/run.out" 2>"$WORK/run.err"; then RUNTIME="podman run"; return 0; fi
+  local first; first=$(grep -v 'level=warning' "$WORK/run.err" | tail -n 1)
   # crun refuses a hybrid cgroup setup; runc with cgroupfs copes.
-  podman --runtime runc --cgroup-manager cgroupfs run "${flags[@]}" "$@" >"$WORK/run.out" 2>>"$WORK/run.err" || return 1
-  RUNTIME="podman run (runc, cgroupfs: the default runtime said: $(head -n 1 "$WORK/run.err"))"
+  podman --runtime runc --cgroup-manager cgroupfs run "${flags[@]}" "$@" >"$WORK/run.out" 2>"$WORK/run.err" || return 1
+  RUNTIME="podman run with runc and cgroupfs (the default runtime said: $first)"
 }
 if run_in_image "$REMOTE" --version; then
   GOT=$(cat "$WORK/run.out")
