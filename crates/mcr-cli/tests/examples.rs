@@ -46,6 +46,12 @@ fn the_production_example_is_valid_and_matches_the_deployment() {
     assert!(c.mcias.server_url.is_some(), "production uses MCIAS");
     assert_eq!(c.gc_grace_period().unwrap(), Duration::from_secs(3600));
     assert_eq!(c.shutdown_timeout().unwrap(), Duration::from_secs(60));
+    // Metrics on loopback only, where the runbook scrapes them; GC only
+    // when an admin asks, until the operator sets an interval.
+    let metrics = c.metrics_addr().unwrap().expect("metrics on");
+    assert!(metrics.ip().is_loopback(), "{metrics}");
+    assert_eq!(metrics.port(), 9444);
+    assert_eq!(c.gc_interval().unwrap(), None);
 }
 
 #[tokio::test]
