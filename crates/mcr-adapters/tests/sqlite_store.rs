@@ -595,3 +595,53 @@ async fn a_writer_locked_out_past_the_busy_timeout_gets_a_storage_error() {
     assert!(!store.repository_exists(&repo()).await.unwrap());
     holder.join().unwrap();
 }
+
+#[tokio::test]
+async fn no_write_commits_while_the_database_directory_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("db");
+    std::fs::create_dir(&home).unwrap();
+    let store = SqliteMetaStore::open(&home.join("mcr.db")).unwrap();
+    let kept = blob_in(&store, &repo(), b"before").await;
+    let start_upload = || async {
+        store
+            .create_upload(&UploadSession {
+                id: UploadId::generate().unwrap(),
+                repository: repo(),
+                state: UploadState::default(),
+                active: Timestamp::from_millis(1),
+            })
+            .await
+    };
+    let refused = |r: mcr_core::Result<()>| {
+        let e = r.unwrap_err();
+        assert!(
+            matches!(&e, Error::Storage(s) if s.kind() == mcr_core::StorageErrorKind::Unavailable),
+            "{e}"
+        );
+        assert!(e.to_string().contains("is not the one opened"), "{e}");
+    };
+    // SQLite would go on writing through its open descriptors into a file
+    // no later start opens: the commit is refused instead.
+    let away = dir.path().join("moved-away");
+    std::fs::rename(&home, &away).unwrap();
+    refused(start_upload().await);
+    assert!(store.blob_exists(&kept).await.unwrap(), "reads go on");
+    // Another file in its place is not the one opened either.
+    std::fs::create_dir(&home).unwrap();
+    std::fs::write(home.join("mcr.db"), b"").unwrap();
+    refused(start_upload().await);
+    // Put back, the same store writes again, and nothing was committed
+    // meanwhile.
+    std::fs::remove_dir_all(&home).unwrap();
+    std::fs::rename(&away, &home).unwrap();
+    start_upload().await.unwrap();
+    drop(store);
+    let reopened = SqliteMetaStore::open(&home.join("mcr.db")).unwrap();
+    assert!(reopened.blob_exists(&kept).await.unwrap());
+    let sessions: i64 = Connection::open(home.join("mcr.db"))
+        .unwrap()
+        .query_row("SELECT count(*) FROM uploads", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(sessions, 1, "only the session made after it came back");
+}

@@ -44,7 +44,7 @@ mod uploads;
 
 use std::fmt;
 use std::fs::OpenOptions;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -100,6 +100,56 @@ pub struct SqliteMetaStore {
     /// waiting writer holds no thread. Other processes are still
     /// arbitrated by SQLite's lock and the busy timeout.
     writer: Arc<tokio::sync::Mutex<()>>,
+    /// The file that was opened, checked before every commit.
+    file: Arc<FileIdentity>,
+}
+
+/// Which file a path named when the store opened it (device and inode).
+///
+/// SQLite keeps writing through its open descriptors when the database
+/// file, or its directory, is moved or deleted: in WAL mode it does not
+/// notice. Commits would then land in a file nobody will open again and
+/// be lost at the next start, after being acknowledged. So a write checks,
+/// before it commits, that the path still names the file it opened, and
+/// fails as `Unavailable` (nothing committed) while it does not.
+#[derive(Debug)]
+struct FileIdentity {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl FileIdentity {
+    fn of(path: &Path) -> Result<FileIdentity> {
+        let m = std::fs::metadata(path).map_err(|e| {
+            Error::Storage(StorageError::io(format!("reading {}", path.display()), e))
+        })?;
+        Ok(FileIdentity {
+            path: path.to_path_buf(),
+            dev: m.dev(),
+            ino: m.ino(),
+        })
+    }
+
+    /// `Unavailable` unless the path still names the opened file.
+    fn check(&self) -> Result<()> {
+        match std::fs::metadata(&self.path) {
+            Ok(m) if m.dev() == self.dev && m.ino() == self.ino => Ok(()),
+            found => Err(Error::Storage(StorageError::unavailable(
+                "committing",
+                format!(
+                    "the database file {} is not the one opened ({}); \
+                     nothing was committed, since the change would be lost \
+                     at the next start: put the file back, or restart",
+                    self.path.display(),
+                    match found {
+                        Ok(_) => "another file is there now".to_string(),
+                        Err(e) => e.to_string(),
+                    }
+                ),
+            ))),
+        }
+    }
 }
 
 impl fmt::Debug for SqliteMetaStore {
@@ -189,6 +239,7 @@ impl SqliteMetaStore {
             path: path.to_path_buf(),
             opened,
             writer: Arc::new(tokio::sync::Mutex::new(())),
+            file: Arc::new(FileIdentity::of(path)?),
         })
     }
 
@@ -278,17 +329,20 @@ impl SqliteMetaStore {
     }
 
     /// Runs `f` in one `BEGIN IMMEDIATE` transaction: committed if `f`
-    /// returns `Ok`, rolled back entirely (on drop) otherwise.
+    /// returns `Ok` and the database file is still where it was opened
+    /// ([`FileIdentity`]), rolled back entirely (on drop) otherwise.
     async fn write<T, F>(&self, op: &'static str, f: F) -> Result<T>
     where
         F: FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
         T: Send + 'static,
     {
+        let file = Arc::clone(&self.file);
         self.run_with(op, Some(&self.writer), move |conn| {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(db)?;
             let out = f(&tx)?;
+            file.check()?;
             tx.commit().map_err(db)?;
             Ok(out)
         })
