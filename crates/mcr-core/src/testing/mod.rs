@@ -10,6 +10,8 @@
 //! - [`TestRegistry`] wires the fakes, the policy [`Engine`](crate::policy::Engine)
 //!   and a manual clock into an `Arc<Registry>`; [`admin`], [`user`],
 //!   [`guest`] and [`system`] are ready-made callers.
+//! - [`FaultyBlobStore`] wraps a real blob store and fails with `EIO`
+//!   where a test arms a [`Fault`] (write, fsync, rename).
 //! - [`contract`] holds the generic async checks every adapter of a port
 //!   runs, so the fakes and the real adapters are held to the same
 //!   assertions.
@@ -17,6 +19,7 @@
 mod blob_store;
 mod clock;
 pub mod contract;
+mod faulty;
 mod hold;
 mod identity;
 mod meta_store;
@@ -24,6 +27,7 @@ mod registry;
 
 pub use blob_store::FakeBlobStore;
 pub use clock::ManualClock;
+pub use faulty::{Fault, Faults, FaultyBlobStore};
 pub use hold::Hold;
 pub use identity::FakeIdentity;
 pub use meta_store::FakeMetaStore;

@@ -34,7 +34,9 @@ use mcr_adapters::sqlite::SqliteMetaStore;
 use mcr_core::audit::{AuditEvent, AuditQuery, EventType};
 use mcr_core::policy::Engine;
 use mcr_core::registry::{Registry, RegistryConfig};
-use mcr_core::testing::{admin, guest, system, user, FakeIdentity, ManualClock, TEST_PASSWORD};
+use mcr_core::testing::{
+    admin, guest, system, user, FakeIdentity, Faults, FaultyBlobStore, ManualClock, TEST_PASSWORD,
+};
 use mcr_http::{router, AppState, HttpConfig};
 use tokio_util::task::TaskTracker;
 
@@ -105,6 +107,9 @@ pub struct Harness {
     /// Blobs live in `<layers>/sha256/<2 hex>/<64 hex>`.
     pub layers: PathBuf,
     pub uploads: PathBuf,
+    /// `EIO`s to inject into the blob store (`tests/faults.rs`); none
+    /// unless a test arms one.
+    pub faults: Faults,
     setup: Setup,
     /// Each test user's bearer token, by name.
     tokens: BTreeMap<String, String>,
@@ -138,7 +143,8 @@ impl Harness {
             let issued = identity.issue(caller.principal).expect("a token");
             tokens.insert(name, issued.token.expose().to_string());
         }
-        let (app, registry, layers, uploads) = open(dir.path(), &identity, &clock, &setup);
+        let faults = Faults::default();
+        let (app, registry, layers, uploads) = open(dir.path(), &identity, &clock, &faults, &setup);
         Harness {
             app,
             registry,
@@ -146,6 +152,7 @@ impl Harness {
             clock,
             layers,
             uploads,
+            faults,
             setup,
             tokens,
             dir,
@@ -155,7 +162,13 @@ impl Harness {
     /// Opens the same database and blob directory again in a new registry,
     /// as a restarted daemon would; the identity service and clock stay.
     pub async fn restart(&mut self) {
-        let (app, registry, ..) = open(self.dir.path(), &self.identity, &self.clock, &self.setup);
+        let (app, registry, ..) = open(
+            self.dir.path(),
+            &self.identity,
+            &self.clock,
+            &self.faults,
+            &self.setup,
+        );
         registry
             .reload_policy()
             .await
@@ -368,12 +381,16 @@ fn open(
     dir: &Path,
     identity: &Arc<FakeIdentity>,
     clock: &Arc<ManualClock>,
+    faults: &Faults,
     setup: &Setup,
 ) -> (axum::Router, Arc<Registry>, PathBuf, PathBuf) {
     let layers = dir.join("layers");
     let uploads = dir.join("uploads");
     let meta = Arc::new(SqliteMetaStore::open(&dir.join(DB_FILE)).expect("the database opens"));
-    let blobs = FsBlobStore::open(layers.clone(), uploads.clone()).expect("the blob store opens");
+    let blobs = FaultyBlobStore::new(
+        FsBlobStore::open(layers.clone(), uploads.clone()).expect("the blob store opens"),
+        faults.clone(),
+    );
     let config = RegistryConfig {
         gc_grace_period: setup.gc_grace,
         max_blob_size: setup.max_blob_size,
