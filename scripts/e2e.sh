@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# End-to-end check with a real client: skopeo pushes OCI image layouts with
+# End-to-end check with real clients: skopeo pushes OCI image layouts with
 # random layers to a running `mcrsrv dev`, pulls them back and compares
 # every blob byte for byte; a multi-platform index, a copy between two
-# repositories, a mount, and deletes through curl. Fails on any mismatch.
+# repositories, a mount, containerd's ctr pulling through the bearer-token
+# flow, buildah building from scratch and pushing, an artifact with a
+# referrer through PyPI's oras, and deletes through curl. Fails on any
+# mismatch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,8 +26,9 @@ WORK=$(mktemp -d)
 SERVER_PID=""
 MCIAS_PID=""
 MSRV_PID=""
+CONTAINERD_PID=""
 cleanup() {
-  for pid in "$SERVER_PID" "$MCIAS_PID" "$MSRV_PID"; do
+  for pid in "$SERVER_PID" "$MCIAS_PID" "$MSRV_PID" "$CONTAINERD_PID"; do
     [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
   done
   rm -rf "$WORK"
@@ -151,6 +155,98 @@ CODE=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer 
 CODE=$(curl -s -o /dev/null -w '%{http_code}' -I -H "Authorization: Bearer $TOKEN" "http://$REG/v2/e2e/mounted/blobs/$LAYER")
 [ "$CODE" = 200 ] || fail "mounted blob HEAD answered $CODE"
 log "mounted $LAYER from e2e/app into e2e/mounted"
+
+# --- containerd's ctr pulls through the bearer-token flow --------------------
+if [ "$(id -u)" -ne 0 ]; then
+  log "SKIP ctr: containerd's daemon needs root (CI runs as root)"
+else
+  need ctr:containerd
+  CD="$WORK/containerd"; mkdir -p "$CD"
+  cat >"$CD/config.toml" <<TOML
+version = 2
+root = "$CD/root"
+state = "$CD/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "$CD/containerd.sock"
+[ttrpc]
+  address = "$CD/containerd.sock.ttrpc"
+[debug]
+  address = "$CD/debug.sock"
+TOML
+  containerd --config "$CD/config.toml" >"$WORK/containerd.log" 2>&1 &
+  CONTAINERD_PID=$!
+  CTR=(ctr --address "$CD/containerd.sock" --namespace mcr-e2e)
+  for _ in $(seq 1 100); do
+    "${CTR[@]}" version >/dev/null 2>&1 && break
+    kill -0 "$CONTAINERD_PID" 2>/dev/null || { cat "$WORK/containerd.log"; fail "containerd exited"; }
+    sleep 0.1
+  done
+  # Without credentials the registry's 401 challenge stops it.
+  if "${CTR[@]}" images pull --plain-http --snapshotter native "$REG/e2e/app:v1" >"$WORK/ctr.out" 2>&1; then
+    fail "ctr pulled e2e/app:v1 without credentials"
+  fi
+  "${CTR[@]}" images pull --plain-http --snapshotter native --user "$CREDS" "$REG/e2e/app:v1" >"$WORK/ctr.out" 2>&1 \
+    || { cat "$WORK/ctr.out"; fail "ctr could not pull e2e/app:v1"; }
+  GOT=$("${CTR[@]}" images ls -q | grep -c "e2e/app:v1" || true)
+  [ "$GOT" = 1 ] || fail "ctr lists no e2e/app:v1 after the pull"
+  "${CTR[@]}" images export "$WORK/ctr.tar" "$REG/e2e/app:v1"
+  mkdir -p "$WORK/ctr-out" && tar -C "$WORK/ctr-out" -xf "$WORK/ctr.tar"
+  compare_layouts "$SRC" "$WORK/ctr-out"
+  kill "$CONTAINERD_PID"; wait "$CONTAINERD_PID" 2>/dev/null || true; CONTAINERD_PID=""
+  log "ctr pulled e2e/app:v1 through the bearer-token flow (refused without credentials): every blob identical"
+fi
+
+# --- buildah builds an image from scratch and pushes it ----------------------
+need buildah
+BLD=(buildah --root "$WORK/buildah/root" --runroot "$WORK/buildah/run" --storage-driver vfs)
+head -c 200000 /dev/urandom >"$WORK/payload.bin"
+BCTR=$("${BLD[@]}" from scratch)
+"${BLD[@]}" copy --quiet "$BCTR" "$WORK/payload.bin" /payload.bin
+"${BLD[@]}" config --label org.opencontainers.image.title=mcr-e2e --cmd /payload.bin "$BCTR"
+"${BLD[@]}" commit --quiet --format oci "$BCTR" mcr-e2e-built >/dev/null
+"${BLD[@]}" push --quiet --tls-verify=false --creds "$CREDS" --digestfile "$WORK/buildah.digest" \
+  mcr-e2e-built "docker://$REG/e2e/built:v1"
+GOT=$("${SK[@]}" inspect --raw --tls-verify=false --creds "$CREDS" "docker://$REG/e2e/built:v1" | sha256sum | cut -d' ' -f1)
+[ "sha256:$GOT" = "$(cat "$WORK/buildah.digest")" ] || fail "buildah pushed $(cat "$WORK/buildah.digest"), the registry serves sha256:$GOT"
+"${SK[@]}" copy --quiet --preserve-digests "${TLS[@]}" --src-creds "$CREDS" "docker://$REG/e2e/built:v1" "oci:$WORK/built:v1"
+BLAYER=$(jq -r '.layers[0].digest' "$WORK/built/blobs/sha256/$GOT")
+mkdir -p "$WORK/built-fs" && tar -C "$WORK/built-fs" -xf "$WORK/built/blobs/sha256/${BLAYER#sha256:}"
+cmp -s "$WORK/payload.bin" "$WORK/built-fs/payload.bin" || fail "the file buildah built in came back different"
+"${BLD[@]}" rm "$BCTR" >/dev/null
+log "buildah built from scratch and pushed e2e/built:v1: same digest served, the built-in file identical"
+
+# --- an OCI artifact with a referrer, through PyPI's oras --------------------
+ORAS_VENV="$HOME/.cache/mcr/tools/oras-venv"
+if [ ! -x "$ORAS_VENV/bin/python" ] || ! "$ORAS_VENV/bin/python" -c 'import oras' 2>/dev/null; then
+  need python3 python3-venv:python3-venv
+  log "installing oras (PyPI) into $ORAS_VENV"
+  python3 -m venv "$ORAS_VENV"
+  "$ORAS_VENV/bin/pip" install --quiet "oras==0.2.43"
+fi
+printf 'an SBOM for e2e/app:v1 %s\n' "$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')" >"$WORK/sbom.json"
+(cd "$WORK" && "$ORAS_VENV/bin/python" - "$REG" "$PASSWORD" "sha256:$MHEX" "$MSIZE" <<'PY') || fail "oras: push, discover or pull of the referrer failed"
+import json, os, sys
+import oras.client, oras.oci
+reg, password, digest, size = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+c = oras.client.OrasClient(hostname=reg, insecure=True)
+c.login(username="admin", password=password, hostname=reg)
+subject = oras.oci.Subject(mediaType="application/vnd.oci.image.manifest.v1+json", digest=digest, size=size)
+r = c.push(target=f"{reg}/e2e/app:sbom", files=["sbom.json:application/spdx+json"],
+           subject=subject, manifest_annotations={"org.opencontainers.image.title": "sbom"}, quiet=True)
+assert r.status_code == 201, f"push answered {r.status_code}"
+r = c.do_request(f"http://{reg}/v2/e2e/app/referrers/{digest}", "GET")
+assert r.status_code == 200, f"referrers answered {r.status_code}"
+found = r.json()["manifests"]
+assert len(found) == 1, f"referrers of the image: {found}"
+got = c.get_manifest(f"{reg}/e2e/app@{found[0]['digest']}")
+assert got["subject"]["digest"] == digest, got
+os.mkdir("sbom-pulled")
+files = c.pull(target=f"{reg}/e2e/app@{found[0]['digest']}", outdir="sbom-pulled")
+assert [os.path.basename(f) for f in files] == ["sbom.json"], files
+PY
+cmp -s "$WORK/sbom.json" "$WORK/sbom-pulled/sbom.json" || fail "the artifact oras pulled back differs"
+log "oras (PyPI) pushed an artifact referring to e2e/app:v1, discovered it through the referrers API and pulled it identical"
 
 # --- deletes ---------------------------------------------------------------
 TOKEN=$(token e2e/app)
@@ -280,4 +376,4 @@ done
 kill "$MSRV_PID" "$MCIAS_PID"; wait "$MSRV_PID" "$MCIAS_PID" 2>/dev/null || true; MSRV_PID=""; MCIAS_PID=""
 log "MCIAS over TLS: user pushed and pulled with skopeo; system refused, then allowed pull by a rule; guest only the version check"
 
-log "7 passed, 0 failed"
+log "10 passed, 0 failed"
