@@ -4,6 +4,8 @@
 //!   an r2d2 pool; blocking calls run off the async workers).
 //! - [`fs::FsBlobStore`]: the `BlobStore` on a local filesystem,
 //!   content-addressed, crash-safe, streaming.
+//! - `s3::S3BlobStore` (feature `s3`): the `BlobStore` on an S3-protocol
+//!   object store, uploads resumable on any replica.
 //!
 //! - [`local_identity::LocalIdentity`]: the `TokenValidator` for
 //!   standalone use: argon2id users from the config, server-signed tokens.
@@ -20,4 +22,6 @@ pub mod fs;
 pub mod local_identity;
 pub mod mcias;
 pub mod metrics;
+#[cfg(feature = "s3")]
+pub mod s3;
 pub mod sqlite;
