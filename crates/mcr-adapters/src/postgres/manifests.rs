@@ -1,0 +1,208 @@
+//! `ManifestStore` on PostgreSQL.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use deadpool_postgres::Transaction;
+use mcr_core::digest::Digest;
+use mcr_core::media::MediaType;
+use mcr_core::names::{Reference, RepoName, Tag};
+use mcr_core::ports::{ManifestRecord, ManifestStore, NewManifest, Page};
+use mcr_core::{Error, Result};
+use tokio_postgres::Row;
+
+use super::rows::{
+    all, change, ensure_repo, i64_of, limit_of, lock_repo, one, parsed, parsed_opt, time_at,
+};
+use super::{sql, PostgresMetaStore, StepResult, TxError};
+
+fn manifest_record(row: &Row) -> StepResult<ManifestRecord> {
+    let raw: Vec<u8> = row.try_get(3)?;
+    Ok(ManifestRecord {
+        repository: parsed(row, 0, RepoName::new)?,
+        digest: parsed(row, 1, Digest::parse)?,
+        media_type: parsed(row, 2, MediaType::new)?,
+        raw: Bytes::from(raw),
+        subject: parsed_opt(row, 4, Digest::parse)?,
+        artifact_type: parsed_opt(row, 5, MediaType::new)?,
+        created: time_at(row, 6)?,
+    })
+}
+
+/// The first of `wanted` (spelled `texts`), in their order, that `found`
+/// lacks.
+fn first_missing<'d>(
+    wanted: &'d [Digest],
+    texts: &[String],
+    found: &[String],
+) -> Option<&'d Digest> {
+    wanted
+        .iter()
+        .zip(texts)
+        .find(|(_, t)| !found.contains(t))
+        .map(|(d, _)| d)
+}
+
+/// Those of `wanted` that `sql` (`LOCK_LINKS` or `LOCK_MANIFESTS`) finds
+/// in the repository, locked until the step ends.
+async fn held(
+    tx: &Transaction<'_>,
+    sql: &str,
+    repo: Option<i64>,
+    wanted: &[String],
+) -> StepResult<Vec<String>> {
+    match repo {
+        Some(id) if !wanted.is_empty() => {
+            all(tx, sql, &[&id, &wanted], |r| Ok(r.try_get::<_, String>(0)?)).await
+        }
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// The digests as text, for an array parameter.
+fn texts(digests: &[Digest]) -> Vec<String> {
+    digests.iter().map(Digest::to_string).collect()
+}
+
+#[async_trait]
+impl ManifestStore for PostgresMetaStore {
+    async fn put_manifest(&self, m: NewManifest) -> Result<()> {
+        self.write("storing a manifest", m, |tx, m| {
+            Box::pin(async move {
+                // Check everything before writing anything. Without the
+                // repository nothing is linked or stored in it. What the
+                // checks find stays locked until commit, so neither a
+                // sweep nor a delete takes it from under the manifest.
+                let existing = lock_repo(tx, &m.repository).await?;
+                let (blobs, children) = (texts(&m.blobs), texts(&m.children));
+                let linked = held(tx, sql::LOCK_LINKS, existing, &blobs).await?;
+                if let Some(d) = first_missing(&m.blobs, &blobs, &linked) {
+                    return Err(Error::ManifestBlobUnknown(d.clone()).into());
+                }
+                let stored = held(tx, sql::LOCK_MANIFESTS, existing, &children).await?;
+                if let Some(d) = first_missing(&m.children, &children, &stored) {
+                    return Err(Error::ManifestChildUnknown(d.clone()).into());
+                }
+
+                let repo = match existing {
+                    Some(id) => id,
+                    None => ensure_repo(tx, &m.repository, m.created).await?,
+                };
+                let digest = m.digest.to_string();
+                let inserted: Option<i64> = one(
+                    tx,
+                    sql::INSERT_MANIFEST,
+                    &[
+                        &repo,
+                        &digest,
+                        &m.media_type.as_str(),
+                        &&m.raw[..],
+                        &i64_of(m.raw.len() as u64)?,
+                        &m.subject.as_ref().map(Digest::to_string),
+                        &m.artifact_type.as_ref().map(MediaType::as_str),
+                        &m.created.as_millis(),
+                    ],
+                    |r| Ok(r.try_get(0)?),
+                )
+                .await?;
+                let manifest_id = match inserted {
+                    Some(id) => {
+                        // A new manifest: its references, in the same step,
+                        // so GC never sees it without them. A stored one
+                        // already has them (same digest, same bytes).
+                        change(tx, sql::INSERT_REFERENCES, &[&id, &"blob", &blobs]).await?;
+                        change(tx, sql::INSERT_REFERENCES, &[&id, &"manifest", &children]).await?;
+                        id
+                    }
+                    None => one(tx, sql::MANIFEST_ID, &[&repo, &digest], |r| {
+                        Ok(r.try_get(0)?)
+                    })
+                    .await?
+                    .ok_or_else(|| {
+                        TxError::Engine(Error::storage(
+                            "storing a manifest",
+                            "the manifest vanished inside its own transaction",
+                        ))
+                    })?,
+                };
+                if let Some(tag) = &m.tag {
+                    change(
+                        tx,
+                        sql::UPSERT_TAG,
+                        &[&repo, &tag.as_str(), &manifest_id, &m.created.as_millis()],
+                    )
+                    .await?;
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn get_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<Option<ManifestRecord>> {
+        let (sql, key) = match reference {
+            Reference::Tag(t) => (sql::MANIFEST_BY_TAG, t.to_string()),
+            Reference::Digest(d) => (sql::MANIFEST_BY_DIGEST, d.to_string()),
+        };
+        self.run(
+            "reading a manifest",
+            (repo, sql, key),
+            |c, (repo, sql, key)| {
+                Box::pin(async move { one(c, sql, &[&repo.as_str(), key], manifest_record).await })
+            },
+        )
+        .await
+    }
+
+    async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
+        let data = (repo.clone(), digest.to_string());
+        self.write("deleting a manifest", data, |tx, (repo, digest)| {
+            Box::pin(async move {
+                Ok(change(tx, sql::DELETE_MANIFEST, &[&repo.as_str(), digest]).await? > 0)
+            })
+        })
+        .await
+    }
+
+    async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool> {
+        let data = (repo.clone(), tag.clone());
+        self.write("deleting a tag", data, |tx, (repo, tag)| {
+            Box::pin(async move {
+                Ok(change(tx, sql::DELETE_TAG, &[&repo.as_str(), &tag.as_str()]).await? > 0)
+            })
+        })
+        .await
+    }
+
+    async fn list_tags(&self, repo: &RepoName, page: &Page) -> Result<Vec<Tag>> {
+        let data = (repo, page.last.as_deref(), limit_of(page.limit));
+        self.run("listing tags", data, |c, (repo, last, limit)| {
+            Box::pin(async move {
+                all(c, sql::LIST_TAGS, &[&repo.as_str(), last, limit], |r| {
+                    parsed(r, 0, Tag::new)
+                })
+                .await
+            })
+        })
+        .await
+    }
+
+    async fn referrers(&self, repo: &RepoName, subject: &Digest) -> Result<Vec<ManifestRecord>> {
+        let data = (repo, subject.to_string());
+        self.run("listing referrers", data, |c, (repo, subject)| {
+            Box::pin(async move {
+                all(
+                    c,
+                    sql::REFERRERS,
+                    &[&repo.as_str(), subject],
+                    manifest_record,
+                )
+                .await
+            })
+        })
+        .await
+    }
+}

@@ -1,0 +1,105 @@
+//! `PolicyRuleStore` on PostgreSQL.
+
+use async_trait::async_trait;
+use deadpool_postgres::GenericClient;
+use mcr_core::policy::{Rule, RuleDraft};
+use mcr_core::ports::PolicyRuleStore;
+use mcr_core::{Error, Result};
+use tokio_postgres::Row;
+
+use super::rows::{all, change, now, one};
+use super::{sql, PostgresMetaStore, StepResult, TxError};
+
+fn rule_of(row: &Row) -> StepResult<Rule> {
+    let json: &str = row.try_get(1)?;
+    let mut rule: Rule = serde_json::from_str(json).map_err(|e| {
+        TxError::Engine(Error::storage(
+            "reading a policy rule",
+            format!("the database holds an invalid rule: {e}"),
+        ))
+    })?;
+    // The column is the authority: the JSON was written together with it.
+    rule.id = row.try_get(0)?;
+    Ok(rule)
+}
+
+/// Writes a rule's columns and JSON, stamped `updated` (milliseconds);
+/// returns the rows changed (0 if there is no rule with its id).
+async fn store_rule<C: GenericClient + Sync>(c: &C, rule: &Rule, updated: i64) -> StepResult<u64> {
+    let json = serde_json::to_string(rule)
+        .map_err(|e| TxError::Engine(Error::storage("encoding a policy rule", e)))?;
+    change(
+        c,
+        sql::UPDATE_RULE,
+        &[
+            &rule.id,
+            &i64::from(rule.priority),
+            &rule.enabled,
+            &json,
+            &updated,
+        ],
+    )
+    .await
+}
+
+#[async_trait]
+impl PolicyRuleStore for PostgresMetaStore {
+    async fn list_rules(&self) -> Result<Vec<Rule>> {
+        self.run("listing policy rules", (), |c, ()| {
+            Box::pin(async move { all(c, sql::LIST_RULES, &[], rule_of).await })
+        })
+        .await
+    }
+
+    async fn get_rule(&self, id: i64) -> Result<Option<Rule>> {
+        self.run("reading a policy rule", id, |c, id| {
+            Box::pin(async move { one(c, sql::GET_RULE, &[id], rule_of).await })
+        })
+        .await
+    }
+
+    async fn create_rule(&self, draft: &RuleDraft) -> Result<Rule> {
+        self.write("creating a policy rule", draft.clone(), |tx, draft| {
+            Box::pin(async move {
+                // An identity column: ids only grow, never reused after a
+                // delete, so an audit entry's rule id names one rule
+                // forever. One clock reading: a new rule was last updated
+                // when it was created.
+                let at = now();
+                let id: i64 = one(
+                    tx,
+                    sql::INSERT_RULE,
+                    &[&i64::from(draft.priority), &draft.enabled, &at],
+                    |r| Ok(r.try_get(0)?),
+                )
+                .await?
+                .ok_or_else(|| {
+                    TxError::Engine(Error::storage("creating a policy rule", "no id came back"))
+                })?;
+                let rule = draft.clone().into_rule(id);
+                store_rule(tx, &rule, at).await?;
+                Ok(rule)
+            })
+        })
+        .await
+    }
+
+    async fn update_rule(&self, rule: &Rule) -> Result<()> {
+        self.write("updating a policy rule", rule.clone(), |tx, rule| {
+            Box::pin(async move {
+                if store_rule(tx, rule, now()).await? == 0 {
+                    return Err(Error::not_found("policy rule", rule.id).into());
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn delete_rule(&self, id: i64) -> Result<bool> {
+        self.write("deleting a policy rule", id, |tx, id| {
+            Box::pin(async move { Ok(change(tx, sql::DELETE_RULE, &[id]).await? > 0) })
+        })
+        .await
+    }
+}

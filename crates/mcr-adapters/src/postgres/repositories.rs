@@ -1,0 +1,144 @@
+//! `RepositoryStore` on PostgreSQL.
+
+use async_trait::async_trait;
+use mcr_core::digest::Digest;
+use mcr_core::ids::UploadId;
+use mcr_core::media::MediaType;
+use mcr_core::names::{RepoName, Tag};
+use mcr_core::ports::{Page, RepoDetail, RepoSummary, RepositoryStore};
+use mcr_core::Result;
+use tokio_postgres::Row;
+
+use super::rows::{all, blob_info, change, limit_of, one, parsed, time_at, u64_at};
+use super::{sql, PostgresMetaStore, StepResult};
+
+/// A row of `summary_select!`: the summary, and the repository's id.
+fn summary(row: &Row) -> StepResult<(RepoSummary, i64)> {
+    Ok((
+        RepoSummary {
+            name: parsed(row, 0, RepoName::new)?,
+            created: time_at(row, 1)?,
+            tag_count: u64_at(row, 2)?,
+            manifest_count: u64_at(row, 3)?,
+            total_size: u64_at(row, 4)?,
+        },
+        row.try_get(5)?,
+    ))
+}
+
+#[async_trait]
+impl RepositoryStore for PostgresMetaStore {
+    async fn repository_exists(&self, repo: &RepoName) -> Result<bool> {
+        self.run("looking up a repository", repo, |c, repo| {
+            Box::pin(async move {
+                let id = one(c, sql::REPO_ID, &[&repo.as_str()], |_| Ok(())).await?;
+                Ok(id.is_some())
+            })
+        })
+        .await
+    }
+
+    async fn list_repositories(&self, page: &Page) -> Result<Vec<RepoName>> {
+        let (last, limit) = (page.last.as_deref(), limit_of(page.limit));
+        self.run("listing repositories", (last, limit), |c, (last, limit)| {
+            Box::pin(async move {
+                all(c, sql::LIST_REPOS, &[last, limit], |r| {
+                    parsed(r, 0, RepoName::new)
+                })
+                .await
+            })
+        })
+        .await
+    }
+
+    async fn repository_summaries(&self, page: &Page) -> Result<Vec<RepoSummary>> {
+        let (last, limit) = (page.last.as_deref(), limit_of(page.limit));
+        self.run(
+            "summarising repositories",
+            (last, limit),
+            |c, (last, limit)| {
+                Box::pin(async move {
+                    let rows = all(c, sql::SUMMARIES, &[last, limit], summary).await?;
+                    Ok(rows.into_iter().map(|(s, _)| s).collect())
+                })
+            },
+        )
+        .await
+    }
+
+    async fn repository_detail(&self, repo: &RepoName) -> Result<Option<RepoDetail>> {
+        // One snapshot: the counts and the lists agree.
+        self.read("reading a repository's detail", repo, |tx, repo| {
+            Box::pin(async move {
+                let Some((summary, id)) = one(tx, sql::SUMMARY, &[&repo.as_str()], summary).await?
+                else {
+                    return Ok(None);
+                };
+                let tags = all(tx, sql::DETAIL_TAGS, &[&id], |r| {
+                    Ok((parsed(r, 0, Tag::new)?, parsed(r, 1, Digest::parse)?))
+                })
+                .await?;
+                let manifests = all(tx, sql::DETAIL_MANIFESTS, &[&id], |r| {
+                    Ok((
+                        parsed(r, 0, Digest::parse)?,
+                        parsed(r, 1, MediaType::new)?,
+                        u64_at(r, 2)?,
+                        time_at(r, 3)?,
+                    ))
+                })
+                .await?;
+                let blobs = all(tx, sql::DETAIL_BLOBS, &[&id], blob_info).await?;
+                Ok(Some(RepoDetail {
+                    summary,
+                    tags,
+                    manifests,
+                    blobs,
+                }))
+            })
+        })
+        .await
+    }
+
+    async fn delete_repository(&self, repo: &RepoName) -> Result<Option<Vec<UploadId>>> {
+        self.write("deleting a repository", repo.clone(), |tx, repo| {
+            Box::pin(async move {
+                // Locked first: steps adding to it finish before, or wait
+                // and find it gone; the sessions read next are all of them.
+                let Some(id) = one(tx, sql::LOCK_REPO_FOR_DELETE, &[&repo.as_str()], |r| {
+                    Ok(r.try_get::<_, i64>(0)?)
+                })
+                .await?
+                else {
+                    return Ok(None);
+                };
+                let uploads = all(tx, sql::REPO_UPLOADS, &[&id], |r| {
+                    parsed(r, 0, UploadId::parse)
+                })
+                .await?;
+                // Cascades to manifests, their references, tags, links and
+                // upload sessions; blob rows stay for GC.
+                change(tx, sql::DELETE_REPO, &[&id]).await?;
+                Ok(Some(uploads))
+            })
+        })
+        .await
+    }
+
+    async fn prune_repository(&self, repo: &RepoName) -> Result<bool> {
+        self.write("pruning an empty repository", repo.clone(), |tx, repo| {
+            Box::pin(async move {
+                let Some(id) = one(tx, sql::LOCK_REPO_FOR_DELETE, &[&repo.as_str()], |r| {
+                    Ok(r.try_get::<_, i64>(0)?)
+                })
+                .await?
+                else {
+                    return Ok(false);
+                };
+                // A statement of its own, after the lock: it sees whatever
+                // was added to the repository while we waited.
+                Ok(change(tx, sql::PRUNE_REPO, &[&id]).await? > 0)
+            })
+        })
+        .await
+    }
+}

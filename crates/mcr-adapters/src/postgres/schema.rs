@@ -1,0 +1,194 @@
+//! The schema, as numbered migrations recorded in `schema_migrations`.
+//!
+//! Each migration runs once, in its own transaction, and is recorded in
+//! that transaction: a crash mid-migration leaves the version unapplied
+//! and the schema untouched (PostgreSQL's DDL is transactional), and
+//! running the set again changes nothing. Every transaction that reads or
+//! applies migrations first takes one advisory lock
+//! ([`MIGRATION_LOCK`]), so replicas starting at once apply each
+//! migration exactly once: the others wait, then find it recorded. A new
+//! migration goes at the end with the next number; an applied one is
+//! never edited, since databases in the field already ran it.
+//!
+//! The tables are SQLite's (`sqlite::schema` says what each holds) in
+//! PostgreSQL's types: times are `bigint` `Timestamp` milliseconds, ids
+//! identity columns (never reused), manifests' bytes `bytea`, rules and
+//! audit details `jsonb`. Names, tags and digests are `text COLLATE "C"`,
+//! so listings and page bounds compare bytes, whatever the database's
+//! locale.
+
+use deadpool_postgres::{GenericClient, Object};
+use mcr_core::Error;
+
+use super::rows::now;
+use super::{StepResult, TxError};
+
+/// The advisory lock every migration transaction holds: "mcr_migr" in
+/// ASCII, a number no other lock of MCR uses.
+pub const MIGRATION_LOCK: i64 = i64::from_be_bytes(*b"mcr_migr");
+
+/// (version, SQL) in order.
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    r#"CREATE TABLE repositories (
+        id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        name    text COLLATE "C" NOT NULL UNIQUE,
+        created bigint NOT NULL
+    );
+    CREATE TABLE manifests (
+        id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        repository_id  bigint NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+        digest         text COLLATE "C" NOT NULL,
+        media_type     text NOT NULL,
+        raw            bytea NOT NULL,
+        size           bigint NOT NULL,
+        subject_digest text COLLATE "C",
+        artifact_type  text,
+        created        bigint NOT NULL,
+        UNIQUE (repository_id, digest)
+    );
+    CREATE INDEX manifests_by_subject ON manifests (repository_id, subject_digest, digest)
+        WHERE subject_digest IS NOT NULL;
+    CREATE TABLE tags (
+        repository_id bigint NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+        name          text COLLATE "C" NOT NULL,
+        manifest_id   bigint NOT NULL REFERENCES manifests(id) ON DELETE CASCADE,
+        updated       bigint NOT NULL,
+        PRIMARY KEY (repository_id, name)
+    );
+    CREATE INDEX tags_by_manifest ON tags (manifest_id);
+    CREATE TABLE blobs (
+        digest  text COLLATE "C" PRIMARY KEY,
+        size    bigint NOT NULL,
+        created bigint NOT NULL
+    );
+    CREATE TABLE manifest_references (
+        manifest_id bigint NOT NULL REFERENCES manifests(id) ON DELETE CASCADE,
+        kind        text NOT NULL CHECK (kind IN ('blob', 'manifest')),
+        digest      text COLLATE "C" NOT NULL,
+        PRIMARY KEY (manifest_id, kind, digest)
+    );
+    CREATE INDEX manifest_references_by_digest ON manifest_references (digest, kind);
+    CREATE TABLE repository_blobs (
+        repository_id bigint NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+        digest        text COLLATE "C" NOT NULL REFERENCES blobs(digest) ON DELETE CASCADE,
+        linked_at     bigint NOT NULL,
+        PRIMARY KEY (repository_id, digest)
+    );
+    CREATE INDEX repository_blobs_by_digest ON repository_blobs (digest, linked_at);
+    CREATE TABLE uploads (
+        id            text COLLATE "C" PRIMARY KEY,
+        repository_id bigint NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+        received      bigint NOT NULL,
+        writer_state  bytea NOT NULL,
+        active        bigint NOT NULL
+    );
+    CREATE INDEX uploads_by_active ON uploads (active, id);
+    CREATE INDEX uploads_by_repository ON uploads (repository_id);
+    CREATE TABLE policy_rules (
+        id        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        priority  bigint NOT NULL,
+        enabled   boolean NOT NULL,
+        rule      jsonb NOT NULL,
+        created   bigint NOT NULL,
+        updated   bigint NOT NULL
+    );
+    CREATE TABLE audit_log (
+        id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        time       bigint NOT NULL,
+        event_type text NOT NULL,
+        actor_id   text,
+        repository text COLLATE "C",
+        digest     text COLLATE "C",
+        ip         text,
+        details    jsonb NOT NULL
+    );
+    CREATE INDEX audit_by_time ON audit_log (time, id);
+    CREATE INDEX audit_by_type ON audit_log (event_type, time, id);
+    CREATE INDEX audit_by_actor ON audit_log (actor_id, time, id);
+    CREATE INDEX audit_by_repository ON audit_log (repository, time, id);"#,
+)];
+
+/// The schema version this build writes and understands.
+pub const LATEST_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+
+const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    bigint PRIMARY KEY,
+    applied_at bigint NOT NULL
+)";
+const VERSION: &str = "SELECT COALESCE(MAX(version), 0) FROM schema_migrations";
+const RECORD: &str = "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)";
+
+/// Applies every migration not yet recorded, refusing a database that a
+/// newer build has migrated further than this one knows.
+pub(super) async fn migrate(client: &mut Object) -> StepResult<()> {
+    migrate_to(client, LATEST_VERSION).await
+}
+
+/// [`migrate`], stopping after version `target`.
+async fn migrate_to(client: &mut Object, target: i64) -> StepResult<()> {
+    let current = {
+        let tx = client.transaction().await?;
+        lock(&tx).await?;
+        tx.batch_execute(CREATE_MIGRATIONS_TABLE).await?;
+        let current = version(&tx).await?;
+        tx.commit().await?;
+        current
+    };
+    if current > LATEST_VERSION {
+        return Err(TxError::Engine(Error::storage(
+            "checking the schema version",
+            format!(
+                "the database is at schema version {current}, newer than this build's \
+                 {LATEST_VERSION}; run the MCR that migrated it, or restore a backup"
+            ),
+        )));
+    }
+    for &(number, sql) in MIGRATIONS.iter().filter(|m| m.0 > current && m.0 <= target) {
+        let tx = client.transaction().await?;
+        lock(&tx).await?;
+        // Checked again under the lock: another replica may have applied
+        // it since we looked.
+        if version(&tx).await? < number {
+            tx.batch_execute(sql).await.map_err(|e| {
+                TxError::Engine(
+                    TxError::Db(e)
+                        .into_error()
+                        .context(format!("migration {number}")),
+                )
+            })?;
+            tx.execute(RECORD, &[&number, &now()]).await?;
+        }
+        tx.commit().await?;
+    }
+    Ok(())
+}
+
+/// Takes the migration lock until the transaction ends.
+async fn lock<C: GenericClient>(c: &C) -> StepResult<()> {
+    c.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    Ok(())
+}
+
+/// The highest applied version (0 for a new database).
+pub(super) async fn version<C: GenericClient>(c: &C) -> StepResult<i64> {
+    Ok(c.query_one(VERSION, &[]).await?.try_get(0)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_numbered_one_by_one() {
+        for (i, &(number, _)) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(number, i as i64 + 1);
+        }
+    }
+
+    #[test]
+    fn the_migration_lock_spells_its_name() {
+        assert_eq!(&MIGRATION_LOCK.to_be_bytes(), b"mcr_migr");
+    }
+}

@@ -1,0 +1,198 @@
+//! The statements, named for what they do: every one a constant, prepared
+//! once per connection (`prepare_cached`) and checked against the indexes
+//! by the adapter's tests (`tests/postgres_store.rs`); only the audit
+//! query, whose filters vary, is assembled per call (`audit::audit_sql`).
+//!
+//! Locks (`FOR KEY SHARE`, `FOR UPDATE`) follow the rules in the module
+//! docs of `postgres`.
+
+/// The columns `manifest_record` reads, from `repositories r` joined
+/// with `manifests m`.
+macro_rules! manifest_columns {
+    () => {
+        "r.name, m.digest, m.media_type, m.raw, m.subject_digest, m.artifact_type, m.created"
+    };
+}
+
+/// A repository's summary columns (read by `summary`), then its id.
+macro_rules! summary_select {
+    () => {
+        "SELECT r.name, r.created,
+            (SELECT COUNT(*) FROM tags t WHERE t.repository_id = r.id),
+            (SELECT COUNT(*) FROM manifests m WHERE m.repository_id = r.id),
+            ((SELECT COALESCE(SUM(m.size), 0) FROM manifests m WHERE m.repository_id = r.id)
+              + (SELECT COALESCE(SUM(b.size), 0) FROM repository_blobs rb
+                 JOIN blobs b ON b.digest = rb.digest WHERE rb.repository_id = r.id))::bigint,
+            r.id
+         FROM repositories r "
+    };
+}
+
+// Repositories. Pages compare with `COALESCE($1, '')`: every name sorts
+// after '', and the bound stays a plain range the index can seek to.
+pub(super) const REPO_ID: &str = "SELECT id FROM repositories WHERE name = $1";
+pub(super) const LOCK_REPO: &str = "SELECT id FROM repositories WHERE name = $1 FOR KEY SHARE";
+pub(super) const LOCK_REPO_FOR_DELETE: &str =
+    "SELECT id FROM repositories WHERE name = $1 FOR UPDATE";
+pub(super) const INSERT_REPO: &str =
+    "INSERT INTO repositories (name, created) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING";
+pub(super) const LIST_REPOS: &str =
+    "SELECT name FROM repositories WHERE name > COALESCE($1, '') ORDER BY name LIMIT $2";
+pub(super) const SUMMARIES: &str = concat!(
+    summary_select!(),
+    "WHERE r.name > COALESCE($1, '') ORDER BY r.name LIMIT $2"
+);
+pub(super) const SUMMARY: &str = concat!(summary_select!(), "WHERE r.name = $1");
+pub(super) const DETAIL_TAGS: &str = "SELECT t.name, m.digest FROM tags t
+    JOIN manifests m ON m.id = t.manifest_id WHERE t.repository_id = $1 ORDER BY t.name";
+pub(super) const DETAIL_MANIFESTS: &str = "SELECT digest, media_type, size, created FROM manifests
+    WHERE repository_id = $1 ORDER BY created DESC, digest";
+pub(super) const DETAIL_BLOBS: &str = "SELECT b.digest, b.size FROM repository_blobs rb
+    JOIN blobs b ON b.digest = rb.digest WHERE rb.repository_id = $1 ORDER BY rb.digest";
+pub(super) const REPO_UPLOADS: &str = "SELECT id FROM uploads WHERE repository_id = $1 ORDER BY id";
+pub(super) const DELETE_REPO: &str = "DELETE FROM repositories WHERE id = $1";
+pub(super) const PRUNE_REPO: &str = "DELETE FROM repositories r WHERE r.id = $1
+    AND NOT EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id)
+    AND NOT EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.repository_id = r.id)
+    AND NOT EXISTS (SELECT 1 FROM uploads u WHERE u.repository_id = r.id)";
+
+// Manifests and tags.
+/// The listed digests linked to the repository, held until the step ends.
+pub(super) const LOCK_LINKS: &str = "SELECT digest FROM repository_blobs
+    WHERE repository_id = $1 AND digest = ANY($2) FOR KEY SHARE";
+/// The listed digests stored as manifests in the repository, held.
+pub(super) const LOCK_MANIFESTS: &str = "SELECT digest FROM manifests
+    WHERE repository_id = $1 AND digest = ANY($2) FOR KEY SHARE";
+pub(super) const MANIFEST_ID: &str =
+    "SELECT id FROM manifests WHERE repository_id = $1 AND digest = $2";
+/// Returns the new id, or no row if the manifest was already stored.
+pub(super) const INSERT_MANIFEST: &str = "INSERT INTO manifests
+    (repository_id, digest, media_type, raw, size, subject_digest, artifact_type, created)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+    ON CONFLICT (repository_id, digest) DO NOTHING RETURNING id";
+pub(super) const INSERT_REFERENCES: &str =
+    "INSERT INTO manifest_references (manifest_id, kind, digest)
+    SELECT $1, $2, d FROM unnest($3::text[]) AS d ON CONFLICT DO NOTHING";
+pub(super) const UPSERT_TAG: &str = "INSERT INTO tags (repository_id, name, manifest_id, updated)
+    VALUES ($1, $2, $3, $4) ON CONFLICT (repository_id, name)
+    DO UPDATE SET manifest_id = excluded.manifest_id, updated = excluded.updated";
+pub(super) const MANIFEST_BY_TAG: &str = concat!(
+    "SELECT ",
+    manifest_columns!(),
+    " FROM repositories r JOIN tags t ON t.repository_id = r.id
+      JOIN manifests m ON m.id = t.manifest_id WHERE r.name = $1 AND t.name = $2"
+);
+pub(super) const MANIFEST_BY_DIGEST: &str = concat!(
+    "SELECT ",
+    manifest_columns!(),
+    " FROM repositories r JOIN manifests m ON m.repository_id = r.id
+      WHERE r.name = $1 AND m.digest = $2"
+);
+pub(super) const REFERRERS: &str = concat!(
+    "SELECT ",
+    manifest_columns!(),
+    " FROM repositories r JOIN manifests m ON m.repository_id = r.id
+      WHERE r.name = $1 AND m.subject_digest = $2 ORDER BY m.digest"
+);
+/// Tags and references go with it (`ON DELETE CASCADE`).
+pub(super) const DELETE_MANIFEST: &str = "DELETE FROM manifests
+    WHERE repository_id = (SELECT id FROM repositories WHERE name = $1) AND digest = $2";
+pub(super) const DELETE_TAG: &str = "DELETE FROM tags
+    WHERE repository_id = (SELECT id FROM repositories WHERE name = $1) AND name = $2";
+pub(super) const LIST_TAGS: &str = "SELECT name FROM tags
+    WHERE repository_id = (SELECT id FROM repositories WHERE name = $1)
+      AND name > COALESCE($2, '') ORDER BY name LIMIT $3";
+
+// Blobs and links.
+pub(super) const BLOB_IN_REPO: &str = "SELECT b.digest, b.size FROM repositories r
+    JOIN repository_blobs rb ON rb.repository_id = r.id JOIN blobs b ON b.digest = rb.digest
+    WHERE r.name = $1 AND rb.digest = $2";
+pub(super) const BLOB_EXISTS: &str = "SELECT 1 FROM blobs WHERE digest = $1";
+/// The blob row, held until the step ends: a sweep deletes it only before
+/// or after.
+pub(super) const LOCK_BLOB: &str = "SELECT size FROM blobs WHERE digest = $1 FOR KEY SHARE";
+pub(super) const INSERT_BLOB: &str = "INSERT INTO blobs (digest, size, created) VALUES ($1, $2, $3)
+    ON CONFLICT (digest) DO NOTHING";
+pub(super) const LINK: &str = "INSERT INTO repository_blobs (repository_id, digest, linked_at)
+    VALUES ($1, $2, $3)
+    ON CONFLICT (repository_id, digest) DO UPDATE SET linked_at = excluded.linked_at";
+pub(super) const UNLINK: &str = "DELETE FROM repository_blobs
+    WHERE repository_id = (SELECT id FROM repositories WHERE name = $1) AND digest = $2";
+/// A page of blob rows after `$1` (keyset paging: reconcile streams them).
+pub(super) const LIST_BLOBS: &str =
+    "SELECT digest, size FROM blobs WHERE digest > COALESCE($1, '') ORDER BY digest LIMIT $2";
+
+// Status.
+/// Blob rows and their total size (`SUM` of bigints is numeric: cast back).
+pub(super) const BLOB_TOTALS: &str = "SELECT COUNT(*), COALESCE(SUM(size), 0)::bigint FROM blobs";
+pub(super) const UPLOAD_TOTAL: &str = "SELECT COUNT(*) FROM uploads";
+pub(super) const IN_RECOVERY: &str = "SELECT pg_is_in_recovery()";
+
+// Upload sessions.
+pub(super) const INSERT_UPLOAD: &str = "INSERT INTO uploads
+    (id, repository_id, received, writer_state, active) VALUES ($1, $2, $3, $4, $5)
+    ON CONFLICT (id) DO NOTHING";
+pub(super) const GET_UPLOAD: &str =
+    "SELECT u.id, r.name, u.received, u.writer_state, u.active FROM uploads u
+    JOIN repositories r ON r.id = u.repository_id WHERE u.id = $1";
+/// Only from the size the writer started at (`$2`): two writers that
+/// raced cannot both record.
+pub(super) const SAVE_UPLOAD_STATE: &str = "UPDATE uploads
+    SET received = $3, writer_state = $4, active = $5 WHERE id = $1 AND received = $2";
+pub(super) const UPLOAD_REPO: &str = "SELECT repository_id FROM uploads WHERE id = $1";
+/// The session's repository, held (see `complete_upload`).
+pub(super) const LOCK_REPO_BY_ID: &str = "SELECT id FROM repositories WHERE id = $1 FOR KEY SHARE";
+pub(super) const TAKE_UPLOAD: &str = "DELETE FROM uploads WHERE id = $1 RETURNING repository_id";
+pub(super) const DELETE_UPLOAD: &str = "DELETE FROM uploads WHERE id = $1";
+/// A page of the sessions idle since `$1`, after (`$2` active, `$3` id):
+/// keyset paging, so the purge deleting sessions as it goes skips none.
+pub(super) const UPLOADS_IDLE: &str =
+    "SELECT u.id, r.name, u.received, u.writer_state, u.active FROM uploads u
+    JOIN repositories r ON r.id = u.repository_id
+    WHERE u.active < $1 AND (u.active, u.id) > ($2, $3)
+    ORDER BY u.active, u.id LIMIT $4";
+
+// GC. Strict comparisons: a row or link made exactly at the cutoff
+// protects the blob. Only `blob` references protect blobs; `manifest`
+// ones name manifests, which are not in `blobs`.
+macro_rules! sweepable {
+    () => {
+        "b.created < $1
+          AND NOT EXISTS (SELECT 1 FROM manifest_references mr
+                          WHERE mr.digest = b.digest AND mr.kind = 'blob')
+          AND NOT EXISTS (SELECT 1 FROM repository_blobs rb
+                          WHERE rb.digest = b.digest AND rb.linked_at >= $1)"
+    };
+}
+/// A batch of at most `$2` candidates, locked: nobody links them while
+/// the sweep decides.
+pub(super) const SWEEP_CANDIDATES: &str = concat!(
+    "SELECT b.digest FROM blobs b WHERE ",
+    sweepable!(),
+    " ORDER BY b.digest LIMIT $2 FOR UPDATE OF b"
+);
+/// Their links, locked: a manifest relying on one commits first.
+pub(super) const LOCK_BLOB_LINKS: &str =
+    "SELECT 1 FROM repository_blobs WHERE digest = ANY($1) FOR UPDATE";
+/// The candidates that are still sweepable now that nothing can change
+/// them: deleted, with their links (`ON DELETE CASCADE`).
+pub(super) const SWEEP: &str = concat!(
+    "DELETE FROM blobs b WHERE b.digest = ANY($2) AND ",
+    sweepable!(),
+    " RETURNING b.digest, b.size"
+);
+
+// Policy rules.
+pub(super) const LIST_RULES: &str = "SELECT id, rule::text FROM policy_rules ORDER BY id";
+pub(super) const GET_RULE: &str = "SELECT id, rule::text FROM policy_rules WHERE id = $1";
+/// The rule's JSON is filled in once the id is known.
+pub(super) const INSERT_RULE: &str = "INSERT INTO policy_rules
+    (priority, enabled, rule, created, updated) VALUES ($1, $2, '{}', $3, $3) RETURNING id";
+pub(super) const UPDATE_RULE: &str = "UPDATE policy_rules
+    SET priority = $2, enabled = $3, rule = $4::text::jsonb, updated = $5 WHERE id = $1";
+pub(super) const DELETE_RULE: &str = "DELETE FROM policy_rules WHERE id = $1";
+
+// Audit log.
+pub(super) const INSERT_AUDIT: &str = "INSERT INTO audit_log
+    (time, event_type, actor_id, repository, digest, ip, details)
+    VALUES ($1, $2, $3, $4, $5, $6, $7::text::jsonb)";
