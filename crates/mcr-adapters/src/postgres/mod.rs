@@ -46,6 +46,7 @@
 
 mod audit;
 mod blobs;
+mod coordination;
 mod gc;
 mod manifests;
 mod policy;
@@ -72,6 +73,7 @@ use mcr_core::{Error, Result, StorageError, StorageErrorKind};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Config, IsolationLevel, NoTls};
 
+pub use coordination::PostgresCoordination;
 pub use schema::LATEST_VERSION as SCHEMA_VERSION;
 
 /// Connections a replica keeps at most, unless configured otherwise.

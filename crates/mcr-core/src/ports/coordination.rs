@@ -92,7 +92,8 @@ impl fmt::Debug for LockGuard {
 ///   using the same stores;
 /// - a lock is released when its guard is dropped, also when the holding
 ///   task is cancelled mid-way (its future dropped), and when the holding
-///   process dies;
+///   process dies (in process memory at once; over a network within a
+///   round trip, so another process may see it held a moment longer);
 /// - different keys never wait on each other (but for [`LockKey::id64`]
 ///   collisions where locks are numbered).
 ///
