@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use mcr_cli::server::config::Config;
+use mcr_cli::server::config::{Config, Database};
 use mcr_cli::server::metrics::Metrics;
 use mcr_cli::server::tasks::Background;
 use mcr_cli::server::{dev, listen, run, snapshot};
@@ -31,8 +31,8 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Copy the database, consistently and online, into
-    /// <database dir>/backups/mcr-YYYYMMDD-HHMMSS.db.
+    /// Copy the SQLite database, consistently and online, into
+    /// <database dir>/backups/mcr-YYYYMMDD-HHMMSS.db (PostgreSQL: pg_dump).
     Snapshot {
         #[arg(long, short)]
         config: PathBuf,
@@ -80,13 +80,16 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Snapshot { config } => {
                 let config = Config::load(&config)?;
-                let db = config
-                    .database
-                    .path
-                    .as_ref()
-                    .context("database.path is required but missing")?;
-                println!("{}", snapshot::snapshot(db).await?);
-                Ok(())
+                match config.database()? {
+                    Database::Sqlite(db) => {
+                        println!("{}", snapshot::snapshot(db).await?);
+                        Ok(())
+                    }
+                    Database::Postgres(_) => anyhow::bail!(
+                        "mcrsrv snapshot copies a SQLite database; back PostgreSQL \
+                         (database.url) up with pg_dump (docs/postgresql.md)"
+                    ),
+                }
             }
             Command::Dev { data, listen } => {
                 let (config, password, generated) =

@@ -53,10 +53,31 @@ pub struct ServerSection {
     pub service_name: Option<String>,
 }
 
+/// Where the metadata lives: a SQLite file (`path`) for one `mcrsrv`, or
+/// a PostgreSQL database (`url`) that several replicas share. Exactly one
+/// of the two.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseSection {
+    /// SQLite: the database file.
     pub path: Option<PathBuf>,
+    /// PostgreSQL: `postgres://user[:password]@host:port/database`, or the
+    /// `key=value` form, with any libpq option tokio-postgres knows.
+    pub url: Option<String>,
+    /// PostgreSQL: a file holding the password (first line), instead of
+    /// one in the URL.
+    pub password_file: Option<PathBuf>,
+    /// PostgreSQL: connections this replica keeps at most (default 16).
+    pub max_connections: Option<usize>,
+}
+
+/// The metadata database `[database]` names.
+#[derive(Debug, Clone, Copy)]
+pub enum Database<'a> {
+    /// A SQLite file.
+    Sqlite(&'a Path),
+    /// A PostgreSQL database shared by replicas.
+    Postgres(&'a DatabaseSection),
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -106,6 +127,8 @@ pub struct LogSection {
 
 /// Keys whose environment value is a comma-separated list.
 const LIST_KEYS: [(&str, &str); 1] = [("mcias", "tags")];
+/// Keys whose environment value is a whole number.
+const INTEGER_KEYS: [(&str, &str); 1] = [("database", "max_connections")];
 
 impl Config {
     /// Reads `path` and applies the environment's overrides.
@@ -144,15 +167,23 @@ impl Config {
         self.listen_addr()?;
         self.grpc_addr()?;
         self.metrics_addr()?;
-        require(&self.database.path, "database.path")?;
+        let database = self.database()?;
         require(&self.storage.layers_path, "storage.layers_path")?;
         match (&self.server.tls_cert, &self.server.tls_key) {
             (Some(_), None) => bail!("server.tls_key is required when server.tls_cert is set"),
             (None, Some(_)) => bail!("server.tls_cert is required when server.tls_key is set"),
             _ => {}
         }
-        if self.mcias.server_url.is_none() && self.local.users.is_empty() {
-            bail!("no identity configured: set mcias.server_url, or add [[local.users]]");
+        if self.mcias.server_url.is_none() {
+            if self.local.users.is_empty() {
+                bail!("no identity configured: set mcias.server_url, or add [[local.users]]");
+            }
+            if matches!(database, Database::Postgres(_)) && self.local.key_path.is_none() {
+                bail!(
+                    "local.key_path is required with database.url: every replica must sign \
+                     tokens with the same key file, or a token from one is refused by the others"
+                );
+            }
         }
         self.gc_grace_period()?;
         self.gc_interval()?;
@@ -167,6 +198,33 @@ impl Config {
             duration(name, value.as_deref(), "0s")?;
         }
         Ok(())
+    }
+
+    /// The metadata database: `database.path` (SQLite) or `database.url`
+    /// (PostgreSQL), never both; the PostgreSQL-only keys are refused
+    /// beside a path.
+    pub fn database(&self) -> anyhow::Result<Database<'_>> {
+        let db = &self.database;
+        match (&db.path, &db.url) {
+            (Some(_), Some(_)) => {
+                bail!("database.path (SQLite) and database.url (PostgreSQL) are both set; keep one")
+            }
+            (Some(path), None) => {
+                for (name, set) in [
+                    ("database.password_file", db.password_file.is_some()),
+                    ("database.max_connections", db.max_connections.is_some()),
+                ] {
+                    if set {
+                        bail!("{name} is for PostgreSQL (database.url), not database.path");
+                    }
+                }
+                Ok(Database::Sqlite(path))
+            }
+            (None, Some(_)) => Ok(Database::Postgres(db)),
+            (None, None) => bail!(
+                "database.path (a SQLite file) or database.url (PostgreSQL) is required but missing"
+            ),
+        }
     }
 
     pub fn listen_addr(&self) -> anyhow::Result<SocketAddr> {
@@ -293,7 +351,13 @@ fn apply_env(
         let Some(section_table) = entry.as_table_mut() else {
             bail!("[{section}] in the config file is not a section (while applying {var})");
         };
-        let v = if LIST_KEYS.contains(&(section, key)) {
+        let v = if INTEGER_KEYS.contains(&(section, key)) {
+            let n = value
+                .trim()
+                .parse()
+                .with_context(|| format!("{var}={value:?} is not a whole number"))?;
+            toml::Value::Integer(n)
+        } else if LIST_KEYS.contains(&(section, key)) {
             toml::Value::Array(
                 value
                     .split(',')
@@ -356,6 +420,63 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("gc.grace_period"), "{err}");
+    }
+
+    const SERVER: &str = "[server]\nlisten_addr=\"127.0.0.1:1\"\n[storage]\nlayers_path=\"l\"\n[[local.users]]\nusername=\"u\"\npassword_hash=\"h\"\naccount_type=\"human\"\nroles=[\"admin\"]\n";
+
+    #[test]
+    fn the_database_is_a_sqlite_path_or_a_postgres_url() {
+        let c = cfg(&format!("{SERVER}[database]\npath=\"m.db\"\n"), &[]).unwrap();
+        c.validate_for_server().unwrap();
+        assert!(matches!(c.database().unwrap(), Database::Sqlite(p) if p == Path::new("m.db")));
+
+        let c = cfg(
+            &format!("{SERVER}[local]\nkey_path=\"/k\"\n"),
+            &[
+                ("MCR_DATABASE_URL", "postgres://mcr@127.0.0.1/mcr"),
+                ("MCR_DATABASE_MAX_CONNECTIONS", "8"),
+            ],
+        )
+        .unwrap();
+        c.validate_for_server().unwrap();
+        let Database::Postgres(db) = c.database().unwrap() else {
+            panic!("not PostgreSQL");
+        };
+        assert_eq!(db.url.as_deref(), Some("postgres://mcr@127.0.0.1/mcr"));
+        assert_eq!(db.max_connections, Some(8));
+
+        let err = cfg(
+            &format!("{SERVER}[database]\npath=\"m.db\"\nurl=\"postgres://h/d\"\n"),
+            &[],
+        )
+        .unwrap()
+        .validate_for_server()
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("both set"), "{err}");
+        let err = cfg(
+            &format!("{SERVER}[database]\npath=\"m.db\"\nmax_connections=4\n"),
+            &[],
+        )
+        .unwrap()
+        .validate_for_server()
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("database.max_connections"), "{err}");
+        let err = cfg(SERVER, &[("MCR_DATABASE_MAX_CONNECTIONS", "many")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("MCR_DATABASE_MAX_CONNECTIONS"), "{err}");
+    }
+
+    #[test]
+    fn replicas_must_share_a_signing_key_file() {
+        let err = cfg(SERVER, &[("MCR_DATABASE_URL", "postgres://h/d")])
+            .unwrap()
+            .validate_for_server()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("local.key_path"), "{err}");
     }
 
     #[test]

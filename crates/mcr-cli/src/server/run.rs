@@ -10,9 +10,10 @@ use anyhow::Context;
 use mcr_adapters::fs::FsBlobStore;
 use mcr_adapters::local_identity::LocalIdentity;
 use mcr_adapters::mcias::{MciasConfig, MciasTokenValidator};
+use mcr_adapters::postgres::{PostgresConfig, PostgresCoordination, PostgresMetaStore};
 use mcr_adapters::sqlite::SqliteMetaStore;
 use mcr_core::policy::Engine;
-use mcr_core::ports::TokenValidator;
+use mcr_core::ports::{Coordination, MetaStore, Secret, SnapshotStore, TokenValidator};
 use mcr_core::registry::{Registry, RegistryConfig};
 use mcr_core::time::SystemClock;
 use mcr_http::{AppState, HttpConfig};
@@ -20,7 +21,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 
-use super::config::Config;
+use super::config::{Config, Database, DatabaseSection};
 use super::listen;
 use super::metrics::Metrics;
 use super::tasks::Background;
@@ -33,17 +34,7 @@ const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 /// serves metrics, the recorder must be installed before this is called
 /// ([`super::metrics::Metrics::install`]).
 pub async fn build(config: &Config, tasks: TaskTracker) -> anyhow::Result<AppState> {
-    let db_path = config
-        .database
-        .path
-        .as_ref()
-        .context("database.path is required but missing")?;
-    if let Some(dir) = db_path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create the database directory {}", dir.display()))?;
-    }
-    let meta = SqliteMetaStore::open(db_path)
-        .with_context(|| format!("cannot open the database {}", db_path.display()))?;
+    let metadata = metadata(config).await?;
     let layers = config
         .storage
         .layers_path
@@ -51,21 +42,25 @@ pub async fn build(config: &Config, tasks: TaskTracker) -> anyhow::Result<AppSta
         .context("storage.layers_path is required but missing")?;
     let blobs =
         FsBlobStore::open(layers, &config.uploads_path()?).context("cannot open blob storage")?;
-    let identity = identity(config, db_path)?;
-    let meta = Arc::new(meta);
-    let registry = Registry::new(
-        meta.clone(),
+    let identity = identity(config, metadata.default_key_dir.as_deref())?;
+    let mut registry = Registry::new(
+        metadata.store,
         Arc::new(blobs),
         identity,
         Arc::new(Engine::new()),
     )
-    .with_snapshots(meta)
     .with_config(RegistryConfig {
         gc_grace_period: config.gc_grace_period()?,
         gc_interval: config.gc_interval()?,
         upload_max_age: config.upload_max_age()?,
         ..RegistryConfig::default()
     });
+    if let Some(snapshots) = metadata.snapshots {
+        registry = registry.with_snapshots(snapshots);
+    }
+    if let Some(coordination) = metadata.coordination {
+        registry = registry.with_coordination(coordination);
+    }
     registry
         .reload_policy()
         .await
@@ -83,8 +78,92 @@ pub async fn build(config: &Config, tasks: TaskTracker) -> anyhow::Result<AppSta
     ))
 }
 
+/// The metadata adapters `[database]` picks, and what comes with them.
+struct Metadata {
+    store: Arc<dyn MetaStore>,
+    /// SQLite's online copy; PostgreSQL has none (`pg_dump` instead).
+    snapshots: Option<Arc<dyn SnapshotStore>>,
+    /// Locks shared by every replica on PostgreSQL; `None` keeps the
+    /// engine's in-process locks (one `mcrsrv` on SQLite).
+    coordination: Option<Arc<dyn Coordination>>,
+    /// Where the local identity's key goes unless `local.key_path` says:
+    /// beside the SQLite file (replicas must name a shared file).
+    default_key_dir: Option<std::path::PathBuf>,
+}
+
+/// Opens the SQLite file, or connects to PostgreSQL (applying pending
+/// migrations) and opens this replica's lock session. Fails, naming the
+/// database and the cause, when it is unreachable or refuses us.
+async fn metadata(config: &Config) -> anyhow::Result<Metadata> {
+    match config.database()? {
+        Database::Sqlite(path) => {
+            let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+            if let Some(dir) = dir {
+                std::fs::create_dir_all(dir).with_context(|| {
+                    format!("cannot create the database directory {}", dir.display())
+                })?;
+            }
+            let meta = Arc::new(
+                SqliteMetaStore::open(path)
+                    .with_context(|| format!("cannot open the database {}", path.display()))?,
+            );
+            Ok(Metadata {
+                store: meta.clone(),
+                snapshots: Some(meta),
+                coordination: None,
+                default_key_dir: Some(dir.unwrap_or_else(|| Path::new(".")).to_path_buf()),
+            })
+        }
+        Database::Postgres(section) => {
+            let pg = postgres_config(section)?;
+            let cannot = || {
+                format!(
+                    "cannot use the PostgreSQL database (database.url: {})",
+                    pg.target()
+                )
+            };
+            let meta = PostgresMetaStore::connect(&pg).await.with_context(cannot)?;
+            let locks = PostgresCoordination::connect(&pg)
+                .await
+                .with_context(cannot)?;
+            tracing::info!(target = %pg.target(), "metadata in PostgreSQL");
+            Ok(Metadata {
+                store: Arc::new(meta),
+                snapshots: None,
+                coordination: Some(Arc::new(locks)),
+                default_key_dir: None,
+            })
+        }
+    }
+}
+
+/// The connection settings of `[database]` with `url`.
+fn postgres_config(section: &DatabaseSection) -> anyhow::Result<PostgresConfig> {
+    let url = section
+        .url
+        .as_deref()
+        .context("database.url is required but missing")?;
+    let mut pg = PostgresConfig::from_url(url)?;
+    if let Some(file) = &section.password_file {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read database.password_file {}", file.display()))?;
+        let password = text.lines().next().unwrap_or_default();
+        if password.is_empty() {
+            anyhow::bail!("database.password_file {} is empty", file.display());
+        }
+        pg = pg.password(&Secret::new(password.to_string()));
+    }
+    if let Some(n) = section.max_connections {
+        pg = pg.max_connections(n);
+    }
+    Ok(pg)
+}
+
 /// MCIAS when `[mcias] server_url` is set, else the local identity.
-fn identity(config: &Config, db_path: &Path) -> anyhow::Result<Arc<dyn TokenValidator>> {
+fn identity(
+    config: &Config,
+    default_key_dir: Option<&Path>,
+) -> anyhow::Result<Arc<dyn TokenValidator>> {
     if let Some(url) = &config.mcias.server_url {
         let mcias = MciasTokenValidator::new(
             MciasConfig {
@@ -98,12 +177,14 @@ fn identity(config: &Config, db_path: &Path) -> anyhow::Result<Arc<dyn TokenVali
         .context("[mcias]")?;
         return Ok(Arc::new(mcias));
     }
-    let key_path = config.local.key_path.clone().unwrap_or_else(|| {
-        db_path
-            .parent()
-            .unwrap_or_else(|| Path::new("."))
-            .join("token.key")
-    });
+    let key_path = match (&config.local.key_path, default_key_dir) {
+        (Some(path), _) => path.clone(),
+        (None, Some(dir)) => dir.join("token.key"),
+        (None, None) => anyhow::bail!(
+            "local.key_path is required with database.url: every replica must sign tokens \
+             with the same key file"
+        ),
+    };
     let identity = LocalIdentity::new(
         config.local.users.clone(),
         &key_path,
