@@ -161,6 +161,9 @@ for block in "$BLOCKS"/*.sh; do
     skopeo copy --quiet --insecure-policy --dest-registry-token "$MCR_TOKEN" "oci:$IMAGE:t" docker://localhost:8443/library/app:1.0
     PUSHED=1
   fi
+  # The blocks are procedures an operator runs minutes or days apart; back to
+  # back, their restarts would trip systemd's start rate limit (5 in 10 s).
+  systemctl reset-failed mcr.service 2>/dev/null || true
   printf '\n[runbook] --- %s (%s)\n' "$heading" "$(basename "$block")"
   sed 's/^/[runbook] $ /' "$block"
   if grep -q -- '--password-stdin' "$block"; then
