@@ -7,6 +7,7 @@ use mcr_core::names::RepoName;
 use mcr_core::ports::ByteRange;
 use mcr_core::Error;
 
+use super::range::RangeSpec;
 use super::{respond, Ctx, OciResult, DOCKER_CONTENT_DIGEST};
 use crate::error::OciError;
 use crate::FileBody;
@@ -103,45 +104,20 @@ pub async fn delete(ctx: &Ctx, repo: &RepoName, digest: &Digest) -> OciResult {
     Ok(respond(StatusCode::ACCEPTED, &[], Body::empty()))
 }
 
-/// A requested range: from a start, or the last `n` bytes.
-enum RangeSpec {
-    Bytes(ByteRange),
-    Suffix(u64),
-}
-
-/// `Range: bytes=<start>-[<end>]` or `bytes=-<n>`; a single range only.
+/// The request's `Range`, if any; a malformed one is refused.
 fn parse_range(headers: &HeaderMap) -> Result<Option<RangeSpec>, OciError> {
     let Some(v) = headers.get(header::RANGE) else {
         return Ok(None);
     };
-    let bad = || {
-        OciError::new(
-            StatusCode::RANGE_NOT_SATISFIABLE,
-            "BLOB_UNKNOWN",
-            "Range must be a single range bytes=<start>-[<end>]",
-        )
-    };
-    let spec = v
-        .to_str()
+    v.to_str()
         .ok()
-        .and_then(|s| s.trim().strip_prefix("bytes="))
-        .ok_or_else(bad)?;
-    let (start, end) = spec.split_once('-').ok_or_else(bad)?;
-    if start.trim().is_empty() {
-        let n: u64 = end.trim().parse().map_err(|_| bad())?;
-        return if n == 0 {
-            Err(bad())
-        } else {
-            Ok(Some(RangeSpec::Suffix(n)))
-        };
-    }
-    let start: u64 = start.trim().parse().map_err(|_| bad())?;
-    let end = match end.trim() {
-        "" => None,
-        e => Some(e.parse::<u64>().map_err(|_| bad())?),
-    };
-    if end.is_some_and(|e| e < start) {
-        return Err(bad());
-    }
-    Ok(Some(RangeSpec::Bytes(ByteRange { start, end })))
+        .and_then(RangeSpec::parse)
+        .map(Some)
+        .ok_or_else(|| {
+            OciError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "BLOB_UNKNOWN",
+                "Range must be a single range bytes=<start>-[<end>]",
+            )
+        })
 }

@@ -9,6 +9,7 @@ mod blobs;
 mod body;
 mod listing;
 mod manifests;
+mod range;
 mod route;
 mod uploads;
 
@@ -22,6 +23,7 @@ use axum::response::{IntoResponse, Response};
 use mcr_core::registry::Caller;
 use mcr_core::Error;
 
+pub use range::{ContentRange, RangeSpec};
 pub use route::OciRoute;
 
 use crate::auth::{authenticate, Challenge};

@@ -11,6 +11,7 @@ use mcr_core::registry::MountOutcome;
 use mcr_core::Error;
 
 use super::body::{body_stream, check_content_length};
+use super::range::ContentRange;
 use super::{
     location, range_header, respond, Ctx, OciResult, DOCKER_CONTENT_DIGEST, DOCKER_UPLOAD_UUID,
 };
@@ -76,15 +77,19 @@ fn max_blob_size(ctx: &Ctx) -> u64 {
 fn chunk_offset(headers: &HeaderMap, limit: u64) -> Result<Option<u64>, OciError> {
     let length = check_content_length(headers, limit)?;
     match content_range(headers)? {
-        Some((start, end)) => {
-            if length.is_some_and(|len| len != end - start + 1) {
+        Some(range) => {
+            if length.is_some_and(|len| !range.fits(len)) {
                 return Err(OciError::new(
                     StatusCode::RANGE_NOT_SATISFIABLE,
                     "BLOB_UPLOAD_INVALID",
-                    format!("Content-Range {start}-{end} does not match Content-Length"),
+                    format!(
+                        "Content-Range {}-{} does not match Content-Length",
+                        range.start(),
+                        range.end()
+                    ),
                 ));
             }
-            Ok(Some(start))
+            Ok(Some(range.start()))
         }
         None => Ok(None),
     }
@@ -173,26 +178,20 @@ fn blob_created(repo: &RepoName, info: &BlobInfo) -> axum::response::Response {
     )
 }
 
-/// `Content-Range: <start>-<end>` (also accepting `bytes <start>-<end>/*`).
-fn content_range(headers: &HeaderMap) -> Result<Option<(u64, u64)>, OciError> {
+/// The request's `Content-Range`, if any; a malformed one is refused.
+fn content_range(headers: &HeaderMap) -> Result<Option<ContentRange>, OciError> {
     let Some(v) = headers.get(header::CONTENT_RANGE) else {
         return Ok(None);
     };
-    let bad = || {
-        OciError::new(
-            StatusCode::RANGE_NOT_SATISFIABLE,
-            "BLOB_UPLOAD_INVALID",
-            "Content-Range must be <start>-<end>",
-        )
-    };
-    let s = v.to_str().map_err(|_| bad())?.trim();
-    let s = s.strip_prefix("bytes ").unwrap_or(s);
-    let s = s.split('/').next().unwrap_or(s);
-    let (start, end) = s.split_once('-').ok_or_else(bad)?;
-    let start: u64 = start.trim().parse().map_err(|_| bad())?;
-    let end: u64 = end.trim().parse().map_err(|_| bad())?;
-    if end < start {
-        return Err(bad());
-    }
-    Ok(Some((start, end)))
+    v.to_str()
+        .ok()
+        .and_then(ContentRange::parse)
+        .map(Some)
+        .ok_or_else(|| {
+            OciError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "BLOB_UPLOAD_INVALID",
+                "Content-Range must be <start>-<end>",
+            )
+        })
 }
