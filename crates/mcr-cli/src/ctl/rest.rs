@@ -8,7 +8,7 @@ use mcr_core::policy::{Rule, RuleDraft, RulePatch};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio_rustls::rustls::ClientConfig;
 
 use super::api::{Api, Failure, Kind};
@@ -133,19 +133,6 @@ fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// The body of a PATCH: only the fields the patch sets, with `"subject":
-/// null` when it clears the subject.
-fn patch_body(patch: &RulePatch) -> Value {
-    let mut body = serde_json::to_value(patch).unwrap_or_else(|_| json!({}));
-    if let Value::Object(map) = &mut body {
-        map.retain(|_, v| !v.is_null());
-        if patch.subject == Some(None) {
-            map.insert("subject".into(), Value::Null);
-        }
-    }
-    body
-}
-
 impl Api for Rest {
     async fn health(&mut self) -> Result<String, Failure> {
         #[derive(Deserialize)]
@@ -211,7 +198,7 @@ impl Api for Rest {
     async fn update_rule(&mut self, id: i64, patch: &RulePatch) -> Result<Rule, Failure> {
         let req = self
             .request(Method::PATCH, &format!("/v1/policy/rules/{id}"))
-            .json(&patch_body(patch));
+            .json(patch);
         self.send(req).await
     }
 
@@ -260,26 +247,5 @@ impl Api for Rest {
 
     async fn snapshot(&mut self) -> Result<Snapshot, Failure> {
         self.send(self.request(Method::POST, "/v1/snapshot")).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_patch_body_names_only_what_changes() {
-        assert_eq!(patch_body(&RulePatch::default()), json!({}));
-        let p = RulePatch {
-            priority: Some(3),
-            subject: Some(None),
-            ..RulePatch::default()
-        };
-        assert_eq!(patch_body(&p), json!({"priority": 3, "subject": null}));
-        let p = RulePatch {
-            subject: Some(Some("ci".into())),
-            ..RulePatch::default()
-        };
-        assert_eq!(patch_body(&p), json!({"subject": "ci"}));
     }
 }

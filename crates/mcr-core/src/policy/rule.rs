@@ -209,24 +209,54 @@ impl From<&Rule> for RuleDraft {
 
 /// A partial update: each field given replaces the rule's, and the result
 /// is validated as a whole. `subject` tells "leave it" (absent) from "clear
-/// it" (`null`).
+/// it" (`null`). It serializes to only the fields it sets, so its JSON
+/// parses back to the same patch.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RulePatch {
-    #[serde(default, deserialize_with = "field::opt_priority")]
+    #[serde(
+        default,
+        deserialize_with = "field::opt_priority",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub priority: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    #[serde(default, deserialize_with = "field::opt_one")]
+    #[serde(
+        default,
+        deserialize_with = "field::opt_one",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub effect: Option<Effect>,
-    #[serde(default, deserialize_with = "field::opt_list")]
+    #[serde(
+        default,
+        deserialize_with = "field::opt_list",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub actions: Option<Vec<Action>>,
-    #[serde(default, deserialize_with = "field::opt_list")]
+    #[serde(
+        default,
+        deserialize_with = "field::opt_list",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub roles: Option<Vec<Role>>,
-    #[serde(default, deserialize_with = "field::opt_list")]
+    #[serde(
+        default,
+        deserialize_with = "field::opt_list",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub account_types: Option<Vec<AccountType>>,
-    #[serde(default, deserialize_with = "field::present")]
+    /// Absent leaves the subject, `null` clears it: `None` must not be
+    /// written as `null`, which would read back as "clear".
+    #[serde(
+        default,
+        deserialize_with = "field::present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub subject: Option<Option<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repositories: Option<Vec<RepoPattern>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
 }
 
@@ -541,6 +571,28 @@ mod tests {
                 invalid_field(patch.apply(&rule).map(|r| (&r).into())).0,
                 field
             );
+        }
+    }
+
+    #[test]
+    fn patches_serialize_only_what_they_change_and_round_trip() {
+        let clear = RulePatch {
+            priority: Some(3),
+            subject: Some(None),
+            ..RulePatch::default()
+        };
+        let set = RulePatch {
+            subject: Some(Some("ci".into())),
+            ..RulePatch::default()
+        };
+        for (patch, json) in [
+            (RulePatch::default(), serde_json::json!({})),
+            (clear, serde_json::json!({"priority": 3, "subject": null})),
+            (set, serde_json::json!({"subject": "ci"})),
+        ] {
+            assert_eq!(serde_json::to_value(&patch).unwrap(), json);
+            let back: RulePatch = serde_json::from_value(json).unwrap();
+            assert_eq!(back, patch);
         }
     }
 
