@@ -50,10 +50,16 @@ impl Timestamp {
         )
     }
 
-    /// RFC 3339 in UTC with millisecond precision.
+    /// RFC 3339 in UTC with millisecond precision. RFC 3339 has four-digit
+    /// years, so a time outside 1970-01-01 to 9999-12-31 (a far-off expiry
+    /// from a huge TTL, say) prints as the nearest end of that range.
     pub fn to_rfc3339(self) -> String {
-        humantime::format_rfc3339_millis(self.to_system()).to_string()
+        let t = Timestamp(self.0.clamp(0, Self::MAX_RFC3339.0));
+        humantime::format_rfc3339_millis(t.to_system()).to_string()
     }
+
+    /// 9999-12-31T23:59:59.999Z, the last time RFC 3339 can write.
+    const MAX_RFC3339: Timestamp = Timestamp(253_402_300_799_999);
 
     pub fn parse_rfc3339(s: &str) -> Result<Timestamp, Error> {
         humantime::parse_rfc3339_weak(s)
@@ -116,6 +122,19 @@ mod tests {
         assert_eq!(t.to_rfc3339(), "2023-11-14T22:13:20.123Z");
         assert_eq!(Timestamp::parse_rfc3339(&t.to_rfc3339()).unwrap(), t);
         assert!(Timestamp::parse_rfc3339("yesterday").is_err());
+    }
+
+    #[test]
+    fn every_timestamp_prints_within_rfc3339s_range() {
+        let max = Timestamp::from_millis(253_402_300_799_999);
+        assert_eq!(max.to_rfc3339(), "9999-12-31T23:59:59.999Z");
+        assert_eq!(Timestamp::parse_rfc3339(&max.to_rfc3339()).unwrap(), max);
+        let far = Timestamp::from_millis(0).saturating_add(Duration::MAX);
+        assert_eq!(far.to_rfc3339(), max.to_rfc3339());
+        assert_eq!(
+            Timestamp::from_millis(i64::MIN).to_rfc3339(),
+            "1970-01-01T00:00:00.000Z"
+        );
     }
 
     #[test]
