@@ -115,6 +115,13 @@ impl Reference {
     }
 }
 
+impl FromStr for Reference {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        Reference::parse(s)
+    }
+}
+
 impl fmt::Display for Reference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -29,6 +29,13 @@ impl Key {
         Ok(Key(key))
     }
 
+    /// A key held somewhere else: a secret manager, another replica's
+    /// file, a fixed key in a test or a fuzz target. The bytes must be as
+    /// random as [`Key::generate`]'s: whoever knows them can sign tokens.
+    pub fn from_bytes(bytes: [u8; KEY_LEN]) -> Key {
+        Key(bytes)
+    }
+
     pub(super) fn bytes(&self) -> &[u8] {
         &self.0
     }

@@ -143,11 +143,18 @@ impl Config {
         }
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config file {}", path.display()))?;
-        let table: toml::Table = text
-            .parse()
-            .with_context(|| format!("config file {} is not valid TOML", path.display()))?;
-        Config::from_table(table, std::env::vars())
+        Config::parse(&text, std::env::vars())
             .with_context(|| format!("in config file {}", path.display()))
+    }
+
+    /// Parses the text of a config file and applies the `MCR_*` variables
+    /// of `env` (see [`Config::from_table`]).
+    pub fn parse(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<Config> {
+        let table: toml::Table = text.parse().context("not valid TOML")?;
+        Config::from_table(table, env)
     }
 
     /// Builds a config from a TOML table and `MCR_*` variables.
