@@ -1,13 +1,14 @@
 //! `GcStore` on SQLite: GC phase one.
 
 use async_trait::async_trait;
-use mcr_core::ports::{BlobInfo, GcStore};
+use mcr_core::digest::Digest;
+use mcr_core::ports::{GcStore, SweepStep};
 use mcr_core::time::Timestamp;
 use mcr_core::Result;
 
 use rusqlite::params;
 
-use super::rows::{all, blob_info, limit_of};
+use super::rows::{all, blob_info, limit_of, parsed_opt};
 use super::{db, sql, SqliteMetaStore};
 
 #[async_trait]
@@ -15,23 +16,42 @@ impl GcStore for SqliteMetaStore {
     async fn sweep_unreferenced_blobs(
         &self,
         cutoff: Timestamp,
+        after: Option<&Digest>,
         limit: usize,
-    ) -> Result<Vec<BlobInfo>> {
+    ) -> Result<SweepStep> {
+        // Every digest sorts after "" (they start with the algorithm).
+        let after = after.map_or_else(String::new, Digest::to_string);
         // One write transaction: a manifest committed before it protects
         // its blobs by reference, and one that commits after it finds
         // the swept blobs unlinked and fails with `ManifestBlobUnknown`.
         self.write("sweeping unreferenced blobs", move |tx| {
-            let doomed = all(
+            let (seen, last): (i64, Option<Digest>) = tx
+                .query_row(sql::SWEEP_WINDOW, params![after, limit_of(limit)], |row| {
+                    Ok((row.get(0)?, parsed_opt(row, 1, Digest::parse)?))
+                })
+                .map_err(db)?;
+            let Some(last) = last else {
+                return Ok(SweepStep {
+                    swept: Vec::new(),
+                    next: None,
+                });
+            };
+            let swept = all(
                 tx,
                 sql::SWEEPABLE,
-                params![cutoff.as_millis(), limit_of(limit)],
+                params![cutoff.as_millis(), after, last.to_string()],
                 blob_info,
             )?;
             let mut delete = tx.prepare_cached(sql::DELETE_BLOB).map_err(db)?;
-            for b in &doomed {
+            for b in &swept {
                 delete.execute([b.digest.to_string()]).map_err(db)?;
             }
-            Ok(doomed)
+            let next = if usize::try_from(seen).is_ok_and(|n| n >= limit) {
+                Some(last)
+            } else {
+                None
+            };
+            Ok(SweepStep { swept, next })
         })
         .await
     }

@@ -135,13 +135,17 @@ pub(super) const UPLOADS_IDLE: &str =
 // GC. Strict comparisons: a row or link made exactly at the cutoff
 // protects the blob. Only `blob` references protect blobs; `manifest`
 // ones name manifests, which are not in `blobs`.
+/// GC's window: how many blob rows follow ?1 (at most ?2) and the last.
+pub(super) const SWEEP_WINDOW: &str = "SELECT count(*), max(digest) FROM
+    (SELECT digest FROM blobs WHERE digest > ?1 ORDER BY digest LIMIT ?2)";
+/// The garbage in GC's window (?2, ?3].
 pub(super) const SWEEPABLE: &str = "SELECT b.digest, b.size FROM blobs b
-    WHERE b.created < ?1
+    WHERE b.digest > ?2 AND b.digest <= ?3 AND b.created < ?1
       AND NOT EXISTS (SELECT 1 FROM manifest_references mr
                       WHERE mr.digest = b.digest AND mr.kind = 'blob')
       AND NOT EXISTS (SELECT 1 FROM repository_blobs rb
                       WHERE rb.digest = b.digest AND rb.linked_at >= ?1)
-    ORDER BY b.digest LIMIT ?2";
+    ORDER BY b.digest";
 /// Its links go with it (`ON DELETE CASCADE`).
 pub(super) const DELETE_BLOB: &str = "DELETE FROM blobs WHERE digest = ?1";
 
@@ -219,7 +223,9 @@ mod tests {
             ("UPLOAD_REPO", UPLOAD_REPO, &[]),
             ("UPLOADS_IDLE", UPLOADS_IDLE, &[]),
             ("PRUNE_REPOSITORY", PRUNE_REPOSITORY, &[]),
-            ("SWEEPABLE", SWEEPABLE, &["b"]),
+            // The scan is of the window, at most LIMIT rows.
+            ("SWEEP_WINDOW", SWEEP_WINDOW, &["(subquery-1)"]),
+            ("SWEEPABLE", SWEEPABLE, &[]),
             ("LIST_RULES", LIST_RULES, &["policy_rules"]),
             ("GET_RULE", GET_RULE, &[]),
         ];

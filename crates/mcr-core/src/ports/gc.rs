@@ -3,21 +3,35 @@
 use async_trait::async_trait;
 
 use super::blob_index::BlobInfo;
+use crate::digest::Digest;
 use crate::error::Result;
 use crate::time::Timestamp;
+
+/// What one step of GC phase one did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SweepStep {
+    /// The blobs whose row and links the step deleted.
+    pub swept: Vec<BlobInfo>,
+    /// The last digest the step looked at, where the next step goes on;
+    /// `None` once the step reached the end of the blob rows.
+    pub next: Option<Digest>,
+}
 
 /// What garbage collection needs of the metadata beyond the other traits.
 #[async_trait]
 pub trait GcStore: Send + Sync + 'static {
-    /// GC phase one, a batch at a time: in one step (one transaction), up
-    /// to `limit` blobs that no manifest references and whose row and links
-    /// are all older than `cutoff` lose their row and links. Returns those
-    /// blobs; fewer than `limit` means none was left at that moment. GC
-    /// calls it again until then, so no transaction grows with the number
-    /// of blobs.
+    /// GC phase one, a window at a time. In one step (one transaction),
+    /// looks at up to `limit` blob rows in digest order (the digest's text,
+    /// which is also `Digest`'s order), those after `after` (from the first
+    /// when `None`); of those, the blobs that no manifest references and
+    /// whose row and links are all older than `cutoff` lose their row and
+    /// links. GC calls it again from [`SweepStep::next`] until that is
+    /// `None`, so every transaction is bounded by `limit` rows looked at —
+    /// however few of them are garbage — and a run looks at each row once.
     async fn sweep_unreferenced_blobs(
         &self,
         cutoff: Timestamp,
+        after: Option<&Digest>,
         limit: usize,
-    ) -> Result<Vec<BlobInfo>>;
+    ) -> Result<SweepStep>;
 }

@@ -37,7 +37,7 @@ pub use audit_log::AuditLog;
 pub use blob_index::{BlobIndex, BlobInfo};
 pub use blob_store::{BlobBody, BlobStore, ByteRange, ByteStream, UploadState, UploadWriter};
 pub use coordination::{Coordination, LockGuard, LockKey};
-pub use gc::GcStore;
+pub use gc::{GcStore, SweepStep};
 pub use identity::{IssuedToken, Secret, TokenValidator};
 pub use listing::{keyset_pages, ListStream};
 pub use manifests::{ManifestRecord, ManifestStore, NewManifest};

@@ -3,7 +3,9 @@
 //! GC runs online in two phases. Phase one is one `MetaStore` step: the
 //! rows (and repository links) of every blob that no manifest references
 //! and that no upload or mount touched within the grace period are
-//! deleted, a batch per transaction. Phase two deletes those files, each
+//! deleted, walking the blob rows in digest order a window of
+//! [`SWEEP_BATCH`] rows per transaction, so no transaction (and no wait of
+//! a push behind one) grows with the registry. Phase two deletes those files, each
 //! under its digest's lock (the `Coordination` port's
 //! [`LockKey::Blob`]) and only if no row for it has reappeared — an upload of the same
 //! content that finished in between re-creates the row under the same
@@ -222,20 +224,21 @@ impl Registry {
         .await?;
         let cutoff = run.started_at.saturating_sub(self.config.gc_grace_period);
         let (mut blobs_removed, mut bytes_freed) = (0, 0);
+        let mut after = None;
         loop {
-            let swept = self
+            let step = self
                 .meta
-                .sweep_unreferenced_blobs(cutoff, SWEEP_BATCH)
+                .sweep_unreferenced_blobs(cutoff, after.as_ref(), SWEEP_BATCH)
                 .await?;
-            let last_batch = swept.len() < SWEEP_BATCH;
-            for blob in swept {
+            for blob in step.swept {
                 if self.delete_file_if_orphan(&blob.digest).await? {
                     blobs_removed += 1;
                     bytes_freed += blob.size;
                 }
             }
-            if last_batch {
-                break;
+            match step.next {
+                Some(next) => after = Some(next),
+                None => break,
             }
         }
         let report = GcReport {
@@ -398,7 +401,8 @@ impl Registry {
     }
 }
 
-/// Blobs swept per GC phase-one step: one transaction never holds more.
+/// Blob rows looked at per GC phase-one step: one transaction never
+/// holds more, whatever share of them is garbage.
 const SWEEP_BATCH: usize = 1000;
 
 /// A digest listing that must come in ascending order, which the merge in

@@ -7,6 +7,7 @@
 //! every adapter to.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -21,7 +22,7 @@ use crate::policy::{Rule, RuleDraft};
 use crate::ports::{
     AuditLog, BlobIndex, BlobInfo, GcStore, ListStream, ManifestRecord, ManifestStore, NewManifest,
     Page, PolicyRuleStore, RepoDetail, RepoSummary, RepositoryStore, SnapshotStore, StoreStatus,
-    StoreTotals, UploadSession, UploadSessionStore, UploadState,
+    StoreTotals, SweepStep, UploadSession, UploadSessionStore, UploadState,
 };
 use crate::time::Timestamp;
 
@@ -552,8 +553,9 @@ impl GcStore for FakeMetaStore {
     async fn sweep_unreferenced_blobs(
         &self,
         cutoff: Timestamp,
+        after: Option<&Digest>,
         limit: usize,
-    ) -> Result<Vec<BlobInfo>> {
+    ) -> Result<SweepStep> {
         let mut state = self.lock();
         let referenced: BTreeSet<&Digest> = state
             .repos
@@ -568,13 +570,22 @@ impl GcStore for FakeMetaStore {
                 .filter_map(|r| r.links.get(d))
                 .any(|&t| t >= cutoff)
         };
-        let doomed: Vec<BlobInfo> = state
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let window: Vec<(&Digest, &(u64, Timestamp))> = state
             .blobs
-            .iter()
+            .range((start, Bound::Unbounded))
+            .take(limit)
+            .collect();
+        let next = if window.len() < limit {
+            None
+        } else {
+            window.last().map(|(d, _)| (*d).clone())
+        };
+        let doomed: Vec<BlobInfo> = window
+            .into_iter()
             .filter(|&(d, &(_, created))| {
                 created < cutoff && !referenced.contains(d) && !touched_since(d)
             })
-            .take(limit)
             .map(|(d, &(size, _))| BlobInfo {
                 digest: d.clone(),
                 size,
@@ -586,7 +597,10 @@ impl GcStore for FakeMetaStore {
                 repo.links.remove(&blob.digest);
             }
         }
-        Ok(doomed)
+        Ok(SweepStep {
+            swept: doomed,
+            next,
+        })
     }
 }
 

@@ -235,11 +235,15 @@ async fn has_row(s: &Store, d: &Digest) -> bool {
     ok(s.blob_exists(d).await, "blob_exists")
 }
 
+/// A whole GC phase one, in one step (the contract's stores hold far
+/// fewer than 1000 rows).
 async fn sweep(s: &Store, cutoff: Timestamp) -> Vec<BlobInfo> {
-    let mut swept = ok(
-        s.sweep_unreferenced_blobs(cutoff, 1000).await,
+    let step = ok(
+        s.sweep_unreferenced_blobs(cutoff, None, 1000).await,
         "sweep_unreferenced_blobs",
     );
+    assert_eq!(step.next, None, "one step looked at every row");
+    let mut swept = step.swept;
     swept.sort_by(|a, b| a.digest.cmp(&b.digest));
     swept
 }
@@ -1106,21 +1110,39 @@ async fn sweep_goes_a_batch_at_a_time(s: Store) {
         all.push(upload(&s, &r, &[b'b', i], t(10)).await);
     }
     let kept = upload(&s, &r, b"recent", t(500)).await;
+    // Six rows, windows of two, in digest order: three full windows, then
+    // one that finds the end.
+    let mut digests: Vec<Digest> = all.iter().map(|b| b.digest.clone()).collect();
+    digests.push(kept.digest.clone());
+    digests.sort();
     let mut swept = Vec::new();
-    for (n, want) in [(2, 2), (2, 2), (2, 1), (2, 0)] {
-        let batch = ok(
-            s.sweep_unreferenced_blobs(t(100), n).await,
+    let mut after: Option<Digest> = None;
+    for (step_no, want_next) in [Some(1), Some(3), Some(5), None].into_iter().enumerate() {
+        let step = ok(
+            s.sweep_unreferenced_blobs(t(100), after.as_ref(), 2).await,
             "sweep_unreferenced_blobs with a limit",
         );
         assert_eq!(
-            batch.len(),
-            want,
-            "a batch of at most {n} from what is left"
+            step.next,
+            want_next.map(|i: usize| digests[i].clone()),
+            "step {step_no} goes on after the last row it looked at"
         );
-        swept.extend(batch);
+        let window = &digests[2 * step_no..(2 * step_no + 2).min(digests.len())];
+        assert!(
+            step.swept.iter().all(|b| window.contains(&b.digest)),
+            "step {step_no} swept only its own window"
+        );
+        swept.extend(step.swept);
+        after = step.next;
     }
     assert_eq!(infos(swept), infos(all), "each blob swept once");
     assert!(has_row(&s, &kept.digest).await);
+    let nothing = ok(
+        s.sweep_unreferenced_blobs(t(100), None, 0).await,
+        "sweep_unreferenced_blobs with limit 0",
+    );
+    assert_eq!(nothing.swept, Vec::new());
+    assert_eq!(nothing.next, None);
 }
 
 async fn sweep_reads_every_link_time(s: Store) {
@@ -1627,7 +1649,7 @@ async fn totals_count_blob_rows_once_and_open_sessions(s: Store) {
         (2, one.size + two.size, 1)
     );
     ok(s.delete_upload(&open.id).await, "delete_upload");
-    ok(s.sweep_unreferenced_blobs(t(100), 100).await, "sweep");
+    sweep(&s, t(100)).await;
     assert_eq!(totals(ok(s.totals().await, "totals")), (0, 0, 0));
 }
 
