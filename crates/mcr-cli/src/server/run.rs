@@ -210,10 +210,10 @@ pub struct Extra {
 
 /// Serves until `shutdown` resolves (SIGINT or SIGTERM in `mcrsrv`, see
 /// [`shutdown_signal`]), then stops accepting, drains in-flight requests
-/// and the background tasks (GC runs, the upload purge, the GC schedule),
-/// all within `shutdown_timeout` of the signal, and then writes the pull
-/// events still queued for the audit writer. Stale upload sessions are
-/// purged hourly; GC runs on its schedule when the config sets one.
+/// and the background tasks (GC runs, the upload purge, the GC schedule,
+/// the audit writer's last batch), all within `shutdown_timeout` of the
+/// signal. Stale upload sessions are purged hourly; GC runs on its
+/// schedule when the config sets one.
 pub async fn serve(
     state: AppState,
     background: Background,
@@ -224,12 +224,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let registry = Arc::clone(&state.registry);
-    // Pull events are written in batches by this task, which stops (and
-    // writes the rest) only once every request and background task is done.
-    let (stop_audit, audit_stopped) = tokio::sync::oneshot::channel::<()>();
-    let audit = tokio::spawn(registry.audit_writer().run(async {
-        let _ = audit_stopped.await;
-    }));
+    background.write_audit(&registry);
     background.purge_uploads(Arc::clone(&registry), PURGE_INTERVAL);
     background.schedule_gc(Arc::clone(&registry));
     let stop = background.stopping();
@@ -278,12 +273,6 @@ pub async fn serve(
         .await
     {
         tracing::info!("background tasks finished");
-    }
-    let _ = stop_audit.send(());
-    match audit.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!(error = %e, "writing the last audit events failed"),
-        Err(e) => tracing::error!(error = %e, "the audit writer panicked"),
     }
     result
 }

@@ -1,12 +1,13 @@
 //! The daemon's background work and its owner.
 //!
 //! Every task that outlives a request — a GC run started over REST or
-//! gRPC, the GC schedule, the purge of stale uploads, the metrics upkeep
-//! — runs on one [`TaskTracker`] that [`Background`] owns, and stops on
-//! one [`CancellationToken`] (mini-redis's shutdown pattern, with
-//! tokio-util's types). On shutdown the token is cancelled: periodic
-//! tasks stop at their next wait, never in the middle of a call; a GC run
-//! goes on to its end and records `gc_completed`. [`Background::shutdown`]
+//! gRPC, the GC schedule, the purge of stale uploads, the metrics upkeep,
+//! the audit writer — runs on one [`TaskTracker`] that [`Background`]
+//! owns, and stops on one [`CancellationToken`] (mini-redis's shutdown
+//! pattern, with tokio-util's types). On shutdown the token is cancelled:
+//! periodic tasks stop at their next wait, never in the middle of a call;
+//! a GC run goes on to its end and records `gc_completed`; the audit
+//! writer writes its last batch. [`Background::shutdown`]
 //! then waits for all of them, up to the shutdown timeout.
 
 use std::future::Future;
@@ -65,6 +66,22 @@ impl Background {
                 work().await;
             }
             tracing::debug!(task = name, "background task stopped");
+        });
+    }
+
+    /// Writes the pull events the engine queues ([`Registry::audit_writer`])
+    /// a batch at a time until shutdown begins, then writes what is left.
+    /// Pulls answered after that (while the listeners drain) are written
+    /// as they are answered, so none is lost. Call before serving: from
+    /// this call on, pulls queue their events.
+    pub fn write_audit(&self, registry: &Arc<Registry>) {
+        let writer = registry.audit_writer();
+        let stop = self.stop.clone();
+        self.tracker.spawn(async move {
+            if let Err(e) = writer.run(stop.cancelled_owned()).await {
+                tracing::error!(error = %e, "writing the last audit events failed");
+            }
+            tracing::debug!(task = "audit writer", "background task stopped");
         });
     }
 

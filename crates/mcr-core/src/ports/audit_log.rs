@@ -10,7 +10,7 @@ use crate::error::Result;
 pub trait AuditLog: Send + Sync + 'static {
     async fn record_audit(&self, event: &NewAuditEvent) -> Result<()>;
     /// Records `events`, in order, all or none: the engine's batches of
-    /// pull events (`Registry::run_audit_writer`). The default records
+    /// pull events (`Registry::audit_writer`). The default records
     /// them one by one; a store that can make it one transaction should,
     /// since one commit per batch instead of per event is the point.
     async fn record_audits(&self, events: &[NewAuditEvent]) -> Result<()> {
