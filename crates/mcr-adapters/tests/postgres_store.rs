@@ -199,7 +199,12 @@ async fn a_manifest_racing_the_sweep_never_outlives_its_blob() {
         });
         let sweep = tokio::spawn({
             let store = Arc::clone(&store);
-            async move { store.sweep_unreferenced_blobs(t(50), 1000).await }
+            async move {
+                store
+                    .sweep_unreferenced_blobs(t(50), None, 1000)
+                    .await
+                    .map(|step| step.swept)
+            }
         });
         let (put, swept) = (put.await.unwrap(), sweep.await.unwrap().unwrap());
         let row = store.blob_exists(&blob.digest).await.unwrap();
@@ -241,7 +246,12 @@ async fn a_mount_racing_the_sweep_links_only_a_kept_blob() {
         });
         let sweep = tokio::spawn({
             let store = Arc::clone(&store);
-            async move { store.sweep_unreferenced_blobs(t(50), 1000).await }
+            async move {
+                store
+                    .sweep_unreferenced_blobs(t(50), None, 1000)
+                    .await
+                    .map(|step| step.swept)
+            }
         });
         let mounted = mount.await.unwrap().expect("a mount never fails on a race");
         sweep.await.unwrap().unwrap();
@@ -309,7 +319,12 @@ async fn an_upload_racing_the_sweep_of_its_content_completes() {
     let watcher = raw(&db).await;
     let sweep = tokio::spawn({
         let store = Arc::clone(&store);
-        async move { store.sweep_unreferenced_blobs(t(50), 1000).await }
+        async move {
+            store
+                .sweep_unreferenced_blobs(t(50), None, 1000)
+                .await
+                .map(|step| step.swept)
+        }
     });
     until_blocked(&watcher, 1).await;
     let complete = tokio::spawn({

@@ -8,6 +8,7 @@ mod support;
 
 use futures_util::TryStreamExt;
 use std::collections::{BTreeMap, BTreeSet};
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -22,6 +23,11 @@ use support::*;
 const REPOS: [&str; 3] = ["a", "b/c", "d"];
 const TAGS: [&str; 3] = ["v1", "v2", "latest"];
 const GRACE: Duration = Duration::from_secs(100);
+/// Blob rows per sweep step: a handful of blobs already takes several.
+const SWEEP_WINDOW: NonZeroUsize = match NonZeroUsize::new(2) {
+    Some(n) => n,
+    None => unreachable!(),
+};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -187,7 +193,7 @@ proptest! {
 
     #[test]
     fn gc_never_loses_a_referenced_blob(ops in prop::collection::vec(op(), 1..40)) {
-        let t = TestRegistry::with_config(RegistryConfig { gc_grace_period: GRACE, ..RegistryConfig::default() });
+        let t = TestRegistry::with_config(RegistryConfig { gc_grace_period: GRACE, gc_sweep_window: SWEEP_WINDOW, ..RegistryConfig::default() });
         run(async {
             let mut model = Model::new();
             for op in &ops {

@@ -8,7 +8,8 @@
 //!   Every pull of a live image must return the exact bytes, reconcile
 //!   must never find a file without a row or a row without a file, and at
 //!   the end the files on disk are exactly the blobs of the surviving
-//!   manifests. The seed fixes each worker's operations (the interleaving
+//!   manifests. GC sweeps three blob rows a step, so every run takes many
+//!   steps with the workers' changes landing between them. The seed fixes each worker's operations (the interleaving
 //!   is the scheduler's); a failure prints it, and `MCR_GC_SEED=<n>` reruns
 //!   one seed.
 //! - Deleting an image (or its repository) and running GC once the grace
@@ -18,6 +19,7 @@ mod support;
 
 use futures_util::TryStreamExt;
 use std::collections::{BTreeMap, BTreeSet};
+use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -122,6 +124,13 @@ const REPOS: [&str; 2] = ["stress/a", "stress/b"];
 const WORKERS: usize = 4;
 const OPS_PER_WORKER: usize = 32;
 const SHARED_LAYERS: usize = 12;
+/// Blob rows per GC sweep step: small, so a run takes many steps and
+/// pushes, deletes and uploads land between them, behind and ahead of the
+/// cursor.
+const SWEEP_WINDOW: NonZeroUsize = match NonZeroUsize::new(3) {
+    Some(n) => n,
+    None => unreachable!(),
+};
 /// A worker holding this many images deletes one rather than push.
 const MAX_LIVE: usize = 2;
 /// With no grace period a push may lose its layers to every GC that runs
@@ -502,6 +511,7 @@ async fn stress(seed: u64, grace: Duration) {
     let began = Instant::now();
     let h = Arc::new(Harness::with(Setup {
         gc_grace: grace,
+        gc_sweep_window: SWEEP_WINDOW,
         ..Setup::bearer()
     }));
     let mut rng = Rng::new(seed);

@@ -164,12 +164,16 @@ macro_rules! sweepable {
                           WHERE rb.digest = b.digest AND rb.linked_at >= $1)"
     };
 }
-/// A batch of at most `$2` candidates, locked: nobody links them while
-/// the sweep decides.
+/// GC's window: how many blob rows follow `$1` (at most `$2`) and the
+/// last of them.
+pub(super) const SWEEP_WINDOW: &str = "SELECT count(*), max(digest) FROM
+    (SELECT digest FROM blobs WHERE digest > $1 ORDER BY digest LIMIT $2) w";
+/// The candidates in GC's window (`$2`, `$3`], locked in digest order:
+/// nobody links them while the sweep decides.
 pub(super) const SWEEP_CANDIDATES: &str = concat!(
-    "SELECT b.digest FROM blobs b WHERE ",
+    "SELECT b.digest FROM blobs b WHERE b.digest > $2 AND b.digest <= $3 AND ",
     sweepable!(),
-    " ORDER BY b.digest LIMIT $2 FOR UPDATE OF b"
+    " ORDER BY b.digest FOR UPDATE OF b"
 );
 /// Their links, locked: a manifest relying on one commits first.
 pub(super) const LOCK_BLOB_LINKS: &str =

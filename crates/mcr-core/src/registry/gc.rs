@@ -4,8 +4,10 @@
 //! rows (and repository links) of every blob that no manifest references
 //! and that no upload or mount touched within the grace period are
 //! deleted, walking the blob rows in digest order a window of
-//! [`SWEEP_BATCH`] rows per transaction, so no transaction (and no wait of
-//! a push behind one) grows with the registry. Phase two deletes those files, each
+//! [`GC_SWEEP_WINDOW`] rows per transaction, so no transaction (and no wait
+//! of a push behind one) grows with the registry. Phase two deletes the
+//! window's files before the next window, after its transaction committed
+//! (no database transaction is open while files are unlinked), each
 //! under its digest's lock (the `Coordination` port's
 //! [`LockKey::Blob`]) and only if no row for it has reappeared — an upload of the same
 //! content that finished in between re-creates the row under the same
@@ -16,6 +18,7 @@
 //! the daemon's schedule (`RegistryConfig::gc_interval`), which runs GC
 //! one interval after the last run started.
 
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use futures_core::Stream;
@@ -228,7 +231,7 @@ impl Registry {
         loop {
             let step = self
                 .meta
-                .sweep_unreferenced_blobs(cutoff, after.as_ref(), SWEEP_BATCH)
+                .sweep_unreferenced_blobs(cutoff, after.as_ref(), self.config.gc_sweep_window.get())
                 .await?;
             for blob in step.swept {
                 if self.delete_file_if_orphan(&blob.digest).await? {
@@ -401,9 +404,13 @@ impl Registry {
     }
 }
 
-/// Blob rows looked at per GC phase-one step: one transaction never
-/// holds more, whatever share of them is garbage.
-const SWEEP_BATCH: usize = 1000;
+/// Blob rows looked at per GC phase-one step unless configured otherwise
+/// (`RegistryConfig::gc_sweep_window`): one transaction never holds more,
+/// whatever share of them is garbage.
+pub const GC_SWEEP_WINDOW: NonZeroUsize = match NonZeroUsize::new(1000) {
+    Some(n) => n,
+    None => unreachable!(),
+};
 
 /// A digest listing that must come in ascending order, which the merge in
 /// `reconcile` relies on; an adapter that breaks the order fails reconcile

@@ -16,11 +16,12 @@ mod push;
 mod snapshot;
 
 use std::collections::BTreeMap;
+use std::num::NonZeroUsize;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 pub use audit_queue::{AuditWriter, MAX_QUEUED as MAX_QUEUED_AUDIT_EVENTS};
-pub use gc::{GcReport, GcRun, GcStatus, ReconcileReport, SCHEDULE_SUBJECT};
+pub use gc::{GcReport, GcRun, GcStatus, ReconcileReport, GC_SWEEP_WINDOW, SCHEDULE_SUBJECT};
 pub use health::Readiness;
 pub use pull::{Listing, ManifestContent};
 pub use push::{MountOutcome, PushedManifest};
@@ -78,6 +79,10 @@ pub struct RegistryConfig {
     /// How often the daemon's schedule runs GC ([`Registry::next_scheduled_gc`]);
     /// `None`: only when an admin asks.
     pub gc_interval: Option<Duration>,
+    /// Blob rows GC phase one looks at per transaction (at least 1): the
+    /// bound on how long a push waits behind a sweep step. Tests make it
+    /// small so a few dozen blobs take many steps.
+    pub gc_sweep_window: NonZeroUsize,
 }
 
 impl Default for RegistryConfig {
@@ -89,6 +94,7 @@ impl Default for RegistryConfig {
             upload_max_age: Duration::from_secs(24 * 3600),
             max_page_size: 1000,
             gc_interval: None,
+            gc_sweep_window: GC_SWEEP_WINDOW,
         }
     }
 }

@@ -24,6 +24,7 @@ mod gc;
 mod oci;
 
 use std::collections::BTreeMap;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,6 +62,8 @@ pub struct Setup {
     pub gc_grace: Duration,
     /// The largest blob the engine takes.
     pub max_blob_size: u64,
+    /// Blob rows per GC sweep step.
+    pub gc_sweep_window: NonZeroUsize,
     pub login: Login,
 }
 
@@ -71,6 +74,7 @@ impl Default for Setup {
             http: HttpConfig::default(),
             gc_grace: RegistryConfig::default().gc_grace_period,
             max_blob_size: RegistryConfig::default().max_blob_size,
+            gc_sweep_window: RegistryConfig::default().gc_sweep_window,
             login: Login::Basic,
         }
     }
@@ -394,6 +398,7 @@ fn open(
     let config = RegistryConfig {
         gc_grace_period: setup.gc_grace,
         max_blob_size: setup.max_blob_size,
+        gc_sweep_window: setup.gc_sweep_window,
         ..RegistryConfig::default()
     };
     let registry = Arc::new(

@@ -71,6 +71,7 @@ pub const META_STORE_CHECKS: &[Check<dyn MetaStore>] = checks![dyn MetaStore =>
     sweep_reads_every_link_time,
     sweep_spares_blobs_referenced_in_any_repository,
     sweep_goes_a_batch_at_a_time,
+    sweep_goes_on_past_windows_with_no_garbage,
     long_listings_come_whole_in_order_while_they_change,
     delete_repository_returns_its_uploads_and_keeps_blob_rows,
     repository_summaries_and_detail,
@@ -1143,6 +1144,43 @@ async fn sweep_goes_a_batch_at_a_time(s: Store) {
     );
     assert_eq!(nothing.swept, Vec::new());
     assert_eq!(nothing.next, None);
+}
+
+/// A window of rows that are all kept sweeps nothing yet says where to
+/// go on: the walk ends at the end of the rows, not at the first window
+/// without garbage.
+async fn sweep_goes_on_past_windows_with_no_garbage(s: Store) {
+    let r = repo("app");
+    let mut rows = Vec::new();
+    for i in 0..4u8 {
+        // Alternately garbage (old) and kept (recent).
+        let at = if i % 2 == 0 { t(10) } else { t(500) };
+        rows.push((upload(&s, &r, &[b'w', i], at).await, at == t(10)));
+    }
+    rows.sort_by(|a, b| a.0.digest.cmp(&b.0.digest));
+    let mut after: Option<Digest> = None;
+    for (blob, garbage) in &rows {
+        let step = ok(
+            s.sweep_unreferenced_blobs(t(100), after.as_ref(), 1).await,
+            "sweep_unreferenced_blobs, windows of one",
+        );
+        let want = if *garbage {
+            vec![blob.clone()]
+        } else {
+            Vec::new()
+        };
+        assert_eq!(step.swept, want, "the window of {}", blob.digest);
+        assert_eq!(step.next.as_ref(), Some(&blob.digest), "goes on after it");
+        after = step.next;
+    }
+    let end = ok(
+        s.sweep_unreferenced_blobs(t(100), after.as_ref(), 1).await,
+        "sweep_unreferenced_blobs past the last row",
+    );
+    assert_eq!((end.swept, end.next), (Vec::new(), None));
+    for (blob, garbage) in &rows {
+        assert_eq!(has_row(&s, &blob.digest).await, !garbage);
+    }
 }
 
 async fn sweep_reads_every_link_time(s: Store) {
