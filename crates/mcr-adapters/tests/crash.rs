@@ -1,18 +1,22 @@
 //! Crash safety: a child process pushes images through the real adapters
-//! and is killed with SIGKILL at random moments, 50 times over one data
+//! and is killed with SIGKILL at varied moments, 50 times over one data
 //! directory. After each kill, every manifest the child saw acknowledged
 //! has all its blobs readable with the right digest, no blob row lacks its
 //! file, and reconcile removes the files that have no row.
 //!
 //! The child is this test binary itself, re-run on the `crash_worker`
-//! test with `MCR_CRASH_DIR` set.
+//! test with `MCR_CRASH_DIR` set. It reports each step it finishes on its
+//! stdout (the registry open, each blob uploaded, each manifest
+//! acknowledged); round `n` kills it once it has reported `n % 10` steps,
+//! so the kill lands at startup, between uploads or mid-commit of the
+//! step after, whatever the machine's speed, and the acknowledged pushes
+//! are counted, not hoped for.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{stream, TryStreamExt};
@@ -26,6 +30,8 @@ use mcr_core::registry::Registry;
 use mcr_core::testing::{admin, FakeIdentity, ManualClock};
 
 const ROUNDS: usize = 50;
+/// Steps a push reports: three blobs, then the manifest.
+const STEPS_PER_PUSH: usize = 4;
 
 fn open(dir: &Path) -> Arc<Registry> {
     let meta = SqliteMetaStore::open(&dir.join("mcr.db")).expect("open the database");
@@ -65,8 +71,9 @@ fn bytes(seed: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// The child: push images forever, printing `ACK <repo> <digest>` after
-/// each acknowledged manifest push.
+/// The child: push images forever, printing `OPEN` once the registry is
+/// open, `BLOB <digest>` after each blob upload and `ACK <repo> <digest>`
+/// after each acknowledged manifest push.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_worker() {
     let Ok(dir) = std::env::var("MCR_CRASH_DIR") else {
@@ -77,6 +84,9 @@ async fn crash_worker() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1);
     let r = open(Path::new(&dir));
+    // On a line of its own: the test harness has begun one ("test
+    // crash_worker ... ") that it ends only when the test does.
+    println!("\nOPEN");
     let me = admin();
     for i in 0u64.. {
         let repo = RepoName::new(&format!("crash/r{}", i % 3)).expect("valid name");
@@ -90,6 +100,7 @@ async fn crash_worker() {
             r.upload_blob(&me, &repo, &d, body(data))
                 .await
                 .expect("upload");
+            println!("BLOB {d}");
             descs.push((d, size));
         }
         let layers: Vec<String> = descs[1..]
@@ -119,35 +130,29 @@ async fn acknowledged_pushes_survive_sigkill() {
     let dir = tempfile::tempdir().expect("tempdir");
     let exe = std::env::current_exe().expect("test binary path");
     let mut acked: Vec<(RepoName, Digest)> = Vec::new();
+    let mut least_acked = 0;
     for round in 0..ROUNDS {
-        let mut child = Command::new(&exe)
+        let child = Command::new(&exe)
             .args(["crash_worker", "--exact", "--nocapture", "--test-threads=1"])
             .env("MCR_CRASH_DIR", dir.path())
             .env("MCR_CRASH_SEED", (round + 1).to_string())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn the worker");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let reader = std::thread::spawn(move || {
-            BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-                .filter_map(|l| {
-                    let mut parts = l.strip_prefix("ACK ")?.split(' ');
-                    Some((
-                        RepoName::new(parts.next()?).ok()?,
-                        Digest::parse(parts.next()?).ok()?,
-                    ))
-                })
-                .collect::<Vec<_>>()
-        });
         // Vary the moment of the kill: startup, mid-upload, mid-commit.
-        let wait = 30 + (round as u64 * 37) % 400;
-        tokio::time::sleep(Duration::from_millis(wait)).await;
-        child.kill().expect("SIGKILL the worker");
-        let _ = child.wait();
-        acked.extend(reader.join().expect("reader thread"));
+        let steps = round % 10;
+        let seen = tokio::task::spawn_blocking(move || kill_after(child, steps))
+            .await
+            .expect("the reader");
+        assert_eq!(
+            seen.steps, steps,
+            "round {round}: the worker stopped on its own after {} of {steps} steps (its stderr is above)",
+            seen.steps
+        );
+        // The first step is the open; then every fourth acknowledges.
+        least_acked += steps.saturating_sub(1) / STEPS_PER_PUSH;
+        acked.extend(seen.acked);
 
         let r = open(dir.path());
         for (repo, digest) in &acked {
@@ -211,12 +216,68 @@ async fn acknowledged_pushes_survive_sigkill() {
         drop(r);
     }
     assert!(
-        acked.len() >= ROUNDS / 2,
-        "only {} pushes were acknowledged in {ROUNDS} rounds",
+        acked.len() >= least_acked,
+        "only {} pushes were acknowledged in {ROUNDS} rounds, {least_acked} were waited for",
         acked.len()
     );
     eprintln!(
         "{ROUNDS} kills, {} acknowledged pushes all intact",
         acked.len()
     );
+}
+
+/// What a worker reported before it died.
+struct Seen {
+    /// Steps reported before the kill was sent (all asked for, unless the
+    /// worker stopped on its own).
+    steps: usize,
+    /// Every push acknowledged, including any reported between the kill
+    /// and the worker's death.
+    acked: Vec<(RepoName, Digest)>,
+}
+
+/// Reads the worker's reports, SIGKILLs it as soon as it has reported
+/// `steps` steps (at once for 0), and reads on until its stdout closes.
+fn kill_after(mut child: Child, steps: usize) -> Seen {
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut seen = Seen {
+        steps: 0,
+        acked: Vec::new(),
+    };
+    let mut killed = false;
+    if steps == 0 {
+        sigkill(&mut child, &mut killed);
+    }
+    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+        let step = if line == "OPEN" || line.starts_with("BLOB ") {
+            true
+        } else if let Some(ack) = line.strip_prefix("ACK ") {
+            let mut parts = ack.split(' ');
+            let repo =
+                RepoName::new(parts.next().unwrap_or_default()).expect("an ACK names a repository");
+            let digest =
+                Digest::parse(parts.next().unwrap_or_default()).expect("an ACK names a digest");
+            seen.acked.push((repo, digest));
+            true
+        } else {
+            false
+        };
+        if step && !killed {
+            seen.steps += 1;
+            if seen.steps == steps {
+                sigkill(&mut child, &mut killed);
+            }
+        }
+    }
+    sigkill(&mut child, &mut killed);
+    let _ = child.wait();
+    seen
+}
+
+/// Kills the worker unless that was done already.
+fn sigkill(child: &mut Child, killed: &mut bool) {
+    if !*killed {
+        child.kill().expect("SIGKILL the worker");
+        *killed = true;
+    }
 }
