@@ -45,7 +45,7 @@ while [ $# -gt 0 ]; do
   case $1 in
     --prefix) PREFIX=${2:?--prefix needs a directory}; shift 2 ;;
     --bin-dir) BIN_DIR=${2:?--bin-dir needs a directory}; shift 2 ;;
-    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0"; exit 0 ;;
     *) fail "unknown argument $1 (see --help)" ;;
   esac
 done
@@ -144,7 +144,7 @@ fi
 cat <<NEXT
 install: next steps
   1. edit $DATA/mcr.toml (identity, TLS, addresses) and put the certificate in $DATA/tls/
-  2. sudo -u mcr $PREFIX/bin/mcrsrv init --config $DATA/mcr.toml
+  2. runuser -u mcr -- $PREFIX/bin/mcrsrv init --config $DATA/mcr.toml
   3. systemctl enable --now mcr.service mcr-backup.timer
   4. curl -fsS --cacert $DATA/tls/ca.crt https://localhost:8443/v1/health   (docs/RUNBOOK.md)
 NEXT

@@ -4,7 +4,9 @@
 //! variable when set (a packager building from a tarball who knows the
 //! commit, or `docker build --build-arg`), else the 12-hex-digit HEAD of
 //! the git checkout this workspace is, else `unknown` (a tarball, no git,
-//! or a workspace that lies inside some other repository).
+//! or a workspace that lies inside some other repository). A checkout
+//! whose sources differ from HEAD gets `-dirty` after the commit, so a
+//! binary built from uncommitted code never claims a commit it is not.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -19,8 +21,14 @@ fn main() {
     println!("cargo:rustc-env=MCR_GIT_COMMIT={}", commit.trim());
 }
 
-/// HEAD of the checkout whose top level is this workspace's root, and the
-/// files whose change moves HEAD, so a new commit re-runs this script.
+/// What the binaries are built from, relative to the workspace root:
+/// their sources. A change under these re-runs this script, and a change
+/// here that is not committed marks the build dirty.
+const SOURCES: [&str; 4] = ["crates", "proto", "Cargo.toml", "Cargo.lock"];
+
+/// HEAD of the checkout whose top level is this workspace's root (with
+/// `-dirty` when [`SOURCES`] differ from it), and the files whose change
+/// moves HEAD or the sources, so either re-runs this script.
 fn git_commit() -> Option<String> {
     let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR")?);
     let workspace = manifest_dir.parent()?.parent()?.canonicalize().ok()?;
@@ -44,7 +52,20 @@ fn git_commit() -> Option<String> {
             println!("cargo:rerun-if-changed={}", path.display());
         }
     }
-    git(&workspace, &["rev-parse", "--short=12", "HEAD"])
+    for source in SOURCES {
+        println!(
+            "cargo:rerun-if-changed={}",
+            workspace.join(source).display()
+        );
+    }
+    let head = git(&workspace, &["rev-parse", "--short=12", "HEAD"])?;
+    let mut status = vec!["status", "--porcelain", "--untracked-files=no", "--"];
+    status.extend(SOURCES);
+    // `git` answers None for empty output: no change is a clean tree.
+    Some(match git(&workspace, &status) {
+        Some(_) => format!("{head}-dirty"),
+        None => head,
+    })
 }
 
 /// The trimmed standard output of a successful `git` run in `dir`.

@@ -5,7 +5,8 @@
 #   - promtool check rules on the Prometheus alert rules;
 #   - `--version`'s commit: crates/mcr-cli/build.rs compiled on its own and
 #     run in this checkout (HEAD's commit) and in a copy without .git, as
-#     a tarball build is (`unknown`), and MCR_GIT_COMMIT taking precedence.
+#     a tarball build is (`unknown`), `-dirty` after the commit in a clone
+#     whose sources were changed, and MCR_GIT_COMMIT taking precedence.
 set -euo pipefail
 TEST=lint
 # shellcheck source=deploy/tests/lib.sh
@@ -29,14 +30,22 @@ rustc --edition 2021 -O -o "$WORK/build-script" "$REPO/crates/mcr-cli/build.rs" 
   || { cat "$WORK/rustc.log" >&2; fail "crates/mcr-cli/build.rs does not compile on its own"; }
 commit_of() { sed -n 's/^cargo:rustc-env=MCR_GIT_COMMIT=//p'; }
 HEAD=$(git -C "$REPO" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+# Run from a checkout with uncommitted source changes, the build is dirty.
+if [ "$HEAD" != unknown ] && [ -n "$(git -C "$REPO" status --porcelain --untracked-files=no -- crates proto Cargo.toml Cargo.lock)" ]; then
+  HEAD=$HEAD-dirty
+fi
 got=$(cd "$WORK" && env -u MCR_GIT_COMMIT CARGO_MANIFEST_DIR="$REPO/crates/mcr-cli" ./build-script | commit_of)
 [ "$got" = "$HEAD" ] || fail "build.rs in the checkout gave $got, HEAD is $HEAD"
+git clone -q "$REPO" "$WORK/clone"
+echo "// changed" >>"$WORK/clone/crates/mcr-cli/build.rs"
+got=$(cd "$WORK" && env -u MCR_GIT_COMMIT CARGO_MANIFEST_DIR="$WORK/clone/crates/mcr-cli" ./build-script | commit_of)
+[ "$got" = "$(git -C "$WORK/clone" rev-parse --short=12 HEAD)-dirty" ] || fail "build.rs in a changed clone gave $got, not <commit>-dirty"
 mkdir -p "$WORK/tarball/crates/mcr-cli"
 got=$(cd "$WORK" && env -u MCR_GIT_COMMIT CARGO_MANIFEST_DIR="$WORK/tarball/crates/mcr-cli" GIT_CEILING_DIRECTORIES="$WORK" ./build-script | commit_of)
 [ "$got" = unknown ] || fail "build.rs without .git gave $got, not unknown"
 got=$(cd "$WORK" && MCR_GIT_COMMIT=0123abcd CARGO_MANIFEST_DIR="$WORK/tarball/crates/mcr-cli" ./build-script | commit_of)
 [ "$got" = 0123abcd ] || fail "MCR_GIT_COMMIT=0123abcd gave $got"
-log "--version commit: $HEAD in the checkout, unknown without .git, MCR_GIT_COMMIT wins"
+log "--version commit: $HEAD in the checkout, -dirty when sources changed, unknown without .git, MCR_GIT_COMMIT wins"
 build_release
 v=$("$BIN_DIR/mcrsrv" --version)
 [[ $v == "mcrsrv "*" (commit $HEAD)" ]] || fail "mcrsrv --version printed: $v"

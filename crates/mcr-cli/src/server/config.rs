@@ -154,6 +154,12 @@ impl Config {
         env: impl IntoIterator<Item = (String, String)>,
     ) -> anyhow::Result<Config> {
         let table: toml::Table = text.parse().context("not valid TOML")?;
+        // The text alone is checked first because only an error found in
+        // the text carries its line: an unknown or mistyped key is then
+        // shown where it stands. The environment's overrides come after.
+        if let Err(e) = toml::from_str::<Config>(text) {
+            bail!("{e}");
+        }
         Config::from_table(table, env)
     }
 
@@ -171,9 +177,7 @@ impl Config {
 
     /// Checks what `mcrsrv server` needs, naming any missing or bad field.
     pub fn validate_for_server(&self) -> anyhow::Result<()> {
-        self.listen_addr()?;
-        self.grpc_addr()?;
-        self.metrics_addr()?;
+        self.distinct_addrs()?;
         let database = self.database()?;
         require(&self.storage.layers_path, "storage.layers_path")?;
         match (&self.server.tls_cert, &self.server.tls_key) {
@@ -249,6 +253,26 @@ impl Config {
                 format!("server.grpc_addr {a:?} is not an address like 127.0.0.1:9443")
             }),
         }
+    }
+
+    /// The three listeners, refusing two on one fixed address: the bind
+    /// error would otherwise blame whichever happened to start second.
+    fn distinct_addrs(&self) -> anyhow::Result<()> {
+        let named = [
+            ("server.listen_addr", Some(self.listen_addr()?)),
+            ("server.grpc_addr", self.grpc_addr()?),
+            ("server.metrics_addr", self.metrics_addr()?),
+        ];
+        for (i, (a_name, a)) in named.iter().enumerate() {
+            for (b_name, b) in &named[i + 1..] {
+                if let (Some(a), Some(b)) = (a, b) {
+                    if a == b && a.port() != 0 {
+                        bail!("{b_name} and {a_name} are both {a}; each needs its own port");
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Where metrics are served, when they are.
@@ -492,6 +516,41 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("listen_adr"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_key_in_the_file_is_shown_with_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mcr.toml");
+        std::fs::write(&path, "[server]\nlisten_addr=\"x\"\n\n[gc]\ngrace=\"1h\"\n").unwrap();
+        let err = format!("{:#}", Config::load(&path).unwrap_err());
+        assert!(err.contains("line 5") && err.contains("grace"), "{err}");
+    }
+
+    #[test]
+    fn two_listeners_on_one_address_are_refused_by_name() {
+        let toml = format!("{SERVER}[database]\npath=\"m.db\"\n");
+        for (key, env) in [
+            ("server.grpc_addr", "MCR_SERVER_GRPC_ADDR"),
+            ("server.metrics_addr", "MCR_SERVER_METRICS_ADDR"),
+        ] {
+            let err = cfg(&toml, &[(env, "127.0.0.1:1")])
+                .unwrap()
+                .validate_for_server()
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(key) && err.contains("server.listen_addr"),
+                "{err}"
+            );
+        }
+        // Port 0 asks the kernel for a free port each time: never equal.
+        let c = cfg(
+            &toml.replace("127.0.0.1:1", "127.0.0.1:0"),
+            &[("MCR_SERVER_METRICS_ADDR", "127.0.0.1:0")],
+        )
+        .unwrap();
+        c.validate_for_server().unwrap();
     }
 
     #[test]
