@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use mcr_adapters::local_identity::LocalUser;
+use mcr_adapters::s3::S3Config;
 use serde::Deserialize;
 
 /// Longest config file read.
@@ -83,11 +84,50 @@ pub enum Database<'a> {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageSection {
+    /// Where blobs live: `fs` (the default: `layers_path`, `uploads_path`)
+    /// or `s3` (`[storage.s3]`).
+    pub backend: Option<String>,
     pub layers_path: Option<PathBuf>,
     pub uploads_path: Option<PathBuf>,
     /// Upload sessions that received nothing for this long are purged
     /// (default 24h).
     pub upload_max_age: Option<String>,
+    #[serde(default)]
+    pub s3: S3Section,
+}
+
+/// `[storage.s3]`: the bucket of `backend = "s3"` (docs/s3.md). The
+/// credentials default to `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Section {
+    pub endpoint: Option<String>,
+    pub bucket: Option<String>,
+    /// Default `us-east-1`; Garage's is `garage`.
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+}
+
+impl std::fmt::Debug for S3Section {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the secret.
+        f.debug_struct("S3Section")
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where blobs live (`storage.backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageBackend {
+    /// A local (or shared) filesystem: `layers_path` and `uploads_path`.
+    Fs,
+    /// An S3-protocol bucket: `[storage.s3]`.
+    S3,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -129,6 +169,10 @@ pub struct LogSection {
 const LIST_KEYS: [(&str, &str); 1] = [("mcias", "tags")];
 /// Keys whose environment value is a whole number.
 const INTEGER_KEYS: [(&str, &str); 1] = [("database", "max_connections")];
+
+/// Tables inside sections that `MCR_<SECTION>_<TABLE>_<KEY>` reaches:
+/// `MCR_STORAGE_S3_BUCKET` sets `[storage.s3] bucket`.
+const SUBSECTIONS: [(&str, &str); 1] = [("storage", "s3")];
 
 impl Config {
     /// Reads `path` and applies the environment's overrides.
@@ -179,7 +223,14 @@ impl Config {
     pub fn validate_for_server(&self) -> anyhow::Result<()> {
         self.distinct_addrs()?;
         let database = self.database()?;
-        require(&self.storage.layers_path, "storage.layers_path")?;
+        match self.storage_backend()? {
+            StorageBackend::Fs => {
+                require(&self.storage.layers_path, "storage.layers_path")?;
+            }
+            StorageBackend::S3 => {
+                self.s3()?;
+            }
+        }
         match (&self.server.tls_cert, &self.server.tls_key) {
             (Some(_), None) => bail!("server.tls_key is required when server.tls_cert is set"),
             (None, Some(_)) => bail!("server.tls_cert is required when server.tls_key is set"),
@@ -335,6 +386,30 @@ impl Config {
             .map_or_else(|| PathBuf::from("uploads"), |p| p.join("uploads")))
     }
 
+    pub fn storage_backend(&self) -> anyhow::Result<StorageBackend> {
+        match self.storage.backend.as_deref() {
+            None | Some("fs") => Ok(StorageBackend::Fs),
+            Some("s3") => Ok(StorageBackend::S3),
+            Some(other) => bail!("storage.backend {other:?} is not \"fs\" or \"s3\""),
+        }
+    }
+
+    /// The bucket of `backend = "s3"`: endpoint and bucket are required.
+    pub fn s3(&self) -> anyhow::Result<S3Config> {
+        let s3 = &self.storage.s3;
+        let endpoint = require(&s3.endpoint, "storage.s3.endpoint")?;
+        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+            bail!("storage.s3.endpoint {endpoint:?} is not a URL like http://127.0.0.1:3900");
+        }
+        Ok(S3Config {
+            endpoint: endpoint.clone(),
+            bucket: require(&s3.bucket, "storage.s3.bucket")?.clone(),
+            region: s3.region.clone().unwrap_or_else(|| "us-east-1".to_string()),
+            access_key_id: s3.access_key_id.clone(),
+            secret_access_key: s3.secret_access_key.clone(),
+        })
+    }
+
     pub fn service_name(&self) -> String {
         self.mcias
             .service_name
@@ -379,9 +454,26 @@ fn apply_env(
         let entry = table
             .entry(section.to_string())
             .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        let Some(section_table) = entry.as_table_mut() else {
+        let Some(mut section_table) = entry.as_table_mut() else {
             bail!("[{section}] in the config file is not a section (while applying {var})");
         };
+        let mut key = key;
+        if let Some((sub, rest)) = SUBSECTIONS
+            .iter()
+            .filter(|(s, _)| *s == section)
+            .find_map(|(_, sub)| Some((*sub, key.strip_prefix(sub)?.strip_prefix('_')?)))
+        {
+            let entry = section_table
+                .entry(sub.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let Some(sub_table) = entry.as_table_mut() else {
+                bail!(
+                    "[{section}.{sub}] in the config file is not a section (while applying {var})"
+                );
+            };
+            section_table = sub_table;
+            key = rest;
+        }
         let v = if INTEGER_KEYS.contains(&(section, key)) {
             let n = value
                 .trim()
@@ -551,6 +643,45 @@ mod tests {
         )
         .unwrap();
         c.validate_for_server().unwrap();
+    }
+
+    #[test]
+    fn s3_storage_comes_from_its_table_or_the_environment() {
+        let c = cfg(
+            "[storage]\nbackend = \"s3\"\n[storage.s3]\nendpoint = \"http://127.0.0.1:3900\"\nregion = \"garage\"\n",
+            &[
+                ("MCR_STORAGE_S3_BUCKET", "mcr"),
+                ("MCR_STORAGE_S3_SECRET_ACCESS_KEY", "s3cret"),
+                ("MCR_STORAGE_UPLOAD_MAX_AGE", "2h"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.storage_backend().unwrap(), StorageBackend::S3);
+        let s3 = c.s3().unwrap();
+        assert_eq!(
+            (s3.endpoint.as_str(), s3.bucket.as_str(), s3.region.as_str()),
+            ("http://127.0.0.1:3900", "mcr", "garage")
+        );
+        assert_eq!(s3.secret_access_key.as_deref(), Some("s3cret"));
+        assert!(
+            !format!("{c:?}").contains("s3cret"),
+            "the secret is never printed"
+        );
+        assert_eq!(c.upload_max_age().unwrap(), Duration::from_secs(7200));
+
+        let no_bucket = cfg(
+            "[storage]\nbackend = \"s3\"\n[storage.s3]\nendpoint = \"http://h\"\n",
+            &[],
+        )
+        .unwrap();
+        let err = no_bucket.s3().unwrap_err().to_string();
+        assert!(err.contains("storage.s3.bucket"), "{err}");
+        let err = cfg("[storage]\nbackend = \"nfs\"\n", &[])
+            .unwrap()
+            .storage_backend()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("storage.backend"), "{err}");
     }
 
     #[test]

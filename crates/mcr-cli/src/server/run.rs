@@ -11,9 +11,10 @@ use mcr_adapters::fs::FsBlobStore;
 use mcr_adapters::local_identity::LocalIdentity;
 use mcr_adapters::mcias::{MciasConfig, MciasTokenValidator};
 use mcr_adapters::postgres::{PostgresConfig, PostgresCoordination, PostgresMetaStore};
+use mcr_adapters::s3::S3BlobStore;
 use mcr_adapters::sqlite::SqliteMetaStore;
 use mcr_core::policy::Engine;
-use mcr_core::ports::{Coordination, MetaStore, Secret, SnapshotStore, TokenValidator};
+use mcr_core::ports::{BlobStore, Coordination, MetaStore, Secret, SnapshotStore, TokenValidator};
 use mcr_core::registry::{Registry, RegistryConfig};
 use mcr_core::time::SystemClock;
 use mcr_http::{AppState, HttpConfig};
@@ -21,7 +22,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 
-use super::config::{Config, Database, DatabaseSection};
+use super::config::{Config, Database, DatabaseSection, StorageBackend};
 use super::listen;
 use super::metrics::Metrics;
 use super::tasks::Background;
@@ -35,26 +36,15 @@ const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 /// ([`super::metrics::Metrics::install`]).
 pub async fn build(config: &Config, tasks: TaskTracker) -> anyhow::Result<AppState> {
     let metadata = metadata(config).await?;
-    let layers = config
-        .storage
-        .layers_path
-        .as_ref()
-        .context("storage.layers_path is required but missing")?;
-    let blobs =
-        FsBlobStore::open(layers, &config.uploads_path()?).context("cannot open blob storage")?;
+    let blobs = blob_store(config).await?;
     let identity = identity(config, metadata.default_key_dir.as_deref())?;
-    let mut registry = Registry::new(
-        metadata.store,
-        Arc::new(blobs),
-        identity,
-        Arc::new(Engine::new()),
-    )
-    .with_config(RegistryConfig {
-        gc_grace_period: config.gc_grace_period()?,
-        gc_interval: config.gc_interval()?,
-        upload_max_age: config.upload_max_age()?,
-        ..RegistryConfig::default()
-    });
+    let mut registry = Registry::new(metadata.store, blobs, identity, Arc::new(Engine::new()))
+        .with_config(RegistryConfig {
+            gc_grace_period: config.gc_grace_period()?,
+            gc_interval: config.gc_interval()?,
+            upload_max_age: config.upload_max_age()?,
+            ..RegistryConfig::default()
+        });
     if let Some(snapshots) = metadata.snapshots {
         registry = registry.with_snapshots(snapshots);
     }
@@ -133,6 +123,35 @@ async fn metadata(config: &Config) -> anyhow::Result<Metadata> {
                 coordination: Some(Arc::new(locks)),
                 default_key_dir: None,
             })
+        }
+    }
+}
+
+/// The blob store `storage.backend` names, checked to be usable: an S3
+/// bucket that cannot be listed stops the start with its endpoint, bucket
+/// and reason.
+async fn blob_store(config: &Config) -> anyhow::Result<Arc<dyn BlobStore>> {
+    match config.storage_backend()? {
+        StorageBackend::Fs => {
+            let layers = config
+                .storage
+                .layers_path
+                .as_ref()
+                .context("storage.layers_path is required but missing")?;
+            let blobs = FsBlobStore::open(layers, &config.uploads_path()?)
+                .context("cannot open blob storage")?;
+            Ok(Arc::new(blobs))
+        }
+        StorageBackend::S3 => {
+            let s3 = config.s3()?;
+            let blobs = S3BlobStore::connect(&s3).await.with_context(|| {
+                format!(
+                    "cannot use S3 bucket {:?} at {} ([storage.s3]); check that the endpoint \
+                     answers, the bucket exists and the key may read and write it",
+                    s3.bucket, s3.endpoint
+                )
+            })?;
+            Ok(Arc::new(blobs))
         }
     }
 }
