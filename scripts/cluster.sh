@@ -16,7 +16,9 @@
 # and may use replica_start I / replica_wait I (to restart a replica it
 # killed), sql STATEMENT (a psql query on the database, unaligned rows),
 # served_by I (requests nginx passed to replica I so far), replica_run I
-# URL (replica I in the foreground on database URL).
+# URL (replica I in the foreground on database URL), bucket_blobs (the
+# digests in Garage's bucket), s3_keys PREFIX and s3_multipart_uploads
+# (STORAGE s3 only).
 # NGINX_KEEPALIVE=N keeps N idle connections to the replicas (a benchmark
 # wants them; a test that kills replicas does not).
 # shellcheck shell=bash
@@ -31,18 +33,62 @@ cluster_free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-# replica_env URL: exports what a replica reads from the environment: the
-# blob store's settings and the database URL (with its password), as an
-# operator keeps secrets out of the file. Call it in a subshell.
+# replica_env URL: exports what a replica reads from the environment, as an
+# operator keeps secrets out of the file: the bucket's credentials (the
+# standard AWS_* variables; where the bucket is comes from the config's
+# [storage.s3]) and the database URL (with its password). Call it in a
+# subshell.
 replica_env() {
   if [ -n "$GARAGE_DIR" ]; then
-    set -a
-    # shellcheck source=/dev/null
-    source "$GARAGE_DIR/env"
-    set +a
+    export AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
+    AWS_ACCESS_KEY_ID=$(garage_var AWS_ACCESS_KEY_ID)
+    AWS_SECRET_ACCESS_KEY=$(garage_var AWS_SECRET_ACCESS_KEY)
   fi
   export MCR_DATABASE_URL="$1"
 }
+
+# garage_var NAME: a value scripts/garage.sh wrote to its env file.
+garage_var() { sed -n "s/^$1=//p" "$GARAGE_DIR/env"; }
+
+# s3_get QUERY: GET on Garage's bucket with QUERY, signed by curl (SigV4),
+# printing the XML answer: the bucket seen over S3 itself, not through mcrsrv.
+s3_get() {
+  curl -sf --aws-sigv4 "aws:amz:$(garage_var MCR_STORAGE_S3_REGION):s3" \
+    --user "$(garage_var AWS_ACCESS_KEY_ID):$(garage_var AWS_SECRET_ACCESS_KEY)" \
+    -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
+    "$(garage_var MCR_STORAGE_S3_ENDPOINT)/$(garage_var MCR_STORAGE_S3_BUCKET)?$1" \
+    || fail "GET ?$1 on the bucket failed"
+}
+
+# s3_keys PREFIX: the keys under PREFIX in Garage's bucket, one a line
+# (ListObjectsV2, every page).
+s3_keys() {
+  local token="" page
+  while :; do
+    page=$(s3_get "list-type=2&prefix=$(s3_quote "$1")${token:+&continuation-token=$(s3_quote "$token")}")
+    s3_xml "$page" "s3:Contents/s3:Key"
+    token=$(s3_xml "$page" "s3:NextContinuationToken")
+    [ -n "$token" ] || break
+  done
+}
+
+# s3_multipart_uploads: the keys of multipart uploads in progress in
+# Garage's bucket (ListMultipartUploads, first 1000).
+s3_multipart_uploads() { s3_xml "$(s3_get "uploads=")" "s3:Upload/s3:Key"; }
+
+s3_quote() { python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$1"; }
+
+# s3_xml XML PATH: the text of each element at PATH of an S3 answer.
+s3_xml() {
+  python3 -c '
+import sys, xml.etree.ElementTree as ET
+for e in ET.fromstring(sys.argv[1]).iterfind(sys.argv[2], {"s3": "http://s3.amazonaws.com/doc/2006-03-01/"}):
+    print(e.text)
+' "$1" "$2"
+}
+
+# bucket_blobs: the digests under blobs/ in Garage's bucket, sorted.
+bucket_blobs() { s3_keys blobs/ | awk -F/ '{print $2 ":" $3}' | sort -u; }
 
 # replica_run I URL: runs replica I in the foreground on database URL.
 replica_run() {
@@ -92,7 +138,12 @@ cluster_up() {
       GARAGE_DIR="$WORK/garage"
       mkdir -p "$GARAGE_DIR"
       scripts/garage.sh start "$GARAGE_DIR" $$ >/dev/null
-      storage_toml=""
+      storage_toml="[storage]
+backend = \"s3\"
+[storage.s3]
+endpoint = \"$(garage_var MCR_STORAGE_S3_ENDPOINT)\"
+bucket = \"$(garage_var MCR_STORAGE_S3_BUCKET)\"
+region = \"$(garage_var MCR_STORAGE_S3_REGION)\""
       log "blobs on Garage ($(grep ENDPOINT "$GARAGE_DIR/env"))"
       ;;
     fs)

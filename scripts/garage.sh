@@ -15,7 +15,7 @@
 #       Stops the server and waits for it to exit. DIR stays: the caller
 #       removes it.
 #
-# docs/S3.md walks through the same steps by hand.
+# docs/s3.md walks through the same steps by hand.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -16,7 +16,9 @@
 #      loses nothing: every push succeeds, the run is visible from every
 #      replica, and afterwards the blob rows are exactly the blobs of the
 #      surviving manifests, reconcile finds no file without a row and no
-#      row without a file, and every surviving image pulls byte-identical.
+#      row without a file, the store itself (the bucket listed over S3, or
+#      the shared directory) holds exactly those blobs, and every surviving
+#      image pulls byte-identical.
 #
 # Blobs on Garage over S3 (scripts/garage.sh), or with
 # MCR_REPLICAS_STORAGE=fs in a directory the replicas share (said so in the
@@ -121,11 +123,15 @@ log "skopeo pushed e2e/app:v1 through nginx and pulled it back: identical, visib
 
 # --- 3. a chunked upload whose replica dies mid-chunk --------------------------
 BLOB="$WORK/blob.bin"
-head -c $((6 * 1024 * 1024)) /dev/urandom >"$BLOB"
-BLOB_DIGEST="sha256:$(sha256sum "$BLOB" | cut -d' ' -f1)"
 MIB=$((1024 * 1024))
-head -c "$MIB" "$BLOB" >"$WORK/chunk1"
-tail -c +$((MIB + 1)) "$BLOB" >"$WORK/rest"
+# 20 MiB, the first chunk 9 MiB: on S3 one whole 8 MiB multipart part is
+# written before the kill, so the multipart upload itself changes hands.
+TOTAL=$((20 * MIB))
+FIRST=$((9 * MIB))
+head -c "$TOTAL" /dev/urandom >"$BLOB"
+BLOB_DIGEST="sha256:$(sha256sum "$BLOB" | cut -d' ' -f1)"
+head -c "$FIRST" "$BLOB" >"$WORK/chunk1"
+tail -c +$((FIRST + 1)) "$BLOB" >"$WORK/rest"
 TOKEN=$(token e2e/chunked)
 AUTH=(-H "Authorization: Bearer $TOKEN")
 LOC=$(curl -sf -D - -o /dev/null -X POST "${AUTH[@]}" "http://$LB/v2/e2e/chunked/blobs/uploads/" \
@@ -135,11 +141,11 @@ case $LOC in http*) ;; *) LOC="http://$LB$LOC" ;; esac
 UPATH=${LOC#http://"$LB"}
 # chunk 1 through nginx
 CODE=$(curl -s -o /dev/null -w '%{http_code}' -X PATCH "${AUTH[@]}" -H 'Content-Type: application/octet-stream' \
-  -H "Content-Range: 0-$((MIB - 1))" --data-binary @"$WORK/chunk1" "$LOC")
+  -H "Content-Range: 0-$((FIRST - 1))" --data-binary @"$WORK/chunk1" "$LOC")
 [ "$CODE" = 202 ] || fail "chunk 1 answered $CODE"
 # chunk 2 straight to replica 0, slowly, and replica 0 killed while it streams
 curl -s -o /dev/null -X PATCH "${AUTH[@]}" -H 'Content-Type: application/octet-stream' \
-  -H "Content-Range: $MIB-$((6 * MIB - 1))" --limit-rate 500k --data-binary @"$WORK/rest" \
+  -H "Content-Range: $FIRST-$((TOTAL - 1))" --limit-rate 500k --data-binary @"$WORK/rest" \
   "http://127.0.0.1:${PORTS[0]}$UPATH" &
 SLOW=$!
 sleep 2
@@ -151,11 +157,11 @@ log "replica 0 killed while it received chunk 2"
 RANGE=$(curl -sf -D - -o /dev/null "${AUTH[@]}" "$LOC" | tr -d '\r' | awk 'tolower($1)=="range:" {print $2}')
 [ -n "$RANGE" ] || fail "no Range in the upload status after the kill"
 OFFSET=$(( ${RANGE#0-} + 1 ))
-{ [ "$OFFSET" -ge "$MIB" ] && [ "$OFFSET" -lt $((6 * MIB)) ]; } || fail "upload status after the kill says $RANGE"
+{ [ "$OFFSET" -ge "$FIRST" ] && [ "$OFFSET" -lt "$TOTAL" ]; } || fail "upload status after the kill says $RANGE"
 log "upload status through another replica: $OFFSET bytes recorded"
 tail -c +$((OFFSET + 1)) "$BLOB" >"$WORK/remaining"
 CODE=$(curl -s -o /dev/null -w '%{http_code}' -X PUT "${AUTH[@]}" -H 'Content-Type: application/octet-stream' \
-  -H "Content-Range: $OFFSET-$((6 * MIB - 1))" --data-binary @"$WORK/remaining" "$LOC$(case $LOC in *\?*) echo '&' ;; *) echo '?' ;; esac)digest=$BLOB_DIGEST")
+  -H "Content-Range: $OFFSET-$((TOTAL - 1))" --data-binary @"$WORK/remaining" "$LOC$(case $LOC in *\?*) echo '&' ;; *) echo '?' ;; esac)digest=$BLOB_DIGEST")
 [ "$CODE" = 201 ] || fail "finishing the upload through another replica answered $CODE"
 curl -sf "${AUTH[@]}" -o "$WORK/blob.back" "http://$LB/v2/e2e/chunked/blobs/$BLOB_DIGEST"
 cmp -s "$BLOB" "$WORK/blob.back" || fail "the finished blob reads back different"
@@ -214,6 +220,18 @@ REPORT=$(curl -sf -X POST "${ADM[@]}" "http://$LB/v1/gc/reconcile")
 if [ "$STORAGE" = fs ]; then
   FILES=$(find "$WORK/shared/layers" -type f -printf '%f\n' | sed 's/^/sha256:/' | sort -u)
   [ "$FILES" = "$EXPECTED" ] || fail "files on disk differ from the blobs of surviving manifests"
+else
+  # The bucket itself, listed over S3: exactly the surviving blobs, no
+  # upload object or multipart upload left behind, and no replica kept a
+  # blob on its local disk.
+  OBJECTS=$(bucket_blobs)
+  [ "$OBJECTS" = "$EXPECTED" ] || { diff <(echo "$EXPECTED") <(echo "$OBJECTS") >&2 || true; fail "objects in the bucket differ from the blobs of surviving manifests (< expected, > bucket)"; }
+  LEFT=$(s3_keys uploads/)
+  [ -z "$LEFT" ] || fail "objects of finished uploads are left in the bucket: $LEFT"
+  LEFT=$(s3_multipart_uploads)
+  [ -z "$LEFT" ] || fail "multipart uploads are left in progress in the bucket: $LEFT"
+  LOCAL=$(find "$WORK" -path "$WORK/garage" -prune -o -path "$WORK/img" -prune -o -path "$WORK/pull" -prune -o -type d -name layers -print)
+  [ -z "$LOCAL" ] || fail "a replica wrote blobs to its local disk: $LOCAL"
 fi
 for name in "${!KEEP[@]}"; do pull_and_compare "$name" "${KEEP[$name]}"; done
 log "GC during pushes lost nothing: $(wc -l <<<"$EXPECTED") blobs kept, exactly the surviving images', each of ${#KEEP[@]} images pulls identical"
