@@ -39,6 +39,7 @@ pub const BLOB_STORE_CHECKS: &[Check<dyn BlobStore>] = checks![dyn BlobStore =>
     sha512_uploads_verify_with_sha512,
     empty_blob,
     many_small_chunks,
+    small_chunks_across_a_part,
     large_chunks_across_part_sizes,
     cancel_discards_the_upload,
     unknown_ids_and_digests,
@@ -395,6 +396,29 @@ async fn many_small_chunks(s: Store) {
     let digest = sha256(&data);
     let w = resume(&s, &id, &state).await;
     assert_eq!(ok(w.finish(&digest).await, "finish"), data.len() as u64);
+    assert!(read_all(ok(s.read(&digest, None).await, "read")).await == data);
+}
+
+/// 9 MiB in 128 KiB requests: an object store gathers small chunks into
+/// parts of its minimum size (S3: 5 MiB) across requests, and a range
+/// across where a part ends reads back.
+async fn small_chunks_across_a_part(s: Store) {
+    const CHUNK: usize = 128 << 10;
+    let data: Vec<u8> = (0..9usize << 20).map(|i| (i % 251) as u8).collect();
+    let id = begin(&s).await;
+    let mut state = UploadState::default();
+    for chunk in data.chunks(CHUNK) {
+        let mut w = resume(&s, &id, &state).await;
+        state = append(&mut w, &[chunk], "small append").await;
+    }
+    assert_eq!(state.size, data.len() as u64);
+    let digest = sha256(&data);
+    let w = resume(&s, &id, &state).await;
+    assert_eq!(ok(w.finish(&digest).await, "finish"), data.len() as u64);
+    let start = (8u64 << 20) - 10;
+    let (_, _, got) = read_range(&s, &digest, start, Some(start + 19)).await;
+    let at = start as usize;
+    assert!(got == data[at..at + 20], "a range across 8 MiB reads back");
     assert!(read_all(ok(s.read(&digest, None).await, "read")).await == data);
 }
 
