@@ -61,7 +61,7 @@ fn manifest_of(r: &RepoName, name: &str, blob: &Digest, at: Timestamp) -> NewMan
         artifact_type: None,
         blobs: vec![blob.clone()],
         children: Vec::new(),
-        tag: None,
+        tags: vec![],
         created: at,
     }
 }

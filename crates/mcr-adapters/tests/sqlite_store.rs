@@ -71,7 +71,7 @@ fn manifest(n: usize, blob: &Digest, tag: &str) -> NewManifest {
         artifact_type: None,
         blobs: vec![blob.clone()],
         children: vec![],
-        tag: Some(Tag::new(tag).unwrap()),
+        tags: vec![Tag::new(tag).unwrap()],
         created: Timestamp::from_millis(2_000 + n as i64),
     }
 }
@@ -264,7 +264,7 @@ async fn deleting_a_manifest_cascades_to_its_tags_and_references() {
     store.put_manifest(m.clone()).await.unwrap();
     store
         .put_manifest(NewManifest {
-            tag: Some(Tag::new("v1-alias").unwrap()),
+            tags: vec![Tag::new("v1-alias").unwrap()],
             ..m.clone()
         })
         .await
@@ -503,7 +503,7 @@ async fn an_index_missing_a_child_leaves_nothing_behind() {
         artifact_type: None,
         blobs: vec![],
         children: vec![child.digest.clone(), absent.clone()],
-        tag: Some(Tag::new("child").unwrap()),
+        tags: vec![Tag::new("child").unwrap()],
         created: Timestamp::from_millis(9_000),
     };
     let e = store.put_manifest(index).await.unwrap_err();

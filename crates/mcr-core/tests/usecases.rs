@@ -1274,3 +1274,204 @@ fn readiness_names_each_store_that_is_not_usable() {
         );
     });
 }
+
+/// A rule denying `user` pulls from `pattern`.
+async fn deny_user_pulls(r: &mcr_core::registry::Registry, pattern: &str) {
+    r.create_rule(
+        &admin(),
+        RuleDraft {
+            priority: 5,
+            description: format!("no pulls from {pattern}"),
+            effect: Effect::Deny,
+            actions: vec![Action::Pull],
+            roles: vec![],
+            account_types: vec![],
+            subject: Some("user".into()),
+            repositories: vec![RepoPattern::new(pattern).unwrap()],
+            enabled: true,
+        },
+    )
+    .await
+    .unwrap();
+}
+
+/// Issue 16, case 1: listings hold only what the caller may pull, and
+/// their pages stay whole and in order around the entries left out.
+#[test]
+fn listings_hold_only_repositories_the_caller_may_pull() {
+    let t = TestRegistry::new();
+    let r = &t.registry;
+    run(async {
+        for name in ["a", "alice/one", "alice/two", "b", "c", "d"] {
+            push_blob(r, &admin(), &repo(name), name.as_bytes()).await;
+        }
+        deny_user_pulls(r, "alice/*").await;
+        let names = |l: &mcr_core::registry::Listing<mcr_core::names::RepoName>| {
+            l.items.iter().map(|n| n.to_string()).collect::<Vec<_>>()
+        };
+        let all = r.catalog(&user(), None, None).await.unwrap();
+        assert_eq!(names(&all), ["a", "b", "c", "d"]);
+        assert!(!all.more);
+        // Pages of two: the hidden entries fall inside the first page.
+        let first = r.catalog(&user(), None, Some(2)).await.unwrap();
+        assert_eq!((names(&first), first.more), (vec!["a".into(), "b".into()], true));
+        let next = r
+            .catalog(&user(), Some("b".into()), Some(2))
+            .await
+            .unwrap();
+        assert_eq!((names(&next), next.more), (vec!["c".into(), "d".into()], false));
+        // A page that ends just before hidden entries says whether
+        // anything visible follows them.
+        let one = r.catalog(&user(), None, Some(1)).await.unwrap();
+        assert_eq!((names(&one), one.more), (vec!["a".into()], true));
+        let summaries = r.repository_summaries(&user(), None, None).await.unwrap();
+        let listed: Vec<String> = summaries.items.iter().map(|s| s.name.to_string()).collect();
+        assert_eq!(listed, ["a", "b", "c", "d"]);
+        // The admin still sees everything.
+        let admin_view = r.catalog(&admin(), None, None).await.unwrap();
+        assert_eq!(admin_view.items.len(), 6);
+    });
+}
+
+/// Issue 16, case 2: an upload session alone makes no repository, for
+/// every listing; content makes one and its going takes it away.
+#[test]
+fn a_repository_appears_with_content_and_goes_with_it() {
+    let t = TestRegistry::new();
+    let r = &t.registry;
+    run(async {
+        let x = repo("bob/x");
+        let session = r.start_upload(&user(), &x).await.unwrap();
+        let missing = Digest::sha256_of(b"nowhere");
+        let mounted = r.mount_blob(&user(), &repo("bob/y"), &missing, None).await;
+        assert!(matches!(mounted, Ok(MountOutcome::Started(_))));
+        assert!(r.catalog(&user(), None, None).await.unwrap().items.is_empty());
+        let summaries = r.repository_summaries(&user(), None, None).await.unwrap();
+        assert!(summaries.items.is_empty(), "{summaries:?}");
+        assert!(matches!(
+            r.list_tags(&user(), &x, None, None).await,
+            Err(Error::NameUnknown(_))
+        ));
+        assert!(matches!(
+            r.repository_detail(&user(), &x).await,
+            Err(Error::NameUnknown(_))
+        ));
+
+        let data = b"content".to_vec();
+        let digest = Digest::sha256_of(&data);
+        r.finish_upload(&user(), &x, &session.id, &digest, Some((None, body(data))))
+            .await
+            .unwrap();
+        assert_eq!(r.catalog(&user(), None, None).await.unwrap().items, [x.clone()]);
+        r.delete_blob(&user(), &x, &digest).await.unwrap();
+        assert!(r.catalog(&user(), None, None).await.unwrap().items.is_empty());
+    });
+}
+
+/// Issue 16, case 5: a mount without `from` takes the blob from any
+/// repository the caller may pull, and from none it may not.
+#[test]
+fn an_anonymous_mount_takes_the_blob_only_from_where_the_caller_may_pull() {
+    let t = TestRegistry::new();
+    let r = &t.registry;
+    run(async {
+        let secret = push_blob(r, &admin(), &repo("alice/private"), b"secret").await;
+        let shared = push_blob(r, &admin(), &repo("alice/private"), b"shared").await;
+        push_blob(r, &admin(), &repo("public"), b"shared").await;
+        deny_user_pulls(r, "alice/*").await;
+        let to = repo("bob/app");
+        let out = r
+            .mount_blob(&user(), &to, &shared.digest, None)
+            .await
+            .unwrap();
+        assert_eq!(out, MountOutcome::Mounted(shared.clone()));
+        assert_eq!(r.stat_blob(&user(), &to, &shared.digest).await.unwrap(), shared);
+        let mounted = t.meta.audit_log();
+        let event = mounted
+            .iter()
+            .rev()
+            .find(|e| e.event.event_type == EventType::BlobMounted)
+            .unwrap();
+        assert_eq!(event.event.details.get("from").map(String::as_str), Some("public"));
+        // Held only where the caller may not pull: an ordinary session,
+        // as for a blob that exists nowhere.
+        let out = r
+            .mount_blob(&user(), &to, &secret.digest, None)
+            .await
+            .unwrap();
+        assert!(matches!(out, MountOutcome::Started(_)), "{out:?}");
+        assert!(r.stat_blob(&user(), &to, &secret.digest).await.is_err());
+    });
+}
+
+/// Issue 16, case 8: a push with several tags moves all of them or, when
+/// storing fails partway, none.
+#[test]
+fn a_push_with_several_tags_moves_all_or_none() {
+    let t = TestRegistry::new();
+    let r = &t.registry;
+    run(async {
+        let app = repo("app");
+        let (old, _, _) = push_image(r, &user(), &app, "a", "old").await;
+        let config = push_blob(r, &user(), &app, b"{}").await;
+        let raw = image_manifest(&config, &[], "");
+        let digest = Digest::sha256_of(raw.as_bytes());
+        let tags = [
+            mcr_core::names::Tag::new("a").unwrap(),
+            mcr_core::names::Tag::new("b").unwrap(),
+        ];
+        t.meta.refuse_tag(tags[1].clone());
+        let pushed = r
+            .put_manifest_tagged(
+                &user(),
+                &app,
+                &Reference::Digest(digest.clone()),
+                &tags,
+                None,
+                Bytes::from(raw.clone()),
+            )
+            .await;
+        assert!(matches!(pushed, Err(Error::Storage(_))), "{pushed:?}");
+        let a = r.get_manifest(&user(), &app, &reference("a")).await.unwrap();
+        assert_eq!(a.digest, old.digest, "a tag moved by a push that failed");
+        assert!(r
+            .get_manifest(&user(), &app, &Reference::Digest(digest.clone()))
+            .await
+            .is_err());
+
+        t.meta.refuse_tag(mcr_core::names::Tag::new("unused").unwrap());
+        let pushed = r
+            .put_manifest_tagged(
+                &user(),
+                &app,
+                &Reference::Digest(digest.clone()),
+                &tags,
+                None,
+                Bytes::from(raw),
+            )
+            .await
+            .unwrap();
+        assert_eq!(pushed.tags, tags);
+        for tag in ["a", "b"] {
+            let m = r.get_manifest(&user(), &app, &reference(tag)).await.unwrap();
+            assert_eq!(m.digest, digest, "{tag}");
+        }
+    });
+}
+
+/// Issue 16, case 8: a monolithic upload that fails is answered with its
+/// cause even when cleaning up after it fails too.
+#[test]
+fn a_failed_monolithic_upload_reports_its_cause_not_the_cleanup() {
+    let t = TestRegistry::new();
+    let r = &t.registry;
+    run(async {
+        t.blobs.fail_cancels();
+        let wrong = Digest::sha256_of(b"something else");
+        let err = r
+            .upload_blob(&user(), &repo("app"), &wrong, body(b"data".to_vec()))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::DigestMismatch { .. }), "{err:?}");
+    });
+}

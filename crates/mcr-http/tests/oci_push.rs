@@ -622,8 +622,11 @@ async fn a_mount_from_a_repository_without_the_blob_starts_a_session() {
     assert!(h.audit(EventType::BlobMounted).await.is_empty());
 }
 
+/// Issue 16, case 5: a mount without `from` takes the blob from a
+/// repository the caller may pull (here `src`); a blob held nowhere starts
+/// an ordinary session.
 #[tokio::test]
-async fn a_mount_without_from_mounts_only_what_is_already_there() {
+async fn a_mount_without_from_takes_the_blob_from_where_the_caller_may_pull() {
     let h = Harness::new();
     let elsewhere = h.push_blob("src", b"in src only").await;
     let r = h
@@ -633,19 +636,20 @@ async fn a_mount_without_from_mounts_only_what_is_already_there() {
         )
         .send()
         .await;
-    r.assert_status(StatusCode::ACCEPTED);
-    assert_upload_location(r.header("location").expect("Location"), "dst");
-    assert_eq!(
-        h.blob_status("dst", &elsewhere).await,
-        StatusCode::NOT_FOUND
-    );
+    r.assert_blob_created("dst", &elsewhere);
+    assert_eq!(h.blob_status("dst", &elsewhere).await, StatusCode::OK);
 
-    let here = h.push_blob("dst", b"in dst").await;
+    let nowhere = sha256(b"held nowhere");
     let r = h
-        .user(Method::POST, format!("/v2/dst/blobs/uploads/?mount={here}"))
+        .user(
+            Method::POST,
+            format!("/v2/dst/blobs/uploads/?mount={nowhere}"),
+        )
         .send()
         .await;
-    r.assert_blob_created("dst", &here);
+    r.assert_status(StatusCode::ACCEPTED);
+    assert_upload_location(r.header("location").expect("Location"), "dst");
+    assert_eq!(h.blob_status("dst", &nowhere).await, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]

@@ -172,3 +172,116 @@ async fn stored_rules_take_effect_on_the_next_request() {
         .await;
     r.assert_status(StatusCode::ACCEPTED);
 }
+
+/// A rule denying `user` pulls from `alice/*`.
+async fn deny_user_pulls_from_alice(h: &Harness) {
+    let mut deny = rule(Effect::Deny, &[Action::Pull], &["alice/*"]);
+    deny.subject = Some("user".into());
+    h.registry
+        .create_rule(&admin(), deny)
+        .await
+        .expect("the rule is stored");
+}
+
+/// Issue 16, case 1: a listing holds only repositories the caller may
+/// pull, on both APIs, and pages around the ones left out.
+#[tokio::test]
+async fn listings_hold_only_repositories_the_caller_may_pull() {
+    let h = Harness::new();
+    for repo in ["a", "alice/private", "b"] {
+        h.push_seeded_image(repo, "v1", repo).await;
+    }
+    deny_user_pulls_from_alice(&h).await;
+    let r = h.user(Method::GET, "/v2/_catalog").send().await;
+    r.assert_status(StatusCode::OK);
+    assert_eq!(r.json()["repositories"], serde_json::json!(["a", "b"]));
+    let r = h.user(Method::GET, "/v2/_catalog?n=1").send().await;
+    assert_eq!(r.json()["repositories"], serde_json::json!(["a"]));
+    assert!(r.header("link").is_some(), "a next page follows");
+    let r = h.user(Method::GET, "/v2/_catalog?n=1&last=a").send().await;
+    assert_eq!(r.json()["repositories"], serde_json::json!(["b"]));
+    assert!(
+        r.header("link").is_none(),
+        "nothing the user may read follows"
+    );
+    let r = h.user(Method::GET, "/v1/repositories").send().await;
+    r.assert_status(StatusCode::OK);
+    let listed = r.json();
+    let names: Vec<&str> = listed["repositories"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|s| s["name"].as_str().expect("a name"))
+        .collect();
+    assert_eq!(names, ["a", "b"]);
+    let r = h
+        .user(Method::GET, "/v2/alice/private/tags/list")
+        .send()
+        .await;
+    r.assert_error(StatusCode::FORBIDDEN, "DENIED");
+    assert_eq!(h.catalog().await, ["a", "alice/private", "b"]);
+}
+
+/// Issue 16, case 2: an upload that never lands anything, and a mount
+/// that fell back to one, leave no repository in any listing.
+#[tokio::test]
+async fn an_abandoned_upload_leaves_no_repository() {
+    let h = Harness::new();
+    h.start_upload("bob/x").await;
+    let nowhere = sha256(b"nowhere");
+    let r = h
+        .user(
+            Method::POST,
+            format!("/v2/bob/y/blobs/uploads/?mount={nowhere}&from=a"),
+        )
+        .send()
+        .await;
+    r.assert_status(StatusCode::ACCEPTED);
+    assert!(h.catalog().await.is_empty());
+    let r = h.user(Method::GET, "/v1/repositories").send().await;
+    assert_eq!(r.json()["repositories"], serde_json::json!([]));
+    assert_eq!(h.tags("bob/x").await, None);
+    let layer = h.push_blob("bob/x", b"content").await;
+    assert_eq!(h.catalog().await, ["bob/x"]);
+    let r = h
+        .user(Method::DELETE, format!("/v2/bob/x/blobs/{layer}"))
+        .send()
+        .await;
+    r.assert_status(StatusCode::ACCEPTED);
+    assert!(h.catalog().await.is_empty(), "its last content went");
+}
+
+/// Issue 16, case 5: `POST ?mount=` without `from` mounts a blob the
+/// caller may pull from some repository, and only then.
+#[tokio::test]
+async fn an_anonymous_mount_uses_only_repositories_the_caller_may_pull() {
+    let h = Harness::new();
+    let secret = h.push_blob("alice/private", b"secret").await;
+    let shared = h.push_blob("public", b"shared").await;
+    deny_user_pulls_from_alice(&h).await;
+    let r = h
+        .user(
+            Method::POST,
+            format!("/v2/bob/app/blobs/uploads/?mount={shared}"),
+        )
+        .send()
+        .await;
+    r.assert_status(StatusCode::CREATED);
+    assert_eq!(
+        r.header("location"),
+        Some(format!("/v2/bob/app/blobs/{shared}").as_str())
+    );
+    assert_eq!(h.blob_status("bob/app", &shared).await, StatusCode::OK);
+    let r = h
+        .user(
+            Method::POST,
+            format!("/v2/bob/app/blobs/uploads/?mount={secret}"),
+        )
+        .send()
+        .await;
+    r.assert_status(StatusCode::ACCEPTED);
+    assert_eq!(
+        h.blob_status("bob/app", &secret).await,
+        StatusCode::NOT_FOUND
+    );
+}

@@ -3,11 +3,11 @@
 use async_trait::async_trait;
 use mcr_core::digest::Digest;
 use mcr_core::names::RepoName;
-use mcr_core::ports::{keyset_pages, BlobIndex, BlobInfo, ListStream};
+use mcr_core::ports::{keyset_pages, BlobIndex, BlobInfo, ListStream, Page};
 use mcr_core::time::Timestamp;
 use mcr_core::Result;
 
-use super::rows::{all, blob_info, change, ensure_repo, limit_of, link, one};
+use super::rows::{all, blob_info, change, ensure_repo, limit_of, link, one, parsed};
 use super::{sql, PostgresMetaStore, LIST_PAGE};
 
 #[async_trait]
@@ -70,6 +70,23 @@ impl BlobIndex for PostgresMetaStore {
                 Ok(Some(info))
             })
         })
+        .await
+    }
+
+    async fn blob_holders(&self, digest: &Digest, page: &Page) -> Result<Vec<RepoName>> {
+        let data = (digest.to_string(), page.last.as_deref(), limit_of(page.limit));
+        self.run(
+            "listing a blob's repositories",
+            data,
+            |c, (digest, last, limit)| {
+                Box::pin(async move {
+                    all(c, sql::BLOB_HOLDERS, &[digest, last, limit], |r| {
+                        parsed(r, 0, RepoName::new)
+                    })
+                    .await
+                })
+            },
+        )
         .await
     }
 

@@ -124,7 +124,7 @@ impl ManifestStore for PostgresMetaStore {
                         ))
                     })?,
                 };
-                if let Some(tag) = &m.tag {
+                for tag in &m.tags {
                     change(
                         tx,
                         sql::UPSERT_TAG,

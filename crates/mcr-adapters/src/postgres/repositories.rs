@@ -31,8 +31,8 @@ impl RepositoryStore for PostgresMetaStore {
     async fn repository_exists(&self, repo: &RepoName) -> Result<bool> {
         self.run("looking up a repository", repo, |c, repo| {
             Box::pin(async move {
-                let id = one(c, sql::REPO_ID, &[&repo.as_str()], |_| Ok(())).await?;
-                Ok(id.is_some())
+                let found = one(c, sql::REPO_VISIBLE, &[&repo.as_str()], |_| Ok(())).await?;
+                Ok(found.is_some())
             })
         })
         .await

@@ -3,12 +3,12 @@
 use async_trait::async_trait;
 use mcr_core::digest::Digest;
 use mcr_core::names::RepoName;
-use mcr_core::ports::{keyset_pages, BlobIndex, BlobInfo, ListStream};
+use mcr_core::ports::{keyset_pages, BlobIndex, BlobInfo, ListStream, Page};
 use mcr_core::time::Timestamp;
 use mcr_core::Result;
 use rusqlite::params;
 
-use super::rows::{all, blob_info, change, ensure_repo, limit_of, link, one};
+use super::rows::{all, blob_info, change, ensure_repo, limit_of, link, one, parsed};
 use super::{sql, SqliteMetaStore, LIST_PAGE};
 
 #[async_trait]
@@ -60,6 +60,16 @@ impl BlobIndex for SqliteMetaStore {
             let to_id = ensure_repo(tx, &to, at)?;
             link(tx, to_id, &digest, at)?;
             Ok(Some(info))
+        })
+        .await
+    }
+
+    async fn blob_holders(&self, digest: &Digest, page: &Page) -> Result<Vec<RepoName>> {
+        let (digest, last, limit) = (digest.to_string(), page.last.clone(), limit_of(page.limit));
+        self.run("listing a blob's repositories", move |c| {
+            all(c, sql::BLOB_HOLDERS, params![digest, last, limit], |r| {
+                parsed(r, 0, RepoName::new)
+            })
         })
         .await
     }

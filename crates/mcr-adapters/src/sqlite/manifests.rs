@@ -96,7 +96,7 @@ impl ManifestStore for SqliteMetaStore {
                         storage("sqlite", "the manifest vanished inside its own transaction")
                     })?,
             };
-            if let Some(tag) = &m.tag {
+            for tag in &m.tags {
                 change(
                     tx,
                     sql::UPSERT_TAG,

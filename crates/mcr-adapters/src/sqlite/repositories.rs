@@ -32,7 +32,7 @@ impl RepositoryStore for SqliteMetaStore {
     async fn repository_exists(&self, repo: &RepoName) -> Result<bool> {
         let repo = repo.clone();
         self.run("looking up a repository", move |c| {
-            Ok(repo_id(c, &repo)?.is_some())
+            Ok(one(c, sql::REPO_VISIBLE, [repo.as_str()], |_| Ok(()))?.is_some())
         })
         .await
     }

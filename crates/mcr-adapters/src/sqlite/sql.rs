@@ -11,6 +11,15 @@ macro_rules! manifest_columns {
     };
 }
 
+/// Whether repository `r` holds content (a manifest or a blob link): only
+/// then does it exist for readers (an upload session alone makes a row).
+macro_rules! holds_content {
+    () => {
+        "(EXISTS (SELECT 1 FROM manifests hm WHERE hm.repository_id = r.id)
+          OR EXISTS (SELECT 1 FROM repository_blobs hb WHERE hb.repository_id = r.id))"
+    };
+}
+
 /// A repository's summary columns (read by `summary`), then its id.
 macro_rules! summary_select {
     () => {
@@ -31,13 +40,26 @@ macro_rules! summary_select {
 pub(super) const REPO_ID: &str = "SELECT id FROM repositories WHERE name = ?1";
 pub(super) const INSERT_REPO: &str =
     "INSERT INTO repositories (name, created) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING";
-pub(super) const LIST_REPOS: &str =
-    "SELECT name FROM repositories WHERE name > COALESCE(?1, '') ORDER BY name LIMIT ?2";
+pub(super) const REPO_VISIBLE: &str = concat!(
+    "SELECT 1 FROM repositories r WHERE r.name = ?1 AND ",
+    holds_content!()
+);
+pub(super) const LIST_REPOS: &str = concat!(
+    "SELECT r.name FROM repositories r WHERE r.name > COALESCE(?1, '') AND ",
+    holds_content!(),
+    " ORDER BY r.name LIMIT ?2"
+);
 pub(super) const SUMMARIES: &str = concat!(
     summary_select!(),
-    "WHERE r.name > COALESCE(?1, '') ORDER BY r.name LIMIT ?2"
+    "WHERE r.name > COALESCE(?1, '') AND ",
+    holds_content!(),
+    " ORDER BY r.name LIMIT ?2"
 );
-pub(super) const SUMMARY: &str = concat!(summary_select!(), "WHERE r.name = ?1");
+pub(super) const SUMMARY: &str = concat!(
+    summary_select!(),
+    "WHERE r.name = ?1 AND ",
+    holds_content!()
+);
 pub(super) const DETAIL_TAGS: &str = "SELECT t.name, m.digest FROM tags t
     JOIN manifests m ON m.id = t.manifest_id WHERE t.repository_id = ?1 ORDER BY t.name";
 pub(super) const DETAIL_MANIFESTS: &str = "SELECT digest, media_type, size, created FROM manifests
@@ -101,6 +123,9 @@ pub(super) const INSERT_BLOB: &str =
 pub(super) const LINK: &str = "INSERT INTO repository_blobs (repository_id, digest, linked_at)
     VALUES (?1, ?2, ?3)
     ON CONFLICT (repository_id, digest) DO UPDATE SET linked_at = excluded.linked_at";
+pub(super) const BLOB_HOLDERS: &str = "SELECT r.name FROM repository_blobs rb
+    JOIN repositories r ON r.id = rb.repository_id
+    WHERE rb.digest = ?1 AND r.name > COALESCE(?2, '') ORDER BY r.name LIMIT ?3";
 pub(super) const UNLINK: &str = "DELETE FROM repository_blobs
     WHERE repository_id = (SELECT id FROM repositories WHERE name = ?1) AND digest = ?2";
 /// A page of blob rows after `?1` (keyset paging: reconcile streams them).
@@ -199,6 +224,7 @@ mod tests {
         // Statements with the tables they may scan whole.
         let statements: &[(&str, &str, &[&str])] = &[
             ("REPO_ID", REPO_ID, &[]),
+            ("REPO_VISIBLE", REPO_VISIBLE, &[]),
             ("LIST_REPOS", LIST_REPOS, &[]),
             ("SUMMARIES", SUMMARIES, &[]),
             ("SUMMARY", SUMMARY, &[]),
@@ -216,6 +242,7 @@ mod tests {
             ("LIST_TAGS", LIST_TAGS, &[]),
             ("BLOB_IN_REPO", BLOB_IN_REPO, &[]),
             ("BLOB_EXISTS", BLOB_EXISTS, &[]),
+            ("BLOB_HOLDERS", BLOB_HOLDERS, &[]),
             ("UNLINK", UNLINK, &[]),
             ("LIST_BLOBS", LIST_BLOBS, &[]),
             ("GET_UPLOAD", GET_UPLOAD, &[]),

@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 
 use super::listing::ListStream;
+use super::repositories::Page;
 use crate::digest::Digest;
 use crate::error::Result;
 use crate::names::RepoName;
@@ -33,6 +34,10 @@ pub trait BlobIndex: Send + Sync + 'static {
     ) -> Result<Option<BlobInfo>>;
     /// Whether a blob row exists at all.
     async fn blob_exists(&self, digest: &Digest) -> Result<bool>;
+    /// The repositories the blob is linked to, by name, after `page.last`,
+    /// at most `page.limit`: where a mount without `from` may take it
+    /// from, among those the caller may pull (issue 16, case 5).
+    async fn blob_holders(&self, digest: &Digest, page: &Page) -> Result<Vec<RepoName>>;
     /// Links the blob `from` holds into `to`, stamping the link with `at`,
     /// in one step. Returns the blob, or `None` (changing nothing, not even
     /// creating `to`) if `from` does not hold it.

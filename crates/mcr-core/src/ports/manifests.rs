@@ -37,8 +37,10 @@ pub struct NewManifest {
     pub blobs: Vec<Digest>,
     /// Child manifests (of an index): each must be stored in the repository.
     pub children: Vec<Digest>,
-    /// Tag to point at the manifest (created or moved).
-    pub tag: Option<Tag>,
+    /// Tags to point at the manifest (each created or moved), all in the
+    /// same step as the manifest: a push with several tags moves all or
+    /// none (issue 16, case 8).
+    pub tags: Vec<Tag>,
     pub created: Timestamp,
 }
 
@@ -46,14 +48,14 @@ pub struct NewManifest {
 ///
 /// - `put_manifest` is all-or-nothing: it checks every blob is linked and
 ///   every child manifest is stored in the repository, then stores the
-///   manifest, its references and the tag in one step (one transaction);
+///   manifest, its references and its tags in one step (one transaction);
 ///   the references are what protect blobs from GC;
 /// - deleting a manifest deletes the tags that point at it.
 #[async_trait]
 pub trait ManifestStore: Send + Sync + 'static {
     /// Fails with `ManifestBlobUnknown` or `ManifestChildUnknown` naming the
     /// first missing reference; stores nothing in that case. Storing a
-    /// manifest that exists again only moves the tag. Creates the
+    /// manifest that exists again only moves the tags. Creates the
     /// repository on its first manifest.
     async fn put_manifest(&self, manifest: NewManifest) -> Result<()>;
     async fn get_manifest(

@@ -47,15 +47,22 @@ pub struct RepoDetail {
 
 /// Repositories as a whole.
 ///
-/// A repository comes into being on its first write (an upload session, a
-/// link, a manifest) through the other traits; this one reads and removes
-/// them. Listings are in lexical order of the name.
+/// A repository's row comes into being on its first write (an upload
+/// session, a link, a manifest) through the other traits; this one reads
+/// and removes them. For readers a repository exists only while it holds
+/// content — a manifest or a blob link — so an abandoned upload shows
+/// nowhere, and a repository whose last content went is gone from every
+/// listing (issue 16, case 2). Listings are in lexical order of the name.
 #[async_trait]
 pub trait RepositoryStore: Send + Sync + 'static {
+    /// Whether the repository holds a manifest or a blob link.
     async fn repository_exists(&self, repo: &RepoName) -> Result<bool>;
-    /// Repository names after `page.last`, at most `page.limit`.
+    /// Names of repositories holding content after `page.last`, at most
+    /// `page.limit`.
     async fn list_repositories(&self, page: &Page) -> Result<Vec<RepoName>>;
+    /// [`RepositoryStore::list_repositories`] with each one's counts.
     async fn repository_summaries(&self, page: &Page) -> Result<Vec<RepoSummary>>;
+    /// The repository's contents; `None` unless it holds content.
     async fn repository_detail(&self, repo: &RepoName) -> Result<Option<RepoDetail>>;
     /// Deletes the repository with its manifests, tags, links and upload
     /// sessions in one step, returning the sessions so their data can be

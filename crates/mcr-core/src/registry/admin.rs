@@ -12,8 +12,8 @@ use crate::principal::{Action, Principal};
 use super::pull::Listing;
 
 impl Registry {
-    /// Repositories with tag count, manifest count and size, a page at a
-    /// time (needs `registry:catalog`).
+    /// The repositories the caller may pull, with tag count, manifest
+    /// count and size, a page at a time (needs `registry:catalog`).
     pub async fn repository_summaries(
         &self,
         caller: &Caller,
@@ -21,13 +21,14 @@ impl Registry {
         n: Option<usize>,
     ) -> Result<Listing<RepoSummary>> {
         self.authorize(caller, Action::Catalog, None).await?;
-        let mut page = self.page(last, n);
-        let limit = page.limit;
-        page.limit += 1;
-        let mut items = self.meta.repository_summaries(&page).await?;
-        let more = items.len() > limit;
-        items.truncate(limit);
-        Ok(Listing { items, more })
+        self.pullable_page(
+            caller,
+            last,
+            n,
+            |s: &RepoSummary| &s.name,
+            |page| async move { self.meta.repository_summaries(&page).await },
+        )
+        .await
     }
 
     /// Tags, manifests and layers of a repository (needs pull on it).

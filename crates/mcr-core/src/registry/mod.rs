@@ -35,7 +35,7 @@ use crate::manifest::MAX_MANIFEST_SIZE;
 use crate::names::RepoName;
 use crate::policy::{PolicyEngine, PolicyInput};
 use crate::ports::{
-    BlobStore, Coordination, LockGuard, LockKey, MetaStore, SnapshotStore, TokenValidator,
+    BlobStore, Coordination, LockGuard, LockKey, MetaStore, Page, SnapshotStore, TokenValidator,
 };
 use crate::principal::{Action, Principal};
 use crate::time::{Clock, SystemClock, Timestamp};
@@ -221,6 +221,57 @@ impl Registry {
         })
     }
 
+    /// A silent policy check, for what is only left out rather than
+    /// refused: a listing's entries the caller may not read, a mount
+    /// source it may not pull from.
+    fn may_pull(&self, caller: &Caller, repo: &RepoName) -> bool {
+        self.policy
+            .evaluate(&PolicyInput {
+                principal: &caller.principal,
+                action: Action::Pull,
+                repository: Some(repo),
+            })
+            .is_allowed()
+    }
+
+    /// A page of repositories from `fetch` holding only those the caller
+    /// may pull (issue 16, case 1): `fetch` is asked for pages of the
+    /// requested size until enough are kept or it runs out, and each
+    /// next page resumes after the last entry seen, so filtered entries
+    /// never shift the pagination. `name` says which repository an entry
+    /// is.
+    async fn pullable_page<T, F, Fut>(
+        &self,
+        caller: &Caller,
+        last: Option<String>,
+        n: Option<usize>,
+        name: impl Fn(&T) -> &RepoName,
+        fetch: F,
+    ) -> Result<Listing<T>>
+    where
+        F: Fn(Page) -> Fut,
+        Fut: std::future::Future<Output = Result<Vec<T>>>,
+    {
+        let Page { mut last, limit } = self.page(last, n);
+        let mut kept = Vec::new();
+        loop {
+            // One more than asked, to know whether a next page exists.
+            let batch = fetch(Page {
+                last: last.clone(),
+                limit: limit + 1,
+            })
+            .await?;
+            let exhausted = batch.len() <= limit;
+            if let Some(end) = batch.last() {
+                last = Some(name(end).to_string());
+            }
+            kept.extend(batch.into_iter().filter(|t| self.may_pull(caller, name(t))));
+            if kept.len() > limit || exhausted {
+                return Ok(Listing::from_overfetch(kept, limit));
+            }
+        }
+    }
+
     /// Admin-only operations need the admin role as well as the policy's
     /// `policy:manage`, so a stored rule cannot hand them to a non-admin.
     /// Either refusal is audited as a `policy_deny`. Every admin use case
@@ -303,8 +354,8 @@ impl Registry {
         self.coordination.lock(&LockKey::Blob(digest.clone())).await
     }
 
-    fn page(&self, last: Option<String>, n: Option<usize>) -> crate::ports::Page {
-        crate::ports::Page {
+    fn page(&self, last: Option<String>, n: Option<usize>) -> Page {
+        Page {
             last,
             limit: n
                 .unwrap_or(self.config.max_page_size)

@@ -32,7 +32,7 @@ pub struct Listing<T> {
 }
 
 impl<T> Listing<T> {
-    fn from_overfetch(mut items: Vec<T>, limit: usize) -> Listing<T> {
+    pub(super) fn from_overfetch(mut items: Vec<T>, limit: usize) -> Listing<T> {
         let more = items.len() > limit;
         items.truncate(limit);
         Listing { items, more }
@@ -161,7 +161,8 @@ impl Registry {
         Ok(Listing::from_overfetch(tags, limit))
     }
 
-    /// Repository names in lexical order, after `last`, at most `n`.
+    /// Names of the repositories the caller may pull, in lexical order,
+    /// after `last`, at most `n`.
     pub async fn catalog(
         &self,
         caller: &Caller,
@@ -169,10 +170,15 @@ impl Registry {
         n: Option<usize>,
     ) -> Result<Listing<RepoName>> {
         self.authorize(caller, Action::Catalog, None).await?;
-        let mut page = self.page(last, n);
-        let limit = page.limit;
-        page.limit += 1;
-        let repos = self.meta.list_repositories(&page).await?;
+        let listing = self
+            .pullable_page(
+                caller,
+                last,
+                n,
+                |r| r,
+                |page| async move { self.meta.list_repositories(&page).await },
+            )
+            .await?;
         self.audit_read(
             caller,
             EventType::CatalogListed,
@@ -181,7 +187,7 @@ impl Registry {
             BTreeMap::new(),
         )
         .await?;
-        Ok(Listing::from_overfetch(repos, limit))
+        Ok(listing)
     }
 
     /// Manifests whose `subject` is `subject`, as descriptors, optionally

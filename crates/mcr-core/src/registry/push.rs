@@ -21,7 +21,6 @@ use crate::ids::UploadId;
 use crate::manifest::Manifest;
 use crate::media::MediaType;
 use crate::names::{Reference, RepoName, Tag};
-use crate::policy::PolicyInput;
 use crate::ports::{
     BlobInfo, ByteStream, LockGuard, LockKey, NewManifest, UploadSession, UploadState, UploadWriter,
 };
@@ -289,19 +288,33 @@ impl Registry {
         match stored.await {
             Ok(info) => Ok(info),
             Err(e) => {
-                self.meta.delete_upload(&session.id).await?;
-                self.blobs.cancel_upload(&session.id).await?;
-                // A push that failed leaves no empty repository behind.
-                self.meta.prune_repository(repo).await?;
+                // The client is told why the upload failed; a cleanup
+                // that fails too is only logged (the purge removes what
+                // it left).
+                if let Err(cleanup) = self.discard_failed_upload(repo, &session.id).await {
+                    tracing::warn!(upload = %session.id, %repo, error = %cleanup, cause = %e, "cleaning up after a failed monolithic upload");
+                }
                 Err(e)
             }
         }
     }
 
+    /// Removes the session of a failed upload with its data, and the
+    /// repository if the push had created it empty.
+    async fn discard_failed_upload(&self, repo: &RepoName, id: &UploadId) -> Result<()> {
+        self.meta.delete_upload(id).await?;
+        self.blobs.cancel_upload(id).await?;
+        self.meta.prune_repository(repo).await?;
+        Ok(())
+    }
+
     /// Makes a blob of `from` visible in `to` without sending it again.
     /// Falls back to starting an upload session when `from` is absent, the
     /// caller may not pull from it, or it does not hold the blob. Without
-    /// `from`, a blob already in `to` counts as mounted.
+    /// `from` (an anonymous mount), a blob already in `to` counts as
+    /// mounted, and otherwise it is taken from any repository holding it
+    /// that the caller may pull — never from one it may not, so the
+    /// answer tells nothing about repositories the caller cannot read.
     pub async fn mount_blob(
         &self,
         caller: &Caller,
@@ -310,26 +323,26 @@ impl Registry {
         from: Option<&RepoName>,
     ) -> Result<MountOutcome> {
         self.authorize(caller, Action::Push, Some(to)).await?;
+        let now = self.clock.now();
         let mounted = match from {
-            Some(from) if self.may_pull(caller, from) => {
-                self.meta
-                    .mount_blob(from, to, digest, self.clock.now())
-                    .await?
-            }
+            Some(from) if self.may_pull(caller, from) => self
+                .meta
+                .mount_blob(from, to, digest, now)
+                .await?
+                .map(|info| (info, Some(from.clone()))),
             Some(_) => None,
             // Already here: mounting onto itself re-stamps the link, so GC's
             // grace period covers the manifest push that follows.
-            None => {
-                self.meta
-                    .mount_blob(to, to, digest, self.clock.now())
-                    .await?
-            }
+            None => match self.meta.mount_blob(to, to, digest, now).await? {
+                Some(info) => Some((info, None)),
+                None => self.mount_from_any(caller, to, digest).await?,
+            },
         };
         match mounted {
-            Some(info) => {
+            Some((info, source)) => {
                 let mut d = BTreeMap::new();
-                if let Some(from) = from {
-                    d.insert("from".to_string(), from.to_string());
+                if let Some(source) = source {
+                    d.insert("from".to_string(), source.to_string());
                 }
                 self.audit(caller, EventType::BlobMounted, Some(to), Some(digest), d)
                     .await?;
@@ -350,16 +363,32 @@ impl Registry {
         }
     }
 
-    /// A silent policy check: a refused mount source is not an error, only
-    /// a reason to upload instead.
-    fn may_pull(&self, caller: &Caller, repo: &RepoName) -> bool {
-        self.policy
-            .evaluate(&PolicyInput {
-                principal: &caller.principal,
-                action: Action::Pull,
-                repository: Some(repo),
-            })
-            .is_allowed()
+    /// Mounts `digest` into `to` from the first repository holding it
+    /// (by name) that the caller may pull, with that repository's name.
+    async fn mount_from_any(
+        &self,
+        caller: &Caller,
+        to: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<(BlobInfo, Option<RepoName>)>> {
+        let mut page = self.page(None, None);
+        loop {
+            let holders = self.meta.blob_holders(digest, &page).await?;
+            for holder in &holders {
+                if holder == to || !self.may_pull(caller, holder) {
+                    continue;
+                }
+                // A holder that lost the blob meanwhile: try the next one.
+                let now = self.clock.now();
+                if let Some(info) = self.meta.mount_blob(holder, to, digest, now).await? {
+                    return Ok(Some((info, Some(holder.clone()))));
+                }
+            }
+            match holders.last() {
+                Some(last) if holders.len() == page.limit => page.last = Some(last.to_string()),
+                _ => return Ok(None),
+            }
+        }
     }
 
     /// Validates and stores a manifest under `reference` (a tag, which is
@@ -423,7 +452,8 @@ impl Registry {
         children.sort();
         children.dedup();
         let subject = manifest.subject.as_ref().map(|s| s.digest.clone());
-        let mut new = NewManifest {
+        let all_tags: Vec<Tag> = tag.into_iter().chain(tags.iter().cloned()).collect();
+        let new = NewManifest {
             repository: repo.clone(),
             digest: digest.clone(),
             media_type: manifest.media_type(),
@@ -432,16 +462,11 @@ impl Registry {
             artifact_type: manifest.referrer_artifact_type(),
             blobs,
             children,
-            tag: tag.clone(),
+            tags: all_tags.clone(),
             created: self.clock.now(),
         };
-        self.meta.put_manifest(new.clone()).await?;
-        // Storing an existing manifest again only moves the tag.
-        for extra in tags {
-            new.tag = Some(extra.clone());
-            self.meta.put_manifest(new.clone()).await?;
-        }
-        let all_tags: Vec<Tag> = tag.into_iter().chain(tags.iter().cloned()).collect();
+        // One step for the manifest and every tag: a failure moves none.
+        self.meta.put_manifest(new).await?;
         let mut d = BTreeMap::new();
         if !all_tags.is_empty() {
             let names: Vec<&str> = all_tags.iter().map(Tag::as_str).collect();

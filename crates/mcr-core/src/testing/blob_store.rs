@@ -1,6 +1,7 @@
 //! `FakeBlobStore`: the [`BlobStore`] port in memory.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -9,7 +10,7 @@ use futures_util::stream::{self, StreamExt};
 
 use super::hold::{Hold, PausePoint};
 use crate::digest::Digest;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StorageError};
 use crate::ids::UploadId;
 use crate::ports::{
     BlobBody, BlobStore, ByteRange, ByteStream, ListStream, UploadState, UploadWriter,
@@ -35,6 +36,8 @@ pub struct FakeBlobStore {
     /// Where [`FakeBlobStore::hold_next_append`] stops an append: after it
     /// read its whole body, before it stores it.
     append_pause: Arc<PausePoint>,
+    /// Set by [`FakeBlobStore::fail_cancels`].
+    cancels_fail: Arc<AtomicBool>,
 }
 
 #[derive(Debug, Default)]
@@ -87,6 +90,12 @@ impl FakeBlobStore {
     /// another call with an append in flight.
     pub fn hold_next_append(&self) -> Hold {
         self.append_pause.arm()
+    }
+
+    /// Makes every `cancel_upload` from now on fail with an unavailable-
+    /// storage error (discarding nothing), for tests of cleanup that fails.
+    pub fn fail_cancels(&self) {
+        self.cancels_fail.store(true, Ordering::Release);
     }
 }
 
@@ -212,6 +221,12 @@ impl BlobStore for FakeBlobStore {
     }
 
     async fn cancel_upload(&self, id: &UploadId) -> Result<()> {
+        if self.cancels_fail.load(Ordering::Acquire) {
+            return Err(Error::Storage(StorageError::unavailable(
+                "discarding an upload",
+                "cancels fail in this test",
+            )));
+        }
         lock(&self.state).uploads.remove(id);
         Ok(())
     }

@@ -15,7 +15,7 @@ use futures_util::stream::{self, StreamExt};
 
 use crate::audit::{AuditEvent, AuditQuery, NewAuditEvent};
 use crate::digest::Digest;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StorageError};
 use crate::ids::UploadId;
 use crate::names::{Reference, RepoName, Tag};
 use crate::policy::{Rule, RuleDraft};
@@ -30,6 +30,9 @@ use crate::time::Timestamp;
 #[derive(Debug, Default)]
 pub struct FakeMetaStore {
     state: Mutex<State>,
+    /// A tag whose `put_manifest` fails (storing nothing), for tests of a
+    /// write failing partway through a push.
+    refused_tag: Mutex<Option<Tag>>,
 }
 
 #[derive(Debug, Default)]
@@ -75,6 +78,13 @@ impl Repo {
             links: BTreeMap::new(),
         }
     }
+
+    /// Whether content has landed: a manifest or a blob link. Only such
+    /// a repository exists for readers; an upload session alone does not
+    /// make one.
+    fn holds_content(&self) -> bool {
+        !self.manifests.is_empty() || !self.links.is_empty()
+    }
 }
 
 impl State {
@@ -118,10 +128,22 @@ fn page_of<'a, K, V>(items: &'a BTreeMap<K, V>, page: &Page) -> impl Iterator<It
 where
     K: AsRef<str> + Ord,
 {
+    page_where(items, page, |_| true)
+}
+
+/// [`page_of`], counting only the items `keep` keeps.
+fn page_where<'a, K, V>(
+    items: &'a BTreeMap<K, V>,
+    page: &Page,
+    keep: impl Fn(&V) -> bool + 'a,
+) -> impl Iterator<Item = (&'a K, &'a V)>
+where
+    K: AsRef<str> + Ord,
+{
     let last = page.last.clone();
     items
         .iter()
-        .filter(move |(k, _)| last.as_deref().is_none_or(|l| k.as_ref() > l))
+        .filter(move |(k, v)| last.as_deref().is_none_or(|l| k.as_ref() > l) && keep(v))
         .take(page.limit)
 }
 
@@ -138,6 +160,13 @@ impl FakeMetaStore {
             .repos
             .get(repo)
             .and_then(|r| r.links.get(digest).copied())
+    }
+
+    /// Makes every `put_manifest` that would point `tag` fail with an
+    /// unavailable-storage error, storing nothing, as a database that
+    /// fails mid-push would.
+    pub fn refuse_tag(&self, tag: Tag) {
+        *self.refused_tag.lock().unwrap_or_else(|p| p.into_inner()) = Some(tag);
     }
 
     /// Every audit event, oldest first.
@@ -167,25 +196,25 @@ impl FakeMetaStore {
 #[async_trait]
 impl RepositoryStore for FakeMetaStore {
     async fn repository_exists(&self, repo: &RepoName) -> Result<bool> {
-        Ok(self.lock().repos.contains_key(repo))
+        Ok(self.lock().repos.get(repo).is_some_and(Repo::holds_content))
     }
 
     async fn list_repositories(&self, page: &Page) -> Result<Vec<RepoName>> {
-        Ok(page_of(&self.lock().repos, page)
+        Ok(page_where(&self.lock().repos, page, Repo::holds_content)
             .map(|(name, _)| name.clone())
             .collect())
     }
 
     async fn repository_summaries(&self, page: &Page) -> Result<Vec<RepoSummary>> {
         let state = self.lock();
-        Ok(page_of(&state.repos, page)
+        Ok(page_where(&state.repos, page, Repo::holds_content)
             .map(|(name, repo)| state.summary(name, repo))
             .collect())
     }
 
     async fn repository_detail(&self, repo: &RepoName) -> Result<Option<RepoDetail>> {
         let state = self.lock();
-        let Some(r) = state.repos.get(repo) else {
+        let Some(r) = state.repos.get(repo).filter(|r| r.holds_content()) else {
             return Ok(None);
         };
         let mut manifests: Vec<_> = r
@@ -247,6 +276,17 @@ impl RepositoryStore for FakeMetaStore {
 #[async_trait]
 impl ManifestStore for FakeMetaStore {
     async fn put_manifest(&self, m: NewManifest) -> Result<()> {
+        let refused = self
+            .refused_tag
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(refused) = refused.filter(|t| m.tags.contains(t)) {
+            return Err(Error::Storage(StorageError::unavailable(
+                "storing a manifest",
+                format!("tag {refused} refused by the test"),
+            )));
+        }
         let mut state = self.lock();
         let existing = state.repos.get(&m.repository);
         let linked = |d: &Digest| existing.is_some_and(|r| r.links.contains_key(d));
@@ -272,8 +312,8 @@ impl ManifestStore for FakeMetaStore {
                 },
                 blobs: m.blobs.clone(),
             });
-        if let Some(tag) = m.tag {
-            repo.tags.insert(tag, m.digest);
+        for tag in m.tags {
+            repo.tags.insert(tag, m.digest.clone());
         }
         Ok(())
     }
@@ -375,6 +415,14 @@ impl BlobIndex for FakeMetaStore {
         };
         state.repo_mut(to, at).links.insert(digest.clone(), at);
         Ok(Some(info))
+    }
+
+    async fn blob_holders(&self, digest: &Digest, page: &Page) -> Result<Vec<RepoName>> {
+        Ok(
+            page_where(&self.lock().repos, page, |r| r.links.contains_key(digest))
+                .map(|(name, _)| name.clone())
+                .collect(),
+        )
     }
 
     async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {

@@ -55,6 +55,7 @@ pub const META_STORE_CHECKS: &[Check<dyn MetaStore>] = checks![dyn MetaStore =>
     manifests_by_tag_and_by_digest,
     tags_list_in_lexical_pages,
     a_tag_moves_to_the_latest_put,
+    several_tags_move_in_one_step,
     re_putting_a_manifest_only_moves_the_tag,
     put_manifest_with_a_missing_blob_stores_nothing,
     put_manifest_with_a_missing_child_stores_nothing,
@@ -66,6 +67,7 @@ pub const META_STORE_CHECKS: &[Check<dyn MetaStore>] = checks![dyn MetaStore =>
     upload_sessions,
     mount_links_a_blob_the_source_holds,
     mount_from_a_repository_without_the_blob_changes_nothing,
+    a_blob_names_the_repositories_holding_it,
     unlink_keeps_the_blob_row,
     sweep_respects_the_cutoff,
     sweep_reads_every_link_time,
@@ -153,7 +155,7 @@ fn image(r: &RepoName, name: &str, blobs: &[&BlobInfo], at: Timestamp) -> NewMan
         artifact_type: None,
         blobs: sorted(blobs.iter().map(|b| b.digest.clone()).collect()),
         children: Vec::new(),
-        tag: None,
+        tags: Vec::new(),
         created: at,
     }
 }
@@ -172,13 +174,13 @@ fn index(r: &RepoName, name: &str, children: Vec<Digest>, at: Timestamp) -> NewM
         artifact_type: None,
         blobs: Vec::new(),
         children,
-        tag: None,
+        tags: Vec::new(),
         created: at,
     }
 }
 
 fn tagged(mut m: NewManifest, name: &str) -> NewManifest {
-    m.tag = Some(tag(name));
+    m.tags = vec![tag(name)];
     m
 }
 
@@ -268,7 +270,6 @@ async fn pruning_removes_only_an_empty_repository(s: Store) {
         "a repository with an upload session was pruned"
     );
     ok(s.delete_upload(&sess.id).await, "delete_upload");
-    assert!(exists(&s, &r).await, "delete_upload took the repository");
     assert!(ok(s.prune_repository(&r).await, "prune_repository"));
     assert!(!exists(&s, &r).await, "the empty repository is still there");
     assert!(
@@ -315,13 +316,18 @@ async fn repositories_come_into_being_on_first_write(s: Store) {
     let up = repo("up");
     let session = session(&s, &up, t(1)).await;
     assert!(
-        exists(&s, &up).await,
-        "create_upload creates the repository"
+        !exists(&s, &up).await,
+        "an upload session alone made the repository exist"
+    );
+    assert!(
+        repos(&s, page(None, ALL)).await.is_empty(),
+        "an upload session alone made the repository listed"
     );
     ok(
         s.complete_upload(&session.id, &info(b"layer"), t(2)).await,
         "complete_upload",
     );
+    assert!(exists(&s, &up).await, "a completed upload's link made none");
 
     let mnt = repo("mnt");
     let mounted = s.mount_blob(&up, &mnt, &sha256(b"layer"), t(3)).await;
@@ -354,10 +360,24 @@ async fn repositories_come_into_being_on_first_write(s: Store) {
         repos(&s, page(None, ALL)).await,
         strings(&["man", "mnt", "up"])
     );
+
+    // The last content going takes the repository out of every listing.
+    let gone = s.unlink_blob(&mnt, &sha256(b"layer")).await;
+    assert!(ok(gone, "unlink_blob"));
+    assert!(!exists(&s, &mnt).await, "a repository without content exists");
+    assert_eq!(
+        repos(&s, page(None, ALL)).await,
+        strings(&["man", "up"]),
+        "a repository whose last link went is still listed"
+    );
 }
 
 async fn repositories_list_in_lexical_pages(s: Store) {
     for name in ["b", "a/b", "ab", "a-b", "a", "a/b/c", "a0"] {
+        upload(&s, &repo(name), name.as_bytes(), t(1)).await;
+    }
+    // Rows without content are skipped, wherever they fall in a page.
+    for name in ["a/a", "aa", "c"] {
         session(&s, &repo(name), t(1)).await;
     }
     // Byte order: '-' < '/' < '0' < 'b'.
@@ -501,6 +521,25 @@ async fn a_tag_moves_to_the_latest_put(s: Store) {
         "the old manifest stays by digest"
     );
     assert_eq!(tags(&s, &r).await, strings(&["latest"]));
+}
+
+async fn several_tags_move_in_one_step(s: Store) {
+    let r = repo("app");
+    let layer = upload(&s, &r, b"layer", t(1)).await;
+    let m1 = tagged(image(&r, "one", &[], t(2)), "a");
+    put(&s, &m1).await;
+    let mut m2 = image(&r, "two", &[], t(3));
+    m2.tags = vec![tag("a"), tag("b"), tag("c")];
+    put(&s, &m2).await;
+    for name in ["a", "b", "c"] {
+        assert_eq!(by_tag(&s, &r, name).await, Some(m2.digest.clone()), "{name}");
+    }
+    // A put that fails moves none of its tags.
+    let mut m3 = image(&r, "three", &[&layer, &info(b"absent")], t(4));
+    m3.tags = vec![tag("a"), tag("d")];
+    err_of(s.put_manifest(m3).await, "put_manifest with an absent blob");
+    assert_eq!(by_tag(&s, &r, "a").await, Some(m2.digest.clone()));
+    assert_eq!(tags(&s, &r).await, strings(&["a", "b", "c"]));
 }
 
 async fn re_putting_a_manifest_only_moves_the_tag(s: Store) {
@@ -950,8 +989,8 @@ async fn upload_sessions(s: Store) {
     assert_eq!(ok(s.get_upload(&s2.id).await, "get_upload"), None);
     assert_eq!(before(t(100)).await, vec![s1.id.clone(), s3.id.clone()]);
     assert!(
-        exists(&s, &b).await,
-        "deleting a session deleted its repository"
+        !exists(&s, &b).await,
+        "an upload session alone made a repository (issue 16, case 2)"
     );
 }
 
@@ -1023,6 +1062,42 @@ async fn mount_from_a_repository_without_the_blob_changes_nothing(s: Store) {
     assert_eq!(
         got, None,
         "a source whose link was removed no longer holds the blob"
+    );
+}
+
+async fn a_blob_names_the_repositories_holding_it(s: Store) {
+    let blob = info(b"shared");
+    for name in ["b", "a/b", "c"] {
+        upload(&s, &repo(name), b"shared", t(1)).await;
+    }
+    upload(&s, &repo("other"), b"other", t(1)).await;
+    session_in(&s, &repo("a")).await;
+    let holders = |last: Option<&str>, limit: usize, digest: Digest| {
+        let s = s.clone();
+        let p = page(last, limit);
+        async move {
+            ok(s.blob_holders(&digest, &p).await, "blob_holders")
+                .into_iter()
+                .map(|r| r.to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        holders(None, ALL, blob.digest.clone()).await,
+        strings(&["a/b", "b", "c"]),
+        "every repository linking the blob, by name"
+    );
+    assert_eq!(
+        holders(Some("a/b"), 1, blob.digest.clone()).await,
+        strings(&["b"]),
+        "a page resumes after `last`"
+    );
+    assert!(holders(None, ALL, sha256(b"nowhere")).await.is_empty());
+    ok(s.unlink_blob(&repo("b"), &blob.digest).await, "unlink");
+    assert_eq!(
+        holders(None, ALL, blob.digest.clone()).await,
+        strings(&["a/b", "c"]),
+        "an unlinked repository no longer holds it"
     );
 }
 
@@ -1101,7 +1176,10 @@ async fn sweep_respects_the_cutoff(s: Store) {
     ok(s.unlink_blob(&r, &v.digest).await, "unlink");
     assert!(sweep(&s, t(200)).await.is_empty());
     assert_eq!(sweep(&s, t(201)).await, vec![v]);
-    assert!(exists(&s, &r).await, "a sweep removed the repository");
+    assert!(
+        !exists(&s, &r).await,
+        "a repository whose last content was swept still shows (issue 16, case 2)"
+    );
 }
 
 async fn sweep_goes_a_batch_at_a_time(s: Store) {
@@ -1330,10 +1408,16 @@ async fn delete_repository_returns_its_uploads_and_keeps_blob_rows(s: Store) {
 
     // The name can be used again, from scratch.
     session(&s, &a, t(10)).await;
+    assert_eq!(
+        ok(s.repository_detail(&a).await, "detail"),
+        None,
+        "a session alone"
+    );
+    let fresh = upload(&s, &a, b"fresh", t(11)).await;
     assert!(tags(&s, &a).await.is_empty());
     let detail = ok(s.repository_detail(&a).await, "detail").expect("recreated");
     assert_eq!(detail.summary.manifest_count, 0);
-    assert!(detail.blobs.is_empty());
+    assert_eq!(detail.blobs, vec![fresh]);
 }
 
 async fn repository_summaries_and_detail(s: Store) {
@@ -1346,7 +1430,9 @@ async fn repository_summaries_and_detail(s: Store) {
     put(&s, &tagged(m1.clone(), "v1")).await;
     put(&s, &at_time(tagged(m1.clone(), "latest"), t(5))).await;
     put(&s, &m2).await;
-    session(&s, &base, t(7)).await;
+    let base_layer = upload(&s, &base, b"base", t(7)).await;
+    // Listed nowhere: it holds only a session.
+    session(&s, &repo("b-empty"), t(8)).await;
 
     let app_summary = RepoSummary {
         name: app.clone(),
@@ -1359,7 +1445,7 @@ async fn repository_summaries_and_detail(s: Store) {
         name: base.clone(),
         tag_count: 0,
         manifest_count: 0,
-        total_size: 0,
+        total_size: 4,
         created: t(7),
     };
     let summaries = |p: Page| {
@@ -1405,7 +1491,12 @@ async fn repository_summaries_and_detail(s: Store) {
     let empty = ok(s.repository_detail(&base).await, "detail").expect("base exists");
     assert_eq!(
         (empty.summary, empty.tags, empty.manifests, empty.blobs),
-        (base_summary, vec![], vec![], vec![])
+        (base_summary, vec![], vec![], vec![base_layer])
+    );
+    assert_eq!(
+        ok(s.repository_detail(&repo("b-empty")).await, "detail"),
+        None,
+        "the detail of a repository holding only a session"
     );
     assert_eq!(
         ok(
