@@ -548,8 +548,9 @@ async fn rules_record_when_they_were_made_and_changed() {
     let (created, updated) = stamps(&c);
     assert!(created > 0 && updated == created);
     tokio::time::sleep(Duration::from_millis(5)).await;
+    let current = rule.clone();
     rule.priority = 4;
-    store.update_rule(&rule).await.unwrap();
+    store.update_rule(&current, &rule).await.unwrap();
     let (created_after, updated_after) = stamps(&c);
     assert_eq!(created_after, created);
     assert!(updated_after > updated);

@@ -1475,3 +1475,75 @@ fn a_failed_monolithic_upload_reports_its_cause_not_the_cleanup() {
         assert!(matches!(err, Error::DigestMismatch { .. }), "{err:?}");
     });
 }
+
+/// A rule denying `user` pushes to `locked/*`.
+fn deny_locked_pushes() -> RuleDraft {
+    RuleDraft {
+        priority: 5,
+        description: "nothing into locked".into(),
+        effect: Effect::Deny,
+        actions: vec![Action::Push],
+        roles: vec![],
+        account_types: vec![],
+        subject: Some("user".into()),
+        repositories: vec![RepoPattern::new("locked/*").unwrap()],
+        enabled: true,
+    }
+}
+
+/// Issue 16, case 7: a reload that listed the rules before a change and
+/// installs after it must not bring the older rules back.
+#[test]
+fn a_reload_overtaken_by_a_rule_change_does_not_undo_it() {
+    let t = TestRegistry::new();
+    let r = &t.registry;
+    run(async {
+        // A reload lists the rules (none stored yet) and stops there.
+        let hold = t.meta.hold_next_rule_read();
+        let stale = r.reload_policy();
+        let change = async {
+            hold.reached().await;
+            // Meanwhile a deny rule is stored and its own reload installs it.
+            r.create_rule(&admin(), deny_locked_pushes()).await.unwrap();
+            hold.release();
+        };
+        let (stale, ()) = futures_util::future::join(stale, change).await;
+        stale.unwrap();
+        let err = r.start_upload(&user(), &repo("locked/app")).await.unwrap_err();
+        assert!(matches!(err, Error::Denied { .. }), "the deny rule was undone: {err:?}");
+    });
+}
+
+/// Issue 16, case 7: two edits of one rule at once cannot lose one; the
+/// one that read the rule before the other changed it is refused.
+#[test]
+fn concurrent_updates_of_a_rule_lose_neither() {
+    let t = TestRegistry::new();
+    let r = &t.registry;
+    run(async {
+        let rule = r.create_rule(&admin(), deny_locked_pushes()).await.unwrap();
+        let describe = mcr_core::policy::RulePatch {
+            description: Some("first edit".into()),
+            ..Default::default()
+        };
+        let disable = mcr_core::policy::RulePatch {
+            enabled: Some(false),
+            ..Default::default()
+        };
+        // The first edit reads the rule and stops; the second runs whole.
+        let hold = t.meta.hold_next_rule_read();
+        let first = r.update_rule(&admin(), rule.id, describe);
+        let second = async {
+            hold.reached().await;
+            let done = r.update_rule(&admin(), rule.id, disable).await;
+            hold.release();
+            done
+        };
+        let (first, second) = futures_util::future::join(first, second).await;
+        assert!(!second.unwrap().enabled);
+        assert!(matches!(first, Err(Error::Conflict(_))), "{first:?}");
+        let stored = r.get_rule(&admin(), rule.id).await.unwrap();
+        assert!(!stored.enabled, "the second edit was lost");
+        assert_eq!(stored.description, rule.description);
+    });
+}

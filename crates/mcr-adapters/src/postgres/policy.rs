@@ -3,11 +3,11 @@
 use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
 use mcr_core::policy::{Rule, RuleDraft};
-use mcr_core::ports::PolicyRuleStore;
+use mcr_core::ports::{PolicyRuleStore, StoredRules};
 use mcr_core::{Error, Result};
 use tokio_postgres::Row;
 
-use super::rows::{all, change, now, one};
+use super::rows::{all, change, now, one, u64_at};
 use super::{sql, PostgresMetaStore, StepResult, TxError};
 
 fn rule_of(row: &Row) -> StepResult<Rule> {
@@ -44,9 +44,23 @@ async fn store_rule<C: GenericClient + Sync>(c: &C, rule: &Rule, updated: i64) -
 
 #[async_trait]
 impl PolicyRuleStore for PostgresMetaStore {
-    async fn list_rules(&self) -> Result<Vec<Rule>> {
-        self.run("listing policy rules", (), |c, ()| {
-            Box::pin(async move { all(c, sql::LIST_RULES, &[], rule_of).await })
+    async fn list_rules(&self) -> Result<StoredRules> {
+        // One snapshot: the generation is that of these rules.
+        self.read("listing policy rules", (), |tx, ()| {
+            Box::pin(async move {
+                let generation = one(tx, sql::RULE_GENERATION, &[], |r| u64_at(r, 0))
+                    .await?
+                    .ok_or_else(|| {
+                        TxError::Engine(Error::storage(
+                            "reading the policy generation",
+                            "its row is missing",
+                        ))
+                    })?;
+                Ok(StoredRules {
+                    generation,
+                    rules: all(tx, sql::LIST_RULES, &[], rule_of).await?,
+                })
+            })
         })
         .await
     }
@@ -78,18 +92,30 @@ impl PolicyRuleStore for PostgresMetaStore {
                 })?;
                 let rule = draft.clone().into_rule(id);
                 store_rule(tx, &rule, at).await?;
+                change(tx, sql::NEXT_RULE_GENERATION, &[]).await?;
                 Ok(rule)
             })
         })
         .await
     }
 
-    async fn update_rule(&self, rule: &Rule) -> Result<()> {
-        self.write("updating a policy rule", rule.clone(), |tx, rule| {
+    async fn update_rule(&self, current: &Rule, updated: &Rule) -> Result<()> {
+        let data = (current.clone(), updated.clone());
+        self.write("updating a policy rule", data, |tx, (current, updated)| {
             Box::pin(async move {
-                if store_rule(tx, rule, now()).await? == 0 {
-                    return Err(Error::not_found("policy rule", rule.id).into());
+                match one(tx, sql::LOCK_RULE, &[&current.id], rule_of).await? {
+                    None => return Err(Error::not_found("policy rule", current.id).into()),
+                    Some(stored) if stored != *current => {
+                        return Err(Error::Conflict(format!(
+                            "policy rule {} changed since it was read; read it again",
+                            current.id
+                        ))
+                        .into())
+                    }
+                    Some(_) => {}
                 }
+                store_rule(tx, updated, now()).await?;
+                change(tx, sql::NEXT_RULE_GENERATION, &[]).await?;
                 Ok(())
             })
         })
@@ -98,7 +124,13 @@ impl PolicyRuleStore for PostgresMetaStore {
 
     async fn delete_rule(&self, id: i64) -> Result<bool> {
         self.write("deleting a policy rule", id, |tx, id| {
-            Box::pin(async move { Ok(change(tx, sql::DELETE_RULE, &[id]).await? > 0) })
+            Box::pin(async move {
+                let deleted = change(tx, sql::DELETE_RULE, &[id]).await? > 0;
+                if deleted {
+                    change(tx, sql::NEXT_RULE_GENERATION, &[]).await?;
+                }
+                Ok(deleted)
+            })
         })
         .await
     }

@@ -28,9 +28,10 @@ use super::{StepResult, TxError};
 pub const MIGRATION_LOCK: i64 = i64::from_be_bytes(*b"mcr_migr");
 
 /// (version, SQL) in order.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    r#"CREATE TABLE repositories (
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r#"CREATE TABLE repositories (
         id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
         name    text COLLATE "C" NOT NULL UNIQUE,
         created bigint NOT NULL
@@ -107,7 +108,19 @@ const MIGRATIONS: &[(i64, &str)] = &[(
     CREATE INDEX audit_by_type ON audit_log (event_type, time, id);
     CREATE INDEX audit_by_actor ON audit_log (actor_id, time, id);
     CREATE INDEX audit_by_repository ON audit_log (repository, time, id);"#,
-)];
+    ),
+    (
+        2,
+        // The generation of the stored rule set, one row, advanced by
+        // every rule change in its own transaction: a replica whose
+        // engine holds an older one reloads the rules.
+        "CREATE TABLE policy_generation (
+            id         integer PRIMARY KEY CHECK (id = 1),
+            generation bigint NOT NULL
+        );
+        INSERT INTO policy_generation (id, generation) VALUES (1, 0);",
+    ),
+];
 
 /// The schema version this build writes and understands.
 pub const LATEST_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;

@@ -220,6 +220,15 @@ pub(super) const INSERT_RULE: &str = "INSERT INTO policy_rules
 pub(super) const UPDATE_RULE: &str = "UPDATE policy_rules
     SET priority = $2, enabled = $3, rule = $4::text::jsonb, updated = $5 WHERE id = $1";
 pub(super) const DELETE_RULE: &str = "DELETE FROM policy_rules WHERE id = $1";
+/// The rule, held until the step ends: an update compares and replaces
+/// it with no other change in between.
+pub(super) const LOCK_RULE: &str =
+    "SELECT id, rule::text FROM policy_rules WHERE id = $1 FOR UPDATE";
+pub(super) const RULE_GENERATION: &str = "SELECT generation FROM policy_generation WHERE id = 1";
+/// Also takes the row's lock until commit: rule changes advance the
+/// generation one after another, in commit order.
+pub(super) const NEXT_RULE_GENERATION: &str =
+    "UPDATE policy_generation SET generation = generation + 1 WHERE id = 1";
 
 // Audit log.
 pub(super) const INSERT_AUDIT: &str = "INSERT INTO audit_log

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use mcr_core::policy::{Rule, RuleDraft};
-use mcr_core::ports::PolicyRuleStore;
+use mcr_core::ports::{PolicyRuleStore, StoredRules};
 use mcr_core::{Error, Result};
 use rusqlite::types::Type;
 use rusqlite::{params, Connection, Row};
@@ -31,11 +31,24 @@ fn store_rule(conn: &Connection, rule: &Rule, updated: i64) -> Result<usize> {
     )
 }
 
+/// Advances the rule set's generation, inside the change's transaction.
+fn next_generation(conn: &Connection) -> Result<()> {
+    change(conn, sql::NEXT_RULE_GENERATION, [])?;
+    Ok(())
+}
+
 #[async_trait]
 impl PolicyRuleStore for SqliteMetaStore {
-    async fn list_rules(&self) -> Result<Vec<Rule>> {
-        self.run("listing policy rules", |c| {
-            all(c, sql::LIST_RULES, [], rule_of)
+    async fn list_rules(&self) -> Result<StoredRules> {
+        // One read transaction: the generation is that of these rules.
+        self.read("listing policy rules", |tx| {
+            let generation: i64 = one(tx, sql::RULE_GENERATION, [], |r| r.get(0))?
+                .ok_or_else(|| storage("reading the policy generation", "its row is missing"))?;
+            Ok(StoredRules {
+                generation: u64::try_from(generation)
+                    .map_err(|e| storage("reading the policy generation", e))?,
+                rules: all(tx, sql::LIST_RULES, [], rule_of)?,
+            })
         })
         .await
     }
@@ -61,25 +74,38 @@ impl PolicyRuleStore for SqliteMetaStore {
             )?;
             let rule = draft.into_rule(tx.last_insert_rowid());
             store_rule(tx, &rule, at)?;
+            next_generation(tx)?;
             Ok(rule)
         })
         .await
     }
 
-    async fn update_rule(&self, rule: &Rule) -> Result<()> {
-        let rule = rule.clone();
+    async fn update_rule(&self, current: &Rule, updated: &Rule) -> Result<()> {
+        let (current, updated) = (current.clone(), updated.clone());
         self.write("updating a policy rule", move |tx| {
-            if store_rule(tx, &rule, now())? == 0 {
-                return Err(Error::not_found("policy rule", rule.id));
+            match one(tx, sql::GET_RULE, [current.id], rule_of)? {
+                None => return Err(Error::not_found("policy rule", current.id)),
+                Some(stored) if stored != current => {
+                    return Err(Error::Conflict(format!(
+                        "policy rule {} changed since it was read; read it again",
+                        current.id
+                    )))
+                }
+                Some(_) => {}
             }
-            Ok(())
+            store_rule(tx, &updated, now())?;
+            next_generation(tx)
         })
         .await
     }
 
     async fn delete_rule(&self, id: i64) -> Result<bool> {
         self.write("deleting a policy rule", move |tx| {
-            Ok(change(tx, sql::DELETE_RULE, [id])? > 0)
+            let deleted = change(tx, sql::DELETE_RULE, [id])? > 0;
+            if deleted {
+                next_generation(tx)?;
+            }
+            Ok(deleted)
         })
         .await
     }

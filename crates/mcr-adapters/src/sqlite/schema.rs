@@ -15,6 +15,7 @@
 //! visible in a repository, stamped for GC's grace period); `uploads`
 //! (with the blob store's state of each, `offset` and `writer_state`);
 //! `policy_rules` (the rule as JSON, with its sort keys as columns);
+//! `policy_generation` (one row: the rule set's generation);
 //! `audit_log`.
 
 use std::time::SystemTime;
@@ -140,6 +141,17 @@ const MIGRATIONS: &[(i64, &str)] = &[
         // `UploadState::data`), recorded with the size (`offset`) after
         // every chunk, so any process can take the next one.
         "ALTER TABLE uploads ADD COLUMN writer_state BLOB NOT NULL DEFAULT x'';",
+    ),
+    (
+        6,
+        // The generation of the stored rule set, one row, advanced by
+        // every rule change in its own transaction: a policy engine
+        // refuses a listing older than the one it holds.
+        "CREATE TABLE policy_generation (
+            id         INTEGER PRIMARY KEY CHECK (id = 1),
+            generation INTEGER NOT NULL
+        );
+        INSERT INTO policy_generation (id, generation) VALUES (1, 0);",
     ),
 ];
 

@@ -183,6 +183,9 @@ pub(super) const INSERT_RULE: &str = "INSERT INTO policy_rules
 pub(super) const UPDATE_RULE: &str = "UPDATE policy_rules
     SET priority = ?2, enabled = ?3, rule_json = ?4, updated = ?5 WHERE id = ?1";
 pub(super) const DELETE_RULE: &str = "DELETE FROM policy_rules WHERE id = ?1";
+pub(super) const RULE_GENERATION: &str = "SELECT generation FROM policy_generation WHERE id = 1";
+pub(super) const NEXT_RULE_GENERATION: &str =
+    "UPDATE policy_generation SET generation = generation + 1 WHERE id = 1";
 
 // Audit log.
 pub(super) const INSERT_AUDIT: &str = "INSERT INTO audit_log
@@ -255,6 +258,7 @@ mod tests {
             ("SWEEPABLE", SWEEPABLE, &[]),
             ("LIST_RULES", LIST_RULES, &["policy_rules"]),
             ("GET_RULE", GET_RULE, &[]),
+            ("RULE_GENERATION", RULE_GENERATION, &[]),
         ];
         let audit = |f: fn(&mut AuditQuery)| {
             let mut q = AuditQuery {

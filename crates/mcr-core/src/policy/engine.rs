@@ -21,8 +21,14 @@ pub trait PolicyEngine: Send + Sync {
     /// The same decision, with every rule's verdict.
     fn explain(&self, input: &PolicyInput<'_>) -> Explanation;
     /// Replaces the stored rules; the built-ins stay. A rule posing as a
-    /// built-in (priority 0, or an id ≤ 0) is dropped.
+    /// built-in (priority 0, or an id ≤ 0) is dropped. The generation
+    /// held stays as it was: for rules that come from no store.
     fn set_rules(&self, stored: Vec<Rule>);
+    /// Replaces the stored rules with those of `generation`, unless the
+    /// engine already holds a later generation: then nothing changes and
+    /// the answer is `false`. Loads that overtake one another thus never
+    /// bring back an older rule set (issue 16, case 7).
+    fn install_rules(&self, generation: u64, stored: Vec<Rule>) -> bool;
     /// Built-ins and stored rules, in priority order.
     fn rules(&self) -> Vec<Rule>;
 }
@@ -30,14 +36,23 @@ pub trait PolicyEngine: Send + Sync {
 /// Holds the rule set, built-ins first and sorted by priority, behind a
 /// lock that a change swaps whole: readers never see a half-made set.
 pub struct Engine {
-    rules: RwLock<Arc<[Rule]>>,
+    rules: RwLock<Installed>,
+}
+
+/// The sorted rule set and the generation of the stored rules in it.
+struct Installed {
+    rules: Arc<[Rule]>,
+    generation: u64,
 }
 
 impl Engine {
     /// An engine with the built-in rules only.
     pub fn new() -> Engine {
         Engine {
-            rules: RwLock::new(Self::assemble(Vec::new())),
+            rules: RwLock::new(Installed {
+                rules: Self::assemble(Vec::new()),
+                generation: 0,
+            }),
         }
     }
 
@@ -51,14 +66,14 @@ impl Engine {
         Arc::from(all)
     }
 
-    fn read(&self) -> RwLockReadGuard<'_, Arc<[Rule]>> {
+    fn read(&self) -> RwLockReadGuard<'_, Installed> {
         // A writer only ever swaps in a finished `Arc`, so a poisoned lock
         // still guards a consistent rule set; keep serving it.
         self.rules.read().unwrap_or_else(|p| p.into_inner())
     }
 
     fn current(&self) -> Arc<[Rule]> {
-        Arc::clone(&self.read())
+        Arc::clone(&self.read().rules)
     }
 }
 
@@ -72,7 +87,7 @@ impl PolicyEngine for Engine {
     fn evaluate(&self, input: &PolicyInput<'_>) -> Decision {
         // The hot path: one pass over the pre-sorted slice under the read
         // lock; no clone, no sort, no allocation.
-        decide_sorted(self.read().iter(), input)
+        decide_sorted(self.read().rules.iter(), input)
     }
 
     fn explain(&self, input: &PolicyInput<'_>) -> Explanation {
@@ -82,7 +97,20 @@ impl PolicyEngine for Engine {
     fn set_rules(&self, stored: Vec<Rule>) {
         // Sort outside the lock; hold the write lock only for the swap.
         let next = Self::assemble(stored);
-        *self.rules.write().unwrap_or_else(|p| p.into_inner()) = next;
+        self.rules.write().unwrap_or_else(|p| p.into_inner()).rules = next;
+    }
+
+    fn install_rules(&self, generation: u64, stored: Vec<Rule>) -> bool {
+        let next = Self::assemble(stored);
+        let mut installed = self.rules.write().unwrap_or_else(|p| p.into_inner());
+        if generation < installed.generation {
+            return false;
+        }
+        *installed = Installed {
+            rules: next,
+            generation,
+        };
+        true
     }
 
     fn rules(&self) -> Vec<Rule> {

@@ -42,7 +42,7 @@ pub use identity::{IssuedToken, Secret, TokenValidator};
 pub use listing::{keyset_pages, ListStream};
 pub use manifests::{ManifestRecord, ManifestStore, NewManifest};
 pub use meta_store::MetaStore;
-pub use policy_rules::PolicyRuleStore;
+pub use policy_rules::{PolicyRuleStore, StoredRules};
 pub use repositories::{Page, RepoDetail, RepoSummary, RepositoryStore};
 pub use snapshots::SnapshotStore;
 pub use status::{StoreStatus, StoreTotals};

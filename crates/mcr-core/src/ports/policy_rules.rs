@@ -6,15 +6,31 @@ use async_trait::async_trait;
 use crate::error::Result;
 use crate::policy::{Rule, RuleDraft};
 
+/// Every stored rule, as of one generation of the rule set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRules {
+    /// Grows with every change to the stored rules (0 before the first),
+    /// so of two listings the later one is the one with the larger
+    /// generation, whatever order they arrive in.
+    pub generation: u64,
+    pub rules: Vec<Rule>,
+}
+
 /// Stored policy rules. Ids are assigned by the store, only grow, and are
 /// never reused after a delete, so an audit entry's rule id names one rule
-/// forever.
+/// forever. Every create, update and delete advances the rule set's
+/// generation in the same step, so a policy engine can refuse to go back
+/// to an older listing (issue 16, case 7).
 #[async_trait]
 pub trait PolicyRuleStore: Send + Sync + 'static {
-    async fn list_rules(&self) -> Result<Vec<Rule>>;
+    /// Every rule with the generation they make up, read in one step.
+    async fn list_rules(&self) -> Result<StoredRules>;
     async fn get_rule(&self, id: i64) -> Result<Option<Rule>>;
     async fn create_rule(&self, draft: &RuleDraft) -> Result<Rule>;
-    /// Replaces the rule with `rule.id`; `NotFound` if there is none.
-    async fn update_rule(&self, rule: &Rule) -> Result<()>;
+    /// Replaces `current` with `updated` (same id) if the stored rule is
+    /// still `current`, in one step: `NotFound` if there is no such rule,
+    /// `Conflict` if it changed since `current` was read (a lost update
+    /// otherwise).
+    async fn update_rule(&self, current: &Rule, updated: &Rule) -> Result<()>;
     async fn delete_rule(&self, id: i64) -> Result<bool>;
 }

@@ -46,7 +46,7 @@ impl Registry {
     /// only). Every listing — REST, gRPC, mcrctl, the web UI — shows both.
     pub async fn list_rules(&self, caller: &Caller) -> Result<Vec<Rule>> {
         self.authorize_admin(caller).await?;
-        let mut stored = self.meta.list_rules().await?;
+        let mut stored = self.meta.list_rules().await?.rules;
         stored.sort_by_key(|r| (r.priority, r.id));
         let mut rules = builtin_rules();
         rules.extend(stored);
@@ -71,7 +71,9 @@ impl Registry {
         Ok(rule)
     }
 
-    /// Applies a partial update, re-validating the whole rule.
+    /// Applies a partial update, re-validating the whole rule. An update
+    /// racing another edit of the same rule fails with `Conflict` rather
+    /// than undoing it; the client reads the rule again and retries.
     pub async fn update_rule(&self, caller: &Caller, id: i64, patch: RulePatch) -> Result<Rule> {
         self.authorize_admin(caller).await?;
         let current = self
@@ -80,7 +82,7 @@ impl Registry {
             .await?
             .ok_or_else(|| Error::not_found("policy rule", id))?;
         let updated = patch.apply(&current)?;
-        self.meta.update_rule(&updated).await?;
+        self.meta.update_rule(&current, &updated).await?;
         self.rules_changed(caller, EventType::PolicyRuleUpdated, id)
             .await?;
         Ok(updated)

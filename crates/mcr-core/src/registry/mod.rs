@@ -184,10 +184,18 @@ impl Registry {
         &self.blobs
     }
 
-    /// Loads the stored policy rules into the engine.
+    /// Loads the stored policy rules into the engine. A load that lost a
+    /// race to a later one (its listing is of an older generation) changes
+    /// nothing, so a reload never undoes a rule change another one already
+    /// installed.
     pub async fn reload_policy(&self) -> Result<()> {
-        let rules = self.meta.list_rules().await?;
-        self.policy.set_rules(rules);
+        let stored = self.meta.list_rules().await?;
+        if !self.policy.install_rules(stored.generation, stored.rules) {
+            tracing::debug!(
+                generation = stored.generation,
+                "a later policy generation is already installed"
+            );
+        }
         Ok(())
     }
 

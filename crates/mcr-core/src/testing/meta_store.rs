@@ -22,8 +22,9 @@ use crate::policy::{Rule, RuleDraft};
 use crate::ports::{
     AuditLog, BlobIndex, BlobInfo, GcStore, ListStream, ManifestRecord, ManifestStore, NewManifest,
     Page, PolicyRuleStore, RepoDetail, RepoSummary, RepositoryStore, SnapshotStore, StoreStatus,
-    StoreTotals, SweepStep, UploadSession, UploadSessionStore, UploadState,
+    StoreTotals, StoredRules, SweepStep, UploadSession, UploadSessionStore, UploadState,
 };
+use super::hold::{Hold, PausePoint};
 use crate::time::Timestamp;
 
 /// Metadata held in memory.
@@ -33,6 +34,9 @@ pub struct FakeMetaStore {
     /// A tag whose `put_manifest` fails (storing nothing), for tests of a
     /// write failing partway through a push.
     refused_tag: Mutex<Option<Tag>>,
+    /// Where [`FakeMetaStore::hold_next_rule_read`] stops a read of the
+    /// rules: after it read, before it answers.
+    rule_read_pause: PausePoint,
 }
 
 #[derive(Debug, Default)]
@@ -42,6 +46,8 @@ struct State {
     blobs: BTreeMap<Digest, (u64, Timestamp)>,
     uploads: BTreeMap<UploadId, UploadSession>,
     rules: BTreeMap<i64, Rule>,
+    /// The rule set's generation: one more with every change.
+    rule_generation: u64,
     /// The last rule id handed out; ids are never reused.
     last_rule_id: i64,
     /// In the order recorded; ids are positions + 1.
@@ -167,6 +173,13 @@ impl FakeMetaStore {
     /// fails mid-push would.
     pub fn refuse_tag(&self, tag: Tag) {
         *self.refused_tag.lock().unwrap_or_else(|p| p.into_inner()) = Some(tag);
+    }
+
+    /// Stops the next `list_rules` or `get_rule` once it has read, before
+    /// it answers, until the returned [`Hold`] is released: to let a rule
+    /// change happen between a read and what the reader does with it.
+    pub fn hold_next_rule_read(&self) -> Hold {
+        self.rule_read_pause.arm()
     }
 
     /// Every audit event, oldest first.
@@ -522,12 +535,22 @@ impl UploadSessionStore for FakeMetaStore {
 
 #[async_trait]
 impl PolicyRuleStore for FakeMetaStore {
-    async fn list_rules(&self) -> Result<Vec<Rule>> {
-        Ok(self.lock().rules.values().cloned().collect())
+    async fn list_rules(&self) -> Result<StoredRules> {
+        let stored = {
+            let state = self.lock();
+            StoredRules {
+                generation: state.rule_generation,
+                rules: state.rules.values().cloned().collect(),
+            }
+        };
+        self.rule_read_pause.pass().await;
+        Ok(stored)
     }
 
     async fn get_rule(&self, id: i64) -> Result<Option<Rule>> {
-        Ok(self.lock().rules.get(&id).cloned())
+        let rule = self.lock().rules.get(&id).cloned();
+        self.rule_read_pause.pass().await;
+        Ok(rule)
     }
 
     async fn create_rule(&self, draft: &RuleDraft) -> Result<Rule> {
@@ -535,22 +558,33 @@ impl PolicyRuleStore for FakeMetaStore {
         state.last_rule_id += 1;
         let rule = draft.clone().into_rule(state.last_rule_id);
         state.rules.insert(rule.id, rule.clone());
+        state.rule_generation += 1;
         Ok(rule)
     }
 
-    async fn update_rule(&self, rule: &Rule) -> Result<()> {
+    async fn update_rule(&self, current: &Rule, updated: &Rule) -> Result<()> {
         let mut state = self.lock();
-        match state.rules.get_mut(&rule.id) {
-            Some(stored) => {
-                *stored = rule.clone();
+        match state.rules.get_mut(&current.id) {
+            Some(stored) if stored == current => {
+                *stored = updated.clone();
+                state.rule_generation += 1;
                 Ok(())
             }
-            None => Err(Error::not_found("policy rule", rule.id)),
+            Some(_) => Err(Error::Conflict(format!(
+                "policy rule {} changed since it was read; read it again",
+                current.id
+            ))),
+            None => Err(Error::not_found("policy rule", current.id)),
         }
     }
 
     async fn delete_rule(&self, id: i64) -> Result<bool> {
-        Ok(self.lock().rules.remove(&id).is_some())
+        let mut state = self.lock();
+        let deleted = state.rules.remove(&id).is_some();
+        if deleted {
+            state.rule_generation += 1;
+        }
+        Ok(deleted)
     }
 }
 

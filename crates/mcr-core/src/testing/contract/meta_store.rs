@@ -1544,11 +1544,15 @@ fn assert_rule_is(rule: &Rule, draft: &RuleDraft, what: &str) {
     assert_eq!(rule.enabled, draft.enabled, "{what}: enabled");
 }
 
+/// The stored rules and their generation.
+async fn rules(s: &Store) -> (u64, Vec<Rule>) {
+    let stored = ok(s.list_rules().await, "list_rules");
+    (stored.generation, stored.rules)
+}
+
 async fn policy_rules_crud(s: Store) {
-    assert!(
-        ok(s.list_rules().await, "list_rules").is_empty(),
-        "a new store has stored rules"
-    );
+    let (first, none) = rules(&s).await;
+    assert!(none.is_empty(), "a new store has stored rules");
     let d1 = rule_draft(10, Effect::Allow, vec![Action::Pull, Action::Catalog], true);
     let mut d2 = rule_draft(5, Effect::Deny, vec![Action::Push], false);
     d2.subject = Some("0b9a7f3e-subject".to_string());
@@ -1563,7 +1567,8 @@ async fn policy_rules_crud(s: Store) {
     assert_rule_is(&r1, &d1, "created rule");
     assert_rule_is(&r2, &d2, "created rule with a subject, disabled");
     assert_eq!(ok(s.get_rule(r1.id).await, "get_rule"), Some(r1.clone()));
-    let mut listed = ok(s.list_rules().await, "list_rules");
+    let (created, mut listed) = rules(&s).await;
+    assert!(created >= first + 2, "two creations advanced the generation from {first} to {created}");
     listed.sort_by_key(|r| r.id);
     assert_eq!(
         listed,
@@ -1580,7 +1585,15 @@ async fn policy_rules_crud(s: Store) {
     changed.account_types = vec![AccountType::System];
     changed.repositories = Vec::new();
     changed.enabled = false;
-    ok(s.update_rule(&changed).await, "update_rule");
+    ok(s.update_rule(&r1, &changed).await, "update_rule");
+    let (updated, _) = rules(&s).await;
+    assert!(updated > created, "an update advanced no generation");
+    // An update from a rule read before that change: refused, unchanged.
+    let mut stale = r1.clone();
+    stale.description = "lost update".to_string();
+    let e = err_of(s.update_rule(&r1, &stale).await, "update_rule from a stale read");
+    assert!(matches!(e, Error::Conflict(_)), "expected Conflict, got {e:?}");
+    assert_eq!(rules(&s).await.0, updated, "a refused update advanced the generation");
     assert_eq!(
         ok(s.get_rule(r1.id).await, "get_rule"),
         Some(changed.clone()),
@@ -1594,7 +1607,10 @@ async fn policy_rules_crud(s: Store) {
 
     let mut ghost = changed.clone();
     ghost.id = r2.id + 1000;
-    let e = err_of(s.update_rule(&ghost).await, "update_rule of an unknown id");
+    let e = err_of(
+        s.update_rule(&ghost, &ghost).await,
+        "update_rule of an unknown id",
+    );
     assert!(
         matches!(e, Error::NotFound { .. }),
         "expected NotFound, got {e:?}"
@@ -1609,9 +1625,11 @@ async fn policy_rules_crud(s: Store) {
         ok(s.delete_rule(r2.id).await, "delete_rule"),
         "reports the rule"
     );
+    let (deleted, _) = rules(&s).await;
+    assert!(deleted > updated, "a delete advanced no generation");
     assert!(!ok(s.delete_rule(r2.id).await, "delete_rule again"));
+    assert_eq!(rules(&s).await, (deleted, vec![changed]), "deleting nothing changed the set");
     assert_eq!(ok(s.get_rule(r2.id).await, "get_rule"), None);
-    assert_eq!(ok(s.list_rules().await, "list_rules"), vec![changed]);
     let r3 = ok(s.create_rule(&d1).await, "create_rule after a delete");
     assert!(r3.id > r2.id, "an id was reused: {} after {}", r3.id, r2.id);
     assert_eq!(
