@@ -13,7 +13,8 @@ use base64::Engine as _;
 use mcr_adapters::local_identity::{
     hash_password, load_or_create_key, LocalIdentity, LocalUser, DEFAULT_TOKEN_TTL, LOGIN_CACHE_TTL,
 };
-use mcr_core::ports::{Secret, TokenValidator};
+use mcr_adapters::sqlite::SqliteMetaStore;
+use mcr_core::ports::{RevocationStore, Secret, TokenValidator};
 use mcr_core::principal::{AccountType, Role};
 use mcr_core::time::{Clock, Timestamp};
 use mcr_core::Error;
@@ -380,4 +381,36 @@ fn users_deserialize_from_the_config() {
     .unwrap();
     assert_eq!(u.account_type, AccountType::System);
     assert_eq!(u.roles, vec![Role::User, Role::Guest]);
+}
+
+/// Issue 16, case 6: with the metadata store keeping revocations, a
+/// logout survives a restart, and an expired revocation is dropped.
+#[tokio::test]
+async fn a_logout_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new();
+    let db = dir.path().join("mcr.db");
+    let start = |clock: Arc<ManualClock>| {
+        let store = Arc::new(SqliteMetaStore::open(&db).unwrap());
+        identity(dir.path(), clock).keep_revocations_in(store)
+    };
+    let id = start(clock.clone()).await.unwrap();
+    let password = Secret::new("wonderland");
+    let login = || id.login("alice", &password);
+    let (revoked, kept) = (login().await.unwrap().token, login().await.unwrap().token);
+    id.logout(&revoked).await.unwrap();
+    drop(id);
+
+    let id = start(clock.clone()).await.unwrap();
+    assert_eq!(
+        unauthenticated(id.validate(&revoked).await),
+        "token revoked"
+    );
+    id.validate(&kept).await.unwrap();
+    drop(id);
+
+    clock.advance(DEFAULT_TOKEN_TTL);
+    let store = SqliteMetaStore::open(&db).unwrap();
+    let live = store.live_revocations(clock.now()).await.unwrap();
+    assert!(live.is_empty(), "a revocation outlived its token: {live:?}");
 }

@@ -1314,12 +1314,15 @@ fn listings_hold_only_repositories_the_caller_may_pull() {
         assert!(!all.more);
         // Pages of two: the hidden entries fall inside the first page.
         let first = r.catalog(&user(), None, Some(2)).await.unwrap();
-        assert_eq!((names(&first), first.more), (vec!["a".into(), "b".into()], true));
-        let next = r
-            .catalog(&user(), Some("b".into()), Some(2))
-            .await
-            .unwrap();
-        assert_eq!((names(&next), next.more), (vec!["c".into(), "d".into()], false));
+        assert_eq!(
+            (names(&first), first.more),
+            (vec!["a".into(), "b".into()], true)
+        );
+        let next = r.catalog(&user(), Some("b".into()), Some(2)).await.unwrap();
+        assert_eq!(
+            (names(&next), next.more),
+            (vec!["c".into(), "d".into()], false)
+        );
         // A page that ends just before hidden entries says whether
         // anything visible follows them.
         let one = r.catalog(&user(), None, Some(1)).await.unwrap();
@@ -1345,7 +1348,12 @@ fn a_repository_appears_with_content_and_goes_with_it() {
         let missing = Digest::sha256_of(b"nowhere");
         let mounted = r.mount_blob(&user(), &repo("bob/y"), &missing, None).await;
         assert!(matches!(mounted, Ok(MountOutcome::Started(_))));
-        assert!(r.catalog(&user(), None, None).await.unwrap().items.is_empty());
+        assert!(r
+            .catalog(&user(), None, None)
+            .await
+            .unwrap()
+            .items
+            .is_empty());
         let summaries = r.repository_summaries(&user(), None, None).await.unwrap();
         assert!(summaries.items.is_empty(), "{summaries:?}");
         assert!(matches!(
@@ -1362,9 +1370,15 @@ fn a_repository_appears_with_content_and_goes_with_it() {
         r.finish_upload(&user(), &x, &session.id, &digest, Some((None, body(data))))
             .await
             .unwrap();
-        assert_eq!(r.catalog(&user(), None, None).await.unwrap().items, [x.clone()]);
+        let listed = r.catalog(&user(), None, None).await.unwrap().items;
+        assert_eq!(listed, std::slice::from_ref(&x));
         r.delete_blob(&user(), &x, &digest).await.unwrap();
-        assert!(r.catalog(&user(), None, None).await.unwrap().items.is_empty());
+        assert!(r
+            .catalog(&user(), None, None)
+            .await
+            .unwrap()
+            .items
+            .is_empty());
     });
 }
 
@@ -1385,14 +1399,20 @@ fn an_anonymous_mount_takes_the_blob_only_from_where_the_caller_may_pull() {
             .await
             .unwrap();
         assert_eq!(out, MountOutcome::Mounted(shared.clone()));
-        assert_eq!(r.stat_blob(&user(), &to, &shared.digest).await.unwrap(), shared);
+        assert_eq!(
+            r.stat_blob(&user(), &to, &shared.digest).await.unwrap(),
+            shared
+        );
         let mounted = t.meta.audit_log();
         let event = mounted
             .iter()
             .rev()
             .find(|e| e.event.event_type == EventType::BlobMounted)
             .unwrap();
-        assert_eq!(event.event.details.get("from").map(String::as_str), Some("public"));
+        assert_eq!(
+            event.event.details.get("from").map(String::as_str),
+            Some("public")
+        );
         // Held only where the caller may not pull: an ordinary session,
         // as for a blob that exists nowhere.
         let out = r
@@ -1432,14 +1452,18 @@ fn a_push_with_several_tags_moves_all_or_none() {
             )
             .await;
         assert!(matches!(pushed, Err(Error::Storage(_))), "{pushed:?}");
-        let a = r.get_manifest(&user(), &app, &reference("a")).await.unwrap();
+        let a = r
+            .get_manifest(&user(), &app, &reference("a"))
+            .await
+            .unwrap();
         assert_eq!(a.digest, old.digest, "a tag moved by a push that failed");
         assert!(r
             .get_manifest(&user(), &app, &Reference::Digest(digest.clone()))
             .await
             .is_err());
 
-        t.meta.refuse_tag(mcr_core::names::Tag::new("unused").unwrap());
+        t.meta
+            .refuse_tag(mcr_core::names::Tag::new("unused").unwrap());
         let pushed = r
             .put_manifest_tagged(
                 &user(),
@@ -1453,7 +1477,10 @@ fn a_push_with_several_tags_moves_all_or_none() {
             .unwrap();
         assert_eq!(pushed.tags, tags);
         for tag in ["a", "b"] {
-            let m = r.get_manifest(&user(), &app, &reference(tag)).await.unwrap();
+            let m = r
+                .get_manifest(&user(), &app, &reference(tag))
+                .await
+                .unwrap();
             assert_eq!(m.digest, digest, "{tag}");
         }
     });
@@ -1509,8 +1536,14 @@ fn a_reload_overtaken_by_a_rule_change_does_not_undo_it() {
         };
         let (stale, ()) = futures_util::future::join(stale, change).await;
         stale.unwrap();
-        let err = r.start_upload(&user(), &repo("locked/app")).await.unwrap_err();
-        assert!(matches!(err, Error::Denied { .. }), "the deny rule was undone: {err:?}");
+        let err = r
+            .start_upload(&user(), &repo("locked/app"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Denied { .. }),
+            "the deny rule was undone: {err:?}"
+        );
     });
 }
 
@@ -1532,7 +1565,8 @@ fn concurrent_updates_of_a_rule_lose_neither() {
         };
         // The first edit reads the rule and stops; the second runs whole.
         let hold = t.meta.hold_next_rule_read();
-        let first = r.update_rule(&admin(), rule.id, describe);
+        let who = admin();
+        let first = r.update_rule(&who, rule.id, describe);
         let second = async {
             hold.reached().await;
             let done = r.update_rule(&admin(), rule.id, disable).await;

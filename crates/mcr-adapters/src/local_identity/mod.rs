@@ -16,10 +16,13 @@
 //!   SHA-256 of username and password (never the password itself).
 //!   Unknown users are checked against a dummy hash, so they fail with the
 //!   same message and in about the same time as a wrong password.
-//! - **Revocation** (`logout`) is kept in this process's memory until the
-//!   token would have expired anyway: a restart forgets it, and a second
-//!   process sharing the key does not know it. Tokens are short-lived
-//!   (`local.token_ttl`, default 1 h) to bound what that means.
+//! - **Revocation** (`logout`) is checked in this process's memory until
+//!   the token would have expired anyway. With a [`RevocationStore`]
+//!   ([`LocalIdentity::keep_revocations_in`], what `mcrsrv` does with its
+//!   metadata store) each logout is recorded there first and the live
+//!   ones are loaded at start, so a logout survives a restart (issue 16,
+//!   case 6); without one a restart forgets it. A second process sharing
+//!   the key learns of a logout only when it starts.
 
 mod key;
 mod password;
@@ -33,9 +36,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use mcr_core::ports::{IssuedToken, Secret, TokenValidator};
+use mcr_core::ports::{IssuedToken, Revocation, RevocationStore, Secret, TokenValidator};
 use mcr_core::principal::{AccountType, Principal, Role};
-use mcr_core::time::Clock;
+use mcr_core::time::{Clock, Timestamp};
 use mcr_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 
@@ -87,6 +90,8 @@ impl fmt::Debug for LocalUser {
 /// its config and a key file.
 pub struct LocalIdentity {
     inner: Arc<Inner>,
+    /// Where revocations are kept beyond this process, if anywhere.
+    revocations: Option<Arc<dyn RevocationStore>>,
 }
 
 struct Inner {
@@ -154,7 +159,25 @@ impl LocalIdentity {
                 verifications: AtomicU64::new(0),
                 tokens: TokenMetrics::new(),
             }),
+            revocations: None,
         })
+    }
+
+    /// Records every logout in `store` before answering it, and loads the
+    /// revocations `store` holds that are still in force now, so tokens
+    /// revoked before a restart stay refused. Fails if `store` cannot be
+    /// read (the identity must not start forgetting logouts).
+    pub async fn keep_revocations_in(
+        mut self,
+        store: Arc<dyn RevocationStore>,
+    ) -> Result<LocalIdentity> {
+        let live = store.live_revocations(self.inner.clock.now()).await?;
+        lock(&self.inner.revoked).extend(
+            live.into_iter()
+                .map(|r| (r.token_id, r.expires.as_millis())),
+        );
+        self.revocations = Some(store);
+        Ok(self)
     }
 
     /// How many argon2 password verifications this instance has run. A
@@ -296,8 +319,10 @@ impl TokenValidator for LocalIdentity {
         inner.issue(principal)
     }
 
-    /// Revokes `token` in this process until it expires. A token that has
-    /// already expired or been revoked needs nothing more.
+    /// Revokes `token` until it expires: in the revocation store first,
+    /// if there is one (a logout that could not be recorded fails), then
+    /// in this process. A token that has already expired or been revoked
+    /// needs nothing more.
     async fn logout(&self, token: &Secret) -> Result<()> {
         let inner = &self.inner;
         let claims = token::verify(&inner.key, token.expose())
@@ -306,15 +331,30 @@ impl TokenValidator for LocalIdentity {
         if now >= claims.exp {
             return Ok(());
         }
-        let mut revoked = lock(&inner.revoked);
-        // Forget revocations of tokens that have expired since: they are
-        // refused as expired now. Logouts are rare; the scan is cheap.
-        revoked.retain(|_, exp| now < *exp);
-        if revoked.len() >= REVOKED_MAX && !revoked.contains_key(&claims.jti) {
-            return Err(Error::Unavailable(
-                "too many tokens revoked recently; try again once some expire".into(),
-            ));
+        {
+            let mut revoked = lock(&inner.revoked);
+            // Forget revocations of tokens that have expired since: they
+            // are refused as expired now. Logouts are rare; the scan is
+            // cheap.
+            revoked.retain(|_, exp| now < *exp);
+            if revoked.len() >= REVOKED_MAX && !revoked.contains_key(&claims.jti) {
+                return Err(Error::Unavailable(
+                    "too many tokens revoked recently; try again once some expire".into(),
+                ));
+            }
         }
+        if let Some(store) = &self.revocations {
+            store
+                .revoke_token(
+                    &Revocation {
+                        token_id: claims.jti.clone(),
+                        expires: Timestamp::from_millis(claims.exp),
+                    },
+                    Timestamp::from_millis(now),
+                )
+                .await?;
+        }
+        let mut revoked = lock(&inner.revoked);
         revoked.insert(claims.jti, claims.exp);
         Ok(())
     }

@@ -74,7 +74,11 @@ impl BlobIndex for PostgresMetaStore {
     }
 
     async fn blob_holders(&self, digest: &Digest, page: &Page) -> Result<Vec<RepoName>> {
-        let data = (digest.to_string(), page.last.as_deref(), limit_of(page.limit));
+        let data = (
+            digest.to_string(),
+            page.last.as_deref(),
+            limit_of(page.limit),
+        );
         self.run(
             "listing a blob's repositories",
             data,

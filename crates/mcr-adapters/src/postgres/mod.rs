@@ -4,9 +4,9 @@
 //! This module owns the connection pool, the transactions every step runs
 //! in, and the mapping of driver errors to the engine's. The ports'
 //! methods live one trait a module (`repositories`, `manifests`, `blobs`,
-//! `uploads`, `policy`, `audit`, `gc`, `status`), their statements in `sql`, what
-//! the statements share in `rows`, and the numbered migrations in
-//! `schema`.
+//! `uploads`, `policy`, `audit`, `gc`, `status`, `revocations`), their
+//! statements in `sql`, what the statements share in `rows`, and the
+//! numbered migrations in `schema`.
 //!
 //! tokio-postgres (the native async driver) under a deadpool pool;
 //! statements are prepared once per connection and cached. A read of one
@@ -51,6 +51,7 @@ mod gc;
 mod manifests;
 mod policy;
 mod repositories;
+mod revocations;
 mod rows;
 mod schema;
 mod sql;

@@ -120,6 +120,16 @@ const MIGRATIONS: &[(i64, &str)] = &[
         );
         INSERT INTO policy_generation (id, generation) VALUES (1, 0);",
     ),
+    (
+        3,
+        // Tokens the local identity revoked, kept until they would have
+        // expired anyway: every replica refuses them, also after a restart.
+        r#"CREATE TABLE revoked_tokens (
+            token_id text COLLATE "C" PRIMARY KEY,
+            expires  bigint NOT NULL
+        );
+        CREATE INDEX revoked_tokens_by_expiry ON revoked_tokens (expires);"#,
+    ),
 ];
 
 /// The schema version this build writes and understands.

@@ -230,6 +230,13 @@ pub(super) const RULE_GENERATION: &str = "SELECT generation FROM policy_generati
 pub(super) const NEXT_RULE_GENERATION: &str =
     "UPDATE policy_generation SET generation = generation + 1 WHERE id = 1";
 
+// Revoked tokens.
+pub(super) const REVOKE_TOKEN: &str = "INSERT INTO revoked_tokens (token_id, expires)
+    VALUES ($1, $2) ON CONFLICT (token_id) DO NOTHING";
+pub(super) const DROP_ENDED_REVOCATIONS: &str = "DELETE FROM revoked_tokens WHERE expires <= $1";
+pub(super) const LIVE_REVOCATIONS: &str =
+    "SELECT token_id, expires FROM revoked_tokens WHERE expires > $1 ORDER BY token_id";
+
 // Audit log.
 pub(super) const INSERT_AUDIT: &str = "INSERT INTO audit_log
     (time, event_type, actor_id, repository, digest, ip, details)

@@ -36,6 +36,7 @@ mod manifests;
 mod policy;
 mod probe;
 mod repositories;
+mod revocations;
 mod rows;
 mod schema;
 mod sql;

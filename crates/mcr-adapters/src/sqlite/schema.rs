@@ -16,6 +16,7 @@
 //! (with the blob store's state of each, `offset` and `writer_state`);
 //! `policy_rules` (the rule as JSON, with its sort keys as columns);
 //! `policy_generation` (one row: the rule set's generation);
+//! `revoked_tokens` (local-identity logouts, until the token's expiry);
 //! `audit_log`.
 
 use std::time::SystemTime;
@@ -152,6 +153,16 @@ const MIGRATIONS: &[(i64, &str)] = &[
             generation INTEGER NOT NULL
         );
         INSERT INTO policy_generation (id, generation) VALUES (1, 0);",
+    ),
+    (
+        7,
+        // Tokens the local identity revoked, kept until they would have
+        // expired anyway, so a logout survives a restart.
+        "CREATE TABLE revoked_tokens (
+            token_id TEXT PRIMARY KEY,
+            expires  INTEGER NOT NULL
+        );
+        CREATE INDEX revoked_tokens_by_expiry ON revoked_tokens (expires);",
     ),
 ];
 

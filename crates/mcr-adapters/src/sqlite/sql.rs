@@ -183,6 +183,12 @@ pub(super) const INSERT_RULE: &str = "INSERT INTO policy_rules
 pub(super) const UPDATE_RULE: &str = "UPDATE policy_rules
     SET priority = ?2, enabled = ?3, rule_json = ?4, updated = ?5 WHERE id = ?1";
 pub(super) const DELETE_RULE: &str = "DELETE FROM policy_rules WHERE id = ?1";
+// Revoked tokens.
+pub(super) const REVOKE_TOKEN: &str = "INSERT INTO revoked_tokens (token_id, expires)
+    VALUES (?1, ?2) ON CONFLICT (token_id) DO NOTHING";
+pub(super) const DROP_ENDED_REVOCATIONS: &str = "DELETE FROM revoked_tokens WHERE expires <= ?1";
+pub(super) const LIVE_REVOCATIONS: &str =
+    "SELECT token_id, expires FROM revoked_tokens WHERE expires > ?1 ORDER BY token_id";
 pub(super) const RULE_GENERATION: &str = "SELECT generation FROM policy_generation WHERE id = 1";
 pub(super) const NEXT_RULE_GENERATION: &str =
     "UPDATE policy_generation SET generation = generation + 1 WHERE id = 1";
@@ -259,6 +265,8 @@ mod tests {
             ("LIST_RULES", LIST_RULES, &["policy_rules"]),
             ("GET_RULE", GET_RULE, &[]),
             ("RULE_GENERATION", RULE_GENERATION, &[]),
+            ("DROP_ENDED_REVOCATIONS", DROP_ENDED_REVOCATIONS, &[]),
+            ("LIVE_REVOCATIONS", LIVE_REVOCATIONS, &["revoked_tokens"]),
         ];
         let audit = |f: fn(&mut AuditQuery)| {
             let mut q = AuditQuery {

@@ -14,7 +14,9 @@ use mcr_adapters::postgres::{PostgresConfig, PostgresCoordination, PostgresMetaS
 use mcr_adapters::s3::S3BlobStore;
 use mcr_adapters::sqlite::SqliteMetaStore;
 use mcr_core::policy::Engine;
-use mcr_core::ports::{BlobStore, Coordination, MetaStore, Secret, SnapshotStore, TokenValidator};
+use mcr_core::ports::{
+    BlobStore, Coordination, MetaStore, RevocationStore, Secret, SnapshotStore, TokenValidator,
+};
 use mcr_core::registry::{Registry, RegistryConfig};
 use mcr_core::time::SystemClock;
 use mcr_http::{AppState, HttpConfig};
@@ -37,7 +39,12 @@ const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 pub async fn build(config: &Config, tasks: TaskTracker) -> anyhow::Result<AppState> {
     let metadata = metadata(config).await?;
     let blobs = blob_store(config).await?;
-    let identity = identity(config, metadata.default_key_dir.as_deref())?;
+    let identity = identity(
+        config,
+        metadata.default_key_dir.as_deref(),
+        metadata.store.clone(),
+    )
+    .await?;
     let mut registry = Registry::new(metadata.store, blobs, identity, Arc::new(Engine::new()))
         .with_config(RegistryConfig {
             gc_grace_period: config.gc_grace_period()?,
@@ -178,10 +185,12 @@ fn postgres_config(section: &DatabaseSection) -> anyhow::Result<PostgresConfig> 
     Ok(pg)
 }
 
-/// MCIAS when `[mcias] server_url` is set, else the local identity.
-fn identity(
+/// MCIAS when `[mcias] server_url` is set, else the local identity, its
+/// logouts kept in `revocations` (the metadata store, shared by replicas).
+async fn identity(
     config: &Config,
     default_key_dir: Option<&Path>,
+    revocations: Arc<dyn RevocationStore>,
 ) -> anyhow::Result<Arc<dyn TokenValidator>> {
     if let Some(url) = &config.mcias.server_url {
         let mcias = MciasTokenValidator::new(
@@ -215,7 +224,10 @@ fn identity(
             "cannot set up the local identity (key {})",
             key_path.display()
         )
-    })?;
+    })?
+    .keep_revocations_in(revocations)
+    .await
+    .context("cannot load the revoked tokens")?;
     Ok(Arc::new(identity))
 }
 

@@ -4,7 +4,7 @@
 //! The metadata port is split by what the use cases ask of it, one trait
 //! a module: [`RepositoryStore`], [`ManifestStore`], [`BlobIndex`],
 //! [`UploadSessionStore`], [`PolicyRuleStore`], [`AuditLog`],
-//! [`GcStore`] and [`StoreStatus`]. Each method is one atomic step of a use case, so an
+//! [`GcStore`], [`StoreStatus`] and [`RevocationStore`]. Each method is one atomic step of a use case, so an
 //! adapter can make it one transaction; the contract suite
 //! (`testing::contract::run_meta_store_contract`) pins down what each must
 //! do. A type that implements all of them is a [`MetaStore`] by the
@@ -20,6 +20,7 @@ use super::gc::GcStore;
 use super::manifests::ManifestStore;
 use super::policy_rules::PolicyRuleStore;
 use super::repositories::RepositoryStore;
+use super::revocations::RevocationStore;
 use super::status::StoreStatus;
 use super::upload_sessions::UploadSessionStore;
 
@@ -36,6 +37,7 @@ pub trait MetaStore:
     + AuditLog
     + GcStore
     + StoreStatus
+    + RevocationStore
 {
 }
 
@@ -48,6 +50,7 @@ impl<T> MetaStore for T where
         + AuditLog
         + GcStore
         + StoreStatus
+        + RevocationStore
         + ?Sized
 {
 }

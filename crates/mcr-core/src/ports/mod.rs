@@ -12,7 +12,8 @@
 //!   [`UploadSessionStore`] (`upload_sessions`), [`PolicyRuleStore`]
 //!   (`policy_rules`), [`AuditLog`] (`audit_log`), [`GcStore`] (`gc`),
 //!   [`StoreStatus`] (`status`: readiness probe and totals for metrics),
-//!   and, optional and outside the umbrella, [`SnapshotStore`]
+//!   [`RevocationStore`] (`revocations`, for the local identity), and,
+//!   optional and outside the umbrella, [`SnapshotStore`]
 //!   (`snapshots`).
 //! - Identity: [`TokenValidator`] (`identity`).
 //! - Locks shared by everyone using the stores: [`Coordination`]
@@ -29,6 +30,7 @@ mod manifests;
 mod meta_store;
 mod policy_rules;
 mod repositories;
+mod revocations;
 mod snapshots;
 mod status;
 mod upload_sessions;
@@ -44,6 +46,7 @@ pub use manifests::{ManifestRecord, ManifestStore, NewManifest};
 pub use meta_store::MetaStore;
 pub use policy_rules::{PolicyRuleStore, StoredRules};
 pub use repositories::{Page, RepoDetail, RepoSummary, RepositoryStore};
+pub use revocations::{Revocation, RevocationStore};
 pub use snapshots::SnapshotStore;
 pub use status::{StoreStatus, StoreTotals};
 pub use upload_sessions::{UploadSession, UploadSessionStore};
@@ -54,7 +57,7 @@ pub use upload_sessions::{UploadSession, UploadSessionStore};
 pub mod prelude {
     pub use super::{
         AuditLog, BlobIndex, BlobStore, Coordination, GcStore, ManifestStore, MetaStore,
-        PolicyRuleStore, RepositoryStore, SnapshotStore, StoreStatus, TokenValidator,
-        UploadSessionStore,
+        PolicyRuleStore, RepositoryStore, RevocationStore, SnapshotStore, StoreStatus,
+        TokenValidator, UploadSessionStore,
     };
 }

@@ -13,6 +13,7 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 use futures_util::stream::{self, StreamExt};
 
+use super::hold::{Hold, PausePoint};
 use crate::audit::{AuditEvent, AuditQuery, NewAuditEvent};
 use crate::digest::Digest;
 use crate::error::{Error, Result, StorageError};
@@ -21,10 +22,10 @@ use crate::names::{Reference, RepoName, Tag};
 use crate::policy::{Rule, RuleDraft};
 use crate::ports::{
     AuditLog, BlobIndex, BlobInfo, GcStore, ListStream, ManifestRecord, ManifestStore, NewManifest,
-    Page, PolicyRuleStore, RepoDetail, RepoSummary, RepositoryStore, SnapshotStore, StoreStatus,
-    StoreTotals, StoredRules, SweepStep, UploadSession, UploadSessionStore, UploadState,
+    Page, PolicyRuleStore, RepoDetail, RepoSummary, RepositoryStore, Revocation, RevocationStore,
+    SnapshotStore, StoreStatus, StoreTotals, StoredRules, SweepStep, UploadSession,
+    UploadSessionStore, UploadState,
 };
-use super::hold::{Hold, PausePoint};
 use crate::time::Timestamp;
 
 /// Metadata held in memory.
@@ -52,6 +53,8 @@ struct State {
     last_rule_id: i64,
     /// In the order recorded; ids are positions + 1.
     audit: Vec<AuditEvent>,
+    /// Revoked token ids and when each token expires.
+    revocations: BTreeMap<String, Timestamp>,
     /// The instants snapshots were taken at; a copy is only recorded,
     /// since nothing can be restored from memory.
     snapshots: BTreeSet<Timestamp>,
@@ -585,6 +588,32 @@ impl PolicyRuleStore for FakeMetaStore {
             state.rule_generation += 1;
         }
         Ok(deleted)
+    }
+}
+
+#[async_trait]
+impl RevocationStore for FakeMetaStore {
+    async fn revoke_token(&self, revocation: &Revocation, now: Timestamp) -> Result<()> {
+        let mut state = self.lock();
+        state.revocations.retain(|_, expires| *expires > now);
+        state
+            .revocations
+            .entry(revocation.token_id.clone())
+            .or_insert(revocation.expires);
+        Ok(())
+    }
+
+    async fn live_revocations(&self, now: Timestamp) -> Result<Vec<Revocation>> {
+        Ok(self
+            .lock()
+            .revocations
+            .iter()
+            .filter(|(_, expires)| **expires > now)
+            .map(|(id, expires)| Revocation {
+                token_id: id.clone(),
+                expires: *expires,
+            })
+            .collect())
     }
 }
 

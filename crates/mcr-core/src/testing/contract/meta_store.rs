@@ -39,7 +39,8 @@ use crate::media::{MediaType, OCI_IMAGE_INDEX, OCI_IMAGE_MANIFEST};
 use crate::names::{Reference, RepoName};
 use crate::policy::{Effect, RepoPattern, Rule, RuleDraft};
 use crate::ports::{
-    BlobInfo, MetaStore, NewManifest, Page, RepoSummary, StoreTotals, UploadSession, UploadState,
+    BlobInfo, MetaStore, NewManifest, Page, RepoSummary, Revocation, StoreTotals, UploadSession,
+    UploadState,
 };
 use crate::principal::{AccountType, Action, Role};
 use crate::time::Timestamp;
@@ -78,6 +79,7 @@ pub const META_STORE_CHECKS: &[Check<dyn MetaStore>] = checks![dyn MetaStore =>
     delete_repository_returns_its_uploads_and_keeps_blob_rows,
     repository_summaries_and_detail,
     policy_rules_crud,
+    revocations_last_until_the_token_expires,
     audit_filters_order_and_window,
     concurrent_puts_to_one_tag_leave_it_on_one,
     concurrent_completions_of_one_blob,
@@ -364,7 +366,10 @@ async fn repositories_come_into_being_on_first_write(s: Store) {
     // The last content going takes the repository out of every listing.
     let gone = s.unlink_blob(&mnt, &sha256(b"layer")).await;
     assert!(ok(gone, "unlink_blob"));
-    assert!(!exists(&s, &mnt).await, "a repository without content exists");
+    assert!(
+        !exists(&s, &mnt).await,
+        "a repository without content exists"
+    );
     assert_eq!(
         repos(&s, page(None, ALL)).await,
         strings(&["man", "up"]),
@@ -532,7 +537,11 @@ async fn several_tags_move_in_one_step(s: Store) {
     m2.tags = vec![tag("a"), tag("b"), tag("c")];
     put(&s, &m2).await;
     for name in ["a", "b", "c"] {
-        assert_eq!(by_tag(&s, &r, name).await, Some(m2.digest.clone()), "{name}");
+        assert_eq!(
+            by_tag(&s, &r, name).await,
+            Some(m2.digest.clone()),
+            "{name}"
+        );
     }
     // A put that fails moves none of its tags.
     let mut m3 = image(&r, "three", &[&layer, &info(b"absent")], t(4));
@@ -1568,7 +1577,10 @@ async fn policy_rules_crud(s: Store) {
     assert_rule_is(&r2, &d2, "created rule with a subject, disabled");
     assert_eq!(ok(s.get_rule(r1.id).await, "get_rule"), Some(r1.clone()));
     let (created, mut listed) = rules(&s).await;
-    assert!(created >= first + 2, "two creations advanced the generation from {first} to {created}");
+    assert!(
+        created >= first + 2,
+        "two creations advanced the generation from {first} to {created}"
+    );
     listed.sort_by_key(|r| r.id);
     assert_eq!(
         listed,
@@ -1591,9 +1603,19 @@ async fn policy_rules_crud(s: Store) {
     // An update from a rule read before that change: refused, unchanged.
     let mut stale = r1.clone();
     stale.description = "lost update".to_string();
-    let e = err_of(s.update_rule(&r1, &stale).await, "update_rule from a stale read");
-    assert!(matches!(e, Error::Conflict(_)), "expected Conflict, got {e:?}");
-    assert_eq!(rules(&s).await.0, updated, "a refused update advanced the generation");
+    let e = err_of(
+        s.update_rule(&r1, &stale).await,
+        "update_rule from a stale read",
+    );
+    assert!(
+        matches!(e, Error::Conflict(_)),
+        "expected Conflict, got {e:?}"
+    );
+    assert_eq!(
+        rules(&s).await.0,
+        updated,
+        "a refused update advanced the generation"
+    );
     assert_eq!(
         ok(s.get_rule(r1.id).await, "get_rule"),
         Some(changed.clone()),
@@ -1628,7 +1650,11 @@ async fn policy_rules_crud(s: Store) {
     let (deleted, _) = rules(&s).await;
     assert!(deleted > updated, "a delete advanced no generation");
     assert!(!ok(s.delete_rule(r2.id).await, "delete_rule again"));
-    assert_eq!(rules(&s).await, (deleted, vec![changed]), "deleting nothing changed the set");
+    assert_eq!(
+        rules(&s).await,
+        (deleted, vec![changed]),
+        "deleting nothing changed the set"
+    );
     assert_eq!(ok(s.get_rule(r2.id).await, "get_rule"), None);
     let r3 = ok(s.create_rule(&d1).await, "create_rule after a delete");
     assert!(r3.id > r2.id, "an id was reused: {} after {}", r3.id, r2.id);
@@ -1636,6 +1662,53 @@ async fn policy_rules_crud(s: Store) {
         ok(s.get_rule(-1).await, "get_rule of a built-in id"),
         None,
         "built-ins are not stored"
+    );
+}
+
+// ---- revoked tokens ----------------------------------------------------
+
+async fn revocations_last_until_the_token_expires(s: Store) {
+    let revocation = |id: &str, expires: i64| Revocation {
+        token_id: id.to_string(),
+        expires: t(expires),
+    };
+    let live = |at: i64| {
+        let s = s.clone();
+        async move { ok(s.live_revocations(t(at)).await, "live_revocations") }
+    };
+    let revoke = |id: &'static str, expires: i64, at: i64| {
+        let s = s.clone();
+        async move {
+            ok(
+                s.revoke_token(&revocation(id, expires), t(at)).await,
+                "revoke_token",
+            )
+        }
+    };
+    assert!(live(0).await.is_empty(), "a new store has revocations");
+    revoke("b", 20, 1).await;
+    revoke("a", 10, 1).await;
+    revoke("a", 10, 2).await;
+    assert_eq!(
+        live(5).await,
+        vec![revocation("a", 10), revocation("b", 20)],
+        "by token id, a token revoked twice once"
+    );
+    assert_eq!(
+        live(10).await,
+        vec![revocation("b", 20)],
+        "a revocation ends when its token expires"
+    );
+    assert_eq!(
+        live(5).await,
+        vec![revocation("a", 10), revocation("b", 20)],
+        "listing changes nothing"
+    );
+    revoke("c", 30, 15).await;
+    assert_eq!(
+        live(5).await,
+        vec![revocation("b", 20), revocation("c", 30)],
+        "a revocation drops those that ended by its time"
     );
 }
 
