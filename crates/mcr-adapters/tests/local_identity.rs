@@ -11,7 +11,8 @@ use std::time::Duration;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use mcr_adapters::local_identity::{
-    hash_password, load_or_create_key, LocalIdentity, LocalUser, DEFAULT_TOKEN_TTL, LOGIN_CACHE_TTL,
+    hash_password, load_or_create_key, LocalIdentity, LocalUser, DEFAULT_TOKEN_TTL,
+    LOGIN_CACHE_TTL, REVOCATION_MAX_STALENESS,
 };
 use mcr_adapters::sqlite::SqliteMetaStore;
 use mcr_core::ports::{RevocationStore, Secret, TokenValidator};
@@ -413,4 +414,36 @@ async fn a_logout_survives_a_restart() {
     let store = SqliteMetaStore::open(&db).unwrap();
     let live = store.live_revocations(clock.now()).await.unwrap();
     assert!(live.is_empty(), "a revocation outlived its token: {live:?}");
+}
+
+/// Issue 14: replicas sharing the metadata store (and the key) refuse a
+/// token another one logged out, within `REVOCATION_MAX_STALENESS`.
+#[tokio::test]
+async fn a_logout_through_one_replica_holds_on_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new();
+    let store: Arc<dyn RevocationStore> = Arc::new(mcr_core::testing::FakeMetaStore::new());
+    let one = identity(dir.path(), clock.clone())
+        .keep_revocations_in(store.clone())
+        .await
+        .unwrap();
+    let other = identity(dir.path(), clock.clone())
+        .keep_revocations_in(store)
+        .await
+        .unwrap();
+    let password = Secret::new("wonderland");
+    let token = one.login("alice", &password).await.unwrap().token;
+    other.validate(&token).await.unwrap();
+
+    one.logout(&token).await.unwrap();
+    assert_eq!(unauthenticated(one.validate(&token).await), "token revoked");
+    // The other's copy is fresh enough to be used until the bound...
+    clock.advance(REVOCATION_MAX_STALENESS - Duration::from_millis(1));
+    other.validate(&token).await.unwrap();
+    // ...and read again once it passed.
+    clock.advance(Duration::from_millis(1));
+    assert_eq!(
+        unauthenticated(other.validate(&token).await),
+        "token revoked"
+    );
 }

@@ -15,7 +15,8 @@ use mcr_core::names::Reference;
 use mcr_core::policy::{Effect, RepoPattern, RuleDraft};
 use mcr_core::principal::{AccountType, Action};
 use mcr_core::registry::{
-    MountOutcome, Registry, RegistryConfig, MAX_QUEUED_AUDIT_EVENTS, SCHEDULE_SUBJECT,
+    MountOutcome, Registry, RegistryConfig, MAX_QUEUED_AUDIT_EVENTS, POLICY_MAX_STALENESS,
+    SCHEDULE_SUBJECT,
 };
 use mcr_core::testing::{admin, guest, system, user, TestRegistry};
 use mcr_core::time::Clock;
@@ -1579,5 +1580,42 @@ fn concurrent_updates_of_a_rule_lose_neither() {
         let stored = r.get_rule(&admin(), rule.id).await.unwrap();
         assert!(!stored.enabled, "the second edit was lost");
         assert_eq!(stored.description, rule.description);
+    });
+}
+
+/// Issue 14: a rule changed through one replica is enforced by another
+/// sharing the metadata store within `POLICY_MAX_STALENESS`, and not
+/// before the bound only because its cached rules are fresh enough.
+#[test]
+fn a_replica_reloads_rules_another_changed_within_the_staleness_bound() {
+    let t = TestRegistry::new();
+    // A second replica: its own engine over the same stores and clock.
+    let replica = Registry::new(
+        t.meta.clone(),
+        t.blobs.clone(),
+        t.identity.clone(),
+        std::sync::Arc::new(mcr_core::policy::Engine::new()),
+    )
+    .with_clock(t.clock.clone());
+    run(async {
+        replica.reload_policy().await.unwrap();
+        let locked = repo("locked/app");
+        replica.start_upload(&user(), &locked).await.unwrap();
+
+        t.registry
+            .create_rule(&admin(), deny_locked_pushes())
+            .await
+            .unwrap();
+        // Within the bound the replica may still use what it holds.
+        t.clock
+            .advance(POLICY_MAX_STALENESS - Duration::from_millis(1));
+        replica.start_upload(&user(), &locked).await.unwrap();
+        // Past it, the stored generation is newer: it reloads and refuses.
+        t.clock.advance(Duration::from_millis(1));
+        let err = replica.start_upload(&user(), &locked).await.unwrap_err();
+        assert!(
+            matches!(err, Error::Denied { .. }),
+            "the replica kept stale rules: {err:?}"
+        );
     });
 }

@@ -21,8 +21,10 @@
 //!   ([`LocalIdentity::keep_revocations_in`], what `mcrsrv` does with its
 //!   metadata store) each logout is recorded there first and the live
 //!   ones are loaded at start, so a logout survives a restart (issue 16,
-//!   case 6); without one a restart forgets it. A second process sharing
-//!   the key learns of a logout only when it starts.
+//!   case 6), and read again once [`REVOCATION_MAX_STALENESS`] has passed,
+//!   so a logout through one replica is refused by every other sharing
+//!   the store within that bound (issue 14). Without a store a restart
+//!   forgets it.
 
 mod key;
 mod password;
@@ -31,7 +33,7 @@ mod token;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -51,6 +53,13 @@ use token::Claims;
 
 /// How long a token is valid when the config does not say.
 pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(3600);
+/// How old this process's copy of the stored revocations may be when a
+/// token is validated: a logout through another replica is refused here
+/// at most this long after it was acknowledged. The copy is read again
+/// (one query, of the revocations still in force) by the first validation
+/// after the bound; if the store cannot be read the validation fails
+/// rather than accept a token it cannot check.
+pub const REVOCATION_MAX_STALENESS: Duration = Duration::from_secs(2);
 /// How long a successful login is remembered for repeated Basic auth.
 pub const LOGIN_CACHE_TTL: Duration = Duration::from_secs(30);
 /// Most logins remembered at once.
@@ -91,7 +100,17 @@ impl fmt::Debug for LocalUser {
 pub struct LocalIdentity {
     inner: Arc<Inner>,
     /// Where revocations are kept beyond this process, if anywhere.
-    revocations: Option<Arc<dyn RevocationStore>>,
+    revocations: Option<SharedRevocations>,
+}
+
+/// The revocation store and when this process last read it.
+struct SharedRevocations {
+    store: Arc<dyn RevocationStore>,
+    /// `Timestamp` milliseconds of the last read.
+    read_at: AtomicI64,
+    /// One read at a time: validations that find the copy stale wait for
+    /// it instead of each reading the whole set.
+    reading: tokio::sync::Mutex<()>,
 }
 
 struct Inner {
@@ -165,19 +184,38 @@ impl LocalIdentity {
 
     /// Records every logout in `store` before answering it, and loads the
     /// revocations `store` holds that are still in force now, so tokens
-    /// revoked before a restart stay refused. Fails if `store` cannot be
+    /// revoked before a restart stay refused; reads them again when the
+    /// copy is [`REVOCATION_MAX_STALENESS`] old, so logouts through other
+    /// processes sharing `store` hold here too. Fails if `store` cannot be
     /// read (the identity must not start forgetting logouts).
     pub async fn keep_revocations_in(
         mut self,
         store: Arc<dyn RevocationStore>,
     ) -> Result<LocalIdentity> {
-        let live = store.live_revocations(self.inner.clock.now()).await?;
-        lock(&self.inner.revoked).extend(
-            live.into_iter()
-                .map(|r| (r.token_id, r.expires.as_millis())),
-        );
-        self.revocations = Some(store);
+        let shared = SharedRevocations {
+            store,
+            read_at: AtomicI64::new(i64::MIN),
+            reading: tokio::sync::Mutex::new(()),
+        };
+        shared.read(&self.inner).await?;
+        self.revocations = Some(shared);
         Ok(self)
+    }
+
+    /// Reads the stored revocations again if the copy is stale.
+    async fn fresh_revocations(&self) -> Result<()> {
+        let Some(shared) = &self.revocations else {
+            return Ok(());
+        };
+        if shared.fresh(&self.inner) {
+            return Ok(());
+        }
+        let _one = shared.reading.lock().await;
+        // Another validation may have read them while this one waited.
+        if shared.fresh(&self.inner) {
+            return Ok(());
+        }
+        shared.read(&self.inner).await
     }
 
     /// How many argon2 password verifications this instance has run. A
@@ -225,6 +263,37 @@ fn check_user(u: &LocalUser) -> Result<()> {
 
 /// Locks a mutex whose data stays consistent even if a holder panicked
 /// (every critical section here is a single map operation).
+impl SharedRevocations {
+    /// Whether the copy was read less than [`REVOCATION_MAX_STALENESS`]
+    /// ago (a clock set back makes it stale).
+    fn fresh(&self, inner: &Inner) -> bool {
+        let age = inner
+            .clock
+            .now()
+            .as_millis()
+            .saturating_sub(self.read_at.load(Ordering::Acquire));
+        let bound = i64::try_from(REVOCATION_MAX_STALENESS.as_millis()).unwrap_or(i64::MAX);
+        (0..bound).contains(&age)
+    }
+
+    /// Adds the store's live revocations to this process's set, dropping
+    /// those that ended. Adds, never replaces: a logout answered here
+    /// while the read was under way stays in the set.
+    async fn read(&self, inner: &Inner) -> Result<()> {
+        let now = inner.clock.now();
+        let live = self.store.live_revocations(now).await?;
+        let mut revoked = lock(&inner.revoked);
+        revoked.retain(|_, exp| now.as_millis() < *exp);
+        revoked.extend(
+            live.into_iter()
+                .map(|r| (r.token_id, r.expires.as_millis())),
+        );
+        drop(revoked);
+        self.read_at.store(now.as_millis(), Ordering::Release);
+        Ok(())
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -290,6 +359,7 @@ impl Inner {
 #[async_trait]
 impl TokenValidator for LocalIdentity {
     async fn validate(&self, token: &Secret) -> Result<Principal> {
+        self.fresh_revocations().await?;
         let inner = &self.inner;
         inner
             .tokens
@@ -343,8 +413,9 @@ impl TokenValidator for LocalIdentity {
                 ));
             }
         }
-        if let Some(store) = &self.revocations {
-            store
+        if let Some(shared) = &self.revocations {
+            shared
+                .store
                 .revoke_token(
                     &Revocation {
                         token_id: claims.jti.clone(),

@@ -65,6 +65,22 @@ impl PolicyRuleStore for PostgresMetaStore {
         .await
     }
 
+    async fn rule_generation(&self) -> Result<u64> {
+        self.run("reading the policy generation", (), |c, ()| {
+            Box::pin(async move {
+                one(c, sql::RULE_GENERATION, &[], |r| u64_at(r, 0))
+                    .await?
+                    .ok_or_else(|| {
+                        TxError::Engine(Error::storage(
+                            "reading the policy generation",
+                            "its row is missing",
+                        ))
+                    })
+            })
+        })
+        .await
+    }
+
     async fn get_rule(&self, id: i64) -> Result<Option<Rule>> {
         self.run("reading a policy rule", id, |c, id| {
             Box::pin(async move { one(c, sql::GET_RULE, &[id], rule_of).await })

@@ -53,6 +53,15 @@ impl PolicyRuleStore for SqliteMetaStore {
         .await
     }
 
+    async fn rule_generation(&self) -> Result<u64> {
+        self.run("reading the policy generation", |c| {
+            let generation: i64 = one(c, sql::RULE_GENERATION, [], |r| r.get(0))?
+                .ok_or_else(|| storage("reading the policy generation", "its row is missing"))?;
+            u64::try_from(generation).map_err(|e| storage("reading the policy generation", e))
+        })
+        .await
+    }
+
     async fn get_rule(&self, id: i64) -> Result<Option<Rule>> {
         self.run("reading a policy rule", move |c| {
             one(c, sql::GET_RULE, [id], rule_of)

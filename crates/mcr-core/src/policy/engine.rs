@@ -29,6 +29,8 @@ pub trait PolicyEngine: Send + Sync {
     /// the answer is `false`. Loads that overtake one another thus never
     /// bring back an older rule set (issue 16, case 7).
     fn install_rules(&self, generation: u64, stored: Vec<Rule>) -> bool;
+    /// The generation of the stored rules installed (0 before any).
+    fn generation(&self) -> u64;
     /// Built-ins and stored rules, in priority order.
     fn rules(&self) -> Vec<Rule>;
 }
@@ -111,6 +113,10 @@ impl PolicyEngine for Engine {
             generation,
         };
         true
+    }
+
+    fn generation(&self) -> u64 {
+        self.read().generation
     }
 
     fn rules(&self) -> Vec<Rule> {

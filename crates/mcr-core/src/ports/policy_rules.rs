@@ -25,6 +25,10 @@ pub struct StoredRules {
 pub trait PolicyRuleStore: Send + Sync + 'static {
     /// Every rule with the generation they make up, read in one step.
     async fn list_rules(&self) -> Result<StoredRules>;
+    /// The rule set's current generation alone: one short read, which a
+    /// replica makes every few seconds to learn whether another changed
+    /// the rules ([`crate::registry::POLICY_MAX_STALENESS`]).
+    async fn rule_generation(&self) -> Result<u64>;
     async fn get_rule(&self, id: i64) -> Result<Option<Rule>>;
     async fn create_rule(&self, draft: &RuleDraft) -> Result<Rule>;
     /// Replaces `current` with `updated` (same id) if the stored rule is

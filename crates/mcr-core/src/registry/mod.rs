@@ -17,6 +17,7 @@ mod snapshot;
 
 use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -99,6 +100,16 @@ impl Default for RegistryConfig {
     }
 }
 
+/// How old the policy engine's rules may be when a request is authorized:
+/// a rule change made through another replica (another process sharing
+/// the metadata store) is enforced here at most this long after it was
+/// acknowledged. Once this long has passed since the last look, the next
+/// authorization reads the stored generation
+/// ([`PolicyRuleStore::rule_generation`](crate::ports::PolicyRuleStore::rule_generation))
+/// and reloads the rules if it is newer; a failed read fails the request
+/// rather than decide on rules of unknown age.
+pub const POLICY_MAX_STALENESS: Duration = Duration::from_secs(2);
+
 /// The registry engine, wired to its ports.
 pub struct Registry {
     meta: Arc<dyn MetaStore>,
@@ -115,6 +126,9 @@ pub struct Registry {
     /// When the GC schedule was first asked for its next run: a registry
     /// that never collected waits one interval from then.
     gc_schedule_since: OnceLock<Timestamp>,
+    /// When the stored rules' generation was last compared with the
+    /// engine's (`Timestamp` milliseconds; `i64::MIN`: never).
+    policy_checked: AtomicI64,
 }
 
 impl Registry {
@@ -139,6 +153,7 @@ impl Registry {
             coordination: Arc::new(LocalCoordination::new()),
             audit_queue: audit_queue::AuditQueue::default(),
             gc_schedule_since: OnceLock::new(),
+            policy_checked: AtomicI64::new(i64::MIN),
         }
     }
 
@@ -189,7 +204,10 @@ impl Registry {
     /// nothing, so a reload never undoes a rule change another one already
     /// installed.
     pub async fn reload_policy(&self) -> Result<()> {
+        // Read before the listing: the rules are at least this fresh.
+        let now = self.clock.now().as_millis();
         let stored = self.meta.list_rules().await?;
+        self.policy_checked.store(now, Ordering::Release);
         if !self.policy.install_rules(stored.generation, stored.rules) {
             tracing::debug!(
                 generation = stored.generation,
@@ -199,14 +217,35 @@ impl Registry {
         Ok(())
     }
 
-    /// Checks the policy; a denial is audited and returned as
-    /// `Error::Denied`.
+    /// Reloads the rules if another replica changed them and the engine's
+    /// were last checked [`POLICY_MAX_STALENESS`] ago or more. Requests
+    /// that find the check due at once each make it: a read of one row,
+    /// rarer than the requests by far.
+    async fn fresh_policy(&self) -> Result<()> {
+        let now = self.clock.now().as_millis();
+        let checked = self.policy_checked.load(Ordering::Acquire);
+        let bound = i64::try_from(POLICY_MAX_STALENESS.as_millis()).unwrap_or(i64::MAX);
+        // A clock set back counts as due too.
+        let age = now.saturating_sub(checked);
+        if (0..bound).contains(&age) {
+            return Ok(());
+        }
+        if self.meta.rule_generation().await? > self.policy.generation() {
+            return self.reload_policy().await;
+        }
+        self.policy_checked.store(now, Ordering::Release);
+        Ok(())
+    }
+
+    /// Checks the policy (with rules at most [`POLICY_MAX_STALENESS`]
+    /// old); a denial is audited and returned as `Error::Denied`.
     async fn authorize(
         &self,
         caller: &Caller,
         action: Action,
         repository: Option<&RepoName>,
     ) -> Result<()> {
+        self.fresh_policy().await?;
         let decision = self.policy.evaluate(&PolicyInput {
             principal: &caller.principal,
             action,

@@ -550,6 +550,10 @@ impl PolicyRuleStore for FakeMetaStore {
         Ok(stored)
     }
 
+    async fn rule_generation(&self) -> Result<u64> {
+        Ok(self.lock().rule_generation)
+    }
+
     async fn get_rule(&self, id: i64) -> Result<Option<Rule>> {
         let rule = self.lock().rules.get(&id).cloned();
         self.rule_read_pause.pass().await;

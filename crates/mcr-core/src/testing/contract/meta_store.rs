@@ -1556,6 +1556,11 @@ fn assert_rule_is(rule: &Rule, draft: &RuleDraft, what: &str) {
 /// The stored rules and their generation.
 async fn rules(s: &Store) -> (u64, Vec<Rule>) {
     let stored = ok(s.list_rules().await, "list_rules");
+    assert_eq!(
+        ok(s.rule_generation().await, "rule_generation"),
+        stored.generation,
+        "rule_generation disagrees with list_rules"
+    );
     (stored.generation, stored.rules)
 }
 
