@@ -973,3 +973,19 @@ fn mcrctl_over_grpc_answers_as_over_rest() {
     let refused = mcrctl(&["--grpc", g, "snapshot"], None).failed();
     assert!(refused.stderr.contains("UNAUTHENTICATED"), "{refused:?}");
 }
+
+#[test]
+fn completions_to_a_reader_that_already_left_are_not_an_error() {
+    // The read end is closed before mcrctl starts, so its write meets
+    // EPIPE every time, as `mcrctl completions bash | head -1` may.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_mcrctl"))
+        .args(["completions", "bash"])
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

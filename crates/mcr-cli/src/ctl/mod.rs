@@ -232,12 +232,30 @@ pub enum GcCommand {
     Status,
 }
 
+/// Writes the completion script for `shell` to standard output.
+///
+/// The script is generated into memory first because
+/// `clap_complete::generate` panics on a failed write; a reader that
+/// stops early (`| head`) is not an error, any other write failure is.
+fn print_completions(shell: clap_complete::Shell) -> ExitCode {
+    use std::io::Write;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "mcrctl", &mut script);
+    match std::io::stdout().lock().write_all(&script) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mcrctl: cannot write the completion script: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Runs mcrctl on the process's arguments.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Completions { shell } = cli.command {
-        clap_complete::generate(shell, &mut Cli::command(), "mcrctl", &mut std::io::stdout());
-        return ExitCode::SUCCESS;
+        return print_completions(shell);
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
