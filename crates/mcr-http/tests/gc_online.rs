@@ -141,6 +141,11 @@ struct World {
     h: Arc<Harness>,
     clockwork: Clockwork,
     shared: Vec<Vec<u8>>,
+    /// Manifest PUTs answered so far (stored or refused). Without a grace
+    /// period the collector waits for one between its runs, so pushes
+    /// make progress however slow the machine is, rather than only when
+    /// a push is quicker than the collector's pause.
+    answered: tokio::sync::watch::Sender<u64>,
 }
 
 /// An image a worker pushed and has not deleted.
@@ -324,6 +329,7 @@ async fn push_attempts(
             .body(raw.to_vec())
             .send()
             .await;
+        world.answered.send_modify(|n| *n += 1);
         if r.status == StatusCode::CREATED {
             return Ok(());
         }
@@ -449,7 +455,14 @@ async fn collector(
     stop: Arc<AtomicBool>,
 ) -> Outcome<CollectorTally> {
     let mut tally = CollectorTally::default();
-    while !stop.load(Ordering::Acquire) {
+    let mut answered = world.answered.subscribe();
+    loop {
+        // Read before `stop`: the runner sets `stop`, then bumps the
+        // count, so a collector that sees no stop sees that bump later.
+        let seen = *answered.borrow_and_update();
+        if stop.load(Ordering::Acquire) {
+            break;
+        }
         world.clockwork.advance();
         let report = world
             .h
@@ -473,8 +486,9 @@ async fn collector(
         }
         // Without a grace period a push survives only if no GC runs
         // between its first upload and its manifest, so the collector
-        // pauses now and then (a push takes a few milliseconds here);
-        // with one, it need not.
+        // pauses now and then and, before its next run, waits until a
+        // manifest PUT was answered since this run began; with one, it
+        // need not.
         let pause = if world.clockwork.grace.is_zero() {
             rng.below(16)
         } else {
@@ -484,6 +498,12 @@ async fn collector(
             tokio::task::yield_now().await;
         } else {
             tokio::time::sleep(Duration::from_millis(pause as u64)).await;
+        }
+        if world.clockwork.grace.is_zero() {
+            answered
+                .wait_for(|n| *n > seen)
+                .await
+                .map_err(|e| format!("the push count is gone: {e}"))?;
         }
     }
     Ok(tally)
@@ -530,6 +550,7 @@ async fn stress(seed: u64, grace: Duration) {
             tickets: AtomicU64::new(0),
         },
         shared,
+        answered: tokio::sync::watch::Sender::new(0),
     });
     let stop = Arc::new(AtomicBool::new(false));
     let gc = tokio::spawn(collector(rng.fork(), world.clone(), stop.clone()));
@@ -556,6 +577,8 @@ async fn stress(seed: u64, grace: Duration) {
         }
     }
     stop.store(true, Ordering::Release);
+    // Wakes a collector waiting for a push that will never come.
+    world.answered.send_modify(|n| *n += 1);
     let collected = gc.await.expect("the collector does not panic");
     let collected = match collected {
         Ok(c) => c,
