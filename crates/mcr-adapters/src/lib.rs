@@ -21,12 +21,17 @@
 //! - [`mcias::MciasTokenValidator`] (`mcias`): the `TokenValidator` over MCIAS's HTTP
 //!   API (TLS 1.3, validations cached 30 s by token hash); with the
 //!   `fake-mcias` feature, `mcias::fake::FakeMcias` for tests.
+//! - [`upstream::HttpUpstream`] (feature `upstream`): the `Upstream` port,
+//!   an OCI distribution client of the registry a pull-through cache
+//!   mirrors (bearer-token challenges, custom CA, timeouts, retries).
 //!
 //! The identity adapters record token validations and MCIAS calls as
 //! metrics ([`metrics`]).
 //!
 //! This crate holds no business rule: those live in `mcr-core`.
 
+#[cfg(any(feature = "mcias", feature = "upstream"))]
+mod client_tls;
 #[cfg(feature = "fs")]
 pub mod fs;
 #[cfg(feature = "local-identity")]
@@ -40,3 +45,5 @@ pub mod postgres;
 pub mod s3;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+#[cfg(feature = "upstream")]
+pub mod upstream;

@@ -13,7 +13,7 @@ use mcr_core::ids::UploadId;
 use mcr_core::media::{MediaType, OCI_IMAGE_MANIFEST};
 use mcr_core::names::RepoName;
 use mcr_core::ports::prelude::*;
-use mcr_core::ports::{BlobInfo, NewManifest, Secret, UploadSession, UploadState};
+use mcr_core::ports::{BlobInfo, NewManifest, Provenance, Secret, UploadSession, UploadState};
 use mcr_core::time::Timestamp;
 use mcr_core::{Error, StorageErrorKind};
 use tokio_postgres::NoTls;
@@ -63,6 +63,7 @@ fn manifest_of(r: &RepoName, name: &str, blob: &Digest, at: Timestamp) -> NewMan
         children: Vec::new(),
         tags: vec![],
         created: at,
+        provenance: Provenance::Pushed,
     }
 }
 

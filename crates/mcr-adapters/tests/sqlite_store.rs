@@ -17,7 +17,7 @@ use mcr_core::media::MediaType;
 use mcr_core::names::{Reference, RepoName, Tag};
 use mcr_core::policy::{Effect, RuleDraft};
 use mcr_core::ports::prelude::*;
-use mcr_core::ports::{BlobInfo, NewManifest, UploadSession, UploadState};
+use mcr_core::ports::{BlobInfo, NewManifest, Provenance, UploadSession, UploadState};
 use mcr_core::principal::Action;
 use mcr_core::time::Timestamp;
 use mcr_core::Error;
@@ -73,6 +73,7 @@ fn manifest(n: usize, blob: &Digest, tag: &str) -> NewManifest {
         children: vec![],
         tags: vec![Tag::new(tag).unwrap()],
         created: Timestamp::from_millis(2_000 + n as i64),
+        provenance: Provenance::Pushed,
     }
 }
 
@@ -505,6 +506,7 @@ async fn an_index_missing_a_child_leaves_nothing_behind() {
         children: vec![child.digest.clone(), absent.clone()],
         tags: vec![Tag::new("child").unwrap()],
         created: Timestamp::from_millis(9_000),
+        provenance: Provenance::Pushed,
     };
     let e = store.put_manifest(index).await.unwrap_err();
     assert!(

@@ -29,6 +29,7 @@ async fn mcrsrv_refuses_to_start_on_a_bucket_it_cannot_reach() {
     let (config, _, _) = dev::dev_config(
         dir.path(),
         "127.0.0.1:0",
+        &[],
         env(&[
             ("MCR_STORAGE_BACKEND", "s3".into()),
             ("MCR_STORAGE_S3_ENDPOINT", endpoint.clone()),
@@ -73,7 +74,7 @@ async fn a_chunked_push_and_a_pull_go_through_garage() {
         "MCR_STORAGE_S3_SECRET_ACCESS_KEY".into(),
         garage.var("AWS_SECRET_ACCESS_KEY"),
     ));
-    let (config, password, _) = dev::dev_config(dir.path(), "127.0.0.1:0", overrides).unwrap();
+    let (config, password, _) = dev::dev_config(dir.path(), "127.0.0.1:0", &[], overrides).unwrap();
     let state = run::build(&config, tokio_util::task::TaskTracker::new())
         .await
         .unwrap();

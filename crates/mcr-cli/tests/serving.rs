@@ -31,7 +31,7 @@ impl Server {
     async fn start() -> Server {
         let dir = tempfile::tempdir().unwrap();
         let (config, password, _) =
-            dev::dev_config(dir.path(), "127.0.0.1:0", std::iter::empty()).unwrap();
+            dev::dev_config(dir.path(), "127.0.0.1:0", &[], std::iter::empty()).unwrap();
         // Nothing here leaves background work (no GC is started).
         let state = run::build(&config, tokio_util::task::TaskTracker::new())
             .await

@@ -59,6 +59,7 @@ event_types! {
     Login => "login",
     LoginFailed => "login_failed",
     Logout => "logout",
+    ProxyFetched => "proxy_fetched",
 }
 
 impl fmt::Display for EventType {

@@ -70,6 +70,16 @@ pub enum Error {
         repository: Option<RepoName>,
     },
 
+    /// A push or delete into a pull-through cache's mirror.
+    #[error(
+        "{repository} is a read-only mirror of {upstream}: pushes and deletes are refused \
+         (push to a repository outside the mirror's prefix)"
+    )]
+    ReadOnlyMirror {
+        repository: RepoName,
+        upstream: String,
+    },
+
     #[error("{kind} {id} not found")]
     NotFound { kind: &'static str, id: String },
     #[error("conflict: {0}")]

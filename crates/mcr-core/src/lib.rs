@@ -29,6 +29,7 @@ pub mod names;
 pub mod policy;
 pub mod ports;
 pub mod principal;
+pub mod proxy;
 pub mod registry;
 pub mod time;
 

@@ -10,7 +10,7 @@ use tonic::{Code, Status};
 pub fn status(e: Error) -> Status {
     let code = match &e {
         Error::Unauthenticated(_) => Code::Unauthenticated,
-        Error::Denied { .. } => Code::PermissionDenied,
+        Error::Denied { .. } | Error::ReadOnlyMirror { .. } => Code::PermissionDenied,
         Error::NotFound { .. }
         | Error::NameUnknown(_)
         | Error::ManifestUnknown(_)

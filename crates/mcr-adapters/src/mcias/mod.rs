@@ -25,8 +25,10 @@ mod cache;
 pub mod fake;
 mod wire;
 
+use crate::client_tls::{self, error_chain};
+
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,8 +38,6 @@ use mcr_core::principal::Principal;
 use mcr_core::time::Clock;
 use mcr_core::{Error, Result};
 use reqwest::StatusCode;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::CertificateDer;
 
 use crate::metrics::{MciasMetrics, TokenMetrics};
 use cache::{token_hash, ValidationCache};
@@ -147,7 +147,11 @@ impl MciasTokenValidator {
             );
         }
         let http = reqwest::Client::builder()
-            .use_preconfigured_tls(tls_config(config.ca_cert.as_deref())?)
+            .use_preconfigured_tls(client_tls::config(
+                "mcias.ca_cert",
+                config.ca_cert.as_deref(),
+                client_tls::Versions::Tls13,
+            )?)
             .timeout(timeout)
             .connect_timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
@@ -359,42 +363,6 @@ fn check_token(token: &Secret) -> Result<()> {
     Ok(())
 }
 
-/// The TLS setup: TLS 1.3 only, `ring`, Mozilla roots plus `ca_cert`.
-fn tls_config(ca_cert: Option<&Path>) -> Result<rustls::ClientConfig> {
-    const FIELD: &str = "mcias.ca_cert";
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = ca_cert {
-        let shown = path.display();
-        let pem = std::fs::read(path)
-            .map_err(|e| Error::invalid(FIELD, format!("cannot read {shown}: {e}")))?;
-        let certs = CertificateDer::pem_slice_iter(&pem)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| Error::invalid(FIELD, format!("{shown} is not valid PEM: {e}")))?;
-        if certs.is_empty() {
-            return Err(Error::invalid(
-                FIELD,
-                format!("{shown} holds no PEM certificate"),
-            ));
-        }
-        for cert in certs {
-            roots.add(cert).map_err(|e| {
-                Error::invalid(
-                    FIELD,
-                    format!("a certificate in {shown} is not usable: {e}"),
-                )
-            })?;
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| Error::Unavailable(format!("TLS 1.3 is not available: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(config)
-}
-
 enum ReadError {
     Transport(reqwest::Error),
     TooLong,
@@ -416,23 +384,6 @@ async fn read_limited(mut resp: reqwest::Response) -> std::result::Result<Vec<u8
         body.extend_from_slice(&chunk);
     }
     Ok(body)
-}
-
-/// An error and its causes, `: `-joined: reqwest's own message is only
-/// "error sending request"; the cause says "connection refused" or
-/// "invalid peer certificate: UnknownIssuer".
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let m = c.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use deadpool_postgres::Transaction;
 use mcr_core::digest::Digest;
 use mcr_core::media::MediaType;
 use mcr_core::names::{Reference, RepoName, Tag};
-use mcr_core::ports::{ManifestRecord, ManifestStore, NewManifest, Page};
+use mcr_core::ports::{ManifestRecord, ManifestStore, NewManifest, Page, Provenance};
 use mcr_core::{Error, Result};
 use tokio_postgres::Row;
 
@@ -74,13 +74,17 @@ impl ManifestStore for PostgresMetaStore {
                 // sweep nor a delete takes it from under the manifest.
                 let existing = lock_repo(tx, &m.repository).await?;
                 let (blobs, children) = (texts(&m.blobs), texts(&m.children));
-                let linked = held(tx, sql::LOCK_LINKS, existing, &blobs).await?;
-                if let Some(d) = first_missing(&m.blobs, &blobs, &linked) {
-                    return Err(Error::ManifestBlobUnknown(d.clone()).into());
-                }
-                let stored = held(tx, sql::LOCK_MANIFESTS, existing, &children).await?;
-                if let Some(d) = first_missing(&m.children, &children, &stored) {
-                    return Err(Error::ManifestChildUnknown(d.clone()).into());
+                // A mirrored manifest's blobs and children arrive later, on
+                // demand: nothing to require or hold.
+                if m.provenance == Provenance::Pushed {
+                    let linked = held(tx, sql::LOCK_LINKS, existing, &blobs).await?;
+                    if let Some(d) = first_missing(&m.blobs, &blobs, &linked) {
+                        return Err(Error::ManifestBlobUnknown(d.clone()).into());
+                    }
+                    let stored = held(tx, sql::LOCK_MANIFESTS, existing, &children).await?;
+                    if let Some(d) = first_missing(&m.children, &children, &stored) {
+                        return Err(Error::ManifestChildUnknown(d.clone()).into());
+                    }
                 }
 
                 let repo = match existing {

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use mcr_core::digest::Digest;
 use mcr_core::media::MediaType;
 use mcr_core::names::{Reference, RepoName, Tag};
-use mcr_core::ports::{ManifestRecord, ManifestStore, NewManifest, Page};
+use mcr_core::ports::{ManifestRecord, ManifestStore, NewManifest, Page, Provenance};
 use mcr_core::time::Timestamp;
 use mcr_core::{Error, Result};
 use rusqlite::{params, Row};
@@ -34,22 +34,28 @@ impl ManifestStore for SqliteMetaStore {
             // needs no rollback at all (and gets one anyway on drop).
             // Without the repository nothing is linked or stored in it.
             let existing = repo_id(tx, &m.repository)?;
-            for d in &m.blobs {
-                let linked = match existing {
-                    Some(id) => one(tx, sql::IS_LINKED, params![id, d.to_string()], |_| Ok(()))?,
-                    None => None,
-                };
-                if linked.is_none() {
-                    return Err(Error::ManifestBlobUnknown(d.clone()));
+            if m.provenance == Provenance::Pushed {
+                for d in &m.blobs {
+                    let linked = match existing {
+                        Some(id) => {
+                            one(tx, sql::IS_LINKED, params![id, d.to_string()], |_| Ok(()))?
+                        }
+                        None => None,
+                    };
+                    if linked.is_none() {
+                        return Err(Error::ManifestBlobUnknown(d.clone()));
+                    }
                 }
-            }
-            for d in &m.children {
-                let stored = match existing {
-                    Some(id) => one(tx, sql::MANIFEST_ID, params![id, d.to_string()], |_| Ok(()))?,
-                    None => None,
-                };
-                if stored.is_none() {
-                    return Err(Error::ManifestChildUnknown(d.clone()));
+                for d in &m.children {
+                    let stored = match existing {
+                        Some(id) => {
+                            one(tx, sql::MANIFEST_ID, params![id, d.to_string()], |_| Ok(()))?
+                        }
+                        None => None,
+                    };
+                    if stored.is_none() {
+                        return Err(Error::ManifestChildUnknown(d.clone()));
+                    }
                 }
             }
 

@@ -46,6 +46,11 @@ enum Command {
         /// Address to listen on (loopback only).
         #[arg(long, default_value = "127.0.0.1:5000")]
         listen: String,
+        /// Mirror an upstream registry under a prefix, `PREFIX=URL`
+        /// (`hub=https://registry-1.docker.io`); repeatable. Credentials
+        /// and other keys come from `MCR_PROXY_<PREFIX>_<KEY>`.
+        #[arg(long = "proxy", value_name = "PREFIX=URL")]
+        proxies: Vec<String>,
     },
     /// Read a password from standard input and print its argon2id hash
     /// for `[[local.users]]`.
@@ -91,9 +96,13 @@ fn main() -> anyhow::Result<()> {
                     ),
                 }
             }
-            Command::Dev { data, listen } => {
+            Command::Dev {
+                data,
+                listen,
+                proxies,
+            } => {
                 let (config, password, generated) =
-                    dev::dev_config(&data, &listen, std::env::vars())?;
+                    dev::dev_config(&data, &listen, &proxies, std::env::vars())?;
                 init_logging(config.log.level.as_deref());
                 let file = data.join("admin.password");
                 if generated {

@@ -10,6 +10,8 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use mcr_adapters::local_identity::LocalUser;
 use mcr_adapters::s3::S3Config;
+use mcr_core::names::RepoName;
+use mcr_core::ports::Secret;
 use serde::Deserialize;
 
 /// Longest config file read.
@@ -34,6 +36,9 @@ pub struct Config {
     pub web: toml::Table,
     #[serde(default)]
     pub log: LogSection,
+    /// Pull-through cache: one table per mirrored upstream.
+    #[serde(default)]
+    pub proxy: Vec<ProxySection>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -165,6 +170,138 @@ pub struct LogSection {
     pub level: Option<String>,
 }
 
+/// One `[[proxy]]` table: a repository prefix mirroring an upstream
+/// registry (spec § "Pull-through cache").
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxySection {
+    /// `hub`: MCR's `hub/library/alpine` is the upstream's `library/alpine`.
+    pub prefix: String,
+    /// `https://registry-1.docker.io`.
+    pub upstream: String,
+    pub username: Option<String>,
+    /// The password itself; prefer `password_file` or
+    /// `MCR_PROXY_<PREFIX>_PASSWORD`.
+    #[serde(default, deserialize_with = "secret")]
+    pub password: Option<Secret>,
+    pub password_file: Option<PathBuf>,
+    pub ca_cert: Option<PathBuf>,
+    /// How long a tag's answer is trusted locally (default 5m).
+    pub tag_ttl: Option<String>,
+    /// Serve what is cached when the upstream fails (default true).
+    pub offline: Option<bool>,
+    /// Connect timeout and longest silence within an answer (default 30s).
+    pub timeout: Option<String>,
+    /// Cache size cap, `50GiB`; see [`ProxySection::validate`].
+    pub max_size: Option<String>,
+}
+
+/// A proxy's settings, checked.
+#[derive(Debug, Clone)]
+pub struct ProxySettings {
+    pub prefix: RepoName,
+    pub upstream: String,
+    pub credentials: Option<(String, Secret)>,
+    pub ca_cert: Option<PathBuf>,
+    pub tag_ttl: Duration,
+    pub offline: bool,
+    pub timeout: Duration,
+    /// Docker Hub: a one-component name means `library/<name>`.
+    pub docker_hub: bool,
+}
+
+/// Hosts of Docker Hub's registry API.
+const DOCKER_HUB_HOSTS: [&str; 4] = [
+    "registry-1.docker.io",
+    "docker.io",
+    "index.docker.io",
+    "registry.hub.docker.com",
+];
+
+impl ProxySection {
+    /// Checks the table (`n` is its position, for messages) and reads the
+    /// password file.
+    pub fn validate(&self, n: usize) -> anyhow::Result<ProxySettings> {
+        let at = format!("proxy[{n}] (prefix {:?})", self.prefix);
+        let prefix = RepoName::new(&self.prefix)
+            .map_err(|e| anyhow::anyhow!("{at}: prefix must be a repository name: {e}"))?;
+        let upstream = self.upstream.trim();
+        if upstream.is_empty() {
+            bail!("{at}: upstream is required, like https://registry-1.docker.io");
+        }
+        let password = match (&self.password, &self.password_file) {
+            (Some(_), Some(_)) => bail!("{at}: set password or password_file, not both"),
+            (Some(p), None) => Some(p.clone()),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path).with_context(|| {
+                    format!("{at}: cannot read password_file {}", path.display())
+                })?;
+                Some(Secret::new(text.trim_end_matches(['\r', '\n'])))
+            }
+            (None, None) => None,
+        };
+        let credentials = match (&self.username, password) {
+            (Some(u), Some(p)) if !u.is_empty() => Some((u.clone(), p)),
+            (None, None) => None,
+            _ => bail!("{at}: username and a password (password or password_file) go together"),
+        };
+        if let Some(size) = &self.max_size {
+            parse_size(size).with_context(|| format!("{at}: max_size"))?;
+            bail!(
+                "{at}: max_size is not enforced by this build yet (the cache is not evicted); \
+                 remove it and watch the cache's size in the admin listing"
+            );
+        }
+        let host = upstream
+            .split_once("://")
+            .map_or(upstream, |(_, rest)| rest)
+            .split(['/', ':'])
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        Ok(ProxySettings {
+            prefix,
+            upstream: upstream.to_string(),
+            credentials,
+            ca_cert: self.ca_cert.clone(),
+            tag_ttl: duration(&format!("{at}: tag_ttl"), self.tag_ttl.as_deref(), "5m")?,
+            offline: self.offline.unwrap_or(true),
+            timeout: duration(&format!("{at}: timeout"), self.timeout.as_deref(), "30s")?,
+            docker_hub: DOCKER_HUB_HOSTS.contains(&host.as_str()),
+        })
+    }
+}
+
+/// `50GiB`, `512MiB`, `10GB`, `1000` (bytes).
+fn parse_size(s: &str) -> anyhow::Result<u64> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let number: u64 = number
+        .parse()
+        .with_context(|| format!("{s:?} is not a size like 50GiB"))?;
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        u => bail!("{s:?}: unknown unit {u:?} (B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)"),
+    };
+    number
+        .checked_mul(scale)
+        .with_context(|| format!("{s:?} is too large"))
+}
+
+/// A secret from the config file, kept out of `Debug`.
+fn secret<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.map(Secret::new))
+}
+
 /// Keys whose environment value is a comma-separated list.
 const LIST_KEYS: [(&str, &str); 1] = [("mcias", "tags")];
 /// Keys whose environment value is a whole number.
@@ -251,6 +388,7 @@ impl Config {
         self.gc_interval()?;
         self.upload_max_age()?;
         self.token_ttl()?;
+        self.proxies()?;
         for (name, value) in [
             ("server.read_timeout", &self.server.read_timeout),
             ("server.write_timeout", &self.server.write_timeout),
@@ -375,6 +513,16 @@ impl Config {
         )
     }
 
+    /// Every `[[proxy]]`, checked (prefixes must also not overlap, which
+    /// the engine checks when it is wired).
+    pub fn proxies(&self) -> anyhow::Result<Vec<ProxySettings>> {
+        self.proxy
+            .iter()
+            .enumerate()
+            .map(|(n, p)| p.validate(n))
+            .collect()
+    }
+
     /// `uploads_path`, defaulting to `uploads` beside `layers_path`.
     pub fn uploads_path(&self) -> anyhow::Result<PathBuf> {
         if let Some(p) = &self.storage.uploads_path {
@@ -444,6 +592,10 @@ fn apply_env(
         .filter(|(k, _)| k.starts_with("MCR_"))
         .collect();
     for (var, value) in overrides {
+        if let Some(rest) = var.strip_prefix("MCR_PROXY_") {
+            apply_proxy_env(table, &var, rest, value)?;
+            continue;
+        }
         let rest = var["MCR_".len()..].to_ascii_lowercase();
         let Some((section, key)) = rest.split_once('_') else {
             continue;
@@ -495,6 +647,57 @@ fn apply_env(
         section_table.insert(key.to_string(), v);
     }
     Ok(())
+}
+
+/// Applies `MCR_PROXY_<PREFIX>_<KEY>=value` to the `[[proxy]]` table
+/// whose prefix, uppercased with every other character as `_`, is
+/// `<PREFIX>` (`hub/x-y` is `HUB_X_Y`): how a password reaches a proxy
+/// without being in the file.
+fn apply_proxy_env(
+    table: &mut toml::Table,
+    var: &str,
+    rest: &str,
+    value: String,
+) -> anyhow::Result<()> {
+    let Some(proxies) = table.get_mut("proxy").and_then(toml::Value::as_array_mut) else {
+        bail!("{var} is set but the config has no [[proxy]] table");
+    };
+    let normal = |prefix: &str| -> String {
+        prefix
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_uppercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    };
+    for proxy in proxies.iter_mut().filter_map(toml::Value::as_table_mut) {
+        let Some(prefix) = proxy.get("prefix").and_then(toml::Value::as_str) else {
+            continue;
+        };
+        let Some(key) = rest
+            .strip_prefix(&normal(prefix))
+            .and_then(|k| k.strip_prefix('_'))
+        else {
+            continue;
+        };
+        let key = key.to_ascii_lowercase();
+        let v = match key.as_str() {
+            "offline" => toml::Value::Boolean(
+                value
+                    .trim()
+                    .parse()
+                    .with_context(|| format!("{var}: {value:?} is not true or false"))?,
+            ),
+            _ => toml::Value::String(value),
+        };
+        proxy.insert(key, v);
+        return Ok(());
+    }
+    bail!("{var} names no [[proxy]] prefix (MCR_PROXY_<PREFIX>_<KEY>, prefix uppercased, other characters as _)")
 }
 
 #[cfg(test)]
@@ -682,6 +885,57 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("storage.backend"), "{err}");
+    }
+
+    #[test]
+    fn proxies_validate_and_take_passwords_from_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("hub.password");
+        std::fs::write(&pw, "from-file\n").unwrap();
+        let text = format!(
+            "[[proxy]]\nprefix=\"hub\"\nupstream=\"https://registry-1.docker.io\"\nusername=\"u\"\npassword_file={pw:?}\n\
+             [[proxy]]\nprefix=\"ghcr-io\"\nupstream=\"https://ghcr.io\"\ntag_ttl=\"1m\"\noffline=false\n"
+        );
+        let c = cfg(&text, &[]).unwrap();
+        let p = c.proxies().unwrap();
+        assert_eq!(p[0].credentials.as_ref().unwrap().1.expose(), "from-file");
+        assert!(p[0].docker_hub && !p[1].docker_hub);
+        assert_eq!(p[0].tag_ttl, Duration::from_secs(300));
+        assert_eq!(p[1].tag_ttl, Duration::from_secs(60));
+        assert!(p[0].offline && !p[1].offline);
+        let shown = format!("{c:?} {p:?}");
+        assert!(!shown.contains("from-file"), "a password in Debug: {shown}");
+
+        let c = cfg(
+            &text,
+            &[
+                ("MCR_PROXY_GHCR_IO_USERNAME", "bot"),
+                ("MCR_PROXY_GHCR_IO_PASSWORD", "from-env"),
+            ],
+        )
+        .unwrap();
+        let p = c.proxies().unwrap();
+        assert_eq!(p[1].credentials.as_ref().unwrap().1.expose(), "from-env");
+        let e = cfg(&text, &[("MCR_PROXY_QUAY_PASSWORD", "x")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("MCR_PROXY_QUAY_PASSWORD"), "{e}");
+
+        for (bad, says) in [
+            ("prefix=\"Hub\"\nupstream=\"https://x\"", "prefix"),
+            ("prefix=\"hub\"\nupstream=\"\"", "upstream is required"),
+            ("prefix=\"hub\"\nupstream=\"https://x\"\nusername=\"u\"", "go together"),
+            ("prefix=\"hub\"\nupstream=\"https://x\"\nusername=\"u\"\npassword=\"p\"\npassword_file=\"/f\"", "not both"),
+            ("prefix=\"hub\"\nupstream=\"https://x\"\ntag_ttl=\"soon\"", "tag_ttl"),
+            ("prefix=\"hub\"\nupstream=\"https://x\"\nmax_size=\"50 parsecs\"", "max_size"),
+            ("prefix=\"hub\"\nupstream=\"https://x\"\nmax_size=\"50GiB\"", "not enforced"),
+            ("prefix=\"hub\"\nupstream=\"https://x\"\npassword_file=\"/nonexistent/pw\"\nusername=\"u\"", "/nonexistent/pw"),
+        ] {
+            let e = format!("{:#}", cfg(&format!("[[proxy]]\n{bad}\n"), &[]).unwrap().proxies().unwrap_err());
+            assert!(e.contains(says) && e.contains("proxy[0]"), "{bad}: {e}");
+        }
+        assert_eq!(parse_size("50GiB").unwrap(), 50 << 30);
+        assert_eq!(parse_size("10GB").unwrap(), 10_000_000_000);
     }
 
     #[test]

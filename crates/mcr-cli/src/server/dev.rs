@@ -16,11 +16,13 @@ use mcr_core::principal::{AccountType, Role};
 
 use super::config::Config;
 
-/// The dev config for `data` and `listen`, with `MCR_*` overrides applied.
-/// Returns it with the admin password and whether it was just generated.
+/// The dev config for `data` and `listen`, mirroring each of `proxies`
+/// (`PREFIX=URL`), with `MCR_*` overrides applied. Returns it with the
+/// admin password and whether it was just generated.
 pub fn dev_config(
     data: &Path,
     listen: &str,
+    proxies: &[String],
     env: impl IntoIterator<Item = (String, String)>,
 ) -> anyhow::Result<(Config, Secret, bool)> {
     std::fs::create_dir_all(data)
@@ -43,6 +45,20 @@ pub fn dev_config(
             ("uploads_path", path("uploads")),
         ],
     );
+    let mut mirrors = Vec::new();
+    for p in proxies {
+        let Some((prefix, upstream)) = p.split_once('=') else {
+            bail!("--proxy {p:?} is not PREFIX=URL, like hub=https://registry-1.docker.io");
+        };
+        let t: toml::Table = [("prefix", prefix), ("upstream", upstream)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), toml::Value::String(v.to_string())))
+            .collect();
+        mirrors.push(toml::Value::Table(t));
+    }
+    if !mirrors.is_empty() {
+        table.insert("proxy".to_string(), toml::Value::Array(mirrors));
+    }
     let mut config = Config::from_table(table, env)?;
     let addr = config.listen_addr()?;
     // gRPC on the next port, unless MCR_SERVER_GRPC_ADDR says otherwise.
@@ -128,14 +144,14 @@ mod tests {
     #[test]
     fn password_is_generated_once_with_mode_0600_and_reused() {
         let dir = tempfile::tempdir().unwrap();
-        let (c, pw, generated) = dev_config(dir.path(), "127.0.0.1:0", []).unwrap();
+        let (c, pw, generated) = dev_config(dir.path(), "127.0.0.1:0", &[], []).unwrap();
         assert!(generated);
         let file = dir.path().join("admin.password");
         assert_eq!(
             std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
             0o600
         );
-        let (_, again, generated) = dev_config(dir.path(), "127.0.0.1:0", []).unwrap();
+        let (_, again, generated) = dev_config(dir.path(), "127.0.0.1:0", &[], []).unwrap();
         assert!(!generated);
         assert_eq!(pw, again);
         assert_eq!(c.local.users[0].username, "admin");
@@ -144,13 +160,14 @@ mod tests {
     #[test]
     fn refuses_a_non_loopback_address_and_honours_env() {
         let dir = tempfile::tempdir().unwrap();
-        let err = dev_config(dir.path(), "0.0.0.0:5000", [])
+        let err = dev_config(dir.path(), "0.0.0.0:5000", &[], [])
             .unwrap_err()
             .to_string();
         assert!(err.contains("loopback"), "{err}");
         let (c, _, _) = dev_config(
             dir.path(),
             "127.0.0.1:0",
+            &[],
             [("MCR_GC_GRACE_PERIOD".to_string(), "5s".to_string())],
         )
         .unwrap();

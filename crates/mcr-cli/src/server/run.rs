@@ -13,10 +13,12 @@ use mcr_adapters::mcias::{MciasConfig, MciasTokenValidator};
 use mcr_adapters::postgres::{PostgresConfig, PostgresCoordination, PostgresMetaStore};
 use mcr_adapters::s3::S3BlobStore;
 use mcr_adapters::sqlite::SqliteMetaStore;
+use mcr_adapters::upstream::{HttpUpstream, UpstreamConfig};
 use mcr_core::policy::Engine;
 use mcr_core::ports::{
     BlobStore, Coordination, MetaStore, RevocationStore, Secret, SnapshotStore, TokenValidator,
 };
+use mcr_core::proxy::ProxyConfig;
 use mcr_core::registry::{Registry, RegistryConfig};
 use mcr_core::time::SystemClock;
 use mcr_http::{AppState, HttpConfig};
@@ -58,6 +60,9 @@ pub async fn build(config: &Config, tasks: TaskTracker) -> anyhow::Result<AppSta
     if let Some(coordination) = metadata.coordination {
         registry = registry.with_coordination(coordination);
     }
+    registry = registry
+        .with_proxies(proxies(config)?)
+        .context("[[proxy]]")?;
     registry
         .reload_policy()
         .await
@@ -73,6 +78,31 @@ pub async fn build(config: &Config, tasks: TaskTracker) -> anyhow::Result<AppSta
         },
         tasks,
     ))
+}
+
+/// The pull-through cache's upstreams, one HTTP client each.
+fn proxies(config: &Config) -> anyhow::Result<Vec<ProxyConfig>> {
+    config
+        .proxies()?
+        .into_iter()
+        .map(|p| {
+            let upstream = HttpUpstream::new(UpstreamConfig {
+                url: p.upstream.clone(),
+                credentials: p.credentials,
+                ca_cert: p.ca_cert,
+                timeout: p.timeout,
+            })
+            .with_context(|| format!("[[proxy]] prefix {}", p.prefix))?;
+            tracing::info!(prefix = %p.prefix, upstream = %p.upstream, "mirroring");
+            Ok(ProxyConfig {
+                prefix: p.prefix,
+                upstream: Arc::new(upstream),
+                tag_ttl: p.tag_ttl,
+                offline: p.offline,
+                docker_hub: p.docker_hub,
+            })
+        })
+        .collect()
 }
 
 /// The metadata adapters `[database]` picks, and what comes with them.

@@ -1,12 +1,14 @@
 //! The `Coordination` port: mutual exclusion between everything that
 //! shares the stores — the tasks of one process, or several replicas.
 //!
-//! The engine takes three kinds of lock ([`LockKey`]): a blob's digest
+//! The engine takes four kinds of lock ([`LockKey`]): a blob's digest
 //! while committing or deleting its file and row (GC's safety argument,
 //! docs/ARCHITECTURE.md), an upload session while appending to or
 //! finishing it (one writer at a time, so a chunk and the session's
 //! recorded state stay in step, and two chunks cannot pass the blob size
-//! limit together), and the one garbage collection that may run at a time.
+//! limit together), the one garbage collection that may run at a time,
+//! and a blob a pull-through cache is fetching (one upstream fetch per
+//! digest).
 //!
 //! [`crate::coordination::LocalCoordination`] implements it in process
 //! memory: right for one process (SQLite and a local disk, an embedder).
@@ -33,6 +35,9 @@ pub enum LockKey {
     Upload(UploadId),
     /// The one garbage collection that may run at a time.
     GarbageCollection,
+    /// A pull-through cache filling a blob from its upstream: one fetch
+    /// per digest at a time, the other pulls wait and read the result.
+    Fill(Digest),
 }
 
 impl LockKey {
@@ -50,12 +55,13 @@ impl LockKey {
 }
 
 impl fmt::Display for LockKey {
-    /// `blob:<digest>`, `upload:<id>` or `gc`.
+    /// `blob:<digest>`, `upload:<id>`, `gc` or `fill:<digest>`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             LockKey::Blob(d) => write!(f, "blob:{d}"),
             LockKey::Upload(id) => write!(f, "upload:{id}"),
             LockKey::GarbageCollection => f.write_str("gc"),
+            LockKey::Fill(d) => write!(f, "fill:{d}"),
         }
     }
 }

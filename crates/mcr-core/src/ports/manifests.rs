@@ -33,29 +33,47 @@ pub struct NewManifest {
     pub raw: Bytes,
     pub subject: Option<Digest>,
     pub artifact_type: Option<MediaType>,
-    /// Blobs the manifest needs: each must be linked to the repository.
+    /// Blobs the manifest needs: each must be linked to the repository
+    /// (unless [`Provenance::Mirrored`]).
     pub blobs: Vec<Digest>,
-    /// Child manifests (of an index): each must be stored in the repository.
+    /// Child manifests (of an index): each must be stored in the repository
+    /// (unless [`Provenance::Mirrored`]).
     pub children: Vec<Digest>,
     /// Tags to point at the manifest (each created or moved), all in the
     /// same step as the manifest: a push with several tags moves all or
     /// none (issue 16, case 8).
     pub tags: Vec<Tag>,
     pub created: Timestamp,
+    pub provenance: Provenance,
+}
+
+/// Where a manifest to store comes from, which decides what must already
+/// be in the repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provenance {
+    /// Pushed by a client: every blob must be linked and every child
+    /// stored first.
+    Pushed,
+    /// A pull-through cache's copy of an upstream manifest: its blobs and
+    /// children arrive on demand, when a client asks for them, so none is
+    /// required. Its references are recorded all the same: they keep what
+    /// has been cached safe from GC.
+    Mirrored,
 }
 
 /// Manifests and the tags that point at them.
 ///
 /// - `put_manifest` is all-or-nothing: it checks every blob is linked and
-///   every child manifest is stored in the repository, then stores the
-///   manifest, its references and its tags in one step (one transaction);
+///   every child manifest is stored in the repository (for a
+///   [`Provenance::Pushed`] manifest), then stores the manifest, its
+///   references and its tags in one step (one transaction);
 ///   the references are what protect blobs from GC;
 /// - deleting a manifest deletes the tags that point at it.
 #[async_trait]
 pub trait ManifestStore: Send + Sync + 'static {
     /// Fails with `ManifestBlobUnknown` or `ManifestChildUnknown` naming the
-    /// first missing reference; stores nothing in that case. Storing a
-    /// manifest that exists again only moves the tags. Creates the
+    /// first missing reference of a pushed manifest; stores nothing in that
+    /// case. Storing a manifest that exists again only moves the tags. Creates the
     /// repository on its first manifest.
     async fn put_manifest(&self, manifest: NewManifest) -> Result<()>;
     async fn get_manifest(

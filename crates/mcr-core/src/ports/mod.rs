@@ -34,6 +34,7 @@ mod revocations;
 mod snapshots;
 mod status;
 mod upload_sessions;
+mod upstream;
 
 pub use audit_log::AuditLog;
 pub use blob_index::{BlobIndex, BlobInfo};
@@ -42,7 +43,7 @@ pub use coordination::{Coordination, LockGuard, LockKey};
 pub use gc::{GcStore, SweepStep};
 pub use identity::{IssuedToken, Secret, TokenValidator};
 pub use listing::{keyset_pages, ListStream};
-pub use manifests::{ManifestRecord, ManifestStore, NewManifest};
+pub use manifests::{ManifestRecord, ManifestStore, NewManifest, Provenance};
 pub use meta_store::MetaStore;
 pub use policy_rules::{PolicyRuleStore, StoredRules};
 pub use repositories::{Page, RepoDetail, RepoSummary, RepositoryStore};
@@ -50,6 +51,7 @@ pub use revocations::{Revocation, RevocationStore};
 pub use snapshots::SnapshotStore;
 pub use status::{StoreStatus, StoreTotals};
 pub use upload_sessions::{UploadSession, UploadSessionStore};
+pub use upstream::{Upstream, UpstreamBlob, UpstreamManifest};
 
 /// Every port trait, for `use mcr_core::ports::prelude::*;`: calling a
 /// metadata method on a concrete store (not through `dyn MetaStore`) needs
@@ -58,6 +60,6 @@ pub mod prelude {
     pub use super::{
         AuditLog, BlobIndex, BlobStore, Coordination, GcStore, ManifestStore, MetaStore,
         PolicyRuleStore, RepositoryStore, RevocationStore, SnapshotStore, StoreStatus,
-        TokenValidator, UploadSessionStore,
+        TokenValidator, UploadSessionStore, Upstream,
     };
 }

@@ -67,9 +67,13 @@ impl Registry {
     }
 
     /// Deletes a repository with all its manifests, tags, links and upload
-    /// sessions (admin only). Blobs are left for GC.
+    /// sessions (admin only). Blobs are left for GC. In a mirror this drops
+    /// the repository's cache.
     pub async fn delete_repository(&self, caller: &Caller, repo: &RepoName) -> Result<()> {
-        self.authorize(caller, Action::Delete, Some(repo)).await?;
+        // The policy alone: in a mirror this drops the repository's cache
+        // (the next pull fetches again), which admins may do.
+        self.check_policy(caller, Action::Delete, Some(repo))
+            .await?;
         self.authorize_admin(caller).await?;
         let uploads = self
             .meta

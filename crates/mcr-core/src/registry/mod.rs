@@ -11,6 +11,7 @@ mod delete;
 mod gc;
 mod health;
 mod identity;
+mod proxy;
 mod pull;
 mod push;
 mod snapshot;
@@ -39,6 +40,7 @@ use crate::ports::{
     BlobStore, Coordination, LockGuard, LockKey, MetaStore, Page, SnapshotStore, TokenValidator,
 };
 use crate::principal::{Action, Principal};
+use crate::proxy::{Mirrors, ProxyConfig, ProxyStatus};
 use crate::time::{Clock, SystemClock, Timestamp};
 
 /// Who is calling, as the transport established it.
@@ -129,6 +131,17 @@ pub struct Registry {
     /// When the stored rules' generation was last compared with the
     /// engine's (`Timestamp` milliseconds; `i64::MIN`: never).
     policy_checked: AtomicI64,
+    /// The pull-through cache's mirrors; none unless configured.
+    mirrors: Mirrors,
+}
+
+/// The ports a task outliving a use case call needs (a blob fill driven
+/// by the client's reads).
+struct Parts {
+    meta: Arc<dyn MetaStore>,
+    blobs: Arc<dyn BlobStore>,
+    clock: Arc<dyn Clock>,
+    coordination: Arc<dyn Coordination>,
 }
 
 impl Registry {
@@ -154,6 +167,30 @@ impl Registry {
             audit_queue: audit_queue::AuditQueue::default(),
             gc_schedule_since: OnceLock::new(),
             policy_checked: AtomicI64::new(i64::MIN),
+            mirrors: Mirrors::default(),
+        }
+    }
+
+    /// Makes repositories under each proxy's prefix read-only mirrors of
+    /// its upstream (spec § "Pull-through cache"). `Error::Invalid` if two
+    /// prefixes overlap.
+    pub fn with_proxies(mut self, proxies: Vec<ProxyConfig>) -> Result<Registry> {
+        self.mirrors = Mirrors::new(proxies)?;
+        Ok(self)
+    }
+
+    /// Each mirror with its hit and miss counts, for admins.
+    pub async fn proxies(&self, caller: &Caller) -> Result<Vec<ProxyStatus>> {
+        self.authorize_admin(caller).await?;
+        Ok(self.mirrors.statuses())
+    }
+
+    fn parts(&self) -> Parts {
+        Parts {
+            meta: Arc::clone(&self.meta),
+            blobs: Arc::clone(&self.blobs),
+            clock: Arc::clone(&self.clock),
+            coordination: Arc::clone(&self.coordination),
         }
     }
 
@@ -239,7 +276,32 @@ impl Registry {
 
     /// Checks the policy (with rules at most [`POLICY_MAX_STALENESS`]
     /// old); a denial is audited and returned as `Error::Denied`.
+    /// Checks the policy (see [`Registry::check_policy`]); pushes and
+    /// deletes into a mirror are then refused (`Error::ReadOnlyMirror`)
+    /// whatever the policy says.
     async fn authorize(
+        &self,
+        caller: &Caller,
+        action: Action,
+        repository: Option<&RepoName>,
+    ) -> Result<()> {
+        self.check_policy(caller, action, repository).await?;
+        let Some(repository) = repository else {
+            return Ok(());
+        };
+        match (action, self.mirrors.owner(repository)) {
+            (Action::Push | Action::Delete, Some(mirror)) => Err(Error::ReadOnlyMirror {
+                repository: repository.clone(),
+                upstream: mirror.location().to_string(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks the policy alone (with rules at most
+    /// [`POLICY_MAX_STALENESS`] old); a denial is audited and returned as
+    /// `Error::Denied`.
+    async fn check_policy(
         &self,
         caller: &Caller,
         action: Action,
@@ -326,7 +388,8 @@ impl Registry {
     /// (the gRPC interceptor) call it too, so their refusals are audited
     /// alike.
     pub async fn authorize_admin(&self, caller: &Caller) -> Result<()> {
-        self.authorize(caller, Action::PolicyManage, None).await?;
+        self.check_policy(caller, Action::PolicyManage, None)
+            .await?;
         if caller.principal.is_admin() {
             return Ok(());
         }

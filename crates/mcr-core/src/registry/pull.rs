@@ -53,7 +53,11 @@ impl Registry {
         reference: &Reference,
     ) -> Result<ManifestContent> {
         self.authorize(caller, Action::Pull, Some(repo)).await?;
-        let Some(record) = self.meta.get_manifest(repo, reference).await? else {
+        let record = match self.mirrors.find(repo) {
+            Some(at) => self.mirrored_manifest(caller, &at, repo, reference).await?,
+            None => self.meta.get_manifest(repo, reference).await?,
+        };
+        let Some(record) = record else {
             return Err(self.manifest_missing(repo, reference).await?);
         };
         self.audit_read(
@@ -94,11 +98,11 @@ impl Registry {
         digest: &Digest,
     ) -> Result<BlobInfo> {
         self.authorize(caller, Action::Pull, Some(repo)).await?;
-        let info = self
-            .meta
-            .blob_in_repository(repo, digest)
-            .await?
-            .ok_or_else(|| Error::BlobUnknown(digest.clone()))?;
+        let info = match self.mirrors.find(repo) {
+            Some(at) => self.mirrored_blob_info(&at, repo, digest).await?,
+            None => self.meta.blob_in_repository(repo, digest).await?,
+        }
+        .ok_or_else(|| Error::BlobUnknown(digest.clone()))?;
         self.audit_read(
             caller,
             EventType::BlobPulled,
@@ -119,10 +123,15 @@ impl Registry {
         range: Option<ByteRange>,
     ) -> Result<BlobBody> {
         self.authorize(caller, Action::Pull, Some(repo)).await?;
-        if self.meta.blob_in_repository(repo, digest).await?.is_none() {
-            return Err(Error::BlobUnknown(digest.clone()));
-        }
-        let body = self.blobs.read(digest, range).await?;
+        let body = match self.mirrors.find(repo) {
+            Some(at) => self.mirrored_blob(caller, &at, repo, digest, range).await?,
+            None => {
+                if self.meta.blob_in_repository(repo, digest).await?.is_none() {
+                    return Err(Error::BlobUnknown(digest.clone()));
+                }
+                self.blobs.read(digest, range).await?
+            }
+        };
         self.audit_read(
             caller,
             EventType::BlobPulled,

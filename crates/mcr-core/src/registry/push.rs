@@ -22,7 +22,8 @@ use crate::manifest::Manifest;
 use crate::media::MediaType;
 use crate::names::{Reference, RepoName, Tag};
 use crate::ports::{
-    BlobInfo, ByteStream, LockGuard, LockKey, NewManifest, UploadSession, UploadState, UploadWriter,
+    BlobInfo, ByteStream, LockGuard, LockKey, NewManifest, Provenance, UploadSession, UploadState,
+    UploadWriter,
 };
 use crate::principal::Action;
 
@@ -80,7 +81,7 @@ impl Registry {
         Ok(session)
     }
 
-    async fn open_session(&self, repo: &RepoName) -> Result<UploadSession> {
+    pub(super) async fn open_session(&self, repo: &RepoName) -> Result<UploadSession> {
         let session = UploadSession {
             id: UploadId::generate()?,
             repository: repo.clone(),
@@ -417,6 +418,43 @@ impl Registry {
         raw: Bytes,
     ) -> Result<PushedManifest> {
         self.authorize(caller, Action::Push, Some(repo)).await?;
+        let mut new = self.new_manifest(repo, reference, content_type, raw, Provenance::Pushed)?;
+        new.tags.extend(tags.iter().cloned());
+        let (digest, subject, all_tags) =
+            (new.digest.clone(), new.subject.clone(), new.tags.clone());
+        // One step for the manifest and every tag: a failure moves none.
+        self.meta.put_manifest(new).await?;
+        let mut d = BTreeMap::new();
+        if !all_tags.is_empty() {
+            let names: Vec<&str> = all_tags.iter().map(Tag::as_str).collect();
+            d.insert("tag".to_string(), names.join(","));
+        }
+        self.audit(
+            caller,
+            EventType::ManifestPushed,
+            Some(repo),
+            Some(&digest),
+            d,
+        )
+        .await?;
+        Ok(PushedManifest {
+            digest,
+            subject,
+            tags: all_tags,
+        })
+    }
+
+    /// Builds the manifest row a push or a mirror stores: size limit,
+    /// parse, digest (checked against `reference` if it is one), the
+    /// references.
+    pub(super) fn new_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        content_type: Option<&MediaType>,
+        raw: Bytes,
+        provenance: Provenance,
+    ) -> Result<NewManifest> {
         let size = raw.len() as u64;
         if size > self.config.max_manifest_size {
             return Err(Error::ManifestTooLarge {
@@ -425,7 +463,7 @@ impl Registry {
             });
         }
         let manifest = Manifest::parse(content_type, &raw)?;
-        let (digest, tag) = match reference {
+        let (digest, tag): (Digest, Option<Tag>) = match reference {
             Reference::Digest(expected) => {
                 let actual = Digest::of(expected.algorithm(), &raw);
                 if &actual != expected {
@@ -451,39 +489,18 @@ impl Registry {
             .collect();
         children.sort();
         children.dedup();
-        let subject = manifest.subject.as_ref().map(|s| s.digest.clone());
-        let all_tags: Vec<Tag> = tag.into_iter().chain(tags.iter().cloned()).collect();
-        let new = NewManifest {
+        Ok(NewManifest {
             repository: repo.clone(),
-            digest: digest.clone(),
+            digest,
             media_type: manifest.media_type(),
             raw,
-            subject: subject.clone(),
+            subject: manifest.subject.as_ref().map(|s| s.digest.clone()),
             artifact_type: manifest.referrer_artifact_type(),
             blobs,
             children,
-            tags: all_tags.clone(),
+            tags: tag.into_iter().collect(),
             created: self.clock.now(),
-        };
-        // One step for the manifest and every tag: a failure moves none.
-        self.meta.put_manifest(new).await?;
-        let mut d = BTreeMap::new();
-        if !all_tags.is_empty() {
-            let names: Vec<&str> = all_tags.iter().map(Tag::as_str).collect();
-            d.insert("tag".to_string(), names.join(","));
-        }
-        self.audit(
-            caller,
-            EventType::ManifestPushed,
-            Some(repo),
-            Some(&digest),
-            d,
-        )
-        .await?;
-        Ok(PushedManifest {
-            digest,
-            subject,
-            tags: all_tags,
+            provenance,
         })
     }
 }

@@ -22,9 +22,9 @@ use crate::names::{Reference, RepoName, Tag};
 use crate::policy::{Rule, RuleDraft};
 use crate::ports::{
     AuditLog, BlobIndex, BlobInfo, GcStore, ListStream, ManifestRecord, ManifestStore, NewManifest,
-    Page, PolicyRuleStore, RepoDetail, RepoSummary, RepositoryStore, Revocation, RevocationStore,
-    SnapshotStore, StoreStatus, StoreTotals, StoredRules, SweepStep, UploadSession,
-    UploadSessionStore, UploadState,
+    Page, PolicyRuleStore, Provenance, RepoDetail, RepoSummary, RepositoryStore, Revocation,
+    RevocationStore, SnapshotStore, StoreStatus, StoreTotals, StoredRules, SweepStep,
+    UploadSession, UploadSessionStore, UploadState,
 };
 use crate::time::Timestamp;
 
@@ -305,13 +305,15 @@ impl ManifestStore for FakeMetaStore {
         }
         let mut state = self.lock();
         let existing = state.repos.get(&m.repository);
-        let linked = |d: &Digest| existing.is_some_and(|r| r.links.contains_key(d));
-        if let Some(missing) = m.blobs.iter().find(|d| !linked(d)) {
-            return Err(Error::ManifestBlobUnknown(missing.clone()));
-        }
-        let stored = |d: &Digest| existing.is_some_and(|r| r.manifests.contains_key(d));
-        if let Some(missing) = m.children.iter().find(|d| !stored(d)) {
-            return Err(Error::ManifestChildUnknown(missing.clone()));
+        if m.provenance == Provenance::Pushed {
+            let linked = |d: &Digest| existing.is_some_and(|r| r.links.contains_key(d));
+            if let Some(missing) = m.blobs.iter().find(|d| !linked(d)) {
+                return Err(Error::ManifestBlobUnknown(missing.clone()));
+            }
+            let stored = |d: &Digest| existing.is_some_and(|r| r.manifests.contains_key(d));
+            if let Some(missing) = m.children.iter().find(|d| !stored(d)) {
+                return Err(Error::ManifestChildUnknown(missing.clone()));
+            }
         }
         let repo = state.repo_mut(&m.repository, m.created);
         repo.manifests

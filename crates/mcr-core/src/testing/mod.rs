@@ -1,8 +1,8 @@
 //! Test support (feature `testing`): in-memory fakes of every port, a
 //! registry wired to them, and the port contract suite.
 //!
-//! - [`FakeMetaStore`], [`FakeBlobStore`], [`FakeIdentity`] and
-//!   [`ManualClock`] implement the ports in memory. They are `Send + Sync`,
+//! - [`FakeMetaStore`], [`FakeBlobStore`], [`FakeIdentity`],
+//!   [`FakeUpstream`] and [`ManualClock`] implement the ports in memory. They are `Send + Sync`,
 //!   use only `std` locks and never block on I/O, so they run under any
 //!   executor. [`FakeMetaStore`] is the reference semantics of
 //!   [`MetaStore`](crate::ports::MetaStore): where its docs leave a choice,
@@ -24,6 +24,7 @@ mod hold;
 mod identity;
 mod meta_store;
 mod registry;
+mod upstream;
 
 pub use blob_store::FakeBlobStore;
 pub use clock::ManualClock;
@@ -32,3 +33,4 @@ pub use hold::Hold;
 pub use identity::FakeIdentity;
 pub use meta_store::FakeMetaStore;
 pub use registry::{admin, guest, system, user, TestRegistry, TEST_PASSWORD};
+pub use upstream::FakeUpstream;

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::policy::{Engine, PolicyEngine};
 use crate::principal::{AccountType, Principal, Role};
+use crate::proxy::ProxyConfig;
 use crate::registry::{Caller, Registry, RegistryConfig};
 
 use super::{FakeBlobStore, FakeIdentity, FakeMetaStore, ManualClock};
@@ -41,6 +42,14 @@ impl TestRegistry {
 
     /// A registry with `config` (a short GC grace period, say).
     pub fn with_config(config: RegistryConfig) -> TestRegistry {
+        TestRegistry::with_proxies(config, Vec::new())
+    }
+
+    /// A registry with `config` mirroring `proxies` (pull-through cache).
+    ///
+    /// # Panics
+    /// If the proxies' prefixes overlap.
+    pub fn with_proxies(config: RegistryConfig, proxies: Vec<ProxyConfig>) -> TestRegistry {
         let clock = Arc::new(ManualClock::default());
         let meta = Arc::new(FakeMetaStore::new());
         let blobs = Arc::new(FakeBlobStore::new());
@@ -61,7 +70,9 @@ impl TestRegistry {
         )
         .with_snapshots(meta.clone())
         .with_clock(clock.clone())
-        .with_config(config);
+        .with_config(config)
+        .with_proxies(proxies)
+        .expect("the test's proxies do not overlap");
         TestRegistry {
             registry: Arc::new(registry),
             meta,

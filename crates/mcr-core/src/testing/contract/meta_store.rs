@@ -39,8 +39,8 @@ use crate::media::{MediaType, OCI_IMAGE_INDEX, OCI_IMAGE_MANIFEST};
 use crate::names::{Reference, RepoName};
 use crate::policy::{Effect, RepoPattern, Rule, RuleDraft};
 use crate::ports::{
-    BlobInfo, MetaStore, NewManifest, Page, RepoSummary, Revocation, StoreTotals, UploadSession,
-    UploadState,
+    BlobInfo, MetaStore, NewManifest, Page, Provenance, RepoSummary, Revocation, StoreTotals,
+    UploadSession, UploadState,
 };
 use crate::principal::{AccountType, Action, Role};
 use crate::time::Timestamp;
@@ -60,6 +60,7 @@ pub const META_STORE_CHECKS: &[Check<dyn MetaStore>] = checks![dyn MetaStore =>
     re_putting_a_manifest_only_moves_the_tag,
     put_manifest_with_a_missing_blob_stores_nothing,
     put_manifest_with_a_missing_child_stores_nothing,
+    a_mirrored_manifest_needs_no_blobs_yet_and_protects_them_once_there,
     deleting_a_manifest_deletes_its_tags,
     delete_tag_removes_only_the_tag,
     referrers_by_subject,
@@ -159,6 +160,7 @@ fn image(r: &RepoName, name: &str, blobs: &[&BlobInfo], at: Timestamp) -> NewMan
         children: Vec::new(),
         tags: Vec::new(),
         created: at,
+        provenance: Provenance::Pushed,
     }
 }
 
@@ -178,6 +180,7 @@ fn index(r: &RepoName, name: &str, children: Vec<Digest>, at: Timestamp) -> NewM
         children,
         tags: Vec::new(),
         created: at,
+        provenance: Provenance::Pushed,
     }
 }
 
@@ -678,6 +681,34 @@ async fn put_manifest_with_a_missing_child_stores_nothing(s: Store) {
     .expect("the index is stored");
     assert_eq!(stored.media_type, media(OCI_IMAGE_INDEX));
     assert_eq!(stored.digest, good.digest);
+}
+
+/// A pull-through cache stores an upstream manifest before any of its
+/// blobs or children: nothing is required, the references are recorded,
+/// and a blob cached later is safe from GC through them.
+async fn a_mirrored_manifest_needs_no_blobs_yet_and_protects_them_once_there(s: Store) {
+    let r = repo("hub/library/alpine");
+    let layer = info(b"mirrored layer");
+    let mut m = tagged(image(&r, "mirrored", &[&layer], t(1)), "latest");
+    m.provenance = Provenance::Mirrored;
+    put(&s, &m).await;
+    assert_eq!(by_tag(&s, &r, "latest").await, Some(m.digest.clone()));
+    let mut idx = index(
+        &r,
+        "mirrored-index",
+        vec![sha256(b"a child never fetched")],
+        t(1),
+    );
+    idx.provenance = Provenance::Mirrored;
+    put(&s, &idx).await;
+    assert!(has_manifest(&s, &r, &idx.digest).await);
+
+    upload(&s, &r, b"mirrored layer", t(2)).await;
+    assert!(
+        sweep(&s, t(1000)).await.is_empty(),
+        "swept a blob a mirrored manifest references"
+    );
+    assert_eq!(linked(&s, &r, &layer.digest).await, Some(layer));
 }
 
 async fn deleting_a_manifest_deletes_its_tags(s: Store) {

@@ -1,0 +1,261 @@
+//! Pull-through cache configuration and its per-mirror state (spec §
+//! "Pull-through cache"): which repositories mirror which upstream, how an
+//! MCR name becomes the upstream's, how long a tag answer is trusted, and
+//! the hit and miss counts.
+//!
+//! The use cases that consult it are in `registry::proxy`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::names::{RepoName, Tag};
+use crate::ports::Upstream;
+use crate::time::Timestamp;
+
+/// One mirrored upstream, as the composition root configures it (one
+/// `[[proxy]]` table).
+#[derive(Clone)]
+pub struct ProxyConfig {
+    /// Repositories under `<prefix>/` mirror the upstream: MCR's
+    /// `hub/library/alpine` is the upstream's `library/alpine`.
+    pub prefix: RepoName,
+    pub upstream: Arc<dyn Upstream>,
+    /// How long a tag's answer is trusted with no upstream request at all;
+    /// after it, one `HEAD` revalidates it.
+    pub tag_ttl: Duration,
+    /// Whether cached answers are served when the upstream cannot be
+    /// asked (the default); without it, such pulls fail.
+    pub offline: bool,
+    /// The upstream is Docker Hub, where a one-component name means
+    /// `library/<name>` (`hub/alpine` is `library/alpine`), as Docker
+    /// clients do.
+    pub docker_hub: bool,
+}
+
+impl fmt::Debug for ProxyConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProxyConfig")
+            .field("prefix", &self.prefix)
+            .field("upstream", &self.upstream.location())
+            .field("tag_ttl", &self.tag_ttl)
+            .field("offline", &self.offline)
+            .field("docker_hub", &self.docker_hub)
+            .finish()
+    }
+}
+
+/// A mirror's figures, for the admin listing.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ProxyStatus {
+    pub prefix: RepoName,
+    /// The upstream's location (no credentials).
+    pub upstream: String,
+    /// Pulls answered from the cache (a tag revalidated by `HEAD` counts).
+    pub hits: u64,
+    /// Pulls that fetched from the upstream.
+    pub misses: u64,
+}
+
+/// A mirror at run time: its configuration, when each cached tag was last
+/// confirmed, and its counts.
+pub(crate) struct Mirror {
+    pub(crate) config: ProxyConfig,
+    /// (repository, tag) → when the upstream last confirmed the cached
+    /// answer. In process memory: after a restart every tag is
+    /// revalidated once, which costs one `HEAD` and loses nothing.
+    confirmed: Mutex<HashMap<(RepoName, Tag), Timestamp>>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+impl Mirror {
+    fn confirmed(&self) -> std::sync::MutexGuard<'_, HashMap<(RepoName, Tag), Timestamp>> {
+        // Each change is one insert or remove: never left half-made.
+        self.confirmed.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the cached answer for the tag is within `tag_ttl` of its
+    /// last confirmation at `now`.
+    pub(crate) fn is_fresh(&self, repo: &RepoName, tag: &Tag, now: Timestamp) -> bool {
+        self.confirmed()
+            .get(&(repo.clone(), tag.clone()))
+            .is_some_and(|at| now < at.saturating_add(self.config.tag_ttl))
+    }
+
+    pub(crate) fn confirm(&self, repo: &RepoName, tag: &Tag, now: Timestamp) {
+        self.confirmed().insert((repo.clone(), tag.clone()), now);
+    }
+
+    pub(crate) fn forget(&self, repo: &RepoName, tag: &Tag) {
+        self.confirmed().remove(&(repo.clone(), tag.clone()));
+    }
+
+    pub(crate) fn hit(&self) {
+        self.hits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn miss(&self) {
+        self.misses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn location(&self) -> &str {
+        self.config.upstream.location()
+    }
+
+    fn status(&self) -> ProxyStatus {
+        ProxyStatus {
+            prefix: self.config.prefix.clone(),
+            upstream: self.location().to_string(),
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A repository inside a mirror, and its name upstream.
+pub(crate) struct Mirrored<'a> {
+    pub(crate) mirror: &'a Mirror,
+    pub(crate) upstream_name: RepoName,
+}
+
+/// Every configured mirror.
+#[derive(Default)]
+pub(crate) struct Mirrors {
+    mirrors: Vec<Mirror>,
+}
+
+impl Mirrors {
+    /// Checks the configuration: prefixes must not nest (`hub` and
+    /// `hub/library` would both claim `hub/library/x`).
+    pub(crate) fn new(configs: Vec<ProxyConfig>) -> Result<Mirrors> {
+        for (i, a) in configs.iter().enumerate() {
+            for b in &configs[i + 1..] {
+                if within(&a.prefix, &b.prefix) || within(&b.prefix, &a.prefix) {
+                    return Err(Error::invalid(
+                        "proxy.prefix",
+                        format!(
+                            "prefixes {} and {} overlap: give each upstream its own prefix",
+                            a.prefix, b.prefix
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(Mirrors {
+            mirrors: configs
+                .into_iter()
+                .map(|config| Mirror {
+                    config,
+                    confirmed: Mutex::default(),
+                    hits: AtomicU64::new(0),
+                    misses: AtomicU64::new(0),
+                })
+                .collect(),
+        })
+    }
+
+    /// The mirror `repo` belongs to, if any (the prefix itself included:
+    /// nothing may be pushed there either).
+    pub(crate) fn owner(&self, repo: &RepoName) -> Option<&Mirror> {
+        self.mirrors.iter().find(|m| within(repo, &m.config.prefix))
+    }
+
+    /// The mirror `repo` is in and the name it has upstream; `None` for a
+    /// repository outside every mirror, and for a prefix itself (which
+    /// names nothing upstream).
+    pub(crate) fn find(&self, repo: &RepoName) -> Option<Mirrored<'_>> {
+        let mirror = self.owner(repo)?;
+        let rest = repo
+            .as_str()
+            .strip_prefix(mirror.config.prefix.as_str())?
+            .strip_prefix('/')?;
+        let name = if mirror.config.docker_hub && !rest.contains('/') {
+            format!("library/{rest}")
+        } else {
+            rest.to_string()
+        };
+        // The tail of a valid name, or `library/` and a valid component,
+        // is itself a valid name.
+        let upstream_name = RepoName::new(&name).ok()?;
+        Some(Mirrored {
+            mirror,
+            upstream_name,
+        })
+    }
+
+    pub(crate) fn statuses(&self) -> Vec<ProxyStatus> {
+        self.mirrors.iter().map(Mirror::status).collect()
+    }
+}
+
+/// Whether `repo` is `prefix` or under it.
+fn within(repo: &RepoName, prefix: &RepoName) -> bool {
+    repo.as_str()
+        .strip_prefix(prefix.as_str())
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::FakeUpstream;
+
+    fn config(prefix: &str, docker_hub: bool) -> ProxyConfig {
+        ProxyConfig {
+            prefix: RepoName::new(prefix).unwrap(),
+            upstream: Arc::new(FakeUpstream::new("https://upstream.example")),
+            tag_ttl: Duration::from_secs(300),
+            offline: true,
+            docker_hub,
+        }
+    }
+
+    fn name(s: &str) -> RepoName {
+        RepoName::new(s).unwrap()
+    }
+
+    #[test]
+    fn names_map_under_their_prefix_only() {
+        let m = Mirrors::new(vec![config("hub", true), config("quay", false)]).unwrap();
+        let up = |s: &str| m.find(&name(s)).map(|f| f.upstream_name.to_string());
+        assert_eq!(up("hub/library/alpine").as_deref(), Some("library/alpine"));
+        assert_eq!(up("hub/alpine").as_deref(), Some("library/alpine"));
+        assert_eq!(up("quay/alpine").as_deref(), Some("alpine"));
+        assert_eq!(up("quay/org/app").as_deref(), Some("org/app"));
+        assert_eq!(up("hubble/alpine"), None);
+        assert_eq!(up("hub"), None);
+        assert!(
+            m.owner(&name("hub")).is_some(),
+            "the prefix is the mirror's"
+        );
+        assert!(m.owner(&name("local/app")).is_none());
+    }
+
+    #[test]
+    fn nested_prefixes_are_refused() {
+        let e = Mirrors::new(vec![config("hub", true), config("hub/library", false)])
+            .err()
+            .expect("nested prefixes are refused")
+            .to_string();
+        assert!(e.contains("overlap"), "{e}");
+        assert!(Mirrors::new(vec![config("hub", true), config("hubble", false)]).is_ok());
+    }
+
+    #[test]
+    fn a_tag_is_fresh_for_its_ttl() {
+        let m = Mirrors::new(vec![config("hub", true)]).unwrap();
+        let mirror = m.owner(&name("hub")).unwrap();
+        let (r, t) = (name("hub/alpine"), Tag::new("3").unwrap());
+        let at = Timestamp::from_millis(1_000_000);
+        assert!(!mirror.is_fresh(&r, &t, at));
+        mirror.confirm(&r, &t, at);
+        assert!(mirror.is_fresh(&r, &t, at.saturating_add(Duration::from_secs(299))));
+        assert!(!mirror.is_fresh(&r, &t, at.saturating_add(Duration::from_secs(300))));
+        mirror.forget(&r, &t);
+        assert!(!mirror.is_fresh(&r, &t, at));
+    }
+}

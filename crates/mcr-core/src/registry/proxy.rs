@@ -1,0 +1,422 @@
+//! The pull use cases in a mirrored repository (spec § "Pull-through
+//! cache"): what is cached is answered locally, a miss is fetched from the
+//! upstream and kept.
+//!
+//! - A manifest by digest, once cached, is served forever (content is
+//!   addressed). A tag confirmed less than `tag_ttl` ago is answered with
+//!   no upstream request; after that one `HEAD` revalidates it, and if the
+//!   upstream cannot be asked the cached answer is served (`offline`).
+//!   Manifests are stored [`Provenance::Mirrored`]: an index's children
+//!   and an image's blobs come when a client asks for them.
+//! - A blob miss streams from the upstream to the client and into the
+//!   store at once ([`fill`]); the last chunk reaches the client only once
+//!   the whole blob hashed to its digest and was committed, so a corrupt or
+//!   truncated answer fails the pull and leaves nothing behind. One fill
+//!   per digest at a time ([`LockKey::Fill`]): concurrent pulls of the
+//!   same blob wait for it and then read the stored blob.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures_core::Stream;
+use futures_util::StreamExt;
+
+use super::{details, Caller, Registry};
+use crate::audit::{EventType, NewAuditEvent};
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::names::{Reference, RepoName};
+use crate::ports::{
+    BlobBody, BlobInfo, ByteRange, LockGuard, LockKey, ManifestRecord, Provenance, UploadWriter,
+    UpstreamBlob,
+};
+use crate::proxy::{Mirror, Mirrored};
+
+impl Registry {
+    /// A manifest of a mirrored repository, from the cache or the upstream
+    /// (see the module docs); `None` if neither has it.
+    pub(super) async fn mirrored_manifest(
+        &self,
+        caller: &Caller,
+        at: &Mirrored<'_>,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<Option<ManifestRecord>> {
+        let cached = self.meta.get_manifest(repo, reference).await?;
+        let tag = match reference {
+            Reference::Tag(tag) => tag,
+            Reference::Digest(_) => {
+                if cached.is_some() {
+                    at.mirror.hit();
+                    return Ok(cached);
+                }
+                return self.fetch_manifest(caller, at, repo, reference).await;
+            }
+        };
+        let Some(cached) = cached else {
+            return self.fetch_manifest(caller, at, repo, reference).await;
+        };
+        let now = self.clock.now();
+        if at.mirror.is_fresh(repo, tag, now) {
+            at.mirror.hit();
+            return Ok(Some(cached));
+        }
+        let upstream = at.mirror.config.upstream.as_ref();
+        match upstream.manifest_digest(&at.upstream_name, tag).await {
+            Ok(Some(digest)) if digest == cached.digest => {
+                at.mirror.confirm(repo, tag, now);
+                at.mirror.hit();
+                Ok(Some(cached))
+            }
+            Ok(Some(_moved)) => self.fetch_manifest(caller, at, repo, reference).await,
+            Ok(None) => {
+                // The upstream no longer has the tag: neither do we.
+                at.mirror.forget(repo, tag);
+                self.meta.delete_tag(repo, tag).await?;
+                Ok(None)
+            }
+            Err(e) if at.mirror.config.offline => {
+                tracing::warn!(
+                    repository = %repo, %tag, upstream = at.mirror.location(), error = %e,
+                    "upstream unavailable; serving the cached tag"
+                );
+                at.mirror.hit();
+                Ok(Some(cached))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Fetches a manifest from the upstream, checks it as a push would be
+    /// checked, and stores it (moving the tag if `reference` is one).
+    async fn fetch_manifest(
+        &self,
+        caller: &Caller,
+        at: &Mirrored<'_>,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<Option<ManifestRecord>> {
+        let upstream = at.mirror.config.upstream.as_ref();
+        let Some(fetched) = upstream
+            .manifest(&at.upstream_name, reference, self.config.max_manifest_size)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let bad = |e: Error| {
+            Error::Unavailable(format!(
+                "upstream {} sent an unusable manifest for {}:{reference}: {e}",
+                upstream.location(),
+                at.upstream_name
+            ))
+        };
+        let new = self
+            .new_manifest(
+                repo,
+                reference,
+                Some(&fetched.media_type),
+                fetched.raw,
+                Provenance::Mirrored,
+            )
+            .map_err(bad)?;
+        let digest = new.digest.clone();
+        self.meta.put_manifest(new).await?;
+        if let Reference::Tag(tag) = reference {
+            at.mirror.confirm(repo, tag, self.clock.now());
+        }
+        at.mirror.miss();
+        self.audit(
+            caller,
+            EventType::ProxyFetched,
+            Some(repo),
+            Some(&digest),
+            details([
+                ("upstream", upstream.location().to_string()),
+                ("reference", reference.to_string()),
+            ]),
+        )
+        .await?;
+        self.meta
+            .get_manifest(repo, &Reference::Digest(digest))
+            .await
+    }
+
+    /// A blob's size in a mirrored repository: the cached row, or the
+    /// upstream's answer to a `HEAD` (nothing is fetched for a `HEAD`).
+    pub(super) async fn mirrored_blob_info(
+        &self,
+        at: &Mirrored<'_>,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<BlobInfo>> {
+        if let Some(info) = self.meta.blob_in_repository(repo, digest).await? {
+            at.mirror.hit();
+            return Ok(Some(info));
+        }
+        let size = at
+            .mirror
+            .config
+            .upstream
+            .blob_size(&at.upstream_name, digest)
+            .await?;
+        Ok(size.map(|size| BlobInfo {
+            digest: digest.clone(),
+            size,
+        }))
+    }
+
+    /// A blob of a mirrored repository: the cached one, or a fill from the
+    /// upstream streamed to the caller as it is stored. A ranged request
+    /// that misses waits for the whole fill, then reads its range.
+    pub(super) async fn mirrored_blob(
+        &self,
+        caller: &Caller,
+        at: &Mirrored<'_>,
+        repo: &RepoName,
+        digest: &Digest,
+        range: Option<ByteRange>,
+    ) -> Result<BlobBody> {
+        if self.meta.blob_in_repository(repo, digest).await?.is_some() {
+            at.mirror.hit();
+            return self.blobs.read(digest, range).await;
+        }
+        let fill_lock = self
+            .coordination
+            .lock(&LockKey::Fill(digest.clone()))
+            .await?;
+        // Another pull may have filled it while this one waited.
+        if self.meta.blob_in_repository(repo, digest).await?.is_some() {
+            drop(fill_lock);
+            at.mirror.hit();
+            return self.blobs.read(digest, range).await;
+        }
+        let upstream = at.mirror.config.upstream.as_ref();
+        let Some(body) = upstream.blob(&at.upstream_name, digest).await? else {
+            return Err(Error::BlobUnknown(digest.clone()));
+        };
+        if body.size > self.config.max_blob_size {
+            return Err(Error::BlobTooLarge {
+                limit: self.config.max_blob_size,
+            });
+        }
+        at.mirror.miss();
+        let size = body.size;
+        let stream = self
+            .fill(caller, at.mirror, repo, digest, body, fill_lock)
+            .await?;
+        if range.is_none() {
+            return Ok(BlobBody {
+                size,
+                offset: 0,
+                len: size,
+                stream: Box::pin(stream),
+                file: None,
+            });
+        }
+        let mut stream = stream;
+        while let Some(chunk) = stream.next().await {
+            chunk.map_err(|e| Error::Unavailable(e.to_string()))?;
+        }
+        self.blobs.read(digest, range).await
+    }
+
+    /// Starts storing `body` as `digest` in `repo` through an upload
+    /// session (so a crash mid-way leaves only a session the purge
+    /// removes) and hands out the stream that drives it. See [`Fill`].
+    async fn fill(
+        &self,
+        caller: &Caller,
+        mirror: &Mirror,
+        repo: &RepoName,
+        digest: &Digest,
+        body: UpstreamBlob,
+        fill_lock: LockGuard,
+    ) -> Result<Fill> {
+        let session = self.open_session(repo).await?;
+        let writer = self
+            .blobs
+            .resume_upload(&session.id, &session.state)
+            .await?;
+        let queue = Arc::new(Mutex::new(VecDeque::new()));
+        let store = FillStore {
+            registry: self.parts(),
+            writer,
+            id: session.id,
+            digest: digest.clone(),
+            size: body.size,
+            location: mirror.location().to_string(),
+            event: self.event(
+                caller,
+                EventType::ProxyFetched,
+                Some(repo),
+                Some(digest),
+                details([
+                    ("upstream", mirror.location().to_string()),
+                    ("size", body.size.to_string()),
+                ]),
+            ),
+        };
+        let tee = Arc::clone(&queue);
+        let upstream = body.stream.map(move |chunk| {
+            let chunk = chunk?;
+            lock_queue(&tee).push_back(chunk.clone());
+            Ok(chunk)
+        });
+        Ok(Fill {
+            queue,
+            driver: Some(Box::pin(store.run(Box::pin(upstream), fill_lock))),
+            outcome: None,
+        })
+    }
+}
+
+fn lock_queue(queue: &Mutex<VecDeque<Bytes>>) -> std::sync::MutexGuard<'_, VecDeque<Bytes>> {
+    // Each change is one push or pop: never left half-made.
+    queue.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What a fill needs after the use case returned: the stores, and what to
+/// record.
+struct FillStore {
+    registry: super::Parts,
+    writer: Box<dyn UploadWriter>,
+    id: crate::ids::UploadId,
+    digest: Digest,
+    size: u64,
+    location: String,
+    event: NewAuditEvent,
+}
+
+impl FillStore {
+    /// Appends the upstream body, checks its size, commits it under the
+    /// blob's lock as an upload commit is (GC's safety argument), audits
+    /// `proxy_fetched`; on any failure discards the upload. Holds the fill
+    /// lock throughout.
+    async fn run(self, body: crate::ports::ByteStream, fill_lock: LockGuard) -> Result<()> {
+        let _fill_lock = fill_lock;
+        let FillStore {
+            registry: parts,
+            mut writer,
+            id,
+            digest,
+            size,
+            location,
+            event,
+        } = self;
+        let upstream_fault = |what: String| {
+            Error::Unavailable(format!(
+                "upstream {location} sent a bad blob {digest}: {what}; nothing was stored"
+            ))
+        };
+        let outcome = async {
+            writer.append(body).await.map_err(|e| match e {
+                Error::Storage(_) => e,
+                e => upstream_fault(e.to_string()),
+            })?;
+            let got = writer.state().size;
+            if got != size {
+                return Err(upstream_fault(format!("{got} bytes, {size} announced")));
+            }
+            {
+                let _blob = parts
+                    .coordination
+                    .lock(&LockKey::Blob(digest.clone()))
+                    .await?;
+                let stored = writer.finish(&digest).await.map_err(|e| match e {
+                    Error::DigestMismatch { actual, .. } => {
+                        upstream_fault(format!("its content hashes to {actual}"))
+                    }
+                    e => e,
+                })?;
+                let info = BlobInfo {
+                    digest: digest.clone(),
+                    size: stored,
+                };
+                parts
+                    .meta
+                    .complete_upload(&id, &info, parts.clock.now())
+                    .await?;
+            }
+            parts.meta.record_audit(&event).await
+        }
+        .await;
+        if outcome.is_err() {
+            if let Err(e) = parts.meta.delete_upload(&id).await {
+                tracing::warn!(upload = %id, error = %e, "removing a failed fill's session");
+            }
+            if let Err(e) = parts.blobs.cancel_upload(&id).await {
+                tracing::warn!(upload = %id, error = %e, "removing a failed fill's data");
+            }
+        }
+        outcome
+    }
+}
+
+/// The body of a blob being filled: the chunks the upstream sent, driven
+/// by the client's reads.
+///
+/// Polling it drives the fill (the append into the store, then the
+/// commit), which queues each chunk as it passes; the stream hands the
+/// queued chunks out but always keeps the last one back until the fill has
+/// committed, so a client never holds the whole of a blob that was not
+/// verified. If the fill fails, the stream ends with the error. Dropping
+/// it mid-way abandons the fill (the session is purged later) and releases
+/// the fill lock.
+struct Fill {
+    queue: Arc<Mutex<VecDeque<Bytes>>>,
+    driver: Option<Pin<Box<dyn Future<Output = Result<()>> + Send>>>,
+    /// The fill's end, once the driver returned: `Some(Ok)` lets the last
+    /// chunk out; `Some(Err)` is handed out once, then the stream ends.
+    outcome: Option<Result<()>>,
+}
+
+impl Stream for Fill {
+    type Item = io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        loop {
+            match &this.outcome {
+                Some(Ok(())) => return Poll::Ready(lock_queue(&this.queue).pop_front().map(Ok)),
+                Some(Err(_)) => {
+                    lock_queue(&this.queue).clear();
+                    return match this.outcome.replace(Ok(())) {
+                        Some(Err(e)) => Poll::Ready(Some(Err(io::Error::other(e.to_string())))),
+                        _ => Poll::Ready(None),
+                    };
+                }
+                None => {}
+            }
+            {
+                let mut queue = lock_queue(&this.queue);
+                if queue.len() > 1 {
+                    return Poll::Ready(queue.pop_front().map(Ok));
+                }
+            }
+            let Some(driver) = this.driver.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match driver.as_mut().poll(cx) {
+                Poll::Ready(outcome) => {
+                    this.driver = None;
+                    if outcome.is_err() {
+                        // Nothing more goes out: the error, then the end.
+                        lock_queue(&this.queue).clear();
+                    }
+                    this.outcome = Some(outcome);
+                }
+                Poll::Pending => {
+                    if lock_queue(&this.queue).len() > 1 {
+                        continue;
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+}

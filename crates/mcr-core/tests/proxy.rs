@@ -1,0 +1,351 @@
+//! The pull-through cache's engine logic on the fakes: what is answered
+//! locally, what goes upstream (counted on `FakeUpstream`'s request log),
+//! what is stored. The HTTP client adapter is tested against a real
+//! registry in `scripts/proxy-e2e.sh`.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::join_all;
+use futures_util::TryStreamExt;
+use mcr_core::audit::EventType;
+use mcr_core::digest::Digest;
+use mcr_core::names::{Reference, Tag};
+use mcr_core::ports::prelude::*;
+use mcr_core::ports::BlobInfo;
+use mcr_core::proxy::ProxyConfig;
+use mcr_core::registry::{Registry, RegistryConfig};
+use mcr_core::testing::{admin, user, FakeUpstream, TestRegistry};
+use mcr_core::time::Clock;
+use mcr_core::Error;
+use support::*;
+
+const TTL: Duration = Duration::from_secs(300);
+const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+struct Mirror {
+    t: TestRegistry,
+    up: Arc<FakeUpstream>,
+}
+
+fn mirror(offline: bool) -> Mirror {
+    let up = Arc::new(FakeUpstream::new("https://upstream.example"));
+    let t = TestRegistry::with_proxies(
+        RegistryConfig::default(),
+        vec![ProxyConfig {
+            prefix: repo("hub"),
+            upstream: up.clone(),
+            tag_ttl: TTL,
+            offline,
+            docker_hub: true,
+        }],
+    );
+    Mirror { t, up }
+}
+
+fn tag(s: &str) -> Tag {
+    Tag::new(s).unwrap()
+}
+
+fn info(data: &[u8]) -> BlobInfo {
+    BlobInfo {
+        digest: Digest::sha256_of(data),
+        size: data.len() as u64,
+    }
+}
+
+/// An image upstream at `name:tag` with a config and one layer of `layer`;
+/// returns the manifest's digest.
+fn upstream_image(up: &FakeUpstream, name: &str, t: &str, layer: &[u8]) -> Digest {
+    let config = format!("{{\"layer\":{}}}", layer.len());
+    up.put_blob(config.as_bytes());
+    up.put_blob(layer);
+    let raw = image_manifest(&info(config.as_bytes()), &[&info(layer)], "");
+    up.put_manifest(&repo(name), Some(&tag(t)), MANIFEST, raw.as_bytes())
+}
+
+async fn pull(r: &Registry, name: &str, reference: &str) -> Result<Digest, Error> {
+    r.get_manifest(&user(), &repo(name), &Reference::parse(reference).unwrap())
+        .await
+        .map(|m| m.digest)
+}
+
+async fn read_blob(r: &Registry, name: &str, digest: &Digest) -> Result<Vec<u8>, Error> {
+    let body = r.get_blob(&user(), &repo(name), digest, None).await?;
+    let chunks: Vec<Bytes> = body
+        .stream
+        .try_collect()
+        .await
+        .map_err(|e| Error::Unavailable(e.to_string()))?;
+    Ok(chunks.concat())
+}
+
+#[test]
+fn a_tag_is_fetched_once_trusted_for_its_ttl_then_revalidated_by_one_head() {
+    let Mirror { t, up } = mirror(true);
+    let digest = upstream_image(&up, "library/alpine", "3", b"alpine layer");
+    run(async {
+        let r = &t.registry;
+        assert_eq!(pull(r, "hub/alpine", "3").await.unwrap(), digest);
+        assert_eq!(up.requests(), ["GET manifest library/alpine:3"]);
+
+        up.clear_requests();
+        t.clock.advance(TTL - Duration::from_secs(1));
+        assert_eq!(pull(r, "hub/alpine", "3").await.unwrap(), digest);
+        assert!(
+            up.requests().is_empty(),
+            "within tag_ttl: {:?}",
+            up.requests()
+        );
+
+        t.clock.advance(Duration::from_secs(1));
+        assert_eq!(pull(r, "hub/alpine", "3").await.unwrap(), digest);
+        assert_eq!(up.requests(), ["HEAD manifest library/alpine:3"]);
+
+        // The tag moves upstream: after the ttl the new digest is served.
+        up.clear_requests();
+        let moved = upstream_image(&up, "library/alpine", "3", b"alpine layer, rebuilt");
+        assert_eq!(
+            pull(r, "hub/alpine", "3").await.unwrap(),
+            digest,
+            "still fresh"
+        );
+        t.clock.advance(TTL);
+        assert_eq!(pull(r, "hub/alpine", "3").await.unwrap(), moved);
+        assert_eq!(
+            up.requests(),
+            [
+                "HEAD manifest library/alpine:3",
+                "GET manifest library/alpine:3"
+            ]
+        );
+
+        // By digest: cached forever, even long after.
+        up.clear_requests();
+        t.clock.advance(TTL * 100);
+        let by_digest = format!("{digest}");
+        assert_eq!(pull(r, "hub/alpine", &by_digest).await.unwrap(), digest);
+        assert!(up.requests().is_empty(), "{:?}", up.requests());
+
+        let fetched = t
+            .meta
+            .audit_log()
+            .into_iter()
+            .filter(|e| e.event.event_type == EventType::ProxyFetched)
+            .count();
+        assert_eq!(fetched, 2, "each fetch is audited");
+        let status = r.proxies(&admin()).await.unwrap();
+        assert_eq!((status[0].hits, status[0].misses), (4, 2));
+    });
+}
+
+#[test]
+fn blobs_stream_into_the_store_and_are_served_locally_after() {
+    let Mirror { t, up } = mirror(true);
+    let layer: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
+    upstream_image(&up, "library/alpine", "3", &layer);
+    let digest = Digest::sha256_of(&layer);
+    run(async {
+        let r = &t.registry;
+        let head = r
+            .stat_blob(&user(), &repo("hub/alpine"), &digest)
+            .await
+            .unwrap();
+        assert_eq!(head.size, layer.len() as u64);
+        assert_eq!(read_blob(r, "hub/alpine", &digest).await.unwrap(), layer);
+        assert!(t.blobs.stat(&digest).await.unwrap().is_some(), "stored");
+        up.clear_requests();
+        assert_eq!(read_blob(r, "hub/alpine", &digest).await.unwrap(), layer);
+        assert!(up.requests().is_empty(), "{:?}", up.requests());
+        let ranged = r
+            .get_blob(
+                &user(),
+                &repo("hub/alpine"),
+                &digest,
+                Some(mcr_core::ports::ByteRange {
+                    start: 10,
+                    end: Some(19),
+                }),
+            )
+            .await
+            .unwrap();
+        assert_eq!(ranged.len, 10);
+    });
+}
+
+#[test]
+fn concurrent_pulls_of_one_missing_blob_fetch_it_once() {
+    let Mirror { t, up } = mirror(true);
+    let layer: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+    let digest = up.put_blob(&layer);
+    run(async {
+        let r = &t.registry;
+        let pulls = (0..10).map(|_| read_blob(r, "hub/library/busybox", &digest));
+        for got in join_all(pulls).await {
+            assert_eq!(got.unwrap(), layer);
+        }
+        let gets = up
+            .requests()
+            .into_iter()
+            .filter(|q| q.starts_with("GET blob"))
+            .count();
+        assert_eq!(gets, 1, "{:?}", up.requests());
+    });
+}
+
+#[test]
+fn a_corrupt_blob_fails_the_pull_and_leaves_nothing() {
+    let Mirror { t, up } = mirror(true);
+    let layer = vec![7u8; 10_000];
+    let digest = up.put_blob(&layer);
+    up.corrupt_blobs(true);
+    run(async {
+        let r = &t.registry;
+        let e = read_blob(r, "hub/x/y", &digest)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("upstream.example"), "{e}");
+        let body = r
+            .get_blob(&user(), &repo("hub/x/y"), &digest, None)
+            .await
+            .unwrap();
+        let received: Vec<Result<Bytes, _>> = futures_util::StreamExt::collect(body.stream).await;
+        let ok: usize = received.iter().flatten().map(Bytes::len).sum();
+        assert!(ok < layer.len(), "the client never gets the whole bad blob");
+        assert!(
+            received.last().unwrap().is_err(),
+            "the stream ends in an error"
+        );
+        assert!(
+            t.blobs.stat(&digest).await.unwrap().is_none(),
+            "nothing stored"
+        );
+        assert!(t
+            .meta
+            .blob_in_repository(&repo("hub/x/y"), &digest)
+            .await
+            .unwrap()
+            .is_none());
+        let sessions: Vec<_> = t
+            .meta
+            .uploads_idle_since(t.clock.now().saturating_add(Duration::from_secs(1)))
+            .try_collect()
+            .await
+            .unwrap();
+        assert!(
+            sessions.is_empty(),
+            "the fill's session is gone: {sessions:?}"
+        );
+
+        up.corrupt_blobs(false);
+        up.clear_requests();
+        assert_eq!(read_blob(r, "hub/x/y", &digest).await.unwrap(), layer);
+        assert_eq!(up.requests(), [format!("GET blob {digest}")]);
+    });
+}
+
+#[test]
+fn when_the_upstream_is_down_cached_images_still_pull() {
+    let Mirror { t, up } = mirror(true);
+    let layer = b"cached layer".to_vec();
+    let digest = upstream_image(&up, "library/alpine", "3", &layer);
+    upstream_image(&up, "library/debian", "12", b"never pulled");
+    run(async {
+        let r = &t.registry;
+        pull(r, "hub/alpine", "3").await.unwrap();
+        read_blob(r, "hub/alpine", &Digest::sha256_of(&layer))
+            .await
+            .unwrap();
+        up.set_down(true);
+        t.clock.advance(TTL * 2);
+        assert_eq!(pull(r, "hub/alpine", "3").await.unwrap(), digest);
+        assert_eq!(
+            read_blob(r, "hub/alpine", &Digest::sha256_of(&layer))
+                .await
+                .unwrap(),
+            layer
+        );
+        let e = pull(r, "hub/debian", "12").await.unwrap_err();
+        assert!(matches!(e, Error::Unavailable(_)), "{e:?}");
+        assert!(e.to_string().contains("https://upstream.example"), "{e}");
+    });
+
+    let Mirror { t, up } = mirror(false);
+    upstream_image(&up, "library/alpine", "3", b"layer");
+    run(async {
+        let r = &t.registry;
+        pull(r, "hub/alpine", "3").await.unwrap();
+        up.set_down(true);
+        t.clock.advance(TTL);
+        let e = pull(r, "hub/alpine", "3").await.unwrap_err();
+        assert!(matches!(e, Error::Unavailable(_)), "offline = false: {e:?}");
+    });
+}
+
+#[test]
+fn an_index_caches_only_the_children_pulled() {
+    let Mirror { t, up } = mirror(true);
+    let name = repo("library/multi");
+    let amd = image_manifest(&info(b"{}"), &[&info(b"amd64")], "");
+    let arm = image_manifest(&info(b"{}"), &[&info(b"arm64")], "");
+    let amd = up.put_manifest(&name, None, MANIFEST, amd.as_bytes());
+    let arm_digest = up.put_manifest(&name, None, MANIFEST, arm.as_bytes());
+    let index = index_manifest(&[(&amd, 10), (&arm_digest, 10)]);
+    up.put_manifest(&name, Some(&tag("latest")), INDEX, index.as_bytes());
+    run(async {
+        let r = &t.registry;
+        pull(r, "hub/multi", "latest").await.unwrap();
+        pull(r, "hub/multi", &amd.to_string()).await.unwrap();
+        assert_eq!(
+            up.requests(),
+            [
+                "GET manifest library/multi:latest".to_string(),
+                format!("GET manifest library/multi:{amd}"),
+            ]
+        );
+    });
+}
+
+#[test]
+fn a_mirror_is_read_only_and_a_tag_gone_upstream_is_gone() {
+    let Mirror { t, up } = mirror(true);
+    upstream_image(&up, "library/alpine", "3", b"layer");
+    run(async {
+        let r = &t.registry;
+        for name in ["hub/alpine", "hub"] {
+            let e = r.start_upload(&admin(), &repo(name)).await.unwrap_err();
+            assert!(matches!(e, Error::ReadOnlyMirror { .. }), "{e:?}");
+            assert!(
+                e.to_string()
+                    .contains("read-only mirror of https://upstream.example"),
+                "{e}"
+            );
+        }
+        pull(r, "hub/alpine", "3").await.unwrap();
+        let e = r
+            .delete_manifest(&admin(), &repo("hub/alpine"), &reference("3"))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::ReadOnlyMirror { .. }), "{e:?}");
+        // Beside the mirror, pushes work.
+        push_image(r, &user(), &repo("hubble/app"), "v1", "a").await;
+
+        // An admin drops the repository's cache; the next pull fetches.
+        r.delete_repository(&admin(), &repo("hub/alpine"))
+            .await
+            .unwrap();
+        up.clear_requests();
+        pull(r, "hub/alpine", "3").await.unwrap();
+        assert_eq!(up.requests(), ["GET manifest library/alpine:3"]);
+
+        up.remove_tag(&repo("library/alpine"), &tag("3"));
+        t.clock.advance(TTL);
+        let e = pull(r, "hub/alpine", "3").await.unwrap_err();
+        assert!(matches!(e, Error::ManifestUnknown(_)), "{e:?}");
+    });
+}

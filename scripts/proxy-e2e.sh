@@ -1,0 +1,255 @@
+#!/usr/bin/env bash
+# The pull-through cache end to end, with real registries on loopback:
+# CNCF Distribution (Debian's docker-registry) with htpasswd auth, and a
+# second `mcrsrv dev` (bearer-token auth), mirrored by the `mcrsrv dev`
+# under test. skopeo and podman pull through it byte-identical; the
+# upstream's access log counts what reached it: a multi-platform index
+# pulled for one platform fetches only that platform, a cached tag within
+# tag_ttl costs no request and after it one HEAD, a moved tag is followed,
+# ten concurrent pulls of one uncached 64 MiB layer make one upstream GET;
+# a registry that truncates or corrupts blobs (scripts/corrupt_proxy.py)
+# fails the pull and gets nothing stored; with the upstream stopped, cached
+# images still pull and an uncached one fails naming the upstream.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '[proxy-e2e] %s\n' "$*"; }
+fail() { printf '[proxy-e2e] FAIL: %s\n' "$*" >&2; exit 1; }
+
+# shellcheck source=scripts/need.sh
+source "scripts/need.sh"
+need skopeo podman curl jq python3 docker-registry htpasswd:apache2-utils
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mcr/target}"
+cargo build --quiet --release -p mcr-cli --bin mcrsrv
+MCRSRV="$CARGO_TARGET_DIR/release/mcrsrv"
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do
+    kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+# shellcheck source=scripts/oci_layout.sh
+source "scripts/oci_layout.sh"
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# wait_for URL PID LOGFILE: until URL answers at all
+wait_for() {
+  for _ in $(seq 1 200); do
+    curl -s -o /dev/null "$1" && return 0
+    kill -0 "$2" 2>/dev/null || { cat "$3" >&2; fail "the server for $1 exited"; }
+    sleep 0.1
+  done
+  fail "$1 never answered"
+}
+
+SK=(skopeo --insecure-policy)
+
+# --- upstream 1: CNCF Distribution with htpasswd ---------------------------
+UP_PORT=$(free_port)
+UP="127.0.0.1:$UP_PORT"
+UP_PASS=$(openssl rand -hex 12)
+htpasswd -Bbn mirror "$UP_PASS" >"$WORK/htpasswd"
+cat >"$WORK/upstream.yml" <<YAML
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: false
+storage:
+  filesystem:
+    rootdirectory: $WORK/upstream
+http:
+  addr: $UP
+auth:
+  htpasswd:
+    realm: upstream
+    path: $WORK/htpasswd
+YAML
+start_upstream() {
+  docker-registry serve "$WORK/upstream.yml" >>"$WORK/upstream.log" 2>&1 &
+  UP_PID=$!
+  PIDS+=("$UP_PID")
+  wait_for "http://$UP/v2/" "$UP_PID" "$WORK/upstream.log"
+}
+start_upstream
+UPCREDS="mirror:$UP_PASS"
+push_up() { "${SK[@]}" copy --quiet --all --preserve-digests --dest-tls-verify=false --dest-creds "$UPCREDS" "oci:$1" "docker://$UP/$2"; }
+# count_up PATTERN: access-log lines of requests from MCR matching PATTERN
+count_up() { grep "\"mcr/" "$WORK/upstream.log" | grep -c -- "$1" || true; }
+
+APP="$WORK/app"
+read -r AHEX ASIZE < <(make_image "$APP" amd64 3)
+write_index "$APP" v1 application/vnd.oci.image.manifest.v1+json "$AHEX" "$ASIZE"
+push_up "$APP:v1" app:v1
+NEVER="$WORK/never"
+read -r NHEX NSIZE < <(make_image "$NEVER" amd64 1)
+write_index "$NEVER" v1 application/vnd.oci.image.manifest.v1+json "$NHEX" "$NSIZE"
+push_up "$NEVER:v1" never:v1
+MULTI="$WORK/multi"
+read -r MAHEX MASIZE < <(make_image "$MULTI" amd64 2)
+read -r MRHEX MRSIZE < <(make_image "$MULTI" arm64 2)
+IDX="$WORK/index.json.tmp"
+printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"platform":{"architecture":"amd64","os":"linux"}},{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"platform":{"architecture":"arm64","os":"linux"}}]}' \
+  "$MAHEX" "$MASIZE" "$MRHEX" "$MRSIZE" >"$IDX"
+ISIZE=$(size "$IDX"); IHEX=$(put_blob "$MULTI" "$IDX")
+write_index "$MULTI" multi application/vnd.oci.image.index.v1+json "$IHEX" "$ISIZE"
+push_up "$MULTI:multi" multi:1
+BIG="$WORK/big"
+read -r BHEX BSIZE < <(make_image "$BIG" amd64 1 65536)
+write_index "$BIG" v1 application/vnd.oci.image.manifest.v1+json "$BHEX" "$BSIZE"
+push_up "$BIG:v1" big:v1
+BIGLAYER=$(jq -r '.layers[0].digest' "$BIG/blobs/sha256/$BHEX")
+BAD="$WORK/bad"
+read -r DHEX DSIZE < <(make_image "$BAD" amd64 1 256)
+write_index "$BAD" v1 application/vnd.oci.image.manifest.v1+json "$DHEX" "$DSIZE"
+push_up "$BAD:v1" bad:v1
+BADLAYER=$(jq -r '.layers[0].digest' "$BAD/blobs/sha256/$DHEX")
+log "upstream docker-registry on $UP (htpasswd) holds app, never, multi, big, bad"
+
+# --- upstream 2: another mcrsrv (bearer tokens) ------------------------------
+U2_PORT=$(free_port)
+U2="127.0.0.1:$U2_PORT"
+"$MCRSRV" dev --data "$WORK/u2" --listen "$U2" >"$WORK/u2.log" 2>&1 &
+PIDS+=("$!")
+wait_for "http://$U2/v2/" "$!" "$WORK/u2.log"
+U2CREDS="admin:$(cat "$WORK/u2/admin.password")"
+"${SK[@]}" copy --quiet --preserve-digests --dest-tls-verify=false --dest-creds "$U2CREDS" "oci:$APP:v1" "docker://$U2/team/app:v1"
+log "upstream mcrsrv on $U2 (bearer tokens) holds team/app"
+
+# --- registries that lie -------------------------------------------------------
+TRUNC_PORT=$(free_port); FLIP_PORT=$(free_port)
+python3 scripts/corrupt_proxy.py "$TRUNC_PORT" "$UP" truncate >"$WORK/trunc.log" 2>&1 &
+PIDS+=("$!"); wait_for "http://127.0.0.1:$TRUNC_PORT/v2/" "$!" "$WORK/trunc.log"
+python3 scripts/corrupt_proxy.py "$FLIP_PORT" "$UP" flip >"$WORK/flip.log" 2>&1 &
+PIDS+=("$!"); wait_for "http://127.0.0.1:$FLIP_PORT/v2/" "$!" "$WORK/flip.log"
+
+# --- the mirror under test -----------------------------------------------------
+TTL=20
+PORT=$(free_port)
+REG="127.0.0.1:$PORT"
+MCR_PROXY_UP_USERNAME=mirror MCR_PROXY_UP_PASSWORD="$UP_PASS" MCR_PROXY_UP_TAG_TTL="${TTL}s" \
+MCR_PROXY_TRUNC_USERNAME=mirror MCR_PROXY_TRUNC_PASSWORD="$UP_PASS" \
+MCR_PROXY_FLIP_USERNAME=mirror MCR_PROXY_FLIP_PASSWORD="$UP_PASS" \
+MCR_PROXY_U2_USERNAME=admin MCR_PROXY_U2_PASSWORD="$(cat "$WORK/u2/admin.password")" \
+  "$MCRSRV" dev --data "$WORK/mcr" --listen "$REG" \
+  --proxy "up=http://$UP" --proxy "u2=http://$U2" \
+  --proxy "trunc=http://127.0.0.1:$TRUNC_PORT" --proxy "flip=http://127.0.0.1:$FLIP_PORT" \
+  >"$WORK/mcr.log" 2>&1 &
+PIDS+=("$!")
+wait_for "http://$REG/v2/" "$!" "$WORK/mcr.log"
+CREDS="admin:$(cat "$WORK/mcr/admin.password")"
+SRC=(--src-tls-verify=false --src-creds "$CREDS")
+pull() { "${SK[@]}" copy --quiet --preserve-digests "${SRC[@]}" "docker://$REG/$1" "oci:$2"; }
+digest_of() { "${SK[@]}" inspect --raw --tls-verify=false --creds "$CREDS" "docker://$REG/$1" | sha256sum | cut -d' ' -f1; }
+log "mcrsrv on $REG mirrors up/, u2/, trunc/, flip/"
+if grep -q -- "$UP_PASS" "$WORK/mcr.log"; then fail "the upstream password is in mcrsrv's log"; fi
+
+# --- skopeo and podman pull through it, byte-identical ------------------------
+pull up/app:v1 "$WORK/got-app:v1"
+compare_layouts "$WORK/got-app" "$APP"
+[ "$(digest_of up/app:v1)" = "$AHEX" ] || fail "up/app:v1 is not the upstream's manifest"
+FETCHED_AT=$(date +%s)
+log "skopeo pulled up/app:v1 through the mirror: every blob identical"
+PODMAN=(podman --root "$WORK/podman/root" --runroot "$WORK/podman/run" --storage-driver vfs)
+"${PODMAN[@]}" pull -q --tls-verify=false --creds "$CREDS" "$REG/up/app:v1" >/dev/null
+GOT=$("${PODMAN[@]}" image inspect --format '{{.Digest}}' "$REG/up/app:v1")
+[ "$GOT" = "sha256:$AHEX" ] || fail "podman pulled $GOT, want sha256:$AHEX"
+log "podman pulled up/app:v1 through the mirror (digest sha256:$AHEX)"
+
+pull u2/team/app:v1 "$WORK/got-u2:v1"
+compare_layouts "$WORK/got-u2" "$APP"
+log "skopeo pulled u2/team/app:v1 from the bearer-token upstream: identical"
+
+# --- an index pulled for one platform fetches only that platform --------------
+"${SK[@]}" --override-arch arm64 --override-os linux copy --quiet --preserve-digests "${SRC[@]}" \
+  "docker://$REG/up/multi:1" "oci:$WORK/got-arm:arm"
+compare_layouts "$WORK/got-arm" "$MULTI"
+[ "$(jq -r '.manifests[0].digest' "$WORK/got-arm/index.json")" = "sha256:$MRHEX" ] || fail "the arm64 pull got another manifest"
+[ "$(count_up "/v2/multi/manifests/sha256:$MAHEX")" = 0 ] || fail "the amd64 manifest was fetched upstream"
+for layer in $(jq -r '.layers[].digest, .config.digest' "$MULTI/blobs/sha256/$MAHEX"); do
+  [ "$(count_up "/v2/multi/blobs/$layer")" = 0 ] || fail "amd64 blob $layer was fetched upstream"
+done
+log "up/multi:1 for arm64: no amd64 manifest or blob requested upstream"
+
+# --- tag_ttl: no request within it, one HEAD after it, a moved tag followed -----
+BEFORE=$(count_up "/v2/app/manifests/")
+[ "$(digest_of up/app:v1)" = "$AHEX" ] || fail "up/app:v1 changed"
+[ $(( $(date +%s) - FETCHED_AT )) -lt "$TTL" ] || fail "the machine is too slow to check within tag_ttl ($TTL s)"
+[ "$(count_up "/v2/app/manifests/")" = "$BEFORE" ] || fail "a pull within tag_ttl reached the upstream"
+sleep $(( FETCHED_AT + TTL + 1 - $(date +%s) ))
+[ "$(digest_of up/app:v1)" = "$AHEX" ] || fail "up/app:v1 changed"
+NEW=$(grep "\"mcr/" "$WORK/upstream.log" | grep -- "/v2/app/manifests/" | tail -n +$((BEFORE + 1)))
+[ "$(grep -c . <<<"$NEW")" = 1 ] && grep -q '"HEAD /v2/app/manifests/v1 ' <<<"$NEW" \
+  || fail "after tag_ttl, want exactly one HEAD upstream, got: $NEW"
+log "a cached tag: no upstream request within tag_ttl, exactly one HEAD after"
+APP2="$WORK/app2"
+read -r A2HEX A2SIZE < <(make_image "$APP2" amd64 1)
+write_index "$APP2" v1 application/vnd.oci.image.manifest.v1+json "$A2HEX" "$A2SIZE"
+push_up "$APP2:v1" app:v1
+sleep $(( TTL + 1 ))
+[ "$(digest_of up/app:v1)" = "$A2HEX" ] || fail "after the tag moved upstream, the mirror still serves the old digest"
+MOVED_AT=$(date +%s)
+log "the tag moved upstream: the new digest is served after tag_ttl"
+
+# --- ten concurrent pulls of one uncached 64 MiB layer: one upstream GET -----
+TOKEN=$(curl -sf -u "$CREDS" "http://$REG/v2/token?service=mcr&scope=repository:up/big:pull" | jq -r .token)
+for i in $(seq 1 10); do
+  curl -sf -H "Authorization: Bearer $TOKEN" -o "$WORK/big.$i" "http://$REG/v2/up/big/blobs/$BIGLAYER" &
+  CURLS[i]=$!
+done
+for i in $(seq 1 10); do
+  wait "${CURLS[i]}" || fail "concurrent pull $i failed"
+  [ "sha256:$(sha "$WORK/big.$i")" = "$BIGLAYER" ] || fail "concurrent pull $i got other bytes"
+done
+[ "$(count_up "\"GET /v2/big/blobs/$BIGLAYER ")" = 1 ] || fail "ten concurrent pulls made $(count_up "GET /v2/big/blobs/$BIGLAYER") upstream GETs"
+rm -f "$WORK"/big.*
+log "ten concurrent pulls of an uncached 64 MiB layer: one upstream GET, ten identical bodies"
+
+# --- a registry that lies: the pull fails, nothing is stored, the next refetches
+LAYER_FILE="$WORK/mcr/layers/sha256/${BADLAYER:7:2}/${BADLAYER:7}"
+for liar in trunc flip; do
+  for round in 1 2; do
+    if "${SK[@]}" copy --quiet "${SRC[@]}" "docker://$REG/$liar/bad:v1" "oci:$WORK/got-$liar:v1" 2>"$WORK/$liar.err"; then
+      fail "a pull through the $liar upstream succeeded"
+    fi
+    [ ! -e "$LAYER_FILE" ] || fail "a bad blob from $liar was stored"
+    GETS=$(grep -c "^GET /v2/bad/blobs/$BADLAYER 200" "$WORK/$liar.log" || true)
+    [ "$GETS" -ge "$round" ] || fail "round $round through $liar did not fetch the blob again ($GETS GETs)"
+  done
+  log "$liar: the pull fails, the blob is not stored, the next pull fetches again"
+done
+
+# --- a mirror is read-only -------------------------------------------------------
+if "${SK[@]}" copy --quiet --dest-tls-verify=false --dest-creds "$CREDS" "oci:$APP:v1" "docker://$REG/up/pushed:v1" 2>"$WORK/push.err"; then
+  fail "a push into the mirror succeeded"
+fi
+grep -q "read-only mirror" "$WORK/push.err" || fail "the refused push does not say why: $(cat "$WORK/push.err")"
+log "a push into up/ is refused: $(grep -o 'up/pushed is a read-only mirror[^"]*' "$WORK/push.err" | head -1)"
+
+# --- the upstream stopped: cached images still pull ---------------------------
+kill "$UP_PID"; wait "$UP_PID" 2>/dev/null || true
+sleep $(( MOVED_AT + TTL + 1 - $(date +%s) > 0 ? MOVED_AT + TTL + 1 - $(date +%s) : 0 ))
+rm -rf "$WORK/got-app"
+pull up/app:v1 "$WORK/got-app:v1"
+compare_layouts "$WORK/got-app" "$APP2"
+rm -rf "$WORK/got-arm"
+"${SK[@]}" --override-arch arm64 --override-os linux copy --quiet --preserve-digests "${SRC[@]}" \
+  "docker://$REG/up/multi:1" "oci:$WORK/got-arm:arm"
+compare_layouts "$WORK/got-arm" "$MULTI"
+grep -q "serving the cached tag" "$WORK/mcr.log" || fail "the stale tag was not served from the cache"
+if pull up/never:v1 "$WORK/got-never:v1" 2>"$WORK/never.err"; then
+  fail "an uncached image pulled with the upstream stopped"
+fi
+grep -q "upstream http://$UP" "$WORK/never.err" || fail "the error does not name the upstream: $(cat "$WORK/never.err")"
+log "upstream stopped: cached images pull, an uncached one fails naming http://$UP"
+
+log "all pull-through cache checks passed"
