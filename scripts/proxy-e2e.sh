@@ -21,15 +21,17 @@ source "scripts/need.sh"
 need skopeo podman curl jq python3 docker-registry htpasswd:apache2-utils
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mcr/target}"
-cargo build --quiet --release -p mcr-cli --bin mcrsrv
+cargo build --quiet --release -p mcr-cli --bin mcrsrv --bin mcrctl
 MCRSRV="$CARGO_TARGET_DIR/release/mcrsrv"
+MCRCTL="$CARGO_TARGET_DIR/release/mcrctl"
 
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() {
   local pid
   for pid in "${PIDS[@]}"; do
-    kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+    # wait answers 143 for a process the TERM ended: not a failure here.
+    kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
   done
   rm -rf "$WORK"
 }
@@ -136,7 +138,9 @@ PIDS+=("$!"); wait_for "http://127.0.0.1:$FLIP_PORT/v2/" "$!" "$WORK/flip.log"
 TTL=20
 PORT=$(free_port)
 REG="127.0.0.1:$PORT"
-MCR_PROXY_UP_USERNAME=mirror MCR_PROXY_UP_PASSWORD="$UP_PASS" MCR_PROXY_UP_TAG_TTL="${TTL}s" \
+METRICS="127.0.0.1:$(free_port)"
+GRPC="127.0.0.1:$(free_port)"
+MCR_SERVER_METRICS_ADDR="$METRICS" MCR_SERVER_GRPC_ADDR="$GRPC" MCR_PROXY_UP_USERNAME=mirror MCR_PROXY_UP_PASSWORD="$UP_PASS" MCR_PROXY_UP_TAG_TTL="${TTL}s" \
 MCR_PROXY_TRUNC_USERNAME=mirror MCR_PROXY_TRUNC_PASSWORD="$UP_PASS" \
 MCR_PROXY_FLIP_USERNAME=mirror MCR_PROXY_FLIP_PASSWORD="$UP_PASS" \
 MCR_PROXY_U2_USERNAME=admin MCR_PROXY_U2_PASSWORD="$(cat "$WORK/u2/admin.password")" \
@@ -198,6 +202,10 @@ push_up "$APP2:v1" app:v1
 sleep $(( TTL + 1 ))
 [ "$(digest_of up/app:v1)" = "$A2HEX" ] || fail "after the tag moved upstream, the mirror still serves the old digest"
 MOVED_AT=$(date +%s)
+# Pulled whole, so its blobs are cached too when the upstream stops below.
+rm -rf "$WORK/got-app2"
+pull up/app:v1 "$WORK/got-app2:v1"
+compare_layouts "$WORK/got-app2" "$APP2"
 log "the tag moved upstream: the new digest is served after tag_ttl"
 
 # --- ten concurrent pulls of one uncached 64 MiB layer: one upstream GET -----
@@ -249,7 +257,40 @@ grep -q "serving the cached tag" "$WORK/mcr.log" || fail "the stale tag was not 
 if pull up/never:v1 "$WORK/got-never:v1" 2>"$WORK/never.err"; then
   fail "an uncached image pulled with the upstream stopped"
 fi
-grep -q "upstream http://$UP" "$WORK/never.err" || fail "the error does not name the upstream: $(cat "$WORK/never.err")"
+# skopeo shows only the status of a 503; the body is what names the cause.
+NTOKEN=$(curl -sf -u "$CREDS" "http://$REG/v2/token?service=mcr&scope=repository:up/never:pull" | jq -r .token)
+NCODE=$(curl -s -o "$WORK/never.body" -w '%{http_code}' -H "Authorization: Bearer $NTOKEN" \
+  -H 'Accept: application/vnd.oci.image.manifest.v1+json' "http://$REG/v2/up/never/manifests/v1")
+[ "$NCODE" = 503 ] && grep -q "upstream http://$UP" "$WORK/never.body" \
+  || fail "an uncached pull with the upstream stopped: want a 503 naming http://$UP, got $NCODE: $(cat "$WORK/never.body")"
 log "upstream stopped: cached images pull, an uncached one fails naming http://$UP"
+
+# --- Prometheus counters ----------------------------------------------------------
+curl -sf "http://$METRICS/metrics" >"$WORK/metrics.txt" || fail "no metrics on $METRICS"
+# counter NAME PROXY: the counter's value for the proxy prefix (0 if absent)
+counter() { awk -v m="$1{proxy=\"$2\"}" '$1 == m { print int($2); f=1 } END { if (!f) print 0 }' "$WORK/metrics.txt"; }
+[ "$(counter mcr_proxy_cache_hits_total up)" -gt 0 ] || fail "no cache hits counted for up/"
+[ "$(counter mcr_proxy_cache_misses_total up)" -gt 0 ] || fail "no cache misses counted for up/"
+[ "$(counter mcr_proxy_upstream_errors_total trunc)" -gt 0 ] || fail "no upstream errors counted for trunc/"
+[ "$(counter mcr_proxy_upstream_errors_total up)" -gt 0 ] || fail "the stopped upstream's errors were not counted"
+if grep -q -- "$UP_PASS" "$WORK/metrics.txt" "$WORK/mcr.log"; then fail "the upstream password leaked"; fi
+log "metrics: up/ hits $(counter mcr_proxy_cache_hits_total up), misses $(counter mcr_proxy_cache_misses_total up), upstream errors $(counter mcr_proxy_upstream_errors_total up); trunc/ upstream errors $(counter mcr_proxy_upstream_errors_total trunc)"
+
+# --- the admin listing: mcrctl over REST and gRPC, the same answer ---------------
+export MCR_SERVER="http://$REG"
+MCR_TOKEN=$("$MCRCTL" login --username admin --password-stdin <"$WORK/mcr/admin.password")
+export MCR_TOKEN
+"$MCRCTL" --json proxy list >"$WORK/proxies.rest.json"
+"$MCRCTL" --grpc "$GRPC" --json proxy list >"$WORK/proxies.grpc.json"
+cmp -s "$WORK/proxies.rest.json" "$WORK/proxies.grpc.json" \
+  || fail "mcrctl proxy list differs between REST and gRPC: $(diff "$WORK/proxies.rest.json" "$WORK/proxies.grpc.json")"
+UPROW=$(jq -c '.[] | select(.prefix == "up")' "$WORK/proxies.rest.json")
+[ "$(jq -r .upstream <<<"$UPROW")" = "http://$UP" ] || fail "proxy list: up/ has upstream $(jq -r .upstream <<<"$UPROW")"
+[ "$(jq -r .repositories <<<"$UPROW")" -ge 3 ] || fail "proxy list: up/ caches $(jq -r .repositories <<<"$UPROW") repositories, want app, multi and big"
+[ "$(jq -r .cache_size <<<"$UPROW")" -gt $((64 << 20)) ] || fail "proxy list: up/ caches $(jq -r .cache_size <<<"$UPROW") bytes, less than its 64 MiB layer"
+[ "$(jq -r .hits <<<"$UPROW")" -gt 0 ] && [ "$(jq -r .misses <<<"$UPROW")" -gt 0 ] || fail "proxy list: up/ counts nothing: $UPROW"
+"$MCRCTL" proxy list >"$WORK/proxies.txt"
+grep -q "^up .*http://$UP" "$WORK/proxies.txt" || fail "the proxy table lacks up/: $(cat "$WORK/proxies.txt")"
+log "mcrctl proxy list (REST = gRPC): $UPROW"
 
 log "all pull-through cache checks passed"

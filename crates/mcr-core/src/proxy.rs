@@ -3,6 +3,15 @@
 //! MCR name becomes the upstream's, how long a tag answer is trusted, and
 //! the hit and miss counts.
 //!
+//! Each mirror also counts, through the `metrics` facade (labelled
+//! `proxy` = the prefix; the handles are made once, when the mirrors are):
+//!
+//! | name | type | counts |
+//! |---|---|---|
+//! | `mcr_proxy_cache_hits_total` | counter | pulls answered from the cache (a tag revalidated by `HEAD` included) |
+//! | `mcr_proxy_cache_misses_total` | counter | pulls that fetched a manifest or blob from the upstream |
+//! | `mcr_proxy_upstream_errors_total` | counter | upstream requests that failed, and manifests or blobs it sent that were unusable |
+//!
 //! The use cases that consult it are in `registry::proxy`.
 
 use std::collections::HashMap;
@@ -11,10 +20,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use metrics::Counter;
+
 use crate::error::{Error, Result};
 use crate::names::{RepoName, Tag};
 use crate::ports::Upstream;
 use crate::time::Timestamp;
+
+/// Pulls answered from a mirror's cache, by `proxy`.
+pub const CACHE_HITS: &str = "mcr_proxy_cache_hits_total";
+/// Pulls that fetched from a mirror's upstream, by `proxy`.
+pub const CACHE_MISSES: &str = "mcr_proxy_cache_misses_total";
+/// Failed or unusable upstream answers, by `proxy`.
+pub const UPSTREAM_ERRORS: &str = "mcr_proxy_upstream_errors_total";
 
 /// One mirrored upstream, as the composition root configures it (one
 /// `[[proxy]]` table).
@@ -58,6 +76,11 @@ pub struct ProxyStatus {
     pub hits: u64,
     /// Pulls that fetched from the upstream.
     pub misses: u64,
+    /// Repositories of the mirror holding cached content.
+    pub repositories: u64,
+    /// Bytes cached: the sum of those repositories' sizes (manifests plus
+    /// linked blobs; a blob in two of them counts twice).
+    pub cache_size: u64,
 }
 
 /// A mirror at run time: its configuration, when each cached tag was last
@@ -70,6 +93,42 @@ pub(crate) struct Mirror {
     confirmed: Mutex<HashMap<(RepoName, Tag), Timestamp>>,
     hits: AtomicU64,
     misses: AtomicU64,
+    metrics: MirrorMetrics,
+}
+
+/// A mirror's `mcr_proxy_*` handles, labelled with its prefix.
+struct MirrorMetrics {
+    hits: Counter,
+    misses: Counter,
+    upstream_errors: Counter,
+}
+
+impl MirrorMetrics {
+    fn new(prefix: &RepoName) -> MirrorMetrics {
+        let label = || prefix.as_str().to_string();
+        MirrorMetrics {
+            hits: metrics::counter!(CACHE_HITS, "proxy" => label()),
+            misses: metrics::counter!(CACHE_MISSES, "proxy" => label()),
+            upstream_errors: metrics::counter!(UPSTREAM_ERRORS, "proxy" => label()),
+        }
+    }
+}
+
+/// Describes the `mcr_proxy_*` metrics to the installed recorder (their
+/// `# HELP`).
+fn describe_metrics() {
+    metrics::describe_counter!(
+        CACHE_HITS,
+        "Pulls a pull-through cache answered from what it holds, by proxy prefix"
+    );
+    metrics::describe_counter!(
+        CACHE_MISSES,
+        "Pulls a pull-through cache fetched from its upstream, by proxy prefix"
+    );
+    metrics::describe_counter!(
+        UPSTREAM_ERRORS,
+        "Upstream requests of a pull-through cache that failed or sent something unusable, by proxy prefix"
+    );
 }
 
 impl Mirror {
@@ -96,10 +155,25 @@ impl Mirror {
 
     pub(crate) fn hit(&self) {
         self.hits.fetch_add(1, Ordering::Relaxed);
+        self.metrics.hits.increment(1);
     }
 
     pub(crate) fn miss(&self) {
         self.misses.fetch_add(1, Ordering::Relaxed);
+        self.metrics.misses.increment(1);
+    }
+
+    /// Counts an upstream answer that failed (`Err`) and passes it on.
+    pub(crate) fn asked<T>(&self, answer: Result<T>) -> Result<T> {
+        if answer.is_err() {
+            self.metrics.upstream_errors.increment(1);
+        }
+        answer
+    }
+
+    /// The upstream-error counter, for a fill that outlives the use case.
+    pub(crate) fn upstream_errors(&self) -> Counter {
+        self.metrics.upstream_errors.clone()
     }
 
     pub(crate) fn location(&self) -> &str {
@@ -112,6 +186,8 @@ impl Mirror {
             upstream: self.location().to_string(),
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
+            repositories: 0,
+            cache_size: 0,
         }
     }
 }
@@ -145,10 +221,14 @@ impl Mirrors {
                 }
             }
         }
+        if !configs.is_empty() {
+            describe_metrics();
+        }
         Ok(Mirrors {
             mirrors: configs
                 .into_iter()
                 .map(|config| Mirror {
+                    metrics: MirrorMetrics::new(&config.prefix),
                     config,
                     confirmed: Mutex::default(),
                     hits: AtomicU64::new(0),
@@ -193,7 +273,7 @@ impl Mirrors {
 }
 
 /// Whether `repo` is `prefix` or under it.
-fn within(repo: &RepoName, prefix: &RepoName) -> bool {
+pub(crate) fn within(repo: &RepoName, prefix: &RepoName) -> bool {
     repo.as_str()
         .strip_prefix(prefix.as_str())
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))

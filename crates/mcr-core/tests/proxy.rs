@@ -140,6 +140,12 @@ fn a_tag_is_fetched_once_trusted_for_its_ttl_then_revalidated_by_one_head() {
         assert_eq!(fetched, 2, "each fetch is audited");
         let status = r.proxies(&admin()).await.unwrap();
         assert_eq!((status[0].hits, status[0].misses), (4, 2));
+        assert_eq!(status[0].repositories, 1);
+        assert!(status[0].cache_size > 0, "{status:?}");
+        assert!(
+            r.proxies(&user()).await.is_err(),
+            "the listing is for admins"
+        );
     });
 }
 

@@ -15,6 +15,7 @@ use mcr_core::names::RepoName;
 use mcr_core::policy::{Effect, Explanation, RepoPattern, Rule, RuleDraft, RulePatch};
 use mcr_core::ports::{RepoDetail, RepoSummary};
 use mcr_core::principal::{Action, Principal};
+use mcr_core::proxy::ProxyStatus;
 use mcr_core::registry::{GcReport, GcStatus, ReconcileReport};
 use mcr_core::time::Timestamp;
 use mcr_core::{Error, Result};
@@ -125,6 +126,19 @@ impl From<&GcReport> for pb::GcReport {
             completed_at: Some(timestamp(r.completed_at)),
             blobs_removed: r.blobs_removed,
             bytes_freed: r.bytes_freed,
+        }
+    }
+}
+
+impl From<&ProxyStatus> for pb::Proxy {
+    fn from(p: &ProxyStatus) -> Self {
+        pb::Proxy {
+            prefix: p.prefix.to_string(),
+            upstream: p.upstream.clone(),
+            hits: p.hits,
+            misses: p.misses,
+            repositories: p.repositories,
+            cache_size: p.cache_size,
         }
     }
 }

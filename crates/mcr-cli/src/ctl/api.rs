@@ -8,8 +8,8 @@ use mcr_core::names::RepoName;
 use mcr_core::policy::{Rule, RuleDraft, RulePatch};
 
 use super::model::{
-    AuditFilter, ExplainQuery, Explanation, GcStatus, Login, Reconcile, RepoDetail, RepoPage,
-    Snapshot,
+    AuditFilter, ExplainQuery, Explanation, GcStatus, Login, Proxy, Reconcile, RepoDetail,
+    RepoPage, Snapshot,
 };
 
 /// One call per admin operation; [`super::rest::Rest`] and
@@ -36,6 +36,8 @@ pub(crate) trait Api {
     async fn gc_status(&mut self) -> Result<GcStatus, Failure>;
     async fn reconcile(&mut self) -> Result<Reconcile, Failure>;
     async fn snapshot(&mut self) -> Result<Snapshot, Failure>;
+    /// The pull-through cache's mirrors, in configuration order.
+    async fn proxies(&mut self) -> Result<Vec<Proxy>, Failure>;
 }
 
 /// What went wrong, in kinds a person can act on.

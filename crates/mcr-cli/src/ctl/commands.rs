@@ -13,7 +13,9 @@ use serde_json::{json, Map, Value};
 use super::api::{Api, Failure};
 use super::model::{AuditFilter, ExplainQuery, GcStatus, RepoSummary};
 use super::table::{list_or_any, short_digest, size, Table};
-use super::{AuditCommand, Cli, Command, GcCommand, PolicyCommand, RepoCommand, RuleFlags};
+use super::{
+    AuditCommand, Cli, Command, GcCommand, PolicyCommand, ProxyCommand, RepoCommand, RuleFlags,
+};
 
 /// How often `gc --wait` asks whether the run is done.
 const GC_POLL: Duration = Duration::from_millis(500);
@@ -112,6 +114,30 @@ pub(crate) async fn run<A: Api>(api: &mut A, cli: &Cli, target: &str) -> Result<
         Command::Snapshot => {
             let s = api.snapshot().await?;
             out.print(&s, || format!("{}\n", s.location))
+        }
+        Command::Proxy(ProxyCommand::List) => {
+            let proxies = api.proxies().await?;
+            out.print(&proxies, || {
+                let mut t = Table::new(&[
+                    "PREFIX",
+                    "UPSTREAM",
+                    "HITS",
+                    "MISSES",
+                    "REPOSITORIES",
+                    "CACHED",
+                ]);
+                for p in &proxies {
+                    t.row(vec![
+                        p.prefix.clone(),
+                        p.upstream.clone(),
+                        p.hits.to_string(),
+                        p.misses.to_string(),
+                        p.repositories.to_string(),
+                        size(p.cache_size),
+                    ]);
+                }
+                t.render()
+            })
         }
         // Answered before any connection is made.
         Command::Completions { .. } => Ok(()),

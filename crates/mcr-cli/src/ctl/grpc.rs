@@ -14,7 +14,7 @@ use tonic::{Code, Status};
 use super::api::{Api, Failure, Kind};
 use super::model::{
     AuditFilter, Decision, ExplainQuery, Explanation, GcReport, GcStatus, Layer, Login,
-    ManifestRow, Reconcile, RepoDetail, RepoPage, RepoSummary, Snapshot, TagRef, Verdict,
+    ManifestRow, Proxy, Reconcile, RepoDetail, RepoPage, RepoSummary, Snapshot, TagRef, Verdict,
 };
 
 /// Clients of one registry's gRPC services.
@@ -316,6 +316,27 @@ impl Api for Grpc {
             .await
             .map_err(failure)?;
         Ok(r.into_inner().id)
+    }
+
+    async fn proxies(&mut self) -> Result<Vec<Proxy>, Failure> {
+        let r = self
+            .clients
+            .registry
+            .list_proxies(pb::ListProxiesRequest {})
+            .await
+            .map_err(failure)?
+            .into_inner();
+        Ok(r.proxies
+            .into_iter()
+            .map(|p| Proxy {
+                prefix: p.prefix,
+                upstream: p.upstream,
+                hits: p.hits,
+                misses: p.misses,
+                repositories: p.repositories,
+                cache_size: p.cache_size,
+            })
+            .collect())
     }
 
     async fn gc_status(&mut self) -> Result<GcStatus, Failure> {

@@ -85,6 +85,9 @@ pub enum Command {
     /// <database dir>/backups/mcr-YYYYMMDD-HHMMSS.db on the server host
     /// (admin); prints the copy's path there.
     Snapshot,
+    /// The pull-through cache (admin).
+    #[command(subcommand)]
+    Proxy(ProxyCommand),
     /// Print a completion script for a shell, e.g.
     /// `mcrctl completions bash > /etc/bash_completion.d/mcrctl`
     /// (needs no server).
@@ -92,6 +95,13 @@ pub enum Command {
         /// bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProxyCommand {
+    /// Every mirror ([[proxy]]) with its upstream, hits and misses since
+    /// the server started, cached repositories and bytes.
+    List,
 }
 
 #[derive(Debug, Subcommand)]

@@ -110,3 +110,19 @@ pub struct AuditFilter {
     pub since: Option<Timestamp>,
     pub n: usize,
 }
+
+/// A pull-through cache mirror, as `GET /v1/proxies` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proxy {
+    pub prefix: String,
+    /// The upstream's URL, without credentials.
+    pub upstream: String,
+    /// Pulls answered from the cache since the server started.
+    pub hits: u64,
+    /// Pulls that fetched from the upstream since the server started.
+    pub misses: u64,
+    /// Repositories of the mirror holding cached content.
+    pub repositories: u64,
+    /// Bytes cached (the sum of those repositories' sizes).
+    pub cache_size: u64,
+}

@@ -13,8 +13,8 @@ use tokio_rustls::rustls::ClientConfig;
 
 use super::api::{Api, Failure, Kind};
 use super::model::{
-    AuditFilter, ExplainQuery, Explanation, GcStarted, GcStatus, Login, Reconcile, RepoDetail,
-    RepoPage, Snapshot,
+    AuditFilter, ExplainQuery, Explanation, GcStarted, GcStatus, Login, Proxy, Reconcile,
+    RepoDetail, RepoPage, Snapshot,
 };
 
 /// A client of one registry's REST API.
@@ -247,5 +247,14 @@ impl Api for Rest {
 
     async fn snapshot(&mut self) -> Result<Snapshot, Failure> {
         self.send(self.request(Method::POST, "/v1/snapshot")).await
+    }
+
+    async fn proxies(&mut self) -> Result<Vec<Proxy>, Failure> {
+        #[derive(Deserialize)]
+        struct Proxies {
+            proxies: Vec<Proxy>,
+        }
+        let p: Proxies = self.send(self.request(Method::GET, "/v1/proxies")).await?;
+        Ok(p.proxies)
     }
 }

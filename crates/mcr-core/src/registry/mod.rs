@@ -102,6 +102,10 @@ impl Default for RegistryConfig {
     }
 }
 
+/// Repository summaries read per step when [`Registry::proxies`] sums a
+/// mirror's cache.
+pub const PROXY_SIZE_PAGE: usize = 500;
+
 /// How old the policy engine's rules may be when a request is authorized:
 /// a rule change made through another replica (another process sharing
 /// the metadata store) is enforced here at most this long after it was
@@ -179,10 +183,37 @@ impl Registry {
         Ok(self)
     }
 
-    /// Each mirror with its hit and miss counts, for admins.
+    /// Each mirror with its hit and miss counts since start, and its
+    /// cached repositories and bytes (admin only; spec § "Pull-through
+    /// cache"). Reads the repository summaries under each prefix, a page
+    /// of [`PROXY_SIZE_PAGE`] at a time.
     pub async fn proxies(&self, caller: &Caller) -> Result<Vec<ProxyStatus>> {
         self.authorize_admin(caller).await?;
-        Ok(self.mirrors.statuses())
+        let mut statuses = self.mirrors.statuses();
+        for status in &mut statuses {
+            // Names under `prefix/` sort right after `prefix/` itself.
+            let mut last = Some(format!("{}/", status.prefix));
+            'pages: loop {
+                let page = Page {
+                    last: last.take(),
+                    limit: PROXY_SIZE_PAGE,
+                };
+                let summaries = self.meta.repository_summaries(&page).await?;
+                let full = summaries.len() == PROXY_SIZE_PAGE;
+                for s in summaries {
+                    if !crate::proxy::within(&s.name, &status.prefix) {
+                        break 'pages;
+                    }
+                    status.repositories += 1;
+                    status.cache_size = status.cache_size.saturating_add(s.total_size);
+                    last = Some(s.name.to_string());
+                }
+                if !full {
+                    break;
+                }
+            }
+        }
+        Ok(statuses)
     }
 
     fn parts(&self) -> Parts {

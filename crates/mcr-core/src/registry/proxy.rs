@@ -67,7 +67,10 @@ impl Registry {
             return Ok(Some(cached));
         }
         let upstream = at.mirror.config.upstream.as_ref();
-        match upstream.manifest_digest(&at.upstream_name, tag).await {
+        match at
+            .mirror
+            .asked(upstream.manifest_digest(&at.upstream_name, tag).await)
+        {
             Ok(Some(digest)) if digest == cached.digest => {
                 at.mirror.confirm(repo, tag, now);
                 at.mirror.hit();
@@ -102,9 +105,11 @@ impl Registry {
         reference: &Reference,
     ) -> Result<Option<ManifestRecord>> {
         let upstream = at.mirror.config.upstream.as_ref();
-        let Some(fetched) = upstream
-            .manifest(&at.upstream_name, reference, self.config.max_manifest_size)
-            .await?
+        let Some(fetched) = at.mirror.asked(
+            upstream
+                .manifest(&at.upstream_name, reference, self.config.max_manifest_size)
+                .await,
+        )?
         else {
             return Ok(None);
         };
@@ -123,7 +128,8 @@ impl Registry {
                 fetched.raw,
                 Provenance::Mirrored,
             )
-            .map_err(bad)?;
+            .map_err(bad);
+        let new = at.mirror.asked(new)?;
         let digest = new.digest.clone();
         self.meta.put_manifest(new).await?;
         if let Reference::Tag(tag) = reference {
@@ -158,12 +164,10 @@ impl Registry {
             at.mirror.hit();
             return Ok(Some(info));
         }
+        let upstream = at.mirror.config.upstream.as_ref();
         let size = at
             .mirror
-            .config
-            .upstream
-            .blob_size(&at.upstream_name, digest)
-            .await?;
+            .asked(upstream.blob_size(&at.upstream_name, digest).await)?;
         Ok(size.map(|size| BlobInfo {
             digest: digest.clone(),
             size,
@@ -196,7 +200,10 @@ impl Registry {
             return self.blobs.read(digest, range).await;
         }
         let upstream = at.mirror.config.upstream.as_ref();
-        let Some(body) = upstream.blob(&at.upstream_name, digest).await? else {
+        let Some(body) = at
+            .mirror
+            .asked(upstream.blob(&at.upstream_name, digest).await)?
+        else {
             return Err(Error::BlobUnknown(digest.clone()));
         };
         if body.size > self.config.max_blob_size {
@@ -250,6 +257,7 @@ impl Registry {
             digest: digest.clone(),
             size: body.size,
             location: mirror.location().to_string(),
+            upstream_errors: mirror.upstream_errors(),
             event: self.event(
                 caller,
                 EventType::ProxyFetched,
@@ -289,6 +297,8 @@ struct FillStore {
     digest: Digest,
     size: u64,
     location: String,
+    /// `mcr_proxy_upstream_errors_total` of the mirror.
+    upstream_errors: metrics::Counter,
     event: NewAuditEvent,
 }
 
@@ -306,9 +316,11 @@ impl FillStore {
             digest,
             size,
             location,
+            upstream_errors,
             event,
         } = self;
         let upstream_fault = |what: String| {
+            upstream_errors.increment(1);
             Error::Unavailable(format!(
                 "upstream {location} sent a bad blob {digest}: {what}; nothing was stored"
             ))

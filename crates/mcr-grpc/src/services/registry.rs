@@ -91,4 +91,15 @@ impl RegistryService for Api {
         let report = self.registry.reconcile(&caller).await.map_err(status)?;
         Ok(Response::new((&report).into()))
     }
+
+    async fn list_proxies(
+        &self,
+        req: Request<pb::ListProxiesRequest>,
+    ) -> Result<Response<pb::ListProxiesResponse>, Status> {
+        let caller = caller(&req)?;
+        let proxies = self.registry.proxies(&caller).await.map_err(status)?;
+        Ok(Response::new(pb::ListProxiesResponse {
+            proxies: proxies.iter().map(pb::Proxy::from).collect(),
+        }))
+    }
 }

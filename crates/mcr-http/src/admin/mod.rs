@@ -1,6 +1,6 @@
 //! The admin REST API under `/v1`: health and readiness, login and logout,
-//! repositories, policy rules, the audit log, garbage collection and
-//! database snapshots.
+//! repositories, policy rules, the audit log, garbage collection,
+//! database snapshots and the pull-through cache's mirrors.
 //!
 //! Errors are `{"error": "..."}` with the status the engine error maps to
 //! (`crate::error::ApiError`). Every handler authenticates, calls one use
@@ -8,6 +8,7 @@
 
 mod gc;
 mod policy;
+mod proxies;
 mod repositories;
 mod snapshot;
 
@@ -52,6 +53,7 @@ pub fn router() -> Router<AppState> {
         .route("/gc/status", get(gc::status))
         .route("/gc/reconcile", post(gc::reconcile))
         .route("/snapshot", post(snapshot::take))
+        .route("/proxies", get(proxies::list))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }
