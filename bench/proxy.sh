@@ -43,30 +43,11 @@ cargo build --quiet --release -p mcr-cli --bin mcrsrv
 MCRSRV="$CARGO_TARGET_DIR/release/mcrsrv"
 
 WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do
-    # wait answers 143 for a process the TERM ended: not a failure here.
-    kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
-  done
-  rm -rf "$WORK"
-}
+# shellcheck source=scripts/servers.sh
+source "scripts/servers.sh"
 trap cleanup EXIT
 # shellcheck source=scripts/oci_layout.sh
 source "scripts/oci_layout.sh"
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-wait_for() { # URL PID LOGFILE
-  for _ in $(seq 1 300); do
-    curl -s -o /dev/null "$1" && return 0
-    kill -0 "$2" 2>/dev/null || { cat "$3" >&2; fail "the server for $1 exited"; }
-    sleep 0.1
-  done
-  fail "$1 never answered"
-}
 now_ms() { date +%s%3N; }
 SK=(timeout "$CALL_SECONDS" skopeo --insecure-policy)
 
@@ -84,7 +65,7 @@ http:
 YAML
 docker-registry serve "$WORK/upstream.yml" >"$WORK/upstream.log" 2>&1 &
 PIDS+=("$!")
-wait_for "http://$UP/v2/" "$!" "$WORK/upstream.log"
+wait_for "http://$UP/v2/" "$!" "$WORK/upstream.log" 300
 
 IMG="$WORK/img"
 read -r MHEX MSIZE < <(make_image "$IMG" amd64 "$LAYERS" $((LAYER_MIB * 1024)))
@@ -101,7 +82,7 @@ start_mirror() { # DATA
   "$MCRSRV" dev --data "$1" --listen "$REG" --proxy "up=http://$UP" >"$1.log" 2>&1 &
   MCR_PID=$!
   PIDS+=("$MCR_PID")
-  wait_for "http://$REG/v2/" "$MCR_PID" "$1.log"
+  wait_for "http://$REG/v2/" "$MCR_PID" "$1.log" 300
   CREDS="admin:$(cat "$1/admin.password")"
 }
 stop_mirror() {

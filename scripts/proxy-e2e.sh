@@ -26,32 +26,11 @@ MCRSRV="$CARGO_TARGET_DIR/release/mcrsrv"
 MCRCTL="$CARGO_TARGET_DIR/release/mcrctl"
 
 WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do
-    # wait answers 143 for a process the TERM ended: not a failure here.
-    kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
-  done
-  rm -rf "$WORK"
-}
+# shellcheck source=scripts/servers.sh
+source "scripts/servers.sh"
 trap cleanup EXIT
 # shellcheck source=scripts/oci_layout.sh
 source "scripts/oci_layout.sh"
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-# wait_for URL PID LOGFILE: until URL answers at all
-wait_for() {
-  for _ in $(seq 1 200); do
-    curl -s -o /dev/null "$1" && return 0
-    kill -0 "$2" 2>/dev/null || { cat "$3" >&2; fail "the server for $1 exited"; }
-    sleep 0.1
-  done
-  fail "$1 never answered"
-}
 
 SK=(skopeo --insecure-policy)
 
