@@ -30,10 +30,10 @@
 //!
 //! This crate holds no business rule: those live in `mcr-core`.
 
-#[cfg(any(feature = "mcias", feature = "upstream"))]
-mod client_tls;
 #[cfg(feature = "fs")]
 pub mod fs;
+#[cfg(any(feature = "mcias", feature = "upstream"))]
+mod http_client;
 #[cfg(feature = "local-identity")]
 pub mod local_identity;
 #[cfg(feature = "mcias")]

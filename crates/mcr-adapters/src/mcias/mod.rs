@@ -25,7 +25,7 @@ mod cache;
 pub mod fake;
 mod wire;
 
-use crate::client_tls::{self, error_chain};
+use crate::http_client::{self, error_chain, read_at_most, ReadError};
 
 use std::fmt;
 use std::path::PathBuf;
@@ -33,6 +33,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use mcr_core::ports::{IssuedToken, Secret, TokenValidator};
 use mcr_core::principal::Principal;
 use mcr_core::time::Clock;
@@ -147,10 +148,10 @@ impl MciasTokenValidator {
             );
         }
         let http = reqwest::Client::builder()
-            .use_preconfigured_tls(client_tls::config(
+            .use_preconfigured_tls(http_client::config(
                 "mcias.ca_cert",
                 config.ca_cert.as_deref(),
-                client_tls::Versions::Tls13,
+                http_client::Versions::Tls13,
             )?)
             .timeout(timeout)
             .connect_timeout(timeout)
@@ -188,16 +189,18 @@ impl MciasTokenValidator {
         &self,
         op: &'static str,
         req: reqwest::RequestBuilder,
-    ) -> Result<(StatusCode, Vec<u8>)> {
+    ) -> Result<(StatusCode, Bytes)> {
         let start = std::time::Instant::now();
         let resp = req.send().await.map_err(|e| self.transport_error(op, e))?;
         let status = resp.status();
-        let body = read_limited(resp).await.map_err(|e| match e {
-            ReadError::Transport(e) => self.transport_error(op, e),
-            ReadError::TooLong => {
-                self.unavailable(op, format!("answer is over {MAX_RESPONSE_BYTES} bytes"))
-            }
-        })?;
+        let body = read_at_most(resp, MAX_RESPONSE_BYTES as u64)
+            .await
+            .map_err(|e| match e {
+                ReadError::Transport(e) => self.transport_error(op, e),
+                ReadError::TooLong { .. } => {
+                    self.unavailable(op, format!("answer is over {MAX_RESPONSE_BYTES} bytes"))
+                }
+            })?;
         self.calls.answered(op, start.elapsed());
         Ok((status, body))
     }
@@ -361,29 +364,6 @@ fn check_token(token: &Secret) -> Result<()> {
         return Err(Error::Unauthenticated("malformed token".into()));
     }
     Ok(())
-}
-
-enum ReadError {
-    Transport(reqwest::Error),
-    TooLong,
-}
-
-/// Reads an answer body of at most [`MAX_RESPONSE_BYTES`].
-async fn read_limited(mut resp: reqwest::Response) -> std::result::Result<Vec<u8>, ReadError> {
-    if resp
-        .content_length()
-        .is_some_and(|n| n > MAX_RESPONSE_BYTES as u64)
-    {
-        return Err(ReadError::TooLong);
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(ReadError::Transport)? {
-        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-            return Err(ReadError::TooLong);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }
 
 #[cfg(test)]

@@ -26,7 +26,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
 use futures_util::stream;
 use mcr_core::digest::Digest;
 use mcr_core::media::MediaType;
@@ -36,7 +35,7 @@ use mcr_core::{Error, Result};
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 
-use crate::client_tls::{self, error_chain};
+use crate::http_client::{self, error_chain, read_at_most};
 use auth::{Challenge, TokenAnswer, TokenCache};
 
 /// The manifest types a pull accepts, as Docker and containers/image send
@@ -133,10 +132,10 @@ impl HttpUpstream {
             ));
         }
         let base = url.as_str().trim_end_matches('/').to_string();
-        let tls = client_tls::config(
+        let tls = http_client::config(
             "proxy.ca_cert",
             config.ca_cert.as_deref(),
-            client_tls::Versions::Tls13And12,
+            http_client::Versions::Tls13And12,
         )?;
         let http = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
@@ -361,28 +360,6 @@ enum Authorization {
 
 fn transient(e: reqwest::Error) -> Failure {
     Failure::Transient(error_chain(&e.without_url()))
-}
-
-/// Reads a whole answer of at most `limit` bytes.
-async fn read_at_most(
-    mut resp: reqwest::Response,
-    limit: u64,
-) -> std::result::Result<Bytes, String> {
-    if resp.content_length().is_some_and(|n| n > limit) {
-        return Err(format!("the answer is over {limit} bytes"));
-    }
-    let mut body = BytesMut::new();
-    while let Some(chunk) = resp
-        .chunk()
-        .await
-        .map_err(|e| error_chain(&e.without_url()))?
-    {
-        if (body.len() + chunk.len()) as u64 > limit {
-            return Err(format!("the answer is over {limit} bytes"));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body.freeze())
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

@@ -1,9 +1,12 @@
 //! What the HTTP clients of other services (MCIAS, upstream registries)
-//! share: the rustls setup with an operator's CA file, and error messages
-//! that keep the cause.
+//! share: the rustls setup with an operator's CA file, reading an answer
+//! of bounded size, and error messages that keep the cause.
 
+use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
 
 use mcr_core::{Error, Result};
 use rustls::pki_types::pem::PemObject;
@@ -82,4 +85,48 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+/// Why [`read_at_most`] returned no body.
+#[derive(Debug)]
+pub(crate) enum ReadError {
+    /// The connection failed while the body arrived; the error is
+    /// stripped of its URL, as both clients show their errors.
+    Transport(reqwest::Error),
+    /// The body is over the limit (bytes), by its `Content-Length` or by
+    /// what arrived.
+    TooLong { limit: u64 },
+}
+
+impl fmt::Display for ReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReadError::Transport(e) => f.write_str(&error_chain(e)),
+            ReadError::TooLong { limit } => write!(f, "the answer is over {limit} bytes"),
+        }
+    }
+}
+
+/// Reads a whole answer of at most `limit` bytes: refused by its
+/// `Content-Length` before a byte is read, else as soon as what arrived
+/// passes the limit, so a hostile server never makes us hold more.
+pub(crate) async fn read_at_most(
+    mut resp: reqwest::Response,
+    limit: u64,
+) -> std::result::Result<Bytes, ReadError> {
+    if resp.content_length().is_some_and(|n| n > limit) {
+        return Err(ReadError::TooLong { limit });
+    }
+    let mut body = BytesMut::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| ReadError::Transport(e.without_url()))?
+    {
+        if (body.len() + chunk.len()) as u64 > limit {
+            return Err(ReadError::TooLong { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }
