@@ -54,10 +54,9 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v2/{*path}", any(oci::dispatch))
         .nest("/v1", admin::router())
-        .layer(axum::middleware::from_fn(log::log_request));
-    let router = match metrics {
-        Some(m) => router.layer(axum::middleware::from_fn_with_state(m, metrics::record)),
-        None => router,
-    };
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            log::log_request,
+        ));
     router.with_state(state)
 }

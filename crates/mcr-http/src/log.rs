@@ -1,18 +1,28 @@
-//! One log line per request: id, method, path, status, duration and the
-//! principal's subject. Never a header value, so never a credential; the
-//! query string is left out too.
+//! The request middleware: one log line per request — id, method, path,
+//! status, duration and the principal's subject; never a header value, so
+//! never a credential, and no query string — and, when metrics are on,
+//! the request's metrics ([`crate::metrics`]), in the same layer.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
 
+use crate::metrics::HttpMetrics;
+
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-pub async fn log_request(req: Request, next: Next) -> Response {
+/// Logs the request and, with `metrics`, records it.
+pub async fn log_request(
+    State(metrics): State<Option<Arc<HttpMetrics>>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let start = Instant::now();
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let span = tracing::info_span!(
         "request",
@@ -21,7 +31,13 @@ pub async fn log_request(req: Request, next: Next) -> Response {
         path = %req.uri().path(),
         subject = tracing::field::Empty,
     );
-    let start = Instant::now();
+    let (req, recording) = match &metrics {
+        Some(m) => {
+            let (req, recording) = m.begin(req, start);
+            (req, Some(recording))
+        }
+        None => (req, None),
+    };
     async move {
         let resp = next.run(req).await;
         tracing::info!(
@@ -29,7 +45,10 @@ pub async fn log_request(req: Request, next: Next) -> Response {
             duration_ms = start.elapsed().as_secs_f64() * 1000.0,
             "request done"
         );
-        resp
+        match recording {
+            Some(r) => r.end(resp),
+            None => resp,
+        }
     }
     .instrument(span)
     .await

@@ -18,9 +18,12 @@
 //! counted as they stream, so a long download shows in the bytes sent.
 //! Bytes are body bytes as they cross the edge, headers left out.
 //!
-//! The handles of a route are made once and kept, so recording costs an
-//! extension lookup, a read-locked map lookup and a few atomic additions;
-//! the only allocations per request are the two body wrappers.
+//! Recording rides on the request log's middleware ([`crate::log`]), so
+//! it adds no layer of its own (each axum layer costs a few allocations
+//! per request). The handles of a route are made once and kept, so
+//! recording costs an extension lookup, a read-locked map lookup and a
+//! few atomic additions; the only allocations per request are the body
+//! wrappers (one for a bodiless request).
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -29,9 +32,8 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::http::{Method, StatusCode};
-use axum::middleware::Next;
 use axum::response::Response;
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
@@ -185,23 +187,55 @@ impl RouteMetrics {
     }
 }
 
-/// The middleware: counts the request body as it is read, and the
-/// response body as it is sent; records the request when the response
-/// body is done.
-pub async fn record(State(metrics): State<Arc<HttpMetrics>>, req: Request, next: Next) -> Response {
-    let start = Instant::now();
-    let route = metrics.route(template(&req));
-    let method = method_index(req.method());
-    let received = route.received.clone();
-    let req = req.map(|body| Body::new(Counted::new(body, received)));
-    let mut resp = next.run(req).await;
-    route.record(method, resp.status(), start);
-    // A transport that sends the file region instead of the body (mcrsrv's
-    // sendfile path) counts its bytes with this.
-    if resp.extensions().get::<FileBody>().is_some() {
-        resp.extensions_mut().insert(SentBytes(route.sent.clone()));
+impl HttpMetrics {
+    /// Starts recording `req`, which arrived at `start`: its body's bytes
+    /// are counted as they are read (a body known to be empty, as a GET's
+    /// is, is left unwrapped). Called by the request middleware
+    /// ([`crate::log`]), which finishes with [`Recording::end`].
+    pub(crate) fn begin(&self, req: Request, start: Instant) -> (Request, Recording) {
+        let route = self.route(template(&req));
+        let method = method_index(req.method());
+        let req = if req.body().is_end_stream() {
+            req
+        } else {
+            let received = route.received.clone();
+            req.map(|body| Body::new(Counted::new(body, received)))
+        };
+        (
+            req,
+            Recording {
+                route,
+                method,
+                start,
+            },
+        )
     }
-    resp.map(|body| Body::new(Counted::new(body, route.sent.clone())))
+}
+
+/// A request being recorded: its route's handles, method and arrival.
+pub(crate) struct Recording {
+    route: Arc<RouteMetrics>,
+    method: usize,
+    start: Instant,
+}
+
+impl Recording {
+    /// Counts the request with its status and duration now that its
+    /// response head is ready, and wraps the body to count the bytes sent.
+    pub(crate) fn end(self, mut resp: Response) -> Response {
+        let Recording {
+            route,
+            method,
+            start,
+        } = self;
+        route.record(method, resp.status(), start);
+        // A transport that sends the file region instead of the body
+        // (mcrsrv's sendfile path) counts its bytes with this.
+        if resp.extensions().get::<FileBody>().is_some() {
+            resp.extensions_mut().insert(SentBytes(route.sent.clone()));
+        }
+        resp.map(|body| Body::new(Counted::new(body, route.sent.clone())))
+    }
 }
 
 /// Beside a [`FileBody`]: the counter of the bytes sent for the request's

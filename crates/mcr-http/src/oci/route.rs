@@ -106,8 +106,14 @@ impl OciRoute {
     }
 }
 
-/// Percent-decodes a path; borrowed unless it held an escape.
+/// Percent-decodes a path; borrowed unless it held an escape. A path
+/// without `%` (nearly all) is found by one `memchr` instead of the
+/// decoder's byte-by-byte walk: this runs twice per request (routing and
+/// the metrics' route template).
 fn decode(path: &str) -> Result<std::borrow::Cow<'_, str>, Error> {
+    if !path.contains('%') {
+        return Ok(std::borrow::Cow::Borrowed(path));
+    }
     percent_decode_str(path)
         .decode_utf8()
         .map_err(|_| Error::NameInvalid("path is not UTF-8".into()))
