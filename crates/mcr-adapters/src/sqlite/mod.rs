@@ -31,6 +31,7 @@
 mod audit;
 mod backup;
 mod blobs;
+mod checkpoint;
 mod gc;
 mod manifests;
 mod policy;
@@ -75,9 +76,12 @@ const POOL_TIMEOUT: Duration = Duration::from_secs(30);
 /// `synchronous` are per connection and reset on each open, so the pool
 /// sets them on every connection it makes; `journal_mode=WAL` persists in
 /// the file and is a no-op once set.
+/// `wal_autocheckpoint = 0`: the store's own thread checkpoints
+/// (`checkpoint`), so no commit does it while writers wait.
 const CONNECTION_PRAGMAS: &str = "PRAGMA journal_mode = WAL;
      PRAGMA synchronous = NORMAL;
-     PRAGMA foreign_keys = ON;";
+     PRAGMA foreign_keys = ON;
+     PRAGMA wal_autocheckpoint = 0;";
 
 /// Metadata in one SQLite file: the [`MetaStore`](mcr_core::ports::MetaStore)
 /// adapter.
@@ -103,6 +107,8 @@ pub struct SqliteMetaStore {
     writer: Arc<tokio::sync::Mutex<()>>,
     /// The file that was opened, checked before every commit.
     file: Arc<FileIdentity>,
+    /// Told of every commit; checkpoints the WAL on its own thread.
+    checkpointer: checkpoint::Checkpointer,
 }
 
 /// Which file a path named when the store opened it (device and inode).
@@ -235,12 +241,15 @@ impl SqliteMetaStore {
             .connection_timeout(POOL_TIMEOUT)
             .build(manager)
             .map_err(|e| storage(&format!("opening {}", path.display()), e))?;
+        let checkpointer = checkpoint::Checkpointer::start(path)
+            .map_err(during(format!("opening {}", path.display())))?;
         Ok(SqliteMetaStore {
             pool,
             path: path.to_path_buf(),
             opened,
             writer: Arc::new(tokio::sync::Mutex::new(())),
             file: Arc::new(FileIdentity::of(path)?),
+            checkpointer,
         })
     }
 
@@ -338,6 +347,7 @@ impl SqliteMetaStore {
         T: Send + 'static,
     {
         let file = Arc::clone(&self.file);
+        let checkpointer = self.checkpointer.clone();
         self.run_with(op, Some(&self.writer), move |conn| {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -345,6 +355,7 @@ impl SqliteMetaStore {
             let out = f(&tx)?;
             file.check()?;
             tx.commit().map_err(db)?;
+            checkpointer.committed();
             Ok(out)
         })
         .await
@@ -397,6 +408,35 @@ mod tests {
             assert_eq!(pragma(c, "foreign_keys"), "1");
             assert_eq!(pragma(c, "synchronous"), "1", "NORMAL");
             assert_eq!(pragma(c, "busy_timeout"), "5000");
+            assert_eq!(pragma(c, "wal_autocheckpoint"), "0");
+        }
+    }
+
+    #[tokio::test]
+    async fn commits_reach_the_database_file_without_an_automatic_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mcr.db");
+        let store = SqliteMetaStore::open(&path).unwrap();
+        let before = std::fs::metadata(&path).unwrap().len();
+        store
+            .write("writing 1 MiB", |tx| {
+                tx.execute_batch(
+                    "CREATE TABLE filler (b BLOB);
+                     INSERT INTO filler VALUES (zeroblob(1048576));",
+                )
+                .map_err(db)
+            })
+            .await
+            .unwrap();
+        // Only a checkpoint moves the pages from the log into the file;
+        // no connection of the store checkpoints on commit any more.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::fs::metadata(&path).unwrap().len() < before + 1_048_576 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no checkpoint within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
