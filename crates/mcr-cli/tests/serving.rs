@@ -45,15 +45,20 @@ impl Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let done = tokio::spawn(listen::serve(
-            listener,
-            None,
-            router.clone(),
-            async move {
-                let _ = stopped.await;
-            },
-            Duration::from_secs(30),
-        ));
+        let app = router.clone();
+        let done = tokio::spawn(async move {
+            listen::serve(
+                listener,
+                None,
+                app,
+                &listen::ConnLimits::default(),
+                async move {
+                    let _ = stopped.await;
+                },
+                Duration::from_secs(30),
+            )
+            .await
+        });
         Server {
             addr,
             router,

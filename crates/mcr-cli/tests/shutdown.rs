@@ -15,8 +15,8 @@ use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use futures_util::{FutureExt, TryStreamExt};
-use mcr_cli::server::run;
 use mcr_cli::server::tasks::Background;
+use mcr_cli::server::{listen, run};
 use mcr_core::audit::EventType;
 use mcr_core::digest::Digest;
 use mcr_core::ids::UploadId;
@@ -290,6 +290,7 @@ async fn serve_returns_after_the_signal_only_once_the_gc_run_finished() {
             metrics: None,
         },
         None,
+        listen::ConnLimits::default(),
         DRAIN,
         async {
             let _ = signalled.await;

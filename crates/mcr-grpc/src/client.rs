@@ -27,6 +27,9 @@ use crate::pb::registry_service_client::RegistryServiceClient;
 
 /// How long connecting may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a call may take before the client gives up on a server that
+/// stopped answering (as mcrctl's REST client does).
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A channel whose calls carry the bearer token.
 pub type AuthChannel = InterceptedService<Channel, BearerToken>;
@@ -154,7 +157,9 @@ pub async fn connect(addr: &str, tls: Option<Arc<ClientConfig>>) -> Result<Chann
     if uri.host().is_none() || uri.port_u16().is_none() {
         return Err(ConnectError::Address(addr.to_string()));
     }
-    let endpoint = Endpoint::from(uri.clone()).connect_timeout(CONNECT_TIMEOUT);
+    let endpoint = Endpoint::from(uri.clone())
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(CALL_TIMEOUT);
     match uri.scheme_str() {
         Some("http") => endpoint.connect().await.map_err(ConnectError::Transport),
         Some("https") => {

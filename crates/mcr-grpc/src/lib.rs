@@ -32,7 +32,7 @@ use tonic::service::Routes;
 
 /// The protobuf well-known types the messages use (`Timestamp`).
 pub use prost_types;
-pub use serve::{serve, TlsConn};
+pub use serve::{serve, Conn, ServeLimits};
 
 /// The messages and the generated clients and servers of `mcr.v1`.
 #[allow(clippy::all, clippy::pedantic, missing_docs)]

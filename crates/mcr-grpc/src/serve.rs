@@ -10,7 +10,7 @@ use std::time::Duration;
 use mcr_core::registry::Registry;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
@@ -19,48 +19,81 @@ use tonic::transport::Server;
 
 /// How long a TLS handshake may take before the connection is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Handshaken connections waiting for the server to take them.
+/// Connections ready for the server that it has not taken yet.
 const ACCEPT_BACKLOG: usize = 64;
+/// How often an HTTP/2 ping checks a quiet peer is still there, and how
+/// long it has to answer: a vanished client frees its slot.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long in-flight calls of a connection past its age may finish.
+const AGE_GRACE: Duration = Duration::from_secs(30);
 
-/// Serves [`crate::router`] on `listener` until `shutdown` resolves, then
-/// lets in-flight calls finish; work outliving a call goes to `tasks`. With `tls` (the REST listener's acceptor:
-/// same certificate, TLS 1.3 only) every connection is TLS; handshakes run
-/// concurrently, so a slow client cannot hold up the others.
-pub async fn serve(
-    listener: TcpListener,
-    tls: Option<TlsAcceptor>,
-    registry: Arc<Registry>,
-    tasks: TaskTracker,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), tonic::transport::Error> {
-    let server = Server::builder().add_routes(crate::router(registry, tasks));
-    match tls {
-        None => {
-            let incoming =
-                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-            server
-                .serve_with_incoming_shutdown(incoming, shutdown)
-                .await
-        }
-        Some(acceptor) => {
-            let (tx, rx) = mpsc::channel(ACCEPT_BACKLOG);
-            let accept = tokio::spawn(accept_tls(listener, acceptor, tx));
-            let incoming = futures_util::stream::unfold(rx, |mut rx| async move {
-                rx.recv().await.map(|conn| (Ok::<_, io::Error>(conn), rx))
-            });
-            let result = server
-                .serve_with_incoming_shutdown(incoming, shutdown)
-                .await;
-            accept.abort();
-            result
+/// What the gRPC listener's connections may hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServeLimits {
+    /// Most connections open at once; further clients wait in the
+    /// kernel's accept queue until one closes.
+    pub max_connections: usize,
+    /// A connection older than this is asked to go away (HTTP/2 GOAWAY,
+    /// calls in flight may finish); clients reconnect. However quiet, no
+    /// client holds a slot for longer.
+    pub max_connection_age: Duration,
+}
+
+impl Default for ServeLimits {
+    fn default() -> ServeLimits {
+        ServeLimits {
+            max_connections: 1024,
+            max_connection_age: Duration::from_secs(3600),
         }
     }
 }
 
-/// Accepts connections and hands each, once its handshake is done, to
-/// the server.
-async fn accept_tls(listener: TcpListener, acceptor: TlsAcceptor, tx: mpsc::Sender<TlsConn>) {
+/// Serves [`crate::router`] on `listener` under `limits` until `shutdown`
+/// resolves, then lets in-flight calls finish; work outliving a call goes
+/// to `tasks`. With `tls` (the REST
+/// listener's acceptor: same certificate, TLS 1.3 only) every connection
+/// is TLS; handshakes run concurrently, so a slow client cannot hold up
+/// the others.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    registry: Arc<Registry>,
+    limits: ServeLimits,
+    tasks: TaskTracker,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), tonic::transport::Error> {
+    let server = Server::builder()
+        .max_connection_age(limits.max_connection_age)
+        .max_connection_age_grace(AGE_GRACE)
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        .add_routes(crate::router(registry, tasks));
+    let (tx, rx) = mpsc::channel(ACCEPT_BACKLOG);
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let accept = tokio::spawn(accept(listener, tls, slots, tx));
+    let incoming = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|conn| (Ok::<_, io::Error>(conn), rx))
+    });
+    let result = server
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await;
+    accept.abort();
+    result
+}
+
+/// Accepts connections while a slot is free and hands each, once its
+/// handshake (if any) is done, to the server.
+async fn accept(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    slots: Arc<Semaphore>,
+    tx: mpsc::Sender<Conn>,
+) {
     loop {
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+            return;
+        };
         let (stream, peer) = match listener.accept().await {
             Ok(a) => a,
             Err(e) => {
@@ -71,12 +104,15 @@ async fn accept_tls(listener: TcpListener, acceptor: TlsAcceptor, tx: mpsc::Send
             }
         };
         let _ = stream.set_nodelay(true);
-        let acceptor = acceptor.clone();
+        let Some(acceptor) = tls.clone() else {
+            let _ = tx.send(Conn::new(Stream::Plain(stream), slot)).await;
+            continue;
+        };
         let tx = tx.clone();
         tokio::spawn(async move {
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => {
-                    let _ = tx.send(TlsConn(tls)).await;
+                    let _ = tx.send(Conn::new(Stream::Tls(Box::new(tls)), slot)).await;
                 }
                 Ok(Err(e)) => tracing::debug!(error = %e, %peer, "grpc TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "grpc TLS handshake timed out"),
@@ -85,42 +121,76 @@ async fn accept_tls(listener: TcpListener, acceptor: TlsAcceptor, tx: mpsc::Send
     }
 }
 
-/// A server-side TLS connection that tells tonic its peer.
-pub struct TlsConn(pub TlsStream<TcpStream>);
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
 
-impl Connected for TlsConn {
-    type ConnectInfo = TcpConnectInfo;
+/// A server-side connection, plain or TLS, that tells tonic its peer and
+/// holds one of the listener's slots until it closes.
+pub struct Conn {
+    stream: Stream,
+    _slot: OwnedSemaphorePermit,
+}
 
-    fn connect_info(&self) -> TcpConnectInfo {
-        self.0.get_ref().0.connect_info()
+impl Conn {
+    fn new(stream: Stream, slot: OwnedSemaphorePermit) -> Conn {
+        Conn {
+            stream,
+            _slot: slot,
+        }
+    }
+
+    fn io(self: Pin<&mut Self>) -> Pin<&mut dyn AsyncReadWrite> {
+        let io: &mut dyn AsyncReadWrite = match &mut self.get_mut().stream {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => s.as_mut(),
+        };
+        Pin::new(io)
     }
 }
 
-impl AsyncRead for TlsConn {
+/// Both halves of a stream, as one trait object.
+trait AsyncReadWrite: AsyncRead + AsyncWrite + Unpin {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncReadWrite for T {}
+
+impl Connected for Conn {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> TcpConnectInfo {
+        match &self.stream {
+            Stream::Plain(s) => s.connect_info(),
+            Stream::Tls(s) => s.get_ref().0.connect_info(),
+        }
+    }
+}
+
+impl AsyncRead for Conn {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
+        self.io().poll_read(cx, buf)
     }
 }
 
-impl AsyncWrite for TlsConn {
+impl AsyncWrite for Conn {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
+        self.io().poll_write(cx, buf)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_flush(cx)
+        self.io().poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
+        self.io().poll_shutdown(cx)
     }
 
     fn poll_write_vectored(
@@ -128,10 +198,13 @@ impl AsyncWrite for TlsConn {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().0).poll_write_vectored(cx, bufs)
+        self.io().poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.0.is_write_vectored()
+        match &self.stream {
+            Stream::Plain(s) => s.is_write_vectored(),
+            Stream::Tls(s) => s.is_write_vectored(),
+        }
     }
 }

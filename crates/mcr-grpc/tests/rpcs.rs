@@ -863,3 +863,35 @@ async fn tls_is_1_3_only_with_the_server_certificate() {
         assert!(c.admin.health(pb::HealthRequest {}).await.is_err());
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_call_to_a_server_that_never_answers_gives_up() {
+    // A listener that accepts and then says nothing at all.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = silent.local_addr().expect("address");
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            open.push(stream);
+        }
+    });
+    let channel = client::connect(&addr.to_string(), None)
+        .await
+        .expect("TCP connects");
+    let mut clients = Clients::new(channel, BearerToken::new(None).expect("no token"));
+    let call = clients.admin.health(pb::HealthRequest {});
+    let refused = tokio::time::timeout(client::CALL_TIMEOUT * 2, call)
+        .await
+        .expect("the client gives up by itself")
+        .expect_err("no answer");
+    assert!(
+        matches!(
+            refused.code(),
+            Code::Cancelled | Code::DeadlineExceeded | Code::Unavailable
+        ),
+        "{refused:?}"
+    );
+    held.abort();
+}

@@ -23,6 +23,7 @@ use std::sync::Arc;
 
 use axum::routing::{any, get};
 use axum::Router;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 
 pub use file_body::FileBody;
 pub use state::{AppState, HttpConfig};
@@ -35,6 +36,7 @@ pub fn router(state: AppState) -> Router {
         .config
         .metrics
         .then(|| Arc::new(metrics::HttpMetrics::new()));
+    let body_timeout = state.config.body_timeout;
     let router = Router::new()
         .route(
             "/v2",
@@ -54,6 +56,9 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v2/{*path}", any(oci::dispatch))
         .nest("/v1", admin::router())
+        // A client that stops sending a body must not hold its request
+        // (and an upload's half-written chunk) for ever.
+        .layer(RequestBodyTimeoutLayer::new(body_timeout))
         .layer(axum::middleware::from_fn_with_state(
             metrics,
             log::log_request,

@@ -1,6 +1,7 @@
 //! What every handler shares: the engine and the edge's settings.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::http::{header, HeaderMap};
 use mcr_core::registry::Registry;
@@ -20,6 +21,9 @@ pub struct HttpConfig {
     pub max_json_body: usize,
     /// Whether requests are recorded as metrics ([`crate::metrics`]).
     pub metrics: bool,
+    /// Longest a request body may go without sending a byte; the request
+    /// then fails with 408 and a half-sent chunk is discarded.
+    pub body_timeout: Duration,
 }
 
 impl Default for HttpConfig {
@@ -30,6 +34,7 @@ impl Default for HttpConfig {
             tls: false,
             max_json_body: 64 * 1024,
             metrics: false,
+            body_timeout: Duration::from_secs(60),
         }
     }
 }

@@ -140,6 +140,9 @@ async fn serve(config: &Config) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let limits = config.conn_limits()?;
+    let listeners = if config.grpc_addr()?.is_some() { 2 } else { 1 };
+    listen::ensure_fd_room(limits.max_connections * listeners)?;
     let background = Background::new();
     let state = run::build(config, background.tracker()).await?;
     let tls = match (&config.server.tls_cert, &config.server.tls_key) {
@@ -173,6 +176,7 @@ async fn serve(config: &Config) -> anyhow::Result<()> {
         listener,
         run::Extra { grpc, metrics },
         tls,
+        limits,
         config.shutdown_timeout()?,
         run::shutdown_signal(),
     )

@@ -14,6 +14,8 @@ use mcr_core::names::RepoName;
 use mcr_core::ports::Secret;
 use serde::Deserialize;
 
+use super::listen::ConnLimits;
+
 /// Longest config file read.
 const MAX_CONFIG_SIZE: u64 = 1024 * 1024;
 
@@ -52,9 +54,16 @@ pub struct ServerSection {
     pub external_url: Option<String>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// How long a request's headers may take to arrive (default 60s).
     pub read_timeout: Option<String>,
+    /// How long a response may wait on a client that does not read it
+    /// (default 60s).
     pub write_timeout: Option<String>,
+    /// How long a connection may stay open with no request in flight
+    /// (default 120s).
     pub idle_timeout: Option<String>,
+    /// Most connections open at once (default 1024).
+    pub max_connections: Option<usize>,
     pub shutdown_timeout: Option<String>,
     pub service_name: Option<String>,
 }
@@ -305,7 +314,10 @@ fn secret<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::E
 /// Keys whose environment value is a comma-separated list.
 const LIST_KEYS: [(&str, &str); 1] = [("mcias", "tags")];
 /// Keys whose environment value is a whole number.
-const INTEGER_KEYS: [(&str, &str); 1] = [("database", "max_connections")];
+const INTEGER_KEYS: [(&str, &str); 2] = [
+    ("database", "max_connections"),
+    ("server", "max_connections"),
+];
 
 /// Tables inside sections that `MCR_<SECTION>_<TABLE>_<KEY>` reaches:
 /// `MCR_STORAGE_S3_BUCKET` sets `[storage.s3] bucket`.
@@ -389,14 +401,8 @@ impl Config {
         self.upload_max_age()?;
         self.token_ttl()?;
         self.proxies()?;
-        for (name, value) in [
-            ("server.read_timeout", &self.server.read_timeout),
-            ("server.write_timeout", &self.server.write_timeout),
-            ("server.idle_timeout", &self.server.idle_timeout),
-            ("server.shutdown_timeout", &self.server.shutdown_timeout),
-        ] {
-            duration(name, value.as_deref(), "0s")?;
-        }
+        self.shutdown_timeout()?;
+        self.conn_limits()?;
         Ok(())
     }
 
@@ -505,6 +511,43 @@ impl Config {
         duration("local.token_ttl", self.local.token_ttl.as_deref(), "1h")
     }
 
+    /// What each connection may hold (`[server]` timeouts and
+    /// `max_connections`); a timeout of 0s is refused, since it would cut
+    /// every connection at once.
+    pub fn conn_limits(&self) -> anyhow::Result<ConnLimits> {
+        let defaults = ConnLimits::default();
+        let timeout = |name: &str, value: &Option<String>, default: Duration| {
+            let d = match value {
+                Some(v) => duration(name, Some(v), "")?,
+                None => default,
+            };
+            if d.is_zero() {
+                bail!("{name} must be longer than 0s");
+            }
+            Ok::<_, anyhow::Error>(d)
+        };
+        let s = &self.server;
+        Ok(ConnLimits {
+            read_timeout: timeout(
+                "server.read_timeout",
+                &s.read_timeout,
+                defaults.read_timeout,
+            )?,
+            write_timeout: timeout(
+                "server.write_timeout",
+                &s.write_timeout,
+                defaults.write_timeout,
+            )?,
+            idle_timeout: timeout(
+                "server.idle_timeout",
+                &s.idle_timeout,
+                defaults.idle_timeout,
+            )?,
+            max_connections: positive("server.max_connections", s.max_connections)?
+                .unwrap_or(defaults.max_connections),
+        })
+    }
+
     pub fn shutdown_timeout(&self) -> anyhow::Result<Duration> {
         duration(
             "server.shutdown_timeout",
@@ -570,6 +613,14 @@ impl Config {
 fn require<'a, T>(v: &'a Option<T>, name: &str) -> anyhow::Result<&'a T> {
     v.as_ref()
         .ok_or_else(|| anyhow::anyhow!("{name} is required but missing"))
+}
+
+/// A count that must be above 0 when set; `None` when unset.
+fn positive(name: &str, value: Option<usize>) -> anyhow::Result<Option<usize>> {
+    match value {
+        Some(0) => bail!("{name} must be a whole number above 0"),
+        v => Ok(v),
+    }
 }
 
 fn duration(name: &str, value: Option<&str>, default: &str) -> anyhow::Result<Duration> {
@@ -936,6 +987,32 @@ mod tests {
         }
         assert_eq!(parse_size("50GiB").unwrap(), 50 << 30);
         assert_eq!(parse_size("10GB").unwrap(), 10_000_000_000);
+    }
+
+    #[test]
+    fn connection_limits_have_defaults_and_take_the_environment() {
+        let c = cfg("", &[]).unwrap();
+        assert_eq!(c.conn_limits().unwrap(), ConnLimits::default());
+        let c = cfg(
+            "[server]\nmax_connections = 10\nread_timeout = \"5s\"\n",
+            &[("MCR_SERVER_IDLE_TIMEOUT", "7s")],
+        )
+        .unwrap();
+        let limits = c.conn_limits().unwrap();
+        assert_eq!(limits.max_connections, 10);
+        assert_eq!(limits.read_timeout, Duration::from_secs(5));
+        assert_eq!(limits.idle_timeout, Duration::from_secs(7));
+        for (toml_text, field) in [
+            ("[server]\nmax_connections = 0\n", "server.max_connections"),
+            ("[server]\nwrite_timeout = \"0s\"\n", "server.write_timeout"),
+        ] {
+            let err = cfg(toml_text, &[])
+                .unwrap()
+                .conn_limits()
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(field), "{toml_text}: {err}");
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Accepting connections, plain or TLS 1.3, and draining them on shutdown.
 //!
-//! Each connection is a task of its own ([`super::conn`] serves it);
+//! Each connection is a task of its own ([`super::conn`] serves it, under
+//! the [`ConnLimits`]); at most `max_connections` are open at once;
 //! shutdown stops accepting, tells every connection to finish what it is
 //! answering and close, and waits for them up to the drain time.
 
@@ -10,11 +11,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -51,23 +53,110 @@ pub fn tls_acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves, then waits up to
-/// `drain` for in-flight requests to finish.
+/// File descriptors kept for everything but connections: the database,
+/// blob files being read and written, the listeners.
+const FD_RESERVE: libc::rlim_t = 256;
+/// Highest open-file limit asked for (Linux's default `nr_open`).
+const FD_CEILING: libc::rlim_t = 1 << 20;
+
+/// Raises this process's open-file limit as far as it may (as Go programs
+/// do), then checks that `connections` connections fit under it with
+/// room for files, so the connection cap, not the kernel, is what refuses
+/// a flood.
+pub fn ensure_fd_room(connections: usize) -> anyhow::Result<()> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct it is handed.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("cannot read the open-file limit");
+    }
+    let wanted = limit.rlim_max.min(FD_CEILING);
+    if limit.rlim_cur < wanted {
+        let raised = libc::rlimit {
+            rlim_cur: wanted,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: setrlimit only reads the struct it is handed.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            limit.rlim_cur = wanted;
+        }
+    }
+    let need = libc::rlim_t::try_from(connections)
+        .unwrap_or(libc::rlim_t::MAX)
+        .saturating_add(FD_RESERVE);
+    if limit.rlim_cur < need {
+        anyhow::bail!(
+            "server.max_connections allows {connections} connections, which need {need} open files, \
+             but this process may open only {}; raise its limit (LimitNOFILE= in systemd, ulimit -n) \
+             or lower server.max_connections",
+            limit.rlim_cur
+        );
+    }
+    Ok(())
+}
+
+/// Limits every connection of a listener lives under (`[server]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnLimits {
+    /// How long an HTTP/1.1 request's headers may take to arrive in full,
+    /// counted from when the connection starts waiting for them (so an
+    /// HTTP/1.1 connection between requests is closed after it too).
+    pub read_timeout: Duration,
+    /// How long a response may wait on a client that does not read it.
+    pub write_timeout: Duration,
+    /// How long a connection may stay open with no request in flight.
+    pub idle_timeout: Duration,
+    /// Most connections open at once; further clients wait in the
+    /// kernel's accept queue until one closes.
+    pub max_connections: usize,
+}
+
+impl Default for ConnLimits {
+    /// The `[server]` defaults.
+    fn default() -> ConnLimits {
+        ConnLimits {
+            read_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(120),
+            max_connections: 1024,
+        }
+    }
+}
+
+/// Serves `app` on `listener` under `limits` until `shutdown` resolves,
+/// then waits up to `drain` for in-flight requests to finish.
 pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     app: Router,
+    limits: &ConnLimits,
     shutdown: impl std::future::Future<Output = ()>,
     drain: Duration,
 ) -> anyhow::Result<()> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.read_timeout);
+    builder.http2().timer(TokioTimer::new());
     let serving = Serving {
         app,
-        builder: auto::Builder::new(TokioExecutor::new()),
+        builder,
+        limits: limits.clone(),
         shutdown: CancellationToken::new(),
     };
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
     let connections = TaskTracker::new();
     tokio::pin!(shutdown);
     loop {
+        // A slot first: past the cap, clients wait in the accept queue
+        // rather than costing a file descriptor each.
+        let slot = tokio::select! {
+            slot = Arc::clone(&slots).acquire_owned() => slot.context("the connection slots closed")?,
+            () = &mut shutdown => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -84,7 +173,10 @@ pub async fn serve(
         let serving = serving.clone();
         match &tls {
             None => {
-                connections.spawn(conn::serve_plain(stream, peer, serving));
+                connections.spawn(async move {
+                    conn::serve_plain(stream, peer, serving).await;
+                    drop(slot);
+                });
             }
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
@@ -98,6 +190,7 @@ pub async fn serve(
                         Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
+                    drop(slot);
                 });
             }
         }

@@ -74,6 +74,7 @@ pub async fn build(config: &Config, tasks: TaskTracker) -> anyhow::Result<AppSta
             external_url: config.server.external_url.clone(),
             tls: config.server.tls_cert.is_some(),
             metrics: config.metrics_addr()?.is_some(),
+            body_timeout: config.conn_limits()?.read_timeout,
             ..HttpConfig::default()
         },
         tasks,
@@ -281,6 +282,7 @@ pub async fn serve(
     listener: TcpListener,
     extra: Extra,
     tls: Option<TlsAcceptor>,
+    limits: listen::ConnLimits,
     shutdown_timeout: Duration,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
@@ -291,11 +293,17 @@ pub async fn serve(
     let stop = background.stopping();
     // The other listeners stop with the API's and are background tasks
     // like the rest: the drain below waits for their calls too.
+    // gRPC shares the engine, the certificate and the connection cap.
+    let grpc_limits = mcr_grpc::ServeLimits {
+        max_connections: limits.max_connections,
+        ..mcr_grpc::ServeLimits::default()
+    };
     if let Some(l) = extra.grpc {
         let grpc = mcr_grpc::serve(
             l,
             tls.clone(),
             Arc::clone(&registry),
+            grpc_limits,
             background.tracker(),
             stop.clone().cancelled_owned(),
         );
@@ -307,14 +315,10 @@ pub async fn serve(
     }
     if let Some((l, m)) = extra.metrics {
         m.upkeep(&background);
-        let serving = listen::serve(
-            l,
-            None,
-            m.router(Arc::clone(&registry)),
-            stop.clone().cancelled_owned(),
-            shutdown_timeout,
-        );
+        let app = m.router(Arc::clone(&registry));
+        let (limits, stopped) = (limits.clone(), stop.clone().cancelled_owned());
         background.tracker().spawn(async move {
+            let serving = listen::serve(l, None, app, &limits, stopped, shutdown_timeout);
             if let Err(e) = serving.await {
                 tracing::error!(error = %e, "metrics listener failed");
             }
@@ -327,7 +331,7 @@ pub async fn serve(
         stop.cancel();
     };
     let app = mcr_http::router(state);
-    let result = listen::serve(listener, tls, app, on_signal, shutdown_timeout).await;
+    let result = listen::serve(listener, tls, app, &limits, on_signal, shutdown_timeout).await;
     let deadline = signalled.get().copied().unwrap_or_else(Instant::now) + shutdown_timeout;
     if background
         .shutdown(deadline.saturating_duration_since(Instant::now()))

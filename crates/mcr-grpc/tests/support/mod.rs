@@ -38,7 +38,8 @@ impl Server {
         let (stop, stopped) = oneshot::channel::<()>();
         let registry = Arc::clone(&t.registry);
         tokio::spawn(async move {
-            mcr_grpc::serve(listener, tls, registry, TaskTracker::new(), async {
+            let limits = mcr_grpc::ServeLimits::default();
+            mcr_grpc::serve(listener, tls, registry, limits, TaskTracker::new(), async {
                 let _ = stopped.await;
             })
             .await

@@ -126,11 +126,18 @@ impl<T: serde::de::DeserializeOwned> axum::extract::FromRequest<AppState> for Js
         let limit = state.config.max_json_body;
         let bytes = axum::body::to_bytes(req.into_body(), limit)
             .await
-            .map_err(|_| {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("request body is over {limit} bytes"),
-                )
+            .map_err(|e| {
+                if crate::oci::body_stalled(&e) {
+                    ApiError::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "the request body stopped arriving (server.read_timeout)",
+                    )
+                } else {
+                    ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!("request body is over {limit} bytes"),
+                    )
+                }
             })?;
         serde_json::from_slice(&bytes)
             .map(JsonBody)

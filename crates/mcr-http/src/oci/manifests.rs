@@ -53,7 +53,10 @@ pub async fn put(ctx: &Ctx, repo: &RepoName, reference: &Reference, body: Body) 
         .iter()
         .map(|t| Tag::new(t))
         .collect::<Result<Vec<_>, _>>()?;
-    let raw = read_small(body, limit as usize, || too_large(limit + 1)).await?;
+    let raw = read_small(body, limit as usize, "MANIFEST_INVALID", || {
+        too_large(limit + 1)
+    })
+    .await?;
     let pushed = ctx
         .state
         .registry

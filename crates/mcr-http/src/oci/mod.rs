@@ -23,6 +23,7 @@ use axum::response::{IntoResponse, Response};
 use mcr_core::registry::Caller;
 use mcr_core::Error;
 
+pub(crate) use body::stalled_error as body_stalled;
 pub use range::{ContentRange, RangeSpec};
 pub use route::OciRoute;
 

@@ -10,7 +10,7 @@ use mcr_core::ports::{BlobInfo, UploadSession};
 use mcr_core::registry::MountOutcome;
 use mcr_core::Error;
 
-use super::body::{body_stream, check_content_length};
+use super::body::{check_content_length, BodyStream};
 use super::range::ContentRange;
 use super::{
     location, range_header, respond, Ctx, OciResult, DOCKER_CONTENT_DIGEST, DOCKER_UPLOAD_UUID,
@@ -39,11 +39,14 @@ pub async fn start(ctx: &Ctx, repo: &RepoName, body: Body) -> OciResult {
     if let Some(digest) = query.get("digest") {
         let digest = Digest::parse(digest)?;
         check_content_length(&ctx.headers, max_blob_size(ctx))?;
+        let body = BodyStream::new(body);
+        let guard = body.guard();
         let info = ctx
             .state
             .registry
-            .upload_blob(&ctx.caller, repo, &digest, body_stream(body))
-            .await?;
+            .upload_blob(&ctx.caller, repo, &digest, body.stream)
+            .await
+            .map_err(guard)?;
         return Ok(blob_created(repo, &info));
     }
     let session: UploadSession = ctx.state.registry.start_upload(&ctx.caller, repo).await?;
@@ -56,14 +59,16 @@ pub async fn start(ctx: &Ctx, repo: &RepoName, body: Body) -> OciResult {
 /// read.
 pub async fn patch(ctx: &Ctx, repo: &RepoName, id: &UploadId, body: Body) -> OciResult {
     let offset = chunk_offset(&ctx.headers, max_blob_size(ctx))?;
+    let body = BodyStream::new(body);
+    let guard = body.guard();
     match ctx
         .state
         .registry
-        .upload_chunk(&ctx.caller, repo, id, offset, body_stream(body))
+        .upload_chunk(&ctx.caller, repo, id, offset, body.stream)
         .await
     {
         Ok(size) => Ok(session_response(StatusCode::ACCEPTED, id, repo, size)),
-        Err(e) => Err(chunk_error(e.into(), repo, id)),
+        Err(e) => Err(chunk_error(guard(e), repo, id)),
     }
 }
 
@@ -119,13 +124,15 @@ pub async fn put(ctx: &Ctx, repo: &RepoName, id: &UploadId, body: Body) -> OciRe
     // A body known to be empty (Content-Length: 0, or none at all) is no
     // last chunk; anything else, even chunked and empty, is appended.
     let has_body = axum::body::HttpBody::size_hint(&body).exact() != Some(0);
-    let last_chunk = has_body.then(|| (offset, body_stream(body)));
+    let body = BodyStream::new(body);
+    let guard = body.guard();
+    let last_chunk = has_body.then_some((offset, body.stream));
     let info = ctx
         .state
         .registry
         .finish_upload(&ctx.caller, repo, id, &digest, last_chunk)
         .await
-        .map_err(|e| chunk_error(e.into(), repo, id))?;
+        .map_err(|e| chunk_error(guard(e), repo, id))?;
     Ok(blob_created(repo, &info))
 }
 

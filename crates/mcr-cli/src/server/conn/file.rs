@@ -18,10 +18,13 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use mcr_http::FileBody;
-use tokio::io::{AsyncWriteExt, Interest};
+use tokio::io::Interest;
 use tokio::net::TcpStream;
+
+use super::limits;
 
 /// Most bytes one `sendfile` call (and one cache check) covers: nginx's
 /// `sendfile_max_chunk`. Bounds how long one call keeps a worker, and how
@@ -33,12 +36,17 @@ const CHUNK: u64 = 2 << 20;
 /// it in one segment with the first bytes of the file. Fails with
 /// `UnexpectedEof` if the file is shorter than the region (it cannot be:
 /// blobs are never rewritten) and with the socket's error if the peer
-/// goes away.
-pub(super) async fn send(stream: &mut TcpStream, head: &[u8], body: &FileBody) -> io::Result<()> {
+/// goes away or takes nothing for `stall`.
+pub(super) async fn send(
+    stream: &mut TcpStream,
+    head: &[u8],
+    body: &FileBody,
+    stall: Duration,
+) -> io::Result<()> {
     let more = if body.len > 0 { libc::MSG_MORE } else { 0 };
     let mut rest = head;
     while !rest.is_empty() {
-        let n = send_head(stream, rest, more).await?;
+        let n = send_head(stream, rest, more, stall).await?;
         rest = &rest[n..];
     }
     let (mut offset, end) = (body.offset, body.offset + body.len);
@@ -46,11 +54,11 @@ pub(super) async fn send(stream: &mut TcpStream, head: &[u8], body: &FileBody) -
         let chunk = (end - offset).min(CHUNK);
         if is_cached(&body.file, offset, chunk) == Some(false) {
             let bytes = read_on_pool(Arc::clone(&body.file), offset, chunk).await?;
-            stream.write_all(&bytes).await?;
+            limits::write_all(stream, &bytes, stall).await?;
             offset += chunk;
             continue;
         }
-        let sent = send_some(stream, &body.file, offset, chunk).await?;
+        let sent = send_some(stream, &body.file, offset, chunk, stall).await?;
         if sent == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
@@ -61,9 +69,14 @@ pub(super) async fn send(stream: &mut TcpStream, head: &[u8], body: &FileBody) -
 
 /// One `send(2)` of `bytes` with `flags`, once the socket takes bytes;
 /// returns how many it took.
-async fn send_head(stream: &TcpStream, bytes: &[u8], flags: libc::c_int) -> io::Result<usize> {
+async fn send_head(
+    stream: &TcpStream,
+    bytes: &[u8],
+    flags: libc::c_int,
+    stall: Duration,
+) -> io::Result<usize> {
     loop {
-        stream.writable().await?;
+        limits::writable(stream, stall).await?;
         let sent = stream.try_io(Interest::WRITABLE, || {
             // SAFETY: the descriptor is open (borrowed) and `bytes` is a
             // live buffer of the given length.
@@ -92,10 +105,16 @@ async fn send_head(stream: &TcpStream, bytes: &[u8], flags: libc::c_int) -> io::
 
 /// One `sendfile` of up to `len` bytes at `offset`, once the socket takes
 /// bytes; returns how many it sent (0 at the file's end).
-async fn send_some(stream: &TcpStream, file: &File, offset: u64, len: u64) -> io::Result<u64> {
+async fn send_some(
+    stream: &TcpStream,
+    file: &File,
+    offset: u64,
+    len: u64,
+    stall: Duration,
+) -> io::Result<u64> {
     let count = usize::try_from(len).map_err(io::Error::other)?;
     loop {
-        stream.writable().await?;
+        limits::writable(stream, stall).await?;
         let sent = stream.try_io(Interest::WRITABLE, || {
             let mut at = libc::off_t::try_from(offset).map_err(io::Error::other)?;
             // SAFETY: both descriptors stay open for the call (`stream`
@@ -201,6 +220,9 @@ mod tests {
     use tokio::io::AsyncReadExt;
     use tokio::net::TcpListener;
 
+    /// Long enough that no test write stalls out.
+    const STALL: Duration = Duration::from_secs(60);
+
     /// Every byte of the region arrives, in order, whichever way each
     /// chunk went (sendfile or the blocking pool).
     #[tokio::test]
@@ -225,7 +247,7 @@ mod tests {
             offset: 1001,
             len: data.len() as u64 - 2000,
         };
-        send(&mut stream, b"head:", &body).await.unwrap();
+        send(&mut stream, b"head:", &body, STALL).await.unwrap();
         drop(stream);
         let got = reader.await.unwrap();
         assert_eq!(&got[..5], b"head:");
@@ -246,7 +268,7 @@ mod tests {
             offset: 4,
             len: 10,
         };
-        let e = send(&mut stream, b"", &body).await.unwrap_err();
+        let e = send(&mut stream, b"", &body, STALL).await.unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
     }
 

@@ -19,16 +19,26 @@
 //! Pulling clients send only GET and HEAD, so their connections stay on
 //! the zero-copy path.
 //!
+//! Limits ([`ConnLimits`], `[server]`): a request head must arrive within
+//! `read_timeout` of the connection starting to wait for it, and a
+//! connection with nothing in flight closes after `idle_timeout` (or
+//! `read_timeout`, when shorter); a response the client stops reading
+//! fails after `write_timeout` without progress. Under hyper, [`limits`]
+//! applies the same bounds.
+//!
 //! Shutdown: a connection waiting for a request closes; one in the middle
 //! of a request answers it with `Connection: close` and then closes; one
 //! handed to hyper gets hyper's graceful shutdown.
 
 mod file;
 mod head;
+mod limits;
 mod response;
 mod rewind;
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::extract::ConnectInfo;
 use axum::http::Method;
@@ -38,10 +48,13 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+use super::listen::ConnLimits;
 use head::Head;
+use limits::{Activity, ConnIo, Tracked};
 use response::After;
 use rewind::Rewind;
 
@@ -50,6 +63,7 @@ use rewind::Rewind;
 pub struct Serving {
     pub app: Router,
     pub builder: auto::Builder<TokioExecutor>,
+    pub limits: ConnLimits,
     /// Cancelled when the server stops taking requests.
     pub shutdown: CancellationToken,
 }
@@ -57,7 +71,9 @@ pub struct Serving {
 /// Serves a plain-HTTP connection to its end.
 pub async fn serve_plain(mut stream: TcpStream, peer: SocketAddr, serving: Serving) {
     let mut buf = BytesMut::with_capacity(4096);
+    let limits = &serving.limits;
     loop {
+        let waiting = Instant::now();
         let head = loop {
             match head::parse(&buf) {
                 Head::Partial => {}
@@ -66,15 +82,25 @@ pub async fn serve_plain(mut stream: TcpStream, peer: SocketAddr, serving: Servi
             // Between requests, shutdown closes the connection; once a
             // head has begun, the request is read and answered.
             let idle = buf.is_empty();
+            let deadline = waiting
+                + if idle {
+                    limits.read_timeout.min(limits.idle_timeout)
+                } else {
+                    limits.read_timeout
+                };
             buf.reserve(4096);
             let read = tokio::select! {
                 biased;
                 () = serving.shutdown.cancelled(), if idle => return,
-                read = stream.read_buf(&mut buf) => read,
+                read = tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)) => read,
             };
             match read {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
+                Ok(Ok(0) | Err(_)) => return,
+                Ok(Ok(_)) => {}
+                Err(_) => {
+                    tracing::debug!(%peer, idle, "no request head within the server's timeouts");
+                    return;
+                }
             }
         };
         let Head::Claimed {
@@ -93,7 +119,7 @@ pub async fn serve_plain(mut stream: TcpStream, peer: SocketAddr, serving: Servi
             Err(never) => match never {},
         };
         let close = close || serving.shutdown.is_cancelled();
-        match response::write(&mut stream, resp, head_only, close).await {
+        match response::write(&mut stream, resp, head_only, close, limits.write_timeout).await {
             Ok(After::KeepAlive) => {}
             Ok(After::Close) => {
                 // A FIN rather than a reset, so the client reads the
@@ -117,14 +143,27 @@ where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let app = serving.app;
-    let service =
-        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+    let activity = Arc::new(Activity::default());
+    let service = hyper::service::service_fn({
+        let activity = Arc::clone(&activity);
+        move |mut req: hyper::Request<hyper::body::Incoming>| {
+            let in_flight = activity.begin();
             req.extensions_mut().insert(ConnectInfo(peer));
-            app.clone().oneshot(req.map(axum::body::Body::new))
-        });
-    let conn = serving
-        .builder
-        .serve_connection_with_upgrades(TokioIo::new(io), service);
+            let response = app.clone().oneshot(req.map(axum::body::Body::new));
+            async move {
+                let response = response.await?;
+                Ok::<_, Infallible>(response.map(|body| Tracked::new(body, in_flight)))
+            }
+        }
+    });
+    let limits = &serving.limits;
+    let io = Box::pin(ConnIo::new(
+        TokioIo::new(io),
+        activity,
+        limits.idle_timeout,
+        limits.write_timeout,
+    ));
+    let conn = serving.builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
     let result = tokio::select! {
         result = conn.as_mut() => result,
@@ -196,6 +235,7 @@ mod tests {
         let serving = Serving {
             app: app(Arc::new(std::fs::File::open(&path).unwrap())),
             builder: auto::Builder::new(TokioExecutor::new()),
+            limits: ConnLimits::default(),
             shutdown: CancellationToken::new(),
         };
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -8,7 +8,7 @@
 //! [`FileBody`] region with `sendfile(2)` instead of the streamed body.
 
 use std::io::{self, Write as _};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use axum::body::{Body, HttpBody as _};
 use axum::http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
@@ -17,11 +17,10 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::StreamExt;
 use mcr_http::metrics::SentBytes;
 use mcr_http::FileBody;
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use super::file;
 use super::head::has_token;
+use super::{file, limits};
 
 /// A body up to this size goes out in the same write as the head.
 const INLINE_BODY: usize = 64 << 10;
@@ -36,13 +35,14 @@ pub(super) enum After {
 /// Writes `resp`, the answer to a GET (`head_only: false`) or HEAD.
 /// `close` says the connection ends after it (the client or shutdown asked
 /// for that); the response's own `Connection: close` ends it too. Fails
-/// when the peer goes away or the body fails or lies about its length —
-/// then the connection must be dropped.
+/// when the peer goes away or takes nothing for `stall`, or the body fails
+/// or lies about its length — then the connection must be dropped.
 pub(super) async fn write(
     stream: &mut TcpStream,
     resp: Response<Body>,
     head_only: bool,
     close: bool,
+    stall: Duration,
 ) -> io::Result<After> {
     let (mut parts, body) = resp.into_parts();
     let close = close
@@ -104,18 +104,18 @@ pub(super) async fn write(
         After::KeepAlive
     };
     if bodiless {
-        stream.write_all(&out).await?;
+        limits::write_all(stream, &out, stall).await?;
         return Ok(after);
     }
     if let Some(file) = file {
-        file::send(stream, &out, &file).await?;
+        file::send(stream, &out, &file, stall).await?;
         // The body the metrics count as it streams is dropped unsent.
         if let Some(sent) = sent {
             sent.add(file.len);
         }
         return Ok(after);
     }
-    write_body(stream, out, body, length).await?;
+    write_body(stream, out, body, length, stall).await?;
     Ok(after)
 }
 
@@ -127,6 +127,7 @@ async fn write_body(
     mut out: BytesMut,
     body: Body,
     length: Option<u64>,
+    stall: Duration,
 ) -> io::Result<()> {
     let mut frames = body.into_data_stream();
     let mut sent: u64 = 0;
@@ -144,9 +145,9 @@ async fn write_body(
             let _ = write!((&mut out).writer(), "{:x}\r\n", data.len());
         }
         if data.len() >= INLINE_BODY {
-            stream.write_all(&out).await?;
+            limits::write_all(stream, &out, stall).await?;
             out.clear();
-            stream.write_all(&data).await?;
+            limits::write_all(stream, &data, stall).await?;
         } else {
             out.put_slice(&data);
         }
@@ -154,7 +155,7 @@ async fn write_body(
             out.put_slice(b"\r\n");
         }
         if out.len() >= INLINE_BODY {
-            stream.write_all(&out).await?;
+            limits::write_all(stream, &out, stall).await?;
             out.clear();
         }
     }
@@ -165,5 +166,5 @@ async fn write_body(
         Some(_) => {}
         None => out.put_slice(b"0\r\n\r\n"),
     }
-    stream.write_all(&out).await
+    limits::write_all(stream, &out, stall).await
 }

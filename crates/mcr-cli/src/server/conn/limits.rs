@@ -1,0 +1,266 @@
+//! What one connection may hold: how long it may sit idle, and how long a
+//! response may wait on a client that does not read it.
+//!
+//! A client that opens connections and sends nothing, or reads nothing,
+//! would otherwise keep them — and their file descriptors — for ever
+//! (issue 16, case 3). hyper bounds the wait for an HTTP/1.1 request's
+//! headers itself (`read_timeout`, in `listen`); this module adds the two
+//! bounds it lacks, for connections hyper serves ([`ConnIo`]) and for the
+//! writes of responses mcrsrv frames itself ([`writable`], [`write_all`]):
+//!
+//! - **idle**: a connection with no request in flight for `idle_timeout`
+//!   is closed. Requests count as in flight from the moment the service
+//!   is called until their response body is sent or dropped
+//!   ([`Activity::begin`], [`Tracked`]), so a long download is never idle.
+//!   Bytes received do not count as activity: an HTTP/2 client that only
+//!   pings, or an HTTP/1.1 client that trickles half a request, is still
+//!   idle.
+//! - **write stall**: a write (or flush) the socket has not taken for
+//!   `write_timeout` fails the connection; any progress starts the clock
+//!   again, so a slow reader is fine and only one that stopped is not.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use bytes::Bytes;
+use futures_util::task::AtomicWaker;
+use hyper::body::{Frame, SizeHint};
+use hyper::rt::{Read, ReadBufCursor, Write};
+use pin_project_lite::pin_project;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
+
+/// What a connection's requests are doing, shared by the service that
+/// runs them and the connection's I/O.
+#[derive(Debug, Default)]
+pub struct Activity {
+    in_flight: AtomicUsize,
+    /// Counts the moments the connection fell idle, so the I/O can tell a
+    /// new idle spell from the one it is already timing.
+    idle_spells: AtomicU64,
+    /// The connection's reader, woken when it falls idle so it starts the
+    /// idle clock even while parked on a socket with nothing to read.
+    reader: AtomicWaker,
+}
+
+impl Activity {
+    /// Counts a request as in flight until the guard is dropped.
+    pub fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(Arc::clone(self))
+    }
+}
+
+/// A request in flight on its connection.
+#[derive(Debug)]
+pub struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle_spells.fetch_add(1, Ordering::AcqRel);
+            self.0.reader.wake();
+        }
+    }
+}
+
+/// A response body that keeps its request in flight until it has been
+/// sent in full or dropped.
+pub struct Tracked {
+    body: Body,
+    _in_flight: InFlight,
+}
+
+impl Tracked {
+    pub fn new(body: Body, in_flight: InFlight) -> Tracked {
+        Tracked {
+            body,
+            _in_flight: in_flight,
+        }
+    }
+}
+
+impl hyper::body::Body for Tracked {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+pin_project! {
+    /// A connection's I/O under the idle and write-stall limits.
+    pub struct ConnIo<T> {
+        #[pin]
+        io: T,
+        activity: Arc<Activity>,
+        idle_timeout: Duration,
+        #[pin]
+        idle: Sleep,
+        // The idle spell `idle` is timing, if any.
+        timing: Option<u64>,
+        write_timeout: Duration,
+        #[pin]
+        stall: Sleep,
+        // Whether `stall` is timing a write the socket has not taken.
+        stalled: bool,
+    }
+}
+
+impl<T: Read + Write> ConnIo<T> {
+    pub fn new(
+        io: T,
+        activity: Arc<Activity>,
+        idle_timeout: Duration,
+        write_timeout: Duration,
+    ) -> ConnIo<T> {
+        ConnIo {
+            io,
+            activity,
+            idle_timeout,
+            idle: tokio::time::sleep(idle_timeout),
+            timing: None,
+            write_timeout,
+            stall: tokio::time::sleep(write_timeout),
+            stalled: false,
+        }
+    }
+}
+
+impl<T: Read + Write> Read for ConnIo<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        let mut this = self.project();
+        this.activity.reader.register(cx.waker());
+        if this.activity.in_flight.load(Ordering::Acquire) == 0 {
+            let spell = this.activity.idle_spells.load(Ordering::Acquire);
+            if *this.timing != Some(spell) {
+                *this.timing = Some(spell);
+                let deadline = Instant::now() + *this.idle_timeout;
+                this.idle.as_mut().reset(deadline);
+            }
+            if this.idle.poll(cx).is_ready() {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "connection idle for longer than server.idle_timeout",
+                )));
+            }
+        }
+        this.io.poll_read(cx, buf)
+    }
+}
+
+impl<T: Read + Write> ConnIo<T> {
+    /// Runs one write-side operation under the stall clock: started when
+    /// the socket first refuses, stopped by any progress.
+    fn write_op<R>(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        op: impl FnOnce(Pin<&mut T>, &mut Context<'_>) -> Poll<io::Result<R>>,
+    ) -> Poll<io::Result<R>> {
+        let mut this = self.project();
+        match op(this.io, cx) {
+            Poll::Ready(r) => {
+                *this.stalled = false;
+                Poll::Ready(r)
+            }
+            Poll::Pending => {
+                if !*this.stalled {
+                    *this.stalled = true;
+                    let deadline = Instant::now() + *this.write_timeout;
+                    this.stall.as_mut().reset(deadline);
+                }
+                if this.stall.poll(cx).is_ready() {
+                    return Poll::Ready(Err(write_stalled()));
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl<T: Read + Write> Write for ConnIo<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.write_op(cx, |io, cx| io.poll_write(cx, buf))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.write_op(cx, |io, cx| io.poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.write_op(cx, |io, cx| io.poll_shutdown(cx))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.write_op(cx, |io, cx| io.poll_write_vectored(cx, bufs))
+    }
+}
+
+/// The error of a write the client has not taken for `write_timeout`.
+fn write_stalled() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        "the client read nothing for longer than server.write_timeout",
+    )
+}
+
+/// Waits until `stream` takes bytes, failing after `stall`.
+pub(super) async fn writable(stream: &TcpStream, stall: Duration) -> io::Result<()> {
+    tokio::time::timeout(stall, stream.writable())
+        .await
+        .map_err(|_| write_stalled())?
+}
+
+/// Writes all of `buf`, failing when the socket takes nothing for
+/// `stall`; any progress starts the clock again.
+pub(super) async fn write_all(
+    stream: &mut TcpStream,
+    mut buf: &[u8],
+    stall: Duration,
+) -> io::Result<()> {
+    while !buf.is_empty() {
+        let n = tokio::time::timeout(stall, stream.write(buf))
+            .await
+            .map_err(|_| write_stalled())??;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        buf = &buf[n..];
+    }
+    Ok(())
+}

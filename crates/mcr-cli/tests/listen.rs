@@ -1,0 +1,285 @@
+//! What one client can hold of the server: connections that stall while
+//! sending headers, that sit idle, that stop reading their response, and
+//! more connections than the cap (issue 16, case 3).
+//!
+//! `listen::serve` runs on a real loopback socket with a small app, under
+//! tokio's paused clock: when nothing is left to do but wait, time jumps
+//! to the next timer, so a limit of minutes is tested in milliseconds and
+//! a missing limit shows as the test's own guard timer firing first —
+//! never a race against the wall clock.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::routing::get;
+use axum::Router;
+use bytes::Bytes;
+use mcr_cli::server::listen::{serve, ConnLimits};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+/// Size of `/big`: far more than loopback socket buffers hold.
+const BIG: usize = 64 << 20;
+/// How long a test waits for something the server must do by itself.
+const GUARD: Duration = Duration::from_secs(3600);
+
+/// `/small` answers "ok"; `/big` streams [`BIG`] zero bytes; `/slow`
+/// thinks for 30 s before answering "ok".
+fn app() -> Router {
+    let chunk = Bytes::from(vec![0u8; 1 << 20]);
+    Router::new()
+        .route("/small", get(|| async { "ok" }))
+        .route(
+            "/big",
+            get(move || {
+                let chunk = chunk.clone();
+                let chunks =
+                    (0..BIG / chunk.len()).map(move |_| Ok::<_, std::io::Error>(chunk.clone()));
+                async move { Body::from_stream(futures_util::stream::iter(chunks)) }
+            }),
+        )
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                "ok"
+            }),
+        )
+}
+
+/// The server on a free loopback port; it stops when the sender drops.
+async fn start(limits: ConnLimits) -> (SocketAddr, oneshot::Sender<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        serve(
+            listener,
+            None,
+            app(),
+            &limits,
+            shutdown,
+            Duration::from_secs(1),
+        )
+        .await
+        .expect("the server runs");
+    });
+    (addr, stop)
+}
+
+/// Limits that stay out of the way except where a test lowers one.
+fn lenient() -> ConnLimits {
+    ConnLimits {
+        read_timeout: GUARD * 10,
+        write_timeout: GUARD * 10,
+        idle_timeout: GUARD * 10,
+        max_connections: 64,
+    }
+}
+
+/// Reads until the server closes the connection (or resets it); how many
+/// bytes came, or `None` if it was still open when the guard fired.
+async fn until_closed(stream: &mut TcpStream) -> Option<usize> {
+    let mut total = 0;
+    let mut buf = vec![0u8; 1 << 20];
+    let read_all = async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return total,
+                Ok(n) => total += n,
+            }
+        }
+    };
+    tokio::time::timeout(GUARD, read_all).await.ok()
+}
+
+/// Sends `GET path` and reads one response with a `Content-Length`; its
+/// status line and body.
+async fn get_once(stream: &mut TcpStream, path: &str) -> (String, Vec<u8>) {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        let n = stream.read(&mut byte).await.expect("read the head");
+        assert_eq!(
+            n,
+            1,
+            "closed inside the response head: {:?}",
+            String::from_utf8_lossy(&head)
+        );
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).expect("a text head");
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().expect("a length"))
+        })
+        .expect("a Content-Length");
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).await.expect("read the body");
+    (head.lines().next().unwrap_or_default().to_string(), body)
+}
+
+#[tokio::test(start_paused = true)]
+async fn headers_that_stall_are_cut_off_after_the_read_timeout() {
+    let (addr, _stop) = start(ConnLimits {
+        read_timeout: Duration::from_secs(20),
+        ..lenient()
+    })
+    .await;
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let begun = Instant::now();
+    stream
+        .write_all(b"GET /small HTTP/1.1\r\nHost: test\r\n")
+        .await
+        .expect("half the headers");
+    assert!(
+        until_closed(&mut stream).await.is_some(),
+        "the connection is still open after {GUARD:?}"
+    );
+    let held = begun.elapsed();
+    assert!(
+        held >= Duration::from_secs(20),
+        "closed early, after {held:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_with_nothing_in_flight_is_closed_after_the_idle_timeout() {
+    let (addr, _stop) = start(ConnLimits {
+        idle_timeout: Duration::from_secs(10),
+        ..lenient()
+    })
+    .await;
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let (status, body) = get_once(&mut stream, "/small").await;
+    assert_eq!(
+        (status.as_str(), body.as_slice()),
+        ("HTTP/1.1 200 OK", &b"ok"[..])
+    );
+    let idle_from = Instant::now();
+    assert_eq!(
+        until_closed(&mut stream).await,
+        Some(0),
+        "closed with nothing more sent"
+    );
+    assert!(idle_from.elapsed() >= Duration::from_secs(10));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_http2_connection_that_only_holds_its_slot_is_closed() {
+    let (addr, _stop) = start(ConnLimits {
+        idle_timeout: Duration::from_secs(10),
+        ..lenient()
+    })
+    .await;
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    // The HTTP/2 preface and an empty SETTINGS frame: a live connection
+    // that asks for nothing.
+    stream
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .expect("preface");
+    assert!(
+        until_closed(&mut stream).await.is_some(),
+        "an idle HTTP/2 connection is still open after {GUARD:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn requests_in_flight_keep_a_connection_from_being_idle() {
+    let (addr, _stop) = start(ConnLimits {
+        idle_timeout: Duration::from_secs(10),
+        ..lenient()
+    })
+    .await;
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    // A handler that thinks for longer than the idle timeout...
+    let (status, body) = get_once(&mut stream, "/slow").await;
+    assert_eq!(
+        (status.as_str(), body.as_slice()),
+        ("HTTP/1.1 200 OK", &b"ok"[..])
+    );
+    // ...and a download read slowly, for far longer than it.
+    stream
+        .write_all(b"GET /big HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("send");
+    let mut total = 0;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match stream.read(&mut buf).await.expect("the download goes on") {
+            0 => break,
+            n => total += n,
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert!(total > BIG, "the whole body came: {total} bytes");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_stops_reading_its_response_is_dropped_after_the_write_timeout() {
+    let (addr, _stop) = start(ConnLimits {
+        write_timeout: Duration::from_secs(30),
+        ..lenient()
+    })
+    .await;
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream
+        .write_all(b"GET /big HTTP/1.1\r\nHost: test\r\n\r\n")
+        .await
+        .expect("send");
+    // Read nothing while the server's writes stall.
+    tokio::time::sleep(GUARD).await;
+    let got = until_closed(&mut stream)
+        .await
+        .expect("closed once drained");
+    assert!(
+        got < BIG,
+        "the server gave up mid-body ({got} of {BIG} bytes)"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn connections_past_the_cap_wait_until_one_closes() {
+    let (addr, _stop) = start(ConnLimits {
+        max_connections: 2,
+        ..lenient()
+    })
+    .await;
+    let mut first = TcpStream::connect(addr).await.expect("connect");
+    let (status, _) = get_once(&mut first, "/small").await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let _second = TcpStream::connect(addr).await.expect("connect");
+    let mut third = TcpStream::connect(addr)
+        .await
+        .expect("the kernel queues it");
+    let waiting = tokio::spawn(async move {
+        let answer = get_once(&mut third, "/small").await;
+        (answer, third)
+    });
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert!(
+        !waiting.is_finished(),
+        "a third connection was served past a cap of 2"
+    );
+    drop(first);
+    let ((status, body), _third) = tokio::time::timeout(GUARD, waiting)
+        .await
+        .expect("served once a slot freed")
+        .expect("the client task");
+    assert_eq!(
+        (status.as_str(), body.as_slice()),
+        ("HTTP/1.1 200 OK", &b"ok"[..])
+    );
+}

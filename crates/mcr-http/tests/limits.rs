@@ -1,0 +1,88 @@
+//! What one client may hold or send (issue 16): request bodies that stop
+//! arriving.
+//!
+//! Tests that wait for a limit run on tokio's paused clock: when nothing
+//! is left to do but wait, time jumps to the next timer, so a missing
+//! limit shows as the test's own guard firing first, not as a race.
+
+mod support;
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Method, StatusCode};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use support::*;
+
+/// How long a test waits for something the registry must do by itself.
+const GUARD: Duration = Duration::from_secs(3600);
+
+/// A body that sends `first` and then nothing, never ending.
+fn stalling_body(first: &'static [u8]) -> Body {
+    let head = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(first))]);
+    Body::from_stream(head.chain(futures_util::stream::pending()))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_chunk_that_stops_arriving_is_refused_and_discarded() {
+    let h = Harness::new();
+    let location = h.start_upload("team/app").await;
+    let patch = h
+        .user(Method::PATCH, &location)
+        .header("content-type", "application/octet-stream")
+        .header("content-length", (1u64 << 20).to_string())
+        .body(stalling_body(b"ten bytes."))
+        .send();
+    let r = tokio::time::timeout(GUARD, patch)
+        .await
+        .expect("a PATCH whose body stalls is answered");
+    r.assert_error(StatusCode::REQUEST_TIMEOUT, "BLOB_UPLOAD_INVALID");
+    // The upload is where it was, and resumes.
+    assert_eq!(h.upload_range(&location).await, "0-0");
+    let r = h
+        .user(Method::PATCH, &location)
+        .header("content-type", "application/octet-stream")
+        .body(b"whole chunk".to_vec())
+        .send()
+        .await;
+    r.assert_status(StatusCode::ACCEPTED);
+    assert_eq!(r.header("range"), Some("0-10"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_body_that_stops_arriving_is_refused() {
+    let h = Harness::new();
+    let digest = sha256(b"never sent in full");
+    let monolithic = h
+        .user(
+            Method::POST,
+            format!("/v2/team/app/blobs/uploads/?digest={digest}"),
+        )
+        .body(stalling_body(b"never sent"))
+        .send();
+    let r = tokio::time::timeout(GUARD, monolithic)
+        .await
+        .expect("answered");
+    r.assert_error(StatusCode::REQUEST_TIMEOUT, "BLOB_UPLOAD_INVALID");
+    assert!(h.upload_files().is_empty(), "{:?}", h.upload_files());
+
+    let manifest = h
+        .user(Method::PUT, "/v2/team/app/manifests/latest")
+        .header("content-type", OCI_MANIFEST)
+        .body(stalling_body(b"{\"schemaVersion\":"))
+        .send();
+    let r = tokio::time::timeout(GUARD, manifest)
+        .await
+        .expect("answered");
+    r.assert_error(StatusCode::REQUEST_TIMEOUT, "MANIFEST_INVALID");
+
+    let rule = h
+        .as_("admin", Method::POST, "/v1/policy/rules")
+        .header("content-type", "application/json")
+        .body(stalling_body(b"{\"priority\":"))
+        .send();
+    let r = tokio::time::timeout(GUARD, rule).await.expect("answered");
+    r.assert_admin_error(StatusCode::REQUEST_TIMEOUT, &["server.read_timeout"]);
+    assert!(h.catalog().await.is_empty(), "nothing was stored");
+}
