@@ -80,6 +80,14 @@ pub enum Error {
         upstream: String,
     },
 
+    /// A limit on the caller was reached; `retry_after` says when to try
+    /// again (HTTP 429 `TOOMANYREQUESTS` with `Retry-After`).
+    #[error("too many {what}; try again in {}s", retry_secs(*.retry_after))]
+    TooManyRequests {
+        what: String,
+        retry_after: std::time::Duration,
+    },
+
     #[error("{kind} {id} not found")]
     NotFound { kind: &'static str, id: String },
     #[error("conflict: {0}")]
@@ -248,6 +256,12 @@ fn repo_label(repo: &Option<RepoName>) -> String {
         Some(r) => format!("repository {r}"),
         None => "the registry".to_string(),
     }
+}
+
+/// Whole seconds to wait, rounded up so a client never retries too soon
+/// (and never told 0).
+pub fn retry_secs(d: std::time::Duration) -> u64 {
+    (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
 }
 
 impl Error {

@@ -1619,3 +1619,47 @@ fn a_replica_reloads_rules_another_changed_within_the_staleness_bound() {
         );
     });
 }
+
+#[test]
+fn each_principal_draws_from_its_own_request_rate() {
+    use mcr_core::ports::Secret;
+    use mcr_core::registry::RateLimit;
+    use std::num::NonZeroU32;
+
+    let t = TestRegistry::with_config(RegistryConfig {
+        rate_limit: Some(RateLimit {
+            per_second: NonZeroU32::new(2).unwrap(),
+            burst: NonZeroU32::new(3).unwrap(),
+        }),
+        ..RegistryConfig::default()
+    });
+    run(async {
+        let r = &t.registry;
+        let token = |who| t.identity.issue(who).unwrap().token;
+        let user_token = token(user().principal);
+        for _ in 0..3 {
+            r.authenticate(&user_token).await.unwrap();
+        }
+        match r.authenticate(&user_token).await {
+            Err(Error::TooManyRequests { what, retry_after }) => {
+                assert!(what.contains("user"), "{what}");
+                assert_eq!(retry_after, Duration::from_millis(500));
+            }
+            other => panic!("a fourth request at once: {other:?}"),
+        }
+        // Logins draw from the same bucket.
+        let login = r
+            .login("user", &Secret::new(mcr_core::testing::TEST_PASSWORD), None)
+            .await;
+        assert!(
+            matches!(login, Err(Error::TooManyRequests { .. })),
+            "{login:?}"
+        );
+        // Another principal is not held back.
+        r.authenticate(&token(admin().principal)).await.unwrap();
+        // Half a second refills one request.
+        t.clock.advance(Duration::from_millis(500));
+        r.authenticate(&user_token).await.unwrap();
+        assert!(r.authenticate(&user_token).await.is_err());
+    });
+}

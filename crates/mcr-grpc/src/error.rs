@@ -34,6 +34,7 @@ pub fn status(e: Error) -> Status {
         // (a garbage collection already running), not entities that exist.
         Error::Conflict(_) => Code::FailedPrecondition,
         Error::Unavailable(_) => Code::Unavailable,
+        Error::TooManyRequests { .. } => Code::ResourceExhausted,
         Error::Storage(s) => {
             tracing::error!(error = %e, kind = ?s.kind(), "request failed");
             let code = match s.kind() {
@@ -44,7 +45,13 @@ pub fn status(e: Error) -> Status {
             return Status::new(code, s.kind().client_message());
         }
     };
-    Status::new(code, e.to_string())
+    let mut status = Status::new(code, e.to_string());
+    if let Error::TooManyRequests { retry_after, .. } = &e {
+        // The HTTP header's name and meaning, for clients that back off.
+        let secs = mcr_core::error::retry_secs(*retry_after);
+        status.metadata_mut().insert("retry-after", secs.into());
+    }
+    status
 }
 
 #[cfg(test)]

@@ -864,6 +864,47 @@ async fn tls_is_1_3_only_with_the_server_certificate() {
     }
 }
 
+#[tokio::test]
+async fn a_principal_over_its_rate_is_told_to_wait() {
+    use mcr_core::registry::RateLimit;
+    use std::num::NonZeroU32;
+
+    let s = Server::start_with(
+        RegistryConfig {
+            rate_limit: Some(RateLimit {
+                per_second: NonZeroU32::new(1).expect("1"),
+                burst: NonZeroU32::new(1).expect("1"),
+            }),
+            ..RegistryConfig::default()
+        },
+        None,
+    )
+    .await;
+    let mut user = s.as_user().await;
+    user.registry
+        .list_repositories(pb::ListRepositoriesRequest::default())
+        .await
+        .expect("the first call");
+    let refused = user
+        .registry
+        .list_repositories(pb::ListRepositoriesRequest::default())
+        .await
+        .expect_err("a second call at once");
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert_eq!(
+        refused
+            .metadata()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    s.t.clock.advance(Duration::from_secs(1));
+    user.registry
+        .list_repositories(pb::ListRepositoriesRequest::default())
+        .await
+        .expect("refilled after a second");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_call_to_a_server_that_never_answers_gives_up() {
     // A listener that accepts and then says nothing at all.

@@ -22,6 +22,8 @@ pub struct OciError {
     pub range: Option<u64>,
     /// For 416 on uploads: the session to resume.
     pub location: Option<String>,
+    /// For 429: seconds until the client may try again.
+    pub retry_after: Option<u64>,
 }
 
 impl OciError {
@@ -33,6 +35,7 @@ impl OciError {
             challenge: None,
             range: None,
             location: None,
+            retry_after: None,
         }
     }
 
@@ -77,6 +80,7 @@ fn oci_code(e: &Error) -> (StatusCode, &'static str) {
         Error::Denied { .. } | Error::ReadOnlyMirror { .. } => (S::FORBIDDEN, "DENIED"),
         Error::NotFound { .. } => (S::NOT_FOUND, "NAME_UNKNOWN"),
         Error::Conflict(_) => (S::CONFLICT, "UNSUPPORTED"),
+        Error::TooManyRequests { .. } => (S::TOO_MANY_REQUESTS, "TOOMANYREQUESTS"),
         Error::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
         Error::Storage(s) if s.kind() == StorageErrorKind::Unavailable => {
             (S::SERVICE_UNAVAILABLE, "UNAVAILABLE")
@@ -95,8 +99,27 @@ impl From<Error> for OciError {
         let message = public_message(&e, status);
         OciError {
             range,
+            retry_after: retry_after(&e),
             ..OciError::new(status, code, message)
         }
+    }
+}
+
+/// The `Retry-After` seconds of a refusal that passes with time.
+fn retry_after(e: &Error) -> Option<u64> {
+    match e {
+        Error::TooManyRequests { retry_after, .. } => {
+            Some(mcr_core::error::retry_secs(*retry_after))
+        }
+        _ => None,
+    }
+}
+
+/// Sets `Retry-After` when there is one.
+fn set_retry_after(resp: &mut Response, secs: Option<u64>) {
+    if let Some(secs) = secs {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
 }
 
@@ -138,6 +161,7 @@ impl IntoResponse for OciError {
                 headers.insert(header::RANGE, v);
             }
         }
+        set_retry_after(&mut resp, self.retry_after);
         resp
     }
 }
@@ -146,6 +170,8 @@ impl IntoResponse for OciError {
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
+    /// For 429: seconds until the client may try again.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -153,6 +179,7 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
+            retry_after: None,
         }
     }
 }
@@ -173,13 +200,18 @@ impl From<Error> for ApiError {
             _ => oci_code(&e).0,
         };
         let message = public_message(&e, status);
-        ApiError::new(status, message)
+        ApiError {
+            retry_after: retry_after(&e),
+            ..ApiError::new(status, message)
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, axum::Json(json!({"error": self.message}))).into_response()
+        let mut resp = (self.status, axum::Json(json!({"error": self.message}))).into_response();
+        set_retry_after(&mut resp, self.retry_after);
+        resp
     }
 }
 

@@ -1,5 +1,5 @@
 //! What one client may hold or send (issue 16): request bodies that stop
-//! arriving.
+//! arriving, and each principal's request rate.
 //!
 //! Tests that wait for a limit run on tokio's paused clock: when nothing
 //! is left to do but wait, time jumps to the next timer, so a missing
@@ -7,12 +7,14 @@
 
 mod support;
 
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Method, StatusCode};
 use bytes::Bytes;
 use futures_util::StreamExt;
+use mcr_core::registry::RateLimit;
 use support::*;
 
 /// How long a test waits for something the registry must do by itself.
@@ -85,4 +87,53 @@ async fn every_body_that_stops_arriving_is_refused() {
     let r = tokio::time::timeout(GUARD, rule).await.expect("answered");
     r.assert_admin_error(StatusCode::REQUEST_TIMEOUT, &["server.read_timeout"]);
     assert!(h.catalog().await.is_empty(), "nothing was stored");
+}
+
+#[tokio::test]
+async fn a_principal_over_its_rate_gets_429_with_retry_after_on_every_api() {
+    let h = Harness::with(Setup {
+        rate_limit: Some(RateLimit {
+            per_second: NonZeroU32::new(1).expect("1"),
+            burst: NonZeroU32::new(2).expect("2"),
+        }),
+        ..Setup::bearer()
+    });
+    h.bearer_as("user", Method::GET, "/v2/")
+        .send()
+        .await
+        .assert_status(StatusCode::OK);
+    h.bearer_as("user", Method::GET, "/v2/_catalog")
+        .send()
+        .await
+        .assert_status(StatusCode::OK);
+    let r = h.bearer_as("user", Method::GET, "/v2/").send().await;
+    r.assert_error(StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS");
+    assert_eq!(r.header("retry-after"), Some("1"));
+    // The admin API answers in its own form, with the same header.
+    let r = h
+        .bearer_as("user", Method::GET, "/v1/repositories")
+        .send()
+        .await;
+    r.assert_admin_error(StatusCode::TOO_MANY_REQUESTS, &["too many requests"]);
+    assert_eq!(r.header("retry-after"), Some("1"));
+    // HTTP Basic and the token endpoint draw from the same bucket.
+    let r = h.user(Method::GET, "/v2/").send().await;
+    r.assert_error(StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS");
+    let r = h.user(Method::GET, "/v2/token").send().await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text());
+    // Others are not held back, and the bucket refills with time.
+    h.bearer_as("admin", Method::GET, "/v2/")
+        .send()
+        .await
+        .assert_status(StatusCode::OK);
+    h.clock.advance(Duration::from_secs(1));
+    h.bearer_as("user", Method::GET, "/v2/")
+        .send()
+        .await
+        .assert_status(StatusCode::OK);
+    // A refused request is not audited: a flood must not flood the log.
+    assert!(h
+        .audit(mcr_core::audit::EventType::PolicyDeny)
+        .await
+        .is_empty());
 }

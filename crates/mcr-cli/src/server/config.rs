@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -12,12 +13,17 @@ use mcr_adapters::local_identity::LocalUser;
 use mcr_adapters::s3::S3Config;
 use mcr_core::names::RepoName;
 use mcr_core::ports::Secret;
+use mcr_core::registry::RateLimit;
 use serde::Deserialize;
 
 use super::listen::ConnLimits;
 
 /// Longest config file read.
 const MAX_CONFIG_SIZE: u64 = 1024 * 1024;
+/// Requests per second per principal when `server.rate_limit` is unset.
+const DEFAULT_RATE_LIMIT: usize = 100;
+/// Burst per principal when `server.rate_burst` is unset.
+const DEFAULT_RATE_BURST: usize = 500;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -64,6 +70,12 @@ pub struct ServerSection {
     pub idle_timeout: Option<String>,
     /// Most connections open at once (default 1024).
     pub max_connections: Option<usize>,
+    /// Requests per second each principal may make on average (default
+    /// 100; 0 turns the limit off, as `mcrsrv dev` does unless set).
+    pub rate_limit: Option<usize>,
+    /// Requests a principal may make at once after a quiet spell (default
+    /// 500).
+    pub rate_burst: Option<usize>,
     pub shutdown_timeout: Option<String>,
     pub service_name: Option<String>,
 }
@@ -314,9 +326,11 @@ fn secret<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::E
 /// Keys whose environment value is a comma-separated list.
 const LIST_KEYS: [(&str, &str); 1] = [("mcias", "tags")];
 /// Keys whose environment value is a whole number.
-const INTEGER_KEYS: [(&str, &str); 2] = [
+const INTEGER_KEYS: [(&str, &str); 4] = [
     ("database", "max_connections"),
     ("server", "max_connections"),
+    ("server", "rate_limit"),
+    ("server", "rate_burst"),
 ];
 
 /// Tables inside sections that `MCR_<SECTION>_<TABLE>_<KEY>` reaches:
@@ -403,6 +417,7 @@ impl Config {
         self.proxies()?;
         self.shutdown_timeout()?;
         self.conn_limits()?;
+        self.rate_limit()?;
         Ok(())
     }
 
@@ -546,6 +561,25 @@ impl Config {
             max_connections: positive("server.max_connections", s.max_connections)?
                 .unwrap_or(defaults.max_connections),
         })
+    }
+
+    /// Each principal's request rate, or `None` when `rate_limit` is 0.
+    pub fn rate_limit(&self) -> anyhow::Result<Option<RateLimit>> {
+        let per_second = self.server.rate_limit.unwrap_or(DEFAULT_RATE_LIMIT);
+        if per_second == 0 {
+            return Ok(None);
+        }
+        let per_second = u32::try_from(per_second)
+            .ok()
+            .and_then(NonZeroU32::new)
+            .context("server.rate_limit is too large")?;
+        let burst =
+            positive("server.rate_burst", self.server.rate_burst)?.unwrap_or(DEFAULT_RATE_BURST);
+        let burst = u32::try_from(burst)
+            .ok()
+            .and_then(NonZeroU32::new)
+            .context("server.rate_burst is too large")?;
+        Ok(Some(RateLimit { per_second, burst }))
     }
 
     pub fn shutdown_timeout(&self) -> anyhow::Result<Duration> {
@@ -990,25 +1024,37 @@ mod tests {
     }
 
     #[test]
-    fn connection_limits_have_defaults_and_take_the_environment() {
+    fn connection_limits_and_rates_have_defaults_and_take_the_environment() {
         let c = cfg("", &[]).unwrap();
         assert_eq!(c.conn_limits().unwrap(), ConnLimits::default());
+        let rate = c.rate_limit().unwrap().expect("on by default");
+        assert_eq!((rate.per_second.get(), rate.burst.get()), (100, 500));
         let c = cfg(
             "[server]\nmax_connections = 10\nread_timeout = \"5s\"\n",
-            &[("MCR_SERVER_IDLE_TIMEOUT", "7s")],
+            &[
+                ("MCR_SERVER_IDLE_TIMEOUT", "7s"),
+                ("MCR_SERVER_RATE_LIMIT", "3"),
+                ("MCR_SERVER_RATE_BURST", "4"),
+            ],
         )
         .unwrap();
         let limits = c.conn_limits().unwrap();
         assert_eq!(limits.max_connections, 10);
         assert_eq!(limits.read_timeout, Duration::from_secs(5));
         assert_eq!(limits.idle_timeout, Duration::from_secs(7));
+        let rate = c.rate_limit().unwrap().unwrap();
+        assert_eq!((rate.per_second.get(), rate.burst.get()), (3, 4));
+        let off = cfg("", &[("MCR_SERVER_RATE_LIMIT", "0")]).unwrap();
+        assert_eq!(off.rate_limit().unwrap(), None);
         for (toml_text, field) in [
             ("[server]\nmax_connections = 0\n", "server.max_connections"),
             ("[server]\nwrite_timeout = \"0s\"\n", "server.write_timeout"),
+            ("[server]\nrate_burst = 0\n", "server.rate_burst"),
         ] {
-            let err = cfg(toml_text, &[])
-                .unwrap()
+            let c = cfg(toml_text, &[]).unwrap();
+            let err = c
                 .conn_limits()
+                .and_then(|_| c.rate_limit())
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(field), "{toml_text}: {err}");

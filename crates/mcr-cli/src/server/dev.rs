@@ -36,7 +36,14 @@ pub fn dev_config(
         table.insert(name.to_string(), toml::Value::Table(t));
     };
     let path = |p: &str| data.join(p).display().to_string();
-    section("server", &[("listen_addr", listen.to_string())]);
+    // No rate limit on a laptop unless MCR_SERVER_RATE_LIMIT sets one.
+    section(
+        "server",
+        &[
+            ("listen_addr", listen.to_string()),
+            ("rate_limit", "0".to_string()),
+        ],
+    );
     section("database", &[("path", path("mcr.db"))]);
     section(
         "storage",
@@ -172,5 +179,19 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.gc_grace_period().unwrap().as_secs(), 5);
+    }
+
+    #[test]
+    fn no_rate_limit_unless_the_environment_sets_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, _, _) = dev_config(dir.path(), "127.0.0.1:0", []).unwrap();
+        assert_eq!(c.rate_limit().unwrap(), None);
+        let (c, _, _) = dev_config(
+            dir.path(),
+            "127.0.0.1:0",
+            [("MCR_SERVER_RATE_LIMIT".to_string(), "5".to_string())],
+        )
+        .unwrap();
+        assert_eq!(c.rate_limit().unwrap().map(|r| r.per_second.get()), Some(5));
     }
 }

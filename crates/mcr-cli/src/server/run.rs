@@ -52,6 +52,7 @@ pub async fn build(config: &Config, tasks: TaskTracker) -> anyhow::Result<AppSta
             gc_grace_period: config.gc_grace_period()?,
             gc_interval: config.gc_interval()?,
             upload_max_age: config.upload_max_age()?,
+            rate_limit: config.rate_limit()?,
             ..RegistryConfig::default()
         });
     if let Some(snapshots) = metadata.snapshots {

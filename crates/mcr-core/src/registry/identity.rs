@@ -7,9 +7,20 @@ use crate::ports::{IssuedToken, Secret};
 use crate::principal::Principal;
 
 impl Registry {
-    /// The principal a bearer token stands for.
+    /// The principal a bearer token stands for, once it has drawn this
+    /// request from its rate limit (`Error::TooManyRequests` when empty).
     pub async fn authenticate(&self, token: &Secret) -> Result<Principal> {
-        self.identity.validate(token).await
+        let principal = self.identity.validate(token).await?;
+        self.draw_request(&principal)?;
+        Ok(principal)
+    }
+
+    /// Counts one request against the principal's rate limit, if any.
+    fn draw_request(&self, principal: &Principal) -> Result<()> {
+        match &self.rate {
+            Some(rate) => rate.check(&principal.subject),
+            None => Ok(()),
+        }
     }
 
     /// The principal behind a username and password sent with a request
@@ -22,7 +33,7 @@ impl Registry {
         ip: Option<String>,
     ) -> Result<Principal> {
         let issued = self.login_or_audit(username, password, ip).await?;
-        self.identity.validate(&issued.token).await
+        self.authenticate(&issued.token).await
     }
 
     /// Logs in with a username and password, for a token; failures are
@@ -34,7 +45,7 @@ impl Registry {
         ip: Option<String>,
     ) -> Result<(IssuedToken, Principal)> {
         let issued = self.login_or_audit(username, password, ip.clone()).await?;
-        let principal = self.identity.validate(&issued.token).await?;
+        let principal = self.authenticate(&issued.token).await?;
         let caller = Caller {
             principal: principal.clone(),
             ip,

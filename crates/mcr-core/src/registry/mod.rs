@@ -14,6 +14,7 @@ mod identity;
 mod proxy;
 mod pull;
 mod push;
+mod rate;
 mod snapshot;
 
 use std::collections::BTreeMap;
@@ -27,6 +28,7 @@ pub use gc::{GcReport, GcRun, GcStatus, ReconcileReport, GC_SWEEP_WINDOW, SCHEDU
 pub use health::Readiness;
 pub use pull::{Listing, ManifestContent};
 pub use push::{MountOutcome, PushedManifest};
+pub use rate::RateLimit;
 pub use snapshot::Snapshot;
 
 use crate::audit::{EventType, NewAuditEvent};
@@ -86,6 +88,8 @@ pub struct RegistryConfig {
     /// bound on how long a push waits behind a sweep step. Tests make it
     /// small so a few dozen blobs take many steps.
     pub gc_sweep_window: NonZeroUsize,
+    /// Requests each principal may make; `None`: no limit.
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl Default for RegistryConfig {
@@ -98,6 +102,7 @@ impl Default for RegistryConfig {
             max_page_size: 1000,
             gc_interval: None,
             gc_sweep_window: GC_SWEEP_WINDOW,
+            rate_limit: None,
         }
     }
 }
@@ -137,6 +142,8 @@ pub struct Registry {
     policy_checked: AtomicI64,
     /// The pull-through cache's mirrors; none unless configured.
     mirrors: Mirrors,
+    /// Built from `config.rate_limit` over `clock`.
+    rate: Option<rate::RateLimiter>,
 }
 
 /// The ports a task outliving a use case call needs (a blob fill driven
@@ -172,6 +179,7 @@ impl Registry {
             gc_schedule_since: OnceLock::new(),
             policy_checked: AtomicI64::new(i64::MIN),
             mirrors: Mirrors::default(),
+            rate: None,
         }
     }
 
@@ -242,12 +250,21 @@ impl Registry {
 
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Registry {
         self.clock = clock;
+        self.rate_limits_changed();
         self
     }
 
     pub fn with_config(mut self, config: RegistryConfig) -> Registry {
         self.config = config;
+        self.rate_limits_changed();
         self
+    }
+
+    fn rate_limits_changed(&mut self) {
+        self.rate = self
+            .config
+            .rate_limit
+            .map(|limit| rate::RateLimiter::new(limit, Arc::clone(&self.clock)));
     }
 
     pub fn config(&self) -> &RegistryConfig {

@@ -34,7 +34,7 @@ use mcr_adapters::fs::FsBlobStore;
 use mcr_adapters::sqlite::SqliteMetaStore;
 use mcr_core::audit::{AuditEvent, AuditQuery, EventType};
 use mcr_core::policy::Engine;
-use mcr_core::registry::{Registry, RegistryConfig};
+use mcr_core::registry::{RateLimit, Registry, RegistryConfig};
 use mcr_core::testing::{
     admin, guest, system, user, FakeIdentity, Faults, FaultyBlobStore, ManualClock, TEST_PASSWORD,
 };
@@ -65,6 +65,8 @@ pub struct Setup {
     /// Blob rows per GC sweep step.
     pub gc_sweep_window: NonZeroUsize,
     pub login: Login,
+    /// Each principal's request rate; none by default.
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl Default for Setup {
@@ -76,6 +78,7 @@ impl Default for Setup {
             max_blob_size: RegistryConfig::default().max_blob_size,
             gc_sweep_window: RegistryConfig::default().gc_sweep_window,
             login: Login::Basic,
+            rate_limit: None,
         }
     }
 }
@@ -399,6 +402,7 @@ fn open(
         gc_grace_period: setup.gc_grace,
         max_blob_size: setup.max_blob_size,
         gc_sweep_window: setup.gc_sweep_window,
+        rate_limit: setup.rate_limit,
         ..RegistryConfig::default()
     };
     let registry = Arc::new(

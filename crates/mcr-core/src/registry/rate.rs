@@ -1,0 +1,90 @@
+//! Per-principal request rates: each subject draws from its own bucket
+//! (GCRA, from `governor`), read against the engine's clock so tests move
+//! time by hand.
+//!
+//! Every path that turns credentials into a principal draws one request
+//! ([`Registry::authenticate`](super::Registry::authenticate) and the
+//! logins), so REST, the OCI API, gRPC and an embedding service share one
+//! limit per principal. A refusal is `Error::TooManyRequests` with the
+//! wait, which the edges answer as 429 with `Retry-After`
+//! (distribution-spec: `TOOMANYREQUESTS`).
+
+use std::fmt;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::clock::Clock as RateClock;
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::HashMapStateStore;
+use governor::Quota;
+
+use crate::error::{Error, Result};
+use crate::time::Clock;
+
+/// How many requests a principal may make: `per_second` on average, up to
+/// `burst` at once after a quiet spell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub per_second: NonZeroU32,
+    pub burst: NonZeroU32,
+}
+
+/// How often the buckets of principals that went quiet are dropped, in
+/// requests: they refill to full anyway, so forgetting them loses nothing.
+const PRUNE_EVERY: u64 = 4096;
+
+/// The engine's clock as `governor` reads it: time since the epoch.
+#[derive(Clone)]
+struct EngineClock(Arc<dyn Clock>);
+
+impl RateClock for EngineClock {
+    type Instant = Duration;
+
+    fn now(&self) -> Duration {
+        Duration::from_millis(u64::try_from(self.0.now().as_millis()).unwrap_or(0))
+    }
+}
+
+type Buckets =
+    governor::RateLimiter<String, HashMapStateStore<String>, EngineClock, NoOpMiddleware<Duration>>;
+
+/// One bucket per subject.
+pub(super) struct RateLimiter {
+    buckets: Buckets,
+    clock: EngineClock,
+    checks: AtomicU64,
+}
+
+impl fmt::Debug for RateLimiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimiter").finish_non_exhaustive()
+    }
+}
+
+impl RateLimiter {
+    pub fn new(limit: RateLimit, clock: Arc<dyn Clock>) -> RateLimiter {
+        let quota = Quota::per_second(limit.per_second).allow_burst(limit.burst);
+        let clock = EngineClock(clock);
+        RateLimiter {
+            buckets: governor::RateLimiter::hashmap_with_clock(quota, clock.clone()),
+            clock,
+            checks: AtomicU64::new(0),
+        }
+    }
+
+    /// Draws one request from `subject`'s bucket, or says how long until
+    /// one is there.
+    pub fn check(&self, subject: &str) -> Result<()> {
+        if self.checks.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
+            self.buckets.retain_recent();
+        }
+        self.buckets
+            .check_key(&subject.to_string())
+            .map_err(|not_until| Error::TooManyRequests {
+                what: format!("requests from {subject}"),
+                retry_after: not_until.wait_time_from(self.clock.now()),
+            })
+    }
+}
