@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use mcr_adapters::local_identity::{Key, LocalIdentity};
 use mcr_cli::server::config::Config;
+use mcr_cli::server::listen::ConnLimits;
 use mcr_core::ports::{Secret, TokenValidator};
 use mcr_core::time::SystemClock;
 
@@ -52,6 +53,10 @@ fn the_production_example_is_valid_and_matches_the_deployment() {
     assert!(metrics.ip().is_loopback(), "{metrics}");
     assert_eq!(metrics.port(), 9444);
     assert_eq!(c.gc_interval().unwrap(), None);
+    // The limits it spells out are the defaults.
+    assert_eq!(c.conn_limits().unwrap(), ConnLimits::default());
+    let rate = c.rate_limit().unwrap().expect("a rate limit");
+    assert_eq!((rate.per_second.get(), rate.burst.get()), (100, 500));
 }
 
 #[tokio::test]
@@ -60,6 +65,11 @@ async fn the_dev_example_is_valid_and_admin_logs_in_with_the_documented_password
     let addr = c.listen_addr().unwrap();
     assert!(addr.ip().is_loopback(), "dev listens on loopback only");
     assert!(c.server.tls_cert.is_none(), "dev is plain HTTP");
+    assert_eq!(
+        c.rate_limit().unwrap(),
+        None,
+        "no rate limit, as in mcrsrv dev"
+    );
     // The file says the password of `admin` is "admin".
     let identity = LocalIdentity::with_key(
         c.local.users.clone(),
