@@ -115,12 +115,13 @@ async fn repository_names_may_contain_the_words_of_the_endpoints() {
             "x/manifests/y"
         ]
     );
-    // A percent-encoded slash is a slash.
+    // A percent-encoded slash is data (RFC 3986 section 2.2), never a
+    // separator, and no name component may hold one.
     let r = h
         .user(Method::GET, "/v2/x%2Fmanifests%2Fy/tags/list")
         .send()
         .await;
-    r.assert_status(StatusCode::OK);
+    r.assert_error(StatusCode::BAD_REQUEST, "NAME_INVALID");
 }
 
 #[tokio::test]

@@ -1,5 +1,12 @@
 //! Parsing `/v2/<name>/...` paths. Repository names contain `/`, so the
 //! route is recognised from the end of the path.
+//!
+//! The path's structure is read from its raw `/`-separated segments and
+//! only then is each segment percent-decoded, so an encoded slash (`%2F`)
+//! is data inside one segment, never a separator: it cannot turn a digest
+//! into a path of several parts, and no name may hold one.
+
+use std::borrow::Cow;
 
 use mcr_core::digest::Digest;
 use mcr_core::ids::UploadId;
@@ -31,7 +38,8 @@ enum Endpoint {
 }
 
 impl Endpoint {
-    /// Recognises the endpoint from the end of `path` (after `/v2/`).
+    /// Recognises the endpoint from the end of the raw (still
+    /// percent-encoded) `path` after `/v2/`, so only a real `/` separates.
     fn split(path: &str) -> Option<(Endpoint, &str, &str)> {
         if let Some(repo) = path.strip_suffix("/tags/list") {
             return Some((Endpoint::Tags, repo, ""));
@@ -68,20 +76,27 @@ impl Endpoint {
 
 impl OciRoute {
     /// Parses the part of the path after `/v2/`. `Ok(None)` for a path that
-    /// is no OCI endpoint.
+    /// is no OCI endpoint; a part that is not valid (including one that is
+    /// not UTF-8 once decoded) is refused with that part's error.
     pub fn parse(path: &str) -> Result<Option<OciRoute>, Error> {
-        let path = decode(path)?;
-        let Some((endpoint, repo, last)) = Endpoint::split(&path) else {
+        let Some((endpoint, repo, last)) = Endpoint::split(path) else {
             return Ok(None);
         };
-        let repo = RepoName::new(repo)?;
+        let repo = repo_of(repo)?;
         Ok(Some(match endpoint {
-            Endpoint::Manifest => OciRoute::Manifest(repo, Reference::parse(last)?),
-            Endpoint::Blob => OciRoute::Blob(repo, Digest::parse(last)?),
+            Endpoint::Manifest => {
+                let reference = decoded(last)
+                    .map_err(|_| Error::TagInvalid("the reference is not UTF-8".into()))?;
+                OciRoute::Manifest(repo, Reference::parse(&reference)?)
+            }
+            Endpoint::Blob => OciRoute::Blob(repo, digest_of(last)?),
             Endpoint::UploadStart => OciRoute::UploadStart(repo),
-            Endpoint::Upload => OciRoute::Upload(repo, UploadId::parse(last)?),
+            Endpoint::Upload => {
+                let id = decoded(last).map_err(|_| Error::UploadUnknown(last.to_string()))?;
+                OciRoute::Upload(repo, UploadId::parse(&id)?)
+            }
             Endpoint::Tags => OciRoute::Tags(repo),
-            Endpoint::Referrers => OciRoute::Referrers(repo, Digest::parse(last)?),
+            Endpoint::Referrers => OciRoute::Referrers(repo, digest_of(last)?),
         }))
     }
 
@@ -90,8 +105,7 @@ impl OciRoute {
     /// are valid; `None` for no OCI endpoint. For metrics: it never holds
     /// anything from the path.
     pub fn template(path: &str) -> Option<&'static str> {
-        let path = decode(path).ok()?;
-        Endpoint::split(&path).map(|(e, _, _)| e.template())
+        Endpoint::split(path).map(|(e, _, _)| e.template())
     }
 
     pub fn repository(&self) -> &RepoName {
@@ -106,17 +120,39 @@ impl OciRoute {
     }
 }
 
-/// Percent-decodes a path; borrowed unless it held an escape. A path
-/// without `%` (nearly all) is found by one `memchr` instead of the
-/// decoder's byte-by-byte walk: this runs twice per request (routing and
-/// the metrics' route template).
-fn decode(path: &str) -> Result<std::borrow::Cow<'_, str>, Error> {
-    if !path.contains('%') {
-        return Ok(std::borrow::Cow::Borrowed(path));
+/// One segment, percent-decoded; `Err` if the bytes are not UTF-8. A
+/// segment without `%` (nearly all) is found by one `memchr` instead of
+/// the decoder's byte-by-byte walk: this runs twice per request (routing
+/// and the metrics' route template).
+fn decoded(segment: &str) -> Result<Cow<'_, str>, std::str::Utf8Error> {
+    if !segment.contains('%') {
+        return Ok(Cow::Borrowed(segment));
     }
-    percent_decode_str(path)
-        .decode_utf8()
-        .map_err(|_| Error::NameInvalid("path is not UTF-8".into()))
+    percent_decode_str(segment).decode_utf8()
+}
+
+/// The repository the raw (still percent-encoded) name part of a path
+/// names: each `/`-separated segment decoded, none holding
+/// an encoded `/`.
+fn repo_of(raw: &str) -> Result<RepoName, Error> {
+    let mut parts = Vec::new();
+    for s in raw.split('/') {
+        let part = decoded(s)
+            .map_err(|_| Error::NameInvalid("the repository name is not UTF-8".into()))?;
+        if part.contains('/') {
+            return Err(Error::NameInvalid(format!(
+                "{s:?}: a name component may not hold an encoded '/'"
+            )));
+        }
+        parts.push(part);
+    }
+    RepoName::new(&parts.join("/"))
+}
+
+fn digest_of(segment: &str) -> Result<Digest, Error> {
+    let digest =
+        decoded(segment).map_err(|_| Error::DigestInvalid("the digest is not UTF-8".into()))?;
+    Digest::parse(&digest)
 }
 
 #[cfg(test)]
@@ -183,7 +219,13 @@ mod tests {
             assert_eq!(OciRoute::template(path), Some(template), "{path}");
         }
         assert_eq!(OciRoute::template("x/other"), None);
-        assert_eq!(OciRoute::template("x%ff/tags/list"), None);
+        // The structure is read before decoding: bytes that are not UTF-8
+        // still name the endpoint, and an encoded slash never forms one.
+        assert_eq!(
+            OciRoute::template("x%ff/tags/list"),
+            Some("/v2/<name>/tags/list")
+        );
+        assert_eq!(OciRoute::template("x/tags%2Flist"), None);
     }
 
     #[test]
@@ -203,6 +245,48 @@ mod tests {
         assert!(matches!(
             OciRoute::parse("x/blobs/uploads/not-an-id"),
             Err(Error::UploadUnknown(_))
+        ));
+    }
+
+    #[test]
+    fn an_encoded_slash_is_data_never_a_separator() {
+        let d = d();
+        assert!(matches!(
+            OciRoute::parse("a%2Fb/tags/list"),
+            Err(Error::NameInvalid(_))
+        ));
+        assert!(matches!(
+            OciRoute::parse("a/blobs/sha256:..%2F..%2Fetc%2Fpasswd"),
+            Err(Error::DigestInvalid(_))
+        ));
+        assert!(matches!(
+            OciRoute::parse("a/manifests/..%2Flatest"),
+            Err(Error::TagInvalid(_))
+        ));
+        assert!(matches!(
+            OciRoute::parse("a/blobs/uploads/..%2F..%2Fetc"),
+            Err(Error::UploadUnknown(_))
+        ));
+        // Other escapes decode where they stand.
+        assert_eq!(
+            OciRoute::parse(&format!("a%2db/blobs/{}", d.replace(':', "%3a"))).unwrap(),
+            Some(OciRoute::Blob(
+                RepoName::new("a-b").unwrap(),
+                Digest::parse(&d).unwrap()
+            ))
+        );
+        // Bytes that are not UTF-8 are refused by the part they are in.
+        assert!(matches!(
+            OciRoute::parse("a%ff/tags/list"),
+            Err(Error::NameInvalid(_))
+        ));
+        assert!(matches!(
+            OciRoute::parse("a/blobs/sha256%3A%ff"),
+            Err(Error::DigestInvalid(_))
+        ));
+        assert!(matches!(
+            OciRoute::parse("a/manifests/%ff"),
+            Err(Error::TagInvalid(_))
         ));
     }
 }
