@@ -288,9 +288,9 @@ async fn serve_returns_after_the_signal_only_once_the_gc_run_finished() {
         run::Extra {
             grpc: None,
             metrics: None,
+            limits: listen::ConnLimits::default(),
         },
         None,
-        listen::ConnLimits::default(),
         DRAIN,
         async {
             let _ = signalled.await;

@@ -174,9 +174,12 @@ async fn serve(config: &Config) -> anyhow::Result<()> {
         state,
         background,
         listener,
-        run::Extra { grpc, metrics },
+        run::Extra {
+            grpc,
+            metrics,
+            limits,
+        },
         tls,
-        limits,
         config.shutdown_timeout()?,
         run::shutdown_signal(),
     )

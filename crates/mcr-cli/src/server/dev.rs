@@ -184,11 +184,12 @@ mod tests {
     #[test]
     fn no_rate_limit_unless_the_environment_sets_one() {
         let dir = tempfile::tempdir().unwrap();
-        let (c, _, _) = dev_config(dir.path(), "127.0.0.1:0", []).unwrap();
+        let (c, _, _) = dev_config(dir.path(), "127.0.0.1:0", &[], []).unwrap();
         assert_eq!(c.rate_limit().unwrap(), None);
         let (c, _, _) = dev_config(
             dir.path(),
             "127.0.0.1:0",
+            &[],
             [("MCR_SERVER_RATE_LIMIT".to_string(), "5".to_string())],
         )
         .unwrap();

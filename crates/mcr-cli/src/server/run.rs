@@ -263,12 +263,15 @@ async fn identity(
     Ok(Arc::new(identity))
 }
 
-/// What [`serve`] listens on besides the API.
+/// What [`serve`] listens on besides the API, and the limits every
+/// listener's connections live under.
 pub struct Extra {
     /// gRPC, sharing the API's TLS certificate.
     pub grpc: Option<TcpListener>,
     /// Prometheus metrics, plain HTTP.
     pub metrics: Option<(TcpListener, Metrics)>,
+    /// `[server]` timeouts and connection cap, for every listener.
+    pub limits: listen::ConnLimits,
 }
 
 /// Serves until `shutdown` resolves (SIGINT or SIGTERM in `mcrsrv`, see
@@ -283,11 +286,11 @@ pub async fn serve(
     listener: TcpListener,
     extra: Extra,
     tls: Option<TlsAcceptor>,
-    limits: listen::ConnLimits,
     shutdown_timeout: Duration,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let registry = Arc::clone(&state.registry);
+    let limits = extra.limits;
     background.write_audit(&registry);
     background.purge_uploads(Arc::clone(&registry), PURGE_INTERVAL);
     background.schedule_gc(Arc::clone(&registry));
