@@ -36,14 +36,7 @@ pub fn dev_config(
         table.insert(name.to_string(), toml::Value::Table(t));
     };
     let path = |p: &str| data.join(p).display().to_string();
-    // No rate limit on a laptop unless MCR_SERVER_RATE_LIMIT sets one.
-    section(
-        "server",
-        &[
-            ("listen_addr", listen.to_string()),
-            ("rate_limit", "0".to_string()),
-        ],
-    );
+    section("server", &[("listen_addr", listen.to_string())]);
     section("database", &[("path", path("mcr.db"))]);
     section(
         "storage",
@@ -52,6 +45,10 @@ pub fn dev_config(
             ("uploads_path", path("uploads")),
         ],
     );
+    // No rate limit on a laptop unless MCR_SERVER_RATE_LIMIT sets one.
+    if let Some(toml::Value::Table(server)) = table.get_mut("server") {
+        server.insert("rate_limit".to_string(), toml::Value::Integer(0));
+    }
     let mut mirrors = Vec::new();
     for p in proxies {
         let Some((prefix, upstream)) = p.split_once('=') else {
