@@ -47,12 +47,19 @@ pub async fn build(config: &Config, tasks: TaskTracker) -> anyhow::Result<AppSta
         metadata.store.clone(),
     )
     .await?;
+    // Replicas sharing PostgreSQL change manifests this process never
+    // hears of, so they cannot keep a manifest cache true: it is off.
+    let manifest_cache_entries = match metadata.coordination {
+        Some(_) => 0,
+        None => RegistryConfig::default().manifest_cache_entries,
+    };
     let mut registry = Registry::new(metadata.store, blobs, identity, Arc::new(Engine::new()))
         .with_config(RegistryConfig {
             gc_grace_period: config.gc_grace_period()?,
             gc_interval: config.gc_interval()?,
             upload_max_age: config.upload_max_age()?,
             rate_limit: config.rate_limit()?,
+            manifest_cache_entries,
             ..RegistryConfig::default()
         });
     if let Some(snapshots) = metadata.snapshots {

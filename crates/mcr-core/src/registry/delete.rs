@@ -19,18 +19,21 @@ impl Registry {
         reference: &Reference,
     ) -> Result<()> {
         self.authorize(caller, Action::Delete, Some(repo)).await?;
+        let change = self.manifests.change(repo);
         let (deleted, event, digest) = match reference {
             Reference::Digest(d) => (
-                self.meta.delete_manifest(repo, d).await?,
+                self.meta.delete_manifest(repo, d).await,
                 EventType::ManifestDeleted,
                 Some(d),
             ),
             Reference::Tag(t) => (
-                self.meta.delete_tag(repo, t).await?,
+                self.meta.delete_tag(repo, t).await,
                 EventType::TagDeleted,
                 None,
             ),
         };
+        change.done();
+        let deleted = deleted?;
         if !deleted {
             return Err(self.manifest_missing(repo, reference).await?);
         }
@@ -75,11 +78,10 @@ impl Registry {
         self.check_policy(caller, Action::Delete, Some(repo))
             .await?;
         self.authorize_admin(caller).await?;
-        let uploads = self
-            .meta
-            .delete_repository(repo)
-            .await?
-            .ok_or_else(|| Error::NameUnknown(repo.clone()))?;
+        let change = self.manifests.change(repo);
+        let deleted = self.meta.delete_repository(repo).await;
+        change.done();
+        let uploads = deleted?.ok_or_else(|| Error::NameUnknown(repo.clone()))?;
         for id in &uploads {
             self.blobs.cancel_upload(id).await?;
         }

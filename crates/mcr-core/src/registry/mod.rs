@@ -11,6 +11,7 @@ mod delete;
 mod gc;
 mod health;
 mod identity;
+mod manifest_cache;
 mod proxy;
 mod pull;
 mod push;
@@ -90,6 +91,18 @@ pub struct RegistryConfig {
     pub gc_sweep_window: NonZeroUsize,
     /// Requests each principal may make; `None`: no limit.
     pub rate_limit: Option<RateLimit>,
+    /// Manifests (by repository and tag or digest) kept in memory so a
+    /// pull answers without reading the `MetaStore`; 0 turns the cache
+    /// off. It must be 0 when other processes change the same metadata
+    /// store (replicas sharing PostgreSQL): their pushes and deletes do
+    /// not reach this process's cache, which only this process's own
+    /// use cases keep true (`registry::manifest_cache` has the argument).
+    /// Mirrored repositories are never cached (their tags are
+    /// revalidated upstream).
+    pub manifest_cache_entries: usize,
+    /// The most manifest bytes the cache holds; a manifest larger than
+    /// this is never cached.
+    pub manifest_cache_bytes: usize,
 }
 
 impl Default for RegistryConfig {
@@ -103,9 +116,18 @@ impl Default for RegistryConfig {
             gc_interval: None,
             gc_sweep_window: GC_SWEEP_WINDOW,
             rate_limit: None,
+            manifest_cache_entries: DEFAULT_MANIFEST_CACHE_ENTRIES,
+            manifest_cache_bytes: DEFAULT_MANIFEST_CACHE_BYTES,
         }
     }
 }
+
+/// [`RegistryConfig::manifest_cache_entries`] by default.
+pub const DEFAULT_MANIFEST_CACHE_ENTRIES: usize = 4096;
+
+/// [`RegistryConfig::manifest_cache_bytes`] by default: 64 MiB, sixteen
+/// of the largest manifests a push may store.
+pub const DEFAULT_MANIFEST_CACHE_BYTES: usize = 64 << 20;
 
 /// Repository summaries read per step when [`Registry::proxies`] sums a
 /// mirror's cache.
@@ -144,6 +166,8 @@ pub struct Registry {
     mirrors: Mirrors,
     /// Built from `config.rate_limit` over `clock`.
     rate: Option<rate::RateLimiter>,
+    /// Built from `config.manifest_cache_*`.
+    manifests: manifest_cache::ManifestCache,
 }
 
 /// The ports a task outliving a use case call needs (a blob fill driven
@@ -180,6 +204,7 @@ impl Registry {
             policy_checked: AtomicI64::new(i64::MIN),
             mirrors: Mirrors::default(),
             rate: None,
+            manifests: manifest_cache(&RegistryConfig::default()),
         }
     }
 
@@ -243,6 +268,8 @@ impl Registry {
 
     /// Takes locks through `coordination`: what replicas sharing the stores
     /// must do (the default, [`LocalCoordination`], serves one process).
+    /// Replicas must also turn the manifest cache off
+    /// ([`RegistryConfig::manifest_cache_entries`] = 0).
     pub fn with_coordination(mut self, coordination: Arc<dyn Coordination>) -> Registry {
         self.coordination = coordination;
         self
@@ -257,6 +284,7 @@ impl Registry {
     pub fn with_config(mut self, config: RegistryConfig) -> Registry {
         self.config = config;
         self.rate_limits_changed();
+        self.manifests = manifest_cache(&self.config);
         self
     }
 
@@ -520,6 +548,10 @@ impl Registry {
                 .min(self.config.max_page_size),
         }
     }
+}
+
+fn manifest_cache(config: &RegistryConfig) -> manifest_cache::ManifestCache {
+    manifest_cache::ManifestCache::new(config.manifest_cache_entries, config.manifest_cache_bytes)
 }
 
 /// Builds a details map from pairs.

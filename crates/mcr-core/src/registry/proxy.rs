@@ -80,7 +80,13 @@ impl Registry {
             Ok(None) => {
                 // The upstream no longer has the tag: neither do we.
                 at.mirror.forget(repo, tag);
-                self.meta.delete_tag(repo, tag).await?;
+                // Mirrors are never cached; every change of manifests
+                // goes through the cache all the same, so the rule has no
+                // exception to keep in mind.
+                let change = self.manifests.change(repo);
+                let deleted = self.meta.delete_tag(repo, tag).await;
+                change.done();
+                deleted?;
                 Ok(None)
             }
             Err(e) if at.mirror.config.offline => {
@@ -131,7 +137,10 @@ impl Registry {
             .map_err(bad);
         let new = at.mirror.asked(new)?;
         let digest = new.digest.clone();
-        self.meta.put_manifest(new).await?;
+        let change = self.manifests.change(repo);
+        let stored = self.meta.put_manifest(new).await;
+        change.done();
+        stored?;
         if let Reference::Tag(tag) = reference {
             at.mirror.confirm(repo, tag, self.clock.now());
         }

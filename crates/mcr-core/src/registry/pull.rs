@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::manifest::Descriptor;
 use crate::media::MediaType;
 use crate::names::{Reference, RepoName, Tag};
-use crate::ports::{BlobBody, BlobInfo, ByteRange};
+use crate::ports::{BlobBody, BlobInfo, ByteRange, ManifestRecord};
 use crate::principal::Action;
 
 /// A manifest as served.
@@ -21,6 +21,30 @@ pub struct ManifestContent {
     pub media_type: MediaType,
     pub raw: Bytes,
     pub subject: Option<Digest>,
+}
+
+impl ManifestContent {
+    /// What is served of a stored manifest; the bytes are shared, not
+    /// copied.
+    fn of(record: &ManifestRecord) -> ManifestContent {
+        ManifestContent {
+            digest: record.digest.clone(),
+            media_type: record.media_type.clone(),
+            raw: record.raw.clone(),
+            subject: record.subject.clone(),
+        }
+    }
+}
+
+impl From<ManifestRecord> for ManifestContent {
+    fn from(record: ManifestRecord) -> ManifestContent {
+        ManifestContent {
+            digest: record.digest,
+            media_type: record.media_type,
+            raw: record.raw,
+            subject: record.subject,
+        }
+    }
 }
 
 /// One page of a listing; `more` says a next page exists, starting after
@@ -53,27 +77,46 @@ impl Registry {
         reference: &Reference,
     ) -> Result<ManifestContent> {
         self.authorize(caller, Action::Pull, Some(repo)).await?;
-        let record = match self.mirrors.find(repo) {
-            Some(at) => self.mirrored_manifest(caller, &at, repo, reference).await?,
-            None => self.meta.get_manifest(repo, reference).await?,
+        let content = match self.mirrors.find(repo) {
+            Some(at) => self
+                .mirrored_manifest(caller, &at, repo, reference)
+                .await?
+                .map(ManifestContent::from),
+            None => self.stored_manifest(repo, reference).await?,
         };
-        let Some(record) = record else {
+        let Some(content) = content else {
             return Err(self.manifest_missing(repo, reference).await?);
         };
         self.audit_read(
             caller,
             EventType::ManifestPulled,
             Some(repo),
-            Some(&record.digest),
+            Some(&content.digest),
             details([("reference", reference.to_string())]),
         )
         .await?;
-        Ok(ManifestContent {
-            digest: record.digest,
-            media_type: record.media_type,
-            raw: record.raw,
-            subject: record.subject,
-        })
+        Ok(content)
+    }
+
+    /// A manifest of a repository that is not a mirror: from the manifest
+    /// cache, or read from the `MetaStore` and cached (see
+    /// `manifest_cache` for why an entry is never older than an answered
+    /// change). Absences are not cached.
+    async fn stored_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<Option<ManifestContent>> {
+        if let Some(hit) = self.manifests.get(repo, reference) {
+            return Ok(Some(ManifestContent::of(&hit)));
+        }
+        let fill = self.manifests.fill();
+        let Some(record) = self.meta.get_manifest(repo, reference).await? else {
+            return Ok(None);
+        };
+        let content = ManifestContent::of(&record);
+        fill.insert(repo, reference, record);
+        Ok(Some(content))
     }
 
     /// The error for a manifest that is not there: the repository or the

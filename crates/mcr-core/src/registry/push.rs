@@ -423,7 +423,10 @@ impl Registry {
         let (digest, subject, all_tags) =
             (new.digest.clone(), new.subject.clone(), new.tags.clone());
         // One step for the manifest and every tag: a failure moves none.
-        self.meta.put_manifest(new).await?;
+        let change = self.manifests.change(repo);
+        let stored = self.meta.put_manifest(new).await;
+        change.done();
+        stored?;
         let mut d = BTreeMap::new();
         if !all_tags.is_empty() {
             let names: Vec<&str> = all_tags.iter().map(Tag::as_str).collect();

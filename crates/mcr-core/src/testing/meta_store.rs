@@ -38,6 +38,12 @@ pub struct FakeMetaStore {
     /// Where [`FakeMetaStore::hold_next_rule_read`] stops a read of the
     /// rules: after it read, before it answers.
     rule_read_pause: PausePoint,
+    /// Where [`FakeMetaStore::hold_next_manifest_read`] stops a read of a
+    /// manifest: after it read, before it answers.
+    manifest_read_pause: PausePoint,
+    /// Where [`FakeMetaStore::hold_next_manifest_write`] stops a write of
+    /// manifests or tags: before it writes.
+    manifest_write_pause: PausePoint,
 }
 
 #[derive(Debug, Default)]
@@ -185,6 +191,20 @@ impl FakeMetaStore {
         self.rule_read_pause.arm()
     }
 
+    /// Stops the next `get_manifest` once it has read, before it answers,
+    /// until the returned [`Hold`] is released: to let a tag move between
+    /// a pull's read and what the pull does with it.
+    pub fn hold_next_manifest_read(&self) -> Hold {
+        self.manifest_read_pause.arm()
+    }
+
+    /// Stops the next `put_manifest`, `delete_manifest` or `delete_tag`
+    /// before it writes, until the returned [`Hold`] is released: to drop
+    /// a change in the middle of its write.
+    pub fn hold_next_manifest_write(&self) -> Hold {
+        self.manifest_write_pause.arm()
+    }
+
     /// Every audit event, oldest first.
     pub fn audit_log(&self) -> Vec<AuditEvent> {
         self.lock().audit.clone()
@@ -292,6 +312,7 @@ impl RepositoryStore for FakeMetaStore {
 #[async_trait]
 impl ManifestStore for FakeMetaStore {
     async fn put_manifest(&self, m: NewManifest) -> Result<()> {
+        self.manifest_write_pause.pass().await;
         let refused = self
             .refused_tag
             .lock()
@@ -341,20 +362,24 @@ impl ManifestStore for FakeMetaStore {
         repo: &RepoName,
         reference: &Reference,
     ) -> Result<Option<ManifestRecord>> {
-        let state = self.lock();
-        let Some(r) = state.repos.get(repo) else {
-            return Ok(None);
+        let record = {
+            let state = self.lock();
+            state.repos.get(repo).and_then(|r| {
+                let digest = match reference {
+                    Reference::Digest(d) => Some(d),
+                    Reference::Tag(t) => r.tags.get(t),
+                };
+                digest
+                    .and_then(|d| r.manifests.get(d))
+                    .map(|m| m.record.clone())
+            })
         };
-        let digest = match reference {
-            Reference::Digest(d) => Some(d),
-            Reference::Tag(t) => r.tags.get(t),
-        };
-        Ok(digest
-            .and_then(|d| r.manifests.get(d))
-            .map(|m| m.record.clone()))
+        self.manifest_read_pause.pass().await;
+        Ok(record)
     }
 
     async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
+        self.manifest_write_pause.pass().await;
         let mut state = self.lock();
         let Some(r) = state.repos.get_mut(repo) else {
             return Ok(false);
@@ -367,6 +392,7 @@ impl ManifestStore for FakeMetaStore {
     }
 
     async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool> {
+        self.manifest_write_pause.pass().await;
         Ok(self
             .lock()
             .repos
