@@ -6,7 +6,8 @@
 //! (issue 16, case 3). hyper bounds the wait for an HTTP/1.1 request's
 //! headers itself (`read_timeout`, in `listen`); this module adds the two
 //! bounds it lacks, for connections hyper serves ([`ConnIo`]) and for the
-//! writes of responses mcrsrv frames itself ([`writable`], [`write_all`]):
+//! writes of responses mcrsrv frames itself ([`writable`], [`write_all`],
+//! [`write_all_after`]):
 //!
 //! - **idle**: a connection with no request in flight for `idle_timeout`
 //!   is closed. Requests count as in flight from the moment the service
@@ -20,7 +21,7 @@
 //!   again, so a slow reader is fine and only one that stopped is not.
 
 use std::future::Future;
-use std::io;
+use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -246,21 +247,37 @@ pub(super) async fn writable(stream: &TcpStream, stall: Duration) -> io::Result<
         .map_err(|_| write_stalled())?
 }
 
-/// Writes all of `buf`, failing when the socket takes nothing for
-/// `stall`; any progress starts the clock again.
-pub(super) async fn write_all(
+/// Writes all of `first` and then all of `then` with vectored writes
+/// (one `writev` when the socket takes both), failing when the socket
+/// takes nothing for `stall`; any progress starts the clock again.
+/// `then` is sent from where it is, not copied behind `first`.
+pub(super) async fn write_all_after(
     stream: &mut TcpStream,
-    mut buf: &[u8],
+    first: &[u8],
+    then: &[u8],
     stall: Duration,
 ) -> io::Result<()> {
-    while !buf.is_empty() {
-        let n = tokio::time::timeout(stall, stream.write(buf))
+    let mut slices = [IoSlice::new(first), IoSlice::new(then)];
+    let mut bufs = &mut slices[..];
+    // Drops empty slices up front; each advance drops those written.
+    IoSlice::advance_slices(&mut bufs, 0);
+    while !bufs.is_empty() {
+        let n = tokio::time::timeout(stall, stream.write_vectored(bufs))
             .await
             .map_err(|_| write_stalled())??;
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
-        buf = &buf[n..];
+        IoSlice::advance_slices(&mut bufs, n);
     }
     Ok(())
+}
+
+/// Writes all of `buf`, failing as [`write_all_after`] does.
+pub(super) async fn write_all(
+    stream: &mut TcpStream,
+    buf: &[u8],
+    stall: Duration,
+) -> io::Result<()> {
+    write_all_after(stream, buf, &[], stall).await
 }

@@ -22,8 +22,12 @@ use tokio::net::TcpStream;
 use super::head::has_token;
 use super::{file, limits};
 
-/// A body up to this size goes out in the same write as the head.
-const INLINE_BODY: usize = 64 << 10;
+/// Frames smaller than this are copied behind the head (and each other)
+/// and go out together; copying a few KiB costs less than another write.
+const COPY_BELOW: usize = 4 << 10;
+
+/// Gathered bytes are written once they reach this size.
+const GATHER: usize = 64 << 10;
 
 /// How the connection should go on after a response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,8 +124,10 @@ pub(super) async fn write(
 }
 
 /// Writes the head in `out` and then `body`: with `length`, exactly that
-/// many bytes, else chunked. Small frames are gathered behind the head
-/// into one write; large ones are written from where they are.
+/// many bytes, else chunked. Small frames are gathered behind the head;
+/// a larger one (a manifest, a blob's chunk) is written from where it is,
+/// in one vectored write with what was gathered before it, so the head
+/// and a whole manifest still leave in one `writev` without copying it.
 async fn write_body(
     stream: &mut TcpStream,
     mut out: BytesMut,
@@ -144,17 +150,16 @@ async fn write_body(
         if chunked {
             let _ = write!((&mut out).writer(), "{:x}\r\n", data.len());
         }
-        if data.len() >= INLINE_BODY {
-            limits::write_all(stream, &out, stall).await?;
+        if data.len() >= COPY_BELOW {
+            limits::write_all_after(stream, &out, &data, stall).await?;
             out.clear();
-            limits::write_all(stream, &data, stall).await?;
         } else {
             out.put_slice(&data);
         }
         if chunked {
             out.put_slice(b"\r\n");
         }
-        if out.len() >= INLINE_BODY {
+        if out.len() >= GATHER {
             limits::write_all(stream, &out, stall).await?;
             out.clear();
         }
@@ -167,4 +172,63 @@ async fn write_body(
         None => out.put_slice(b"0\r\n\r\n"),
     }
     limits::write_all(stream, &out, stall).await
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// Writes `resp` through a real socket and returns what the client got.
+    async fn sent(resp: Response<Body>) -> Vec<u8> {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
+        let writer = tokio::spawn(async move {
+            write(&mut server, resp, false, true, Duration::from_secs(10))
+                .await
+                .unwrap()
+        });
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.unwrap();
+        assert_eq!(writer.await.unwrap(), After::Close);
+        got
+    }
+
+    fn body_of(got: &[u8]) -> &[u8] {
+        let end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        &got[end + 4..]
+    }
+
+    #[tokio::test]
+    async fn a_large_body_follows_its_head_whole() {
+        let manifest = vec![b'm'; 31_249];
+        let got = sent(Response::new(Body::from(manifest.clone()))).await;
+        let head = String::from_utf8_lossy(&got[..got.len() - manifest.len()]).into_owned();
+        assert!(head.contains("content-length: 31249\r\n"), "{head}");
+        assert_eq!(body_of(&got), &manifest[..]);
+    }
+
+    #[tokio::test]
+    async fn chunked_frames_small_and_large_keep_their_order_and_framing() {
+        // Larger than the socket takes at once: the vectored write
+        // goes on from where a partial one stopped.
+        let large = vec![b'x'; 4 << 20];
+        let frames: Vec<Result<Bytes, io::Error>> = vec![
+            Ok(Bytes::from_static(b"ab")),
+            Ok(Bytes::from(large.clone())),
+            Ok(Bytes::from_static(b"cd")),
+        ];
+        let body = Body::from_stream(futures_util::stream::iter(frames));
+        let got = sent(Response::new(body)).await;
+        let mut expected = b"2\r\nab\r\n".to_vec();
+        expected.extend_from_slice(format!("{:x}\r\n", large.len()).as_bytes());
+        expected.extend_from_slice(&large);
+        expected.extend_from_slice(b"\r\n2\r\ncd\r\n0\r\n\r\n");
+        assert_eq!(body_of(&got), &expected[..]);
+    }
 }
