@@ -1,6 +1,7 @@
 //! `RepositoryStore` on PostgreSQL.
 
 use async_trait::async_trait;
+use deadpool_postgres::Transaction;
 use mcr_core::digest::Digest;
 use mcr_core::ids::UploadId;
 use mcr_core::media::MediaType;
@@ -11,6 +12,16 @@ use tokio_postgres::Row;
 
 use super::rows::{all, blob_info, change, limit_of, one, parsed, time_at, u64_at};
 use super::{sql, PostgresMetaStore, StepResult};
+
+/// Locks the repository's row until the step ends (steps adding to it
+/// finish before, or wait and see what this one did); its id, `None` if
+/// there is none.
+async fn lock_repo(tx: &Transaction<'_>, repo: &RepoName) -> StepResult<Option<i64>> {
+    one(tx, sql::LOCK_REPO_FOR_DELETE, &[&repo.as_str()], |r| {
+        Ok(r.try_get::<_, i64>(0)?)
+    })
+    .await
+}
 
 /// A row of `summary_select!`: the summary, and the repository's id.
 fn summary(row: &Row) -> StepResult<(RepoSummary, i64)> {
@@ -104,11 +115,7 @@ impl RepositoryStore for PostgresMetaStore {
             Box::pin(async move {
                 // Locked first: steps adding to it finish before, or wait
                 // and find it gone; the sessions read next are all of them.
-                let Some(id) = one(tx, sql::LOCK_REPO_FOR_DELETE, &[&repo.as_str()], |r| {
-                    Ok(r.try_get::<_, i64>(0)?)
-                })
-                .await?
-                else {
+                let Some(id) = lock_repo(tx, repo).await? else {
                     return Ok(None);
                 };
                 let uploads = all(tx, sql::REPO_UPLOADS, &[&id], |r| {
@@ -124,14 +131,28 @@ impl RepositoryStore for PostgresMetaStore {
         .await
     }
 
+    async fn empty_repository(&self, repo: &RepoName) -> Result<bool> {
+        self.write("emptying a repository", repo.clone(), |tx, repo| {
+            Box::pin(async move {
+                // Locked first, as for a delete: steps adding to it finish
+                // before, or wait and find it emptied.
+                let Some(id) = lock_repo(tx, repo).await? else {
+                    return Ok(false);
+                };
+                // Cascades to the manifests' references and tags.
+                let manifests = change(tx, sql::DELETE_REPO_MANIFESTS, &[&id]).await?;
+                let links = change(tx, sql::DELETE_REPO_LINKS, &[&id]).await?;
+                change(tx, sql::PRUNE_REPO, &[&id]).await?;
+                Ok(manifests + links > 0)
+            })
+        })
+        .await
+    }
+
     async fn prune_repository(&self, repo: &RepoName) -> Result<bool> {
         self.write("pruning an empty repository", repo.clone(), |tx, repo| {
             Box::pin(async move {
-                let Some(id) = one(tx, sql::LOCK_REPO_FOR_DELETE, &[&repo.as_str()], |r| {
-                    Ok(r.try_get::<_, i64>(0)?)
-                })
-                .await?
-                else {
+                let Some(id) = lock_repo(tx, repo).await? else {
                     return Ok(false);
                 };
                 // A statement of its own, after the lock: it sees whatever

@@ -72,6 +72,8 @@ pub(super) const DETAIL_BLOBS: &str = "SELECT b.digest, b.size FROM repository_b
     JOIN blobs b ON b.digest = rb.digest WHERE rb.repository_id = $1 ORDER BY rb.digest";
 pub(super) const REPO_UPLOADS: &str = "SELECT id FROM uploads WHERE repository_id = $1 ORDER BY id";
 pub(super) const DELETE_REPO: &str = "DELETE FROM repositories WHERE id = $1";
+pub(super) const DELETE_REPO_MANIFESTS: &str = "DELETE FROM manifests WHERE repository_id = $1";
+pub(super) const DELETE_REPO_LINKS: &str = "DELETE FROM repository_blobs WHERE repository_id = $1";
 pub(super) const PRUNE_REPO: &str = "DELETE FROM repositories r WHERE r.id = $1
     AND NOT EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id)
     AND NOT EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.repository_id = r.id)

@@ -102,6 +102,21 @@ impl RepositoryStore for SqliteMetaStore {
         .await
     }
 
+    async fn empty_repository(&self, repo: &RepoName) -> Result<bool> {
+        let repo = repo.clone();
+        self.write("emptying a repository", move |tx| {
+            let Some(id) = repo_id(tx, &repo)? else {
+                return Ok(false);
+            };
+            // Cascades to the manifests' references and tags.
+            let manifests = change(tx, sql::DELETE_REPO_MANIFESTS, [id])?;
+            let links = change(tx, sql::DELETE_REPO_LINKS, [id])?;
+            change(tx, sql::PRUNE_REPOSITORY, [repo.as_str()])?;
+            Ok(manifests + links > 0)
+        })
+        .await
+    }
+
     async fn prune_repository(&self, repo: &RepoName) -> Result<bool> {
         let repo = repo.clone();
         self.write("pruning an empty repository", move |tx| {

@@ -68,6 +68,8 @@ pub(super) const DETAIL_BLOBS: &str = "SELECT b.digest, b.size FROM repository_b
     JOIN blobs b ON b.digest = rb.digest WHERE rb.repository_id = ?1 ORDER BY rb.digest";
 pub(super) const REPO_UPLOADS: &str = "SELECT id FROM uploads WHERE repository_id = ?1 ORDER BY id";
 pub(super) const DELETE_REPO: &str = "DELETE FROM repositories WHERE id = ?1";
+pub(super) const DELETE_REPO_MANIFESTS: &str = "DELETE FROM manifests WHERE repository_id = ?1";
+pub(super) const DELETE_REPO_LINKS: &str = "DELETE FROM repository_blobs WHERE repository_id = ?1";
 
 // Manifests and tags.
 pub(super) const IS_LINKED: &str =
@@ -241,6 +243,8 @@ mod tests {
             ("DETAIL_MANIFESTS", DETAIL_MANIFESTS, &[]),
             ("DETAIL_BLOBS", DETAIL_BLOBS, &[]),
             ("REPO_UPLOADS", REPO_UPLOADS, &[]),
+            ("DELETE_REPO_MANIFESTS", DELETE_REPO_MANIFESTS, &[]),
+            ("DELETE_REPO_LINKS", DELETE_REPO_LINKS, &[]),
             ("IS_LINKED", IS_LINKED, &[]),
             ("MANIFEST_ID", MANIFEST_ID, &[]),
             ("MANIFEST_BY_TAG", MANIFEST_BY_TAG, &[]),

@@ -68,6 +68,13 @@ pub trait RepositoryStore: Send + Sync + 'static {
     /// sessions in one step, returning the sessions so their data can be
     /// discarded. Blob rows stay for GC. `None` if there was no repository.
     async fn delete_repository(&self, repo: &RepoName) -> Result<Option<Vec<UploadId>>>;
+    /// Deletes the repository's manifests (their references and tags with
+    /// them) and blob links in one step, but not its upload sessions: an
+    /// upload in progress (a pull-through cache's fill) still finishes
+    /// into it. The repository itself goes too when no session is left.
+    /// Blob rows stay for GC. Returns whether it held a manifest or a
+    /// link.
+    async fn empty_repository(&self, repo: &RepoName) -> Result<bool>;
     /// Deletes the repository if it holds nothing — no manifest, blob link
     /// or upload session — in one step; returns whether it did. Undoes the
     /// implicit creation by a push that failed.

@@ -294,6 +294,22 @@ impl RepositoryStore for FakeMetaStore {
         Ok(Some(ids))
     }
 
+    async fn empty_repository(&self, repo: &RepoName) -> Result<bool> {
+        let mut state = self.lock();
+        let busy = state.uploads.values().any(|u| &u.repository == repo);
+        let Some(r) = state.repos.get_mut(repo) else {
+            return Ok(false);
+        };
+        let held = r.holds_content();
+        r.manifests.clear();
+        r.tags.clear();
+        r.links.clear();
+        if !busy {
+            state.repos.remove(repo);
+        }
+        Ok(held)
+    }
+
     async fn prune_repository(&self, repo: &RepoName) -> Result<bool> {
         let mut state = self.lock();
         let busy = state.uploads.values().any(|u| &u.repository == repo);

@@ -78,6 +78,7 @@ pub const META_STORE_CHECKS: &[Check<dyn MetaStore>] = checks![dyn MetaStore =>
     sweep_goes_on_past_windows_with_no_garbage,
     long_listings_come_whole_in_order_while_they_change,
     delete_repository_returns_its_uploads_and_keeps_blob_rows,
+    empty_repository_keeps_its_sessions_and_blob_rows,
     repository_summaries_and_detail,
     policy_rules_crud,
     revocations_last_until_the_token_expires,
@@ -1458,6 +1459,75 @@ async fn delete_repository_returns_its_uploads_and_keeps_blob_rows(s: Store) {
     let detail = ok(s.repository_detail(&a).await, "detail").expect("recreated");
     assert_eq!(detail.summary.manifest_count, 0);
     assert_eq!(detail.blobs, vec![fresh]);
+}
+
+async fn empty_repository_keeps_its_sessions_and_blob_rows(s: Store) {
+    let (a, c) = (repo("a"), repo("c"));
+    let layer = upload(&s, &a, b"layer", t(1)).await;
+    let m = tagged(image(&a, "m", &[&layer], t(2)), "v1");
+    put(&s, &m).await;
+    let fill = session(&s, &a, t(3)).await;
+    upload(&s, &c, b"other", t(4)).await;
+
+    assert!(ok(s.empty_repository(&a).await, "empty_repository"));
+    assert_eq!(by_tag(&s, &a, "v1").await, None, "a tag survived");
+    assert!(
+        !has_manifest(&s, &a, &m.digest).await,
+        "a manifest survived"
+    );
+    assert_eq!(linked(&s, &a, &layer.digest).await, None, "a link survived");
+    assert!(!exists(&s, &a).await, "an emptied repository holds nothing");
+    assert!(has_row(&s, &layer.digest).await, "blob rows stay for GC");
+    assert_eq!(
+        sweep(&s, t(4)).await,
+        vec![layer.clone()],
+        "the manifest no longer protects its blobs"
+    );
+    assert_eq!(
+        ok(s.get_upload(&fill.id).await, "get_upload").map(|u| u.id),
+        Some(fill.id.clone()),
+        "an upload in progress is kept"
+    );
+    let filled = info(b"filled");
+    ok(
+        s.complete_upload(&fill.id, &filled, t(5)).await,
+        "complete_upload after emptying",
+    );
+    assert_eq!(linked(&s, &a, &filled.digest).await, Some(filled.clone()));
+    assert_eq!(
+        repos(&s, page(None, ALL)).await,
+        strings(&["a", "c"]),
+        "the finished upload's repository"
+    );
+    let created = |name: &'static str| {
+        let s = &s;
+        async move {
+            ok(s.repository_summaries(&page(None, ALL)).await, "summaries")
+                .into_iter()
+                .find(|r| r.name.as_str() == name)
+                .map(|r| r.created)
+        }
+    };
+    assert_eq!(
+        created("a").await,
+        Some(t(1)),
+        "kept while a session was open"
+    );
+
+    // Without a session the repository goes whole: a new one is new.
+    assert!(ok(s.empty_repository(&c).await, "empty_repository c"));
+    upload(&s, &c, b"again", t(20)).await;
+    assert_eq!(created("c").await, Some(t(20)), "c was made again");
+
+    assert!(ok(s.empty_repository(&c).await, "empty c again"));
+    assert!(
+        !ok(s.empty_repository(&c).await, "empty an emptied one"),
+        "nothing was held"
+    );
+    assert!(!ok(
+        s.empty_repository(&repo("ghost")).await,
+        "empty unknown"
+    ));
 }
 
 async fn repository_summaries_and_detail(s: Store) {
