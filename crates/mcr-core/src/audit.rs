@@ -60,6 +60,7 @@ event_types! {
     LoginFailed => "login_failed",
     Logout => "logout",
     ProxyFetched => "proxy_fetched",
+    ProxyCacheDropped => "proxy_cache_dropped",
 }
 
 impl fmt::Display for EventType {

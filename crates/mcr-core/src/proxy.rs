@@ -12,7 +12,8 @@
 //! | `mcr_proxy_cache_misses_total` | counter | pulls that fetched a manifest or blob from the upstream |
 //! | `mcr_proxy_upstream_errors_total` | counter | upstream requests that failed, and manifests or blobs it sent that were unusable |
 //!
-//! The use cases that consult it are in `registry::proxy`.
+//! The use cases that consult it are in `registry::proxy` (pulls) and
+//! `registry::cache` (the admin listing, dropping a repository's cache).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -151,6 +152,12 @@ impl Mirror {
 
     pub(crate) fn forget(&self, repo: &RepoName, tag: &Tag) {
         self.confirmed().remove(&(repo.clone(), tag.clone()));
+    }
+
+    /// Forgets what is known of `repo`, whose cache was dropped: its tags'
+    /// confirmations.
+    pub(crate) fn dropped(&self, repo: &RepoName) {
+        self.confirmed().retain(|(r, _), _| r != repo);
     }
 
     pub(crate) fn hit(&self) {

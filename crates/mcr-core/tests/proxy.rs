@@ -33,9 +33,13 @@ struct Mirror {
 }
 
 fn mirror(offline: bool) -> Mirror {
+    mirror_with(RegistryConfig::default(), offline)
+}
+
+fn mirror_with(config: RegistryConfig, offline: bool) -> Mirror {
     let up = Arc::new(FakeUpstream::new("https://upstream.example"));
     let t = TestRegistry::with_proxies(
-        RegistryConfig::default(),
+        config,
         vec![ProxyConfig {
             prefix: repo("hub"),
             upstream: up.clone(),
@@ -353,5 +357,101 @@ fn a_mirror_is_read_only_and_a_tag_gone_upstream_is_gone() {
         t.clock.advance(TTL);
         let e = pull(r, "hub/alpine", "3").await.unwrap_err();
         assert!(matches!(e, Error::ManifestUnknown(_)), "{e:?}");
+    });
+}
+
+/// Pulls `name:tag` whole (the manifest, then its config and layer).
+async fn pull_image(r: &Registry, name: &str, t: &str, layer: &[u8]) {
+    pull(r, name, t).await.unwrap();
+    let config = format!("{{\"layer\":{}}}", layer.len());
+    for blob in [config.as_bytes(), layer] {
+        read_blob(r, name, &Digest::sha256_of(blob)).await.unwrap();
+    }
+}
+
+async fn stored(t: &TestRegistry, layer: &[u8]) -> bool {
+    t.blobs
+        .stat(&Digest::sha256_of(layer))
+        .await
+        .unwrap()
+        .is_some()
+}
+
+fn dropped_events(t: &TestRegistry) -> Vec<(String, String)> {
+    t.meta
+        .audit_log()
+        .into_iter()
+        .filter(|e| e.event.event_type == EventType::ProxyCacheDropped)
+        .map(|e| {
+            let repo = e
+                .event
+                .repository
+                .map(|r| r.to_string())
+                .unwrap_or_default();
+            (repo, e.event.details["reason"].clone())
+        })
+        .collect()
+}
+
+fn no_grace() -> RegistryConfig {
+    RegistryConfig {
+        gc_grace_period: Duration::ZERO,
+        ..RegistryConfig::default()
+    }
+}
+
+#[test]
+fn an_admin_drops_one_repositorys_cache_and_gc_frees_it() {
+    let Mirror { t, up } = mirror_with(no_grace(), true);
+    upstream_image(&up, "library/alpine", "3", b"alpine layer");
+    upstream_image(&up, "library/debian", "12", b"debian layer");
+    run(async {
+        let r = &t.registry;
+        pull_image(r, "hub/alpine", "3", b"alpine layer").await;
+        pull_image(r, "hub/debian", "12", b"debian layer").await;
+
+        for (name, says) in [
+            ("app", "mirrored repository app not found"),
+            ("hub", "mirrored repository hub not found"),
+            (
+                "hub/never/pulled",
+                "cached repository hub/never/pulled not found",
+            ),
+        ] {
+            let e = r.drop_proxy_cache(&admin(), &repo(name)).await.unwrap_err();
+            assert!(matches!(e, Error::NotFound { .. }), "{name}: {e:?}");
+            assert_eq!(e.to_string(), says);
+        }
+        let e = r
+            .drop_proxy_cache(&user(), &repo("hub/alpine"))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::Denied { .. }), "admins only: {e:?}");
+
+        r.drop_proxy_cache(&admin(), &repo("hub/alpine"))
+            .await
+            .unwrap();
+        assert_eq!(dropped_events(&t), [("hub/alpine".into(), "admin".into())]);
+        let status = r.proxies(&admin()).await.unwrap();
+        assert_eq!(status[0].repositories, 1, "{status:?}");
+        let e = r
+            .drop_proxy_cache(&admin(), &repo("hub/alpine"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.to_string(), "cached repository hub/alpine not found");
+
+        t.clock.advance(Duration::from_secs(1));
+        let report = r.collect_garbage(&admin()).await.unwrap();
+        // Its config is the same bytes as debian's, which keeps it.
+        assert_eq!(report.blobs_removed, 1, "alpine's layer");
+        assert!(!stored(&t, b"alpine layer").await);
+        assert!(stored(&t, b"debian layer").await, "another repository's");
+
+        // The next pull fetches again, the tag too (its confirmation went
+        // with the cache).
+        up.clear_requests();
+        pull_image(r, "hub/alpine", "3", b"alpine layer").await;
+        assert_eq!(up.requests().len(), 3, "{:?}", up.requests());
+        assert!(stored(&t, b"alpine layer").await);
     });
 }

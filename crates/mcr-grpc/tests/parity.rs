@@ -1,8 +1,9 @@
 //! REST and gRPC answer alike: for one registry state, `mcr_http::router`
 //! (driven in-process) and the gRPC services (over a real connection)
 //! return the same repositories, repository detail, rules, explanation,
-//! audit events and GC status. gRPC answers are turned into the engine's
-//! types (or the REST JSON shape) and compared as JSON.
+//! audit events, GC status and the pull-through cache's mirrors, and drop
+//! a mirrored repository's cache alike. gRPC answers are turned into the
+//! engine's types (or the REST JSON shape) and compared as JSON.
 
 mod support;
 
@@ -20,7 +21,8 @@ use serde_json::{json, Value};
 use support::Server;
 use tower::ServiceExt;
 
-/// `GET`/`POST` on the REST API as the bearer of `token`; the JSON body.
+/// `GET`/`POST` on the REST API as the bearer of `token`, which must
+/// succeed; the JSON body.
 async fn rest(
     app: &axum::Router,
     method: &str,
@@ -28,6 +30,20 @@ async fn rest(
     token: &str,
     body: Option<Value>,
 ) -> Value {
+    let (status, body) = rest_answer(app, method, path, token, body).await;
+    assert!(status.is_success(), "{method} {path}: {status}");
+    body
+}
+
+/// A request on the REST API as the bearer of `token`: the status and the
+/// JSON body (`null` when there is none).
+async fn rest_answer(
+    app: &axum::Router,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (http::StatusCode, Value) {
     let req = http::Request::builder()
         .method(method)
         .uri(path)
@@ -39,13 +55,14 @@ async fn rest(
         })
         .unwrap();
     let resp = app.clone().oneshot(req).await.unwrap();
-    assert!(
-        resp.status().is_success(),
-        "{method} {path}: {}",
-        resp.status()
-    );
+    let status = resp.status();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    serde_json::from_slice(&bytes).unwrap()
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap()
+    };
+    (status, body)
 }
 
 fn time(t: &Option<prost_types::Timestamp>) -> Value {
@@ -260,4 +277,150 @@ async fn rest_and_grpc_return_the_same_data() {
             }
         })
     );
+}
+
+fn proxy_json(p: &pb::Proxy) -> Value {
+    json!({
+        "prefix": p.prefix,
+        "upstream": p.upstream,
+        "hits": p.hits,
+        "misses": p.misses,
+        "repositories": p.repositories,
+        "cache_size": p.cache_size,
+    })
+}
+
+#[tokio::test]
+async fn rest_and_grpc_list_mirrors_and_drop_a_repositorys_cache_alike() {
+    use mcr_core::names::{Reference, RepoName, Tag};
+    use mcr_core::proxy::ProxyConfig;
+    use mcr_core::testing::{user, FakeUpstream};
+    use std::sync::Arc;
+
+    let up = Arc::new(FakeUpstream::new("https://upstream.example"));
+    let s = Server::mirroring(vec![ProxyConfig {
+        prefix: RepoName::new("hub").unwrap(),
+        upstream: up.clone(),
+        tag_ttl: Duration::from_secs(300),
+        offline: true,
+        docker_hub: true,
+    }])
+    .await;
+    let manifest = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#;
+    for name in ["alpine", "debian"] {
+        let upstream_name = RepoName::new(&format!("library/{name}")).unwrap();
+        let tag = Tag::new("1").unwrap();
+        up.put_manifest(
+            &upstream_name,
+            Some(&tag),
+            "application/vnd.oci.image.manifest.v1+json",
+            manifest.as_bytes(),
+        );
+        s.t.registry
+            .get_manifest(
+                &user(),
+                &RepoName::new(&format!("hub/{name}")).unwrap(),
+                &Reference::Tag(tag),
+            )
+            .await
+            .unwrap();
+    }
+    let token = s.token(admin());
+    let app = mcr_http::router(AppState::new(
+        s.t.registry.clone(),
+        HttpConfig::default(),
+        tokio_util::task::TaskTracker::new(),
+    ));
+    let mut grpc = s.clients(Some(&token)).await;
+    let listings = |mut grpc: mcr_grpc::client::Clients| {
+        let app = app.clone();
+        let token = token.clone();
+        async move {
+            let r = rest(&app, "GET", "/v1/proxies", &token, None).await;
+            let g = grpc
+                .registry
+                .list_proxies(pb::ListProxiesRequest {})
+                .await
+                .unwrap()
+                .into_inner();
+            let g_json: Vec<Value> = g.proxies.iter().map(proxy_json).collect();
+            assert_eq!(r["proxies"], json!(g_json));
+            r["proxies"][0]["repositories"].clone()
+        }
+    };
+    assert_eq!(listings(s.clients(Some(&token)).await).await, json!(2));
+
+    // One repository dropped through each.
+    let (status, body) =
+        rest_answer(&app, "DELETE", "/v1/proxies/cache/hub/alpine", &token, None).await;
+    assert_eq!((status, body), (http::StatusCode::NO_CONTENT, Value::Null));
+    assert_eq!(listings(s.clients(Some(&token)).await).await, json!(1));
+    grpc.registry
+        .drop_proxy_cache(pb::DropProxyCacheRequest {
+            repository: "hub/debian".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(listings(s.clients(Some(&token)).await).await, json!(0));
+    let dropped: Vec<String> =
+        s.t.meta
+            .audit_log()
+            .into_iter()
+            .filter(|e| e.event.event_type == mcr_core::audit::EventType::ProxyCacheDropped)
+            .filter_map(|e| e.event.repository.map(|r| r.to_string()))
+            .collect();
+    assert_eq!(dropped, ["hub/alpine", "hub/debian"]);
+
+    // The same refusals, with the same words.
+    let user_token = s.token(user());
+    let mut as_user = s.clients(Some(&user_token)).await;
+    for (name, who, status, code, says) in [
+        (
+            "app",
+            &token,
+            404,
+            tonic::Code::NotFound,
+            "mirrored repository app not found",
+        ),
+        (
+            "hub/alpine",
+            &token,
+            404,
+            tonic::Code::NotFound,
+            "cached repository hub/alpine not found",
+        ),
+        (
+            "hub/alpine",
+            &user_token,
+            403,
+            tonic::Code::PermissionDenied,
+            "user may not policy:manage",
+        ),
+    ] {
+        let (got, body) = rest_answer(
+            &app,
+            "DELETE",
+            &format!("/v1/proxies/cache/{name}"),
+            who,
+            None,
+        )
+        .await;
+        assert_eq!(got.as_u16(), status, "{name}: {body}");
+        let message = body["error"].as_str().unwrap().to_string();
+        assert!(message.contains(says), "{name}: {message}");
+        let client = if who == &token {
+            &mut grpc
+        } else {
+            &mut as_user
+        };
+        let e = client
+            .registry
+            .drop_proxy_cache(pb::DropProxyCacheRequest {
+                repository: name.into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), code, "{name}: {e:?}");
+        assert_eq!(e.message(), message, "{name}");
+    }
 }

@@ -38,6 +38,8 @@ pub(crate) trait Api {
     async fn snapshot(&mut self) -> Result<Snapshot, Failure>;
     /// The pull-through cache's mirrors, in configuration order.
     async fn proxies(&mut self) -> Result<Vec<Proxy>, Failure>;
+    /// Drops one mirrored repository's cache.
+    async fn drop_proxy_cache(&mut self, name: &RepoName) -> Result<(), Failure>;
 }
 
 /// What went wrong, in kinds a person can act on.

@@ -139,6 +139,13 @@ pub(crate) async fn run<A: Api>(api: &mut A, cli: &Cli, target: &str) -> Result<
                 t.render()
             })
         }
+        Command::Proxy(ProxyCommand::Drop { name }) => {
+            let repo = RepoName::new(name)?;
+            api.drop_proxy_cache(&repo).await?;
+            out.print(&json!({"dropped": repo}), || {
+                format!("dropped the cache of {repo}; `mcrctl gc` frees its layers\n")
+            })
+        }
         // Answered before any connection is made.
         Command::Completions { .. } => Ok(()),
     }

@@ -318,6 +318,17 @@ impl Api for Grpc {
         Ok(r.into_inner().id)
     }
 
+    async fn drop_proxy_cache(&mut self, name: &RepoName) -> Result<(), Failure> {
+        self.clients
+            .registry
+            .drop_proxy_cache(pb::DropProxyCacheRequest {
+                repository: name.to_string(),
+            })
+            .await
+            .map_err(failure)
+            .map(drop)
+    }
+
     async fn proxies(&mut self) -> Result<Vec<Proxy>, Failure> {
         let r = self
             .clients

@@ -102,6 +102,11 @@ pub enum ProxyCommand {
     /// Every mirror ([[proxy]]) with its upstream, hits and misses since
     /// the server started, cached repositories and bytes.
     List,
+    /// Drop one mirrored repository's cache (its tags, manifests and
+    /// layer links, e.g. `hub/library/alpine`): the next `mcrctl gc`
+    /// frees the layers no other repository uses, the next pull fetches
+    /// from the upstream again.
+    Drop { name: String },
 }
 
 #[derive(Debug, Subcommand)]

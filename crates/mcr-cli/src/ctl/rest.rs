@@ -249,6 +249,11 @@ impl Api for Rest {
         self.send(self.request(Method::POST, "/v1/snapshot")).await
     }
 
+    async fn drop_proxy_cache(&mut self, name: &RepoName) -> Result<(), Failure> {
+        self.send_empty(self.request(Method::DELETE, &format!("/v1/proxies/cache/{name}")))
+            .await
+    }
+
     async fn proxies(&mut self) -> Result<Vec<Proxy>, Failure> {
         #[derive(Deserialize)]
         struct Proxies {

@@ -7,6 +7,7 @@
 
 mod admin;
 mod audit_queue;
+mod cache;
 mod delete;
 mod gc;
 mod health;
@@ -25,6 +26,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 pub use audit_queue::{AuditWriter, MAX_QUEUED as MAX_QUEUED_AUDIT_EVENTS};
+pub use cache::PROXY_SIZE_PAGE;
 pub use gc::{GcReport, GcRun, GcStatus, ReconcileReport, GC_SWEEP_WINDOW, SCHEDULE_SUBJECT};
 pub use health::Readiness;
 pub use pull::{Listing, ManifestContent};
@@ -43,7 +45,7 @@ use crate::ports::{
     BlobStore, Coordination, LockGuard, LockKey, MetaStore, Page, SnapshotStore, TokenValidator,
 };
 use crate::principal::{Action, Principal};
-use crate::proxy::{Mirrors, ProxyConfig, ProxyStatus};
+use crate::proxy::{Mirrors, ProxyConfig};
 use crate::time::{Clock, SystemClock, Timestamp};
 
 /// Who is calling, as the transport established it.
@@ -129,10 +131,6 @@ pub const DEFAULT_MANIFEST_CACHE_ENTRIES: usize = 4096;
 /// of the largest manifests a push may store.
 pub const DEFAULT_MANIFEST_CACHE_BYTES: usize = 64 << 20;
 
-/// Repository summaries read per step when [`Registry::proxies`] sums a
-/// mirror's cache.
-pub const PROXY_SIZE_PAGE: usize = 500;
-
 /// How old the policy engine's rules may be when a request is authorized:
 /// a rule change made through another replica (another process sharing
 /// the metadata store) is enforced here at most this long after it was
@@ -214,39 +212,6 @@ impl Registry {
     pub fn with_proxies(mut self, proxies: Vec<ProxyConfig>) -> Result<Registry> {
         self.mirrors = Mirrors::new(proxies)?;
         Ok(self)
-    }
-
-    /// Each mirror with its hit and miss counts since start, and its
-    /// cached repositories and bytes (admin only; spec § "Pull-through
-    /// cache"). Reads the repository summaries under each prefix, a page
-    /// of [`PROXY_SIZE_PAGE`] at a time.
-    pub async fn proxies(&self, caller: &Caller) -> Result<Vec<ProxyStatus>> {
-        self.authorize_admin(caller).await?;
-        let mut statuses = self.mirrors.statuses();
-        for status in &mut statuses {
-            // Names under `prefix/` sort right after `prefix/` itself.
-            let mut last = Some(format!("{}/", status.prefix));
-            'pages: loop {
-                let page = Page {
-                    last: last.take(),
-                    limit: PROXY_SIZE_PAGE,
-                };
-                let summaries = self.meta.repository_summaries(&page).await?;
-                let full = summaries.len() == PROXY_SIZE_PAGE;
-                for s in summaries {
-                    if !crate::proxy::within(&s.name, &status.prefix) {
-                        break 'pages;
-                    }
-                    status.repositories += 1;
-                    status.cache_size = status.cache_size.saturating_add(s.total_size);
-                    last = Some(s.name.to_string());
-                }
-                if !full {
-                    break;
-                }
-            }
-        }
-        Ok(statuses)
     }
 
     fn parts(&self) -> Parts {

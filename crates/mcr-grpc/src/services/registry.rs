@@ -1,4 +1,5 @@
-//! RegistryService: repositories, garbage collection, reconcile.
+//! RegistryService: repositories, garbage collection, reconcile, the
+//! pull-through cache's mirrors.
 
 use mcr_core::names::RepoName;
 use tonic::{Request, Response, Status};
@@ -101,5 +102,18 @@ impl RegistryService for Api {
         Ok(Response::new(pb::ListProxiesResponse {
             proxies: proxies.iter().map(pb::Proxy::from).collect(),
         }))
+    }
+
+    async fn drop_proxy_cache(
+        &self,
+        req: Request<pb::DropProxyCacheRequest>,
+    ) -> Result<Response<pb::DropProxyCacheResponse>, Status> {
+        let caller = caller(&req)?;
+        let repo = RepoName::new(&req.get_ref().repository).map_err(status)?;
+        self.registry
+            .drop_proxy_cache(&caller, &repo)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::DropProxyCacheResponse {}))
     }
 }

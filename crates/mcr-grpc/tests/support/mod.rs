@@ -11,6 +11,7 @@ use bytes::Bytes;
 use mcr_core::digest::Digest;
 use mcr_core::names::{Reference, RepoName};
 use mcr_core::ports::{BlobInfo, ByteStream};
+use mcr_core::proxy::ProxyConfig;
 use mcr_core::registry::{Caller, RegistryConfig};
 use mcr_core::testing::{admin, guest, user, TestRegistry};
 use mcr_grpc::client::{self, BearerToken, Clients};
@@ -32,7 +33,19 @@ impl Server {
     }
 
     pub async fn start_with(config: RegistryConfig, tls: Option<TlsAcceptor>) -> Server {
-        let t = TestRegistry::with_config(config);
+        Server::serve(TestRegistry::with_config(config), tls).await
+    }
+
+    /// A server over a registry mirroring `proxies` (pull-through cache).
+    pub async fn mirroring(proxies: Vec<ProxyConfig>) -> Server {
+        Server::serve(
+            TestRegistry::with_proxies(RegistryConfig::default(), proxies),
+            None,
+        )
+        .await
+    }
+
+    async fn serve(t: TestRegistry, tls: Option<TlsAcceptor>) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = oneshot::channel::<()>();

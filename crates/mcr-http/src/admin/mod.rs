@@ -16,7 +16,7 @@ use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use mcr_core::ports::Secret;
 use mcr_core::registry::Caller;
@@ -54,6 +54,7 @@ pub fn router() -> Router<AppState> {
         .route("/gc/reconcile", post(gc::reconcile))
         .route("/snapshot", post(snapshot::take))
         .route("/proxies", get(proxies::list))
+        .route("/proxies/cache/{*name}", delete(proxies::drop_cache))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }
