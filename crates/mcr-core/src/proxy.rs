@@ -13,7 +13,8 @@
 //! | `mcr_proxy_upstream_errors_total` | counter | upstream requests that failed, and manifests or blobs it sent that were unusable |
 //!
 //! The use cases that consult it are in `registry::proxy` (pulls) and
-//! `registry::cache` (the admin listing, dropping a repository's cache).
+//! `registry::cache` (the admin listing, dropping a repository's cache,
+//! eviction past `max_size`).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -53,7 +54,19 @@ pub struct ProxyConfig {
     /// `library/<name>` (`hub/alpine` is `library/alpine`), as Docker
     /// clients do.
     pub docker_hub: bool,
+    /// The most bytes the mirror's cache may hold (the sum of its
+    /// repositories' sizes, as [`ProxyStatus::cache_size`] counts them)
+    /// after a GC run: each run first drops least-recently-pulled
+    /// repositories until it is under. `None`: no limit.
+    pub max_size: Option<u64>,
 }
+
+/// A mirrored repository pulled this recently is never evicted, however
+/// far its mirror is over `max_size`: its pull may still be reading what
+/// eviction would free (a blob streaming to the client, the blobs of a
+/// manifest just served). A fill from the upstream needs no such guard
+/// (see `registry::cache`).
+pub const EVICTION_PULL_GUARD: Duration = Duration::from_secs(15 * 60);
 
 impl fmt::Debug for ProxyConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -63,6 +76,7 @@ impl fmt::Debug for ProxyConfig {
             .field("tag_ttl", &self.tag_ttl)
             .field("offline", &self.offline)
             .field("docker_hub", &self.docker_hub)
+            .field("max_size", &self.max_size)
             .finish()
     }
 }
@@ -85,13 +99,18 @@ pub struct ProxyStatus {
 }
 
 /// A mirror at run time: its configuration, when each cached tag was last
-/// confirmed, and its counts.
+/// confirmed, when each repository was last pulled, and its counts.
 pub(crate) struct Mirror {
     pub(crate) config: ProxyConfig,
     /// (repository, tag) → when the upstream last confirmed the cached
     /// answer. In process memory: after a restart every tag is
     /// revalidated once, which costs one `HEAD` and loses nothing.
     confirmed: Mutex<HashMap<(RepoName, Tag), Timestamp>>,
+    /// Repository → when a pull of it (manifest or blob, `HEAD` too) last
+    /// started here, the order eviction goes by. In process memory, so a
+    /// hit writes nothing to the database; `registry::cache` says what a
+    /// restart loses.
+    pulled: Mutex<HashMap<RepoName, Timestamp>>,
     hits: AtomicU64,
     misses: AtomicU64,
     metrics: MirrorMetrics,
@@ -154,9 +173,25 @@ impl Mirror {
         self.confirmed().remove(&(repo.clone(), tag.clone()));
     }
 
-    /// Forgets what is known of `repo`, whose cache was dropped: its tags'
-    /// confirmations.
+    fn pulled(&self) -> std::sync::MutexGuard<'_, HashMap<RepoName, Timestamp>> {
+        // Each change is one insert or remove: never left half-made.
+        self.pulled.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stamps the start of a pull of `repo` at `now`.
+    pub(crate) fn pull_started(&self, repo: &RepoName, now: Timestamp) {
+        self.pulled().insert(repo.clone(), now);
+    }
+
+    /// When a pull of `repo` last started in this process, if one did.
+    pub(crate) fn last_pulled(&self, repo: &RepoName) -> Option<Timestamp> {
+        self.pulled().get(repo).copied()
+    }
+
+    /// Forgets what is known of `repo`, whose cache was dropped: its pull
+    /// stamp and its tags' confirmations.
     pub(crate) fn dropped(&self, repo: &RepoName) {
+        self.pulled().remove(repo);
         self.confirmed().retain(|(r, _), _| r != repo);
     }
 
@@ -238,6 +273,7 @@ impl Mirrors {
                     metrics: MirrorMetrics::new(&config.prefix),
                     config,
                     confirmed: Mutex::default(),
+                    pulled: Mutex::default(),
                     hits: AtomicU64::new(0),
                     misses: AtomicU64::new(0),
                 })
@@ -277,6 +313,11 @@ impl Mirrors {
     pub(crate) fn statuses(&self) -> Vec<ProxyStatus> {
         self.mirrors.iter().map(Mirror::status).collect()
     }
+
+    /// Every mirror, in configuration order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Mirror> {
+        self.mirrors.iter()
+    }
 }
 
 /// Whether `repo` is `prefix` or under it.
@@ -298,6 +339,7 @@ mod tests {
             tag_ttl: Duration::from_secs(300),
             offline: true,
             docker_hub,
+            max_size: None,
         }
     }
 

@@ -33,10 +33,10 @@ struct Mirror {
 }
 
 fn mirror(offline: bool) -> Mirror {
-    mirror_with(RegistryConfig::default(), offline)
+    mirror_with(RegistryConfig::default(), offline, None)
 }
 
-fn mirror_with(config: RegistryConfig, offline: bool) -> Mirror {
+fn mirror_with(config: RegistryConfig, offline: bool, max_size: Option<u64>) -> Mirror {
     let up = Arc::new(FakeUpstream::new("https://upstream.example"));
     let t = TestRegistry::with_proxies(
         config,
@@ -46,6 +46,7 @@ fn mirror_with(config: RegistryConfig, offline: bool) -> Mirror {
             tag_ttl: TTL,
             offline,
             docker_hub: true,
+            max_size,
         }],
     );
     Mirror { t, up }
@@ -402,7 +403,7 @@ fn no_grace() -> RegistryConfig {
 
 #[test]
 fn an_admin_drops_one_repositorys_cache_and_gc_frees_it() {
-    let Mirror { t, up } = mirror_with(no_grace(), true);
+    let Mirror { t, up } = mirror_with(no_grace(), true, None);
     upstream_image(&up, "library/alpine", "3", b"alpine layer");
     upstream_image(&up, "library/debian", "12", b"debian layer");
     run(async {
@@ -453,5 +454,79 @@ fn an_admin_drops_one_repositorys_cache_and_gc_frees_it() {
         pull_image(r, "hub/alpine", "3", b"alpine layer").await;
         assert_eq!(up.requests().len(), 3, "{:?}", up.requests());
         assert!(stored(&t, b"alpine layer").await);
+    });
+}
+
+#[test]
+fn gc_evicts_the_least_recently_pulled_repositories_past_max_size() {
+    let layer = |c: u8| vec![c; 10_000];
+    // Each repository holds a layer, a config and a manifest: a little
+    // over 10,000 bytes, so two fit in 25,000 and three do not.
+    let Mirror { t, up } = mirror_with(no_grace(), true, Some(25_000));
+    for (name, c) in [("a", b'a'), ("b", b'b'), ("c", b'c')] {
+        upstream_image(&up, &format!("library/{name}"), "1", &layer(c));
+    }
+    run(async {
+        let r = &t.registry;
+        for (name, c) in [("hub/a", b'a'), ("hub/b", b'b'), ("hub/c", b'c')] {
+            pull_image(r, name, "1", &layer(c)).await;
+            t.clock.advance(Duration::from_secs(60));
+        }
+        // a was cached first but is pulled again: b is now the least
+        // recently pulled.
+        pull(r, "hub/a", "1").await.unwrap();
+        t.clock
+            .advance(mcr_core::proxy::EVICTION_PULL_GUARD + Duration::from_secs(1));
+
+        let report = r.collect_garbage(&admin()).await.unwrap();
+        assert_eq!(dropped_events(&t), [("hub/b".into(), "max_size".into())]);
+        // Its config is the same bytes as a's and c's, which keep it.
+        assert_eq!(report.blobs_removed, 1, "b's layer");
+        assert!(!stored(&t, &layer(b'b')).await);
+        assert!(stored(&t, &layer(b'a')).await && stored(&t, &layer(b'c')).await);
+        let status = r.proxies(&admin()).await.unwrap();
+        assert!(status[0].cache_size <= 25_000, "{status:?}");
+        assert_eq!(status[0].repositories, 2);
+
+        // Under max_size now: the next run evicts nothing.
+        r.collect_garbage(&admin()).await.unwrap();
+        assert_eq!(dropped_events(&t).len(), 1);
+
+        // b pulled again comes from the upstream.
+        up.clear_requests();
+        pull_image(r, "hub/b", "1", &layer(b'b')).await;
+        assert_eq!(up.requests().len(), 3, "{:?}", up.requests());
+    });
+}
+
+#[test]
+fn eviction_spares_a_repository_pulled_within_the_guard() {
+    let layer = |c: u8| vec![c; 10_000];
+    let Mirror { t, up } = mirror_with(no_grace(), true, Some(1));
+    for (name, c) in [("a", b'a'), ("b", b'b')] {
+        upstream_image(&up, &format!("library/{name}"), "1", &layer(c));
+    }
+    run(async {
+        let r = &t.registry;
+        pull_image(r, "hub/a", "1", &layer(b'a')).await;
+        pull_image(r, "hub/b", "1", &layer(b'b')).await;
+        t.clock.advance(mcr_core::proxy::EVICTION_PULL_GUARD);
+        // A pull of b's layer starts just before GC: b stays, however far
+        // over max_size the mirror is.
+        let reading = r
+            .get_blob(
+                &user(),
+                &repo("hub/b"),
+                &Digest::sha256_of(&layer(b'b')),
+                None,
+            )
+            .await
+            .unwrap();
+        r.collect_garbage(&admin()).await.unwrap();
+        assert_eq!(dropped_events(&t), [("hub/a".into(), "max_size".into())]);
+        assert!(!stored(&t, &layer(b'a')).await);
+        assert!(stored(&t, &layer(b'b')).await, "b was being pulled");
+        let got: Vec<Bytes> = reading.stream.try_collect().await.unwrap();
+        assert_eq!(got.concat(), layer(b'b'));
     });
 }

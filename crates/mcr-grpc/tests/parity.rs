@@ -304,6 +304,7 @@ async fn rest_and_grpc_list_mirrors_and_drop_a_repositorys_cache_alike() {
         tag_ttl: Duration::from_secs(300),
         offline: true,
         docker_hub: true,
+        max_size: None,
     }])
     .await;
     let manifest = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#;

@@ -213,7 +213,8 @@ pub struct ProxySection {
     pub offline: Option<bool>,
     /// Connect timeout and longest silence within an answer (default 30s).
     pub timeout: Option<String>,
-    /// Cache size cap, `50GiB`; see [`ProxySection::validate`].
+    /// Cache size cap, `50GiB` (default: none): each GC run first evicts
+    /// least-recently-pulled repositories of the mirror until it is under.
     pub max_size: Option<String>,
 }
 
@@ -229,6 +230,8 @@ pub struct ProxySettings {
     pub timeout: Duration,
     /// Docker Hub: a one-component name means `library/<name>`.
     pub docker_hub: bool,
+    /// Bytes the cache may hold after a GC run; `None`: no limit.
+    pub max_size: Option<u64>,
 }
 
 /// Hosts of Docker Hub's registry API.
@@ -266,13 +269,11 @@ impl ProxySection {
             (None, None) => None,
             _ => bail!("{at}: username and a password (password or password_file) go together"),
         };
-        if let Some(size) = &self.max_size {
-            parse_size(size).with_context(|| format!("{at}: max_size"))?;
-            bail!(
-                "{at}: max_size is not enforced by this build yet (the cache is not evicted); \
-                 remove it and watch the cache's size in the admin listing"
-            );
-        }
+        let max_size = match self.max_size.as_deref().map(parse_size).transpose() {
+            Ok(Some(0)) => bail!("{at}: max_size must be above 0 (leave it out for no limit)"),
+            Ok(size) => size,
+            Err(e) => return Err(e.context(format!("{at}: max_size"))),
+        };
         let host = upstream
             .split_once("://")
             .map_or(upstream, |(_, rest)| rest)
@@ -289,6 +290,7 @@ impl ProxySection {
             offline: self.offline.unwrap_or(true),
             timeout: duration(&format!("{at}: timeout"), self.timeout.as_deref(), "30s")?,
             docker_hub: DOCKER_HUB_HOSTS.contains(&host.as_str()),
+            max_size,
         })
     }
 }
@@ -978,7 +980,7 @@ mod tests {
         let pw = dir.path().join("hub.password");
         std::fs::write(&pw, "from-file\n").unwrap();
         let text = format!(
-            "[[proxy]]\nprefix=\"hub\"\nupstream=\"https://registry-1.docker.io\"\nusername=\"u\"\npassword_file={pw:?}\n\
+            "[[proxy]]\nprefix=\"hub\"\nupstream=\"https://registry-1.docker.io\"\nusername=\"u\"\npassword_file={pw:?}\nmax_size=\"50GiB\"\n\
              [[proxy]]\nprefix=\"ghcr-io\"\nupstream=\"https://ghcr.io\"\ntag_ttl=\"1m\"\noffline=false\n"
         );
         let c = cfg(&text, &[]).unwrap();
@@ -988,6 +990,7 @@ mod tests {
         assert_eq!(p[0].tag_ttl, Duration::from_secs(300));
         assert_eq!(p[1].tag_ttl, Duration::from_secs(60));
         assert!(p[0].offline && !p[1].offline);
+        assert_eq!((p[0].max_size, p[1].max_size), (Some(50 << 30), None));
         let shown = format!("{c:?} {p:?}");
         assert!(!shown.contains("from-file"), "a password in Debug: {shown}");
 
@@ -1013,7 +1016,7 @@ mod tests {
             ("prefix=\"hub\"\nupstream=\"https://x\"\nusername=\"u\"\npassword=\"p\"\npassword_file=\"/f\"", "not both"),
             ("prefix=\"hub\"\nupstream=\"https://x\"\ntag_ttl=\"soon\"", "tag_ttl"),
             ("prefix=\"hub\"\nupstream=\"https://x\"\nmax_size=\"50 parsecs\"", "max_size"),
-            ("prefix=\"hub\"\nupstream=\"https://x\"\nmax_size=\"50GiB\"", "not enforced"),
+            ("prefix=\"hub\"\nupstream=\"https://x\"\nmax_size=\"0\"", "max_size must be above 0"),
             ("prefix=\"hub\"\nupstream=\"https://x\"\npassword_file=\"/nonexistent/pw\"\nusername=\"u\"", "/nonexistent/pw"),
         ] {
             let e = format!("{:#}", cfg(&format!("[[proxy]]\n{bad}\n"), &[]).unwrap().proxies().unwrap_err());

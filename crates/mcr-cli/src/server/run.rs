@@ -109,6 +109,7 @@ fn proxies(config: &Config) -> anyhow::Result<Vec<ProxyConfig>> {
                 tag_ttl: p.tag_ttl,
                 offline: p.offline,
                 docker_hub: p.docker_hub,
+                max_size: p.max_size,
             })
         })
         .collect()

@@ -1,5 +1,25 @@
 //! The pull-through cache's upkeep (spec § "Pull-through cache"): the
-//! admin listing of the mirrors and dropping one repository's cache.
+//! admin listing of the mirrors, dropping one repository's cache, and
+//! evicting least-recently-pulled repositories of a mirror over its
+//! `max_size`, which GC does before its sweep.
+//!
+//! **The unit is a repository**, not a manifest: a repository's cache is
+//! what the admin drops, its size is what the listing already sums
+//! (`RepoSummary::total_size`), and emptying it is one `MetaStore` step
+//! ([`RepositoryStore::empty_repository`](crate::ports::RepositoryStore::empty_repository)).
+//! Evicting single manifests would need to know which blob links only
+//! that manifest uses, which the links (per repository) do not say.
+//!
+//! **Last pulled** is stamped in process memory when a pull of a mirrored
+//! repository starts (`proxy::Mirror::pull_started`): a hit writes nothing
+//! to the database. A repository with no stamp counts as last pulled when
+//! it was first cached (its `created`). So a restart loses the order among
+//! the repositories not pulled since: they are evicted oldest-cached
+//! first, before any pulled since the restart. Replicas each stamp their
+//! own pulls, and the replica running GC sees only its own: a repository
+//! pulled only through another replica is ordered by when it was first
+//! cached. Either way an eviction that guessed wrong costs one fetch from
+//! the upstream at the next pull, never a failed pull.
 
 use std::collections::BTreeMap;
 
@@ -9,9 +29,10 @@ use crate::error::{Error, Result};
 use crate::names::RepoName;
 use crate::ports::{Page, RepoSummary};
 use crate::proxy::{self, Mirror, ProxyStatus};
+use crate::time::Timestamp;
 
-/// Repository summaries read per step when the listing walks a mirror's
-/// cached repositories.
+/// Repository summaries read per step when the listing or eviction walks
+/// a mirror's cached repositories.
 pub const PROXY_SIZE_PAGE: usize = 500;
 
 /// Why a repository's cache was dropped, in its `proxy_cache_dropped`
@@ -20,12 +41,15 @@ pub const PROXY_SIZE_PAGE: usize = 500;
 enum DropReason {
     /// An admin asked ([`Registry::drop_proxy_cache`]).
     Admin,
+    /// GC evicted it: its mirror was over `max_size`.
+    MaxSize,
 }
 
 impl DropReason {
     fn as_str(self) -> &'static str {
         match self {
             DropReason::Admin => "admin",
+            DropReason::MaxSize => "max_size",
         }
     }
 }
@@ -72,7 +96,76 @@ impl Registry {
         Ok(())
     }
 
-    /// Empties `repo` of `mirror` and forgets its tags' confirmations; audits
+    /// For each mirror over its `max_size` at `now`, drops the caches of
+    /// its least-recently-pulled repositories until the rest fits, and
+    /// returns how many it dropped. GC calls it before its sweep, which
+    /// then frees the dropped repositories' blobs (those no other
+    /// repository uses, and older than the grace period: a blob cached
+    /// more recently is freed by a later run).
+    ///
+    /// What a running pull uses is never removed:
+    /// - a repository whose last pull started within
+    ///   [`proxy::EVICTION_PULL_GUARD`] of `now` is kept, however far over
+    ///   its mirror is (checked again just before each drop, so a pull that
+    ///   started while eviction ran counts);
+    /// - a fill from the upstream holds an upload session in the
+    ///   repository, which emptying it keeps: the fill still commits its
+    ///   blob under the blob's lock (`LockKey::Blob`, GC's safety
+    ///   argument), and a later concurrent pull of it waits on its
+    ///   `LockKey::Fill` as before; the blob is newly linked, so the sweep
+    ///   leaves it.
+    pub(super) async fn evict(&self, caller: &Caller, now: Timestamp) -> Result<u64> {
+        let mut evicted = 0;
+        for mirror in self.mirrors.iter() {
+            let Some(max_size) = mirror.config.max_size else {
+                continue;
+            };
+            let mut total = 0u64;
+            let mut cached = Vec::new();
+            self.each_cached(&mirror.config.prefix, |s| {
+                total = total.saturating_add(s.total_size);
+                let last = mirror.last_pulled(&s.name).unwrap_or(s.created);
+                cached.push((last, s.name, s.total_size));
+            })
+            .await?;
+            if total <= max_size {
+                continue;
+            }
+            // Least recently pulled first; equal times by name.
+            cached.sort();
+            let guard = now.saturating_sub(proxy::EVICTION_PULL_GUARD);
+            for (last, name, size) in cached {
+                if total <= max_size {
+                    break;
+                }
+                let last = mirror.last_pulled(&name).map_or(last, |l| l.max(last));
+                if last > guard {
+                    continue;
+                }
+                let reason = details([
+                    ("size", size.to_string()),
+                    ("last_pulled", last.to_rfc3339()),
+                    ("max_size", max_size.to_string()),
+                ]);
+                if self
+                    .drop_cached(caller, mirror, &name, DropReason::MaxSize, reason)
+                    .await?
+                {
+                    evicted += 1;
+                    total = total.saturating_sub(size);
+                }
+            }
+            if total > max_size {
+                tracing::warn!(
+                    proxy = %mirror.config.prefix, cache_size = total, max_size,
+                    "the cache stays over max_size: the rest was pulled too recently to evict"
+                );
+            }
+        }
+        Ok(evicted)
+    }
+
+    /// Empties `repo` of `mirror` and forgets its stamps; audits
     /// `proxy_cache_dropped` with `reason` and `extra` if it held
     /// anything. Returns whether it did.
     async fn drop_cached(

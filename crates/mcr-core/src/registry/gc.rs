@@ -225,6 +225,9 @@ impl Registry {
             details([("id", run.id.clone())]),
         )
         .await?;
+        // Mirrors over their max_size shed repositories first, so this
+        // run's sweep frees their blobs.
+        let evicted = self.evict(&run.caller, run.started_at).await?;
         let cutoff = run.started_at.saturating_sub(self.config.gc_grace_period);
         let (mut blobs_removed, mut bytes_freed) = (0, 0);
         let mut after = None;
@@ -261,6 +264,7 @@ impl Registry {
                 ("started_at", report.started_at.to_rfc3339()),
                 ("blobs_removed", blobs_removed.to_string()),
                 ("bytes_freed", bytes_freed.to_string()),
+                ("repositories_evicted", evicted.to_string()),
             ]),
         )
         .await?;

@@ -47,6 +47,7 @@ impl Registry {
         repo: &RepoName,
         reference: &Reference,
     ) -> Result<Option<ManifestRecord>> {
+        at.mirror.pull_started(repo, self.clock.now());
         let cached = self.meta.get_manifest(repo, reference).await?;
         let tag = match reference {
             Reference::Tag(tag) => tag,
@@ -169,6 +170,7 @@ impl Registry {
         repo: &RepoName,
         digest: &Digest,
     ) -> Result<Option<BlobInfo>> {
+        at.mirror.pull_started(repo, self.clock.now());
         if let Some(info) = self.meta.blob_in_repository(repo, digest).await? {
             at.mirror.hit();
             return Ok(Some(info));
@@ -194,6 +196,7 @@ impl Registry {
         digest: &Digest,
         range: Option<ByteRange>,
     ) -> Result<BlobBody> {
+        at.mirror.pull_started(repo, self.clock.now());
         if self.meta.blob_in_repository(repo, digest).await?.is_some() {
             at.mirror.hit();
             return self.blobs.read(digest, range).await;
