@@ -25,7 +25,7 @@ use serde_json::json;
 
 use crate::auth::{authenticate, Credentials};
 use crate::error::ApiError;
-use crate::oci::peer_ip;
+use crate::oci::{peer_ip, SmallBodyError};
 use crate::state::AppState;
 
 /// The `/v1` routes.
@@ -125,20 +125,21 @@ impl<T: serde::de::DeserializeOwned> axum::extract::FromRequest<AppState> for Js
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
         let limit = state.config.max_json_body;
-        let bytes = axum::body::to_bytes(req.into_body(), limit)
+        let bytes = crate::oci::read_at_most(req.into_body(), limit)
             .await
-            .map_err(|e| {
-                if crate::oci::body_stalled(&e) {
-                    ApiError::new(
-                        StatusCode::REQUEST_TIMEOUT,
-                        "the request body stopped arriving (server.read_timeout)",
-                    )
-                } else {
-                    ApiError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        format!("request body is over {limit} bytes"),
-                    )
-                }
+            .map_err(|e| match e {
+                SmallBodyError::Stalled => ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "the request body stopped arriving (server.read_timeout)",
+                ),
+                SmallBodyError::TooLarge => ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("request body is over {limit} bytes"),
+                ),
+                SmallBodyError::Broken(e) => ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("the request body broke off: {e}"),
+                ),
             })?;
         serde_json::from_slice(&bytes)
             .map(JsonBody)

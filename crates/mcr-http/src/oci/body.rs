@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, StatusCode};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use mcr_core::ports::ByteStream;
 
@@ -106,19 +106,78 @@ pub fn check_content_length(headers: &HeaderMap, limit: u64) -> Result<Option<u6
     Ok(Some(len))
 }
 
+/// How much of a body refused for its size is still read, and dropped,
+/// before the refusal goes out. A client still sending when the server
+/// answers and closes the connection gets a reset instead of the answer
+/// (and so never learns why); nginx reads on for the same reason
+/// (`lingering_close`). A body declared larger is answered at once.
+pub const DRAIN_MAX: u64 = 64 << 20;
+
+/// Why a small body was not read whole.
+#[derive(Debug)]
+pub(crate) enum SmallBodyError {
+    /// Over the limit (what followed was read and dropped, up to
+    /// [`DRAIN_MAX`]).
+    TooLarge,
+    /// The client stopped sending for longer than the body timeout.
+    Stalled,
+    /// The body broke off (the client went away).
+    Broken(axum::Error),
+}
+
+/// Reads `body` whole if it holds at most `limit` bytes.
+pub(crate) async fn read_at_most(body: Body, limit: usize) -> Result<Bytes, SmallBodyError> {
+    let mut stream = body.into_data_stream();
+    let mut whole = BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            if stalled_error(&e) {
+                SmallBodyError::Stalled
+            } else {
+                SmallBodyError::Broken(e)
+            }
+        })?;
+        if whole.len() + chunk.len() > limit {
+            let read = (whole.len() + chunk.len()) as u64;
+            discard(stream, DRAIN_MAX.saturating_sub(read)).await;
+            return Err(SmallBodyError::TooLarge);
+        }
+        whole.extend_from_slice(&chunk);
+    }
+    Ok(whole.freeze())
+}
+
+/// Reads and drops up to `max` bytes of a refused body (see
+/// [`DRAIN_MAX`]); stops at the first error.
+pub(crate) async fn discard(
+    mut stream: impl futures_util::Stream<Item = Result<Bytes, axum::Error>> + Unpin,
+    max: u64,
+) {
+    let mut left = max;
+    while let Some(Ok(chunk)) = stream.next().await {
+        match left.checked_sub(chunk.len() as u64) {
+            Some(l) => left = l,
+            None => return,
+        }
+    }
+}
+
 /// Reads a small body whole, refusing past `limit` with `too_large`; a
-/// body that stalls is refused with `code` and 408.
+/// body that stalls is refused with `code` and 408, one that breaks off
+/// with `code` and 400.
 pub async fn read_small(
     body: Body,
     limit: usize,
     code: &'static str,
     too_large: impl FnOnce() -> OciError,
 ) -> Result<Bytes, OciError> {
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        if stalled_error(&e) {
-            body_stalled(code)
-        } else {
-            too_large()
-        }
+    read_at_most(body, limit).await.map_err(|e| match e {
+        SmallBodyError::TooLarge => too_large(),
+        SmallBodyError::Stalled => body_stalled(code),
+        SmallBodyError::Broken(e) => OciError::new(
+            StatusCode::BAD_REQUEST,
+            code,
+            format!("the request body broke off: {e}"),
+        ),
     })
 }

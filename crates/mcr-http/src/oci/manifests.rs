@@ -6,7 +6,7 @@ use mcr_core::media::MediaType;
 use mcr_core::names::{Reference, RepoName, Tag};
 use mcr_core::Error;
 
-use super::body::{check_content_length, read_small};
+use super::body::{check_content_length, discard, read_small, DRAIN_MAX};
 use super::{location, respond, Ctx, OciResult, DOCKER_CONTENT_DIGEST, OCI_SUBJECT, OCI_TAG};
 use crate::error::OciError;
 
@@ -36,6 +36,9 @@ pub async fn put(ctx: &Ctx, repo: &RepoName, reference: &Reference, body: Body) 
     let too_large = |size: u64| OciError::from(Error::ManifestTooLarge { size, limit });
     if let Some(len) = check_content_length(&ctx.headers, u64::MAX)? {
         if len > limit {
+            if len <= DRAIN_MAX {
+                discard(body.into_data_stream(), len).await;
+            }
             return Err(too_large(len));
         }
     }
