@@ -13,7 +13,9 @@ use mcr_core::ids::UploadId;
 use mcr_core::media::{MediaType, OCI_IMAGE_MANIFEST};
 use mcr_core::names::RepoName;
 use mcr_core::ports::prelude::*;
-use mcr_core::ports::{BlobInfo, NewManifest, Provenance, Secret, UploadSession, UploadState};
+use mcr_core::ports::{
+    BlobInfo, NewManifest, Provenance, Secret, UploadCaps, UploadSession, UploadState,
+};
 use mcr_core::time::Timestamp;
 use mcr_core::{Error, StorageErrorKind};
 use tokio_postgres::NoTls;
@@ -41,7 +43,9 @@ async fn upload(s: &PostgresMetaStore, r: &RepoName, data: &[u8], at: Timestamp)
         state: UploadState::default(),
         active: at,
     };
-    s.create_upload(&session).await.unwrap();
+    s.create_upload(&session, "test", &UploadCaps::NONE)
+        .await
+        .unwrap();
     let blob = BlobInfo {
         digest: Digest::sha256_of(data),
         size: data.len() as u64,
@@ -307,7 +311,10 @@ async fn an_upload_racing_the_sweep_of_its_content_completes() {
         state: UploadState::default(),
         active: t(100),
     };
-    store.create_upload(&session).await.unwrap();
+    store
+        .create_upload(&session, "test", &UploadCaps::NONE)
+        .await
+        .unwrap();
 
     let mut holder = raw(&db).await;
     let hold = holder.transaction().await.unwrap();
@@ -368,7 +375,10 @@ async fn a_session_racing_the_prune_of_its_repository_survives() {
             state: UploadState::default(),
             active: t(0),
         };
-        store.create_upload(&first).await.unwrap();
+        store
+            .create_upload(&first, "test", &UploadCaps::NONE)
+            .await
+            .unwrap();
         store.delete_upload(&first.id).await.unwrap();
         let second = UploadSession {
             id: UploadId::generate().unwrap(),
@@ -376,7 +386,7 @@ async fn a_session_racing_the_prune_of_its_repository_survives() {
         };
         let create = tokio::spawn({
             let (store, s) = (Arc::clone(&store), second.clone());
-            async move { store.create_upload(&s).await }
+            async move { store.create_upload(&s, "test", &UploadCaps::NONE).await }
         });
         let prune = tokio::spawn({
             let (store, r) = (Arc::clone(&store), r.clone());

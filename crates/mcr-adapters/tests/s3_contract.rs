@@ -106,7 +106,10 @@ async fn the_purge_aborts_a_stale_uploads_multipart_upload() {
     )
     .with_clock(clock.clone())
     .with_config(RegistryConfig {
+        // The young session below never receives a byte: it must not go
+        // as an unused one either.
         upload_max_age: Duration::from_secs(3600),
+        unused_upload_max_age: Duration::from_secs(3600),
         ..RegistryConfig::default()
     });
     let app = RepoName::new("purge/app").unwrap();

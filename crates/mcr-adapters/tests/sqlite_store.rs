@@ -17,7 +17,7 @@ use mcr_core::media::MediaType;
 use mcr_core::names::{Reference, RepoName, Tag};
 use mcr_core::policy::{Effect, RuleDraft};
 use mcr_core::ports::prelude::*;
-use mcr_core::ports::{BlobInfo, NewManifest, Provenance, UploadSession, UploadState};
+use mcr_core::ports::{BlobInfo, NewManifest, Provenance, UploadCaps, UploadSession, UploadState};
 use mcr_core::principal::Action;
 use mcr_core::time::Timestamp;
 use mcr_core::Error;
@@ -43,12 +43,16 @@ async fn blob_in(store: &SqliteMetaStore, repo: &RepoName, data: &[u8]) -> Diges
     let id = UploadId::generate().unwrap();
     let at = Timestamp::from_millis(1_000);
     store
-        .create_upload(&UploadSession {
-            id: id.clone(),
-            repository: repo.clone(),
-            state: UploadState::default(),
-            active: at,
-        })
+        .create_upload(
+            &UploadSession {
+                id: id.clone(),
+                repository: repo.clone(),
+                state: UploadState::default(),
+                active: at,
+            },
+            "test",
+            &UploadCaps::NONE,
+        )
         .await
         .unwrap();
     let digest = Digest::sha256_of(data);
@@ -287,15 +291,19 @@ async fn deleting_a_repository_cascades_to_everything_but_blob_rows() {
     store.put_manifest(manifest(1, &blob, "v1")).await.unwrap();
     let pending = UploadId::generate().unwrap();
     store
-        .create_upload(&UploadSession {
-            id: pending.clone(),
-            repository: repo(),
-            state: UploadState {
-                size: 7,
-                data: bytes::Bytes::from_static(b"state"),
+        .create_upload(
+            &UploadSession {
+                id: pending.clone(),
+                repository: repo(),
+                state: UploadState {
+                    size: 7,
+                    data: bytes::Bytes::from_static(b"state"),
+                },
+                active: Timestamp::from_millis(3_000),
             },
-            active: Timestamp::from_millis(3_000),
-        })
+            "test",
+            &UploadCaps::NONE,
+        )
         .await
         .unwrap();
     let other = RepoName::new("team/other").unwrap();
@@ -580,12 +588,16 @@ async fn a_writer_locked_out_past_the_busy_timeout_gets_a_storage_error() {
     });
     locked_rx.recv().unwrap();
     let e = store
-        .create_upload(&UploadSession {
-            id: UploadId::generate().unwrap(),
-            repository: repo(),
-            state: UploadState::default(),
-            active: Timestamp::from_millis(1),
-        })
+        .create_upload(
+            &UploadSession {
+                id: UploadId::generate().unwrap(),
+                repository: repo(),
+                state: UploadState::default(),
+                active: Timestamp::from_millis(1),
+            },
+            "test",
+            &UploadCaps::NONE,
+        )
         .await
         .unwrap_err();
     assert!(
@@ -608,12 +620,16 @@ async fn no_write_commits_while_the_database_directory_is_gone() {
     let kept = blob_in(&store, &repo(), b"before").await;
     let start_upload = || async {
         store
-            .create_upload(&UploadSession {
-                id: UploadId::generate().unwrap(),
-                repository: repo(),
-                state: UploadState::default(),
-                active: Timestamp::from_millis(1),
-            })
+            .create_upload(
+                &UploadSession {
+                    id: UploadId::generate().unwrap(),
+                    repository: repo(),
+                    state: UploadState::default(),
+                    active: Timestamp::from_millis(1),
+                },
+                "test",
+                &UploadCaps::NONE,
+            )
             .await
     };
     let refused = |r: mcr_core::Result<()>| {

@@ -856,12 +856,69 @@ fn a_push_by_digest_can_tag_several_names_at_once() {
     });
 }
 
-/// A registry whose purge removes sessions idle for over an hour.
+/// A registry whose purge removes sessions idle for over an hour, used
+/// or not.
 fn purging_after_an_hour() -> TestRegistry {
     TestRegistry::with_config(RegistryConfig {
         upload_max_age: Duration::from_secs(3600),
+        unused_upload_max_age: Duration::from_secs(3600),
         ..RegistryConfig::default()
     })
+}
+
+/// Issue 16, case 4: a session that never received a byte holds a slot of
+/// the caps on open sessions, so it goes after `unused_upload_max_age`
+/// (15 minutes by default), long before a used one (24 hours).
+#[test]
+fn sessions_that_never_received_a_byte_are_purged_much_sooner() {
+    let t = TestRegistry::new();
+    run(async {
+        let r = &t.registry;
+        let app = repo("app");
+        let unused = r.start_upload(&user(), &app).await.unwrap();
+        let used = r.start_upload(&user(), &app).await.unwrap();
+        r.upload_chunk(&user(), &app, &used.id, Some(0), body(&b"partial"[..]))
+            .await
+            .unwrap();
+        t.clock.advance(Duration::from_secs(14 * 60));
+        assert_eq!(r.purge_stale_uploads().await.unwrap(), 0);
+        t.clock.advance(Duration::from_secs(2 * 60));
+        assert_eq!(r.purge_stale_uploads().await.unwrap(), 1);
+        assert!(matches!(
+            r.upload_status(&user(), &app, &unused.id).await,
+            Err(Error::UploadUnknown(_))
+        ));
+        assert_eq!(r.upload_status(&user(), &app, &used.id).await.unwrap(), 7);
+    });
+}
+
+/// Issue 16, case 4: one principal opening sessions without end is
+/// refused past its cap, in any repository, and a finished or cancelled
+/// session frees a slot.
+#[test]
+fn open_sessions_are_capped_per_principal() {
+    let t = TestRegistry::with_config(RegistryConfig {
+        max_uploads_per_principal: 3,
+        ..RegistryConfig::default()
+    });
+    run(async {
+        let r = &t.registry;
+        let mut open = Vec::new();
+        for name in ["a", "b", "c"] {
+            open.push(r.start_upload(&user(), &repo(name)).await.unwrap());
+        }
+        match r.start_upload(&user(), &repo("d")).await {
+            Err(Error::TooManyRequests { retry_after, .. }) => {
+                assert!(retry_after > Duration::ZERO)
+            }
+            other => panic!("expected TooManyRequests, got {other:?}"),
+        }
+        r.start_upload(&admin(), &repo("d")).await.unwrap();
+        r.cancel_upload(&user(), &repo("a"), &open[0].id)
+            .await
+            .unwrap();
+        r.start_upload(&user(), &repo("d")).await.unwrap();
+    });
 }
 
 #[test]

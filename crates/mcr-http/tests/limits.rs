@@ -137,3 +137,32 @@ async fn a_principal_over_its_rate_gets_429_with_retry_after_on_every_api() {
         .await
         .is_empty());
 }
+
+/// Issue 16, case 4: past the cap on open upload sessions, a new one is
+/// refused with 429 and Retry-After, and nothing is left behind.
+#[tokio::test]
+async fn open_upload_sessions_past_the_cap_get_429_with_retry_after() {
+    let h = Harness::with(Setup {
+        max_uploads_per_principal: 3,
+        ..Setup::default()
+    });
+    for _ in 0..3 {
+        h.start_upload("app").await;
+    }
+    let r = h.user(Method::POST, "/v2/app/blobs/uploads/").send().await;
+    r.assert_error(StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS");
+    assert_eq!(r.header("retry-after"), Some("60"));
+    // The cap is the principal's, over every repository.
+    let r = h
+        .user(Method::POST, "/v2/other/blobs/uploads/")
+        .send()
+        .await;
+    r.assert_error(StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS");
+    assert!(!h.catalog().await.contains(&"other".to_string()));
+    // Another principal still has room.
+    let r = h
+        .as_("admin", Method::POST, "/v2/app/blobs/uploads/")
+        .send()
+        .await;
+    r.assert_status(StatusCode::ACCEPTED);
+}

@@ -130,6 +130,13 @@ const MIGRATIONS: &[(i64, &str)] = &[
         );
         CREATE INDEX revoked_tokens_by_expiry ON revoked_tokens (expires);"#,
     ),
+    (
+        4,
+        // Who opened each upload session, counted against the cap of
+        // open sessions per principal; older sessions count for nobody.
+        r#"ALTER TABLE uploads ADD COLUMN owner text COLLATE "C" NOT NULL DEFAULT '';
+        CREATE INDEX uploads_by_owner ON uploads (owner);"#,
+    ),
 ];
 
 /// The schema version this build writes and understands.

@@ -157,8 +157,20 @@ pub(super) const IN_RECOVERY: &str = "SELECT pg_is_in_recovery()";
 
 // Upload sessions.
 pub(super) const INSERT_UPLOAD: &str = "INSERT INTO uploads
-    (id, repository_id, received, writer_state, active) VALUES ($1, $2, $3, $4, $5)
+    (id, repository_id, received, writer_state, active, owner) VALUES ($1, $2, $3, $4, $5, $6)
     ON CONFLICT (id) DO NOTHING";
+/// Held until the transaction ends, so that two replicas opening a
+/// session in one repository count one after the other (`FOR NO KEY
+/// UPDATE` leaves `complete_upload`'s `FOR KEY SHARE` free).
+pub(super) const LOCK_REPO_FOR_UPLOADS: &str =
+    "SELECT id FROM repositories WHERE id = $1 FOR NO KEY UPDATE";
+/// The same for one owner's sessions, on a transaction-level advisory
+/// lock in the two-key space (class 1), apart from the one-key locks of
+/// `coordination`. Always taken after the repository's row: nothing that
+/// holds it waits for a row, so the two cannot deadlock.
+pub(super) const LOCK_UPLOAD_OWNER: &str = "SELECT pg_advisory_xact_lock(1, hashtext($1))";
+pub(super) const OWNER_UPLOAD_COUNT: &str = "SELECT COUNT(*) FROM uploads WHERE owner = $1";
+pub(super) const REPO_UPLOAD_COUNT: &str = "SELECT COUNT(*) FROM uploads WHERE repository_id = $1";
 pub(super) const GET_UPLOAD: &str =
     "SELECT u.id, r.name, u.received, u.writer_state, u.active FROM uploads u
     JOIN repositories r ON r.id = u.repository_id WHERE u.id = $1";

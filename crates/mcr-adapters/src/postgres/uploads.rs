@@ -5,7 +5,7 @@ use bytes::Bytes;
 use mcr_core::ids::UploadId;
 use mcr_core::names::RepoName;
 use mcr_core::ports::{
-    keyset_pages, BlobInfo, ListStream, UploadSession, UploadSessionStore, UploadState,
+    keyset_pages, BlobInfo, ListStream, UploadCaps, UploadSession, UploadSessionStore, UploadState,
 };
 use mcr_core::time::Timestamp;
 use mcr_core::{Error, Result};
@@ -28,29 +28,56 @@ fn upload_session(row: &Row) -> StepResult<UploadSession> {
 
 #[async_trait]
 impl UploadSessionStore for PostgresMetaStore {
-    async fn create_upload(&self, session: &UploadSession) -> Result<()> {
-        self.write("creating an upload session", session.clone(), |tx, s| {
-            Box::pin(async move {
-                let repo = ensure_repo(tx, &s.repository, s.active).await?;
-                let n = change(
-                    tx,
-                    sql::INSERT_UPLOAD,
-                    &[
-                        &s.id.as_str(),
-                        &repo,
-                        &i64_of(s.state.size)?,
-                        &&s.state.data[..],
-                        &s.active.as_millis(),
-                    ],
-                )
-                .await?;
-                if n == 0 {
-                    // Rolls back the repository too, if this made it.
-                    return Err(Error::Conflict(format!("upload {} already exists", s.id)).into());
-                }
-                Ok(())
-            })
-        })
+    async fn create_upload(
+        &self,
+        session: &UploadSession,
+        owner: &str,
+        caps: &UploadCaps,
+    ) -> Result<()> {
+        let data = (session.clone(), owner.to_string(), *caps);
+        self.write(
+            "creating an upload session",
+            data,
+            |tx, (s, owner, caps)| {
+                Box::pin(async move {
+                    let repo = ensure_repo(tx, &s.repository, s.active).await?;
+                    change(tx, sql::LOCK_REPO_FOR_UPLOADS, &[&repo]).await?;
+                    change(tx, sql::LOCK_UPLOAD_OWNER, &[&owner.as_str()]).await?;
+                    let owned = one(tx, sql::OWNER_UPLOAD_COUNT, &[&owner.as_str()], |r| {
+                        u64_at(r, 0)
+                    })
+                    .await?
+                    .unwrap_or_default();
+                    let in_repo = one(tx, sql::REPO_UPLOAD_COUNT, &[&repo], |r| u64_at(r, 0))
+                        .await?
+                        .unwrap_or_default();
+                    if let Some(refused) = caps.refusal(owned, in_repo, owner, &s.repository) {
+                        // Rolls back the repository too, if this made it.
+                        return Err(refused.into());
+                    }
+                    let n = change(
+                        tx,
+                        sql::INSERT_UPLOAD,
+                        &[
+                            &s.id.as_str(),
+                            &repo,
+                            &i64_of(s.state.size)?,
+                            &&s.state.data[..],
+                            &s.active.as_millis(),
+                            &owner.as_str(),
+                        ],
+                    )
+                    .await?;
+                    if n == 0 {
+                        // Rolls back the repository too, if this made it.
+                        return Err(
+                            Error::Conflict(format!("upload {} already exists", s.id)).into()
+                        );
+                    }
+                    Ok(())
+                })
+            },
+        )
         .await
     }
 

@@ -13,7 +13,8 @@
 //! needs: `blob` rows protect blobs from GC, `manifest` rows name an
 //! index's children); `repository_blobs` (the links that make a blob
 //! visible in a repository, stamped for GC's grace period); `uploads`
-//! (with the blob store's state of each, `offset` and `writer_state`);
+//! (with the blob store's state of each, `offset` and `writer_state`, and
+//! the principal that opened it, `owner`);
 //! `policy_rules` (the rule as JSON, with its sort keys as columns);
 //! `policy_generation` (one row: the rule set's generation);
 //! `revoked_tokens` (local-identity logouts, until the token's expiry);
@@ -163,6 +164,13 @@ const MIGRATIONS: &[(i64, &str)] = &[
             expires  INTEGER NOT NULL
         );
         CREATE INDEX revoked_tokens_by_expiry ON revoked_tokens (expires);",
+    ),
+    (
+        8,
+        // Who opened each upload session, counted against the cap of
+        // open sessions per principal; older sessions count for nobody.
+        "ALTER TABLE uploads ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+        CREATE INDEX uploads_by_owner ON uploads (owner);",
     ),
 ];
 

@@ -136,8 +136,10 @@ pub(super) const LIST_BLOBS: &str =
 
 // Upload sessions.
 pub(super) const INSERT_UPLOAD: &str = "INSERT INTO uploads
-    (id, repository_id, offset, writer_state, active) VALUES (?1, ?2, ?3, ?4, ?5)
+    (id, repository_id, offset, writer_state, active, owner) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
     ON CONFLICT (id) DO NOTHING";
+pub(super) const OWNER_UPLOAD_COUNT: &str = "SELECT COUNT(*) FROM uploads WHERE owner = ?1";
+pub(super) const REPO_UPLOAD_COUNT: &str = "SELECT COUNT(*) FROM uploads WHERE repository_id = ?1";
 pub(super) const GET_UPLOAD: &str =
     "SELECT u.id, r.name, u.offset, u.writer_state, u.active FROM uploads u
     JOIN repositories r ON r.id = u.repository_id WHERE u.id = ?1";
@@ -259,6 +261,8 @@ mod tests {
             ("UNLINK", UNLINK, &[]),
             ("LIST_BLOBS", LIST_BLOBS, &[]),
             ("GET_UPLOAD", GET_UPLOAD, &[]),
+            ("OWNER_UPLOAD_COUNT", OWNER_UPLOAD_COUNT, &[]),
+            ("REPO_UPLOAD_COUNT", REPO_UPLOAD_COUNT, &[]),
             ("SAVE_UPLOAD_STATE", SAVE_UPLOAD_STATE, &[]),
             ("UPLOAD_REPO", UPLOAD_REPO, &[]),
             ("UPLOADS_IDLE", UPLOADS_IDLE, &[]),

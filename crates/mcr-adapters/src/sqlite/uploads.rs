@@ -5,7 +5,7 @@ use bytes::Bytes;
 use mcr_core::ids::UploadId;
 use mcr_core::names::RepoName;
 use mcr_core::ports::{
-    keyset_pages, BlobInfo, ListStream, UploadSession, UploadSessionStore, UploadState,
+    keyset_pages, BlobInfo, ListStream, UploadCaps, UploadSession, UploadSessionStore, UploadState,
 };
 use mcr_core::time::Timestamp;
 use mcr_core::{Error, Result};
@@ -28,10 +28,27 @@ fn upload_session(row: &Row<'_>) -> rusqlite::Result<UploadSession> {
 
 #[async_trait]
 impl UploadSessionStore for SqliteMetaStore {
-    async fn create_upload(&self, session: &UploadSession) -> Result<()> {
-        let session = session.clone();
+    async fn create_upload(
+        &self,
+        session: &UploadSession,
+        owner: &str,
+        caps: &UploadCaps,
+    ) -> Result<()> {
+        let (session, owner, caps) = (session.clone(), owner.to_string(), *caps);
         self.write("creating an upload session", move |tx| {
             let repo = ensure_repo(tx, &session.repository, session.active)?;
+            // Counted in the same transaction as the insert: two
+            // concurrent opens cannot both take the last slot.
+            let owned = one(tx, sql::OWNER_UPLOAD_COUNT, [owner.as_str()], |r| {
+                u64_at(r, 0)
+            })?
+            .unwrap_or_default();
+            let in_repo =
+                one(tx, sql::REPO_UPLOAD_COUNT, [repo], |r| u64_at(r, 0))?.unwrap_or_default();
+            if let Some(refused) = caps.refusal(owned, in_repo, &owner, &session.repository) {
+                // Rolls back the repository too, if this made it.
+                return Err(refused);
+            }
             let n = change(
                 tx,
                 sql::INSERT_UPLOAD,
@@ -40,7 +57,8 @@ impl UploadSessionStore for SqliteMetaStore {
                     repo,
                     i64_of(session.state.size)?,
                     &session.state.data[..],
-                    session.active.as_millis()
+                    session.active.as_millis(),
+                    owner
                 ],
             )?;
             if n == 0 {

@@ -13,7 +13,7 @@ use mcr_adapters::local_identity::LocalUser;
 use mcr_adapters::s3::S3Config;
 use mcr_core::names::RepoName;
 use mcr_core::ports::Secret;
-use mcr_core::registry::RateLimit;
+use mcr_core::registry::{RateLimit, RegistryConfig};
 use serde::Deserialize;
 
 use super::listen::ConnLimits;
@@ -118,6 +118,13 @@ pub struct StorageSection {
     /// Upload sessions that received nothing for this long are purged
     /// (default 24h).
     pub upload_max_age: Option<String>,
+    /// Sessions that never received a byte are purged after this
+    /// (default 15m).
+    pub unused_upload_max_age: Option<String>,
+    /// Upload sessions one principal may hold open (default 100).
+    pub max_uploads_per_principal: Option<usize>,
+    /// Upload sessions one repository may hold open (default 1000).
+    pub max_uploads_per_repository: Option<usize>,
     #[serde(default)]
     pub s3: S3Section,
 }
@@ -328,8 +335,10 @@ fn secret<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::E
 /// Keys whose environment value is a comma-separated list.
 const LIST_KEYS: [(&str, &str); 1] = [("mcias", "tags")];
 /// Keys whose environment value is a whole number.
-const INTEGER_KEYS: [(&str, &str); 4] = [
+const INTEGER_KEYS: [(&str, &str); 6] = [
     ("database", "max_connections"),
+    ("storage", "max_uploads_per_principal"),
+    ("storage", "max_uploads_per_repository"),
     ("server", "max_connections"),
     ("server", "rate_limit"),
     ("server", "rate_burst"),
@@ -415,6 +424,8 @@ impl Config {
         self.gc_grace_period()?;
         self.gc_interval()?;
         self.upload_max_age()?;
+        self.unused_upload_max_age()?;
+        self.upload_caps()?;
         self.token_ttl()?;
         self.proxies()?;
         self.shutdown_timeout()?;
@@ -522,6 +533,36 @@ impl Config {
             self.storage.upload_max_age.as_deref(),
             "24h",
         )
+    }
+
+    pub fn unused_upload_max_age(&self) -> anyhow::Result<Duration> {
+        duration(
+            "storage.unused_upload_max_age",
+            self.storage.unused_upload_max_age.as_deref(),
+            "15m",
+        )
+    }
+
+    /// (per principal, per repository) caps on open upload sessions; 0 is
+    /// refused, since no push could start.
+    pub fn upload_caps(&self) -> anyhow::Result<(u64, u64)> {
+        let defaults = RegistryConfig::default();
+        let s = &self.storage;
+        let cap = |name: &str, value: Option<usize>, default: u64| -> anyhow::Result<u64> {
+            Ok(positive(name, value)?.map_or(default, |n| n as u64))
+        };
+        Ok((
+            cap(
+                "storage.max_uploads_per_principal",
+                s.max_uploads_per_principal,
+                defaults.max_uploads_per_principal,
+            )?,
+            cap(
+                "storage.max_uploads_per_repository",
+                s.max_uploads_per_repository,
+                defaults.max_uploads_per_repository,
+            )?,
+        ))
     }
 
     pub fn token_ttl(&self) -> anyhow::Result<Duration> {

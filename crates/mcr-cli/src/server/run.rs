@@ -31,8 +31,10 @@ use super::listen;
 use super::metrics::Metrics;
 use super::tasks::Background;
 
-/// How often stale upload sessions are looked for.
-const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
+/// How often stale upload sessions are looked for: often enough that
+/// sessions that never received a byte (`storage.unused_upload_max_age`)
+/// soon free their slot of the caps on open sessions.
+const PURGE_INTERVAL: Duration = Duration::from_secs(300);
 
 /// The engine and the HTTP state, built from a validated config. Work a
 /// request leaves running (a GC run) goes to `tasks`. When the config
@@ -58,6 +60,9 @@ pub async fn build(config: &Config, tasks: TaskTracker) -> anyhow::Result<AppSta
             gc_grace_period: config.gc_grace_period()?,
             gc_interval: config.gc_interval()?,
             upload_max_age: config.upload_max_age()?,
+            unused_upload_max_age: config.unused_upload_max_age()?,
+            max_uploads_per_principal: config.upload_caps()?.0,
+            max_uploads_per_repository: config.upload_caps()?.1,
             rate_limit: config.rate_limit()?,
             manifest_cache_entries,
             ..RegistryConfig::default()
@@ -286,7 +291,7 @@ pub struct Extra {
 /// [`shutdown_signal`]), then stops accepting, drains in-flight requests
 /// and the background tasks (GC runs, the upload purge, the GC schedule,
 /// the audit writer's last batch), all within `shutdown_timeout` of the
-/// signal. Stale upload sessions are purged hourly; GC runs on its
+/// signal. Stale upload sessions are purged every five minutes; GC runs on its
 /// schedule when the config sets one.
 pub async fn serve(
     state: AppState,

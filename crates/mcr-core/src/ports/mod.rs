@@ -50,7 +50,7 @@ pub use repositories::{Page, RepoDetail, RepoSummary, RepositoryStore};
 pub use revocations::{Revocation, RevocationStore};
 pub use snapshots::SnapshotStore;
 pub use status::{StoreStatus, StoreTotals};
-pub use upload_sessions::{UploadSession, UploadSessionStore};
+pub use upload_sessions::{UploadCaps, UploadSession, UploadSessionStore};
 pub use upstream::{Upstream, UpstreamBlob, UpstreamManifest};
 
 /// Every port trait, for `use mcr_core::ports::prelude::*;`: calling a

@@ -1,12 +1,14 @@
 //! The `UploadSessionStore` port: the rows of upload sessions, and
 //! completing one into a blob row and link.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 
 use super::blob_index::BlobInfo;
 use super::blob_store::UploadState;
 use super::listing::ListStream;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ids::UploadId;
 use crate::names::RepoName;
 use crate::time::Timestamp;
@@ -24,14 +26,67 @@ pub struct UploadSession {
     pub active: Timestamp,
 }
 
+/// How many upload sessions may be open at once: a principal opening
+/// thousands of empty sessions would otherwise fill the uploads directory
+/// and the database (issue 16, case 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UploadCaps {
+    /// Sessions one principal may hold open, over all repositories.
+    pub per_owner: u64,
+    /// Sessions one repository may hold open, whoever opened them.
+    pub per_repository: u64,
+    /// What a refusal tells the client to wait before trying again.
+    pub retry_after: Duration,
+}
+
+impl UploadCaps {
+    /// No cap at all: for stores written by something other than a
+    /// caller (tests, tools).
+    pub const NONE: UploadCaps = UploadCaps {
+        per_owner: u64::MAX,
+        per_repository: u64::MAX,
+        retry_after: Duration::from_secs(60),
+    };
+
+    /// The refusal of one more session when `owner` holds `owned` open
+    /// sessions and `repo` holds `in_repo`: `TooManyRequests` naming the
+    /// cap reached, or `None` when there is room.
+    pub fn refusal(&self, owned: u64, in_repo: u64, owner: &str, repo: &RepoName) -> Option<Error> {
+        let what = if owned >= self.per_owner {
+            format!(
+                "open upload sessions for {owner} (at most {}); finish or cancel one",
+                self.per_owner
+            )
+        } else if in_repo >= self.per_repository {
+            format!(
+                "open upload sessions in {repo} (at most {}); finish or cancel one",
+                self.per_repository
+            )
+        } else {
+            return None;
+        };
+        Some(Error::TooManyRequests {
+            what,
+            retry_after: self.retry_after,
+        })
+    }
+}
+
 /// Upload session rows. A session's bytes live in the `BlobStore`; its
 /// row here says which repository it belongs to, how far it got and what
 /// the blob store needs to continue it ([`UploadState`]).
 #[async_trait]
 pub trait UploadSessionStore: Send + Sync + 'static {
-    /// Records a new session, creating its repository on first write.
-    /// `Conflict` if the id exists.
-    async fn create_upload(&self, session: &UploadSession) -> Result<()>;
+    /// Records a new session opened by `owner` (a principal's subject),
+    /// in one step that first counts the sessions open: `TooManyRequests`
+    /// (with `caps.retry_after`) if `owner` or the repository already
+    /// holds its cap, `Conflict` if the id exists; nothing is stored then.
+    async fn create_upload(
+        &self,
+        session: &UploadSession,
+        owner: &str,
+        caps: &UploadCaps,
+    ) -> Result<()>;
     async fn get_upload(&self, id: &UploadId) -> Result<Option<UploadSession>>;
     /// Records where the upload stands after an append and marks the
     /// session active `at`, in one step, if the recorded size is still

@@ -371,15 +371,23 @@ impl Registry {
         })
     }
 
-    /// Discards upload sessions that received nothing for the configured
-    /// maximum age, and upload data whose session row is gone. A
-    /// maintenance task of the
-    /// daemon, not a caller's request; returns how many were removed.
+    /// Discards upload sessions that received nothing for
+    /// `upload_max_age`, those that never received a byte after the much
+    /// shorter `unused_upload_max_age`, and upload data whose session row
+    /// is gone. A maintenance task of the daemon, not a caller's request;
+    /// returns how many were removed.
     pub async fn purge_stale_uploads(&self) -> Result<usize> {
-        let cutoff = self.clock.now().saturating_sub(self.config.upload_max_age);
+        let now = self.clock.now();
+        let cutoff = now.saturating_sub(self.config.upload_max_age);
+        // Sessions that never received a byte go much sooner: all they
+        // hold is a slot of the caps on open sessions.
+        let unused_cutoff = now.saturating_sub(self.config.unused_upload_max_age);
         let mut purged = 0;
-        let mut stale = self.meta.uploads_idle_since(cutoff);
-        while let Some(session) = stale.try_next().await? {
+        let mut idle = self.meta.uploads_idle_since(cutoff.max(unused_cutoff));
+        while let Some(session) = idle.try_next().await? {
+            if session.active >= cutoff && session.state.size > 0 {
+                continue;
+            }
             self.meta.delete_upload(&session.id).await?;
             self.blobs.cancel_upload(&session.id).await?;
             purged += 1;

@@ -82,6 +82,15 @@ pub struct RegistryConfig {
     pub max_blob_size: u64,
     /// Upload sessions idle longer than this are purged.
     pub upload_max_age: Duration,
+    /// Sessions that never received a byte are purged after this, much
+    /// sooner than `upload_max_age`: they only hold a slot of the caps.
+    pub unused_upload_max_age: Duration,
+    /// Upload sessions one principal may hold open at once; one more is
+    /// `Error::TooManyRequests` (issue 16, case 4).
+    pub max_uploads_per_principal: u64,
+    /// Upload sessions one repository may hold open at once, whoever
+    /// opened them.
+    pub max_uploads_per_repository: u64,
     /// Largest page a listing returns, whatever `n` asks for.
     pub max_page_size: usize,
     /// How often the daemon's schedule runs GC ([`Registry::next_scheduled_gc`]);
@@ -114,6 +123,9 @@ impl Default for RegistryConfig {
             max_manifest_size: MAX_MANIFEST_SIZE,
             max_blob_size: 64 << 30,
             upload_max_age: Duration::from_secs(24 * 3600),
+            unused_upload_max_age: Duration::from_secs(15 * 60),
+            max_uploads_per_principal: 100,
+            max_uploads_per_repository: 1000,
             max_page_size: 1000,
             gc_interval: None,
             gc_sweep_window: GC_SWEEP_WINDOW,
@@ -269,10 +281,15 @@ impl Registry {
         &self.clock
     }
 
+    /// The raw metadata store, around policy and audit: for tests only
+    /// (feature `testing`), never a side door for an embedder.
+    #[cfg(any(test, feature = "testing"))]
     pub fn meta(&self) -> &Arc<dyn MetaStore> {
         &self.meta
     }
 
+    /// The raw blob store, for tests only (feature `testing`).
+    #[cfg(any(test, feature = "testing"))]
     pub fn blobs(&self) -> &Arc<dyn BlobStore> {
         &self.blobs
     }

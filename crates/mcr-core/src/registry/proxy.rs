@@ -32,8 +32,8 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::names::{Reference, RepoName};
 use crate::ports::{
-    BlobBody, BlobInfo, ByteRange, LockGuard, LockKey, ManifestRecord, Provenance, UploadWriter,
-    UpstreamBlob,
+    BlobBody, BlobInfo, ByteRange, LockGuard, LockKey, ManifestRecord, Provenance, UploadCaps,
+    UploadWriter, UpstreamBlob,
 };
 use crate::proxy::{Mirror, Mirrored};
 
@@ -256,7 +256,10 @@ impl Registry {
         body: UpstreamBlob,
         fill_lock: LockGuard,
     ) -> Result<Fill> {
-        let session = self.open_session(repo).await?;
+        // A fill is one per digest (under its lock) and no caller's own
+        // session: it counts against no one's cap.
+        let owner = format!("proxy:{}", mirror.config.prefix);
+        let session = self.open_session(repo, &owner, &UploadCaps::NONE).await?;
         let writer = self
             .blobs
             .resume_upload(&session.id, &session.state)

@@ -22,8 +22,8 @@ use crate::manifest::Manifest;
 use crate::media::MediaType;
 use crate::names::{Reference, RepoName, Tag};
 use crate::ports::{
-    BlobInfo, ByteStream, LockGuard, LockKey, NewManifest, Provenance, UploadSession, UploadState,
-    UploadWriter,
+    BlobInfo, ByteStream, LockGuard, LockKey, NewManifest, Provenance, UploadCaps, UploadSession,
+    UploadState, UploadWriter,
 };
 use crate::principal::Action;
 
@@ -47,6 +47,10 @@ fn limited(body: ByteStream, room: u64) -> (ByteStream, Arc<AtomicBool>) {
     (Box::pin(body), tripped)
 }
 
+/// What a caller refused another upload session is told to wait: about
+/// as long as a client takes to finish or abandon one.
+const UPLOAD_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// What a mount request led to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MountOutcome {
@@ -69,7 +73,7 @@ impl Registry {
     /// Starts an upload session in `repo`.
     pub async fn start_upload(&self, caller: &Caller, repo: &RepoName) -> Result<UploadSession> {
         self.authorize(caller, Action::Push, Some(repo)).await?;
-        let session = self.open_session(repo).await?;
+        let session = self.open_caller_session(caller, repo).await?;
         self.audit(
             caller,
             EventType::UploadStarted,
@@ -81,7 +85,25 @@ impl Registry {
         Ok(session)
     }
 
-    pub(super) async fn open_session(&self, repo: &RepoName) -> Result<UploadSession> {
+    /// A new session of `caller` in `repo`, within the caps on open
+    /// sessions (`TooManyRequests` past them).
+    async fn open_caller_session(&self, caller: &Caller, repo: &RepoName) -> Result<UploadSession> {
+        let caps = UploadCaps {
+            per_owner: self.config.max_uploads_per_principal,
+            per_repository: self.config.max_uploads_per_repository,
+            retry_after: UPLOAD_RETRY_AFTER,
+        };
+        self.open_session(repo, &caller.principal.subject, &caps)
+            .await
+    }
+
+    /// A new session in `repo` opened by `owner`, within `caps`.
+    pub(super) async fn open_session(
+        &self,
+        repo: &RepoName,
+        owner: &str,
+        caps: &UploadCaps,
+    ) -> Result<UploadSession> {
         let session = UploadSession {
             id: UploadId::generate()?,
             repository: repo.clone(),
@@ -90,7 +112,7 @@ impl Registry {
         };
         // The row first: a data file without a row is an orphan that
         // `purge_stale_uploads` may remove.
-        self.meta.create_upload(&session).await?;
+        self.meta.create_upload(&session, owner, caps).await?;
         self.blobs.begin_upload(&session.id).await?;
         Ok(session)
     }
@@ -275,7 +297,7 @@ impl Registry {
         body: ByteStream,
     ) -> Result<BlobInfo> {
         self.authorize(caller, Action::Push, Some(repo)).await?;
-        let session = self.open_session(repo).await?;
+        let session = self.open_caller_session(caller, repo).await?;
         // A session no one else knows of yet: no lock needed.
         let stored = async {
             let mut writer = self
@@ -350,7 +372,7 @@ impl Registry {
                 Ok(MountOutcome::Mounted(info))
             }
             None => {
-                let session = self.open_session(to).await?;
+                let session = self.open_caller_session(caller, to).await?;
                 self.audit(
                     caller,
                     EventType::UploadStarted,

@@ -31,6 +31,10 @@ pub struct RateLimit {
     pub burst: NonZeroU32,
 }
 
+/// Counter of refused requests (`mcr_rate_limited_requests_total`, no
+/// labels: a subject is not a label value).
+const RATE_LIMITED: &str = "mcr_rate_limited_requests_total";
+
 /// How often the buckets of principals that went quiet are dropped, in
 /// requests: they refill to full anyway, so forgetting them loses nothing.
 const PRUNE_EVERY: u64 = 4096;
@@ -82,9 +86,18 @@ impl RateLimiter {
         }
         self.buckets
             .check_key(&subject.to_string())
-            .map_err(|not_until| Error::TooManyRequests {
-                what: format!("requests from {subject}"),
-                retry_after: not_until.wait_time_from(self.clock.now()),
+            .map_err(|not_until| {
+                // Per refusal only, so the macro's lookup is off the
+                // path of every request that passes.
+                metrics::describe_counter!(
+                    RATE_LIMITED,
+                    "Requests refused because their principal went over its rate limit"
+                );
+                metrics::counter!(RATE_LIMITED).increment(1);
+                Error::TooManyRequests {
+                    what: format!("requests from {subject}"),
+                    retry_after: not_until.wait_time_from(self.clock.now()),
+                }
             })
     }
 }

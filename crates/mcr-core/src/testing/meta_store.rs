@@ -23,7 +23,7 @@ use crate::policy::{Rule, RuleDraft};
 use crate::ports::{
     AuditLog, BlobIndex, BlobInfo, GcStore, ListStream, ManifestRecord, ManifestStore, NewManifest,
     Page, PolicyRuleStore, Provenance, RepoDetail, RepoSummary, RepositoryStore, Revocation,
-    RevocationStore, SnapshotStore, StoreStatus, StoreTotals, StoredRules, SweepStep,
+    RevocationStore, SnapshotStore, StoreStatus, StoreTotals, StoredRules, SweepStep, UploadCaps,
     UploadSession, UploadSessionStore, UploadState,
 };
 use crate::time::Timestamp;
@@ -52,6 +52,8 @@ struct State {
     /// Blob rows: size and the time the row was created.
     blobs: BTreeMap<Digest, (u64, Timestamp)>,
     uploads: BTreeMap<UploadId, UploadSession>,
+    /// Who opened each session in `uploads`.
+    upload_owners: BTreeMap<UploadId, String>,
     rules: BTreeMap<i64, Rule>,
     /// The rule set's generation: one more with every change.
     rule_generation: u64,
@@ -103,6 +105,12 @@ impl Repo {
 }
 
 impl State {
+    /// Removes a session and its owner.
+    fn remove_upload(&mut self, id: &UploadId) -> Option<UploadSession> {
+        self.upload_owners.remove(id);
+        self.uploads.remove(id)
+    }
+
     /// The repository, created at `at` if this is its first write.
     fn repo_mut(&mut self, name: &RepoName, at: Timestamp) -> &mut Repo {
         self.repos
@@ -289,7 +297,7 @@ impl RepositoryStore for FakeMetaStore {
             .map(|s| s.id.clone())
             .collect();
         for id in &ids {
-            state.uploads.remove(id);
+            state.remove_upload(id);
         }
         Ok(Some(ids))
     }
@@ -506,7 +514,12 @@ impl BlobIndex for FakeMetaStore {
 
 #[async_trait]
 impl UploadSessionStore for FakeMetaStore {
-    async fn create_upload(&self, session: &UploadSession) -> Result<()> {
+    async fn create_upload(
+        &self,
+        session: &UploadSession,
+        owner: &str,
+        caps: &UploadCaps,
+    ) -> Result<()> {
         let mut state = self.lock();
         if state.uploads.contains_key(&session.id) {
             return Err(Error::Conflict(format!(
@@ -514,6 +527,18 @@ impl UploadSessionStore for FakeMetaStore {
                 session.id
             )));
         }
+        let owned = state.upload_owners.values().filter(|o| *o == owner).count() as u64;
+        let in_repo = state
+            .uploads
+            .values()
+            .filter(|u| u.repository == session.repository)
+            .count() as u64;
+        if let Some(refused) = caps.refusal(owned, in_repo, owner, &session.repository) {
+            return Err(refused);
+        }
+        state
+            .upload_owners
+            .insert(session.id.clone(), owner.to_string());
         state.repo_mut(&session.repository, session.active);
         state.uploads.insert(session.id.clone(), session.clone());
         Ok(())
@@ -549,8 +574,7 @@ impl UploadSessionStore for FakeMetaStore {
     async fn complete_upload(&self, id: &UploadId, blob: &BlobInfo, at: Timestamp) -> Result<()> {
         let mut state = self.lock();
         let session = state
-            .uploads
-            .remove(id)
+            .remove_upload(id)
             .ok_or_else(|| Error::UploadUnknown(id.to_string()))?;
         state
             .blobs
@@ -564,7 +588,7 @@ impl UploadSessionStore for FakeMetaStore {
     }
 
     async fn delete_upload(&self, id: &UploadId) -> Result<bool> {
-        Ok(self.lock().uploads.remove(id).is_some())
+        Ok(self.lock().remove_upload(id).is_some())
     }
 
     fn uploads_idle_since(&self, before: Timestamp) -> ListStream<UploadSession> {

@@ -67,6 +67,8 @@ pub struct Setup {
     pub login: Login,
     /// Each principal's request rate; none by default.
     pub rate_limit: Option<RateLimit>,
+    /// Upload sessions one principal may hold open.
+    pub max_uploads_per_principal: u64,
 }
 
 impl Default for Setup {
@@ -79,6 +81,7 @@ impl Default for Setup {
             gc_sweep_window: RegistryConfig::default().gc_sweep_window,
             login: Login::Basic,
             rate_limit: None,
+            max_uploads_per_principal: RegistryConfig::default().max_uploads_per_principal,
         }
     }
 }
@@ -403,6 +406,7 @@ fn open(
         max_blob_size: setup.max_blob_size,
         gc_sweep_window: setup.gc_sweep_window,
         rate_limit: setup.rate_limit,
+        max_uploads_per_principal: setup.max_uploads_per_principal,
         ..RegistryConfig::default()
     };
     let registry = Arc::new(

@@ -40,7 +40,7 @@ use crate::names::{Reference, RepoName};
 use crate::policy::{Effect, RepoPattern, Rule, RuleDraft};
 use crate::ports::{
     BlobInfo, MetaStore, NewManifest, Page, Provenance, RepoSummary, Revocation, StoreTotals,
-    UploadSession, UploadState,
+    UploadCaps, UploadSession, UploadState,
 };
 use crate::principal::{AccountType, Action, Role};
 use crate::time::Timestamp;
@@ -67,6 +67,8 @@ pub const META_STORE_CHECKS: &[Check<dyn MetaStore>] = checks![dyn MetaStore =>
     a_completed_upload_is_visible_at_once,
     completing_a_known_blob_adds_a_link,
     upload_sessions,
+    open_sessions_are_capped_per_owner_and_per_repository,
+    concurrent_opens_never_pass_a_cap,
     mount_links_a_blob_the_source_holds,
     mount_from_a_repository_without_the_blob_changes_nothing,
     a_blob_names_the_repositories_holding_it,
@@ -129,7 +131,11 @@ async fn session(s: &Store, r: &RepoName, at: Timestamp) -> UploadSession {
         state: UploadState::default(),
         active: at,
     };
-    ok(s.create_upload(&session).await, "create_upload");
+    ok(
+        s.create_upload(&session, "contract", &UploadCaps::NONE)
+            .await,
+        "create_upload",
+    );
     session
 }
 
@@ -923,6 +929,91 @@ async fn completing_a_known_blob_adds_a_link(s: Store) {
     assert_eq!(
         infos(ok(collect(s.list_blobs()).await, "list_blobs")),
         infos(vec![blob, second])
+    );
+}
+
+/// Opens a session of `owner` in `r` under `caps`.
+async fn open_capped(
+    s: &Store,
+    owner: &str,
+    r: &str,
+    caps: &UploadCaps,
+) -> crate::error::Result<UploadSession> {
+    let session = UploadSession {
+        id: new_id(),
+        repository: repo(r),
+        state: UploadState::default(),
+        active: t(1),
+    };
+    s.create_upload(&session, owner, caps)
+        .await
+        .map(|()| session)
+}
+
+async fn open_sessions_are_capped_per_owner_and_per_repository(s: Store) {
+    let caps = UploadCaps {
+        per_owner: 2,
+        per_repository: 3,
+        retry_after: std::time::Duration::from_secs(7),
+    };
+    let first = ok(open_capped(&s, "ann", "a", &caps).await, "ann's first");
+    ok(open_capped(&s, "ann", "b", &caps).await, "ann's second");
+    match err_of(open_capped(&s, "ann", "c", &caps).await, "ann's third") {
+        Error::TooManyRequests { retry_after, what } => {
+            assert_eq!(retry_after, caps.retry_after);
+            assert!(what.contains("ann"), "the refusal names the owner: {what}");
+        }
+        e => panic!("expected TooManyRequests, got {e:?}"),
+    }
+    ok(
+        open_capped(&s, "bob", "a", &caps).await,
+        "another owner has room",
+    );
+    ok(
+        open_capped(&s, "cat", "a", &caps).await,
+        "the repository's third",
+    );
+    match err_of(open_capped(&s, "dan", "a", &caps).await, "a's fourth") {
+        Error::TooManyRequests { what, .. } => {
+            assert!(
+                what.contains("in a "),
+                "the refusal names the repository: {what}"
+            );
+        }
+        e => panic!("expected TooManyRequests, got {e:?}"),
+    }
+    // Ending a session frees its slot.
+    assert!(ok(s.delete_upload(&first.id).await, "delete_upload"));
+    ok(
+        open_capped(&s, "ann", "c", &caps).await,
+        "ann has room again",
+    );
+}
+
+/// Replicas open sessions at the same moment: the count and the insert
+/// are one step, so the last slot goes to one of them only.
+async fn concurrent_opens_never_pass_a_cap(s: Store) {
+    let caps = UploadCaps {
+        per_owner: 1,
+        per_repository: 1,
+        retry_after: std::time::Duration::from_secs(1),
+    };
+    let by_owner = join_all((0..8).map(|i| {
+        let s = s.clone();
+        async move { open_capped(&s, "eve", &format!("e{i}"), &caps).await }
+    }))
+    .await;
+    let opened = by_owner.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(opened, 1, "one owner's cap of 1 let {opened} sessions open");
+    let in_repo = join_all((0..8).map(|i| {
+        let s = s.clone();
+        async move { open_capped(&s, &format!("f{i}"), "shared", &caps).await }
+    }))
+    .await;
+    let opened = in_repo.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(
+        opened, 1,
+        "a repository's cap of 1 let {opened} sessions open"
     );
 }
 
