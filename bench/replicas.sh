@@ -97,14 +97,43 @@ push_round() { # SETUP ROUND
   record "$1" push_mibps "$(awk -v b="$IMAGE_BYTES" -v s="$start" -v e="$end" 'BEGIN { printf "%.1f", b / 1048576 / (e - s) }')"
 }
 
+# CPU time (user + system, clock ticks) of every process, summed by
+# command name: "comm ticks" lines. A difference over a wrk run says where
+# a request's CPU went (mcrsrv, garage, nginx, postgres, wrk), which holds
+# whatever else the machine is doing, unlike the rates.
+cpu_by_comm() {
+  python3 - <<'PY'
+import os, collections
+ticks = collections.Counter()
+for pid in filter(str.isdigit, os.listdir('/proc')):
+    try:
+        stat = open(f'/proc/{pid}/stat').read()
+    except OSError:
+        continue
+    comm = stat[stat.index('(') + 1:stat.rindex(')')]
+    fields = stat[stat.rindex(')') + 2:].split()
+    ticks[comm.split('/')[0]] += int(fields[11]) + int(fields[12])
+for comm, t in ticks.items():
+    print(comm.replace(' ', '_'), t)
+PY
+}
+
 wrk_rate() { # SETUP METRIC URL_PATH TOKEN ACCEPT
-  local host out rate
+  local host out rate requests before after
   read -r host _ < <(endpoint "$1")
+  before=$(cpu_by_comm)
   out=$(timeout $((WRK_SECONDS + 30)) wrk -t2 -c"$WRK_CONNS" -d"${WRK_SECONDS}s" \
     -H "Authorization: Bearer $4" -H "Accept: $5" "http://$host$3") || fail "wrk against $1 failed"
+  after=$(cpu_by_comm)
   if grep -q "Non-2xx" <<<"$out"; then fail "$1 answered errors under wrk: $out"; fi
   rate=$(awk '/^Requests\/sec/ { printf "%.0f", $2 }' <<<"$out")
+  requests=$(awk '/ requests in / { print $1 }' <<<"$out")
   record "$1" "$2" "$rate"
+  # CPU ms per request by process, for the processes that used any.
+  awk -v setup="$1" -v metric="$2" -v n="$requests" -v hz="$(getconf CLK_TCK)" '
+    NR == FNR { before[$1] = $2; next }
+    { d = $2 - before[$1]; if (d > 0 && n > 0) printf "%s cpu:%s:%s %.4f\n", setup, metric, $1, d * 1000 / hz / n }
+  ' <(echo "$before") <(echo "$after") >>"$results"
 }
 
 for setup in single replicas; do
@@ -151,6 +180,23 @@ value() { awk -v s="$1" -v m="$2" '$1 == s && $2 == m { print $3 }' "$results" |
     s=$(value single "${m%%:*}")
     r=$(value replicas "${m%%:*}")
     echo "| ${m#*:} | $s | $r | $(awk -v a="$r" -v b="$s" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }') |"
+  done
+  echo
+  echo "CPU ms per request by process during the GET rows (user + system time from /proc, medians; mcrsrv, garage, nginx and postgres; under 0.005 ms left out):"
+  echo
+  echo "| workload | setup | process | CPU ms/request |"
+  echo "|---|---|---|---|"
+  for m in manifest_get_rps:"manifest GET" blob_1mib_get_rps:"1 MiB blob GET"; do
+    for setup in single replicas; do
+      # The setups' own processes; anything else running (a build) is
+      # the machine's noise, not the registry's cost.
+      for comm in mcrsrv garage nginx postgres; do
+        v=$(value "$setup" "cpu:${m%%:*}:$comm")
+        if [ -n "$v" ] && awk -v v="$v" 'BEGIN { exit !(v >= 0.005) }'; then
+          echo "| ${m#*:} | $setup | $comm | $v |"
+        fi
+      done
+    done
   done
 } >"$WORK/report.md"
 cat "$WORK/report.md"

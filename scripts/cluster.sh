@@ -168,6 +168,10 @@ uploads_path = \"$WORK/shared/uploads\""
 [server]
 listen_addr = "127.0.0.1:${PORTS[$i]}"
 external_url = "http://$LB"
+# One admin drives every request here (the benchmark's wrk thousands a
+# second): no per-principal rate limit, as in mcrsrv dev. The limit has
+# its own tests (mcr-http tests/limits.rs).
+rate_limit = 0
 $storage_toml
 [gc]
 grace_period = "${grace}s"
