@@ -272,4 +272,21 @@ UPROW=$(jq -c '.[] | select(.prefix == "up")' "$WORK/proxies.rest.json")
 grep -q "^up .*http://$UP" "$WORK/proxies.txt" || fail "the proxy table lacks up/: $(cat "$WORK/proxies.txt")"
 log "mcrctl proxy list (REST = gRPC): $UPROW"
 
+# --- dropping one repository's cache ------------------------------------------------
+# up/big holds the 64 MiB layer. After the drop it is gone from the
+# listing and, with the upstream still stopped, no longer served.
+"$MCRCTL" proxy drop up/big >"$WORK/drop.txt" || fail "mcrctl proxy drop up/big failed"
+"$MCRCTL" --json proxy list | jq -c '.[] | select(.prefix == "up")' >"$WORK/after-drop.json"
+[ "$(jq -r .repositories "$WORK/after-drop.json")" = $(( $(jq -r .repositories <<<"$UPROW") - 1 )) ] \
+  || fail "after the drop up/ still lists $(jq -r .repositories "$WORK/after-drop.json") repositories (was $(jq -r .repositories <<<"$UPROW"))"
+[ $(( $(jq -r .cache_size <<<"$UPROW") - $(jq -r .cache_size "$WORK/after-drop.json") )) -ge $((64 << 20)) ] \
+  || fail "the drop of up/big freed less than its 64 MiB layer from up/'s cache size"
+BCODE=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "http://$REG/v2/up/big/blobs/$BIGLAYER")
+[ "$BCODE" != 200 ] || fail "the dropped up/big still serves its layer with the upstream stopped"
+if "$MCRCTL" proxy drop up/big 2>"$WORK/drop-again.err"; then fail "dropping up/big twice succeeded"; fi
+grep -q "up/big" "$WORK/drop-again.err" || fail "a second drop does not name up/big: $(cat "$WORK/drop-again.err")"
+if "$MCRCTL" proxy drop elsewhere/x 2>"$WORK/drop-other.err"; then fail "dropping a repository outside every mirror succeeded"; fi
+grep -q "elsewhere/x" "$WORK/drop-other.err" || fail "dropping elsewhere/x does not name it: $(cat "$WORK/drop-other.err")"
+log "mcrctl proxy drop up/big: gone from the listing and no longer served ($BCODE); a second drop and one outside every mirror are refused by name"
+
 log "all pull-through cache checks passed"
