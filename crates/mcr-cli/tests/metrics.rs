@@ -247,6 +247,19 @@ async fn counters_move_by_what_was_done_and_the_output_is_prometheus_text() {
 
     // A push: two blobs, monolithic, then the manifest.
     let before = c.scrape().await;
+    // GC's series exist before any run, so an alert on a failed run or
+    // on none for days can fire after a restart.
+    for series in [
+        r#"mcr_gc_runs_total{result="completed"} 0"#,
+        r#"mcr_gc_runs_total{result="failed"} 0"#,
+        "mcr_gc_blobs_removed_total 0",
+    ] {
+        assert!(
+            before.text.lines().any(|l| l == series),
+            "no `{series}` before the first GC:\n{}",
+            before.text
+        );
+    }
     for blob in [config, layer] {
         let path = format!("/v2/team/app/blobs/uploads/?digest={}", digest(blob));
         assert_eq!(c.send(post.clone(), &path, blob).await, 201);

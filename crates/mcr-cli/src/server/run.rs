@@ -80,6 +80,12 @@ pub async fn build(config: &Config, tasks: TaskTracker) -> anyhow::Result<AppSta
         .reload_policy()
         .await
         .context("cannot load the policy rules")?;
+    if config.metrics_addr()?.is_some() {
+        registry
+            .publish_gc_metrics()
+            .await
+            .context("cannot read the last GC run for its metrics")?;
+    }
     Ok(AppState::new(
         Arc::new(registry),
         HttpConfig {

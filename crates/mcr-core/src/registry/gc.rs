@@ -115,6 +115,18 @@ impl GcRun {
 /// | `mcr_gc_last_run_duration_seconds` | gauge | — (the last completed run) |
 /// | `mcr_gc_last_success_timestamp_seconds` | gauge | — (Unix time the last completed run ended) |
 fn record_metrics(outcome: &Result<GcReport>) {
+    describe_metrics();
+    let Ok(report) = outcome else {
+        metrics::counter!("mcr_gc_runs_total", "result" => "failed").increment(1);
+        return;
+    };
+    metrics::counter!("mcr_gc_runs_total", "result" => "completed").increment(1);
+    metrics::counter!("mcr_gc_blobs_removed_total").increment(report.blobs_removed);
+    metrics::counter!("mcr_gc_freed_bytes_total").increment(report.bytes_freed);
+    set_last_run(report);
+}
+
+fn describe_metrics() {
     metrics::describe_counter!("mcr_gc_runs_total", "Garbage collection runs, by result");
     metrics::describe_counter!(
         "mcr_gc_blobs_removed_total",
@@ -135,13 +147,10 @@ fn record_metrics(outcome: &Result<GcReport>) {
         metrics::Unit::Seconds,
         "Unix time the last completed garbage collection ended"
     );
-    let Ok(report) = outcome else {
-        metrics::counter!("mcr_gc_runs_total", "result" => "failed").increment(1);
-        return;
-    };
-    metrics::counter!("mcr_gc_runs_total", "result" => "completed").increment(1);
-    metrics::counter!("mcr_gc_blobs_removed_total").increment(report.blobs_removed);
-    metrics::counter!("mcr_gc_freed_bytes_total").increment(report.bytes_freed);
+}
+
+/// The gauges of the last completed run.
+fn set_last_run(report: &GcReport) {
     let took_ms = report
         .completed_at
         .as_millis()
@@ -295,6 +304,25 @@ impl Registry {
             last_run,
             next_run: self.next_scheduled_gc().await?,
         })
+    }
+
+    /// Publishes GC's metrics before any run of this process: the
+    /// counters at 0 and the last-run gauges from the last run the audit
+    /// log holds (any replica's, before a restart too). Without it they
+    /// appear only after the first run here, so an alert on "no
+    /// successful GC for days" or on the first failure after a restart
+    /// could not fire. For the daemon to call once at start.
+    pub async fn publish_gc_metrics(&self) -> Result<()> {
+        describe_metrics();
+        for result in ["completed", "failed"] {
+            metrics::counter!("mcr_gc_runs_total", "result" => result).increment(0);
+        }
+        metrics::counter!("mcr_gc_blobs_removed_total").increment(0);
+        metrics::counter!("mcr_gc_freed_bytes_total").increment(0);
+        if let Some(report) = self.last_gc_from_audit().await? {
+            set_last_run(&report);
+        }
+        Ok(())
     }
 
     async fn last_gc_from_audit(&self) -> Result<Option<GcReport>> {
