@@ -11,6 +11,9 @@
 #       PARENT_PID, the server is stopped when that process ends.
 #   scripts/garage.sh bucket DIR NAME
 #       Creates one more bucket the key may read, write and own.
+#   scripts/garage.sh read-key DIR
+#       Imports a second key that may only read bucket `mcr`; prints its
+#       id and secret on one line (for the test that mcrsrv refuses it).
 #   scripts/garage.sh stop DIR
 #       Stops the server and waits for it to exit. DIR stays: the caller
 #       removes it.
@@ -128,6 +131,15 @@ bucket() {
   cli bucket allow --read --write --owner "$1" --key "$KEY_NAME" >/dev/null
 }
 
+read_key() {
+  local key_id secret
+  key_id="GK$(openssl rand -hex 12)"
+  secret=$(openssl rand -hex 32)
+  cli key import --yes -n mcr-read "$key_id" "$secret" >/dev/null
+  cli bucket allow --read mcr --key mcr-read >/dev/null
+  echo "$key_id $secret"
+}
+
 stop() {
   [ -f "$DIR/garage.pid" ] || return 0
   local pid
@@ -142,13 +154,14 @@ stop() {
   rm -f "$DIR/garage.pid"
 }
 
-usage() { fail "usage: $0 start DIR [PARENT_PID] | bucket DIR NAME | stop DIR"; }
+usage() { fail "usage: $0 start DIR [PARENT_PID] | bucket DIR NAME | read-key DIR | stop DIR"; }
 
 [ $# -ge 2 ] || usage
 DIR=$(cd "$2" && pwd)
 case "$1" in
   start) PARENT="${3:-}"; start ;;
   bucket) [ $# -eq 3 ] || usage; bucket "$3" ;;
+  read-key) read_key ;;
   stop) stop ;;
   *) usage ;;
 esac

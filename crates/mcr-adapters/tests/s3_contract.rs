@@ -67,6 +67,16 @@ async fn connecting_fails_clearly_when_the_bucket_cannot_be_used() {
         .expect_err("a wrong secret");
     assert!(matches!(refused, Error::Storage(_)), "got {refused:?}");
 
+    // A key that may only read: pulls would work and every push fail, so
+    // the store refuses it at once, naming the write that failed.
+    let read_only = S3BlobStore::connect(&garage.read_only_config())
+        .await
+        .expect_err("a key that may only read");
+    assert!(
+        read_only.to_string().contains("writing a probe"),
+        "the error says the write failed: {read_only}"
+    );
+
     // A port nothing listens on: unreachable, which a retry may fix.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();

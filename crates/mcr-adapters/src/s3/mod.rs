@@ -95,8 +95,8 @@ const RETRY_TIMEOUT: Duration = Duration::from_secs(30);
 impl S3BlobStore {
     /// A store on `config`'s bucket, checked to answer: `Error::Invalid`
     /// (field `storage.s3`) for a config the client refuses, and the
-    /// storage error of listing the bucket (unreachable endpoint, unknown
-    /// bucket, refused credentials) otherwise.
+    /// storage error of [`S3BlobStore::check`] (unreachable endpoint,
+    /// unknown bucket, refused or read-only credentials) otherwise.
     pub async fn connect(config: &S3Config) -> Result<S3BlobStore> {
         let store = S3BlobStore::new(config)?;
         store.check().await?;
@@ -147,14 +147,17 @@ impl S3BlobStore {
         })
     }
 
-    /// Lists the bucket once, which fails when the endpoint is unreachable,
-    /// the bucket does not exist or the credentials are refused.
+    /// Lists the bucket once and writes and deletes a probe object, which
+    /// fails when the endpoint is unreachable, the bucket does not exist,
+    /// the credentials are refused or they may only read (a store that
+    /// serves pulls but fails every push must not start).
     pub async fn check(&self) -> Result<()> {
         self.store
             .list_with_delimiter(Some(&keys::blobs()))
             .await
             .map(drop)
-            .map_err(|e| failed(format!("listing bucket {}", self.name), e))
+            .map_err(|e| failed(format!("listing bucket {}", self.name), e))?;
+        BlobStore::probe(self).await
     }
 }
 

@@ -72,6 +72,20 @@ impl Garage {
         }
     }
 
+    /// A config for bucket `mcr` with a second key that may only read it.
+    pub fn read_only_config(&self) -> S3Config {
+        let printed = run(&["read-key", self.path()]);
+        let (id, secret) = printed
+            .trim()
+            .split_once(' ')
+            .expect("garage.sh read-key prints an id and a secret");
+        S3Config {
+            access_key_id: Some(id.to_string()),
+            secret_access_key: Some(secret.to_string()),
+            ..self.config("mcr")
+        }
+    }
+
     fn path(&self) -> &str {
         self.dir.path().to_str().expect("a UTF-8 temporary path")
     }
