@@ -212,7 +212,10 @@ for liar in trunc flip; do
     GETS=$(grep -c "^GET /v2/bad/blobs/$BADLAYER 200" "$WORK/$liar.log" || true)
     [ "$GETS" -ge "$round" ] || fail "round $round through $liar did not fetch the blob again ($GETS GETs)"
   done
-  log "$liar: the pull fails, the blob is not stored, the next pull fetches again"
+  # The operator's side: the server's log names the upstream and the blob.
+  grep "a pull-through fill failed" "$WORK/mcr.log" | grep -q "${BADLAYER}" \
+    || fail "no WARN in mcrsrv's log for the failed fill from $liar"
+  log "$liar: the pull fails, the blob is not stored, the next pull fetches again; the log says why"
 done
 
 # --- a mirror is read-only -------------------------------------------------------

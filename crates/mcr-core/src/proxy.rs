@@ -205,10 +205,16 @@ impl Mirror {
         self.metrics.misses.increment(1);
     }
 
-    /// Counts an upstream answer that failed (`Err`) and passes it on.
+    /// Counts an upstream answer that failed (`Err`), logs it (an
+    /// operator asked why a pull failed greps for the upstream; clients
+    /// such as skopeo do not print a 503's body) and passes it on.
     pub(crate) fn asked<T>(&self, answer: Result<T>) -> Result<T> {
-        if answer.is_err() {
+        if let Err(e) = &answer {
             self.metrics.upstream_errors.increment(1);
+            tracing::warn!(
+                proxy = %self.config.prefix, upstream = self.location(), error = %e,
+                "upstream request failed"
+            );
         }
         answer
     }

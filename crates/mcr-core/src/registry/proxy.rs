@@ -372,7 +372,11 @@ impl FillStore {
             parts.meta.record_audit(&event).await
         }
         .await;
-        if outcome.is_err() {
+        if let Err(e) = &outcome {
+            tracing::warn!(
+                upstream = %location, %digest, error = %e,
+                "a pull-through fill failed; nothing was stored, the next pull fetches again"
+            );
             if let Err(e) = parts.meta.delete_upload(&id).await {
                 tracing::warn!(upload = %id, error = %e, "removing a failed fill's session");
             }
