@@ -346,10 +346,20 @@ fn a_mirror_is_read_only_and_a_tag_gone_upstream_is_gone() {
         // Beside the mirror, pushes work.
         push_image(r, &user(), &repo("hubble/app"), "v1", "a").await;
 
-        // An admin drops the repository's cache; the next pull fetches.
+        // An admin deletes the repository: in a mirror that is dropping
+        // its cache (the same operation as `proxy drop`, which lets a fill
+        // in progress finish); the next pull fetches.
         r.delete_repository(&admin(), &repo("hub/alpine"))
             .await
             .unwrap();
+        let events: Vec<EventType> = t
+            .meta
+            .audit_log()
+            .iter()
+            .map(|e| e.event.event_type)
+            .collect();
+        assert!(events.contains(&EventType::ProxyCacheDropped), "{events:?}");
+        assert!(!events.contains(&EventType::RepoDeleted), "{events:?}");
         up.clear_requests();
         pull(r, "hub/alpine", "3").await.unwrap();
         assert_eq!(up.requests(), ["GET manifest library/alpine:3"]);

@@ -70,13 +70,18 @@ impl Registry {
     }
 
     /// Deletes a repository with all its manifests, tags, links and upload
-    /// sessions (admin only). Blobs are left for GC. In a mirror this drops
-    /// the repository's cache.
+    /// sessions (admin only). Blobs are left for GC. In a mirror this is
+    /// [`Registry::drop_proxy_cache`]: one operation, however it is asked
+    /// for, which lets a fill in progress finish and is audited as
+    /// `proxy_cache_dropped`.
     pub async fn delete_repository(&self, caller: &Caller, repo: &RepoName) -> Result<()> {
         // The policy alone: in a mirror this drops the repository's cache
         // (the next pull fetches again), which admins may do.
         self.check_policy(caller, Action::Delete, Some(repo))
             .await?;
+        if self.mirrors.find(repo).is_some() {
+            return self.drop_proxy_cache(caller, repo).await;
+        }
         self.authorize_admin(caller).await?;
         let change = self.manifests.change(repo);
         let deleted = self.meta.delete_repository(repo).await;
