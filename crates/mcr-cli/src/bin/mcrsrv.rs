@@ -152,7 +152,7 @@ async fn serve(config: &Config) -> anyhow::Result<()> {
     let addr = config.listen_addr()?;
     let listener = TcpListener::bind(addr)
         .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
+        .with_context(|| format!("cannot listen on {addr} (server.listen_addr)"))?;
     let local = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     println!("mcrsrv listening on {scheme}://{local}");

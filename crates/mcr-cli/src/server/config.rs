@@ -478,8 +478,11 @@ impl Config {
         }
     }
 
-    /// The three listeners, refusing two on one fixed address: the bind
-    /// error would otherwise blame whichever happened to start second.
+    /// The three listeners, refusing two that would take one port: the
+    /// bind error would otherwise blame whichever happened to start second.
+    /// Two addresses clash on the same fixed port when their IPs are equal
+    /// or either is unspecified (`0.0.0.0` takes the port on every
+    /// address, 127.0.0.1 included).
     fn distinct_addrs(&self) -> anyhow::Result<()> {
         let named = [
             ("server.listen_addr", Some(self.listen_addr()?)),
@@ -488,10 +491,14 @@ impl Config {
         ];
         for (i, (a_name, a)) in named.iter().enumerate() {
             for (b_name, b) in &named[i + 1..] {
-                if let (Some(a), Some(b)) = (a, b) {
-                    if a == b && a.port() != 0 {
-                        bail!("{b_name} and {a_name} are both {a}; each needs its own port");
-                    }
+                let (Some(a), Some(b)) = (a, b) else { continue };
+                let overlap =
+                    a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified();
+                if a.port() == b.port() && a.port() != 0 && overlap {
+                    bail!(
+                        "{b_name} ({b}) and {a_name} ({a}) take the same port {}; each needs its own",
+                        a.port()
+                    );
                 }
             }
         }
@@ -874,6 +881,36 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("gc.grace_period"), "{err}");
+    }
+
+    #[test]
+    fn two_listeners_on_one_port_are_refused_naming_both() {
+        for (metrics, clash) in [
+            ("127.0.0.1:5800", true),
+            ("0.0.0.0:5800", true),
+            ("127.0.0.2:5800", false),
+            ("127.0.0.1:5801", false),
+        ] {
+            let c = cfg(
+                &format!("{SERVER}[database]\npath=\"m.db\"\n"),
+                &[
+                    ("MCR_SERVER_LISTEN_ADDR", "127.0.0.1:5800"),
+                    ("MCR_SERVER_METRICS_ADDR", metrics),
+                ],
+            )
+            .unwrap();
+            match c.validate_for_server() {
+                Err(e) if clash => {
+                    let e = e.to_string();
+                    assert!(
+                        e.contains("server.metrics_addr") && e.contains("server.listen_addr"),
+                        "{e}"
+                    );
+                }
+                Ok(()) if !clash => {}
+                other => panic!("{metrics}: {other:?}"),
+            }
+        }
     }
 
     const SERVER: &str = "[server]\nlisten_addr=\"127.0.0.1:1\"\n[storage]\nlayers_path=\"l\"\n[[local.users]]\nusername=\"u\"\npassword_hash=\"h\"\naccount_type=\"human\"\nroles=[\"admin\"]\n";
