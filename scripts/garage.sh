@@ -104,10 +104,9 @@ EOF
   node=$(cli node id -q)
   cli layout assign -z dc1 -c 1G "${node%%@*}" >/dev/null
   cli layout apply --version 1 >/dev/null
-  local key_id secret
-  key_id="GK$(openssl rand -hex 12)"
-  secret=$(openssl rand -hex 32)
-  cli key import --yes -n "$KEY_NAME" "$key_id" "$secret" >/dev/null
+  local key key_id secret
+  key=$(new_key "$KEY_NAME")
+  read -r key_id secret <<<"$key"
   bucket mcr
   # The S3 API answers once the layout is in place.
   for _ in $(seq 1 100); do
@@ -131,13 +130,18 @@ bucket() {
   cli bucket allow --read --write --owner "$1" --key "$KEY_NAME" >/dev/null
 }
 
-read_key() {
+# new_key NAME: imports a fresh key named NAME; prints "ID SECRET".
+new_key() {
   local key_id secret
   key_id="GK$(openssl rand -hex 12)"
   secret=$(openssl rand -hex 32)
-  cli key import --yes -n mcr-read "$key_id" "$secret" >/dev/null
-  cli bucket allow --read mcr --key mcr-read >/dev/null
+  cli key import --yes -n "$1" "$key_id" "$secret" >/dev/null
   echo "$key_id $secret"
+}
+
+read_key() {
+  new_key mcr-read
+  cli bucket allow --read mcr --key mcr-read >/dev/null
 }
 
 stop() {
