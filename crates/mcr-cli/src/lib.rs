@@ -7,6 +7,7 @@
 
 pub mod ctl;
 pub mod server;
+mod tls;
 
 /// What `mcrsrv --version` and `mcrctl --version` print after the name:
 /// the crate version and the git commit built from (`unknown` when built

@@ -249,7 +249,10 @@ fn mcrctl_over_rest_against_mcrsrv_dev() {
 
     // Repositories: empty, then two images.
     let empty = mcrctl(&["--server", s, "--token", t, "repo", "list"], None).ok();
-    assert_eq!(empty.stdout.trim(), "NAME  TAGS  MANIFESTS  SIZE  CREATED");
+    assert_eq!(
+        empty.stdout.trim(),
+        "NAME  TAGS  MANIFESTS  SIZE  LAST PUSH  CREATED"
+    );
     let digest = push_image(s, t, "team/app", "v1", "one");
     push_image(s, t, "team/app", "v2", "two");
     push_image(s, t, "tool", "latest", "three");
@@ -859,9 +862,14 @@ fn mcrctl_over_grpc_answers_as_over_rest() {
     assert!(missing.stderr.contains("NOT_FOUND"), "{missing:?}");
 
     // Every read prints the same JSON and the same table over both.
-    let reads: [&[&str]; 8] = [
+    let reads: [&[&str]; 13] = [
         &["repo", "list"],
+        &["repo", "list", "--sort", "size", "--desc"],
+        &["repo", "list", "--filter", "team"],
         &["repo", "show", "team/app"],
+        &["repo", "manifest", "team/app", "v1"],
+        &["dashboard"],
+        &["gc", "runs"],
         &["policy", "list"],
         &["policy", "show", &id],
         &["audit", "tail", "--n", "50"],
@@ -901,6 +909,30 @@ fn mcrctl_over_grpc_answers_as_over_rest() {
             assert_eq!(over_rest, over_grpc, "{read:?} json={json}");
         }
     }
+    let dashboard = mcrctl(&["--grpc", g, "--token", t, "--json", "dashboard"], None)
+        .ok()
+        .json();
+    assert_eq!(dashboard["repositories"], 2, "{dashboard}");
+    assert_eq!(dashboard["recent_pushes"][0]["repository"], "tool");
+    assert!(dashboard["gc"]["last_run"].is_object(), "{dashboard}");
+    let manifest = mcrctl(
+        &[
+            "--grpc", g, "--token", t, "repo", "manifest", "tool", "latest",
+        ],
+        None,
+    )
+    .ok();
+    assert!(manifest.stdout.contains("LAYER"), "{manifest:?}");
+    let runs = mcrctl(&["--grpc", g, "--token", t, "--json", "gc", "runs"], None)
+        .ok()
+        .json();
+    assert_eq!(runs.as_array().map(Vec::len), Some(1), "{runs}");
+    let bad = mcrctl(
+        &["--grpc", g, "--token", t, "repo", "list", "--sort", "bytes"],
+        None,
+    )
+    .failed();
+    assert!(bad.stderr.contains("unknown sort"), "{bad:?}");
     let explain = mcrctl(
         &[
             "--grpc",

@@ -108,6 +108,13 @@ impl Digest {
     pub fn hex(&self) -> &str {
         &self.hex
     }
+
+    /// `sha256:0123456789ab`: the first 12 hex digits, enough to tell
+    /// digests apart in a table or on a page.
+    pub fn short(&self) -> String {
+        let hex = self.hex();
+        format!("{}:{}", self.algorithm(), &hex[..hex.len().min(12)])
+    }
 }
 
 impl fmt::Display for Digest {

@@ -21,6 +21,7 @@
 pub mod audit;
 pub mod coordination;
 pub mod digest;
+pub mod display;
 pub mod error;
 pub mod ids;
 pub mod manifest;

@@ -36,7 +36,50 @@ pub struct Descriptor {
     pub platform: Option<serde_json::Value>,
 }
 
+/// Where an image of an index runs: the `platform` of a descriptor (OCI
+/// image-index specification, "platform"). Fields a manifest leaves out
+/// are empty.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Platform {
+    #[serde(default)]
+    pub architecture: String,
+    #[serde(default)]
+    pub os: String,
+    #[serde(
+        rename = "os.version",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub os_version: Option<String>,
+    #[serde(rename = "os.features", default, skip_serializing_if = "Vec::is_empty")]
+    pub os_features: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub features: Vec<String>,
+}
+
+impl std::fmt::Display for Platform {
+    /// `linux/arm64/v8`, as `docker` and `skopeo` name platforms.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(v) = &self.variant {
+            write!(f, "/{v}")?;
+        }
+        Ok(())
+    }
+}
+
 impl Descriptor {
+    /// The descriptor's platform, when it has one of the spec's shape.
+    /// Pushes keep `platform` as they found it, so one that is not an
+    /// object of strings reads as none here rather than refusing a push.
+    pub fn platform(&self) -> Option<Platform> {
+        self.platform
+            .as_ref()
+            .and_then(|p| serde_json::from_value(p.clone()).ok())
+    }
+
     /// A layer whose content may legitimately live elsewhere: a
     /// non-distributable layer type that carries `urls`.
     pub fn is_external(&self) -> bool {

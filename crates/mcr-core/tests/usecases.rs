@@ -13,10 +13,11 @@ use mcr_core::manifest::MAX_MANIFEST_SIZE;
 use mcr_core::media::MediaType;
 use mcr_core::names::Reference;
 use mcr_core::policy::{Effect, RepoPattern, RuleDraft};
+use mcr_core::ports::{RepoSort, SortOrder};
 use mcr_core::principal::{AccountType, Action};
 use mcr_core::registry::{
-    MountOutcome, Registry, RegistryConfig, MAX_QUEUED_AUDIT_EVENTS, POLICY_MAX_STALENESS,
-    SCHEDULE_SUBJECT,
+    MountOutcome, Registry, RegistryConfig, RepoListing, MAX_QUEUED_AUDIT_EVENTS,
+    POLICY_MAX_STALENESS, SCHEDULE_SUBJECT,
 };
 use mcr_core::testing::{admin, guest, system, user, TestRegistry};
 use mcr_core::time::Clock;
@@ -758,7 +759,11 @@ fn listings_paginate() {
             page.items.iter().map(|t| t.as_str()).collect::<Vec<_>>(),
             ["a", "b"]
         );
-        assert!(page.more);
+        assert_eq!(
+            page.next.as_deref(),
+            Some("b"),
+            "the cursor is the last tag"
+        );
         let page = r
             .list_tags(&user(), &app, Some("b".into()), Some(2))
             .await
@@ -767,7 +772,7 @@ fn listings_paginate() {
             page.items.iter().map(|t| t.as_str()).collect::<Vec<_>>(),
             ["c", "d"]
         );
-        assert!(!page.more);
+        assert_eq!(page.next, None, "no page after the last");
         let page = r
             .list_tags(&user(), &app, Some("b".into()), None)
             .await
@@ -778,7 +783,7 @@ fn listings_paginate() {
         }
         let cat = r.catalog(&user(), None, Some(2)).await.unwrap();
         assert_eq!(cat.items, vec![repo("app"), repo("m")]);
-        assert!(cat.more);
+        assert_eq!(cat.next.as_deref(), Some("m"));
         let events = r
             .audit_events(
                 &admin(),
@@ -1369,24 +1374,31 @@ fn listings_hold_only_repositories_the_caller_may_pull() {
         };
         let all = r.catalog(&user(), None, None).await.unwrap();
         assert_eq!(names(&all), ["a", "b", "c", "d"]);
-        assert!(!all.more);
+        assert!(all.next.is_none());
         // Pages of two: the hidden entries fall inside the first page.
         let first = r.catalog(&user(), None, Some(2)).await.unwrap();
         assert_eq!(
-            (names(&first), first.more),
+            (names(&first), first.next.is_some()),
             (vec!["a".into(), "b".into()], true)
         );
         let next = r.catalog(&user(), Some("b".into()), Some(2)).await.unwrap();
         assert_eq!(
-            (names(&next), next.more),
+            (names(&next), next.next.is_some()),
             (vec!["c".into(), "d".into()], false)
         );
         // A page that ends just before hidden entries says whether
         // anything visible follows them.
         let one = r.catalog(&user(), None, Some(1)).await.unwrap();
-        assert_eq!((names(&one), one.more), (vec!["a".into()], true));
-        let summaries = r.repository_summaries(&user(), None, None).await.unwrap();
-        let listed: Vec<String> = summaries.items.iter().map(|s| s.name.to_string()).collect();
+        assert_eq!((names(&one), one.next.is_some()), (vec!["a".into()], true));
+        let summaries = r
+            .repository_summaries(&user(), RepoListing::default())
+            .await
+            .unwrap();
+        let listed: Vec<String> = summaries
+            .repositories
+            .iter()
+            .map(|s| s.name.to_string())
+            .collect();
         assert_eq!(listed, ["a", "b", "c", "d"]);
         // The admin still sees everything.
         let admin_view = r.catalog(&admin(), None, None).await.unwrap();
@@ -1412,8 +1424,11 @@ fn a_repository_appears_with_content_and_goes_with_it() {
             .unwrap()
             .items
             .is_empty());
-        let summaries = r.repository_summaries(&user(), None, None).await.unwrap();
-        assert!(summaries.items.is_empty(), "{summaries:?}");
+        let summaries = r
+            .repository_summaries(&user(), RepoListing::default())
+            .await
+            .unwrap();
+        assert!(summaries.repositories.is_empty(), "{summaries:?}");
         assert!(matches!(
             r.list_tags(&user(), &x, None, None).await,
             Err(Error::NameUnknown(_))
@@ -1718,5 +1733,203 @@ fn each_principal_draws_from_its_own_request_rate() {
         t.clock.advance(Duration::from_millis(500));
         r.authenticate(&user_token).await.unwrap();
         assert!(r.authenticate(&user_token).await.is_err());
+    });
+}
+
+#[test]
+fn the_repository_listing_holds_only_what_the_caller_may_pull_and_pages_past_the_rest() {
+    let t = TestRegistry::new();
+    run(async {
+        let r = &t.registry;
+        for name in ["a", "private/b", "private/c", "private/d", "z"] {
+            push_image(r, &admin(), &repo(name), "v1", name).await;
+        }
+        deny_user_pulls(r, "private/*").await;
+        let names = |p: &mcr_core::registry::RepoPage| {
+            p.repositories
+                .iter()
+                .map(|r| r.name.to_string())
+                .collect::<Vec<_>>()
+        };
+        let listing = |last: Option<String>| RepoListing {
+            n: Some(1),
+            last,
+            ..RepoListing::default()
+        };
+        let first = r
+            .repository_summaries(&user(), listing(None))
+            .await
+            .unwrap();
+        assert_eq!(names(&first), ["a"]);
+        assert_eq!(first.next.as_deref(), Some("a"));
+        let second = r
+            .repository_summaries(&user(), listing(first.next))
+            .await
+            .unwrap();
+        assert_eq!(names(&second), ["z"], "the private ones are skipped");
+        assert_eq!(second.next, None);
+        let all = r
+            .repository_summaries(&admin(), RepoListing::default())
+            .await
+            .unwrap();
+        assert_eq!(all.repositories.len(), 5, "an admin sees everything");
+
+        // Filtered and sorted in the store, with a cursor that carries
+        // the sort key.
+        let sized = r
+            .repository_summaries(
+                &admin(),
+                RepoListing {
+                    filter: Some(" PRIVATE/".into()),
+                    sort: RepoSort::Size,
+                    order: SortOrder::Desc,
+                    n: Some(2),
+                    last: None,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(sized.repositories.len(), 2);
+        assert!(sized.repositories[0].total_size >= sized.repositories[1].total_size);
+        let next = sized.next.expect("a third private repository");
+        assert!(next.contains(":private/"), "{next}");
+        let err = r
+            .repository_summaries(
+                &admin(),
+                RepoListing {
+                    sort: RepoSort::Size,
+                    last: Some("private/b".into()),
+                    ..RepoListing::default()
+                },
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Invalid { field: "last", .. }), "{err}");
+        let err = r
+            .repository_summaries(&guest(), RepoListing::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Denied { .. }), "{err}");
+    });
+}
+
+#[test]
+fn a_manifest_in_detail_names_its_config_layers_platforms_and_referrers() {
+    let t = TestRegistry::new();
+    run(async {
+        let r = &t.registry;
+        let app = repo("app");
+        let (pushed, raw, layer) = push_image(r, &user(), &app, "v1", "a").await;
+        let d = r
+            .manifest_detail(&user(), &app, &reference("v1"))
+            .await
+            .unwrap();
+        assert_eq!(d.digest, pushed.digest);
+        assert_eq!(d.raw, raw);
+        assert_eq!(d.size, raw.len() as u64);
+        assert_eq!(d.layers.len(), 1);
+        assert_eq!(d.layers[0].digest, layer.digest);
+        assert_eq!(d.config_content.as_deref(), Some("{\"seed\":\"a\"}"));
+        assert!(d.manifests.is_empty() && d.referrers.is_empty());
+
+        // An index of it, with a platform, and a signature of the image.
+        let index = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{}","size":{},"platform":{{"architecture":"arm64","os":"linux","variant":"v8"}}}}],"annotations":{{"note":"<script>x</script>"}}}}"#,
+            pushed.digest,
+            raw.len()
+        );
+        r.put_manifest(&user(), &app, &reference("multi"), None, Bytes::from(index))
+            .await
+            .unwrap();
+        let config = push_blob(r, &user(), &app, b"{}").await;
+        let sig = image_manifest(
+            &config,
+            &[],
+            &format!(
+                r#","artifactType":"application/vnd.example.sig","subject":{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{}","size":{}}}"#,
+                pushed.digest,
+                raw.len()
+            ),
+        );
+        let sig_digest = Digest::sha256_of(sig.as_bytes());
+        r.put_manifest(
+            &user(),
+            &app,
+            &Reference::Digest(sig_digest.clone()),
+            None,
+            Bytes::from(sig),
+        )
+        .await
+        .unwrap();
+        let d = r
+            .manifest_detail(&user(), &app, &reference("multi"))
+            .await
+            .unwrap();
+        assert_eq!(d.manifests.len(), 1);
+        assert_eq!(
+            d.manifests[0].platform().unwrap().to_string(),
+            "linux/arm64/v8"
+        );
+        assert_eq!(d.annotations["note"], "<script>x</script>");
+        assert!(d.config.is_none() && d.config_content.is_none());
+        let d = r
+            .manifest_detail(&user(), &app, &Reference::Digest(pushed.digest.clone()))
+            .await
+            .unwrap();
+        assert_eq!(d.referrers.len(), 1);
+        assert_eq!(d.referrers[0].digest, sig_digest);
+        assert_eq!(
+            d.referrers[0].artifact_type.as_ref().map(|a| a.as_str()),
+            Some("application/vnd.example.sig")
+        );
+        let err = r
+            .manifest_detail(&user(), &app, &reference("nope"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::ManifestUnknown(_)), "{err}");
+        let err = r
+            .manifest_detail(&guest(), &app, &reference("v1"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Denied { .. }), "{err}");
+    });
+}
+
+#[test]
+fn the_dashboard_counts_what_the_caller_may_pull() {
+    let t = TestRegistry::new();
+    run(async {
+        let r = &t.registry;
+        for (name, tag) in [("a", "v1"), ("private/b", "v1"), ("a", "v2")] {
+            push_image(r, &admin(), &repo(name), tag, name).await;
+        }
+        deny_user_pulls(r, "private/*").await;
+        let d = r.dashboard(&admin()).await.unwrap();
+        assert_eq!(d.repositories, 2);
+        assert!(d.stored_bytes > 0);
+        assert_eq!(
+            d.recent_pushes
+                .iter()
+                .map(|p| (p.repository.to_string(), p.tags.join(",")))
+                .collect::<Vec<_>>(),
+            [
+                ("a".to_string(), "v2".to_string()),
+                ("private/b".to_string(), "v1".to_string()),
+                ("a".to_string(), "v1".to_string()),
+            ],
+            "newest first"
+        );
+        let gc = d.gc.expect("admins see GC");
+        assert!(!gc.running && gc.last_run.is_none());
+        let d = r.dashboard(&user()).await.unwrap();
+        assert_eq!(d.repositories, 1);
+        assert!(d.recent_pushes.iter().all(|p| p.repository.as_str() == "a"));
+        assert_eq!(d.recent_pushes.len(), 2);
+        assert!(d.gc.is_none(), "only admins see GC");
+        assert_eq!(
+            d.stored_bytes,
+            r.dashboard(&admin()).await.unwrap().stored_bytes,
+            "stored bytes are registry-wide"
+        );
     });
 }

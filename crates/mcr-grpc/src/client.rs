@@ -144,6 +144,70 @@ pub fn tls_config(roots: RootCertStore) -> Result<Arc<ClientConfig>, rustls::Err
 /// Connects to `addr` (`host:port`, `http://host:port` or
 /// `https://host:port`). With `tls`, a bare `host:port` is TLS too.
 pub async fn connect(addr: &str, tls: Option<Arc<ClientConfig>>) -> Result<Channel, ConnectError> {
+    match target(addr, tls)? {
+        Target::Plain(endpoint) => endpoint.connect().await,
+        Target::Tls(endpoint, connector) => endpoint.connect_with_connector(connector).await,
+    }
+    .map_err(ConnectError::Transport)
+}
+
+/// Like [`connect`], but connects at the first call and again after the
+/// connection is lost, so a long-running client (`mcr-web`) starts while
+/// the registry is down and recovers when it comes back; each call made
+/// meanwhile fails with `UNAVAILABLE`.
+pub fn connect_lazy(addr: &str, tls: Option<Arc<ClientConfig>>) -> Result<Channel, ConnectError> {
+    Ok(match target(addr, tls)? {
+        Target::Plain(endpoint) => endpoint.connect_lazy(),
+        Target::Tls(endpoint, connector) => endpoint.connect_with_connector_lazy(connector),
+    })
+}
+
+/// Makes TCP connections and runs the TLS handshake for one endpoint.
+#[derive(Clone)]
+struct TlsConnect {
+    tls: TlsConnector,
+}
+
+impl tower::Service<Uri> for TlsConnect {
+    type Response = TokioIo<tokio_rustls::client::TlsStream<TcpStream>>;
+    type Error = std::io::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, std::io::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), std::io::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let tls = self.tls.clone();
+        Box::pin(async move {
+            let host = uri
+                .host()
+                .unwrap_or_default()
+                .trim_matches(['[', ']'])
+                .to_string();
+            let port = uri.port_u16().unwrap_or(443);
+            let tcp = TcpStream::connect((host.as_str(), port)).await?;
+            let _ = tcp.set_nodelay(true);
+            let name = ServerName::try_from(host)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+            let stream = tls.connect(name, tcp).await?;
+            Ok(TokioIo::new(stream))
+        })
+    }
+}
+
+enum Target {
+    Plain(Endpoint),
+    Tls(Endpoint, TlsConnect),
+}
+
+/// The endpoint `addr` names, and how to reach it.
+fn target(addr: &str, tls: Option<Arc<ClientConfig>>) -> Result<Target, ConnectError> {
     let url = if addr.contains("://") {
         addr.to_string()
     } else if tls.is_some() {
@@ -161,30 +225,10 @@ pub async fn connect(addr: &str, tls: Option<Arc<ClientConfig>>) -> Result<Chann
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(CALL_TIMEOUT);
     match uri.scheme_str() {
-        Some("http") => endpoint.connect().await.map_err(ConnectError::Transport),
+        Some("http") => Ok(Target::Plain(endpoint)),
         Some("https") => {
             let tls = TlsConnector::from(tls.ok_or(ConnectError::NoTls)?);
-            let connector = tower::service_fn(move |uri: Uri| {
-                let tls = tls.clone();
-                async move {
-                    let host = uri
-                        .host()
-                        .unwrap_or_default()
-                        .trim_matches(['[', ']'])
-                        .to_string();
-                    let port = uri.port_u16().unwrap_or(443);
-                    let tcp = TcpStream::connect((host.as_str(), port)).await?;
-                    let _ = tcp.set_nodelay(true);
-                    let name = ServerName::try_from(host)
-                        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-                    let stream = tls.connect(name, tcp).await?;
-                    Ok::<_, std::io::Error>(TokioIo::new(stream))
-                }
-            });
-            endpoint
-                .connect_with_connector(connector)
-                .await
-                .map_err(ConnectError::Transport)
+            Ok(Target::Tls(endpoint, TlsConnect { tls }))
         }
         _ => Err(ConnectError::Address(addr.to_string())),
     }

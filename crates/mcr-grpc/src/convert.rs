@@ -11,12 +11,16 @@ use std::str::FromStr;
 
 use mcr_core::audit::{AuditEvent, AuditQuery, NewAuditEvent};
 use mcr_core::digest::Digest;
-use mcr_core::names::RepoName;
+use mcr_core::manifest::{Descriptor, Platform};
+use mcr_core::media::MediaType;
+use mcr_core::names::{RepoName, Tag};
 use mcr_core::policy::{Effect, Explanation, RepoPattern, Rule, RuleDraft, RulePatch};
-use mcr_core::ports::{RepoDetail, RepoSummary};
+use mcr_core::ports::{BlobInfo, ManifestSummary, RepoDetail, RepoSummary, TagRef};
 use mcr_core::principal::{Action, Principal};
 use mcr_core::proxy::ProxyStatus;
-use mcr_core::registry::{GcReport, GcStatus, ReconcileReport};
+use mcr_core::registry::{
+    Dashboard, GcReport, GcStatus, ManifestDetail, Push, ReconcileReport, RepoListing, RepoPage,
+};
 use mcr_core::time::Timestamp;
 use mcr_core::{Error, Result};
 
@@ -63,6 +67,7 @@ impl From<&RepoSummary> for pb::RepositorySummary {
             manifest_count: r.manifest_count,
             total_size: r.total_size,
             created: Some(timestamp(r.created)),
+            last_push: r.last_push.map(timestamp),
         }
     }
 }
@@ -74,29 +79,121 @@ impl From<&RepoDetail> for pb::RepositoryDetail {
             tags: d
                 .tags
                 .iter()
-                .map(|(tag, digest)| pb::TagRef {
-                    name: tag.to_string(),
-                    digest: digest.to_string(),
+                .map(|t| pb::TagRef {
+                    name: t.name.to_string(),
+                    digest: t.digest.to_string(),
                 })
                 .collect(),
             manifests: d
                 .manifests
                 .iter()
-                .map(|(digest, media_type, size, created)| pb::ManifestInfo {
-                    digest: digest.to_string(),
-                    media_type: media_type.to_string(),
-                    size: *size,
-                    created: Some(timestamp(*created)),
+                .map(|m| pb::ManifestInfo {
+                    digest: m.digest.to_string(),
+                    media_type: m.media_type.to_string(),
+                    size: m.size,
+                    created: Some(timestamp(m.created)),
                 })
                 .collect(),
-            layers: d
-                .blobs
+            layers: d.layers.iter().map(Into::into).collect(),
+        }
+    }
+}
+
+impl From<&BlobInfo> for pb::BlobInfo {
+    fn from(b: &BlobInfo) -> Self {
+        pb::BlobInfo {
+            digest: b.digest.to_string(),
+            size: b.size,
+        }
+    }
+}
+
+impl From<&Platform> for pb::Platform {
+    fn from(p: &Platform) -> Self {
+        pb::Platform {
+            architecture: p.architecture.clone(),
+            os: p.os.clone(),
+            os_version: p.os_version.clone(),
+            os_features: p.os_features.clone(),
+            variant: p.variant.clone(),
+            features: p.features.clone(),
+        }
+    }
+}
+
+impl From<&Descriptor> for pb::Descriptor {
+    fn from(d: &Descriptor) -> Self {
+        pb::Descriptor {
+            media_type: d.media_type.to_string(),
+            digest: d.digest.to_string(),
+            size: d.size,
+            artifact_type: d.artifact_type.as_ref().map(ToString::to_string),
+            annotations: d.annotations.clone(),
+            urls: d.urls.clone(),
+            platform: d.platform().as_ref().map(Into::into),
+        }
+    }
+}
+
+impl From<&ManifestDetail> for pb::ManifestDetail {
+    fn from(m: &ManifestDetail) -> Self {
+        let descriptors = |v: &[Descriptor]| v.iter().map(Into::into).collect();
+        pb::ManifestDetail {
+            repository: m.repository.to_string(),
+            digest: m.digest.to_string(),
+            media_type: m.media_type.to_string(),
+            size: m.size,
+            created: Some(timestamp(m.created)),
+            raw: m.raw.clone(),
+            artifact_type: m.artifact_type.as_ref().map(ToString::to_string),
+            subject: m.subject.as_ref().map(ToString::to_string),
+            annotations: m.annotations.clone(),
+            config: m.config.as_ref().map(Into::into),
+            config_content: m.config_content.clone(),
+            layers: descriptors(&m.layers),
+            manifests: descriptors(&m.manifests),
+            referrers: descriptors(&m.referrers),
+        }
+    }
+}
+
+impl From<&Dashboard> for pb::Dashboard {
+    fn from(d: &Dashboard) -> Self {
+        pb::Dashboard {
+            repositories: d.repositories,
+            stored_bytes: d.stored_bytes,
+            recent_pushes: d
+                .recent_pushes
                 .iter()
-                .map(|b| pb::BlobInfo {
-                    digest: b.digest.to_string(),
-                    size: b.size,
+                .map(|p| pb::Push {
+                    time: Some(timestamp(p.time)),
+                    repository: p.repository.to_string(),
+                    digest: p.digest.to_string(),
+                    tags: p.tags.clone(),
+                    actor: p.actor.clone(),
                 })
                 .collect(),
+            gc: d.gc.as_ref().map(Into::into),
+        }
+    }
+}
+
+impl From<&Principal> for pb::Principal {
+    fn from(p: &Principal) -> Self {
+        pb::Principal {
+            subject: p.subject.clone(),
+            username: p.username.clone(),
+            account_type: p.account_type.to_string(),
+            roles: names(&p.roles),
+        }
+    }
+}
+
+impl From<&RepoPage> for pb::ListRepositoriesResponse {
+    fn from(p: &RepoPage) -> Self {
+        pb::ListRepositoriesResponse {
+            repositories: p.repositories.iter().map(Into::into).collect(),
+            next: p.next.clone(),
         }
     }
 }
@@ -267,6 +364,32 @@ impl TryFrom<pb::ListAuditEventsRequest> for AuditQuery {
     }
 }
 
+impl TryFrom<pb::ListRepositoriesRequest> for RepoListing {
+    type Error = Error;
+
+    fn try_from(r: pb::ListRepositoriesRequest) -> Result<RepoListing> {
+        RepoListing::from_params(
+            r.filter,
+            r.sort.as_deref(),
+            r.order.as_deref(),
+            r.last,
+            r.n.map(|n| n as usize),
+        )
+    }
+}
+
+impl From<&RepoListing> for pb::ListRepositoriesRequest {
+    fn from(l: &RepoListing) -> Self {
+        pb::ListRepositoriesRequest {
+            n: l.n.map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+            last: l.last.clone(),
+            filter: l.filter.clone(),
+            sort: Some(l.sort.to_string()),
+            order: Some(l.order.to_string()),
+        }
+    }
+}
+
 /// Who, doing what, where, as an explain request asks.
 pub fn explain_input(r: pb::ExplainRequest) -> Result<(Principal, Action, Option<RepoName>)> {
     let principal = Principal::new(r.subject, r.account_type.parse()?, parse_all(&r.roles)?);
@@ -322,6 +445,212 @@ impl From<&AuditQuery> for pb::ListAuditEventsRequest {
             n: u32::try_from(q.limit).unwrap_or(u32::MAX),
             offset: u32::try_from(q.offset).unwrap_or(u32::MAX),
         }
+    }
+}
+
+/// A time the server must send; its absence is the server's fault.
+fn required_time(t: Option<&prost_types::Timestamp>, field: &'static str) -> Result<Timestamp> {
+    t.map(from_timestamp)
+        .ok_or_else(|| Error::invalid(field, "missing from the server's answer"))
+}
+
+impl TryFrom<pb::RepositorySummary> for RepoSummary {
+    type Error = Error;
+
+    fn try_from(r: pb::RepositorySummary) -> Result<RepoSummary> {
+        Ok(RepoSummary {
+            name: RepoName::new(&r.name)?,
+            tag_count: r.tag_count,
+            manifest_count: r.manifest_count,
+            total_size: r.total_size,
+            created: required_time(r.created.as_ref(), "created")?,
+            last_push: r.last_push.as_ref().map(from_timestamp),
+        })
+    }
+}
+
+impl TryFrom<pb::Descriptor> for Descriptor {
+    type Error = Error;
+
+    fn try_from(d: pb::Descriptor) -> Result<Descriptor> {
+        Ok(Descriptor {
+            media_type: MediaType::new(&d.media_type)?,
+            digest: Digest::parse(&d.digest)?,
+            size: d.size,
+            artifact_type: d.artifact_type.as_deref().map(MediaType::new).transpose()?,
+            urls: d.urls,
+            annotations: d.annotations,
+            data: None,
+            platform: d
+                .platform
+                .map(|p| {
+                    serde_json::to_value(Platform {
+                        architecture: p.architecture,
+                        os: p.os,
+                        os_version: p.os_version,
+                        os_features: p.os_features,
+                        variant: p.variant,
+                        features: p.features,
+                    })
+                })
+                .transpose()
+                .map_err(|e| Error::invalid("platform", e.to_string()))?,
+        })
+    }
+}
+
+fn descriptors(v: Vec<pb::Descriptor>) -> Result<Vec<Descriptor>> {
+    v.into_iter().map(Descriptor::try_from).collect()
+}
+
+impl TryFrom<pb::ManifestDetail> for ManifestDetail {
+    type Error = Error;
+
+    fn try_from(m: pb::ManifestDetail) -> Result<ManifestDetail> {
+        Ok(ManifestDetail {
+            repository: RepoName::new(&m.repository)?,
+            digest: Digest::parse(&m.digest)?,
+            media_type: MediaType::new(&m.media_type)?,
+            size: m.size,
+            created: required_time(m.created.as_ref(), "created")?,
+            raw: m.raw,
+            artifact_type: m.artifact_type.as_deref().map(MediaType::new).transpose()?,
+            subject: m.subject.as_deref().map(Digest::parse).transpose()?,
+            annotations: m.annotations,
+            config: m.config.map(Descriptor::try_from).transpose()?,
+            config_content: m.config_content,
+            layers: descriptors(m.layers)?,
+            manifests: descriptors(m.manifests)?,
+            referrers: descriptors(m.referrers)?,
+        })
+    }
+}
+
+impl TryFrom<pb::GcReport> for GcReport {
+    type Error = Error;
+
+    fn try_from(r: pb::GcReport) -> Result<GcReport> {
+        Ok(GcReport {
+            started_at: required_time(r.started_at.as_ref(), "started_at")?,
+            completed_at: required_time(r.completed_at.as_ref(), "completed_at")?,
+            id: r.id,
+            blobs_removed: r.blobs_removed,
+            bytes_freed: r.bytes_freed,
+        })
+    }
+}
+
+impl TryFrom<pb::GcStatus> for GcStatus {
+    type Error = Error;
+
+    fn try_from(s: pb::GcStatus) -> Result<GcStatus> {
+        Ok(GcStatus {
+            running: s.running,
+            last_run: s.last_run.map(GcReport::try_from).transpose()?,
+            next_run: s.next_run.as_ref().map(from_timestamp),
+        })
+    }
+}
+
+impl TryFrom<pb::Dashboard> for Dashboard {
+    type Error = Error;
+
+    fn try_from(d: pb::Dashboard) -> Result<Dashboard> {
+        Ok(Dashboard {
+            repositories: d.repositories,
+            stored_bytes: d.stored_bytes,
+            recent_pushes: d
+                .recent_pushes
+                .into_iter()
+                .map(|p| {
+                    Ok(Push {
+                        time: required_time(p.time.as_ref(), "time")?,
+                        repository: RepoName::new(&p.repository)?,
+                        digest: Digest::parse(&p.digest)?,
+                        tags: p.tags,
+                        actor: p.actor,
+                    })
+                })
+                .collect::<Result<_>>()?,
+            gc: d.gc.map(GcStatus::try_from).transpose()?,
+        })
+    }
+}
+
+impl TryFrom<pb::Principal> for Principal {
+    type Error = Error;
+
+    fn try_from(p: pb::Principal) -> Result<Principal> {
+        let mut principal =
+            Principal::new(p.subject, p.account_type.parse()?, parse_all(&p.roles)?);
+        principal.username = p.username;
+        Ok(principal)
+    }
+}
+
+impl TryFrom<pb::ListRepositoriesResponse> for RepoPage {
+    type Error = Error;
+
+    fn try_from(r: pb::ListRepositoriesResponse) -> Result<RepoPage> {
+        Ok(RepoPage {
+            repositories: r
+                .repositories
+                .into_iter()
+                .map(RepoSummary::try_from)
+                .collect::<Result<_>>()?,
+            next: r.next,
+        })
+    }
+}
+
+impl TryFrom<pb::BlobInfo> for BlobInfo {
+    type Error = Error;
+
+    fn try_from(b: pb::BlobInfo) -> Result<BlobInfo> {
+        Ok(BlobInfo {
+            digest: Digest::parse(&b.digest)?,
+            size: b.size,
+        })
+    }
+}
+
+impl TryFrom<pb::RepositoryDetail> for RepoDetail {
+    type Error = Error;
+
+    fn try_from(d: pb::RepositoryDetail) -> Result<RepoDetail> {
+        let summary = d
+            .summary
+            .ok_or_else(|| Error::invalid("summary", "missing from the server's answer"))?;
+        Ok(RepoDetail {
+            summary: summary.try_into()?,
+            tags: d
+                .tags
+                .into_iter()
+                .map(|t| {
+                    Ok(TagRef {
+                        name: Tag::new(&t.name)?,
+                        digest: Digest::parse(&t.digest)?,
+                    })
+                })
+                .collect::<Result<_>>()?,
+            manifests: d
+                .manifests
+                .into_iter()
+                .map(|m| {
+                    Ok(ManifestSummary {
+                        digest: Digest::parse(&m.digest)?,
+                        media_type: MediaType::new(&m.media_type)?,
+                        size: m.size,
+                        created: required_time(m.created.as_ref(), "created")?,
+                    })
+                })
+                .collect::<Result<_>>()?,
+            layers: d
+                .layers
+                .into_iter()
+                .map(BlobInfo::try_from)
+                .collect::<Result<_>>()?,
+        })
     }
 }
 

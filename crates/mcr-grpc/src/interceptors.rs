@@ -47,8 +47,8 @@ pub const PUBLIC_METHODS: [&str; 3] = [
 const MAX_AUTHORIZATION_LEN: usize = 16 * 1024;
 
 /// Whether `path` (`/mcr.v1.Service/Method`) is an admin RPC: everything
-/// in PolicyService and AuditService, the repository delete, GC and
-/// reconcile of RegistryService, and AdminService's Snapshot.
+/// in PolicyService and AuditService, the repository delete, GC (its
+/// status and runs too) and reconcile of RegistryService, and AdminService's Snapshot.
 pub fn is_admin_method(path: &str) -> bool {
     let Some((service, method)) = path.trim_start_matches('/').split_once('/') else {
         return false;
@@ -57,7 +57,7 @@ pub fn is_admin_method(path: &str) -> bool {
         "mcr.v1.PolicyService" | "mcr.v1.AuditService" => true,
         "mcr.v1.RegistryService" => matches!(
             method,
-            "DeleteRepository" | "GarbageCollect" | "GetGCStatus" | "Reconcile"
+            "DeleteRepository" | "GarbageCollect" | "GetGCStatus" | "ListGCRuns" | "Reconcile"
         ),
         "mcr.v1.AdminService" => method == "Snapshot",
         _ => false,
@@ -209,7 +209,8 @@ pub async fn authenticate(
     Ok(Caller { principal, ip })
 }
 
-fn bearer_token(headers: &HeaderMap) -> Result<Secret, Error> {
+/// The token of `authorization: Bearer <token>`.
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Result<Secret, Error> {
     let Some(value) = headers.get(http::header::AUTHORIZATION) else {
         return Err(Error::Unauthenticated(
             "no bearer token in the authorization metadata".into(),
@@ -261,6 +262,10 @@ mod tests {
         assert!(is_admin_method("/mcr.v1.RegistryService/GetGCStatus"));
         assert!(!is_admin_method("/mcr.v1.RegistryService/ListRepositories"));
         assert!(!is_admin_method("/mcr.v1.RegistryService/GetRepository"));
+        assert!(!is_admin_method("/mcr.v1.RegistryService/GetManifest"));
+        assert!(!is_admin_method("/mcr.v1.RegistryService/GetDashboard"));
+        assert!(is_admin_method("/mcr.v1.RegistryService/ListGCRuns"));
+        assert!(!is_admin_method("/mcr.v1.AdminService/Logout"));
         assert!(!is_admin_method("/mcr.v1.AdminService/Health"));
         assert!(!is_admin_method("/mcr.v1.AdminService/Login"));
         assert!(!is_admin_method("/mcr.v1.AdminService/Ready"));

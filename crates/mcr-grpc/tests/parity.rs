@@ -13,6 +13,8 @@ use axum::body::Body;
 use http_body_util::BodyExt;
 use mcr_core::audit::AuditEvent;
 use mcr_core::policy::Rule;
+use mcr_core::ports::RepoDetail;
+use mcr_core::registry::{Dashboard, GcReport, GcStatus, ManifestDetail, RepoPage};
 use mcr_core::testing::admin;
 use mcr_grpc::convert::from_timestamp;
 use mcr_grpc::pb;
@@ -69,20 +71,10 @@ fn time(t: &Option<prost_types::Timestamp>) -> Value {
     json!(from_timestamp(t.as_ref().expect("a time")))
 }
 
-fn summary_json(r: &pb::RepositorySummary) -> Value {
-    json!({
-        "name": r.name,
-        "tag_count": r.tag_count,
-        "manifest_count": r.manifest_count,
-        "total_size": r.total_size,
-        "created": time(&r.created),
-    })
-}
-
 #[tokio::test]
 async fn rest_and_grpc_return_the_same_data() {
     let s = Server::start().await;
-    s.push_image("app", "v1", "one").await;
+    let v1 = s.push_image("app", "v1", "one").await;
     s.push_image("app", "v2", "two").await;
     s.push_image("team/tool", "latest", "three").await;
     let token = s.token(admin());
@@ -125,7 +117,8 @@ async fn rest_and_grpc_return_the_same_data() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 
-    // Repositories.
+    // Repositories: the gRPC answer read back into the engine's shapes
+    // serialises to exactly the REST JSON.
     let r = rest(&app, "GET", "/v1/repositories", &token, None).await;
     let g = grpc
         .registry
@@ -133,10 +126,24 @@ async fn rest_and_grpc_return_the_same_data() {
         .await
         .unwrap()
         .into_inner();
-    let g_json: Vec<Value> = g.repositories.iter().map(summary_json).collect();
-    assert_eq!(r["repositories"], json!(g_json));
-    assert_eq!(r["next"], json!(g.next));
+    let g = RepoPage::try_from(g).unwrap();
+    assert_eq!(r, serde_json::to_value(&g).unwrap());
     assert_eq!(g.repositories.len(), 2);
+    let r = rest(&app, "GET", "/v1/repositories?n=1", &token, None).await;
+    let g = grpc
+        .registry
+        .list_repositories(pb::ListRepositoriesRequest {
+            n: Some(1),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(g.next.as_deref(), Some("app"), "a next page from both");
+    assert_eq!(
+        r,
+        serde_json::to_value(RepoPage::try_from(g).unwrap()).unwrap()
+    );
 
     // One repository in detail.
     let r = rest(&app, "GET", "/v1/repositories/app", &token, None).await;
@@ -146,23 +153,9 @@ async fn rest_and_grpc_return_the_same_data() {
         .await
         .unwrap()
         .into_inner();
-    let mut g_json = summary_json(d.summary.as_ref().unwrap());
-    g_json["tags"] = json!(d
-        .tags
-        .iter()
-        .map(|t| json!({"name": t.name, "digest": t.digest}))
-        .collect::<Vec<_>>());
-    g_json["manifests"] = json!(d
-        .manifests
-        .iter()
-        .map(|m| json!({"digest": m.digest, "media_type": m.media_type, "size": m.size, "created": time(&m.created)}))
-        .collect::<Vec<_>>());
-    g_json["layers"] = json!(d
-        .layers
-        .iter()
-        .map(|l| json!({"digest": l.digest, "size": l.size}))
-        .collect::<Vec<_>>());
-    assert_eq!(r, g_json);
+    let d = RepoDetail::try_from(d).unwrap();
+    assert_eq!(d.tags.len(), 2);
+    assert_eq!(r, serde_json::to_value(&d).unwrap());
 
     // Rules.
     let r = rest(&app, "GET", "/v1/policy/rules", &token, None).await;
@@ -262,7 +255,7 @@ async fn rest_and_grpc_return_the_same_data() {
         .await
         .unwrap()
         .into_inner();
-    let last = g.last_run.unwrap();
+    let last = g.last_run.clone().unwrap();
     assert_eq!(
         r,
         json!({
@@ -277,6 +270,89 @@ async fn rest_and_grpc_return_the_same_data() {
             }
         })
     );
+
+    let g = GcStatus::try_from(g).unwrap();
+    assert_eq!(r, serde_json::to_value(&g).unwrap());
+
+    // Past GC runs.
+    let r = rest(&app, "GET", "/v1/gc/runs?n=5", &token, None).await;
+    let g = grpc
+        .registry
+        .list_gc_runs(pb::ListGcRunsRequest { n: 5 })
+        .await
+        .unwrap()
+        .into_inner();
+    let runs: Vec<GcReport> = g
+        .runs
+        .into_iter()
+        .map(|r| GcReport::try_from(r).unwrap())
+        .collect();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(r["runs"], serde_json::to_value(&runs).unwrap());
+
+    // A sorted, filtered page of repositories.
+    let r = rest(
+        &app,
+        "GET",
+        "/v1/repositories?sort=size&order=desc&filter=a&n=1",
+        &token,
+        None,
+    )
+    .await;
+    let g = grpc
+        .registry
+        .list_repositories(pb::ListRepositoriesRequest {
+            n: Some(1),
+            filter: Some("a".into()),
+            sort: Some("size".into()),
+            order: Some("desc".into()),
+            last: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let g = RepoPage::try_from(g).unwrap();
+    assert!(g.next.as_deref().is_some_and(|n| n.contains(':')), "{g:?}");
+    assert_eq!(r, serde_json::to_value(&g).unwrap());
+
+    // One manifest in detail, by tag and by digest.
+    for reference in ["v1".to_string(), v1.to_string()] {
+        let r = rest(
+            &app,
+            "GET",
+            &format!("/v1/repositories/app/-/manifests/{reference}"),
+            &token,
+            None,
+        )
+        .await;
+        let g = grpc
+            .registry
+            .get_manifest(pb::GetManifestRequest {
+                repository: "app".into(),
+                reference: reference.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let g = ManifestDetail::try_from(g).unwrap();
+        assert_eq!(g.digest, v1);
+        assert_eq!(g.layers.len(), 1);
+        assert_eq!(r, serde_json::to_value(&g).unwrap(), "{reference}");
+    }
+
+    // The dashboard.
+    let r = rest(&app, "GET", "/v1/dashboard", &token, None).await;
+    let g = grpc
+        .registry
+        .get_dashboard(pb::GetDashboardRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let g = Dashboard::try_from(g).unwrap();
+    assert_eq!(g.repositories, 2);
+    assert_eq!(g.recent_pushes.len(), 3);
+    assert!(g.gc.is_some());
+    assert_eq!(r, serde_json::to_value(&g).unwrap());
 }
 
 fn proxy_json(p: &pb::Proxy) -> Value {

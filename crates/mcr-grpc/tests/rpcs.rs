@@ -358,7 +358,7 @@ async fn repositories_are_listed_a_page_at_a_time_with_counts() {
         .registry
         .list_repositories(pb::ListRepositoriesRequest {
             n: Some(2),
-            last: None,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -374,6 +374,7 @@ async fn repositories_are_listed_a_page_at_a_time_with_counts() {
         .list_repositories(pb::ListRepositoriesRequest {
             n: Some(2),
             last: page.next,
+            ..Default::default()
         })
         .await
         .unwrap()

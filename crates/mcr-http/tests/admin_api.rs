@@ -107,7 +107,12 @@ async fn login_answers_a_token_that_authenticates_admin_requests() {
         .saturating_add(Duration::from_secs(100 * 365 * 24 * 3600))
         .to_rfc3339();
     assert_eq!(body["expires_at"], json!(expires));
-    assert_eq!(body.as_object().unwrap().len(), 2, "{body}");
+    assert_eq!(
+        body["principal"],
+        json!({"subject": "admin", "username": "admin", "account_type": "human", "roles": ["admin"]}),
+        "who logged in"
+    );
+    assert_eq!(body.as_object().unwrap().len(), 3, "{body}");
 
     let r = h
         .anon(Method::GET, "/v1/gc/status")
@@ -323,9 +328,9 @@ async fn three_repositories(h: &Harness) -> Vec<Value> {
     h.push_blob("zeta", b"zeta bytes").await;
     let created = ManualClock::START.to_rfc3339();
     vec![
-        json!({"name": "ci/app", "tag_count": 2, "manifest_count": 2, "total_size": app_size, "created": created}),
-        json!({"name": "lib/base", "tag_count": 1, "manifest_count": 1, "total_size": base_size, "created": created}),
-        json!({"name": "zeta", "tag_count": 0, "manifest_count": 0, "total_size": 10, "created": created}),
+        json!({"name": "ci/app", "tag_count": 2, "manifest_count": 2, "total_size": app_size, "created": created, "last_push": created}),
+        json!({"name": "lib/base", "tag_count": 1, "manifest_count": 1, "total_size": base_size, "created": created, "last_push": created}),
+        json!({"name": "zeta", "tag_count": 0, "manifest_count": 0, "total_size": 10, "created": created, "last_push": null}),
     ]
 }
 
@@ -454,6 +459,7 @@ async fn repository_detail_of_a_nested_name_lists_tags_manifests_and_layers() {
         "manifest_count": 1,
         "total_size": image.raw.len() as u64 + blobs.iter().map(|b| b.1).sum::<u64>(),
         "created": created,
+        "last_push": created,
         "tags": [
             {"name": "stable", "digest": image.digest},
             {"name": "v1", "digest": image.digest},

@@ -598,8 +598,8 @@ async fn stress(seed: u64, grace: Duration) {
             .repository_detail(&admin(), &RepoName::new(repo).unwrap())
             .await
             .expect("the repository exists");
-        for (digest, ..) in detail.manifests {
-            stored.insert((repo.to_string(), digest.to_string()));
+        for m in detail.manifests {
+            stored.insert((repo.to_string(), m.digest.to_string()));
         }
     }
     let kept: BTreeSet<(String, String)> = live

@@ -6,12 +6,16 @@ use mcr_core::digest::Digest;
 use mcr_core::ids::UploadId;
 use mcr_core::media::MediaType;
 use mcr_core::names::{RepoName, Tag};
-use mcr_core::ports::{Page, RepoDetail, RepoSummary, RepositoryStore};
+use mcr_core::ports::{
+    ManifestSummary, Page, RepoDetail, RepoQuery, RepoSummary, RepositoryStore, TagRef,
+};
 use mcr_core::Result;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 use super::rows::{all, blob_info, change, limit_of, one, parsed, time_at, u64_at};
 use super::{sql, PostgresMetaStore, StepResult};
+use crate::repo_listing::{self, Arg};
 
 /// Locks the repository's row until the step ends (steps adding to it
 /// finish before, or wait and see what this one did); its id, `None` if
@@ -32,8 +36,12 @@ fn summary(row: &Row) -> StepResult<(RepoSummary, i64)> {
             tag_count: u64_at(row, 2)?,
             manifest_count: u64_at(row, 3)?,
             total_size: u64_at(row, 4)?,
+            last_push: match row.try_get::<_, i64>(5)? {
+                0 => None,
+                _ => Some(time_at(row, 5)?),
+            },
         },
-        row.try_get(5)?,
+        row.try_get(6)?,
     ))
 }
 
@@ -62,14 +70,17 @@ impl RepositoryStore for PostgresMetaStore {
         .await
     }
 
-    async fn repository_summaries(&self, page: &Page) -> Result<Vec<RepoSummary>> {
-        let (last, limit) = (page.last.as_deref(), limit_of(page.limit));
+    async fn repository_summaries(&self, query: &RepoQuery) -> Result<Vec<RepoSummary>> {
         self.run(
             "summarising repositories",
-            (last, limit),
-            |c, (last, limit)| {
+            summaries_sql(query),
+            |c, (sql, args)| {
                 Box::pin(async move {
-                    let rows = all(c, sql::SUMMARIES, &[last, limit], summary).await?;
+                    let params: Vec<&(dyn ToSql + Sync)> = args
+                        .iter()
+                        .map(|a| a.as_ref() as &(dyn ToSql + Sync))
+                        .collect();
+                    let rows = all(c, sql, &params, summary).await?;
                     Ok(rows.into_iter().map(|(s, _)| s).collect())
                 })
             },
@@ -86,24 +97,27 @@ impl RepositoryStore for PostgresMetaStore {
                     return Ok(None);
                 };
                 let tags = all(tx, sql::DETAIL_TAGS, &[&id], |r| {
-                    Ok((parsed(r, 0, Tag::new)?, parsed(r, 1, Digest::parse)?))
+                    Ok(TagRef {
+                        name: parsed(r, 0, Tag::new)?,
+                        digest: parsed(r, 1, Digest::parse)?,
+                    })
                 })
                 .await?;
                 let manifests = all(tx, sql::DETAIL_MANIFESTS, &[&id], |r| {
-                    Ok((
-                        parsed(r, 0, Digest::parse)?,
-                        parsed(r, 1, MediaType::new)?,
-                        u64_at(r, 2)?,
-                        time_at(r, 3)?,
-                    ))
+                    Ok(ManifestSummary {
+                        digest: parsed(r, 0, Digest::parse)?,
+                        media_type: parsed(r, 1, MediaType::new)?,
+                        size: u64_at(r, 2)?,
+                        created: time_at(r, 3)?,
+                    })
                 })
                 .await?;
-                let blobs = all(tx, sql::DETAIL_BLOBS, &[&id], blob_info).await?;
+                let layers = all(tx, sql::DETAIL_BLOBS, &[&id], blob_info).await?;
                 Ok(Some(RepoDetail {
                     summary,
                     tags,
                     manifests,
-                    blobs,
+                    layers,
                 }))
             })
         })
@@ -162,4 +176,29 @@ impl RepositoryStore for PostgresMetaStore {
         })
         .await
     }
+
+    async fn stored_bytes(&self) -> Result<u64> {
+        self.run("adding up stored bytes", (), |c, ()| {
+            Box::pin(async move {
+                let bytes = one(c, sql::STORED_BYTES, &[], |r| u64_at(r, 0)).await?;
+                Ok(bytes.unwrap_or(0))
+            })
+        })
+        .await
+    }
+}
+
+/// The repository listing's statement for `q`, with PostgreSQL's values.
+fn summaries_sql(q: &RepoQuery) -> (String, Vec<Box<dyn ToSql + Send + Sync>>) {
+    let (sql, args) = repo_listing::summaries_sql(&sql::LISTING, q);
+    let args = args
+        .into_iter()
+        .map(|a| -> Box<dyn ToSql + Send + Sync> {
+            match a {
+                Arg::Text(t) => Box::new(t),
+                Arg::Int(i) => Box::new(i),
+            }
+        })
+        .collect();
+    (sql, args)
 }

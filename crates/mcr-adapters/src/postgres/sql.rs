@@ -1,10 +1,14 @@
 //! The statements, named for what they do: every one a constant, prepared
 //! once per connection (`prepare_cached`) and checked against the indexes
 //! by the adapter's tests (`tests/postgres_store.rs`); only the audit
-//! query, whose filters vary, is assembled per call (`audit::audit_sql`).
+//! query, whose filters vary, is assembled per call (`audit::audit_sql`),
+//! and the repository listing, whose order varies
+//! (`crate::repo_listing`).
 //!
 //! Locks (`FOR KEY SHARE`, `FOR UPDATE`) follow the rules in the module
 //! docs of `postgres`.
+
+use crate::repo_listing::Dialect;
 
 /// The columns `manifest_record` reads, from `repositories r` joined
 /// with `manifests m`.
@@ -23,17 +27,26 @@ macro_rules! holds_content {
     };
 }
 
-/// A repository's summary columns (read by `summary`), then its id.
-macro_rules! summary_select {
+/// A repository's summary columns (read by `summary`), then its id,
+/// from `repositories r`; sums are cast back to `bigint` (PostgreSQL
+/// sums `bigint`s as `numeric`).
+macro_rules! summary_columns {
     () => {
-        "SELECT r.name, r.created,
+        "r.name, r.created,
             (SELECT COUNT(*) FROM tags t WHERE t.repository_id = r.id),
             (SELECT COUNT(*) FROM manifests m WHERE m.repository_id = r.id),
             ((SELECT COALESCE(SUM(m.size), 0) FROM manifests m WHERE m.repository_id = r.id)
               + (SELECT COALESCE(SUM(b.size), 0) FROM repository_blobs rb
                  JOIN blobs b ON b.digest = rb.digest WHERE rb.repository_id = r.id))::bigint,
-            r.id
-         FROM repositories r "
+            GREATEST((SELECT COALESCE(MAX(m.created), 0) FROM manifests m WHERE m.repository_id = r.id),
+                     (SELECT COALESCE(MAX(t.updated), 0) FROM tags t WHERE t.repository_id = r.id)),
+            r.id"
+    };
+}
+
+macro_rules! summary_select {
+    () => {
+        concat!("SELECT ", summary_columns!(), " FROM repositories r ")
     };
 }
 
@@ -53,12 +66,29 @@ pub(super) const LIST_REPOS: &str = concat!(
     holds_content!(),
     " ORDER BY r.name LIMIT $2"
 );
-pub(super) const SUMMARIES: &str = concat!(
-    summary_select!(),
-    "WHERE r.name > COALESCE($1, '') AND ",
-    holds_content!(),
-    " ORDER BY r.name LIMIT $2"
-);
+/// The repository listing in this dialect (`crate::repo_listing`).
+pub(super) const LISTING: Dialect = Dialect {
+    placeholder: |n| format!("${n}"),
+    contains: |p| format!("strpos(r.name, {p}) > 0"),
+    holds_content: holds_content!(),
+    summary_select: summary_select!(),
+    sort_keys: [
+    "(SELECT COUNT(*) FROM tags t WHERE t.repository_id = r.id)",
+    "(SELECT COUNT(*) FROM manifests m WHERE m.repository_id = r.id)",
+    "((SELECT COALESCE(SUM(m.size), 0) FROM manifests m WHERE m.repository_id = r.id)
+       + (SELECT COALESCE(SUM(b.size), 0) FROM repository_blobs rb
+          JOIN blobs b ON b.digest = rb.digest WHERE rb.repository_id = r.id))::bigint",
+    "GREATEST((SELECT COALESCE(MAX(m.created), 0) FROM manifests m WHERE m.repository_id = r.id),
+              (SELECT COALESCE(MAX(t.updated), 0) FROM tags t WHERE t.repository_id = r.id))",
+    ],
+    summaries_of_page: concat!(
+        "SELECT ",
+        summary_columns!(),
+        " FROM ({page}) p JOIN repositories r ON r.id = p.id ORDER BY {order}"
+    ),
+};
+pub(super) const STORED_BYTES: &str = "SELECT ((SELECT COALESCE(SUM(size), 0) FROM blobs)
+    + (SELECT COALESCE(SUM(size), 0) FROM manifests))::bigint";
 pub(super) const SUMMARY: &str = concat!(
     summary_select!(),
     "WHERE r.name = $1 AND ",

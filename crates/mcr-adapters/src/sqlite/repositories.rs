@@ -5,13 +5,17 @@ use mcr_core::digest::Digest;
 use mcr_core::ids::UploadId;
 use mcr_core::media::MediaType;
 use mcr_core::names::{RepoName, Tag};
-use mcr_core::ports::{Page, RepoDetail, RepoSummary, RepositoryStore};
+use mcr_core::ports::{
+    ManifestSummary, Page, RepoDetail, RepoQuery, RepoSummary, RepositoryStore, TagRef,
+};
 use mcr_core::time::Timestamp;
 use mcr_core::Result;
-use rusqlite::{params, Row};
+use rusqlite::types::Value;
+use rusqlite::{params, params_from_iter, Row};
 
 use super::rows::{all, blob_info, change, limit_of, one, parsed, repo_id, u64_at};
 use super::{sql, SqliteMetaStore};
+use crate::repo_listing::{self, Arg};
 
 /// A row of `summary_select!`: the summary, and the repository's id.
 fn summary(row: &Row<'_>) -> rusqlite::Result<(RepoSummary, i64)> {
@@ -22,8 +26,12 @@ fn summary(row: &Row<'_>) -> rusqlite::Result<(RepoSummary, i64)> {
             tag_count: u64_at(row, 2)?,
             manifest_count: u64_at(row, 3)?,
             total_size: u64_at(row, 4)?,
+            last_push: match row.get::<_, i64>(5)? {
+                0 => None,
+                ms => Some(Timestamp::from_millis(ms)),
+            },
         },
-        row.get(5)?,
+        row.get(6)?,
     ))
 }
 
@@ -47,10 +55,10 @@ impl RepositoryStore for SqliteMetaStore {
         .await
     }
 
-    async fn repository_summaries(&self, page: &Page) -> Result<Vec<RepoSummary>> {
-        let (last, limit) = (page.last.clone(), limit_of(page.limit));
+    async fn repository_summaries(&self, query: &RepoQuery) -> Result<Vec<RepoSummary>> {
+        let (sql, args) = summaries_sql(query);
         self.read("summarising repositories", move |tx| {
-            let rows = all(tx, sql::SUMMARIES, params![last, limit], summary)?;
+            let rows = all(tx, &sql, params_from_iter(args), summary)?;
             Ok(rows.into_iter().map(|(s, _)| s).collect())
         })
         .await
@@ -64,22 +72,25 @@ impl RepositoryStore for SqliteMetaStore {
                 return Ok(None);
             };
             let tags = all(tx, sql::DETAIL_TAGS, [id], |r| {
-                Ok((parsed(r, 0, Tag::new)?, parsed(r, 1, Digest::parse)?))
+                Ok(TagRef {
+                    name: parsed(r, 0, Tag::new)?,
+                    digest: parsed(r, 1, Digest::parse)?,
+                })
             })?;
             let manifests = all(tx, sql::DETAIL_MANIFESTS, [id], |r| {
-                Ok((
-                    parsed(r, 0, Digest::parse)?,
-                    parsed(r, 1, MediaType::new)?,
-                    u64_at(r, 2)?,
-                    Timestamp::from_millis(r.get(3)?),
-                ))
+                Ok(ManifestSummary {
+                    digest: parsed(r, 0, Digest::parse)?,
+                    media_type: parsed(r, 1, MediaType::new)?,
+                    size: u64_at(r, 2)?,
+                    created: Timestamp::from_millis(r.get(3)?),
+                })
             })?;
-            let blobs = all(tx, sql::DETAIL_BLOBS, [id], blob_info)?;
+            let layers = all(tx, sql::DETAIL_BLOBS, [id], blob_info)?;
             Ok(Some(RepoDetail {
                 summary,
                 tags,
                 manifests,
-                blobs,
+                layers,
             }))
         })
         .await
@@ -124,4 +135,24 @@ impl RepositoryStore for SqliteMetaStore {
         })
         .await
     }
+
+    async fn stored_bytes(&self) -> Result<u64> {
+        self.run("adding up stored bytes", |c| {
+            Ok(one(c, sql::STORED_BYTES, [], |r| u64_at(r, 0))?.unwrap_or(0))
+        })
+        .await
+    }
+}
+
+/// The repository listing's statement for `q`, with SQLite's values.
+pub(super) fn summaries_sql(q: &RepoQuery) -> (String, Vec<Value>) {
+    let (sql, args) = repo_listing::summaries_sql(&sql::LISTING, q);
+    let args = args
+        .into_iter()
+        .map(|a| match a {
+            Arg::Text(t) => Value::Text(t),
+            Arg::Int(i) => Value::Integer(i),
+        })
+        .collect();
+    (sql, args)
 }

@@ -172,6 +172,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
         "ALTER TABLE uploads ADD COLUMN owner TEXT NOT NULL DEFAULT '';
         CREATE INDEX uploads_by_owner ON uploads (owner);",
     ),
+    (
+        9,
+        // The repository listing and the dashboard add up manifests per
+        // repository (count, bytes, newest) on every page: this index
+        // answers them without reading the rows, whose raw bytes come
+        // before `size` and would otherwise be read too.
+        "CREATE INDEX manifests_by_repository ON manifests (repository_id, created, size);",
+    ),
 ];
 
 /// The schema version this build writes and understands.

@@ -1,7 +1,10 @@
 //! The statements, named for what they do: every one a constant, prepared
 //! once per connection (`prepare_cached`) and checked against the indexes
 //! by this module's tests; only the audit query, whose filters vary, is
-//! assembled per call (`audit::audit_sql`).
+//! assembled per call (`audit::audit_sql`), and the repository listing,
+//! whose order varies (`crate::repo_listing`).
+
+use crate::repo_listing::Dialect;
 
 /// The columns `manifest_record` reads, from `repositories r` joined
 /// with `manifests m`.
@@ -20,17 +23,27 @@ macro_rules! holds_content {
     };
 }
 
-/// A repository's summary columns (read by `summary`), then its id.
-macro_rules! summary_select {
+/// A repository's summary columns (read by `summary`), then its id,
+/// from `repositories r`. Every aggregate seeks one repository's range of
+/// an index: `manifests_by_repository` covers the counts, sizes and times
+/// of its manifests.
+macro_rules! summary_columns {
     () => {
-        "SELECT r.name, r.created,
+        "r.name, r.created,
             (SELECT COUNT(*) FROM tags t WHERE t.repository_id = r.id),
             (SELECT COUNT(*) FROM manifests m WHERE m.repository_id = r.id),
             (SELECT COALESCE(SUM(m.size), 0) FROM manifests m WHERE m.repository_id = r.id)
               + (SELECT COALESCE(SUM(b.size), 0) FROM repository_blobs rb
                  JOIN blobs b ON b.digest = rb.digest WHERE rb.repository_id = r.id),
-            r.id
-         FROM repositories r "
+            MAX((SELECT COALESCE(MAX(m.created), 0) FROM manifests m WHERE m.repository_id = r.id),
+                (SELECT COALESCE(MAX(t.updated), 0) FROM tags t WHERE t.repository_id = r.id)),
+            r.id"
+    };
+}
+
+macro_rules! summary_select {
+    () => {
+        concat!("SELECT ", summary_columns!(), " FROM repositories r ")
     };
 }
 
@@ -49,12 +62,29 @@ pub(super) const LIST_REPOS: &str = concat!(
     holds_content!(),
     " ORDER BY r.name LIMIT ?2"
 );
-pub(super) const SUMMARIES: &str = concat!(
-    summary_select!(),
-    "WHERE r.name > COALESCE(?1, '') AND ",
-    holds_content!(),
-    " ORDER BY r.name LIMIT ?2"
-);
+/// The repository listing in this dialect (`crate::repo_listing`).
+pub(super) const LISTING: Dialect = Dialect {
+    placeholder: |n| format!("?{n}"),
+    contains: |p| format!("instr(r.name, {p}) > 0"),
+    holds_content: holds_content!(),
+    summary_select: summary_select!(),
+    sort_keys: [
+        "(SELECT COUNT(*) FROM tags t WHERE t.repository_id = r.id)",
+        "(SELECT COUNT(*) FROM manifests m WHERE m.repository_id = r.id)",
+        "(SELECT COALESCE(SUM(m.size), 0) FROM manifests m WHERE m.repository_id = r.id)
+       + (SELECT COALESCE(SUM(b.size), 0) FROM repository_blobs rb
+          JOIN blobs b ON b.digest = rb.digest WHERE rb.repository_id = r.id)",
+        "MAX((SELECT COALESCE(MAX(m.created), 0) FROM manifests m WHERE m.repository_id = r.id),
+         (SELECT COALESCE(MAX(t.updated), 0) FROM tags t WHERE t.repository_id = r.id))",
+    ],
+    summaries_of_page: concat!(
+        "SELECT ",
+        summary_columns!(),
+        " FROM ({page}) p JOIN repositories r ON r.id = p.id ORDER BY {order}"
+    ),
+};
+pub(super) const STORED_BYTES: &str = "SELECT (SELECT COALESCE(SUM(size), 0) FROM blobs)
+    + (SELECT COALESCE(SUM(size), 0) FROM manifests)";
 pub(super) const SUMMARY: &str = concat!(
     summary_select!(),
     "WHERE r.name = ?1 AND ",
@@ -210,7 +240,10 @@ mod tests {
     use rusqlite::types::Value;
     use rusqlite::{params_from_iter, Connection};
 
+    use mcr_core::ports::{RepoCursor, RepoQuery, RepoSort, SortOrder};
+
     use super::super::audit::audit_sql;
+    use super::super::repositories::summaries_sql;
     use super::*;
     use crate::sqlite::SqliteMetaStore;
 
@@ -239,7 +272,12 @@ mod tests {
             ("REPO_ID", REPO_ID, &[]),
             ("REPO_VISIBLE", REPO_VISIBLE, &[]),
             ("LIST_REPOS", LIST_REPOS, &[]),
-            ("SUMMARIES", SUMMARIES, &[]),
+            // Every row, by design: two sums.
+            (
+                "STORED_BYTES",
+                STORED_BYTES,
+                &["blobs", "manifests", "CONSTANT"],
+            ),
             ("SUMMARY", SUMMARY, &[]),
             ("DETAIL_TAGS", DETAIL_TAGS, &[]),
             ("DETAIL_MANIFESTS", DETAIL_MANIFESTS, &[]),
@@ -299,11 +337,37 @@ mod tests {
                 audit(|q| q.since = Some(Timestamp::from_millis(1))),
             ),
         ];
+        // Every shape of the repository listing: it walks the
+        // repositories (`r`, and the page `p` of a keyed order) by design,
+        // but every count and sum seeks an index.
+        let mut listings = Vec::new();
+        for sort in RepoSort::ALL {
+            for order in [SortOrder::Asc, SortOrder::Desc] {
+                for (filter, after) in [(None, None), (Some("a"), Some(("7", "a/b")))] {
+                    let q = RepoQuery {
+                        filter: filter.map(str::to_string),
+                        sort,
+                        order,
+                        after: after.map(|(k, n)| RepoCursor {
+                            key: Some(k.parse().unwrap()),
+                            name: n.to_string(),
+                        }),
+                        limit: 50,
+                    };
+                    listings.push(("a repository listing", summaries_sql(&q).0));
+                }
+            }
+        }
         let mut failures = Vec::new();
         let all_statements = statements
             .iter()
             .map(|&(name, sql, scans)| (name, sql.to_string(), scans))
-            .chain(audits.into_iter().map(|(n, s)| (n, s, &[] as &[&str])));
+            .chain(audits.into_iter().map(|(n, s)| (n, s, &[] as &[&str])))
+            .chain(
+                listings
+                    .into_iter()
+                    .map(|(n, s)| (n, s, &["r", "p"] as &[&str])),
+            );
         for (name, sql, scans) in all_statements {
             for step in plan(&c, &sql) {
                 let scanned = step

@@ -8,8 +8,8 @@ use mcr_core::names::RepoName;
 use mcr_core::policy::{Rule, RuleDraft, RulePatch};
 
 use super::model::{
-    AuditFilter, ExplainQuery, Explanation, GcStatus, Login, Proxy, Reconcile, RepoDetail,
-    RepoPage, Snapshot,
+    AuditFilter, Dashboard, ExplainQuery, Explanation, GcReport, GcStatus, Login, ManifestDetail,
+    Proxy, Reconcile, RepoDetail, RepoListing, RepoPage, Snapshot,
 };
 
 /// One call per admin operation; [`super::rest::Rest`] and
@@ -20,8 +20,15 @@ pub(crate) trait Api {
     /// saying what is wrong otherwise.
     async fn ready(&mut self) -> Result<(), Failure>;
     async fn login(&mut self, username: &str, password: &str) -> Result<Login, Failure>;
-    async fn repositories(&mut self, last: Option<String>) -> Result<RepoPage, Failure>;
+    async fn repositories(&mut self, listing: &RepoListing) -> Result<RepoPage, Failure>;
     async fn repository(&mut self, name: &RepoName) -> Result<RepoDetail, Failure>;
+    /// A manifest by tag or digest, as typed (the server parses it).
+    async fn manifest(
+        &mut self,
+        name: &RepoName,
+        reference: &str,
+    ) -> Result<ManifestDetail, Failure>;
+    async fn dashboard(&mut self) -> Result<Dashboard, Failure>;
     async fn delete_repository(&mut self, name: &RepoName) -> Result<(), Failure>;
     async fn rules(&mut self) -> Result<Vec<Rule>, Failure>;
     async fn rule(&mut self, id: i64) -> Result<Rule, Failure>;
@@ -34,6 +41,8 @@ pub(crate) trait Api {
     /// Starts a run; its id.
     async fn start_gc(&mut self) -> Result<String, Failure>;
     async fn gc_status(&mut self) -> Result<GcStatus, Failure>;
+    /// The last `n` completed runs, newest first.
+    async fn gc_runs(&mut self, n: usize) -> Result<Vec<GcReport>, Failure>;
     async fn reconcile(&mut self) -> Result<Reconcile, Failure>;
     async fn snapshot(&mut self) -> Result<Snapshot, Failure>;
     /// The pull-through cache's mirrors, in configuration order.

@@ -4,6 +4,7 @@ use std::io::{BufRead, IsTerminal, Read, Write};
 use std::time::Duration;
 
 use mcr_core::audit::AuditEvent;
+use mcr_core::digest::Digest;
 use mcr_core::names::RepoName;
 use mcr_core::policy::{Rule, RuleDraft, RulePatch};
 use mcr_core::time::{Clock, SystemClock, Timestamp};
@@ -11,11 +12,14 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use super::api::{Api, Failure};
-use super::model::{AuditFilter, ExplainQuery, GcStatus, RepoSummary};
-use super::table::{list_or_any, short_digest, size, Table};
+use super::model::{
+    AuditFilter, Dashboard, ExplainQuery, GcStatus, ManifestDetail, RepoListing, RepoSummary,
+};
+use super::table::{list_or_any, size, Table};
 use super::{
     AuditCommand, Cli, Command, GcCommand, PolicyCommand, ProxyCommand, RepoCommand, RuleFlags,
 };
+use mcr_core::ports::SortOrder;
 
 /// How often `gc --wait` asks whether the run is done.
 const GC_POLL: Duration = Duration::from_millis(500);
@@ -36,6 +40,10 @@ pub(crate) async fn run<A: Api>(api: &mut A, cli: &Cli, target: &str) -> Result<
             username,
             password_stdin,
         } => login(api, out, username, *password_stdin).await,
+        Command::Dashboard => {
+            let d = api.dashboard().await?;
+            out.print(&d, || dashboard_text(&d))
+        }
         Command::Repo(cmd) => repo(api, out, cmd).await,
         Command::Policy(cmd) => policy(api, out, cmd).await,
         Command::Audit(AuditCommand::Tail {
@@ -61,6 +69,22 @@ pub(crate) async fn run<A: Api>(api: &mut A, cli: &Cli, target: &str) -> Result<
             (Some(GcCommand::Status), _) => {
                 let s = api.gc_status().await?;
                 out.print(&s, || gc_status_text(&s))
+            }
+            (Some(GcCommand::Runs { n }), _) => {
+                let runs = api.gc_runs(*n).await?;
+                out.print(&runs, || {
+                    let mut t = Table::new(&["ID", "STARTED", "COMPLETED", "BLOBS", "FREED"]);
+                    for r in &runs {
+                        t.row(vec![
+                            r.id.clone(),
+                            r.started_at.to_string(),
+                            r.completed_at.to_string(),
+                            r.blobs_removed.to_string(),
+                            size(r.bytes_freed),
+                        ]);
+                    }
+                    t.render()
+                })
             }
             (None, true) => {
                 let r = api.reconcile().await?;
@@ -212,31 +236,47 @@ async fn login<A: Api>(
 
 async fn repo<A: Api>(api: &mut A, out: Out, cmd: &RepoCommand) -> Result<(), Failure> {
     match cmd {
-        RepoCommand::List => {
+        RepoCommand::List { filter, sort, desc } => {
+            let mut listing = RepoListing {
+                filter: filter.clone(),
+                sort: sort.parse()?,
+                order: if *desc {
+                    SortOrder::Desc
+                } else {
+                    SortOrder::Asc
+                },
+                ..RepoListing::default()
+            };
             let mut all: Vec<RepoSummary> = Vec::new();
-            let mut last = None;
             loop {
-                let page = api.repositories(last.clone()).await?;
+                let page = api.repositories(&listing).await?;
                 all.extend(page.repositories);
                 match page.next {
                     // A server that repeats itself must not loop us forever.
-                    Some(next) if Some(&next) != last.as_ref() => last = Some(next),
+                    Some(next) if Some(&next) != listing.last.as_ref() => listing.last = Some(next),
                     _ => break,
                 }
             }
             out.print(&all, || {
-                let mut t = Table::new(&["NAME", "TAGS", "MANIFESTS", "SIZE", "CREATED"]);
+                let mut t =
+                    Table::new(&["NAME", "TAGS", "MANIFESTS", "SIZE", "LAST PUSH", "CREATED"]);
                 for r in &all {
                     t.row(vec![
-                        r.name.clone(),
+                        r.name.to_string(),
                         r.tag_count.to_string(),
                         r.manifest_count.to_string(),
                         size(r.total_size),
+                        r.last_push
+                            .map_or_else(|| "never".into(), |t| t.to_string()),
                         r.created.to_string(),
                     ]);
                 }
                 t.render()
             })
+        }
+        RepoCommand::Manifest { name, reference } => {
+            let m = api.manifest(&RepoName::new(name)?, reference).await?;
+            out.print(&m, || manifest_text(&m))
         }
         RepoCommand::Show { name } => {
             let d = api.repository(&RepoName::new(name)?).await?;
@@ -253,20 +293,20 @@ async fn repo<A: Api>(api: &mut A, out: Out, cmd: &RepoCommand) -> Result<(), Fa
                 );
                 let mut tags = Table::new(&["TAG", "DIGEST"]);
                 for t in &d.tags {
-                    tags.row(vec![t.name.clone(), t.digest.clone()]);
+                    tags.row(vec![t.name.to_string(), t.digest.to_string()]);
                 }
                 let mut manifests = Table::new(&["MANIFEST", "MEDIA TYPE", "SIZE", "CREATED"]);
                 for m in &d.manifests {
                     manifests.row(vec![
-                        m.digest.clone(),
-                        m.media_type.clone(),
+                        m.digest.to_string(),
+                        m.media_type.to_string(),
                         size(m.size),
                         m.created.to_string(),
                     ]);
                 }
                 let mut layers = Table::new(&["LAYER", "SIZE"]);
                 for l in &d.layers {
-                    layers.row(vec![l.digest.clone(), size(l.size)]);
+                    layers.row(vec![l.digest.to_string(), size(l.size)]);
                 }
                 for table in [tags, manifests, layers] {
                     text.push('\n');
@@ -512,7 +552,7 @@ fn audit_table(events: &[AuditEvent]) -> String {
             or_dash(ev.actor_id.clone()),
             or_dash(ev.ip.clone()),
             or_dash(ev.repository.as_ref().map(ToString::to_string)),
-            or_dash(ev.digest.as_ref().map(|d| short_digest(&d.to_string()))),
+            or_dash(ev.digest.as_ref().map(Digest::short)),
             ev.details
                 .iter()
                 .map(|(k, v)| format!("{k}={v}"))
@@ -543,6 +583,100 @@ fn gc_status_text(s: &GcStatus) -> String {
     match s.next_run {
         None => text.push_str("next run:        not scheduled ([gc] interval is off)\n"),
         Some(t) => text.push_str(&format!("next run:        {t} (scheduled)\n")),
+    }
+    text
+}
+
+fn dashboard_text(d: &Dashboard) -> String {
+    let mut text = format!(
+        "repositories:  {}\nstored:        {} ({} bytes)\n",
+        d.repositories,
+        size(d.stored_bytes),
+        d.stored_bytes
+    );
+    if let Some(gc) = &d.gc {
+        text.push('\n');
+        text.push_str(&gc_status_text(gc));
+    }
+    let mut t = Table::new(&["PUSHED", "REPOSITORY", "TAGS", "DIGEST", "BY"]);
+    for p in &d.recent_pushes {
+        t.row(vec![
+            p.time.to_string(),
+            p.repository.to_string(),
+            if p.tags.is_empty() {
+                "-".into()
+            } else {
+                p.tags.join(",")
+            },
+            p.digest.short(),
+            p.actor.clone().unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    text.push('\n');
+    text.push_str(&t.render());
+    text
+}
+
+fn manifest_text(m: &ManifestDetail) -> String {
+    let mut text = format!(
+        "repository:  {}\ndigest:      {}\nmedia type:  {}\nsize:        {}\ncreated:     {}\n",
+        m.repository,
+        m.digest,
+        m.media_type,
+        size(m.size),
+        m.created
+    );
+    if let Some(a) = &m.artifact_type {
+        text.push_str(&format!("artifact:    {a}\n"));
+    }
+    if let Some(s) = &m.subject {
+        text.push_str(&format!("subject:     {s}\n"));
+    }
+    for (k, v) in &m.annotations {
+        text.push_str(&format!("annotation:  {k}={v}\n"));
+    }
+    if let Some(c) = &m.config {
+        text.push_str(&format!("config:      {} ({})\n", c.digest, size(c.size)));
+    }
+    let mut tables = Vec::new();
+    if !m.layers.is_empty() {
+        let mut t = Table::new(&["LAYER", "MEDIA TYPE", "SIZE"]);
+        for l in &m.layers {
+            t.row(vec![
+                l.digest.to_string(),
+                l.media_type.to_string(),
+                size(l.size),
+            ]);
+        }
+        tables.push(t);
+    }
+    if !m.manifests.is_empty() {
+        let mut t = Table::new(&["MANIFEST", "PLATFORM", "SIZE"]);
+        for c in &m.manifests {
+            t.row(vec![
+                c.digest.to_string(),
+                c.platform().map_or_else(|| "-".into(), |p| p.to_string()),
+                size(c.size),
+            ]);
+        }
+        tables.push(t);
+    }
+    if !m.referrers.is_empty() {
+        let mut t = Table::new(&["REFERRER", "ARTIFACT TYPE", "SIZE"]);
+        for r in &m.referrers {
+            t.row(vec![
+                r.digest.to_string(),
+                r.artifact_type
+                    .as_ref()
+                    .map_or_else(|| "-".into(), ToString::to_string),
+                size(r.size),
+            ]);
+        }
+        tables.push(t);
+    }
+    for t in tables {
+        text.push('\n');
+        text.push_str(&t.render());
     }
     text
 }

@@ -13,8 +13,8 @@ use tonic::{Code, Status};
 
 use super::api::{Api, Failure, Kind};
 use super::model::{
-    AuditFilter, Decision, ExplainQuery, Explanation, GcReport, GcStatus, Layer, Login,
-    ManifestRow, Proxy, Reconcile, RepoDetail, RepoPage, RepoSummary, Snapshot, TagRef, Verdict,
+    AuditFilter, Dashboard, Decision, ExplainQuery, Explanation, GcReport, GcStatus, Login,
+    ManifestDetail, Proxy, Reconcile, RepoDetail, RepoListing, RepoPage, Snapshot, Verdict,
 };
 
 /// Clients of one registry's gRPC services.
@@ -70,24 +70,20 @@ fn time(t: Option<mcr_grpc::prost_types::Timestamp>) -> mcr_core::time::Timestam
     t.as_ref().map(from_timestamp).unwrap_or_default()
 }
 
-fn summary(r: pb::RepositorySummary) -> RepoSummary {
-    RepoSummary {
-        name: r.name,
-        tag_count: r.tag_count,
-        manifest_count: r.manifest_count,
-        total_size: r.total_size,
-        created: time(r.created),
-    }
-}
-
-fn rule(r: pb::Rule) -> Result<Rule, Failure> {
-    Rule::try_from(r).map_err(|e| {
+/// An answer turned into the engine's types; one mcrctl cannot read is
+/// the server's failure.
+fn answer<T, M: TryInto<T, Error = mcr_core::Error>>(what: &str, message: M) -> Result<T, Failure> {
+    message.try_into().map_err(|e| {
         Failure::new(
             Kind::Server,
             "answer",
-            format!("the server sent a rule mcrctl cannot read: {e}"),
+            format!("the server sent {what} mcrctl cannot read: {e}"),
         )
     })
+}
+
+fn rule(r: pb::Rule) -> Result<Rule, Failure> {
+    answer("a rule", r)
 }
 
 impl Api for Grpc {
@@ -127,18 +123,15 @@ impl Api for Grpc {
         })
     }
 
-    async fn repositories(&mut self, last: Option<String>) -> Result<RepoPage, Failure> {
+    async fn repositories(&mut self, listing: &RepoListing) -> Result<RepoPage, Failure> {
         let r = self
             .clients
             .registry
-            .list_repositories(pb::ListRepositoriesRequest { n: None, last })
+            .list_repositories(pb::ListRepositoriesRequest::from(listing))
             .await
             .map_err(failure)?
             .into_inner();
-        Ok(RepoPage {
-            repositories: r.repositories.into_iter().map(summary).collect(),
-            next: r.next,
-        })
+        answer("a repository listing", r)
     }
 
     async fn repository(&mut self, name: &RepoName) -> Result<RepoDetail, Failure> {
@@ -151,35 +144,36 @@ impl Api for Grpc {
             .await
             .map_err(failure)?
             .into_inner();
-        Ok(RepoDetail {
-            summary: summary(d.summary.unwrap_or_default()),
-            tags: d
-                .tags
-                .into_iter()
-                .map(|t| TagRef {
-                    name: t.name,
-                    digest: t.digest,
-                })
-                .collect(),
-            manifests: d
-                .manifests
-                .into_iter()
-                .map(|m| ManifestRow {
-                    digest: m.digest,
-                    media_type: m.media_type,
-                    size: m.size,
-                    created: time(m.created),
-                })
-                .collect(),
-            layers: d
-                .layers
-                .into_iter()
-                .map(|l| Layer {
-                    digest: l.digest,
-                    size: l.size,
-                })
-                .collect(),
-        })
+        answer("a repository", d)
+    }
+
+    async fn manifest(
+        &mut self,
+        name: &RepoName,
+        reference: &str,
+    ) -> Result<ManifestDetail, Failure> {
+        let m = self
+            .clients
+            .registry
+            .get_manifest(pb::GetManifestRequest {
+                repository: name.to_string(),
+                reference: reference.to_string(),
+            })
+            .await
+            .map_err(failure)?
+            .into_inner();
+        answer("a manifest", m)
+    }
+
+    async fn dashboard(&mut self) -> Result<Dashboard, Failure> {
+        let d = self
+            .clients
+            .registry
+            .get_dashboard(pb::GetDashboardRequest {})
+            .await
+            .map_err(failure)?
+            .into_inner();
+        answer("a dashboard", d)
     }
 
     async fn delete_repository(&mut self, name: &RepoName) -> Result<(), Failure> {
@@ -358,17 +352,23 @@ impl Api for Grpc {
             .await
             .map_err(failure)?
             .into_inner();
-        Ok(GcStatus {
-            running: s.running,
-            last_run: s.last_run.map(|r| GcReport {
-                id: r.id,
-                started_at: time(r.started_at),
-                completed_at: time(r.completed_at),
-                blobs_removed: r.blobs_removed,
-                bytes_freed: r.bytes_freed,
-            }),
-            next_run: s.next_run.as_ref().map(from_timestamp),
-        })
+        answer("a GC status", s)
+    }
+
+    async fn gc_runs(&mut self, n: usize) -> Result<Vec<GcReport>, Failure> {
+        let r = self
+            .clients
+            .registry
+            .list_gc_runs(pb::ListGcRunsRequest {
+                n: u32::try_from(n).unwrap_or(u32::MAX),
+            })
+            .await
+            .map_err(failure)?
+            .into_inner();
+        r.runs
+            .into_iter()
+            .map(|run| answer("a GC run", run))
+            .collect()
     }
 
     async fn reconcile(&mut self) -> Result<Reconcile, Failure> {

@@ -23,8 +23,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::CertificateDer;
 use rustls::{ClientConfig, RootCertStore};
 
 use api::Failure;
@@ -69,6 +67,9 @@ pub enum Command {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// Repository count, stored bytes, the latest pushes and (for admins)
+    /// garbage collection, as the web UI's dashboard shows them.
+    Dashboard,
     /// Repositories.
     #[command(subcommand)]
     Repo(RepoCommand),
@@ -111,10 +112,28 @@ pub enum ProxyCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum RepoCommand {
-    /// Every repository with its tag and manifest counts and size.
-    List,
+    /// Every repository you may pull, with its tag and manifest counts,
+    /// size and last push.
+    List {
+        /// Only names containing this.
+        #[arg(long)]
+        filter: Option<String>,
+        /// name, tags, manifests, size or last_push.
+        #[arg(long, default_value = "name")]
+        sort: String,
+        /// Largest first.
+        #[arg(long)]
+        desc: bool,
+    },
     /// Tags, manifests and layers of a repository.
     Show { name: String },
+    /// One manifest: its JSON, config, layers, the platforms of an index
+    /// and its referrers.
+    Manifest {
+        name: String,
+        /// A tag or a digest.
+        reference: String,
+    },
     /// Delete a repository with its tags and manifests (admin); layers
     /// are freed by the next `mcrctl gc`.
     Delete {
@@ -245,6 +264,12 @@ pub struct GcArgs {
 pub enum GcCommand {
     /// Whether GC runs, and how the last run went.
     Status,
+    /// The last completed runs, newest first.
+    Runs {
+        /// How many.
+        #[arg(long = "n", default_value_t = 10)]
+        n: usize,
+    },
 }
 
 /// Writes the completion script for `shell` to standard output.
@@ -312,28 +337,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
 
 /// The public roots, plus the CA of `--ca-cert`.
 fn roots(ca_cert: Option<&Path>) -> Result<RootCertStore, Failure> {
-    let mut roots = RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = ca_cert {
-        let shown = path.display();
-        let certs = CertificateDer::pem_file_iter(path)
-            .map_err(|e| Failure::usage(format!("--ca-cert {shown}: cannot read it: {e}")))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| Failure::usage(format!("--ca-cert {shown} is not PEM: {e}")))?;
-        if certs.is_empty() {
-            return Err(Failure::usage(format!(
-                "--ca-cert {shown} holds no PEM certificate"
-            )));
-        }
-        for cert in certs {
-            roots.add(cert).map_err(|e| {
-                Failure::usage(format!(
-                    "--ca-cert {shown}: a certificate is not usable: {e}"
-                ))
-            })?;
-        }
-    }
-    Ok(roots)
+    crate::tls::trusted_roots(ca_cert, "--ca-cert").map_err(Failure::usage)
 }
 
 /// TLS 1.3 only, ring, as every MCR connection.

@@ -1,56 +1,15 @@
 //! What mcrctl shows, in the admin REST API's JSON shape whichever
 //! transport brought it, so `--json` prints the same over REST and gRPC.
-//! Rules, audit events, GC status and snapshots are the engine's own types.
+//! Repositories, manifests, the dashboard, rules, audit events, GC status
+//! and snapshots are the engine's own types.
 
 use mcr_core::policy::Rule;
-pub use mcr_core::registry::{GcReport, GcStatus, Snapshot};
+pub use mcr_core::ports::{RepoDetail, RepoSummary};
+pub use mcr_core::registry::{
+    Dashboard, GcReport, GcStatus, ManifestDetail, RepoListing, RepoPage, Snapshot,
+};
 use mcr_core::time::Timestamp;
 use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RepoSummary {
-    pub name: String,
-    pub tag_count: u64,
-    pub manifest_count: u64,
-    pub total_size: u64,
-    pub created: Timestamp,
-}
-
-/// One page of repositories; `next` is where the next one starts.
-#[derive(Debug, Clone, Deserialize)]
-pub struct RepoPage {
-    pub repositories: Vec<RepoSummary>,
-    pub next: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TagRef {
-    pub name: String,
-    pub digest: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ManifestRow {
-    pub digest: String,
-    pub media_type: String,
-    pub size: u64,
-    pub created: Timestamp,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Layer {
-    pub digest: String,
-    pub size: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RepoDetail {
-    #[serde(flatten)]
-    pub summary: RepoSummary,
-    pub tags: Vec<TagRef>,
-    pub manifests: Vec<ManifestRow>,
-    pub layers: Vec<Layer>,
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Login {

@@ -13,8 +13,8 @@ use tokio_rustls::rustls::ClientConfig;
 
 use super::api::{Api, Failure, Kind};
 use super::model::{
-    AuditFilter, ExplainQuery, Explanation, GcStarted, GcStatus, Login, Proxy, Reconcile,
-    RepoDetail, RepoPage, Snapshot,
+    AuditFilter, Dashboard, ExplainQuery, Explanation, GcReport, GcStarted, GcStatus, Login,
+    ManifestDetail, Proxy, Reconcile, RepoDetail, RepoListing, RepoPage, Snapshot,
 };
 
 /// A client of one registry's REST API.
@@ -156,17 +156,39 @@ impl Api for Rest {
         self.send(req).await
     }
 
-    async fn repositories(&mut self, last: Option<String>) -> Result<RepoPage, Failure> {
-        let mut req = self.request(Method::GET, "/v1/repositories");
-        if let Some(last) = last {
-            req = req.query(&[("last", last)]);
-        }
-        self.send(req).await
+    async fn repositories(&mut self, l: &RepoListing) -> Result<RepoPage, Failure> {
+        let query: Vec<(&str, String)> = [
+            ("filter", l.filter.clone()),
+            ("sort", Some(l.sort.to_string())),
+            ("order", Some(l.order.to_string())),
+            ("last", l.last.clone()),
+            ("n", l.n.map(|n| n.to_string())),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect();
+        self.send(self.request(Method::GET, "/v1/repositories").query(&query))
+            .await
     }
 
     async fn repository(&mut self, name: &RepoName) -> Result<RepoDetail, Failure> {
         self.send(self.request(Method::GET, &format!("/v1/repositories/{name}")))
             .await
+    }
+
+    async fn manifest(
+        &mut self,
+        name: &RepoName,
+        reference: &str,
+    ) -> Result<ManifestDetail, Failure> {
+        // A reference is a tag or a digest: neither holds a character a
+        // path must escape, and a bad one is the server's to refuse.
+        let path = format!("/v1/repositories/{name}/-/manifests/{reference}");
+        self.send(self.request(Method::GET, &path)).await
+    }
+
+    async fn dashboard(&mut self) -> Result<Dashboard, Failure> {
+        self.send(self.request(Method::GET, "/v1/dashboard")).await
     }
 
     async fn delete_repository(&mut self, name: &RepoName) -> Result<(), Failure> {
@@ -238,6 +260,18 @@ impl Api for Rest {
 
     async fn gc_status(&mut self) -> Result<GcStatus, Failure> {
         self.send(self.request(Method::GET, "/v1/gc/status")).await
+    }
+
+    async fn gc_runs(&mut self, n: usize) -> Result<Vec<GcReport>, Failure> {
+        #[derive(Deserialize)]
+        struct Runs {
+            runs: Vec<GcReport>,
+        }
+        let req = self
+            .request(Method::GET, "/v1/gc/runs")
+            .query(&[("n", n.to_string())]);
+        let r: Runs = self.send(req).await?;
+        Ok(r.runs)
     }
 
     async fn reconcile(&mut self) -> Result<Reconcile, Failure> {

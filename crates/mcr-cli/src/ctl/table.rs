@@ -1,4 +1,4 @@
-//! Aligned plain-text tables and friendly sizes.
+//! Aligned plain-text tables, friendly sizes and lists.
 
 use std::fmt::Write as _;
 
@@ -47,20 +47,7 @@ impl Table {
     }
 }
 
-/// `1536` → `1.5 KiB`.
-pub fn size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut value = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
-}
+pub use mcr_core::display::size;
 
 /// A list, or `*` for an empty one (a wildcard in a rule).
 pub fn list_or_any<T: ToString>(items: &[T]) -> String {
@@ -72,14 +59,6 @@ pub fn list_or_any<T: ToString>(items: &[T]) -> String {
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join(",")
-    }
-}
-
-/// `sha256:0123…` shortened to its first 12 hex digits.
-pub fn short_digest(d: &str) -> String {
-    match d.split_once(':') {
-        Some((alg, hex)) if hex.len() > 12 => format!("{alg}:{}", &hex[..12]),
-        _ => d.to_string(),
     }
 }
 
@@ -95,18 +74,6 @@ mod tests {
         assert_eq!(
             t.render(),
             "NAME       TAGS  SIZE\napp        1     1.0 KiB\nteam/tool  12    3 B\n"
-        );
-    }
-
-    #[test]
-    fn sizes_read_well() {
-        assert_eq!(size(0), "0 B");
-        assert_eq!(size(1023), "1023 B");
-        assert_eq!(size(1536), "1.5 KiB");
-        assert_eq!(size(5 * 1024 * 1024 * 1024), "5.0 GiB");
-        assert_eq!(
-            short_digest(&format!("sha256:{}", "ab".repeat(32))),
-            "sha256:abababababab"
         );
     }
 }

@@ -2,7 +2,7 @@
 //! make a blob visible in a repository.
 
 use async_trait::async_trait;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::listing::ListStream;
 use super::repositories::Page;
@@ -11,8 +11,9 @@ use crate::error::Result;
 use crate::names::RepoName;
 use crate::time::Timestamp;
 
-/// A blob row.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// A blob row; in a [`RepoDetail`](super::RepoDetail), one of the
+/// repository's layers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlobInfo {
     pub digest: Digest,
     pub size: u64,

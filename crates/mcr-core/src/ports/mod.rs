@@ -7,7 +7,8 @@
 //!
 //! - Blobs: [`BlobStore`] (`blob_store`).
 //! - Metadata, one trait per concern, gathered by the [`MetaStore`]
-//!   umbrella (`meta_store`): [`RepositoryStore`] (`repositories`),
+//!   umbrella (`meta_store`): [`RepositoryStore`] (`repositories`, with
+//!   the listing's query in `repo_query`),
 //!   [`ManifestStore`] (`manifests`), [`BlobIndex`] (`blob_index`),
 //!   [`UploadSessionStore`] (`upload_sessions`), [`PolicyRuleStore`]
 //!   (`policy_rules`), [`AuditLog`] (`audit_log`), [`GcStore`] (`gc`),
@@ -29,6 +30,7 @@ mod listing;
 mod manifests;
 mod meta_store;
 mod policy_rules;
+mod repo_query;
 mod repositories;
 mod revocations;
 mod snapshots;
@@ -46,7 +48,8 @@ pub use listing::{keyset_pages, ListStream};
 pub use manifests::{ManifestRecord, ManifestStore, NewManifest, Provenance};
 pub use meta_store::MetaStore;
 pub use policy_rules::{PolicyRuleStore, StoredRules};
-pub use repositories::{Page, RepoDetail, RepoSummary, RepositoryStore};
+pub use repo_query::{RepoCursor, RepoQuery, RepoSort, SortOrder, MAX_FILTER_LEN};
+pub use repositories::{ManifestSummary, Page, RepoDetail, RepoSummary, RepositoryStore, TagRef};
 pub use revocations::{Revocation, RevocationStore};
 pub use snapshots::SnapshotStore;
 pub use status::{StoreStatus, StoreTotals};

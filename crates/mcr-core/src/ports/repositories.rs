@@ -1,10 +1,12 @@
 //! The `RepositoryStore` port: which repositories exist, their listings
-//! and counts, and deleting one whole.
+//! and counts (filtered, sorted and paged here, see `repo_query`), and
+//! deleting one whole.
 
 use async_trait::async_trait;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::blob_index::BlobInfo;
+use super::repo_query::RepoQuery;
 use crate::digest::Digest;
 use crate::error::Result;
 use crate::ids::UploadId;
@@ -22,7 +24,11 @@ pub struct Page {
 }
 
 /// A repository with its counts, for the admin listing.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+///
+/// This one shape is what the admin REST API answers (as JSON, these
+/// field names), what gRPC's `RepositorySummary` carries, and what
+/// `mcrctl` and `mcr-web` read back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RepoSummary {
     pub name: RepoName,
     pub tag_count: u64,
@@ -31,18 +37,41 @@ pub struct RepoSummary {
     /// repository.
     pub total_size: u64,
     pub created: Timestamp,
+    /// When a manifest was last stored or a tag last set in it; absent
+    /// if nothing ever was.
+    pub last_push: Option<Timestamp>,
 }
 
-/// A repository's contents, for the admin detail view.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A tag and the manifest it points at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TagRef {
+    pub name: Tag,
+    pub digest: Digest,
+}
+
+/// A stored manifest without its content: what a repository's detail
+/// lists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestSummary {
+    pub digest: Digest,
+    pub media_type: MediaType,
+    /// Bytes of the manifest itself.
+    pub size: u64,
+    pub created: Timestamp,
+}
+
+/// A repository's contents, for the admin detail view: the summary's
+/// fields (flattened into the same JSON object), then the lists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RepoDetail {
+    #[serde(flatten)]
     pub summary: RepoSummary,
-    /// (tag, manifest digest), by tag name.
-    pub tags: Vec<(Tag, Digest)>,
-    /// (digest, media type, size, created), newest first.
-    pub manifests: Vec<(Digest, MediaType, u64, Timestamp)>,
+    /// By tag name.
+    pub tags: Vec<TagRef>,
+    /// Newest first.
+    pub manifests: Vec<ManifestSummary>,
     /// Blobs linked to the repository, by digest.
-    pub blobs: Vec<BlobInfo>,
+    pub layers: Vec<BlobInfo>,
 }
 
 /// Repositories as a whole.
@@ -60,8 +89,11 @@ pub trait RepositoryStore: Send + Sync + 'static {
     /// Names of repositories holding content after `page.last`, at most
     /// `page.limit`.
     async fn list_repositories(&self, page: &Page) -> Result<Vec<RepoName>>;
-    /// [`RepositoryStore::list_repositories`] with each one's counts.
-    async fn repository_summaries(&self, page: &Page) -> Result<Vec<RepoSummary>>;
+    /// Summaries of the repositories holding content that `query`
+    /// selects, in its order, after its cursor, at most `query.limit`; the
+    /// filter, the order and the page are the store's work (see
+    /// [`RepoQuery`]).
+    async fn repository_summaries(&self, query: &RepoQuery) -> Result<Vec<RepoSummary>>;
     /// The repository's contents; `None` unless it holds content.
     async fn repository_detail(&self, repo: &RepoName) -> Result<Option<RepoDetail>>;
     /// Deletes the repository with its manifests, tags, links and upload
@@ -79,4 +111,7 @@ pub trait RepositoryStore: Send + Sync + 'static {
     /// or upload session — in one step; returns whether it did. Undoes the
     /// implicit creation by a push that failed.
     async fn prune_repository(&self, repo: &RepoName) -> Result<bool>;
+    /// Bytes of every blob row and every stored manifest: what the
+    /// registry holds.
+    async fn stored_bytes(&self) -> Result<u64>;
 }

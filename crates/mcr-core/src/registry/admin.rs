@@ -2,6 +2,8 @@
 //! audit log.
 
 use super::{details, Caller, Registry};
+use serde::{Deserialize, Serialize};
+
 use crate::audit::{AuditEvent, AuditQuery, EventType};
 use crate::error::{Error, Result};
 use crate::names::RepoName;
@@ -9,28 +11,17 @@ use crate::policy::{builtin_rules, Explanation, PolicyInput, Rule, RuleDraft, Ru
 use crate::ports::{RepoDetail, RepoSummary};
 use crate::principal::{Action, Principal};
 
-use super::pull::Listing;
+/// One page of the repository listing: the admin REST API's JSON, the
+/// fields of gRPC's `ListRepositoriesResponse`, and what `mcrctl` and
+/// `mcr-web` read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepoPage {
+    pub repositories: Vec<RepoSummary>,
+    /// Present when there are more: pass it as `last` for the next page.
+    pub next: Option<String>,
+}
 
 impl Registry {
-    /// The repositories the caller may pull, with tag count, manifest
-    /// count and size, a page at a time (needs `registry:catalog`).
-    pub async fn repository_summaries(
-        &self,
-        caller: &Caller,
-        last: Option<String>,
-        n: Option<usize>,
-    ) -> Result<Listing<RepoSummary>> {
-        self.authorize(caller, Action::Catalog, None).await?;
-        self.pullable_page(
-            caller,
-            last,
-            n,
-            |s: &RepoSummary| &s.name,
-            |page| async move { self.meta.repository_summaries(&page).await },
-        )
-        .await
-    }
-
     /// Tags, manifests and layers of a repository (needs pull on it).
     pub async fn repository_detail(&self, caller: &Caller, repo: &RepoName) -> Result<RepoDetail> {
         self.authorize(caller, Action::Pull, Some(repo)).await?;

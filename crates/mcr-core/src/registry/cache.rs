@@ -27,7 +27,7 @@ use super::{details, Caller, Registry};
 use crate::audit::EventType;
 use crate::error::{Error, Result};
 use crate::names::RepoName;
-use crate::ports::{Page, RepoSummary};
+use crate::ports::{RepoCursor, RepoQuery, RepoSummary};
 use crate::proxy::{self, Mirror, ProxyStatus};
 use crate::time::Timestamp;
 
@@ -210,9 +210,10 @@ impl Registry {
         // Names under `prefix/` sort right after `prefix/` itself.
         let mut last = Some(format!("{prefix}/"));
         loop {
-            let page = Page {
-                last: last.take(),
+            let page = RepoQuery {
+                after: last.take().map(|name| RepoCursor { key: None, name }),
                 limit: PROXY_SIZE_PAGE,
+                ..RepoQuery::default()
             };
             let summaries = self.meta.repository_summaries(&page).await?;
             let full = summaries.len() == PROXY_SIZE_PAGE;

@@ -58,6 +58,9 @@ pub struct GcStatus {
 /// The subject the schedule's runs are audited under.
 pub const SCHEDULE_SUBJECT: &str = "mcr:gc-schedule";
 
+/// How many past runs `gc_runs` lists when a caller names no number.
+pub const GC_RUNS_DEFAULT: usize = 10;
+
 /// What reconcile found and did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReconcileReport {
@@ -294,11 +297,16 @@ impl Registry {
     /// and it survives a restart, and the schedule's next run.
     pub async fn gc_status(&self, caller: &Caller) -> Result<GcStatus> {
         self.authorize_admin(caller).await?;
+        self.gc_state().await
+    }
+
+    /// GC's state, for a caller already allowed to see it.
+    pub(super) async fn gc_state(&self) -> Result<GcStatus> {
         let running = self
             .coordination
             .is_locked(&LockKey::GarbageCollection)
             .await?;
-        let last_run = self.last_gc_from_audit().await?;
+        let last_run = self.gc_runs_from_audit(1).await?.into_iter().next();
         Ok(GcStatus {
             running,
             last_run,
@@ -319,25 +327,33 @@ impl Registry {
         }
         metrics::counter!("mcr_gc_blobs_removed_total").increment(0);
         metrics::counter!("mcr_gc_freed_bytes_total").increment(0);
-        if let Some(report) = self.last_gc_from_audit().await? {
+        if let Some(report) = self.gc_runs_from_audit(1).await?.into_iter().next() {
             set_last_run(&report);
         }
         Ok(())
     }
 
-    async fn last_gc_from_audit(&self) -> Result<Option<GcReport>> {
+    /// The last `n` completed GC runs, newest first, from the audit log
+    /// (admin only); `n` is capped like any audit read.
+    pub async fn gc_runs(&self, caller: &Caller, n: usize) -> Result<Vec<GcReport>> {
+        self.authorize_admin(caller).await?;
+        self.gc_runs_from_audit(n.clamp(1, AuditQuery::MAX_LIMIT))
+            .await
+    }
+
+    async fn gc_runs_from_audit(&self, n: usize) -> Result<Vec<GcReport>> {
         let events = self
             .meta
             .query_audit(&AuditQuery {
                 event_type: Some(EventType::GcCompleted),
-                limit: 1,
+                limit: n,
                 ..AuditQuery::default()
             })
             .await?;
         Ok(events
-            .into_iter()
-            .next()
-            .and_then(|e| report_from_event(&e.event)))
+            .iter()
+            .filter_map(|e| report_from_event(&e.event))
+            .collect())
     }
 
     /// Deletes blob files that have no row (left by a crash between a file

@@ -7,6 +7,7 @@
 
 mod admin;
 mod audit_queue;
+mod browse;
 mod cache;
 mod delete;
 mod gc;
@@ -25,9 +26,13 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+pub use admin::RepoPage;
 pub use audit_queue::{AuditWriter, MAX_QUEUED as MAX_QUEUED_AUDIT_EVENTS};
+pub use browse::{Dashboard, ManifestDetail, Push, RepoListing, MAX_CONFIG_SHOWN};
 pub use cache::PROXY_SIZE_PAGE;
-pub use gc::{GcReport, GcRun, GcStatus, ReconcileReport, GC_SWEEP_WINDOW, SCHEDULE_SUBJECT};
+pub use gc::{
+    GcReport, GcRun, GcStatus, ReconcileReport, GC_RUNS_DEFAULT, GC_SWEEP_WINDOW, SCHEDULE_SUBJECT,
+};
 pub use health::Readiness;
 pub use pull::{Listing, ManifestContent};
 pub use push::{MountOutcome, PushedManifest};
@@ -406,13 +411,15 @@ impl Registry {
     /// requested size until enough are kept or it runs out, and each
     /// next page resumes after the last entry seen, so filtered entries
     /// never shift the pagination. `name` says which repository an entry
-    /// is.
-    async fn pullable_page<T, F, Fut>(
+    /// is, `key` its cursor in the listing's order (what `fetch` is handed
+    /// back as `Page::last`).
+    pub(super) async fn pullable_page<T, F, Fut>(
         &self,
         caller: &Caller,
         last: Option<String>,
         n: Option<usize>,
         name: impl Fn(&T) -> &RepoName,
+        key: impl Fn(&T) -> String,
         fetch: F,
     ) -> Result<Listing<T>>
     where
@@ -430,11 +437,11 @@ impl Registry {
             .await?;
             let exhausted = batch.len() <= limit;
             if let Some(end) = batch.last() {
-                last = Some(name(end).to_string());
+                last = Some(key(end));
             }
             kept.extend(batch.into_iter().filter(|t| self.may_pull(caller, name(t))));
             if kept.len() > limit || exhausted {
-                return Ok(Listing::from_overfetch(kept, limit));
+                return Ok(Listing::from_overfetch(kept, limit, &key));
             }
         }
     }

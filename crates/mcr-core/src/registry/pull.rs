@@ -47,19 +47,28 @@ impl From<ManifestRecord> for ManifestContent {
     }
 }
 
-/// One page of a listing; `more` says a next page exists, starting after
-/// the last item of this one.
+/// One page of a listing, with the cursor of the next page.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listing<T> {
     pub items: Vec<T>,
-    pub more: bool,
+    /// Present when a next page exists: pass it as `last` to get it. It
+    /// is the key of this page's last item, computed here once so every
+    /// transport hands out the same cursor.
+    pub next: Option<String>,
 }
 
 impl<T> Listing<T> {
-    pub(super) fn from_overfetch(mut items: Vec<T>, limit: usize) -> Listing<T> {
+    /// The page from `limit + 1` items fetched (the extra one only says
+    /// that more exist), with `key` naming an item as the cursor.
+    pub(super) fn from_overfetch(
+        mut items: Vec<T>,
+        limit: usize,
+        key: impl Fn(&T) -> String,
+    ) -> Listing<T> {
         let more = items.len() > limit;
         items.truncate(limit);
-        Listing { items, more }
+        let next = if more { items.last().map(key) } else { None };
+        Listing { items, next }
     }
 }
 
@@ -210,7 +219,7 @@ impl Registry {
             BTreeMap::new(),
         )
         .await?;
-        Ok(Listing::from_overfetch(tags, limit))
+        Ok(Listing::from_overfetch(tags, limit, Tag::to_string))
     }
 
     /// Names of the repositories the caller may pull, in lexical order,
@@ -228,6 +237,7 @@ impl Registry {
                 last,
                 n,
                 |r| r,
+                RepoName::to_string,
                 |page| async move { self.meta.list_repositories(&page).await },
             )
             .await?;
@@ -257,16 +267,7 @@ impl Registry {
         let descriptors = records
             .into_iter()
             .filter(|r| artifact_type.is_none_or(|want| r.artifact_type.as_ref() == Some(want)))
-            .map(|r| Descriptor {
-                annotations: annotations_of(&r.raw),
-                size: r.raw.len() as u64,
-                media_type: r.media_type,
-                digest: r.digest,
-                artifact_type: r.artifact_type,
-                urls: Vec::new(),
-                data: None,
-                platform: None,
-            })
+            .map(referrer_descriptor)
             .collect();
         self.audit_read(
             caller,
@@ -277,6 +278,21 @@ impl Registry {
         )
         .await?;
         Ok(descriptors)
+    }
+}
+
+/// A referrer as the referrers API lists it: its descriptor with its
+/// `artifactType` and top-level annotations.
+pub(super) fn referrer_descriptor(r: ManifestRecord) -> Descriptor {
+    Descriptor {
+        annotations: annotations_of(&r.raw),
+        size: r.raw.len() as u64,
+        media_type: r.media_type,
+        digest: r.digest,
+        artifact_type: r.artifact_type,
+        urls: Vec::new(),
+        data: None,
+        platform: None,
     }
 }
 

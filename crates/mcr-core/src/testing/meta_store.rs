@@ -21,10 +21,11 @@ use crate::ids::UploadId;
 use crate::names::{Reference, RepoName, Tag};
 use crate::policy::{Rule, RuleDraft};
 use crate::ports::{
-    AuditLog, BlobIndex, BlobInfo, GcStore, ListStream, ManifestRecord, ManifestStore, NewManifest,
-    Page, PolicyRuleStore, Provenance, RepoDetail, RepoSummary, RepositoryStore, Revocation,
-    RevocationStore, SnapshotStore, StoreStatus, StoreTotals, StoredRules, SweepStep, UploadCaps,
-    UploadSession, UploadSessionStore, UploadState,
+    AuditLog, BlobIndex, BlobInfo, GcStore, ListStream, ManifestRecord, ManifestStore,
+    ManifestSummary, NewManifest, Page, PolicyRuleStore, Provenance, RepoDetail, RepoQuery,
+    RepoSummary, RepositoryStore, Revocation, RevocationStore, SnapshotStore, StoreStatus,
+    StoreTotals, StoredRules, SweepStep, TagRef, UploadCaps, UploadSession, UploadSessionStore,
+    UploadState,
 };
 use crate::time::Timestamp;
 
@@ -75,6 +76,8 @@ struct Repo {
     created: Timestamp,
     manifests: BTreeMap<Digest, StoredManifest>,
     tags: BTreeMap<Tag, Digest>,
+    /// When each tag was last set.
+    tag_times: BTreeMap<Tag, Timestamp>,
     /// Blobs the repository may serve, with the time each link was last
     /// made.
     links: BTreeMap<Digest, Timestamp>,
@@ -92,6 +95,7 @@ impl Repo {
             created,
             manifests: BTreeMap::new(),
             tags: BTreeMap::new(),
+            tag_times: BTreeMap::new(),
             links: BTreeMap::new(),
         }
     }
@@ -139,6 +143,12 @@ impl State {
         RepoSummary {
             name: name.clone(),
             tag_count: repo.tags.len() as u64,
+            last_push: repo
+                .manifests
+                .values()
+                .map(|m| m.record.created)
+                .chain(repo.tag_times.values().copied())
+                .max(),
             manifest_count: repo.manifests.len() as u64,
             total_size: manifest_bytes + blob_bytes,
             created: repo.created,
@@ -249,11 +259,18 @@ impl RepositoryStore for FakeMetaStore {
             .collect())
     }
 
-    async fn repository_summaries(&self, page: &Page) -> Result<Vec<RepoSummary>> {
+    async fn repository_summaries(&self, query: &RepoQuery) -> Result<Vec<RepoSummary>> {
         let state = self.lock();
-        Ok(page_where(&state.repos, page, Repo::holds_content)
+        let mut all: Vec<RepoSummary> = state
+            .repos
+            .iter()
+            .filter(|(_, repo)| repo.holds_content())
             .map(|(name, repo)| state.summary(name, repo))
-            .collect())
+            .filter(|r| query.matches(r) && query.is_after_cursor(r))
+            .collect();
+        query.sort(&mut all);
+        all.truncate(query.limit);
+        Ok(all)
     }
 
     async fn repository_detail(&self, repo: &RepoName) -> Result<Option<RepoDetail>> {
@@ -261,27 +278,34 @@ impl RepositoryStore for FakeMetaStore {
         let Some(r) = state.repos.get(repo).filter(|r| r.holds_content()) else {
             return Ok(None);
         };
-        let mut manifests: Vec<_> = r
+        let mut manifests: Vec<ManifestSummary> = r
             .manifests
             .values()
-            .map(|m| {
-                let rec = &m.record;
-                let size = rec.raw.len() as u64;
-                (
-                    rec.digest.clone(),
-                    rec.media_type.clone(),
-                    size,
-                    rec.created,
-                )
+            .map(|m| ManifestSummary {
+                digest: m.record.digest.clone(),
+                media_type: m.record.media_type.clone(),
+                size: m.record.raw.len() as u64,
+                created: m.record.created,
             })
             .collect();
         // Newest first; equal times by digest, so the order is total.
-        manifests.sort_by(|a, b| b.3.cmp(&a.3).then_with(|| a.0.cmp(&b.0)));
+        manifests.sort_by(|a, b| {
+            b.created
+                .cmp(&a.created)
+                .then_with(|| a.digest.cmp(&b.digest))
+        });
         Ok(Some(RepoDetail {
             summary: state.summary(repo, r),
-            tags: r.tags.iter().map(|(t, d)| (t.clone(), d.clone())).collect(),
+            tags: r
+                .tags
+                .iter()
+                .map(|(t, d)| TagRef {
+                    name: t.clone(),
+                    digest: d.clone(),
+                })
+                .collect(),
             manifests,
-            blobs: r.links.keys().filter_map(|d| state.blob_info(d)).collect(),
+            layers: r.links.keys().filter_map(|d| state.blob_info(d)).collect(),
         }))
     }
 
@@ -311,6 +335,7 @@ impl RepositoryStore for FakeMetaStore {
         let held = r.holds_content();
         r.manifests.clear();
         r.tags.clear();
+        r.tag_times.clear();
         r.links.clear();
         if !busy {
             state.repos.remove(repo);
@@ -330,6 +355,18 @@ impl RepositoryStore for FakeMetaStore {
             return Ok(true);
         }
         Ok(false)
+    }
+
+    async fn stored_bytes(&self) -> Result<u64> {
+        let state = self.lock();
+        let blobs: u64 = state.blobs.values().map(|&(size, _)| size).sum();
+        let manifests: u64 = state
+            .repos
+            .values()
+            .flat_map(|r| r.manifests.values())
+            .map(|m| m.record.raw.len() as u64)
+            .sum();
+        Ok(blobs + manifests)
     }
 }
 
@@ -376,6 +413,7 @@ impl ManifestStore for FakeMetaStore {
                 blobs: m.blobs.clone(),
             });
         for tag in m.tags {
+            repo.tag_times.insert(tag.clone(), m.created);
             repo.tags.insert(tag, m.digest.clone());
         }
         Ok(())
@@ -412,16 +450,19 @@ impl ManifestStore for FakeMetaStore {
             return Ok(false);
         }
         r.tags.retain(|_, d| d != digest);
+        let Repo {
+            tags, tag_times, ..
+        } = r;
+        tag_times.retain(|t, _| tags.contains_key(t));
         Ok(true)
     }
 
     async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool> {
         self.manifest_write_pause.pass().await;
-        Ok(self
-            .lock()
-            .repos
-            .get_mut(repo)
-            .is_some_and(|r| r.tags.remove(tag).is_some()))
+        Ok(self.lock().repos.get_mut(repo).is_some_and(|r| {
+            r.tag_times.remove(tag);
+            r.tags.remove(tag).is_some()
+        }))
     }
 
     async fn list_tags(&self, repo: &RepoName, page: &Page) -> Result<Vec<Tag>> {

@@ -1,5 +1,5 @@
 //! AdminService: health, readiness and login, the calls that need no
-//! token, and database snapshots.
+//! token, logout, and database snapshots.
 
 use mcr_core::ports::Secret;
 use tonic::{Request, Response, Status};
@@ -7,7 +7,7 @@ use tonic::{Request, Response, Status};
 use super::Api;
 use crate::convert::timestamp;
 use crate::error::status;
-use crate::interceptors::caller;
+use crate::interceptors::{bearer_token, caller};
 use crate::pb;
 use crate::pb::admin_service_server::AdminService;
 
@@ -41,7 +41,7 @@ impl AdminService for Api {
     ) -> Result<Response<pb::LoginResponse>, Status> {
         let ip = req.remote_addr().map(|a| a.ip().to_string());
         let r = req.into_inner();
-        let (issued, _) = self
+        let (issued, principal) = self
             .registry
             .login(&r.username, &Secret::new(r.password), ip)
             .await
@@ -49,7 +49,22 @@ impl AdminService for Api {
         Ok(Response::new(pb::LoginResponse {
             token: issued.token.expose().to_string(),
             expires_at: Some(timestamp(issued.expires_at)),
+            principal: Some((&principal).into()),
         }))
+    }
+
+    /// Revokes the token the call was authenticated with.
+    async fn logout(
+        &self,
+        req: Request<pb::LogoutRequest>,
+    ) -> Result<Response<pb::LogoutResponse>, Status> {
+        let caller = caller(&req)?;
+        let token = bearer_token(&req.metadata().clone().into_headers()).map_err(status)?;
+        self.registry
+            .logout(&caller, &token)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::LogoutResponse {}))
     }
 
     async fn snapshot(

@@ -1,7 +1,8 @@
-//! RegistryService: repositories, garbage collection, reconcile, the
-//! pull-through cache's mirrors.
+//! RegistryService: repositories, manifests, the dashboard, garbage
+//! collection, reconcile, the pull-through cache's mirrors.
 
-use mcr_core::names::RepoName;
+use mcr_core::names::{Reference, RepoName};
+use mcr_core::registry::{RepoListing, GC_RUNS_DEFAULT};
 use tonic::{Request, Response, Status};
 
 use super::Api;
@@ -17,20 +18,38 @@ impl RegistryService for Api {
         req: Request<pb::ListRepositoriesRequest>,
     ) -> Result<Response<pb::ListRepositoriesResponse>, Status> {
         let caller = caller(&req)?;
-        let r = req.into_inner();
-        let listing = self
+        let listing = RepoListing::try_from(req.into_inner()).map_err(status)?;
+        let page = self
             .registry
-            .repository_summaries(&caller, r.last, r.n.map(|n| n as usize))
+            .repository_summaries(&caller, listing)
             .await
             .map_err(status)?;
-        let next = listing
-            .more
-            .then(|| listing.items.last().map(|r| r.name.to_string()))
-            .flatten();
-        Ok(Response::new(pb::ListRepositoriesResponse {
-            repositories: listing.items.iter().map(Into::into).collect(),
-            next,
-        }))
+        Ok(Response::new((&page).into()))
+    }
+
+    async fn get_manifest(
+        &self,
+        req: Request<pb::GetManifestRequest>,
+    ) -> Result<Response<pb::ManifestDetail>, Status> {
+        let caller = caller(&req)?;
+        let r = req.get_ref();
+        let repo = RepoName::new(&r.repository).map_err(status)?;
+        let reference = Reference::parse(&r.reference).map_err(status)?;
+        let detail = self
+            .registry
+            .manifest_detail(&caller, &repo, &reference)
+            .await
+            .map_err(status)?;
+        Ok(Response::new((&detail).into()))
+    }
+
+    async fn get_dashboard(
+        &self,
+        req: Request<pb::GetDashboardRequest>,
+    ) -> Result<Response<pb::Dashboard>, Status> {
+        let caller = caller(&req)?;
+        let d = self.registry.dashboard(&caller).await.map_err(status)?;
+        Ok(Response::new((&d).into()))
     }
 
     async fn get_repository(
@@ -82,6 +101,21 @@ impl RegistryService for Api {
         let caller = caller(&req)?;
         let s = self.registry.gc_status(&caller).await.map_err(status)?;
         Ok(Response::new((&s).into()))
+    }
+
+    async fn list_gc_runs(
+        &self,
+        req: Request<pb::ListGcRunsRequest>,
+    ) -> Result<Response<pb::ListGcRunsResponse>, Status> {
+        let caller = caller(&req)?;
+        let n = match req.get_ref().n {
+            0 => GC_RUNS_DEFAULT,
+            n => n as usize,
+        };
+        let runs = self.registry.gc_runs(&caller, n).await.map_err(status)?;
+        Ok(Response::new(pb::ListGcRunsResponse {
+            runs: runs.iter().map(Into::into).collect(),
+        }))
     }
 
     async fn reconcile(

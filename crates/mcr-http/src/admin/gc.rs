@@ -1,5 +1,5 @@
 //! `/v1/gc`: start a run (in the background, a task the program's
-//! tracker owns), its status, reconcile.
+//! tracker owns), its status, past runs, reconcile.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -7,7 +7,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use super::AdminCaller;
+use mcr_core::registry::GC_RUNS_DEFAULT;
+use serde::Deserialize;
+
+use super::{AdminCaller, AdminQuery};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -30,6 +33,23 @@ pub async fn status(
     AdminCaller(caller): AdminCaller,
 ) -> Result<Response, ApiError> {
     Ok(Json(state.registry.gc_status(&caller).await?).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct RunsParams {
+    n: Option<usize>,
+}
+
+/// `GET /v1/gc/runs?n=` → `{"runs": [...]}`, the last completed runs,
+/// newest first (10 unless `n` says).
+pub async fn runs(
+    State(state): State<AppState>,
+    AdminCaller(caller): AdminCaller,
+    AdminQuery(p): AdminQuery<RunsParams>,
+) -> Result<Response, ApiError> {
+    let n = p.n.unwrap_or(GC_RUNS_DEFAULT);
+    let runs = state.registry.gc_runs(&caller, n).await?;
+    Ok(Json(json!({ "runs": runs })).into_response())
 }
 
 /// `POST /v1/gc/reconcile` → what reconcile removed and found missing.

@@ -35,6 +35,7 @@ pub fn router() -> Router<AppState> {
         .route("/ready", get(ready))
         .route("/auth/login", post(login))
         .route("/auth/logout", post(logout))
+        .route("/dashboard", get(repositories::dashboard))
         .route("/repositories", get(repositories::list))
         .route(
             "/repositories/{*name}",
@@ -51,6 +52,7 @@ pub fn router() -> Router<AppState> {
         .route("/audit", get(audit))
         .route("/gc", post(gc::start))
         .route("/gc/status", get(gc::status))
+        .route("/gc/runs", get(gc::runs))
         .route("/gc/reconcile", post(gc::reconcile))
         .route("/snapshot", post(snapshot::take))
         .route("/proxies", get(proxies::list))
@@ -184,19 +186,21 @@ struct LoginBody {
     password: String,
 }
 
-/// `POST /v1/auth/login` `{"username","password"}` → `{"token","expires_at"}`.
+/// `POST /v1/auth/login` `{"username","password"}` →
+/// `{"token","expires_at","principal"}`.
 async fn login(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
     let ip = peer_ip(&req);
     let JsonBody(body) =
         <JsonBody<LoginBody> as axum::extract::FromRequest<AppState>>::from_request(req, &state)
             .await?;
-    let (issued, _) = state
+    let (issued, principal) = state
         .registry
         .login(&body.username, &Secret::new(body.password), ip)
         .await?;
     Ok(Json(json!({
         "token": issued.token.expose(),
         "expires_at": issued.expires_at,
+        "principal": principal,
     }))
     .into_response())
 }

@@ -1,65 +1,76 @@
-//! `/v1/repositories`: listing with counts, detail, delete.
+//! `/v1/repositories`: listing with counts, detail, a manifest in detail,
+//! delete; and `/v1/dashboard`.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use mcr_core::names::RepoName;
-use mcr_core::ports::RepoDetail;
+use mcr_core::names::{Reference, RepoName};
+use mcr_core::registry::RepoListing;
 use serde::Deserialize;
-use serde_json::{json, Value};
 
 use super::{AdminCaller, AdminPath, AdminQuery};
 use crate::error::ApiError;
 use crate::state::AppState;
 
 #[derive(Deserialize)]
-pub struct PageParams {
+pub struct ListParams {
     n: Option<usize>,
     last: Option<String>,
+    filter: Option<String>,
+    sort: Option<String>,
+    order: Option<String>,
 }
 
-/// `GET /v1/repositories?n=&last=` → `{"repositories": [...], "next": last?}`.
+/// `GET /v1/repositories?filter=&sort=&order=&n=&last=` →
+/// `{"repositories": [...], "next": cursor?}` (`RepoPage`).
 pub async fn list(
     State(state): State<AppState>,
     AdminCaller(caller): AdminCaller,
-    AdminQuery(p): AdminQuery<PageParams>,
+    AdminQuery(p): AdminQuery<ListParams>,
 ) -> Result<Response, ApiError> {
-    let listing = state
+    let listing =
+        RepoListing::from_params(p.filter, p.sort.as_deref(), p.order.as_deref(), p.last, p.n)?;
+    let page = state
         .registry
-        .repository_summaries(&caller, p.last, p.n)
+        .repository_summaries(&caller, listing)
         .await?;
-    let next = listing
-        .more
-        .then(|| listing.items.last().map(|r| r.name.to_string()))
-        .flatten();
-    Ok(Json(json!({"repositories": listing.items, "next": next})).into_response())
+    Ok(Json(page).into_response())
 }
 
+/// Separates a repository name from the manifest reference in
+/// `/v1/repositories/<name>/-/manifests/<reference>`: no name component
+/// can be `-`, so the split is never ambiguous.
+const MANIFEST_SEPARATOR: &str = "/-/manifests/";
+
+/// `GET /v1/repositories/{name}` → the `RepoDetail` as JSON;
+/// `GET /v1/repositories/{name}/-/manifests/{reference}` → the
+/// `ManifestDetail`.
 pub async fn detail(
     State(state): State<AppState>,
     AdminCaller(caller): AdminCaller,
-    AdminPath(name): AdminPath<String>,
+    AdminPath(path): AdminPath<String>,
 ) -> Result<Response, ApiError> {
-    let repo = RepoName::new(&name)?;
+    if let Some((name, reference)) = path.split_once(MANIFEST_SEPARATOR) {
+        let repo = RepoName::new(name)?;
+        let reference = Reference::parse(reference)?;
+        let detail = state
+            .registry
+            .manifest_detail(&caller, &repo, &reference)
+            .await?;
+        return Ok(Json(detail).into_response());
+    }
+    let repo = RepoName::new(&path)?;
     let detail = state.registry.repository_detail(&caller, &repo).await?;
-    Ok(Json(detail_json(&detail)).into_response())
+    Ok(Json(detail).into_response())
 }
 
-/// The detail as named fields rather than tuples.
-pub fn detail_json(d: &RepoDetail) -> Value {
-    json!({
-        "name": d.summary.name,
-        "tag_count": d.summary.tag_count,
-        "manifest_count": d.summary.manifest_count,
-        "total_size": d.summary.total_size,
-        "created": d.summary.created,
-        "tags": d.tags.iter().map(|(t, dg)| json!({"name": t, "digest": dg})).collect::<Vec<_>>(),
-        "manifests": d.manifests.iter().map(|(dg, mt, size, created)| json!({
-            "digest": dg, "media_type": mt, "size": size, "created": created,
-        })).collect::<Vec<_>>(),
-        "layers": d.blobs,
-    })
+/// `GET /v1/dashboard` → the `Dashboard`.
+pub async fn dashboard(
+    State(state): State<AppState>,
+    AdminCaller(caller): AdminCaller,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.registry.dashboard(&caller).await?).into_response())
 }
 
 pub async fn delete(

@@ -25,7 +25,7 @@ fn page_params(ctx: &Ctx) -> Result<(Option<String>, Option<usize>), Error> {
     Ok((q.get("last").cloned(), n))
 }
 
-/// The `Link` header to the next page.
+/// The `Link` header to the next page, if there is one (`last`).
 fn next_link(
     path: &str,
     n: Option<usize>,
@@ -50,16 +50,7 @@ pub async fn tags(ctx: &Ctx, repo: &RepoName) -> OciResult {
         .registry
         .list_tags(&ctx.caller, repo, last, n)
         .await?;
-    let link = listing
-        .more
-        .then(|| {
-            next_link(
-                &format!("/v2/{repo}/tags/list"),
-                n,
-                listing.items.last().map(|t| t.as_str()),
-            )
-        })
-        .flatten();
+    let link = next_link(&format!("/v2/{repo}/tags/list"), n, listing.next.as_deref());
     let mut resp = axum::Json(json!({"name": repo, "tags": listing.items})).into_response();
     if let Some((k, v)) = link {
         if let Ok(v) = v.parse() {
@@ -72,10 +63,7 @@ pub async fn tags(ctx: &Ctx, repo: &RepoName) -> OciResult {
 pub async fn catalog(ctx: &Ctx) -> OciResult {
     let (last, n) = page_params(ctx)?;
     let listing = ctx.state.registry.catalog(&ctx.caller, last, n).await?;
-    let link = listing
-        .more
-        .then(|| next_link("/v2/_catalog", n, listing.items.last().map(|r| r.as_str())))
-        .flatten();
+    let link = next_link("/v2/_catalog", n, listing.next.as_deref());
     let mut resp = axum::Json(json!({"repositories": listing.items})).into_response();
     if let Some((k, v)) = link {
         if let Ok(v) = v.parse() {

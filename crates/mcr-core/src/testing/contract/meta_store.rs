@@ -39,8 +39,9 @@ use crate::media::{MediaType, OCI_IMAGE_INDEX, OCI_IMAGE_MANIFEST};
 use crate::names::{Reference, RepoName};
 use crate::policy::{Effect, RepoPattern, Rule, RuleDraft};
 use crate::ports::{
-    BlobInfo, MetaStore, NewManifest, Page, Provenance, RepoSummary, Revocation, StoreTotals,
-    UploadCaps, UploadSession, UploadState,
+    BlobInfo, ManifestSummary, MetaStore, NewManifest, Page, Provenance, RepoCursor, RepoQuery,
+    RepoSort, RepoSummary, Revocation, SortOrder, StoreTotals, TagRef, UploadCaps, UploadSession,
+    UploadState,
 };
 use crate::principal::{AccountType, Action, Role};
 use crate::time::Timestamp;
@@ -82,6 +83,7 @@ pub const META_STORE_CHECKS: &[Check<dyn MetaStore>] = checks![dyn MetaStore =>
     delete_repository_returns_its_uploads_and_keeps_blob_rows,
     empty_repository_keeps_its_sessions_and_blob_rows,
     repository_summaries_and_detail,
+    repository_listing_filters_sorts_and_pages,
     policy_rules_crud,
     revocations_last_until_the_token_expires,
     audit_filters_order_and_window,
@@ -1549,7 +1551,7 @@ async fn delete_repository_returns_its_uploads_and_keeps_blob_rows(s: Store) {
     assert!(tags(&s, &a).await.is_empty());
     let detail = ok(s.repository_detail(&a).await, "detail").expect("recreated");
     assert_eq!(detail.summary.manifest_count, 0);
-    assert_eq!(detail.blobs, vec![fresh]);
+    assert_eq!(detail.layers, vec![fresh]);
 }
 
 async fn empty_repository_keeps_its_sessions_and_blob_rows(s: Store) {
@@ -1593,10 +1595,17 @@ async fn empty_repository_keeps_its_sessions_and_blob_rows(s: Store) {
     let created = |name: &'static str| {
         let s = &s;
         async move {
-            ok(s.repository_summaries(&page(None, ALL)).await, "summaries")
-                .into_iter()
-                .find(|r| r.name.as_str() == name)
-                .map(|r| r.created)
+            ok(
+                s.repository_summaries(&RepoQuery {
+                    limit: ALL,
+                    ..RepoQuery::default()
+                })
+                .await,
+                "summaries",
+            )
+            .into_iter()
+            .find(|r| r.name.as_str() == name)
+            .map(|r| r.created)
         }
     };
     assert_eq!(
@@ -1641,6 +1650,7 @@ async fn repository_summaries_and_detail(s: Store) {
         manifest_count: 2,
         total_size: m1.raw.len() as u64 + m2.raw.len() as u64 + 30,
         created: t(1),
+        last_push: Some(t(6)),
     };
     let base_summary = RepoSummary {
         name: base.clone(),
@@ -1648,10 +1658,16 @@ async fn repository_summaries_and_detail(s: Store) {
         manifest_count: 0,
         total_size: 4,
         created: t(7),
+        last_push: None,
     };
     let summaries = |p: Page| {
         let s = s.clone();
-        async move { ok(s.repository_summaries(&p).await, "repository_summaries") }
+        let q = RepoQuery {
+            after: p.last.map(|name| RepoCursor { key: None, name }),
+            limit: p.limit,
+            ..RepoQuery::default()
+        };
+        async move { ok(s.repository_summaries(&q).await, "repository_summaries") }
     };
     assert_eq!(
         summaries(page(None, ALL)).await,
@@ -1674,8 +1690,14 @@ async fn repository_summaries_and_detail(s: Store) {
     assert_eq!(
         detail.tags,
         vec![
-            (tag("latest"), m1.digest.clone()),
-            (tag("v1"), m1.digest.clone())
+            TagRef {
+                name: tag("latest"),
+                digest: m1.digest.clone()
+            },
+            TagRef {
+                name: tag("v1"),
+                digest: m1.digest.clone()
+            },
         ],
         "tags by name"
     );
@@ -1683,15 +1705,25 @@ async fn repository_summaries_and_detail(s: Store) {
     assert_eq!(
         detail.manifests,
         vec![
-            (m2.digest.clone(), mt.clone(), m2.raw.len() as u64, t(6)),
-            (m1.digest.clone(), mt, m1.raw.len() as u64, t(4)),
+            ManifestSummary {
+                digest: m2.digest.clone(),
+                media_type: mt.clone(),
+                size: m2.raw.len() as u64,
+                created: t(6),
+            },
+            ManifestSummary {
+                digest: m1.digest.clone(),
+                media_type: mt,
+                size: m1.raw.len() as u64,
+                created: t(4),
+            },
         ],
         "manifests newest first"
     );
-    assert_eq!(detail.blobs, infos(vec![x, y]), "linked blobs by digest");
+    assert_eq!(detail.layers, infos(vec![x, y]), "linked blobs by digest");
     let empty = ok(s.repository_detail(&base).await, "detail").expect("base exists");
     assert_eq!(
-        (empty.summary, empty.tags, empty.manifests, empty.blobs),
+        (empty.summary, empty.tags, empty.manifests, empty.layers),
         (base_summary, vec![], vec![], vec![base_layer])
     );
     assert_eq!(
@@ -1705,6 +1737,101 @@ async fn repository_summaries_and_detail(s: Store) {
             "detail of unknown"
         ),
         None
+    );
+}
+
+async fn repository_listing_filters_sorts_and_pages(s: Store) {
+    // Four repositories that each sort differently: by name, tag count,
+    // manifest count, size and last push.
+    let names = ["team/app", "team/base", "tools/cli", "web"];
+    for (i, name) in names.iter().enumerate() {
+        let r = repo(name);
+        let i = i as i64;
+        let layer = upload(&s, &r, &vec![i as u8; 10 * (4 - i as usize)], t(1)).await;
+        let mut last = None;
+        for m in 0..=i {
+            let img = image(&r, &format!("{name}-{m}"), &[&layer], t(10 - i + m));
+            put(&s, &img).await;
+            last = Some(img);
+        }
+        let last = last.expect("one manifest at least");
+        for k in 0..3 - i {
+            put(&s, &tagged(last.clone(), &format!("v{k}"))).await;
+        }
+    }
+    // Listed by no order: it holds only a session.
+    session(&s, &repo("team/empty"), t(1)).await;
+    let list = |q: RepoQuery| {
+        let s = s.clone();
+        async move {
+            ok(s.repository_summaries(&q).await, "repository_summaries")
+                .into_iter()
+                .map(|r| r.name.to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    let by = |sort: RepoSort, order: SortOrder| RepoQuery {
+        sort,
+        order,
+        limit: ALL,
+        ..RepoQuery::default()
+    };
+    let all = ok(
+        s.repository_summaries(&by(RepoSort::Name, SortOrder::Asc))
+            .await,
+        "all",
+    );
+    for sort in RepoSort::ALL {
+        for order in [SortOrder::Asc, SortOrder::Desc] {
+            let q = by(sort, order);
+            let mut want = all.clone();
+            q.sort(&mut want);
+            let want: Vec<String> = want.iter().map(|r| r.name.to_string()).collect();
+            assert_eq!(list(q.clone()).await, want, "sorted by {sort} {order}");
+            // Page by page, two at a time, through the cursor.
+            let mut paged = Vec::new();
+            let mut after = None;
+            loop {
+                let page = ok(
+                    s.repository_summaries(&RepoQuery {
+                        after: after.clone(),
+                        limit: 2,
+                        ..q.clone()
+                    })
+                    .await,
+                    "a page",
+                );
+                let Some(last) = page.last() else { break };
+                after = Some(RepoCursor::after(sort, last));
+                paged.extend(page.iter().map(|r| r.name.to_string()));
+            }
+            assert_eq!(paged, want, "paged by {sort} {order}");
+        }
+    }
+    let mut tags_desc = by(RepoSort::Tags, SortOrder::Desc);
+    assert_eq!(
+        list(tags_desc.clone()).await,
+        ["team/app", "team/base", "tools/cli", "web"],
+        "tag counts 3, 2, 1, 0"
+    );
+    tags_desc.filter = Some("team".into());
+    assert_eq!(list(tags_desc.clone()).await, ["team/app", "team/base"]);
+    tags_desc.filter = Some("o".into());
+    assert_eq!(list(tags_desc).await, ["tools/cli"]);
+    let pushed = by(RepoSort::LastPush, SortOrder::Desc);
+    assert_eq!(
+        list(pushed).await,
+        ["web", "tools/cli", "team/base", "team/app"],
+        "last pushes all t(10): the tie falls to the name, descending too"
+    );
+    assert_eq!(
+        list(by(RepoSort::Size, SortOrder::Asc)).await.len(),
+        4,
+        "sizes"
+    );
+    assert_eq!(
+        all.iter().map(|r| r.manifest_count).collect::<Vec<_>>(),
+        [1, 2, 3, 4]
     );
 }
 
