@@ -7,7 +7,8 @@
 #                  DIR/share/doc/mcr (default /usr/local)
 #   --bin-dir DIR  where the built binaries are (default
 #                  ${CARGO_TARGET_DIR:-target}/release); build them first
-#                  with `cargo build --release -p mcr-cli` (and -p mcr-web)
+#                  with `cargo build --release -p mcr-cli` (mcrsrv, mcrctl
+#                  and mcr-web)
 #   DESTDIR=ROOT   install under ROOT: no user is created, owners are left
 #                  alone and systemd is not reloaded
 #
@@ -83,7 +84,7 @@ done
 if [ -x "$BIN_DIR/mcr-web" ]; then
   file 0755 "$BIN_DIR/mcr-web" "$PREFIX/bin/mcr-web"
 else
-  say "no $BIN_DIR/mcr-web: the web UI is not installed (cargo build --release -p mcr-web)"
+  say "no $BIN_DIR/mcr-web: the web UI is not installed (cargo build --release -p mcr-cli --bin mcr-web)"
 fi
 file 0755 "$REPO/deploy/mcr-backup.sh" "$PREFIX/bin/mcr-backup"
 say "programs in $ROOT$PREFIX/bin"

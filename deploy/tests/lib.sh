@@ -18,16 +18,16 @@ skip() { printf '[%s] SKIPPED: %s\n' "$TEST" "$*"; exit 0; }
 # shellcheck source=scripts/need.sh
 source "$REPO/scripts/need.sh"
 
-# build_release: mcrsrv and mcrctl (and mcr-web once it has a binary).
+# build_release: mcrsrv, mcrctl and mcr-web (the binaries of mcr-cli).
 build_release() {
   [ -z "${MCR_BIN_DIR:-}" ] || return 0
   (cd "$REPO" && cargo build --quiet --release -p mcr-cli)
-  if has_web_binary; then (cd "$REPO" && cargo build --quiet --release -p mcr-web); fi
 }
 
+# Whether the workspace builds an mcr-web binary (mcr-cli does).
 has_web_binary() {
   (cd "$REPO" && cargo metadata --no-deps --format-version 1 2>/dev/null) |
-    jq -e '.packages[] | select(.name == "mcr-web") | .targets[] | select(.kind[] == "bin" and .name == "mcr-web")' >/dev/null
+    jq -e '.packages[].targets[] | select(.kind[] == "bin" and .name == "mcr-web")' >/dev/null
 }
 
 free_port() {

@@ -3,7 +3,9 @@
 //! `mcrsrv` ([`server`]) is the daemon and the only composition root: it
 //! reads the configuration, names the concrete adapters, wires them into
 //! `mcr_core`, and owns serving and shutdown. `mcrctl` ([`ctl`]) is the
-//! admin CLI, over the REST or the gRPC admin API.
+//! admin CLI, over the REST or the gRPC admin API. `mcr-web` serves the
+//! web UI of the `mcr-web` crate ([`server::web`]), through the same
+//! listener as `mcrsrv`.
 
 pub mod ctl;
 pub mod server;

@@ -1,14 +1,14 @@
 //! `mcrsrv`: the MCR registry daemon.
 
 use std::io::{BufRead, IsTerminal};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use mcr_cli::server::config::{Config, Database};
 use mcr_cli::server::metrics::Metrics;
 use mcr_cli::server::tasks::Background;
-use mcr_cli::server::{dev, listen, run, snapshot};
+use mcr_cli::server::{dev, listen, run, snapshot, web};
 use mcr_core::ports::Secret;
 use tokio::net::TcpListener;
 
@@ -71,9 +71,9 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Server { config } => {
                 let config = Config::load(&config)?;
-                init_logging(config.log.level.as_deref());
+                mcr_cli::server::init_logging(config.log.level.as_deref());
                 config.validate_for_server()?;
-                serve(&config).await
+                serve(&config, None).await
             }
             Command::Init { config } => {
                 let config = Config::load(&config)?;
@@ -103,7 +103,7 @@ fn main() -> anyhow::Result<()> {
             } => {
                 let (config, password, generated) =
                     dev::dev_config(&data, &listen, &proxies, std::env::vars())?;
-                init_logging(config.log.level.as_deref());
+                mcr_cli::server::init_logging(config.log.level.as_deref());
                 let file = data.join("admin.password");
                 if generated {
                     println!(
@@ -114,7 +114,7 @@ fn main() -> anyhow::Result<()> {
                 } else {
                     println!("admin password: in {}", file.display());
                 }
-                serve(&config).await
+                serve(&config, Some(&data)).await
             }
             Command::HashPassword => {
                 let password = read_password()?;
@@ -128,7 +128,9 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
-async fn serve(config: &Config) -> anyhow::Result<()> {
+/// Serves the registry; with `dev_data`, the web UI too, on the next
+/// free loopback port after the gRPC one.
+async fn serve(config: &Config, dev_data: Option<&Path>) -> anyhow::Result<()> {
     // The recorder first: adapters and routers make their handles as they
     // are built.
     let metrics = match config.metrics_addr()? {
@@ -141,7 +143,10 @@ async fn serve(config: &Config) -> anyhow::Result<()> {
         None => None,
     };
     let limits = config.conn_limits()?;
-    let listeners = if config.grpc_addr()?.is_some() { 2 } else { 1 };
+    let grpc_listeners = usize::from(config.grpc_addr()?.is_some());
+    // With gRPC, `dev` serves the web UI on a listener of its own.
+    let ui_listeners = usize::from(dev_data.is_some()) * grpc_listeners;
+    let listeners = 1 + grpc_listeners + ui_listeners;
     listen::ensure_fd_room(limits.max_connections * listeners)?;
     let background = Background::new();
     let state = run::build(config, background.tracker()).await?;
@@ -170,7 +175,30 @@ async fn serve(config: &Config) -> anyhow::Result<()> {
     if let Some((l, _)) = &metrics {
         println!("metrics on http://{}/metrics", l.local_addr()?);
     }
-    run::serve(
+    let ui = match (dev_data, &grpc) {
+        (Some(data), Some(g)) => {
+            let grpc_addr = g.local_addr()?;
+            // An ephemeral address asked for gets an ephemeral UI port.
+            let from = match local.port() {
+                0 => 0,
+                _ => grpc_addr.port().saturating_add(1),
+            };
+            let l = web::next_free_listener(local.ip(), from).await?;
+            println!("web UI on http://{}", l.local_addr()?);
+            let app = web::dev_app(data, grpc_addr, local)?;
+            let drain = config.shutdown_timeout()?;
+            let limits = limits.clone();
+            Some(tokio::spawn(async move {
+                listen::serve(l, None, app, &limits, run::shutdown_signal(), drain).await
+            }))
+        }
+        (Some(_), None) => {
+            println!("web UI off: it needs the gRPC API (server.grpc_addr)");
+            None
+        }
+        _ => None,
+    };
+    let result = run::serve(
         state,
         background,
         listener,
@@ -183,7 +211,15 @@ async fn serve(config: &Config) -> anyhow::Result<()> {
         config.shutdown_timeout()?,
         run::shutdown_signal(),
     )
-    .await
+    .await;
+    if let Some(ui) = ui {
+        match ui.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "the web UI failed"),
+            Err(e) => tracing::error!(error = %e, "the web UI's task panicked"),
+        }
+    }
+    result
 }
 
 /// Keeps glibc's heap close to what is in use.
@@ -225,15 +261,4 @@ fn read_password() -> anyhow::Result<Secret> {
         anyhow::bail!("empty password on standard input");
     }
     Ok(Secret::new(pw))
-}
-
-fn init_logging(level: Option<&str>) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MCR_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level.unwrap_or("info")));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // Colour codes only for a person at a terminal, not in journald.
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
 }

@@ -426,6 +426,8 @@ impl Config {
         self.upload_max_age()?;
         self.unused_upload_max_age()?;
         self.upload_caps()?;
+        // A [web] section here is mcr-web's; a typo in it is still a typo.
+        self.web_config()?;
         self.token_ttl()?;
         self.proxies()?;
         self.shutdown_timeout()?;
@@ -683,6 +685,12 @@ impl Config {
             access_key_id: s3.access_key_id.clone(),
             secret_access_key: s3.secret_access_key.clone(),
         })
+    }
+
+    /// The `[web]` section, for `mcr-web`; unknown keys are refused by
+    /// name.
+    pub fn web_config(&self) -> anyhow::Result<mcr_web::config::WebConfig> {
+        mcr_web::config::WebConfig::from_table(self.web.clone())
     }
 
     pub fn service_name(&self) -> String {
@@ -1140,6 +1148,20 @@ mod tests {
                 .to_string();
             assert!(err.contains(field), "{toml_text}: {err}");
         }
+    }
+
+    #[test]
+    fn the_shipped_web_ui_config_is_valid() {
+        let text = include_str!("../../../../deploy/examples/mcr-web.toml");
+        let c = Config::from_table(
+            text.parse().unwrap(),
+            [("MCR_WEB_LISTEN_ADDR".to_string(), "127.0.0.1:9".to_string())],
+        )
+        .unwrap();
+        let web = c.web_config().unwrap();
+        web.validate().unwrap();
+        assert_eq!(web.listen_addr().unwrap().port(), 9, "the environment wins");
+        assert!(web.grpc_addr().unwrap().starts_with("https://"));
     }
 
     #[test]
