@@ -358,6 +358,10 @@ fn skopeo_push(env: &Env, layout: &Layout, tag: &str, dest: &str, all: bool) -> 
     sh(&mut cmd).map(drop)
 }
 
+/// bob's subject, as the local identity names him in rules and the audit
+/// log.
+const BOB: &str = "local:bob";
+
 /// Whether `user` may pull `reference`, asked with skopeo.
 fn skopeo_can_pull(env: &Env, user: &str, reference: &str) -> bool {
     Command::new("skopeo")
@@ -940,7 +944,8 @@ mod checks {
         ui.click("#new-deny").await?;
         ui.click("input[name=actions][value='registry:pull']")
             .await?;
-        ui.fill("#new-subject", "bob").await?;
+        // The local identity's subjects are `local:<username>`.
+        ui.fill("#new-subject", BOB).await?;
         ui.fill("#new-repositories", "web/*").await?;
         ui.fill("#new-description", "bob may not pull web/*")
             .await?;
@@ -989,7 +994,7 @@ mod checks {
 
     pub async fn explain(ui: &Ui<'_>, _: &Pushed) -> Result {
         ui.go("/policy").await?;
-        ui.fill("#explain-subject", "bob").await?;
+        ui.fill("#explain-subject", BOB).await?;
         ui.click("#explain-form input[name=roles][value=user]")
             .await?;
         ui.find("#explain-action")
@@ -1043,7 +1048,12 @@ mod checks {
         ui.click("#audit-filter").await?;
         let mut types = Vec::new();
         for _ in 0..(WAIT.as_millis() / 100) {
-            types = ui.all_texts("#audit-table td.event-type").await?;
+            // htmx may swap the table between finding the cells and
+            // reading them (a stale element): read again on the next turn.
+            types = ui
+                .all_texts("#audit-table td.event-type")
+                .await
+                .unwrap_or_default();
             if !types.is_empty() && types.iter().all(|t| t == "policy_rule_created") {
                 break;
             }
@@ -1054,10 +1064,11 @@ mod checks {
             format!("rows {types:?}"),
         )?;
         ui.shot("audit-filtered").await?;
-        ui.go("/audit?actor=bob&event_type=policy_deny").await?;
+        ui.go(&format!("/audit?actor={BOB}&event_type=policy_deny"))
+            .await?;
         let actors = ui.all_texts("#audit-table td.actor").await?;
         check(
-            !actors.is_empty() && actors.iter().all(|a| a == "bob"),
+            !actors.is_empty() && actors.iter().all(|a| a == BOB),
             format!("bob's denials: {actors:?}"),
         )
     }
@@ -1109,6 +1120,8 @@ mod checks {
                 .await
                 .map_err(|e| e.to_string())?;
         check(status == json!(403), format!("/policy answered {status}"))?;
+        // The error page links back; logging out is on every other page.
+        ui.click("a[href='/']").await?;
         ui.logout().await
     }
 
