@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use mcr_cli::server::config::Config;
 
 #[derive(Parser)]
-#[command(name = "mcr-web", version, about = "The web UI of MCR")]
+#[command(name = "mcr-web", version = mcr_cli::VERSION, about = "The web UI of MCR")]
 struct Cli {
     #[command(subcommand)]
     command: Command,

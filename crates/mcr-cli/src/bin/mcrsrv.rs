@@ -172,9 +172,6 @@ async fn serve(config: &Config, dev_data: Option<&Path>) -> anyhow::Result<()> {
         }
         None => None,
     };
-    if let Some((l, _)) = &metrics {
-        println!("metrics on http://{}/metrics", l.local_addr()?);
-    }
     let ui = match (dev_data, &grpc) {
         (Some(data), Some(g)) => {
             let grpc_addr = g.local_addr()?;
@@ -198,6 +195,12 @@ async fn serve(config: &Config, dev_data: Option<&Path>) -> anyhow::Result<()> {
         }
         _ => None,
     };
+    // The metrics line stays the last one printed: scripts and tests read
+    // up to it and may close the pipe, and a line printed after that would
+    // fail (println! panics on a closed stdout).
+    if let Some((l, _)) = &metrics {
+        println!("metrics on http://{}/metrics", l.local_addr()?);
+    }
     let result = run::serve(
         state,
         background,
