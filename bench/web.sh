@@ -55,6 +55,9 @@ session_key_file = "$WORK/web.key"
 TOML
 "$BIN/mcrsrv" server --config "$WORK/mcr.toml" >"$WORK/mcrsrv.log" 2>&1 & PIDS+=($!)
 "$BIN/mcr-web" server --config "$WORK/mcr.toml" >"$WORK/web.out" 2>"$WORK/web.log" & PIDS+=($!)
+# The UI answers before mcrsrv does (its gRPC channel connects lazily):
+# wait for both, or the login meets "registry unreachable" (502).
+for _ in $(seq 1 300); do curl -sf -o /dev/null "http://127.0.0.1:$REG/v1/health" && break; sleep 0.1; done
 for _ in $(seq 1 100); do curl -sf -o /dev/null "http://127.0.0.1:$WEB/login" && break; sleep 0.1; done
 J="$WORK/cookies"
 CSRF=$(curl -sf -c "$J" "http://127.0.0.1:$WEB/login" | sed -n 's/.*name="csrf" value="\([0-9a-f]*\)".*/\1/p' | head -1)
