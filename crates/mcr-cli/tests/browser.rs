@@ -1138,7 +1138,19 @@ mod checks {
         ui.click("nav a[href='/repositories']").await?;
         ui.fill("#filter", "multi").await?;
         ui.click(".filters button").await?;
-        let names = ui.all_texts("#repo-table tbody td:first-child").await?;
+        // The form's GET loads a new page: read until it is the filtered
+        // one (a read may meet the old page going away).
+        let mut names = Vec::new();
+        for _ in 0..(WAIT.as_millis() / 100) {
+            names = ui
+                .all_texts("#repo-table tbody td:first-child")
+                .await
+                .unwrap_or_default();
+            if names == ["web/multi"] {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         check(
             names == ["web/multi"],
             format!("filtered without htmx: {names:?}"),
