@@ -138,15 +138,7 @@ impl Registry {
             .map_err(bad);
         let new = at.mirror.asked(new)?;
         let digest = new.digest.clone();
-        let change = self.manifests.change(repo);
-        let stored = self.meta.put_manifest(new).await;
-        change.done();
-        stored?;
-        if let Reference::Tag(tag) = reference {
-            at.mirror.confirm(repo, tag, self.clock.now());
-        }
-        at.mirror.miss();
-        self.audit(
+        let event = self.event(
             caller,
             EventType::ProxyFetched,
             Some(repo),
@@ -155,8 +147,15 @@ impl Registry {
                 ("upstream", upstream.location().to_string()),
                 ("reference", reference.to_string()),
             ]),
-        )
-        .await?;
+        );
+        let change = self.manifests.change(repo);
+        let stored = self.meta.put_manifest(new, &event).await;
+        change.done();
+        stored?;
+        if let Reference::Tag(tag) = reference {
+            at.mirror.confirm(repo, tag, self.clock.now());
+        }
+        at.mirror.miss();
         self.meta
             .get_manifest(repo, &Reference::Digest(digest))
             .await
@@ -318,10 +317,10 @@ struct FillStore {
 }
 
 impl FillStore {
-    /// Appends the upstream body, checks its size, commits it under the
-    /// blob's lock as an upload commit is (GC's safety argument), audits
-    /// `proxy_fetched`; on any failure discards the upload. Holds the fill
-    /// lock throughout.
+    /// Appends the upstream body, checks its size, commits it with its
+    /// `proxy_fetched` event under the blob's lock as an upload commit is
+    /// (GC's safety argument); on any failure discards the upload. Holds
+    /// the fill lock throughout.
     async fn run(self, body: crate::ports::ByteStream, fill_lock: LockGuard) -> Result<()> {
         let _fill_lock = fill_lock;
         let FillStore {
@@ -366,10 +365,9 @@ impl FillStore {
                 };
                 parts
                     .meta
-                    .complete_upload(&id, &info, parts.clock.now())
-                    .await?;
+                    .complete_upload(&id, &info, parts.clock.now(), &event)
+                    .await
             }
-            parts.meta.record_audit(&event).await
         }
         .await;
         if let Err(e) = &outcome {

@@ -105,6 +105,15 @@ impl Repo {
 }
 
 impl State {
+    /// Appends an audit event with the next id.
+    fn record(&mut self, event: &NewAuditEvent) {
+        let id = self.audit.len() as i64 + 1;
+        self.audit.push(AuditEvent {
+            id,
+            event: event.clone(),
+        });
+    }
+
     /// Removes a session and its owner.
     fn remove_upload(&mut self, id: &UploadId) -> Option<UploadSession> {
         self.upload_owners.remove(id);
@@ -335,7 +344,7 @@ impl RepositoryStore for FakeMetaStore {
 
 #[async_trait]
 impl ManifestStore for FakeMetaStore {
-    async fn put_manifest(&self, m: NewManifest) -> Result<()> {
+    async fn put_manifest(&self, m: NewManifest, event: &NewAuditEvent) -> Result<()> {
         self.manifest_write_pause.pass().await;
         let refused = self
             .refused_tag
@@ -378,6 +387,7 @@ impl ManifestStore for FakeMetaStore {
         for tag in m.tags {
             repo.tags.insert(tag, m.digest.clone());
         }
+        state.record(event);
         Ok(())
     }
 
@@ -472,6 +482,7 @@ impl BlobIndex for FakeMetaStore {
         to: &RepoName,
         digest: &Digest,
         at: Timestamp,
+        event: &NewAuditEvent,
     ) -> Result<Option<BlobInfo>> {
         let mut state = self.lock();
         let held = state
@@ -482,6 +493,7 @@ impl BlobIndex for FakeMetaStore {
             return Ok(None);
         };
         state.repo_mut(to, at).links.insert(digest.clone(), at);
+        state.record(event);
         Ok(Some(info))
     }
 
@@ -571,7 +583,13 @@ impl UploadSessionStore for FakeMetaStore {
         Ok(())
     }
 
-    async fn complete_upload(&self, id: &UploadId, blob: &BlobInfo, at: Timestamp) -> Result<()> {
+    async fn complete_upload(
+        &self,
+        id: &UploadId,
+        blob: &BlobInfo,
+        at: Timestamp,
+        event: &NewAuditEvent,
+    ) -> Result<()> {
         let mut state = self.lock();
         let session = state
             .remove_upload(id)
@@ -584,6 +602,7 @@ impl UploadSessionStore for FakeMetaStore {
             .repo_mut(&session.repository, at)
             .links
             .insert(blob.digest.clone(), at);
+        state.record(event);
         Ok(())
     }
 
@@ -692,24 +711,13 @@ impl RevocationStore for FakeMetaStore {
 #[async_trait]
 impl AuditLog for FakeMetaStore {
     async fn record_audit(&self, event: &NewAuditEvent) -> Result<()> {
-        let mut state = self.lock();
-        let id = state.audit.len() as i64 + 1;
-        state.audit.push(AuditEvent {
-            id,
-            event: event.clone(),
-        });
+        self.lock().record(event);
         Ok(())
     }
 
     async fn record_audits(&self, events: &[NewAuditEvent]) -> Result<()> {
         let mut state = self.lock();
-        for event in events {
-            let id = state.audit.len() as i64 + 1;
-            state.audit.push(AuditEvent {
-                id,
-                event: event.clone(),
-            });
-        }
+        events.iter().for_each(|e| state.record(e));
         Ok(())
     }
 
