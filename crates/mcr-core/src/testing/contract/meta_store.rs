@@ -211,7 +211,7 @@ fn at_time(mut m: NewManifest, at: Timestamp) -> NewManifest {
 
 async fn put(s: &Store, m: &NewManifest) {
     ok(
-        s.put_manifest(m.clone(), &pushed(&m)).await,
+        s.put_manifest(m.clone(), &pushed(m)).await,
         &format!("put_manifest {}", m.digest),
     );
 }
