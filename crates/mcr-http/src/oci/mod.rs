@@ -25,7 +25,7 @@ use mcr_core::Error;
 
 pub(crate) use body::{read_at_most, SmallBodyError};
 pub use range::{ContentRange, RangeSpec};
-pub use route::OciRoute;
+pub use route::{Endpoint, OciRoute};
 
 use crate::auth::{authenticate, Challenge};
 use crate::error::OciError;
