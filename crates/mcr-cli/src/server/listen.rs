@@ -26,6 +26,15 @@ use super::conn::{self, Serving};
 /// How long a TLS handshake may take before the connection is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Most bytes a request head (request line and header fields) may take:
+/// 64 KiB, well above the 16 KiB a token may be, and a sixth of hyper's
+/// default (about 400 KiB), which would let `max_connections` clients pin
+/// 400 MB of header buffers. Beyond it the answer is 431. On HTTP/1.1 it
+/// is also the most hyper reads ahead into one buffer, so a body arrives
+/// in pieces of at most this size; on HTTP/2 it bounds a request's decoded
+/// header list.
+pub const MAX_HEAD_BYTES: usize = 64 << 10;
+
 /// A TLS acceptor from PEM files, refusing anything older than TLS 1.3.
 pub fn tls_acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
@@ -139,8 +148,12 @@ pub async fn serve(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.read_timeout);
-    builder.http2().timer(TokioTimer::new());
+        .header_read_timeout(limits.read_timeout)
+        .max_buf_size(MAX_HEAD_BYTES);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(MAX_HEAD_BYTES as u32);
     let serving = Serving {
         app,
         builder,
