@@ -796,6 +796,68 @@ async fn indexes_naming_themselves_or_unknown_children_are_refused() {
     d.nothing_left(&admin, "after hostile indexes").await;
 }
 
+/// An index's descriptor of a stored child must give the child's size
+/// and media type (image-spec: the size must match the content): a
+/// client following a wrong one fails its verification.
+#[tokio::test]
+async fn indexes_misdescribing_a_stored_child_are_refused() {
+    let d = Daemon::start().await;
+    let admin = d.login("admin", ADMIN_PW).await;
+    const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+    const IMAGE: &str = "application/vnd.oci.image.manifest.v1+json";
+    let put = |reference: &str, body: &Value| {
+        let req = d
+            .http
+            .put(d.url(&format!("/v2/hostile/desc/manifests/{reference}")))
+            .bearer_auth(&admin)
+            .header("content-type", INDEX)
+            .body(serde_json::to_vec(body).unwrap());
+        async move {
+            let r = req.send().await.unwrap();
+            let status = r.status();
+            let v: Value = r.json().await.unwrap_or(Value::Null);
+            (status, v)
+        }
+    };
+    // A child that needs no blobs: an empty index.
+    let child = json!({"schemaVersion": 2, "mediaType": INDEX, "manifests": []});
+    let child_bytes = serde_json::to_vec(&child).unwrap();
+    let child_digest = sha256(&child_bytes);
+    assert_eq!(put("child", &child).await.0, StatusCode::CREATED);
+    let naming = |media: &str, size: usize| {
+        json!({
+            "schemaVersion": 2,
+            "mediaType": INDEX,
+            "manifests": [{"mediaType": media, "digest": child_digest, "size": size}],
+        })
+    };
+    for (what, index) in [
+        ("a wrong size", naming(INDEX, 999)),
+        ("size 0", naming(INDEX, 0)),
+        ("a wrong media type", naming(IMAGE, child_bytes.len())),
+    ] {
+        let (status, v) = put("bad", &index).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{what}: {v}");
+        assert_eq!(v["errors"][0]["code"], "MANIFEST_INVALID", "{what}: {v}");
+        let message = v["errors"][0]["message"].as_str().unwrap();
+        assert!(message.contains(&child_digest), "{what}: {message}");
+    }
+    let r = d
+        .http
+        .get(d.url("/v2/hostile/desc/manifests/bad"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::NOT_FOUND,
+        "a refused index was stored"
+    );
+    let (status, v) = put("good", &naming(INDEX, child_bytes.len())).await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+}
+
 /// Slow-loris (issue 16, case 3): headers that stop half-way, and a PATCH
 /// that declares 1 MiB and sends 10 bytes, are cut off after
 /// `read_timeout` (the body with 408), and the half-sent chunk is not kept.

@@ -135,6 +135,7 @@ impl Registry {
                 fetched.raw,
                 Provenance::Mirrored,
             )
+            .map(|(new, _)| new)
             .map_err(bad);
         let new = at.mirror.asked(new)?;
         let digest = new.digest.clone();
