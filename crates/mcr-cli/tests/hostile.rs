@@ -953,3 +953,65 @@ async fn open_upload_sessions_past_the_cap_are_refused_with_429() {
         "a cancelled session freed a slot"
     );
 }
+
+/// Sends `head`, then the body one byte a second until the server
+/// answers; returns the answer (read until the server closes).
+async fn trickle(addr: SocketAddr, head: String) -> String {
+    let s = TcpStream::connect(addr).await.unwrap();
+    let (mut rd, mut wr) = s.into_split();
+    wr.write_all(head.as_bytes()).await.unwrap();
+    let writer = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if wr.write_all(b"x").await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(EXCHANGE_LIMIT, rd.read_to_end(&mut out)).await;
+    writer.abort();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Review of issue 16, D1: a body trickled at a byte a second never
+/// waits `read_timeout` (3 s) for a byte, but falls behind
+/// `min_body_rate` once `read_timeout` has passed: 408, and nothing of
+/// the chunk is kept.
+#[tokio::test]
+async fn a_body_trickled_below_the_minimum_rate_is_cut_off() {
+    let d = Daemon::start().await;
+    let admin = d.login("admin", ADMIN_PW).await;
+    let r = d
+        .http
+        .post(d.url("/v2/app/blobs/uploads/"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let head = format!(
+        "PATCH {location} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {admin}\r\n\
+         Content-Type: application/octet-stream\r\nContent-Length: 1048576\r\n\r\n"
+    );
+    let started = std::time::Instant::now();
+    let reply = trickle(d.addr, head).await;
+    let took = started.elapsed();
+    assert!(
+        status_line(&reply).contains(" 408 "),
+        "a trickled body got {:?} after {took:?}",
+        status_line(&reply)
+    );
+    assert!(reply.contains("server.min_body_rate"), "{reply}");
+    assert!(took < READ_TIMEOUT + Duration::from_secs(3), "{took:?}");
+    let r = d
+        .http
+        .get(d.url(&location))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(r.headers()["range"].to_str().unwrap(), "0-0");
+}

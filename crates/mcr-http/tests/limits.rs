@@ -15,6 +15,7 @@ use axum::http::{Method, StatusCode};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use mcr_core::registry::RateLimit;
+use mcr_http::HttpConfig;
 use support::*;
 
 /// How long a test waits for something the registry must do by itself.
@@ -50,6 +51,59 @@ async fn a_chunk_that_stops_arriving_is_refused_and_discarded() {
         .await;
     r.assert_status(StatusCode::ACCEPTED);
     assert_eq!(r.header("range"), Some("0-10"));
+}
+
+/// A body that sends one byte every `every`, for ever.
+fn trickling_body(every: Duration) -> Body {
+    Body::from_stream(futures_util::stream::unfold((), move |()| async move {
+        tokio::time::sleep(every).await;
+        Some((Ok::<_, std::io::Error>(Bytes::from_static(b"x")), ()))
+    }))
+}
+
+/// Review of issue 16, D1: a byte every 10 s never trips the 60 s wait
+/// between bytes, but falls behind the minimum rate once the 60 s grace
+/// is over; the chunk is refused with 408 and discarded.
+#[tokio::test(start_paused = true)]
+async fn a_chunk_trickled_below_the_minimum_rate_is_refused_and_discarded() {
+    let h = Harness::new();
+    let location = h.start_upload("team/app").await;
+    let started = tokio::time::Instant::now();
+    let patch = h
+        .user(Method::PATCH, &location)
+        .header("content-type", "application/octet-stream")
+        .header("content-length", (1u64 << 20).to_string())
+        .body(trickling_body(Duration::from_secs(10)))
+        .send();
+    let r = tokio::time::timeout(GUARD, patch)
+        .await
+        .expect("a PATCH whose body trickles is answered");
+    r.assert_error(StatusCode::REQUEST_TIMEOUT, "BLOB_UPLOAD_INVALID");
+    assert!(r.text().contains("server.min_body_rate"), "{}", r.text());
+    // Six bytes in 60 s earn 6 ms past the grace.
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(60) && took < Duration::from_secs(61),
+        "{took:?}"
+    );
+    assert_eq!(h.upload_range(&location).await, "0-0");
+    // Off, the same body is only held to the wait between bytes.
+    let h = Harness::with_config(HttpConfig {
+        min_body_rate: 0,
+        ..HttpConfig::default()
+    });
+    let location = h.start_upload("team/app").await;
+    let patch = h
+        .user(Method::PATCH, &location)
+        .header("content-type", "application/octet-stream")
+        .body(trickling_body(Duration::from_secs(10)))
+        .send();
+    assert!(
+        tokio::time::timeout(Duration::from_secs(600), patch)
+            .await
+            .is_err(),
+        "with min_body_rate 0 a body that keeps coming is not cut off"
+    );
 }
 
 #[tokio::test(start_paused = true)]

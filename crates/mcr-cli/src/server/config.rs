@@ -62,6 +62,10 @@ pub struct ServerSection {
     pub tls_key: Option<PathBuf>,
     /// How long a request's headers may take to arrive (default 60s).
     pub read_timeout: Option<String>,
+    /// Least average rate of a request body once `read_timeout` has
+    /// passed since it began, in bytes per second (default 1024; 0 turns
+    /// it off); slower bodies fail with 408.
+    pub min_body_rate: Option<u64>,
     /// How long a response may wait on a client that does not read it
     /// (default 60s).
     pub write_timeout: Option<String>,
@@ -335,11 +339,12 @@ fn secret<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::E
 /// Keys whose environment value is a comma-separated list.
 const LIST_KEYS: [(&str, &str); 1] = [("mcias", "tags")];
 /// Keys whose environment value is a whole number.
-const INTEGER_KEYS: [(&str, &str); 6] = [
+const INTEGER_KEYS: [(&str, &str); 7] = [
     ("database", "max_connections"),
     ("storage", "max_uploads_per_principal"),
     ("storage", "max_uploads_per_repository"),
     ("server", "max_connections"),
+    ("server", "min_body_rate"),
     ("server", "rate_limit"),
     ("server", "rate_burst"),
 ];
@@ -611,6 +616,14 @@ impl Config {
             max_connections: positive("server.max_connections", s.max_connections)?
                 .unwrap_or(defaults.max_connections),
         })
+    }
+
+    /// The least average rate of a request body, in bytes per second
+    /// (0: none).
+    pub fn min_body_rate(&self) -> u64 {
+        self.server
+            .min_body_rate
+            .unwrap_or(mcr_http::state::DEFAULT_MIN_BODY_RATE)
     }
 
     /// Each principal's request rate, or `None` when `rate_limit` is 0.
@@ -1110,9 +1123,11 @@ mod tests {
         assert_eq!(c.conn_limits().unwrap(), ConnLimits::default());
         let rate = c.rate_limit().unwrap().expect("on by default");
         assert_eq!((rate.per_second.get(), rate.burst.get()), (100, 500));
+        assert_eq!(c.min_body_rate(), 1024);
         let c = cfg(
             "[server]\nmax_connections = 10\nread_timeout = \"5s\"\n",
             &[
+                ("MCR_SERVER_MIN_BODY_RATE", "0"),
                 ("MCR_SERVER_IDLE_TIMEOUT", "7s"),
                 ("MCR_SERVER_RATE_LIMIT", "3"),
                 ("MCR_SERVER_RATE_BURST", "4"),
@@ -1123,6 +1138,7 @@ mod tests {
         assert_eq!(limits.max_connections, 10);
         assert_eq!(limits.read_timeout, Duration::from_secs(5));
         assert_eq!(limits.idle_timeout, Duration::from_secs(7));
+        assert_eq!(c.min_body_rate(), 0);
         let rate = c.rate_limit().unwrap().unwrap();
         assert_eq!((rate.per_second.get(), rate.burst.get()), (3, 4));
         let off = cfg("", &[("MCR_SERVER_RATE_LIMIT", "0")]).unwrap();

@@ -94,6 +94,7 @@ pub async fn build(config: &Config, tasks: TaskTracker) -> anyhow::Result<AppSta
             tls: config.server.tls_cert.is_some(),
             metrics: config.metrics_addr()?.is_some(),
             body_timeout: config.conn_limits()?.read_timeout,
+            min_body_rate: config.min_body_rate(),
             ..HttpConfig::default()
         },
         tasks,

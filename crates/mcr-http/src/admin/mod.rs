@@ -128,10 +128,9 @@ impl<T: serde::de::DeserializeOwned> axum::extract::FromRequest<AppState> for Js
         let bytes = crate::oci::read_at_most(req.into_body(), limit)
             .await
             .map_err(|e| match e {
-                SmallBodyError::Stalled => ApiError::new(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "the request body stopped arriving (server.read_timeout)",
-                ),
+                SmallBodyError::Stalled => {
+                    ApiError::new(StatusCode::REQUEST_TIMEOUT, crate::oci::BODY_TOO_SLOW)
+                }
                 SmallBodyError::TooLarge => ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     format!("request body is over {limit} bytes"),

@@ -23,7 +23,7 @@ use axum::response::{IntoResponse, Response};
 use mcr_core::registry::Caller;
 use mcr_core::Error;
 
-pub(crate) use body::{read_at_most, SmallBodyError};
+pub(crate) use body::{read_at_most, SmallBodyError, BODY_TOO_SLOW};
 pub use range::{ContentRange, RangeSpec};
 pub use route::OciRoute;
 
