@@ -70,6 +70,11 @@ struct Daemon {
 
 impl Daemon {
     async fn start() -> Daemon {
+        Daemon::start_with("").await
+    }
+
+    /// A daemon whose `[server]` section also holds `server_extra`.
+    async fn start_with(server_extra: &str) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let mut key = [0u8; 32];
         getrandom::getrandom(&mut key).unwrap();
@@ -91,6 +96,7 @@ impl Daemon {
 [server]
 listen_addr = "127.0.0.1:0"
 read_timeout = "{read_timeout}s"
+{server_extra}
 [database]
 path = "{d}/db/mcr.db"
 [storage]
@@ -1014,4 +1020,141 @@ async fn a_body_trickled_below_the_minimum_rate_is_cut_off() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert_eq!(r.headers()["range"].to_str().unwrap(), "0-0");
+}
+
+/// Review of issue 16, D1: one principal holds at most
+/// `max_requests_in_flight` requests, so it cannot take every connection
+/// with bodies it sends slowly; another principal is not held back.
+#[tokio::test]
+async fn requests_in_flight_past_the_principals_cap_are_refused_with_429() {
+    let d = Daemon::start_with("max_requests_in_flight = 2").await;
+    let admin = d.login("admin", ADMIN_PW).await;
+    let alice = d.login("alice", ALICE_PW).await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let r = d
+            .http
+            .post(d.url("/v2/app/blobs/uploads/"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
+        let location = r.headers()["location"].to_str().unwrap().to_string();
+        let mut s = TcpStream::connect(d.addr).await.unwrap();
+        s.write_all(
+            format!(
+                "PATCH {location} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {admin}\r\n\
+                 Expect: 100-continue\r\nContent-Type: application/octet-stream\r\n\
+                 Content-Length: 10\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        // The 100 comes when the handler reads the body: the request was
+        // authenticated and holds its slot.
+        let mut got = [0u8; 25];
+        s.read_exact(&mut got).await.unwrap();
+        assert!(
+            got.starts_with(b"HTTP/1.1 100 Continue"),
+            "{:?}",
+            String::from_utf8_lossy(&got)
+        );
+        held.push(s);
+    }
+    let r = d
+        .http
+        .get(d.url("/v2/"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.headers()["retry-after"], "1");
+    assert_eq!(oci_code(r).await.1, "TOOMANYREQUESTS");
+    let r = d
+        .http
+        .get(d.url("/v2/"))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "another principal has room");
+    // Finishing one of the two gives its slot back.
+    let mut s = held.pop().unwrap();
+    s.write_all(b"0123456789").await.unwrap();
+    let mut out = vec![0u8; 12];
+    s.read_exact(&mut out).await.unwrap();
+    assert_eq!(&out, b"HTTP/1.1 202");
+    let r = d
+        .http
+        .get(d.url("/v2/"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+/// Review of issue 16, D2: failed logins are limited per username and
+/// per client address on every login path; past the limit the answer is
+/// 429 with Retry-After, even for the right password, which is not
+/// checked.
+#[tokio::test]
+async fn failed_logins_past_the_limits_are_refused_with_429() {
+    let d = Daemon::start_with("login_failures_per_user = 3\nlogin_failures_per_address = 5").await;
+    let login = |user: &str, password: &str| {
+        d.http
+            .post(d.url("/v1/auth/login"))
+            .json(&json!({"username": user, "password": password}))
+            .send()
+    };
+    let token = |user: &str, password: &str| {
+        d.http
+            .get(d.url("/v2/token"))
+            .basic_auth(user, Some(password))
+            .send()
+    };
+    // Successes do not count.
+    for _ in 0..4 {
+        d.login("alice", ALICE_PW).await;
+    }
+    for i in 0..2 {
+        let r = login("alice", "guess").await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "guess {i}");
+    }
+    let r = token("alice", "guess").await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "guess 3");
+    for r in [
+        login("alice", ALICE_PW).await.unwrap(),
+        token("alice", ALICE_PW).await.unwrap(),
+    ] {
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        let retry: u64 = r.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=300).contains(&retry), "{retry}");
+        let text = r.text().await.unwrap();
+        assert!(text.contains("failed logins for alice"), "{text}");
+        assert!(!text.contains(ALICE_PW), "{text}");
+    }
+    let r = token("alice", ALICE_PW).await.unwrap();
+    assert_eq!(oci_code(r).await.1, "TOOMANYREQUESTS");
+    // The address has two failures left: other usernames take them.
+    for user in ["bob", "carol"] {
+        let r = login(user, "guess").await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{user}");
+    }
+    let r = login("admin", ADMIN_PW).await.unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "the address is over"
+    );
+    let text = r.text().await.unwrap();
+    assert!(text.contains("failed logins from 127.0.0.1"), "{text}");
+    let log = std::fs::read_to_string(d.dir.path().join("server.log")).unwrap();
+    assert!(!log.contains("guess") && !log.contains(ALICE_PW), "{log}");
 }

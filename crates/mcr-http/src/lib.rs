@@ -64,6 +64,7 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(move |request, next| {
             pace::pace_bodies(pace, request, next)
         }))
+        .layer(axum::middleware::from_fn(auth::hold_slots))
         .layer(axum::middleware::from_fn_with_state(
             metrics,
             log::log_request,

@@ -64,6 +64,8 @@ pub async fn build(config: &Config, tasks: TaskTracker) -> anyhow::Result<AppSta
             max_uploads_per_principal: config.upload_caps()?.0,
             max_uploads_per_repository: config.upload_caps()?.1,
             rate_limit: config.rate_limit()?,
+            max_requests_in_flight: config.max_requests_in_flight(),
+            login_limit: config.login_limit()?,
             manifest_cache_entries,
             ..RegistryConfig::default()
         });

@@ -105,11 +105,7 @@ impl FromRequestParts<AppState> for AdminCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let ip = parts
-            .extensions
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| c.0.ip().to_string());
-        authenticate(state, &parts.headers, ip)
+        authenticate(state, &parts.headers, &parts.extensions)
             .await
             .map(AdminCaller)
             .map_err(ApiError::from)
