@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256, Sha512};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -197,15 +197,36 @@ roles = ["user"]
         String::from_utf8_lossy(&out).into_owned()
     }
 
-    /// The repositories the catalog lists, to the admin.
-    async fn catalog(&self, admin: &str) -> Vec<String> {
-        let r = self
-            .http
-            .get(self.url("/v2/_catalog"))
-            .bearer_auth(admin)
+    /// `method path` as `token` (a bearer token), sent.
+    async fn send_as(&self, method: Method, path: &str, token: &str) -> reqwest::Response {
+        self.http
+            .request(method, self.url(path))
+            .bearer_auth(token)
             .send()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    /// Opens an upload session in `app` as `token`; its location.
+    async fn open_upload(&self, token: &str) -> String {
+        let r = self
+            .send_as(Method::POST, "/v2/app/blobs/uploads/", token)
+            .await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        r.headers()["location"].to_str().unwrap().to_string()
+    }
+
+    /// Asserts the upload session at `location` is there and holds no
+    /// byte: a refused chunk was discarded.
+    async fn assert_upload_empty(&self, token: &str, location: &str) {
+        let r = self.send_as(Method::GET, location, token).await;
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+        assert_eq!(r.headers()["range"].to_str().unwrap(), "0-0");
+    }
+
+    /// The repositories the catalog lists, to the admin.
+    async fn catalog(&self, admin: &str) -> Vec<String> {
+        let r = self.send_as(Method::GET, "/v2/_catalog", admin).await;
         assert_eq!(r.status(), StatusCode::OK);
         let v: Value = r.json().await.unwrap();
         v["repositories"]
@@ -226,13 +247,7 @@ roles = ["user"]
     async fn nothing_left(&self, admin: &str, what: &str) {
         assert_eq!(self.catalog(admin).await, Vec::<String>::new(), "{what}");
         assert_eq!(self.upload_files(), Vec::<PathBuf>::new(), "{what}");
-        let r = self
-            .http
-            .post(self.url("/v1/gc/reconcile"))
-            .bearer_auth(admin)
-            .send()
-            .await
-            .unwrap();
+        let r = self.send_as(Method::POST, "/v1/gc/reconcile", admin).await;
         assert_eq!(r.status(), StatusCode::OK);
         let v: Value = r.json().await.unwrap();
         assert_eq!(
@@ -348,13 +363,7 @@ async fn tokens_expired_foreign_or_changed_are_refused() {
     let d = Daemon::start().await;
     // The forging works: a token signed like the server's is accepted.
     let good = d.sign(&admin_claims(now_ms() + 600_000));
-    let r = d
-        .http
-        .get(d.url("/v2/_catalog"))
-        .bearer_auth(&good)
-        .send()
-        .await
-        .unwrap();
+    let r = d.send_as(Method::GET, "/v2/_catalog", &good).await;
     assert_eq!(r.status(), StatusCode::OK, "a well-signed token");
 
     let mut other_key = [0u8; 32];
@@ -403,13 +412,7 @@ async fn tokens_expired_foreign_or_changed_are_refused() {
             "/v2/alice/app/tags/list",
             "/v1/repositories",
         ] {
-            let r = d
-                .http
-                .get(d.url(path))
-                .bearer_auth(&token)
-                .send()
-                .await
-                .unwrap();
+            let r = d.send_as(Method::GET, path, &token).await;
             assert_eq!(
                 r.status(),
                 StatusCode::UNAUTHORIZED,
@@ -425,12 +428,8 @@ async fn tokens_expired_foreign_or_changed_are_refused() {
             }
         }
         let r = d
-            .http
-            .post(d.url("/v2/alice/app/blobs/uploads/"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
+            .send_as(Method::POST, "/v2/alice/app/blobs/uploads/", &token)
+            .await;
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{what} token pushing");
     }
     let admin = d.login("admin", ADMIN_PW).await;
@@ -446,13 +445,7 @@ async fn a_token_replayed_after_logout_is_refused_even_after_a_restart() {
         async move { req.send().await.unwrap().status() }
     };
     assert_eq!(get(&d, token.clone()).await, StatusCode::OK);
-    let r = d
-        .http
-        .post(d.url("/v1/auth/logout"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let r = d.send_as(Method::POST, "/v1/auth/logout", &token).await;
     assert!(r.status().is_success(), "logout answered {}", r.status());
     assert_eq!(get(&d, token.clone()).await, StatusCode::UNAUTHORIZED);
     d.restart().await;
@@ -525,12 +518,8 @@ async fn oversized_heads_are_refused_with_431() {
     }
     // An Authorization header past the token limit is a 401, not work.
     let r = d
-        .http
-        .get(d.url("/v2/_catalog"))
-        .bearer_auth("x".repeat(20 * 1024))
-        .send()
-        .await
-        .unwrap();
+        .send_as(Method::GET, "/v2/_catalog", &"x".repeat(20 * 1024))
+        .await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "a 20 KiB token");
     d.nothing_left(&admin, "after oversized heads").await;
 }
@@ -605,12 +594,8 @@ async fn bodies_beyond_every_limit_are_refused_with_413() {
     }
     // A chunk whose Content-Range goes past the largest blob.
     let r = d
-        .http
-        .post(d.url("/v2/hostile/blob/blobs/uploads/"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
+        .send_as(Method::POST, "/v2/hostile/blob/blobs/uploads/", &admin)
+        .await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let loc = r.headers()["location"].to_str().unwrap().to_string();
     let loc = if loc.starts_with("http") {
@@ -788,12 +773,8 @@ async fn indexes_naming_themselves_or_unknown_children_are_refused() {
         "a body pushed under another digest"
     );
     let r = d
-        .http
-        .get(d.url("/v2/hostile/index/tags/list"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
+        .send_as(Method::GET, "/v2/hostile/index/tags/list", &admin)
+        .await;
     assert_eq!(
         r.status(),
         StatusCode::NOT_FOUND,
@@ -849,12 +830,8 @@ async fn indexes_misdescribing_a_stored_child_are_refused() {
         assert!(message.contains(&child_digest), "{what}: {message}");
     }
     let r = d
-        .http
-        .get(d.url("/v2/hostile/desc/manifests/bad"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
+        .send_as(Method::GET, "/v2/hostile/desc/manifests/bad", &admin)
+        .await;
     assert_eq!(
         r.status(),
         StatusCode::NOT_FOUND,
@@ -883,15 +860,7 @@ async fn stalled_heads_and_bodies_are_cut_off_after_the_read_timeout() {
         "{took:?}"
     );
 
-    let r = d
-        .http
-        .post(d.url("/v2/app/blobs/uploads/"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let location = d.open_upload(&admin).await;
     let head = format!(
         "PATCH {location} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {admin}\r\n\
          Content-Type: application/octet-stream\r\nContent-Length: 1048576\r\n\r\n0123456789"
@@ -906,15 +875,7 @@ async fn stalled_heads_and_bodies_are_cut_off_after_the_read_timeout() {
     );
     assert!(took < EXCHANGE_LIMIT - Duration::from_secs(5), "{took:?}");
     // The session is still there, with none of the half-sent chunk.
-    let r = d
-        .http
-        .get(d.url(&location))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    assert_eq!(r.headers()["range"].to_str().unwrap(), "0-0");
+    d.assert_upload_empty(&admin, &location).await;
 }
 
 /// Many upload sessions (issue 16, case 4): past
@@ -944,13 +905,7 @@ async fn open_upload_sessions_past_the_cap_are_refused_with_429() {
     assert_eq!(oci_code(r).await.1, "TOOMANYREQUESTS");
     let r = open(&admin, "alice/r0").await.unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED, "another user has room");
-    let r = d
-        .http
-        .delete(d.url(&locations[0]))
-        .bearer_auth(&alice)
-        .send()
-        .await
-        .unwrap();
+    let r = d.send_as(Method::DELETE, &locations[0], &alice).await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     let r = open(&alice, "alice/one-more").await.unwrap();
     assert_eq!(
@@ -988,15 +943,7 @@ async fn trickle(addr: SocketAddr, head: String) -> String {
 async fn a_body_trickled_below_the_minimum_rate_is_cut_off() {
     let d = Daemon::start().await;
     let admin = d.login("admin", ADMIN_PW).await;
-    let r = d
-        .http
-        .post(d.url("/v2/app/blobs/uploads/"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let location = d.open_upload(&admin).await;
     let head = format!(
         "PATCH {location} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {admin}\r\n\
          Content-Type: application/octet-stream\r\nContent-Length: 1048576\r\n\r\n"
@@ -1011,15 +958,7 @@ async fn a_body_trickled_below_the_minimum_rate_is_cut_off() {
     );
     assert!(reply.contains("server.min_body_rate"), "{reply}");
     assert!(took < READ_TIMEOUT + Duration::from_secs(3), "{took:?}");
-    let r = d
-        .http
-        .get(d.url(&location))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    assert_eq!(r.headers()["range"].to_str().unwrap(), "0-0");
+    d.assert_upload_empty(&admin, &location).await;
 }
 
 /// Review of issue 16, D1: one principal holds at most
@@ -1032,14 +971,7 @@ async fn requests_in_flight_past_the_principals_cap_are_refused_with_429() {
     let alice = d.login("alice", ALICE_PW).await;
     let mut held = Vec::new();
     for _ in 0..2 {
-        let r = d
-            .http
-            .post(d.url("/v2/app/blobs/uploads/"))
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .unwrap();
-        let location = r.headers()["location"].to_str().unwrap().to_string();
+        let location = d.open_upload(&admin).await;
         let mut s = TcpStream::connect(d.addr).await.unwrap();
         s.write_all(
             format!(
@@ -1062,23 +994,11 @@ async fn requests_in_flight_past_the_principals_cap_are_refused_with_429() {
         );
         held.push(s);
     }
-    let r = d
-        .http
-        .get(d.url("/v2/"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
+    let r = d.send_as(Method::GET, "/v2/", &admin).await;
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(r.headers()["retry-after"], "1");
     assert_eq!(oci_code(r).await.1, "TOOMANYREQUESTS");
-    let r = d
-        .http
-        .get(d.url("/v2/"))
-        .bearer_auth(&alice)
-        .send()
-        .await
-        .unwrap();
+    let r = d.send_as(Method::GET, "/v2/", &alice).await;
     assert_eq!(r.status(), StatusCode::OK, "another principal has room");
     // Finishing one of the two gives its slot back.
     let mut s = held.pop().unwrap();
@@ -1086,13 +1006,7 @@ async fn requests_in_flight_past_the_principals_cap_are_refused_with_429() {
     let mut out = vec![0u8; 12];
     s.read_exact(&mut out).await.unwrap();
     assert_eq!(&out, b"HTTP/1.1 202");
-    let r = d
-        .http
-        .get(d.url("/v2/"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
+    let r = d.send_as(Method::GET, "/v2/", &admin).await;
     assert_eq!(r.status(), StatusCode::OK);
 }
 
