@@ -1072,3 +1072,76 @@ async fn failed_logins_past_the_limits_are_refused_with_429() {
     let log = std::fs::read_to_string(d.dir.path().join("server.log")).unwrap();
     assert!(!log.contains("guess") && !log.contains(ALICE_PW), "{log}");
 }
+
+/// Reads one response with a `Content-Length` off `s`; its status line.
+async fn read_one_response(s: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    loop {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(EXCHANGE_LIMIT, s.read(&mut chunk))
+            .await
+            .expect("an answer")
+            .unwrap();
+        assert!(n > 0, "closed: {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&got).into_owned();
+        let Some(end) = text.find("\r\n\r\n") else {
+            continue;
+        };
+        let len: usize = text[..end]
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().unwrap())
+            })
+            .expect("a Content-Length");
+        if got.len() >= end + 4 + len {
+            return status_line(&text).to_string();
+        }
+    }
+}
+
+/// A kept-alive connection lives `idle_timeout` between requests, not
+/// `read_timeout` (hyper's header timer closed it after `read_timeout`),
+/// whether mcrsrv serves it or has handed it to hyper; and a head begun
+/// on it must still arrive within `read_timeout` of its first byte.
+#[tokio::test]
+async fn kept_alive_connections_wait_idle_timeout_and_heads_read_timeout() {
+    let d = Daemon::start_with("idle_timeout = \"8s\"").await;
+    let idle = READ_TIMEOUT + Duration::from_secs(2);
+    let check = |first: &'static str| async move {
+        let mut s = TcpStream::connect(d.addr).await.unwrap();
+        s.write_all(first.as_bytes()).await.unwrap();
+        let status = read_one_response(&mut s).await;
+        assert!(status.starts_with("HTTP/1.1 4"), "{first:?}: {status}");
+        tokio::time::sleep(idle).await;
+        s.write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let status = read_one_response(&mut s).await;
+        assert!(
+            status.starts_with("HTTP/1.1 401"),
+            "after {idle:?} idle, behind {first:?}: {status}"
+        );
+        // Half a head, then nothing.
+        s.write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(EXCHANGE_LIMIT, s.read_to_end(&mut rest)).await;
+        let took = started.elapsed();
+        assert!(
+            took >= READ_TIMEOUT - Duration::from_millis(500)
+                && took < READ_TIMEOUT + Duration::from_secs(3),
+            "a half head behind {first:?} was cut off after {took:?}"
+        );
+    };
+    tokio::join!(
+        // Served by mcrsrv's own loop.
+        check("GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n"),
+        // A request with a body hands the connection to hyper.
+        check("POST /v2/ HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"),
+    );
+}

@@ -71,7 +71,9 @@ pub struct ServerSection {
     pub external_url: Option<String>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
-    /// How long a request's headers may take to arrive (default 60s).
+    /// How long a request's headers may take to arrive from their first
+    /// byte, a new connection's first from its start, and a request body
+    /// may go without a byte (default 60s).
     pub read_timeout: Option<String>,
     /// Least average rate of a request body once `read_timeout` has
     /// passed since it began, in bytes per second (default 1024; 0 turns
@@ -80,8 +82,8 @@ pub struct ServerSection {
     /// How long a response may wait on a client that does not read it
     /// (default 60s).
     pub write_timeout: Option<String>,
-    /// How long a connection may stay open with no request in flight
-    /// (default 120s).
+    /// How long a kept-alive connection may stay open with no request in
+    /// flight between requests (default 120s).
     pub idle_timeout: Option<String>,
     /// Most connections open at once (default 1024).
     pub max_connections: Option<usize>,

@@ -109,13 +109,16 @@ pub fn ensure_fd_room(connections: usize) -> anyhow::Result<()> {
 /// Limits every connection of a listener lives under (`[server]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnLimits {
-    /// How long an HTTP/1.1 request's headers may take to arrive in full,
-    /// counted from when the connection starts waiting for them (so an
-    /// HTTP/1.1 connection between requests is closed after it too).
+    /// How long an HTTP/1.1 request's head may take to arrive in full,
+    /// counted from its first byte (the first request's from the
+    /// connection's start, so a client that connects and sends nothing is
+    /// closed after it too); also how long a request body may go without
+    /// a byte.
     pub read_timeout: Duration,
     /// How long a response may wait on a client that does not read it.
     pub write_timeout: Duration,
-    /// How long a connection may stay open with no request in flight.
+    /// How long a connection may stay open with no request in flight
+    /// after its first request.
     pub idle_timeout: Duration,
     /// Most connections open at once; further clients wait in the
     /// kernel's accept queue until one closes.
@@ -148,7 +151,12 @@ pub async fn serve(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.read_timeout)
+        // Off, with its default of 30 s too: hyper starts it when it
+        // begins reading a head, which on a kept-alive connection is as
+        // soon as the last response went, so it would close idle
+        // connections after read_timeout. `conn::limits` times a head
+        // from its first byte instead.
+        .header_read_timeout(None)
         .max_buf_size(MAX_HEAD_BYTES);
     builder
         .http2()
