@@ -128,10 +128,10 @@ roles = ["user"]
             dir,
             addr,
             key,
-            // A connection per request: the daemon closes a kept-alive
-            // connection idle for read_timeout (3 s), which a test's
-            // slow step outlasts, and a POST sent on a pooled connection
-            // the server just closed fails instead of being retried.
+            // A connection per request: the daemon closes kept-alive
+            // connections (after idle_timeout), and a POST sent on a
+            // pooled connection the server just closed fails instead of
+            // being retried.
             http: reqwest::Client::builder()
                 .pool_max_idle_per_host(0)
                 .timeout(EXCHANGE_LIMIT)
