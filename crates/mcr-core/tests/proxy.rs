@@ -371,6 +371,52 @@ fn a_mirror_is_read_only_and_a_tag_gone_upstream_is_gone() {
     });
 }
 
+/// A prefix laid over repositories holding pushed images is refused at
+/// start, naming them (review of issue 13, D1: the mirror deleted a pushed
+/// tag the upstream lacked and evicted pushed images); mirrored content
+/// and repositories beside the prefix are not in the way.
+#[test]
+fn a_prefix_over_pushed_images_is_refused_at_start() {
+    let before = TestRegistry::new();
+    let Mirror { t, up } = mirror(true);
+    upstream_image(&up, "library/alpine", "3", b"layer");
+    run(async {
+        let r = &before.registry;
+        push_image(r, &user(), &repo("hub/mine"), "v1", "a").await;
+        push_image(r, &user(), &repo("hub"), "v1", "b").await;
+        push_image(r, &user(), &repo("hubble/app"), "v1", "c").await;
+        let config = |up: Arc<FakeUpstream>| ProxyConfig {
+            prefix: repo("hub"),
+            upstream: up,
+            tag_ttl: TTL,
+            offline: true,
+            docker_hub: true,
+            max_size: None,
+        };
+        let over = Registry::new(
+            before.meta.clone(),
+            before.blobs.clone(),
+            before.identity.clone(),
+            before.policy.clone(),
+        )
+        .with_proxies(vec![config(up.clone())])
+        .unwrap();
+        let e = over.check_proxy_prefixes().await.unwrap_err();
+        assert!(matches!(e, Error::Invalid { .. }), "{e:?}");
+        let message = e.to_string();
+        assert!(
+            message.contains("prefix hub holds pushed images (hub, hub/mine)"),
+            "{message}"
+        );
+        assert!(message.contains("prefix of its own"), "{message}");
+        assert!(!message.contains("hubble"), "{message}");
+
+        // A running mirror's own cache is no pushed content.
+        pull(&t.registry, "hub/alpine", "3").await.unwrap();
+        t.registry.check_proxy_prefixes().await.unwrap();
+    });
+}
+
 /// Pulls `name:tag` whole (the manifest, then its config and layer).
 async fn pull_image(r: &Registry, name: &str, t: &str, layer: &[u8]) {
     pull(r, name, t).await.unwrap();
