@@ -89,8 +89,8 @@ impl Registry {
                 format!(
                     "prefix {prefix} holds pushed images ({}); a mirror there would take them \
                      over as its cache (delete their tags when {} lacks them, evict them). \
-                     Give the proxy a prefix of its own, or copy these repositories out of \
-                     {prefix}/ and delete them first",
+                     Give the proxy a prefix of its own, or move these repositories out of \
+                     {prefix}/ first (docs/RUNBOOK.md, \"Pull-through cache\")",
                     names.join(", "),
                     mirror.location(),
                 ),
