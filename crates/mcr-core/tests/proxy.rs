@@ -188,6 +188,50 @@ fn blobs_stream_into_the_store_and_are_served_locally_after() {
     });
 }
 
+/// A layer the store holds through another repository is linked after
+/// one `HEAD`, not fetched again (review of issue 13, D2: every image
+/// sharing a base layer downloaded it once per repository); one the
+/// upstream does not answer for is not linked.
+#[test]
+fn a_blob_stored_through_another_repository_is_linked_not_fetched() {
+    let Mirror { t, up } = mirror(true);
+    let layer: Vec<u8> = (0..30_000u32).map(|i| (i % 241) as u8).collect();
+    let digest = up.put_blob(&layer);
+    run(async {
+        let r = &t.registry;
+        assert_eq!(read_blob(r, "hub/library/a", &digest).await.unwrap(), layer);
+        up.clear_requests();
+        assert_eq!(read_blob(r, "hub/library/b", &digest).await.unwrap(), layer);
+        assert_eq!(up.requests(), [format!("HEAD blob {digest}")]);
+        let linked = t
+            .meta
+            .audit_log()
+            .into_iter()
+            .filter(|e| e.event.event_type == EventType::ProxyFetched)
+            .filter_map(|e| e.event.details.get("linked_from").cloned())
+            .collect::<Vec<_>>();
+        assert_eq!(linked, ["hub/library/a"]);
+        up.clear_requests();
+        assert_eq!(read_blob(r, "hub/library/b", &digest).await.unwrap(), layer);
+        assert!(up.requests().is_empty(), "{:?}", up.requests());
+
+        // Pushed beside the mirror but gone upstream: not linked.
+        let other = push_blob(r, &user(), &repo("mine/app"), b"only here").await;
+        up.clear_requests();
+        let e = read_blob(r, "hub/library/c", &other.digest)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::BlobUnknown(_)), "{e:?}");
+        assert_eq!(
+            up.requests(),
+            [
+                format!("HEAD blob {}", other.digest),
+                format!("GET blob {}", other.digest)
+            ]
+        );
+    });
+}
+
 #[test]
 fn concurrent_pulls_of_one_missing_blob_fetch_it_once() {
     let Mirror { t, up } = mirror(true);
