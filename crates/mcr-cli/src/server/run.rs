@@ -78,6 +78,7 @@ pub async fn build(config: &Config, tasks: TaskTracker) -> anyhow::Result<AppSta
     registry = registry
         .with_proxies(proxies(config)?)
         .context("[[proxy]]")?;
+    registry.check_proxy_prefixes().await.context("[[proxy]]")?;
     registry
         .reload_policy()
         .await
