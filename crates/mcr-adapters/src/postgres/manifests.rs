@@ -106,6 +106,7 @@ impl ManifestStore for PostgresMetaStore {
                         &m.subject.as_ref().map(Digest::to_string),
                         &m.artifact_type.as_ref().map(MediaType::as_str),
                         &m.created.as_millis(),
+                        &(m.provenance == Provenance::Pushed),
                     ],
                     |r| Ok(r.try_get(0)?),
                 )

@@ -78,6 +78,7 @@ impl ManifestStore for SqliteMetaStore {
                     m.subject.as_ref().map(Digest::to_string),
                     m.artifact_type.as_ref().map(MediaType::as_str),
                     m.created.as_millis(),
+                    m.provenance == Provenance::Pushed,
                 ],
                 |r| r.get(0),
             )?;

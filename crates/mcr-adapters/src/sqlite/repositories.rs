@@ -47,6 +47,16 @@ impl RepositoryStore for SqliteMetaStore {
         .await
     }
 
+    async fn pushed_repositories(&self, prefix: &RepoName, limit: usize) -> Result<Vec<RepoName>> {
+        let (prefix, limit) = (prefix.to_string(), limit_of(limit));
+        self.run("listing pushed repositories", move |c| {
+            all(c, sql::PUSHED_REPOS, params![prefix, limit], |r| {
+                parsed(r, 0, RepoName::new)
+            })
+        })
+        .await
+    }
+
     async fn repository_summaries(&self, page: &Page) -> Result<Vec<RepoSummary>> {
         let (last, limit) = (page.last.clone(), limit_of(page.limit));
         self.read("summarising repositories", move |tx| {

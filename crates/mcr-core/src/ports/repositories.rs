@@ -60,6 +60,11 @@ pub trait RepositoryStore: Send + Sync + 'static {
     /// Names of repositories holding content after `page.last`, at most
     /// `page.limit`.
     async fn list_repositories(&self, page: &Page) -> Result<Vec<RepoName>>;
+    /// Repositories named `prefix` or under `prefix/` that hold a manifest
+    /// stored by a push ([`Provenance::Pushed`](super::Provenance)), not
+    /// mirrored from an upstream, by name, at most `limit`: what a
+    /// `[[proxy]]` prefix must not be laid over.
+    async fn pushed_repositories(&self, prefix: &RepoName, limit: usize) -> Result<Vec<RepoName>>;
     /// [`RepositoryStore::list_repositories`] with each one's counts.
     async fn repository_summaries(&self, page: &Page) -> Result<Vec<RepoSummary>>;
     /// The repository's contents; `None` unless it holds content.

@@ -443,7 +443,9 @@ impl Registry {
         raw: Bytes,
     ) -> Result<PushedManifest> {
         self.authorize(caller, Action::Push, Some(repo)).await?;
-        let mut new = self.new_manifest(repo, reference, content_type, raw, Provenance::Pushed)?;
+        let (mut new, manifest) =
+            self.new_manifest(repo, reference, content_type, raw, Provenance::Pushed)?;
+        self.check_children(repo, &manifest).await?;
         new.tags.extend(tags.iter().cloned());
         let (digest, subject, all_tags) =
             (new.digest.clone(), new.subject.clone(), new.tags.clone());
@@ -472,9 +474,46 @@ impl Registry {
         })
     }
 
+    /// Refuses an index whose descriptor of a stored child manifest gives
+    /// another size or media type than the child's (the image-spec: a
+    /// descriptor's size must match its content), so no client is sent
+    /// to a child it would fail to verify. A child not stored is left to
+    /// the store step, which refuses it as unknown in the same
+    /// transaction that stores the index; a stored manifest's bytes never
+    /// change, so reading it before that step cannot go stale.
+    async fn check_children(&self, repo: &RepoName, manifest: &Manifest) -> Result<()> {
+        let mut seen: BTreeMap<&Digest, Option<(u64, MediaType)>> = BTreeMap::new();
+        for child in &manifest.manifests {
+            let stored = match seen.get(&child.digest) {
+                Some(stored) => stored.clone(),
+                None => {
+                    let reference = Reference::Digest(child.digest.clone());
+                    let stored = self
+                        .meta
+                        .get_manifest(repo, &reference)
+                        .await?
+                        .map(|m| (m.raw.len() as u64, m.media_type));
+                    seen.insert(&child.digest, stored.clone());
+                    stored
+                }
+            };
+            let Some((size, media_type)) = stored else {
+                continue;
+            };
+            if child.size != size || child.media_type != media_type {
+                return Err(Error::ManifestInvalid(format!(
+                    "the descriptor of child manifest {} says {} bytes of {}, \
+                     but the stored manifest is {size} bytes of {media_type}",
+                    child.digest, child.size, child.media_type
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Builds the manifest row a push or a mirror stores: size limit,
     /// parse, digest (checked against `reference` if it is one), the
-    /// references.
+    /// references; with the parsed manifest.
     pub(super) fn new_manifest(
         &self,
         repo: &RepoName,
@@ -482,7 +521,7 @@ impl Registry {
         content_type: Option<&MediaType>,
         raw: Bytes,
         provenance: Provenance,
-    ) -> Result<NewManifest> {
+    ) -> Result<(NewManifest, Manifest)> {
         let size = raw.len() as u64;
         if size > self.config.max_manifest_size {
             return Err(Error::ManifestTooLarge {
@@ -517,7 +556,7 @@ impl Registry {
             .collect();
         children.sort();
         children.dedup();
-        Ok(NewManifest {
+        let new = NewManifest {
             repository: repo.clone(),
             digest,
             media_type: manifest.media_type(),
@@ -529,6 +568,7 @@ impl Registry {
             tags: tag.into_iter().collect(),
             created: self.clock.now(),
             provenance,
-        })
+        };
+        Ok((new, manifest))
     }
 }

@@ -84,6 +84,9 @@ struct Repo {
 struct StoredManifest {
     record: ManifestRecord,
     blobs: Vec<Digest>,
+    /// Stored by a push, not mirrored (the first store of a digest
+    /// decides, as the adapters' insert that does nothing on conflict).
+    pushed: bool,
 }
 
 impl Repo {
@@ -258,6 +261,19 @@ impl RepositoryStore for FakeMetaStore {
             .collect())
     }
 
+    async fn pushed_repositories(&self, prefix: &RepoName, limit: usize) -> Result<Vec<RepoName>> {
+        Ok(self
+            .lock()
+            .repos
+            .iter()
+            .filter(|(name, repo)| {
+                crate::proxy::within(name, prefix) && repo.manifests.values().any(|m| m.pushed)
+            })
+            .map(|(name, _)| name.clone())
+            .take(limit)
+            .collect())
+    }
+
     async fn repository_summaries(&self, page: &Page) -> Result<Vec<RepoSummary>> {
         let state = self.lock();
         Ok(page_where(&state.repos, page, Repo::holds_content)
@@ -383,6 +399,7 @@ impl ManifestStore for FakeMetaStore {
                     created: m.created,
                 },
                 blobs: m.blobs.clone(),
+                pushed: m.provenance == Provenance::Pushed,
             });
         for tag in m.tags {
             repo.tags.insert(tag, m.digest.clone());

@@ -86,6 +86,7 @@ pub const META_STORE_CHECKS: &[Check<dyn MetaStore>] = checks![dyn MetaStore =>
     policy_rules_crud,
     revocations_last_until_the_token_expires,
     audit_filters_order_and_window,
+    pushed_repositories_are_those_under_a_prefix_with_a_pushed_manifest,
     changes_record_their_event_in_the_same_step,
     concurrent_puts_to_one_tag_leave_it_on_one,
     concurrent_completions_of_one_blob,
@@ -2106,6 +2107,48 @@ async fn changes_record_their_event_in_the_same_step(s: Store) {
         vec![uploaded, mounted, pushed(&m)],
         "only the changes that happened are recorded, each once"
     );
+}
+
+async fn pushed_repositories_are_those_under_a_prefix_with_a_pushed_manifest(s: Store) {
+    for (name, provenance) in [
+        ("hub", Provenance::Pushed),
+        ("hub/a", Provenance::Pushed),
+        ("hub/b/c", Provenance::Pushed),
+        ("hub/cached", Provenance::Mirrored),
+        ("hub-x/d", Provenance::Pushed),
+        ("hub0", Provenance::Pushed),
+        ("hubble/e", Provenance::Pushed),
+        ("other/f", Provenance::Pushed),
+    ] {
+        let r = repo(name);
+        let b = upload(&s, &r, b"shared layer", t(1)).await;
+        let mut m = image(&r, name, &[&b], t(2));
+        m.provenance = provenance;
+        ok(s.put_manifest(m.clone(), &pushed(&m)).await, "put_manifest");
+    }
+    // Blobs alone are no pushed image.
+    upload(&s, &repo("hub/only-blobs"), b"shared layer", t(1)).await;
+    let names = |v: Vec<RepoName>| v.iter().map(ToString::to_string).collect::<Vec<_>>();
+    let got = ok(
+        s.pushed_repositories(&repo("hub"), ALL).await,
+        "pushed_repositories",
+    );
+    assert_eq!(names(got), ["hub", "hub/a", "hub/b/c"]);
+    let got = ok(
+        s.pushed_repositories(&repo("hub"), 2).await,
+        "pushed_repositories",
+    );
+    assert_eq!(names(got), ["hub", "hub/a"], "at most `limit`");
+    let got = ok(
+        s.pushed_repositories(&repo("hub/b"), ALL).await,
+        "pushed_repositories",
+    );
+    assert_eq!(names(got), ["hub/b/c"]);
+    let got = ok(
+        s.pushed_repositories(&repo("none"), ALL).await,
+        "pushed_repositories",
+    );
+    assert!(got.is_empty());
 }
 
 async fn audit_filters_order_and_window(s: Store) {
