@@ -4,7 +4,7 @@
 //! | name | type | labels |
 //! |---|---|---|
 //! | `mcr_token_validations_total` | counter | `result`: `valid`, `invalid` (unknown, expired, revoked, malformed), `error` (the identity service failed) |
-//! | `mcr_token_validation_cache_hits_total` | counter | — (MCIAS answers reused from the cache) |
+//! | `mcr_token_validation_cache_hits_total` | counter | — (validations answered from the adapter's cache: MCIAS answers reused, or tokens the local identity verified before) |
 //! | `mcr_mcias_request_duration_seconds` | histogram | `op`: `validate`, `login`, `logout` |
 //! | `mcr_mcias_request_failures_total` | counter | `op`: unreachable, timed out, an error status or an unusable answer |
 //!
@@ -26,6 +26,7 @@ pub(crate) struct TokenMetrics {
     valid: Counter,
     invalid: Counter,
     error: Counter,
+    cache_hits: Counter,
 }
 
 impl TokenMetrics {
@@ -34,11 +35,21 @@ impl TokenMetrics {
             TOKEN_VALIDATIONS,
             "Bearer tokens checked, by result: valid, invalid, or error (the identity service failed)"
         );
+        metrics::describe_counter!(
+            TOKEN_CACHE_HITS,
+            "Token validations answered from the identity adapter's cache (MCIAS answers, tokens verified before)"
+        );
         TokenMetrics {
+            cache_hits: metrics::counter!(TOKEN_CACHE_HITS),
             valid: metrics::counter!(TOKEN_VALIDATIONS, "result" => "valid"),
             invalid: metrics::counter!(TOKEN_VALIDATIONS, "result" => "invalid"),
             error: metrics::counter!(TOKEN_VALIDATIONS, "result" => "error"),
         }
+    }
+
+    /// Counts a validation answered from the adapter's cache.
+    pub(crate) fn cache_hit(&self) {
+        self.cache_hits.increment(1);
     }
 
     /// Counts a validation's outcome, and hands it back.
@@ -56,16 +67,11 @@ impl TokenMetrics {
 /// The MCIAS calls, by operation (as the adapter names it in its errors:
 /// `token validation`, `login`, `logout`).
 pub(crate) struct MciasMetrics {
-    pub(crate) cache_hits: Counter,
     ops: [(&'static str, Histogram, Counter); 3],
 }
 
 impl MciasMetrics {
     pub(crate) fn new() -> MciasMetrics {
-        metrics::describe_counter!(
-            TOKEN_CACHE_HITS,
-            "Token validations answered from the MCIAS validation cache"
-        );
         metrics::describe_histogram!(
             MCIAS_DURATION,
             metrics::Unit::Seconds,
@@ -83,7 +89,6 @@ impl MciasMetrics {
             )
         };
         MciasMetrics {
-            cache_hits: metrics::counter!(TOKEN_CACHE_HITS),
             ops: [
                 op("token validation", "validate"),
                 op("login", "login"),

@@ -190,6 +190,8 @@ async fn logout_revokes_that_token_only() {
         .unwrap()
         .token;
 
+    // Verified once (and so remembered), then revoked: refused all the same.
+    id.validate(&first).await.unwrap();
     id.logout(&first).await.unwrap();
     assert_eq!(unauthenticated(id.validate(&first).await), "token revoked");
     id.validate(&second).await.unwrap();

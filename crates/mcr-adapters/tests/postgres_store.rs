@@ -8,6 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use mcr_adapters::postgres::testing::TestDatabase;
 use mcr_adapters::postgres::{PostgresConfig, PostgresMetaStore, SCHEMA_VERSION};
+use mcr_core::audit::EventType;
 use mcr_core::digest::Digest;
 use mcr_core::ids::UploadId;
 use mcr_core::media::{MediaType, OCI_IMAGE_MANIFEST};
@@ -16,6 +17,7 @@ use mcr_core::ports::prelude::*;
 use mcr_core::ports::{
     BlobInfo, NewManifest, Provenance, Secret, UploadCaps, UploadSession, UploadState,
 };
+use mcr_core::testing::{audited, pushed};
 use mcr_core::time::Timestamp;
 use mcr_core::{Error, StorageErrorKind};
 use tokio_postgres::NoTls;
@@ -50,7 +52,14 @@ async fn upload(s: &PostgresMetaStore, r: &RepoName, data: &[u8], at: Timestamp)
         digest: Digest::sha256_of(data),
         size: data.len() as u64,
     };
-    s.complete_upload(&session.id, &blob, at).await.unwrap();
+    s.complete_upload(
+        &session.id,
+        &blob,
+        at,
+        &audited(EventType::BlobUploaded, at),
+    )
+    .await
+    .unwrap();
     blob
 }
 
@@ -200,7 +209,7 @@ async fn a_manifest_racing_the_sweep_never_outlives_its_blob() {
         let m = manifest_of(&r, &format!("m{round}"), &blob.digest, t(100));
         let put = tokio::spawn({
             let (store, m) = (Arc::clone(&store), m.clone());
-            async move { store.put_manifest(m).await }
+            async move { store.put_manifest(m.clone(), &pushed(&m)).await }
         });
         let sweep = tokio::spawn({
             let store = Arc::clone(&store);
@@ -247,7 +256,10 @@ async fn a_mount_racing_the_sweep_links_only_a_kept_blob() {
                 to.clone(),
                 blob.digest.clone(),
             );
-            async move { store.mount_blob(&from, &to, &d, t(100)).await }
+            async move {
+                let event = audited(EventType::BlobMounted, t(100));
+                store.mount_blob(&from, &to, &d, t(100), &event).await
+            }
         });
         let sweep = tokio::spawn({
             let store = Arc::clone(&store);
@@ -337,7 +349,10 @@ async fn an_upload_racing_the_sweep_of_its_content_completes() {
     until_blocked(&watcher, 1).await;
     let complete = tokio::spawn({
         let (store, id, blob) = (Arc::clone(&store), session.id.clone(), blob.clone());
-        async move { store.complete_upload(&id, &blob, t(100)).await }
+        async move {
+            let event = audited(EventType::BlobUploaded, t(100));
+            store.complete_upload(&id, &blob, t(100), &event).await
+        }
     });
     until_blocked(&watcher, 2).await;
     hold.commit().await.unwrap();

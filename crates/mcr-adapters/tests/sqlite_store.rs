@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use mcr_adapters::sqlite::{backup_path, SqliteMetaStore, SCHEMA_VERSION};
+use mcr_core::audit::EventType;
 use mcr_core::digest::Digest;
 use mcr_core::ids::UploadId;
 use mcr_core::media::MediaType;
@@ -19,6 +20,7 @@ use mcr_core::policy::{Effect, RuleDraft};
 use mcr_core::ports::prelude::*;
 use mcr_core::ports::{BlobInfo, NewManifest, Provenance, UploadCaps, UploadSession, UploadState};
 use mcr_core::principal::Action;
+use mcr_core::testing::{audited, pushed};
 use mcr_core::time::Timestamp;
 use mcr_core::Error;
 use rusqlite::types::Value;
@@ -60,8 +62,15 @@ async fn blob_in(store: &SqliteMetaStore, repo: &RepoName, data: &[u8]) -> Diges
         digest: digest.clone(),
         size: data.len() as u64,
     };
-    store.complete_upload(&id, &blob, at).await.unwrap();
+    let event = audited(EventType::BlobUploaded, at);
+    store.complete_upload(&id, &blob, at, &event).await.unwrap();
     digest
+}
+
+/// Stores `m` with its `manifest_pushed` event.
+async fn put(store: &SqliteMetaStore, m: NewManifest) -> mcr_core::Result<()> {
+    let event = pushed(&m);
+    store.put_manifest(m, &event).await
 }
 
 fn manifest(n: usize, blob: &Digest, tag: &str) -> NewManifest {
@@ -266,14 +275,16 @@ async fn deleting_a_manifest_cascades_to_its_tags_and_references() {
     let (dir, store) = fresh();
     let blob = blob_in(&store, &repo(), b"layer").await;
     let m = manifest(1, &blob, "v1");
-    store.put_manifest(m.clone()).await.unwrap();
-    store
-        .put_manifest(NewManifest {
+    put(&store, m.clone()).await.unwrap();
+    put(
+        &store,
+        NewManifest {
             tags: vec![Tag::new("v1-alias").unwrap()],
             ..m.clone()
-        })
-        .await
-        .unwrap();
+        },
+    )
+    .await
+    .unwrap();
     assert!(store.delete_manifest(&repo(), &m.digest).await.unwrap());
     // Only foreign keys, which SQLite enforces per connection and only
     // when asked, can have done this.
@@ -288,7 +299,7 @@ async fn deleting_a_manifest_cascades_to_its_tags_and_references() {
 async fn deleting_a_repository_cascades_to_everything_but_blob_rows() {
     let (dir, store) = fresh();
     let blob = blob_in(&store, &repo(), b"layer").await;
-    store.put_manifest(manifest(1, &blob, "v1")).await.unwrap();
+    put(&store, manifest(1, &blob, "v1")).await.unwrap();
     let pending = UploadId::generate().unwrap();
     store
         .create_upload(
@@ -331,7 +342,7 @@ async fn deleting_a_repository_cascades_to_everything_but_blob_rows() {
 async fn a_snapshot_is_a_private_copy_with_the_same_rows_in_backups() {
     let (dir, store) = fresh();
     let blob = blob_in(&store, &repo(), b"layer").await;
-    store.put_manifest(manifest(1, &blob, "v1")).await.unwrap();
+    put(&store, manifest(1, &blob, "v1")).await.unwrap();
     store
         .create_rule(&RuleDraft {
             priority: 5,
@@ -391,7 +402,7 @@ async fn a_snapshot_taken_during_pushes_is_consistent() {
         .map(|n| {
             let store = Arc::clone(&store);
             let m = manifest(n, &blob, &format!("t{n}"));
-            tokio::spawn(async move { store.put_manifest(m).await })
+            tokio::spawn(async move { put(&store, m).await })
         })
         .collect();
     let snap = {
@@ -428,7 +439,7 @@ async fn concurrent_pushes_to_one_tag_leave_it_on_one_whole_manifest() {
         .map(|n| {
             let store = Arc::clone(&store);
             let m = manifest(n, &blob, "latest");
-            tokio::spawn(async move { store.put_manifest(m).await })
+            tokio::spawn(async move { put(&store, m).await })
         })
         .collect();
     for t in tasks {
@@ -471,7 +482,7 @@ async fn a_push_missing_a_blob_leaves_nothing_behind() {
     let absent = Digest::sha256_of(b"absent");
     let mut m = manifest(1, &absent, "v1");
     m.repository = fresh_repo.clone();
-    let e = store.put_manifest(m).await.unwrap_err();
+    let e = put(&store, m).await.unwrap_err();
     assert!(
         matches!(&e, Error::ManifestBlobUnknown(d) if *d == absent),
         "{e}"
@@ -482,7 +493,7 @@ async fn a_push_missing_a_blob_leaves_nothing_behind() {
     let present = blob_in(&store, &repo(), b"present").await;
     let mut m = manifest(2, &present, "v2");
     m.blobs.push(absent.clone());
-    let e = store.put_manifest(m).await.unwrap_err();
+    let e = put(&store, m).await.unwrap_err();
     assert!(
         matches!(&e, Error::ManifestBlobUnknown(d) if *d == absent),
         "{e}"
@@ -500,7 +511,7 @@ async fn an_index_missing_a_child_leaves_nothing_behind() {
     let (dir, store) = fresh();
     let blob = blob_in(&store, &repo(), b"layer").await;
     let child = manifest(1, &blob, "child");
-    store.put_manifest(child.clone()).await.unwrap();
+    put(&store, child.clone()).await.unwrap();
     let absent = Digest::sha256_of(b"absent child");
     let raw = Bytes::from_static(b"{\"manifests\":[]}");
     let index = NewManifest {
@@ -516,7 +527,7 @@ async fn an_index_missing_a_child_leaves_nothing_behind() {
         created: Timestamp::from_millis(9_000),
         provenance: Provenance::Pushed,
     };
-    let e = store.put_manifest(index).await.unwrap_err();
+    let e = put(&store, index).await.unwrap_err();
     assert!(
         matches!(&e, Error::ManifestChildUnknown(d) if *d == absent),
         "{e}"

@@ -1,7 +1,7 @@
 //! Seeds a metadata database for `bench/web.sh`: REPOS repositories with
 //! TAGS tags in all, each tag on its own manifest with its own config
-//! blob and two layers shared within the repository, and one
-//! `manifest_pushed` audit event per push, written through the
+//! blob and two layers shared within the repository, each push with its
+//! audit event, written through the
 //! `MetaStore` port as pushes would write them (blob files are not
 //! needed by the pages measured).
 //!
@@ -48,12 +48,23 @@ async fn main() -> anyhow::Result<()> {
             state: UploadState::default(),
             active: at,
         };
-        let store = store.clone();
+        let (store, repo) = (store.clone(), repo.clone());
         async move {
             store
                 .create_upload(&session, "admin", &UploadCaps::NONE)
                 .await?;
-            store.complete_upload(&session.id, &blob, at).await?;
+            let event = NewAuditEvent {
+                time: at,
+                event_type: EventType::BlobUploaded,
+                actor_id: Some("admin".into()),
+                repository: Some(repo.clone()),
+                digest: Some(blob.digest.clone()),
+                ip: Some("127.0.0.1".into()),
+                details: BTreeMap::new(),
+            };
+            store
+                .complete_upload(&session.id, &blob, at, &event)
+                .await?;
             anyhow::Ok(blob)
         }
     };
@@ -79,34 +90,35 @@ async fn main() -> anyhow::Result<()> {
             .to_string();
             let digest = Digest::sha256_of(raw.as_bytes());
             let tag = Tag::new(&format!("v{t}"))?;
+            let event = NewAuditEvent {
+                time: at,
+                event_type: EventType::ManifestPushed,
+                actor_id: Some("admin".into()),
+                repository: Some(repo.clone()),
+                digest: Some(digest.clone()),
+                ip: Some("127.0.0.1".into()),
+                details: BTreeMap::from([("tag".to_string(), tag.to_string())]),
+            };
             store
-                .put_manifest(NewManifest {
-                    repository: repo.clone(),
-                    digest: digest.clone(),
-                    media_type: MediaType::new("application/vnd.oci.image.manifest.v1+json")?,
-                    raw: Bytes::from(raw),
-                    subject: None,
-                    artifact_type: None,
-                    blobs: std::iter::once(&config)
-                        .chain(&layers)
-                        .map(|b| b.digest.clone())
-                        .collect(),
-                    children: Vec::new(),
-                    tags: vec![tag.clone()],
-                    created: at,
-                    provenance: Provenance::Pushed,
-                })
-                .await?;
-            store
-                .record_audit(&NewAuditEvent {
-                    time: at,
-                    event_type: EventType::ManifestPushed,
-                    actor_id: Some("admin".into()),
-                    repository: Some(repo.clone()),
-                    digest: Some(digest),
-                    ip: Some("127.0.0.1".into()),
-                    details: BTreeMap::from([("tag".to_string(), tag.to_string())]),
-                })
+                .put_manifest(
+                    NewManifest {
+                        repository: repo.clone(),
+                        digest: digest.clone(),
+                        media_type: MediaType::new("application/vnd.oci.image.manifest.v1+json")?,
+                        raw: Bytes::from(raw),
+                        subject: None,
+                        artifact_type: None,
+                        blobs: std::iter::once(&config)
+                            .chain(&layers)
+                            .map(|b| b.digest.clone())
+                            .collect(),
+                        children: Vec::new(),
+                        tags: vec![tag.clone()],
+                        created: at,
+                        provenance: Provenance::Pushed,
+                    },
+                    &event,
+                )
                 .await?;
             n += 1;
         }

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256, Sha512};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -70,6 +70,11 @@ struct Daemon {
 
 impl Daemon {
     async fn start() -> Daemon {
+        Daemon::start_with("").await
+    }
+
+    /// A daemon whose `[server]` section also holds `server_extra`.
+    async fn start_with(server_extra: &str) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let mut key = [0u8; 32];
         getrandom::getrandom(&mut key).unwrap();
@@ -91,6 +96,7 @@ impl Daemon {
 [server]
 listen_addr = "127.0.0.1:0"
 read_timeout = "{read_timeout}s"
+{server_extra}
 [database]
 path = "{d}/db/mcr.db"
 [storage]
@@ -122,10 +128,10 @@ roles = ["user"]
             dir,
             addr,
             key,
-            // A connection per request: the daemon closes a kept-alive
-            // connection idle for read_timeout (3 s), which a test's
-            // slow step outlasts, and a POST sent on a pooled connection
-            // the server just closed fails instead of being retried.
+            // A connection per request: the daemon closes kept-alive
+            // connections (after idle_timeout), and a POST sent on a
+            // pooled connection the server just closed fails instead of
+            // being retried.
             http: reqwest::Client::builder()
                 .pool_max_idle_per_host(0)
                 .timeout(EXCHANGE_LIMIT)
@@ -191,15 +197,36 @@ roles = ["user"]
         String::from_utf8_lossy(&out).into_owned()
     }
 
-    /// The repositories the catalog lists, to the admin.
-    async fn catalog(&self, admin: &str) -> Vec<String> {
-        let r = self
-            .http
-            .get(self.url("/v2/_catalog"))
-            .bearer_auth(admin)
+    /// `method path` as `token` (a bearer token), sent.
+    async fn send_as(&self, method: Method, path: &str, token: &str) -> reqwest::Response {
+        self.http
+            .request(method, self.url(path))
+            .bearer_auth(token)
             .send()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    /// Opens an upload session in `app` as `token`; its location.
+    async fn open_upload(&self, token: &str) -> String {
+        let r = self
+            .send_as(Method::POST, "/v2/app/blobs/uploads/", token)
+            .await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        r.headers()["location"].to_str().unwrap().to_string()
+    }
+
+    /// Asserts the upload session at `location` is there and holds no
+    /// byte: a refused chunk was discarded.
+    async fn assert_upload_empty(&self, token: &str, location: &str) {
+        let r = self.send_as(Method::GET, location, token).await;
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+        assert_eq!(r.headers()["range"].to_str().unwrap(), "0-0");
+    }
+
+    /// The repositories the catalog lists, to the admin.
+    async fn catalog(&self, admin: &str) -> Vec<String> {
+        let r = self.send_as(Method::GET, "/v2/_catalog", admin).await;
         assert_eq!(r.status(), StatusCode::OK);
         let v: Value = r.json().await.unwrap();
         v["repositories"]
@@ -220,13 +247,7 @@ roles = ["user"]
     async fn nothing_left(&self, admin: &str, what: &str) {
         assert_eq!(self.catalog(admin).await, Vec::<String>::new(), "{what}");
         assert_eq!(self.upload_files(), Vec::<PathBuf>::new(), "{what}");
-        let r = self
-            .http
-            .post(self.url("/v1/gc/reconcile"))
-            .bearer_auth(admin)
-            .send()
-            .await
-            .unwrap();
+        let r = self.send_as(Method::POST, "/v1/gc/reconcile", admin).await;
         assert_eq!(r.status(), StatusCode::OK);
         let v: Value = r.json().await.unwrap();
         assert_eq!(
@@ -342,13 +363,7 @@ async fn tokens_expired_foreign_or_changed_are_refused() {
     let d = Daemon::start().await;
     // The forging works: a token signed like the server's is accepted.
     let good = d.sign(&admin_claims(now_ms() + 600_000));
-    let r = d
-        .http
-        .get(d.url("/v2/_catalog"))
-        .bearer_auth(&good)
-        .send()
-        .await
-        .unwrap();
+    let r = d.send_as(Method::GET, "/v2/_catalog", &good).await;
     assert_eq!(r.status(), StatusCode::OK, "a well-signed token");
 
     let mut other_key = [0u8; 32];
@@ -397,13 +412,7 @@ async fn tokens_expired_foreign_or_changed_are_refused() {
             "/v2/alice/app/tags/list",
             "/v1/repositories",
         ] {
-            let r = d
-                .http
-                .get(d.url(path))
-                .bearer_auth(&token)
-                .send()
-                .await
-                .unwrap();
+            let r = d.send_as(Method::GET, path, &token).await;
             assert_eq!(
                 r.status(),
                 StatusCode::UNAUTHORIZED,
@@ -419,12 +428,8 @@ async fn tokens_expired_foreign_or_changed_are_refused() {
             }
         }
         let r = d
-            .http
-            .post(d.url("/v2/alice/app/blobs/uploads/"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
+            .send_as(Method::POST, "/v2/alice/app/blobs/uploads/", &token)
+            .await;
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{what} token pushing");
     }
     let admin = d.login("admin", ADMIN_PW).await;
@@ -440,13 +445,7 @@ async fn a_token_replayed_after_logout_is_refused_even_after_a_restart() {
         async move { req.send().await.unwrap().status() }
     };
     assert_eq!(get(&d, token.clone()).await, StatusCode::OK);
-    let r = d
-        .http
-        .post(d.url("/v1/auth/logout"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let r = d.send_as(Method::POST, "/v1/auth/logout", &token).await;
     assert!(r.status().is_success(), "logout answered {}", r.status());
     assert_eq!(get(&d, token.clone()).await, StatusCode::UNAUTHORIZED);
     d.restart().await;
@@ -465,7 +464,18 @@ async fn oversized_heads_are_refused_with_431() {
     let d = Daemon::start().await;
     let admin = d.login("admin", ADMIN_PW).await;
     let long = "a".repeat(1 << 20);
+    // Past the 64 KiB head limit (listen::MAX_HEAD_BYTES), well under
+    // hyper's default of about 400 KiB.
+    let over = "a".repeat(100 << 10);
     for (what, request) in [
+        (
+            "a 100 KiB header on a GET",
+            format!("GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Big: {over}\r\n\r\n"),
+        ),
+        (
+            "a 100 KiB header on a PATCH",
+            format!("PATCH /v2/a/b/blobs/uploads/x HTTP/1.1\r\nHost: x\r\nX-Big: {over}\r\nContent-Length: 0\r\n\r\n"),
+        ),
         (
             "a 1 MiB header on a GET",
             format!("GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Big: {long}\r\n\r\n"),
@@ -493,15 +503,24 @@ async fn oversized_heads_are_refused_with_431() {
             status_line(&reply)
         );
     }
+    // A head under the limit is read and answered as usual.
+    let under = "a".repeat(48 << 10);
+    for method in ["GET", "PATCH"] {
+        let reply = d
+            .raw(format!("{method} /v2/ HTTP/1.1\r\nHost: x\r\nX-Big: {under}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes())
+            .await;
+        assert!(
+            status_line(&reply).starts_with("HTTP/1.1 401")
+                || status_line(&reply).starts_with("HTTP/1.1 405"),
+            "a 48 KiB header on a {method}: {:?}",
+            status_line(&reply)
+        );
+    }
     // An Authorization header past the token limit is a 401, not work.
     let r = d
-        .http
-        .get(d.url("/v2/_catalog"))
-        .bearer_auth("x".repeat(64 * 1024))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "a 64 KiB token");
+        .send_as(Method::GET, "/v2/_catalog", &"x".repeat(20 * 1024))
+        .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "a 20 KiB token");
     d.nothing_left(&admin, "after oversized heads").await;
 }
 
@@ -575,12 +594,8 @@ async fn bodies_beyond_every_limit_are_refused_with_413() {
     }
     // A chunk whose Content-Range goes past the largest blob.
     let r = d
-        .http
-        .post(d.url("/v2/hostile/blob/blobs/uploads/"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
+        .send_as(Method::POST, "/v2/hostile/blob/blobs/uploads/", &admin)
+        .await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let loc = r.headers()["location"].to_str().unwrap().to_string();
     let loc = if loc.starts_with("http") {
@@ -758,18 +773,72 @@ async fn indexes_naming_themselves_or_unknown_children_are_refused() {
         "a body pushed under another digest"
     );
     let r = d
-        .http
-        .get(d.url("/v2/hostile/index/tags/list"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
+        .send_as(Method::GET, "/v2/hostile/index/tags/list", &admin)
+        .await;
     assert_eq!(
         r.status(),
         StatusCode::NOT_FOUND,
         "refused indexes left a repository"
     );
     d.nothing_left(&admin, "after hostile indexes").await;
+}
+
+/// An index's descriptor of a stored child must give the child's size
+/// and media type (image-spec: the size must match the content): a
+/// client following a wrong one fails its verification.
+#[tokio::test]
+async fn indexes_misdescribing_a_stored_child_are_refused() {
+    let d = Daemon::start().await;
+    let admin = d.login("admin", ADMIN_PW).await;
+    const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+    const IMAGE: &str = "application/vnd.oci.image.manifest.v1+json";
+    let put = |reference: &str, body: &Value| {
+        let req = d
+            .http
+            .put(d.url(&format!("/v2/hostile/desc/manifests/{reference}")))
+            .bearer_auth(&admin)
+            .header("content-type", INDEX)
+            .body(serde_json::to_vec(body).unwrap());
+        async move {
+            let r = req.send().await.unwrap();
+            let status = r.status();
+            let v: Value = r.json().await.unwrap_or(Value::Null);
+            (status, v)
+        }
+    };
+    // A child that needs no blobs: an empty index.
+    let child = json!({"schemaVersion": 2, "mediaType": INDEX, "manifests": []});
+    let child_bytes = serde_json::to_vec(&child).unwrap();
+    let child_digest = sha256(&child_bytes);
+    assert_eq!(put("child", &child).await.0, StatusCode::CREATED);
+    let naming = |media: &str, size: usize| {
+        json!({
+            "schemaVersion": 2,
+            "mediaType": INDEX,
+            "manifests": [{"mediaType": media, "digest": child_digest, "size": size}],
+        })
+    };
+    for (what, index) in [
+        ("a wrong size", naming(INDEX, 999)),
+        ("size 0", naming(INDEX, 0)),
+        ("a wrong media type", naming(IMAGE, child_bytes.len())),
+    ] {
+        let (status, v) = put("bad", &index).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{what}: {v}");
+        assert_eq!(v["errors"][0]["code"], "MANIFEST_INVALID", "{what}: {v}");
+        let message = v["errors"][0]["message"].as_str().unwrap();
+        assert!(message.contains(&child_digest), "{what}: {message}");
+    }
+    let r = d
+        .send_as(Method::GET, "/v2/hostile/desc/manifests/bad", &admin)
+        .await;
+    assert_eq!(
+        r.status(),
+        StatusCode::NOT_FOUND,
+        "a refused index was stored"
+    );
+    let (status, v) = put("good", &naming(INDEX, child_bytes.len())).await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
 }
 
 /// Slow-loris (issue 16, case 3): headers that stop half-way, and a PATCH
@@ -791,15 +860,7 @@ async fn stalled_heads_and_bodies_are_cut_off_after_the_read_timeout() {
         "{took:?}"
     );
 
-    let r = d
-        .http
-        .post(d.url("/v2/app/blobs/uploads/"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let location = d.open_upload(&admin).await;
     let head = format!(
         "PATCH {location} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {admin}\r\n\
          Content-Type: application/octet-stream\r\nContent-Length: 1048576\r\n\r\n0123456789"
@@ -814,15 +875,7 @@ async fn stalled_heads_and_bodies_are_cut_off_after_the_read_timeout() {
     );
     assert!(took < EXCHANGE_LIMIT - Duration::from_secs(5), "{took:?}");
     // The session is still there, with none of the half-sent chunk.
-    let r = d
-        .http
-        .get(d.url(&location))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    assert_eq!(r.headers()["range"].to_str().unwrap(), "0-0");
+    d.assert_upload_empty(&admin, &location).await;
 }
 
 /// Many upload sessions (issue 16, case 4): past
@@ -852,18 +905,243 @@ async fn open_upload_sessions_past_the_cap_are_refused_with_429() {
     assert_eq!(oci_code(r).await.1, "TOOMANYREQUESTS");
     let r = open(&admin, "alice/r0").await.unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED, "another user has room");
-    let r = d
-        .http
-        .delete(d.url(&locations[0]))
-        .bearer_auth(&alice)
-        .send()
-        .await
-        .unwrap();
+    let r = d.send_as(Method::DELETE, &locations[0], &alice).await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     let r = open(&alice, "alice/one-more").await.unwrap();
     assert_eq!(
         r.status(),
         StatusCode::ACCEPTED,
         "a cancelled session freed a slot"
+    );
+}
+
+/// Sends `head`, then the body one byte a second until the server
+/// answers; returns the answer (read until the server closes).
+async fn trickle(addr: SocketAddr, head: String) -> String {
+    let s = TcpStream::connect(addr).await.unwrap();
+    let (mut rd, mut wr) = s.into_split();
+    wr.write_all(head.as_bytes()).await.unwrap();
+    let writer = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if wr.write_all(b"x").await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(EXCHANGE_LIMIT, rd.read_to_end(&mut out)).await;
+    writer.abort();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Review of issue 16, D1: a body trickled at a byte a second never
+/// waits `read_timeout` (3 s) for a byte, but falls behind
+/// `min_body_rate` once `read_timeout` has passed: 408, and nothing of
+/// the chunk is kept.
+#[tokio::test]
+async fn a_body_trickled_below_the_minimum_rate_is_cut_off() {
+    let d = Daemon::start().await;
+    let admin = d.login("admin", ADMIN_PW).await;
+    let location = d.open_upload(&admin).await;
+    let head = format!(
+        "PATCH {location} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {admin}\r\n\
+         Content-Type: application/octet-stream\r\nContent-Length: 1048576\r\n\r\n"
+    );
+    let started = std::time::Instant::now();
+    let reply = trickle(d.addr, head).await;
+    let took = started.elapsed();
+    assert!(
+        status_line(&reply).contains(" 408 "),
+        "a trickled body got {:?} after {took:?}",
+        status_line(&reply)
+    );
+    assert!(reply.contains("server.min_body_rate"), "{reply}");
+    assert!(took < READ_TIMEOUT + Duration::from_secs(3), "{took:?}");
+    d.assert_upload_empty(&admin, &location).await;
+}
+
+/// Review of issue 16, D1: one principal holds at most
+/// `max_requests_in_flight` requests, so it cannot take every connection
+/// with bodies it sends slowly; another principal is not held back.
+#[tokio::test]
+async fn requests_in_flight_past_the_principals_cap_are_refused_with_429() {
+    let d = Daemon::start_with("max_requests_in_flight = 2").await;
+    let admin = d.login("admin", ADMIN_PW).await;
+    let alice = d.login("alice", ALICE_PW).await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let location = d.open_upload(&admin).await;
+        let mut s = TcpStream::connect(d.addr).await.unwrap();
+        s.write_all(
+            format!(
+                "PATCH {location} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {admin}\r\n\
+                 Expect: 100-continue\r\nContent-Type: application/octet-stream\r\n\
+                 Content-Length: 10\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        // The 100 comes when the handler reads the body: the request was
+        // authenticated and holds its slot.
+        let mut got = [0u8; 25];
+        s.read_exact(&mut got).await.unwrap();
+        assert!(
+            got.starts_with(b"HTTP/1.1 100 Continue"),
+            "{:?}",
+            String::from_utf8_lossy(&got)
+        );
+        held.push(s);
+    }
+    let r = d.send_as(Method::GET, "/v2/", &admin).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.headers()["retry-after"], "1");
+    assert_eq!(oci_code(r).await.1, "TOOMANYREQUESTS");
+    let r = d.send_as(Method::GET, "/v2/", &alice).await;
+    assert_eq!(r.status(), StatusCode::OK, "another principal has room");
+    // Finishing one of the two gives its slot back.
+    let mut s = held.pop().unwrap();
+    s.write_all(b"0123456789").await.unwrap();
+    let mut out = vec![0u8; 12];
+    s.read_exact(&mut out).await.unwrap();
+    assert_eq!(&out, b"HTTP/1.1 202");
+    let r = d.send_as(Method::GET, "/v2/", &admin).await;
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+/// Review of issue 16, D2: failed logins are limited per username and
+/// per client address on every login path; past the limit the answer is
+/// 429 with Retry-After, even for the right password, which is not
+/// checked.
+#[tokio::test]
+async fn failed_logins_past_the_limits_are_refused_with_429() {
+    let d = Daemon::start_with("login_failures_per_user = 3\nlogin_failures_per_address = 5").await;
+    let login = |user: &str, password: &str| {
+        d.http
+            .post(d.url("/v1/auth/login"))
+            .json(&json!({"username": user, "password": password}))
+            .send()
+    };
+    let token = |user: &str, password: &str| {
+        d.http
+            .get(d.url("/v2/token"))
+            .basic_auth(user, Some(password))
+            .send()
+    };
+    // Successes do not count.
+    for _ in 0..4 {
+        d.login("alice", ALICE_PW).await;
+    }
+    for i in 0..2 {
+        let r = login("alice", "guess").await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "guess {i}");
+    }
+    let r = token("alice", "guess").await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "guess 3");
+    for r in [
+        login("alice", ALICE_PW).await.unwrap(),
+        token("alice", ALICE_PW).await.unwrap(),
+    ] {
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        let retry: u64 = r.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=300).contains(&retry), "{retry}");
+        let text = r.text().await.unwrap();
+        assert!(text.contains("failed logins for alice"), "{text}");
+        assert!(!text.contains(ALICE_PW), "{text}");
+    }
+    let r = token("alice", ALICE_PW).await.unwrap();
+    assert_eq!(oci_code(r).await.1, "TOOMANYREQUESTS");
+    // The address has two failures left: other usernames take them.
+    for user in ["bob", "carol"] {
+        let r = login(user, "guess").await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{user}");
+    }
+    let r = login("admin", ADMIN_PW).await.unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "the address is over"
+    );
+    let text = r.text().await.unwrap();
+    assert!(text.contains("failed logins from 127.0.0.1"), "{text}");
+    let log = std::fs::read_to_string(d.dir.path().join("server.log")).unwrap();
+    assert!(!log.contains("guess") && !log.contains(ALICE_PW), "{log}");
+}
+
+/// Reads one response with a `Content-Length` off `s`; its status line.
+async fn read_one_response(s: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    loop {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(EXCHANGE_LIMIT, s.read(&mut chunk))
+            .await
+            .expect("an answer")
+            .unwrap();
+        assert!(n > 0, "closed: {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&got).into_owned();
+        let Some(end) = text.find("\r\n\r\n") else {
+            continue;
+        };
+        let len: usize = text[..end]
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().unwrap())
+            })
+            .expect("a Content-Length");
+        if got.len() >= end + 4 + len {
+            return status_line(&text).to_string();
+        }
+    }
+}
+
+/// A kept-alive connection lives `idle_timeout` between requests, not
+/// `read_timeout` (hyper's header timer closed it after `read_timeout`),
+/// whether mcrsrv serves it or has handed it to hyper; and a head begun
+/// on it must still arrive within `read_timeout` of its first byte.
+#[tokio::test]
+async fn kept_alive_connections_wait_idle_timeout_and_heads_read_timeout() {
+    let d = Daemon::start_with("idle_timeout = \"8s\"").await;
+    let idle = READ_TIMEOUT + Duration::from_secs(2);
+    let check = |first: &'static str| async move {
+        let mut s = TcpStream::connect(d.addr).await.unwrap();
+        s.write_all(first.as_bytes()).await.unwrap();
+        let status = read_one_response(&mut s).await;
+        assert!(status.starts_with("HTTP/1.1 4"), "{first:?}: {status}");
+        tokio::time::sleep(idle).await;
+        s.write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let status = read_one_response(&mut s).await;
+        assert!(
+            status.starts_with("HTTP/1.1 401"),
+            "after {idle:?} idle, behind {first:?}: {status}"
+        );
+        // Half a head, then nothing.
+        s.write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(EXCHANGE_LIMIT, s.read_to_end(&mut rest)).await;
+        let took = started.elapsed();
+        assert!(
+            took >= READ_TIMEOUT - Duration::from_millis(500)
+                && took < READ_TIMEOUT + Duration::from_secs(3),
+            "a half head behind {first:?} was cut off after {took:?}"
+        );
+    };
+    tokio::join!(
+        // Served by mcrsrv's own loop.
+        check("GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n"),
+        // A request with a body hands the connection to hyper.
+        check("POST /v2/ HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"),
     );
 }

@@ -188,6 +188,50 @@ fn blobs_stream_into_the_store_and_are_served_locally_after() {
     });
 }
 
+/// A layer the store holds through another repository is linked after
+/// one `HEAD`, not fetched again (review of issue 13, D2: every image
+/// sharing a base layer downloaded it once per repository); one the
+/// upstream does not answer for is not linked.
+#[test]
+fn a_blob_stored_through_another_repository_is_linked_not_fetched() {
+    let Mirror { t, up } = mirror(true);
+    let layer: Vec<u8> = (0..30_000u32).map(|i| (i % 241) as u8).collect();
+    let digest = up.put_blob(&layer);
+    run(async {
+        let r = &t.registry;
+        assert_eq!(read_blob(r, "hub/library/a", &digest).await.unwrap(), layer);
+        up.clear_requests();
+        assert_eq!(read_blob(r, "hub/library/b", &digest).await.unwrap(), layer);
+        assert_eq!(up.requests(), [format!("HEAD blob {digest}")]);
+        let linked = t
+            .meta
+            .audit_log()
+            .into_iter()
+            .filter(|e| e.event.event_type == EventType::ProxyFetched)
+            .filter_map(|e| e.event.details.get("linked_from").cloned())
+            .collect::<Vec<_>>();
+        assert_eq!(linked, ["hub/library/a"]);
+        up.clear_requests();
+        assert_eq!(read_blob(r, "hub/library/b", &digest).await.unwrap(), layer);
+        assert!(up.requests().is_empty(), "{:?}", up.requests());
+
+        // Pushed beside the mirror but gone upstream: not linked.
+        let other = push_blob(r, &user(), &repo("mine/app"), b"only here").await;
+        up.clear_requests();
+        let e = read_blob(r, "hub/library/c", &other.digest)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::BlobUnknown(_)), "{e:?}");
+        assert_eq!(
+            up.requests(),
+            [
+                format!("HEAD blob {}", other.digest),
+                format!("GET blob {}", other.digest)
+            ]
+        );
+    });
+}
+
 #[test]
 fn concurrent_pulls_of_one_missing_blob_fetch_it_once() {
     let Mirror { t, up } = mirror(true);
@@ -368,6 +412,52 @@ fn a_mirror_is_read_only_and_a_tag_gone_upstream_is_gone() {
         t.clock.advance(TTL);
         let e = pull(r, "hub/alpine", "3").await.unwrap_err();
         assert!(matches!(e, Error::ManifestUnknown(_)), "{e:?}");
+    });
+}
+
+/// A prefix laid over repositories holding pushed images is refused at
+/// start, naming them (review of issue 13, D1: the mirror deleted a pushed
+/// tag the upstream lacked and evicted pushed images); mirrored content
+/// and repositories beside the prefix are not in the way.
+#[test]
+fn a_prefix_over_pushed_images_is_refused_at_start() {
+    let before = TestRegistry::new();
+    let Mirror { t, up } = mirror(true);
+    upstream_image(&up, "library/alpine", "3", b"layer");
+    run(async {
+        let r = &before.registry;
+        push_image(r, &user(), &repo("hub/mine"), "v1", "a").await;
+        push_image(r, &user(), &repo("hub"), "v1", "b").await;
+        push_image(r, &user(), &repo("hubble/app"), "v1", "c").await;
+        let config = |up: Arc<FakeUpstream>| ProxyConfig {
+            prefix: repo("hub"),
+            upstream: up,
+            tag_ttl: TTL,
+            offline: true,
+            docker_hub: true,
+            max_size: None,
+        };
+        let over = Registry::new(
+            before.meta.clone(),
+            before.blobs.clone(),
+            before.identity.clone(),
+            before.policy.clone(),
+        )
+        .with_proxies(vec![config(up.clone())])
+        .unwrap();
+        let e = over.check_proxy_prefixes().await.unwrap_err();
+        assert!(matches!(e, Error::Invalid { .. }), "{e:?}");
+        let message = e.to_string();
+        assert!(
+            message.contains("prefix hub holds pushed images (hub, hub/mine)"),
+            "{message}"
+        );
+        assert!(message.contains("prefix of its own"), "{message}");
+        assert!(!message.contains("hubble"), "{message}");
+
+        // A running mirror's own cache is no pushed content.
+        pull(&t.registry, "hub/alpine", "3").await.unwrap();
+        t.registry.check_proxy_prefixes().await.unwrap();
     });
 }
 

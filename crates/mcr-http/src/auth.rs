@@ -1,11 +1,17 @@
 //! Who is calling: bearer tokens and HTTP Basic credentials, and the
 //! challenge that tells a client how to get a token.
 
-use axum::http::{header, HeaderMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+
+use axum::extract::{ConnectInfo, Request};
+use axum::http::{header, Extensions, HeaderMap};
+use axum::middleware::Next;
+use axum::response::Response;
 use base64::Engine as _;
 use mcr_core::names::RepoName;
 use mcr_core::ports::Secret;
-use mcr_core::registry::Caller;
+use mcr_core::registry::{Caller, RequestSlot};
 use mcr_core::Error;
 
 use crate::state::AppState;
@@ -59,13 +65,37 @@ impl Credentials {
     }
 }
 
-/// Establishes the caller, or says why not. The principal's subject is
-/// recorded on the request's log span; credentials never are.
+/// Where a request keeps its principal's in-flight slot
+/// ([`mcr_core::registry::Registry::begin_request`]): put in its
+/// extensions by [`hold_slots`], filled by [`authenticate`].
+#[derive(Clone, Default)]
+pub(crate) struct SlotHolder(Arc<OnceLock<RequestSlot>>);
+
+/// Middleware: a request counts as in flight for its principal from the
+/// moment it is authenticated until its handler has answered, which is
+/// when its body has been read (a response body streamed afterwards, a
+/// download, is bounded by `server.write_timeout` instead).
+pub(crate) async fn hold_slots(mut request: Request, next: Next) -> Response {
+    let held = SlotHolder::default();
+    request.extensions_mut().insert(held.clone());
+    let response = next.run(request).await;
+    drop(held);
+    response
+}
+
+/// Establishes the caller of a request with these headers and
+/// extensions (the peer's address, the [`SlotHolder`]), or says why not:
+/// bad credentials, or `Error::TooManyRequests` past the principal's rate
+/// or requests in flight. The principal's subject is recorded on the
+/// request's log span; credentials never are.
 pub async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
-    ip: Option<String>,
+    extensions: &Extensions,
 ) -> Result<Caller, Error> {
+    let ip = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip().to_string());
     let principal = match Credentials::from_headers(headers)? {
         None => return Err(Error::Unauthenticated("no credentials".into())),
         Some(Credentials::Bearer(token)) => state.registry.authenticate(&token).await?,
@@ -77,6 +107,12 @@ pub async fn authenticate(
         }
     };
     tracing::Span::current().record("subject", principal.subject.as_str());
+    if let Some(SlotHolder(slot)) = extensions.get::<SlotHolder>() {
+        // Once per request, however many times it is authenticated.
+        if slot.get().is_none() {
+            let _ = slot.set(state.registry.begin_request(&principal)?);
+        }
+    }
     Ok(Caller { principal, ip })
 }
 

@@ -16,6 +16,7 @@ mod file_body;
 mod log;
 pub mod metrics;
 pub mod oci;
+mod pace;
 pub mod state;
 pub mod token;
 
@@ -23,7 +24,6 @@ use std::sync::Arc;
 
 use axum::routing::{any, get};
 use axum::Router;
-use tower_http::timeout::RequestBodyTimeoutLayer;
 
 pub use file_body::FileBody;
 pub use state::{AppState, HttpConfig};
@@ -36,7 +36,10 @@ pub fn router(state: AppState) -> Router {
         .config
         .metrics
         .then(|| Arc::new(metrics::HttpMetrics::new()));
-    let body_timeout = state.config.body_timeout;
+    let pace = pace::Pace {
+        timeout: state.config.body_timeout,
+        min_rate: state.config.min_body_rate,
+    };
     let router = Router::new()
         .route(
             "/v2",
@@ -56,9 +59,12 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v2/{*path}", any(oci::dispatch))
         .nest("/v1", admin::router())
-        // A client that stops sending a body must not hold its request
-        // (and an upload's half-written chunk) for ever.
-        .layer(RequestBodyTimeoutLayer::new(body_timeout))
+        // A client that stops sending a body, or trickles it, must not
+        // hold its request (and an upload's half-written chunk) for ever.
+        .layer(axum::middleware::from_fn(move |request, next| {
+            pace::pace_bodies(pace, request, next)
+        }))
+        .layer(axum::middleware::from_fn(auth::hold_slots))
         .layer(axum::middleware::from_fn_with_state(
             metrics,
             log::log_request,

@@ -33,20 +33,22 @@ pub async fn log_request(
     );
     let (req, recording) = match &metrics {
         Some(m) => {
-            let (req, recording) = m.begin(req, start);
+            let (req, recording) = m.begin(req);
             (req, Some(recording))
         }
         None => (req, None),
     };
     async move {
         let resp = next.run(req).await;
+        // One reading of the clock for the log line and the metrics.
+        let elapsed = start.elapsed();
         tracing::info!(
             status = resp.status().as_u16(),
-            duration_ms = start.elapsed().as_secs_f64() * 1000.0,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
             "request done"
         );
         match recording {
-            Some(r) => r.end(resp),
+            Some(r) => r.end(resp, elapsed),
             None => resp,
         }
     }

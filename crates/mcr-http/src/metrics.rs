@@ -14,22 +14,25 @@
 //! and ids never become label values, and a path no route matches is
 //! `unmatched`. `method` is one of the methods the API has, or `other`.
 //! A request is counted, and its duration taken, when its response head
-//! is ready (as most HTTP servers measure it); the body's bytes are
-//! counted as they stream, so a long download shows in the bytes sent.
-//! Bytes are body bytes as they cross the edge, headers left out.
+//! is ready (as most HTTP servers measure it). A streamed body's bytes
+//! are counted as they stream, so a long download shows in the bytes
+//! sent; a body of known size (a manifest, an error's JSON) is already in
+//! memory and is counted whole with the head. Bytes are body bytes as
+//! they cross the edge, headers left out: a body the transport does not
+//! send (the answer to a HEAD, a 204, a 304) counts nothing.
 //!
 //! Recording rides on the request log's middleware ([`crate::log`]), so
 //! it adds no layer of its own (each axum layer costs a few allocations
-//! per request). The handles of a route are made once and kept, so
-//! recording costs an extension lookup, a read-locked map lookup and a
-//! few atomic additions; the only allocations per request are the body
-//! wrappers (one for a bodiless request).
+//! per request). The handles of a route are made once and kept; those of
+//! the OCI endpoints, which nearly all requests take, in a table indexed
+//! by [`Endpoint`], so their requests are recorded with no hashing, no
+//! lock and no allocation beyond a wrapper around a streamed body.
 
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock, RwLock};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request};
@@ -39,7 +42,7 @@ use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use metrics::{Counter, Histogram, Label, SharedString};
 
-use crate::oci::OciRoute;
+use crate::oci::{Endpoint, OciRoute};
 use crate::FileBody;
 
 pub const REQUESTS: &str = "mcr_http_requests_total";
@@ -71,10 +74,19 @@ fn method_index(m: &Method) -> usize {
     }
 }
 
+/// The slot of `unmatched` in [`HttpMetrics::fixed`], after the OCI
+/// endpoints'.
+const UNMATCHED_SLOT: usize = Endpoint::COUNT;
+
 /// The handles of every route seen so far.
 #[derive(Default)]
 pub struct HttpMetrics {
-    routes: RwLock<HashMap<String, Arc<RouteMetrics>>>,
+    /// The OCI endpoints' handles by `Endpoint as usize`, then
+    /// `unmatched`'s: found by index, where a lookup by template would
+    /// hash it (SipHash) under a lock for every request.
+    fixed: [OnceLock<Arc<RouteMetrics>>; Endpoint::COUNT + 1],
+    /// Every other route's (`/v2/`, `/v2/token`, `/v1/...`), by template.
+    others: RwLock<HashMap<String, Arc<RouteMetrics>>>,
 }
 
 impl HttpMetrics {
@@ -98,13 +110,39 @@ impl HttpMetrics {
         HttpMetrics::default()
     }
 
-    fn route(&self, template: &str) -> Arc<RouteMetrics> {
-        let routes = self.routes.read().unwrap_or_else(|p| p.into_inner());
+    /// The handles of the request's route: by the OCI dispatcher's
+    /// endpoint, or by the template axum matched.
+    fn route(&self, req: &Request) -> Arc<RouteMetrics> {
+        let Some(matched) = req.extensions().get::<MatchedPath>() else {
+            return self.fixed(UNMATCHED_SLOT, UNMATCHED);
+        };
+        match matched.as_str() {
+            OCI_CATCH_ALL => match req
+                .uri()
+                .path()
+                .strip_prefix("/v2/")
+                .and_then(OciRoute::endpoint)
+            {
+                Some(e) => self.fixed(e as usize, e.template()),
+                None => self.fixed(UNMATCHED_SLOT, UNMATCHED),
+            },
+            // A nested router's fallback.
+            t if t.contains("__private__") => self.fixed(UNMATCHED_SLOT, UNMATCHED),
+            t => self.other(t),
+        }
+    }
+
+    fn fixed(&self, slot: usize, template: &str) -> Arc<RouteMetrics> {
+        Arc::clone(self.fixed[slot].get_or_init(|| Arc::new(RouteMetrics::new(template))))
+    }
+
+    fn other(&self, template: &str) -> Arc<RouteMetrics> {
+        let routes = self.others.read().unwrap_or_else(|p| p.into_inner());
         if let Some(r) = routes.get(template) {
             return Arc::clone(r);
         }
         drop(routes);
-        let mut routes = self.routes.write().unwrap_or_else(|p| p.into_inner());
+        let mut routes = self.others.write().unwrap_or_else(|p| p.into_inner());
         Arc::clone(
             routes
                 .entry(template.to_string())
@@ -157,44 +195,42 @@ impl RouteMetrics {
         })
     }
 
-    fn record(&self, method: usize, status: StatusCode, start: Instant) {
+    fn record(&self, method: usize, status: StatusCode, elapsed: Duration) {
         let m = self.method(method);
-        m.duration.record(start.elapsed().as_secs_f64());
-        let known = m
-            .requests
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .find(|(s, _)| *s == status)
-            .map(|(_, c)| c.clone());
-        let counter = known.unwrap_or_else(|| {
-            let mut requests = m.requests.write().unwrap_or_else(|p| p.into_inner());
-            if let Some((_, c)) = requests.iter().find(|(s, _)| *s == status) {
-                return c.clone();
-            }
-            let c = metrics::counter!(
-                REQUESTS,
-                vec![
-                    Label::new("route", self.route.clone()),
-                    Label::new("method", METHODS[method]),
-                    Label::new("code", status.as_str().to_string()),
-                ]
-            );
-            requests.push((status, c.clone()));
-            c
-        });
-        counter.increment(1);
+        m.duration.record(elapsed.as_secs_f64());
+        let requests = m.requests.read().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, c)) = requests.iter().find(|(s, _)| *s == status) {
+            c.increment(1);
+            return;
+        }
+        drop(requests);
+        let mut requests = m.requests.write().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, c)) = requests.iter().find(|(s, _)| *s == status) {
+            c.increment(1);
+            return;
+        }
+        let c = metrics::counter!(
+            REQUESTS,
+            vec![
+                Label::new("route", self.route.clone()),
+                Label::new("method", METHODS[method]),
+                Label::new("code", status.as_str().to_string()),
+            ]
+        );
+        c.increment(1);
+        requests.push((status, c));
     }
 }
 
 impl HttpMetrics {
-    /// Starts recording `req`, which arrived at `start`: its body's bytes
-    /// are counted as they are read (a body known to be empty, as a GET's
-    /// is, is left unwrapped). Called by the request middleware
-    /// ([`crate::log`]), which finishes with [`Recording::end`].
-    pub(crate) fn begin(&self, req: Request, start: Instant) -> (Request, Recording) {
-        let route = self.route(template(&req));
+    /// Starts recording `req`: its body's bytes are counted as they are
+    /// read (a body known to be empty, as a GET's is, is left unwrapped).
+    /// Called by the request middleware ([`crate::log`]), which finishes
+    /// with [`Recording::end`].
+    pub(crate) fn begin(&self, req: Request) -> (Request, Recording) {
+        let route = self.route(&req);
         let method = method_index(req.method());
+        let head = req.method() == Method::HEAD;
         let req = if req.body().is_end_stream() {
             req
         } else {
@@ -206,33 +242,49 @@ impl HttpMetrics {
             Recording {
                 route,
                 method,
-                start,
+                head,
             },
         )
     }
 }
 
-/// A request being recorded: its route's handles, method and arrival.
+/// A request being recorded: its route's handles and method.
 pub(crate) struct Recording {
     route: Arc<RouteMetrics>,
     method: usize,
-    start: Instant,
+    /// A HEAD: its answer's body is never sent.
+    head: bool,
 }
 
 impl Recording {
-    /// Counts the request with its status and duration now that its
-    /// response head is ready, and wraps the body to count the bytes sent.
-    pub(crate) fn end(self, mut resp: Response) -> Response {
+    /// Counts the request with its status and `elapsed` since its arrival
+    /// now that its response head is ready, and counts the bytes sent: a
+    /// body of known size at once, a streamed one as it streams.
+    pub(crate) fn end(self, mut resp: Response, elapsed: Duration) -> Response {
         let Recording {
             route,
             method,
-            start,
+            head,
         } = self;
-        route.record(method, resp.status(), start);
-        // A transport that sends the file region instead of the body
-        // (mcrsrv's sendfile path) counts its bytes with this.
+        let status = resp.status();
+        route.record(method, status, elapsed);
         if resp.extensions().get::<FileBody>().is_some() {
+            // A transport that sends the file region instead of the body
+            // (mcrsrv's sendfile path) counts its bytes with this.
             resp.extensions_mut().insert(SentBytes(route.sent.clone()));
+        } else if let Some(len) = resp.body().size_hint().exact() {
+            // Counted now rather than by a wrapper: the wrapper's
+            // allocation and its call per frame were most of what
+            // recording cost a manifest GET. The transport sends no body
+            // for these (RFC 9110), whatever the response holds.
+            let sent = !(head
+                || status.is_informational()
+                || status == StatusCode::NO_CONTENT
+                || status == StatusCode::NOT_MODIFIED);
+            if sent {
+                route.sent.increment(len);
+            }
+            return resp;
         }
         resp.map(|body| Body::new(Counted::new(body, route.sent.clone())))
     }
@@ -247,24 +299,6 @@ pub struct SentBytes(Counter);
 impl SentBytes {
     pub fn add(&self, bytes: u64) {
         self.0.increment(bytes);
-    }
-}
-
-/// The request's route template.
-fn template(req: &Request) -> &str {
-    let Some(matched) = req.extensions().get::<MatchedPath>() else {
-        return UNMATCHED;
-    };
-    match matched.as_str() {
-        OCI_CATCH_ALL => req
-            .uri()
-            .path()
-            .strip_prefix("/v2/")
-            .and_then(OciRoute::template)
-            .unwrap_or(UNMATCHED),
-        // A nested router's fallback.
-        t if t.contains("__private__") => UNMATCHED,
-        t => t,
     }
 }
 
@@ -303,5 +337,129 @@ impl HttpBody for Counted {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Mutex;
+
+    use axum::routing::any;
+    use axum::Router;
+    use http_body_util::BodyExt;
+    use metrics::{Gauge, Key, KeyName, Metadata, Unit};
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// Keeps every counter, by key; histograms and gauges go nowhere.
+    #[derive(Default)]
+    struct Counters(Mutex<HashMap<Key, Arc<AtomicU64>>>);
+
+    impl Counters {
+        fn get(&self, name: &'static str, labels: &[(&'static str, &'static str)]) -> u64 {
+            let labels: Vec<Label> = labels.iter().map(|&(k, v)| Label::new(k, v)).collect();
+            let key = Key::from_parts(name, labels);
+            let counters = self.0.lock().unwrap();
+            counters.get(&key).map_or(0, |c| c.load(Ordering::Relaxed))
+        }
+    }
+
+    impl metrics::Recorder for Counters {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+            let mut counters = self.0.lock().unwrap();
+            Counter::from_arc(Arc::clone(counters.entry(key.clone()).or_default()))
+        }
+        fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+            Gauge::noop()
+        }
+        fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+            Histogram::noop()
+        }
+    }
+
+    const MANIFEST: &str = "/v2/<name>/manifests/<reference>";
+    const BLOB: &str = "/v2/<name>/blobs/<digest>";
+    const TAGS: &str = "/v2/<name>/tags/list";
+
+    /// A manifest's body is known-size (10 bytes), a blob's streams (3 ×
+    /// 4 bytes), a tag list answers 204 with a body it must not send, and
+    /// anything else is not found.
+    async fn answer(req: Request) -> Response {
+        let path = req.uri().path();
+        if path.contains("/manifests/") {
+            Response::new(Body::from("0123456789"))
+        } else if path.contains("/blobs/") {
+            let chunks = (0..3).map(|_| Ok::<_, std::io::Error>(Bytes::from_static(b"blob")));
+            Response::new(Body::from_stream(futures_util::stream::iter(chunks)))
+        } else if path.ends_with("/tags/list") {
+            let mut resp = Response::new(Body::from("ignored"));
+            *resp.status_mut() = StatusCode::NO_CONTENT;
+            resp
+        } else {
+            let mut resp = Response::new(Body::empty());
+            *resp.status_mut() = StatusCode::NOT_FOUND;
+            resp
+        }
+    }
+
+    #[test]
+    fn known_size_bodies_count_with_the_head_and_streamed_ones_as_they_stream() {
+        let counters = Counters::default();
+        metrics::with_local_recorder(&counters, || {
+            let app = Router::new().route("/v2/{*path}", any(answer)).layer(
+                axum::middleware::from_fn_with_state(
+                    Some(Arc::new(HttpMetrics::new())),
+                    crate::log::log_request,
+                ),
+            );
+            let send = |method: &str, path: &str| {
+                let req = Request::builder()
+                    .method(method)
+                    .uri(path)
+                    .body(Body::empty())
+                    .unwrap();
+                app.clone().oneshot(req)
+            };
+            let sent = |route| counters.get(SENT, &[("route", route)]);
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                // Counted whole as the head is ready, before any is read.
+                let resp = send("GET", "/v2/a/b/manifests/latest").await.unwrap();
+                assert_eq!(sent(MANIFEST), 10);
+                assert_eq!(
+                    resp.into_body().collect().await.unwrap().to_bytes().len(),
+                    10
+                );
+                assert_eq!(sent(MANIFEST), 10);
+                // A HEAD's answer and a 204's send no body.
+                send("HEAD", "/v2/a/manifests/latest").await.unwrap();
+                assert_eq!(sent(MANIFEST), 10);
+                send("GET", "/v2/a/tags/list").await.unwrap();
+                assert_eq!(sent(TAGS), 0);
+                // A streamed body counts what was read of it.
+                let resp = send("GET", "/v2/a/blobs/sha256:00").await.unwrap();
+                assert_eq!(sent(BLOB), 0);
+                resp.into_body().collect().await.unwrap();
+                assert_eq!(sent(BLOB), 12);
+                send("GET", "/v2/a/other").await.unwrap();
+            });
+            for (route, method, code, n) in [
+                (MANIFEST, "GET", "200", 1),
+                (MANIFEST, "HEAD", "200", 1),
+                (TAGS, "GET", "204", 1),
+                (BLOB, "GET", "200", 1),
+                (UNMATCHED, "GET", "404", 1),
+            ] {
+                let labels = [("route", route), ("method", method), ("code", code)];
+                assert_eq!(counters.get(REQUESTS, &labels), n, "{labels:?}");
+            }
+        });
     }
 }

@@ -7,6 +7,11 @@ use axum::http::{header, HeaderMap};
 use mcr_core::registry::Registry;
 use tokio_util::task::TaskTracker;
 
+/// [`HttpConfig::min_body_rate`] by default: 1 KiB/s, twice Apache's
+/// `mod_reqtimeout` default; a 1 GiB layer may take 12 days at it, so
+/// only a client that means to hold the request is cut off.
+pub const DEFAULT_MIN_BODY_RATE: u64 = 1024;
+
 /// Settings of the HTTP edge.
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
@@ -21,9 +26,13 @@ pub struct HttpConfig {
     pub max_json_body: usize,
     /// Whether requests are recorded as metrics ([`crate::metrics`]).
     pub metrics: bool,
-    /// Longest a request body may go without sending a byte; the request
-    /// then fails with 408 and a half-sent chunk is discarded.
+    /// Longest a request body may go without sending a byte, and the
+    /// grace before `min_body_rate` counts; the request then fails with
+    /// 408 and a half-sent chunk is discarded.
     pub body_timeout: Duration,
+    /// Least average rate a request body must keep after `body_timeout`,
+    /// in bytes per second (0: none); slower fails as `body_timeout` does.
+    pub min_body_rate: u64,
 }
 
 impl Default for HttpConfig {
@@ -35,6 +44,7 @@ impl Default for HttpConfig {
             max_json_body: 64 * 1024,
             metrics: false,
             body_timeout: Duration::from_secs(60),
+            min_body_rate: DEFAULT_MIN_BODY_RATE,
         }
     }
 }

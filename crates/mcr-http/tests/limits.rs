@@ -7,14 +7,15 @@
 
 mod support;
 
-use std::num::NonZeroU32;
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Method, StatusCode};
 use bytes::Bytes;
 use futures_util::StreamExt;
-use mcr_core::registry::RateLimit;
+use mcr_core::registry::{LoginLimit, RateLimit};
+use mcr_http::HttpConfig;
 use support::*;
 
 /// How long a test waits for something the registry must do by itself.
@@ -50,6 +51,59 @@ async fn a_chunk_that_stops_arriving_is_refused_and_discarded() {
         .await;
     r.assert_status(StatusCode::ACCEPTED);
     assert_eq!(r.header("range"), Some("0-10"));
+}
+
+/// A body that sends one byte every `every`, for ever.
+fn trickling_body(every: Duration) -> Body {
+    Body::from_stream(futures_util::stream::unfold((), move |()| async move {
+        tokio::time::sleep(every).await;
+        Some((Ok::<_, std::io::Error>(Bytes::from_static(b"x")), ()))
+    }))
+}
+
+/// Review of issue 16, D1: a byte every 10 s never trips the 60 s wait
+/// between bytes, but falls behind the minimum rate once the 60 s grace
+/// is over; the chunk is refused with 408 and discarded.
+#[tokio::test(start_paused = true)]
+async fn a_chunk_trickled_below_the_minimum_rate_is_refused_and_discarded() {
+    let h = Harness::new();
+    let location = h.start_upload("team/app").await;
+    let started = tokio::time::Instant::now();
+    let patch = h
+        .user(Method::PATCH, &location)
+        .header("content-type", "application/octet-stream")
+        .header("content-length", (1u64 << 20).to_string())
+        .body(trickling_body(Duration::from_secs(10)))
+        .send();
+    let r = tokio::time::timeout(GUARD, patch)
+        .await
+        .expect("a PATCH whose body trickles is answered");
+    r.assert_error(StatusCode::REQUEST_TIMEOUT, "BLOB_UPLOAD_INVALID");
+    assert!(r.text().contains("server.min_body_rate"), "{}", r.text());
+    // Six bytes in 60 s earn 6 ms past the grace.
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(60) && took < Duration::from_secs(61),
+        "{took:?}"
+    );
+    assert_eq!(h.upload_range(&location).await, "0-0");
+    // Off, the same body is only held to the wait between bytes.
+    let h = Harness::with_config(HttpConfig {
+        min_body_rate: 0,
+        ..HttpConfig::default()
+    });
+    let location = h.start_upload("team/app").await;
+    let patch = h
+        .user(Method::PATCH, &location)
+        .header("content-type", "application/octet-stream")
+        .body(trickling_body(Duration::from_secs(10)))
+        .send();
+    assert!(
+        tokio::time::timeout(Duration::from_secs(600), patch)
+            .await
+            .is_err(),
+        "with min_body_rate 0 a body that keeps coming is not cut off"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -165,4 +219,113 @@ async fn open_upload_sessions_past_the_cap_get_429_with_retry_after() {
         .send()
         .await;
     r.assert_status(StatusCode::ACCEPTED);
+}
+
+/// Review of issue 16, D1: however slowly their bodies come, one
+/// principal holds at most `max_requests_in_flight` requests (and so
+/// connections); one more is 429 with Retry-After, others are not held
+/// back, and a request that ends gives its slot back.
+#[tokio::test(start_paused = true)]
+async fn requests_in_flight_past_the_principals_cap_get_429() {
+    let h = Harness::with(Setup {
+        max_requests_in_flight: Some(NonZeroUsize::new(2).expect("2")),
+        ..Setup::bearer()
+    });
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let location = h.start_upload("team/app").await;
+        held.push(tokio::spawn(
+            h.bearer_as("user", Method::PATCH, &location)
+                .header("content-type", "application/octet-stream")
+                .body(stalling_body(b"a byte or two"))
+                .send(),
+        ));
+    }
+    // Both PATCHes reach their bodies; the clock moves 1 ms, far inside
+    // the body timeout.
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    let r = h.bearer_as("user", Method::GET, "/v2/").send().await;
+    r.assert_error(StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS");
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert!(r.text().contains("in flight"), "{}", r.text());
+    let r = h
+        .bearer_as("user", Method::GET, "/v1/repositories")
+        .send()
+        .await;
+    r.assert_admin_error(StatusCode::TOO_MANY_REQUESTS, &["in flight"]);
+    h.bearer_as("admin", Method::GET, "/v2/")
+        .send()
+        .await
+        .assert_status(StatusCode::OK);
+    held.pop().expect("two").abort();
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    h.bearer_as("user", Method::GET, "/v2/")
+        .send()
+        .await
+        .assert_status(StatusCode::OK);
+}
+
+/// Review of issue 16, D2: past the failed logins allowed for a username,
+/// every way of logging in is refused with 429 and Retry-After without
+/// the password being checked (the right one too), until the window ends;
+/// another username is not held back, and successes never count.
+#[tokio::test]
+async fn failed_logins_past_the_limit_are_refused_until_the_window_ends() {
+    let h = Harness::with(Setup {
+        login_limit: Some(LoginLimit {
+            per_username: 3,
+            per_address: 0,
+            window: Duration::from_secs(300),
+        }),
+        ..Setup::default()
+    });
+    // Successes are not failures.
+    for _ in 0..5 {
+        h.user(Method::GET, "/v2/")
+            .send()
+            .await
+            .assert_status(StatusCode::OK);
+    }
+    let bad = serde_json::json!({"username": "user", "password": "wrong"});
+    for _ in 0..2 {
+        let r = h
+            .anon(Method::POST, "/v1/auth/login")
+            .json(&bad)
+            .send()
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
+    }
+    let r = h
+        .anon(Method::GET, "/v2/token")
+        .basic("user", "wrong")
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
+    // Three failures: the right password is refused as well now.
+    let r = h.user(Method::GET, "/v2/").send().await;
+    r.assert_error(StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS");
+    assert_eq!(r.header("retry-after"), Some("300"));
+    let r = h.user(Method::GET, "/v2/token").send().await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text());
+    let r = h
+        .anon(Method::POST, "/v1/auth/login")
+        .json(&bad)
+        .send()
+        .await;
+    r.assert_admin_error(StatusCode::TOO_MANY_REQUESTS, &["failed logins for user"]);
+    assert!(r.header("retry-after").is_some());
+    h.as_("admin", Method::GET, "/v2/")
+        .send()
+        .await
+        .assert_status(StatusCode::OK);
+    // Refusals are neither checked nor audited: three failures logged.
+    assert_eq!(
+        h.audit(mcr_core::audit::EventType::LoginFailed).await.len(),
+        3
+    );
+    h.clock.advance(Duration::from_secs(300));
+    h.user(Method::GET, "/v2/")
+        .send()
+        .await
+        .assert_status(StatusCode::OK);
 }

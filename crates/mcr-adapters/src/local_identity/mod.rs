@@ -9,7 +9,9 @@
 //!   (`local:<username>`), username, account type, roles, issue and expiry
 //!   times and a random token id.
 //! - **Validation** runs on every request, so it is only a parse, a MAC
-//!   check and a clock check — never argon2.
+//!   check and a clock check — never argon2 — and a token verified once
+//!   is remembered by its text ([`verified`]): the next requests with it
+//!   check only its expiry and revocation.
 //! - **Logins** verify the password with argon2id on a blocking thread.
 //!   Clients that send HTTP Basic credentials with every request would pay
 //!   that each time, so a success is remembered for 30 s, keyed by the
@@ -29,6 +31,7 @@
 mod key;
 mod password;
 mod token;
+mod verified;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -50,6 +53,7 @@ pub use password::hash_password;
 use crate::metrics::TokenMetrics;
 use password::LoginCache;
 use token::Claims;
+use verified::{Verified, VerifiedTokens};
 
 /// How long a token is valid when the config does not say.
 pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(3600);
@@ -127,6 +131,7 @@ struct Inner {
     /// argon2 verifications run so far.
     verifications: AtomicU64,
     tokens: TokenMetrics,
+    verified: VerifiedTokens,
 }
 
 impl LocalIdentity {
@@ -177,6 +182,7 @@ impl LocalIdentity {
                 revoked: Mutex::new(HashMap::new()),
                 verifications: AtomicU64::new(0),
                 tokens: TokenMetrics::new(),
+                verified: VerifiedTokens::default(),
             }),
             revocations: None,
         })
@@ -299,17 +305,32 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Inner {
-    /// The claims of a token this server signed, not expired nor revoked.
-    fn claims(&self, token: &Secret) -> Result<Claims> {
-        let claims = token::verify(&self.key, token.expose())
-            .ok_or_else(|| Error::Unauthenticated("invalid token".into()))?;
-        if self.clock.now().as_millis() >= claims.exp {
+    /// What a token this server signed proves, if it has not expired nor
+    /// been revoked: from the verified tokens, or verified now and added.
+    fn verify(&self, token: &Secret) -> Result<Principal> {
+        let now = self.clock.now().as_millis();
+        let (verified, known) = match self.verified.get(token.expose()) {
+            Some(v) => {
+                self.tokens.cache_hit();
+                (v, true)
+            }
+            None => {
+                let claims = token::verify(&self.key, token.expose())
+                    .ok_or_else(|| Error::Unauthenticated("invalid token".into()))?;
+                (Arc::new(Verified::from(claims)), false)
+            }
+        };
+        if now >= verified.exp {
             return Err(Error::Unauthenticated("token expired".into()));
         }
-        if lock(&self.revoked).contains_key(&claims.jti) {
+        if lock(&self.revoked).contains_key(&verified.jti) {
             return Err(Error::Unauthenticated("token revoked".into()));
         }
-        Ok(claims)
+        if !known {
+            self.verified
+                .insert(token.expose(), Arc::clone(&verified), now);
+        }
+        Ok(verified.principal.clone())
     }
 
     /// The full password check: argon2, slow on purpose. Blocking.
@@ -361,9 +382,7 @@ impl TokenValidator for LocalIdentity {
     async fn validate(&self, token: &Secret) -> Result<Principal> {
         self.fresh_revocations().await?;
         let inner = &self.inner;
-        inner
-            .tokens
-            .record(inner.claims(token).map(Claims::principal))
+        inner.tokens.record(inner.verify(token))
     }
 
     async fn login(&self, username: &str, password: &Secret) -> Result<IssuedToken> {

@@ -249,7 +249,7 @@ impl MciasTokenValidator {
         let key = token_hash(token);
         let now = self.clock.now();
         if let Some(p) = self.cache.get(&key, now) {
-            self.calls.cache_hits.increment(1);
+            self.tokens.cache_hit();
             tracing::trace!(subject = %p.subject, "MCIAS validation from the cache");
             return Ok(p);
         }

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use deadpool_postgres::Transaction;
 use mcr_core::audit::{AuditEvent, AuditQuery, NewAuditEvent};
 use mcr_core::digest::Digest;
 use mcr_core::names::RepoName;
@@ -13,6 +14,28 @@ use tokio_postgres::Row;
 
 use super::rows::{change, limit_of, parsed, parsed_opt, time_at};
 use super::{sql, PostgresMetaStore, StepResult, TxError};
+
+/// Inserts one event in the transaction `tx`: also the changes that are
+/// recorded with their event in one step.
+pub(super) async fn insert(tx: &Transaction<'_>, e: &NewAuditEvent) -> StepResult<()> {
+    let details = serde_json::to_string(&e.details)
+        .map_err(|err| TxError::Engine(Error::storage("encoding audit details", err)))?;
+    change(
+        tx,
+        sql::INSERT_AUDIT,
+        &[
+            &e.time.as_millis(),
+            &e.event_type.as_str(),
+            &e.actor_id,
+            &e.repository.as_ref().map(RepoName::as_str),
+            &e.digest.as_ref().map(Digest::to_string),
+            &e.ip,
+            &details,
+        ],
+    )
+    .await
+    .map(drop)
+}
 
 fn audit_event(row: &Row) -> StepResult<AuditEvent> {
     let details: &str = row.try_get(7)?;
@@ -91,31 +114,10 @@ impl AuditLog for PostgresMetaStore {
         if events.is_empty() {
             return Ok(());
         }
-        let rows = events
-            .iter()
-            .map(|e| {
-                let details = serde_json::to_string(&e.details)
-                    .map_err(|err| Error::storage("encoding audit details", err))?;
-                Ok((e.clone(), details))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        self.write("recording audit events", rows, |tx, rows| {
+        self.write("recording audit events", events.to_vec(), |tx, events| {
             Box::pin(async move {
-                for (e, details) in rows {
-                    change(
-                        tx,
-                        sql::INSERT_AUDIT,
-                        &[
-                            &e.time.as_millis(),
-                            &e.event_type.as_str(),
-                            &e.actor_id,
-                            &e.repository.as_ref().map(RepoName::as_str),
-                            &e.digest.as_ref().map(Digest::to_string),
-                            &e.ip,
-                            details,
-                        ],
-                    )
-                    .await?;
+                for e in events.iter() {
+                    insert(tx, e).await?;
                 }
                 Ok(())
             })

@@ -1,6 +1,7 @@
 //! `BlobIndex` on PostgreSQL: blob rows and repository links.
 
 use async_trait::async_trait;
+use mcr_core::audit::NewAuditEvent;
 use mcr_core::digest::Digest;
 use mcr_core::names::RepoName;
 use mcr_core::ports::{keyset_pages, BlobIndex, BlobInfo, ListStream, Page};
@@ -8,7 +9,7 @@ use mcr_core::time::Timestamp;
 use mcr_core::Result;
 
 use super::rows::{all, blob_info, change, ensure_repo, limit_of, link, one, parsed};
-use super::{sql, PostgresMetaStore, LIST_PAGE};
+use super::{audit, sql, PostgresMetaStore, LIST_PAGE};
 
 #[async_trait]
 impl BlobIndex for PostgresMetaStore {
@@ -47,29 +48,41 @@ impl BlobIndex for PostgresMetaStore {
         to: &RepoName,
         digest: &Digest,
         at: Timestamp,
+        event: &NewAuditEvent,
     ) -> Result<Option<BlobInfo>> {
-        let data = (from.clone(), to.clone(), digest.to_string(), at);
-        self.write("mounting a blob", data, |tx, (from, to, digest, at)| {
-            Box::pin(async move {
-                // The blob row first, held: a sweep of it either finished
-                // (no row, nothing to mount) or waits for our new link.
-                if one(tx, sql::LOCK_BLOB, &[digest], |_| Ok(()))
-                    .await?
-                    .is_none()
-                {
-                    return Ok(None);
-                }
-                let Some(info) =
-                    one(tx, sql::BLOB_IN_REPO, &[&from.as_str(), digest], blob_info).await?
-                else {
-                    // Nothing changes, not even `to` coming into being.
-                    return Ok(None);
-                };
-                let to_id = ensure_repo(tx, to, *at).await?;
-                link(tx, to_id, digest, *at).await?;
-                Ok(Some(info))
-            })
-        })
+        let data = (
+            from.clone(),
+            to.clone(),
+            digest.to_string(),
+            at,
+            event.clone(),
+        );
+        self.write(
+            "mounting a blob",
+            data,
+            |tx, (from, to, digest, at, event)| {
+                Box::pin(async move {
+                    // The blob row first, held: a sweep of it either finished
+                    // (no row, nothing to mount) or waits for our new link.
+                    if one(tx, sql::LOCK_BLOB, &[digest], |_| Ok(()))
+                        .await?
+                        .is_none()
+                    {
+                        return Ok(None);
+                    }
+                    let Some(info) =
+                        one(tx, sql::BLOB_IN_REPO, &[&from.as_str(), digest], blob_info).await?
+                    else {
+                        // Nothing changes, not even `to` coming into being.
+                        return Ok(None);
+                    };
+                    let to_id = ensure_repo(tx, to, *at).await?;
+                    link(tx, to_id, digest, *at).await?;
+                    audit::insert(tx, event).await?;
+                    Ok(Some(info))
+                })
+            },
+        )
         .await
     }
 

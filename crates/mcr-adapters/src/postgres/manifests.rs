@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 use deadpool_postgres::Transaction;
+use mcr_core::audit::NewAuditEvent;
 use mcr_core::digest::Digest;
 use mcr_core::media::MediaType;
 use mcr_core::names::{Reference, RepoName, Tag};
@@ -13,7 +14,7 @@ use tokio_postgres::Row;
 use super::rows::{
     all, change, ensure_repo, i64_of, limit_of, lock_repo, one, parsed, parsed_opt, time_at,
 };
-use super::{sql, PostgresMetaStore, StepResult, TxError};
+use super::{audit, sql, PostgresMetaStore, StepResult, TxError};
 
 fn manifest_record(row: &Row) -> StepResult<ManifestRecord> {
     let raw: Vec<u8> = row.try_get(3)?;
@@ -65,8 +66,9 @@ fn texts(digests: &[Digest]) -> Vec<String> {
 
 #[async_trait]
 impl ManifestStore for PostgresMetaStore {
-    async fn put_manifest(&self, m: NewManifest) -> Result<()> {
-        self.write("storing a manifest", m, |tx, m| {
+    async fn put_manifest(&self, m: NewManifest, event: &NewAuditEvent) -> Result<()> {
+        let data = (m, event.clone());
+        self.write("storing a manifest", data, |tx, (m, event)| {
             Box::pin(async move {
                 // Check everything before writing anything. Without the
                 // repository nothing is linked or stored in it. What the
@@ -104,6 +106,7 @@ impl ManifestStore for PostgresMetaStore {
                         &m.subject.as_ref().map(Digest::to_string),
                         &m.artifact_type.as_ref().map(MediaType::as_str),
                         &m.created.as_millis(),
+                        &(m.provenance == Provenance::Pushed),
                     ],
                     |r| Ok(r.try_get(0)?),
                 )
@@ -136,7 +139,7 @@ impl ManifestStore for PostgresMetaStore {
                     )
                     .await?;
                 }
-                Ok(())
+                audit::insert(tx, event).await
             })
         })
         .await

@@ -70,6 +70,19 @@ impl RepositoryStore for PostgresMetaStore {
         .await
     }
 
+    async fn pushed_repositories(&self, prefix: &RepoName, limit: usize) -> Result<Vec<RepoName>> {
+        let data = (prefix.as_str(), limit_of(limit));
+        self.run("listing pushed repositories", data, |c, (prefix, limit)| {
+            Box::pin(async move {
+                all(c, sql::PUSHED_REPOS, &[prefix, limit], |r| {
+                    parsed(r, 0, RepoName::new)
+                })
+                .await
+            })
+        })
+        .await
+    }
+
     async fn repository_summaries(&self, query: &RepoQuery) -> Result<Vec<RepoSummary>> {
         self.run(
             "summarising repositories",

@@ -137,6 +137,18 @@ const MIGRATIONS: &[(i64, &str)] = &[
         r#"ALTER TABLE uploads ADD COLUMN owner text COLLATE "C" NOT NULL DEFAULT '';
         CREATE INDEX uploads_by_owner ON uploads (owner);"#,
     ),
+    (
+        5,
+        // Whether a manifest was pushed or mirrored from an upstream, so a
+        // `[[proxy]]` prefix laid over pushed images is refused at start.
+        // Stored manifests are known pushed when the audit log holds their
+        // `manifest_pushed` event (every push records one).
+        "ALTER TABLE manifests ADD COLUMN pushed boolean NOT NULL DEFAULT false;
+        UPDATE manifests SET pushed = true WHERE (repository_id, digest) IN (
+            SELECT r.id, a.digest FROM audit_log a JOIN repositories r ON r.name = a.repository
+            WHERE a.event_type = 'manifest_pushed'
+        );",
+    ),
 ];
 
 /// The schema version this build writes and understands.

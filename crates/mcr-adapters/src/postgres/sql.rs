@@ -89,6 +89,12 @@ pub(super) const LISTING: Dialect = Dialect {
 };
 pub(super) const STORED_BYTES: &str = "SELECT ((SELECT COALESCE(SUM(size), 0) FROM blobs)
     + (SELECT COALESCE(SUM(size), 0) FROM manifests))::bigint";
+// Names under `prefix/` sort from `prefix/` up to `prefix0` ('0' follows
+// '/'), by the bytes: names are COLLATE "C".
+pub(super) const PUSHED_REPOS: &str = "SELECT r.name FROM repositories r
+    WHERE (r.name = $1 OR (r.name >= $1 || '/' AND r.name < $1 || '0'))
+    AND EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id AND m.pushed)
+    ORDER BY r.name LIMIT $2";
 pub(super) const SUMMARY: &str = concat!(
     summary_select!(),
     "WHERE r.name = $1 AND ",
@@ -120,8 +126,8 @@ pub(super) const MANIFEST_ID: &str =
     "SELECT id FROM manifests WHERE repository_id = $1 AND digest = $2";
 /// Returns the new id, or no row if the manifest was already stored.
 pub(super) const INSERT_MANIFEST: &str = "INSERT INTO manifests
-    (repository_id, digest, media_type, raw, size, subject_digest, artifact_type, created)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+    (repository_id, digest, media_type, raw, size, subject_digest, artifact_type, created, pushed)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
     ON CONFLICT (repository_id, digest) DO NOTHING RETURNING id";
 pub(super) const INSERT_REFERENCES: &str =
     "INSERT INTO manifest_references (manifest_id, kind, digest)

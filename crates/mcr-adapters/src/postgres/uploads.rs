@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use mcr_core::audit::NewAuditEvent;
 use mcr_core::ids::UploadId;
 use mcr_core::names::RepoName;
 use mcr_core::ports::{
@@ -12,7 +13,7 @@ use mcr_core::{Error, Result};
 use tokio_postgres::Row;
 
 use super::rows::{all, change, ensure_repo, i64_of, limit_of, link, one, parsed, time_at, u64_at};
-use super::{sql, PostgresMetaStore, StepResult, LIST_PAGE};
+use super::{audit, sql, PostgresMetaStore, StepResult, LIST_PAGE};
 
 fn upload_session(row: &Row) -> StepResult<UploadSession> {
     Ok(UploadSession {
@@ -129,9 +130,15 @@ impl UploadSessionStore for PostgresMetaStore {
         .await
     }
 
-    async fn complete_upload(&self, id: &UploadId, blob: &BlobInfo, at: Timestamp) -> Result<()> {
-        let data = (id.clone(), blob.clone(), at);
-        self.write("completing an upload", data, |tx, (id, blob, at)| {
+    async fn complete_upload(
+        &self,
+        id: &UploadId,
+        blob: &BlobInfo,
+        at: Timestamp,
+        event: &NewAuditEvent,
+    ) -> Result<()> {
+        let data = (id.clone(), blob.clone(), at, event.clone());
+        self.write("completing an upload", data, |tx, (id, blob, at, event)| {
             Box::pin(async move {
                 let gone = || Error::UploadUnknown(id.to_string());
                 // Locks in the order every step takes them: the repository,
@@ -161,7 +168,8 @@ impl UploadSessionStore for PostgresMetaStore {
                     )
                     .await?;
                 }
-                link(tx, repo, &digest, *at).await
+                link(tx, repo, &digest, *at).await?;
+                audit::insert(tx, event).await
             })
         })
         .await

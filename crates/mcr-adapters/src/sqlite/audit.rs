@@ -73,8 +73,9 @@ pub(super) fn audit_sql(q: &AuditQuery) -> (String, Vec<Value>) {
     (sql, args)
 }
 
-/// Inserts one event in the transaction `tx` belongs to.
-fn insert(tx: &rusqlite::Connection, e: &NewAuditEvent) -> Result<()> {
+/// Inserts one event in the transaction `tx` belongs to: also the
+/// changes that are recorded with their event in one step.
+pub(super) fn insert(tx: &rusqlite::Connection, e: &NewAuditEvent) -> Result<()> {
     let details =
         serde_json::to_string(&e.details).map_err(|e| storage("encoding audit details", e))?;
     change(

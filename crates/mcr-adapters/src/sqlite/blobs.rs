@@ -1,6 +1,7 @@
 //! `BlobIndex` on SQLite: blob rows and repository links.
 
 use async_trait::async_trait;
+use mcr_core::audit::NewAuditEvent;
 use mcr_core::digest::Digest;
 use mcr_core::names::RepoName;
 use mcr_core::ports::{keyset_pages, BlobIndex, BlobInfo, ListStream, Page};
@@ -9,7 +10,7 @@ use mcr_core::Result;
 use rusqlite::params;
 
 use super::rows::{all, blob_info, change, ensure_repo, limit_of, link, one, parsed};
-use super::{sql, SqliteMetaStore, LIST_PAGE};
+use super::{audit, sql, SqliteMetaStore, LIST_PAGE};
 
 #[async_trait]
 impl BlobIndex for SqliteMetaStore {
@@ -44,8 +45,10 @@ impl BlobIndex for SqliteMetaStore {
         to: &RepoName,
         digest: &Digest,
         at: Timestamp,
+        event: &NewAuditEvent,
     ) -> Result<Option<BlobInfo>> {
         let (from, to, digest) = (from.clone(), to.clone(), digest.to_string());
+        let event = event.clone();
         self.write("mounting a blob", move |tx| {
             let Some(info) = one(
                 tx,
@@ -59,6 +62,7 @@ impl BlobIndex for SqliteMetaStore {
             };
             let to_id = ensure_repo(tx, &to, at)?;
             link(tx, to_id, &digest, at)?;
+            audit::insert(tx, &event)?;
             Ok(Some(info))
         })
         .await

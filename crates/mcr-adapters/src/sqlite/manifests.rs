@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use mcr_core::audit::NewAuditEvent;
 use mcr_core::digest::Digest;
 use mcr_core::media::MediaType;
 use mcr_core::names::{Reference, RepoName, Tag};
@@ -11,7 +12,7 @@ use mcr_core::{Error, Result};
 use rusqlite::{params, Row};
 
 use super::rows::{all, change, ensure_repo, i64_of, limit_of, one, parsed, parsed_opt, repo_id};
-use super::{db, sql, storage, SqliteMetaStore};
+use super::{audit, db, sql, storage, SqliteMetaStore};
 
 fn manifest_record(row: &Row<'_>) -> rusqlite::Result<ManifestRecord> {
     let raw: Vec<u8> = row.get(3)?;
@@ -28,7 +29,8 @@ fn manifest_record(row: &Row<'_>) -> rusqlite::Result<ManifestRecord> {
 
 #[async_trait]
 impl ManifestStore for SqliteMetaStore {
-    async fn put_manifest(&self, m: NewManifest) -> Result<()> {
+    async fn put_manifest(&self, m: NewManifest, event: &NewAuditEvent) -> Result<()> {
+        let event = event.clone();
         self.write("storing a manifest", move |tx| {
             // Check everything before writing anything: a failure then
             // needs no rollback at all (and gets one anyway on drop).
@@ -76,6 +78,7 @@ impl ManifestStore for SqliteMetaStore {
                     m.subject.as_ref().map(Digest::to_string),
                     m.artifact_type.as_ref().map(MediaType::as_str),
                     m.created.as_millis(),
+                    m.provenance == Provenance::Pushed,
                 ],
                 |r| r.get(0),
             )?;
@@ -109,7 +112,7 @@ impl ManifestStore for SqliteMetaStore {
                     params![repo, tag.as_str(), manifest_id, m.created.as_millis()],
                 )?;
             }
-            Ok(())
+            audit::insert(tx, &event)
         })
         .await
     }

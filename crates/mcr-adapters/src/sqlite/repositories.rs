@@ -55,6 +55,16 @@ impl RepositoryStore for SqliteMetaStore {
         .await
     }
 
+    async fn pushed_repositories(&self, prefix: &RepoName, limit: usize) -> Result<Vec<RepoName>> {
+        let (prefix, limit) = (prefix.to_string(), limit_of(limit));
+        self.run("listing pushed repositories", move |c| {
+            all(c, sql::PUSHED_REPOS, params![prefix, limit], |r| {
+                parsed(r, 0, RepoName::new)
+            })
+        })
+        .await
+    }
+
     async fn repository_summaries(&self, query: &RepoQuery) -> Result<Vec<RepoSummary>> {
         let (sql, args) = summaries_sql(query);
         self.read("summarising repositories", move |tx| {

@@ -174,6 +174,18 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
     (
         9,
+        // Whether a manifest was pushed (1) or mirrored from an upstream
+        // (0), so a `[[proxy]]` prefix laid over pushed images is refused
+        // at start. Stored manifests are known pushed when the audit log
+        // holds their `manifest_pushed` event (every push records one).
+        "ALTER TABLE manifests ADD COLUMN pushed INTEGER NOT NULL DEFAULT 0;
+        UPDATE manifests SET pushed = 1 WHERE (repository_id, digest) IN (
+            SELECT r.id, a.digest FROM audit_log a JOIN repositories r ON r.name = a.repository
+            WHERE a.event_type = 'manifest_pushed'
+        );",
+    ),
+    (
+        10,
         // The repository listing and the dashboard add up manifests per
         // repository (count, bytes, newest) on every page: this index
         // answers them without reading the rows, whose raw bytes come
@@ -324,6 +336,34 @@ mod tests {
             )
             .unwrap();
         assert_eq!(row, (7, 42));
+    }
+
+    #[test]
+    fn a_manifest_from_before_migration_9_is_pushed_if_its_push_was_audited() {
+        let mut c = Connection::open_in_memory().unwrap();
+        c.execute_batch("PRAGMA foreign_keys = ON;").unwrap();
+        migrate_to(&mut c, 8).unwrap();
+        c.execute_batch(
+            "INSERT INTO repositories (id, name, created) VALUES (1, 'app', 1), (2, 'hub/x', 1);
+             INSERT INTO manifests (repository_id, digest, media_type, raw, size, created)
+                 VALUES (1, 'sha256:aa', 'm', x'', 0, 1), (2, 'sha256:aa', 'm', x'', 0, 1);
+             INSERT INTO audit_log (time, event_type, repository, digest, details)
+                 VALUES (1, 'manifest_pushed', 'app', 'sha256:aa', '{}'),
+                        (2, 'proxy_fetched', 'hub/x', 'sha256:aa', '{}');",
+        )
+        .unwrap();
+        migrate(&mut c).unwrap();
+        let pushed: Vec<(String, i64)> = c
+            .prepare(
+                "SELECT r.name, m.pushed FROM manifests m
+                 JOIN repositories r ON r.id = m.repository_id ORDER BY r.name",
+            )
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(pushed, [("app".to_string(), 1), ("hub/x".to_string(), 0)]);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use mcr_core::audit::NewAuditEvent;
 use mcr_core::ids::UploadId;
 use mcr_core::names::RepoName;
 use mcr_core::ports::{
@@ -12,7 +13,7 @@ use mcr_core::{Error, Result};
 use rusqlite::{params, Row};
 
 use super::rows::{all, change, ensure_repo, i64_of, limit_of, link, one, parsed, u64_at};
-use super::{sql, SqliteMetaStore, LIST_PAGE};
+use super::{audit, sql, SqliteMetaStore, LIST_PAGE};
 
 fn upload_session(row: &Row<'_>) -> rusqlite::Result<UploadSession> {
     Ok(UploadSession {
@@ -114,8 +115,14 @@ impl UploadSessionStore for SqliteMetaStore {
         .await
     }
 
-    async fn complete_upload(&self, id: &UploadId, blob: &BlobInfo, at: Timestamp) -> Result<()> {
-        let (id, blob) = (id.clone(), blob.clone());
+    async fn complete_upload(
+        &self,
+        id: &UploadId,
+        blob: &BlobInfo,
+        at: Timestamp,
+        event: &NewAuditEvent,
+    ) -> Result<()> {
+        let (id, blob, event) = (id.clone(), blob.clone(), event.clone());
         self.write("completing an upload", move |tx| {
             let repo: i64 = one(tx, sql::UPLOAD_REPO, [id.as_str()], |r| r.get(0))?
                 .ok_or_else(|| Error::UploadUnknown(id.to_string()))?;
@@ -129,7 +136,7 @@ impl UploadSessionStore for SqliteMetaStore {
             )?;
             link(tx, repo, &digest, at)?;
             change(tx, sql::DELETE_UPLOAD, [id.as_str()])?;
-            Ok(())
+            audit::insert(tx, &event)
         })
         .await
     }

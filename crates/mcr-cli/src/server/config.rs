@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::num::NonZeroU32;
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ use mcr_adapters::local_identity::LocalUser;
 use mcr_adapters::s3::S3Config;
 use mcr_core::names::RepoName;
 use mcr_core::ports::Secret;
-use mcr_core::registry::{RateLimit, RegistryConfig};
+use mcr_core::registry::{LoginLimit, RateLimit, RegistryConfig};
 use serde::Deserialize;
 
 use super::listen::ConnLimits;
@@ -24,6 +24,17 @@ const MAX_CONFIG_SIZE: u64 = 1024 * 1024;
 const DEFAULT_RATE_LIMIT: usize = 100;
 /// Burst per principal when `server.rate_burst` is unset.
 const DEFAULT_RATE_BURST: usize = 500;
+/// Requests in flight per principal when `server.max_requests_in_flight`
+/// is unset: far more than a client pushing or pulling in parallel uses
+/// (docker and containerd use 3 to 10), a sixteenth of `max_connections`.
+const DEFAULT_MAX_REQUESTS_IN_FLIGHT: usize = 64;
+/// Failed logins per username when `server.login_failures_per_user` is
+/// unset.
+const DEFAULT_LOGIN_FAILURES_PER_USER: u32 = 10;
+/// Failed logins per client address when
+/// `server.login_failures_per_address` is unset: higher than per user, as
+/// several users may share an address.
+const DEFAULT_LOGIN_FAILURES_PER_ADDRESS: u32 = 100;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -60,13 +71,19 @@ pub struct ServerSection {
     pub external_url: Option<String>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
-    /// How long a request's headers may take to arrive (default 60s).
+    /// How long a request's headers may take to arrive from their first
+    /// byte, a new connection's first from its start, and a request body
+    /// may go without a byte (default 60s).
     pub read_timeout: Option<String>,
+    /// Least average rate of a request body once `read_timeout` has
+    /// passed since it began, in bytes per second (default 1024; 0 turns
+    /// it off); slower bodies fail with 408.
+    pub min_body_rate: Option<u64>,
     /// How long a response may wait on a client that does not read it
     /// (default 60s).
     pub write_timeout: Option<String>,
-    /// How long a connection may stay open with no request in flight
-    /// (default 120s).
+    /// How long a kept-alive connection may stay open with no request in
+    /// flight between requests (default 120s).
     pub idle_timeout: Option<String>,
     /// Most connections open at once (default 1024).
     pub max_connections: Option<usize>,
@@ -76,6 +93,17 @@ pub struct ServerSection {
     /// Requests a principal may make at once after a quiet spell (default
     /// 500).
     pub rate_burst: Option<usize>,
+    /// Requests each principal may have in flight at once (default 64; 0
+    /// turns the limit off).
+    pub max_requests_in_flight: Option<usize>,
+    /// Failed logins per username within `login_failure_window` before
+    /// its logins are refused for the rest of it (default 10; 0: off).
+    pub login_failures_per_user: Option<u32>,
+    /// The same per client address (default 100; 0: off). Behind a
+    /// reverse proxy every client has the proxy's address.
+    pub login_failures_per_address: Option<u32>,
+    /// How long failed logins are counted from the first (default 5m).
+    pub login_failure_window: Option<String>,
     pub shutdown_timeout: Option<String>,
     pub service_name: Option<String>,
 }
@@ -335,11 +363,15 @@ fn secret<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::E
 /// Keys whose environment value is a comma-separated list.
 const LIST_KEYS: [(&str, &str); 1] = [("mcias", "tags")];
 /// Keys whose environment value is a whole number.
-const INTEGER_KEYS: [(&str, &str); 6] = [
+const INTEGER_KEYS: [(&str, &str); 10] = [
+    ("server", "max_requests_in_flight"),
+    ("server", "login_failures_per_user"),
+    ("server", "login_failures_per_address"),
     ("database", "max_connections"),
     ("storage", "max_uploads_per_principal"),
     ("storage", "max_uploads_per_repository"),
     ("server", "max_connections"),
+    ("server", "min_body_rate"),
     ("server", "rate_limit"),
     ("server", "rate_burst"),
 ];
@@ -433,6 +465,7 @@ impl Config {
         self.shutdown_timeout()?;
         self.conn_limits()?;
         self.rate_limit()?;
+        self.login_limit()?;
         Ok(())
     }
 
@@ -613,6 +646,47 @@ impl Config {
             max_connections: positive("server.max_connections", s.max_connections)?
                 .unwrap_or(defaults.max_connections),
         })
+    }
+
+    /// Requests each principal may have in flight, or `None` when
+    /// `max_requests_in_flight` is 0.
+    pub fn max_requests_in_flight(&self) -> Option<NonZeroUsize> {
+        NonZeroUsize::new(
+            self.server
+                .max_requests_in_flight
+                .unwrap_or(DEFAULT_MAX_REQUESTS_IN_FLIGHT),
+        )
+    }
+
+    /// Failed logins allowed per username and per address, or `None` when
+    /// both are 0; a window of 0s is refused.
+    pub fn login_limit(&self) -> anyhow::Result<Option<LoginLimit>> {
+        let s = &self.server;
+        let limit = LoginLimit {
+            per_username: s
+                .login_failures_per_user
+                .unwrap_or(DEFAULT_LOGIN_FAILURES_PER_USER),
+            per_address: s
+                .login_failures_per_address
+                .unwrap_or(DEFAULT_LOGIN_FAILURES_PER_ADDRESS),
+            window: duration(
+                "server.login_failure_window",
+                s.login_failure_window.as_deref(),
+                "5m",
+            )?,
+        };
+        if limit.window.is_zero() {
+            bail!("server.login_failure_window must be longer than 0s");
+        }
+        Ok((limit.per_username > 0 || limit.per_address > 0).then_some(limit))
+    }
+
+    /// The least average rate of a request body, in bytes per second
+    /// (0: none).
+    pub fn min_body_rate(&self) -> u64 {
+        self.server
+            .min_body_rate
+            .unwrap_or(mcr_http::state::DEFAULT_MIN_BODY_RATE)
     }
 
     /// Each principal's request rate, or `None` when `rate_limit` is 0.
@@ -1118,9 +1192,23 @@ mod tests {
         assert_eq!(c.conn_limits().unwrap(), ConnLimits::default());
         let rate = c.rate_limit().unwrap().expect("on by default");
         assert_eq!((rate.per_second.get(), rate.burst.get()), (100, 500));
+        assert_eq!(c.min_body_rate(), 1024);
+        assert_eq!(c.max_requests_in_flight().map(NonZeroUsize::get), Some(64));
+        assert_eq!(
+            c.login_limit().unwrap(),
+            Some(LoginLimit {
+                per_username: 10,
+                per_address: 100,
+                window: Duration::from_secs(300),
+            })
+        );
         let c = cfg(
             "[server]\nmax_connections = 10\nread_timeout = \"5s\"\n",
             &[
+                ("MCR_SERVER_MIN_BODY_RATE", "0"),
+                ("MCR_SERVER_MAX_REQUESTS_IN_FLIGHT", "0"),
+                ("MCR_SERVER_LOGIN_FAILURES_PER_USER", "0"),
+                ("MCR_SERVER_LOGIN_FAILURES_PER_ADDRESS", "0"),
                 ("MCR_SERVER_IDLE_TIMEOUT", "7s"),
                 ("MCR_SERVER_RATE_LIMIT", "3"),
                 ("MCR_SERVER_RATE_BURST", "4"),
@@ -1131,6 +1219,9 @@ mod tests {
         assert_eq!(limits.max_connections, 10);
         assert_eq!(limits.read_timeout, Duration::from_secs(5));
         assert_eq!(limits.idle_timeout, Duration::from_secs(7));
+        assert_eq!(c.min_body_rate(), 0);
+        assert_eq!(c.max_requests_in_flight(), None);
+        assert_eq!(c.login_limit().unwrap(), None);
         let rate = c.rate_limit().unwrap().unwrap();
         assert_eq!((rate.per_second.get(), rate.burst.get()), (3, 4));
         let off = cfg("", &[("MCR_SERVER_RATE_LIMIT", "0")]).unwrap();
@@ -1139,11 +1230,16 @@ mod tests {
             ("[server]\nmax_connections = 0\n", "server.max_connections"),
             ("[server]\nwrite_timeout = \"0s\"\n", "server.write_timeout"),
             ("[server]\nrate_burst = 0\n", "server.rate_burst"),
+            (
+                "[server]\nlogin_failure_window = \"0s\"\n",
+                "server.login_failure_window",
+            ),
         ] {
             let c = cfg(toml_text, &[]).unwrap();
             let err = c
                 .conn_limits()
                 .and_then(|_| c.rate_limit())
+                .and_then(|_| c.login_limit())
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(field), "{toml_text}: {err}");

@@ -26,6 +26,15 @@ use super::conn::{self, Serving};
 /// How long a TLS handshake may take before the connection is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Most bytes a request head (request line and header fields) may take:
+/// 64 KiB, well above the 16 KiB a token may be, and a sixth of hyper's
+/// default (about 400 KiB), which would let `max_connections` clients pin
+/// 400 MB of header buffers. Beyond it the answer is 431. On HTTP/1.1 it
+/// is also the most hyper reads ahead into one buffer, so a body arrives
+/// in pieces of at most this size; on HTTP/2 it bounds a request's decoded
+/// header list.
+pub const MAX_HEAD_BYTES: usize = 64 << 10;
+
 /// A TLS acceptor from PEM files, refusing anything older than TLS 1.3.
 pub fn tls_acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
@@ -100,13 +109,16 @@ pub fn ensure_fd_room(connections: usize) -> anyhow::Result<()> {
 /// Limits every connection of a listener lives under (`[server]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnLimits {
-    /// How long an HTTP/1.1 request's headers may take to arrive in full,
-    /// counted from when the connection starts waiting for them (so an
-    /// HTTP/1.1 connection between requests is closed after it too).
+    /// How long an HTTP/1.1 request's head may take to arrive in full,
+    /// counted from its first byte (the first request's from the
+    /// connection's start, so a client that connects and sends nothing is
+    /// closed after it too); also how long a request body may go without
+    /// a byte.
     pub read_timeout: Duration,
     /// How long a response may wait on a client that does not read it.
     pub write_timeout: Duration,
-    /// How long a connection may stay open with no request in flight.
+    /// How long a connection may stay open with no request in flight
+    /// after its first request.
     pub idle_timeout: Duration,
     /// Most connections open at once; further clients wait in the
     /// kernel's accept queue until one closes.
@@ -139,8 +151,17 @@ pub async fn serve(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.read_timeout);
-    builder.http2().timer(TokioTimer::new());
+        // Off, with its default of 30 s too: hyper starts it when it
+        // begins reading a head, which on a kept-alive connection is as
+        // soon as the last response went, so it would close idle
+        // connections after read_timeout. `conn::limits` times a head
+        // from its first byte instead.
+        .header_read_timeout(None)
+        .max_buf_size(MAX_HEAD_BYTES);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(MAX_HEAD_BYTES as u32);
     let serving = Serving {
         app,
         builder,

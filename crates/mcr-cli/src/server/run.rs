@@ -64,6 +64,8 @@ pub async fn build(config: &Config, tasks: TaskTracker) -> anyhow::Result<AppSta
             max_uploads_per_principal: config.upload_caps()?.0,
             max_uploads_per_repository: config.upload_caps()?.1,
             rate_limit: config.rate_limit()?,
+            max_requests_in_flight: config.max_requests_in_flight(),
+            login_limit: config.login_limit()?,
             manifest_cache_entries,
             ..RegistryConfig::default()
         });
@@ -76,6 +78,7 @@ pub async fn build(config: &Config, tasks: TaskTracker) -> anyhow::Result<AppSta
     registry = registry
         .with_proxies(proxies(config)?)
         .context("[[proxy]]")?;
+    registry.check_proxy_prefixes().await.context("[[proxy]]")?;
     registry
         .reload_policy()
         .await
@@ -94,6 +97,7 @@ pub async fn build(config: &Config, tasks: TaskTracker) -> anyhow::Result<AppSta
             tls: config.server.tls_cert.is_some(),
             metrics: config.metrics_addr()?.is_some(),
             body_timeout: config.conn_limits()?.read_timeout,
+            min_body_rate: config.min_body_rate(),
             ..HttpConfig::default()
         },
         tasks,

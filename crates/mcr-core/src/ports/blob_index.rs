@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::listing::ListStream;
 use super::repositories::Page;
+use crate::audit::NewAuditEvent;
 use crate::digest::Digest;
 use crate::error::Result;
 use crate::names::RepoName;
@@ -40,14 +41,17 @@ pub trait BlobIndex: Send + Sync + 'static {
     /// from, among those the caller may pull (issue 16, case 5).
     async fn blob_holders(&self, digest: &Digest, page: &Page) -> Result<Vec<RepoName>>;
     /// Links the blob `from` holds into `to`, stamping the link with `at`,
-    /// in one step. Returns the blob, or `None` (changing nothing, not even
-    /// creating `to`) if `from` does not hold it.
+    /// and records `event`, in one step (a mount is never acknowledged
+    /// unaudited, nor audited undone). Returns the blob, or `None`
+    /// (changing nothing, not even creating `to`, recording nothing) if
+    /// `from` does not hold it.
     async fn mount_blob(
         &self,
         from: &RepoName,
         to: &RepoName,
         digest: &Digest,
         at: Timestamp,
+        event: &NewAuditEvent,
     ) -> Result<Option<BlobInfo>>;
     /// Removes the link; the blob row stays for GC. Returns whether a link
     /// was there.

@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::repositories::Page;
+use crate::audit::NewAuditEvent;
 use crate::digest::Digest;
 use crate::error::Result;
 use crate::media::MediaType;
@@ -74,8 +75,9 @@ pub trait ManifestStore: Send + Sync + 'static {
     /// Fails with `ManifestBlobUnknown` or `ManifestChildUnknown` naming the
     /// first missing reference of a pushed manifest; stores nothing in that
     /// case. Storing a manifest that exists again only moves the tags. Creates the
-    /// repository on its first manifest.
-    async fn put_manifest(&self, manifest: NewManifest) -> Result<()>;
+    /// repository on its first manifest. Records `event` in the same step,
+    /// so a push that fails to be audited stores nothing.
+    async fn put_manifest(&self, manifest: NewManifest, event: &NewAuditEvent) -> Result<()>;
     async fn get_manifest(
         &self,
         repo: &RepoName,

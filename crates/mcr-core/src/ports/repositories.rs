@@ -89,6 +89,11 @@ pub trait RepositoryStore: Send + Sync + 'static {
     /// Names of repositories holding content after `page.last`, at most
     /// `page.limit`.
     async fn list_repositories(&self, page: &Page) -> Result<Vec<RepoName>>;
+    /// Repositories named `prefix` or under `prefix/` that hold a manifest
+    /// stored by a push ([`Provenance::Pushed`](super::Provenance)), not
+    /// mirrored from an upstream, by name, at most `limit`: what a
+    /// `[[proxy]]` prefix must not be laid over.
+    async fn pushed_repositories(&self, prefix: &RepoName, limit: usize) -> Result<Vec<RepoName>>;
     /// Summaries of the repositories holding content that `query`
     /// selects, in its order, after its cursor, at most `query.limit`; the
     /// filter, the order and the page are the store's work (see

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use super::blob_index::BlobInfo;
 use super::blob_store::UploadState;
 use super::listing::ListStream;
+use crate::audit::NewAuditEvent;
 use crate::error::{Error, Result};
 use crate::ids::UploadId;
 use crate::names::RepoName;
@@ -101,9 +102,16 @@ pub trait UploadSessionStore: Send + Sync + 'static {
         at: Timestamp,
     ) -> Result<()>;
     /// In one step: records the blob row (if new), links it to the session's
-    /// repository stamped `at`, and removes the session. Fails with
+    /// repository stamped `at`, removes the session and records `event`
+    /// (so a push that fails to be audited stores nothing). Fails with
     /// `UploadUnknown` if the session is gone.
-    async fn complete_upload(&self, id: &UploadId, blob: &BlobInfo, at: Timestamp) -> Result<()>;
+    async fn complete_upload(
+        &self,
+        id: &UploadId,
+        blob: &BlobInfo,
+        at: Timestamp,
+        event: &NewAuditEvent,
+    ) -> Result<()>;
     /// Removes a session; returns whether it was there.
     async fn delete_upload(&self, id: &UploadId) -> Result<bool>;
     /// Sessions last active before `before`, longest idle first. The purge

@@ -1,7 +1,8 @@
 //! The pull-through cache's upkeep (spec § "Pull-through cache"): the
-//! admin listing of the mirrors, dropping one repository's cache, and
-//! evicting least-recently-pulled repositories of a mirror over its
-//! `max_size`, which GC does before its sweep.
+//! check at start that no prefix lies over pushed images, the admin
+//! listing of the mirrors, dropping one repository's cache, and evicting
+//! least-recently-pulled repositories of a mirror over its `max_size`,
+//! which GC does before its sweep.
 //!
 //! **The unit is a repository**, not a manifest: a repository's cache is
 //! what the admin drops, its size is what the listing already sums
@@ -35,6 +36,9 @@ use crate::time::Timestamp;
 /// a mirror's cached repositories.
 pub const PROXY_SIZE_PAGE: usize = 500;
 
+/// Pushed repositories named when a prefix is refused at start.
+const PUSHED_NAMED: usize = 5;
+
 /// Why a repository's cache was dropped, in its `proxy_cache_dropped`
 /// event.
 #[derive(Debug, Clone, Copy)]
@@ -55,6 +59,46 @@ impl DropReason {
 }
 
 impl Registry {
+    /// Refuses a `[[proxy]]` prefix laid over repositories that hold
+    /// pushed images (`Error::Invalid` naming the first few and what to
+    /// do): a mirror treats everything under its prefix as its cache, so
+    /// it would delete their tags when the upstream lacks them, and drop
+    /// or evict them. Composition roots call it at start, after
+    /// [`Registry::with_proxies`]; pushes under a prefix are refused from
+    /// then on, so only a prefix added later can meet pushed content.
+    pub async fn check_proxy_prefixes(&self) -> Result<()> {
+        for mirror in self.mirrors.iter() {
+            let prefix = &mirror.config.prefix;
+            let pushed = self
+                .meta
+                .pushed_repositories(prefix, PUSHED_NAMED + 1)
+                .await?;
+            if pushed.is_empty() {
+                continue;
+            }
+            let mut names: Vec<String> = pushed
+                .iter()
+                .take(PUSHED_NAMED)
+                .map(ToString::to_string)
+                .collect();
+            if pushed.len() > PUSHED_NAMED {
+                names.push("…".to_string());
+            }
+            return Err(Error::invalid(
+                "proxy.prefix",
+                format!(
+                    "prefix {prefix} holds pushed images ({}); a mirror there would take them \
+                     over as its cache (delete their tags when {} lacks them, evict them). \
+                     Give the proxy a prefix of its own, or move these repositories out of \
+                     {prefix}/ first (docs/RUNBOOK.md, \"Pull-through cache\")",
+                    names.join(", "),
+                    mirror.location(),
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Each mirror with its hit and miss counts since start, and its
     /// cached repositories and bytes (admin only; spec § "Pull-through
     /// cache"). Reads the repository summaries under each prefix, a page

@@ -1,6 +1,6 @@
 //! Identity: turning credentials into a principal, and logging in and out.
 
-use super::{details, Caller, Registry};
+use super::{details, Caller, Registry, RequestSlot};
 use crate::audit::{EventType, NewAuditEvent};
 use crate::error::{Error, Result};
 use crate::ports::{IssuedToken, Secret};
@@ -23,9 +23,24 @@ impl Registry {
         }
     }
 
+    /// Counts a request of `principal` as in flight until the slot is
+    /// dropped; `Error::TooManyRequests` (retry after 1 s) when it has
+    /// [`RegistryConfig::max_requests_in_flight`](super::RegistryConfig::max_requests_in_flight)
+    /// already. The edge holds the slot while it reads the request's body
+    /// and works on it, so a principal whose bodies trickle cannot take
+    /// every connection the server has.
+    pub fn begin_request(&self, principal: &Principal) -> Result<RequestSlot> {
+        match &self.in_flight {
+            Some(in_flight) => in_flight.begin(&principal.subject),
+            None => Ok(RequestSlot::unlimited()),
+        }
+    }
+
     /// The principal behind a username and password sent with a request
     /// (HTTP Basic). A failure is audited; a success is not, since clients
-    /// send the credentials with every request.
+    /// send the credentials with every request. Past
+    /// [`RegistryConfig::login_limit`](super::RegistryConfig::login_limit)'s
+    /// failures, `Error::TooManyRequests` without checking the password.
     pub async fn authenticate_password(
         &self,
         username: &str,
@@ -37,7 +52,8 @@ impl Registry {
     }
 
     /// Logs in with a username and password, for a token; failures are
-    /// audited with the username (never the password).
+    /// audited with the username (never the password), and limited as in
+    /// [`Registry::authenticate_password`].
     pub async fn login(
         &self,
         username: &str,
@@ -67,8 +83,16 @@ impl Registry {
         password: &Secret,
         ip: Option<String>,
     ) -> Result<IssuedToken> {
+        // Refused before the password is checked: that check is what a
+        // guesser is after, and what costs the CPU.
+        if let Some(logins) = &self.logins {
+            logins.check(username, ip.as_deref())?;
+        }
         let result = self.identity.login(username, password).await;
         if let Err(Error::Unauthenticated(_)) = &result {
+            if let Some(logins) = &self.logins {
+                logins.failed(username, ip.as_deref());
+            }
             self.meta
                 .record_audit(&NewAuditEvent {
                     time: self.clock.now(),

@@ -13,6 +13,7 @@ mod delete;
 mod gc;
 mod health;
 mod identity;
+mod logins;
 mod manifest_cache;
 mod proxy;
 mod pull;
@@ -34,9 +35,10 @@ pub use gc::{
     GcReport, GcRun, GcStatus, ReconcileReport, GC_RUNS_DEFAULT, GC_SWEEP_WINDOW, SCHEDULE_SUBJECT,
 };
 pub use health::Readiness;
+pub use logins::LoginLimit;
 pub use pull::{Listing, ManifestContent};
 pub use push::{MountOutcome, PushedManifest};
-pub use rate::RateLimit;
+pub use rate::{RateLimit, RequestSlot};
 pub use snapshot::Snapshot;
 
 use crate::audit::{EventType, NewAuditEvent};
@@ -107,6 +109,14 @@ pub struct RegistryConfig {
     pub gc_sweep_window: NonZeroUsize,
     /// Requests each principal may make; `None`: no limit.
     pub rate_limit: Option<RateLimit>,
+    /// Requests each principal may have in flight at once (while a
+    /// [`RequestSlot`] from [`Registry::begin_request`] lives); one more
+    /// is `Error::TooManyRequests`. `None`: no limit.
+    pub max_requests_in_flight: Option<NonZeroUsize>,
+    /// Failed logins allowed per username and per client address before
+    /// the rest of a window is refused (`Error::TooManyRequests`, without
+    /// checking the password); `None`: no limit.
+    pub login_limit: Option<LoginLimit>,
     /// Manifests (by repository and tag or digest) kept in memory so a
     /// pull answers without reading the `MetaStore`; 0 turns the cache
     /// off. It must be 0 when other processes change the same metadata
@@ -135,6 +145,8 @@ impl Default for RegistryConfig {
             gc_interval: None,
             gc_sweep_window: GC_SWEEP_WINDOW,
             rate_limit: None,
+            max_requests_in_flight: None,
+            login_limit: None,
             manifest_cache_entries: DEFAULT_MANIFEST_CACHE_ENTRIES,
             manifest_cache_bytes: DEFAULT_MANIFEST_CACHE_BYTES,
         }
@@ -181,6 +193,10 @@ pub struct Registry {
     mirrors: Mirrors,
     /// Built from `config.rate_limit` over `clock`.
     rate: Option<rate::RateLimiter>,
+    /// Built from `config.max_requests_in_flight`.
+    in_flight: Option<rate::InFlight>,
+    /// Built from `config.login_limit` over `clock`.
+    logins: Option<logins::FailedLogins>,
     /// Built from `config.manifest_cache_*`.
     manifests: manifest_cache::ManifestCache,
 }
@@ -219,6 +235,8 @@ impl Registry {
             policy_checked: AtomicI64::new(i64::MIN),
             mirrors: Mirrors::default(),
             rate: None,
+            in_flight: None,
+            logins: None,
             manifests: manifest_cache(&RegistryConfig::default()),
         }
     }
@@ -275,6 +293,11 @@ impl Registry {
             .config
             .rate_limit
             .map(|limit| rate::RateLimiter::new(limit, Arc::clone(&self.clock)));
+        self.in_flight = self.config.max_requests_in_flight.map(rate::InFlight::new);
+        self.logins = self
+            .config
+            .login_limit
+            .map(|limit| logins::FailedLogins::new(limit, Arc::clone(&self.clock)));
     }
 
     pub fn config(&self) -> &RegistryConfig {

@@ -32,8 +32,8 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::names::{Reference, RepoName};
 use crate::ports::{
-    BlobBody, BlobInfo, ByteRange, LockGuard, LockKey, ManifestRecord, Provenance, UploadCaps,
-    UploadWriter, UpstreamBlob,
+    BlobBody, BlobInfo, ByteRange, LockGuard, LockKey, ManifestRecord, Page, Provenance,
+    UploadCaps, UploadWriter, UpstreamBlob,
 };
 use crate::proxy::{Mirror, Mirrored};
 
@@ -135,18 +135,11 @@ impl Registry {
                 fetched.raw,
                 Provenance::Mirrored,
             )
+            .map(|(new, _)| new)
             .map_err(bad);
         let new = at.mirror.asked(new)?;
         let digest = new.digest.clone();
-        let change = self.manifests.change(repo);
-        let stored = self.meta.put_manifest(new).await;
-        change.done();
-        stored?;
-        if let Reference::Tag(tag) = reference {
-            at.mirror.confirm(repo, tag, self.clock.now());
-        }
-        at.mirror.miss();
-        self.audit(
+        let event = self.event(
             caller,
             EventType::ProxyFetched,
             Some(repo),
@@ -155,8 +148,15 @@ impl Registry {
                 ("upstream", upstream.location().to_string()),
                 ("reference", reference.to_string()),
             ]),
-        )
-        .await?;
+        );
+        let change = self.manifests.change(repo);
+        let stored = self.meta.put_manifest(new, &event).await;
+        change.done();
+        stored?;
+        if let Reference::Tag(tag) = reference {
+            at.mirror.confirm(repo, tag, self.clock.now());
+        }
+        at.mirror.miss();
         self.meta
             .get_manifest(repo, &Reference::Digest(digest))
             .await
@@ -211,6 +211,11 @@ impl Registry {
             at.mirror.hit();
             return self.blobs.read(digest, range).await;
         }
+        if self.link_stored_blob(caller, at, repo, digest).await? {
+            drop(fill_lock);
+            at.mirror.hit();
+            return self.blobs.read(digest, range).await;
+        }
         let upstream = at.mirror.config.upstream.as_ref();
         let Some(body) = at
             .mirror
@@ -242,6 +247,54 @@ impl Registry {
             chunk.map_err(|e| Error::Unavailable(e.to_string()))?;
         }
         self.blobs.read(digest, range).await
+    }
+
+    /// Links a blob the store already holds through another repository
+    /// (a base layer shared by many images, or the same image under two
+    /// names) into `repo`, once the upstream answers a `HEAD` for it with
+    /// the stored size: the upstream still decides what the repository
+    /// holds, but the bytes are not sent again. Whether it was linked;
+    /// `false` sends the pull to the upstream as a miss.
+    async fn link_stored_blob(
+        &self,
+        caller: &Caller,
+        at: &Mirrored<'_>,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<bool> {
+        let page = Page {
+            last: None,
+            limit: 1,
+        };
+        let Some(holder) = self.meta.blob_holders(digest, &page).await?.pop() else {
+            return Ok(false);
+        };
+        let Some(stored) = self.meta.blob_in_repository(&holder, digest).await? else {
+            return Ok(false);
+        };
+        let upstream = at.mirror.config.upstream.as_ref();
+        let size = at
+            .mirror
+            .asked(upstream.blob_size(&at.upstream_name, digest).await)?;
+        if size != Some(stored.size) {
+            return Ok(false);
+        }
+        let event = self.event(
+            caller,
+            EventType::ProxyFetched,
+            Some(repo),
+            Some(digest),
+            details([
+                ("upstream", upstream.location().to_string()),
+                ("linked_from", holder.to_string()),
+            ]),
+        );
+        let now = self.clock.now();
+        Ok(self
+            .meta
+            .mount_blob(&holder, repo, digest, now, &event)
+            .await?
+            .is_some())
     }
 
     /// Starts storing `body` as `digest` in `repo` through an upload
@@ -318,10 +371,10 @@ struct FillStore {
 }
 
 impl FillStore {
-    /// Appends the upstream body, checks its size, commits it under the
-    /// blob's lock as an upload commit is (GC's safety argument), audits
-    /// `proxy_fetched`; on any failure discards the upload. Holds the fill
-    /// lock throughout.
+    /// Appends the upstream body, checks its size, commits it with its
+    /// `proxy_fetched` event under the blob's lock as an upload commit is
+    /// (GC's safety argument); on any failure discards the upload. Holds
+    /// the fill lock throughout.
     async fn run(self, body: crate::ports::ByteStream, fill_lock: LockGuard) -> Result<()> {
         let _fill_lock = fill_lock;
         let FillStore {
@@ -366,10 +419,9 @@ impl FillStore {
                 };
                 parts
                     .meta
-                    .complete_upload(&id, &info, parts.clock.now())
-                    .await?;
+                    .complete_upload(&id, &info, parts.clock.now(), &event)
+                    .await
             }
-            parts.meta.record_audit(&event).await
         }
         .await;
         if let Err(e) = &outcome {

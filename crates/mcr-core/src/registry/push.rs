@@ -232,9 +232,9 @@ impl Registry {
         }
     }
 
-    /// Stores the upload as its blob and records it, under the digest's
-    /// lock so GC cannot delete the file between the two (see GC's safety
-    /// argument), then audits it.
+    /// Stores the upload as its blob and records it with its audit event,
+    /// under the digest's lock so GC cannot delete the file between the two
+    /// (see GC's safety argument).
     async fn commit_upload(
         &self,
         caller: &Caller,
@@ -243,26 +243,22 @@ impl Registry {
         writer: Box<dyn UploadWriter>,
         digest: &Digest,
     ) -> Result<BlobInfo> {
-        let info = {
-            let _guard = self.lock_blob(digest).await?;
-            let size = writer.finish(digest).await?;
-            let info = BlobInfo {
-                digest: digest.clone(),
-                size,
-            };
-            self.meta
-                .complete_upload(id, &info, self.clock.now())
-                .await?;
-            info
+        let _guard = self.lock_blob(digest).await?;
+        let size = writer.finish(digest).await?;
+        let info = BlobInfo {
+            digest: digest.clone(),
+            size,
         };
-        self.audit(
+        let event = self.event(
             caller,
             EventType::BlobUploaded,
             Some(repo),
             Some(digest),
-            details([("size", info.size.to_string())]),
-        )
-        .await?;
+            details([("size", size.to_string())]),
+        );
+        self.meta
+            .complete_upload(id, &info, event.time, &event)
+            .await?;
         Ok(info)
     }
 
@@ -346,31 +342,20 @@ impl Registry {
         from: Option<&RepoName>,
     ) -> Result<MountOutcome> {
         self.authorize(caller, Action::Push, Some(to)).await?;
-        let now = self.clock.now();
         let mounted = match from {
-            Some(from) if self.may_pull(caller, from) => self
-                .meta
-                .mount_blob(from, to, digest, now)
-                .await?
-                .map(|info| (info, Some(from.clone()))),
+            Some(from) if self.may_pull(caller, from) => {
+                self.mount_from(caller, from, to, digest).await?
+            }
             Some(_) => None,
             // Already here: mounting onto itself re-stamps the link, so GC's
             // grace period covers the manifest push that follows.
-            None => match self.meta.mount_blob(to, to, digest, now).await? {
-                Some(info) => Some((info, None)),
+            None => match self.mount_from(caller, to, to, digest).await? {
+                Some(info) => Some(info),
                 None => self.mount_from_any(caller, to, digest).await?,
             },
         };
         match mounted {
-            Some((info, source)) => {
-                let mut d = BTreeMap::new();
-                if let Some(source) = source {
-                    d.insert("from".to_string(), source.to_string());
-                }
-                self.audit(caller, EventType::BlobMounted, Some(to), Some(digest), d)
-                    .await?;
-                Ok(MountOutcome::Mounted(info))
-            }
+            Some(info) => Ok(MountOutcome::Mounted(info)),
             None => {
                 let session = self.open_caller_session(caller, to).await?;
                 self.audit(
@@ -386,14 +371,33 @@ impl Registry {
         }
     }
 
+    /// Links `digest` from `from` into `to` with its audit event (naming
+    /// `from` unless it is `to`): `None` if `from` does not hold it.
+    async fn mount_from(
+        &self,
+        caller: &Caller,
+        from: &RepoName,
+        to: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<BlobInfo>> {
+        let mut d = BTreeMap::new();
+        if from != to {
+            d.insert("from".to_string(), from.to_string());
+        }
+        let event = self.event(caller, EventType::BlobMounted, Some(to), Some(digest), d);
+        self.meta
+            .mount_blob(from, to, digest, event.time, &event)
+            .await
+    }
+
     /// Mounts `digest` into `to` from the first repository holding it
-    /// (by name) that the caller may pull, with that repository's name.
+    /// (by name) that the caller may pull.
     async fn mount_from_any(
         &self,
         caller: &Caller,
         to: &RepoName,
         digest: &Digest,
-    ) -> Result<Option<(BlobInfo, Option<RepoName>)>> {
+    ) -> Result<Option<BlobInfo>> {
         let mut page = self.page(None, None);
         loop {
             let holders = self.meta.blob_holders(digest, &page).await?;
@@ -402,9 +406,8 @@ impl Registry {
                     continue;
                 }
                 // A holder that lost the blob meanwhile: try the next one.
-                let now = self.clock.now();
-                if let Some(info) = self.meta.mount_blob(holder, to, digest, now).await? {
-                    return Ok(Some((info, Some(holder.clone()))));
+                if let Some(info) = self.mount_from(caller, holder, to, digest).await? {
+                    return Ok(Some(info));
                 }
             }
             match holders.last() {
@@ -440,28 +443,30 @@ impl Registry {
         raw: Bytes,
     ) -> Result<PushedManifest> {
         self.authorize(caller, Action::Push, Some(repo)).await?;
-        let mut new = self.new_manifest(repo, reference, content_type, raw, Provenance::Pushed)?;
+        let (mut new, manifest) =
+            self.new_manifest(repo, reference, content_type, raw, Provenance::Pushed)?;
+        self.check_children(repo, &manifest).await?;
         new.tags.extend(tags.iter().cloned());
         let (digest, subject, all_tags) =
             (new.digest.clone(), new.subject.clone(), new.tags.clone());
-        // One step for the manifest and every tag: a failure moves none.
-        let change = self.manifests.change(repo);
-        let stored = self.meta.put_manifest(new).await;
-        change.done();
-        stored?;
         let mut d = BTreeMap::new();
         if !all_tags.is_empty() {
             let names: Vec<&str> = all_tags.iter().map(Tag::as_str).collect();
             d.insert("tag".to_string(), names.join(","));
         }
-        self.audit(
+        let event = self.event(
             caller,
             EventType::ManifestPushed,
             Some(repo),
             Some(&digest),
             d,
-        )
-        .await?;
+        );
+        // One step for the manifest, every tag and the event: a failure
+        // moves none.
+        let change = self.manifests.change(repo);
+        let stored = self.meta.put_manifest(new, &event).await;
+        change.done();
+        stored?;
         Ok(PushedManifest {
             digest,
             subject,
@@ -469,9 +474,46 @@ impl Registry {
         })
     }
 
+    /// Refuses an index whose descriptor of a stored child manifest gives
+    /// another size or media type than the child's (the image-spec: a
+    /// descriptor's size must match its content), so no client is sent
+    /// to a child it would fail to verify. A child not stored is left to
+    /// the store step, which refuses it as unknown in the same
+    /// transaction that stores the index; a stored manifest's bytes never
+    /// change, so reading it before that step cannot go stale.
+    async fn check_children(&self, repo: &RepoName, manifest: &Manifest) -> Result<()> {
+        let mut seen: BTreeMap<&Digest, Option<(u64, MediaType)>> = BTreeMap::new();
+        for child in &manifest.manifests {
+            let stored = match seen.get(&child.digest) {
+                Some(stored) => stored.clone(),
+                None => {
+                    let reference = Reference::Digest(child.digest.clone());
+                    let stored = self
+                        .meta
+                        .get_manifest(repo, &reference)
+                        .await?
+                        .map(|m| (m.raw.len() as u64, m.media_type));
+                    seen.insert(&child.digest, stored.clone());
+                    stored
+                }
+            };
+            let Some((size, media_type)) = stored else {
+                continue;
+            };
+            if child.size != size || child.media_type != media_type {
+                return Err(Error::ManifestInvalid(format!(
+                    "the descriptor of child manifest {} says {} bytes of {}, \
+                     but the stored manifest is {size} bytes of {media_type}",
+                    child.digest, child.size, child.media_type
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Builds the manifest row a push or a mirror stores: size limit,
     /// parse, digest (checked against `reference` if it is one), the
-    /// references.
+    /// references; with the parsed manifest.
     pub(super) fn new_manifest(
         &self,
         repo: &RepoName,
@@ -479,7 +521,7 @@ impl Registry {
         content_type: Option<&MediaType>,
         raw: Bytes,
         provenance: Provenance,
-    ) -> Result<NewManifest> {
+    ) -> Result<(NewManifest, Manifest)> {
         let size = raw.len() as u64;
         if size > self.config.max_manifest_size {
             return Err(Error::ManifestTooLarge {
@@ -514,7 +556,7 @@ impl Registry {
             .collect();
         children.sort();
         children.dedup();
-        Ok(NewManifest {
+        let new = NewManifest {
             repository: repo.clone(),
             digest,
             media_type: manifest.media_type(),
@@ -526,6 +568,7 @@ impl Registry {
             tags: tag.into_iter().collect(),
             created: self.clock.now(),
             provenance,
-        })
+        };
+        Ok((new, manifest))
     }
 }

@@ -1,6 +1,8 @@
 //! Per-principal request rates: each subject draws from its own bucket
 //! (GCRA, from `governor`), read against the engine's clock so tests move
-//! time by hand.
+//! time by hand. And per-principal requests in flight ([`InFlight`]): a
+//! rate does not bound how many requests a principal holds open at once,
+//! each with a connection, when their bodies come slowly.
 //!
 //! Every path that turns credentials into a principal draws one request
 //! ([`Registry::authenticate`](super::Registry::authenticate) and the
@@ -9,10 +11,11 @@
 //! wait, which the edges answer as 429 with `Retry-After`
 //! (distribution-spec: `TOOMANYREQUESTS`).
 
+use std::collections::HashMap;
 use std::fmt;
-use std::num::NonZeroU32;
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use governor::clock::Clock as RateClock;
@@ -99,5 +102,87 @@ impl RateLimiter {
                     retry_after: not_until.wait_time_from(self.clock.now()),
                 }
             })
+    }
+}
+
+/// Counter of requests refused because their principal had too many in
+/// flight (`mcr_concurrency_limited_requests_total`, no labels).
+const CONCURRENCY_LIMITED: &str = "mcr_concurrency_limited_requests_total";
+
+/// How long a client refused for too many requests in flight is told to
+/// wait: one of them is likely done by then.
+const IN_FLIGHT_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Requests in flight per subject, counted while a [`RequestSlot`] lives.
+type Counts = Arc<Mutex<HashMap<String, usize>>>;
+
+/// At most `max` requests in flight per subject.
+#[derive(Debug)]
+pub(super) struct InFlight {
+    max: NonZeroUsize,
+    counts: Counts,
+}
+
+impl InFlight {
+    pub fn new(max: NonZeroUsize) -> InFlight {
+        InFlight {
+            max,
+            counts: Counts::default(),
+        }
+    }
+
+    /// A slot for one more request of `subject`, or
+    /// `Error::TooManyRequests` when it holds `max` already.
+    pub fn begin(&self, subject: &str) -> Result<RequestSlot> {
+        let mut counts = self.counts.lock().expect("in-flight counts poisoned");
+        let count = counts.entry(subject.to_string()).or_insert(0);
+        if *count >= self.max.get() {
+            metrics::describe_counter!(
+                CONCURRENCY_LIMITED,
+                "Requests refused because their principal had too many in flight"
+            );
+            metrics::counter!(CONCURRENCY_LIMITED).increment(1);
+            return Err(Error::TooManyRequests {
+                what: format!("requests in flight for {subject} (at most {})", self.max),
+                retry_after: IN_FLIGHT_RETRY_AFTER,
+            });
+        }
+        *count += 1;
+        Ok(RequestSlot {
+            held: Some((Arc::clone(&self.counts), subject.to_string())),
+        })
+    }
+}
+
+/// One request of a principal in flight, until dropped
+/// ([`Registry::begin_request`](super::Registry::begin_request)).
+#[derive(Debug)]
+#[must_use = "the request counts as in flight only while its slot lives"]
+pub struct RequestSlot {
+    /// The counts and the subject to give the slot back to; `None` when
+    /// requests in flight are not limited.
+    held: Option<(Counts, String)>,
+}
+
+impl RequestSlot {
+    /// A slot that counts nothing, where there is no limit.
+    pub(super) fn unlimited() -> RequestSlot {
+        RequestSlot { held: None }
+    }
+}
+
+impl Drop for RequestSlot {
+    fn drop(&mut self) {
+        let Some((counts, subject)) = self.held.take() else {
+            return;
+        };
+        let mut counts = counts.lock().expect("in-flight counts poisoned");
+        if let Some(count) = counts.get_mut(&subject) {
+            *count -= 1;
+            // Forgotten at zero, so quiet principals take no memory.
+            if *count == 0 {
+                counts.remove(&subject);
+            }
+        }
     }
 }

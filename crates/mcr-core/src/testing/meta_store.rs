@@ -87,6 +87,9 @@ struct Repo {
 struct StoredManifest {
     record: ManifestRecord,
     blobs: Vec<Digest>,
+    /// Stored by a push, not mirrored (the first store of a digest
+    /// decides, as the adapters' insert that does nothing on conflict).
+    pushed: bool,
 }
 
 impl Repo {
@@ -109,6 +112,15 @@ impl Repo {
 }
 
 impl State {
+    /// Appends an audit event with the next id.
+    fn record(&mut self, event: &NewAuditEvent) {
+        let id = self.audit.len() as i64 + 1;
+        self.audit.push(AuditEvent {
+            id,
+            event: event.clone(),
+        });
+    }
+
     /// Removes a session and its owner.
     fn remove_upload(&mut self, id: &UploadId) -> Option<UploadSession> {
         self.upload_owners.remove(id);
@@ -259,6 +271,19 @@ impl RepositoryStore for FakeMetaStore {
             .collect())
     }
 
+    async fn pushed_repositories(&self, prefix: &RepoName, limit: usize) -> Result<Vec<RepoName>> {
+        Ok(self
+            .lock()
+            .repos
+            .iter()
+            .filter(|(name, repo)| {
+                crate::proxy::within(name, prefix) && repo.manifests.values().any(|m| m.pushed)
+            })
+            .map(|(name, _)| name.clone())
+            .take(limit)
+            .collect())
+    }
+
     async fn repository_summaries(&self, query: &RepoQuery) -> Result<Vec<RepoSummary>> {
         let state = self.lock();
         let mut all: Vec<RepoSummary> = state
@@ -372,7 +397,7 @@ impl RepositoryStore for FakeMetaStore {
 
 #[async_trait]
 impl ManifestStore for FakeMetaStore {
-    async fn put_manifest(&self, m: NewManifest) -> Result<()> {
+    async fn put_manifest(&self, m: NewManifest, event: &NewAuditEvent) -> Result<()> {
         self.manifest_write_pause.pass().await;
         let refused = self
             .refused_tag
@@ -411,11 +436,13 @@ impl ManifestStore for FakeMetaStore {
                     created: m.created,
                 },
                 blobs: m.blobs.clone(),
+                pushed: m.provenance == Provenance::Pushed,
             });
         for tag in m.tags {
             repo.tag_times.insert(tag.clone(), m.created);
             repo.tags.insert(tag, m.digest.clone());
         }
+        state.record(event);
         Ok(())
     }
 
@@ -513,6 +540,7 @@ impl BlobIndex for FakeMetaStore {
         to: &RepoName,
         digest: &Digest,
         at: Timestamp,
+        event: &NewAuditEvent,
     ) -> Result<Option<BlobInfo>> {
         let mut state = self.lock();
         let held = state
@@ -523,6 +551,7 @@ impl BlobIndex for FakeMetaStore {
             return Ok(None);
         };
         state.repo_mut(to, at).links.insert(digest.clone(), at);
+        state.record(event);
         Ok(Some(info))
     }
 
@@ -612,7 +641,13 @@ impl UploadSessionStore for FakeMetaStore {
         Ok(())
     }
 
-    async fn complete_upload(&self, id: &UploadId, blob: &BlobInfo, at: Timestamp) -> Result<()> {
+    async fn complete_upload(
+        &self,
+        id: &UploadId,
+        blob: &BlobInfo,
+        at: Timestamp,
+        event: &NewAuditEvent,
+    ) -> Result<()> {
         let mut state = self.lock();
         let session = state
             .remove_upload(id)
@@ -625,6 +660,7 @@ impl UploadSessionStore for FakeMetaStore {
             .repo_mut(&session.repository, at)
             .links
             .insert(blob.digest.clone(), at);
+        state.record(event);
         Ok(())
     }
 
@@ -733,24 +769,13 @@ impl RevocationStore for FakeMetaStore {
 #[async_trait]
 impl AuditLog for FakeMetaStore {
     async fn record_audit(&self, event: &NewAuditEvent) -> Result<()> {
-        let mut state = self.lock();
-        let id = state.audit.len() as i64 + 1;
-        state.audit.push(AuditEvent {
-            id,
-            event: event.clone(),
-        });
+        self.lock().record(event);
         Ok(())
     }
 
     async fn record_audits(&self, events: &[NewAuditEvent]) -> Result<()> {
         let mut state = self.lock();
-        for event in events {
-            let id = state.audit.len() as i64 + 1;
-            state.audit.push(AuditEvent {
-                id,
-                event: event.clone(),
-            });
-        }
+        events.iter().for_each(|e| state.record(e));
         Ok(())
     }
 

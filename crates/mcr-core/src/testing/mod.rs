@@ -12,6 +12,8 @@
 //!   [`guest`] and [`system`] are ready-made callers.
 //! - [`FaultyBlobStore`] wraps a real blob store and fails with `EIO`
 //!   where a test arms a [`Fault`] (write, fsync, rename).
+//! - [`audited`] and [`pushed`] make the audit event a test hands a
+//!   store's change that records one.
 //! - [`contract`] holds the generic async checks every adapter of a port
 //!   runs, so the fakes and the real adapters are held to the same
 //!   assertions.
@@ -19,6 +21,7 @@
 mod blob_store;
 mod clock;
 pub mod contract;
+mod events;
 mod faulty;
 mod hold;
 mod identity;
@@ -28,6 +31,7 @@ mod upstream;
 
 pub use blob_store::FakeBlobStore;
 pub use clock::ManualClock;
+pub use events::{audited, pushed};
 pub use faulty::{Fault, Faults, FaultyBlobStore};
 pub use hold::Hold;
 pub use identity::FakeIdentity;

@@ -107,11 +107,7 @@ impl FromRequestParts<AppState> for AdminCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let ip = parts
-            .extensions
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| c.0.ip().to_string());
-        authenticate(state, &parts.headers, ip)
+        authenticate(state, &parts.headers, &parts.extensions)
             .await
             .map(AdminCaller)
             .map_err(ApiError::from)
@@ -130,10 +126,9 @@ impl<T: serde::de::DeserializeOwned> axum::extract::FromRequest<AppState> for Js
         let bytes = crate::oci::read_at_most(req.into_body(), limit)
             .await
             .map_err(|e| match e {
-                SmallBodyError::Stalled => ApiError::new(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "the request body stopped arriving (server.read_timeout)",
-                ),
+                SmallBodyError::Stalled => {
+                    ApiError::new(StatusCode::REQUEST_TIMEOUT, crate::oci::BODY_TOO_SLOW)
+                }
                 SmallBodyError::TooLarge => ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     format!("request body is over {limit} bytes"),

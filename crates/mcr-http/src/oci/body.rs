@@ -1,5 +1,6 @@
 //! Request bodies as streams, and small whole bodies, and why a body
-//! ended early: stalled past `HttpConfig::body_timeout`, or cut off by the
+//! ended early: stalled past `HttpConfig::body_timeout` or slower than
+//! `HttpConfig::min_body_rate` ([`crate::pace`]), or cut off by the
 //! client.
 
 use std::error::Error as _;
@@ -57,17 +58,21 @@ impl BodyStream {
 }
 
 /// Whether a body failed because the client sent nothing for longer than
-/// the body timeout (the router's `RequestBodyTimeoutLayer`).
+/// the body timeout, or sent too slowly ([`crate::pace`]).
 pub(crate) fn stalled_error(e: &axum::Error) -> bool {
     let mut cause = e.source();
     while let Some(c) = cause {
-        if c.is::<tower_http::timeout::TimeoutError>() {
+        if c.is::<crate::pace::BodyTooSlow>() {
             return true;
         }
         cause = c.source();
     }
     false
 }
+
+/// Why a body that stalled, or came too slowly, was refused.
+pub(crate) const BODY_TOO_SLOW: &str =
+    "the request body stopped arriving (server.read_timeout) or came slower than server.min_body_rate";
 
 /// The answer to a body that stalled: 408, so the client knows to resend
 /// rather than that the content was wrong. A half-sent chunk is discarded;
@@ -76,7 +81,7 @@ fn body_stalled(code: &'static str) -> OciError {
     OciError::new(
         StatusCode::REQUEST_TIMEOUT,
         code,
-        "the request body stopped arriving (server.read_timeout); send it again",
+        format!("{BODY_TOO_SLOW}; send it again"),
     )
 }
 

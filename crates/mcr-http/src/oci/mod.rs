@@ -23,9 +23,9 @@ use axum::response::{IntoResponse, Response};
 use mcr_core::registry::Caller;
 use mcr_core::Error;
 
-pub(crate) use body::{read_at_most, SmallBodyError};
+pub(crate) use body::{read_at_most, SmallBodyError, BODY_TOO_SLOW};
 pub use range::{ContentRange, RangeSpec};
-pub use route::OciRoute;
+pub use route::{Endpoint, OciRoute};
 
 use crate::auth::{authenticate, Challenge};
 use crate::error::OciError;
@@ -99,12 +99,11 @@ pub(crate) type OciResult = Result<Response, OciError>;
 
 /// `GET /v2/`: 200 `{}` for a caller the policy lets in, else a challenge.
 pub async fn version_check(State(state): State<AppState>, req: Request) -> Response {
-    let ip = peer_ip(&req);
-    let headers = req.headers().clone();
+    let (parts, _) = req.into_parts();
     let result = async {
-        let caller = authenticate(&state, &headers, ip)
+        let caller = authenticate(&state, &parts.headers, &parts.extensions)
             .await
-            .map_err(|e| auth_error(&state, &headers, None, e))?;
+            .map_err(|e| auth_error(&state, &parts.headers, None, e))?;
         state.registry.version_check(&caller).await?;
         Ok::<_, OciError>(axum::Json(serde_json::json!({})).into_response())
     };
@@ -113,10 +112,9 @@ pub async fn version_check(State(state): State<AppState>, req: Request) -> Respo
 
 /// `GET /v2/_catalog`.
 pub async fn catalog(State(state): State<AppState>, req: Request) -> Response {
-    let ip = peer_ip(&req);
     let (parts, _) = req.into_parts();
     let result = async {
-        let caller = authenticate(&state, &parts.headers, ip)
+        let caller = authenticate(&state, &parts.headers, &parts.extensions)
             .await
             .map_err(|e| auth_error(&state, &parts.headers, None, e))?;
         let ctx = Ctx {
@@ -139,7 +137,6 @@ pub async fn method_not_allowed(method: Method) -> Response {
 
 /// Every other `/v2/<name>/...` endpoint.
 pub async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
-    let ip = peer_ip(&req);
     let (parts, body) = req.into_parts();
     let path = parts
         .uri
@@ -161,14 +158,14 @@ pub async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
             Err(e) => {
                 // Credentials first, so an anonymous client learns nothing
                 // but how to authenticate.
-                authenticate(&state, &parts.headers, ip)
+                authenticate(&state, &parts.headers, &parts.extensions)
                     .await
                     .map_err(|e| auth_error(&state, &parts.headers, None, e))?;
                 return Err(unparsable(e, reading, &path));
             }
         };
         let actions = if reading { "pull" } else { "pull,push" };
-        let caller = authenticate(&state, &parts.headers, ip)
+        let caller = authenticate(&state, &parts.headers, &parts.extensions)
             .await
             .map_err(|e| {
                 auth_error(

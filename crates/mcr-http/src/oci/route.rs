@@ -25,10 +25,9 @@ pub enum OciRoute {
     Referrers(RepoName, Digest),
 }
 
-/// The endpoint a path names, before its parts are validated: which one,
-/// the repository part, and the last segment (reference, digest or id).
+/// The endpoint a path names, before its parts are validated.
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Endpoint {
+pub enum Endpoint {
     Manifest,
     Blob,
     UploadStart,
@@ -38,8 +37,14 @@ enum Endpoint {
 }
 
 impl Endpoint {
+    /// How many endpoints there are: a table indexed by `endpoint as usize`
+    /// (the metrics' handles) has this many slots.
+    pub const COUNT: usize = Endpoint::Referrers as usize + 1;
+
     /// Recognises the endpoint from the end of the raw (still
-    /// percent-encoded) `path` after `/v2/`, so only a real `/` separates.
+    /// percent-encoded) `path` after `/v2/`, so only a real `/` separates;
+    /// with the repository part and the last segment (reference, digest or
+    /// id).
     fn split(path: &str) -> Option<(Endpoint, &str, &str)> {
         if let Some(repo) = path.strip_suffix("/tags/list") {
             return Some((Endpoint::Tags, repo, ""));
@@ -61,8 +66,10 @@ impl Endpoint {
         .find_map(|(suffix, e)| head.strip_suffix(suffix).map(|repo| (e, repo, last)))
     }
 
-    /// The route template, as the distribution-spec writes it.
-    fn template(self) -> &'static str {
+    /// The route template, as the distribution-spec writes it
+    /// (`/v2/<name>/blobs/<digest>`). For metrics: it never holds anything
+    /// from the path.
+    pub fn template(self) -> &'static str {
         match self {
             Endpoint::Manifest => "/v2/<name>/manifests/<reference>",
             Endpoint::Blob => "/v2/<name>/blobs/<digest>",
@@ -100,12 +107,11 @@ impl OciRoute {
         }))
     }
 
-    /// The route template of the endpoint the part of the path after
-    /// `/v2/` names (`/v2/<name>/blobs/<digest>`), whether or not its parts
-    /// are valid; `None` for no OCI endpoint. For metrics: it never holds
-    /// anything from the path.
-    pub fn template(path: &str) -> Option<&'static str> {
-        Endpoint::split(path).map(|(e, _, _)| e.template())
+    /// The endpoint the part of the path after `/v2/` names, whether or
+    /// not its parts are valid; `None` for no OCI endpoint. For metrics,
+    /// which label a request with its endpoint's template.
+    pub fn endpoint(path: &str) -> Option<Endpoint> {
+        Endpoint::split(path).map(|(e, _, _)| e)
     }
 
     pub fn repository(&self) -> &RepoName {
@@ -122,8 +128,7 @@ impl OciRoute {
 
 /// One segment, percent-decoded; `Err` if the bytes are not UTF-8. A
 /// segment without `%` (nearly all) is found by one `memchr` instead of
-/// the decoder's byte-by-byte walk: this runs twice per request (routing
-/// and the metrics' route template).
+/// the decoder's byte-by-byte walk.
 fn decoded(segment: &str) -> Result<Cow<'_, str>, std::str::Utf8Error> {
     if !segment.contains('%') {
         return Ok(Cow::Borrowed(segment));
@@ -200,7 +205,8 @@ mod tests {
     #[test]
     fn templates_keep_nothing_of_the_path() {
         let id = "0123456789abcdef0123456789abcdef";
-        for (path, template) in [
+        let template = |path: &str| OciRoute::endpoint(path).map(Endpoint::template);
+        for (path, template_of) in [
             (
                 "a/manifests/b/manifests/latest",
                 "/v2/<name>/manifests/<reference>",
@@ -216,16 +222,13 @@ mod tests {
             // Invalid parts still name the endpoint they were sent to.
             ("UP/manifests/bad:tag!", "/v2/<name>/manifests/<reference>"),
         ] {
-            assert_eq!(OciRoute::template(path), Some(template), "{path}");
+            assert_eq!(template(path), Some(template_of), "{path}");
         }
-        assert_eq!(OciRoute::template("x/other"), None);
+        assert_eq!(template("x/other"), None);
         // The structure is read before decoding: bytes that are not UTF-8
         // still name the endpoint, and an encoded slash never forms one.
-        assert_eq!(
-            OciRoute::template("x%ff/tags/list"),
-            Some("/v2/<name>/tags/list")
-        );
-        assert_eq!(OciRoute::template("x/tags%2Flist"), None);
+        assert_eq!(template("x%ff/tags/list"), Some("/v2/<name>/tags/list"));
+        assert_eq!(template("x/tags%2Flist"), None);
     }
 
     #[test]

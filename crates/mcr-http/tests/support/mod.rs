@@ -34,7 +34,7 @@ use mcr_adapters::fs::FsBlobStore;
 use mcr_adapters::sqlite::SqliteMetaStore;
 use mcr_core::audit::{AuditEvent, AuditQuery, EventType};
 use mcr_core::policy::Engine;
-use mcr_core::registry::{RateLimit, Registry, RegistryConfig};
+use mcr_core::registry::{LoginLimit, RateLimit, Registry, RegistryConfig};
 use mcr_core::testing::{
     admin, guest, system, user, FakeIdentity, Faults, FaultyBlobStore, ManualClock, TEST_PASSWORD,
 };
@@ -69,6 +69,10 @@ pub struct Setup {
     pub rate_limit: Option<RateLimit>,
     /// Upload sessions one principal may hold open.
     pub max_uploads_per_principal: u64,
+    /// Requests one principal may have in flight; no limit by default.
+    pub max_requests_in_flight: Option<NonZeroUsize>,
+    /// Failed logins allowed; no limit by default.
+    pub login_limit: Option<LoginLimit>,
 }
 
 impl Default for Setup {
@@ -82,6 +86,8 @@ impl Default for Setup {
             login: Login::Basic,
             rate_limit: None,
             max_uploads_per_principal: RegistryConfig::default().max_uploads_per_principal,
+            max_requests_in_flight: None,
+            login_limit: None,
         }
     }
 }
@@ -407,6 +413,8 @@ fn open(
         gc_sweep_window: setup.gc_sweep_window,
         rate_limit: setup.rate_limit,
         max_uploads_per_principal: setup.max_uploads_per_principal,
+        max_requests_in_flight: setup.max_requests_in_flight,
+        login_limit: setup.login_limit,
         ..RegistryConfig::default()
     };
     let registry = Arc::new(

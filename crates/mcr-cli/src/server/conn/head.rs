@@ -5,9 +5,9 @@ use axum::body::Body;
 use axum::http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING, UPGRADE};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
 
-/// Longest head mcrsrv waits for before handing the connection to hyper
-/// (which then applies its own, larger limit and answers).
-pub(super) const MAX_HEAD: usize = 64 << 10;
+/// Longest head mcrsrv waits for before handing the connection to hyper,
+/// which applies the same limit and answers 431.
+pub(super) const MAX_HEAD: usize = crate::server::listen::MAX_HEAD_BYTES;
 
 /// Most header fields in a head mcrsrv parses itself; more go to hyper.
 const MAX_HEADERS: usize = 64;

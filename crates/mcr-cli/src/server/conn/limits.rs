@@ -3,19 +3,25 @@
 //!
 //! A client that opens connections and sends nothing, or reads nothing,
 //! would otherwise keep them — and their file descriptors — for ever
-//! (issue 16, case 3). hyper bounds the wait for an HTTP/1.1 request's
-//! headers itself (`read_timeout`, in `listen`); this module adds the two
-//! bounds it lacks, for connections hyper serves ([`ConnIo`]) and for the
-//! writes of responses mcrsrv frames itself ([`writable`], [`write_all`],
-//! [`write_all_after`]):
+//! (issue 16, case 3). This module bounds them for connections hyper
+//! serves ([`ConnIo`]) and for the writes of responses mcrsrv frames
+//! itself ([`writable`], [`write_all`], [`write_all_after`]):
 //!
 //! - **idle**: a connection with no request in flight for `idle_timeout`
-//!   is closed. Requests count as in flight from the moment the service
-//!   is called until their response body is sent or dropped
-//!   ([`Activity::begin`], [`Tracked`]), so a long download is never idle.
-//!   Bytes received do not count as activity: an HTTP/2 client that only
-//!   pings, or an HTTP/1.1 client that trickles half a request, is still
+//!   is closed (before its first request, for `read_timeout` if shorter).
+//!   Requests count as in flight from the moment the service is called
+//!   until their response body is sent or dropped ([`Activity::begin`],
+//!   [`Tracked`]), so a long download is never idle. Bytes received do
+//!   not count as activity: an HTTP/2 client that only pings is still
 //!   idle.
+//! - **head**: on HTTP/1.1, a request head must arrive in full within
+//!   `read_timeout` of the first bytes received after the connection fell
+//!   idle. hyper's own header timer cannot do this: it starts when hyper
+//!   begins reading a head, which on a kept-alive connection is as soon as
+//!   the last response went, so it closed idle connections after
+//!   `read_timeout` whatever `idle_timeout` said. A head hyper already
+//!   holds in part when the connection falls idle (pipelined behind the
+//!   last request) is bounded by the idle clock only.
 //! - **write stall**: a write (or flush) the socket has not taken for
 //!   `write_timeout` fails the connection; any progress starts the clock
 //!   again, so a slow reader is fine and only one that stopped is not.
@@ -23,12 +29,13 @@
 use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::http::Version;
 use bytes::Bytes;
 use futures_util::task::AtomicWaker;
 use hyper::body::{Frame, SizeHint};
@@ -38,11 +45,17 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
+use crate::server::listen::ConnLimits;
+
 /// What a connection's requests are doing, shared by the service that
 /// runs them and the connection's I/O.
 #[derive(Debug, Default)]
 pub struct Activity {
     in_flight: AtomicUsize,
+    /// Whether the connection speaks HTTP/2, whose requests have no head
+    /// to time (hyper's h2 bounds its frames); known from its first
+    /// request.
+    http2: AtomicBool,
     /// Counts the moments the connection fell idle, so the I/O can tell a
     /// new idle spell from the one it is already timing.
     idle_spells: AtomicU64,
@@ -52,8 +65,12 @@ pub struct Activity {
 }
 
 impl Activity {
-    /// Counts a request as in flight until the guard is dropped.
-    pub fn begin(self: &Arc<Self>) -> InFlight {
+    /// Counts a request of `version` as in flight until the guard is
+    /// dropped.
+    pub fn begin(self: &Arc<Self>, version: Version) -> InFlight {
+        if version == Version::HTTP_2 {
+            self.http2.store(true, Ordering::Release);
+        }
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         InFlight(Arc::clone(self))
     }
@@ -119,6 +136,11 @@ pin_project! {
         idle: Sleep,
         // The idle spell `idle` is timing, if any.
         timing: Option<u64>,
+        read_timeout: Duration,
+        #[pin]
+        head: Sleep,
+        // The idle spell whose request head `head` is timing, if any.
+        head_timing: Option<u64>,
         write_timeout: Duration,
         #[pin]
         stall: Sleep,
@@ -128,20 +150,18 @@ pin_project! {
 }
 
 impl<T: Read + Write> ConnIo<T> {
-    pub fn new(
-        io: T,
-        activity: Arc<Activity>,
-        idle_timeout: Duration,
-        write_timeout: Duration,
-    ) -> ConnIo<T> {
+    pub fn new(io: T, activity: Arc<Activity>, limits: &ConnLimits) -> ConnIo<T> {
         ConnIo {
             io,
             activity,
-            idle_timeout,
-            idle: tokio::time::sleep(idle_timeout),
+            idle_timeout: limits.idle_timeout,
+            idle: tokio::time::sleep(limits.idle_timeout),
             timing: None,
-            write_timeout,
-            stall: tokio::time::sleep(write_timeout),
+            read_timeout: limits.read_timeout,
+            head: tokio::time::sleep(limits.read_timeout),
+            head_timing: None,
+            write_timeout: limits.write_timeout,
+            stall: tokio::time::sleep(limits.write_timeout),
             stalled: false,
         }
     }
@@ -155,21 +175,46 @@ impl<T: Read + Write> Read for ConnIo<T> {
     ) -> Poll<io::Result<()>> {
         let mut this = self.project();
         this.activity.reader.register(cx.waker());
-        if this.activity.in_flight.load(Ordering::Acquire) == 0 {
-            let spell = this.activity.idle_spells.load(Ordering::Acquire);
-            if *this.timing != Some(spell) {
-                *this.timing = Some(spell);
-                let deadline = Instant::now() + *this.idle_timeout;
-                this.idle.as_mut().reset(deadline);
-            }
-            if this.idle.poll(cx).is_ready() {
-                return Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "connection idle for longer than server.idle_timeout",
-                )));
-            }
+        if this.activity.in_flight.load(Ordering::Acquire) != 0 {
+            return this.io.poll_read(cx, buf);
         }
-        this.io.poll_read(cx, buf)
+        let spell = this.activity.idle_spells.load(Ordering::Acquire);
+        if *this.timing != Some(spell) {
+            *this.timing = Some(spell);
+            // Spell 0 is the wait for the first request, held to
+            // read_timeout as a head is.
+            let wait = if spell == 0 {
+                (*this.idle_timeout).min(*this.read_timeout)
+            } else {
+                *this.idle_timeout
+            };
+            this.idle.as_mut().reset(Instant::now() + wait);
+        }
+        if this.idle.poll(cx).is_ready() {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "connection idle for longer than server.idle_timeout",
+            )));
+        }
+        if *this.head_timing == Some(spell) && this.head.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "request head not received within server.read_timeout",
+            )));
+        }
+        let read = this.io.poll_read(cx, buf);
+        // Bytes while idle begin a head (or end the connection, which
+        // ends the wait anyway).
+        if read.is_ready()
+            && *this.head_timing != Some(spell)
+            && !this.activity.http2.load(Ordering::Acquire)
+        {
+            *this.head_timing = Some(spell);
+            this.head
+                .as_mut()
+                .reset(Instant::now() + *this.read_timeout);
+        }
+        read
     }
 }
 

@@ -20,11 +20,11 @@
 //! the zero-copy path.
 //!
 //! Limits ([`ConnLimits`], `[server]`): a request head must arrive within
-//! `read_timeout` of the connection starting to wait for it, and a
-//! connection with nothing in flight closes after `idle_timeout` (or
-//! `read_timeout`, when shorter); a response the client stops reading
-//! fails after `write_timeout` without progress. Under hyper, [`limits`]
-//! applies the same bounds.
+//! `read_timeout` of its first byte (the first request's, of the
+//! connection's start), and a kept-alive connection with nothing in
+//! flight closes after `idle_timeout`; a response the client stops
+//! reading fails after `write_timeout` without progress. Under hyper,
+//! [`limits`] applies the same bounds.
 //!
 //! Shutdown: a connection waiting for a request closes; one in the middle
 //! of a request answers it with `Connection: close` and then closes; one
@@ -72,8 +72,14 @@ pub struct Serving {
 pub async fn serve_plain(mut stream: TcpStream, peer: SocketAddr, serving: Serving) {
     let mut buf = BytesMut::with_capacity(4096);
     let limits = &serving.limits;
+    let mut first = true;
     loop {
         let waiting = Instant::now();
+        // When the head being read began: its first byte, or for the
+        // first request the connection's start (a client that connects
+        // and says nothing is not idle between requests).
+        let mut head_began = (first || !buf.is_empty()).then_some(waiting);
+        first = false;
         let head = loop {
             match head::parse(&buf) {
                 Head::Partial => {}
@@ -82,12 +88,11 @@ pub async fn serve_plain(mut stream: TcpStream, peer: SocketAddr, serving: Servi
             // Between requests, shutdown closes the connection; once a
             // head has begun, the request is read and answered.
             let idle = buf.is_empty();
-            let deadline = waiting
-                + if idle {
-                    limits.read_timeout.min(limits.idle_timeout)
-                } else {
-                    limits.read_timeout
-                };
+            let deadline = match head_began {
+                None => waiting + limits.idle_timeout,
+                Some(began) if idle => began + limits.read_timeout.min(limits.idle_timeout),
+                Some(began) => began + limits.read_timeout,
+            };
             buf.reserve(4096);
             let read = tokio::select! {
                 biased;
@@ -96,7 +101,9 @@ pub async fn serve_plain(mut stream: TcpStream, peer: SocketAddr, serving: Servi
             };
             match read {
                 Ok(Ok(0) | Err(_)) => return,
-                Ok(Ok(_)) => {}
+                Ok(Ok(_)) => {
+                    head_began.get_or_insert_with(Instant::now);
+                }
                 Err(_) => {
                     tracing::debug!(%peer, idle, "no request head within the server's timeouts");
                     return;
@@ -147,7 +154,7 @@ where
     let service = hyper::service::service_fn({
         let activity = Arc::clone(&activity);
         move |mut req: hyper::Request<hyper::body::Incoming>| {
-            let in_flight = activity.begin();
+            let in_flight = activity.begin(req.version());
             req.extensions_mut().insert(ConnectInfo(peer));
             let response = app.clone().oneshot(req.map(axum::body::Body::new));
             async move {
@@ -157,12 +164,7 @@ where
         }
     });
     let limits = &serving.limits;
-    let io = Box::pin(ConnIo::new(
-        TokioIo::new(io),
-        activity,
-        limits.idle_timeout,
-        limits.write_timeout,
-    ));
+    let io = Box::pin(ConnIo::new(TokioIo::new(io), activity, limits));
     let conn = serving.builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
     let result = tokio::select! {

@@ -44,6 +44,7 @@ use crate::ports::{
     UploadState,
 };
 use crate::principal::{AccountType, Action, Role};
+use crate::testing::{audited, pushed};
 use crate::time::Timestamp;
 
 type Store = Arc<dyn MetaStore>;
@@ -87,6 +88,8 @@ pub const META_STORE_CHECKS: &[Check<dyn MetaStore>] = checks![dyn MetaStore =>
     policy_rules_crud,
     revocations_last_until_the_token_expires,
     audit_filters_order_and_window,
+    pushed_repositories_are_those_under_a_prefix_with_a_pushed_manifest,
+    changes_record_their_event_in_the_same_step,
     concurrent_puts_to_one_tag_leave_it_on_one,
     concurrent_completions_of_one_blob,
     totals_count_blob_rows_once_and_open_sessions,
@@ -146,7 +149,13 @@ pub(super) async fn upload(s: &Store, r: &RepoName, data: &[u8], at: Timestamp) 
     let session = session(s, r, at).await;
     let blob = info(data);
     ok(
-        s.complete_upload(&session.id, &blob, at).await,
+        s.complete_upload(
+            &session.id,
+            &blob,
+            at,
+            &audited(EventType::BlobUploaded, at),
+        )
+        .await,
         "complete_upload",
     );
     blob
@@ -205,7 +214,7 @@ fn at_time(mut m: NewManifest, at: Timestamp) -> NewManifest {
 
 async fn put(s: &Store, m: &NewManifest) {
     ok(
-        s.put_manifest(m.clone()).await,
+        s.put_manifest(m.clone(), &pushed(m)).await,
         &format!("put_manifest {}", m.digest),
     );
 }
@@ -293,7 +302,13 @@ async fn pruning_removes_only_an_empty_repository(s: Store) {
     let kept = repo("prune/kept");
     let sess = session(&s, &kept, t(2)).await;
     ok(
-        s.complete_upload(&sess.id, &info(b"kept"), t(3)).await,
+        s.complete_upload(
+            &sess.id,
+            &info(b"kept"),
+            t(3),
+            &audited(EventType::BlobUploaded, t(3)),
+        )
+        .await,
         "complete_upload",
     );
     assert!(
@@ -338,13 +353,27 @@ async fn repositories_come_into_being_on_first_write(s: Store) {
         "an upload session alone made the repository listed"
     );
     ok(
-        s.complete_upload(&session.id, &info(b"layer"), t(2)).await,
+        s.complete_upload(
+            &session.id,
+            &info(b"layer"),
+            t(2),
+            &audited(EventType::BlobUploaded, t(2)),
+        )
+        .await,
         "complete_upload",
     );
     assert!(exists(&s, &up).await, "a completed upload's link made none");
 
     let mnt = repo("mnt");
-    let mounted = s.mount_blob(&up, &mnt, &sha256(b"layer"), t(3)).await;
+    let mounted = s
+        .mount_blob(
+            &up,
+            &mnt,
+            &sha256(b"layer"),
+            t(3),
+            &audited(EventType::BlobMounted, t(3)),
+        )
+        .await;
     assert!(ok(mounted, "mount_blob").is_some());
     assert!(exists(&s, &mnt).await, "a mount creates its target");
 
@@ -356,11 +385,18 @@ async fn repositories_come_into_being_on_first_write(s: Store) {
     );
 
     let (no_mount, no_put) = (repo("no-mount"), repo("no-put"));
-    let missing = s.mount_blob(&up, &no_mount, &sha256(b"other"), t(5)).await;
-    assert!(ok(missing, "mount_blob of a blob the source lacks").is_none());
-    let failed = s
-        .put_manifest(image(&no_put, "m", &[&info(b"absent")], t(6)))
+    let missing = s
+        .mount_blob(
+            &up,
+            &no_mount,
+            &sha256(b"other"),
+            t(5),
+            &audited(EventType::BlobMounted, t(5)),
+        )
         .await;
+    assert!(ok(missing, "mount_blob of a blob the source lacks").is_none());
+    let m = image(&no_put, "m", &[&info(b"absent")], t(6));
+    let failed = s.put_manifest(m.clone(), &pushed(&m)).await;
     err_of(failed, "put_manifest with an absent blob");
     assert!(
         !exists(&s, &no_mount).await,
@@ -558,7 +594,10 @@ async fn several_tags_move_in_one_step(s: Store) {
     // A put that fails moves none of its tags.
     let mut m3 = image(&r, "three", &[&layer, &info(b"absent")], t(4));
     m3.tags = vec![tag("a"), tag("d")];
-    err_of(s.put_manifest(m3).await, "put_manifest with an absent blob");
+    err_of(
+        s.put_manifest(m3.clone(), &pushed(&m3)).await,
+        "put_manifest with an absent blob",
+    );
     assert_eq!(by_tag(&s, &r, "a").await, Some(m2.digest.clone()));
     assert_eq!(tags(&s, &r).await, strings(&["a", "b", "c"]));
 }
@@ -613,7 +652,7 @@ async fn put_manifest_with_a_missing_blob_stores_nothing(s: Store) {
     let mut missing = sorted(vec![elsewhere.digest.clone(), absent.digest.clone()]);
     let m = tagged(image(&r, "m", &[&present, &elsewhere, &absent], t(2)), "v1");
     match err_of(
-        s.put_manifest(m.clone()).await,
+        s.put_manifest(m.clone(), &pushed(&m)).await,
         "put_manifest with missing blobs",
     ) {
         Error::ManifestBlobUnknown(d) => {
@@ -663,7 +702,7 @@ async fn put_manifest_with_a_missing_child_stores_nothing(s: Store) {
     let children = sorted(vec![child.digest.clone(), foreign.digest.clone(), absent]);
     let idx = tagged(index(&r, "idx", children, t(2)), "multi");
     match err_of(
-        s.put_manifest(idx.clone()).await,
+        s.put_manifest(idx.clone(), &pushed(&idx)).await,
         "put_manifest of an index with missing children",
     ) {
         Error::ManifestChildUnknown(d) => {
@@ -861,7 +900,13 @@ async fn a_completed_upload_is_visible_at_once(s: Store) {
     assert_eq!(linked(&s, &r, &blob.digest).await, None);
     assert!(!has_row(&s, &blob.digest).await);
     ok(
-        s.complete_upload(&session.id, &blob, t(2)).await,
+        s.complete_upload(
+            &session.id,
+            &blob,
+            t(2),
+            &audited(EventType::BlobUploaded, t(2)),
+        )
+        .await,
         "complete_upload",
     );
     assert_eq!(
@@ -891,7 +936,13 @@ async fn a_completed_upload_is_visible_at_once(s: Store) {
     );
 
     let e = err_of(
-        s.complete_upload(&session.id, &blob, t(3)).await,
+        s.complete_upload(
+            &session.id,
+            &blob,
+            t(3),
+            &audited(EventType::BlobUploaded, t(3)),
+        )
+        .await,
         "complete_upload of a finished session",
     );
     assert!(
@@ -899,7 +950,13 @@ async fn a_completed_upload_is_visible_at_once(s: Store) {
         "expected UploadUnknown, got {e:?}"
     );
     let e = err_of(
-        s.complete_upload(&new_id(), &info(b"other"), t(3)).await,
+        s.complete_upload(
+            &new_id(),
+            &info(b"other"),
+            t(3),
+            &audited(EventType::BlobUploaded, t(3)),
+        )
+        .await,
         "complete_upload of an unknown session",
     );
     assert!(
@@ -1131,7 +1188,17 @@ async fn upload_sessions(s: Store) {
 async fn mount_links_a_blob_the_source_holds(s: Store) {
     let (a, b) = (repo("a"), repo("b"));
     let blob = upload(&s, &a, b"layer", t(1)).await;
-    let got = ok(s.mount_blob(&a, &b, &blob.digest, t(2)).await, "mount_blob");
+    let got = ok(
+        s.mount_blob(
+            &a,
+            &b,
+            &blob.digest,
+            t(2),
+            &audited(EventType::BlobMounted, t(2)),
+        )
+        .await,
+        "mount_blob",
+    );
     assert_eq!(got, Some(blob.clone()), "mount returns the blob");
     assert_eq!(
         linked(&s, &b, &blob.digest).await,
@@ -1144,7 +1211,14 @@ async fn mount_links_a_blob_the_source_holds(s: Store) {
         "still in the source"
     );
     let again = ok(
-        s.mount_blob(&a, &b, &blob.digest, t(3)).await,
+        s.mount_blob(
+            &a,
+            &b,
+            &blob.digest,
+            t(3),
+            &audited(EventType::BlobMounted, t(3)),
+        )
+        .await,
         "mount again",
     );
     assert_eq!(again, Some(blob.clone()), "mounting twice is fine");
@@ -1174,7 +1248,17 @@ async fn mount_from_a_repository_without_the_blob_changes_nothing(s: Store) {
         (&a, &repo("c3"), &sha256(b"nowhere"), "a blob with no row"),
     ];
     for (from, to, digest, what) in cases {
-        let got = ok(s.mount_blob(from, to, digest, t(2)).await, what);
+        let got = ok(
+            s.mount_blob(
+                from,
+                to,
+                digest,
+                t(2),
+                &audited(EventType::BlobMounted, t(2)),
+            )
+            .await,
+            what,
+        );
         assert_eq!(got, None, "mount from {what}: expected None");
         assert_eq!(
             linked(&s, to, digest).await,
@@ -1190,7 +1274,14 @@ async fn mount_from_a_repository_without_the_blob_changes_nothing(s: Store) {
     }
     ok(s.unlink_blob(&a, &x.digest).await, "unlink");
     let got = ok(
-        s.mount_blob(&a, &b, &x.digest, t(3)).await,
+        s.mount_blob(
+            &a,
+            &b,
+            &x.digest,
+            t(3),
+            &audited(EventType::BlobMounted, t(3)),
+        )
+        .await,
         "mount after unlink",
     );
     assert_eq!(
@@ -1265,8 +1356,9 @@ async fn unlink_keeps_the_blob_row(s: Store) {
         vec![blob.clone()],
         "rows stay for GC"
     );
+    let m = image(&a, "m", &[&blob], t(2));
     let e = err_of(
-        s.put_manifest(image(&a, "m", &[&blob], t(2))).await,
+        s.put_manifest(m.clone(), &pushed(&m)).await,
         "put_manifest over an unlinked blob",
     );
     assert!(
@@ -1399,13 +1491,33 @@ async fn sweep_reads_every_link_time(s: Store) {
     let (a, b) = (repo("a"), repo("b"));
     // Row and first link at 100, mounted elsewhere at 500.
     let w = upload(&s, &a, b"mounted later", t(100)).await;
-    ok(s.mount_blob(&a, &b, &w.digest, t(500)).await, "mount");
+    ok(
+        s.mount_blob(
+            &a,
+            &b,
+            &w.digest,
+            t(500),
+            &audited(EventType::BlobMounted, t(500)),
+        )
+        .await,
+        "mount",
+    );
     // Row at 100, uploaded again into the same repository at 400.
     let x = upload(&s, &a, b"uploaded again", t(100)).await;
     upload(&s, &a, b"uploaded again", t(400)).await;
     // Row at 100, mounted into the repository that holds it at 450.
     let y = upload(&s, &b, b"mounted again", t(100)).await;
-    ok(s.mount_blob(&b, &b, &y.digest, t(450)).await, "re-mount");
+    ok(
+        s.mount_blob(
+            &b,
+            &b,
+            &y.digest,
+            t(450),
+            &audited(EventType::BlobMounted, t(450)),
+        )
+        .await,
+        "re-mount",
+    );
 
     assert!(
         sweep(&s, t(300)).await.is_empty(),
@@ -1583,7 +1695,13 @@ async fn empty_repository_keeps_its_sessions_and_blob_rows(s: Store) {
     );
     let filled = info(b"filled");
     ok(
-        s.complete_upload(&fill.id, &filled, t(5)).await,
+        s.complete_upload(
+            &fill.id,
+            &filled,
+            t(5),
+            &audited(EventType::BlobUploaded, t(5)),
+        )
+        .await,
         "complete_upload after emptying",
     );
     assert_eq!(linked(&s, &a, &filled.digest).await, Some(filled.clone()));
@@ -2055,6 +2173,111 @@ fn event(
     }
 }
 
+/// `complete_upload`, `mount_blob` and `put_manifest` record their event
+/// with the change; one that changes nothing records nothing. (A push
+/// whose event cannot be written stores nothing: `scripts/faults.sh` fills
+/// the database's disk for that.)
+async fn changes_record_their_event_in_the_same_step(s: Store) {
+    let recorded = || async {
+        let all = AuditQuery {
+            limit: ALL,
+            ..AuditQuery::default()
+        };
+        let mut events: Vec<NewAuditEvent> = ok(s.query_audit(&all).await, "query_audit")
+            .into_iter()
+            .map(|e| e.event)
+            .collect();
+        events.reverse();
+        events
+    };
+    let (a, b) = (repo("audited/a"), repo("audited/b"));
+    let blob = upload(&s, &a, b"audited layer", t(1)).await;
+    let uploaded = audited(EventType::BlobUploaded, t(1));
+    assert_eq!(recorded().await, vec![uploaded.clone()]);
+
+    let mounted = audited(EventType::BlobMounted, t(2));
+    ok(
+        s.mount_blob(&a, &b, &blob.digest, t(2), &mounted).await,
+        "mount_blob",
+    );
+    let absent = sha256(b"not in a");
+    let none = s
+        .mount_blob(
+            &a,
+            &b,
+            &absent,
+            t(3),
+            &audited(EventType::BlobMounted, t(3)),
+        )
+        .await;
+    assert!(ok(none, "mount_blob of an absent blob").is_none());
+
+    let m = image(&a, "audited", &[&blob], t(4));
+    ok(s.put_manifest(m.clone(), &pushed(&m)).await, "put_manifest");
+    let missing = image(&a, "missing", &[&info(b"never uploaded")], t(5));
+    err_of(
+        s.put_manifest(missing.clone(), &pushed(&missing)).await,
+        "put_manifest with an absent blob",
+    );
+    err_of(
+        s.complete_upload(
+            &new_id(),
+            &blob,
+            t(6),
+            &audited(EventType::BlobUploaded, t(6)),
+        )
+        .await,
+        "complete_upload of an unknown session",
+    );
+    assert_eq!(
+        recorded().await,
+        vec![uploaded, mounted, pushed(&m)],
+        "only the changes that happened are recorded, each once"
+    );
+}
+
+async fn pushed_repositories_are_those_under_a_prefix_with_a_pushed_manifest(s: Store) {
+    for (name, provenance) in [
+        ("hub", Provenance::Pushed),
+        ("hub/a", Provenance::Pushed),
+        ("hub/b/c", Provenance::Pushed),
+        ("hub/cached", Provenance::Mirrored),
+        ("hub-x/d", Provenance::Pushed),
+        ("hub0", Provenance::Pushed),
+        ("hubble/e", Provenance::Pushed),
+        ("other/f", Provenance::Pushed),
+    ] {
+        let r = repo(name);
+        let b = upload(&s, &r, b"shared layer", t(1)).await;
+        let mut m = image(&r, name, &[&b], t(2));
+        m.provenance = provenance;
+        ok(s.put_manifest(m.clone(), &pushed(&m)).await, "put_manifest");
+    }
+    // Blobs alone are no pushed image.
+    upload(&s, &repo("hub/only-blobs"), b"shared layer", t(1)).await;
+    let names = |v: Vec<RepoName>| v.iter().map(ToString::to_string).collect::<Vec<_>>();
+    let got = ok(
+        s.pushed_repositories(&repo("hub"), ALL).await,
+        "pushed_repositories",
+    );
+    assert_eq!(names(got), ["hub", "hub/a", "hub/b/c"]);
+    let got = ok(
+        s.pushed_repositories(&repo("hub"), 2).await,
+        "pushed_repositories",
+    );
+    assert_eq!(names(got), ["hub", "hub/a"], "at most `limit`");
+    let got = ok(
+        s.pushed_repositories(&repo("hub/b"), ALL).await,
+        "pushed_repositories",
+    );
+    assert_eq!(names(got), ["hub/b/c"]);
+    let got = ok(
+        s.pushed_repositories(&repo("none"), ALL).await,
+        "pushed_repositories",
+    );
+    assert!(got.is_empty());
+}
+
 async fn audit_filters_order_and_window(s: Store) {
     let mut e1 = event(10, EventType::ManifestPushed, Some("alice"), Some("a"));
     e1.digest = Some(sha256(b"manifest"));
@@ -2230,7 +2453,13 @@ async fn long_listings_come_whole_in_order_while_they_change(s: Store) {
     while let Some(session) = ok(idle.try_next().await, "uploads_idle_since") {
         let blob = info(format!("blob {}", session.active.as_millis()).as_bytes());
         ok(
-            s.complete_upload(&session.id, &blob, t(1000)).await,
+            s.complete_upload(
+                &session.id,
+                &blob,
+                t(1000),
+                &audited(EventType::BlobUploaded, t(1000)),
+            )
+            .await,
             "complete_upload while listing",
         );
         seen.push(session.id);
@@ -2253,7 +2482,14 @@ async fn concurrent_puts_to_one_tag_leave_it_on_one(s: Store) {
     let manifests: Vec<NewManifest> = (0..16)
         .map(|i| tagged(image(&r, &format!("racer-{i}"), &[], t(i)), "latest"))
         .collect();
-    let results = join_all(manifests.iter().map(|m| s.put_manifest(m.clone()))).await;
+    let events: Vec<NewAuditEvent> = manifests.iter().map(pushed).collect();
+    let results = join_all(
+        manifests
+            .iter()
+            .zip(&events)
+            .map(|(m, e)| s.put_manifest(m.clone(), e)),
+    )
+    .await;
     for r in results {
         ok(r, "concurrent put_manifest");
     }
@@ -2280,10 +2516,11 @@ async fn concurrent_completions_of_one_blob(s: Store) {
     for i in 0..8 {
         sessions.push(session(&s, &names[i % 4], t(1)).await);
     }
+    let event = audited(EventType::BlobUploaded, t(2));
     let done = join_all(
         sessions
             .iter()
-            .map(|x| s.complete_upload(&x.id, &blob, t(2))),
+            .map(|x| s.complete_upload(&x.id, &blob, t(2), &event)),
     )
     .await;
     for r in done {
