@@ -25,9 +25,11 @@ use tokio::time::Instant;
 const BIG: usize = 64 << 20;
 /// How long a test waits for something the server must do by itself.
 const GUARD: Duration = Duration::from_secs(3600);
+/// How long `/long` thinks before answering.
+const LONG: Duration = Duration::from_secs(1000);
 
 /// `/small` answers "ok"; `/big` streams [`BIG`] zero bytes; `/slow`
-/// thinks for 30 s before answering "ok".
+/// thinks for 30 s before answering "ok", `/long` for [`LONG`].
 fn app() -> Router {
     let chunk = Bytes::from(vec![0u8; 1 << 20]);
     Router::new()
@@ -39,6 +41,13 @@ fn app() -> Router {
                 let chunks =
                     (0..BIG / chunk.len()).map(move |_| Ok::<_, std::io::Error>(chunk.clone()));
                 async move { Body::from_stream(futures_util::stream::iter(chunks)) }
+            }),
+        )
+        .route(
+            "/long",
+            get(|| async {
+                tokio::time::sleep(LONG).await;
+                "ok"
             }),
         )
         .route(
@@ -251,35 +260,89 @@ async fn a_client_that_stops_reading_its_response_is_dropped_after_the_write_tim
 }
 
 #[tokio::test(start_paused = true)]
-async fn connections_past_the_cap_wait_until_one_closes() {
+async fn connections_past_the_cap_wait_while_every_one_is_busy() {
     let (addr, _stop) = start(ConnLimits {
         max_connections: 2,
         ..lenient()
     })
     .await;
-    let mut first = TcpStream::connect(addr).await.expect("connect");
-    let (status, _) = get_once(&mut first, "/small").await;
-    assert_eq!(status, "HTTP/1.1 200 OK");
-    let _second = TcpStream::connect(addr).await.expect("connect");
+    let begun = Instant::now();
+    let mut busy = Vec::new();
+    for _ in 0..2 {
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        busy.push(tokio::spawn(async move {
+            get_once(&mut stream, "/long").await;
+            stream
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let mut third = TcpStream::connect(addr)
         .await
         .expect("the kernel queues it");
-    let waiting = tokio::spawn(async move {
-        let answer = get_once(&mut third, "/small").await;
-        (answer, third)
-    });
+    let waiting = tokio::spawn(async move { get_once(&mut third, "/small").await });
     tokio::time::sleep(Duration::from_secs(600)).await;
     assert!(
         !waiting.is_finished(),
-        "a third connection was served past a cap of 2"
+        "a third connection was served past a cap of 2 with both busy"
     );
-    drop(first);
-    let ((status, body), _third) = tokio::time::timeout(GUARD, waiting)
+    let (status, body) = tokio::time::timeout(GUARD, waiting)
         .await
-        .expect("served once a slot freed")
+        .expect("served once a connection fell idle")
         .expect("the client task");
     assert_eq!(
         (status.as_str(), body.as_slice()),
         ("HTTP/1.1 200 OK", &b"ok"[..])
     );
+    assert!(
+        begun.elapsed() >= LONG,
+        "served before a busy connection finished"
+    );
+    for stream in busy {
+        stream.await.expect("the busy client got its answer");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_connections_make_room_for_a_new_client() {
+    let (addr, _stop) = start(ConnLimits {
+        max_connections: 3,
+        ..lenient()
+    })
+    .await;
+    // One client holds every slot with kept-alive connections it does not
+    // use: one after a GET (answered by mcrsrv itself), one after a POST
+    // (handed to hyper), one that never sent anything. The idle timeout,
+    // far away, would free them only after the guard.
+    let mut used = TcpStream::connect(addr).await.expect("connect");
+    let (status, _) = get_once(&mut used, "/small").await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let mut handed = TcpStream::connect(addr).await.expect("connect");
+    handed
+        .write_all(b"POST /small HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\n\r\n")
+        .await
+        .expect("send");
+    let mut head = [0u8; 12];
+    handed.read_exact(&mut head).await.expect("an answer");
+    assert_eq!(&head, b"HTTP/1.1 405");
+    let mut silent = TcpStream::connect(addr).await.expect("connect");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut newcomer = TcpStream::connect(addr).await.expect("connect");
+    let (status, body) =
+        tokio::time::timeout(Duration::from_secs(5), get_once(&mut newcomer, "/small"))
+            .await
+            .expect("the newcomer is served at once");
+    assert_eq!(
+        (status.as_str(), body.as_slice()),
+        ("HTTP/1.1 200 OK", &b"ok"[..])
+    );
+    for (name, stream) in [
+        ("used", &mut used),
+        ("handed", &mut handed),
+        ("silent", &mut silent),
+    ] {
+        assert!(
+            until_closed(stream).await.is_some(),
+            "the idle {name} connection is still open"
+        );
+    }
 }

@@ -2,7 +2,13 @@
 //! challenge that tells a client how to get a token.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
 
 use axum::extract::{ConnectInfo, Request};
 use axum::http::{header, Extensions, HeaderMap};
@@ -72,15 +78,44 @@ impl Credentials {
 pub(crate) struct SlotHolder(Arc<OnceLock<RequestSlot>>);
 
 /// Middleware: a request counts as in flight for its principal from the
-/// moment it is authenticated until its handler has answered, which is
-/// when its body has been read (a response body streamed afterwards, a
-/// download, is bounded by `server.write_timeout` instead).
+/// moment it is authenticated until its response body has been sent (or
+/// dropped), so a principal that reads its downloads slowly holds no more
+/// connections than its cap allows either.
 pub(crate) async fn hold_slots(mut request: Request, next: Next) -> Response {
     let held = SlotHolder::default();
     request.extensions_mut().insert(held.clone());
     let response = next.run(request).await;
-    drop(held);
-    response
+    if held.0.get().is_none() {
+        return response;
+    }
+    response.map(|body| Body::new(Holding { body, _held: held }))
+}
+
+/// A response body that keeps its request's in-flight slot until it is
+/// dropped: after its last frame was sent, or when the connection ends.
+struct Holding {
+    body: Body,
+    _held: SlotHolder,
+}
+
+impl http_body::Body for Holding {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// Establishes the caller of a request with these headers and

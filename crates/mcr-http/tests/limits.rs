@@ -265,6 +265,34 @@ async fn requests_in_flight_past_the_principals_cap_get_429() {
         .assert_status(StatusCode::OK);
 }
 
+/// Review of issue 16 (second round), defect 2: a download counts as in
+/// flight until its body has been sent, not only until its handler
+/// answered, so a principal reading many responses slowly cannot hold
+/// more than its cap of connections.
+#[tokio::test]
+async fn a_download_holds_its_slot_until_its_body_is_read() {
+    let h = Harness::with(Setup {
+        max_requests_in_flight: Some(NonZeroUsize::new(1).expect("1")),
+        ..Setup::bearer()
+    });
+    let digest = h.push_blob("team/app", &[7u8; 4096]).await;
+    let unread = h
+        .bearer_as("user", Method::GET, format!("/v2/team/app/blobs/{digest}"))
+        .send_unread()
+        .await;
+    assert_eq!(unread.status(), StatusCode::OK);
+    let r = h.bearer_as("user", Method::GET, "/v2/").send().await;
+    r.assert_error(StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS");
+    let body = axum::body::to_bytes(unread.into_body(), usize::MAX)
+        .await
+        .expect("the body reads");
+    assert_eq!(body.len(), 4096);
+    h.bearer_as("user", Method::GET, "/v2/")
+        .send()
+        .await
+        .assert_status(StatusCode::OK);
+}
+
 /// Review of issue 16, D2: past the failed logins allowed for a username,
 /// every way of logging in is refused with 429 and Retry-After without
 /// the password being checked (the right one too), until the window ends;

@@ -1,13 +1,17 @@
 //! Accepting connections, plain or TLS 1.3, and draining them on shutdown.
 //!
 //! Each connection is a task of its own ([`super::conn`] serves it, under
-//! the [`ConnLimits`]); at most `max_connections` are open at once;
-//! shutdown stops accepting, tells every connection to finish what it is
-//! answering and close, and waits for them up to the drain time.
+//! the [`ConnLimits`]); at most `max_connections` are open at once. A
+//! client that arrives while every slot is taken makes the connections
+//! with no request in flight close (kept-alive ones a client holds
+//! without using), so idle connections cannot keep new clients out; past
+//! the cap with every connection busy, it waits. Shutdown stops accepting,
+//! tells every connection to finish what it is answering and close, and
+//! waits for them up to the drain time.
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use axum::Router;
@@ -16,7 +20,7 @@ use hyper_util::server::conn::auto;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -34,6 +38,14 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// in pieces of at most this size; on HTTP/2 it bounds a request's decoded
 /// header list.
 pub const MAX_HEAD_BYTES: usize = 64 << 10;
+
+/// How often a client waiting for a slot asks idle connections again to
+/// close: a connection busy at one call may have fallen idle by the next.
+const RECLAIM_EVERY: Duration = Duration::from_millis(100);
+
+/// Least time between two warnings that the connection cap is reached, so
+/// a flood does not flood the log too.
+const FULL_WARNING_EVERY: Duration = Duration::from_secs(10);
 
 /// A TLS acceptor from PEM files, refusing anything older than TLS 1.3.
 pub fn tls_acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
@@ -120,8 +132,10 @@ pub struct ConnLimits {
     /// How long a connection may stay open with no request in flight
     /// after its first request.
     pub idle_timeout: Duration,
-    /// Most connections open at once; further clients wait in the
-    /// kernel's accept queue until one closes.
+    /// Most connections open at once. A client arriving past it makes
+    /// the connections with no request in flight close; while every one
+    /// is busy it waits (one accepted, the rest in the kernel's accept
+    /// queue) until one closes.
     pub max_connections: usize,
 }
 
@@ -167,17 +181,13 @@ pub async fn serve(
         builder,
         limits: limits.clone(),
         shutdown: CancellationToken::new(),
+        reclaim: Arc::new(Notify::new()),
     };
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let connections = TaskTracker::new();
+    let mut warned: Option<Instant> = None;
     tokio::pin!(shutdown);
     loop {
-        // A slot first: past the cap, clients wait in the accept queue
-        // rather than costing a file descriptor each.
-        let slot = tokio::select! {
-            slot = Arc::clone(&slots).acquire_owned() => slot.context("the connection slots closed")?,
-            () = &mut shutdown => break,
-        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -189,6 +199,28 @@ pub async fn serve(
                 }
             },
             () = &mut shutdown => break,
+        };
+        let slot = match Arc::clone(&slots).try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                if warned.is_none_or(|at| at.elapsed() >= FULL_WARNING_EVERY) {
+                    warned = Some(Instant::now());
+                    tracing::warn!(
+                        max_connections = limits.max_connections,
+                        "every connection slot is taken: closing idle connections, \
+                         new clients wait while all are busy (raise server.max_connections \
+                         if this is normal load)"
+                    );
+                }
+                // One accepted client waits here, the rest in the kernel's
+                // accept queue; until a slot frees, idle connections are
+                // asked again and again to make room.
+                let waited = tokio::select! {
+                    slot = reclaim_slot(&slots, &serving.reclaim) => slot,
+                    () = &mut shutdown => break,
+                };
+                waited.context("the connection slots closed")?
+            }
         };
         let _ = stream.set_nodelay(true);
         let serving = serving.clone();
@@ -227,4 +259,20 @@ pub async fn serve(
         tracing::warn!("shutdown timeout passed with requests still in flight");
     }
     Ok(())
+}
+
+/// Waits for a free slot, telling the connections with nothing in flight
+/// to close every [`RECLAIM_EVERY`] until one does.
+async fn reclaim_slot(
+    slots: &Arc<Semaphore>,
+    reclaim: &Notify,
+) -> Result<tokio::sync::OwnedSemaphorePermit, tokio::sync::AcquireError> {
+    loop {
+        reclaim.notify_waiters();
+        if let Ok(slot) =
+            tokio::time::timeout(RECLAIM_EVERY, Arc::clone(slots).acquire_owned()).await
+        {
+            return slot;
+        }
+    }
 }

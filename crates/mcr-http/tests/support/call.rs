@@ -56,6 +56,21 @@ impl Call {
             .body(serde_json::to_vec(v).expect("JSON serialises"))
     }
 
+    /// Sends the request and hands back the response with its body
+    /// unread, as a client that has not read it yet holds it.
+    pub async fn send_unread(self) -> axum::response::Response {
+        let mut req = Request::builder()
+            .method(self.method.clone())
+            .uri(&self.uri);
+        for (k, v) in &self.headers {
+            req = req.header(k, v);
+        }
+        self.app
+            .oneshot(req.body(self.body).expect("a valid request"))
+            .await
+            .expect("the router is infallible")
+    }
+
     pub async fn send(self) -> Reply {
         let mut req = Request::builder()
             .method(self.method.clone())

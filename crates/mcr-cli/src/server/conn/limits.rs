@@ -74,6 +74,11 @@ impl Activity {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         InFlight(Arc::clone(self))
     }
+
+    /// Whether no request is in flight (its response not yet sent).
+    pub fn is_idle(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) == 0
+    }
 }
 
 /// A request in flight on its connection.

@@ -26,6 +26,11 @@
 //! reading fails after `write_timeout` without progress. Under hyper,
 //! [`limits`] applies the same bounds.
 //!
+//! Reclaim: when a client arrives while every connection slot is taken,
+//! the listener notifies [`Serving::reclaim`], and a connection with no
+//! request in flight closes (one handed to hyper shuts down gracefully),
+//! as it would at its idle timeout.
+//!
 //! Shutdown: a connection waiting for a request closes; one in the middle
 //! of a request answers it with `Connection: close` and then closes; one
 //! handed to hyper gets hyper's graceful shutdown.
@@ -48,6 +53,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
@@ -66,6 +72,9 @@ pub struct Serving {
     pub limits: ConnLimits,
     /// Cancelled when the server stops taking requests.
     pub shutdown: CancellationToken,
+    /// Notified when a new client waits for a slot: connections with
+    /// nothing in flight close to make room.
+    pub reclaim: Arc<Notify>,
 }
 
 /// Serves a plain-HTTP connection to its end.
@@ -97,6 +106,10 @@ pub async fn serve_plain(mut stream: TcpStream, peer: SocketAddr, serving: Servi
             let read = tokio::select! {
                 biased;
                 () = serving.shutdown.cancelled(), if idle => return,
+                () = serving.reclaim.notified(), if idle => {
+                    tracing::debug!(%peer, "idle connection closed to make room for a new client");
+                    return;
+                }
                 read = tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)) => read,
             };
             match read {
@@ -164,14 +177,23 @@ where
         }
     });
     let limits = &serving.limits;
-    let io = Box::pin(ConnIo::new(TokioIo::new(io), activity, limits));
+    let io = Box::pin(ConnIo::new(TokioIo::new(io), Arc::clone(&activity), limits));
     let conn = serving.builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
-    let result = tokio::select! {
-        result = conn.as_mut() => result,
-        () = serving.shutdown.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
+    let result = loop {
+        tokio::select! {
+            result = conn.as_mut() => break result,
+            () = serving.shutdown.cancelled() => {
+                conn.as_mut().graceful_shutdown();
+                break conn.await;
+            }
+            () = serving.reclaim.notified() => {
+                if activity.is_idle() {
+                    tracing::debug!(%peer, "idle connection closed to make room for a new client");
+                    conn.as_mut().graceful_shutdown();
+                    break conn.await;
+                }
+            }
         }
     };
     if let Err(e) = result {
@@ -239,6 +261,7 @@ mod tests {
             builder: auto::Builder::new(TokioExecutor::new()),
             limits: ConnLimits::default(),
             shutdown: CancellationToken::new(),
+            reclaim: Arc::new(Notify::new()),
         };
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
