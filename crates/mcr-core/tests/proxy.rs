@@ -5,7 +5,8 @@
 
 mod support;
 
-use std::sync::Arc;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -628,5 +629,81 @@ fn eviction_spares_a_repository_pulled_within_the_guard() {
         assert!(stored(&t, &layer(b'b')).await, "b was being pulled");
         let got: Vec<Bytes> = reading.stream.try_collect().await.unwrap();
         assert_eq!(got.concat(), layer(b'b'));
+    });
+}
+
+/// A `MakeWriter` appending what is logged to a shared buffer.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Captured {
+        self.clone()
+    }
+}
+
+/// When eviction cannot bring a mirror under `max_size`, its warning
+/// names each repository kept with its size and why (a pull started
+/// within the guard), and what the operator can do (review of issue 13,
+/// D4: it said only that "the rest" was pulled too recently).
+#[test]
+fn the_warning_of_a_cache_kept_over_max_size_names_what_was_kept_and_why() {
+    let layer = |c: u8| vec![c; 10_000];
+    let Mirror { t, up } = mirror_with(no_grace(), true, Some(1));
+    for (name, c) in [("a", b'a'), ("b", b'b')] {
+        upstream_image(&up, &format!("library/{name}"), "1", &layer(c));
+    }
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(captured.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::WARN)
+        .finish();
+    // `run` polls on this thread, where everything logs.
+    let _logging = tracing::subscriber::set_default(subscriber);
+    run(async {
+        let r = &t.registry;
+        pull_image(r, "hub/a", "1", &layer(b'a')).await;
+        pull_image(r, "hub/b", "1", &layer(b'b')).await;
+        t.clock.advance(mcr_core::proxy::EVICTION_PULL_GUARD);
+        pull(r, "hub/b", "1").await.unwrap();
+        r.collect_garbage(&admin()).await.unwrap();
+        assert_eq!(dropped_events(&t), [("hub/a".into(), "max_size".into())]);
+        // What is left is b's: its size, as the warning gives it.
+        let kept = r.proxies(&admin()).await.unwrap()[0].cache_size.to_string();
+
+        let logs = captured.text();
+        let warning = logs
+            .lines()
+            .find(|l| l.contains("WARN") && l.contains("max_size"))
+            .unwrap_or_else(|| panic!("no warning in {logs}"));
+        for expected in [
+            "proxy=hub",
+            "upstream=https://upstream.example",
+            "hub/b",
+            &kept,
+            "started within the last 15 minutes",
+            "raise max_size",
+        ] {
+            assert!(warning.contains(expected), "{expected:?} in {warning}");
+        }
+        assert!(!warning.contains("hub/a"), "{warning}");
     });
 }

@@ -39,6 +39,9 @@ pub const PROXY_SIZE_PAGE: usize = 500;
 /// Pushed repositories named when a prefix is refused at start.
 const PUSHED_NAMED: usize = 5;
 
+/// Repositories named when eviction leaves a mirror over its `max_size`.
+const KEPT_NAMED: usize = 10;
+
 /// Why a repository's cache was dropped, in its `proxy_cache_dropped`
 /// event.
 #[derive(Debug, Clone, Copy)]
@@ -56,6 +59,41 @@ impl DropReason {
             DropReason::MaxSize => "max_size",
         }
     }
+}
+
+/// Logs that `mirror`'s cache stays at `total` bytes, over `max_size`,
+/// because eviction passed over the repositories in `kept` (name, bytes,
+/// last pull started): each one's size and last pull, why it was kept, and
+/// what the operator can do. Names the upstream by its location, which
+/// never holds credentials (`Upstream::location`).
+fn warn_kept_over(mirror: &Mirror, total: u64, max_size: u64, kept: &[(RepoName, u64, Timestamp)]) {
+    let mut named: Vec<String> = kept
+        .iter()
+        .take(KEPT_NAMED)
+        .map(|(name, size, last)| {
+            format!(
+                "{name} ({size} bytes, last pull started {})",
+                last.to_rfc3339()
+            )
+        })
+        .collect();
+    if kept.len() > KEPT_NAMED {
+        named.push(format!("and {} more", kept.len() - KEPT_NAMED));
+    }
+    let guard_minutes = proxy::EVICTION_PULL_GUARD.as_secs() / 60;
+    tracing::warn!(
+        proxy = %mirror.config.prefix,
+        upstream = %mirror.location(),
+        cache_size = total,
+        max_size,
+        over_by = total - max_size,
+        kept = %named.join(", "),
+        "the cache stays over max_size: eviction never removes what a running pull may use, and \
+         a pull of each repository kept started within the last {guard_minutes} minutes; the \
+         next GC evicts them once that has passed, unless they are pulled again. To keep the \
+         cache under max_size, raise max_size above cache_size (docs/RUNBOOK.md, \
+         \"Pull-through cache\")"
+    );
 }
 
 impl Registry {
@@ -158,6 +196,9 @@ impl Registry {
     ///   argument), and a later concurrent pull of it waits on its
     ///   `LockKey::Fill` as before; the blob is newly linked, so the sweep
     ///   leaves it.
+    ///
+    /// A mirror still over `max_size` after its run is logged as a
+    /// warning naming what was kept, why, and what to do.
     pub(super) async fn evict(&self, caller: &Caller, now: Timestamp) -> Result<u64> {
         let mut evicted = 0;
         for mirror in self.mirrors.iter() {
@@ -178,12 +219,15 @@ impl Registry {
             // Least recently pulled first; equal times by name.
             cached.sort();
             let guard = now.saturating_sub(proxy::EVICTION_PULL_GUARD);
+            // Those passed over because a pull of them may be running.
+            let mut kept = Vec::new();
             for (last, name, size) in cached {
                 if total <= max_size {
                     break;
                 }
                 let last = mirror.last_pulled(&name).map_or(last, |l| l.max(last));
                 if last > guard {
+                    kept.push((name, size, last));
                     continue;
                 }
                 let reason = details([
@@ -196,14 +240,13 @@ impl Registry {
                     .await?
                 {
                     evicted += 1;
-                    total = total.saturating_sub(size);
                 }
+                // Emptied now, by this drop or by one that came first: its
+                // bytes no longer count either way.
+                total = total.saturating_sub(size);
             }
             if total > max_size {
-                tracing::warn!(
-                    proxy = %mirror.config.prefix, cache_size = total, max_size,
-                    "the cache stays over max_size: the rest was pulled too recently to evict"
-                );
+                warn_kept_over(mirror, total, max_size, &kept);
             }
         }
         Ok(evicted)
