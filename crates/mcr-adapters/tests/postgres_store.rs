@@ -56,6 +56,7 @@ async fn upload(s: &PostgresMetaStore, r: &RepoName, data: &[u8], at: Timestamp)
         &session.id,
         &blob,
         at,
+        Provenance::Pushed,
         &audited(EventType::BlobUploaded, at),
     )
     .await
@@ -258,7 +259,9 @@ async fn a_mount_racing_the_sweep_links_only_a_kept_blob() {
             );
             async move {
                 let event = audited(EventType::BlobMounted, t(100));
-                store.mount_blob(&from, &to, &d, t(100), &event).await
+                store
+                    .mount_blob(&from, &to, &d, t(100), Provenance::Pushed, &event)
+                    .await
             }
         });
         let sweep = tokio::spawn({
@@ -351,7 +354,9 @@ async fn an_upload_racing_the_sweep_of_its_content_completes() {
         let (store, id, blob) = (Arc::clone(&store), session.id.clone(), blob.clone());
         async move {
             let event = audited(EventType::BlobUploaded, t(100));
-            store.complete_upload(&id, &blob, t(100), &event).await
+            store
+                .complete_upload(&id, &blob, t(100), Provenance::Pushed, &event)
+                .await
         }
     });
     until_blocked(&watcher, 2).await;

@@ -63,7 +63,10 @@ async fn blob_in(store: &SqliteMetaStore, repo: &RepoName, data: &[u8]) -> Diges
         size: data.len() as u64,
     };
     let event = audited(EventType::BlobUploaded, at);
-    store.complete_upload(&id, &blob, at, &event).await.unwrap();
+    store
+        .complete_upload(&id, &blob, at, Provenance::Pushed, &event)
+        .await
+        .unwrap();
     digest
 }
 

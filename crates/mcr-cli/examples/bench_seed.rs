@@ -63,7 +63,7 @@ async fn main() -> anyhow::Result<()> {
                 details: BTreeMap::new(),
             };
             store
-                .complete_upload(&session.id, &blob, at, &event)
+                .complete_upload(&session.id, &blob, at, Provenance::Pushed, &event)
                 .await?;
             anyhow::Ok(blob)
         }

@@ -450,7 +450,7 @@ fn a_prefix_over_pushed_images_is_refused_at_start() {
         assert!(matches!(e, Error::Invalid { .. }), "{e:?}");
         let message = e.to_string();
         assert!(
-            message.contains("prefix hub holds pushed images (hub, hub/mine)"),
+            message.contains("prefix hub holds pushed images or blobs (hub, hub/mine)"),
             "{message}"
         );
         assert!(message.contains("prefix of its own"), "{message}");
@@ -458,6 +458,58 @@ fn a_prefix_over_pushed_images_is_refused_at_start() {
 
         // A running mirror's own cache is no pushed content.
         pull(&t.registry, "hub/alpine", "3").await.unwrap();
+        t.registry.check_proxy_prefixes().await.unwrap();
+    });
+}
+
+/// A prefix over repositories holding only pushed blobs (an upload or a
+/// mount, no manifest yet) is refused too (review of issue 13, D3: the
+/// mirror would take them over as its cache); blobs the mirror linked
+/// itself, fetched or linked from another repository, are not in the way.
+#[test]
+fn a_prefix_over_pushed_blobs_alone_is_refused_at_start() {
+    let before = TestRegistry::new();
+    let Mirror { t, up } = mirror(true);
+    let layer: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+    let digest = up.put_blob(&layer);
+    run(async {
+        let r = &before.registry;
+        let blob = push_blob(r, &user(), &repo("mine/app"), b"pushed layer").await;
+        push_blob(r, &user(), &repo("hub/uploaded"), b"another layer").await;
+        r.mount_blob(
+            &user(),
+            &repo("hub/mounted"),
+            &blob.digest,
+            Some(&repo("mine/app")),
+        )
+        .await
+        .unwrap();
+        let over = Registry::new(
+            before.meta.clone(),
+            before.blobs.clone(),
+            before.identity.clone(),
+            before.policy.clone(),
+        )
+        .with_proxies(vec![ProxyConfig {
+            prefix: repo("hub"),
+            upstream: up.clone(),
+            tag_ttl: TTL,
+            offline: true,
+            docker_hub: true,
+            max_size: None,
+        }])
+        .unwrap();
+        let e = over.check_proxy_prefixes().await.unwrap_err();
+        assert!(matches!(e, Error::Invalid { .. }), "{e:?}");
+        let message = e.to_string();
+        assert!(message.contains("hub/mounted, hub/uploaded"), "{message}");
+        assert!(!message.contains("mine/app"), "{message}");
+
+        // Blobs a running mirror fetched, or linked from another of its
+        // repositories, are its cache.
+        let r = &t.registry;
+        read_blob(r, "hub/library/a", &digest).await.unwrap();
+        read_blob(r, "hub/library/b", &digest).await.unwrap();
         t.registry.check_proxy_prefixes().await.unwrap();
     });
 }

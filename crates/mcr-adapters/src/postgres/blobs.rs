@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use mcr_core::audit::NewAuditEvent;
 use mcr_core::digest::Digest;
 use mcr_core::names::RepoName;
-use mcr_core::ports::{keyset_pages, BlobIndex, BlobInfo, ListStream, Page};
+use mcr_core::ports::{keyset_pages, BlobIndex, BlobInfo, ListStream, Page, Provenance};
 use mcr_core::time::Timestamp;
 use mcr_core::Result;
 
@@ -48,6 +48,7 @@ impl BlobIndex for PostgresMetaStore {
         to: &RepoName,
         digest: &Digest,
         at: Timestamp,
+        provenance: Provenance,
         event: &NewAuditEvent,
     ) -> Result<Option<BlobInfo>> {
         let data = (
@@ -55,12 +56,13 @@ impl BlobIndex for PostgresMetaStore {
             to.clone(),
             digest.to_string(),
             at,
+            provenance,
             event.clone(),
         );
         self.write(
             "mounting a blob",
             data,
-            |tx, (from, to, digest, at, event)| {
+            |tx, (from, to, digest, at, provenance, event)| {
                 Box::pin(async move {
                     // The blob row first, held: a sweep of it either finished
                     // (no row, nothing to mount) or waits for our new link.
@@ -77,7 +79,7 @@ impl BlobIndex for PostgresMetaStore {
                         return Ok(None);
                     };
                     let to_id = ensure_repo(tx, to, *at).await?;
-                    link(tx, to_id, digest, *at).await?;
+                    link(tx, to_id, digest, *at, *provenance).await?;
                     audit::insert(tx, event).await?;
                     Ok(Some(info))
                 })

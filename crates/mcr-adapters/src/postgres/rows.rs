@@ -11,7 +11,7 @@ use std::time::SystemTime;
 use deadpool_postgres::GenericClient;
 use mcr_core::digest::Digest;
 use mcr_core::names::RepoName;
-use mcr_core::ports::BlobInfo;
+use mcr_core::ports::{BlobInfo, Provenance};
 use mcr_core::time::Timestamp;
 use mcr_core::{Error, Result};
 use tokio_postgres::types::ToSql;
@@ -149,14 +149,18 @@ pub(super) async fn ensure_repo<C: GenericClient + Sync>(
 }
 
 /// Links a blob to a repository, stamped `at` (GC's grace period reads
-/// the stamp). Making a link again re-stamps it.
+/// the stamp) and marked pushed if `provenance` is a push (the start check
+/// of `[[proxy]]` prefixes reads the mark). Making a link again re-stamps
+/// it.
 pub(super) async fn link<C: GenericClient + Sync>(
     c: &C,
     repo: i64,
     digest: &str,
     at: Timestamp,
+    provenance: Provenance,
 ) -> StepResult<()> {
-    change(c, sql::LINK, &[&repo, &digest, &at.as_millis()])
+    let pushed = provenance == Provenance::Pushed;
+    change(c, sql::LINK, &[&repo, &digest, &at.as_millis(), &pushed])
         .await
         .map(drop)
 }

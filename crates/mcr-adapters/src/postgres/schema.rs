@@ -149,6 +149,20 @@ const MIGRATIONS: &[(i64, &str)] = &[
             WHERE a.event_type = 'manifest_pushed'
         );",
     ),
+    (
+        6,
+        // Whether a blob link was made by a push (an upload or mount) or
+        // by a pull-through cache's fill, so a `[[proxy]]` prefix laid
+        // over pushed blobs, with no manifest yet, is refused at start
+        // too. Existing links are known pushed when the audit log holds a
+        // `blob_uploaded` or `blob_mounted` event for them (every upload
+        // and mount records one).
+        "ALTER TABLE repository_blobs ADD COLUMN pushed boolean NOT NULL DEFAULT false;
+        UPDATE repository_blobs SET pushed = true WHERE (repository_id, digest) IN (
+            SELECT r.id, a.digest FROM audit_log a JOIN repositories r ON r.name = a.repository
+            WHERE a.event_type IN ('blob_uploaded', 'blob_mounted')
+        );",
+    ),
 ];
 
 /// The schema version this build writes and understands.

@@ -93,7 +93,8 @@ pub(super) const STORED_BYTES: &str = "SELECT ((SELECT COALESCE(SUM(size), 0) FR
 // '/'), by the bytes: names are COLLATE "C".
 pub(super) const PUSHED_REPOS: &str = "SELECT r.name FROM repositories r
     WHERE (r.name = $1 OR (r.name >= $1 || '/' AND r.name < $1 || '0'))
-    AND EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id AND m.pushed)
+    AND (EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id AND m.pushed)
+        OR EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.repository_id = r.id AND rb.pushed))
     ORDER BY r.name LIMIT $2";
 pub(super) const SUMMARY: &str = concat!(
     summary_select!(),
@@ -172,9 +173,12 @@ pub(super) const BLOB_EXISTS: &str = "SELECT 1 FROM blobs WHERE digest = $1";
 pub(super) const LOCK_BLOB: &str = "SELECT size FROM blobs WHERE digest = $1 FOR KEY SHARE";
 pub(super) const INSERT_BLOB: &str = "INSERT INTO blobs (digest, size, created) VALUES ($1, $2, $3)
     ON CONFLICT (digest) DO NOTHING";
-pub(super) const LINK: &str = "INSERT INTO repository_blobs (repository_id, digest, linked_at)
-    VALUES ($1, $2, $3)
-    ON CONFLICT (repository_id, digest) DO UPDATE SET linked_at = excluded.linked_at";
+/// A link a push made once stays pushed.
+pub(super) const LINK: &str =
+    "INSERT INTO repository_blobs (repository_id, digest, linked_at, pushed)
+    VALUES ($1, $2, $3, $4)
+    ON CONFLICT (repository_id, digest) DO UPDATE SET linked_at = excluded.linked_at,
+        pushed = repository_blobs.pushed OR excluded.pushed";
 /// The repositories linked to a blob, by name after `$2`, at most `$3`.
 pub(super) const BLOB_HOLDERS: &str = "SELECT r.name FROM repository_blobs rb
     JOIN repositories r ON r.id = rb.repository_id

@@ -6,7 +6,8 @@ use mcr_core::audit::NewAuditEvent;
 use mcr_core::ids::UploadId;
 use mcr_core::names::RepoName;
 use mcr_core::ports::{
-    keyset_pages, BlobInfo, ListStream, UploadCaps, UploadSession, UploadSessionStore, UploadState,
+    keyset_pages, BlobInfo, ListStream, Provenance, UploadCaps, UploadSession, UploadSessionStore,
+    UploadState,
 };
 use mcr_core::time::Timestamp;
 use mcr_core::{Error, Result};
@@ -135,43 +136,49 @@ impl UploadSessionStore for PostgresMetaStore {
         id: &UploadId,
         blob: &BlobInfo,
         at: Timestamp,
+        provenance: Provenance,
         event: &NewAuditEvent,
     ) -> Result<()> {
-        let data = (id.clone(), blob.clone(), at, event.clone());
-        self.write("completing an upload", data, |tx, (id, blob, at, event)| {
-            Box::pin(async move {
-                let gone = || Error::UploadUnknown(id.to_string());
-                // Locks in the order every step takes them: the repository,
-                // then the session (taken by deleting it: a second
-                // completion waits, then finds it gone), then the blob row.
-                let repo: i64 = one(tx, sql::UPLOAD_REPO, &[&id.as_str()], |r| Ok(r.try_get(0)?))
-                    .await?
-                    .ok_or_else(gone)?;
-                one(tx, sql::LOCK_REPO_BY_ID, &[&repo], |_| Ok(()))
-                    .await?
-                    .ok_or_else(gone)?;
-                one(tx, sql::TAKE_UPLOAD, &[&id.as_str()], |_| Ok(()))
-                    .await?
-                    .ok_or_else(gone)?;
-                let digest = blob.digest.to_string();
-                // A row that exists keeps its `created` (the link's new
-                // stamp is what protects the blob from a sweep); one being
-                // swept right now is waited for, then made again.
-                if one(tx, sql::LOCK_BLOB, &[&digest], |_| Ok(()))
-                    .await?
-                    .is_none()
-                {
-                    change(
-                        tx,
-                        sql::INSERT_BLOB,
-                        &[&digest, &i64_of(blob.size)?, &at.as_millis()],
-                    )
-                    .await?;
-                }
-                link(tx, repo, &digest, *at).await?;
-                audit::insert(tx, event).await
-            })
-        })
+        let data = (id.clone(), blob.clone(), at, provenance, event.clone());
+        self.write(
+            "completing an upload",
+            data,
+            |tx, (id, blob, at, provenance, event)| {
+                Box::pin(async move {
+                    let gone = || Error::UploadUnknown(id.to_string());
+                    // Locks in the order every step takes them: the repository,
+                    // then the session (taken by deleting it: a second
+                    // completion waits, then finds it gone), then the blob row.
+                    let repo: i64 =
+                        one(tx, sql::UPLOAD_REPO, &[&id.as_str()], |r| Ok(r.try_get(0)?))
+                            .await?
+                            .ok_or_else(gone)?;
+                    one(tx, sql::LOCK_REPO_BY_ID, &[&repo], |_| Ok(()))
+                        .await?
+                        .ok_or_else(gone)?;
+                    one(tx, sql::TAKE_UPLOAD, &[&id.as_str()], |_| Ok(()))
+                        .await?
+                        .ok_or_else(gone)?;
+                    let digest = blob.digest.to_string();
+                    // A row that exists keeps its `created` (the link's new
+                    // stamp is what protects the blob from a sweep); one being
+                    // swept right now is waited for, then made again.
+                    if one(tx, sql::LOCK_BLOB, &[&digest], |_| Ok(()))
+                        .await?
+                        .is_none()
+                    {
+                        change(
+                            tx,
+                            sql::INSERT_BLOB,
+                            &[&digest, &i64_of(blob.size)?, &at.as_millis()],
+                        )
+                        .await?;
+                    }
+                    link(tx, repo, &digest, *at, *provenance).await?;
+                    audit::insert(tx, event).await
+                })
+            },
+        )
         .await
     }
 

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use mcr_core::audit::NewAuditEvent;
 use mcr_core::digest::Digest;
 use mcr_core::names::RepoName;
-use mcr_core::ports::{keyset_pages, BlobIndex, BlobInfo, ListStream, Page};
+use mcr_core::ports::{keyset_pages, BlobIndex, BlobInfo, ListStream, Page, Provenance};
 use mcr_core::time::Timestamp;
 use mcr_core::Result;
 use rusqlite::params;
@@ -45,6 +45,7 @@ impl BlobIndex for SqliteMetaStore {
         to: &RepoName,
         digest: &Digest,
         at: Timestamp,
+        provenance: Provenance,
         event: &NewAuditEvent,
     ) -> Result<Option<BlobInfo>> {
         let (from, to, digest) = (from.clone(), to.clone(), digest.to_string());
@@ -61,7 +62,7 @@ impl BlobIndex for SqliteMetaStore {
                 return Ok(None);
             };
             let to_id = ensure_repo(tx, &to, at)?;
-            link(tx, to_id, &digest, at)?;
+            link(tx, to_id, &digest, at, provenance)?;
             audit::insert(tx, &event)?;
             Ok(Some(info))
         })

@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 use mcr_core::digest::Digest;
 use mcr_core::names::RepoName;
-use mcr_core::ports::BlobInfo;
+use mcr_core::ports::{BlobInfo, Provenance};
 use mcr_core::time::Timestamp;
 use mcr_core::{Error, Result};
 use rusqlite::types::Type;
@@ -126,7 +126,20 @@ pub(super) fn ensure_repo(conn: &Connection, name: &RepoName, at: Timestamp) -> 
 }
 
 /// Links a blob to a repository, stamped `at` (GC's grace period reads
-/// the stamp).
-pub(super) fn link(conn: &Connection, repo: i64, digest: &str, at: Timestamp) -> Result<()> {
-    change(conn, sql::LINK, params![repo, digest, at.as_millis()]).map(drop)
+/// the stamp) and marked pushed if `provenance` is a push (the start check
+/// of `[[proxy]]` prefixes reads the mark).
+pub(super) fn link(
+    conn: &Connection,
+    repo: i64,
+    digest: &str,
+    at: Timestamp,
+    provenance: Provenance,
+) -> Result<()> {
+    let pushed = provenance == Provenance::Pushed;
+    change(
+        conn,
+        sql::LINK,
+        params![repo, digest, at.as_millis(), pushed],
+    )
+    .map(drop)
 }

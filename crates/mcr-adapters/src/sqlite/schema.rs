@@ -192,6 +192,20 @@ const MIGRATIONS: &[(i64, &str)] = &[
         // before `size` and would otherwise be read too.
         "CREATE INDEX manifests_by_repository ON manifests (repository_id, created, size);",
     ),
+    (
+        11,
+        // Whether a blob link was made by a push (1: an upload or mount)
+        // or by a pull-through cache's fill (0), so a `[[proxy]]` prefix
+        // laid over pushed blobs, with no manifest yet, is refused at
+        // start too. Existing links are known pushed when the audit log
+        // holds a `blob_uploaded` or `blob_mounted` event for them (every
+        // upload and mount records one).
+        "ALTER TABLE repository_blobs ADD COLUMN pushed INTEGER NOT NULL DEFAULT 0;
+        UPDATE repository_blobs SET pushed = 1 WHERE (repository_id, digest) IN (
+            SELECT r.id, a.digest FROM audit_log a JOIN repositories r ON r.name = a.repository
+            WHERE a.event_type IN ('blob_uploaded', 'blob_mounted')
+        );",
+    ),
 ];
 
 /// The schema version this build writes and understands.
@@ -364,6 +378,48 @@ mod tests {
             .collect::<rusqlite::Result<_>>()
             .unwrap();
         assert_eq!(pushed, [("app".to_string(), 1), ("hub/x".to_string(), 0)]);
+    }
+
+    #[test]
+    fn a_blob_link_from_before_migration_11_is_pushed_if_its_upload_or_mount_was_audited() {
+        let mut c = Connection::open_in_memory().unwrap();
+        c.execute_batch("PRAGMA foreign_keys = ON;").unwrap();
+        migrate_to(&mut c, 10).unwrap();
+        c.execute_batch(
+            "INSERT INTO repositories (id, name, created)
+                 VALUES (1, 'app', 1), (2, 'hub/up', 1), (3, 'hub/mnt', 1), (4, 'hub/x', 1);
+             INSERT INTO blobs (digest, size, created) VALUES ('sha256:aa', 1, 1), ('sha256:bb', 1, 1);
+             INSERT INTO repository_blobs (repository_id, digest, linked_at)
+                 VALUES (1, 'sha256:aa', 1), (2, 'sha256:bb', 1), (3, 'sha256:aa', 1),
+                        (4, 'sha256:aa', 1);
+             INSERT INTO audit_log (time, event_type, repository, digest, details)
+                 VALUES (1, 'blob_uploaded', 'app', 'sha256:aa', '{}'),
+                        (1, 'blob_uploaded', 'hub/up', 'sha256:aa', '{}'),
+                        (2, 'blob_mounted', 'hub/mnt', 'sha256:aa', '{}'),
+                        (3, 'proxy_fetched', 'hub/x', 'sha256:aa', '{}');",
+        )
+        .unwrap();
+        migrate(&mut c).unwrap();
+        let pushed: Vec<(String, i64)> = c
+            .prepare(
+                "SELECT r.name, rb.pushed FROM repository_blobs rb
+                 JOIN repositories r ON r.id = rb.repository_id ORDER BY r.name",
+            )
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        // hub/up's audited upload was of another digest than its link's.
+        assert_eq!(
+            pushed,
+            [
+                ("app".to_string(), 1),
+                ("hub/mnt".to_string(), 1),
+                ("hub/up".to_string(), 0),
+                ("hub/x".to_string(), 0)
+            ]
+        );
     }
 
     #[test]

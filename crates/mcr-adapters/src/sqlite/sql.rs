@@ -89,7 +89,8 @@ pub(super) const STORED_BYTES: &str = "SELECT (SELECT COALESCE(SUM(size), 0) FRO
 // '/'), by the bytes: SQLite's default collation.
 pub(super) const PUSHED_REPOS: &str = "SELECT r.name FROM repositories r
     WHERE (r.name = ?1 OR (r.name >= ?1 || '/' AND r.name < ?1 || '0'))
-    AND EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id AND m.pushed = 1)
+    AND (EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id AND m.pushed = 1)
+        OR EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.repository_id = r.id AND rb.pushed = 1))
     ORDER BY r.name LIMIT ?2";
 pub(super) const SUMMARY: &str = concat!(
     summary_select!(),
@@ -157,10 +158,12 @@ pub(super) const BLOB_EXISTS: &str = "SELECT 1 FROM blobs WHERE digest = ?1";
 pub(super) const INSERT_BLOB: &str =
     "INSERT INTO blobs (digest, size, created) VALUES (?1, ?2, ?3) ON CONFLICT (digest) DO NOTHING";
 /// Making a link again re-stamps it: GC's grace period counts from the
-/// latest upload or mount.
-pub(super) const LINK: &str = "INSERT INTO repository_blobs (repository_id, digest, linked_at)
-    VALUES (?1, ?2, ?3)
-    ON CONFLICT (repository_id, digest) DO UPDATE SET linked_at = excluded.linked_at";
+/// latest upload or mount. A link a push made once stays pushed.
+pub(super) const LINK: &str =
+    "INSERT INTO repository_blobs (repository_id, digest, linked_at, pushed)
+    VALUES (?1, ?2, ?3, ?4)
+    ON CONFLICT (repository_id, digest) DO UPDATE SET linked_at = excluded.linked_at,
+        pushed = MAX(pushed, excluded.pushed)";
 pub(super) const BLOB_HOLDERS: &str = "SELECT r.name FROM repository_blobs rb
     JOIN repositories r ON r.id = rb.repository_id
     WHERE rb.digest = ?1 AND r.name > COALESCE(?2, '') ORDER BY r.name LIMIT ?3";

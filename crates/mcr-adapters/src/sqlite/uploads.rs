@@ -6,7 +6,8 @@ use mcr_core::audit::NewAuditEvent;
 use mcr_core::ids::UploadId;
 use mcr_core::names::RepoName;
 use mcr_core::ports::{
-    keyset_pages, BlobInfo, ListStream, UploadCaps, UploadSession, UploadSessionStore, UploadState,
+    keyset_pages, BlobInfo, ListStream, Provenance, UploadCaps, UploadSession, UploadSessionStore,
+    UploadState,
 };
 use mcr_core::time::Timestamp;
 use mcr_core::{Error, Result};
@@ -120,6 +121,7 @@ impl UploadSessionStore for SqliteMetaStore {
         id: &UploadId,
         blob: &BlobInfo,
         at: Timestamp,
+        provenance: Provenance,
         event: &NewAuditEvent,
     ) -> Result<()> {
         let (id, blob, event) = (id.clone(), blob.clone(), event.clone());
@@ -134,7 +136,7 @@ impl UploadSessionStore for SqliteMetaStore {
                 sql::INSERT_BLOB,
                 params![digest, i64_of(blob.size)?, at.as_millis()],
             )?;
-            link(tx, repo, &digest, at)?;
+            link(tx, repo, &digest, at, provenance)?;
             change(tx, sql::DELETE_UPLOAD, [id.as_str()])?;
             audit::insert(tx, &event)
         })

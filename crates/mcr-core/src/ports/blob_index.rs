@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::listing::ListStream;
+use super::manifests::Provenance;
 use super::repositories::Page;
 use crate::audit::NewAuditEvent;
 use crate::digest::Digest;
@@ -25,7 +26,11 @@ pub struct BlobInfo {
 /// A blob is *visible* in a repository while a link (repository, digest)
 /// exists. Links are made by completed uploads (through
 /// `UploadSessionStore::complete_upload`) and by mounts, and carry the
-/// time they were last made, which GC's grace period reads.
+/// time they were last made, which GC's grace period reads, and whether a
+/// push made them ([`Provenance`]), which
+/// `RepositoryStore::pushed_repositories` reads. Making a link again
+/// re-stamps it, and a pushed link stays pushed: only unlinking it (or
+/// emptying or deleting its repository) forgets the push.
 #[async_trait]
 pub trait BlobIndex: Send + Sync + 'static {
     /// The blob, if it is linked to the repository.
@@ -40,17 +45,18 @@ pub trait BlobIndex: Send + Sync + 'static {
     /// at most `page.limit`: where a mount without `from` may take it
     /// from, among those the caller may pull (issue 16, case 5).
     async fn blob_holders(&self, digest: &Digest, page: &Page) -> Result<Vec<RepoName>>;
-    /// Links the blob `from` holds into `to`, stamping the link with `at`,
-    /// and records `event`, in one step (a mount is never acknowledged
-    /// unaudited, nor audited undone). Returns the blob, or `None`
-    /// (changing nothing, not even creating `to`, recording nothing) if
-    /// `from` does not hold it.
+    /// Links the blob `from` holds into `to`, stamping the link with `at`
+    /// and `provenance`, and records `event`, in one step (a mount is never
+    /// acknowledged unaudited, nor audited undone). Returns the blob, or
+    /// `None` (changing nothing, not even creating `to`, recording
+    /// nothing) if `from` does not hold it.
     async fn mount_blob(
         &self,
         from: &RepoName,
         to: &RepoName,
         digest: &Digest,
         at: Timestamp,
+        provenance: Provenance,
         event: &NewAuditEvent,
     ) -> Result<Option<BlobInfo>>;
     /// Removes the link; the blob row stays for GC. Returns whether a link

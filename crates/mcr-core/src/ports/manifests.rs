@@ -48,17 +48,20 @@ pub struct NewManifest {
     pub provenance: Provenance,
 }
 
-/// Where a manifest to store comes from, which decides what must already
-/// be in the repository.
+/// Where a manifest to store, or a blob link to make, comes from: a
+/// manifest's decides what must already be in the repository, and both
+/// are recorded, so that a `[[proxy]]` prefix laid over pushed content is
+/// refused ([`RepositoryStore::pushed_repositories`](super::RepositoryStore::pushed_repositories)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Provenance {
-    /// Pushed by a client: every blob must be linked and every child
-    /// stored first.
+    /// Pushed by a client (a manifest put, a blob upload or mount): a
+    /// manifest's every blob must be linked and every child stored first.
     Pushed,
-    /// A pull-through cache's copy of an upstream manifest: its blobs and
-    /// children arrive on demand, when a client asks for them, so none is
-    /// required. Its references are recorded all the same: they keep what
-    /// has been cached safe from GC.
+    /// A pull-through cache's copy of upstream content (a manifest, or a
+    /// blob it fetched or linked from another repository). A manifest's
+    /// blobs and children arrive on demand, when a client asks for them,
+    /// so none is required; its references are recorded all the same:
+    /// they keep what has been cached safe from GC.
     Mirrored,
 }
 

@@ -90,8 +90,8 @@ pub trait RepositoryStore: Send + Sync + 'static {
     /// `page.limit`.
     async fn list_repositories(&self, page: &Page) -> Result<Vec<RepoName>>;
     /// Repositories named `prefix` or under `prefix/` that hold a manifest
-    /// stored by a push ([`Provenance::Pushed`](super::Provenance)), not
-    /// mirrored from an upstream, by name, at most `limit`: what a
+    /// or a blob link made by a push ([`Provenance::Pushed`](super::Provenance)),
+    /// not mirrored from an upstream, by name, at most `limit`: what a
     /// `[[proxy]]` prefix must not be laid over.
     async fn pushed_repositories(&self, prefix: &RepoName, limit: usize) -> Result<Vec<RepoName>>;
     /// Summaries of the repositories holding content that `query`

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use super::blob_index::BlobInfo;
 use super::blob_store::UploadState;
 use super::listing::ListStream;
+use super::manifests::Provenance;
 use crate::audit::NewAuditEvent;
 use crate::error::{Error, Result};
 use crate::ids::UploadId;
@@ -102,14 +103,16 @@ pub trait UploadSessionStore: Send + Sync + 'static {
         at: Timestamp,
     ) -> Result<()>;
     /// In one step: records the blob row (if new), links it to the session's
-    /// repository stamped `at`, removes the session and records `event`
-    /// (so a push that fails to be audited stores nothing). Fails with
-    /// `UploadUnknown` if the session is gone.
+    /// repository stamped `at` and of `provenance` (see
+    /// [`BlobIndex`](super::BlobIndex) on links made again), removes the
+    /// session and records `event` (so a push that fails to be audited
+    /// stores nothing). Fails with `UploadUnknown` if the session is gone.
     async fn complete_upload(
         &self,
         id: &UploadId,
         blob: &BlobInfo,
         at: Timestamp,
+        provenance: Provenance,
         event: &NewAuditEvent,
     ) -> Result<()>;
     /// Removes a session; returns whether it was there.

@@ -1,5 +1,5 @@
 //! The pull-through cache's upkeep (spec § "Pull-through cache"): the
-//! check at start that no prefix lies over pushed images, the admin
+//! check at start that no prefix lies over pushed content, the admin
 //! listing of the mirrors, dropping one repository's cache, and evicting
 //! least-recently-pulled repositories of a mirror over its `max_size`,
 //! which GC does before its sweep.
@@ -36,7 +36,8 @@ use crate::time::Timestamp;
 /// a mirror's cached repositories.
 pub const PROXY_SIZE_PAGE: usize = 500;
 
-/// Pushed repositories named when a prefix is refused at start.
+/// Repositories with pushed content named when a prefix is refused at
+/// start.
 const PUSHED_NAMED: usize = 5;
 
 /// Repositories named when eviction leaves a mirror over its `max_size`.
@@ -98,10 +99,11 @@ fn warn_kept_over(mirror: &Mirror, total: u64, max_size: u64, kept: &[(RepoName,
 
 impl Registry {
     /// Refuses a `[[proxy]]` prefix laid over repositories that hold
-    /// pushed images (`Error::Invalid` naming the first few and what to
-    /// do): a mirror treats everything under its prefix as its cache, so
-    /// it would delete their tags when the upstream lacks them, and drop
-    /// or evict them. Composition roots call it at start, after
+    /// pushed content, images or blobs alone (`Error::Invalid` naming the
+    /// first few and what to do): a mirror treats everything under its
+    /// prefix as its cache, so it would delete their tags when the
+    /// upstream lacks them, drop or evict them, and serve pushed blobs as
+    /// if they were the upstream's. Composition roots call it at start, after
     /// [`Registry::with_proxies`]; pushes under a prefix are refused from
     /// then on, so only a prefix added later can meet pushed content.
     pub async fn check_proxy_prefixes(&self) -> Result<()> {
@@ -125,8 +127,8 @@ impl Registry {
             return Err(Error::invalid(
                 "proxy.prefix",
                 format!(
-                    "prefix {prefix} holds pushed images ({}); a mirror there would take them \
-                     over as its cache (delete their tags when {} lacks them, evict them). \
+                    "prefix {prefix} holds pushed images or blobs ({}); a mirror there would \
+                     take them over as its cache (delete their tags when {} lacks them, evict them). \
                      Give the proxy a prefix of its own, or move these repositories out of \
                      {prefix}/ first (docs/RUNBOOK.md, \"Pull-through cache\")",
                     names.join(", "),

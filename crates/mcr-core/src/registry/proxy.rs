@@ -292,7 +292,7 @@ impl Registry {
         let now = self.clock.now();
         Ok(self
             .meta
-            .mount_blob(&holder, repo, digest, now, &event)
+            .mount_blob(&holder, repo, digest, now, Provenance::Mirrored, &event)
             .await?
             .is_some())
     }
@@ -419,7 +419,7 @@ impl FillStore {
                 };
                 parts
                     .meta
-                    .complete_upload(&id, &info, parts.clock.now(), &event)
+                    .complete_upload(&id, &info, parts.clock.now(), Provenance::Mirrored, &event)
                     .await
             }
         }

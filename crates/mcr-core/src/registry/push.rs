@@ -257,7 +257,7 @@ impl Registry {
             details([("size", size.to_string())]),
         );
         self.meta
-            .complete_upload(id, &info, event.time, &event)
+            .complete_upload(id, &info, event.time, Provenance::Pushed, &event)
             .await?;
         Ok(info)
     }
@@ -386,7 +386,7 @@ impl Registry {
         }
         let event = self.event(caller, EventType::BlobMounted, Some(to), Some(digest), d);
         self.meta
-            .mount_blob(from, to, digest, event.time, &event)
+            .mount_blob(from, to, digest, event.time, Provenance::Pushed, &event)
             .await
     }
 

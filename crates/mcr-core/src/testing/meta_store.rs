@@ -78,9 +78,18 @@ struct Repo {
     tags: BTreeMap<Tag, Digest>,
     /// When each tag was last set.
     tag_times: BTreeMap<Tag, Timestamp>,
-    /// Blobs the repository may serve, with the time each link was last
-    /// made.
-    links: BTreeMap<Digest, Timestamp>,
+    /// Blobs the repository may serve, by their links.
+    links: BTreeMap<Digest, Link>,
+}
+
+/// A blob link of a repository.
+#[derive(Debug, Clone, Copy)]
+struct Link {
+    /// When it was last made.
+    at: Timestamp,
+    /// Made by a push, an upload or mount, at least once since it was
+    /// first made (as the adapters' upsert that ORs the flag).
+    pushed: bool,
 }
 
 #[derive(Debug)]
@@ -108,6 +117,19 @@ impl Repo {
     /// make one.
     fn holds_content(&self) -> bool {
         !self.manifests.is_empty() || !self.links.is_empty()
+    }
+
+    /// Makes the link to `digest`, or makes it again: re-stamped, and
+    /// pushed if it was or if this is a push.
+    fn link(&mut self, digest: &Digest, at: Timestamp, provenance: Provenance) {
+        let pushed = provenance == Provenance::Pushed;
+        self.links
+            .entry(digest.clone())
+            .and_modify(|l| {
+                l.at = at;
+                l.pushed |= pushed;
+            })
+            .or_insert(Link { at, pushed });
     }
 }
 
@@ -204,7 +226,7 @@ impl FakeMetaStore {
         self.lock()
             .repos
             .get(repo)
-            .and_then(|r| r.links.get(digest).copied())
+            .and_then(|r| r.links.get(digest).map(|l| l.at))
     }
 
     /// Makes every `put_manifest` that would point `tag` fail with an
@@ -277,7 +299,9 @@ impl RepositoryStore for FakeMetaStore {
             .repos
             .iter()
             .filter(|(name, repo)| {
-                crate::proxy::within(name, prefix) && repo.manifests.values().any(|m| m.pushed)
+                crate::proxy::within(name, prefix)
+                    && (repo.manifests.values().any(|m| m.pushed)
+                        || repo.links.values().any(|l| l.pushed))
             })
             .map(|(name, _)| name.clone())
             .take(limit)
@@ -540,6 +564,7 @@ impl BlobIndex for FakeMetaStore {
         to: &RepoName,
         digest: &Digest,
         at: Timestamp,
+        provenance: Provenance,
         event: &NewAuditEvent,
     ) -> Result<Option<BlobInfo>> {
         let mut state = self.lock();
@@ -550,7 +575,7 @@ impl BlobIndex for FakeMetaStore {
         let Some(info) = state.blob_info(digest).filter(|_| held) else {
             return Ok(None);
         };
-        state.repo_mut(to, at).links.insert(digest.clone(), at);
+        state.repo_mut(to, at).link(digest, at, provenance);
         state.record(event);
         Ok(Some(info))
     }
@@ -646,6 +671,7 @@ impl UploadSessionStore for FakeMetaStore {
         id: &UploadId,
         blob: &BlobInfo,
         at: Timestamp,
+        provenance: Provenance,
         event: &NewAuditEvent,
     ) -> Result<()> {
         let mut state = self.lock();
@@ -658,8 +684,7 @@ impl UploadSessionStore for FakeMetaStore {
             .or_insert((blob.size, at));
         state
             .repo_mut(&session.repository, at)
-            .links
-            .insert(blob.digest.clone(), at);
+            .link(&blob.digest, at, provenance);
         state.record(event);
         Ok(())
     }
@@ -817,7 +842,7 @@ impl GcStore for FakeMetaStore {
                 .repos
                 .values()
                 .filter_map(|r| r.links.get(d))
-                .any(|&t| t >= cutoff)
+                .any(|l| l.at >= cutoff)
         };
         let start = after.map_or(Bound::Unbounded, Bound::Excluded);
         let window: Vec<(&Digest, &(u64, Timestamp))> = state

@@ -89,6 +89,7 @@ pub const META_STORE_CHECKS: &[Check<dyn MetaStore>] = checks![dyn MetaStore =>
     revocations_last_until_the_token_expires,
     audit_filters_order_and_window,
     pushed_repositories_are_those_under_a_prefix_with_a_pushed_manifest,
+    pushed_repositories_include_those_with_pushed_blob_links_alone,
     changes_record_their_event_in_the_same_step,
     concurrent_puts_to_one_tag_leave_it_on_one,
     concurrent_completions_of_one_blob,
@@ -146,16 +147,27 @@ async fn session(s: &Store, r: &RepoName, at: Timestamp) -> UploadSession {
 
 /// Uploads `data` into `r` at `at` (a session, then its completion).
 pub(super) async fn upload(s: &Store, r: &RepoName, data: &[u8], at: Timestamp) -> BlobInfo {
+    upload_as(s, r, data, at, Provenance::Pushed).await
+}
+
+/// Uploads `data` into `r` at `at` as `provenance` says: a client's
+/// upload, or a pull-through cache's fill.
+async fn upload_as(
+    s: &Store,
+    r: &RepoName,
+    data: &[u8],
+    at: Timestamp,
+    provenance: Provenance,
+) -> BlobInfo {
     let session = session(s, r, at).await;
     let blob = info(data);
+    let event = match provenance {
+        Provenance::Pushed => EventType::BlobUploaded,
+        Provenance::Mirrored => EventType::ProxyFetched,
+    };
     ok(
-        s.complete_upload(
-            &session.id,
-            &blob,
-            at,
-            &audited(EventType::BlobUploaded, at),
-        )
-        .await,
+        s.complete_upload(&session.id, &blob, at, provenance, &audited(event, at))
+            .await,
         "complete_upload",
     );
     blob
@@ -306,6 +318,7 @@ async fn pruning_removes_only_an_empty_repository(s: Store) {
             &sess.id,
             &info(b"kept"),
             t(3),
+            Provenance::Pushed,
             &audited(EventType::BlobUploaded, t(3)),
         )
         .await,
@@ -357,6 +370,7 @@ async fn repositories_come_into_being_on_first_write(s: Store) {
             &session.id,
             &info(b"layer"),
             t(2),
+            Provenance::Pushed,
             &audited(EventType::BlobUploaded, t(2)),
         )
         .await,
@@ -371,6 +385,7 @@ async fn repositories_come_into_being_on_first_write(s: Store) {
             &mnt,
             &sha256(b"layer"),
             t(3),
+            Provenance::Pushed,
             &audited(EventType::BlobMounted, t(3)),
         )
         .await;
@@ -391,6 +406,7 @@ async fn repositories_come_into_being_on_first_write(s: Store) {
             &no_mount,
             &sha256(b"other"),
             t(5),
+            Provenance::Pushed,
             &audited(EventType::BlobMounted, t(5)),
         )
         .await;
@@ -904,6 +920,7 @@ async fn a_completed_upload_is_visible_at_once(s: Store) {
             &session.id,
             &blob,
             t(2),
+            Provenance::Pushed,
             &audited(EventType::BlobUploaded, t(2)),
         )
         .await,
@@ -940,6 +957,7 @@ async fn a_completed_upload_is_visible_at_once(s: Store) {
             &session.id,
             &blob,
             t(3),
+            Provenance::Pushed,
             &audited(EventType::BlobUploaded, t(3)),
         )
         .await,
@@ -954,6 +972,7 @@ async fn a_completed_upload_is_visible_at_once(s: Store) {
             &new_id(),
             &info(b"other"),
             t(3),
+            Provenance::Pushed,
             &audited(EventType::BlobUploaded, t(3)),
         )
         .await,
@@ -1194,6 +1213,7 @@ async fn mount_links_a_blob_the_source_holds(s: Store) {
             &b,
             &blob.digest,
             t(2),
+            Provenance::Pushed,
             &audited(EventType::BlobMounted, t(2)),
         )
         .await,
@@ -1216,6 +1236,7 @@ async fn mount_links_a_blob_the_source_holds(s: Store) {
             &b,
             &blob.digest,
             t(3),
+            Provenance::Pushed,
             &audited(EventType::BlobMounted, t(3)),
         )
         .await,
@@ -1254,6 +1275,7 @@ async fn mount_from_a_repository_without_the_blob_changes_nothing(s: Store) {
                 to,
                 digest,
                 t(2),
+                Provenance::Pushed,
                 &audited(EventType::BlobMounted, t(2)),
             )
             .await,
@@ -1279,6 +1301,7 @@ async fn mount_from_a_repository_without_the_blob_changes_nothing(s: Store) {
             &b,
             &x.digest,
             t(3),
+            Provenance::Pushed,
             &audited(EventType::BlobMounted, t(3)),
         )
         .await,
@@ -1497,6 +1520,7 @@ async fn sweep_reads_every_link_time(s: Store) {
             &b,
             &w.digest,
             t(500),
+            Provenance::Pushed,
             &audited(EventType::BlobMounted, t(500)),
         )
         .await,
@@ -1513,6 +1537,7 @@ async fn sweep_reads_every_link_time(s: Store) {
             &b,
             &y.digest,
             t(450),
+            Provenance::Pushed,
             &audited(EventType::BlobMounted, t(450)),
         )
         .await,
@@ -1699,6 +1724,7 @@ async fn empty_repository_keeps_its_sessions_and_blob_rows(s: Store) {
             &fill.id,
             &filled,
             t(5),
+            Provenance::Pushed,
             &audited(EventType::BlobUploaded, t(5)),
         )
         .await,
@@ -2197,7 +2223,8 @@ async fn changes_record_their_event_in_the_same_step(s: Store) {
 
     let mounted = audited(EventType::BlobMounted, t(2));
     ok(
-        s.mount_blob(&a, &b, &blob.digest, t(2), &mounted).await,
+        s.mount_blob(&a, &b, &blob.digest, t(2), Provenance::Pushed, &mounted)
+            .await,
         "mount_blob",
     );
     let absent = sha256(b"not in a");
@@ -2207,6 +2234,7 @@ async fn changes_record_their_event_in_the_same_step(s: Store) {
             &b,
             &absent,
             t(3),
+            Provenance::Pushed,
             &audited(EventType::BlobMounted, t(3)),
         )
         .await;
@@ -2224,6 +2252,7 @@ async fn changes_record_their_event_in_the_same_step(s: Store) {
             &new_id(),
             &blob,
             t(6),
+            Provenance::Pushed,
             &audited(EventType::BlobUploaded, t(6)),
         )
         .await,
@@ -2248,13 +2277,11 @@ async fn pushed_repositories_are_those_under_a_prefix_with_a_pushed_manifest(s: 
         ("other/f", Provenance::Pushed),
     ] {
         let r = repo(name);
-        let b = upload(&s, &r, b"shared layer", t(1)).await;
+        let b = upload_as(&s, &r, b"shared layer", t(1), provenance).await;
         let mut m = image(&r, name, &[&b], t(2));
         m.provenance = provenance;
         ok(s.put_manifest(m.clone(), &pushed(&m)).await, "put_manifest");
     }
-    // Blobs alone are no pushed image.
-    upload(&s, &repo("hub/only-blobs"), b"shared layer", t(1)).await;
     let names = |v: Vec<RepoName>| v.iter().map(ToString::to_string).collect::<Vec<_>>();
     let got = ok(
         s.pushed_repositories(&repo("hub"), ALL).await,
@@ -2276,6 +2303,112 @@ async fn pushed_repositories_are_those_under_a_prefix_with_a_pushed_manifest(s: 
         "pushed_repositories",
     );
     assert!(got.is_empty());
+}
+
+/// A link made by a client's upload or mount counts as pushed content
+/// without a manifest (review of issue 13, D3); one a pull-through fill
+/// made does not; making a link again keeps it pushed if either was a
+/// push, and unlinking forgets it.
+async fn pushed_repositories_include_those_with_pushed_blob_links_alone(s: Store) {
+    let mount = |from: &'static str, to: &'static str, digest: Digest, p: Provenance| {
+        let s = s.clone();
+        async move {
+            let got = s
+                .mount_blob(
+                    &repo(from),
+                    &repo(to),
+                    &digest,
+                    t(3),
+                    p,
+                    &audited(EventType::BlobMounted, t(3)),
+                )
+                .await;
+            assert!(ok(got, "mount_blob").is_some(), "{from} holds the blob");
+        }
+    };
+    let layer = upload(&s, &repo("other/src"), b"layer", t(1)).await;
+    upload(&s, &repo("hub/uploaded"), b"uploaded", t(1)).await;
+    mount(
+        "other/src",
+        "hub/mounted",
+        layer.digest.clone(),
+        Provenance::Pushed,
+    )
+    .await;
+    upload_as(
+        &s,
+        &repo("hub/filled"),
+        b"filled",
+        t(1),
+        Provenance::Mirrored,
+    )
+    .await;
+    mount(
+        "other/src",
+        "hub/linked",
+        layer.digest.clone(),
+        Provenance::Mirrored,
+    )
+    .await;
+    // Filled, then uploaded by a client: pushed.
+    upload_as(
+        &s,
+        &repo("hub/filled-then-pushed"),
+        b"f",
+        t(1),
+        Provenance::Mirrored,
+    )
+    .await;
+    upload(&s, &repo("hub/filled-then-pushed"), b"f", t(2)).await;
+    // Uploaded, then linked by a fill: still pushed.
+    upload(&s, &repo("hub/pushed-then-linked"), b"layer", t(1)).await;
+    mount(
+        "other/src",
+        "hub/pushed-then-linked",
+        layer.digest.clone(),
+        Provenance::Mirrored,
+    )
+    .await;
+    // Uploaded, unlinked, then filled: not pushed any more.
+    let gone = upload(&s, &repo("hub/unlinked"), b"gone", t(1)).await;
+    ok(
+        s.unlink_blob(&repo("hub/unlinked"), &gone.digest).await,
+        "unlink",
+    );
+    upload_as(
+        &s,
+        &repo("hub/unlinked"),
+        b"gone",
+        t(2),
+        Provenance::Mirrored,
+    )
+    .await;
+    // Emptied, then filled: not pushed any more.
+    upload(&s, &repo("hub/emptied"), b"emptied", t(1)).await;
+    ok(s.empty_repository(&repo("hub/emptied")).await, "empty");
+    upload_as(
+        &s,
+        &repo("hub/emptied"),
+        b"emptied",
+        t(2),
+        Provenance::Mirrored,
+    )
+    .await;
+
+    let got = ok(
+        s.pushed_repositories(&repo("hub"), ALL).await,
+        "pushed_repositories",
+    );
+    let names: Vec<String> = got.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        names,
+        [
+            "hub/filled-then-pushed",
+            "hub/mounted",
+            "hub/pushed-then-linked",
+            "hub/uploaded"
+        ]
+    );
 }
 
 async fn audit_filters_order_and_window(s: Store) {
@@ -2457,6 +2590,7 @@ async fn long_listings_come_whole_in_order_while_they_change(s: Store) {
                 &session.id,
                 &blob,
                 t(1000),
+                Provenance::Pushed,
                 &audited(EventType::BlobUploaded, t(1000)),
             )
             .await,
@@ -2520,7 +2654,7 @@ async fn concurrent_completions_of_one_blob(s: Store) {
     let done = join_all(
         sessions
             .iter()
-            .map(|x| s.complete_upload(&x.id, &blob, t(2), &event)),
+            .map(|x| s.complete_upload(&x.id, &blob, t(2), Provenance::Pushed, &event)),
     )
     .await;
     for r in done {
