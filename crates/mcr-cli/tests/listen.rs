@@ -346,3 +346,105 @@ async fn idle_connections_make_room_for_a_new_client() {
         );
     }
 }
+
+/// The HTTP/2 connection preface and a SETTINGS frame: empty, or setting
+/// the initial stream window to 0 (the client will take no body bytes).
+fn h2_preface(zero_window: bool) -> Vec<u8> {
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    if zero_window {
+        out.extend_from_slice(b"\x00\x00\x06\x04\x00\x00\x00\x00\x00\x00\x04\x00\x00\x00\x00");
+    } else {
+        out.extend_from_slice(b"\x00\x00\x00\x04\x00\x00\x00\x00\x00");
+    }
+    out
+}
+
+/// A HEADERS frame on stream 1 asking `GET /small` (HPACK: `:method GET`
+/// and `:scheme http` from the static table, `:path` as a literal), the
+/// request's end.
+const H2_GET_SMALL: &[u8] = b"\x00\x00\x0a\x01\x05\x00\x00\x00\x01\x82\x86\x44\x06/small";
+
+/// A newcomer at a full server of one connection: its answer within 5 s.
+async fn newcomer_is_served(addr: SocketAddr) {
+    let mut newcomer = TcpStream::connect(addr).await.expect("connect");
+    let (status, body) =
+        tokio::time::timeout(Duration::from_secs(5), get_once(&mut newcomer, "/small"))
+            .await
+            .expect("the newcomer is served within the grace");
+    assert_eq!(
+        (status.as_str(), body.as_slice()),
+        ("HTTP/1.1 200 OK", &b"ok"[..])
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stalled_head_or_an_http2_client_that_ignores_goaway_makes_room_too() {
+    for holder in ["partial head", "silent http2"] {
+        let (addr, _stop) = start(ConnLimits {
+            max_connections: 1,
+            ..lenient()
+        })
+        .await;
+        let mut held = TcpStream::connect(addr).await.expect("connect");
+        match holder {
+            "partial head" => held.write_all(b"GET /sm").await.expect("a byte or two"),
+            _ => held.write_all(&h2_preface(false)).await.expect("preface"),
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        newcomer_is_served(addr).await;
+        assert!(
+            until_closed(&mut held).await.is_some(),
+            "the {holder} connection is still open"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_just_accepted_is_not_cut_off_for_a_newcomer() {
+    let (addr, _stop) = start(ConnLimits {
+        max_connections: 2,
+        ..lenient()
+    })
+    .await;
+    let mut idle = TcpStream::connect(addr).await.expect("connect");
+    let (status, _) = get_once(&mut idle, "/small").await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Accepted, its request not sent yet when the newcomer arrives.
+    let mut fresh = TcpStream::connect(addr).await.expect("connect");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    newcomer_is_served(addr).await;
+    let (status, body) = get_once(&mut fresh, "/small").await;
+    assert_eq!(
+        (status.as_str(), body.as_slice()),
+        ("HTTP/1.1 200 OK", &b"ok"[..]),
+        "the fresh connection was served"
+    );
+    assert!(
+        until_closed(&mut idle).await.is_some(),
+        "the idle one closed"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_http2_response_the_client_gives_no_window_is_dropped_after_the_write_timeout() {
+    let (addr, _stop) = start(ConnLimits {
+        write_timeout: Duration::from_secs(30),
+        ..lenient()
+    })
+    .await;
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let mut hello = h2_preface(true);
+    hello.extend_from_slice(H2_GET_SMALL);
+    stream.write_all(&hello).await.expect("a request");
+    let begun = Instant::now();
+    assert!(
+        until_closed(&mut stream).await.is_some(),
+        "a response that can never be sent holds its connection after {GUARD:?}"
+    );
+    assert!(
+        begun.elapsed() >= Duration::from_secs(30),
+        "closed before the write timeout: {:?}",
+        begun.elapsed()
+    );
+}

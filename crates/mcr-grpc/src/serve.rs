@@ -19,6 +19,11 @@ use tonic::transport::Server;
 
 /// How long a TLS handshake may take before the connection is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connection (after its TLS handshake) may take to send its
+/// first bytes, the HTTP/2 preface: until then no keepalive ping can
+/// tell a silent client from a slow one, so without it a client that
+/// connects and says nothing would hold a slot for ever.
+const PREFACE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections ready for the server that it has not taken yet.
 const ACCEPT_BACKLOG: usize = 64;
 /// How often an HTTP/2 ping checks a quiet peer is still there, and how
@@ -131,6 +136,9 @@ enum Stream {
 pub struct Conn {
     stream: Stream,
     _slot: OwnedSemaphorePermit,
+    /// Until the first bytes arrive: when the connection is dropped if
+    /// none have ([`PREFACE_TIMEOUT`]).
+    preface_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl Conn {
@@ -138,6 +146,7 @@ impl Conn {
         Conn {
             stream,
             _slot: slot,
+            preface_deadline: Some(Box::pin(tokio::time::sleep(PREFACE_TIMEOUT))),
         }
     }
 
@@ -172,7 +181,22 @@ impl AsyncRead for Conn {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        self.io().poll_read(cx, buf)
+        let this = self.get_mut();
+        let Some(deadline) = this.preface_deadline.as_mut() else {
+            return Pin::new(this).io().poll_read(cx, buf);
+        };
+        if deadline.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "no HTTP/2 preface within the time allowed",
+            )));
+        }
+        let filled = buf.filled().len();
+        let read = Pin::new(&mut *this).io().poll_read(cx, buf);
+        if matches!(read, Poll::Ready(Ok(()))) && buf.filled().len() > filled {
+            this.preface_deadline = None;
+        }
+        read
     }
 }
 

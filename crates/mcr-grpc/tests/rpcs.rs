@@ -937,3 +937,29 @@ async fn a_call_to_a_server_that_never_answers_gives_up() {
     );
     held.abort();
 }
+
+/// Review of issue 16 (connection slots, D6): a client that connects to
+/// the gRPC listener and sends nothing is dropped after the preface
+/// timeout instead of holding one of `max_connections` for ever.
+#[tokio::test(start_paused = true)]
+async fn a_connection_that_never_sends_its_preface_is_closed() {
+    use tokio::io::AsyncReadExt;
+    let s = Server::start().await;
+    let mut silent = tokio::net::TcpStream::connect(s.addr)
+        .await
+        .expect("connect");
+    let mut buf = [0u8; 256];
+    let closed = tokio::time::timeout(Duration::from_secs(3600), async {
+        loop {
+            match silent.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "a silent connection is still open after an hour"
+    );
+}

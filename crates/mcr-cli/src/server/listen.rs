@@ -11,7 +11,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
@@ -21,6 +21,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore};
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -234,9 +235,23 @@ pub async fn serve(
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
                 connections.spawn(async move {
-                    let handshake = tokio::select! {
-                        done = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)) => done,
-                        () = serving.shutdown.cancelled() => return,
+                    let began = Instant::now();
+                    let accepting = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+                    tokio::pin!(accepting);
+                    // A handshake that has not finished within the grace
+                    // makes room for a waiting client, as an idle
+                    // connection does.
+                    let handshake = loop {
+                        tokio::select! {
+                            done = &mut accepting => break done,
+                            () = serving.shutdown.cancelled() => return,
+                            () = serving.reclaim.notified() => {
+                                if began.elapsed() >= conn::RECLAIM_GRACE {
+                                    tracing::debug!(%peer, "TLS handshake dropped to make room for a new client");
+                                    return;
+                                }
+                            }
+                        }
                     };
                     match handshake {
                         Ok(Ok(tls)) => conn::serve_hyper(tls, peer, serving).await,

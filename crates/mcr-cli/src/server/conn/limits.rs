@@ -49,7 +49,7 @@ use crate::server::listen::ConnLimits;
 
 /// What a connection's requests are doing, shared by the service that
 /// runs them and the connection's I/O.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Activity {
     in_flight: AtomicUsize,
     /// Whether the connection speaks HTTP/2, whose requests have no head
@@ -62,9 +62,33 @@ pub struct Activity {
     /// The connection's reader, woken when it falls idle so it starts the
     /// idle clock even while parked on a socket with nothing to read.
     reader: AtomicWaker,
+    /// When the connection began: the times below count from it.
+    began: Instant,
+    /// When the connection last fell idle (its start at first), in
+    /// milliseconds from `began`.
+    idle_since: AtomicU64,
+    /// Responses whose body is being sent.
+    responding: AtomicUsize,
+    /// When a response body was last handed out or yielded a frame, in
+    /// milliseconds from `began`.
+    progress_at: AtomicU64,
 }
 
 impl Activity {
+    /// The activity of a connection starting now.
+    pub fn new() -> Activity {
+        Activity {
+            in_flight: AtomicUsize::new(0),
+            http2: AtomicBool::new(false),
+            idle_spells: AtomicU64::new(0),
+            reader: AtomicWaker::new(),
+            began: Instant::now(),
+            idle_since: AtomicU64::new(0),
+            responding: AtomicUsize::new(0),
+            progress_at: AtomicU64::new(0),
+        }
+    }
+
     /// Counts a request of `version` as in flight until the guard is
     /// dropped.
     pub fn begin(self: &Arc<Self>, version: Version) -> InFlight {
@@ -75,9 +99,28 @@ impl Activity {
         InFlight(Arc::clone(self))
     }
 
-    /// Whether no request is in flight (its response not yet sent).
-    pub fn is_idle(&self) -> bool {
-        self.in_flight.load(Ordering::Acquire) == 0
+    /// Whether no request has been in flight for `grace` at least.
+    pub fn is_idle_for(&self, grace: Duration) -> bool {
+        self.in_flight.load(Ordering::Acquire) == 0 && self.since(&self.idle_since) >= grace
+    }
+
+    /// Whether a response is being sent and no body has made progress
+    /// for `limit`: a client that gives an HTTP/2 stream no window is
+    /// never written to, so the write-stall clock cannot see it.
+    pub fn is_stalled_for(&self, limit: Duration) -> bool {
+        self.responding.load(Ordering::Acquire) != 0 && self.since(&self.progress_at) >= limit
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.began.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn since(&self, at: &AtomicU64) -> Duration {
+        Duration::from_millis(self.now().saturating_sub(at.load(Ordering::Acquire)))
+    }
+
+    fn progressed(&self) {
+        self.progress_at.store(self.now(), Ordering::Release);
     }
 }
 
@@ -88,6 +131,7 @@ pub struct InFlight(Arc<Activity>);
 impl Drop for InFlight {
     fn drop(&mut self) {
         if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle_since.store(self.0.now(), Ordering::Release);
             self.0.idle_spells.fetch_add(1, Ordering::AcqRel);
             self.0.reader.wake();
         }
@@ -95,18 +139,24 @@ impl Drop for InFlight {
 }
 
 /// A response body that keeps its request in flight until it has been
-/// sent in full or dropped.
+/// sent in full or dropped, and tells the connection when it progresses.
 pub struct Tracked {
     body: Body,
-    _in_flight: InFlight,
+    in_flight: InFlight,
 }
 
 impl Tracked {
     pub fn new(body: Body, in_flight: InFlight) -> Tracked {
-        Tracked {
-            body,
-            _in_flight: in_flight,
-        }
+        let activity = &in_flight.0;
+        activity.progressed();
+        activity.responding.fetch_add(1, Ordering::AcqRel);
+        Tracked { body, in_flight }
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.in_flight.0.responding.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -118,7 +168,11 @@ impl hyper::body::Body for Tracked {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
+        let frame = Pin::new(&mut self.body).poll_frame(cx);
+        if frame.is_ready() {
+            self.in_flight.0.progressed();
+        }
+        frame
     }
 
     fn is_end_stream(&self) -> bool {

@@ -44,6 +44,7 @@ mod rewind;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::ConnectInfo;
 use axum::http::Method;
@@ -63,6 +64,13 @@ use head::Head;
 use limits::{Activity, ConnIo, Tracked};
 use response::After;
 use rewind::Rewind;
+
+/// How long a connection must have waited with nothing in flight before
+/// a client waiting for a slot makes it close (and how long a connection
+/// asked to close gracefully then has before it is dropped): a request
+/// already on its way over a connection just accepted or just idle is
+/// not cut off.
+pub const RECLAIM_GRACE: Duration = Duration::from_secs(1);
 
 /// What a connection needs besides its socket.
 #[derive(Clone)]
@@ -106,9 +114,12 @@ pub async fn serve_plain(mut stream: TcpStream, peer: SocketAddr, serving: Servi
             let read = tokio::select! {
                 biased;
                 () = serving.shutdown.cancelled(), if idle => return,
-                () = serving.reclaim.notified(), if idle => {
-                    tracing::debug!(%peer, "idle connection closed to make room for a new client");
-                    return;
+                () = serving.reclaim.notified() => {
+                    if reclaimable(&stream, &mut buf, waiting) {
+                        tracing::debug!(%peer, "idle connection closed to make room for a new client");
+                        return;
+                    }
+                    continue;
                 }
                 read = tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)) => read,
             };
@@ -156,6 +167,22 @@ pub async fn serve_plain(mut stream: TcpStream, peer: SocketAddr, serving: Servi
     serve_hyper(Rewind::new(buf.freeze(), stream), peer, serving).await;
 }
 
+/// Whether a plain connection waiting for a request since `waiting` may
+/// close to make room: it has waited for [`RECLAIM_GRACE`] (a head
+/// begun and stalled counts as waiting, since nothing was dispatched) and
+/// no bytes are ready to read (a request already sent is kept, and read
+/// into `buf`).
+fn reclaimable(stream: &TcpStream, buf: &mut BytesMut, waiting: Instant) -> bool {
+    if waiting.elapsed() < RECLAIM_GRACE {
+        return false;
+    }
+    match stream.try_read_buf(buf) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
+    }
+}
+
 /// Hands a connection to hyper (HTTP/1.1 or HTTP/2) until it ends or,
 /// after shutdown began, until hyper has drained it gracefully.
 pub async fn serve_hyper<I>(io: I, peer: SocketAddr, serving: Serving)
@@ -163,7 +190,7 @@ where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let app = serving.app;
-    let activity = Arc::new(Activity::default());
+    let activity = Arc::new(Activity::new());
     let service = hyper::service::service_fn({
         let activity = Arc::clone(&activity);
         move |mut req: hyper::Request<hyper::body::Incoming>| {
@@ -180,18 +207,40 @@ where
     let io = Box::pin(ConnIo::new(TokioIo::new(io), Arc::clone(&activity), limits));
     let conn = serving.builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
+    // Checks that responses being sent make progress: see
+    // `Activity::is_stalled_for`. Half the limit, so a stall is caught
+    // within one and a half times it.
+    let mut watchdog = tokio::time::interval((limits.write_timeout / 2).max(RECLAIM_GRACE));
+    watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // When a connection asked to close to make room is dropped if it has
+    // not closed by then and has still nothing in flight (an HTTP/2
+    // client that does not acknowledge the GOAWAY's ping, an HTTP/1.1
+    // head begun and stalled).
+    let mut drop_at: Option<Instant> = None;
     let result = loop {
         tokio::select! {
             result = conn.as_mut() => break result,
-            () = serving.shutdown.cancelled() => {
+            () = serving.shutdown.cancelled(), if drop_at.is_none() => {
                 conn.as_mut().graceful_shutdown();
                 break conn.await;
             }
-            () = serving.reclaim.notified() => {
-                if activity.is_idle() {
+            () = serving.reclaim.notified(), if drop_at.is_none() => {
+                if activity.is_idle_for(RECLAIM_GRACE) {
                     tracing::debug!(%peer, "idle connection closed to make room for a new client");
                     conn.as_mut().graceful_shutdown();
-                    break conn.await;
+                    drop_at = Some(Instant::now() + RECLAIM_GRACE);
+                }
+            }
+            () = tokio::time::sleep_until(drop_at.unwrap_or_else(Instant::now)), if drop_at.is_some() => {
+                if activity.is_idle_for(Duration::ZERO) {
+                    break Ok(());
+                }
+                drop_at = Some(Instant::now() + RECLAIM_GRACE);
+            }
+            _ = watchdog.tick() => {
+                if activity.is_stalled_for(limits.write_timeout) {
+                    tracing::debug!(%peer, "a response made no progress within server.write_timeout");
+                    break Ok(());
                 }
             }
         }
