@@ -163,6 +163,48 @@ const MIGRATIONS: &[(i64, &str)] = &[
             WHERE a.event_type IN ('blob_uploaded', 'blob_mounted')
         );",
     ),
+    (
+        7,
+        // Each repository's size (its manifests plus its linked blobs),
+        // kept by triggers in the transaction of every change, so the
+        // listing sorted by size reads an index instead of summing every
+        // repository's links per page. Re-linking a blob is an upsert (an
+        // UPDATE), so it counts once; GC removes only blobs no repository
+        // links. Concurrent changes to one repository queue on its row
+        // for the rest of their (short) transactions.
+        "ALTER TABLE repositories ADD COLUMN size bigint NOT NULL DEFAULT 0;
+        UPDATE repositories SET size =
+            (SELECT COALESCE(SUM(m.size), 0) FROM manifests m WHERE m.repository_id = repositories.id)
+            + (SELECT COALESCE(SUM(b.size), 0) FROM repository_blobs rb
+               JOIN blobs b ON b.digest = rb.digest WHERE rb.repository_id = repositories.id);
+        CREATE FUNCTION repository_size_of_manifests() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF TG_OP = 'INSERT' THEN
+                UPDATE repositories SET size = size + NEW.size WHERE id = NEW.repository_id;
+            ELSE
+                UPDATE repositories SET size = size - OLD.size WHERE id = OLD.repository_id;
+            END IF;
+            RETURN NULL;
+        END $$;
+        CREATE TRIGGER repository_size_of_manifests AFTER INSERT OR DELETE ON manifests
+            FOR EACH ROW EXECUTE FUNCTION repository_size_of_manifests();
+        CREATE FUNCTION repository_size_of_links() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF TG_OP = 'INSERT' THEN
+                UPDATE repositories
+                SET size = size + (SELECT size FROM blobs WHERE digest = NEW.digest)
+                WHERE id = NEW.repository_id;
+            ELSE
+                UPDATE repositories
+                SET size = size - COALESCE((SELECT size FROM blobs WHERE digest = OLD.digest), 0)
+                WHERE id = OLD.repository_id;
+            END IF;
+            RETURN NULL;
+        END $$;
+        CREATE TRIGGER repository_size_of_links AFTER INSERT OR DELETE ON repository_blobs
+            FOR EACH ROW EXECUTE FUNCTION repository_size_of_links();
+        CREATE INDEX repositories_by_size ON repositories (size, name);",
+    ),
 ];
 
 /// The schema version this build writes and understands.

@@ -35,9 +35,7 @@ macro_rules! summary_columns {
         "r.name, r.created,
             (SELECT COUNT(*) FROM tags t WHERE t.repository_id = r.id),
             (SELECT COUNT(*) FROM manifests m WHERE m.repository_id = r.id),
-            ((SELECT COALESCE(SUM(m.size), 0) FROM manifests m WHERE m.repository_id = r.id)
-              + (SELECT COALESCE(SUM(b.size), 0) FROM repository_blobs rb
-                 JOIN blobs b ON b.digest = rb.digest WHERE rb.repository_id = r.id))::bigint,
+            r.size,
             GREATEST((SELECT COALESCE(MAX(m.created), 0) FROM manifests m WHERE m.repository_id = r.id),
                      (SELECT COALESCE(MAX(t.updated), 0) FROM tags t WHERE t.repository_id = r.id)),
             r.id"
@@ -75,9 +73,7 @@ pub(super) const LISTING: Dialect = Dialect {
     sort_keys: [
     "(SELECT COUNT(*) FROM tags t WHERE t.repository_id = r.id)",
     "(SELECT COUNT(*) FROM manifests m WHERE m.repository_id = r.id)",
-    "((SELECT COALESCE(SUM(m.size), 0) FROM manifests m WHERE m.repository_id = r.id)
-       + (SELECT COALESCE(SUM(b.size), 0) FROM repository_blobs rb
-          JOIN blobs b ON b.digest = rb.digest WHERE rb.repository_id = r.id))::bigint",
+    "r.size",
     "GREATEST((SELECT COALESCE(MAX(m.created), 0) FROM manifests m WHERE m.repository_id = r.id),
               (SELECT COALESCE(MAX(t.updated), 0) FROM tags t WHERE t.repository_id = r.id))",
     ],

@@ -25,16 +25,14 @@ macro_rules! holds_content {
 
 /// A repository's summary columns (read by `summary`), then its id,
 /// from `repositories r`. Every aggregate seeks one repository's range of
-/// an index: `manifests_by_repository` covers the counts, sizes and times
-/// of its manifests.
+/// an index: `manifests_by_repository` covers the counts and times of its
+/// manifests; the size is the row's own, kept by triggers (migration 12).
 macro_rules! summary_columns {
     () => {
         "r.name, r.created,
             (SELECT COUNT(*) FROM tags t WHERE t.repository_id = r.id),
             (SELECT COUNT(*) FROM manifests m WHERE m.repository_id = r.id),
-            (SELECT COALESCE(SUM(m.size), 0) FROM manifests m WHERE m.repository_id = r.id)
-              + (SELECT COALESCE(SUM(b.size), 0) FROM repository_blobs rb
-                 JOIN blobs b ON b.digest = rb.digest WHERE rb.repository_id = r.id),
+            r.size,
             MAX((SELECT COALESCE(MAX(m.created), 0) FROM manifests m WHERE m.repository_id = r.id),
                 (SELECT COALESCE(MAX(t.updated), 0) FROM tags t WHERE t.repository_id = r.id)),
             r.id"
@@ -71,9 +69,7 @@ pub(super) const LISTING: Dialect = Dialect {
     sort_keys: [
         "(SELECT COUNT(*) FROM tags t WHERE t.repository_id = r.id)",
         "(SELECT COUNT(*) FROM manifests m WHERE m.repository_id = r.id)",
-        "(SELECT COALESCE(SUM(m.size), 0) FROM manifests m WHERE m.repository_id = r.id)
-       + (SELECT COALESCE(SUM(b.size), 0) FROM repository_blobs rb
-          JOIN blobs b ON b.digest = rb.digest WHERE rb.repository_id = r.id)",
+        "r.size",
         "MAX((SELECT COALESCE(MAX(m.created), 0) FROM manifests m WHERE m.repository_id = r.id),
          (SELECT COALESCE(MAX(t.updated), 0) FROM tags t WHERE t.repository_id = r.id))",
     ],

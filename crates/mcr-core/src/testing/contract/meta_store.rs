@@ -84,6 +84,7 @@ pub const META_STORE_CHECKS: &[Check<dyn MetaStore>] = checks![dyn MetaStore =>
     delete_repository_returns_its_uploads_and_keeps_blob_rows,
     empty_repository_keeps_its_sessions_and_blob_rows,
     repository_summaries_and_detail,
+    repository_sizes_follow_every_change,
     repository_listing_filters_sorts_and_pages,
     policy_rules_crud,
     revocations_last_until_the_token_expires,
@@ -1881,6 +1882,91 @@ async fn repository_summaries_and_detail(s: Store) {
             "detail of unknown"
         ),
         None
+    );
+}
+
+/// The size a listing shows and sorts by follows every change that adds
+/// or removes a manifest or a blob link, whichever step makes it: a store
+/// that keeps sizes up to date, rather than summing them per listing,
+/// must agree with the sum.
+async fn repository_sizes_follow_every_change(s: Store) {
+    let (a, b) = (repo("size/a"), repo("size/b"));
+    let sizes = || {
+        let s = s.clone();
+        async move {
+            let q = RepoQuery {
+                sort: RepoSort::Size,
+                order: SortOrder::Desc,
+                limit: ALL,
+                ..RepoQuery::default()
+            };
+            ok(s.repository_summaries(&q).await, "repository_summaries")
+                .into_iter()
+                .map(|r| (r.name.to_string(), r.total_size))
+                .collect::<Vec<_>>()
+        }
+    };
+    let x = upload(&s, &a, &[1u8; 100], t(1)).await;
+    let y = upload(&s, &a, &[2u8; 1000], t(2)).await;
+    upload(&s, &a, &[1u8; 100], t(3)).await;
+    ok(
+        s.mount_blob(
+            &a,
+            &b,
+            &x.digest,
+            t(4),
+            Provenance::Pushed,
+            &audited(EventType::BlobMounted, t(4)),
+        )
+        .await,
+        "mount_blob",
+    );
+    assert_eq!(
+        sizes().await,
+        [("size/a".to_string(), 1100), ("size/b".to_string(), 100)],
+        "a blob linked twice counts once; a mount counts in its target"
+    );
+    let m = image(&a, "m", &[&x, &y], t(5));
+    put(&s, &m).await;
+    put(&s, &tagged(m.clone(), "v1")).await;
+    let n = image(&b, "n", &[&x], t(6));
+    put(&s, &n).await;
+    let (m_len, n_len) = (m.raw.len() as u64, n.raw.len() as u64);
+    assert_eq!(
+        sizes().await,
+        [
+            ("size/a".to_string(), 1100 + m_len),
+            ("size/b".to_string(), 100 + n_len)
+        ],
+        "a manifest stored twice counts once"
+    );
+    assert!(ok(
+        s.delete_manifest(&a, &m.digest).await,
+        "delete_manifest"
+    ));
+    assert!(ok(s.unlink_blob(&a, &y.digest).await, "unlink_blob"));
+    assert_eq!(
+        sizes().await,
+        [
+            ("size/b".to_string(), 100 + n_len),
+            ("size/a".to_string(), 100)
+        ],
+        "deletes and unlinks take their bytes off"
+    );
+    upload(&s, &a, &[2u8; 1000], t(7)).await;
+    assert_eq!(
+        sizes().await,
+        [
+            ("size/a".to_string(), 1100),
+            ("size/b".to_string(), 100 + n_len)
+        ],
+        "a blob linked again counts again"
+    );
+    ok(s.delete_repository(&a).await, "delete_repository");
+    assert_eq!(
+        sizes().await,
+        [("size/b".to_string(), 100 + n_len)],
+        "another repository's deletion leaves a size alone"
     );
 }
 
