@@ -28,6 +28,16 @@ type Result<T = ()> = std::result::Result<T, String>;
 /// How long one page may take to show what a check waits for.
 const WAIT: Duration = Duration::from_secs(20);
 
+/// How many times a read is tried again when htmx replaced what was
+/// being read (an element found, then swapped out before its text came).
+const STALE_RETRIES: usize = 50;
+
+/// Whether WebDriver refused because the element left the document.
+fn is_stale(e: &fantoccini::error::CmdError) -> bool {
+    let e = e.to_string();
+    e.contains("stale element") || e.contains("does not belong to the document")
+}
+
 /// An HTML-looking annotation and artifact type, which must render as
 /// text. A media type cannot hold `<`, but `&lt` (no semicolon) is one a
 /// browser decodes in unescaped HTML.
@@ -593,24 +603,36 @@ impl Ui<'_> {
     }
 
     async fn text(&self, css: &str) -> Result<String> {
-        self.find(css)
-            .await?
-            .text()
-            .await
-            .map_err(|e| e.to_string())
+        for _ in 0..STALE_RETRIES {
+            match self.find(css).await?.text().await {
+                Err(e) if is_stale(&e) => tokio::time::sleep(Duration::from_millis(100)).await,
+                read => return read.map_err(|e| e.to_string()),
+            }
+        }
+        Err(format!("{css} kept being replaced while read"))
     }
 
     async fn all_texts(&self, css: &str) -> Result<Vec<String>> {
-        let mut out = Vec::new();
-        for e in self
-            .c
-            .find_all(Locator::Css(css))
-            .await
-            .map_err(|e| e.to_string())?
-        {
-            out.push(e.text().await.map_err(|e| e.to_string())?);
+        'again: for _ in 0..STALE_RETRIES {
+            let mut out = Vec::new();
+            for e in self
+                .c
+                .find_all(Locator::Css(css))
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                match e.text().await {
+                    Ok(text) => out.push(text),
+                    Err(e) if is_stale(&e) => {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue 'again;
+                    }
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+            return Ok(out);
         }
-        Ok(out)
+        Err(format!("{css} kept being replaced while read"))
     }
 
     async fn body(&self) -> Result<String> {
