@@ -16,6 +16,7 @@ use mcr_core::digest::Digest;
 use mcr_core::ids::UploadId;
 use mcr_core::media::MediaType;
 use mcr_core::names::{Reference, RepoName, Tag};
+use mcr_core::policy::TagGuard;
 use mcr_core::policy::{Effect, RuleDraft};
 use mcr_core::ports::prelude::*;
 use mcr_core::ports::{BlobInfo, NewManifest, Provenance, UploadCaps, UploadSession, UploadState};
@@ -85,6 +86,7 @@ fn manifest(n: usize, blob: &Digest, tag: &str) -> NewManifest {
         blobs: vec![blob.clone()],
         children: vec![],
         tags: vec![Tag::new(tag).unwrap()],
+        tag_guard: TagGuard::open(),
         created: Timestamp::from_millis(2_000 + n as i64),
         provenance: Provenance::Pushed,
     }
@@ -280,12 +282,16 @@ async fn deleting_a_manifest_cascades_to_its_tags_and_references() {
         &store,
         NewManifest {
             tags: vec![Tag::new("v1-alias").unwrap()],
+            tag_guard: TagGuard::open(),
             ..m.clone()
         },
     )
     .await
     .unwrap();
-    assert!(store.delete_manifest(&repo(), &m.digest).await.unwrap());
+    assert!(store
+        .delete_manifest(&repo(), &m.digest, &TagGuard::open())
+        .await
+        .unwrap());
     // Only foreign keys, which SQLite enforces per connection and only
     // when asked, can have done this.
     let c = Connection::open(dir.path().join("mcr.db")).unwrap();
@@ -321,7 +327,10 @@ async fn deleting_a_repository_cascades_to_everything_but_blob_rows() {
     let kept = blob_in(&store, &other, b"other layer").await;
 
     assert_eq!(
-        store.delete_repository(&repo()).await.unwrap(),
+        store
+            .delete_repository(&repo(), &TagGuard::open())
+            .await
+            .unwrap(),
         Some(vec![pending])
     );
     let c = Connection::open(dir.path().join("mcr.db")).unwrap();
@@ -335,7 +344,13 @@ async fn deleting_a_repository_cascades_to_everything_but_blob_rows() {
         .await
         .unwrap()
         .is_some());
-    assert_eq!(store.delete_repository(&repo()).await.unwrap(), None);
+    assert_eq!(
+        store
+            .delete_repository(&repo(), &TagGuard::open())
+            .await
+            .unwrap(),
+        None
+    );
 }
 
 #[tokio::test]
@@ -353,6 +368,7 @@ async fn a_snapshot_is_a_private_copy_with_the_same_rows_in_backups() {
             account_types: vec![],
             subject: None,
             repositories: vec![],
+            tags: vec![],
             enabled: true,
         })
         .await
@@ -524,6 +540,7 @@ async fn an_index_missing_a_child_leaves_nothing_behind() {
         blobs: vec![],
         children: vec![child.digest.clone(), absent.clone()],
         tags: vec![Tag::new("child").unwrap()],
+        tag_guard: TagGuard::open(),
         created: Timestamp::from_millis(9_000),
         provenance: Provenance::Pushed,
     };
@@ -556,6 +573,7 @@ async fn rules_record_when_they_were_made_and_changed() {
         account_types: vec![],
         subject: None,
         repositories: vec![],
+        tags: vec![],
         enabled: true,
     };
     let mut rule = store.create_rule(&draft).await.unwrap();
