@@ -693,3 +693,37 @@ async fn no_write_commits_while_the_database_directory_is_gone() {
         .unwrap();
     assert_eq!(sessions, 1, "only the session made after it came back");
 }
+
+/// Rules are stored as JSON, so the `tags` field needed no migration: a
+/// rule written before it existed reads as "every tag", and a rule with
+/// tags keeps them.
+#[tokio::test]
+async fn a_rule_stored_before_tags_existed_reads_as_every_tag() {
+    let (dir, store) = fresh();
+    let c = Connection::open(dir.path().join("mcr.db")).unwrap();
+    c.execute(
+        "INSERT INTO policy_rules (priority, enabled, rule_json) VALUES (5, 1, ?1)",
+        [r#"{"id":1,"priority":5,"description":"old","effect":"deny","actions":["registry:push"],"roles":[],"account_types":[],"subject":null,"repositories":[],"enabled":true}"#],
+    )
+    .unwrap();
+    let rules = store.list_rules().await.unwrap().rules;
+    assert_eq!(rules.len(), 1);
+    assert!(rules[0].tags.is_empty(), "{:?}", rules[0]);
+
+    let tagged = store
+        .create_rule(&RuleDraft {
+            priority: 6,
+            description: "immutable".into(),
+            effect: Effect::Deny,
+            actions: Action::TAG_ACTIONS.to_vec(),
+            roles: vec![],
+            account_types: vec![],
+            subject: None,
+            repositories: vec![],
+            tags: vec!["v*".parse().unwrap()],
+            enabled: true,
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.get_rule(tagged.id).await.unwrap(), Some(tagged));
+}
