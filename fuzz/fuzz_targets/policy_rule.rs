@@ -52,6 +52,7 @@ fn stored() -> Rule {
         account_types: vec![],
         subject: Some("local:ci".into()),
         repositories: vec![RepoPattern::new("ci/**").expect("a valid pattern")],
+        tags: vec![],
         enabled: true,
     }
     .into_rule(3)

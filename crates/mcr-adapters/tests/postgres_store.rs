@@ -13,6 +13,7 @@ use mcr_core::digest::Digest;
 use mcr_core::ids::UploadId;
 use mcr_core::media::{MediaType, OCI_IMAGE_MANIFEST};
 use mcr_core::names::RepoName;
+use mcr_core::policy::TagGuard;
 use mcr_core::ports::prelude::*;
 use mcr_core::ports::{
     BlobInfo, NewManifest, Provenance, Secret, UploadCaps, UploadSession, UploadState,
@@ -76,6 +77,7 @@ fn manifest_of(r: &RepoName, name: &str, blob: &Digest, at: Timestamp) -> NewMan
         blobs: vec![blob.clone()],
         children: Vec::new(),
         tags: vec![],
+        tag_guard: TagGuard::open(),
         created: at,
         provenance: Provenance::Pushed,
     }

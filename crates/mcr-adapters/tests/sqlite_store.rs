@@ -16,6 +16,7 @@ use mcr_core::digest::Digest;
 use mcr_core::ids::UploadId;
 use mcr_core::media::MediaType;
 use mcr_core::names::{Reference, RepoName, Tag};
+use mcr_core::policy::TagGuard;
 use mcr_core::policy::{Effect, RuleDraft};
 use mcr_core::ports::prelude::*;
 use mcr_core::ports::{BlobInfo, NewManifest, Provenance, UploadCaps, UploadSession, UploadState};
@@ -88,6 +89,7 @@ fn manifest(n: usize, blob: &Digest, tag: &str) -> NewManifest {
         blobs: vec![blob.clone()],
         children: vec![],
         tags: vec![Tag::new(tag).unwrap()],
+        tag_guard: TagGuard::open(),
         created: Timestamp::from_millis(2_000 + n as i64),
         provenance: Provenance::Pushed,
     }
@@ -283,12 +285,16 @@ async fn deleting_a_manifest_cascades_to_its_tags_and_references() {
         &store,
         NewManifest {
             tags: vec![Tag::new("v1-alias").unwrap()],
+            tag_guard: TagGuard::open(),
             ..m.clone()
         },
     )
     .await
     .unwrap();
-    assert!(store.delete_manifest(&repo(), &m.digest).await.unwrap());
+    assert!(store
+        .delete_manifest(&repo(), &m.digest, &TagGuard::open())
+        .await
+        .unwrap());
     // Only foreign keys, which SQLite enforces per connection and only
     // when asked, can have done this.
     let c = Connection::open(dir.path().join("mcr.db")).unwrap();
@@ -324,7 +330,10 @@ async fn deleting_a_repository_cascades_to_everything_but_blob_rows() {
     let kept = blob_in(&store, &other, b"other layer").await;
 
     assert_eq!(
-        store.delete_repository(&repo()).await.unwrap(),
+        store
+            .delete_repository(&repo(), &TagGuard::open())
+            .await
+            .unwrap(),
         Some(vec![pending])
     );
     let c = Connection::open(dir.path().join("mcr.db")).unwrap();
@@ -338,7 +347,13 @@ async fn deleting_a_repository_cascades_to_everything_but_blob_rows() {
         .await
         .unwrap()
         .is_some());
-    assert_eq!(store.delete_repository(&repo()).await.unwrap(), None);
+    assert_eq!(
+        store
+            .delete_repository(&repo(), &TagGuard::open())
+            .await
+            .unwrap(),
+        None
+    );
 }
 
 #[tokio::test]
@@ -356,6 +371,7 @@ async fn a_snapshot_is_a_private_copy_with_the_same_rows_in_backups() {
             account_types: vec![],
             subject: None,
             repositories: vec![],
+            tags: vec![],
             enabled: true,
         })
         .await
@@ -527,6 +543,7 @@ async fn an_index_missing_a_child_leaves_nothing_behind() {
         blobs: vec![],
         children: vec![child.digest.clone(), absent.clone()],
         tags: vec![Tag::new("child").unwrap()],
+        tag_guard: TagGuard::open(),
         created: Timestamp::from_millis(9_000),
         provenance: Provenance::Pushed,
     };
@@ -559,6 +576,7 @@ async fn rules_record_when_they_were_made_and_changed() {
         account_types: vec![],
         subject: None,
         repositories: vec![],
+        tags: vec![],
         enabled: true,
     };
     let mut rule = store.create_rule(&draft).await.unwrap();
@@ -677,4 +695,38 @@ async fn no_write_commits_while_the_database_directory_is_gone() {
         .query_row("SELECT count(*) FROM uploads", [], |r| r.get(0))
         .unwrap();
     assert_eq!(sessions, 1, "only the session made after it came back");
+}
+
+/// Rules are stored as JSON, so the `tags` field needed no migration: a
+/// rule written before it existed reads as "every tag", and a rule with
+/// tags keeps them.
+#[tokio::test]
+async fn a_rule_stored_before_tags_existed_reads_as_every_tag() {
+    let (dir, store) = fresh();
+    let c = Connection::open(dir.path().join("mcr.db")).unwrap();
+    c.execute(
+        "INSERT INTO policy_rules (priority, enabled, rule_json) VALUES (5, 1, ?1)",
+        [r#"{"id":1,"priority":5,"description":"old","effect":"deny","actions":["registry:push"],"roles":[],"account_types":[],"subject":null,"repositories":[],"enabled":true}"#],
+    )
+    .unwrap();
+    let rules = store.list_rules().await.unwrap().rules;
+    assert_eq!(rules.len(), 1);
+    assert!(rules[0].tags.is_empty(), "{:?}", rules[0]);
+
+    let tagged = store
+        .create_rule(&RuleDraft {
+            priority: 6,
+            description: "immutable".into(),
+            effect: Effect::Deny,
+            actions: Action::TAG_ACTIONS.to_vec(),
+            roles: vec![],
+            account_types: vec![],
+            subject: None,
+            repositories: vec![],
+            tags: vec!["v*".parse().unwrap()],
+            enabled: true,
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.get_rule(tagged.id).await.unwrap(), Some(tagged));
 }

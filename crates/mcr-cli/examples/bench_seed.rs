@@ -16,6 +16,7 @@ use mcr_core::digest::Digest;
 use mcr_core::ids::UploadId;
 use mcr_core::media::MediaType;
 use mcr_core::names::{RepoName, Tag};
+use mcr_core::policy::TagGuard;
 use mcr_core::ports::prelude::*;
 use mcr_core::ports::{BlobInfo, NewManifest, Provenance, UploadCaps, UploadSession, UploadState};
 use mcr_core::time::Timestamp;
@@ -114,6 +115,7 @@ async fn main() -> anyhow::Result<()> {
                             .collect(),
                         children: Vec::new(),
                         tags: vec![tag.clone()],
+                        tag_guard: TagGuard::open(),
                         created: at,
                         provenance: Provenance::Pushed,
                     },

@@ -456,15 +456,15 @@ fn mcrctl_over_rest_against_mcrsrv_dev() {
 
     let list = mcrctl(&["--server", s, "--token", t, "policy", "list"], None).ok();
     let lines: Vec<&str> = list.stdout.lines().collect();
-    // The header, the three built-in rules (marked), then the stored two
+    // The header, the four built-in rules (marked), then the stored two
     // by priority.
-    assert_eq!(lines.len(), 6, "{list:?}");
+    assert_eq!(lines.len(), 7, "{list:?}");
     assert!(lines[0].starts_with("ID "), "{list:?}");
-    for (line, id) in lines[1..4].iter().zip(["-1", "-2", "-3"]) {
+    for (line, id) in lines[1..5].iter().zip(["-1", "-2", "-3", "-4"]) {
         assert!(line.starts_with(&format!("{id} (built-in)")), "{list:?}");
     }
     assert!(
-        lines[4].starts_with(&id.to_string()) && lines[4].contains(" deny "),
+        lines[5].starts_with(&id.to_string()) && lines[5].contains(" deny "),
         "by priority: {list:?}"
     );
     let rules = mcrctl(
@@ -473,7 +473,7 @@ fn mcrctl_over_rest_against_mcrsrv_dev() {
     )
     .ok()
     .json();
-    assert_eq!(rules.as_array().unwrap().len(), 5);
+    assert_eq!(rules.as_array().unwrap().len(), 6);
 
     let explain = mcrctl(
         &[
@@ -527,6 +527,65 @@ fn mcrctl_over_rest_against_mcrsrv_dev() {
     .ok()
     .json();
     assert_eq!(explain["decision"]["effect"], "deny");
+
+    // A tag rule: created with --tags, explained with --tag.
+    let tag_rule = mcrctl(
+        &[
+            "--server",
+            s,
+            "--token",
+            t,
+            "--json",
+            "policy",
+            "create",
+            "--priority",
+            "20",
+            "--effect",
+            "deny",
+            "--action",
+            "registry:tag_overwrite,registry:tag_delete",
+            "--tags",
+            "v*,release-*",
+            "--description",
+            "release tags are immutable",
+        ],
+        None,
+    )
+    .ok()
+    .json();
+    assert_eq!(tag_rule["tags"][0], "v*");
+    assert_eq!(tag_rule["tags"][1], "release-*");
+    let explain = mcrctl(
+        &[
+            "--server",
+            s,
+            "--token",
+            t,
+            "policy",
+            "explain",
+            "--subject",
+            "root",
+            "--account-type",
+            "human",
+            "--role",
+            "admin",
+            "--action",
+            "registry:tag_overwrite",
+            "--repository",
+            "team/app",
+            "--tag",
+            "v1.0.0",
+        ],
+        None,
+    )
+    .ok();
+    assert!(
+        explain.stdout.contains(&format!(
+            "decision: deny, by rule {}",
+            tag_rule["id"].as_i64().unwrap()
+        )),
+        "{explain:?}"
+    );
 
     let gone = mcrctl(
         &[

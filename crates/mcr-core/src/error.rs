@@ -11,6 +11,7 @@ use std::io;
 
 use crate::digest::Digest;
 use crate::names::RepoName;
+use crate::policy::TagRefusal;
 use crate::principal::Action;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -69,6 +70,12 @@ pub enum Error {
         action: Action,
         repository: Option<RepoName>,
     },
+
+    /// A tag action refused by a rule: the tag is immutable for this
+    /// principal (HTTP 403 `DENIED`); the message names the rule and how
+    /// an admin lifts it.
+    #[error("{0}")]
+    TagRefused(Box<TagRefusal>),
 
     /// A push or delete into a pull-through cache's mirror.
     #[error(

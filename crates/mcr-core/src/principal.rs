@@ -137,17 +137,35 @@ pub enum Action {
     Catalog,
     #[serde(rename = "policy:manage")]
     PolicyManage,
+    /// Moving an existing tag to another manifest. Asked only after
+    /// `registry:push` is allowed, for each tag a push would move.
+    #[serde(rename = "registry:tag_overwrite")]
+    TagOverwrite,
+    /// Deleting a tag, or a manifest (or repository) a tag points into.
+    /// Asked only after `registry:delete` is allowed.
+    #[serde(rename = "registry:tag_delete")]
+    TagDelete,
 }
 
 impl Action {
-    pub const ALL: [Action; 6] = [
+    pub const ALL: [Action; 8] = [
         Action::VersionCheck,
         Action::Pull,
         Action::Push,
         Action::Delete,
         Action::Catalog,
         Action::PolicyManage,
+        Action::TagOverwrite,
+        Action::TagDelete,
     ];
+
+    /// The actions on one tag: the only ones a rule's `tags` patterns can
+    /// match, and the only ones asked with a tag.
+    pub const TAG_ACTIONS: [Action; 2] = [Action::TagOverwrite, Action::TagDelete];
+
+    pub fn is_tag_action(self) -> bool {
+        Action::TAG_ACTIONS.contains(&self)
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -157,6 +175,8 @@ impl Action {
             Action::Delete => "registry:delete",
             Action::Catalog => "registry:catalog",
             Action::PolicyManage => "policy:manage",
+            Action::TagOverwrite => "registry:tag_overwrite",
+            Action::TagDelete => "registry:tag_delete",
         }
     }
 }

@@ -6,10 +6,10 @@
 //! `spec_matches` restates "a rule matches" from the spec's words,
 //! independently of the engine's own `check`.
 
-use mcr_core::names::RepoName;
+use mcr_core::names::{RepoName, Tag};
 use mcr_core::policy::{
     builtin_rules, evaluate, explain, Decision, Effect, Engine, PolicyEngine, PolicyInput,
-    RepoPattern, Rule,
+    RepoPattern, Rule, TagPattern,
 };
 use mcr_core::principal::{AccountType, Action, Principal, Role};
 use proptest::prelude::*;
@@ -17,6 +17,7 @@ use proptest::sample::{select, subsequence};
 
 const SEGMENTS: [&str; 4] = ["ci", "app", "prod", "web"];
 const SUBJECTS: [&str; 3] = ["alice", "bob", "ci"];
+const TAGS: [&str; 4] = ["v1", "v2.0", "latest", "release-1"];
 
 // ---- strategies ----
 
@@ -37,6 +38,21 @@ fn pattern() -> impl Strategy<Value = RepoPattern> {
     ];
     prop::collection::vec(segment, 1..4)
         .prop_map(|parts| RepoPattern::new(&parts.join("/")).expect("valid pattern"))
+}
+
+fn tag() -> impl Strategy<Value = Tag> {
+    select(&TAGS[..]).prop_map(|t| Tag::new(t).expect("valid tag"))
+}
+
+/// Tag patterns: literal tags and the wildcard forms.
+fn tag_pattern() -> impl Strategy<Value = TagPattern> {
+    prop_oneof![
+        2 => select(&TAGS[..]).prop_map(str::to_string),
+        1 => Just("v*".to_string()),
+        1 => Just("*".to_string()),
+        1 => Just("release-?".to_string()),
+    ]
+    .prop_map(|p| TagPattern::new(&p).expect("valid pattern"))
 }
 
 fn principal() -> impl Strategy<Value = Principal> {
@@ -67,6 +83,7 @@ fn rule_with(id: i64, priority: impl Strategy<Value = u32>) -> impl Strategy<Val
         subsequence(AccountType::ALL.to_vec(), 0..=1),
         prop::option::of(select(&SUBJECTS[..2]).prop_map(str::to_string)),
         prop::collection::vec(pattern(), 0..3),
+        prop::collection::vec(tag_pattern(), 0..2),
         prop::bool::weighted(0.85),
     )
         .prop_map(
@@ -78,6 +95,7 @@ fn rule_with(id: i64, priority: impl Strategy<Value = u32>) -> impl Strategy<Val
                 account_types,
                 subject,
                 repositories,
+                tags,
                 enabled,
             )| {
                 Rule {
@@ -90,6 +108,7 @@ fn rule_with(id: i64, priority: impl Strategy<Value = u32>) -> impl Strategy<Val
                     account_types,
                     subject,
                     repositories,
+                    tags,
                     enabled,
                 }
             },
@@ -112,6 +131,9 @@ struct Ask {
     principal: Principal,
     action: Action,
     repository: Option<RepoName>,
+    /// Given for the tag actions, as the use cases do; sometimes for
+    /// others too, which tag-scoped rules must still not match.
+    tag: Option<Tag>,
 }
 
 impl Ask {
@@ -120,18 +142,24 @@ impl Ask {
             principal: &self.principal,
             action: self.action,
             repository: self.repository.as_ref(),
+            tag: self.tag.as_ref(),
         }
     }
 }
 
 fn ask() -> impl Strategy<Value = Ask> {
-    (principal(), action(), prop::option::of(repo_name())).prop_map(
-        |(principal, action, repository)| Ask {
+    (
+        principal(),
+        action(),
+        prop::option::of(repo_name()),
+        prop::option::of(tag()),
+    )
+        .prop_map(|(principal, action, repository, tag)| Ask {
             principal,
             action,
             repository,
-        },
-    )
+            tag,
+        })
 }
 
 // ---- the spec, restated ----
@@ -150,6 +178,10 @@ fn spec_matches(rule: &Rule, input: &PolicyInput<'_>) -> bool {
                 rule.repositories.is_empty()
                     || rule.repositories.iter().any(|pat| pat.matches(r.as_str()))
             }
+        }
+        && match input.tag {
+            None => rule.tags.is_empty(),
+            Some(t) => rule.tags.is_empty() || rule.tags.iter().any(|pat| pat.matches(t)),
         }
 }
 
@@ -278,6 +310,7 @@ proptest! {
         account_type in select(AccountType::ALL.to_vec()),
         subject in select(&SUBJECTS[..]),
         patterns in prop::collection::vec(pattern(), 1..3),
+        tag_patterns in prop::collection::vec(tag_pattern(), 1..3),
     ) {
         let input = ask.input();
         let m = |rule: &Rule| matches_alone(rule, &input);
@@ -287,6 +320,7 @@ proptest! {
             Rule { account_types: vec![], ..r.clone() },
             Rule { subject: None, ..r.clone() },
             Rule { repositories: vec![], ..r.clone() },
+            Rule { tags: vec![], ..r.clone() },
         ];
         for c in &cleared {
             prop_assert!(!m(&r) || m(c), "clearing narrowed: {:?} -> {:?}", r, c);
@@ -297,6 +331,7 @@ proptest! {
             (r.account_types.is_empty(), Rule { account_types: vec![account_type], ..r.clone() }),
             (r.subject.is_none(), Rule { subject: Some(subject.to_string()), ..r.clone() }),
             (r.repositories.is_empty(), Rule { repositories: patterns, ..r.clone() }),
+            (r.tags.is_empty(), Rule { tags: tag_patterns, ..r.clone() }),
         ];
         for (was_empty, p) in &populated {
             if *was_empty {
@@ -311,7 +346,7 @@ proptest! {
     fn a_global_operation_ignores_repository_scoped_rules(
         rules in rules(), p in principal(), a in action(),
     ) {
-        let input = PolicyInput { principal: &p, action: a, repository: None };
+        let input = PolicyInput { principal: &p, action: a, repository: None, tag: None };
         let unscoped: Vec<Rule> = rules.iter().filter(|r| r.repositories.is_empty()).cloned().collect();
         prop_assert_eq!(evaluate(&input, &rules), evaluate(&input, &unscoped));
         for r in rules.iter().filter(|r| !r.repositories.is_empty()) {
@@ -321,7 +356,8 @@ proptest! {
 
     /// (6) The built-ins alone give guests (whose only role is guest, or
     /// who have none) and non-admin system accounts nothing but the
-    /// version check.
+    /// version check and the tag actions (which gate nothing alone: the
+    /// use cases ask them only after a push or delete is allowed).
     #[test]
     fn builtins_give_guests_and_system_accounts_only_the_version_check(
         p in prop_oneof![
@@ -334,7 +370,10 @@ proptest! {
     ) {
         let input = PolicyInput { principal: &p, ..ask.input() };
         let d = evaluate(&input, &builtin_rules());
-        prop_assert_eq!(d.is_allowed(), input.action == Action::VersionCheck);
+        prop_assert_eq!(
+            d.is_allowed(),
+            input.action == Action::VersionCheck || input.action.is_tag_action()
+        );
     }
 
     /// (7) Stored rules cannot make the built-ins grant a guest more: with
@@ -354,13 +393,14 @@ proptest! {
         let denies: Vec<Rule> = stored.iter().cloned().map(|r| Rule { effect: Effect::Deny, ..r }).collect();
         let engine = Engine::new();
         engine.set_rules(denies);
+        let built_in = input.action == Action::VersionCheck || input.action.is_tag_action();
         if engine.evaluate(&input).is_allowed() {
-            prop_assert_eq!(input.action, Action::VersionCheck);
+            prop_assert!(built_in, "{:?}", input.action);
         }
 
         engine.set_rules(stored.clone());
         let d = engine.evaluate(&input);
-        if d.is_allowed() && input.action != Action::VersionCheck {
+        if d.is_allowed() && !built_in {
             let named = find(&stored, d.rule_id);
             prop_assert_eq!(named.effect, Effect::Allow);
             prop_assert!(spec_matches(named, &input));
@@ -390,7 +430,7 @@ proptest! {
         let held = engine.rules();
         prop_assert_eq!(held.len(), all.len());
         prop_assert!(held.windows(2).all(|w| w[0].priority <= w[1].priority));
-        prop_assert_eq!(held.iter().filter(|r| r.is_builtin()).count(), 3);
+        prop_assert_eq!(held.iter().filter(|r| r.is_builtin()).count(), 4);
     }
 
     /// `explain` gives every rule once, in priority order, with a verdict
@@ -430,5 +470,23 @@ proptest! {
         let back: RepoPattern = serde_json::from_str(&json).expect("deserializes");
         prop_assert_eq!(back.matches(name.as_str()), pat.matches(name.as_str()));
         prop_assert_eq!(back, pat);
+    }
+
+    /// (9) A tag guard decides each tag as the engine decides the same
+    /// input with that tag: the store step's answer is the policy's.
+    #[test]
+    fn a_tag_guard_decides_as_the_engine(stored in rules(), ask in ask(), tag in tag()) {
+        let engine = Engine::new();
+        engine.set_rules(stored);
+        let guard = engine.tag_guard(&ask.input());
+        let with_tag = PolicyInput { tag: Some(&tag), ..ask.input() };
+        prop_assert_eq!(guard.decide(&tag), engine.evaluate(&with_tag));
+        prop_assert_eq!(guard.check(&tag, None).is_ok(), engine.evaluate(&with_tag).is_allowed());
+        if guard.allows_every_tag() {
+            for t in TAGS {
+                let t = Tag::new(t).expect("valid tag");
+                prop_assert!(guard.check(&t, None).is_ok());
+            }
+        }
     }
 }

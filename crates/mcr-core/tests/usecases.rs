@@ -412,6 +412,7 @@ fn mount_needs_pull_on_the_source() {
                 account_types: vec![],
                 subject: Some("user".into()),
                 repositories: vec![RepoPattern::new("src/*").unwrap()],
+                tags: vec![],
                 enabled: true,
             },
         )
@@ -714,6 +715,7 @@ fn a_stored_rule_grants_a_system_account_pull_and_nothing_more() {
                     account_types: vec![AccountType::System],
                     subject: None,
                     repositories: vec![RepoPattern::new("ci/*").unwrap()],
+                    tags: vec![],
                     enabled: true,
                 },
             )
@@ -1011,6 +1013,7 @@ fn a_rule_granting_policy_manage_does_not_make_an_admin_and_the_refusal_is_audit
                 account_types: vec![],
                 subject: Some("user".into()),
                 repositories: vec![],
+                tags: vec![],
                 enabled: true,
             },
         )
@@ -1351,6 +1354,7 @@ async fn deny_user_pulls(r: &mcr_core::registry::Registry, pattern: &str) {
             account_types: vec![],
             subject: Some("user".into()),
             repositories: vec![RepoPattern::new(pattern).unwrap()],
+            tags: vec![],
             enabled: true,
         },
     )
@@ -1587,6 +1591,7 @@ fn deny_locked_pushes() -> RuleDraft {
         account_types: vec![],
         subject: Some("user".into()),
         repositories: vec![RepoPattern::new("locked/*").unwrap()],
+        tags: vec![],
         enabled: true,
     }
 }

@@ -210,6 +210,7 @@ impl From<&Rule> for pb::Rule {
             account_types: names(&r.account_types),
             subject: r.subject.clone(),
             repositories: names(&r.repositories),
+            tags: names(&r.tags),
             enabled: r.enabled,
         }
     }
@@ -316,6 +317,7 @@ impl TryFrom<pb::CreateRuleRequest> for RuleDraft {
             account_types: parse_all(&r.account_types)?,
             subject: r.subject,
             repositories: patterns(&r.repositories)?,
+            tags: parse_all(&r.tags)?,
             enabled: r.enabled.unwrap_or(true),
         })
     }
@@ -344,6 +346,7 @@ pub fn rule_patch(r: pb::UpdateRuleRequest) -> Result<RulePatch> {
         account_types: list(r.account_types).map(|v| parse_all(&v)).transpose()?,
         subject,
         repositories: list(r.repositories).map(|v| patterns(&v)).transpose()?,
+        tags: list(r.tags).map(|v| parse_all(&v)).transpose()?,
         enabled: r.enabled,
     })
 }
@@ -390,12 +393,22 @@ impl From<&RepoListing> for pb::ListRepositoriesRequest {
     }
 }
 
-/// Who, doing what, where, as an explain request asks.
-pub fn explain_input(r: pb::ExplainRequest) -> Result<(Principal, Action, Option<RepoName>)> {
-    let principal = Principal::new(r.subject, r.account_type.parse()?, parse_all(&r.roles)?);
-    let action = r.action.parse()?;
-    let repository = r.repository.as_deref().map(RepoName::new).transpose()?;
-    Ok((principal, action, repository))
+/// What an explain request asks about.
+pub struct ExplainInput {
+    pub principal: Principal,
+    pub action: Action,
+    pub repository: Option<RepoName>,
+    pub tag: Option<Tag>,
+}
+
+/// Who, doing what, where (and on which tag), as an explain request asks.
+pub fn explain_input(r: pb::ExplainRequest) -> Result<ExplainInput> {
+    Ok(ExplainInput {
+        principal: Principal::new(r.subject, r.account_type.parse()?, parse_all(&r.roles)?),
+        action: r.action.parse()?,
+        repository: r.repository.as_deref().map(RepoName::new).transpose()?,
+        tag: r.tag.as_deref().map(Tag::new).transpose()?,
+    })
 }
 
 // ---- engine → requests and messages → engine (clients) ----
@@ -412,6 +425,7 @@ impl From<&RuleDraft> for pb::CreateRuleRequest {
             subject: d.subject.clone(),
             repositories: names(&d.repositories),
             enabled: Some(d.enabled),
+            tags: names(&d.tags),
         }
     }
 }
@@ -431,6 +445,7 @@ pub fn update_rule_request(id: i64, patch: &RulePatch) -> pb::UpdateRuleRequest 
         clear_subject: matches!(patch.subject, Some(None)),
         repositories: list(&patch.repositories.as_deref().map(names)),
         enabled: patch.enabled,
+        tags: list(&patch.tags.as_deref().map(names)),
     }
 }
 
@@ -668,6 +683,7 @@ impl TryFrom<pb::Rule> for Rule {
             account_types: parse_all(&r.account_types)?,
             subject: r.subject,
             repositories: patterns(&r.repositories)?,
+            tags: parse_all(&r.tags)?,
             enabled: r.enabled,
         })
     }
@@ -717,12 +733,34 @@ mod tests {
             account_types: vec![mcr_core::principal::AccountType::System],
             subject: Some("ci".into()),
             repositories: vec![RepoPattern::new("ci/**").unwrap()],
+            tags: vec![],
             enabled: false,
         };
         let wire = pb::CreateRuleRequest::from(&draft);
         assert_eq!(RuleDraft::try_from(wire).unwrap(), draft);
         let rule = draft.into_rule(3);
         assert_eq!(Rule::try_from(pb::Rule::from(&rule)).unwrap(), rule);
+        let immutable = RuleDraft {
+            effect: Effect::Deny,
+            actions: Action::TAG_ACTIONS.to_vec(),
+            tags: vec!["v*".parse().unwrap(), "release-[0-9]*".parse().unwrap()],
+            ..draft_of(&rule)
+        };
+        let wire = pb::CreateRuleRequest::from(&immutable);
+        assert_eq!(wire.tags, ["v*", "release-[0-9]*"]);
+        assert_eq!(RuleDraft::try_from(wire).unwrap(), immutable);
+        let rule = immutable.into_rule(4);
+        assert_eq!(Rule::try_from(pb::Rule::from(&rule)).unwrap(), rule);
+        let bad = pb::CreateRuleRequest {
+            tags: vec!["v/1".into()],
+            ..pb::CreateRuleRequest::from(&draft_of(&rule))
+        };
+        let err = RuleDraft::try_from(bad).unwrap_err();
+        assert!(err.to_string().contains("invalid tags"), "{err}");
+    }
+
+    fn draft_of(r: &Rule) -> RuleDraft {
+        r.into()
     }
 
     #[test]
@@ -738,6 +776,14 @@ mod tests {
                 subject: Some(Some("ci".into())),
                 priority: Some(4),
                 enabled: Some(false),
+                ..RulePatch::default()
+            },
+            RulePatch {
+                tags: Some(vec!["v*".parse().unwrap()]),
+                ..RulePatch::default()
+            },
+            RulePatch {
+                tags: Some(vec![]),
                 ..RulePatch::default()
             },
         ] {

@@ -97,6 +97,21 @@ async fn rest_and_grpc_return_the_same_data() {
         })),
     )
     .await;
+    // A tag rule, created over gRPC.
+    grpc.policy
+        .create_rule(pb::CreateRuleRequest {
+            priority: 6,
+            description: "release tags are immutable".into(),
+            effect: "deny".into(),
+            actions: vec![
+                "registry:tag_overwrite".into(),
+                "registry:tag_delete".into(),
+            ],
+            tags: vec!["v*".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     s.t.clock.advance(Duration::from_secs(1));
     let id = grpc
         .registry
@@ -170,48 +185,59 @@ async fn rest_and_grpc_return_the_same_data() {
         .map(|r| Rule::try_from(r).unwrap())
         .collect();
     assert_eq!(r["rules"], serde_json::to_value(&g).unwrap());
-    // The built-ins, then the stored rule.
-    assert_eq!(g.iter().filter(|r| r.is_builtin()).count(), 3);
-    assert_eq!(g.len(), 4);
+    // The built-ins, then the stored rules; the tag rule's patterns on both.
+    assert_eq!(g.iter().filter(|r| r.is_builtin()).count(), 4);
+    assert_eq!(g.len(), 6);
+    assert_eq!(r["rules"][5]["tags"], json!(["v*"]));
 
-    // Explain.
-    let ask = json!({"subject": "u", "account_type": "human", "roles": ["user"],
-                     "action": "registry:push", "repository": "team/tool"});
-    let r = rest(&app, "POST", "/v1/policy/explain", &token, Some(ask)).await;
-    let g = grpc
-        .policy
-        .explain(pb::ExplainRequest {
-            subject: "u".into(),
-            account_type: "human".into(),
-            roles: vec!["user".into()],
-            action: "registry:push".into(),
-            repository: Some("team/tool".into()),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(r["text"], json!(g.text));
-    let decision = g.decision.unwrap();
-    assert_eq!(
-        r["decision"],
-        json!({"effect": decision.effect, "rule_id": decision.rule_id})
-    );
-    assert_eq!(r["decision"]["effect"], "deny");
-    let g_rules: Vec<Value> = g
-        .rules
-        .into_iter()
-        .map(|v| {
-            let mut j = json!({
-                "rule": Rule::try_from(v.rule.unwrap()).unwrap(),
-                "matched": v.matched,
-            });
-            if let Some(m) = v.mismatch {
-                j["mismatch"] = json!(m);
-            }
-            j
-        })
-        .collect();
-    assert_eq!(r["rules"], json!(g_rules));
+    // Explain, without and with a tag.
+    for (action, tag, effect) in [
+        ("registry:push", None, "deny"),
+        ("registry:tag_overwrite", Some("v1"), "deny"),
+        ("registry:tag_overwrite", Some("latest"), "allow"),
+    ] {
+        let mut ask = json!({"subject": "u", "account_type": "human", "roles": ["user"],
+                             "action": action, "repository": "team/tool"});
+        if let Some(t) = tag {
+            ask["tag"] = json!(t);
+        }
+        let r = rest(&app, "POST", "/v1/policy/explain", &token, Some(ask)).await;
+        let g = grpc
+            .policy
+            .explain(pb::ExplainRequest {
+                subject: "u".into(),
+                account_type: "human".into(),
+                roles: vec!["user".into()],
+                action: action.into(),
+                repository: Some("team/tool".into()),
+                tag: tag.map(str::to_string),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r["text"], json!(g.text));
+        let decision = g.decision.unwrap();
+        assert_eq!(
+            r["decision"],
+            json!({"effect": decision.effect, "rule_id": decision.rule_id})
+        );
+        assert_eq!(r["decision"]["effect"], effect, "{action} {tag:?}");
+        let g_rules: Vec<Value> = g
+            .rules
+            .into_iter()
+            .map(|v| {
+                let mut j = json!({
+                    "rule": Rule::try_from(v.rule.unwrap()).unwrap(),
+                    "matched": v.matched,
+                });
+                if let Some(m) = v.mismatch {
+                    j["mismatch"] = json!(m);
+                }
+                j
+            })
+            .collect();
+        assert_eq!(r["rules"], json!(g_rules));
+    }
 
     // Audit events, whole and filtered.
     for query in [

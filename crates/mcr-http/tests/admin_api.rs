@@ -661,6 +661,7 @@ async fn policy_rules_crud_round_trip_audited() {
         "account_types": ["system"],
         "subject": null,
         "repositories": ["ci/*"],
+        "tags": [],
         "enabled": true,
     });
     assert_eq!(created, expected);
@@ -1001,8 +1002,8 @@ async fn policy_endpoints_are_admin_only() {
         .send()
         .await;
     // The built-ins, then the one stored rule.
-    assert_eq!(r.json()["rules"].as_array().unwrap().len(), 4);
-    assert_eq!(r.json()["rules"][3]["priority"], json!(10));
+    assert_eq!(r.json()["rules"].as_array().unwrap().len(), 5);
+    assert_eq!(r.json()["rules"][4]["priority"], json!(10));
     assert_eq!(h.audit(EventType::PolicyRuleCreated).await.len(), 1);
     assert!(h.audit(EventType::PolicyRuleUpdated).await.is_empty());
     assert!(h.audit(EventType::PolicyRuleDeleted).await.is_empty());
@@ -1122,6 +1123,7 @@ async fn policy_explain_says_which_rules_matched_and_why() {
             (-1, false, json!("role")),
             (-2, false, json!("role")),
             (-3, false, json!("action")),
+            (-4, false, json!("action")),
         ]
     );
     assert!(e["text"].as_str().unwrap().contains("deny"), "{e}");

@@ -679,6 +679,7 @@ async fn a_mount_from_a_repository_the_caller_may_not_pull_starts_a_session() {
                 account_types: Vec::new(),
                 subject: Some("user".into()),
                 repositories: vec![RepoPattern::new("secret").expect("a pattern")],
+                tags: vec![],
                 enabled: true,
             },
         )

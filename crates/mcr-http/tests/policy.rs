@@ -24,6 +24,7 @@ fn rule(effect: Effect, actions: &[Action], repositories: &[&str]) -> RuleDraft 
             .iter()
             .map(|p| RepoPattern::new(p).expect("a valid pattern"))
             .collect(),
+        tags: vec![],
         enabled: true,
     }
 }

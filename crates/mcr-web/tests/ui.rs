@@ -279,7 +279,7 @@ async fn a_state_change_without_the_csrf_token_is_refused_and_changes_nothing() 
     with_wrong.push(("csrf", "0"));
     let page = b.post(&ui.app, "/policy/rules", &with_wrong).await;
     assert_eq!(page.status, StatusCode::FORBIDDEN);
-    assert!(ui.t.registry.list_rules(&admin()).await.unwrap().len() <= 3);
+    assert!(ui.t.registry.list_rules(&admin()).await.unwrap().len() <= 4);
     let stored =
         ui.t.registry
             .list_rules(&admin())

@@ -7,12 +7,14 @@ use mcr_core::audit::NewAuditEvent;
 use mcr_core::digest::Digest;
 use mcr_core::media::MediaType;
 use mcr_core::names::{Reference, RepoName, Tag};
+use mcr_core::policy::TagGuard;
 use mcr_core::ports::{ManifestRecord, ManifestStore, NewManifest, Page, Provenance};
 use mcr_core::{Error, Result};
 use tokio_postgres::Row;
 
 use super::rows::{
-    all, change, ensure_repo, i64_of, limit_of, lock_repo, one, parsed, parsed_opt, time_at,
+    all, change, ensure_repo, i64_of, limit_of, lock_repo, lock_repo_exclusively, one, parsed,
+    parsed_opt, time_at,
 };
 use super::{audit, sql, PostgresMetaStore, StepResult, TxError};
 
@@ -64,6 +66,31 @@ fn texts(digests: &[Digest]) -> Vec<String> {
     digests.iter().map(Digest::to_string).collect()
 }
 
+/// Asks the push's guard about each of its tags that points at another
+/// manifest. Under `READ COMMITTED` a plain read could miss a tag another
+/// push is moving or creating (both upserts would then pass their reads
+/// and the second would move the first's tag), so the repository's row is
+/// taken `FOR UPDATE` first: every step writing into the repository holds
+/// it at least `FOR KEY SHARE`, so those in flight commit before and later
+/// ones wait, and the reads below see every tag as it will be when this
+/// step writes. Only guarded steps pay for this, and only while a rule can
+/// refuse them.
+async fn guard_tags(tx: &Transaction<'_>, m: &NewManifest, repo: i64) -> StepResult<()> {
+    // Held already if the repository existed; taken now if this push just
+    // made it (a first push racing this one waits here for it to commit).
+    lock_repo_exclusively(tx, &m.repository).await?;
+    for tag in &m.tags {
+        let now = one(tx, sql::TAG_TARGET, &[&repo, &tag.as_str()], |r| {
+            parsed(r, 0, Digest::parse)
+        })
+        .await?;
+        if now.is_some_and(|d| d != m.digest) {
+            m.tag_guard.check(tag, None)?;
+        }
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl ManifestStore for PostgresMetaStore {
     async fn put_manifest(&self, m: NewManifest, event: &NewAuditEvent) -> Result<()> {
@@ -74,7 +101,14 @@ impl ManifestStore for PostgresMetaStore {
                 // repository nothing is linked or stored in it. What the
                 // checks find stays locked until commit, so neither a
                 // sweep nor a delete takes it from under the manifest.
-                let existing = lock_repo(tx, &m.repository).await?;
+                // A guarded push takes the row `FOR UPDATE` at once (see
+                // `guard_tags`), rather than upgrading its `KEY SHARE`
+                // later, which two such pushes would deadlock on.
+                let existing = if m.tag_guard.allows_every_tag() {
+                    lock_repo(tx, &m.repository).await?
+                } else {
+                    lock_repo_exclusively(tx, &m.repository).await?
+                };
                 let (blobs, children) = (texts(&m.blobs), texts(&m.children));
                 // A mirrored manifest's blobs and children arrive later, on
                 // demand: nothing to require or hold.
@@ -93,6 +127,9 @@ impl ManifestStore for PostgresMetaStore {
                     Some(id) => id,
                     None => ensure_repo(tx, &m.repository, m.created).await?,
                 };
+                if !m.tag_guard.allows_every_tag() {
+                    guard_tags(tx, m, repo).await?;
+                }
                 let digest = m.digest.to_string();
                 let inserted: Option<i64> = one(
                     tx,
@@ -164,11 +201,37 @@ impl ManifestStore for PostgresMetaStore {
         .await
     }
 
-    async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
-        let data = (repo.clone(), digest.to_string());
-        self.write("deleting a manifest", data, |tx, (repo, digest)| {
+    async fn delete_manifest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        guard: &TagGuard,
+    ) -> Result<bool> {
+        let data = (repo.clone(), digest.clone(), guard.clone());
+        self.write("deleting a manifest", data, |tx, (repo, digest, guard)| {
             Box::pin(async move {
-                Ok(change(tx, sql::DELETE_MANIFEST, &[&repo.as_str(), digest]).await? > 0)
+                if !guard.allows_every_tag() {
+                    // As in `guard_tags`: with the repository's row held
+                    // `FOR UPDATE`, no push can point a tag at the manifest
+                    // between this read and the delete.
+                    let Some(id) = lock_repo_exclusively(tx, repo).await? else {
+                        return Ok(false);
+                    };
+                    let tags = all(tx, sql::MANIFEST_TAGS, &[&id, &digest.to_string()], |r| {
+                        parsed(r, 0, Tag::new)
+                    })
+                    .await?;
+                    for tag in &tags {
+                        guard.check(tag, Some(digest))?;
+                    }
+                }
+                Ok(change(
+                    tx,
+                    sql::DELETE_MANIFEST,
+                    &[&repo.as_str(), &digest.to_string()],
+                )
+                .await?
+                    > 0)
             })
         })
         .await

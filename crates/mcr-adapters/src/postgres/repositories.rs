@@ -1,11 +1,11 @@
 //! `RepositoryStore` on PostgreSQL.
 
 use async_trait::async_trait;
-use deadpool_postgres::Transaction;
 use mcr_core::digest::Digest;
 use mcr_core::ids::UploadId;
 use mcr_core::media::MediaType;
 use mcr_core::names::{RepoName, Tag};
+use mcr_core::policy::TagGuard;
 use mcr_core::ports::{
     ManifestSummary, Page, RepoDetail, RepoQuery, RepoSummary, RepositoryStore, TagRef,
 };
@@ -13,19 +13,11 @@ use mcr_core::Result;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
-use super::rows::{all, blob_info, change, limit_of, one, parsed, time_at, u64_at};
+use super::rows::{
+    all, blob_info, change, limit_of, lock_repo_exclusively, one, parsed, time_at, u64_at,
+};
 use super::{sql, PostgresMetaStore, StepResult};
 use crate::repo_listing::{self, Arg};
-
-/// Locks the repository's row until the step ends (steps adding to it
-/// finish before, or wait and see what this one did); its id, `None` if
-/// there is none.
-async fn lock_repo(tx: &Transaction<'_>, repo: &RepoName) -> StepResult<Option<i64>> {
-    one(tx, sql::LOCK_REPO_FOR_DELETE, &[&repo.as_str()], |r| {
-        Ok(r.try_get::<_, i64>(0)?)
-    })
-    .await
-}
 
 /// A row of `summary_select!`: the summary, and the repository's id.
 fn summary(row: &Row) -> StepResult<(RepoSummary, i64)> {
@@ -137,14 +129,26 @@ impl RepositoryStore for PostgresMetaStore {
         .await
     }
 
-    async fn delete_repository(&self, repo: &RepoName) -> Result<Option<Vec<UploadId>>> {
-        self.write("deleting a repository", repo.clone(), |tx, repo| {
+    async fn delete_repository(
+        &self,
+        repo: &RepoName,
+        guard: &TagGuard,
+    ) -> Result<Option<Vec<UploadId>>> {
+        let data = (repo.clone(), guard.clone());
+        self.write("deleting a repository", data, |tx, (repo, guard)| {
             Box::pin(async move {
                 // Locked first: steps adding to it finish before, or wait
-                // and find it gone; the sessions read next are all of them.
-                let Some(id) = lock_repo(tx, repo).await? else {
+                // and find it gone; the sessions and tags read next are all
+                // of them.
+                let Some(id) = lock_repo_exclusively(tx, repo).await? else {
                     return Ok(None);
                 };
+                if !guard.allows_every_tag() {
+                    let tags = all(tx, sql::REPO_TAGS, &[&id], |r| parsed(r, 0, Tag::new)).await?;
+                    for tag in &tags {
+                        guard.check(tag, None)?;
+                    }
+                }
                 let uploads = all(tx, sql::REPO_UPLOADS, &[&id], |r| {
                     parsed(r, 0, UploadId::parse)
                 })
@@ -163,7 +167,7 @@ impl RepositoryStore for PostgresMetaStore {
             Box::pin(async move {
                 // Locked first, as for a delete: steps adding to it finish
                 // before, or wait and find it emptied.
-                let Some(id) = lock_repo(tx, repo).await? else {
+                let Some(id) = lock_repo_exclusively(tx, repo).await? else {
                     return Ok(false);
                 };
                 // Cascades to the manifests' references and tags.
@@ -179,7 +183,7 @@ impl RepositoryStore for PostgresMetaStore {
     async fn prune_repository(&self, repo: &RepoName) -> Result<bool> {
         self.write("pruning an empty repository", repo.clone(), |tx, repo| {
             Box::pin(async move {
-                let Some(id) = lock_repo(tx, repo).await? else {
+                let Some(id) = lock_repo_exclusively(tx, repo).await? else {
                     return Ok(false);
                 };
                 // A statement of its own, after the lock: it sees whatever

@@ -127,6 +127,19 @@ pub(super) async fn lock_repo<C: GenericClient + Sync>(
     one(c, sql::LOCK_REPO, &[&name.as_str()], |r| Ok(r.try_get(0)?)).await
 }
 
+/// The repository's id, its row held `FOR UPDATE` until the transaction
+/// ends: steps adding to it (which hold it `FOR KEY SHARE`) finish before,
+/// or wait and see what this one did. `None` if there is none.
+pub(super) async fn lock_repo_exclusively<C: GenericClient + Sync>(
+    c: &C,
+    name: &RepoName,
+) -> StepResult<Option<i64>> {
+    one(c, sql::LOCK_REPO_FOR_DELETE, &[&name.as_str()], |r| {
+        Ok(r.try_get(0)?)
+    })
+    .await
+}
+
 /// The repository's id, creating it at `at` if this is its first write,
 /// held as [`lock_repo`] holds it.
 pub(super) async fn ensure_repo<C: GenericClient + Sync>(

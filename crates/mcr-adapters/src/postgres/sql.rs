@@ -155,6 +155,15 @@ pub(super) const DELETE_MANIFEST: &str = "DELETE FROM manifests
     WHERE repository_id = (SELECT id FROM repositories WHERE name = $1) AND digest = $2";
 pub(super) const DELETE_TAG: &str = "DELETE FROM tags
     WHERE repository_id = (SELECT id FROM repositories WHERE name = $1) AND name = $2";
+/// Where a tag points now: what a push's tag guard compares with.
+pub(super) const TAG_TARGET: &str = "SELECT m.digest FROM tags t
+    JOIN manifests m ON m.id = t.manifest_id WHERE t.repository_id = $1 AND t.name = $2";
+/// The tags a manifest delete would take with it.
+pub(super) const MANIFEST_TAGS: &str = "SELECT t.name FROM manifests m
+    JOIN tags t ON t.manifest_id = m.id
+    WHERE m.repository_id = $1 AND m.digest = $2 ORDER BY t.name";
+/// The tags a repository delete would take with it.
+pub(super) const REPO_TAGS: &str = "SELECT name FROM tags WHERE repository_id = $1 ORDER BY name";
 pub(super) const LIST_TAGS: &str = "SELECT name FROM tags
     WHERE repository_id = (SELECT id FROM repositories WHERE name = $1)
       AND name > COALESCE($2, '') ORDER BY name LIMIT $3";

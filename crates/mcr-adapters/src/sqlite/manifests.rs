@@ -6,6 +6,7 @@ use mcr_core::audit::NewAuditEvent;
 use mcr_core::digest::Digest;
 use mcr_core::media::MediaType;
 use mcr_core::names::{Reference, RepoName, Tag};
+use mcr_core::policy::TagGuard;
 use mcr_core::ports::{ManifestRecord, ManifestStore, NewManifest, Page, Provenance};
 use mcr_core::time::Timestamp;
 use mcr_core::{Error, Result};
@@ -57,6 +58,19 @@ impl ManifestStore for SqliteMetaStore {
                     };
                     if stored.is_none() {
                         return Err(Error::ManifestChildUnknown(d.clone()));
+                    }
+                }
+            }
+
+            // Read where each tag points in this write transaction, so a
+            // push that moved it meanwhile is what the guard sees.
+            if let (Some(id), false) = (existing, m.tag_guard.allows_every_tag()) {
+                for tag in &m.tags {
+                    let now = one(tx, sql::TAG_TARGET, params![id, tag.as_str()], |r| {
+                        parsed(r, 0, Digest::parse)
+                    })?;
+                    if now.is_some_and(|d| d != m.digest) {
+                        m.tag_guard.check(tag, None)?;
                     }
                 }
             }
@@ -133,10 +147,32 @@ impl ManifestStore for SqliteMetaStore {
         .await
     }
 
-    async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
-        let (repo, digest) = (repo.clone(), digest.to_string());
+    async fn delete_manifest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        guard: &TagGuard,
+    ) -> Result<bool> {
+        let (repo, digest, guard) = (repo.clone(), digest.clone(), guard.clone());
         self.write("deleting a manifest", move |tx| {
-            Ok(change(tx, sql::DELETE_MANIFEST, params![repo.as_str(), digest])? > 0)
+            // The tags on it as of this write transaction: one moved onto
+            // it by a push that committed first is among them.
+            if !guard.allows_every_tag() {
+                let tags = all(
+                    tx,
+                    sql::MANIFEST_TAGS,
+                    params![repo.as_str(), digest.to_string()],
+                    |r| parsed(r, 0, Tag::new),
+                )?;
+                for tag in &tags {
+                    guard.check(tag, Some(&digest))?;
+                }
+            }
+            Ok(change(
+                tx,
+                sql::DELETE_MANIFEST,
+                params![repo.as_str(), digest.to_string()],
+            )? > 0)
         })
         .await
     }

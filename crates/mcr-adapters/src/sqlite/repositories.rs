@@ -5,6 +5,7 @@ use mcr_core::digest::Digest;
 use mcr_core::ids::UploadId;
 use mcr_core::media::MediaType;
 use mcr_core::names::{RepoName, Tag};
+use mcr_core::policy::TagGuard;
 use mcr_core::ports::{
     ManifestSummary, Page, RepoDetail, RepoQuery, RepoSummary, RepositoryStore, TagRef,
 };
@@ -106,12 +107,21 @@ impl RepositoryStore for SqliteMetaStore {
         .await
     }
 
-    async fn delete_repository(&self, repo: &RepoName) -> Result<Option<Vec<UploadId>>> {
-        let repo = repo.clone();
+    async fn delete_repository(
+        &self,
+        repo: &RepoName,
+        guard: &TagGuard,
+    ) -> Result<Option<Vec<UploadId>>> {
+        let (repo, guard) = (repo.clone(), guard.clone());
         self.write("deleting a repository", move |tx| {
             let Some(id) = repo_id(tx, &repo)? else {
                 return Ok(None);
             };
+            if !guard.allows_every_tag() {
+                for tag in all(tx, sql::REPO_TAGS, [id], |r| parsed(r, 0, Tag::new))? {
+                    guard.check(&tag, None)?;
+                }
+            }
             let uploads = all(tx, sql::REPO_UPLOADS, [id], |r| {
                 parsed(r, 0, UploadId::parse)
             })?;

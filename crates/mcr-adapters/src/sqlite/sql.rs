@@ -142,6 +142,15 @@ pub(super) const DELETE_MANIFEST: &str = "DELETE FROM manifests
     WHERE repository_id = (SELECT id FROM repositories WHERE name = ?1) AND digest = ?2";
 pub(super) const DELETE_TAG: &str = "DELETE FROM tags
     WHERE repository_id = (SELECT id FROM repositories WHERE name = ?1) AND name = ?2";
+/// Where a tag points now: what a push's tag guard compares with.
+pub(super) const TAG_TARGET: &str = "SELECT m.digest FROM tags t
+    JOIN manifests m ON m.id = t.manifest_id WHERE t.repository_id = ?1 AND t.name = ?2";
+/// The tags a manifest delete would take with it.
+pub(super) const MANIFEST_TAGS: &str = "SELECT t.name FROM repositories r
+    JOIN manifests m ON m.repository_id = r.id JOIN tags t ON t.manifest_id = m.id
+    WHERE r.name = ?1 AND m.digest = ?2 ORDER BY t.name";
+/// The tags a repository delete would take with it.
+pub(super) const REPO_TAGS: &str = "SELECT name FROM tags WHERE repository_id = ?1 ORDER BY name";
 pub(super) const LIST_TAGS: &str = "SELECT name FROM tags
     WHERE repository_id = (SELECT id FROM repositories WHERE name = ?1)
       AND name > COALESCE(?2, '') ORDER BY name LIMIT ?3";
@@ -297,6 +306,9 @@ mod tests {
             ("REFERRERS", REFERRERS, &[]),
             ("DELETE_MANIFEST", DELETE_MANIFEST, &[]),
             ("DELETE_TAG", DELETE_TAG, &[]),
+            ("TAG_TARGET", TAG_TARGET, &[]),
+            ("MANIFEST_TAGS", MANIFEST_TAGS, &[]),
+            ("REPO_TAGS", REPO_TAGS, &[]),
             ("LIST_TAGS", LIST_TAGS, &[]),
             ("BLOB_IN_REPO", BLOB_IN_REPO, &[]),
             ("BLOB_EXISTS", BLOB_EXISTS, &[]),

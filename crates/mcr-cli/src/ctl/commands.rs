@@ -402,7 +402,7 @@ async fn policy<A: Api>(api: &mut A, out: Out, cmd: &PolicyCommand) -> Result<()
                 return Err(Failure::usage(
                     "nothing to change; give at least one of --priority, --effect, --action, \
                      --role, --account-type, --subject, --clear-subject, --repository, \
-                     --description, --enabled, or --body JSON",
+                     --tags, --description, --enabled, or --body JSON",
                 ));
             }
             let rule = api.update_rule(*id, &patch).await?;
@@ -424,6 +424,7 @@ async fn policy<A: Api>(api: &mut A, out: Out, cmd: &PolicyCommand) -> Result<()
             roles,
             action,
             repository,
+            tag,
         } => {
             let e = api
                 .explain(&ExplainQuery {
@@ -432,6 +433,7 @@ async fn policy<A: Api>(api: &mut A, out: Out, cmd: &PolicyCommand) -> Result<()
                     roles: roles.clone(),
                     action: action.clone(),
                     repository: repository.clone(),
+                    tag: tag.clone(),
                 })
                 .await?;
             out.print(&e, || {
@@ -463,6 +465,7 @@ fn flags_json(f: &RuleFlags) -> Value {
         ("roles", &f.roles),
         ("account_types", &f.account_types),
         ("repositories", &f.repositories),
+        ("tags", &f.tags),
     ] {
         if !v.is_empty() {
             put(k, json!(v));
@@ -507,6 +510,7 @@ fn rules_table(rules: &[Rule]) -> String {
         "ACCOUNTS",
         "SUBJECT",
         "REPOSITORIES",
+        "TAGS",
         "ENABLED",
         "DESCRIPTION",
     ]);
@@ -524,6 +528,7 @@ fn rules_table(rules: &[Rule]) -> String {
             list_or_any(&r.account_types),
             r.subject.clone().unwrap_or_else(|| "*".into()),
             list_or_any(&r.repositories),
+            list_or_any(&r.tags),
             if r.enabled { "yes" } else { "no" }.into(),
             r.description.clone(),
         ]);

@@ -246,6 +246,7 @@ impl Api for Grpc {
                 roles: q.roles.clone(),
                 action: q.action.clone(),
                 repository: q.repository.clone(),
+                tag: q.tag.clone(),
             })
             .await
             .map_err(failure)?

@@ -185,12 +185,17 @@ pub enum PolicyCommand {
         /// admin, user or guest (repeat, or separate with commas).
         #[arg(long = "role", value_delimiter = ',', value_name = "ROLE")]
         roles: Vec<String>,
-        /// e.g. registry:pull, registry:push, policy:manage.
+        /// e.g. registry:pull, registry:push, policy:manage,
+        /// registry:tag_overwrite.
         #[arg(long)]
         action: String,
         /// Leave out for a global operation such as the catalog.
         #[arg(long)]
         repository: Option<String>,
+        /// The tag a tag action (registry:tag_overwrite,
+        /// registry:tag_delete) is asked on.
+        #[arg(long)]
+        tag: Option<String>,
     },
 }
 
@@ -218,6 +223,16 @@ pub struct RuleFlags {
     /// Repository glob, e.g. 'ci/**' (repeat, or separate with commas).
     #[arg(long = "repository", value_delimiter = ',', value_name = "GLOB")]
     pub repositories: Vec<String>,
+    /// Tag glob, e.g. 'v*' (repeat, or separate with commas); only with
+    /// registry:tag_overwrite and registry:tag_delete, whose deny makes
+    /// the matching tags immutable.
+    #[arg(
+        long = "tags",
+        alias = "tag",
+        value_delimiter = ',',
+        value_name = "GLOB"
+    )]
+    pub tags: Vec<String>,
     #[arg(long)]
     pub description: Option<String>,
     /// true or false.

@@ -58,6 +58,8 @@ pub struct ExplainQuery {
     pub action: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repository: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
 }
 
 /// Filters of `audit tail`; the server validates the names.

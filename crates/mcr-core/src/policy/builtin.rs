@@ -8,9 +8,17 @@ use super::rule::{Effect, Rule};
 use crate::principal::{AccountType, Action, Role};
 
 /// Admin role → every action (-1); human accounts with role user → pull,
-/// push, delete, catalog (-2); everyone → version check (-3). All have
-/// priority 0, which stored rules cannot claim. Guests and system accounts
-/// get nothing else unless a stored rule allows it.
+/// push, delete, catalog (-2); everyone → version check (-3); everyone →
+/// the tag actions (-4). All have priority 0, which stored rules cannot
+/// claim. Guests and system accounts get nothing else unless a stored rule
+/// allows it.
+///
+/// Rule -4 grants nothing by itself: the use cases ask
+/// `registry:tag_overwrite` only of a push already allowed and
+/// `registry:tag_delete` only of a delete already allowed, so it reads
+/// "whoever may push may move tags, whoever may delete may delete them" —
+/// including a system account a stored rule lets push. Without a stored
+/// deny on the tag actions nothing changes; with one, the deny wins.
 pub fn builtin_rules() -> Vec<Rule> {
     let rule = |id, description: &str, actions: Vec<Action>, roles, account_types| Rule {
         id,
@@ -22,6 +30,7 @@ pub fn builtin_rules() -> Vec<Rule> {
         account_types,
         subject: None,
         repositories: Vec::new(),
+        tags: Vec::new(),
         enabled: true,
     };
     vec![
@@ -46,6 +55,13 @@ pub fn builtin_rules() -> Vec<Rule> {
             vec![],
             vec![],
         ),
+        rule(
+            -4,
+            "built-in: whoever may push may move tags, whoever may delete may delete them",
+            Action::TAG_ACTIONS.to_vec(),
+            vec![],
+            vec![],
+        ),
     ]
 }
 
@@ -59,34 +75,36 @@ mod tests {
     const ADMIN: Option<i64> = Some(-1);
     const USER: Option<i64> = Some(-2);
     const VERSION: Option<i64> = Some(-3);
+    const TAGS: Option<i64> = Some(-4);
     const NONE: Option<i64> = None;
 
     /// For each role and account type, the built-in that allows each action
     /// (in `Action::ALL` order: version_check, pull, push, delete, catalog,
-    /// policy:manage), or `None` for a deny. Equal priorities keep the
-    /// built-ins' order, so the admin rule decides even the version check.
-    const TABLE: [(Role, AccountType, [Option<i64>; 6]); 6] = [
-        (Role::Admin, AccountType::Human, [ADMIN; 6]),
-        (Role::Admin, AccountType::System, [ADMIN; 6]),
+    /// policy:manage, tag_overwrite, tag_delete), or `None` for a deny.
+    /// Equal priorities keep the built-ins' order, so the admin rule
+    /// decides even the version check.
+    const TABLE: [(Role, AccountType, [Option<i64>; 8]); 6] = [
+        (Role::Admin, AccountType::Human, [ADMIN; 8]),
+        (Role::Admin, AccountType::System, [ADMIN; 8]),
         (
             Role::User,
             AccountType::Human,
-            [VERSION, USER, USER, USER, USER, NONE],
+            [VERSION, USER, USER, USER, USER, NONE, TAGS, TAGS],
         ),
         (
             Role::User,
             AccountType::System,
-            [VERSION, NONE, NONE, NONE, NONE, NONE],
+            [VERSION, NONE, NONE, NONE, NONE, NONE, TAGS, TAGS],
         ),
         (
             Role::Guest,
             AccountType::Human,
-            [VERSION, NONE, NONE, NONE, NONE, NONE],
+            [VERSION, NONE, NONE, NONE, NONE, NONE, TAGS, TAGS],
         ),
         (
             Role::Guest,
             AccountType::System,
-            [VERSION, NONE, NONE, NONE, NONE, NONE],
+            [VERSION, NONE, NONE, NONE, NONE, NONE, TAGS, TAGS],
         ),
     ];
 
@@ -96,6 +114,7 @@ mod tests {
                 principal: p,
                 action,
                 repository,
+                tag: None,
             },
             &builtin_rules(),
         );
@@ -150,11 +169,15 @@ mod tests {
     }
 
     #[test]
-    fn a_principal_without_roles_gets_only_the_version_check() {
+    fn a_principal_without_roles_gets_only_the_version_check_and_the_tag_gates() {
         for account in AccountType::ALL {
             let p = Principal::new("s", account, vec![]);
             for action in Action::ALL {
-                let want = (action == Action::VersionCheck).then_some(-3);
+                let want = match action {
+                    Action::VersionCheck => Some(-3),
+                    a if a.is_tag_action() => Some(-4),
+                    _ => None,
+                };
                 assert_eq!(decide(&p, action, None), want, "{account} {action}");
             }
         }
@@ -164,12 +187,13 @@ mod tests {
     fn builtins_are_unscoped_allows_with_negative_ids_at_priority_zero() {
         let rules = builtin_rules();
         let ids: Vec<i64> = rules.iter().map(|r| r.id).collect();
-        assert_eq!(ids, [-1, -2, -3]);
+        assert_eq!(ids, [-1, -2, -3, -4]);
         for r in &rules {
             assert!(r.is_builtin());
             assert_eq!(r.priority, 0);
             assert_eq!(r.effect, Effect::Allow);
             assert!(r.enabled && r.repositories.is_empty() && r.subject.is_none());
+            assert!(r.tags.is_empty());
             assert!(!r.description.is_empty());
         }
     }

@@ -7,6 +7,7 @@ use super::builtin::builtin_rules;
 use super::evaluate::{decide_sorted, Decision};
 use super::explain::{explain, Explanation};
 use super::rule::Rule;
+use super::tag_guard::TagGuard;
 use super::PolicyInput;
 
 /// The port the use cases decide through. Synchronous on purpose: a
@@ -20,6 +21,9 @@ pub trait PolicyEngine: Send + Sync {
     fn evaluate(&self, input: &PolicyInput<'_>) -> Decision;
     /// The same decision, with every rule's verdict.
     fn explain(&self, input: &PolicyInput<'_>) -> Explanation;
+    /// The decision of a tag action (`input.action`) for every tag at
+    /// once, for a store step to ask per tag; `input.tag` is ignored.
+    fn tag_guard(&self, input: &PolicyInput<'_>) -> TagGuard;
     /// Replaces the stored rules; the built-ins stay. A rule posing as a
     /// built-in (priority 0, or an id ≤ 0) is dropped. The generation
     /// held stays as it was: for rules that come from no store.
@@ -96,6 +100,10 @@ impl PolicyEngine for Engine {
         explain(input, &self.current())
     }
 
+    fn tag_guard(&self, input: &PolicyInput<'_>) -> TagGuard {
+        TagGuard::new(input, self.read().rules.iter())
+    }
+
     fn set_rules(&self, stored: Vec<Rule>) {
         // Sort outside the lock; hold the write lock only for the swap.
         let next = Self::assemble(stored);
@@ -142,6 +150,7 @@ mod tests {
             account_types: vec![AccountType::System],
             subject: None,
             repositories: vec![RepoPattern::new(pattern).unwrap()],
+            tags: vec![],
             enabled: true,
         }
     }
@@ -153,8 +162,8 @@ mod tests {
     #[test]
     fn starts_with_the_builtins_only() {
         let ids = |e: &Engine| e.rules().iter().map(|r| r.id).collect::<Vec<_>>();
-        assert_eq!(ids(&Engine::new()), [-1, -2, -3]);
-        assert_eq!(ids(&Engine::default()), [-1, -2, -3]);
+        assert_eq!(ids(&Engine::new()), [-1, -2, -3, -4]);
+        assert_eq!(ids(&Engine::default()), [-1, -2, -3, -4]);
     }
 
     #[test]
@@ -166,6 +175,7 @@ mod tests {
             principal: &ci,
             action: Action::Pull,
             repository: Some(&repo),
+            tag: None,
         };
         assert!(!engine.evaluate(&input).is_allowed());
         engine.set_rules(vec![rule(1, 10, Effect::Allow, "ci/*")]);
@@ -178,7 +188,7 @@ mod tests {
         assert_eq!((d.effect, d.rule_id), (Effect::Deny, Some(2)));
         engine.set_rules(vec![]);
         assert!(!engine.evaluate(&input).is_allowed());
-        assert_eq!(engine.rules().len(), 3, "the built-ins stay");
+        assert_eq!(engine.rules().len(), 4, "the built-ins stay");
     }
 
     #[test]
@@ -190,7 +200,7 @@ mod tests {
             rule(4, 10, Effect::Deny, "c"),
         ]);
         let ids: Vec<i64> = engine.rules().iter().map(|r| r.id).collect();
-        assert_eq!(ids, [-1, -2, -3, 1, 4, 3]);
+        assert_eq!(ids, [-1, -2, -3, -4, 1, 4, 3]);
     }
 
     #[test]
@@ -203,7 +213,7 @@ mod tests {
             rule(7, 1, Effect::Allow, "*"),
         ]);
         let ids: Vec<i64> = engine.rules().iter().map(|r| r.id).collect();
-        assert_eq!(ids, [-1, -2, -3, 7]);
+        assert_eq!(ids, [-1, -2, -3, -4, 7]);
     }
 
     #[test]
@@ -222,6 +232,7 @@ mod tests {
                 principal: &alice,
                 action: Action::Push,
                 repository: Some(repo),
+                tag: None,
             })
         };
         assert_eq!(push(&prod).rule_id, Some(9));
@@ -244,16 +255,18 @@ mod tests {
                 principal: &ci,
                 action: Action::Pull,
                 repository: Some(&repo),
+                tag: None,
             };
             let e = engine.explain(&input);
             assert_eq!(e.decision, engine.evaluate(&input), "{name}");
-            assert_eq!(e.rules.len(), 5);
+            assert_eq!(e.rules.len(), 6);
         }
         let other = RepoName::new("web/app").unwrap();
         let e = engine.explain(&PolicyInput {
             principal: &ci,
             action: Action::Pull,
             repository: Some(&other),
+            tag: None,
         });
         assert!(e.to_string().contains("default deny"), "{e}");
         assert!(e
@@ -283,6 +296,7 @@ mod tests {
                     principal: &ci,
                     action: Action::Pull,
                     repository: Some(&repo),
+                    tag: None,
                 });
                 // Whichever set a reader sees, it sees a whole one.
                 assert!(d.rule_id.is_none() || d.rule_id == Some(1), "{d:?}");

@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::explain::Mismatch;
 use super::rule::{Effect, Rule};
 use super::PolicyInput;
+use crate::names::Tag;
 
 /// The outcome: the effect, and the rule that decided (`None` for the
 /// default deny).
@@ -49,15 +50,32 @@ pub(super) fn check(rule: &Rule, input: &PolicyInput<'_>) -> Result<(), Mismatch
     if rule.subject.as_deref().is_some_and(|s| s != p.subject) {
         return Err(Mismatch::Subject);
     }
-    if rule.repositories.is_empty() {
+    if !rule.repositories.is_empty() {
+        match input.repository {
+            // A rule scoped to repositories says nothing about the registry
+            // as a whole; otherwise `deny prod/*` would also deny the
+            // catalog.
+            None => return Err(Mismatch::GlobalOperation),
+            Some(repo) if rule.repositories.iter().any(|p| p.matches(repo.as_str())) => {}
+            Some(_) => return Err(Mismatch::Repository),
+        }
+    }
+    check_tag(rule, input.tag)
+}
+
+/// The last field of [`check`]: whether the rule's tag patterns take
+/// `tag`. Apart so that a [`TagGuard`](super::TagGuard) can check every
+/// other field once and this one per tag.
+fn check_tag(rule: &Rule, tag: Option<&Tag>) -> Result<(), Mismatch> {
+    if rule.tags.is_empty() {
         return Ok(());
     }
-    match input.repository {
-        // A rule scoped to repositories says nothing about the registry as
-        // a whole; otherwise `deny prod/*` would also deny the catalog.
-        None => Err(Mismatch::GlobalOperation),
-        Some(repo) if rule.repositories.iter().any(|p| p.matches(repo.as_str())) => Ok(()),
-        Some(_) => Err(Mismatch::Repository),
+    match tag {
+        // Validation keeps tag patterns to the tag actions, which are
+        // always asked with a tag; this is for explain's hypotheticals.
+        None => Err(Mismatch::Untagged),
+        Some(t) if rule.tags.iter().any(|p| p.matches(t)) => Ok(()),
+        Some(_) => Err(Mismatch::Tag),
     }
 }
 
@@ -127,6 +145,7 @@ mod tests {
             account_types: vec![],
             subject: None,
             repositories: vec![],
+            tags: vec![],
             enabled: true,
         }
     }
@@ -151,6 +170,7 @@ mod tests {
                 principal: &p,
                 action,
                 repository: repo.as_ref(),
+                tag: None,
             },
             rules,
         )
@@ -264,6 +284,7 @@ mod tests {
             principal: &p,
             action: Action::Pull,
             repository: None,
+            tag: None,
         };
         assert_eq!(check(&r, &input), Err(Mismatch::Role));
         r.roles = vec![];
@@ -319,6 +340,7 @@ mod tests {
             principal: &p,
             action: Action::Pull,
             repository: Some(&repo),
+            tag: None,
         };
         let base = rule(1, 1, Effect::Allow);
         let cases: [(Rule, Mismatch); 7] = [

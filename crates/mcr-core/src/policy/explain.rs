@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::evaluate::{check, decide_sorted, sorted, Decision};
 use super::rule::{Effect, Rule};
 use super::PolicyInput;
-use crate::names::RepoName;
+use crate::names::{RepoName, Tag};
 use crate::principal::{Action, Principal};
 
 /// Why a rule did not match: the first field that failed, in this order.
@@ -27,6 +27,9 @@ pub enum Mismatch {
     Repository,
     /// A repository-scoped rule never matches a global operation.
     GlobalOperation,
+    Tag,
+    /// A tag-scoped rule never matches an action asked without a tag.
+    Untagged,
 }
 
 impl fmt::Display for Mismatch {
@@ -39,6 +42,8 @@ impl fmt::Display for Mismatch {
             Mismatch::Subject => "the subject differs",
             Mismatch::Repository => "the repository matches none of its patterns",
             Mismatch::GlobalOperation => "it is scoped to repositories and the operation is global",
+            Mismatch::Tag => "the tag matches none of its patterns",
+            Mismatch::Untagged => "it is scoped to tags and the action names no tag",
         })
     }
 }
@@ -61,6 +66,9 @@ pub struct Explanation {
     pub action: Action,
     /// `None` for a global operation.
     pub repository: Option<RepoName>,
+    /// The tag a tag action was asked on; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag: Option<Tag>,
     pub decision: Decision,
     pub rules: Vec<RuleVerdict>,
 }
@@ -83,6 +91,7 @@ pub fn explain(input: &PolicyInput<'_>, rules: &[Rule]) -> Explanation {
         principal: input.principal.clone(),
         action: input.action,
         repository: input.repository.cloned(),
+        tag: input.tag.cloned(),
         decision: decide_sorted(ordered, input),
         rules: verdicts,
     }
@@ -143,6 +152,17 @@ impl Explanation {
                 list(f, &rule.repositories, "and")?;
                 write!(f, ", and {} is a global operation", self.action)
             }
+            Mismatch::Tag => {
+                if let Some(tag) = &self.tag {
+                    write!(f, "tag {tag} matches none of ")?;
+                }
+                list(f, &rule.tags, "or")
+            }
+            Mismatch::Untagged => {
+                f.write_str("scoped to tags ")?;
+                list(f, &rule.tags, "and")?;
+                write!(f, ", and {} was asked without a tag", self.action)
+            }
         }
     }
 }
@@ -169,6 +189,9 @@ impl fmt::Display for Explanation {
             list(f, &p.roles, "and")?;
         }
         write!(f, ") asks {}", self.action)?;
+        if let Some(tag) = &self.tag {
+            write!(f, " on tag {tag}")?;
+        }
         match &self.repository {
             Some(repo) => writeln!(f, " on {repo}")?,
             None => writeln!(f, " (a global operation)")?,
@@ -232,6 +255,7 @@ mod tests {
                 .iter()
                 .map(|p| RepoPattern::new(p).unwrap())
                 .collect(),
+            tags: vec![],
             enabled: true,
         }
     }
@@ -252,6 +276,7 @@ mod tests {
                 principal: p,
                 action,
                 repository: repo.as_ref(),
+                tag: None,
             },
             &rules(),
         )
@@ -265,13 +290,14 @@ mod tests {
     fn lists_every_rule_in_priority_order_with_its_verdict() {
         let e = explain_for(&ci(), Action::Pull, Some("ci/app"));
         let ids: Vec<i64> = e.rules.iter().map(|v| v.rule.id).collect();
-        assert_eq!(ids, [-1, -2, -3, 1, 2]);
+        assert_eq!(ids, [-1, -2, -3, -4, 1, 2]);
         let verdicts: Vec<Option<Mismatch>> = e.rules.iter().map(|v| v.mismatch).collect();
         assert_eq!(
             verdicts,
             [
                 Some(Mismatch::Role),
                 Some(Mismatch::Role),
+                Some(Mismatch::Action),
                 Some(Mismatch::Action),
                 None,
                 None
@@ -295,6 +321,7 @@ ci (system, no roles) asks registry:pull on ci/app
   rule -1 (allow, priority 0) \"built-in: admins may do everything\": no match: wants role admin, the principal has no roles
   rule -2 (allow, priority 0) \"built-in: human users may pull, push, delete and list\": no match: wants role user, the principal has no roles
   rule -3 (allow, priority 0) \"built-in: everyone may check the API version\": no match: registry:pull is not registry:version_check
+  rule -4 (allow, priority 0) \"built-in: whoever may push may move tags, whoever may delete may delete them\": no match: registry:pull is not registry:tag_overwrite or registry:tag_delete
   rule 1 (allow, priority 10): matched
   rule 2 (deny, priority 20): matched; deny wins
 decision: deny, by rule 2 (a matching deny wins over every allow)";
@@ -354,11 +381,16 @@ decision: deny, by rule 2 (a matching deny wins over every allow)";
         r.roles = vec![Role::Admin, Role::User];
         r.subject = Some("svc".into());
         r.enabled = false;
+        r.tags = vec![
+            crate::policy::TagPattern::new("v2*").unwrap(),
+            crate::policy::TagPattern::new("rc").unwrap(),
+        ];
         let p = Principal::new("ci", AccountType::Human, vec![Role::Guest, Role::User]);
         let e = Explanation {
             principal: p,
             action: Action::Push,
             repository: Some(RepoName::new("c/d").unwrap()),
+            tag: Some(Tag::new("v1").unwrap()),
             decision: Decision::DEFAULT_DENY,
             rules: vec![],
         };
@@ -396,6 +428,11 @@ decision: deny, by rule 2 (a matching deny wins over every allow)";
             render(Mismatch::GlobalOperation),
             "scoped to a/* and b/*, and registry:push is a global operation"
         );
+        assert_eq!(render(Mismatch::Tag), "tag v1 matches none of v2* or rc");
+        assert_eq!(
+            render(Mismatch::Untagged),
+            "scoped to tags v2* and rc, and registry:push was asked without a tag"
+        );
         // The short form, for logs and the JSON's readers.
         assert_eq!(
             Mismatch::Role.to_string(),
@@ -404,6 +441,59 @@ decision: deny, by rule 2 (a matching deny wins over every allow)";
         assert_eq!(
             serde_json::to_string(&Mismatch::GlobalOperation).unwrap(),
             "\"global_operation\""
+        );
+    }
+
+    #[test]
+    fn a_tag_action_is_explained_with_its_tag() {
+        let mut rules = builtin_rules();
+        rules.push(Rule {
+            actions: vec![Action::TagOverwrite],
+            roles: vec![],
+            account_types: vec![],
+            repositories: vec![],
+            tags: vec![crate::policy::TagPattern::new("v*").unwrap()],
+            description: "releases".into(),
+            ..stored(5, 1, Effect::Deny, &[])
+        });
+        let admin = Principal::new("root", AccountType::Human, vec![Role::Admin]);
+        let repo = RepoName::new("team/app").unwrap();
+        let ask = |t: &str| {
+            let t = Tag::new(t).unwrap();
+            explain(
+                &PolicyInput {
+                    principal: &admin,
+                    action: Action::TagOverwrite,
+                    repository: Some(&repo),
+                    tag: Some(&t),
+                },
+                &rules,
+            )
+        };
+        let e = ask("v1");
+        assert_eq!(e.decision.rule_id, Some(5));
+        let text = e.to_string();
+        assert!(
+            text.starts_with(
+                "root (human, roles admin) asks registry:tag_overwrite on tag v1 on team/app"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("rule 5 (deny, priority 1) \"releases\": matched; deny wins"),
+            "{text}"
+        );
+        assert_eq!(serde_json::to_value(&e).unwrap()["tag"], "v1");
+        let text = ask("latest").to_string();
+        assert!(
+            text.contains("no match: tag latest matches none of v*"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with(
+                "decision: allow, by rule -1 (the first matching allow; no deny matched)"
+            ),
+            "{text}"
         );
     }
 
@@ -419,7 +509,8 @@ decision: deny, by rule 2 (a matching deny wins over every allow)";
         assert_eq!(json["rules"][0]["rule"]["id"], -1);
         assert_eq!(json["rules"][0]["matched"], false);
         assert_eq!(json["rules"][0]["mismatch"], "role");
-        assert_eq!(json["rules"][4]["matched"], true);
-        assert!(json["rules"][4].get("mismatch").is_none());
+        assert_eq!(json["rules"][5]["matched"], true);
+        assert!(json["rules"][5].get("mismatch").is_none());
+        assert!(json.get("tag").is_none(), "no tag asked, none shown");
     }
 }

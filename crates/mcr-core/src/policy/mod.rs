@@ -12,9 +12,17 @@
 //! [`explain()`] shows every rule's verdict and why the decision fell as it
 //! did.
 //!
+//! Tag rules: a rule's `tags` patterns match only the tag actions
+//! (`registry:tag_overwrite`, `registry:tag_delete`), which the use cases
+//! ask for each tag a push would move or a delete would remove, after
+//! `registry:push` or `registry:delete` was allowed. A deny of them makes
+//! the matching tags immutable; a [`TagGuard`] carries that decision into
+//! the store step that moves or deletes tags.
+//!
 //! Layout: `rule` (rules and their create/patch bodies), `pattern`
-//! (repository globs), `evaluate` (matching and deciding), `explain`,
-//! `builtin`, `engine`. Nothing here does I/O: rules come in as values.
+//! (repository and tag globs), `evaluate` (matching and deciding),
+//! `explain`, `builtin`, `engine`, `tag_guard`. Nothing here does I/O:
+//! rules come in as values.
 
 mod builtin;
 mod engine;
@@ -22,15 +30,17 @@ mod evaluate;
 mod explain;
 mod pattern;
 mod rule;
+mod tag_guard;
 
 pub use builtin::builtin_rules;
 pub use engine::{Engine, PolicyEngine};
 pub use evaluate::{evaluate, Decision};
 pub use explain::{explain, Explanation, Mismatch, RuleVerdict};
-pub use pattern::RepoPattern;
+pub use pattern::{RepoPattern, TagPattern};
 pub use rule::{Effect, Rule, RuleDraft, RulePatch};
+pub use tag_guard::{TagGuard, TagRefusal};
 
-use crate::names::RepoName;
+use crate::names::{RepoName, Tag};
 use crate::principal::{Action, Principal};
 
 /// What is being decided: who, doing what, where.
@@ -41,4 +51,7 @@ pub struct PolicyInput<'a> {
     /// `None` for a global operation such as the catalog or the version
     /// check.
     pub repository: Option<&'a RepoName>,
+    /// The tag a tag action is on; `None` for every other action. A rule
+    /// with tag patterns matches only an input with a tag.
+    pub tag: Option<&'a Tag>,
 }

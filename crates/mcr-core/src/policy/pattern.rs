@@ -1,4 +1,5 @@
-//! Repository patterns: the validated globs a rule's `repositories` hold.
+//! Patterns: the validated globs a rule's `repositories` ([`RepoPattern`])
+//! and `tags` ([`TagPattern`]) hold.
 //!
 //! Matching is the `glob` crate's, with two options fixed so that a pattern
 //! reads like a path: `*`, `?` and `[...]` never match `/`, and case counts.
@@ -11,6 +12,10 @@
 //! characters outside the OCI name alphabet, and empty path segments. A
 //! rule with such a pattern would silently never match, and for a deny rule
 //! that is a hole an operator would not see.
+//!
+//! Tag patterns are the same globs over the tag alphabet
+//! (`[a-zA-Z0-9._-]`, case-sensitive: `v*` does not match `V1`). A tag has
+//! no `/`, so there is no segment rule to state.
 
 use std::fmt;
 use std::str::FromStr;
@@ -19,7 +24,7 @@ use glob::{MatchOptions, Pattern};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Result};
-use crate::names::MAX_REPO_NAME_LEN;
+use crate::names::{Tag, MAX_REPO_NAME_LEN, MAX_TAG_LEN};
 
 /// How every pattern matches: segment by segment, case-sensitively.
 const MATCH: MatchOptions = MatchOptions {
@@ -119,6 +124,93 @@ impl<'de> Deserialize<'de> for RepoPattern {
     }
 }
 
+/// Characters a tag pattern may hold: the tag alphabet and glob syntax.
+fn allowed_in_tag(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '*' | '?' | '[' | ']' | '!')
+}
+
+/// A glob over tag names (`v*`, `release-*`, `v[0-9]*`), validated at
+/// construction; see the module docs for its syntax.
+#[derive(Clone)]
+pub struct TagPattern {
+    pattern: Pattern,
+}
+
+impl TagPattern {
+    /// Parses a pattern. Errors are `Error::Invalid` on `tags` and quote
+    /// the pattern: characters no tag holds (a pattern with them could
+    /// never match, a silent hole in a deny rule), and what `glob`
+    /// refuses.
+    pub fn new(s: &str) -> Result<TagPattern> {
+        let bad = |why: String| Error::invalid("tags", format!("pattern {s:?} {why}"));
+        // As for repositories: a class may stand for one character, so a
+        // pattern may be longer than the longest tag, but not by much.
+        let max = 2 * MAX_TAG_LEN;
+        if s.is_empty() || s.len() > max {
+            return Err(bad(format!("must have 1 to {max} characters")));
+        }
+        if let Some(c) = s.chars().find(|&c| !allowed_in_tag(c)) {
+            return Err(bad(format!(
+                "contains {c:?}; tags hold only letters, digits, '.', '_' and '-', \
+                 and patterns add '*', '?', '[', ']' and '!'"
+            )));
+        }
+        let pattern = Pattern::new(s).map_err(|e| bad(format!("is not a valid glob: {e}")))?;
+        Ok(TagPattern { pattern })
+    }
+
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        self.pattern.as_str()
+    }
+
+    /// Whether `tag` matches.
+    pub fn matches(&self, tag: &Tag) -> bool {
+        self.pattern.matches_with(tag.as_str(), MATCH)
+    }
+}
+
+impl PartialEq for TagPattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for TagPattern {}
+
+impl fmt::Debug for TagPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TagPattern({:?})", self.as_str())
+    }
+}
+
+impl fmt::Display for TagPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for TagPattern {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        TagPattern::new(s)
+    }
+}
+
+impl Serialize for TagPattern {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// Through [`TagPattern::new`], as for [`RepoPattern`].
+impl<'de> Deserialize<'de> for TagPattern {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        TagPattern::new(&s).map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,6 +292,42 @@ mod tests {
             }
         }
         assert!(RepoPattern::new(&"a".repeat(2 * MAX_REPO_NAME_LEN + 1)).is_err());
+    }
+
+    fn tag(s: &str) -> Tag {
+        Tag::new(s).unwrap()
+    }
+
+    #[test]
+    fn tag_patterns_match_case_sensitively() {
+        let p = TagPattern::new("v*").unwrap();
+        assert!(p.matches(&tag("v1.0.0")));
+        assert!(p.matches(&tag("v")));
+        assert!(!p.matches(&tag("V1")));
+        assert!(!p.matches(&tag("latest")));
+        let p = TagPattern::new("release-[0-9]*").unwrap();
+        assert!(p.matches(&tag("release-2024.1")));
+        assert!(!p.matches(&tag("release-x")));
+        assert!(TagPattern::new("latest").unwrap().matches(&tag("latest")));
+        assert!(!TagPattern::new("latest").unwrap().matches(&tag("latest2")));
+    }
+
+    #[test]
+    fn malformed_tag_patterns_are_refused_naming_the_pattern() {
+        for bad in ["", "v/*", "v[", "a b", "***x", "v\\*"] {
+            match TagPattern::new(bad) {
+                Err(Error::Invalid { field, reason }) => {
+                    assert_eq!(field, "tags", "{bad:?}");
+                    assert!(reason.contains(&format!("{bad:?}")), "{bad:?}: {reason}");
+                }
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+        assert!(TagPattern::new(&"a".repeat(2 * MAX_TAG_LEN + 1)).is_err());
+        let p: TagPattern = serde_json::from_str(r#""v*""#).unwrap();
+        assert_eq!(serde_json::to_string(&p).unwrap(), r#""v*""#);
+        let err = serde_json::from_str::<TagPattern>(r#""v/1""#).unwrap_err();
+        assert!(err.to_string().contains("invalid tags"), "{err}");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::pattern::RepoPattern;
+use super::pattern::{RepoPattern, TagPattern};
 use crate::error::{Error, Result};
 use crate::principal::{AccountType, Action, Role};
 
@@ -82,6 +82,12 @@ pub struct Rule {
     /// operation.
     #[serde(default)]
     pub repositories: Vec<RepoPattern>,
+    /// Any of these tag patterns; a rule with patterns matches only the
+    /// tag actions (`registry:tag_overwrite`, `registry:tag_delete`),
+    /// which are asked with a tag. Empty: every tag. Rules stored before
+    /// the field existed read as empty.
+    #[serde(default)]
+    pub tags: Vec<TagPattern>,
     /// A disabled rule never matches.
     #[serde(default = "enabled")]
     pub enabled: bool,
@@ -124,6 +130,8 @@ pub struct RuleDraft {
     pub subject: Option<String>,
     #[serde(default)]
     pub repositories: Vec<RepoPattern>,
+    #[serde(default)]
+    pub tags: Vec<TagPattern>,
     #[serde(default = "enabled")]
     pub enabled: bool,
 }
@@ -171,6 +179,26 @@ impl RuleDraft {
                 format!("at most {MAX_PATTERNS} patterns"),
             ));
         }
+        if self.tags.len() > MAX_PATTERNS {
+            return Err(Error::invalid(
+                "tags",
+                format!("at most {MAX_PATTERNS} patterns"),
+            ));
+        }
+        // Only the tag actions are asked with a tag; a rule with tag
+        // patterns over any other action would never match it, and a deny
+        // that silently never applies is a hole nobody sees.
+        if let Some(a) = self.actions.iter().find(|a| !a.is_tag_action()) {
+            if !self.tags.is_empty() {
+                return Err(Error::invalid(
+                    "tags",
+                    format!(
+                        "apply only to registry:tag_overwrite and registry:tag_delete, \
+                         not {a}; put other actions in a rule without tags"
+                    ),
+                ));
+            }
+        }
         Ok(self)
     }
 
@@ -186,6 +214,7 @@ impl RuleDraft {
             account_types: self.account_types,
             subject: self.subject,
             repositories: self.repositories,
+            tags: self.tags,
             enabled: self.enabled,
         }
     }
@@ -202,6 +231,7 @@ impl From<&Rule> for RuleDraft {
             account_types: r.account_types.clone(),
             subject: r.subject.clone(),
             repositories: r.repositories.clone(),
+            tags: r.tags.clone(),
             enabled: r.enabled,
         }
     }
@@ -257,6 +287,8 @@ pub struct RulePatch {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repositories: Option<Vec<RepoPattern>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<TagPattern>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
 }
 
@@ -278,6 +310,7 @@ impl RulePatch {
         set(&mut d.account_types, &self.account_types);
         set(&mut d.subject, &self.subject);
         set(&mut d.repositories, &self.repositories);
+        set(&mut d.tags, &self.tags);
         set(&mut d.enabled, &self.enabled);
         Ok(d.validate()?.into_rule(rule.id))
     }
@@ -378,8 +411,50 @@ mod tests {
             account_types: vec![AccountType::System],
             subject: None,
             repositories: vec![RepoPattern::new("ci/*").unwrap()],
+            tags: vec![],
             enabled: true,
         }
+    }
+
+    #[test]
+    fn tag_patterns_go_only_with_tag_actions() {
+        let immutable = RuleDraft {
+            effect: Effect::Deny,
+            actions: Action::TAG_ACTIONS.to_vec(),
+            tags: vec![TagPattern::new("v*").unwrap()],
+            ..draft()
+        };
+        assert_eq!(immutable.clone().validate().unwrap(), immutable);
+        let (field, reason) = invalid_field(
+            RuleDraft {
+                actions: vec![Action::TagDelete, Action::Pull],
+                ..immutable.clone()
+            }
+            .validate(),
+        );
+        assert_eq!(field, "tags");
+        assert!(reason.contains("not registry:pull"), "{reason}");
+        let (field, _) = invalid_field(
+            RuleDraft {
+                tags: vec![TagPattern::new("v*").unwrap(); MAX_PATTERNS + 1],
+                ..immutable.clone()
+            }
+            .validate(),
+        );
+        assert_eq!(field, "tags");
+        // Absent in JSON (rules stored before the field) reads as every tag.
+        let d: RuleDraft = serde_json::from_str(
+            r#"{"priority":3,"effect":"deny","actions":["registry:tag_overwrite"]}"#,
+        )
+        .unwrap();
+        assert!(d.tags.is_empty());
+        let err = json_error::<RuleDraft>(
+            r#"{"priority":3,"effect":"deny","actions":["registry:tag_delete"],"tags":["v/1"]}"#,
+        );
+        assert!(err.contains("invalid tags: pattern \"v/1\""), "{err}");
+        let patch: RulePatch = serde_json::from_str(r#"{"tags":["release-*"]}"#).unwrap();
+        let rule = immutable.into_rule(3);
+        assert_eq!(patch.apply(&rule).unwrap().tags[0].as_str(), "release-*");
     }
 
     fn invalid_field(r: Result<RuleDraft>) -> (&'static str, String) {

@@ -10,6 +10,7 @@ use crate::digest::Digest;
 use crate::error::Result;
 use crate::media::MediaType;
 use crate::names::{Reference, RepoName, Tag};
+use crate::policy::TagGuard;
 use crate::time::Timestamp;
 
 /// A stored manifest.
@@ -44,6 +45,11 @@ pub struct NewManifest {
     /// same step as the manifest: a push with several tags moves all or
     /// none (issue 16, case 8).
     pub tags: Vec<Tag>,
+    /// Asked, in the store step, about each of `tags` that already points
+    /// at another manifest (`registry:tag_overwrite`); a refusal
+    /// (`Error::TagRefused`) stores nothing. Re-pushing the manifest a tag
+    /// already names moves nothing and is not asked.
+    pub tag_guard: TagGuard,
     pub created: Timestamp,
     pub provenance: Provenance,
 }
@@ -72,7 +78,9 @@ pub enum Provenance {
 ///   [`Provenance::Pushed`] manifest), then stores the manifest, its
 ///   references and its tags in one step (one transaction);
 ///   the references are what protect blobs from GC;
-/// - deleting a manifest deletes the tags that point at it.
+/// - deleting a manifest deletes the tags that point at it;
+/// - a [`TagGuard`] is asked inside the step about every tag it would move
+///   or delete (see `policy::TagGuard` for why not before it).
 #[async_trait]
 pub trait ManifestStore: Send + Sync + 'static {
     /// Fails with `ManifestBlobUnknown` or `ManifestChildUnknown` naming the
@@ -86,8 +94,16 @@ pub trait ManifestStore: Send + Sync + 'static {
         repo: &RepoName,
         reference: &Reference,
     ) -> Result<Option<ManifestRecord>>;
-    /// Deletes a manifest, its references and every tag on it.
-    async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool>;
+    /// Deletes a manifest, its references and every tag on it. Unless
+    /// `tags` allows every tag, each tag on it is first put to
+    /// [`TagGuard::check`] in the same step, and the first refusal
+    /// (`Error::TagRefused`) deletes nothing.
+    async fn delete_manifest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        tags: &TagGuard,
+    ) -> Result<bool>;
     async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool>;
     /// Tags after `page.last`, at most `page.limit`, in lexical order.
     async fn list_tags(&self, repo: &RepoName, page: &Page) -> Result<Vec<Tag>>;

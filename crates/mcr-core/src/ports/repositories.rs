@@ -12,6 +12,7 @@ use crate::error::Result;
 use crate::ids::UploadId;
 use crate::media::MediaType;
 use crate::names::{RepoName, Tag};
+use crate::policy::TagGuard;
 use crate::time::Timestamp;
 
 /// A page of a listing that resumes after `last`.
@@ -104,7 +105,14 @@ pub trait RepositoryStore: Send + Sync + 'static {
     /// Deletes the repository with its manifests, tags, links and upload
     /// sessions in one step, returning the sessions so their data can be
     /// discarded. Blob rows stay for GC. `None` if there was no repository.
-    async fn delete_repository(&self, repo: &RepoName) -> Result<Option<Vec<UploadId>>>;
+    /// Unless `tags` allows every tag, each of the repository's tags is
+    /// first put to [`TagGuard::check`] in the same step, and the first
+    /// refusal (`Error::TagRefused`) deletes nothing.
+    async fn delete_repository(
+        &self,
+        repo: &RepoName,
+        tags: &TagGuard,
+    ) -> Result<Option<Vec<UploadId>>>;
     /// Deletes the repository's manifests (their references and tags with
     /// them) and blob links in one step, but not its upload sessions: an
     /// upload in progress (a pull-through cache's fill) still finishes

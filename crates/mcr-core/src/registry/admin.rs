@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditEvent, AuditQuery, EventType};
 use crate::error::{Error, Result};
-use crate::names::RepoName;
+use crate::names::{RepoName, Tag};
 use crate::policy::{builtin_rules, Explanation, PolicyInput, Rule, RuleDraft, RulePatch};
 use crate::ports::{RepoDetail, RepoSummary};
 use crate::principal::{Action, Principal};
@@ -100,20 +100,23 @@ impl Registry {
         .await
     }
 
-    /// Which rules match `principal` doing `action` on `repository`, and
-    /// why the decision fell as it did (admin only).
+    /// Which rules match `principal` doing `action` on `repository` (and
+    /// on `tag`, for the tag actions), and why the decision fell as it did
+    /// (admin only).
     pub async fn explain(
         &self,
         caller: &Caller,
         principal: &Principal,
         action: Action,
         repository: Option<&RepoName>,
+        tag: Option<&Tag>,
     ) -> Result<Explanation> {
         self.authorize_admin(caller).await?;
         Ok(self.policy.explain(&PolicyInput {
             principal,
             action,
             repository,
+            tag,
         }))
     }
 

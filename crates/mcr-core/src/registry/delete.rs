@@ -11,7 +11,8 @@ use crate::principal::Action;
 
 impl Registry {
     /// By digest, deletes the manifest and every tag on it; by tag, deletes
-    /// only the tag.
+    /// only the tag. Either is refused (`Error::TagRefused`) if a rule
+    /// denies the caller `registry:tag_delete` on a tag it would delete.
     pub async fn delete_manifest(
         &self,
         caller: &Caller,
@@ -19,10 +20,17 @@ impl Registry {
         reference: &Reference,
     ) -> Result<()> {
         self.authorize(caller, Action::Delete, Some(repo)).await?;
+        let guard = self.tag_guard(caller, Action::TagDelete, repo);
+        if let Reference::Tag(t) = reference {
+            // A tag's decision is its name's, known before the store step,
+            // and deleting it moves nothing else: no race to close here.
+            self.audit_tag_refusal(caller, repo, guard.check(t, None))
+                .await?;
+        }
         let change = self.manifests.change(repo);
         let (deleted, event, digest) = match reference {
             Reference::Digest(d) => (
-                self.meta.delete_manifest(repo, d).await,
+                self.meta.delete_manifest(repo, d, &guard).await,
                 EventType::ManifestDeleted,
                 Some(d),
             ),
@@ -33,7 +41,7 @@ impl Registry {
             ),
         };
         change.done();
-        let deleted = deleted?;
+        let deleted = self.audit_tag_refusal(caller, repo, deleted).await?;
         if !deleted {
             return Err(self.manifest_missing(repo, reference).await?);
         }
@@ -83,10 +91,15 @@ impl Registry {
             return self.drop_proxy_cache(caller, repo).await;
         }
         self.authorize_admin(caller).await?;
+        // Its tags go with it: an admin is bound by tag rules too.
+        let guard = self.tag_guard(caller, Action::TagDelete, repo);
         let change = self.manifests.change(repo);
-        let deleted = self.meta.delete_repository(repo).await;
+        let deleted = self.meta.delete_repository(repo, &guard).await;
         change.done();
-        let uploads = deleted?.ok_or_else(|| Error::NameUnknown(repo.clone()))?;
+        let uploads = self
+            .audit_tag_refusal(caller, repo, deleted)
+            .await?
+            .ok_or_else(|| Error::NameUnknown(repo.clone()))?;
         for id in &uploads {
             self.blobs.cancel_upload(id).await?;
         }

@@ -20,6 +20,7 @@ mod pull;
 mod push;
 mod rate;
 mod snapshot;
+mod tag_rules;
 
 use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
@@ -398,6 +399,7 @@ impl Registry {
             principal: &caller.principal,
             action,
             repository,
+            tag: None,
         });
         if decision.is_allowed() {
             return Ok(());
@@ -425,6 +427,7 @@ impl Registry {
                 principal: &caller.principal,
                 action: Action::Pull,
                 repository: Some(repo),
+                tag: None,
             })
             .is_allowed()
     }

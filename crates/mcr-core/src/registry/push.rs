@@ -21,6 +21,7 @@ use crate::ids::UploadId;
 use crate::manifest::Manifest;
 use crate::media::MediaType;
 use crate::names::{Reference, RepoName, Tag};
+use crate::policy::TagGuard;
 use crate::ports::{
     BlobInfo, ByteStream, LockGuard, LockKey, NewManifest, Provenance, UploadCaps, UploadSession,
     UploadState, UploadWriter,
@@ -447,6 +448,7 @@ impl Registry {
             self.new_manifest(repo, reference, content_type, raw, Provenance::Pushed)?;
         self.check_children(repo, &manifest).await?;
         new.tags.extend(tags.iter().cloned());
+        new.tag_guard = self.tag_guard(caller, Action::TagOverwrite, repo);
         let (digest, subject, all_tags) =
             (new.digest.clone(), new.subject.clone(), new.tags.clone());
         let mut d = BTreeMap::new();
@@ -466,7 +468,7 @@ impl Registry {
         let change = self.manifests.change(repo);
         let stored = self.meta.put_manifest(new, &event).await;
         change.done();
-        stored?;
+        self.audit_tag_refusal(caller, repo, stored).await?;
         Ok(PushedManifest {
             digest,
             subject,
@@ -566,6 +568,8 @@ impl Registry {
             blobs,
             children,
             tags: tag.into_iter().collect(),
+            // A mirror follows its upstream's tags; a push sets its own.
+            tag_guard: TagGuard::open(),
             created: self.clock.now(),
             provenance,
         };

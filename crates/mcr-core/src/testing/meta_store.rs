@@ -19,7 +19,7 @@ use crate::digest::Digest;
 use crate::error::{Error, Result, StorageError};
 use crate::ids::UploadId;
 use crate::names::{Reference, RepoName, Tag};
-use crate::policy::{Rule, RuleDraft};
+use crate::policy::{Rule, RuleDraft, TagGuard};
 use crate::ports::{
     AuditLog, BlobIndex, BlobInfo, GcStore, ListStream, ManifestRecord, ManifestStore,
     ManifestSummary, NewManifest, Page, PolicyRuleStore, Provenance, RepoDetail, RepoQuery,
@@ -358,8 +358,17 @@ impl RepositoryStore for FakeMetaStore {
         }))
     }
 
-    async fn delete_repository(&self, repo: &RepoName) -> Result<Option<Vec<UploadId>>> {
+    async fn delete_repository(
+        &self,
+        repo: &RepoName,
+        guard: &TagGuard,
+    ) -> Result<Option<Vec<UploadId>>> {
         let mut state = self.lock();
+        if let Some(r) = state.repos.get(repo) {
+            for tag in r.tags.keys() {
+                guard.check(tag, None)?;
+            }
+        }
         if state.repos.remove(repo).is_none() {
             return Ok(None);
         }
@@ -446,6 +455,13 @@ impl ManifestStore for FakeMetaStore {
                 return Err(Error::ManifestChildUnknown(missing.clone()));
             }
         }
+        if let Some(r) = existing {
+            for tag in &m.tags {
+                if r.tags.get(tag).is_some_and(|d| d != &m.digest) {
+                    m.tag_guard.check(tag, None)?;
+                }
+            }
+        }
         let repo = state.repo_mut(&m.repository, m.created);
         repo.manifests
             .entry(m.digest.clone())
@@ -491,12 +507,23 @@ impl ManifestStore for FakeMetaStore {
         Ok(record)
     }
 
-    async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
+    async fn delete_manifest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        guard: &TagGuard,
+    ) -> Result<bool> {
         self.manifest_write_pause.pass().await;
         let mut state = self.lock();
         let Some(r) = state.repos.get_mut(repo) else {
             return Ok(false);
         };
+        if !r.manifests.contains_key(digest) {
+            return Ok(false);
+        }
+        for (tag, _) in r.tags.iter().filter(|(_, d)| *d == digest) {
+            guard.check(tag, Some(digest))?;
+        }
         if r.manifests.remove(digest).is_none() {
             return Ok(false);
         }

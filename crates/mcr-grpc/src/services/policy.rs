@@ -83,10 +83,16 @@ impl PolicyService for Api {
         req: Request<pb::ExplainRequest>,
     ) -> Result<Response<pb::ExplainResponse>, Status> {
         let caller = caller(&req)?;
-        let (principal, action, repo) = explain_input(req.into_inner()).map_err(status)?;
+        let ask = explain_input(req.into_inner()).map_err(status)?;
         let e = self
             .registry
-            .explain(&caller, &principal, action, repo.as_ref())
+            .explain(
+                &caller,
+                &ask.principal,
+                ask.action,
+                ask.repository.as_ref(),
+                ask.tag.as_ref(),
+            )
             .await
             .map_err(status)?;
         Ok(Response::new((&e).into()))

@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use mcr_core::names::RepoName;
+use mcr_core::names::{RepoName, Tag};
 use mcr_core::policy::{RuleDraft, RulePatch};
 use mcr_core::principal::{AccountType, Action, Principal, Role};
 use serde::Deserialize;
@@ -68,20 +68,29 @@ pub struct ExplainBody {
     roles: Vec<Role>,
     action: Action,
     repository: Option<String>,
+    /// The tag a tag action is asked on.
+    tag: Option<String>,
 }
 
-/// `POST /v1/policy/explain`: which rules match a subject, action and
-/// repository, and why the decision fell as it did.
+/// `POST /v1/policy/explain`: which rules match a subject, action,
+/// repository and tag, and why the decision fell as it did.
 pub async fn explain(
     State(state): State<AppState>,
     AdminCaller(caller): AdminCaller,
     JsonBody(body): JsonBody<ExplainBody>,
 ) -> Result<Response, ApiError> {
     let repo = body.repository.as_deref().map(RepoName::new).transpose()?;
+    let tag = body.tag.as_deref().map(Tag::new).transpose()?;
     let principal = Principal::new(body.subject, body.account_type, body.roles);
     let e = state
         .registry
-        .explain(&caller, &principal, body.action, repo.as_ref())
+        .explain(
+            &caller,
+            &principal,
+            body.action,
+            repo.as_ref(),
+            tag.as_ref(),
+        )
         .await?;
     Ok(
         Json(json!({"decision": e.decision, "rules": e.rules, "text": e.to_string()}))

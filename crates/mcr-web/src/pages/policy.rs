@@ -26,13 +26,15 @@ use crate::error::UiError;
 use crate::session::{LoggedIn, Session};
 use crate::state::Web;
 
-const ACTIONS: [Action; 6] = [
+const ACTIONS: [Action; 8] = [
     Action::Pull,
     Action::Push,
     Action::Delete,
     Action::Catalog,
     Action::VersionCheck,
     Action::PolicyManage,
+    Action::TagOverwrite,
+    Action::TagDelete,
 ];
 const ROLES: [Role; 3] = [Role::Admin, Role::User, Role::Guest];
 const ACCOUNT_TYPES: [AccountType; 2] = [AccountType::Human, AccountType::System];
@@ -48,6 +50,7 @@ pub struct RuleRow {
     account_types: String,
     subject: String,
     repositories: String,
+    tags: String,
     description: String,
     enabled: bool,
 }
@@ -79,6 +82,11 @@ impl RuleRow {
             } else {
                 any_or(&r.repositories)
             },
+            tags: if r.tags.is_empty() {
+                "every tag".into()
+            } else {
+                any_or(&r.tags)
+            },
             description: r.description.clone(),
             enabled: r.enabled,
         }
@@ -103,6 +111,8 @@ pub struct DraftForm {
     #[serde(default)]
     repositories: String,
     #[serde(default)]
+    tags: String,
+    #[serde(default)]
     description: String,
     enabled: Option<String>,
 }
@@ -113,6 +123,7 @@ pub struct DraftView {
     effect: String,
     subject: String,
     repositories: String,
+    tags: String,
     description: String,
     enabled: bool,
 }
@@ -130,11 +141,14 @@ pub struct ExplainForm {
     action: String,
     #[serde(default)]
     repository: String,
+    #[serde(default)]
+    tag: String,
 }
 
 pub struct ExplainView {
     subject: String,
     repository: String,
+    tag: String,
     account_choices: Vec<Choice>,
     role_choices: Vec<Choice>,
     action_choices: Vec<Choice>,
@@ -146,6 +160,7 @@ impl ExplainView {
         ExplainView {
             subject: f.subject.clone(),
             repository: f.repository.clone(),
+            tag: f.tag.clone(),
             account_choices: choices(&ACCOUNT_TYPES, &one(&f.account_type, "human")),
             role_choices: choices(&ROLES, &f.roles),
             action_choices: choices(&ACTIONS, &one(&f.action, "registry:pull")),
@@ -211,6 +226,7 @@ async fn policy_page(
             },
             subject: form.subject.clone(),
             repositories: form.repositories.clone(),
+            tags: form.tags.clone(),
             description: form.description.clone(),
             enabled: form.enabled.is_some() || form.priority.is_empty(),
         },
@@ -244,7 +260,8 @@ pub async fn page(
     policy_page(&web, &session, &csrf, &DraftForm::default(), None, notice).await
 }
 
-/// Repository patterns as typed: one per line or separated by commas.
+/// Repository or tag patterns as typed: one per line or separated by
+/// commas.
 fn patterns(text: &str) -> Vec<String> {
     text.split(['\n', ','])
         .map(str::trim)
@@ -282,6 +299,7 @@ pub async fn create(
         subject: Some(form.subject.trim().to_string()).filter(|s| !s.is_empty()),
         repositories: patterns(&form.repositories),
         enabled: Some(form.enabled.is_some()),
+        tags: patterns(&form.tags),
     };
     let mut c = web.backend().clients(Some(&session))?;
     match c.policy.create_rule(request).await {
@@ -457,7 +475,7 @@ struct ExplainPage {
     explain: ExplainView,
 }
 
-/// `GET /policy/explain?subject=&account_type=&roles=&action=&repository=`.
+/// `GET /policy/explain?subject=&account_type=&roles=&action=&repository=&tag=`.
 pub async fn explain(
     State(web): State<Web>,
     LoggedIn(session): LoggedIn,
@@ -472,6 +490,7 @@ pub async fn explain(
         roles: f.roles.clone(),
         action: f.action.clone(),
         repository: Some(f.repository.trim().to_string()).filter(|r| !r.is_empty()),
+        tag: Some(f.tag.trim().to_string()).filter(|t| !t.is_empty()),
     };
     let (result, error) = match c.policy.explain(request).await {
         Ok(r) => (Some(result_view(r.into_inner())?), None),

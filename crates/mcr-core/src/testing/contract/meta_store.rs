@@ -37,13 +37,15 @@ use crate::error::Error;
 use crate::ids::UploadId;
 use crate::media::{MediaType, OCI_IMAGE_INDEX, OCI_IMAGE_MANIFEST};
 use crate::names::{Reference, RepoName};
-use crate::policy::{Effect, RepoPattern, Rule, RuleDraft};
+use crate::policy::{
+    Effect, Engine, PolicyEngine, PolicyInput, RepoPattern, Rule, RuleDraft, TagGuard, TagPattern,
+};
 use crate::ports::{
     BlobInfo, ManifestSummary, MetaStore, NewManifest, Page, Provenance, RepoCursor, RepoQuery,
     RepoSort, RepoSummary, Revocation, SortOrder, StoreTotals, TagRef, UploadCaps, UploadSession,
     UploadState,
 };
-use crate::principal::{AccountType, Action, Role};
+use crate::principal::{AccountType, Action, Principal, Role};
 use crate::testing::{audited, pushed};
 use crate::time::Timestamp;
 
@@ -64,6 +66,8 @@ pub const META_STORE_CHECKS: &[Check<dyn MetaStore>] = checks![dyn MetaStore =>
     put_manifest_with_a_missing_child_stores_nothing,
     a_mirrored_manifest_needs_no_blobs_yet_and_protects_them_once_there,
     deleting_a_manifest_deletes_its_tags,
+    a_tag_guard_is_asked_inside_the_step,
+    concurrent_pushes_never_move_a_guarded_tag,
     delete_tag_removes_only_the_tag,
     referrers_by_subject,
     a_completed_upload_is_visible_at_once,
@@ -190,6 +194,7 @@ fn image(r: &RepoName, name: &str, blobs: &[&BlobInfo], at: Timestamp) -> NewMan
         blobs: sorted(blobs.iter().map(|b| b.digest.clone()).collect()),
         children: Vec::new(),
         tags: Vec::new(),
+        tag_guard: TagGuard::open(),
         created: at,
         provenance: Provenance::Pushed,
     }
@@ -210,6 +215,7 @@ fn index(r: &RepoName, name: &str, children: Vec<Digest>, at: Timestamp) -> NewM
         blobs: Vec::new(),
         children,
         tags: Vec::new(),
+        tag_guard: TagGuard::open(),
         created: at,
         provenance: Provenance::Pushed,
     }
@@ -776,6 +782,157 @@ async fn a_mirrored_manifest_needs_no_blobs_yet_and_protects_them_once_there(s: 
     assert_eq!(linked(&s, &r, &layer.digest).await, Some(layer));
 }
 
+/// A guard denying both tag actions on tags `v*` to everyone, in `r`.
+fn immutable_v_tags(r: &RepoName, action: Action) -> TagGuard {
+    let engine = Engine::new();
+    engine.set_rules(vec![RuleDraft {
+        priority: 1,
+        description: "v tags are immutable".into(),
+        effect: Effect::Deny,
+        actions: Action::TAG_ACTIONS.to_vec(),
+        roles: vec![],
+        account_types: vec![],
+        subject: None,
+        repositories: vec![],
+        tags: vec![TagPattern::new("v*").expect("a valid pattern")],
+        enabled: true,
+    }
+    .into_rule(1)]);
+    let who = Principal::new("contract", AccountType::Human, vec![Role::Admin]);
+    engine.tag_guard(&PolicyInput {
+        principal: &who,
+        action,
+        repository: Some(r),
+        tag: None,
+    })
+}
+
+fn assert_tag_refused(e: Error, want_tag: &str, what: &str) {
+    match e {
+        Error::TagRefused(refusal) => {
+            assert_eq!(refusal.tag.as_str(), want_tag, "{what}: the refused tag");
+            assert_eq!(refusal.rule.map(|(id, _)| id), Some(1), "{what}: the rule");
+        }
+        e => panic!("{what}: expected TagRefused, got {e:?}"),
+    }
+}
+
+/// A put, manifest delete and repository delete ask their guard about
+/// each tag they would move or delete, and a refusal changes nothing.
+/// Re-putting the manifest a guarded tag names, and creating a tag, are
+/// not asked.
+async fn a_tag_guard_is_asked_inside_the_step(s: Store) {
+    let r = repo("guarded");
+    let overwrite = immutable_v_tags(&r, Action::TagOverwrite);
+    let delete = immutable_v_tags(&r, Action::TagDelete);
+    let guarded = |mut m: NewManifest, tags: &[&str]| {
+        m.tags = tags.iter().map(|t| tag(t)).collect();
+        m.tag_guard = overwrite.clone();
+        m
+    };
+    let m1 = guarded(image(&r, "one", &[], t(1)), &["v1"]);
+    put(&s, &m1).await;
+    put(&s, &m1).await;
+    let m2 = guarded(image(&r, "two", &[], t(2)), &["new", "v1"]);
+    assert_tag_refused(
+        err_of(s.put_manifest(m2.clone(), &pushed(&m2)).await, "moving v1"),
+        "v1",
+        "moving v1",
+    );
+    assert_eq!(
+        by_tag(&s, &r, "v1").await,
+        Some(m1.digest.clone()),
+        "v1 moved"
+    );
+    assert_eq!(by_tag(&s, &r, "new").await, None, "a refused push tagged");
+    assert!(
+        !has_manifest(&s, &r, &m2.digest).await,
+        "a refused push stored"
+    );
+
+    let m2 = guarded(image(&r, "two", &[], t(2)), &["new", "v2"]);
+    put(&s, &m2).await;
+    assert_eq!(by_tag(&s, &r, "v2").await, Some(m2.digest.clone()));
+    let m3 = guarded(image(&r, "three", &[], t(3)), &["new"]);
+    put(&s, &m3).await;
+    assert_eq!(
+        by_tag(&s, &r, "new").await,
+        Some(m3.digest.clone()),
+        "new did not move"
+    );
+
+    assert_tag_refused(
+        err_of(
+            s.delete_manifest(&r, &m1.digest, &delete).await,
+            "deleting m1",
+        ),
+        "v1",
+        "deleting the manifest v1 names",
+    );
+    assert!(has_manifest(&s, &r, &m1.digest).await, "m1 was deleted");
+    assert!(
+        ok(
+            s.delete_manifest(&r, &m3.digest, &delete).await,
+            "deleting m3"
+        ),
+        "a manifest whose tags are not guarded is deleted"
+    );
+    assert_tag_refused(
+        err_of(
+            s.delete_repository(&r, &delete).await,
+            "deleting the repository",
+        ),
+        "v1",
+        "deleting the repository",
+    );
+    assert_eq!(
+        by_tag(&s, &r, "v2").await,
+        Some(m2.digest.clone()),
+        "v2 went"
+    );
+    assert!(ok(s.delete_repository(&r, &TagGuard::open()).await, "delete").is_some());
+}
+
+/// Pushes of different manifests under one guarded tag, all at once: one
+/// creates the tag, every other is refused (none saw "no tag yet" and
+/// moved it after the first), whether or not the repository existed.
+async fn concurrent_pushes_never_move_a_guarded_tag(s: Store) {
+    for (r, name) in [(repo("race/new"), "v1"), (repo("race/old"), "v2")] {
+        if name == "v2" {
+            put(&s, &tagged(image(&r, "seed", &[], t(1)), "latest")).await;
+        }
+        let guard = immutable_v_tags(&r, Action::TagOverwrite);
+        let pushes: Vec<NewManifest> = (0..8)
+            .map(|i| {
+                let mut m = tagged(image(&r, &format!("racer {i}"), &[], t(2)), name);
+                m.tag_guard = guard.clone();
+                m
+            })
+            .collect();
+        let results = join_all(pushes.iter().map(|m| {
+            let s = s.clone();
+            async move { s.put_manifest(m.clone(), &pushed(m)).await }
+        }))
+        .await;
+        let winners: Vec<&NewManifest> = pushes
+            .iter()
+            .zip(&results)
+            .filter(|(_, r)| r.is_ok())
+            .map(|(m, _)| m)
+            .collect();
+        assert_eq!(
+            winners.len(),
+            1,
+            "{name}: {} pushes stored it",
+            winners.len()
+        );
+        for e in results.into_iter().filter_map(Result::err) {
+            assert_tag_refused(e, name, "a racing push");
+        }
+        assert_eq!(by_tag(&s, &r, name).await, Some(winners[0].digest.clone()));
+    }
+}
+
 async fn deleting_a_manifest_deletes_its_tags(s: Store) {
     let r = repo("app");
     let m1 = image(&r, "one", &[], t(1));
@@ -784,7 +941,10 @@ async fn deleting_a_manifest_deletes_its_tags(s: Store) {
     put(&s, &tagged(m1.clone(), "b")).await;
     put(&s, &m2).await;
     assert!(
-        ok(s.delete_manifest(&r, &m1.digest).await, "delete_manifest"),
+        ok(
+            s.delete_manifest(&r, &m1.digest, &TagGuard::open()).await,
+            "delete_manifest"
+        ),
         "reports the manifest"
     );
     assert!(
@@ -803,17 +963,22 @@ async fn deleting_a_manifest_deletes_its_tags(s: Store) {
     );
     assert!(has_manifest(&s, &r, &m2.digest).await);
     assert!(
-        !ok(s.delete_manifest(&r, &m1.digest).await, "delete again"),
+        !ok(
+            s.delete_manifest(&r, &m1.digest, &TagGuard::open()).await,
+            "delete again"
+        ),
         "second delete"
     );
     assert!(!ok(
-        s.delete_manifest(&repo("ghost"), &m2.digest).await,
+        s.delete_manifest(&repo("ghost"), &m2.digest, &TagGuard::open())
+            .await,
         "delete in unknown repo"
     ));
     let other = repo("other");
     session(&s, &other, t(3)).await;
     assert!(!ok(
-        s.delete_manifest(&other, &m2.digest).await,
+        s.delete_manifest(&other, &m2.digest, &TagGuard::open())
+            .await,
         "delete in another repo"
     ));
     assert!(
@@ -894,7 +1059,7 @@ async fn referrers_by_subject(s: Store) {
     )
     .is_empty());
     ok(
-        s.delete_manifest(&r, &sbom.digest).await,
+        s.delete_manifest(&r, &sbom.digest, &TagGuard::open()).await,
         "delete a referrer",
     );
     let left: Vec<Digest> = ok(s.referrers(&r, &sd).await, "referrers")
@@ -1606,25 +1771,40 @@ async fn sweep_spares_blobs_referenced_in_any_repository(s: Store) {
     assert_eq!(linked(&s, &a, &layer.digest).await, Some(layer.clone()));
     assert!(has_row(&s, &shared.digest).await);
 
-    ok(s.delete_manifest(&a, &ma.digest).await, "delete in a");
+    ok(
+        s.delete_manifest(&a, &ma.digest, &TagGuard::open()).await,
+        "delete in a",
+    );
     assert!(
         sweep(&s, t(1000)).await.is_empty(),
         "swept a blob still referenced in b"
     );
-    ok(s.delete_manifest(&b, &mb.digest).await, "delete in b");
+    ok(
+        s.delete_manifest(&b, &mb.digest, &TagGuard::open()).await,
+        "delete in b",
+    );
     assert_eq!(
         sweep(&s, t(1000)).await,
         vec![both],
         "deleting every reference frees it"
     );
-    ok(s.delete_manifest(&a, &idx.digest).await, "delete the index");
+    ok(
+        s.delete_manifest(&a, &idx.digest, &TagGuard::open()).await,
+        "delete the index",
+    );
     assert!(
         sweep(&s, t(1000)).await.is_empty(),
         "swept blobs of a manifest still stored"
     );
-    ok(s.delete_manifest(&a, &m.digest).await, "delete m");
+    ok(
+        s.delete_manifest(&a, &m.digest, &TagGuard::open()).await,
+        "delete m",
+    );
     assert_eq!(sweep(&s, t(1000)).await, infos(vec![config, layer]));
-    ok(s.delete_repository(&b).await, "delete_repository b");
+    ok(
+        s.delete_repository(&b, &TagGuard::open()).await,
+        "delete_repository b",
+    );
     assert_eq!(
         sweep(&s, t(1000)).await,
         vec![shared],
@@ -1641,7 +1821,11 @@ async fn delete_repository_returns_its_uploads_and_keeps_blob_rows(s: Store) {
     let keep = session(&s, &b, t(5)).await;
     upload(&s, &b, b"layer", t(5)).await;
 
-    let ids = ok(s.delete_repository(&a).await, "delete_repository").expect("a existed");
+    let ids = ok(
+        s.delete_repository(&a, &TagGuard::open()).await,
+        "delete_repository",
+    )
+    .expect("a existed");
     assert_eq!(
         sorted(ids),
         sorted(vec![s1.id.clone(), s2.id.clone()]),
@@ -1672,9 +1856,18 @@ async fn delete_repository_returns_its_uploads_and_keeps_blob_rows(s: Store) {
         Some(layer.clone()),
         "another repo's link"
     );
-    assert_eq!(ok(s.delete_repository(&a).await, "delete again"), None);
     assert_eq!(
-        ok(s.delete_repository(&repo("ghost")).await, "delete unknown"),
+        ok(
+            s.delete_repository(&a, &TagGuard::open()).await,
+            "delete again"
+        ),
+        None
+    );
+    assert_eq!(
+        ok(
+            s.delete_repository(&repo("ghost"), &TagGuard::open()).await,
+            "delete unknown"
+        ),
         None
     );
 
@@ -1941,7 +2134,7 @@ async fn repository_sizes_follow_every_change(s: Store) {
         "a manifest stored twice counts once"
     );
     assert!(ok(
-        s.delete_manifest(&a, &m.digest).await,
+        s.delete_manifest(&a, &m.digest, &TagGuard::open()).await,
         "delete_manifest"
     ));
     assert!(ok(s.unlink_blob(&a, &y.digest).await, "unlink_blob"));
@@ -1962,7 +2155,10 @@ async fn repository_sizes_follow_every_change(s: Store) {
         ],
         "a blob linked again counts again"
     );
-    ok(s.delete_repository(&a).await, "delete_repository");
+    ok(
+        s.delete_repository(&a, &TagGuard::open()).await,
+        "delete_repository",
+    );
     assert_eq!(
         sizes().await,
         [("size/b".to_string(), 100 + n_len)],
@@ -2080,6 +2276,7 @@ fn rule_draft(priority: u32, effect: Effect, actions: Vec<Action>, enabled: bool
             .into_iter()
             .map(|p| RepoPattern::new(p).expect("the contract uses valid patterns"))
             .collect(),
+        tags: vec![],
         enabled,
     }
 }
@@ -2099,6 +2296,7 @@ fn assert_rule_is(rule: &Rule, draft: &RuleDraft, what: &str) {
         rule.repositories, draft.repositories,
         "{what}: repositories"
     );
+    assert_eq!(rule.tags, draft.tags, "{what}: tags");
     assert_eq!(rule.enabled, draft.enabled, "{what}: enabled");
 }
 
@@ -2146,10 +2344,14 @@ async fn policy_rules_crud(s: Store) {
     changed.priority = r2.priority;
     changed.description = "changed".to_string();
     changed.effect = Effect::Deny;
-    changed.actions = vec![Action::Delete];
+    changed.actions = Action::TAG_ACTIONS.to_vec();
     changed.roles = vec![Role::User, Role::Admin];
     changed.account_types = vec![AccountType::System];
     changed.repositories = Vec::new();
+    changed.tags = ["v*", "release-[0-9]*"]
+        .into_iter()
+        .map(|p| TagPattern::new(p).expect("the contract uses valid patterns"))
+        .collect();
     changed.enabled = false;
     ok(s.update_rule(&r1, &changed).await, "update_rule");
     let (updated, _) = rules(&s).await;
