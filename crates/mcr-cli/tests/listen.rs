@@ -448,3 +448,90 @@ async fn an_http2_response_the_client_gives_no_window_is_dropped_after_the_write
         begun.elapsed()
     );
 }
+
+/// A WINDOW_UPDATE frame granting `increment` bytes on `stream` (0: the
+/// connection).
+fn h2_window_update(stream: u32, increment: u32) -> Vec<u8> {
+    let mut out = b"\x00\x00\x04\x08\x00".to_vec();
+    out.extend_from_slice(&stream.to_be_bytes());
+    out.extend_from_slice(&increment.to_be_bytes());
+    out
+}
+
+/// Reads whatever the server sent within a moment; `None` once it closed.
+async fn drain(stream: &mut TcpStream) -> Option<usize> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0;
+    loop {
+        match tokio::time::timeout(Duration::from_millis(100), stream.read(&mut buf)).await {
+            Err(_) => return Some(total),
+            Ok(Ok(0) | Err(_)) => return None,
+            Ok(Ok(n)) => total += n,
+        }
+    }
+}
+
+/// Second review of the connection-slot fixes, N1: an HTTP/2 download
+/// read slowly (16 KiB per 20 s, a write timeout of 30 s) goes on, though
+/// one chunk of the body takes far longer than the timeout to go out.
+#[tokio::test(start_paused = true)]
+async fn a_slow_http2_download_that_moves_is_not_cut() {
+    let (addr, _stop) = start(ConnLimits {
+        write_timeout: Duration::from_secs(30),
+        ..lenient()
+    })
+    .await;
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    // SETTINGS: a stream window of 16 KiB.
+    hello.extend_from_slice(b"\x00\x00\x06\x04\x00\x00\x00\x00\x00\x00\x04\x00\x00\x40\x00");
+    // HEADERS on stream 1: GET /big.
+    hello.extend_from_slice(b"\x00\x00\x08\x01\x05\x00\x00\x00\x01\x82\x86\x44\x04/big");
+    stream.write_all(&hello).await.expect("a request");
+    let mut received = drain(&mut stream).await.expect("open");
+    for grant in 0..10 {
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        let mut more = h2_window_update(1, 16 << 10);
+        more.extend_from_slice(&h2_window_update(0, 16 << 10));
+        stream.write_all(&more).await.expect("still open");
+        let got = drain(&mut stream)
+            .await
+            .unwrap_or_else(|| panic!("cut after {received} bytes, grant {grant}"));
+        assert!(got > 0, "nothing came for grant {grant}");
+        received += got;
+    }
+}
+
+/// Second review, N2: new responses on the same HTTP/2 connection do not
+/// keep one the client starves alive: each response has its own clock.
+#[tokio::test(start_paused = true)]
+async fn other_streams_do_not_cover_a_starved_one() {
+    let (addr, _stop) = start(ConnLimits {
+        write_timeout: Duration::from_secs(30),
+        ..lenient()
+    })
+    .await;
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let mut hello = h2_preface(true);
+    hello.extend_from_slice(H2_GET_SMALL);
+    stream.write_all(&hello).await.expect("a request");
+    let begun = Instant::now();
+    let mut closed = false;
+    for n in 1u32..20 {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        // Another GET /small on stream 2n+1, which starts a clock of its own.
+        let mut headers = b"\x00\x00\x0a\x01\x05".to_vec();
+        headers.extend_from_slice(&(2 * n + 1).to_be_bytes());
+        headers.extend_from_slice(b"\x82\x86\x44\x06/small");
+        if stream.write_all(&headers).await.is_err() || drain(&mut stream).await.is_none() {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "the starved stream's connection is still open");
+    assert!(
+        begun.elapsed() < Duration::from_secs(60),
+        "closed only after {:?}",
+        begun.elapsed()
+    );
+}

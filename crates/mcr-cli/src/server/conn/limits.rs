@@ -26,11 +26,12 @@
 //!   `write_timeout` fails the connection; any progress starts the clock
 //!   again, so a slow reader is fine and only one that stopped is not.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -67,11 +68,13 @@ pub struct Activity {
     /// When the connection last fell idle (its start at first), in
     /// milliseconds from `began`.
     idle_since: AtomicU64,
-    /// Responses whose body is being sent.
-    responding: AtomicUsize,
-    /// When a response body was last handed out or yielded a frame, in
-    /// milliseconds from `began`.
-    progress_at: AtomicU64,
+    /// Each response being sent (by a number of its own): when its body
+    /// last handed out a piece, in milliseconds from `began`. Each has
+    /// its own clock, so one stream that moves cannot cover another that
+    /// a client starves.
+    responses: Mutex<HashMap<u64, u64>>,
+    /// The number the next response gets.
+    next_response: AtomicU64,
 }
 
 impl Activity {
@@ -84,8 +87,8 @@ impl Activity {
             reader: AtomicWaker::new(),
             began: Instant::now(),
             idle_since: AtomicU64::new(0),
-            responding: AtomicUsize::new(0),
-            progress_at: AtomicU64::new(0),
+            responses: Mutex::new(HashMap::new()),
+            next_response: AtomicU64::new(0),
         }
     }
 
@@ -104,11 +107,17 @@ impl Activity {
         self.in_flight.load(Ordering::Acquire) == 0 && self.since(&self.idle_since) >= grace
     }
 
-    /// Whether a response is being sent and no body has made progress
-    /// for `limit`: a client that gives an HTTP/2 stream no window is
-    /// never written to, so the write-stall clock cannot see it.
+    /// Whether a response being sent has handed out nothing for `limit`:
+    /// a client that gives an HTTP/2 stream no window is never written
+    /// to, so the write-stall clock cannot see it.
     pub fn is_stalled_for(&self, limit: Duration) -> bool {
-        self.responding.load(Ordering::Acquire) != 0 && self.since(&self.progress_at) >= limit
+        let now = self.now();
+        let limit = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
+        self.responses
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .any(|&at| now.saturating_sub(at) >= limit)
     }
 
     fn now(&self) -> u64 {
@@ -119,8 +128,13 @@ impl Activity {
         Duration::from_millis(self.now().saturating_sub(at.load(Ordering::Acquire)))
     }
 
-    fn progressed(&self) {
-        self.progress_at.store(self.now(), Ordering::Release);
+    /// Records that response `id` handed out a piece (or began) now.
+    fn progressed(&self, id: u64) {
+        let now = self.now();
+        self.responses
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, now);
     }
 }
 
@@ -138,25 +152,58 @@ impl Drop for InFlight {
     }
 }
 
+/// Most bytes an HTTP/2 response body hands hyper at once. hyper asks for
+/// the next piece only when the client's window has taken the last, so
+/// the pieces are what the stall clock sees move: a client reading at
+/// least this much per `write_timeout` is slow, not stalled (the store
+/// reads blobs in pieces of up to 512 KiB).
+const H2_PIECE: usize = 16 << 10;
+
 /// A response body that keeps its request in flight until it has been
 /// sent in full or dropped, and tells the connection when it progresses.
 pub struct Tracked {
     body: Body,
     in_flight: InFlight,
+    /// This response's number in `Activity::responses`.
+    id: u64,
+    /// Whether it goes out on HTTP/2, in pieces of [`H2_PIECE`].
+    http2: bool,
+    /// What is left of a frame larger than a piece.
+    rest: Bytes,
 }
 
 impl Tracked {
     pub fn new(body: Body, in_flight: InFlight) -> Tracked {
         let activity = &in_flight.0;
-        activity.progressed();
-        activity.responding.fetch_add(1, Ordering::AcqRel);
-        Tracked { body, in_flight }
+        let id = activity.next_response.fetch_add(1, Ordering::AcqRel);
+        activity.progressed(id);
+        let http2 = activity.http2.load(Ordering::Acquire);
+        Tracked {
+            body,
+            in_flight,
+            id,
+            http2,
+            rest: Bytes::new(),
+        }
+    }
+
+    /// The next piece of `data` to hand out, keeping the rest.
+    fn piece(&mut self, mut data: Bytes) -> Bytes {
+        if self.http2 && data.len() > H2_PIECE {
+            self.rest = data.split_off(H2_PIECE);
+        }
+        data
     }
 }
 
 impl Drop for Tracked {
     fn drop(&mut self) {
-        self.in_flight.0.responding.fetch_sub(1, Ordering::AcqRel);
+        self.in_flight
+            .0
+            .responses
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.id);
     }
 }
 
@@ -168,19 +215,37 @@ impl hyper::body::Body for Tracked {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        let frame = Pin::new(&mut self.body).poll_frame(cx);
+        let this = &mut *self;
+        let frame = if !this.rest.is_empty() {
+            let rest = std::mem::take(&mut this.rest);
+            Poll::Ready(Some(Ok(Frame::data(this.piece(rest)))))
+        } else {
+            match Pin::new(&mut this.body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => Poll::Ready(Some(Ok(Frame::data(this.piece(data))))),
+                    Err(frame) => Poll::Ready(Some(Ok(frame))),
+                },
+                other => other,
+            }
+        };
         if frame.is_ready() {
-            self.in_flight.0.progressed();
+            this.in_flight.0.progressed(this.id);
         }
         frame
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        self.rest.is_empty() && self.body.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+        let mut hint = self.body.size_hint();
+        let rest = self.rest.len() as u64;
+        hint.set_lower(hint.lower() + rest);
+        if let Some(upper) = hint.upper() {
+            hint.set_upper(upper + rest);
+        }
+        hint
     }
 }
 

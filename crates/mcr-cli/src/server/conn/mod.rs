@@ -119,6 +119,9 @@ pub async fn serve_plain(mut stream: TcpStream, peer: SocketAddr, serving: Servi
                         tracing::debug!(%peer, "idle connection closed to make room for a new client");
                         return;
                     }
+                    if !buf.is_empty() {
+                        head_began.get_or_insert_with(Instant::now);
+                    }
                     continue;
                 }
                 read = tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)) => read,
