@@ -16,3 +16,19 @@ document.addEventListener("click", function (event) {
     if (input) { input.select(); document.execCommand("copy"); done(); }
   }
 });
+
+// An htmx request answered with an error (mcrsrv down, a rule gone, a
+// refused form) shows the error page in place of the page, with its way
+// back, instead of leaving the old content as if nothing happened.
+document.addEventListener("htmx:beforeSwap", function (event) {
+  if (event.detail.xhr.status >= 400) {
+    event.detail.shouldSwap = true;
+    event.detail.isError = false;
+    event.detail.target = document.body;
+    event.detail.swapOverride = "innerHTML";
+  }
+});
+// The UI itself could not be reached: say so rather than nothing.
+document.addEventListener("htmx:sendError", function () {
+  window.alert("The web UI could not be reached; check that mcr-web is running and reload the page.");
+});

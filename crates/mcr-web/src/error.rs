@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use tonic::Code;
 
-use crate::session::to_login;
+use crate::session::ended_session;
 
 /// A failure a page reports.
 #[derive(Debug)]
@@ -107,7 +107,7 @@ struct ErrorPage<'a> {
 impl IntoResponse for UiError {
     fn into_response(self) -> Response {
         if let UiError::LoggedOut = self {
-            return to_login(false);
+            return ended_session();
         }
         let page = ErrorPage {
             title: self.title(),

@@ -72,6 +72,7 @@ pub fn app(web: Web) -> Router {
         .route("/gc", get(pages::gc::page).post(pages::gc::start))
         .route("/static/{file}", get(assets::file))
         .fallback(not_found)
+        .layer(middleware::from_fn(session::htmx_login))
         .layer(middleware::from_fn_with_state(web.clone(), csrf::protect))
         .layer(DefaultBodyLimit::max(csrf::MAX_BODY))
         .layer(middleware::from_fn(headers_and_log))

@@ -124,6 +124,46 @@ impl FromRequestParts<Web> for LoggedIn {
     }
 }
 
+/// Marks the answer to a request whose session `mcrsrv` no longer
+/// accepts (its token revoked or signed with a key since replaced), for
+/// [`htmx_login`].
+#[derive(Debug, Clone, Copy)]
+pub struct SessionEnded;
+
+/// The answer when `mcrsrv` refuses a session's token: the session cookie
+/// removed (else the login page, finding it, would send the browser back
+/// to the page that refused it, for ever) and the browser sent to log in.
+pub fn ended_session() -> Response {
+    let mut gone = removal(SESSION_COOKIE);
+    gone.make_removal();
+    let mut resp = (
+        [(axum::http::header::SET_COOKIE, gone.to_string())],
+        Redirect::to("/login"),
+    )
+        .into_response();
+    resp.extensions_mut().insert(SessionEnded);
+    resp
+}
+
+/// Middleware: an htmx request whose session ended is answered with
+/// `HX-Redirect` (and the cookie's removal) rather than a redirect, which
+/// the browser would follow inside the request and swap the login page
+/// into a fragment.
+pub async fn htmx_login(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let htmx = request.headers().contains_key("hx-request");
+    let mut resp = next.run(request).await;
+    if htmx && resp.extensions().get::<SessionEnded>().is_some() {
+        *resp.status_mut() = axum::http::StatusCode::OK;
+        let headers = resp.headers_mut();
+        headers.remove(axum::http::header::LOCATION);
+        headers.insert(
+            "hx-redirect",
+            axum::http::HeaderValue::from_static("/login"),
+        );
+    }
+    resp
+}
+
 /// Sends the browser to the login page.
 pub fn to_login(htmx: bool) -> Response {
     if htmx {

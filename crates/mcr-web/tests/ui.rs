@@ -355,3 +355,46 @@ async fn an_unreachable_registry_gets_a_readable_page() {
     assert!(page.html.contains("cannot be reached"), "{}", page.html);
     assert!(page.html.contains(&addr.to_string()));
 }
+
+/// Review of issue 18, defect 1: when mcrsrv no longer accepts a
+/// session's token (here revoked by a logout elsewhere), the browser is
+/// sent to log in with the session cookie removed — not back and forth
+/// between the page and `/login` — and an htmx request gets
+/// `HX-Redirect`.
+#[tokio::test]
+async fn a_session_mcrsrv_refuses_ends_at_the_login_form() {
+    let ui = start().await;
+    let mut b = Browser::default();
+    b.login(&ui.app, "user").await;
+    let mut stale = Browser {
+        cookies: b.cookies.clone(),
+    };
+    let mut htmx_stale = Browser {
+        cookies: b.cookies.clone(),
+    };
+    let page = b.get(&ui.app, "/").await;
+    let csrf = Browser::csrf(&page);
+    b.post(&ui.app, "/logout", &[("csrf", &csrf)]).await;
+
+    let page = stale.get(&ui.app, "/repositories").await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.html);
+    assert_eq!(page.headers[header::LOCATION], "/login");
+    assert!(
+        !stale.cookies.contains_key(mcr_web::session::SESSION_COOKIE),
+        "the session cookie is removed: {:?}",
+        page.headers.get_all(header::SET_COOKIE)
+    );
+    let form = stale.get(&ui.app, "/login").await;
+    assert_eq!(form.status, StatusCode::OK, "the login form, no redirect");
+
+    let req = Request::get("/repositories?sort=size")
+        .header("hx-request", "true")
+        .body(Body::empty())
+        .unwrap();
+    let page = htmx_stale.send(&ui.app, req).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(page.headers["hx-redirect"], "/login");
+    assert!(!htmx_stale
+        .cookies
+        .contains_key(mcr_web::session::SESSION_COOKIE));
+}
