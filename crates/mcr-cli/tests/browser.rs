@@ -728,6 +728,7 @@ async fn run() -> std::result::Result<usize, (usize, String)> {
             deny_rule,
         ),
         ("explain a decision", explain),
+        ("an htmx action that fails shows the error page", htmx_error),
         ("the audit log filters to matching rows", audit),
         ("garbage collection starts from its page", gc),
         ("a form post without the CSRF token is refused", csrf),
@@ -780,6 +781,7 @@ boxed!(
     escaping,
     deny_rule,
     explain,
+    htmx_error,
     audit,
     gc,
     csrf,
@@ -1012,6 +1014,25 @@ mod checks {
         // Enabled again for the explain check, then deleted there.
         ui.click(&format!("#enable-{id}")).await?;
         ui.find(&format!("#disable-{id}")).await.map(drop)
+    }
+
+    /// Review of issue 18, defect 2: a rule deleted elsewhere, then
+    /// disabled from a page that still shows it — the 404 replaces the
+    /// page, with its way back, instead of nothing happening.
+    pub async fn htmx_error(ui: &Ui<'_>, _: &Pushed) -> Result {
+        let id = create_deny_rule(ui).await?;
+        let token = admin_token(ui.env)?;
+        rest(
+            ui.env,
+            "DELETE",
+            &format!("/v1/policy/rules/{id}"),
+            None,
+            &token,
+        )?;
+        ui.click(&format!("#disable-{id}")).await?;
+        ui.wait_text("Not found").await?;
+        ui.wait_text("Back to the dashboard").await?;
+        ui.shot("htmx-error").await
     }
 
     pub async fn explain(ui: &Ui<'_>, _: &Pushed) -> Result {
