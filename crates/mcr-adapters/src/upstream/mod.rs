@@ -100,6 +100,25 @@ enum Failure {
     Final(String),
 }
 
+/// `url` with anything before an `@` in its authority shown as `***`, so
+/// an error quoting a URL given with credentials does not log them (the
+/// text may not even parse as a URL, so this works on the text).
+fn without_userinfo(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let prefix = if scheme.is_empty() {
+                String::new()
+            } else {
+                format!("{scheme}://")
+            };
+            format!("{prefix}***{}", &rest[at..])
+        }
+        None => url.to_string(),
+    }
+}
+
 impl HttpUpstream {
     /// Tries per request, the first included.
     pub const ATTEMPTS: u32 = 3;
@@ -111,7 +130,7 @@ impl HttpUpstream {
         let url = reqwest::Url::parse(config.url.trim()).map_err(|e| {
             Error::invalid(
                 "proxy.upstream",
-                format!("{:?} is not a URL: {e}", config.url),
+                format!("{:?} is not a URL: {e}", without_userinfo(&config.url)),
             )
         })?;
         if !matches!(url.scheme(), "https" | "http")
@@ -127,7 +146,7 @@ impl HttpUpstream {
                 format!(
                     "{:?} must be an http(s) URL with a host and nothing else (no path, \
                      credentials, query or fragment; credentials go in username and password)",
-                    config.url
+                    without_userinfo(&config.url)
                 ),
             ));
         }
@@ -490,6 +509,26 @@ mod tests {
             ca_cert: None,
             timeout: Duration::from_secs(1),
         }
+    }
+
+    /// Review of issue 13 (third round), D5: a password put in the URL
+    /// is refused without being quoted back (stderr is the journal).
+    #[test]
+    fn a_url_with_credentials_is_refused_without_quoting_them() {
+        for bad in [
+            "http://bob:Hunter2pw@127.0.0.1:5150",
+            "bob:Hunter2pw@127.0.0.1:5150",
+            "https://bob:Hunter2pw@x/v2?q",
+        ] {
+            let e = HttpUpstream::new(config(bad)).unwrap_err().to_string();
+            assert!(e.contains("proxy.upstream"), "{bad}: {e}");
+            assert!(!e.contains("Hunter2pw") && !e.contains("bob"), "{e}");
+        }
+        assert_eq!(
+            without_userinfo("https://u:p@x:5000/v2"),
+            "https://***@x:5000/v2"
+        );
+        assert_eq!(without_userinfo("https://x/a@b"), "https://x/a@b");
     }
 
     #[test]
