@@ -7,7 +7,10 @@
 //! htmx requests (the `X-CSRF-Token` header). A request that changes
 //! anything — any method but GET, HEAD and OPTIONS — must carry a token
 //! equal to the cookie's, compared in constant time, or it is refused
-//! with 403 before any handler runs. Logging in replaces the token.
+//! with 403 before any handler runs — unless the refusal only means the
+//! page is older than the session: a login or logout form, or any form
+//! of a browser whose session has ended, is sent to the login page
+//! instead (a fresh token comes with it). Logging in replaces the token.
 //!
 //! The body is read here, within [`MAX_BODY`], to find the form field;
 //! a larger body is refused (413) before it is read whole.
@@ -17,11 +20,11 @@ use axum::extract::{FromRef, Request, State};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum_extra::extract::cookie::{Cookie, Key, SignedCookieJar};
+use axum_extra::extract::cookie::{Cookie, Key, PrivateCookieJar, SignedCookieJar};
 use subtle::ConstantTimeEq;
 
 use crate::error::UiError;
-use crate::session::base_cookie;
+use crate::session::{base_cookie, to_login, Session};
 use crate::state::Web;
 
 /// The CSRF cookie's name.
@@ -58,7 +61,7 @@ pub async fn protect(State(web): State<Web>, mut req: Request, next: Next) -> Re
     let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     if !safe {
         let Some(expected) = &existing else {
-            return UiError::Csrf.into_response();
+            return refused(&web, &req);
         };
         let header = req
             .headers()
@@ -76,7 +79,7 @@ pub async fn protect(State(web): State<Web>, mut req: Request, next: Next) -> Re
         let sent = header.or(field).unwrap_or_default();
         if !bool::from(sent.as_bytes().ct_eq(expected.as_bytes())) {
             tracing::warn!(path = %parts.uri.path(), "refused a request without the CSRF token");
-            return UiError::Csrf.into_response();
+            return refused(&web, &Request::from_parts(parts, Body::empty()));
         }
         req = Request::from_parts(parts, Body::from(bytes));
     }
@@ -99,4 +102,18 @@ pub async fn protect(State(web): State<Web>, mut req: Request, next: Next) -> Re
         return (jar, resp).into_response();
     }
     resp
+}
+
+/// The answer to a state change without a valid token: the login page
+/// for a login or logout form (a stale form: the key or the session
+/// changed since it was served, and reloading would send the same token
+/// again) and for a browser with no live session (whatever it sent, it
+/// must log in first); otherwise 403.
+fn refused(web: &Web, req: &Request) -> Response {
+    let path = req.uri().path();
+    let jar = PrivateCookieJar::<Key>::from_headers(req.headers(), Key::from_ref(web));
+    if matches!(path, "/login" | "/logout") || Session::from_jar(&jar, web.now()).is_none() {
+        return to_login(req.headers().contains_key("hx-request"));
+    }
+    UiError::Csrf.into_response()
 }

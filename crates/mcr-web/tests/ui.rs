@@ -398,3 +398,55 @@ async fn a_session_mcrsrv_refuses_ends_at_the_login_form() {
         .cookies
         .contains_key(mcr_web::session::SESSION_COOKIE));
 }
+
+/// Review of issue 18 (second round), D1–D3: a form older than the
+/// session — a second logout, a tab still open after logging out, a login
+/// form from before mcr-web's key changed — goes to the login page, not
+/// to a 403 that reloading cannot clear; a logged-in user's form without
+/// the token is still refused.
+#[tokio::test]
+async fn stale_forms_go_to_the_login_page() {
+    let ui = start().await;
+    let mut b = Browser::default();
+    b.login(&ui.app, "admin").await;
+    let page = b.get(&ui.app, "/policy").await;
+    let csrf = Browser::csrf(&page);
+    let mut other_tab = Browser {
+        cookies: b.cookies.clone(),
+    };
+    let page = b.post(&ui.app, "/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    let again = b.post(&ui.app, "/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(again.status, StatusCode::SEE_OTHER, "{}", again.html);
+    assert_eq!(again.headers[header::LOCATION], "/login");
+
+    // The other tab still holds the session cookie of a revoked token
+    // and the old CSRF cookie; its session ended at mcrsrv, so its form
+    // goes to the login page once mcr-web learns that.
+    other_tab.cookies.remove(mcr_web::session::SESSION_COOKIE);
+    let req = Request::post("/policy/rules/1/enabled")
+        .header("hx-request", "true")
+        .header("x-csrf-token", "0".repeat(64))
+        .body(Body::empty())
+        .unwrap();
+    let page = other_tab.send(&ui.app, req).await;
+    assert_eq!(page.headers["hx-redirect"], "/login", "{}", page.html);
+
+    let mut stale = Browser::default();
+    stale.get(&ui.app, "/login").await;
+    let page = stale
+        .post(
+            &ui.app,
+            "/login",
+            &[
+                ("csrf", &"1".repeat(64)),
+                ("username", "admin"),
+                ("password", TEST_PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.html);
+    assert_eq!(page.headers[header::LOCATION], "/login");
+    let form = stale.get(&ui.app, "/login").await;
+    assert_eq!(form.status, StatusCode::OK);
+}
