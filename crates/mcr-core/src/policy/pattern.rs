@@ -1,8 +1,15 @@
 //! Patterns: the validated globs a rule's `repositories` ([`RepoPattern`])
 //! and `tags` ([`TagPattern`]) hold.
 //!
-//! Matching is the `glob` crate's, with two options fixed so that a pattern
-//! reads like a path: `*`, `?` and `[...]` never match `/`, and case counts.
+//! The syntax and meaning are the `glob` crate's, with two options fixed
+//! so that a pattern reads like a path: `*`, `?` and `[...]` never match
+//! `/`, and case counts. `glob` parses and validates; matching goes
+//! through a regular expression compiled from the pattern ([`compile`]),
+//! because `glob`'s backtracking matcher takes exponential time on
+//! patterns with many `*` in one segment against a long name (a rule
+//! with `???*??*?*?*?*?7777p0pp` stalled every request it was asked
+//! about; found by the `policy_rule` fuzz target). The `regex` crate
+//! matches in time linear in the name.
 //! `**`, as a whole path segment, matches any number of segments (zero or
 //! more), so `production/**` covers everything under `production/` and
 //! `**/app` covers `app` at any depth.
@@ -20,18 +27,99 @@
 use std::fmt;
 use std::str::FromStr;
 
-use glob::{MatchOptions, Pattern};
+use glob::Pattern;
+use regex::Regex;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Result};
 use crate::names::{Tag, MAX_REPO_NAME_LEN, MAX_TAG_LEN};
 
-/// How every pattern matches: segment by segment, case-sensitively.
-const MATCH: MatchOptions = MatchOptions {
-    case_sensitive: true,
-    require_literal_separator: true,
-    require_literal_leading_dot: false,
-};
+/// The regular expression that matches what `glob` matches for `pattern`
+/// (a pattern `glob` accepted) with `case_sensitive` and
+/// `require_literal_separator` set: `*` is any run of characters but `/`,
+/// `?` and `[...]` one character but `/`, and a `**` segment any number of
+/// whole segments (`a/**/b` matches `a/b`, `**/app` matches `app`, `a/**`
+/// everything under `a/`).
+fn compile(pattern: &str) -> std::result::Result<Regex, regex::Error> {
+    let mut re = String::from("^");
+    let segments: Vec<&str> = pattern.split('/').collect();
+    for (i, segment) in segments.iter().enumerate() {
+        let last = i + 1 == segments.len();
+        if *segment == "**" {
+            re.push_str(if last { ".*" } else { "(?:[^/]*/)*" });
+            continue;
+        }
+        let mut chars = segment.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '*' => re.push_str("[^/]*"),
+                '?' => re.push_str("[^/]"),
+                '[' => {
+                    let negated = chars.next_if_eq(&'!').is_some();
+                    let mut members = Vec::new();
+                    // A `]` first is a member, as in `glob`.
+                    if let Some(c) = chars.next_if_eq(&']') {
+                        members.push(c);
+                    }
+                    for c in chars.by_ref() {
+                        if c == ']' {
+                            break;
+                        }
+                        members.push(c);
+                    }
+                    re.push_str(if negated { "[^/" } else { "[" });
+                    let mut k = 0;
+                    while k < members.len() {
+                        if k + 2 < members.len() && members[k + 1] == '-' {
+                            re.push_str(&format!(
+                                "{}-{}",
+                                regex::escape(&members[k].to_string()),
+                                regex::escape(&members[k + 2].to_string())
+                            ));
+                            k += 3;
+                        } else {
+                            re.push_str(&regex::escape(&members[k].to_string()));
+                            k += 1;
+                        }
+                    }
+                    re.push(']');
+                }
+                c => re.push_str(&regex::escape(&c.to_string())),
+            }
+        }
+        if !last {
+            re.push('/');
+        }
+    }
+    re.push('$');
+    Regex::new(&re)
+}
+
+/// Whether a `[...]` class of `pattern` holds a `/`, which no name's
+/// character could match there and which would split the class across
+/// segments.
+fn slash_in_class(pattern: &str) -> bool {
+    let mut chars = pattern.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '[' {
+            continue;
+        }
+        // As `compile` reads a class: `!` negates, a `]` first is a member.
+        chars.next_if_eq(&'!');
+        if chars.next_if_eq(&'/').is_some() {
+            return true;
+        }
+        chars.next_if_eq(&']');
+        for c in chars.by_ref() {
+            match c {
+                ']' => break,
+                '/' => return true,
+                _ => {}
+            }
+        }
+    }
+    false
+}
 
 /// Characters a pattern may hold: the OCI name alphabet and glob syntax.
 fn allowed(c: char) -> bool {
@@ -42,7 +130,8 @@ fn allowed(c: char) -> bool {
 /// docs for its syntax.
 #[derive(Clone)]
 pub struct RepoPattern {
-    pattern: Pattern,
+    text: String,
+    regex: Regex,
 }
 
 impl RepoPattern {
@@ -62,23 +151,33 @@ impl RepoPattern {
                  '.', '_', '-' and '/', and patterns add '*', '?', '[', ']' and '!'"
             )));
         }
+        if slash_in_class(s) {
+            return Err(bad(
+                "has a '/' inside a [...] class, which never matches".into()
+            ));
+        }
         if s.split('/').any(str::is_empty) {
             return Err(bad(
                 "has an empty path segment (a leading, trailing or doubled '/')".into(),
             ));
         }
-        let pattern = Pattern::new(s).map_err(|e| bad(format!("is not a valid glob: {e}")))?;
-        Ok(RepoPattern { pattern })
+        Pattern::new(s).map_err(|e| bad(format!("is not a valid glob: {e}")))?;
+        let regex = compile(s).map_err(|e| bad(format!("is not a valid glob: {e}")))?;
+        Ok(RepoPattern {
+            text: s.to_string(),
+            regex,
+        })
     }
 
     /// The pattern as written.
     pub fn as_str(&self) -> &str {
-        self.pattern.as_str()
+        &self.text
     }
 
-    /// Whether `repo` (a repository name) matches.
+    /// Whether `repo` (a repository name) matches, in time linear in its
+    /// length.
     pub fn matches(&self, repo: &str) -> bool {
-        self.pattern.matches_with(repo, MATCH)
+        self.regex.is_match(repo)
     }
 }
 
@@ -133,7 +232,8 @@ fn allowed_in_tag(c: char) -> bool {
 /// construction; see the module docs for its syntax.
 #[derive(Clone)]
 pub struct TagPattern {
-    pattern: Pattern,
+    text: String,
+    regex: Regex,
 }
 
 impl TagPattern {
@@ -155,18 +255,22 @@ impl TagPattern {
                  and patterns add '*', '?', '[', ']' and '!'"
             )));
         }
-        let pattern = Pattern::new(s).map_err(|e| bad(format!("is not a valid glob: {e}")))?;
-        Ok(TagPattern { pattern })
+        Pattern::new(s).map_err(|e| bad(format!("is not a valid glob: {e}")))?;
+        let regex = compile(s).map_err(|e| bad(format!("is not a valid glob: {e}")))?;
+        Ok(TagPattern {
+            text: s.to_string(),
+            regex,
+        })
     }
 
     /// The pattern as written.
     pub fn as_str(&self) -> &str {
-        self.pattern.as_str()
+        &self.text
     }
 
-    /// Whether `tag` matches.
+    /// Whether `tag` matches, in time linear in its length.
     pub fn matches(&self, tag: &Tag) -> bool {
-        self.pattern.matches_with(tag.as_str(), MATCH)
+        self.regex.is_match(tag.as_str())
     }
 }
 
@@ -292,6 +396,40 @@ mod tests {
             }
         }
         assert!(RepoPattern::new(&"a".repeat(2 * MAX_REPO_NAME_LEN + 1)).is_err());
+    }
+
+    /// The fuzz target's find: many `*` in one segment against the
+    /// longest name took `glob` more than 10 s; the regex answers at once.
+    #[test]
+    fn many_stars_against_a_long_name_answer_at_once() {
+        let p = pat("???*??*?*?*?*?7777p0pp");
+        let name = format!("{}/{}", "x".repeat(127), "y".repeat(127));
+        let started = std::time::Instant::now();
+        assert!(!p.matches(&name));
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        assert!(RepoPattern::new("a[x/y]b").is_err());
+        assert!(RepoPattern::new("a/[!/]").is_err());
+    }
+
+    proptest::proptest! {
+        /// The compiled expression agrees with `glob` itself (with the
+        /// options the module states) on short patterns and names, where
+        /// `glob`'s backtracking is quick.
+        #[test]
+        fn matching_agrees_with_glob(
+            pattern in "(\\*\\*|[ab/*?.-]|\\[!?[ab/-]{1,3}\\]){1,7}",
+            name in "[ab/.-]{0,8}",
+        ) {
+            if let Ok(p) = RepoPattern::new(&pattern) {
+                let options = glob::MatchOptions {
+                    case_sensitive: true,
+                    require_literal_separator: true,
+                    require_literal_leading_dot: false,
+                };
+                let oracle = glob::Pattern::new(&pattern).unwrap().matches_with(&name, options);
+                proptest::prop_assert_eq!(p.matches(&name), oracle, "{} on {:?}", pattern, name);
+            }
+        }
     }
 
     fn tag(s: &str) -> Tag {
