@@ -9,6 +9,7 @@
 //! tells every connection to finish what it is answering and close, and
 //! waits for them up to the drain time.
 
+use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -236,6 +237,7 @@ pub async fn serve(
                 let acceptor = acceptor.clone();
                 connections.spawn(async move {
                     let began = Instant::now();
+                    let fd = stream.as_raw_fd();
                     let accepting = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
                     tokio::pin!(accepting);
                     // A handshake that has not finished within the grace
@@ -254,7 +256,7 @@ pub async fn serve(
                         }
                     };
                     match handshake {
-                        Ok(Ok(tls)) => conn::serve_hyper(tls, peer, serving).await,
+                        Ok(Ok(tls)) => conn::serve_hyper(tls, fd, peer, serving).await,
                         Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }

@@ -29,6 +29,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::io::{self, IoSlice};
+use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -42,7 +43,6 @@ use futures_util::task::AtomicWaker;
 use hyper::body::{Frame, SizeHint};
 use hyper::rt::{Read, ReadBufCursor, Write};
 use pin_project_lite::pin_project;
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
@@ -270,11 +270,16 @@ pin_project! {
         stall: Sleep,
         // Whether `stall` is timing a write the socket has not taken.
         stalled: bool,
+        // The socket, to ask how much the kernel still holds for the peer.
+        fd: RawFd,
+        // What it held when `stall` was last set.
+        held: Option<i64>,
     }
 }
 
 impl<T: Read + Write> ConnIo<T> {
-    pub fn new(io: T, activity: Arc<Activity>, limits: &ConnLimits) -> ConnIo<T> {
+    /// `io` over the socket `fd`, which must outlive it.
+    pub fn new(io: T, fd: RawFd, activity: Arc<Activity>, limits: &ConnLimits) -> ConnIo<T> {
         ConnIo {
             io,
             activity,
@@ -287,6 +292,8 @@ impl<T: Read + Write> ConnIo<T> {
             write_timeout: limits.write_timeout,
             stall: tokio::time::sleep(limits.write_timeout),
             stalled: false,
+            fd,
+            held: None,
         }
     }
 }
@@ -359,11 +366,18 @@ impl<T: Read + Write> ConnIo<T> {
             Poll::Pending => {
                 if !*this.stalled {
                     *this.stalled = true;
+                    *this.held = queued(*this.fd);
                     let deadline = Instant::now() + *this.write_timeout;
                     this.stall.as_mut().reset(deadline);
                 }
-                if this.stall.poll(cx).is_ready() {
-                    return Poll::Ready(Err(write_stalled()));
+                while this.stall.as_mut().poll(cx).is_ready() {
+                    let now = queued(*this.fd);
+                    if !drained(*this.held, now) {
+                        return Poll::Ready(Err(write_stalled()));
+                    }
+                    *this.held = now;
+                    let deadline = Instant::now() + *this.write_timeout;
+                    this.stall.as_mut().reset(deadline);
                 }
                 Poll::Pending
             }
@@ -409,11 +423,54 @@ fn write_stalled() -> io::Error {
     )
 }
 
-/// Waits until `stream` takes bytes, failing after `stall`.
+/// Bytes the kernel still holds for the peer of `fd` (sent and not yet
+/// acknowledged, or not sent yet: `SIOCOUTQ`, tcp(7)); `None` if it
+/// cannot tell.
+fn queued(fd: RawFd) -> Option<i64> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ (TIOCOUTQ) writes one int into `n`; a bad fd only
+    // makes it fail.
+    (unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut n) } == 0).then_some(i64::from(n))
+}
+
+/// Whether the peer took bytes between two [`queued`] readings.
+///
+/// Why: a socket is reported writable again only once about a third of
+/// its send buffer (up to 4 MiB) has drained, so a client that reads
+/// slowly but steadily could go a whole `write_timeout` without the
+/// socket taking a byte; the kernel's queue going down is its progress.
+fn drained(before: Option<i64>, now: Option<i64>) -> bool {
+    matches!((before, now), (Some(b), Some(n)) if n < b)
+}
+
+/// Runs `op`, a write to `stream` or a wait for it to take bytes,
+/// failing when the client took nothing for `stall` (see [`drained`]).
+async fn unless_stalled<T>(
+    stream: &TcpStream,
+    stall: Duration,
+    op: impl Future<Output = io::Result<T>>,
+) -> io::Result<T> {
+    let fd = stream.as_raw_fd();
+    tokio::pin!(op);
+    let mut held = queued(fd);
+    loop {
+        match tokio::time::timeout(stall, &mut op).await {
+            Ok(done) => return done,
+            Err(_) => {
+                let now = queued(fd);
+                if !drained(held, now) {
+                    return Err(write_stalled());
+                }
+                held = now;
+            }
+        }
+    }
+}
+
+/// Waits until `stream` takes bytes, failing when the client took
+/// nothing for `stall`.
 pub(super) async fn writable(stream: &TcpStream, stall: Duration) -> io::Result<()> {
-    tokio::time::timeout(stall, stream.writable())
-        .await
-        .map_err(|_| write_stalled())?
+    unless_stalled(stream, stall, stream.writable()).await
 }
 
 /// Writes all of `first` and then all of `then` with vectored writes
@@ -431,9 +488,16 @@ pub(super) async fn write_all_after(
     // Drops empty slices up front; each advance drops those written.
     IoSlice::advance_slices(&mut bufs, 0);
     while !bufs.is_empty() {
-        let n = tokio::time::timeout(stall, stream.write_vectored(bufs))
-            .await
-            .map_err(|_| write_stalled())??;
+        let n = unless_stalled(stream, stall, async {
+            loop {
+                stream.writable().await?;
+                match stream.try_write_vectored(bufs) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    written => return written,
+                }
+            }
+        })
+        .await?;
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }

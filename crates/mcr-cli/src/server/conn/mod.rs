@@ -43,6 +43,7 @@ mod rewind;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -167,7 +168,8 @@ pub async fn serve_plain(mut stream: TcpStream, peer: SocketAddr, serving: Servi
             }
         }
     }
-    serve_hyper(Rewind::new(buf.freeze(), stream), peer, serving).await;
+    let fd = stream.as_raw_fd();
+    serve_hyper(Rewind::new(buf.freeze(), stream), fd, peer, serving).await;
 }
 
 /// Whether a plain connection waiting for a request since `waiting` may
@@ -187,8 +189,9 @@ fn reclaimable(stream: &TcpStream, buf: &mut BytesMut, waiting: Instant) -> bool
 }
 
 /// Hands a connection to hyper (HTTP/1.1 or HTTP/2) until it ends or,
-/// after shutdown began, until hyper has drained it gracefully.
-pub async fn serve_hyper<I>(io: I, peer: SocketAddr, serving: Serving)
+/// after shutdown began, until hyper has drained it gracefully. `fd` is
+/// the socket under `io`.
+pub async fn serve_hyper<I>(io: I, fd: RawFd, peer: SocketAddr, serving: Serving)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -207,7 +210,12 @@ where
         }
     });
     let limits = &serving.limits;
-    let io = Box::pin(ConnIo::new(TokioIo::new(io), Arc::clone(&activity), limits));
+    let io = Box::pin(ConnIo::new(
+        TokioIo::new(io),
+        fd,
+        Arc::clone(&activity),
+        limits,
+    ));
     let conn = serving.builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
     // Checks that responses being sent make progress: see
