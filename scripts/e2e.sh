@@ -221,6 +221,33 @@ for ref in "sha256:$MHEX" v1; do
 done
 log "deleted a tag (manifest kept) and a manifest (its tags gone)"
 
+# --- immutable tags: a deny rule on tag_overwrite / tag_delete (issue 15) --
+curl -sf -u "$CREDS" -H 'Content-Type: application/json' \
+  -d '{"priority":10,"description":"e2e releases are frozen","effect":"deny","actions":["registry:tag_overwrite","registry:tag_delete"],"repositories":["e2e/frozen"],"tags":["v1.*"]}' \
+  "http://$REG/v1/policy/rules" >"$WORK/rule.json" || fail "creating the tag rule failed"
+RULE=$(jq -r .id "$WORK/rule.json")
+FROZEN="$WORK/frozen"
+read -r FHEX FSIZE < <(make_image "$FROZEN" amd64 2)
+write_index "$FROZEN" v1 application/vnd.oci.image.manifest.v1+json "$FHEX" "$FSIZE"
+OTHER="$WORK/other"
+read -r OHEX OSIZE < <(make_image "$OTHER" amd64 1)
+write_index "$OTHER" v1 application/vnd.oci.image.manifest.v1+json "$OHEX" "$OSIZE"
+"${SK[@]}" copy --quiet --preserve-digests "${TLS[@]}" --dest-creds "$CREDS" "oci:$FROZEN:v1" "docker://$REG/e2e/frozen:v1.0.0"
+if "${SK[@]}" copy --quiet --preserve-digests "${TLS[@]}" --dest-creds "$CREDS" "oci:$OTHER:v1" "docker://$REG/e2e/frozen:v1.0.0" 2>"$WORK/overwrite.err"; then
+  fail "an immutable tag was moved to another image"
+fi
+grep -q "e2e releases are frozen" "$WORK/overwrite.err" || fail "the refusal does not name the rule: $(cat "$WORK/overwrite.err")"
+"${SK[@]}" copy --quiet --preserve-digests "${TLS[@]}" --src-creds "$CREDS" "docker://$REG/e2e/frozen:v1.0.0" "oci:$WORK/frozen-back:v1"
+compare_layouts "$FROZEN" "$WORK/frozen-back"
+"${SK[@]}" copy --quiet --preserve-digests "${TLS[@]}" --dest-creds "$CREDS" "oci:$FROZEN:v1" "docker://$REG/e2e/frozen:v1.0.0" ||
+  fail "re-pushing the same image under an immutable tag was refused"
+"${SK[@]}" copy --quiet --preserve-digests "${TLS[@]}" --dest-creds "$CREDS" "oci:$OTHER:v1" "docker://$REG/e2e/frozen:v2.0.0" ||
+  fail "a new tag beside an immutable one was refused"
+CODE=$(curl -s -o /dev/null -w '%{http_code}' -u "$CREDS" -X DELETE "http://$REG/v2/e2e/frozen/manifests/v1.0.0")
+[ "$CODE" = 403 ] || fail "deleting an immutable tag answered $CODE"
+curl -sf -o /dev/null -u "$CREDS" -X DELETE "http://$REG/v1/policy/rules/$RULE" || fail "deleting the tag rule failed"
+log "immutable tags: skopeo's overwrite refused naming the rule, the original pulled back identical, the same image re-pushed and a new tag pushed; the tag's delete refused"
+
 # --- mcrsrv server over TLS 1.3 with a config file -------------------------
 TLSD="$WORK/tls"; mkdir -p "$TLSD/certs"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=mcr-e2e-ca" \
@@ -332,4 +359,4 @@ done
 kill "$MSRV_PID" "$MCIAS_PID"; wait "$MSRV_PID" "$MCIAS_PID" 2>/dev/null || true; MSRV_PID=""; MCIAS_PID=""
 log "MCIAS over TLS: user pushed and pulled with skopeo; system refused, then allowed pull by a rule; guest only the version check"
 
-log "10 passed, 0 failed"
+log "11 passed, 0 failed"
