@@ -107,8 +107,8 @@ impl Activity {
         self.in_flight.load(Ordering::Acquire) == 0 && self.since(&self.idle_since) >= grace
     }
 
-    /// Whether a response being sent has handed out nothing for `limit`:
-    /// a client that gives an HTTP/2 stream no window is never written
+    /// Whether an HTTP/2 response being sent has handed out nothing for
+    /// `limit`: a client that gives a stream no window is never written
     /// to, so the write-stall clock cannot see it.
     pub fn is_stalled_for(&self, limit: Duration) -> bool {
         let now = self.now();
@@ -176,8 +176,16 @@ impl Tracked {
     pub fn new(body: Body, in_flight: InFlight) -> Tracked {
         let activity = &in_flight.0;
         let id = activity.next_response.fetch_add(1, Ordering::AcqRel);
-        activity.progressed(id);
         let http2 = activity.http2.load(Ordering::Acquire);
+        // Only HTTP/2 responses go on a clock of their own: a stream the
+        // client gives no window is never written, so nothing else sees
+        // it. An HTTP/1.1 body waits on the socket, whose write-stall
+        // clock (with the kernel's queue) judges the client; a body clock
+        // there would cut a slow reader whose megabytes sit in the
+        // kernel's buffer (third review).
+        if http2 {
+            activity.progressed(id);
+        }
         Tracked {
             body,
             in_flight,
@@ -228,7 +236,7 @@ impl hyper::body::Body for Tracked {
                 other => other,
             }
         };
-        if frame.is_ready() {
+        if frame.is_ready() && this.http2 {
             this.in_flight.0.progressed(this.id);
         }
         frame
