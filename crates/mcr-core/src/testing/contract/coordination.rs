@@ -5,8 +5,9 @@
 //! A backend shared over the network releases a dropped guard's lock
 //! within a round trip, not at the instant of the drop (`Drop` cannot
 //! wait for it): another instance may still see the key held for a
-//! moment. So the checks look again, a bounded number of times, before
-//! they call a key still held after its release.
+//! moment — longer on a loaded machine, where the unlock waits for its
+//! task and the database's turn. So the checks look again, for up to
+//! [`PATIENCE`], before they call a key still held after its release.
 //!
 //! `make` returns two instances over one fresh backend, as two replicas
 //! would hold them (for [`crate::coordination::LocalCoordination`], two
@@ -14,6 +15,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures_util::future::{join, select, Either};
 use futures_util::FutureExt;
@@ -51,27 +53,37 @@ where
     .await;
 }
 
-/// How many times a check looks before it calls a released key held.
-const LOOKS: usize = 1000;
+/// How long a check keeps looking before it calls a released key held.
+/// Each look is a round trip (none for an in-process backend, which
+/// releases at once and is seen free at the first look), so this bounds
+/// wall time, not a count a slow machine could run through before the
+/// unlock's own round trip is done.
+const PATIENCE: Duration = Duration::from_secs(10);
 
-/// Whether `c` sees `key` free within [`LOOKS`] looks.
+/// Whether `c` sees `key` free within [`PATIENCE`].
 async fn seen_free(c: &dyn Coordination, key: &LockKey) -> bool {
-    for _ in 0..LOOKS {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
         if !ok(c.is_locked(key).await, "is_locked") {
             return true;
         }
+        if Instant::now() >= deadline {
+            return false;
+        }
     }
-    false
 }
 
-/// The key, from `c`, within [`LOOKS`] tries.
+/// The key, from `c`, within [`PATIENCE`].
 async fn taken_once_free(c: &dyn Coordination, key: &LockKey) -> Option<LockGuard> {
-    for _ in 0..LOOKS {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
         if let Some(guard) = ok(c.try_lock(key).await, "try_lock") {
             return Some(guard);
         }
+        if Instant::now() >= deadline {
+            return None;
+        }
     }
-    None
 }
 
 fn keys() -> [LockKey; 3] {
