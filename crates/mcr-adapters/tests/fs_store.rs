@@ -675,3 +675,35 @@ async fn reads_stream_ranges_in_chunks() {
     let empty = put(&f.store, b"", Algorithm::Sha256).await;
     assert_eq!(read_all(&f.store, &empty, None).await, b"");
 }
+
+/// Open descriptors of this process, by what they point at.
+fn open_fds_to(path: &Path) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.unwrap().path()).ok())
+        .filter(|target| {
+            target
+                .to_string_lossy()
+                .starts_with(&*path.to_string_lossy())
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_blob_kept_open_is_closed_and_unknown_once_deleted() {
+    let f = Fixture::new();
+    let data = b"a small blob, read twice".to_vec();
+    let d = put(&f.store, &data, Algorithm::Sha256).await;
+    let path = f.layers().join("sha256").join(&d.hex()[..2]).join(d.hex());
+    assert_eq!(read_all(&f.store, &d, None).await, data);
+    assert_eq!(read_all(&f.store, &d, None).await, data);
+    assert_eq!(open_fds_to(&path), 1, "kept open for the next read");
+
+    assert!(f.store.delete(&d).await.unwrap());
+    // Deleted files show in /proc as "PATH (deleted)": none may stay open.
+    assert_eq!(open_fds_to(&path), 0, "a deleted blob's file stays open");
+    assert!(matches!(
+        f.store.read(&d, None).await,
+        Err(Error::BlobUnknown(_))
+    ));
+}

@@ -23,6 +23,7 @@
 //! filesystem, so [`FsBlobStore::open`] refuses directories on two.
 
 mod layout;
+mod open_files;
 mod probe;
 mod read;
 mod upload;
@@ -40,6 +41,7 @@ use mcr_core::ids::UploadId;
 use mcr_core::ports::{BlobBody, BlobStore, ByteRange, ListStream, UploadState, UploadWriter};
 
 use layout::Layout;
+use open_files::{OpenFiles, Opened};
 use upload::Shortcuts;
 
 /// Content-addressed blobs and resumable uploads in two directories of one
@@ -53,6 +55,8 @@ pub struct FsBlobStore {
 struct Inner {
     layout: Arc<Layout>,
     shortcuts: Arc<Shortcuts>,
+    /// Small blobs' files kept open for the next read.
+    open_files: OpenFiles,
 }
 
 impl FsBlobStore {
@@ -92,6 +96,7 @@ impl FsBlobStore {
             inner: Arc::new(Inner {
                 layout: Arc::new(Layout { layers, uploads }),
                 shortcuts: Arc::new(Shortcuts::new()?),
+                open_files: OpenFiles::default(),
             }),
         })
     }
@@ -104,6 +109,29 @@ impl FsBlobStore {
     /// The directory holding the upload sessions.
     pub fn uploads_path(&self) -> &Path {
         &self.inner.layout.uploads
+    }
+
+    /// Opens the digest's file on the blocking pool; `BlobUnknown` if
+    /// there is none.
+    async fn open_blob(&self, digest: &Digest) -> Result<Opened> {
+        let path = self.inner.layout.blob_path(digest);
+        let opened = blocking(move || {
+            let file = std::fs::File::open(&path)?;
+            let size = file.metadata()?.len();
+            Ok::<_, io::Error>((file, size))
+        })
+        .await?;
+        let (file, size) = opened.map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                Error::BlobUnknown(digest.clone())
+            } else {
+                io_error("opening blob", &self.inner.layout.blob_path(digest), e)
+            }
+        })?;
+        Ok(Opened {
+            file: Arc::new(file),
+            size,
+        })
     }
 }
 
@@ -170,27 +198,20 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn read(&self, digest: &Digest, range: Option<ByteRange>) -> Result<BlobBody> {
-        let path = self.inner.layout.blob_path(digest);
-        let opened = blocking(move || {
-            let file = std::fs::File::open(&path)?;
-            let size = file.metadata()?.len();
-            Ok::<_, io::Error>((file, size))
-        })
-        .await?;
-        let (file, size) = opened.map_err(|e| {
-            if e.kind() == io::ErrorKind::NotFound {
-                Error::BlobUnknown(digest.clone())
-            } else {
-                io_error("opening blob", &self.inner.layout.blob_path(digest), e)
+        let Opened { file, size } = match self.inner.open_files.get(digest) {
+            Ok(opened) => opened,
+            Err(miss) => {
+                let opened = self.open_blob(digest).await?;
+                self.inner.open_files.insert(miss, digest, &opened);
+                opened
             }
-        })?;
+        };
         let (offset, len) = match range {
             None => (0, size),
             Some(range) => range
                 .resolve(size)
                 .ok_or(Error::RangeNotSatisfiable { size })?,
         };
-        let file = Arc::new(file);
         Ok(BlobBody {
             size,
             offset,
@@ -214,7 +235,7 @@ impl BlobStore for FsBlobStore {
     async fn delete(&self, digest: &Digest) -> Result<bool> {
         let path = self.inner.layout.blob_path(digest);
         let prefix = self.inner.layout.prefix_dir(digest);
-        blocking(move || {
+        let removed = blocking(move || {
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
@@ -227,7 +248,11 @@ impl BlobStore for FsBlobStore {
             let _ = std::fs::remove_dir(&prefix);
             Ok(true)
         })
-        .await?
+        .await?;
+        // After the unlink, so no read that opened the file before it
+        // keeps it open (see `open_files`).
+        self.inner.open_files.forget(digest);
+        removed
     }
 
     fn list(&self) -> ListStream<Digest> {
