@@ -49,11 +49,15 @@ pub async fn build(config: &Config, tasks: TaskTracker) -> anyhow::Result<AppSta
         metadata.store.clone(),
     )
     .await?;
-    // Replicas sharing PostgreSQL change manifests this process never
-    // hears of, so they cannot keep a manifest cache true: it is off.
-    let manifest_cache_entries = match metadata.coordination {
-        Some(_) => 0,
-        None => RegistryConfig::default().manifest_cache_entries,
+    // Replicas sharing PostgreSQL change manifests and links this process
+    // never hears of, so they cannot keep the read caches true: off.
+    let defaults = RegistryConfig::default();
+    let (manifest_cache_entries, blob_link_cache_entries) = match metadata.coordination {
+        Some(_) => (0, 0),
+        None => (
+            defaults.manifest_cache_entries,
+            defaults.blob_link_cache_entries,
+        ),
     };
     let mut registry = Registry::new(metadata.store, blobs, identity, Arc::new(Engine::new()))
         .with_config(RegistryConfig {
@@ -67,7 +71,8 @@ pub async fn build(config: &Config, tasks: TaskTracker) -> anyhow::Result<AppSta
             max_requests_in_flight: config.max_requests_in_flight(),
             login_limit: config.login_limit()?,
             manifest_cache_entries,
-            ..RegistryConfig::default()
+            blob_link_cache_entries,
+            ..defaults
         });
     if let Some(snapshots) = metadata.snapshots {
         registry = registry.with_snapshots(snapshots);

@@ -265,11 +265,13 @@ impl Registry {
         reason: DropReason,
         extra: BTreeMap<String, String>,
     ) -> Result<bool> {
-        // Mirrors are never in the manifest cache, but every change of
-        // manifests goes through it (see `registry::manifest_cache`).
+        // Mirrors are never in the read caches, but every change of what
+        // they hold goes through them (see `registry::read_cache`).
         let change = self.manifests.change(repo);
+        let links = self.blob_links.change(repo);
         let emptied = self.meta.empty_repository(repo).await;
         change.done();
+        links.done();
         let held = emptied?;
         mirror.dropped(repo);
         if !held {

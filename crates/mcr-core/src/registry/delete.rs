@@ -64,7 +64,10 @@ impl Registry {
         digest: &Digest,
     ) -> Result<()> {
         self.authorize(caller, Action::Delete, Some(repo)).await?;
-        if !self.meta.unlink_blob(repo, digest).await? {
+        let change = self.blob_links.change(repo);
+        let unlinked = self.meta.unlink_blob(repo, digest).await;
+        change.done();
+        if !unlinked? {
             return Err(Error::BlobUnknown(digest.clone()));
         }
         self.audit(
@@ -94,8 +97,10 @@ impl Registry {
         // Its tags go with it: an admin is bound by tag rules too.
         let guard = self.tag_guard(caller, Action::TagDelete, repo);
         let change = self.manifests.change(repo);
+        let links = self.blob_links.change(repo);
         let deleted = self.meta.delete_repository(repo, &guard).await;
         change.done();
+        links.done();
         let uploads = self
             .audit_tag_refusal(caller, repo, deleted)
             .await?

@@ -246,10 +246,19 @@ impl Registry {
         let (mut blobs_removed, mut bytes_freed) = (0, 0);
         let mut after = None;
         loop {
+            // The sweep takes every link of the blobs it takes, in
+            // repositories it does not name; a step that took none leaves
+            // the cached links alone, so they outlive a long run.
+            let links = self.blob_links.change_all();
             let step = self
                 .meta
                 .sweep_unreferenced_blobs(cutoff, after.as_ref(), self.config.gc_sweep_window.get())
-                .await?;
+                .await;
+            match &step {
+                Ok(step) if step.swept.is_empty() => links.unchanged(),
+                _ => links.done(),
+            }
+            let step = step?;
             for blob in step.swept {
                 if self.delete_file_if_orphan(&blob.digest).await? {
                     blobs_removed += 1;

@@ -14,11 +14,11 @@ mod gc;
 mod health;
 mod identity;
 mod logins;
-mod manifest_cache;
 mod proxy;
 mod pull;
 mod push;
 mod rate;
+mod read_cache;
 mod snapshot;
 mod tag_rules;
 
@@ -47,10 +47,11 @@ use crate::coordination::LocalCoordination;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::manifest::MAX_MANIFEST_SIZE;
-use crate::names::RepoName;
+use crate::names::{Reference, RepoName};
 use crate::policy::{PolicyEngine, PolicyInput};
 use crate::ports::{
-    BlobStore, Coordination, LockGuard, LockKey, MetaStore, Page, SnapshotStore, TokenValidator,
+    BlobInfo, BlobStore, Coordination, LockGuard, LockKey, ManifestRecord, MetaStore, Page,
+    SnapshotStore, TokenValidator,
 };
 use crate::principal::{Action, Principal};
 use crate::proxy::{Mirrors, ProxyConfig};
@@ -123,13 +124,20 @@ pub struct RegistryConfig {
     /// off. It must be 0 when other processes change the same metadata
     /// store (replicas sharing PostgreSQL): their pushes and deletes do
     /// not reach this process's cache, which only this process's own
-    /// use cases keep true (`registry::manifest_cache` has the argument).
+    /// use cases keep true (`registry::read_cache` has the argument).
     /// Mirrored repositories are never cached (their tags are
     /// revalidated upstream).
     pub manifest_cache_entries: usize,
     /// The most manifest bytes the cache holds; a manifest larger than
     /// this is never cached.
     pub manifest_cache_bytes: usize,
+    /// Blob links (repository, digest → size) kept in memory so a blob
+    /// pull answers without asking the `MetaStore` whether the repository
+    /// holds the blob; 0 turns the cache off. Like
+    /// [`Self::manifest_cache_entries`], it must be 0 when other processes
+    /// change the same metadata store: their deletes and GC sweeps do not
+    /// reach this process's cache.
+    pub blob_link_cache_entries: usize,
 }
 
 impl Default for RegistryConfig {
@@ -150,12 +158,17 @@ impl Default for RegistryConfig {
             login_limit: None,
             manifest_cache_entries: DEFAULT_MANIFEST_CACHE_ENTRIES,
             manifest_cache_bytes: DEFAULT_MANIFEST_CACHE_BYTES,
+            blob_link_cache_entries: DEFAULT_BLOB_LINK_CACHE_ENTRIES,
         }
     }
 }
 
 /// [`RegistryConfig::manifest_cache_entries`] by default.
 pub const DEFAULT_MANIFEST_CACHE_ENTRIES: usize = 4096;
+
+/// [`RegistryConfig::blob_link_cache_entries`] by default: about 1 MiB of
+/// links.
+pub const DEFAULT_BLOB_LINK_CACHE_ENTRIES: usize = 4096;
 
 /// [`RegistryConfig::manifest_cache_bytes`] by default: 64 MiB, sixteen
 /// of the largest manifests a push may store.
@@ -199,7 +212,9 @@ pub struct Registry {
     /// Built from `config.login_limit` over `clock`.
     logins: Option<logins::FailedLogins>,
     /// Built from `config.manifest_cache_*`.
-    manifests: manifest_cache::ManifestCache,
+    manifests: read_cache::RepoCache<Reference, ManifestRecord>,
+    /// Built from `config.blob_link_cache_entries`.
+    blob_links: read_cache::RepoCache<Digest, BlobInfo>,
 }
 
 /// The ports a task outliving a use case call needs (a blob fill driven
@@ -239,6 +254,7 @@ impl Registry {
             in_flight: None,
             logins: None,
             manifests: manifest_cache(&RegistryConfig::default()),
+            blob_links: blob_link_cache(&RegistryConfig::default()),
         }
     }
 
@@ -269,8 +285,9 @@ impl Registry {
 
     /// Takes locks through `coordination`: what replicas sharing the stores
     /// must do (the default, [`LocalCoordination`], serves one process).
-    /// Replicas must also turn the manifest cache off
-    /// ([`RegistryConfig::manifest_cache_entries`] = 0).
+    /// Replicas must also turn the read caches off
+    /// ([`RegistryConfig::manifest_cache_entries`] and
+    /// [`RegistryConfig::blob_link_cache_entries`] = 0).
     pub fn with_coordination(mut self, coordination: Arc<dyn Coordination>) -> Registry {
         self.coordination = coordination;
         self
@@ -286,6 +303,7 @@ impl Registry {
         self.config = config;
         self.rate_limits_changed();
         self.manifests = manifest_cache(&self.config);
+        self.blob_links = blob_link_cache(&self.config);
         self
     }
 
@@ -565,8 +583,12 @@ impl Registry {
     }
 }
 
-fn manifest_cache(config: &RegistryConfig) -> manifest_cache::ManifestCache {
-    manifest_cache::ManifestCache::new(config.manifest_cache_entries, config.manifest_cache_bytes)
+fn manifest_cache(config: &RegistryConfig) -> read_cache::RepoCache<Reference, ManifestRecord> {
+    read_cache::RepoCache::new(config.manifest_cache_entries, config.manifest_cache_bytes)
+}
+
+fn blob_link_cache(config: &RegistryConfig) -> read_cache::RepoCache<Digest, BlobInfo> {
+    read_cache::RepoCache::new(config.blob_link_cache_entries, usize::MAX)
 }
 
 /// Builds a details map from pairs.

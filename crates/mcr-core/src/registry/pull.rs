@@ -109,7 +109,7 @@ impl Registry {
 
     /// A manifest of a repository that is not a mirror: from the manifest
     /// cache, or read from the `MetaStore` and cached (see
-    /// `manifest_cache` for why an entry is never older than an answered
+    /// `read_cache` for why an entry is never older than an answered
     /// change). Absences are not cached.
     async fn stored_manifest(
         &self,
@@ -126,6 +126,21 @@ impl Registry {
         let content = ManifestContent::of(&record);
         fill.insert(repo, reference, record);
         Ok(Some(content))
+    }
+
+    /// A blob's link in a repository that is not a mirror: from the
+    /// blob-link cache, or read from the `MetaStore` and cached (see
+    /// `read_cache`). Absences are not cached.
+    async fn stored_blob_link(&self, repo: &RepoName, digest: &Digest) -> Result<Option<BlobInfo>> {
+        if let Some(hit) = self.blob_links.get(repo, digest) {
+            return Ok(Some(BlobInfo::clone(&hit)));
+        }
+        let fill = self.blob_links.fill();
+        let Some(info) = self.meta.blob_in_repository(repo, digest).await? else {
+            return Ok(None);
+        };
+        fill.insert(repo, digest, info.clone());
+        Ok(Some(info))
     }
 
     /// The error for a manifest that is not there: the repository or the
@@ -152,7 +167,7 @@ impl Registry {
         self.authorize(caller, Action::Pull, Some(repo)).await?;
         let info = match self.mirrors.find(repo) {
             Some(at) => self.mirrored_blob_info(&at, repo, digest).await?,
-            None => self.meta.blob_in_repository(repo, digest).await?,
+            None => self.stored_blob_link(repo, digest).await?,
         }
         .ok_or_else(|| Error::BlobUnknown(digest.clone()))?;
         self.audit_read(
@@ -178,7 +193,7 @@ impl Registry {
         let body = match self.mirrors.find(repo) {
             Some(at) => self.mirrored_blob(caller, &at, repo, digest, range).await?,
             None => {
-                if self.meta.blob_in_repository(repo, digest).await?.is_none() {
+                if self.stored_blob_link(repo, digest).await?.is_none() {
                     return Err(Error::BlobUnknown(digest.clone()));
                 }
                 self.blobs.read(digest, range).await?
