@@ -84,7 +84,7 @@ pub struct HttpMetrics {
     /// The OCI endpoints' handles by `Endpoint as usize`, then
     /// `unmatched`'s: found by index, where a lookup by template would
     /// hash it (SipHash) under a lock for every request.
-    fixed: [OnceLock<Arc<RouteMetrics>>; Endpoint::COUNT + 1],
+    fixed: [OnceLock<RouteMetrics>; Endpoint::COUNT + 1],
     /// Every other route's (`/v2/`, `/v2/token`, `/v1/...`), by template.
     others: RwLock<HashMap<String, Arc<RouteMetrics>>>,
 }
@@ -112,7 +112,7 @@ impl HttpMetrics {
 
     /// The handles of the request's route: by the OCI dispatcher's
     /// endpoint, or by the template axum matched.
-    fn route(&self, req: &Request) -> Arc<RouteMetrics> {
+    fn route(&self, req: &Request) -> RouteRef<'_> {
         let Some(matched) = req.extensions().get::<MatchedPath>() else {
             return self.fixed(UNMATCHED_SLOT, UNMATCHED);
         };
@@ -132,22 +132,42 @@ impl HttpMetrics {
         }
     }
 
-    fn fixed(&self, slot: usize, template: &str) -> Arc<RouteMetrics> {
-        Arc::clone(self.fixed[slot].get_or_init(|| Arc::new(RouteMetrics::new(template))))
+    fn fixed(&self, slot: usize, template: &str) -> RouteRef<'_> {
+        RouteRef::Fixed(self.fixed[slot].get_or_init(|| RouteMetrics::new(template)))
     }
 
-    fn other(&self, template: &str) -> Arc<RouteMetrics> {
+    fn other(&self, template: &str) -> RouteRef<'_> {
         let routes = self.others.read().unwrap_or_else(|p| p.into_inner());
         if let Some(r) = routes.get(template) {
-            return Arc::clone(r);
+            return RouteRef::Other(Arc::clone(r));
         }
         drop(routes);
         let mut routes = self.others.write().unwrap_or_else(|p| p.into_inner());
-        Arc::clone(
+        RouteRef::Other(Arc::clone(
             routes
                 .entry(template.to_string())
                 .or_insert_with(|| Arc::new(RouteMetrics::new(template))),
-        )
+        ))
+    }
+}
+
+/// A route's handles as a request holds them: the OCI endpoints' by
+/// reference into [`HttpMetrics::fixed`], since an `Arc` clone and drop
+/// per request are two atomic writes to one cache line that every core
+/// recording a request of the route takes in turn.
+enum RouteRef<'a> {
+    Fixed(&'a RouteMetrics),
+    Other(Arc<RouteMetrics>),
+}
+
+impl std::ops::Deref for RouteRef<'_> {
+    type Target = RouteMetrics;
+
+    fn deref(&self) -> &RouteMetrics {
+        match self {
+            RouteRef::Fixed(r) => r,
+            RouteRef::Other(r) => r,
+        }
     }
 }
 
@@ -160,10 +180,19 @@ struct RouteMetrics {
     methods: [OnceLock<MethodMetrics>; METHODS.len()],
 }
 
+/// The statuses the API answers, each with a slot of its own in
+/// [`MethodMetrics::common`]: found without taking a lock, whose every
+/// read-lock is an atomic write all cores share.
+const COMMON_STATUSES: [u16; 18] = [
+    200, 201, 202, 204, 206, 304, 307, 400, 401, 403, 404, 405, 409, 413, 416, 429, 500, 503,
+];
+
 struct MethodMetrics {
     duration: Histogram,
-    /// By status code; a route answers few distinct ones, so a short list
-    /// scanned in order beats hashing.
+    /// Requests by status, for [`COMMON_STATUSES`] in their order.
+    common: [OnceLock<Counter>; COMMON_STATUSES.len()],
+    /// Any other status; a route answers few, so a short list scanned in
+    /// order beats hashing.
     requests: RwLock<Vec<(StatusCode, Counter)>>,
 }
 
@@ -191,13 +220,31 @@ impl RouteMetrics {
                     Label::new("method", METHODS[method]),
                 ]
             ),
+            common: Default::default(),
             requests: RwLock::default(),
         })
+    }
+
+    fn requests(&self, method: usize, status: StatusCode) -> Counter {
+        metrics::counter!(
+            REQUESTS,
+            vec![
+                Label::new("route", self.route.clone()),
+                Label::new("method", METHODS[method]),
+                Label::new("code", status.as_str().to_string()),
+            ]
+        )
     }
 
     fn record(&self, method: usize, status: StatusCode, elapsed: Duration) {
         let m = self.method(method);
         m.duration.record(elapsed.as_secs_f64());
+        if let Some(slot) = COMMON_STATUSES.iter().position(|&c| c == status.as_u16()) {
+            m.common[slot]
+                .get_or_init(|| self.requests(method, status))
+                .increment(1);
+            return;
+        }
         let requests = m.requests.read().unwrap_or_else(|p| p.into_inner());
         if let Some((_, c)) = requests.iter().find(|(s, _)| *s == status) {
             c.increment(1);
@@ -209,14 +256,7 @@ impl RouteMetrics {
             c.increment(1);
             return;
         }
-        let c = metrics::counter!(
-            REQUESTS,
-            vec![
-                Label::new("route", self.route.clone()),
-                Label::new("method", METHODS[method]),
-                Label::new("code", status.as_str().to_string()),
-            ]
-        );
+        let c = self.requests(method, status);
         c.increment(1);
         requests.push((status, c));
     }
@@ -227,7 +267,7 @@ impl HttpMetrics {
     /// read (a body known to be empty, as a GET's is, is left unwrapped).
     /// Called by the request middleware ([`crate::log`]), which finishes
     /// with [`Recording::end`].
-    pub(crate) fn begin(&self, req: Request) -> (Request, Recording) {
+    pub(crate) fn begin(&self, req: Request) -> (Request, Recording<'_>) {
         let route = self.route(&req);
         let method = method_index(req.method());
         let head = req.method() == Method::HEAD;
@@ -249,14 +289,14 @@ impl HttpMetrics {
 }
 
 /// A request being recorded: its route's handles and method.
-pub(crate) struct Recording {
-    route: Arc<RouteMetrics>,
+pub(crate) struct Recording<'a> {
+    route: RouteRef<'a>,
     method: usize,
     /// A HEAD: its answer's body is never sent.
     head: bool,
 }
 
-impl Recording {
+impl Recording<'_> {
     /// Counts the request with its status and `elapsed` since its arrival
     /// now that its response head is ready, and counts the bytes sent: a
     /// body of known size at once, a streamed one as it streams.
@@ -388,7 +428,8 @@ mod tests {
 
     /// A manifest's body is known-size (10 bytes), a blob's streams (3 ×
     /// 4 bytes), a tag list answers 204 with a body it must not send, and
-    /// anything else is not found.
+    /// `…/teapot` answers 418 (no common status), anything else is not
+    /// found.
     async fn answer(req: Request) -> Response {
         let path = req.uri().path();
         if path.contains("/manifests/") {
@@ -396,6 +437,10 @@ mod tests {
         } else if path.contains("/blobs/") {
             let chunks = (0..3).map(|_| Ok::<_, std::io::Error>(Bytes::from_static(b"blob")));
             Response::new(Body::from_stream(futures_util::stream::iter(chunks)))
+        } else if path.ends_with("/teapot") {
+            let mut resp = Response::new(Body::empty());
+            *resp.status_mut() = StatusCode::IM_A_TEAPOT;
+            resp
         } else if path.ends_with("/tags/list") {
             let mut resp = Response::new(Body::from("ignored"));
             *resp.status_mut() = StatusCode::NO_CONTENT;
@@ -449,6 +494,11 @@ mod tests {
                 resp.into_body().collect().await.unwrap();
                 assert_eq!(sent(BLOB), 12);
                 send("GET", "/v2/a/other").await.unwrap();
+                // A status outside the common ones, twice: its counter is
+                // made once and found again.
+                for _ in 0..2 {
+                    send("GET", "/v2/a/teapot").await.unwrap();
+                }
             });
             for (route, method, code, n) in [
                 (MANIFEST, "GET", "200", 1),
@@ -456,6 +506,7 @@ mod tests {
                 (TAGS, "GET", "204", 1),
                 (BLOB, "GET", "200", 1),
                 (UNMATCHED, "GET", "404", 1),
+                (UNMATCHED, "GET", "418", 2),
             ] {
                 let labels = [("route", route), ("method", method), ("code", code)];
                 assert_eq!(counters.get(REQUESTS, &labels), n, "{labels:?}");
