@@ -44,6 +44,17 @@ use layout::Layout;
 use open_files::{OpenFiles, Opened};
 use upload::Shortcuts;
 
+/// Forgets a digest's open file when dropped: after its `delete`'s
+/// unlink returned, or was abandoned (then the unlink may still run, so
+/// the entry goes all the same).
+struct Forget<'a>(&'a OpenFiles, &'a Digest);
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.0.forget(self.1);
+    }
+}
+
 /// Content-addressed blobs and resumable uploads in two directories of one
 /// filesystem. Cheap to clone: clones share the directories and the
 /// in-memory session state.
@@ -235,6 +246,9 @@ impl BlobStore for FsBlobStore {
     async fn delete(&self, digest: &Digest) -> Result<bool> {
         let path = self.inner.layout.blob_path(digest);
         let prefix = self.inner.layout.prefix_dir(digest);
+        // Closes the cached file after the unlink, even if this future is
+        // dropped once the unlink was handed to the pool (see `open_files`).
+        let _forget = Forget(&self.inner.open_files, digest);
         let removed = blocking(move || {
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
@@ -249,9 +263,6 @@ impl BlobStore for FsBlobStore {
             Ok(true)
         })
         .await?;
-        // After the unlink, so no read that opened the file before it
-        // keeps it open (see `open_files`).
-        self.inner.open_files.forget(digest);
         removed
     }
 
