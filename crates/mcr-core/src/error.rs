@@ -12,6 +12,7 @@ use std::io;
 use crate::digest::Digest;
 use crate::names::RepoName;
 use crate::policy::TagRefusal;
+use crate::quota::QuotaRefusal;
 use crate::principal::Action;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -76,6 +77,11 @@ pub enum Error {
     /// an admin lifts it.
     #[error("{0}")]
     TagRefused(Box<TagRefusal>),
+
+    /// A push that would take a repository or namespace past its quota
+    /// (HTTP 403 `DENIED`); nothing was linked or stored.
+    #[error("{0}")]
+    QuotaExceeded(Box<QuotaRefusal>),
 
     /// A push or delete into a pull-through cache's mirror.
     #[error(

@@ -18,6 +18,7 @@ mod manifest_cache;
 mod proxy;
 mod pull;
 mod push;
+mod quota;
 mod rate;
 mod snapshot;
 mod tag_rules;
