@@ -194,14 +194,14 @@ impl State {
     }
 
     /// Puts `content` pushed into `repo` to every quota covering it, in
-    /// scope order; the first refusal is the answer.
+    /// the order of [`QuotaScope::covering`]; the first refusal is the
+    /// answer.
     fn charge(&self, repo: &RepoName, content: Content<'_>) -> Result<()> {
-        let mut covering: Vec<&Quota> = self
-            .quotas
-            .values()
-            .filter(|q| q.scope.covers(repo))
-            .collect();
-        covering.sort_by(|a, b| a.scope.to_string().cmp(&b.scope.to_string()));
+        let covering = QuotaScope::covering(repo).into_iter().filter_map(|key| {
+            self.quotas
+                .values()
+                .find(|q| q.scope.to_string() == key)
+        });
         for q in covering {
             let holds = |r: &Repo| match content {
                 Content::Blob(d, _) => r.links.contains_key(d),
