@@ -12,8 +12,8 @@ use std::io;
 use crate::digest::Digest;
 use crate::names::RepoName;
 use crate::policy::TagRefusal;
-use crate::quota::QuotaRefusal;
 use crate::principal::Action;
+use crate::quota::QuotaRefusal;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

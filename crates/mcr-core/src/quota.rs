@@ -115,10 +115,7 @@ impl QuotaScope {
     pub fn covering(repo: &RepoName) -> Vec<String> {
         let name = repo.as_str();
         let mut keys = vec![name.to_string()];
-        keys.extend(
-            name.match_indices('/')
-                .map(|(i, _)| name[..=i].to_string()),
-        );
+        keys.extend(name.match_indices('/').map(|(i, _)| name[..=i].to_string()));
         keys
     }
 }
@@ -261,6 +258,7 @@ impl fmt::Display for QuotaRefusal {
 /// "limit_bytes": N}`. Validated by [`QuotaDraft::validate`], once, for
 /// every transport.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct QuotaDraft {
     pub scope: String,
     pub limit_bytes: u64,
@@ -306,7 +304,10 @@ mod tests {
         }
         assert!(QuotaLimit::new(0).is_err());
         assert!(QuotaLimit::new(MAX_LIMIT_BYTES + 1).is_err());
-        assert_eq!(QuotaLimit::new(MAX_LIMIT_BYTES).unwrap().bytes(), MAX_LIMIT_BYTES);
+        assert_eq!(
+            QuotaLimit::new(MAX_LIMIT_BYTES).unwrap().bytes(),
+            MAX_LIMIT_BYTES
+        );
         let e = serde_json::from_str::<Quota>(r#"{"id":1,"scope":"a/","limit_bytes":0}"#)
             .unwrap_err()
             .to_string();
@@ -316,7 +317,10 @@ mod tests {
     #[test]
     fn covering_scopes_are_the_repository_and_each_namespace_above_it() {
         assert_eq!(QuotaScope::covering(&repo("a")), vec!["a"]);
-        assert_eq!(QuotaScope::covering(&repo("a/b/c")), vec!["a/b/c", "a/", "a/b/"]);
+        assert_eq!(
+            QuotaScope::covering(&repo("a/b/c")),
+            vec!["a/b/c", "a/", "a/b/"]
+        );
         for key in QuotaScope::covering(&repo("a/b/c")) {
             assert!(QuotaScope::parse(&key).unwrap().covers(&repo("a/b/c")));
         }

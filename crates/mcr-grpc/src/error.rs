@@ -13,9 +13,7 @@ pub fn status(e: Error) -> Status {
         Error::Denied { .. }
         | Error::TagRefused(_)
         | Error::QuotaExceeded(_)
-        | Error::ReadOnlyMirror { .. } => {
-            Code::PermissionDenied
-        }
+        | Error::ReadOnlyMirror { .. } => Code::PermissionDenied,
         Error::NotFound { .. }
         | Error::NameUnknown(_)
         | Error::ManifestUnknown(_)

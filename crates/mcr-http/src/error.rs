@@ -80,9 +80,7 @@ fn oci_code(e: &Error) -> (StatusCode, &'static str) {
         Error::Denied { .. }
         | Error::TagRefused(_)
         | Error::QuotaExceeded(_)
-        | Error::ReadOnlyMirror { .. } => {
-            (S::FORBIDDEN, "DENIED")
-        }
+        | Error::ReadOnlyMirror { .. } => (S::FORBIDDEN, "DENIED"),
         Error::NotFound { .. } => (S::NOT_FOUND, "NAME_UNKNOWN"),
         Error::Conflict(_) => (S::CONFLICT, "UNSUPPORTED"),
         Error::TooManyRequests { .. } => (S::TOO_MANY_REQUESTS, "TOOMANYREQUESTS"),

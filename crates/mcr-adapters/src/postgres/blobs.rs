@@ -8,8 +8,8 @@ use mcr_core::ports::{keyset_pages, BlobIndex, BlobInfo, ListStream, Page, Prove
 use mcr_core::time::Timestamp;
 use mcr_core::Result;
 
-use super::rows::{all, blob_info, change, ensure_repo, limit_of, link, one, parsed};
 use super::quotas::{self, Content};
+use super::rows::{all, blob_info, change, ensure_repo, limit_of, link, one, parsed};
 use super::{audit, sql, PostgresMetaStore, LIST_PAGE};
 
 #[async_trait]

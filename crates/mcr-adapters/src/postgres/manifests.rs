@@ -12,11 +12,11 @@ use mcr_core::ports::{ManifestRecord, ManifestStore, NewManifest, Page, Provenan
 use mcr_core::{Error, Result};
 use tokio_postgres::Row;
 
+use super::quotas::{self, Content};
 use super::rows::{
     all, change, ensure_repo, i64_of, limit_of, lock_repo, lock_repo_exclusively, one, parsed,
     parsed_opt, time_at,
 };
-use super::quotas::{self, Content};
 use super::{audit, sql, PostgresMetaStore, StepResult, TxError};
 
 fn manifest_record(row: &Row) -> StepResult<ManifestRecord> {

@@ -7,9 +7,7 @@ use deadpool_postgres::GenericClient;
 use mcr_core::digest::Digest;
 use mcr_core::names::RepoName;
 use mcr_core::ports::QuotaStore;
-use mcr_core::quota::{
-    quota_cap_reached, Quota, QuotaCharge, QuotaLimit, QuotaScope, QuotaUsage,
-};
+use mcr_core::quota::{quota_cap_reached, Quota, QuotaCharge, QuotaLimit, QuotaScope, QuotaUsage};
 use mcr_core::{Error, Result};
 use tokio_postgres::Row;
 
@@ -150,14 +148,19 @@ impl QuotaStore for PostgresMetaStore {
                             if stored >= max {
                                 return Err(TxError::Engine(quota_cap_reached(max)));
                             }
-                            one(tx, sql::INSERT_QUOTA, &[&key, &bytes], |r| Ok(r.try_get(0)?))
-                                .await?
-                                .ok_or_else(|| {
-                                    TxError::Engine(Error::storage(
-                                        "setting a quota",
-                                        "the insert gave no id",
-                                    ))
-                                })?
+                            one(
+                                tx,
+                                sql::INSERT_QUOTA,
+                                &[&key, &bytes],
+                                |r| Ok(r.try_get(0)?),
+                            )
+                            .await?
+                            .ok_or_else(|| {
+                                TxError::Engine(Error::storage(
+                                    "setting a quota",
+                                    "the insert gave no id",
+                                ))
+                            })?
                         }
                     };
                     Ok(Quota {

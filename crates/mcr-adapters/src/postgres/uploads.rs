@@ -13,8 +13,8 @@ use mcr_core::time::Timestamp;
 use mcr_core::{Error, Result};
 use tokio_postgres::Row;
 
-use super::rows::{all, change, ensure_repo, i64_of, limit_of, link, one, parsed, time_at, u64_at};
 use super::quotas::{self, Content};
+use super::rows::{all, change, ensure_repo, i64_of, limit_of, link, one, parsed, time_at, u64_at};
 use super::{audit, sql, PostgresMetaStore, StepResult, LIST_PAGE};
 
 fn upload_session(row: &Row) -> StepResult<UploadSession> {

@@ -4,9 +4,7 @@ use async_trait::async_trait;
 use mcr_core::digest::Digest;
 use mcr_core::names::RepoName;
 use mcr_core::ports::QuotaStore;
-use mcr_core::quota::{
-    quota_cap_reached, Quota, QuotaCharge, QuotaLimit, QuotaScope, QuotaUsage,
-};
+use mcr_core::quota::{quota_cap_reached, Quota, QuotaCharge, QuotaLimit, QuotaScope, QuotaUsage};
 use mcr_core::Result;
 use rusqlite::{params, Connection, Row};
 
@@ -80,7 +78,11 @@ pub(super) fn charge(tx: &Connection, repo: &RepoName, content: Content<'_>) -> 
             continue;
         };
         let scope = QuotaScope::parse(&key)?;
-        let needs = if counted(tx, &scope, content)? { 0 } else { size };
+        let needs = if counted(tx, &scope, content)? {
+            0
+        } else {
+            size
+        };
         let used = usage(tx, &scope)?;
         QuotaCharge {
             scope,

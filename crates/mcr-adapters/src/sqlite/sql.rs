@@ -370,7 +370,11 @@ mod tests {
             ("DELETE_QUOTA", DELETE_QUOTA, &[]),
             ("REPO_USAGE", REPO_USAGE, &[]),
             // The scan is of the namespace's distinct manifests.
-            ("NAMESPACE_USAGE", NAMESPACE_USAGE, &["(subquery-3)", "CONSTANT"]),
+            (
+                "NAMESPACE_USAGE",
+                NAMESPACE_USAGE,
+                &["(subquery-3)", "CONSTANT"],
+            ),
             ("BLOB_IN_NAMESPACE", BLOB_IN_NAMESPACE, &[]),
             ("MANIFEST_IN_NAMESPACE", MANIFEST_IN_NAMESPACE, &[]),
             ("BLOB_IN_NAMED_REPO", BLOB_IN_NAMED_REPO, &[]),

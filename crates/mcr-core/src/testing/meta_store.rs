@@ -20,14 +20,14 @@ use crate::error::{Error, Result, StorageError};
 use crate::ids::UploadId;
 use crate::names::{Reference, RepoName, Tag};
 use crate::policy::{Rule, RuleDraft, TagGuard};
-use crate::quota::{quota_cap_reached, Quota, QuotaCharge, QuotaLimit, QuotaScope, QuotaUsage};
 use crate::ports::{
     AuditLog, BlobIndex, BlobInfo, GcStore, ListStream, ManifestRecord, ManifestStore,
-    ManifestSummary, NewManifest, Page, PolicyRuleStore, Provenance, QuotaStore, RepoDetail, RepoQuery,
-    RepoSummary, RepositoryStore, Revocation, RevocationStore, SnapshotStore, StoreStatus,
-    StoreTotals, StoredRules, SweepStep, TagRef, UploadCaps, UploadSession, UploadSessionStore,
-    UploadState,
+    ManifestSummary, NewManifest, Page, PolicyRuleStore, Provenance, QuotaStore, RepoDetail,
+    RepoQuery, RepoSummary, RepositoryStore, Revocation, RevocationStore, SnapshotStore,
+    StoreStatus, StoreTotals, StoredRules, SweepStep, TagRef, UploadCaps, UploadSession,
+    UploadSessionStore, UploadState,
 };
+use crate::quota::{quota_cap_reached, Quota, QuotaCharge, QuotaLimit, QuotaScope, QuotaUsage};
 use crate::time::Timestamp;
 
 /// Metadata held in memory.
@@ -197,11 +197,9 @@ impl State {
     /// the order of [`QuotaScope::covering`]; the first refusal is the
     /// answer.
     fn charge(&self, repo: &RepoName, content: Content<'_>) -> Result<()> {
-        let covering = QuotaScope::covering(repo).into_iter().filter_map(|key| {
-            self.quotas
-                .values()
-                .find(|q| q.scope.to_string() == key)
-        });
+        let covering = QuotaScope::covering(repo)
+            .into_iter()
+            .filter_map(|key| self.quotas.values().find(|q| q.scope.to_string() == key));
         for q in covering {
             let holds = |r: &Repo| match content {
                 Content::Blob(d, _) => r.links.contains_key(d),

@@ -31,7 +31,11 @@ fn limit(bytes: u64) -> QuotaLimit {
 }
 
 async fn set(s: &Store, on: &str, bytes: u64) -> i64 {
-    ok(s.set_quota(&scope(on), limit(bytes), 100).await, "set_quota").id
+    ok(
+        s.set_quota(&scope(on), limit(bytes), 100).await,
+        "set_quota",
+    )
+    .id
 }
 
 async fn listed(s: &Store) -> Vec<QuotaUsage> {
@@ -75,10 +79,16 @@ pub(super) async fn quotas_crud(s: Store) {
     assert!(listed(&s).await.is_empty(), "a new store has no quotas");
     let ns = ok(s.set_quota(&scope("team-a/"), limit(100), 2).await, "set");
     assert!(ns.id > 0, "ids are positive");
-    assert_eq!((ns.scope.to_string(), ns.limit_bytes.bytes()), ("team-a/".into(), 100));
+    assert_eq!(
+        (ns.scope.to_string(), ns.limit_bytes.bytes()),
+        ("team-a/".into(), 100)
+    );
     let one = ok(s.set_quota(&scope("team-a/app"), limit(50), 2).await, "set");
     assert_ne!(one.id, ns.id);
-    let again = ok(s.set_quota(&scope("team-a/"), limit(200), 2).await, "set again");
+    let again = ok(
+        s.set_quota(&scope("team-a/"), limit(200), 2).await,
+        "set again",
+    );
     assert_eq!(again.id, ns.id, "setting a scope again keeps its quota");
     assert_eq!(again.limit_bytes.bytes(), 200);
     let e = err_of(s.set_quota(&scope("b/"), limit(1), 2).await, "past the cap");
@@ -86,7 +96,13 @@ pub(super) async fn quotas_crud(s: Store) {
     let all = listed(&s).await;
     let got: Vec<(String, u64, u64)> = all
         .iter()
-        .map(|q| (q.quota.scope.to_string(), q.quota.limit_bytes.bytes(), q.used_bytes))
+        .map(|q| {
+            (
+                q.quota.scope.to_string(),
+                q.quota.limit_bytes.bytes(),
+                q.used_bytes,
+            )
+        })
         .collect();
     assert_eq!(
         got,
@@ -96,7 +112,10 @@ pub(super) async fn quotas_crud(s: Store) {
     let gone = ok(s.delete_quota(ns.id).await, "delete");
     assert_eq!(gone.map(|q| q.scope.to_string()), Some("team-a/".into()));
     assert_eq!(ok(s.delete_quota(ns.id).await, "delete again"), None);
-    let fresh = ok(s.set_quota(&scope("team-a/"), limit(5), 2).await, "set after delete");
+    let fresh = ok(
+        s.set_quota(&scope("team-a/"), limit(5), 2).await,
+        "set after delete",
+    );
     assert!(fresh.id > one.id, "ids are never reused");
 }
 
@@ -108,8 +127,15 @@ pub(super) async fn quota_use_counts_each_blob_and_manifest_once_per_scope(s: St
     let shared = upload(&s, &a, b"shared layer", t(1)).await;
     let own = upload(&s, &a, b"a's own", t(1)).await;
     ok(
-        s.mount_blob(&a, &b, &shared.digest, t(2), Provenance::Pushed, &audited(EventType::BlobMounted, t(2)))
-            .await,
+        s.mount_blob(
+            &a,
+            &b,
+            &shared.digest,
+            t(2),
+            Provenance::Pushed,
+            &audited(EventType::BlobMounted, t(2)),
+        )
+        .await,
         "mount",
     );
     upload(&s, &b, b"shared layer", t(3)).await;
@@ -128,7 +154,12 @@ pub(super) async fn quota_use_counts_each_blob_and_manifest_once_per_scope(s: St
     );
     assert_eq!(used(&s, "teams/").await, shared.size, "teams/ is not team/");
     for q in listed(&s).await {
-        assert_eq!(q.used_bytes, recomputed(&s, &q.quota.scope).await, "{}", q.quota.scope);
+        assert_eq!(
+            q.used_bytes,
+            recomputed(&s, &q.quota.scope).await,
+            "{}",
+            q.quota.scope
+        );
     }
     // The repository's use is the size its listing shows.
     let detail = ok(s.repository_detail(&a).await, "detail").expect("team/a exists");
@@ -145,20 +176,39 @@ pub(super) async fn pushes_over_a_quota_are_refused_and_change_nothing(s: Store)
     let x = session(&s, &b, t(2)).await;
     let more = info(b"abcdef");
     let e = err_of(
-        s.complete_upload(&x.id, &more, t(2), Provenance::Pushed, &audited(EventType::BlobUploaded, t(2)))
-            .await,
+        s.complete_upload(
+            &x.id,
+            &more,
+            t(2),
+            Provenance::Pushed,
+            &audited(EventType::BlobUploaded, t(2)),
+        )
+        .await,
         "upload over the quota",
     );
     let r = refusal(e, "upload");
-    assert_eq!((r.scope.to_string(), r.used, r.needs, r.limit.bytes()), ("q/".into(), 6, 6, 10));
+    assert_eq!(
+        (r.scope.to_string(), r.used, r.needs, r.limit.bytes()),
+        ("q/".into(), 6, 6, 10)
+    );
     assert_eq!(super::linked(&s, &b, &more.digest).await, None, "no link");
     assert!(!super::has_row(&s, &more.digest).await, "no blob row");
-    assert!(ok(s.get_upload(&x.id).await, "get_upload").is_some(), "the session stays");
+    assert!(
+        ok(s.get_upload(&x.id).await, "get_upload").is_some(),
+        "the session stays"
+    );
     // A mount that would pass it links nothing and makes no repository.
     let outside = upload(&s, &free, b"ghijkl", t(3)).await;
     let e = err_of(
-        s.mount_blob(&free, &repo("q/c"), &outside.digest, t(3), Provenance::Pushed, &audited(EventType::BlobMounted, t(3)))
-            .await,
+        s.mount_blob(
+            &free,
+            &repo("q/c"),
+            &outside.digest,
+            t(3),
+            Provenance::Pushed,
+            &audited(EventType::BlobMounted, t(3)),
+        )
+        .await,
         "mount over the quota",
     );
     assert_eq!(refusal(e, "mount").needs, 6);
@@ -166,18 +216,32 @@ pub(super) async fn pushes_over_a_quota_are_refused_and_change_nothing(s: Store)
     // Content already in the scope adds nothing and passes.
     upload(&s, &b, b"123456", t(4)).await;
     ok(
-        s.mount_blob(&a, &repo("q/c"), &six.digest, t(4), Provenance::Pushed, &audited(EventType::BlobMounted, t(4)))
-            .await,
+        s.mount_blob(
+            &a,
+            &repo("q/c"),
+            &six.digest,
+            t(4),
+            Provenance::Pushed,
+            &audited(EventType::BlobMounted, t(4)),
+        )
+        .await,
         "mount of content the namespace holds",
     );
     // A manifest whose bytes would pass it stores nothing.
     let m = image(&a, "too big for the rest", &[&six], t(5));
-    let e = err_of(s.put_manifest(m.clone(), &pushed(&m)).await, "manifest over the quota");
+    let e = err_of(
+        s.put_manifest(m.clone(), &pushed(&m)).await,
+        "manifest over the quota",
+    );
     assert_eq!(refusal(e, "manifest").needs, m.raw.len() as u64);
     assert!(!super::has_manifest(&s, &a, &m.digest).await, "no manifest");
     // Mirrored content is not charged.
     upload_as(&s, &b, b"mirrored bytes", t(6), Provenance::Mirrored).await;
-    assert_eq!(used(&s, "q/").await, 6 + 14, "mirrored content still counts as used");
+    assert_eq!(
+        used(&s, "q/").await,
+        6 + 14,
+        "mirrored content still counts as used"
+    );
     // With a lowered limit, pushing what is there already passes.
     set(&s, "q/", 1).await;
     upload(&s, &a, b"123456", t(7)).await;
@@ -186,8 +250,14 @@ pub(super) async fn pushes_over_a_quota_are_refused_and_change_nothing(s: Store)
     set(&s, "q/a", 7).await;
     let x = session(&s, &a, t(8)).await;
     let e = err_of(
-        s.complete_upload(&x.id, &info(b"12"), t(8), Provenance::Pushed, &audited(EventType::BlobUploaded, t(8)))
-            .await,
+        s.complete_upload(
+            &x.id,
+            &info(b"12"),
+            t(8),
+            Provenance::Pushed,
+            &audited(EventType::BlobUploaded, t(8)),
+        )
+        .await,
         "repository quota",
     );
     assert_eq!(refusal(e, "repository quota").scope.to_string(), "q/a");
@@ -246,13 +316,19 @@ struct Lcg(u64);
 
 impl Lcg {
     fn below(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 33) % n
     }
 }
 
 pub(super) async fn quota_use_equals_a_recomputation_after_any_changes(s: Store) {
-    let names: Vec<RepoName> = ["n/a", "n/b", "n/x/c", "m"].iter().map(|n| repo(n)).collect();
+    let names: Vec<RepoName> = ["n/a", "n/b", "n/x/c", "m"]
+        .iter()
+        .map(|n| repo(n))
+        .collect();
     let scopes = ["n/", "n/x/", "n/a", "m"];
     for sc in scopes {
         set(&s, sc, 1 << 40).await;
@@ -271,8 +347,15 @@ pub(super) async fn quota_use_equals_a_recomputation_after_any_changes(s: Store)
                 let from = &names[rng.below(names.len() as u64) as usize];
                 let d = info(data).digest;
                 ok(
-                    s.mount_blob(from, r, &d, t(step), Provenance::Pushed, &audited(EventType::BlobMounted, t(step)))
-                        .await,
+                    s.mount_blob(
+                        from,
+                        r,
+                        &d,
+                        t(step),
+                        Provenance::Pushed,
+                        &audited(EventType::BlobMounted, t(step)),
+                    )
+                    .await,
                     "mount",
                 );
             }
@@ -287,14 +370,20 @@ pub(super) async fn quota_use_equals_a_recomputation_after_any_changes(s: Store)
             _ => {
                 if let Some(m) = pushed_manifests.get(rng.below(8) as usize) {
                     let guard = crate::policy::TagGuard::open();
-                    ok(s.delete_manifest(&m.repository, &m.digest, &guard).await, "delete");
+                    ok(
+                        s.delete_manifest(&m.repository, &m.digest, &guard).await,
+                        "delete",
+                    );
                 }
             }
         }
         let listed = listed(&s).await;
         let want: BTreeSet<String> = scopes.iter().map(|x| x.to_string()).collect();
         assert_eq!(
-            listed.iter().map(|q| q.quota.scope.to_string()).collect::<BTreeSet<_>>(),
+            listed
+                .iter()
+                .map(|q| q.quota.scope.to_string())
+                .collect::<BTreeSet<_>>(),
             want
         );
         for q in listed {
