@@ -41,7 +41,10 @@ async fn quotas_are_managed_by_admins_and_refuse_pushes_past_them() {
         .repositories[0]
         .total_size;
     assert!(size > 0);
-    assert_eq!(listed[0].used_bytes, size, "the namespace's use is its one repository's size");
+    assert_eq!(
+        listed[0].used_bytes, size,
+        "the namespace's use is its one repository's size"
+    );
 
     // Lowered under what is used: the next push that adds bytes is refused.
     c.registry
@@ -66,7 +69,9 @@ async fn quotas_are_managed_by_admins_and_refuse_pushes_past_them() {
     let status = mcr_grpc::error::status(refused);
     assert_eq!(status.code(), Code::PermissionDenied);
     assert!(
-        status.message().starts_with("quota exceeded for \"team-a/\": "),
+        status
+            .message()
+            .starts_with("quota exceeded for \"team-a/\": "),
         "{}",
         status.message()
     );
@@ -81,7 +86,11 @@ async fn quotas_are_managed_by_admins_and_refuse_pushes_past_them() {
             .await
             .unwrap_err();
         assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
-        assert!(e.message().contains(&format!("invalid {field}")), "{}", e.message());
+        assert!(
+            e.message().contains(&format!("invalid {field}")),
+            "{}",
+            e.message()
+        );
     }
 
     let mut user = s.as_user().await;
