@@ -144,6 +144,15 @@ fn admin_password(dir: &Path) -> String {
         .to_string()
 }
 
+/// `mcrctl login` as `admin` over `transport` (`--server URL` or
+/// `--grpc ADDR`) with the password `mcrsrv dev` wrote in `dir`; the token.
+fn admin_token(transport: &[&str], dir: &Path) -> String {
+    let mut args = transport.to_vec();
+    args.extend(["--json", "login", "--username", "admin", "--password-stdin"]);
+    let login = mcrctl(&args, Some(&admin_password(dir))).ok().json();
+    login["token"].as_str().expect("a token").to_string()
+}
+
 /// Pushes a config and a layer from `seed`, then a manifest tagged `tag`,
 /// over the OCI API; returns the manifest digest.
 fn push_image(base: &str, token: &str, repo: &str, tag: &str, seed: &str) -> String {
@@ -843,21 +852,7 @@ fn mcrctl_over_grpc_answers_as_over_rest() {
     )
     .failed();
     assert!(bad.stderr.contains("UNAUTHENTICATED"), "{bad:?}");
-    let login = mcrctl(
-        &[
-            "--grpc",
-            g,
-            "--json",
-            "login",
-            "--username",
-            "admin",
-            "--password-stdin",
-        ],
-        Some(&admin_password(p.dir.path())),
-    )
-    .ok()
-    .json();
-    let token = login["token"].as_str().unwrap().to_string();
+    let token = admin_token(&["--grpc", g], p.dir.path());
     let t = token.as_str();
     for args in [
         vec!["--grpc", g, "repo", "list"],
@@ -1085,22 +1080,8 @@ fn completions_to_a_reader_that_already_left_are_not_an_error() {
 fn quotas_are_set_listed_and_deleted_over_rest_and_grpc() {
     let p = InProcess::start();
     let (g, r) = (p.grpc.as_str(), p.rest.as_str());
-    let login = mcrctl(
-        &[
-            "--server",
-            r,
-            "--json",
-            "login",
-            "--username",
-            "admin",
-            "--password-stdin",
-        ],
-        Some(&admin_password(p.dir.path())),
-    )
-    .ok()
-    .json();
-    let t = login["token"].as_str().unwrap().to_string();
-    let t = t.as_str();
+    let token = admin_token(&["--server", r], p.dir.path());
+    let t = token.as_str();
     push_image(r, t, "team/app", "v1", "one");
 
     let set = mcrctl(

@@ -20,6 +20,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::digest::Digest;
 use crate::display;
 use crate::error::{Error, Result};
 use crate::names::RepoName;
@@ -201,6 +202,29 @@ pub struct QuotaUsage {
     pub used_bytes: u64,
 }
 
+/// What a push adds to a repository, as a store step charges it: a blob
+/// linked into it or a manifest stored in it, by digest and size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaContent<'a> {
+    Blob(&'a Digest, u64),
+    Manifest(&'a Digest, u64),
+}
+
+impl QuotaContent<'_> {
+    pub fn digest(&self) -> &Digest {
+        match self {
+            QuotaContent::Blob(d, _) | QuotaContent::Manifest(d, _) => d,
+        }
+    }
+
+    /// Its bytes.
+    pub fn size(&self) -> u64 {
+        match self {
+            QuotaContent::Blob(_, size) | QuotaContent::Manifest(_, size) => *size,
+        }
+    }
+}
+
 /// One covering quota, measured inside a push's store step: what its
 /// scope uses before the push and what the push adds to it (0 when the
 /// content is already counted in the scope).
@@ -213,6 +237,24 @@ pub struct QuotaCharge {
 }
 
 impl QuotaCharge {
+    /// The charge of `content` against the quota on `scope`, whose scope
+    /// uses `used` bytes and holds the content already if `counted` (then
+    /// it needs nothing).
+    pub fn new(
+        scope: QuotaScope,
+        limit: QuotaLimit,
+        used: u64,
+        counted: bool,
+        content: QuotaContent<'_>,
+    ) -> QuotaCharge {
+        QuotaCharge {
+            scope,
+            limit,
+            used,
+            needs: if counted { 0 } else { content.size() },
+        }
+    }
+
     /// Refuses (`Error::QuotaExceeded`) a push that adds bytes and would
     /// take the scope past its limit. A push that adds nothing (content
     /// already in the scope, a tag moved) always passes, even over a

@@ -27,7 +27,10 @@ use crate::ports::{
     StoreStatus, StoreTotals, StoredRules, SweepStep, TagRef, UploadCaps, UploadSession,
     UploadSessionStore, UploadState,
 };
-use crate::quota::{quota_cap_reached, Quota, QuotaCharge, QuotaLimit, QuotaScope, QuotaUsage};
+use crate::quota::{
+    quota_cap_reached, Quota, QuotaCharge, QuotaContent as Content, QuotaLimit, QuotaScope,
+    QuotaUsage,
+};
 use crate::time::Timestamp;
 
 /// Metadata held in memory.
@@ -74,13 +77,6 @@ struct State {
     quotas: BTreeMap<i64, Quota>,
     /// The last quota id handed out; ids are never reused.
     last_quota_id: i64,
-}
-
-/// What a push adds to a repository, for the quota check.
-#[derive(Debug, Clone, Copy)]
-enum Content<'a> {
-    Blob(&'a Digest, u64),
-    Manifest(&'a Digest, u64),
 }
 
 #[derive(Debug)]
@@ -209,16 +205,8 @@ impl State {
                 .repos
                 .iter()
                 .any(|(n, r)| q.scope.covers(n) && holds(r));
-            let size = match content {
-                Content::Blob(_, size) | Content::Manifest(_, size) => size,
-            };
-            QuotaCharge {
-                scope: q.scope.clone(),
-                limit: q.limit_bytes,
-                used: self.usage(&q.scope),
-                needs: if counted { 0 } else { size },
-            }
-            .check()?;
+            let used = self.usage(&q.scope);
+            QuotaCharge::new(q.scope.clone(), q.limit_bytes, used, counted, content).check()?;
         }
         Ok(())
     }
@@ -845,7 +833,7 @@ impl QuotaStore for FakeMetaStore {
                 used_bytes: state.usage(&q.scope),
             })
             .collect();
-        all.sort_by(|a, b| a.quota.scope.to_string().cmp(&b.quota.scope.to_string()));
+        all.sort_by_key(|a| a.quota.scope.to_string());
         Ok(all)
     }
 }
