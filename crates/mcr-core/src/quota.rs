@@ -55,11 +55,6 @@ pub enum QuotaScope {
 pub struct Namespace(RepoName);
 
 impl Namespace {
-    /// The namespace `name/`.
-    pub fn of(name: RepoName) -> Namespace {
-        Namespace(name)
-    }
-
     /// Whether `repo` lies under the prefix.
     pub fn covers(&self, repo: &RepoName) -> bool {
         repo.as_str()

@@ -205,7 +205,8 @@ impl Registry {
 
     /// Finishes the session as blob `digest`, appending `last_chunk` first
     /// (placed and limited like [`Registry::upload_chunk`]'s chunks). The
-    /// blob is visible in `repo` once this returns.
+    /// blob is visible in `repo` once this returns. Past a quota it is
+    /// refused (`Error::QuotaExceeded`) and the session ends.
     pub async fn finish_upload(
         &self,
         caller: &Caller,
@@ -224,6 +225,8 @@ impl Registry {
         let appended = writer.state().clone();
         match self.commit_upload(caller, repo, id, writer, digest).await {
             Ok(info) => Ok(info),
+            // A quota's refusal ended the session: nothing to record.
+            Err(e @ Error::QuotaExceeded(_)) => Err(e),
             Err(e) => {
                 if let Err(saving) = self.save_state(&session, &appended).await {
                     tracing::warn!(upload = %id, error = %saving, "recording the last chunk of a failed finish");
@@ -339,6 +342,8 @@ impl Registry {
         };
         match stored.await {
             Ok(info) => Ok(info),
+            // A quota's refusal cleaned up already.
+            Err(e @ Error::QuotaExceeded(_)) => Err(e),
             Err(e) => {
                 // The client is told why the upload failed; a cleanup
                 // that fails too is only logged (the purge removes what
