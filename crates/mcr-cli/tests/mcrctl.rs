@@ -144,6 +144,15 @@ fn admin_password(dir: &Path) -> String {
         .to_string()
 }
 
+/// `mcrctl login` as `admin` over `transport` (`--server URL` or
+/// `--grpc ADDR`) with the password `mcrsrv dev` wrote in `dir`; the token.
+fn admin_token(transport: &[&str], dir: &Path) -> String {
+    let mut args = transport.to_vec();
+    args.extend(["--json", "login", "--username", "admin", "--password-stdin"]);
+    let login = mcrctl(&args, Some(&admin_password(dir))).ok().json();
+    login["token"].as_str().expect("a token").to_string()
+}
+
 /// Pushes a config and a layer from `seed`, then a manifest tagged `tag`,
 /// over the OCI API; returns the manifest digest.
 fn push_image(base: &str, token: &str, repo: &str, tag: &str, seed: &str) -> String {
@@ -843,21 +852,7 @@ fn mcrctl_over_grpc_answers_as_over_rest() {
     )
     .failed();
     assert!(bad.stderr.contains("UNAUTHENTICATED"), "{bad:?}");
-    let login = mcrctl(
-        &[
-            "--grpc",
-            g,
-            "--json",
-            "login",
-            "--username",
-            "admin",
-            "--password-stdin",
-        ],
-        Some(&admin_password(p.dir.path())),
-    )
-    .ok()
-    .json();
-    let token = login["token"].as_str().unwrap().to_string();
+    let token = admin_token(&["--grpc", g], p.dir.path());
     let t = token.as_str();
     for args in [
         vec!["--grpc", g, "repo", "list"],
@@ -1079,4 +1074,99 @@ fn completions_to_a_reader_that_already_left_are_not_an_error() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn quotas_are_set_listed_and_deleted_over_rest_and_grpc() {
+    let p = InProcess::start();
+    let (g, r) = (p.grpc.as_str(), p.rest.as_str());
+    let token = admin_token(&["--server", r], p.dir.path());
+    let t = token.as_str();
+    push_image(r, t, "team/app", "v1", "one");
+
+    let set = mcrctl(
+        &[
+            "--server", r, "--token", t, "quota", "set", "team/", "10MiB",
+        ],
+        None,
+    )
+    .ok();
+    assert_eq!(set.stdout, "quota 1 on team/: 10.0 MiB\n");
+    let set = mcrctl(
+        &[
+            "--grpc", g, "--token", t, "--json", "quota", "set", "team/app", "2048",
+        ],
+        None,
+    )
+    .ok()
+    .json();
+    assert_eq!(
+        set,
+        serde_json::json!({"id": 2, "scope": "team/app", "limit_bytes": 2048})
+    );
+
+    // The listing is the same over both, and a scope's use is what the
+    // repository listing shows as its size.
+    let size = mcrctl(
+        &["--server", r, "--token", t, "--json", "repo", "list"],
+        None,
+    )
+    .ok()
+    .json()[0]["total_size"]
+        .as_u64()
+        .unwrap();
+    for json in [true, false] {
+        let run = |transport: &[&str]| {
+            let mut args: Vec<&str> = transport.to_vec();
+            args.extend(["--token", t]);
+            if json {
+                args.push("--json");
+            }
+            args.extend(["quota", "list"]);
+            mcrctl(&args, None).ok().stdout
+        };
+        assert_eq!(run(&["--server", r]), run(&["--grpc", g]), "json={json}");
+    }
+    let listed = mcrctl(
+        &["--grpc", g, "--token", t, "--json", "quota", "list"],
+        None,
+    )
+    .ok()
+    .json();
+    assert_eq!(listed[0]["scope"], "team/");
+    assert_eq!(listed[0]["used_bytes"], size);
+    assert_eq!(listed[1]["used_bytes"], size);
+    let table = mcrctl(&["--server", r, "--token", t, "quota", "list"], None)
+        .ok()
+        .stdout;
+    assert!(table.starts_with("ID"), "{table}");
+    assert!(
+        table.contains("team/app") && table.contains("2.0 KiB"),
+        "{table}"
+    );
+
+    for (args, says) in [
+        (["quota", "set", "Team/", "1"], "invalid scope"),
+        (["quota", "set", "team/", "5 parsecs"], "unknown unit"),
+        (["quota", "set", "team/", "0"], "invalid limit_bytes"),
+    ] {
+        for transport in [["--server", r], ["--grpc", g]] {
+            let mut all: Vec<&str> = transport.to_vec();
+            all.extend(["--token", t]);
+            all.extend(args);
+            let e = mcrctl(&all, None).failed();
+            assert!(e.stderr.contains(says), "{args:?}: {e:?}");
+        }
+    }
+
+    mcrctl(&["--grpc", g, "--token", t, "quota", "delete", "2"], None).ok();
+    let gone = mcrctl(&["--server", r, "--token", t, "quota", "delete", "2"], None).failed();
+    assert!(gone.stderr.contains("quota 2 not found"), "{gone:?}");
+    let listed = mcrctl(
+        &["--server", r, "--token", t, "--json", "quota", "list"],
+        None,
+    )
+    .ok()
+    .json();
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
 }

@@ -61,6 +61,9 @@ event_types! {
     Logout => "logout",
     ProxyFetched => "proxy_fetched",
     ProxyCacheDropped => "proxy_cache_dropped",
+    QuotaSet => "quota_set",
+    QuotaDeleted => "quota_deleted",
+    QuotaExceeded => "quota_exceeded",
 }
 
 impl fmt::Display for EventType {

@@ -1,5 +1,7 @@
 //! How quantities read for people, one way for `mcrctl`'s tables and the
-//! web UI's pages.
+//! web UI's pages, and how sizes people write are read back.
+
+use crate::error::Error;
 
 /// A byte count in binary units: `512 B`, `1.5 KiB`, `3.0 GiB`.
 pub fn size(bytes: u64) -> String {
@@ -16,9 +18,57 @@ pub fn size(bytes: u64) -> String {
     format!("{value:.1} {}", UNITS[unit])
 }
 
+/// A size as people write it: `50GiB`, `512MiB`, `10GB`, `1000` (bytes).
+/// `Invalid` (field `size`) naming what is wrong.
+pub fn parse_size(s: &str) -> Result<u64, Error> {
+    let invalid = |reason: String| Error::invalid("size", reason);
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| invalid(format!("{s:?} is not a size like 50GiB")))?;
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        u => {
+            return Err(invalid(format!(
+                "{s:?}: unknown unit {u:?} (B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)"
+            )))
+        }
+    };
+    number
+        .checked_mul(scale)
+        .ok_or_else(|| invalid(format!("{s:?} is too large")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_are_read_with_binary_and_decimal_units() {
+        assert_eq!(parse_size("50GiB").unwrap(), 50 << 30);
+        assert_eq!(parse_size("10GB").unwrap(), 10_000_000_000);
+        assert_eq!(parse_size(" 1000 ").unwrap(), 1000);
+        assert_eq!(parse_size("3 MiB").unwrap(), 3 << 20);
+        for (bad, says) in [
+            ("", "is not a size"),
+            ("GiB", "is not a size"),
+            ("5 parsecs", "unknown unit"),
+            ("99999999999TiB", "too large"),
+        ] {
+            let e = parse_size(bad).unwrap_err().to_string();
+            assert!(e.contains(says), "{bad:?}: {e}");
+        }
+    }
 
     #[test]
     fn sizes_read_in_binary_units() {

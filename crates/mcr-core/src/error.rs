@@ -13,6 +13,7 @@ use crate::digest::Digest;
 use crate::names::RepoName;
 use crate::policy::TagRefusal;
 use crate::principal::Action;
+use crate::quota::QuotaRefusal;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -76,6 +77,11 @@ pub enum Error {
     /// an admin lifts it.
     #[error("{0}")]
     TagRefused(Box<TagRefusal>),
+
+    /// A push that would take a repository or namespace past its quota
+    /// (HTTP 403 `DENIED`); nothing was linked or stored.
+    #[error("{0}")]
+    QuotaExceeded(Box<QuotaRefusal>),
 
     /// A push or delete into a pull-through cache's mirror.
     #[error(

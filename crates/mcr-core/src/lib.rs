@@ -31,6 +31,7 @@ pub mod policy;
 pub mod ports;
 pub mod principal;
 pub mod proxy;
+pub mod quota;
 pub mod registry;
 pub mod time;
 

@@ -18,6 +18,7 @@ use mcr_core::policy::{Effect, Explanation, RepoPattern, Rule, RuleDraft, RulePa
 use mcr_core::ports::{BlobInfo, ManifestSummary, RepoDetail, RepoSummary, TagRef};
 use mcr_core::principal::{Action, Principal};
 use mcr_core::proxy::ProxyStatus;
+use mcr_core::quota::{Quota, QuotaLimit, QuotaScope, QuotaUsage};
 use mcr_core::registry::{
     Dashboard, GcReport, GcStatus, ManifestDetail, Push, ReconcileReport, RepoListing, RepoPage,
 };
@@ -238,6 +239,41 @@ impl From<&ProxyStatus> for pb::Proxy {
             repositories: p.repositories,
             cache_size: p.cache_size,
         }
+    }
+}
+
+impl From<&Quota> for pb::Quota {
+    fn from(q: &Quota) -> Self {
+        pb::Quota {
+            id: q.id,
+            scope: q.scope.to_string(),
+            limit_bytes: q.limit_bytes.bytes(),
+            used_bytes: 0,
+        }
+    }
+}
+
+impl From<&QuotaUsage> for pb::Quota {
+    fn from(q: &QuotaUsage) -> Self {
+        pb::Quota {
+            used_bytes: q.used_bytes,
+            ..pb::Quota::from(&q.quota)
+        }
+    }
+}
+
+/// A listed quota, read back (mcrctl over gRPC), validated as on input.
+impl TryFrom<pb::Quota> for QuotaUsage {
+    type Error = Error;
+    fn try_from(q: pb::Quota) -> Result<QuotaUsage> {
+        Ok(QuotaUsage {
+            quota: Quota {
+                id: q.id,
+                scope: QuotaScope::parse(&q.scope)?,
+                limit_bytes: QuotaLimit::new(q.limit_bytes)?,
+            },
+            used_bytes: q.used_bytes,
+        })
     }
 }
 

@@ -10,9 +10,10 @@ use tonic::{Code, Status};
 pub fn status(e: Error) -> Status {
     let code = match &e {
         Error::Unauthenticated(_) => Code::Unauthenticated,
-        Error::Denied { .. } | Error::TagRefused(_) | Error::ReadOnlyMirror { .. } => {
-            Code::PermissionDenied
-        }
+        Error::Denied { .. }
+        | Error::TagRefused(_)
+        | Error::QuotaExceeded(_)
+        | Error::ReadOnlyMirror { .. } => Code::PermissionDenied,
         Error::NotFound { .. }
         | Error::NameUnknown(_)
         | Error::ManifestUnknown(_)

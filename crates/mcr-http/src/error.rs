@@ -77,9 +77,10 @@ fn oci_code(e: &Error) -> (StatusCode, &'static str) {
         Error::RangeNotSatisfiable { .. } => (S::RANGE_NOT_SATISFIABLE, "BLOB_UNKNOWN"),
         Error::Unsupported(_) => (S::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
         Error::Unauthenticated(_) => (S::UNAUTHORIZED, "UNAUTHORIZED"),
-        Error::Denied { .. } | Error::TagRefused(_) | Error::ReadOnlyMirror { .. } => {
-            (S::FORBIDDEN, "DENIED")
-        }
+        Error::Denied { .. }
+        | Error::TagRefused(_)
+        | Error::QuotaExceeded(_)
+        | Error::ReadOnlyMirror { .. } => (S::FORBIDDEN, "DENIED"),
         Error::NotFound { .. } => (S::NOT_FOUND, "NAME_UNKNOWN"),
         Error::Conflict(_) => (S::CONFLICT, "UNSUPPORTED"),
         Error::TooManyRequests { .. } => (S::TOO_MANY_REQUESTS, "TOOMANYREQUESTS"),

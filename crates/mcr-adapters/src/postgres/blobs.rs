@@ -8,6 +8,7 @@ use mcr_core::ports::{keyset_pages, BlobIndex, BlobInfo, ListStream, Page, Prove
 use mcr_core::time::Timestamp;
 use mcr_core::Result;
 
+use super::quotas::{self, Content};
 use super::rows::{all, blob_info, change, ensure_repo, limit_of, link, one, parsed};
 use super::{audit, sql, PostgresMetaStore, LIST_PAGE};
 
@@ -79,6 +80,10 @@ impl BlobIndex for PostgresMetaStore {
                         return Ok(None);
                     };
                     let to_id = ensure_repo(tx, to, *at).await?;
+                    if *provenance == Provenance::Pushed {
+                        let content = Content::Blob(&info.digest, info.size);
+                        quotas::charge(tx, to, content).await?;
+                    }
                     link(tx, to_id, digest, *at, *provenance).await?;
                     audit::insert(tx, event).await?;
                     Ok(Some(info))

@@ -12,6 +12,7 @@ use mcr_core::ports::{ManifestRecord, ManifestStore, NewManifest, Page, Provenan
 use mcr_core::{Error, Result};
 use tokio_postgres::Row;
 
+use super::quotas::{self, Content};
 use super::rows::{
     all, change, ensure_repo, i64_of, limit_of, lock_repo, lock_repo_exclusively, one, parsed,
     parsed_opt, time_at,
@@ -129,6 +130,10 @@ impl ManifestStore for PostgresMetaStore {
                 };
                 if !m.tag_guard.allows_every_tag() {
                     guard_tags(tx, m, repo).await?;
+                }
+                if m.provenance == Provenance::Pushed {
+                    let content = Content::Manifest(&m.digest, m.raw.len() as u64);
+                    quotas::charge(tx, &m.repository, content).await?;
                 }
                 let digest = m.digest.to_string();
                 let inserted: Option<i64> = one(

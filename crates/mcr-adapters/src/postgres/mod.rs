@@ -4,7 +4,7 @@
 //! This module owns the connection pool, the transactions every step runs
 //! in, and the mapping of driver errors to the engine's. The ports'
 //! methods live one trait a module (`repositories`, `manifests`, `blobs`,
-//! `uploads`, `policy`, `audit`, `gc`, `status`, `revocations`), their
+//! `uploads`, `policy`, `quotas`, `audit`, `gc`, `status`, `revocations`), their
 //! statements in `sql`, what the statements share in `rows`, and the
 //! numbered migrations in `schema`.
 //!
@@ -35,7 +35,11 @@
 //!   gone (`ManifestBlobUnknown`), as on SQLite;
 //! - completing an upload and mounting hold the blob row `FOR KEY SHARE`
 //!   before linking, so a sweep of the same content either finishes first
-//!   (the row is made again) or waits for the new link that spares it.
+//!   (the row is made again) or waits for the new link that spares it;
+//! - a pushed upload, mount or manifest locks the quotas covering its
+//!   repository `FOR UPDATE` last, after the rows above, then measures
+//!   them (`quotas::charge`): pushes under one quota go one at a time
+//!   from there to their commit.
 //!
 //! Should two steps still deadlock, or fail a serialization check,
 //! PostgreSQL aborts one and [`PostgresMetaStore`] runs it again from the
@@ -50,6 +54,7 @@ mod coordination;
 mod gc;
 mod manifests;
 mod policy;
+mod quotas;
 mod repositories;
 mod revocations;
 mod rows;

@@ -22,7 +22,7 @@ use super::{sql, StepResult, TxError};
 type Params<'p> = &'p [&'p (dyn ToSql + Sync)];
 
 /// A column that failed the domain's validation.
-fn invalid_column(row: &Row, idx: usize, e: impl std::fmt::Display) -> TxError {
+pub(super) fn invalid_column(row: &Row, idx: usize, e: impl std::fmt::Display) -> TxError {
     let name = row.columns().get(idx).map_or("?", |c| c.name());
     TxError::Engine(Error::storage(
         format!("reading column {name}"),

@@ -205,6 +205,23 @@ const MIGRATIONS: &[(i64, &str)] = &[
             FOR EACH ROW EXECUTE FUNCTION repository_size_of_links();
         CREATE INDEX repositories_by_size ON repositories (size, name);",
     ),
+    (
+        8,
+        // Quotas, one per scope (a repository name, or a namespace prefix
+        // ending in '/'). A push's step locks the covering quotas' rows
+        // `FOR UPDATE`, so pushes under one quota measure and link one at
+        // a time, and measures each scope: a namespace through the
+        // names' index, its links and its manifests' (digest, size) from
+        // these indexes, and whether a manifest is already in it by
+        // digest.
+        r#"CREATE TABLE quotas (
+            id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            scope       text COLLATE "C" NOT NULL UNIQUE,
+            limit_bytes bigint NOT NULL CHECK (limit_bytes > 0)
+        );
+        CREATE INDEX manifests_by_repository_digest ON manifests (repository_id, digest, size);
+        CREATE INDEX manifests_by_digest ON manifests (digest, repository_id);"#,
+    ),
 ];
 
 /// The schema version this build writes and understands.

@@ -300,3 +300,45 @@ pub(super) const LIVE_REVOCATIONS: &str =
 pub(super) const INSERT_AUDIT: &str = "INSERT INTO audit_log
     (time, event_type, actor_id, repository, digest, ip, details)
     VALUES ($1, $2, $3, $4, $5, $6, $7::text::jsonb)";
+
+// Quotas.
+/// Serialises quota changes (the count against `MAX_QUOTAS`); pushes'
+/// row locks (`ROW SHARE`) do not wait on it.
+pub(super) const LOCK_QUOTAS: &str = "LOCK TABLE quotas IN SHARE ROW EXCLUSIVE MODE";
+pub(super) const QUOTA_BY_SCOPE: &str = "SELECT id FROM quotas WHERE scope = $1";
+pub(super) const LIST_QUOTAS: &str = "SELECT id, scope, limit_bytes FROM quotas ORDER BY scope";
+pub(super) const QUOTA_COUNT: &str = "SELECT COUNT(*) FROM quotas";
+pub(super) const INSERT_QUOTA: &str =
+    "INSERT INTO quotas (scope, limit_bytes) VALUES ($1, $2) RETURNING id";
+pub(super) const UPDATE_QUOTA: &str = "UPDATE quotas SET limit_bytes = $2 WHERE id = $1";
+pub(super) const DELETE_QUOTA: &str =
+    "DELETE FROM quotas WHERE id = $1 RETURNING id, scope, limit_bytes";
+/// The quotas on these scopes, locked in scope order (so two pushes
+/// never take them crosswise): pushes under one quota wait here for each
+/// other's commit, then measure what it left.
+pub(super) const LOCK_COVERING_QUOTAS: &str =
+    "SELECT scope, limit_bytes FROM quotas WHERE scope = ANY($1) ORDER BY scope FOR UPDATE";
+/// A repository's use is its stored size (migration 7): its manifests
+/// and linked blobs, each once.
+pub(super) const REPO_USAGE: &str = "SELECT size FROM repositories WHERE name = $1";
+/// A namespace's use (names in [$1, $2)): each blob linked in any of its
+/// repositories once, plus each manifest stored in any of them once.
+pub(super) const NAMESPACE_USAGE: &str = "SELECT
+    (SELECT COALESCE(SUM(b.size), 0) FROM blobs b WHERE b.digest IN (
+        SELECT rb.digest FROM repositories r
+        JOIN repository_blobs rb ON rb.repository_id = r.id
+        WHERE r.name >= $1 AND r.name < $2))::bigint
+    + (SELECT COALESCE(SUM(size), 0) FROM (SELECT DISTINCT m.digest, m.size
+        FROM repositories r JOIN manifests m ON m.repository_id = r.id
+        WHERE r.name >= $1 AND r.name < $2) d)::bigint";
+pub(super) const BLOB_IN_NAMESPACE: &str = "SELECT 1 FROM repository_blobs rb
+    JOIN repositories r ON r.id = rb.repository_id
+    WHERE rb.digest = $1 AND r.name >= $2 AND r.name < $3 LIMIT 1";
+pub(super) const MANIFEST_IN_NAMESPACE: &str = "SELECT 1 FROM manifests m
+    JOIN repositories r ON r.id = m.repository_id
+    WHERE m.digest = $1 AND r.name >= $2 AND r.name < $3 LIMIT 1";
+pub(super) const BLOB_IN_NAMED_REPO: &str = "SELECT 1 FROM repository_blobs rb
+    JOIN repositories r ON r.id = rb.repository_id WHERE rb.digest = $1 AND r.name = $2";
+pub(super) const MANIFEST_IN_NAMED_REPO: &str = "SELECT 1 FROM manifests m
+    JOIN repositories r ON r.id = m.repository_id WHERE m.digest = $1 AND r.name = $2";
+pub(super) const REPO_NAME: &str = "SELECT name FROM repositories WHERE id = $1";

@@ -13,6 +13,7 @@ use mcr_core::time::Timestamp;
 use mcr_core::{Error, Result};
 use tokio_postgres::Row;
 
+use super::quotas::{self, Content};
 use super::rows::{all, change, ensure_repo, i64_of, limit_of, link, one, parsed, time_at, u64_at};
 use super::{audit, sql, PostgresMetaStore, StepResult, LIST_PAGE};
 
@@ -173,6 +174,12 @@ impl UploadSessionStore for PostgresMetaStore {
                             &[&digest, &i64_of(blob.size)?, &at.as_millis()],
                         )
                         .await?;
+                    }
+                    if *provenance == Provenance::Pushed {
+                        if let Some(name) = quotas::repo_name(tx, repo).await? {
+                            let content = Content::Blob(&blob.digest, blob.size);
+                            quotas::charge(tx, &name, content).await?;
+                        }
                     }
                     link(tx, repo, &digest, *at, *provenance).await?;
                     audit::insert(tx, event).await

@@ -9,6 +9,7 @@ use mcr_core::time::Timestamp;
 use mcr_core::Result;
 use rusqlite::params;
 
+use super::quotas::{self, Content};
 use super::rows::{all, blob_info, change, ensure_repo, limit_of, link, one, parsed};
 use super::{audit, sql, SqliteMetaStore, LIST_PAGE};
 
@@ -61,6 +62,9 @@ impl BlobIndex for SqliteMetaStore {
                 // Nothing changes, not even `to` coming into being.
                 return Ok(None);
             };
+            if provenance == Provenance::Pushed {
+                quotas::charge(tx, &to, Content::Blob(&info.digest, info.size))?;
+            }
             let to_id = ensure_repo(tx, &to, at)?;
             link(tx, to_id, &digest, at, provenance)?;
             audit::insert(tx, &event)?;

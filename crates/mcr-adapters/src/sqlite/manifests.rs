@@ -12,6 +12,7 @@ use mcr_core::time::Timestamp;
 use mcr_core::{Error, Result};
 use rusqlite::{params, Row};
 
+use super::quotas::{self, Content};
 use super::rows::{all, change, ensure_repo, i64_of, limit_of, one, parsed, parsed_opt, repo_id};
 use super::{audit, db, sql, storage, SqliteMetaStore};
 
@@ -75,6 +76,10 @@ impl ManifestStore for SqliteMetaStore {
                 }
             }
 
+            if m.provenance == Provenance::Pushed {
+                let size = m.raw.len() as u64;
+                quotas::charge(tx, &m.repository, Content::Manifest(&m.digest, size))?;
+            }
             let repo = match existing {
                 Some(id) => id,
                 None => ensure_repo(tx, &m.repository, m.created)?,

@@ -2,7 +2,7 @@
 //!
 //! This module owns the database file (its mode, pragmas and schema) and
 //! the way work reaches it. The ports' methods live one trait a module
-//! (`repositories`, `manifests`, `blobs`, `uploads`, `policy`, `audit`,
+//! (`repositories`, `manifests`, `blobs`, `uploads`, `policy`, `quotas`, `audit`,
 //! `gc`, `status` for readiness and totals, and `backup` for snapshots),
 //! their statements in `sql`, what the statements share in `rows`, the
 //! numbered migrations in `schema`, and the readiness checks of the file
@@ -36,6 +36,7 @@ mod gc;
 mod manifests;
 mod policy;
 mod probe;
+mod quotas;
 mod repositories;
 mod revocations;
 mod rows;

@@ -18,6 +18,7 @@
 //! `policy_rules` (the rule as JSON, with its sort keys as columns);
 //! `policy_generation` (one row: the rule set's generation);
 //! `revoked_tokens` (local-identity logouts, until the token's expiry);
+//! `quotas` (a byte limit per repository or namespace prefix);
 //! `audit_log`.
 
 use std::time::SystemTime;
@@ -236,6 +237,22 @@ const MIGRATIONS: &[(i64, &str)] = &[
             WHERE id = OLD.repository_id;
         END;
         CREATE INDEX repositories_by_size ON repositories (size, name);",
+    ),
+    (
+        13,
+        // Quotas, one per scope (a repository name, or a namespace prefix
+        // ending in '/'). A push's step measures each covering scope: a
+        // namespace through the names' index, its links and its
+        // manifests' (digest, size) from these two indexes (the rows
+        // themselves hold the raw bytes before `size`), and whether a
+        // manifest is already in it by digest.
+        "CREATE TABLE quotas (
+            id          INTEGER PRIMARY KEY AUTOINCREMENT,
+            scope       TEXT NOT NULL UNIQUE,
+            limit_bytes INTEGER NOT NULL CHECK (limit_bytes > 0)
+        );
+        CREATE INDEX manifests_by_repository_digest ON manifests (repository_id, digest, size);
+        CREATE INDEX manifests_by_digest ON manifests (digest, repository_id);",
     ),
 ];
 

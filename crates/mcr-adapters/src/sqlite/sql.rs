@@ -241,6 +241,40 @@ pub(super) const RULE_GENERATION: &str = "SELECT generation FROM policy_generati
 pub(super) const NEXT_RULE_GENERATION: &str =
     "UPDATE policy_generation SET generation = generation + 1 WHERE id = 1";
 
+// Quotas.
+pub(super) const QUOTA_BY_SCOPE: &str = "SELECT id, limit_bytes FROM quotas WHERE scope = ?1";
+pub(super) const LIST_QUOTAS: &str = "SELECT id, scope, limit_bytes FROM quotas ORDER BY scope";
+pub(super) const QUOTA_COUNT: &str = "SELECT COUNT(*) FROM quotas";
+pub(super) const INSERT_QUOTA: &str =
+    "INSERT INTO quotas (scope, limit_bytes) VALUES (?1, ?2) RETURNING id";
+pub(super) const UPDATE_QUOTA: &str = "UPDATE quotas SET limit_bytes = ?2 WHERE id = ?1";
+pub(super) const DELETE_QUOTA: &str =
+    "DELETE FROM quotas WHERE id = ?1 RETURNING id, scope, limit_bytes";
+/// A repository's use is its stored size (migration 12): its manifests
+/// and linked blobs, each once.
+pub(super) const REPO_USAGE: &str = "SELECT size FROM repositories WHERE name = ?1";
+/// A namespace's use (names in [?1, ?2)): each blob linked in any of its
+/// repositories once, plus each manifest stored in any of them once.
+pub(super) const NAMESPACE_USAGE: &str = "SELECT
+    (SELECT COALESCE(SUM(b.size), 0) FROM blobs b WHERE b.digest IN (
+        SELECT rb.digest FROM repositories r
+        JOIN repository_blobs rb ON rb.repository_id = r.id
+        WHERE r.name >= ?1 AND r.name < ?2))
+    + (SELECT COALESCE(SUM(size), 0) FROM (SELECT DISTINCT m.digest, m.size
+        FROM repositories r JOIN manifests m ON m.repository_id = r.id
+        WHERE r.name >= ?1 AND r.name < ?2))";
+pub(super) const BLOB_IN_NAMESPACE: &str = "SELECT 1 FROM repository_blobs rb
+    JOIN repositories r ON r.id = rb.repository_id
+    WHERE rb.digest = ?1 AND r.name >= ?2 AND r.name < ?3 LIMIT 1";
+pub(super) const MANIFEST_IN_NAMESPACE: &str = "SELECT 1 FROM manifests m
+    JOIN repositories r ON r.id = m.repository_id
+    WHERE m.digest = ?1 AND r.name >= ?2 AND r.name < ?3 LIMIT 1";
+pub(super) const BLOB_IN_NAMED_REPO: &str = "SELECT 1 FROM repository_blobs rb
+    JOIN repositories r ON r.id = rb.repository_id WHERE rb.digest = ?1 AND r.name = ?2";
+pub(super) const MANIFEST_IN_NAMED_REPO: &str = "SELECT 1 FROM manifests m
+    JOIN repositories r ON r.id = m.repository_id WHERE m.digest = ?1 AND r.name = ?2";
+pub(super) const REPO_NAME: &str = "SELECT name FROM repositories WHERE id = ?1";
+
 // Audit log.
 pub(super) const INSERT_AUDIT: &str = "INSERT INTO audit_log
     (time, event_type, actor_id, repository, digest, ip, details)
@@ -330,6 +364,22 @@ mod tests {
             ("RULE_GENERATION", RULE_GENERATION, &[]),
             ("DROP_ENDED_REVOCATIONS", DROP_ENDED_REVOCATIONS, &[]),
             ("LIVE_REVOCATIONS", LIVE_REVOCATIONS, &["revoked_tokens"]),
+            ("QUOTA_BY_SCOPE", QUOTA_BY_SCOPE, &[]),
+            // Every quota, by design (at most MAX_QUOTAS).
+            ("LIST_QUOTAS", LIST_QUOTAS, &["quotas"]),
+            ("DELETE_QUOTA", DELETE_QUOTA, &[]),
+            ("REPO_USAGE", REPO_USAGE, &[]),
+            // The scan is of the namespace's distinct manifests.
+            (
+                "NAMESPACE_USAGE",
+                NAMESPACE_USAGE,
+                &["(subquery-3)", "CONSTANT"],
+            ),
+            ("BLOB_IN_NAMESPACE", BLOB_IN_NAMESPACE, &[]),
+            ("MANIFEST_IN_NAMESPACE", MANIFEST_IN_NAMESPACE, &[]),
+            ("BLOB_IN_NAMED_REPO", BLOB_IN_NAMED_REPO, &[]),
+            ("MANIFEST_IN_NAMED_REPO", MANIFEST_IN_NAMED_REPO, &[]),
+            ("REPO_NAME", REPO_NAME, &[]),
         ];
         let audit = |f: fn(&mut AuditQuery)| {
             let mut q = AuditQuery {
@@ -405,6 +455,21 @@ mod tests {
             ("SWEEPABLE", SWEEPABLE, "repository_blobs_by_digest"),
             ("UPLOADS_IDLE", UPLOADS_IDLE, "uploads_by_active"),
             ("DELETE_MANIFEST", DELETE_MANIFEST, "tags_by_manifest"),
+            (
+                "NAMESPACE_USAGE",
+                NAMESPACE_USAGE,
+                "manifests_by_repository_digest",
+            ),
+            (
+                "MANIFEST_IN_NAMESPACE",
+                MANIFEST_IN_NAMESPACE,
+                "manifests_by_digest",
+            ),
+            (
+                "BLOB_IN_NAMESPACE",
+                BLOB_IN_NAMESPACE,
+                "repository_blobs_by_digest",
+            ),
         ] {
             let steps = plan(&c, sql);
             assert!(

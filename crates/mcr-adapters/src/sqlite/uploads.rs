@@ -13,6 +13,7 @@ use mcr_core::time::Timestamp;
 use mcr_core::{Error, Result};
 use rusqlite::{params, Row};
 
+use super::quotas::{self, Content};
 use super::rows::{all, change, ensure_repo, i64_of, limit_of, link, one, parsed, u64_at};
 use super::{audit, sql, SqliteMetaStore, LIST_PAGE};
 
@@ -128,6 +129,11 @@ impl UploadSessionStore for SqliteMetaStore {
         self.write("completing an upload", move |tx| {
             let repo: i64 = one(tx, sql::UPLOAD_REPO, [id.as_str()], |r| r.get(0))?
                 .ok_or_else(|| Error::UploadUnknown(id.to_string()))?;
+            if provenance == Provenance::Pushed {
+                if let Some(name) = quotas::repo_name(tx, repo)? {
+                    quotas::charge(tx, &name, Content::Blob(&blob.digest, blob.size))?;
+                }
+            }
             let digest = blob.digest.to_string();
             // A row that exists keeps its `created`: the link's new stamp
             // is what protects the blob from a sweep.

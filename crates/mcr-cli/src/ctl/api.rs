@@ -6,6 +6,7 @@ use std::fmt;
 use mcr_core::audit::AuditEvent;
 use mcr_core::names::RepoName;
 use mcr_core::policy::{Rule, RuleDraft, RulePatch};
+use mcr_core::quota::{Quota, QuotaDraft, QuotaUsage};
 
 use super::model::{
     AuditFilter, Dashboard, ExplainQuery, Explanation, GcReport, GcStatus, Login, ManifestDetail,
@@ -49,6 +50,11 @@ pub(crate) trait Api {
     async fn proxies(&mut self) -> Result<Vec<Proxy>, Failure>;
     /// Drops one mirrored repository's cache.
     async fn drop_proxy_cache(&mut self, name: &RepoName) -> Result<(), Failure>;
+    /// Every quota by scope, with what its scope uses.
+    async fn quotas(&mut self) -> Result<Vec<QuotaUsage>, Failure>;
+    /// Sets a scope's quota (the server validates it).
+    async fn set_quota(&mut self, draft: &QuotaDraft) -> Result<Quota, Failure>;
+    async fn delete_quota(&mut self, id: i64) -> Result<(), Failure>;
 }
 
 /// What went wrong, in kinds a person can act on.

@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use mcr_core::audit::AuditEvent;
 use mcr_core::digest::Digest;
+use mcr_core::display::parse_size;
 use mcr_core::names::RepoName;
 use mcr_core::policy::{Rule, RuleDraft, RulePatch};
+use mcr_core::quota::QuotaDraft;
 use mcr_core::time::{Clock, SystemClock, Timestamp};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
@@ -17,7 +19,8 @@ use super::model::{
 };
 use super::table::{list_or_any, size, Table};
 use super::{
-    AuditCommand, Cli, Command, GcCommand, PolicyCommand, ProxyCommand, RepoCommand, RuleFlags,
+    AuditCommand, Cli, Command, GcCommand, PolicyCommand, ProxyCommand, QuotaCommand, RepoCommand,
+    RuleFlags,
 };
 use mcr_core::ports::SortOrder;
 
@@ -170,8 +173,52 @@ pub(crate) async fn run<A: Api>(api: &mut A, cli: &Cli, target: &str) -> Result<
                 format!("dropped the cache of {repo}; `mcrctl gc` frees its layers\n")
             })
         }
+        Command::Quota(cmd) => quota(api, out, cmd).await,
         // Answered before any connection is made.
         Command::Completions { .. } => Ok(()),
+    }
+}
+
+async fn quota<A: Api>(api: &mut A, out: Out, cmd: &QuotaCommand) -> Result<(), Failure> {
+    match cmd {
+        QuotaCommand::List => {
+            let quotas = api.quotas().await?;
+            out.print(&quotas, || {
+                let mut t = Table::new(&["ID", "SCOPE", "LIMIT", "USED", "USE"]);
+                for q in &quotas {
+                    let limit = q.quota.limit_bytes.bytes();
+                    t.row(vec![
+                        q.quota.id.to_string(),
+                        q.quota.scope.to_string(),
+                        size(limit),
+                        size(q.used_bytes),
+                        format!("{:.0}%", q.used_bytes as f64 * 100.0 / limit as f64),
+                    ]);
+                }
+                t.render()
+            })
+        }
+        QuotaCommand::Set { scope, limit } => {
+            let draft = QuotaDraft {
+                scope: scope.clone(),
+                limit_bytes: parse_size(limit)?,
+            };
+            let q = api.set_quota(&draft).await?;
+            out.print(&q, || {
+                format!(
+                    "quota {} on {}: {}\n",
+                    q.id,
+                    q.scope,
+                    size(q.limit_bytes.bytes())
+                )
+            })
+        }
+        QuotaCommand::Delete { id } => {
+            api.delete_quota(*id).await?;
+            out.print(&json!({ "deleted": id }), || {
+                format!("deleted quota {id}\n")
+            })
+        }
     }
 }
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use mcr_core::audit::{AuditEvent, AuditQuery};
 use mcr_core::names::RepoName;
 use mcr_core::policy::{Rule, RuleDraft, RulePatch};
+use mcr_core::quota::{Quota, QuotaDraft, QuotaUsage};
 use mcr_grpc::client::{self, BearerToken, Clients};
 use mcr_grpc::convert::{from_timestamp, update_rule_request};
 use mcr_grpc::pb;
@@ -343,6 +344,43 @@ impl Api for Grpc {
                 cache_size: p.cache_size,
             })
             .collect())
+    }
+
+    async fn quotas(&mut self) -> Result<Vec<QuotaUsage>, Failure> {
+        let r = self
+            .clients
+            .registry
+            .list_quotas(pb::ListQuotasRequest {})
+            .await
+            .map_err(failure)?
+            .into_inner();
+        Ok(r.quotas
+            .into_iter()
+            .map(QuotaUsage::try_from)
+            .collect::<Result<_, _>>()?)
+    }
+
+    async fn set_quota(&mut self, draft: &QuotaDraft) -> Result<Quota, Failure> {
+        let r = self
+            .clients
+            .registry
+            .set_quota(pb::SetQuotaRequest {
+                scope: draft.scope.clone(),
+                limit_bytes: draft.limit_bytes,
+            })
+            .await
+            .map_err(failure)?
+            .into_inner();
+        Ok(QuotaUsage::try_from(r)?.quota)
+    }
+
+    async fn delete_quota(&mut self, id: i64) -> Result<(), Failure> {
+        self.clients
+            .registry
+            .delete_quota(pb::DeleteQuotaRequest { id })
+            .await
+            .map_err(failure)
+            .map(drop)
     }
 
     async fn gc_status(&mut self) -> Result<GcStatus, Failure> {

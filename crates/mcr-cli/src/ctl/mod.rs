@@ -89,6 +89,9 @@ pub enum Command {
     /// The pull-through cache (admin).
     #[command(subcommand)]
     Proxy(ProxyCommand),
+    /// Storage quotas (admin): a byte limit per repository or namespace.
+    #[command(subcommand)]
+    Quota(QuotaCommand),
     /// Print a completion script for a shell, e.g.
     /// `mcrctl completions bash > /etc/bash_completion.d/mcrctl`
     /// (needs no server).
@@ -108,6 +111,18 @@ pub enum ProxyCommand {
     /// frees the layers no other repository uses, the next pull fetches
     /// from the upstream again.
     Drop { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QuotaCommand {
+    /// Every quota with its limit and what its scope uses now.
+    List,
+    /// Set the quota of a repository (`team-a/app`) or a namespace
+    /// (`team-a/`, ending in '/'): pushes that would take it past LIMIT
+    /// are refused. LIMIT is bytes or a size like 10GiB or 500MB.
+    Set { scope: String, limit: String },
+    /// Delete a quota by its id (from `mcrctl quota list`).
+    Delete { id: i64 },
 }
 
 #[derive(Debug, Subcommand)]

@@ -5,6 +5,7 @@ use std::time::Duration;
 use mcr_core::audit::AuditEvent;
 use mcr_core::names::RepoName;
 use mcr_core::policy::{Rule, RuleDraft, RulePatch};
+use mcr_core::quota::{Quota, QuotaDraft, QuotaUsage};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -295,5 +296,24 @@ impl Api for Rest {
         }
         let p: Proxies = self.send(self.request(Method::GET, "/v1/proxies")).await?;
         Ok(p.proxies)
+    }
+
+    async fn quotas(&mut self) -> Result<Vec<QuotaUsage>, Failure> {
+        #[derive(Deserialize)]
+        struct Quotas {
+            quotas: Vec<QuotaUsage>,
+        }
+        let q: Quotas = self.send(self.request(Method::GET, "/v1/quotas")).await?;
+        Ok(q.quotas)
+    }
+
+    async fn set_quota(&mut self, draft: &QuotaDraft) -> Result<Quota, Failure> {
+        self.send(self.request(Method::POST, "/v1/quotas").json(draft))
+            .await
+    }
+
+    async fn delete_quota(&mut self, id: i64) -> Result<(), Failure> {
+        self.send_empty(self.request(Method::DELETE, &format!("/v1/quotas/{id}")))
+            .await
     }
 }

@@ -332,27 +332,7 @@ impl ProxySection {
 
 /// `50GiB`, `512MiB`, `10GB`, `1000` (bytes).
 fn parse_size(s: &str) -> anyhow::Result<u64> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let number: u64 = number
-        .parse()
-        .with_context(|| format!("{s:?} is not a size like 50GiB"))?;
-    let scale: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        "TiB" => 1 << 40,
-        "KB" => 1_000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        "TB" => 1_000_000_000_000,
-        u => bail!("{s:?}: unknown unit {u:?} (B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)"),
-    };
-    number
-        .checked_mul(scale)
-        .with_context(|| format!("{s:?} is too large"))
+    Ok(mcr_core::display::parse_size(s)?)
 }
 
 /// A secret from the config file, kept out of `Debug`.

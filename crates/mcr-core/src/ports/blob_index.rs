@@ -49,7 +49,9 @@ pub trait BlobIndex: Send + Sync + 'static {
     /// and `provenance`, and records `event`, in one step (a mount is never
     /// acknowledged unaudited, nor audited undone). Returns the blob, or
     /// `None` (changing nothing, not even creating `to`, recording
-    /// nothing) if `from` does not hold it.
+    /// nothing) if `from` does not hold it. Like an upload, a pushed mount
+    /// is checked against every quota covering `to` in the same step:
+    /// `QuotaExceeded` links nothing.
     async fn mount_blob(
         &self,
         from: &RepoName,

@@ -85,7 +85,9 @@ pub enum Provenance {
 pub trait ManifestStore: Send + Sync + 'static {
     /// Fails with `ManifestBlobUnknown` or `ManifestChildUnknown` naming the
     /// first missing reference of a pushed manifest; stores nothing in that
-    /// case. Storing a manifest that exists again only moves the tags. Creates the
+    /// case. A pushed manifest not yet stored in a scope is charged its
+    /// bytes against every quota covering the repository, in the same step
+    /// (`crate::quota`): `QuotaExceeded` stores nothing. Storing a manifest that exists again only moves the tags. Creates the
     /// repository on its first manifest. Records `event` in the same step,
     /// so a push that fails to be audited stores nothing.
     async fn put_manifest(&self, manifest: NewManifest, event: &NewAuditEvent) -> Result<()>;

@@ -3,7 +3,7 @@
 //!
 //! The metadata port is split by what the use cases ask of it, one trait
 //! a module: [`RepositoryStore`], [`ManifestStore`], [`BlobIndex`],
-//! [`UploadSessionStore`], [`PolicyRuleStore`], [`AuditLog`],
+//! [`UploadSessionStore`], [`PolicyRuleStore`], [`QuotaStore`], [`AuditLog`],
 //! [`GcStore`], [`StoreStatus`] and [`RevocationStore`]. Each method is one atomic step of a use case, so an
 //! adapter can make it one transaction; the contract suite
 //! (`testing::contract::run_meta_store_contract`) pins down what each must
@@ -19,6 +19,7 @@ use super::blob_index::BlobIndex;
 use super::gc::GcStore;
 use super::manifests::ManifestStore;
 use super::policy_rules::PolicyRuleStore;
+use super::quotas::QuotaStore;
 use super::repositories::RepositoryStore;
 use super::revocations::RevocationStore;
 use super::status::StoreStatus;
@@ -34,6 +35,7 @@ pub trait MetaStore:
     + BlobIndex
     + UploadSessionStore
     + PolicyRuleStore
+    + QuotaStore
     + AuditLog
     + GcStore
     + StoreStatus
@@ -47,6 +49,7 @@ impl<T> MetaStore for T where
         + BlobIndex
         + UploadSessionStore
         + PolicyRuleStore
+        + QuotaStore
         + AuditLog
         + GcStore
         + StoreStatus

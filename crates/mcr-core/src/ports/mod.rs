@@ -11,7 +11,8 @@
 //!   the listing's query in `repo_query`),
 //!   [`ManifestStore`] (`manifests`), [`BlobIndex`] (`blob_index`),
 //!   [`UploadSessionStore`] (`upload_sessions`), [`PolicyRuleStore`]
-//!   (`policy_rules`), [`AuditLog`] (`audit_log`), [`GcStore`] (`gc`),
+//!   (`policy_rules`), [`QuotaStore`] (`quotas`), [`AuditLog`]
+//!   (`audit_log`), [`GcStore`] (`gc`),
 //!   [`StoreStatus`] (`status`: readiness probe and totals for metrics),
 //!   [`RevocationStore`] (`revocations`, for the local identity), and,
 //!   optional and outside the umbrella, [`SnapshotStore`]
@@ -30,6 +31,7 @@ mod listing;
 mod manifests;
 mod meta_store;
 mod policy_rules;
+mod quotas;
 mod repo_query;
 mod repositories;
 mod revocations;
@@ -48,6 +50,7 @@ pub use listing::{keyset_pages, ListStream};
 pub use manifests::{ManifestRecord, ManifestStore, NewManifest, Provenance};
 pub use meta_store::MetaStore;
 pub use policy_rules::{PolicyRuleStore, StoredRules};
+pub use quotas::QuotaStore;
 pub use repo_query::{RepoCursor, RepoQuery, RepoSort, SortOrder, MAX_FILTER_LEN};
 pub use repositories::{ManifestSummary, Page, RepoDetail, RepoSummary, RepositoryStore, TagRef};
 pub use revocations::{Revocation, RevocationStore};
@@ -62,7 +65,7 @@ pub use upstream::{Upstream, UpstreamBlob, UpstreamManifest};
 pub mod prelude {
     pub use super::{
         AuditLog, BlobIndex, BlobStore, Coordination, GcStore, ManifestStore, MetaStore,
-        PolicyRuleStore, RepositoryStore, RevocationStore, SnapshotStore, StoreStatus,
+        PolicyRuleStore, QuotaStore, RepositoryStore, RevocationStore, SnapshotStore, StoreStatus,
         TokenValidator, UploadSessionStore, Upstream,
     };
 }

@@ -106,7 +106,10 @@ pub trait UploadSessionStore: Send + Sync + 'static {
     /// repository stamped `at` and of `provenance` (see
     /// [`BlobIndex`](super::BlobIndex) on links made again), removes the
     /// session and records `event` (so a push that fails to be audited
-    /// stores nothing). Fails with `UploadUnknown` if the session is gone.
+    /// stores nothing). Fails with `UploadUnknown` if the session is gone,
+    /// and with `QuotaExceeded` (changing nothing) if a pushed blob not yet
+    /// linked in a covering quota's scope would take it past its limit
+    /// (`crate::quota`).
     async fn complete_upload(
         &self,
         id: &UploadId,

@@ -17,6 +17,7 @@ mod logins;
 mod proxy;
 mod pull;
 mod push;
+mod quota;
 mod rate;
 mod read_cache;
 mod snapshot;

@@ -205,7 +205,8 @@ impl Registry {
 
     /// Finishes the session as blob `digest`, appending `last_chunk` first
     /// (placed and limited like [`Registry::upload_chunk`]'s chunks). The
-    /// blob is visible in `repo` once this returns.
+    /// blob is visible in `repo` once this returns. Past a quota it is
+    /// refused (`Error::QuotaExceeded`) and the session ends.
     pub async fn finish_upload(
         &self,
         caller: &Caller,
@@ -224,6 +225,8 @@ impl Registry {
         let appended = writer.state().clone();
         match self.commit_upload(caller, repo, id, writer, digest).await {
             Ok(info) => Ok(info),
+            // A quota's refusal ended the session: nothing to record.
+            Err(e @ Error::QuotaExceeded(_)) => Err(e),
             Err(e) => {
                 if let Err(saving) = self.save_state(&session, &appended).await {
                     tracing::warn!(upload = %id, error = %saving, "recording the last chunk of a failed finish");
@@ -257,10 +260,42 @@ impl Registry {
             Some(digest),
             details([("size", size.to_string())]),
         );
-        self.meta
+        let stored = self
+            .meta
             .complete_upload(id, &info, event.time, Provenance::Pushed, &event)
+            .await;
+        if let Err(Error::QuotaExceeded(_)) = &stored {
+            self.discard_refused_upload(repo, id, digest).await;
+        }
+        self.audit_quota_refusal(caller, repo, digest, stored)
             .await?;
         Ok(info)
+    }
+
+    /// After a quota refused an upload's blob (its file already in
+    /// place, no row or link made): ends the session, which cannot go on
+    /// from a finished writer, and removes the file if no row names it.
+    /// Called under the digest's lock, as GC deletes, so an upload of the
+    /// same content elsewhere either committed its row first (the file
+    /// stays) or renames its file in after. Failures are only logged:
+    /// the client is told of the refusal, and the purge and reconcile
+    /// remove what is left.
+    async fn discard_refused_upload(&self, repo: &RepoName, id: &UploadId, digest: &Digest) {
+        if let Err(e) = self.discard_failed_upload(repo, id).await {
+            tracing::warn!(upload = %id, %repo, error = %e, "ending an upload refused for a quota");
+        }
+        let unclaimed = match self.meta.blob_exists(digest).await {
+            Ok(exists) => !exists,
+            Err(e) => {
+                tracing::warn!(%digest, error = %e, "checking a blob refused for a quota");
+                false
+            }
+        };
+        if unclaimed {
+            if let Err(e) = self.blobs.delete(digest).await {
+                tracing::warn!(%digest, error = %e, "removing a blob refused for a quota");
+            }
+        }
     }
 
     /// Cancels a session and discards its data.
@@ -307,6 +342,8 @@ impl Registry {
         };
         match stored.await {
             Ok(info) => Ok(info),
+            // A quota's refusal cleaned up already.
+            Err(e @ Error::QuotaExceeded(_)) => Err(e),
             Err(e) => {
                 // The client is told why the upload failed; a cleanup
                 // that fails too is only logged (the purge removes what
@@ -386,9 +423,11 @@ impl Registry {
             d.insert("from".to_string(), from.to_string());
         }
         let event = self.event(caller, EventType::BlobMounted, Some(to), Some(digest), d);
-        self.meta
+        let mounted = self
+            .meta
             .mount_blob(from, to, digest, event.time, Provenance::Pushed, &event)
-            .await
+            .await;
+        self.audit_quota_refusal(caller, to, digest, mounted).await
     }
 
     /// Mounts `digest` into `to` from the first repository holding it
@@ -468,7 +507,9 @@ impl Registry {
         let change = self.manifests.change(repo);
         let stored = self.meta.put_manifest(new, &event).await;
         change.done();
-        self.audit_tag_refusal(caller, repo, stored).await?;
+        let stored = self.audit_tag_refusal(caller, repo, stored).await;
+        self.audit_quota_refusal(caller, repo, &digest, stored)
+            .await?;
         Ok(PushedManifest {
             digest,
             subject,

@@ -22,10 +22,14 @@ use crate::names::{Reference, RepoName, Tag};
 use crate::policy::{Rule, RuleDraft, TagGuard};
 use crate::ports::{
     AuditLog, BlobIndex, BlobInfo, GcStore, ListStream, ManifestRecord, ManifestStore,
-    ManifestSummary, NewManifest, Page, PolicyRuleStore, Provenance, RepoDetail, RepoQuery,
-    RepoSummary, RepositoryStore, Revocation, RevocationStore, SnapshotStore, StoreStatus,
-    StoreTotals, StoredRules, SweepStep, TagRef, UploadCaps, UploadSession, UploadSessionStore,
-    UploadState,
+    ManifestSummary, NewManifest, Page, PolicyRuleStore, Provenance, QuotaStore, RepoDetail,
+    RepoQuery, RepoSummary, RepositoryStore, Revocation, RevocationStore, SnapshotStore,
+    StoreStatus, StoreTotals, StoredRules, SweepStep, TagRef, UploadCaps, UploadSession,
+    UploadSessionStore, UploadState,
+};
+use crate::quota::{
+    quota_cap_reached, Quota, QuotaCharge, QuotaContent as Content, QuotaLimit, QuotaScope,
+    QuotaUsage,
 };
 use crate::time::Timestamp;
 
@@ -69,6 +73,10 @@ struct State {
     snapshots: BTreeSet<Timestamp>,
     /// What the readiness probe reports, while set.
     probe_failure: Option<String>,
+    /// Quotas by id.
+    quotas: BTreeMap<i64, Quota>,
+    /// The last quota id handed out; ids are never reused.
+    last_quota_id: i64,
 }
 
 #[derive(Debug)]
@@ -161,6 +169,46 @@ impl State {
             digest: digest.clone(),
             size,
         })
+    }
+
+    /// Bytes `scope` uses: each distinct blob linked into it and each
+    /// distinct manifest stored in it, once.
+    fn usage(&self, scope: &QuotaScope) -> u64 {
+        let repos = || self.repos.iter().filter(|(n, _)| scope.covers(n));
+        let blobs: BTreeSet<&Digest> = repos().flat_map(|(_, r)| r.links.keys()).collect();
+        let mut manifests: BTreeMap<&Digest, u64> = BTreeMap::new();
+        for (_, r) in repos() {
+            for (d, m) in &r.manifests {
+                manifests.insert(d, m.record.raw.len() as u64);
+            }
+        }
+        blobs
+            .into_iter()
+            .filter_map(|d| self.blobs.get(d).map(|&(size, _)| size))
+            .sum::<u64>()
+            + manifests.values().sum::<u64>()
+    }
+
+    /// Puts `content` pushed into `repo` to every quota covering it, in
+    /// the order of [`QuotaScope::covering`]; the first refusal is the
+    /// answer.
+    fn charge(&self, repo: &RepoName, content: Content<'_>) -> Result<()> {
+        let covering = QuotaScope::covering(repo)
+            .into_iter()
+            .filter_map(|key| self.quotas.values().find(|q| q.scope.to_string() == key));
+        for q in covering {
+            let holds = |r: &Repo| match content {
+                Content::Blob(d, _) => r.links.contains_key(d),
+                Content::Manifest(d, _) => r.manifests.contains_key(d),
+            };
+            let counted = self
+                .repos
+                .iter()
+                .any(|(n, r)| q.scope.covers(n) && holds(r));
+            let used = self.usage(&q.scope);
+            QuotaCharge::new(q.scope.clone(), q.limit_bytes, used, counted, content).check()?;
+        }
+        Ok(())
     }
 
     fn summary(&self, name: &RepoName, repo: &Repo) -> RepoSummary {
@@ -462,6 +510,12 @@ impl ManifestStore for FakeMetaStore {
                 }
             }
         }
+        if m.provenance == Provenance::Pushed {
+            state.charge(
+                &m.repository,
+                Content::Manifest(&m.digest, m.raw.len() as u64),
+            )?;
+        }
         let repo = state.repo_mut(&m.repository, m.created);
         repo.manifests
             .entry(m.digest.clone())
@@ -602,6 +656,9 @@ impl BlobIndex for FakeMetaStore {
         let Some(info) = state.blob_info(digest).filter(|_| held) else {
             return Ok(None);
         };
+        if provenance == Provenance::Pushed {
+            state.charge(to, Content::Blob(digest, info.size))?;
+        }
         state.repo_mut(to, at).link(digest, at, provenance);
         state.record(event);
         Ok(Some(info))
@@ -702,6 +759,14 @@ impl UploadSessionStore for FakeMetaStore {
         event: &NewAuditEvent,
     ) -> Result<()> {
         let mut state = self.lock();
+        let repo = state
+            .uploads
+            .get(id)
+            .map(|s| s.repository.clone())
+            .ok_or_else(|| Error::UploadUnknown(id.to_string()))?;
+        if provenance == Provenance::Pushed {
+            state.charge(&repo, Content::Blob(&blob.digest, blob.size))?;
+        }
         let session = state
             .remove_upload(id)
             .ok_or_else(|| Error::UploadUnknown(id.to_string()))?;
@@ -730,6 +795,46 @@ impl UploadSessionStore for FakeMetaStore {
             .collect();
         sessions.sort_by(|a, b| a.active.cmp(&b.active).then_with(|| a.id.cmp(&b.id)));
         stream::iter(sessions.into_iter().map(Ok)).boxed()
+    }
+}
+
+#[async_trait]
+impl QuotaStore for FakeMetaStore {
+    async fn set_quota(&self, scope: &QuotaScope, limit: QuotaLimit, max: u64) -> Result<Quota> {
+        let mut state = self.lock();
+        if let Some(q) = state.quotas.values_mut().find(|q| &q.scope == scope) {
+            q.limit_bytes = limit;
+            return Ok(q.clone());
+        }
+        if state.quotas.len() as u64 >= max {
+            return Err(quota_cap_reached(max));
+        }
+        state.last_quota_id += 1;
+        let quota = Quota {
+            id: state.last_quota_id,
+            scope: scope.clone(),
+            limit_bytes: limit,
+        };
+        state.quotas.insert(quota.id, quota.clone());
+        Ok(quota)
+    }
+
+    async fn delete_quota(&self, id: i64) -> Result<Option<Quota>> {
+        Ok(self.lock().quotas.remove(&id))
+    }
+
+    async fn quotas(&self) -> Result<Vec<QuotaUsage>> {
+        let state = self.lock();
+        let mut all: Vec<QuotaUsage> = state
+            .quotas
+            .values()
+            .map(|q| QuotaUsage {
+                quota: q.clone(),
+                used_bytes: state.usage(&q.scope),
+            })
+            .collect();
+        all.sort_by_key(|a| a.quota.scope.to_string());
+        Ok(all)
     }
 }
 

@@ -2,6 +2,7 @@
 //! collection, reconcile, the pull-through cache's mirrors.
 
 use mcr_core::names::{Reference, RepoName};
+use mcr_core::quota::QuotaDraft;
 use mcr_core::registry::{RepoListing, GC_RUNS_DEFAULT};
 use tonic::{Request, Response, Status};
 
@@ -149,5 +150,45 @@ impl RegistryService for Api {
             .await
             .map_err(status)?;
         Ok(Response::new(pb::DropProxyCacheResponse {}))
+    }
+
+    async fn list_quotas(
+        &self,
+        req: Request<pb::ListQuotasRequest>,
+    ) -> Result<Response<pb::ListQuotasResponse>, Status> {
+        let caller = caller(&req)?;
+        let quotas = self.registry.quotas(&caller).await.map_err(status)?;
+        Ok(Response::new(pb::ListQuotasResponse {
+            quotas: quotas.iter().map(pb::Quota::from).collect(),
+        }))
+    }
+
+    async fn set_quota(
+        &self,
+        req: Request<pb::SetQuotaRequest>,
+    ) -> Result<Response<pb::Quota>, Status> {
+        let caller = caller(&req)?;
+        let draft = QuotaDraft {
+            scope: req.get_ref().scope.clone(),
+            limit_bytes: req.get_ref().limit_bytes,
+        };
+        let quota = self
+            .registry
+            .set_quota(&caller, &draft)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::Quota::from(&quota)))
+    }
+
+    async fn delete_quota(
+        &self,
+        req: Request<pb::DeleteQuotaRequest>,
+    ) -> Result<Response<pb::DeleteQuotaResponse>, Status> {
+        let caller = caller(&req)?;
+        self.registry
+            .delete_quota(&caller, req.get_ref().id)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::DeleteQuotaResponse {}))
     }
 }

@@ -1,6 +1,6 @@
 //! The admin REST API under `/v1`: health and readiness, login and logout,
 //! repositories, policy rules, the audit log, garbage collection,
-//! database snapshots and the pull-through cache's mirrors.
+//! database snapshots, the pull-through cache's mirrors and quotas.
 //!
 //! Errors are `{"error": "..."}` with the status the engine error maps to
 //! (`crate::error::ApiError`). Every handler authenticates, calls one use
@@ -9,6 +9,7 @@
 mod gc;
 mod policy;
 mod proxies;
+mod quotas;
 mod repositories;
 mod snapshot;
 
@@ -57,6 +58,8 @@ pub fn router() -> Router<AppState> {
         .route("/snapshot", post(snapshot::take))
         .route("/proxies", get(proxies::list))
         .route("/proxies/cache/{*name}", delete(proxies::drop_cache))
+        .route("/quotas", get(quotas::list).post(quotas::set))
+        .route("/quotas/{id}", delete(quotas::delete))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }

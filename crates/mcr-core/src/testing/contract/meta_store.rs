@@ -49,6 +49,14 @@ use crate::principal::{AccountType, Action, Principal, Role};
 use crate::testing::{audited, pushed};
 use crate::time::Timestamp;
 
+mod quotas;
+
+use quotas::{
+    concurrent_pushes_never_pass_a_quota, pushes_over_a_quota_are_refused_and_change_nothing,
+    quota_use_counts_each_blob_and_manifest_once_per_scope,
+    quota_use_equals_a_recomputation_after_any_changes, quotas_crud,
+};
+
 type Store = Arc<dyn MetaStore>;
 
 /// Every check of the suite, in the order [`run_meta_store_contract`] runs
@@ -100,6 +108,11 @@ pub const META_STORE_CHECKS: &[Check<dyn MetaStore>] = checks![dyn MetaStore =>
     concurrent_completions_of_one_blob,
     totals_count_blob_rows_once_and_open_sessions,
     probe_passes_and_changes_nothing,
+    quotas_crud,
+    quota_use_counts_each_blob_and_manifest_once_per_scope,
+    pushes_over_a_quota_are_refused_and_change_nothing,
+    concurrent_pushes_never_pass_a_quota,
+    quota_use_equals_a_recomputation_after_any_changes,
 ];
 
 /// Runs every [`MetaStore`] check, each on a fresh empty store from
