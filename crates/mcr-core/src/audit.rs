@@ -61,6 +61,11 @@ event_types! {
     Logout => "logout",
     ProxyFetched => "proxy_fetched",
     ProxyCacheDropped => "proxy_cache_dropped",
+    RetentionPolicyCreated => "retention_policy_created",
+    RetentionPolicyUpdated => "retention_policy_updated",
+    RetentionPolicyDeleted => "retention_policy_deleted",
+    RetentionStarted => "retention_started",
+    RetentionCompleted => "retention_completed",
 }
 
 impl fmt::Display for EventType {

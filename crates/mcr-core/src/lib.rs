@@ -10,7 +10,8 @@
 //!   traits that adapters implement;
 //! - the use cases on [`registry::Registry`]: pull, push, delete, garbage
 //!   collection and administration, each policy-checked and audited;
-//! - the [`policy`] engine.
+//! - the [`policy`] engine;
+//! - [`retention`] policies and the plan of what a run deletes.
 //!
 //! It knows nothing of SQLite, HTTP, gRPC or an async runtime; those live in
 //! the adapter and transport crates. With the `testing` feature it also
@@ -32,6 +33,7 @@ pub mod ports;
 pub mod principal;
 pub mod proxy;
 pub mod registry;
+pub mod retention;
 pub mod time;
 
 #[cfg(feature = "testing")]

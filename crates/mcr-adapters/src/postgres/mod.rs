@@ -51,6 +51,7 @@ mod gc;
 mod manifests;
 mod policy;
 mod repositories;
+mod retention;
 mod revocations;
 mod rows;
 mod schema;

@@ -205,6 +205,17 @@ const MIGRATIONS: &[(i64, &str)] = &[
             FOR EACH ROW EXECUTE FUNCTION repository_size_of_links();
         CREATE INDEX repositories_by_size ON repositories (size, name);",
     ),
+    (
+        9,
+        // Retention policies, each body as JSON (checked again when read).
+        // (8 is the quotas' table.)
+        "CREATE TABLE retention_policies (
+            id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            policy  jsonb NOT NULL,
+            created bigint NOT NULL,
+            updated bigint NOT NULL
+        );",
+    ),
 ];
 
 /// The schema version this build writes and understands.

@@ -37,6 +37,7 @@ mod manifests;
 mod policy;
 mod probe;
 mod repositories;
+mod retention;
 mod revocations;
 mod rows;
 mod schema;

@@ -18,6 +18,7 @@
 //! `policy_rules` (the rule as JSON, with its sort keys as columns);
 //! `policy_generation` (one row: the rule set's generation);
 //! `revoked_tokens` (local-identity logouts, until the token's expiry);
+//! `retention_policies` (each policy's body as JSON);
 //! `audit_log`.
 
 use std::time::SystemTime;
@@ -236,6 +237,17 @@ const MIGRATIONS: &[(i64, &str)] = &[
             WHERE id = OLD.repository_id;
         END;
         CREATE INDEX repositories_by_size ON repositories (size, name);",
+    ),
+    (
+        14,
+        // Retention policies, each body as JSON (checked again when read).
+        // (13 is the quotas' table.)
+        "CREATE TABLE retention_policies (
+            id          INTEGER PRIMARY KEY AUTOINCREMENT,
+            policy_json TEXT NOT NULL,
+            created     INTEGER NOT NULL,
+            updated     INTEGER NOT NULL
+        );",
     ),
 ];
 

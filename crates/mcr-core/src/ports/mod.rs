@@ -13,7 +13,9 @@
 //!   [`UploadSessionStore`] (`upload_sessions`), [`PolicyRuleStore`]
 //!   (`policy_rules`), [`AuditLog`] (`audit_log`), [`GcStore`] (`gc`),
 //!   [`StoreStatus`] (`status`: readiness probe and totals for metrics),
-//!   [`RevocationStore`] (`revocations`, for the local identity), and,
+//!   [`RevocationStore`] (`revocations`, for the local identity),
+//!   [`RetentionStore`] (`retention`: retention policies and a
+//!   repository's manifest graph), and,
 //!   optional and outside the umbrella, [`SnapshotStore`]
 //!   (`snapshots`).
 //! - Identity: [`TokenValidator`] (`identity`).
@@ -32,6 +34,7 @@ mod meta_store;
 mod policy_rules;
 mod repo_query;
 mod repositories;
+mod retention;
 mod revocations;
 mod snapshots;
 mod status;
@@ -50,6 +53,7 @@ pub use meta_store::MetaStore;
 pub use policy_rules::{PolicyRuleStore, StoredRules};
 pub use repo_query::{RepoCursor, RepoQuery, RepoSort, SortOrder, MAX_FILTER_LEN};
 pub use repositories::{ManifestSummary, Page, RepoDetail, RepoSummary, RepositoryStore, TagRef};
+pub use retention::RetentionStore;
 pub use revocations::{Revocation, RevocationStore};
 pub use snapshots::SnapshotStore;
 pub use status::{StoreStatus, StoreTotals};
@@ -62,7 +66,7 @@ pub use upstream::{Upstream, UpstreamBlob, UpstreamManifest};
 pub mod prelude {
     pub use super::{
         AuditLog, BlobIndex, BlobStore, Coordination, GcStore, ManifestStore, MetaStore,
-        PolicyRuleStore, RepositoryStore, RevocationStore, SnapshotStore, StoreStatus,
-        TokenValidator, UploadSessionStore, Upstream,
+        PolicyRuleStore, RepositoryStore, RetentionStore, RevocationStore, SnapshotStore,
+        StoreStatus, TokenValidator, UploadSessionStore, Upstream,
     };
 }

@@ -19,6 +19,7 @@ mod proxy;
 mod pull;
 mod push;
 mod rate;
+mod retention;
 mod snapshot;
 mod tag_rules;
 
@@ -40,6 +41,10 @@ pub use logins::LoginLimit;
 pub use pull::{Listing, ManifestContent};
 pub use push::{MountOutcome, PushedManifest};
 pub use rate::{RateLimit, RequestSlot};
+pub use retention::{
+    Outcome, RetentionItem, RetentionReport, RetentionRequest, RetentionStatus, RetentionSummary,
+    RetentionTotals, MAX_LISTED as MAX_RETENTION_LISTED, RETENTION_SCHEDULE_SUBJECT,
+};
 pub use snapshot::Snapshot;
 
 use crate::audit::{EventType, NewAuditEvent};
@@ -104,6 +109,10 @@ pub struct RegistryConfig {
     /// How often the daemon's schedule runs GC ([`Registry::next_scheduled_gc`]);
     /// `None`: only when an admin asks.
     pub gc_interval: Option<Duration>,
+    /// How often the daemon's schedule runs retention
+    /// ([`Registry::next_scheduled_retention`]); `None`: only when an
+    /// admin asks.
+    pub retention_interval: Option<Duration>,
     /// Blob rows GC phase one looks at per transaction (at least 1): the
     /// bound on how long a push waits behind a sweep step. Tests make it
     /// small so a few dozen blobs take many steps.
@@ -144,6 +153,7 @@ impl Default for RegistryConfig {
             max_uploads_per_repository: 1000,
             max_page_size: 1000,
             gc_interval: None,
+            retention_interval: None,
             gc_sweep_window: GC_SWEEP_WINDOW,
             rate_limit: None,
             max_requests_in_flight: None,
@@ -187,6 +197,8 @@ pub struct Registry {
     /// When the GC schedule was first asked for its next run: a registry
     /// that never collected waits one interval from then.
     gc_schedule_since: OnceLock<Timestamp>,
+    /// The same for the retention schedule.
+    retention_schedule_since: OnceLock<Timestamp>,
     /// When the stored rules' generation was last compared with the
     /// engine's (`Timestamp` milliseconds; `i64::MIN`: never).
     policy_checked: AtomicI64,
@@ -233,6 +245,7 @@ impl Registry {
             coordination: Arc::new(LocalCoordination::new()),
             audit_queue: audit_queue::AuditQueue::default(),
             gc_schedule_since: OnceLock::new(),
+            retention_schedule_since: OnceLock::new(),
             policy_checked: AtomicI64::new(i64::MIN),
             mirrors: Mirrors::default(),
             rate: None,
