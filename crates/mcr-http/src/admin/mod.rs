@@ -1,6 +1,6 @@
 //! The admin REST API under `/v1`: health and readiness, login and logout,
 //! repositories, policy rules, the audit log, garbage collection,
-//! database snapshots and the pull-through cache's mirrors.
+//! retention policies and runs, database snapshots and the pull-through cache's mirrors.
 //!
 //! Errors are `{"error": "..."}` with the status the engine error maps to
 //! (`crate::error::ApiError`). Every handler authenticates, calls one use
@@ -10,6 +10,7 @@ mod gc;
 mod policy;
 mod proxies;
 mod repositories;
+mod retention;
 mod snapshot;
 
 use axum::extract::{FromRequestParts, Request, State};
@@ -54,6 +55,15 @@ pub fn router() -> Router<AppState> {
         .route("/gc/status", get(gc::status))
         .route("/gc/runs", get(gc::runs))
         .route("/gc/reconcile", post(gc::reconcile))
+        .route("/retention", get(retention::list).post(retention::create))
+        .route("/retention/run", post(retention::run))
+        .route("/retention/status", get(retention::status))
+        .route(
+            "/retention/{id}",
+            get(retention::get)
+                .put(retention::replace)
+                .delete(retention::delete),
+        )
         .route("/snapshot", post(snapshot::take))
         .route("/proxies", get(proxies::list))
         .route("/proxies/cache/{*name}", delete(proxies::drop_cache))
