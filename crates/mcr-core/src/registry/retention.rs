@@ -62,6 +62,40 @@ pub enum Outcome {
     Gone,
 }
 
+impl Outcome {
+    pub const ALL: [Outcome; 4] = [
+        Outcome::Planned,
+        Outcome::Deleted,
+        Outcome::Refused,
+        Outcome::Gone,
+    ];
+
+    /// `planned`, `deleted`, `refused` or `gone`, as in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Planned => "planned",
+            Outcome::Deleted => "deleted",
+            Outcome::Refused => "refused",
+            Outcome::Gone => "gone",
+        }
+    }
+}
+
+impl std::str::FromStr for Outcome {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Outcome::ALL
+            .into_iter()
+            .find(|o| o.as_str() == s)
+            .ok_or_else(|| {
+                Error::invalid(
+                    "outcome",
+                    format!("unknown outcome {s:?} (expected planned, deleted, refused or gone)"),
+                )
+            })
+    }
+}
+
 /// One deletion of a run, planned or done: a manifest's tags, and the
 /// manifest itself when `manifest`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
