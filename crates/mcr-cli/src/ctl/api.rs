@@ -6,6 +6,8 @@ use std::fmt;
 use mcr_core::audit::AuditEvent;
 use mcr_core::names::RepoName;
 use mcr_core::policy::{Rule, RuleDraft, RulePatch};
+use mcr_core::registry::{RetentionReport, RetentionRequest, RetentionStatus};
+use mcr_core::retention::{RetentionPolicy, RetentionSpec};
 
 use super::model::{
     AuditFilter, Dashboard, ExplainQuery, Explanation, GcReport, GcStatus, Login, ManifestDetail,
@@ -49,6 +51,19 @@ pub(crate) trait Api {
     async fn proxies(&mut self) -> Result<Vec<Proxy>, Failure>;
     /// Drops one mirrored repository's cache.
     async fn drop_proxy_cache(&mut self, name: &RepoName) -> Result<(), Failure>;
+    /// Retention policies, by id.
+    async fn retention_policies(&mut self) -> Result<Vec<RetentionPolicy>, Failure>;
+    async fn create_retention_policy(
+        &mut self,
+        spec: &RetentionSpec,
+    ) -> Result<RetentionPolicy, Failure>;
+    async fn delete_retention_policy(&mut self, id: i64) -> Result<(), Failure>;
+    /// Runs retention (dry or real) and waits for its report.
+    async fn run_retention(
+        &mut self,
+        request: &RetentionRequest,
+    ) -> Result<RetentionReport, Failure>;
+    async fn retention_status(&mut self) -> Result<RetentionStatus, Failure>;
 }
 
 /// What went wrong, in kinds a person can act on.
