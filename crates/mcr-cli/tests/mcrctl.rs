@@ -77,6 +77,15 @@ fn mcrctl(args: &[&str], stdin: Option<&str>) -> Run {
     }
 }
 
+/// Logs in as `admin` over `transport` (`--server URL` or `--grpc ADDR`)
+/// with the password `mcrsrv dev` wrote into `data`; the token.
+fn log_in_as_admin(transport: &[&str], data: &Path) -> String {
+    let mut args = transport.to_vec();
+    args.extend(["--json", "login", "--username", "admin", "--password-stdin"]);
+    let login = mcrctl(&args, Some(&admin_password(data))).ok().json();
+    login["token"].as_str().expect("a token").to_string()
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -843,21 +852,7 @@ fn mcrctl_over_grpc_answers_as_over_rest() {
     )
     .failed();
     assert!(bad.stderr.contains("UNAUTHENTICATED"), "{bad:?}");
-    let login = mcrctl(
-        &[
-            "--grpc",
-            g,
-            "--json",
-            "login",
-            "--username",
-            "admin",
-            "--password-stdin",
-        ],
-        Some(&admin_password(p.dir.path())),
-    )
-    .ok()
-    .json();
-    let token = login["token"].as_str().unwrap().to_string();
+    let token = log_in_as_admin(&["--grpc", g], p.dir.path());
     let t = token.as_str();
     for args in [
         vec!["--grpc", g, "repo", "list"],
@@ -1085,21 +1080,7 @@ fn completions_to_a_reader_that_already_left_are_not_an_error() {
 fn retention_policies_and_runs_over_rest_and_grpc() {
     let p = InProcess::start();
     let (g, r) = (p.grpc.as_str(), p.rest.as_str());
-    let login = mcrctl(
-        &[
-            "--server",
-            r,
-            "--json",
-            "login",
-            "--username",
-            "admin",
-            "--password-stdin",
-        ],
-        Some(&admin_password(p.dir.path())),
-    )
-    .ok()
-    .json();
-    let token = login["token"].as_str().unwrap().to_string();
+    let token = log_in_as_admin(&["--server", r], p.dir.path());
     let t = token.as_str();
     let digest = push_image(r, t, "team/app", "v1", "one");
     let rest = |args: &[&str]| {

@@ -13,7 +13,8 @@ use mcr_core::digest::Digest;
 use mcr_core::policy::{Effect, RuleDraft, TagPattern};
 use mcr_core::principal::Action;
 use mcr_core::registry::{
-    Outcome, Registry, RegistryConfig, RetentionItem, RetentionRequest, RETENTION_SCHEDULE_SUBJECT,
+    Outcome, Registry, RegistryConfig, RetentionItem, RetentionReport, RetentionRequest,
+    RETENTION_SCHEDULE_SUBJECT,
 };
 use mcr_core::retention::RetentionSpec;
 use mcr_core::testing::{admin, user, TestRegistry};
@@ -113,6 +114,19 @@ fn listed(items: &[RetentionItem]) -> Vec<(String, Digest, Vec<String>, bool)> {
             )
         })
         .collect()
+}
+
+/// Every enabled policy, as `admin`.
+async fn run_all(r: &Registry, dry_run: bool) -> RetentionReport {
+    r.run_retention(
+        &admin(),
+        RetentionRequest {
+            dry_run,
+            policy: None,
+        },
+    )
+    .await
+    .expect("the run")
 }
 
 async fn has(r: &Registry, repo: &str, reference_: &str) -> bool {
@@ -217,16 +231,7 @@ fn a_dry_run_lists_exactly_what_the_real_run_deletes() {
         r.create_retention_policy(&admin(), spec(POLICY))
             .await
             .unwrap();
-        let dry = r
-            .run_retention(
-                &admin(),
-                RetentionRequest {
-                    dry_run: true,
-                    policy: None,
-                },
-            )
-            .await
-            .unwrap();
+        let dry = run_all(r, true).await;
         assert!(dry.items.iter().all(|i| i.outcome == Outcome::Planned));
         let want_manifests = [&s.old_dev, &s.orphan, &s.child];
         for d in want_manifests {
@@ -245,16 +250,7 @@ fn a_dry_run_lists_exactly_what_the_real_run_deletes() {
         );
         assert!(has(r, "app/web", "dev-1").await, "a dry run deleted");
 
-        let real = r
-            .run_retention(
-                &admin(),
-                RetentionRequest {
-                    dry_run: false,
-                    policy: None,
-                },
-            )
-            .await
-            .unwrap();
+        let real = run_all(r, false).await;
         assert_eq!(listed(&real.items), listed(&dry.items));
         assert!(
             real.items.iter().all(|i| i.outcome == Outcome::Deleted),
@@ -289,16 +285,7 @@ fn a_dry_run_lists_exactly_what_the_real_run_deletes() {
             .await
             .unwrap();
         assert_eq!(deleted.len(), 4);
-        let again = r
-            .run_retention(
-                &admin(),
-                RetentionRequest {
-                    dry_run: true,
-                    policy: None,
-                },
-            )
-            .await
-            .unwrap();
+        let again = run_all(r, true).await;
         assert_eq!(again.items, vec![], "a second run finds nothing");
         let status = r.retention_status(&admin()).await.unwrap();
         let last = status.last_run.expect("the real run is remembered");

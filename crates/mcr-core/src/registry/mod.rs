@@ -47,7 +47,7 @@ pub use retention::{
 };
 pub use snapshot::Snapshot;
 
-use crate::audit::{EventType, NewAuditEvent};
+use crate::audit::{AuditQuery, EventType, NewAuditEvent};
 use crate::coordination::LocalCoordination;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -560,6 +560,40 @@ impl Registry {
             ip: caller.ip.clone(),
             details,
         }
+    }
+
+    /// The newest audit event of `event_type`, if any.
+    async fn last_event(&self, event_type: EventType) -> Result<Option<NewAuditEvent>> {
+        Ok(self
+            .meta
+            .query_audit(&AuditQuery {
+                event_type: Some(event_type),
+                limit: 1,
+                ..AuditQuery::default()
+            })
+            .await?
+            .into_iter()
+            .next()
+            .map(|e| e.event))
+    }
+
+    /// When a schedule of `interval` runs next: one interval after its
+    /// last run started (the audit log's last `started` event, whoever
+    /// started it and on whichever replica, so a restart keeps the
+    /// rhythm), or after `since` was first set (the schedule's first
+    /// question) if it never ran. `None` without an interval.
+    async fn next_scheduled(
+        &self,
+        interval: Option<Duration>,
+        since: &OnceLock<Timestamp>,
+        started: EventType,
+    ) -> Result<Option<Timestamp>> {
+        let Some(interval) = interval else {
+            return Ok(None);
+        };
+        let since = *since.get_or_init(|| self.clock.now());
+        let last = self.last_event(started).await?.map(|e| e.time);
+        Ok(Some(last.unwrap_or(since).saturating_add(interval)))
     }
 
     /// The lock between committing a blob's file and row and deleting

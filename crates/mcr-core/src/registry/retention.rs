@@ -17,7 +17,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{details, Caller, Registry};
-use crate::audit::{AuditQuery, EventType, NewAuditEvent};
+use crate::audit::{EventType, NewAuditEvent};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::names::{Reference, RepoName, Tag};
@@ -271,24 +271,12 @@ impl Registry {
     /// `retention_started`, any replica's), or after the schedule was
     /// first asked if none ever did. `None` without an interval.
     pub async fn next_scheduled_retention(&self) -> Result<Option<Timestamp>> {
-        let Some(interval) = self.config.retention_interval else {
-            return Ok(None);
-        };
-        let since = *self
-            .retention_schedule_since
-            .get_or_init(|| self.clock.now());
-        let started = self
-            .meta
-            .query_audit(&AuditQuery {
-                event_type: Some(EventType::RetentionStarted),
-                limit: 1,
-                ..AuditQuery::default()
-            })
-            .await?
-            .into_iter()
-            .next()
-            .map(|e| e.event.time);
-        Ok(Some(started.unwrap_or(since).saturating_add(interval)))
+        self.next_scheduled(
+            self.config.retention_interval,
+            &self.retention_schedule_since,
+            EventType::RetentionStarted,
+        )
+        .await
     }
 
     /// Whether a real run is under way, the last one (from the audit
@@ -298,15 +286,9 @@ impl Registry {
         self.authorize_admin(caller).await?;
         let running = self.coordination.is_locked(&LockKey::Retention).await?;
         let last_run = self
-            .meta
-            .query_audit(&AuditQuery {
-                event_type: Some(EventType::RetentionCompleted),
-                limit: 1,
-                ..AuditQuery::default()
-            })
+            .last_event(EventType::RetentionCompleted)
             .await?
-            .first()
-            .and_then(|e| summary_from_event(&e.event));
+            .and_then(|e| summary_from_event(&e));
         Ok(RetentionStatus {
             running,
             last_run,
