@@ -147,6 +147,16 @@ def main() -> int:
                     continue
                 change = f"{(b / a - 1) * 100:+.1f}%" if a else "–"
                 out.append(f"| {w.replace('_', ' ')} | {m} | {fmt(a)} | {fmt(b)} | {change} | {better} |")
+            # The two ran back to back in each round, so a round's ratio
+            # cancels what drifts between rounds (other load, the host);
+            # the median of the rounds' ratios is the steadier figure.
+            off = dict(data.get((w, "mcr", "req/s"), []))
+            on = dict(data.get((w, "mcr-metrics", "req/s"), []))
+            pairs = sorted(on[r] / off[r] - 1 for r in off if r in on and off[r] > 0)
+            if pairs:
+                each = ", ".join(f"{p * 100:+.1f}%" for p in pairs)
+                out.append(f"| {w.replace('_', ' ')} | req/s, median of the rounds' pairs ({each}) | | | "
+                           f"{statistics.median(pairs) * 100:+.1f}% | higher |")
 
     # Peak over the whole run: servers restart per workload, so it is the
     # largest per-workload peak.

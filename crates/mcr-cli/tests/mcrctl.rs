@@ -1170,3 +1170,131 @@ fn quotas_are_set_listed_and_deleted_over_rest_and_grpc() {
     .json();
     assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
 }
+
+#[test]
+fn retention_policies_and_runs_over_rest_and_grpc() {
+    let p = InProcess::start();
+    let (g, r) = (p.grpc.as_str(), p.rest.as_str());
+    let token = admin_token(&["--server", r], p.dir.path());
+    let t = token.as_str();
+    let digest = push_image(r, t, "team/app", "v1", "one");
+    let rest = |args: &[&str]| {
+        let mut all = vec!["--server", r, "--token", t];
+        all.extend(args);
+        mcrctl(&all, None)
+    };
+    let grpc = |args: &[&str]| {
+        let mut all = vec!["--grpc", g, "--token", t];
+        all.extend(args);
+        mcrctl(&all, None)
+    };
+
+    // The engine's validation, in its words.
+    let bad = rest(&[
+        "retention",
+        "create",
+        "--repository",
+        "team/*",
+        "--keep-last",
+        "3",
+    ])
+    .failed();
+    assert!(
+        bad.stderr.contains("a policy must delete something"),
+        "{bad:?}"
+    );
+    let bad = grpc(&[
+        "retention",
+        "create",
+        "--repository",
+        "team/*",
+        "--delete-tags-older-than",
+        "5s",
+    ])
+    .failed();
+    assert!(bad.stderr.contains("delete_tags_older_than"), "{bad:?}");
+
+    let created = rest(&[
+        "--json",
+        "retention",
+        "create",
+        "--repository",
+        "team/*",
+        "--keep-last",
+        "2",
+        "--keep-tags",
+        "v*",
+        "--delete-tags-older-than",
+        "30d",
+        "--delete-untagged-older-than",
+        "7d",
+        "--description",
+        "cleanup",
+    ])
+    .ok()
+    .json();
+    let id = created["id"].as_i64().unwrap().to_string();
+    assert_eq!(created["keep_tags"], serde_json::json!(["v*"]));
+    let by_grpc = grpc(&[
+        "--json",
+        "retention",
+        "create",
+        "--body",
+        r#"{"repositories":["tool"],"delete_untagged_older_than":"1d","enabled":false}"#,
+    ])
+    .ok()
+    .json();
+    assert_eq!(by_grpc["enabled"], false, "{by_grpc}");
+
+    let table = rest(&["retention", "list"]).ok().stdout;
+    assert!(
+        table.starts_with("ID  REPOSITORIES  KEEP LAST  KEEP TAGS"),
+        "{table}"
+    );
+    assert!(
+        table.contains("30days") && table.contains("cleanup"),
+        "{table}"
+    );
+
+    // Nothing is old enough on a real clock: a dry run lists nothing.
+    let dry = rest(&["retention", "run", "--dry-run"]).ok().stdout;
+    assert!(
+        dry.contains("would delete 0 manifests and 0 tags in 1 repositories; 0 refused"),
+        "{dry}"
+    );
+    let real = grpc(&["--json", "retention", "run", "--policy", &id])
+        .ok()
+        .json();
+    assert_eq!(real["dry_run"], false);
+    assert_eq!(real["totals"]["manifests"], 0, "{real}");
+    assert_eq!(
+        rest(&["repo", "manifest", "team/app", &digest]).code,
+        0,
+        "the run deleted a young image"
+    );
+    let status = rest(&["retention", "status"]).ok().stdout;
+    assert!(status.contains("running: no"), "{status}");
+    assert!(
+        status.contains(&format!(
+            "last run: {} by local:admin",
+            real["id"].as_str().unwrap()
+        )),
+        "{status}"
+    );
+    assert!(status.contains("next run: not scheduled"), "{status}");
+
+    // The same answers over both transports.
+    for read in [&["retention", "list"][..], &["retention", "status"][..]] {
+        for json in [true, false] {
+            let mut args = read.to_vec();
+            if json {
+                args.insert(0, "--json");
+            }
+            assert_eq!(rest(&args).ok().stdout, grpc(&args).ok().stdout, "{read:?}");
+        }
+    }
+
+    grpc(&["retention", "delete", &id]).ok();
+    let gone = rest(&["retention", "delete", &id]).failed();
+    assert!(gone.stderr.contains("retention policy"), "{gone:?}");
+}

@@ -64,6 +64,11 @@ event_types! {
     QuotaSet => "quota_set",
     QuotaDeleted => "quota_deleted",
     QuotaExceeded => "quota_exceeded",
+    RetentionPolicyCreated => "retention_policy_created",
+    RetentionPolicyUpdated => "retention_policy_updated",
+    RetentionPolicyDeleted => "retention_policy_deleted",
+    RetentionStarted => "retention_started",
+    RetentionCompleted => "retention_completed",
 }
 
 impl fmt::Display for EventType {

@@ -10,7 +10,8 @@
 //!   traits that adapters implement;
 //! - the use cases on [`registry::Registry`]: pull, push, delete, garbage
 //!   collection and administration, each policy-checked and audited;
-//! - the [`policy`] engine.
+//! - the [`policy`] engine;
+//! - [`retention`] policies and the plan of what a run deletes.
 //!
 //! It knows nothing of SQLite, HTTP, gRPC or an async runtime; those live in
 //! the adapter and transport crates. With the `testing` feature it also
@@ -33,6 +34,7 @@ pub mod principal;
 pub mod proxy;
 pub mod quota;
 pub mod registry;
+pub mod retention;
 pub mod time;
 
 #[cfg(feature = "testing")]

@@ -27,6 +27,10 @@ use mcr_core::{Error, Result};
 
 use crate::pb;
 
+mod retention;
+
+pub use retention::required_body;
+
 /// A protobuf timestamp for an engine one (milliseconds).
 pub fn timestamp(t: Timestamp) -> prost_types::Timestamp {
     let ms = t.as_millis();

@@ -56,6 +56,7 @@ mod manifests;
 mod policy;
 mod quotas;
 mod repositories;
+mod retention;
 mod revocations;
 mod rows;
 mod schema;

@@ -222,6 +222,16 @@ const MIGRATIONS: &[(i64, &str)] = &[
         CREATE INDEX manifests_by_repository_digest ON manifests (repository_id, digest, size);
         CREATE INDEX manifests_by_digest ON manifests (digest, repository_id);"#,
     ),
+    (
+        9,
+        // Retention policies, each body as JSON (checked again when read).
+        "CREATE TABLE retention_policies (
+            id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            policy  jsonb NOT NULL,
+            created bigint NOT NULL,
+            updated bigint NOT NULL
+        );",
+    ),
 ];
 
 /// The schema version this build writes and understands.

@@ -283,6 +283,30 @@ pub(super) const DELETE_RULE: &str = "DELETE FROM policy_rules WHERE id = $1";
 /// it with no other change in between.
 pub(super) const LOCK_RULE: &str =
     "SELECT id, rule::text FROM policy_rules WHERE id = $1 FOR UPDATE";
+pub(super) const LIST_RETENTION: &str =
+    "SELECT id, policy::text, created, updated FROM retention_policies ORDER BY id";
+pub(super) const GET_RETENTION: &str =
+    "SELECT id, policy::text, created, updated FROM retention_policies WHERE id = $1";
+pub(super) const INSERT_RETENTION: &str =
+    "INSERT INTO retention_policies (policy, created, updated)
+    VALUES ($1::text::jsonb, $2, $2) RETURNING id";
+pub(super) const REPLACE_RETENTION: &str =
+    "UPDATE retention_policies SET policy = $2::text::jsonb, updated = $3 WHERE id = $1";
+pub(super) const DELETE_RETENTION: &str = "DELETE FROM retention_policies WHERE id = $1";
+/// A repository's manifests, by digest, for a retention run.
+pub(super) const GRAPH_MANIFESTS: &str = "SELECT m.digest, m.created, m.subject_digest
+    FROM manifests m JOIN repositories r ON r.id = m.repository_id
+    WHERE r.name = $1 ORDER BY m.digest";
+/// Each index's children in a repository.
+pub(super) const GRAPH_CHILDREN: &str = "SELECT m.digest, mr.digest FROM manifests m
+    JOIN repositories r ON r.id = m.repository_id
+    JOIN manifest_references mr ON mr.manifest_id = m.id AND mr.kind = 'manifest'
+    WHERE r.name = $1 ORDER BY m.digest, mr.digest";
+/// A repository's tags with their manifest and when each was last set.
+pub(super) const GRAPH_TAGS: &str = "SELECT t.name, m.digest, t.updated FROM tags t
+    JOIN repositories r ON r.id = t.repository_id
+    JOIN manifests m ON m.id = t.manifest_id
+    WHERE r.name = $1 ORDER BY t.name";
 pub(super) const RULE_GENERATION: &str = "SELECT generation FROM policy_generation WHERE id = 1";
 /// Also takes the row's lock until commit: rule changes advance the
 /// generation one after another, in commit order.

@@ -38,6 +38,7 @@ mod policy;
 mod probe;
 mod quotas;
 mod repositories;
+mod retention;
 mod revocations;
 mod rows;
 mod schema;

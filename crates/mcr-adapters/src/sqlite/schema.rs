@@ -19,6 +19,7 @@
 //! `policy_generation` (one row: the rule set's generation);
 //! `revoked_tokens` (local-identity logouts, until the token's expiry);
 //! `quotas` (a byte limit per repository or namespace prefix);
+//! `retention_policies` (each policy's body as JSON);
 //! `audit_log`.
 
 use std::time::SystemTime;
@@ -253,6 +254,16 @@ const MIGRATIONS: &[(i64, &str)] = &[
         );
         CREATE INDEX manifests_by_repository_digest ON manifests (repository_id, digest, size);
         CREATE INDEX manifests_by_digest ON manifests (digest, repository_id);",
+    ),
+    (
+        14,
+        // Retention policies, each body as JSON (checked again when read).
+        "CREATE TABLE retention_policies (
+            id          INTEGER PRIMARY KEY AUTOINCREMENT,
+            policy_json TEXT NOT NULL,
+            created     INTEGER NOT NULL,
+            updated     INTEGER NOT NULL
+        );",
     ),
 ];
 

@@ -237,6 +237,26 @@ pub(super) const REVOKE_TOKEN: &str = "INSERT INTO revoked_tokens (token_id, exp
 pub(super) const DROP_ENDED_REVOCATIONS: &str = "DELETE FROM revoked_tokens WHERE expires <= ?1";
 pub(super) const LIVE_REVOCATIONS: &str =
     "SELECT token_id, expires FROM revoked_tokens WHERE expires > ?1 ORDER BY token_id";
+pub(super) const LIST_RETENTION: &str =
+    "SELECT id, policy_json, created, updated FROM retention_policies ORDER BY id";
+pub(super) const GET_RETENTION: &str =
+    "SELECT id, policy_json, created, updated FROM retention_policies WHERE id = ?1";
+pub(super) const INSERT_RETENTION: &str =
+    "INSERT INTO retention_policies (policy_json, created, updated) VALUES (?1, ?2, ?2)";
+pub(super) const REPLACE_RETENTION: &str =
+    "UPDATE retention_policies SET policy_json = ?2, updated = ?3 WHERE id = ?1";
+pub(super) const DELETE_RETENTION: &str = "DELETE FROM retention_policies WHERE id = ?1";
+/// A repository's manifests, by digest, for a retention run.
+pub(super) const GRAPH_MANIFESTS: &str = "SELECT digest, created, subject_digest FROM manifests
+    WHERE repository_id = ?1 ORDER BY digest";
+/// Each index's children in a repository.
+pub(super) const GRAPH_CHILDREN: &str = "SELECT m.digest, r.digest FROM manifests m
+    JOIN manifest_references r ON r.manifest_id = m.id AND r.kind = 'manifest'
+    WHERE m.repository_id = ?1 ORDER BY m.digest, r.digest";
+/// A repository's tags with their manifest and when each was last set.
+pub(super) const GRAPH_TAGS: &str = "SELECT t.name, m.digest, t.updated FROM tags t
+    JOIN manifests m ON m.id = t.manifest_id
+    WHERE t.repository_id = ?1 ORDER BY t.name";
 pub(super) const RULE_GENERATION: &str = "SELECT generation FROM policy_generation WHERE id = 1";
 pub(super) const NEXT_RULE_GENERATION: &str =
     "UPDATE policy_generation SET generation = generation + 1 WHERE id = 1";
@@ -362,6 +382,11 @@ mod tests {
             ("LIST_RULES", LIST_RULES, &["policy_rules"]),
             ("GET_RULE", GET_RULE, &[]),
             ("RULE_GENERATION", RULE_GENERATION, &[]),
+            ("LIST_RETENTION", LIST_RETENTION, &["retention_policies"]),
+            ("GET_RETENTION", GET_RETENTION, &[]),
+            ("GRAPH_MANIFESTS", GRAPH_MANIFESTS, &[]),
+            ("GRAPH_CHILDREN", GRAPH_CHILDREN, &[]),
+            ("GRAPH_TAGS", GRAPH_TAGS, &[]),
             ("DROP_ENDED_REVOCATIONS", DROP_ENDED_REVOCATIONS, &[]),
             ("LIVE_REVOCATIONS", LIVE_REVOCATIONS, &["revoked_tokens"]),
             ("QUOTA_BY_SCOPE", QUOTA_BY_SCOPE, &[]),

@@ -7,6 +7,8 @@ use mcr_core::audit::AuditEvent;
 use mcr_core::names::RepoName;
 use mcr_core::policy::{Rule, RuleDraft, RulePatch};
 use mcr_core::quota::{Quota, QuotaDraft, QuotaUsage};
+use mcr_core::registry::{RetentionReport, RetentionRequest, RetentionStatus};
+use mcr_core::retention::{RetentionPolicy, RetentionSpec};
 
 use super::model::{
     AuditFilter, Dashboard, ExplainQuery, Explanation, GcReport, GcStatus, Login, ManifestDetail,
@@ -55,6 +57,19 @@ pub(crate) trait Api {
     /// Sets a scope's quota (the server validates it).
     async fn set_quota(&mut self, draft: &QuotaDraft) -> Result<Quota, Failure>;
     async fn delete_quota(&mut self, id: i64) -> Result<(), Failure>;
+    /// Retention policies, by id.
+    async fn retention_policies(&mut self) -> Result<Vec<RetentionPolicy>, Failure>;
+    async fn create_retention_policy(
+        &mut self,
+        spec: &RetentionSpec,
+    ) -> Result<RetentionPolicy, Failure>;
+    async fn delete_retention_policy(&mut self, id: i64) -> Result<(), Failure>;
+    /// Runs retention (dry or real) and waits for its report.
+    async fn run_retention(
+        &mut self,
+        request: &RetentionRequest,
+    ) -> Result<RetentionReport, Failure>;
+    async fn retention_status(&mut self) -> Result<RetentionStatus, Failure>;
 }
 
 /// What went wrong, in kinds a person can act on.

@@ -49,6 +49,7 @@ pub(crate) async fn run<A: Api>(api: &mut A, cli: &Cli, target: &str) -> Result<
         }
         Command::Repo(cmd) => repo(api, out, cmd).await,
         Command::Policy(cmd) => policy(api, out, cmd).await,
+        Command::Retention(cmd) => super::retention::retention(api, out, cmd).await,
         Command::Audit(AuditCommand::Tail {
             n,
             event_type,
@@ -224,12 +225,16 @@ async fn quota<A: Api>(api: &mut A, out: Out, cmd: &QuotaCommand) -> Result<(), 
 
 /// Where output goes: a table for people, or JSON.
 #[derive(Clone, Copy)]
-struct Out {
+pub(super) struct Out {
     json: bool,
 }
 
 impl Out {
-    fn print<T: Serialize>(self, value: &T, human: impl FnOnce() -> String) -> Result<(), Failure> {
+    pub(super) fn print<T: Serialize>(
+        self,
+        value: &T,
+        human: impl FnOnce() -> String,
+    ) -> Result<(), Failure> {
         let text = if self.json {
             let mut s = serde_json::to_string_pretty(value)
                 .map_err(|e| Failure::usage(format!("cannot write JSON: {e}")))?;
@@ -531,7 +536,10 @@ fn flags_json(f: &RuleFlags) -> Value {
 }
 
 /// `--body`: JSON, `-` for standard input or `@FILE`.
-fn parse_body<T: serde::de::DeserializeOwned>(body: &str, what: &str) -> Result<T, Failure> {
+pub(super) fn parse_body<T: serde::de::DeserializeOwned>(
+    body: &str,
+    what: &str,
+) -> Result<T, Failure> {
     let text = if body == "-" {
         let mut s = String::new();
         std::io::stdin()

@@ -6,6 +6,8 @@ use mcr_core::audit::{AuditEvent, AuditQuery};
 use mcr_core::names::RepoName;
 use mcr_core::policy::{Rule, RuleDraft, RulePatch};
 use mcr_core::quota::{Quota, QuotaDraft, QuotaUsage};
+use mcr_core::registry::{RetentionReport, RetentionRequest, RetentionStatus};
+use mcr_core::retention::{RetentionPolicy, RetentionSpec};
 use mcr_grpc::client::{self, BearerToken, Clients};
 use mcr_grpc::convert::{from_timestamp, update_rule_request};
 use mcr_grpc::pb;
@@ -323,6 +325,67 @@ impl Api for Grpc {
             .await
             .map_err(failure)
             .map(drop)
+    }
+
+    async fn retention_policies(&mut self) -> Result<Vec<RetentionPolicy>, Failure> {
+        let r = self
+            .clients
+            .policy
+            .list_retention_policies(pb::ListRetentionPoliciesRequest {})
+            .await
+            .map_err(failure)?;
+        r.into_inner()
+            .policies
+            .into_iter()
+            .map(|p| RetentionPolicy::try_from(p).map_err(Failure::from))
+            .collect()
+    }
+
+    async fn create_retention_policy(
+        &mut self,
+        spec: &RetentionSpec,
+    ) -> Result<RetentionPolicy, Failure> {
+        let r = self
+            .clients
+            .policy
+            .create_retention_policy(pb::CreateRetentionPolicyRequest {
+                body: Some(spec.into()),
+            })
+            .await
+            .map_err(failure)?;
+        Ok(RetentionPolicy::try_from(r.into_inner())?)
+    }
+
+    async fn delete_retention_policy(&mut self, id: i64) -> Result<(), Failure> {
+        self.clients
+            .policy
+            .delete_retention_policy(pb::DeleteRetentionPolicyRequest { id })
+            .await
+            .map_err(failure)
+            .map(drop)
+    }
+
+    async fn run_retention(
+        &mut self,
+        request: &RetentionRequest,
+    ) -> Result<RetentionReport, Failure> {
+        let r = self
+            .clients
+            .policy
+            .run_retention(pb::RunRetentionRequest::from(request))
+            .await
+            .map_err(failure)?;
+        Ok(RetentionReport::try_from(r.into_inner())?)
+    }
+
+    async fn retention_status(&mut self) -> Result<RetentionStatus, Failure> {
+        let r = self
+            .clients
+            .policy
+            .get_retention_status(pb::GetRetentionStatusRequest {})
+            .await
+            .map_err(failure)?;
+        Ok(RetentionStatus::try_from(r.into_inner())?)
     }
 
     async fn proxies(&mut self) -> Result<Vec<Proxy>, Failure> {

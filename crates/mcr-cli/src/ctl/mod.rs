@@ -16,6 +16,7 @@ mod commands;
 mod grpc;
 mod model;
 mod rest;
+mod retention;
 mod table;
 
 use std::path::{Path, PathBuf};
@@ -82,6 +83,10 @@ pub enum Command {
     /// Garbage collection (admin): start a run, `gc status`, or
     /// `gc --reconcile`.
     Gc(GcArgs),
+    /// Retention policies (admin): list, create, delete, run (with
+    /// --dry-run to see what a run would delete), status.
+    #[command(subcommand)]
+    Retention(retention::RetentionCommand),
     /// Copy the database, consistently and online, into
     /// <database dir>/backups/mcr-YYYYMMDD-HHMMSS.db on the server host
     /// (admin); prints the copy's path there.

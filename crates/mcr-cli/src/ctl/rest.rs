@@ -6,6 +6,8 @@ use mcr_core::audit::AuditEvent;
 use mcr_core::names::RepoName;
 use mcr_core::policy::{Rule, RuleDraft, RulePatch};
 use mcr_core::quota::{Quota, QuotaDraft, QuotaUsage};
+use mcr_core::registry::{RetentionReport, RetentionRequest, RetentionStatus};
+use mcr_core::retention::{RetentionPolicy, RetentionSpec};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -286,6 +288,46 @@ impl Api for Rest {
 
     async fn drop_proxy_cache(&mut self, name: &RepoName) -> Result<(), Failure> {
         self.send_empty(self.request(Method::DELETE, &format!("/v1/proxies/cache/{name}")))
+            .await
+    }
+
+    async fn retention_policies(&mut self) -> Result<Vec<RetentionPolicy>, Failure> {
+        #[derive(Deserialize)]
+        struct Policies {
+            policies: Vec<RetentionPolicy>,
+        }
+        let r: Policies = self
+            .send(self.request(Method::GET, "/v1/retention"))
+            .await?;
+        Ok(r.policies)
+    }
+
+    async fn create_retention_policy(
+        &mut self,
+        spec: &RetentionSpec,
+    ) -> Result<RetentionPolicy, Failure> {
+        self.send(self.request(Method::POST, "/v1/retention").json(spec))
+            .await
+    }
+
+    async fn delete_retention_policy(&mut self, id: i64) -> Result<(), Failure> {
+        self.send_empty(self.request(Method::DELETE, &format!("/v1/retention/{id}")))
+            .await
+    }
+
+    async fn run_retention(
+        &mut self,
+        request: &RetentionRequest,
+    ) -> Result<RetentionReport, Failure> {
+        self.send(
+            self.request(Method::POST, "/v1/retention/run")
+                .json(request),
+        )
+        .await
+    }
+
+    async fn retention_status(&mut self) -> Result<RetentionStatus, Failure> {
+        self.send(self.request(Method::GET, "/v1/retention/status"))
             .await
     }
 

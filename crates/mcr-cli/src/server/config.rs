@@ -48,6 +48,8 @@ pub struct Config {
     #[serde(default)]
     pub gc: GcSection,
     #[serde(default)]
+    pub retention: RetentionSection,
+    #[serde(default)]
     pub mcias: MciasSection,
     #[serde(default)]
     pub local: LocalSection,
@@ -196,6 +198,16 @@ pub enum StorageBackend {
 pub struct GcSection {
     pub grace_period: Option<String>,
     /// How often GC runs on its own (e.g. `24h`); off when unset or `0s`.
+    pub interval: Option<String>,
+}
+
+/// `[retention]`: the schedule of retention runs (the policies themselves
+/// are stored, managed with `mcrctl retention`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSection {
+    /// How often every enabled retention policy runs on its own (e.g.
+    /// `24h`); off when unset or `0s`.
     pub interval: Option<String>,
 }
 
@@ -435,6 +447,7 @@ impl Config {
         }
         self.gc_grace_period()?;
         self.gc_interval()?;
+        self.retention_interval()?;
         self.upload_max_age()?;
         self.unused_upload_max_age()?;
         self.upload_caps()?;
@@ -538,11 +551,13 @@ impl Config {
     /// How often GC runs on its own; `None` (the default) when unset or
     /// zero.
     pub fn gc_interval(&self) -> anyhow::Result<Option<Duration>> {
-        let interval = duration("gc.interval", self.gc.interval.as_deref(), "0s")?;
-        if !interval.is_zero() && interval < Duration::from_secs(60) {
-            bail!("gc.interval {interval:?} is under a minute; use 1m or more, or 0s to turn the schedule off");
-        }
-        Ok((!interval.is_zero()).then_some(interval))
+        schedule("gc.interval", self.gc.interval.as_deref())
+    }
+
+    /// How often retention runs on its own; `None` (the default) when
+    /// unset or zero.
+    pub fn retention_interval(&self) -> anyhow::Result<Option<Duration>> {
+        schedule("retention.interval", self.retention.interval.as_deref())
     }
 
     pub fn gc_grace_period(&self) -> anyhow::Result<Duration> {
@@ -769,6 +784,18 @@ fn positive(name: &str, value: Option<usize>) -> anyhow::Result<Option<usize>> {
     }
 }
 
+/// A schedule's interval: off (`None`) when unset or `0s`, at least a
+/// minute otherwise.
+fn schedule(name: &str, value: Option<&str>) -> anyhow::Result<Option<Duration>> {
+    let interval = duration(name, value, "0s")?;
+    if !interval.is_zero() && interval < Duration::from_secs(60) {
+        bail!(
+            "{name} {interval:?} is under a minute; use 1m or more, or 0s to turn the schedule off"
+        );
+    }
+    Ok((!interval.is_zero()).then_some(interval))
+}
+
 fn duration(name: &str, value: Option<&str>, default: &str) -> anyhow::Result<Duration> {
     let v = value.unwrap_or(default);
     humantime::parse_duration(v)
@@ -781,8 +808,16 @@ fn apply_env(
     table: &mut toml::Table,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> anyhow::Result<()> {
-    const SECTIONS: [&str; 8] = [
-        "server", "database", "storage", "gc", "mcias", "local", "web", "log",
+    const SECTIONS: [&str; 9] = [
+        "server",
+        "database",
+        "storage",
+        "gc",
+        "retention",
+        "mcias",
+        "local",
+        "web",
+        "log",
     ];
     let overrides: BTreeMap<String, String> = env
         .into_iter()
@@ -1244,6 +1279,36 @@ mod tests {
     fn uploads_default_beside_layers() {
         let c = cfg("[storage]\nlayers_path=\"/srv/mcr/layers\"\n", &[]).unwrap();
         assert_eq!(c.uploads_path().unwrap(), PathBuf::from("/srv/mcr/uploads"));
+    }
+
+    #[test]
+    fn the_retention_schedule_is_off_unless_set() {
+        assert_eq!(cfg("", &[]).unwrap().retention_interval().unwrap(), None);
+        let c = cfg("[retention]\ninterval = \"24h\"\n", &[]).unwrap();
+        assert_eq!(
+            c.retention_interval().unwrap(),
+            Some(Duration::from_secs(86_400))
+        );
+        let c = cfg("", &[("MCR_RETENTION_INTERVAL", "12h")]).unwrap();
+        assert_eq!(
+            c.retention_interval().unwrap(),
+            Some(Duration::from_secs(43_200))
+        );
+        let c = cfg(
+            "[retention]\ninterval = \"24h\"\n",
+            &[("MCR_RETENTION_INTERVAL", "0s")],
+        )
+        .unwrap();
+        assert_eq!(c.retention_interval().unwrap(), None);
+        for bad in ["daily", "5s"] {
+            let c = cfg(&format!("[retention]\ninterval = \"{bad}\"\n"), &[]).unwrap();
+            let err = c.retention_interval().unwrap_err().to_string();
+            assert!(err.contains("retention.interval"), "{bad}: {err}");
+        }
+        assert!(
+            cfg("[retention]\nevery = \"1h\"\n", &[]).is_err(),
+            "an unknown key"
+        );
     }
 
     #[test]

@@ -63,6 +63,7 @@ pub async fn build(config: &Config, tasks: TaskTracker) -> anyhow::Result<AppSta
         .with_config(RegistryConfig {
             gc_grace_period: config.gc_grace_period()?,
             gc_interval: config.gc_interval()?,
+            retention_interval: config.retention_interval()?,
             upload_max_age: config.upload_max_age()?,
             unused_upload_max_age: config.unused_upload_max_age()?,
             max_uploads_per_principal: config.upload_caps()?.0,
@@ -306,8 +307,8 @@ pub struct Extra {
 /// [`shutdown_signal`]), then stops accepting, drains in-flight requests
 /// and the background tasks (GC runs, the upload purge, the GC schedule,
 /// the audit writer's last batch), all within `shutdown_timeout` of the
-/// signal. Stale upload sessions are purged every five minutes; GC runs on its
-/// schedule when the config sets one.
+/// signal. Stale upload sessions are purged every five minutes; GC and
+/// retention run on their schedules when the config sets them.
 pub async fn serve(
     state: AppState,
     background: Background,
@@ -322,6 +323,7 @@ pub async fn serve(
     background.write_audit(&registry);
     background.purge_uploads(Arc::clone(&registry), PURGE_INTERVAL);
     background.schedule_gc(Arc::clone(&registry));
+    background.schedule_retention(Arc::clone(&registry));
     let stop = background.stopping();
     // The other listeners stop with the API's and are background tasks
     // like the rest: the drain below waits for their calls too.

@@ -1,7 +1,7 @@
 //! The daemon's background work and its owner.
 //!
 //! Every task that outlives a request — a GC run started over REST or
-//! gRPC, the GC schedule, the purge of stale uploads, the metrics upkeep,
+//! gRPC, the GC and retention schedules, the purge of stale uploads, the metrics upkeep,
 //! the audit writer — runs on one [`TaskTracker`] that [`Background`]
 //! owns, and stops on one [`CancellationToken`] (mini-redis's shutdown
 //! pattern, with tokio-util's types). On shutdown the token is cancelled:
@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mcr_core::registry::Registry;
+use mcr_core::time::Timestamp;
 use mcr_core::Error;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -109,29 +110,12 @@ impl Background {
         if registry.config().gc_interval.is_none() {
             return;
         }
-        let stop = self.stop.clone();
-        self.tracker.spawn(async move {
-            loop {
-                let next = match registry.next_scheduled_gc().await {
-                    Ok(Some(next)) => next,
-                    Ok(None) => break,
-                    Err(e) => {
-                        tracing::warn!(error = %e, retry_in = ?SCHEDULE_RETRY, "cannot tell when garbage collection is due");
-                        if pause(&stop, SCHEDULE_RETRY).await {
-                            continue;
-                        }
-                        break;
-                    }
-                };
-                let ahead = next.as_millis() - registry.clock().now().as_millis();
-                if let Ok(ms @ 1..) = u64::try_from(ahead) {
-                    tracing::info!(next_run = %next, "garbage collection scheduled");
-                    if pause(&stop, Duration::from_millis(ms)).await {
-                        continue;
-                    }
-                    break;
-                }
-                match registry.start_scheduled_gc().await {
+        self.on_schedule(
+            "garbage collection",
+            registry,
+            |r| async move { r.next_scheduled_gc().await },
+            |r| async move {
+                match r.start_scheduled_gc().await {
                     // Run here, in this tracked task: shutdown waits for it.
                     Ok(run) => {
                         let _ = run.run().await;
@@ -139,10 +123,80 @@ impl Background {
                     Err(Error::Conflict(_)) => tracing::info!(
                         "scheduled garbage collection skipped: a run is already under way"
                     ),
-                    Err(e) => tracing::warn!(error = %e, "scheduled garbage collection did not start"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "scheduled garbage collection did not start")
+                    }
                 }
+            },
+        );
+    }
+
+    /// Runs retention when the registry's schedule says it is due
+    /// ([`Registry::next_scheduled_retention`]), as [`Background::schedule_gc`]
+    /// runs GC: the same use case as an admin's run, one at a time, a turn
+    /// that finds a run under way skipped. Does nothing without
+    /// `retention_interval`.
+    pub fn schedule_retention(&self, registry: Arc<Registry>) {
+        if registry.config().retention_interval.is_none() {
+            return;
+        }
+        self.on_schedule(
+            "retention",
+            registry,
+            |r| async move { r.next_scheduled_retention().await },
+            // The run logs its totals and audits every deletion.
+            |r| async move {
+                match r.run_scheduled_retention().await {
+                    Ok(_) => {}
+                    Err(Error::Conflict(_)) => {
+                        tracing::info!("scheduled retention skipped: a run is already under way")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "scheduled retention failed"),
+                }
+            },
+        );
+    }
+
+    /// A task that waits until `next` says `what` is due, then awaits
+    /// `run` (in this tracked task, so shutdown waits for a run under way),
+    /// and again, until shutdown or until `next` says there is no schedule.
+    fn on_schedule<N, NF, R, RF>(
+        &self,
+        what: &'static str,
+        registry: Arc<Registry>,
+        next: N,
+        run: R,
+    ) where
+        N: Fn(Arc<Registry>) -> NF + Send + 'static,
+        NF: Future<Output = mcr_core::Result<Option<Timestamp>>> + Send,
+        R: Fn(Arc<Registry>) -> RF + Send + 'static,
+        RF: Future<Output = ()> + Send,
+    {
+        let stop = self.stop.clone();
+        self.tracker.spawn(async move {
+            loop {
+                let due = match next(Arc::clone(&registry)).await {
+                    Ok(Some(due)) => due,
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, retry_in = ?SCHEDULE_RETRY, "cannot tell when {what} is due");
+                        if pause(&stop, SCHEDULE_RETRY).await {
+                            continue;
+                        }
+                        break;
+                    }
+                };
+                let ahead = due.as_millis() - registry.clock().now().as_millis();
+                if let Ok(ms @ 1..) = u64::try_from(ahead) {
+                    tracing::info!(next_run = %due, "{what} scheduled");
+                    if pause(&stop, Duration::from_millis(ms)).await {
+                        continue;
+                    }
+                    break;
+                }
+                run(Arc::clone(&registry)).await;
             }
-            tracing::debug!(task = "gc schedule", "background task stopped");
+            tracing::debug!(task = what, "schedule stopped");
         });
     }
 

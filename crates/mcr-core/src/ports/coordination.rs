@@ -6,8 +6,8 @@
 //! docs/ARCHITECTURE.md), an upload session while appending to or
 //! finishing it (one writer at a time, so a chunk and the session's
 //! recorded state stay in step, and two chunks cannot pass the blob size
-//! limit together), the one garbage collection that may run at a time,
-//! and a blob a pull-through cache is fetching (one upstream fetch per
+//! limit together), the one garbage collection and the one retention
+//! run that may run at a time, and a blob a pull-through cache is fetching (one upstream fetch per
 //! digest).
 //!
 //! [`crate::coordination::LocalCoordination`] implements it in process
@@ -35,6 +35,8 @@ pub enum LockKey {
     Upload(UploadId),
     /// The one garbage collection that may run at a time.
     GarbageCollection,
+    /// The one retention run (not a dry run) that may run at a time.
+    Retention,
     /// A pull-through cache filling a blob from its upstream: one fetch
     /// per digest at a time, the other pulls wait and read the result.
     Fill(Digest),
@@ -55,12 +57,13 @@ impl LockKey {
 }
 
 impl fmt::Display for LockKey {
-    /// `blob:<digest>`, `upload:<id>`, `gc` or `fill:<digest>`.
+    /// `blob:<digest>`, `upload:<id>`, `gc`, `retention` or `fill:<digest>`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             LockKey::Blob(d) => write!(f, "blob:{d}"),
             LockKey::Upload(id) => write!(f, "upload:{id}"),
             LockKey::GarbageCollection => f.write_str("gc"),
+            LockKey::Retention => f.write_str("retention"),
             LockKey::Fill(d) => write!(f, "fill:{d}"),
         }
     }

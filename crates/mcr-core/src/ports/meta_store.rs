@@ -4,7 +4,8 @@
 //! The metadata port is split by what the use cases ask of it, one trait
 //! a module: [`RepositoryStore`], [`ManifestStore`], [`BlobIndex`],
 //! [`UploadSessionStore`], [`PolicyRuleStore`], [`QuotaStore`], [`AuditLog`],
-//! [`GcStore`], [`StoreStatus`] and [`RevocationStore`]. Each method is one atomic step of a use case, so an
+//! [`GcStore`], [`StoreStatus`], [`RevocationStore`] and [`RetentionStore`].
+//! Each method is one atomic step of a use case, so an
 //! adapter can make it one transaction; the contract suite
 //! (`testing::contract::run_meta_store_contract`) pins down what each must
 //! do. A type that implements all of them is a [`MetaStore`] by the
@@ -21,6 +22,7 @@ use super::manifests::ManifestStore;
 use super::policy_rules::PolicyRuleStore;
 use super::quotas::QuotaStore;
 use super::repositories::RepositoryStore;
+use super::retention::RetentionStore;
 use super::revocations::RevocationStore;
 use super::status::StoreStatus;
 use super::upload_sessions::UploadSessionStore;
@@ -40,6 +42,7 @@ pub trait MetaStore:
     + GcStore
     + StoreStatus
     + RevocationStore
+    + RetentionStore
 {
 }
 
@@ -54,6 +57,7 @@ impl<T> MetaStore for T where
         + GcStore
         + StoreStatus
         + RevocationStore
+        + RetentionStore
         + ?Sized
 {
 }

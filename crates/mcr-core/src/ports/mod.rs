@@ -14,7 +14,9 @@
 //!   (`policy_rules`), [`QuotaStore`] (`quotas`), [`AuditLog`]
 //!   (`audit_log`), [`GcStore`] (`gc`),
 //!   [`StoreStatus`] (`status`: readiness probe and totals for metrics),
-//!   [`RevocationStore`] (`revocations`, for the local identity), and,
+//!   [`RevocationStore`] (`revocations`, for the local identity),
+//!   [`RetentionStore`] (`retention`: retention policies and a
+//!   repository's manifest graph), and,
 //!   optional and outside the umbrella, [`SnapshotStore`]
 //!   (`snapshots`).
 //! - Identity: [`TokenValidator`] (`identity`).
@@ -34,6 +36,7 @@ mod policy_rules;
 mod quotas;
 mod repo_query;
 mod repositories;
+mod retention;
 mod revocations;
 mod snapshots;
 mod status;
@@ -53,6 +56,7 @@ pub use policy_rules::{PolicyRuleStore, StoredRules};
 pub use quotas::QuotaStore;
 pub use repo_query::{RepoCursor, RepoQuery, RepoSort, SortOrder, MAX_FILTER_LEN};
 pub use repositories::{ManifestSummary, Page, RepoDetail, RepoSummary, RepositoryStore, TagRef};
+pub use retention::RetentionStore;
 pub use revocations::{Revocation, RevocationStore};
 pub use snapshots::SnapshotStore;
 pub use status::{StoreStatus, StoreTotals};
@@ -65,7 +69,7 @@ pub use upstream::{Upstream, UpstreamBlob, UpstreamManifest};
 pub mod prelude {
     pub use super::{
         AuditLog, BlobIndex, BlobStore, Coordination, GcStore, ManifestStore, MetaStore,
-        PolicyRuleStore, QuotaStore, RepositoryStore, RevocationStore, SnapshotStore, StoreStatus,
-        TokenValidator, UploadSessionStore, Upstream,
+        PolicyRuleStore, QuotaStore, RepositoryStore, RetentionStore, RevocationStore,
+        SnapshotStore, StoreStatus, TokenValidator, UploadSessionStore, Upstream,
     };
 }

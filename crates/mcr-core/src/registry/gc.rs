@@ -187,22 +187,12 @@ impl Registry {
     /// the schedule was first asked if GC never ran. `None` without an
     /// interval. A time in the past means a run is due.
     pub async fn next_scheduled_gc(&self) -> Result<Option<Timestamp>> {
-        let Some(interval) = self.config.gc_interval else {
-            return Ok(None);
-        };
-        let since = *self.gc_schedule_since.get_or_init(|| self.clock.now());
-        let started = self
-            .meta
-            .query_audit(&AuditQuery {
-                event_type: Some(EventType::GcStarted),
-                limit: 1,
-                ..AuditQuery::default()
-            })
-            .await?
-            .into_iter()
-            .next()
-            .map(|e| e.event.time);
-        Ok(Some(started.unwrap_or(since).saturating_add(interval)))
+        self.next_scheduled(
+            self.config.gc_interval,
+            &self.gc_schedule_since,
+            EventType::GcStarted,
+        )
+        .await
     }
 
     async fn claim_gc(self: &Arc<Self>, caller: Caller) -> Result<GcRun> {

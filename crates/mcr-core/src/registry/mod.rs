@@ -20,6 +20,7 @@ mod push;
 mod quota;
 mod rate;
 mod read_cache;
+mod retention;
 mod snapshot;
 mod tag_rules;
 
@@ -41,9 +42,13 @@ pub use logins::LoginLimit;
 pub use pull::{Listing, ManifestContent};
 pub use push::{MountOutcome, PushedManifest};
 pub use rate::{RateLimit, RequestSlot};
+pub use retention::{
+    Outcome, RetentionItem, RetentionReport, RetentionRequest, RetentionStatus, RetentionSummary,
+    RetentionTotals, MAX_LISTED as MAX_RETENTION_LISTED, RETENTION_SCHEDULE_SUBJECT,
+};
 pub use snapshot::Snapshot;
 
-use crate::audit::{EventType, NewAuditEvent};
+use crate::audit::{AuditQuery, EventType, NewAuditEvent};
 use crate::coordination::LocalCoordination;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -106,6 +111,10 @@ pub struct RegistryConfig {
     /// How often the daemon's schedule runs GC ([`Registry::next_scheduled_gc`]);
     /// `None`: only when an admin asks.
     pub gc_interval: Option<Duration>,
+    /// How often the daemon's schedule runs retention
+    /// ([`Registry::next_scheduled_retention`]); `None`: only when an
+    /// admin asks.
+    pub retention_interval: Option<Duration>,
     /// Blob rows GC phase one looks at per transaction (at least 1): the
     /// bound on how long a push waits behind a sweep step. Tests make it
     /// small so a few dozen blobs take many steps.
@@ -153,6 +162,7 @@ impl Default for RegistryConfig {
             max_uploads_per_repository: 1000,
             max_page_size: 1000,
             gc_interval: None,
+            retention_interval: None,
             gc_sweep_window: GC_SWEEP_WINDOW,
             rate_limit: None,
             max_requests_in_flight: None,
@@ -201,6 +211,8 @@ pub struct Registry {
     /// When the GC schedule was first asked for its next run: a registry
     /// that never collected waits one interval from then.
     gc_schedule_since: OnceLock<Timestamp>,
+    /// The same for the retention schedule.
+    retention_schedule_since: OnceLock<Timestamp>,
     /// When the stored rules' generation was last compared with the
     /// engine's (`Timestamp` milliseconds; `i64::MIN`: never).
     policy_checked: AtomicI64,
@@ -249,6 +261,7 @@ impl Registry {
             coordination: Arc::new(LocalCoordination::new()),
             audit_queue: audit_queue::AuditQueue::default(),
             gc_schedule_since: OnceLock::new(),
+            retention_schedule_since: OnceLock::new(),
             policy_checked: AtomicI64::new(i64::MIN),
             mirrors: Mirrors::default(),
             rate: None,
@@ -566,6 +579,40 @@ impl Registry {
             ip: caller.ip.clone(),
             details,
         }
+    }
+
+    /// The newest audit event of `event_type`, if any.
+    async fn last_event(&self, event_type: EventType) -> Result<Option<NewAuditEvent>> {
+        Ok(self
+            .meta
+            .query_audit(&AuditQuery {
+                event_type: Some(event_type),
+                limit: 1,
+                ..AuditQuery::default()
+            })
+            .await?
+            .into_iter()
+            .next()
+            .map(|e| e.event))
+    }
+
+    /// When a schedule of `interval` runs next: one interval after its
+    /// last run started (the audit log's last `started` event, whoever
+    /// started it and on whichever replica, so a restart keeps the
+    /// rhythm), or after `since` was first set (the schedule's first
+    /// question) if it never ran. `None` without an interval.
+    async fn next_scheduled(
+        &self,
+        interval: Option<Duration>,
+        since: &OnceLock<Timestamp>,
+        started: EventType,
+    ) -> Result<Option<Timestamp>> {
+        let Some(interval) = interval else {
+            return Ok(None);
+        };
+        let since = *since.get_or_init(|| self.clock.now());
+        let last = self.last_event(started).await?.map(|e| e.time);
+        Ok(Some(last.unwrap_or(since).saturating_add(interval)))
     }
 
     /// The lock between committing a blob's file and row and deleting

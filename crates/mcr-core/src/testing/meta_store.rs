@@ -23,14 +23,15 @@ use crate::policy::{Rule, RuleDraft, TagGuard};
 use crate::ports::{
     AuditLog, BlobIndex, BlobInfo, GcStore, ListStream, ManifestRecord, ManifestStore,
     ManifestSummary, NewManifest, Page, PolicyRuleStore, Provenance, QuotaStore, RepoDetail,
-    RepoQuery, RepoSummary, RepositoryStore, Revocation, RevocationStore, SnapshotStore,
-    StoreStatus, StoreTotals, StoredRules, SweepStep, TagRef, UploadCaps, UploadSession,
-    UploadSessionStore, UploadState,
+    RepoQuery, RepoSummary, RepositoryStore, RetentionStore, Revocation, RevocationStore,
+    SnapshotStore, StoreStatus, StoreTotals, StoredRules, SweepStep, TagRef, UploadCaps,
+    UploadSession, UploadSessionStore, UploadState,
 };
 use crate::quota::{
     quota_cap_reached, Quota, QuotaCharge, QuotaContent as Content, QuotaLimit, QuotaScope,
     QuotaUsage,
 };
+use crate::retention::{GraphManifest, GraphTag, ManifestGraph, RetentionPolicy, RetentionSpec};
 use crate::time::Timestamp;
 
 /// Metadata held in memory.
@@ -64,6 +65,9 @@ struct State {
     rule_generation: u64,
     /// The last rule id handed out; ids are never reused.
     last_rule_id: i64,
+    retention: BTreeMap<i64, RetentionPolicy>,
+    /// The last retention policy id handed out; never reused either.
+    last_retention_id: i64,
     /// In the order recorded; ids are positions + 1.
     audit: Vec<AuditEvent>,
     /// Revoked token ids and when each token expires.
@@ -104,6 +108,8 @@ struct Link {
 struct StoredManifest {
     record: ManifestRecord,
     blobs: Vec<Digest>,
+    /// An index's child manifests.
+    children: Vec<Digest>,
     /// Stored by a push, not mirrored (the first store of a digest
     /// decides, as the adapters' insert that does nothing on conflict).
     pushed: bool,
@@ -530,6 +536,7 @@ impl ManifestStore for FakeMetaStore {
                     created: m.created,
                 },
                 blobs: m.blobs.clone(),
+                children: m.children.clone(),
                 pushed: m.provenance == Provenance::Pushed,
             });
         for tag in m.tags {
@@ -894,6 +901,83 @@ impl PolicyRuleStore for FakeMetaStore {
             state.rule_generation += 1;
         }
         Ok(deleted)
+    }
+}
+
+#[async_trait]
+impl RetentionStore for FakeMetaStore {
+    async fn list_retention_policies(&self) -> Result<Vec<RetentionPolicy>> {
+        Ok(self.lock().retention.values().cloned().collect())
+    }
+
+    async fn get_retention_policy(&self, id: i64) -> Result<Option<RetentionPolicy>> {
+        Ok(self.lock().retention.get(&id).cloned())
+    }
+
+    async fn create_retention_policy(
+        &self,
+        spec: &RetentionSpec,
+        now: Timestamp,
+    ) -> Result<RetentionPolicy> {
+        let mut state = self.lock();
+        state.last_retention_id += 1;
+        let policy = RetentionPolicy {
+            id: state.last_retention_id,
+            spec: spec.clone(),
+            created: now,
+            updated: now,
+        };
+        state.retention.insert(policy.id, policy.clone());
+        Ok(policy)
+    }
+
+    async fn replace_retention_policy(
+        &self,
+        id: i64,
+        spec: &RetentionSpec,
+        now: Timestamp,
+    ) -> Result<Option<RetentionPolicy>> {
+        Ok(self.lock().retention.get_mut(&id).map(|p| {
+            p.spec = spec.clone();
+            p.updated = now;
+            p.clone()
+        }))
+    }
+
+    async fn delete_retention_policy(&self, id: i64) -> Result<bool> {
+        Ok(self.lock().retention.remove(&id).is_some())
+    }
+
+    async fn manifest_graph(&self, repo: &RepoName) -> Result<ManifestGraph> {
+        let state = self.lock();
+        let Some(r) = state.repos.get(repo) else {
+            return Ok(ManifestGraph::default());
+        };
+        Ok(ManifestGraph {
+            manifests: r
+                .manifests
+                .values()
+                .map(|m| GraphManifest {
+                    digest: m.record.digest.clone(),
+                    created: m.record.created,
+                    subject: m.record.subject.clone(),
+                    children: {
+                        let mut children = m.children.clone();
+                        children.sort();
+                        children
+                    },
+                })
+                .collect(),
+            tags: r
+                .tags
+                .iter()
+                .map(|(name, digest)| GraphTag {
+                    name: name.clone(),
+                    digest: digest.clone(),
+                    updated: r.tag_times.get(name).copied().unwrap_or(r.created),
+                })
+                .collect(),
+        })
     }
 }
 

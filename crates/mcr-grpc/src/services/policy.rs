@@ -1,10 +1,10 @@
-//! PolicyService: rule CRUD and explain.
+//! PolicyService: rule CRUD, explain, and retention policies and runs.
 
 use mcr_core::policy::RuleDraft;
 use tonic::{Request, Response, Status};
 
 use super::Api;
-use crate::convert::{explain_input, rule_patch};
+use crate::convert::{explain_input, required_body, rule_patch};
 use crate::error::status;
 use crate::interceptors::caller;
 use crate::pb;
@@ -96,5 +96,100 @@ impl PolicyService for Api {
             .await
             .map_err(status)?;
         Ok(Response::new((&e).into()))
+    }
+
+    async fn list_retention_policies(
+        &self,
+        req: Request<pb::ListRetentionPoliciesRequest>,
+    ) -> Result<Response<pb::ListRetentionPoliciesResponse>, Status> {
+        let caller = caller(&req)?;
+        let policies = self
+            .registry
+            .list_retention_policies(&caller)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ListRetentionPoliciesResponse {
+            policies: policies.iter().map(Into::into).collect(),
+        }))
+    }
+
+    async fn get_retention_policy(
+        &self,
+        req: Request<pb::GetRetentionPolicyRequest>,
+    ) -> Result<Response<pb::RetentionPolicy>, Status> {
+        let caller = caller(&req)?;
+        let policy = self
+            .registry
+            .get_retention_policy(&caller, req.get_ref().id)
+            .await
+            .map_err(status)?;
+        Ok(Response::new((&policy).into()))
+    }
+
+    async fn create_retention_policy(
+        &self,
+        req: Request<pb::CreateRetentionPolicyRequest>,
+    ) -> Result<Response<pb::RetentionPolicy>, Status> {
+        let caller = caller(&req)?;
+        let spec = required_body(req.into_inner().body).map_err(status)?;
+        let policy = self
+            .registry
+            .create_retention_policy(&caller, spec)
+            .await
+            .map_err(status)?;
+        Ok(Response::new((&policy).into()))
+    }
+
+    async fn replace_retention_policy(
+        &self,
+        req: Request<pb::ReplaceRetentionPolicyRequest>,
+    ) -> Result<Response<pb::RetentionPolicy>, Status> {
+        let caller = caller(&req)?;
+        let r = req.into_inner();
+        let spec = required_body(r.body).map_err(status)?;
+        let policy = self
+            .registry
+            .replace_retention_policy(&caller, r.id, spec)
+            .await
+            .map_err(status)?;
+        Ok(Response::new((&policy).into()))
+    }
+
+    async fn delete_retention_policy(
+        &self,
+        req: Request<pb::DeleteRetentionPolicyRequest>,
+    ) -> Result<Response<pb::DeleteRetentionPolicyResponse>, Status> {
+        let caller = caller(&req)?;
+        self.registry
+            .delete_retention_policy(&caller, req.get_ref().id)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::DeleteRetentionPolicyResponse {}))
+    }
+
+    async fn run_retention(
+        &self,
+        req: Request<pb::RunRetentionRequest>,
+    ) -> Result<Response<pb::RetentionReport>, Status> {
+        let caller = caller(&req)?;
+        let report = self
+            .registry
+            .run_retention(&caller, req.into_inner().into())
+            .await
+            .map_err(status)?;
+        Ok(Response::new((&report).into()))
+    }
+
+    async fn get_retention_status(
+        &self,
+        req: Request<pb::GetRetentionStatusRequest>,
+    ) -> Result<Response<pb::RetentionStatus>, Status> {
+        let caller = caller(&req)?;
+        let s = self
+            .registry
+            .retention_status(&caller)
+            .await
+            .map_err(status)?;
+        Ok(Response::new((&s).into()))
     }
 }

@@ -1,6 +1,7 @@
 //! The admin REST API under `/v1`: health and readiness, login and logout,
 //! repositories, policy rules, the audit log, garbage collection,
-//! database snapshots, the pull-through cache's mirrors and quotas.
+//! retention policies and runs, database snapshots, the pull-through
+//! cache's mirrors and quotas.
 //!
 //! Errors are `{"error": "..."}` with the status the engine error maps to
 //! (`crate::error::ApiError`). Every handler authenticates, calls one use
@@ -11,6 +12,7 @@ mod policy;
 mod proxies;
 mod quotas;
 mod repositories;
+mod retention;
 mod snapshot;
 
 use axum::extract::{FromRequestParts, Request, State};
@@ -55,6 +57,15 @@ pub fn router() -> Router<AppState> {
         .route("/gc/status", get(gc::status))
         .route("/gc/runs", get(gc::runs))
         .route("/gc/reconcile", post(gc::reconcile))
+        .route("/retention", get(retention::list).post(retention::create))
+        .route("/retention/run", post(retention::run))
+        .route("/retention/status", get(retention::status))
+        .route(
+            "/retention/{id}",
+            get(retention::get)
+                .put(retention::replace)
+                .delete(retention::delete),
+        )
         .route("/snapshot", post(snapshot::take))
         .route("/proxies", get(proxies::list))
         .route("/proxies/cache/{*name}", delete(proxies::drop_cache))

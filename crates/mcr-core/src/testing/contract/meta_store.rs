@@ -15,6 +15,9 @@
 //!   manifests newest first;
 //! - the sweep's comparisons are strict: a row or link made exactly at the
 //!   cutoff protects the blob; re-uploading or re-mounting re-stamps a link;
+//! - retention policies list by id, and their ids are never reused;
+//!   `manifest_graph` lists manifests by digest (children by digest) and
+//!   tags by name, with the time each tag was last set;
 //! - `list_rules` returns disabled rules too, and rule ids are positive,
 //!   increasing and never reused (SQLite: `AUTOINCREMENT`);
 //! - the audit log is newest first by event time, events of the same time
@@ -46,6 +49,7 @@ use crate::ports::{
     UploadState,
 };
 use crate::principal::{AccountType, Action, Principal, Role};
+use crate::retention::{GraphManifest, GraphTag, ManifestGraph, RetentionSpec};
 use crate::testing::{audited, pushed};
 use crate::time::Timestamp;
 
@@ -99,6 +103,8 @@ pub const META_STORE_CHECKS: &[Check<dyn MetaStore>] = checks![dyn MetaStore =>
     repository_sizes_follow_every_change,
     repository_listing_filters_sorts_and_pages,
     policy_rules_crud,
+    retention_policies_crud,
+    manifest_graph_shows_tags_children_and_subjects,
     revocations_last_until_the_token_expires,
     audit_filters_order_and_window,
     pushed_repositories_are_those_under_a_prefix_with_a_pushed_manifest,
@@ -2322,6 +2328,157 @@ async fn rules(s: &Store) -> (u64, Vec<Rule>) {
         "rule_generation disagrees with list_rules"
     );
     (stored.generation, stored.rules)
+}
+
+fn retention_spec(json: &str) -> RetentionSpec {
+    serde_json::from_str(json).expect("the contract uses valid retention policies")
+}
+
+async fn retention_policies_crud(s: Store) {
+    let keep = retention_spec(
+        r#"{"repositories":["app/*"],"keep_last":3,"delete_tags_older_than":"30d"}"#,
+    );
+    let untagged = retention_spec(
+        r#"{"repositories":["*"],"enabled":false,"delete_untagged_older_than":"7d","keep_tags":["v*"]}"#,
+    );
+    let a = ok(
+        s.create_retention_policy(&keep, t(1)).await,
+        "create_retention_policy",
+    );
+    let b = ok(
+        s.create_retention_policy(&untagged, t(2)).await,
+        "create_retention_policy",
+    );
+    assert!(a.id > 0 && b.id > a.id, "ids grow: {} then {}", a.id, b.id);
+    assert_eq!((a.created, a.updated, &a.spec), (t(1), t(1), &keep));
+    let listed = ok(s.list_retention_policies().await, "list_retention_policies");
+    assert_eq!(listed, vec![a.clone(), b.clone()]);
+    assert_eq!(
+        ok(s.get_retention_policy(b.id).await, "get_retention_policy"),
+        Some(b.clone()),
+        "a disabled policy reads back as stored"
+    );
+    let replaced = ok(
+        s.replace_retention_policy(a.id, &untagged, t(5)).await,
+        "replace_retention_policy",
+    )
+    .expect("the policy exists");
+    assert_eq!(
+        (
+            replaced.id,
+            replaced.created,
+            replaced.updated,
+            &replaced.spec
+        ),
+        (a.id, t(1), t(5), &untagged),
+        "a replacement keeps the id and creation time"
+    );
+    assert_eq!(
+        ok(s.get_retention_policy(a.id).await, "get_retention_policy"),
+        Some(replaced)
+    );
+    assert_eq!(
+        ok(
+            s.replace_retention_policy(b.id + 100, &keep, t(6)).await,
+            "replace_retention_policy"
+        ),
+        None,
+        "replacing a missing policy"
+    );
+    assert!(ok(
+        s.delete_retention_policy(b.id).await,
+        "delete_retention_policy"
+    ));
+    assert!(
+        !ok(
+            s.delete_retention_policy(b.id).await,
+            "delete_retention_policy"
+        ),
+        "a second delete reported a deletion"
+    );
+    assert_eq!(
+        ok(s.get_retention_policy(b.id).await, "get_retention_policy"),
+        None
+    );
+    let c = ok(
+        s.create_retention_policy(&keep, t(7)).await,
+        "create_retention_policy",
+    );
+    assert!(c.id > b.id, "id {} was reused after a delete", c.id);
+}
+
+async fn manifest_graph_shows_tags_children_and_subjects(s: Store) {
+    let r = repo("graph/app");
+    let layer = upload(&s, &r, b"graph layer", t(1)).await;
+    let a = tagged(image(&r, "a", &[&layer], t(1)), "v1");
+    let b = image(&r, "b", &[&layer], t(2));
+    put(&s, &a).await;
+    put(&s, &b).await;
+    let children = sorted(vec![a.digest.clone(), b.digest.clone()]);
+    let idx = tagged(index(&r, "idx", children.clone(), t(3)), "latest");
+    put(&s, &idx).await;
+    let mut sig = image(&r, "sig", &[&layer], t(4));
+    sig.subject = Some(a.digest.clone());
+    put(&s, &sig).await;
+    // Moving v2 onto b at t(6): the tag's time is its last push.
+    put(&s, &tagged(at_time(b.clone(), t(5)), "v2")).await;
+    put(&s, &tagged(at_time(b.clone(), t(6)), "v2")).await;
+    // Another repository's content stays out.
+    let other = repo("graph/other");
+    let other_layer = upload(&s, &other, b"other layer", t(1)).await;
+    put(&s, &tagged(image(&other, "o", &[&other_layer], t(1)), "v1")).await;
+
+    let graph = ok(s.manifest_graph(&r).await, "manifest_graph");
+    let mut want = vec![
+        GraphManifest {
+            digest: a.digest.clone(),
+            created: t(1),
+            subject: None,
+            children: vec![],
+        },
+        GraphManifest {
+            digest: b.digest.clone(),
+            created: t(2),
+            subject: None,
+            children: vec![],
+        },
+        GraphManifest {
+            digest: idx.digest.clone(),
+            created: t(3),
+            subject: None,
+            children,
+        },
+        GraphManifest {
+            digest: sig.digest.clone(),
+            created: t(4),
+            subject: Some(a.digest.clone()),
+            children: vec![],
+        },
+    ];
+    want.sort_by(|x, y| x.digest.cmp(&y.digest));
+    assert_eq!(graph.manifests, want, "the manifests by digest");
+    let tag_of = |name: &str, d: &Digest, at| GraphTag {
+        name: tag(name),
+        digest: d.clone(),
+        updated: at,
+    };
+    assert_eq!(
+        graph.tags,
+        vec![
+            tag_of("latest", &idx.digest, t(3)),
+            tag_of("v1", &a.digest, t(1)),
+            tag_of("v2", &b.digest, t(6)),
+        ],
+        "the tags by name, each with its last push"
+    );
+    assert_eq!(
+        ok(
+            s.manifest_graph(&repo("graph/none")).await,
+            "manifest_graph"
+        ),
+        ManifestGraph::default(),
+        "an unknown repository's graph is empty"
+    );
 }
 
 async fn policy_rules_crud(s: Store) {
