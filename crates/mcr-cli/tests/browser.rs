@@ -1119,7 +1119,27 @@ mod checks {
     pub async fn gc(ui: &Ui<'_>, _: &Pushed) -> Result {
         ui.go("/gc").await?;
         ui.shot("gc").await?;
-        ui.click("#start-gc").await?;
+        // The form's POST must reach mcr-web before the polling below
+        // navigates: a `goto` while the submit is in flight cancels it (a
+        // loaded CI machine saw no run start). Its answer replaces the
+        // page, which leaves the clicked button stale.
+        let button = ui.find("#start-gc").await?;
+        button
+            .clone()
+            .click()
+            .await
+            .map_err(|e| format!("click #start-gc: {e}"))?;
+        let mut submitted = false;
+        for _ in 0..(WAIT.as_millis() / 100) {
+            match button.text().await {
+                Err(e) if is_stale(&e) => {
+                    submitted = true;
+                    break;
+                }
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+        check(submitted, "the start form's answer never replaced the page")?;
         for _ in 0..(WAIT.as_millis() / 100) {
             ui.go("/gc").await?;
             if !ui.all_texts("#gc-runs tbody tr").await?.is_empty() {
