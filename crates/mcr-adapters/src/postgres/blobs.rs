@@ -5,10 +5,11 @@ use mcr_core::audit::NewAuditEvent;
 use mcr_core::digest::Digest;
 use mcr_core::names::RepoName;
 use mcr_core::ports::{keyset_pages, BlobIndex, BlobInfo, ListStream, Page, Provenance};
+use mcr_core::quota::QuotaContent;
 use mcr_core::time::Timestamp;
 use mcr_core::Result;
 
-use super::quotas::{self, Content};
+use super::quotas;
 use super::rows::{all, blob_info, change, ensure_repo, limit_of, link, one, parsed};
 use super::{audit, sql, PostgresMetaStore, LIST_PAGE};
 
@@ -81,7 +82,7 @@ impl BlobIndex for PostgresMetaStore {
                     };
                     let to_id = ensure_repo(tx, to, *at).await?;
                     if *provenance == Provenance::Pushed {
-                        let content = Content::Blob(&info.digest, info.size);
+                        let content = QuotaContent::Blob(&info.digest, info.size);
                         quotas::charge(tx, to, content).await?;
                     }
                     link(tx, to_id, digest, *at, *provenance).await?;

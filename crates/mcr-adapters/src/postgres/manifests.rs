@@ -9,10 +9,11 @@ use mcr_core::media::MediaType;
 use mcr_core::names::{Reference, RepoName, Tag};
 use mcr_core::policy::TagGuard;
 use mcr_core::ports::{ManifestRecord, ManifestStore, NewManifest, Page, Provenance};
+use mcr_core::quota::QuotaContent;
 use mcr_core::{Error, Result};
 use tokio_postgres::Row;
 
-use super::quotas::{self, Content};
+use super::quotas;
 use super::rows::{
     all, change, ensure_repo, i64_of, limit_of, lock_repo, lock_repo_exclusively, one, parsed,
     parsed_opt, time_at,
@@ -132,7 +133,7 @@ impl ManifestStore for PostgresMetaStore {
                     guard_tags(tx, m, repo).await?;
                 }
                 if m.provenance == Provenance::Pushed {
-                    let content = Content::Manifest(&m.digest, m.raw.len() as u64);
+                    let content = QuotaContent::Manifest(&m.digest, m.raw.len() as u64);
                     quotas::charge(tx, &m.repository, content).await?;
                 }
                 let digest = m.digest.to_string();

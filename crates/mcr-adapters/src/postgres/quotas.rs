@@ -4,22 +4,16 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
-use mcr_core::digest::Digest;
 use mcr_core::names::RepoName;
 use mcr_core::ports::QuotaStore;
-use mcr_core::quota::{quota_cap_reached, Quota, QuotaCharge, QuotaLimit, QuotaScope, QuotaUsage};
+use mcr_core::quota::{
+    quota_cap_reached, Quota, QuotaCharge, QuotaContent, QuotaLimit, QuotaScope, QuotaUsage,
+};
 use mcr_core::{Error, Result};
 use tokio_postgres::Row;
 
 use super::rows::{all, change, i64_of, invalid_column, one, parsed, u64_at};
 use super::{sql, PostgresMetaStore, StepResult, TxError};
-
-/// What a push adds to a repository.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Content<'a> {
-    Blob(&'a Digest, u64),
-    Manifest(&'a Digest, u64),
-}
 
 fn limit_at(row: &Row, idx: usize) -> StepResult<QuotaLimit> {
     QuotaLimit::new(u64_at(row, idx)?).map_err(|e| invalid_column(row, idx, e))
@@ -51,13 +45,13 @@ async fn usage<C: GenericClient + Sync>(c: &C, scope: &QuotaScope) -> StepResult
 async fn counted<C: GenericClient + Sync>(
     c: &C,
     scope: &QuotaScope,
-    content: Content<'_>,
+    content: QuotaContent<'_>,
 ) -> StepResult<bool> {
-    let (digest, in_repo, in_namespace) = match content {
-        Content::Blob(d, _) => (d, sql::BLOB_IN_NAMED_REPO, sql::BLOB_IN_NAMESPACE),
-        Content::Manifest(d, _) => (d, sql::MANIFEST_IN_NAMED_REPO, sql::MANIFEST_IN_NAMESPACE),
+    let (in_repo, in_namespace) = match content {
+        QuotaContent::Blob(..) => (sql::BLOB_IN_NAMED_REPO, sql::BLOB_IN_NAMESPACE),
+        QuotaContent::Manifest(..) => (sql::MANIFEST_IN_NAMED_REPO, sql::MANIFEST_IN_NAMESPACE),
     };
-    let digest = digest.to_string();
+    let digest = content.digest().to_string();
     let found = match scope {
         QuotaScope::Repository(name) => {
             one(c, in_repo, &[&digest, &name.as_str()], |_| Ok(())).await?
@@ -80,7 +74,7 @@ async fn counted<C: GenericClient + Sync>(
 pub(super) async fn charge<C: GenericClient + Sync>(
     c: &C,
     repo: &RepoName,
-    content: Content<'_>,
+    content: QuotaContent<'_>,
 ) -> StepResult<()> {
     let keys = QuotaScope::covering(repo);
     let limits: BTreeMap<String, QuotaLimit> = all(c, sql::LOCK_COVERING_QUOTAS, &[&keys], |r| {
@@ -89,27 +83,14 @@ pub(super) async fn charge<C: GenericClient + Sync>(
     .await?
     .into_iter()
     .collect();
-    let size = match content {
-        Content::Blob(_, size) | Content::Manifest(_, size) => size,
-    };
     for key in &keys {
         let Some(&limit) = limits.get(key) else {
             continue;
         };
         let scope = QuotaScope::parse(key)?;
-        let needs = if counted(c, &scope, content).await? {
-            0
-        } else {
-            size
-        };
+        let counted = counted(c, &scope, content).await?;
         let used = usage(c, &scope).await?;
-        QuotaCharge {
-            scope,
-            limit,
-            used,
-            needs,
-        }
-        .check()?;
+        QuotaCharge::new(scope, limit, used, counted, content).check()?;
     }
     Ok(())
 }

@@ -9,11 +9,12 @@ use mcr_core::ports::{
     keyset_pages, BlobInfo, ListStream, Provenance, UploadCaps, UploadSession, UploadSessionStore,
     UploadState,
 };
+use mcr_core::quota::QuotaContent;
 use mcr_core::time::Timestamp;
 use mcr_core::{Error, Result};
 use tokio_postgres::Row;
 
-use super::quotas::{self, Content};
+use super::quotas;
 use super::rows::{all, change, ensure_repo, i64_of, limit_of, link, one, parsed, time_at, u64_at};
 use super::{audit, sql, PostgresMetaStore, StepResult, LIST_PAGE};
 
@@ -177,7 +178,7 @@ impl UploadSessionStore for PostgresMetaStore {
                     }
                     if *provenance == Provenance::Pushed {
                         if let Some(name) = quotas::repo_name(tx, repo).await? {
-                            let content = Content::Blob(&blob.digest, blob.size);
+                            let content = QuotaContent::Blob(&blob.digest, blob.size);
                             quotas::charge(tx, &name, content).await?;
                         }
                     }

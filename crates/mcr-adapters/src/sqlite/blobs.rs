@@ -5,11 +5,12 @@ use mcr_core::audit::NewAuditEvent;
 use mcr_core::digest::Digest;
 use mcr_core::names::RepoName;
 use mcr_core::ports::{keyset_pages, BlobIndex, BlobInfo, ListStream, Page, Provenance};
+use mcr_core::quota::QuotaContent;
 use mcr_core::time::Timestamp;
 use mcr_core::Result;
 use rusqlite::params;
 
-use super::quotas::{self, Content};
+use super::quotas;
 use super::rows::{all, blob_info, change, ensure_repo, limit_of, link, one, parsed};
 use super::{audit, sql, SqliteMetaStore, LIST_PAGE};
 
@@ -63,7 +64,7 @@ impl BlobIndex for SqliteMetaStore {
                 return Ok(None);
             };
             if provenance == Provenance::Pushed {
-                quotas::charge(tx, &to, Content::Blob(&info.digest, info.size))?;
+                quotas::charge(tx, &to, QuotaContent::Blob(&info.digest, info.size))?;
             }
             let to_id = ensure_repo(tx, &to, at)?;
             link(tx, to_id, &digest, at, provenance)?;

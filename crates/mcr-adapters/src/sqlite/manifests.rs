@@ -8,11 +8,12 @@ use mcr_core::media::MediaType;
 use mcr_core::names::{Reference, RepoName, Tag};
 use mcr_core::policy::TagGuard;
 use mcr_core::ports::{ManifestRecord, ManifestStore, NewManifest, Page, Provenance};
+use mcr_core::quota::QuotaContent;
 use mcr_core::time::Timestamp;
 use mcr_core::{Error, Result};
 use rusqlite::{params, Row};
 
-use super::quotas::{self, Content};
+use super::quotas;
 use super::rows::{all, change, ensure_repo, i64_of, limit_of, one, parsed, parsed_opt, repo_id};
 use super::{audit, db, sql, storage, SqliteMetaStore};
 
@@ -78,7 +79,7 @@ impl ManifestStore for SqliteMetaStore {
 
             if m.provenance == Provenance::Pushed {
                 let size = m.raw.len() as u64;
-                quotas::charge(tx, &m.repository, Content::Manifest(&m.digest, size))?;
+                quotas::charge(tx, &m.repository, QuotaContent::Manifest(&m.digest, size))?;
             }
             let repo = match existing {
                 Some(id) => id,

@@ -1,22 +1,16 @@
 //! `QuotaStore` on SQLite, and the quota check of the push steps.
 
 use async_trait::async_trait;
-use mcr_core::digest::Digest;
 use mcr_core::names::RepoName;
 use mcr_core::ports::QuotaStore;
-use mcr_core::quota::{quota_cap_reached, Quota, QuotaCharge, QuotaLimit, QuotaScope, QuotaUsage};
+use mcr_core::quota::{
+    quota_cap_reached, Quota, QuotaCharge, QuotaContent, QuotaLimit, QuotaScope, QuotaUsage,
+};
 use mcr_core::Result;
 use rusqlite::{params, Connection, Row};
 
 use super::rows::{all, change, i64_of, one, parsed, u64_at};
 use super::{sql, SqliteMetaStore};
-
-/// What a push adds to a repository.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Content<'a> {
-    Blob(&'a Digest, u64),
-    Manifest(&'a Digest, u64),
-}
 
 fn limit_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<QuotaLimit> {
     let bytes = u64_at(row, idx)?;
@@ -44,12 +38,12 @@ fn usage(c: &Connection, scope: &QuotaScope) -> Result<u64> {
 }
 
 /// Whether `content` is already counted in `scope`.
-fn counted(c: &Connection, scope: &QuotaScope, content: Content<'_>) -> Result<bool> {
-    let (digest, in_repo, in_namespace) = match content {
-        Content::Blob(d, _) => (d, sql::BLOB_IN_NAMED_REPO, sql::BLOB_IN_NAMESPACE),
-        Content::Manifest(d, _) => (d, sql::MANIFEST_IN_NAMED_REPO, sql::MANIFEST_IN_NAMESPACE),
+fn counted(c: &Connection, scope: &QuotaScope, content: QuotaContent<'_>) -> Result<bool> {
+    let (in_repo, in_namespace) = match content {
+        QuotaContent::Blob(..) => (sql::BLOB_IN_NAMED_REPO, sql::BLOB_IN_NAMESPACE),
+        QuotaContent::Manifest(..) => (sql::MANIFEST_IN_NAMED_REPO, sql::MANIFEST_IN_NAMESPACE),
     };
-    let digest = digest.to_string();
+    let digest = content.digest().to_string();
     let found = match scope {
         QuotaScope::Repository(name) => {
             one(c, in_repo, params![digest, name.as_str()], |_| Ok(()))?
@@ -66,10 +60,7 @@ fn counted(c: &Connection, scope: &QuotaScope, content: Content<'_>) -> Result<b
 /// repository's, then its namespaces' from the outermost), inside the
 /// step's write transaction: SQLite has one writer at a time, so nothing
 /// changes between the measure and the write that follows.
-pub(super) fn charge(tx: &Connection, repo: &RepoName, content: Content<'_>) -> Result<()> {
-    let size = match content {
-        Content::Blob(_, size) | Content::Manifest(_, size) => size,
-    };
+pub(super) fn charge(tx: &Connection, repo: &RepoName, content: QuotaContent<'_>) -> Result<()> {
     for key in QuotaScope::covering(repo) {
         let Some((_, limit)) = one(tx, sql::QUOTA_BY_SCOPE, [key.as_str()], |r| {
             Ok((r.get::<_, i64>(0)?, limit_at(r, 1)?))
@@ -78,19 +69,9 @@ pub(super) fn charge(tx: &Connection, repo: &RepoName, content: Content<'_>) -> 
             continue;
         };
         let scope = QuotaScope::parse(&key)?;
-        let needs = if counted(tx, &scope, content)? {
-            0
-        } else {
-            size
-        };
+        let counted = counted(tx, &scope, content)?;
         let used = usage(tx, &scope)?;
-        QuotaCharge {
-            scope,
-            limit,
-            used,
-            needs,
-        }
-        .check()?;
+        QuotaCharge::new(scope, limit, used, counted, content).check()?;
     }
     Ok(())
 }

@@ -9,11 +9,12 @@ use mcr_core::ports::{
     keyset_pages, BlobInfo, ListStream, Provenance, UploadCaps, UploadSession, UploadSessionStore,
     UploadState,
 };
+use mcr_core::quota::QuotaContent;
 use mcr_core::time::Timestamp;
 use mcr_core::{Error, Result};
 use rusqlite::{params, Row};
 
-use super::quotas::{self, Content};
+use super::quotas;
 use super::rows::{all, change, ensure_repo, i64_of, limit_of, link, one, parsed, u64_at};
 use super::{audit, sql, SqliteMetaStore, LIST_PAGE};
 
@@ -131,7 +132,7 @@ impl UploadSessionStore for SqliteMetaStore {
                 .ok_or_else(|| Error::UploadUnknown(id.to_string()))?;
             if provenance == Provenance::Pushed {
                 if let Some(name) = quotas::repo_name(tx, repo)? {
-                    quotas::charge(tx, &name, Content::Blob(&blob.digest, blob.size))?;
+                    quotas::charge(tx, &name, QuotaContent::Blob(&blob.digest, blob.size))?;
                 }
             }
             let digest = blob.digest.to_string();
