@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use mcr_cli::server::config::{Config, Database};
 use mcr_cli::server::metrics::Metrics;
 use mcr_cli::server::tasks::Background;
-use mcr_cli::server::{dev, listen, run, snapshot, web};
+use mcr_cli::server::{db_lock, dev, listen, run, snapshot, web};
 use mcr_core::ports::Secret;
 use tokio::net::TcpListener;
 
@@ -78,6 +78,7 @@ fn main() -> anyhow::Result<()> {
             Command::Init { config } => {
                 let config = Config::load(&config)?;
                 config.validate_for_server()?;
+                let _lock = db_lock::for_config(&config)?;
                 // Nothing is served, so nothing runs in the background.
                 run::build(&config, Background::new().tracker()).await?;
                 println!("initialised database and storage");
@@ -131,6 +132,8 @@ fn main() -> anyhow::Result<()> {
 /// Serves the registry; with `dev_data`, the web UI too, on the next
 /// free loopback port after the gRPC one.
 async fn serve(config: &Config, dev_data: Option<&Path>) -> anyhow::Result<()> {
+    // Held until the server has drained and returns.
+    let _lock = db_lock::for_config(config)?;
     // The recorder first: adapters and routers make their handles as they
     // are built.
     let metrics = match config.metrics_addr()? {

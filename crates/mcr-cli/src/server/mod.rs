@@ -5,6 +5,7 @@
 
 pub mod config;
 mod conn;
+pub mod db_lock;
 pub mod dev;
 pub mod listen;
 pub mod metrics;
