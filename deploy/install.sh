@@ -92,7 +92,11 @@ say "programs in $ROOT$PREFIX/bin"
 DOC=$PREFIX/share/doc/mcr
 file 0644 "$REPO/docs/RUNBOOK.md" "$DOC/RUNBOOK.md"
 file 0644 "$REPO/docs/ARCHITECTURE.md" "$DOC/ARCHITECTURE.md"
-for example in mcr.toml mcr-dev.toml mcr-web.toml; do
+# Replicas on PostgreSQL and S3, which RUNBOOK.md points to.
+for doc in replicas.md postgresql.md s3.md; do
+  file 0644 "$REPO/docs/$doc" "$DOC/$doc"
+done
+for example in mcr.toml mcr-dev.toml mcr-web.toml mcr-replica.toml; do
   file 0644 "$REPO/deploy/examples/$example" "$DOC/examples/$example"
 done
 file 0644 "$REPO/deploy/prometheus/mcr-alerts.yml" "$DOC/mcr-alerts.yml"

@@ -189,8 +189,14 @@ TOML
   for ((i = 0; i < n; i++)); do replica_wait "$i"; done
   log "$n replicas on ports ${PORTS[*]}, one PostgreSQL database"
 
-  # Blobs stream both ways: no size limit and no buffering in nginx. A
-  # replica that refuses connections is skipped for 2 s.
+  # The load balancer docs/replicas.md gives for production, on loopback
+  # and with its files under WORK. Blobs stream both ways: no size limit
+  # and no buffering to disk in nginx, but relayed in 256 KiB pieces (the
+  # default 4 KiB proxy buffer cost nginx 1.16 instead of 0.35 ms of CPU
+  # per 1 MiB GET, bench/README.md "Where the time goes"). A replica that
+  # refuses connections is skipped for 2 s. The finishing PUT of a large
+  # upload on S3 answers only after the multipart upload completed and the
+  # object was copied into blobs/, hence the long read timeout.
   mkdir -p "$WORK/nginx/tmp"
   chmod 777 "$WORK/nginx/tmp"
   local upstreams="" p
@@ -214,11 +220,19 @@ $upstreams    ${NGINX_KEEPALIVE:+keepalive $NGINX_KEEPALIVE;}
   server {
     listen $LB;
     client_max_body_size 0;
+    client_body_timeout 60s;
+    send_timeout 60s;
     proxy_request_buffering off;
     proxy_buffering off;
+    proxy_buffer_size 256k;
+    proxy_buffers 4 256k;
+    proxy_busy_buffers_size 256k;
     proxy_http_version 1.1;
     proxy_set_header Connection "";
     proxy_set_header Host \$http_host;
+    proxy_connect_timeout 5s;
+    proxy_send_timeout 60s;
+    proxy_read_timeout 600s;
     location / { proxy_pass http://mcr; }
   }
 }

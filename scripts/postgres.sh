@@ -20,8 +20,15 @@
 # root, it creates (once) the system user `mcrtest` and runs the server as
 # that user, since PostgreSQL refuses to run as root. The cluster is for
 # tests: fsync is off, so a crash of the machine may lose it; nothing else
-# is relaxed. Progress and errors go to stderr.
+# is relaxed. max_connections is 300 and shared_buffers 32MB (many test
+# databases side by side, little memory each); start checks with SHOW that
+# the server runs with them. The server log is DIR/server.log. Progress
+# and errors go to stderr.
 set -euo pipefail
+
+# The settings the server runs with (checked after start).
+MAX_CONNECTIONS=300
+SHARED_BUFFERS=32MB
 
 log() { printf '[postgres] %s\n' "$*" >&2; }
 fail() { printf '[postgres] FAIL: %s\n' "$*" >&2; exit 1; }
@@ -106,14 +113,25 @@ start() {
     || { cat "$dir/initdb.log" >&2; rm -rf "$dir"; fail "initdb failed"; }
   rm -f "$dir/password"
 
+  # The settings go into postgresql.auto.conf, not pg_ctl's -o: pg_ctl
+  # runs `exec postgres <-o> >> log` through /bin/sh, so a newline in -o
+  # ends the command and silently drops the options after it and the log
+  # redirection. Only the port, which may change between tries, stays in -o.
+  as_server_user tee -a "$dir/data/postgresql.auto.conf" >/dev/null <<CONF
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$dir'
+fsync = off
+max_connections = $MAX_CONNECTIONS
+shared_buffers = '$SHARED_BUFFERS'
+CONF
+
   # A port another process takes between our probe and the server's bind
   # makes the start fail: try a few.
   local port started=""
   for _ in 1 2 3 4 5; do
     port=$(free_port)
     if as_server_user "$bindir/pg_ctl" start -D "$dir/data" -w -t 60 -l "$dir/server.log" \
-      -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories='$dir'
-          -c fsync=off -c max_connections=300 -c shared_buffers=32MB" >/dev/null 2>&1; then
+      -o "-p $port" >/dev/null 2>&1; then
       started=1
       break
     fi
@@ -121,7 +139,19 @@ start() {
       || { cat "$dir/server.log" >&2; rm -rf "$dir"; fail "pg_ctl start failed"; }
   done
   [ -n "$started" ] || { rm -rf "$dir"; fail "no free port after 5 tries"; }
-  log "PostgreSQL $("$bindir/postgres" --version | awk '{print $3}') on 127.0.0.1:$port, data in $dir (as ${RUN_AS:-$(id -un)})"
+
+  # What the server runs with, asked of the server itself: a setting that
+  # did not take (or a server log that is missing) fails the start.
+  local got
+  got=$(PGPASSWORD=$password "$bindir/psql" -qAt -h 127.0.0.1 -p "$port" -U mcr -d postgres \
+    -c 'SHOW fsync' -c 'SHOW max_connections' -c 'SHOW shared_buffers' -c 'SHOW listen_addresses' 2>&1 \
+    | tr '\n' ' ') || true
+  if [ "$got" != "off $MAX_CONNECTIONS $SHARED_BUFFERS 127.0.0.1 " ] || [ ! -s "$dir/server.log" ]; then
+    as_server_user "$bindir/pg_ctl" stop -D "$dir/data" -m fast -w >/dev/null 2>&1 || true
+    rm -rf "$dir"
+    fail "the server runs with fsync, max_connections, shared_buffers, listen_addresses = $got (want off $MAX_CONNECTIONS $SHARED_BUFFERS 127.0.0.1) or wrote no log"
+  fi
+  log "PostgreSQL $("$bindir/postgres" --version | awk '{print $3}') on 127.0.0.1:$port, data in $dir (as ${RUN_AS:-$(id -un)}; fsync off, max_connections $MAX_CONNECTIONS, shared_buffers $SHARED_BUFFERS; log $dir/server.log)"
 
   if [ -n "$watch" ]; then
     # Detached, and holding none of our stdio: whoever reads our stdout

@@ -12,9 +12,15 @@
 #   3. a chunked upload whose replica is killed (SIGKILL) in the middle of
 #      a chunk is finished through the others, from the offset the upload
 #      status reports, and the blob reads back byte-identical;
-#   4. GC started on one replica while skopeo pushes go to the other two
-#      loses nothing: every push succeeds, the run is visible from every
-#      replica, and afterwards the blob rows are exactly the blobs of the
+#   4. GC started on one replica again and again (as soon as the last run
+#      ended) for as long as skopeo pushes go to the other two, three of
+#      the pushed images reusing layers of images deleted before (garbage
+#      older than the grace period), loses nothing: every push succeeds,
+#      the first run starts while upload sessions are open and at least
+#      one more starts during the pushes, the first removes the garbage
+#      the pushes did not take back (from the audit log, which also gives
+#      the blob uploads that completed during a run), the runs are visible
+#      from every replica, and afterwards the blob rows are exactly the blobs of the
 #      surviving manifests, reconcile finds no file without a row and no
 #      row without a file, the store itself (the bucket listed over S3, or
 #      the shared directory) holds exactly those blobs, and every surviving
@@ -169,7 +175,7 @@ replica_start 0
 replica_wait 0
 log "the upload finished through the other replicas; the blob reads back identical; replica 0 restarted"
 
-# --- 4. GC on replica 0 while pushes go to replicas 1 and 2 -------------------
+# --- 4. GC on replica 0, again and again, while pushes go to replicas 1 and 2
 # Garbage: images pushed, then deleted, older than the grace period.
 declare -A KEEP=( [app]=e2e/app:v1 )
 for n in 1 2 3; do
@@ -180,29 +186,103 @@ for n in 1 2 3; do
   CODE=$(curl -s -o /dev/null -w '%{http_code}' -X DELETE -H "Authorization: Bearer $T" "http://$LB/v2/gc/gone$n/manifests/$D")
   [ "$CODE" = 202 ] || fail "deleting gc/gone$n answered $CODE"
 done
-for n in 1 2 3 4; do image "new$n" 3 100000 >/dev/null; done
+# reuse_image NAME FROM K: NAME's layout (one fresh layer, made already)
+# with the first K layers of FROM's in front, so a push of NAME uploads K
+# blobs that are garbage when it starts.
+reuse_image() {
+  python3 - "$WORK/img/$1" "$WORK/img/$2" "$3" <<'PY'
+import hashlib, json, os, shutil, sys
+out, src, k = sys.argv[1], sys.argv[2], int(sys.argv[3])
+def blob(d, digest): return os.path.join(d, "blobs", "sha256", digest.split(":")[1])
+def load(d, digest):
+    with open(blob(d, digest), "rb") as f: return json.load(f)
+def put(d, obj):
+    data = json.dumps(obj, separators=(",", ":")).encode()
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    with open(blob(d, digest), "wb") as f: f.write(data)
+    return digest, len(data)
+def image(d):
+    with open(os.path.join(d, "index.json")) as f: index = json.load(f)
+    manifest = load(d, index["manifests"][0]["digest"])
+    return index, manifest, load(d, manifest["config"]["digest"])
+_, src_manifest, src_config = image(src)
+index, manifest, config = image(out)
+for layer in src_manifest["layers"][:k]:
+    shutil.copyfile(blob(src, layer["digest"]), blob(out, layer["digest"]))
+manifest["layers"][:0] = src_manifest["layers"][:k]
+config["rootfs"]["diff_ids"][:0] = src_config["rootfs"]["diff_ids"][:k]
+# The one-layer image's manifest and config are not the new image's.
+os.remove(blob(out, manifest["config"]["digest"]))
+os.remove(blob(out, index["manifests"][0]["digest"]))
+manifest["config"]["digest"], manifest["config"]["size"] = put(out, config)
+index["manifests"][0]["digest"], index["manifests"][0]["size"] = put(out, manifest)
+with open(os.path.join(out, "index.json"), "w") as f: json.dump(index, f)
+PY
+}
+for n in 1 2 3; do
+  image "reuse$n" 1 100000 >/dev/null
+  reuse_image "reuse$n" "gone$n" 3
+  image "new$n" 3 100000 >/dev/null
+done
 sleep $((GRACE + 1))
 ADMIN=$(curl -sf -u "$CREDS" "http://$LB/v2/token?service=mcr" | jq -r .token)
 ADM=(-H "Authorization: Bearer $ADMIN")
+PUSHED=(reuse1 reuse2 reuse3 new1 new2 new3)
 PUSHERS=()
-for n in 1 2 3 4; do
-  push "new$n" "127.0.0.1:${PORTS[$(( 1 + n % 2 ))]}" "gc/new$n:t" >"$WORK/push$n.log" 2>&1 &
+for n in "${!PUSHED[@]}"; do
+  push "${PUSHED[$n]}" "127.0.0.1:${PORTS[$(( 1 + n % 2 ))]}" "gc/${PUSHED[$n]}:t" >"$WORK/push-${PUSHED[$n]}.log" 2>&1 &
   PUSHERS+=($!)
 done
-CODE=$(curl -s -o "$WORK/gc.json" -w '%{http_code}' -X POST "${ADM[@]}" "http://127.0.0.1:${PORTS[0]}/v1/gc")
-[ "$CODE" = 202 ] || fail "GC on replica 0 answered $CODE: $(cat "$WORK/gc.json")"
-# The run is visible from the other replicas while it lasts or once done.
-for n in "${!PUSHERS[@]}"; do
-  wait "${PUSHERS[$n]}" || { cat "$WORK/push$((n + 1)).log" >&2; fail "push of new$((n + 1)) during GC failed"; }
+pushing() {
+  local pid
+  for pid in "${PUSHERS[@]}"; do kill -0 "$pid" 2>/dev/null && return 0; done
+  return 1
+}
+# GC starts once upload sessions are open, and starts again on replica 0
+# as soon as the last run ended, for as long as a push runs.
+OPEN=0
+for _ in $(seq 1 600); do
+  OPEN=$(sql 'SELECT count(*) FROM uploads')
+  [ "$OPEN" -gt 0 ] && break
+  pushing || break
+  sleep 0.05
 done
+[ "$OPEN" -gt 0 ] || fail "the pushes ended before an upload session was seen: GC could not overlap them"
+ACCEPTED=0 BUSY=0
+while pushing; do
+  CODE=$(curl -s -o "$WORK/gc.json" -w '%{http_code}' -X POST "${ADM[@]}" "http://127.0.0.1:${PORTS[0]}/v1/gc")
+  case $CODE in
+    202) ACCEPTED=$((ACCEPTED + 1)) ;;
+    409) BUSY=$((BUSY + 1)) ;;
+    *) fail "GC on replica 0 answered $CODE: $(cat "$WORK/gc.json")" ;;
+  esac
+  sleep 0.1
+done
+for n in "${!PUSHERS[@]}"; do
+  wait "${PUSHERS[$n]}" || { cat "$WORK/push-${PUSHED[$n]}.log" >&2; fail "push of ${PUSHED[$n]} during GC failed"; }
+done
+[ "$ACCEPTED" -ge 2 ] || fail "only $ACCEPTED GC runs started while the pushes ran: the pushes were too quick to overlap GC"
+# The runs are visible from the other replicas while they last or once done.
 for _ in $(seq 1 300); do
   STATUS=$(curl -sf "${ADM[@]}" "http://127.0.0.1:${PORTS[2]}/v1/gc/status")
   [ "$(jq -r .running <<<"$STATUS")" = false ] && [ "$(jq -r '.last_run != null' <<<"$STATUS")" = true ] && break
   sleep 0.1
 done
 [ "$(jq -r .running <<<"$STATUS")" = false ] || fail "GC still running after 30 s: $STATUS"
-log "GC on replica 0 finished, seen from replica 2: $(jq -c .last_run <<<"$STATUS")"
-for n in 1 2 3 4; do KEEP[new$n]="gc/new$n:t"; done
+# From the audit log: what the first run swept (the garbage the pushes did
+# not take back), how long the runs took (gc_started to the gc_completed
+# of the same run id, ms), and the blob uploads that completed while a run
+# was in progress.
+RUNS="SELECT s.time AS started, c.time AS completed FROM audit_log s
+  JOIN audit_log c ON c.event_type = 'gc_completed' AND c.details->>'id' = s.details->>'id'
+  WHERE s.event_type = 'gc_started'"
+SWEPT=$(sql "SELECT details->>'blobs_removed' FROM audit_log WHERE event_type = 'gc_completed' ORDER BY time, id LIMIT 1")
+[ "${SWEPT:-0}" -gt 0 ] || fail "the first GC run removed no blob: the garbage was not swept during the pushes"
+DURATIONS=$(sql "SELECT string_agg((completed - started)::text, ' ' ORDER BY started) FROM ($RUNS) runs")
+OVERLAP=$(sql "SELECT count(*) FROM audit_log u JOIN ($RUNS) runs ON u.time BETWEEN runs.started AND runs.completed
+  WHERE u.event_type = 'blob_uploaded'")
+log "GC on replica 0 ran $ACCEPTED times during ${#PUSHED[@]} pushes to replicas 1 and 2 ($BUSY starts refused while one ran; runs of $DURATIONS ms), the first with $OPEN upload sessions open; it removed $SWEPT blobs; $OVERLAP blob uploads completed during a run; last run seen from replica 2: $(jq -c .last_run <<<"$STATUS")"
+for name in "${PUSHED[@]}"; do KEEP[$name]="gc/$name:t"; done
 
 # Blob rows == blobs of the surviving manifests (the chunked upload's
 # blob, in no manifest and older than the grace period, is gone too).

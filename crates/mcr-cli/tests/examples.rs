@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mcr_adapters::local_identity::{Key, LocalIdentity};
-use mcr_cli::server::config::Config;
+use mcr_cli::server::config::{Config, Database, StorageBackend};
 use mcr_cli::server::listen::ConnLimits;
 use mcr_core::ports::{Secret, TokenValidator};
 use mcr_core::time::SystemClock;
@@ -82,4 +82,39 @@ async fn the_dev_example_is_valid_and_admin_logs_in_with_the_documented_password
         .login("admin", &Secret::new("admin".to_string()))
         .await
         .expect("admin logs in with the password the example names");
+}
+
+#[test]
+fn the_replica_example_is_valid_and_keeps_its_state_off_the_machine() {
+    let c = load("mcr-replica.toml");
+    // Metadata in the shared PostgreSQL database, the password not in
+    // the file.
+    let Database::Postgres(db) = c.database().unwrap() else {
+        panic!("the replica example must use database.url");
+    };
+    let url = db.url.as_deref().unwrap();
+    assert!(url.starts_with("postgres://mcr@"), "no password in {url}");
+    assert!(db.password_file.is_some());
+    assert_eq!(db.max_connections, Some(16));
+    // Blobs in the shared bucket, the key from the environment; nothing
+    // on the replica's disk.
+    assert_eq!(c.storage_backend().unwrap(), StorageBackend::S3);
+    let s3 = c.s3().unwrap();
+    assert_eq!((s3.bucket.as_str(), s3.region.as_str()), ("mcr", "garage"));
+    assert!(s3.access_key_id.is_none() && s3.secret_access_key.is_none());
+    assert!(c.storage.layers_path.is_none() && c.storage.uploads_path.is_none());
+    // Plain HTTP behind the TLS-terminating load balancer, whose URL the
+    // clients use; every client has its address, so failed logins are
+    // counted per username only.
+    assert!(c.server.tls_cert.is_none() && c.server.tls_key.is_none());
+    let external = c.server.external_url.as_deref().unwrap();
+    assert!(external.starts_with("https://"), "{external}");
+    let logins = c.login_limit().unwrap().expect("a login limit");
+    assert_eq!((logins.per_username, logins.per_address), (10, 0));
+    assert!(c.mcias.server_url.is_some(), "production uses MCIAS");
+    assert_eq!(c.gc_grace_period().unwrap(), Duration::from_secs(3600));
+    assert_eq!(
+        c.gc_interval().unwrap(),
+        Some(Duration::from_secs(24 * 3600))
+    );
 }
