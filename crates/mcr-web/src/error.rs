@@ -2,6 +2,7 @@
 //! of failure, mapped from `mcrsrv`'s gRPC codes in one place.
 
 use askama::Template;
+use axum::extract::rejection::{FormRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use tonic::Code;
@@ -94,6 +95,46 @@ impl UiError {
             UiError::Unreachable(_) => "Registry unreachable",
             UiError::Server(_) => "Registry error",
         }
+    }
+}
+
+/// A request whose address or form the page cannot read (a rule id that
+/// is not a number, `offset=-1`, a form missing a field) gets the error
+/// page like any other refusal, not the extractor's plain text; handlers
+/// take such parts through `WithRejection<_, UiError>`.
+fn unreadable(what: &str, detail: String) -> UiError {
+    UiError::Invalid(format!(
+        "This {what} cannot be read ({detail}). Go back and follow a link or send the form again."
+    ))
+}
+
+impl From<PathRejection> for UiError {
+    fn from(r: PathRejection) -> UiError {
+        unreadable("address", r.body_text())
+    }
+}
+
+impl From<QueryRejection> for UiError {
+    fn from(r: QueryRejection) -> UiError {
+        unreadable("address", r.body_text())
+    }
+}
+
+impl From<axum_extra::extract::QueryRejection> for UiError {
+    fn from(r: axum_extra::extract::QueryRejection) -> UiError {
+        unreadable("address", r.body_text())
+    }
+}
+
+impl From<axum_extra::extract::FormRejection> for UiError {
+    fn from(r: axum_extra::extract::FormRejection) -> UiError {
+        unreadable("form", r.body_text())
+    }
+}
+
+impl From<FormRejection> for UiError {
+    fn from(r: FormRejection) -> UiError {
+        unreadable("form", r.body_text())
     }
 }
 

@@ -341,6 +341,29 @@ async fn admin_pages_answer_not_allowed_to_others() {
     }
 }
 
+/// An address or form the page cannot read is refused with the error page,
+/// not the extractor's plain text.
+#[tokio::test]
+async fn unreadable_addresses_and_forms_get_the_error_page() {
+    let ui = start().await;
+    let mut b = Browser::default();
+    b.login(&ui.app, "admin").await;
+    let csrf = Browser::csrf(&b.get(&ui.app, "/policy").await);
+    let pages = [
+        b.get(&ui.app, "/audit?offset=-1").await,
+        b.post(&ui.app, "/policy/rules/abc/delete", &[("csrf", &csrf)])
+            .await,
+        b.post(&ui.app, "/policy/rules/1/enabled", &[("csrf", &csrf)])
+            .await,
+    ];
+    for page in pages {
+        assert_eq!(page.status, StatusCode::BAD_REQUEST, "{}", page.html);
+        let content_type = page.headers[header::CONTENT_TYPE].to_str().unwrap();
+        assert!(content_type.starts_with("text/html"), "{content_type}");
+        assert!(page.html.contains("cannot be read"), "{}", page.html);
+    }
+}
+
 #[tokio::test]
 async fn an_unreachable_registry_gets_a_readable_page() {
     let t = TestRegistry::new();

@@ -6,6 +6,7 @@ use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::Extension;
+use axum_extra::extract::WithRejection;
 use mcr_core::audit::{AuditEvent, EventType};
 use mcr_core::time::Timestamp;
 use mcr_grpc::convert::timestamp;
@@ -115,7 +116,7 @@ pub async fn page(
     LoggedIn(session): LoggedIn,
     Extension(csrf): Extension<CsrfToken>,
     headers: HeaderMap,
-    Query(f): Query<Filters>,
+    WithRejection(Query(f), _): WithRejection<Query<Filters>, UiError>,
 ) -> Result<Response, UiError> {
     require_admin(&session)?;
     let times = when("From", &f.since).and_then(|s| Ok((s, when("To", &f.until)?)));

@@ -12,6 +12,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form};
 use axum_extra::extract::cookie::{Key, PrivateCookieJar, SignedCookieJar};
+use axum_extra::extract::WithRejection;
 use mcr_core::principal::{Principal, Role};
 use mcr_grpc::convert::from_timestamp;
 use mcr_grpc::pb;
@@ -79,7 +80,7 @@ pub async fn submit(
     private: PrivateCookieJar<Key>,
     signed: SignedCookieJar<Key>,
     Extension(csrf): Extension<CsrfToken>,
-    Form(c): Form<Credentials>,
+    WithRejection(Form(c), _): WithRejection<Form<Credentials>, UiError>,
 ) -> Result<Response, UiError> {
     let again = |status: StatusCode, error: String| -> Result<Response, UiError> {
         Ok((

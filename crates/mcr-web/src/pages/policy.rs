@@ -13,6 +13,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Extension;
 use axum_extra::extract::Form;
+use axum_extra::extract::WithRejection;
 use mcr_core::policy::{Effect, Rule, RulePatch};
 use mcr_core::principal::{AccountType, Action, Role};
 use mcr_grpc::convert::update_rule_request;
@@ -247,7 +248,7 @@ pub async fn page(
     State(web): State<Web>,
     LoggedIn(session): LoggedIn,
     Extension(csrf): Extension<CsrfToken>,
-    Query(n): Query<Notice>,
+    WithRejection(Query(n), _): WithRejection<Query<Notice>, UiError>,
 ) -> Result<Response, UiError> {
     require_admin(&session)?;
     let notice = n.done.as_deref().and_then(|d| match d {
@@ -276,7 +277,7 @@ pub async fn create(
     State(web): State<Web>,
     LoggedIn(session): LoggedIn,
     Extension(csrf): Extension<CsrfToken>,
-    Form(form): Form<DraftForm>,
+    WithRejection(Form(form), _): WithRejection<Form<DraftForm>, UiError>,
 ) -> Result<Response, UiError> {
     require_admin(&session)?;
     let priority = match form.priority.trim().parse::<u32>() {
@@ -345,8 +346,8 @@ pub async fn set_enabled(
     LoggedIn(session): LoggedIn,
     Extension(csrf): Extension<CsrfToken>,
     headers: HeaderMap,
-    Path(id): Path<i64>,
-    Form(f): Form<EnabledForm>,
+    WithRejection(Path(id), _): WithRejection<Path<i64>, UiError>,
+    WithRejection(Form(f), _): WithRejection<Form<EnabledForm>, UiError>,
 ) -> Result<Response, UiError> {
     require_admin(&session)?;
     let patch = RulePatch {
@@ -374,8 +375,8 @@ pub struct EditForm {
 pub async fn edit(
     State(web): State<Web>,
     LoggedIn(session): LoggedIn,
-    Path(id): Path<i64>,
-    Form(f): Form<EditForm>,
+    WithRejection(Path(id), _): WithRejection<Path<i64>, UiError>,
+    WithRejection(Form(f), _): WithRejection<Form<EditForm>, UiError>,
 ) -> Result<Response, UiError> {
     require_admin(&session)?;
     let priority = f.priority.trim().parse::<u32>().map_err(|_| {
@@ -406,7 +407,7 @@ pub async fn confirm_delete(
     State(web): State<Web>,
     LoggedIn(session): LoggedIn,
     Extension(csrf): Extension<CsrfToken>,
-    Path(id): Path<i64>,
+    WithRejection(Path(id), _): WithRejection<Path<i64>, UiError>,
 ) -> Result<Response, UiError> {
     require_admin(&session)?;
     let mut c = web.backend().clients(Some(&session))?;
@@ -439,7 +440,7 @@ pub async fn confirm_delete(
 pub async fn delete(
     State(web): State<Web>,
     LoggedIn(session): LoggedIn,
-    Path(id): Path<i64>,
+    WithRejection(Path(id), _): WithRejection<Path<i64>, UiError>,
 ) -> Result<Response, UiError> {
     require_admin(&session)?;
     let mut c = web.backend().clients(Some(&session))?;
@@ -480,7 +481,10 @@ pub async fn explain(
     State(web): State<Web>,
     LoggedIn(session): LoggedIn,
     Extension(csrf): Extension<CsrfToken>,
-    axum_extra::extract::Query(f): axum_extra::extract::Query<ExplainForm>,
+    WithRejection(axum_extra::extract::Query(f), _): WithRejection<
+        axum_extra::extract::Query<ExplainForm>,
+        UiError,
+    >,
 ) -> Result<Response, UiError> {
     require_admin(&session)?;
     let mut c = web.backend().clients(Some(&session))?;

@@ -7,6 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::Extension;
+use axum_extra::extract::WithRejection;
 use mcr_core::ports::{RepoDetail, RepoSort, SortOrder};
 use mcr_core::registry::{RepoListing, RepoPage};
 use mcr_grpc::pb;
@@ -79,7 +80,7 @@ pub async fn list(
     LoggedIn(session): LoggedIn,
     Extension(csrf): Extension<CsrfToken>,
     headers: HeaderMap,
-    Query(p): Query<ListParams>,
+    WithRejection(Query(p), _): WithRejection<Query<ListParams>, UiError>,
 ) -> Result<Response, UiError> {
     let listing = RepoListing::from_params(
         Some(p.q.clone()),
@@ -225,7 +226,7 @@ pub async fn detail(
     State(web): State<Web>,
     LoggedIn(session): LoggedIn,
     Extension(csrf): Extension<CsrfToken>,
-    Path(path): Path<String>,
+    WithRejection(Path(path), _): WithRejection<Path<String>, UiError>,
 ) -> Result<Response, UiError> {
     if let Some((name, reference)) = path.split_once(MANIFEST_SEPARATOR) {
         return super::manifest::page(&web, &session, &csrf, name, reference).await;
