@@ -134,7 +134,7 @@ pub struct NewOutboxEvent {
 
 /// An event in the outbox. Ids are assigned by the store in commit
 /// order, only grow, and are never reused.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutboxEvent {
     pub id: i64,
     pub time: Timestamp,
@@ -403,7 +403,7 @@ impl Backoff {
 
 /// One webhook's delivery state for the admin API: its configuration
 /// (credentials redacted, the secret never) and where delivery stands.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WebhookStatus {
     /// The URL without credentials ([`Webhook::key`]).
     pub url: String,

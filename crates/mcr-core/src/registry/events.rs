@@ -36,6 +36,8 @@ use super::Caller;
 pub const DELIVERED_EVENTS_KEPT: Duration = Duration::from_secs(24 * 3600);
 /// Most events one `list_events` answers.
 pub const MAX_EVENTS_LISTED: usize = 1000;
+/// Events a listing answers when the caller does not say.
+pub const DEFAULT_EVENTS_LISTED: usize = 100;
 
 /// Counter of delivery attempts, labelled `outcome` = `delivered` or
 /// `failed` (`mcr_webhook_deliveries_total`).

@@ -35,7 +35,7 @@ pub use admin::RepoPage;
 pub use audit_queue::{AuditWriter, MAX_QUEUED as MAX_QUEUED_AUDIT_EVENTS};
 pub use browse::{Dashboard, ManifestDetail, Push, RepoListing, MAX_CONFIG_SHOWN};
 pub use cache::PROXY_SIZE_PAGE;
-pub use events::{DeliveryPass, DELIVERED_EVENTS_KEPT, MAX_EVENTS_LISTED};
+pub use events::{DeliveryPass, DEFAULT_EVENTS_LISTED, DELIVERED_EVENTS_KEPT, MAX_EVENTS_LISTED};
 pub use gc::{
     GcReport, GcRun, GcStatus, ReconcileReport, GC_RUNS_DEFAULT, GC_SWEEP_WINDOW, SCHEDULE_SUBJECT,
 };
