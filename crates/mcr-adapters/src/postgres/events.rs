@@ -145,7 +145,7 @@ impl EventOutbox for PostgresMetaStore {
             "dropping webhook delivery states",
             keep.to_vec(),
             |tx, keep| {
-                Box::pin(async move { Ok(change(tx, sql::FORGET_DELIVERY_STATES, &[keep]).await?) })
+                Box::pin(async move { change(tx, sql::FORGET_DELIVERY_STATES, &[keep]).await })
             },
         )
         .await
@@ -154,7 +154,7 @@ impl EventOutbox for PostgresMetaStore {
     async fn prune_outbox(&self, through: i64, before: Timestamp) -> Result<u64> {
         let data = (through, before.as_millis());
         self.write("pruning the event outbox", data, |tx, (through, before)| {
-            Box::pin(async move { Ok(change(tx, sql::PRUNE_EVENTS, &[through, before]).await?) })
+            Box::pin(async move { change(tx, sql::PRUNE_EVENTS, &[through, before]).await })
         })
         .await
     }
