@@ -18,9 +18,9 @@ pub(crate) enum Versions {
     /// TLS 1.3 only: services of the platform MCR runs on.
     #[cfg(feature = "mcias")]
     Tls13,
-    /// TLS 1.3 and 1.2: registries on the internet, some of which still
-    /// stop at 1.2.
-    #[cfg(feature = "upstream")]
+    /// TLS 1.3 and 1.2: registries and webhook receivers on the
+    /// internet, some of which still stop at 1.2.
+    #[cfg(any(feature = "upstream", feature = "webhooks"))]
     Tls13And12,
 }
 
@@ -59,7 +59,7 @@ pub(crate) fn config(
     let protocols: &[&rustls::SupportedProtocolVersion] = match versions {
         #[cfg(feature = "mcias")]
         Versions::Tls13 => &[&rustls::version::TLS13],
-        #[cfg(feature = "upstream")]
+        #[cfg(any(feature = "upstream", feature = "webhooks"))]
         Versions::Tls13And12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
     };
     let config = rustls::ClientConfig::builder_with_provider(provider)

@@ -24,6 +24,8 @@
 //! - [`upstream::HttpUpstream`] (feature `upstream`): the `Upstream` port,
 //!   an OCI distribution client of the registry a pull-through cache
 //!   mirrors (bearer-token challenges, custom CA, timeouts, retries).
+//! - `webhook::HttpEventSink` (feature `webhooks`): the `EventSink` port,
+//!   posting CloudEvents to webhooks, signed with HMAC-SHA256.
 //!
 //! The identity adapters record token validations and MCIAS calls as
 //! metrics ([`metrics`]).
@@ -32,7 +34,7 @@
 
 #[cfg(feature = "fs")]
 pub mod fs;
-#[cfg(any(feature = "mcias", feature = "upstream"))]
+#[cfg(any(feature = "mcias", feature = "upstream", feature = "webhooks"))]
 mod http_client;
 #[cfg(feature = "local-identity")]
 pub mod local_identity;
@@ -49,3 +51,5 @@ pub mod s3;
 pub mod sqlite;
 #[cfg(feature = "upstream")]
 pub mod upstream;
+#[cfg(feature = "webhooks")]
+pub mod webhook;

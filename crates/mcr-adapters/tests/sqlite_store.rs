@@ -292,7 +292,12 @@ async fn deleting_a_manifest_cascades_to_its_tags_and_references() {
     .await
     .unwrap();
     assert!(store
-        .delete_manifest(&repo(), &m.digest, &TagGuard::open())
+        .delete_manifest(
+            &repo(),
+            &m.digest,
+            &TagGuard::open(),
+            &mcr_core::testing::manifest_deletion()
+        )
         .await
         .unwrap());
     // Only foreign keys, which SQLite enforces per connection and only
@@ -331,7 +336,11 @@ async fn deleting_a_repository_cascades_to_everything_but_blob_rows() {
 
     assert_eq!(
         store
-            .delete_repository(&repo(), &TagGuard::open())
+            .delete_repository(
+                &repo(),
+                &TagGuard::open(),
+                &mcr_core::testing::repo_deletion()
+            )
             .await
             .unwrap(),
         Some(vec![pending])
@@ -349,7 +358,11 @@ async fn deleting_a_repository_cascades_to_everything_but_blob_rows() {
         .is_some());
     assert_eq!(
         store
-            .delete_repository(&repo(), &TagGuard::open())
+            .delete_repository(
+                &repo(),
+                &TagGuard::open(),
+                &mcr_core::testing::repo_deletion()
+            )
             .await
             .unwrap(),
         None

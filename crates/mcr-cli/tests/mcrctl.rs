@@ -1298,3 +1298,73 @@ fn retention_policies_and_runs_over_rest_and_grpc() {
     let gone = rest(&["retention", "delete", &id]).failed();
     assert!(gone.stderr.contains("retention policy"), "{gone:?}");
 }
+
+#[test]
+fn events_are_listed_alike_over_rest_and_grpc() {
+    let p = InProcess::start();
+    let (g, r) = (p.grpc.as_str(), p.rest.as_str());
+    let token = admin_token(&["--server", r], p.dir.path());
+    let t = token.as_str();
+    push_image(r, t, "team/app", "v1", "one");
+    push_image(r, t, "team/app", "v1", "two");
+
+    for json in [true, false] {
+        for cmd in [
+            &["events", "list", "--after", "0"][..],
+            &["events", "status"],
+        ] {
+            let run = |transport: &[&str]| {
+                let mut args: Vec<&str> = transport.to_vec();
+                args.extend(["--token", t]);
+                if json {
+                    args.push("--json");
+                }
+                args.extend(cmd);
+                mcrctl(&args, None).ok().stdout
+            };
+            assert_eq!(
+                run(&["--server", r]),
+                run(&["--grpc", g]),
+                "{cmd:?} json={json}"
+            );
+        }
+    }
+    let listed = mcrctl(
+        &["--grpc", g, "--token", t, "--json", "events", "list"],
+        None,
+    )
+    .ok()
+    .json();
+    let types: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["manifest.pushed", "manifest.pushed", "tag.moved"]);
+    let after = listed[0]["id"].as_i64().unwrap().to_string();
+    let page = mcrctl(
+        &[
+            "--server", r, "--token", t, "--json", "events", "list", "--after", &after, "--limit",
+            "1",
+        ],
+        None,
+    )
+    .ok()
+    .json();
+    assert_eq!(page, serde_json::json!([listed[1].clone()]));
+    let table = mcrctl(&["--server", r, "--token", t, "events", "list"], None)
+        .ok()
+        .stdout;
+    assert!(
+        table.starts_with("ID") && table.contains("tag.moved"),
+        "{table}"
+    );
+    let status = mcrctl(
+        &["--grpc", g, "--token", t, "--json", "events", "status"],
+        None,
+    )
+    .ok()
+    .json();
+    assert_eq!(status, serde_json::json!([]), "mcrsrv dev has no webhooks");
+}

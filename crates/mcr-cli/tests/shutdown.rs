@@ -289,6 +289,7 @@ async fn serve_returns_after_the_signal_only_once_the_gc_run_finished() {
             grpc: None,
             metrics: None,
             limits: listen::ConnLimits::default(),
+            event_poll: Duration::from_secs(1),
         },
         None,
         DRAIN,

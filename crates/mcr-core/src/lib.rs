@@ -24,6 +24,7 @@ pub mod coordination;
 pub mod digest;
 pub mod display;
 pub mod error;
+pub mod events;
 pub mod ids;
 pub mod manifest;
 pub mod media;

@@ -119,7 +119,11 @@ fn only_the_registrys_own_changes_reach_its_cache() {
             let blob = push_blob(r, &user(), &keep, b"layer").await;
             mount(r, &keep, &app, &blob).await;
             warm(r, &app, &blob.digest).await;
-            assert!(t.meta.unlink_blob(&app, &blob.digest).await.unwrap());
+            assert!(t
+                .meta
+                .unlink_blob(&app, &blob.digest, &mcr_core::testing::blob_unlink())
+                .await
+                .unwrap());
             let head = r.stat_blob(&user(), &app, &blob.digest).await;
             if entries == 0 {
                 assert_unknown(r, &app, &blob.digest, "another replica's delete").await;

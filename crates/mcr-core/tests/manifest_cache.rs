@@ -135,7 +135,11 @@ fn a_change_dropped_mid_write_is_never_hidden_by_the_cache() {
         // The orphaned write commits.
         assert!(t
             .meta
-            .delete_tag(&app, &Tag::new("latest").unwrap())
+            .delete_tag(
+                &app,
+                &Tag::new("latest").unwrap(),
+                &mcr_core::testing::tag_deletion()
+            )
             .await
             .unwrap());
         let err = r.get_manifest(&user(), &app, &latest).await.unwrap_err();

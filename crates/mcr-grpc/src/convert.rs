@@ -11,6 +11,7 @@ use std::str::FromStr;
 
 use mcr_core::audit::{AuditEvent, AuditQuery, NewAuditEvent};
 use mcr_core::digest::Digest;
+use mcr_core::events::{OutboxEvent, WebhookStatus};
 use mcr_core::manifest::{Descriptor, Platform};
 use mcr_core::media::MediaType;
 use mcr_core::names::{RepoName, Tag};
@@ -242,6 +243,34 @@ impl From<&ProxyStatus> for pb::Proxy {
             misses: p.misses,
             repositories: p.repositories,
             cache_size: p.cache_size,
+        }
+    }
+}
+
+impl From<&WebhookStatus> for pb::Webhook {
+    fn from(w: &WebhookStatus) -> Self {
+        pb::Webhook {
+            url: w.url.clone(),
+            events: w.events.iter().map(|k| k.as_str().to_string()).collect(),
+            repositories: w.repositories.clone(),
+            delivered: w.delivered,
+            pending: w.pending,
+            attempts: w.attempts,
+            last_attempt: w.last_attempt.map(timestamp),
+            last_error: w.last_error.clone(),
+            next_attempt: w.next_attempt.map(timestamp),
+        }
+    }
+}
+
+impl From<&OutboxEvent> for pb::Event {
+    fn from(e: &OutboxEvent) -> Self {
+        pb::Event {
+            id: e.id,
+            time: Some(timestamp(e.time)),
+            r#type: e.kind.as_str().to_string(),
+            repository: e.repository.as_ref().map(|r| r.to_string()),
+            data_json: e.data.to_string(),
         }
     }
 }
@@ -744,6 +773,41 @@ impl TryFrom<pb::AuditEvent> for AuditEvent {
                 ip: e.ip,
                 details: e.details,
             },
+        })
+    }
+}
+
+impl TryFrom<pb::Webhook> for WebhookStatus {
+    type Error = Error;
+
+    fn try_from(w: pb::Webhook) -> Result<WebhookStatus> {
+        Ok(WebhookStatus {
+            url: w.url,
+            events: w.events.iter().map(|e| e.parse()).collect::<Result<_>>()?,
+            repositories: w.repositories,
+            delivered: w.delivered,
+            pending: w.pending,
+            attempts: w.attempts,
+            last_attempt: w.last_attempt.as_ref().map(from_timestamp),
+            last_error: w.last_error,
+            next_attempt: w.next_attempt.as_ref().map(from_timestamp),
+        })
+    }
+}
+
+impl TryFrom<pb::Event> for OutboxEvent {
+    type Error = Error;
+
+    fn try_from(e: pb::Event) -> Result<OutboxEvent> {
+        Ok(OutboxEvent {
+            id: e.id,
+            time: e.time.as_ref().map(from_timestamp).unwrap_or_default(),
+            kind: e.r#type.parse()?,
+            repository: e.repository.as_deref().map(RepoName::new).transpose()?,
+            data: serde_json::from_str(&e.data_json).map_err(|err| Error::Invalid {
+                field: "data_json",
+                reason: err.to_string(),
+            })?,
         })
     }
 }

@@ -67,6 +67,15 @@ async fn rest_answer(
     (status, body)
 }
 
+/// The REST API over the same registry as the gRPC server `s`.
+fn rest_app(s: &Server) -> axum::Router {
+    mcr_http::router(AppState::new(
+        s.t.registry.clone(),
+        HttpConfig::default(),
+        tokio_util::task::TaskTracker::new(),
+    ))
+}
+
 fn time(t: &Option<prost_types::Timestamp>) -> Value {
     json!(from_timestamp(t.as_ref().expect("a time")))
 }
@@ -78,11 +87,7 @@ async fn rest_and_grpc_return_the_same_data() {
     s.push_image("app", "v2", "two").await;
     s.push_image("team/tool", "latest", "three").await;
     let token = s.token(admin());
-    let app = mcr_http::router(AppState::new(
-        s.t.registry.clone(),
-        HttpConfig::default(),
-        tokio_util::task::TaskTracker::new(),
-    ));
+    let app = rest_app(&s);
     let mut grpc = s.clients(Some(&token)).await;
 
     // A rule, created over REST; a GC run, over gRPC, finished.
@@ -429,11 +434,7 @@ async fn rest_and_grpc_list_mirrors_and_drop_a_repositorys_cache_alike() {
             .unwrap();
     }
     let token = s.token(admin());
-    let app = mcr_http::router(AppState::new(
-        s.t.registry.clone(),
-        HttpConfig::default(),
-        tokio_util::task::TaskTracker::new(),
-    ));
+    let app = rest_app(&s);
     let mut grpc = s.clients(Some(&token)).await;
     let listings = |mut grpc: mcr_grpc::client::Clients| {
         let app = app.clone();
@@ -526,4 +527,71 @@ async fn rest_and_grpc_list_mirrors_and_drop_a_repositorys_cache_alike() {
         assert_eq!(e.code(), code, "{name}: {e:?}");
         assert_eq!(e.message(), message, "{name}");
     }
+}
+
+/// The event outbox and the webhooks' delivery state answer alike over
+/// REST and gRPC, admins only on both.
+#[tokio::test]
+async fn rest_and_grpc_list_the_same_events() {
+    let s = Server::start().await;
+    s.push_image("app", "v1", "one").await;
+    s.push_image("app", "v1", "two").await;
+    s.push_image("team/tool", "latest", "three").await;
+    let token = s.token(admin());
+    let app = rest_app(&s);
+    let mut grpc = s.clients(Some(&token)).await;
+
+    let rest_events = rest(&app, "GET", "/v1/events?after=1&limit=10", &token, None).await;
+    let grpc_events: Vec<Value> = grpc
+        .registry
+        .list_events(pb::ListEventsRequest {
+            after: 1,
+            limit: 10,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events
+        .iter()
+        .map(|e| {
+            json!({
+                "id": e.id,
+                "time": time(&e.time),
+                "type": e.r#type,
+                "repository": e.repository,
+                "data": serde_json::from_str::<Value>(&e.data_json).unwrap(),
+            })
+        })
+        .collect();
+    assert_eq!(rest_events["events"], json!(grpc_events));
+    let types: Vec<&str> = grpc_events
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["manifest.pushed", "tag.moved", "manifest.pushed"]);
+
+    let rest_hooks = rest(&app, "GET", "/v1/events/webhooks", &token, None).await;
+    let grpc_hooks = grpc
+        .registry
+        .list_webhooks(pb::ListWebhooksRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .webhooks;
+    assert_eq!(rest_hooks, json!({ "webhooks": [] }));
+    assert!(grpc_hooks.is_empty());
+
+    let mut user = s.as_user().await;
+    let refused = user
+        .registry
+        .list_events(pb::ListEventsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    let refused = user
+        .registry
+        .list_webhooks(pb::ListWebhooksRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
 }

@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use deadpool_postgres::Transaction;
 use mcr_core::audit::{AuditEvent, AuditQuery, NewAuditEvent};
 use mcr_core::digest::Digest;
+use mcr_core::events::{outbox_events, PushFacts};
 use mcr_core::names::RepoName;
 use mcr_core::ports::AuditLog;
 use mcr_core::{Error, Result};
@@ -13,11 +14,22 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 use super::rows::{change, limit_of, parsed, parsed_opt, time_at};
-use super::{sql, PostgresMetaStore, StepResult, TxError};
+use super::{events, sql, PostgresMetaStore, StepResult, TxError};
 
 /// Inserts one event in the transaction `tx`: also the changes that are
-/// recorded with their event in one step.
+/// recorded with their event in one step. The webhook events reporting
+/// it go into the outbox in the same transaction.
 pub(super) async fn insert(tx: &Transaction<'_>, e: &NewAuditEvent) -> StepResult<()> {
+    insert_with(tx, e, None).await
+}
+
+/// [`insert`], with what a manifest push adds to its webhook events.
+pub(super) async fn insert_with(
+    tx: &Transaction<'_>,
+    e: &NewAuditEvent,
+    push: Option<PushFacts<'_>>,
+) -> StepResult<()> {
+    events::append(tx, &outbox_events(e, push)).await?;
     let details = serde_json::to_string(&e.details)
         .map_err(|err| TxError::Engine(Error::storage("encoding audit details", err)))?;
     change(

@@ -115,12 +115,21 @@ impl BlobIndex for PostgresMetaStore {
         .await
     }
 
-    async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
-        let data = (repo.clone(), digest.to_string());
-        self.write("unlinking a blob", data, |tx, (repo, digest)| {
-            Box::pin(
-                async move { Ok(change(tx, sql::UNLINK, &[&repo.as_str(), digest]).await? > 0) },
-            )
+    async fn unlink_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        event: &NewAuditEvent,
+    ) -> Result<bool> {
+        let data = (repo.clone(), digest.to_string(), event.clone());
+        self.write("unlinking a blob", data, |tx, (repo, digest, event)| {
+            Box::pin(async move {
+                let unlinked = change(tx, sql::UNLINK, &[&repo.as_str(), digest]).await? > 0;
+                if unlinked {
+                    audit::insert(tx, event).await?;
+                }
+                Ok(unlinked)
+            })
         })
         .await
     }

@@ -5,6 +5,7 @@ use bytes::Bytes;
 use deadpool_postgres::Transaction;
 use mcr_core::audit::NewAuditEvent;
 use mcr_core::digest::Digest;
+use mcr_core::events::PushFacts;
 use mcr_core::media::MediaType;
 use mcr_core::names::{Reference, RepoName, Tag};
 use mcr_core::policy::TagGuard;
@@ -174,7 +175,15 @@ impl ManifestStore for PostgresMetaStore {
                         ))
                     })?,
                 };
+                let mut moved = Vec::new();
                 for tag in &m.tags {
+                    let from = one(tx, sql::TAG_TARGET_LOCKED, &[&repo, &tag.as_str()], |r| {
+                        parsed(r, 0, Digest::parse)
+                    })
+                    .await?;
+                    if let Some(from) = from.filter(|d| *d != m.digest) {
+                        moved.push((tag.clone(), from));
+                    }
                     change(
                         tx,
                         sql::UPSERT_TAG,
@@ -182,7 +191,12 @@ impl ManifestStore for PostgresMetaStore {
                     )
                     .await?;
                 }
-                audit::insert(tx, event).await
+                let push = PushFacts {
+                    media_type: &m.media_type,
+                    size: m.raw.len() as u64,
+                    moved: &moved,
+                };
+                audit::insert_with(tx, event, Some(push)).await
             })
         })
         .await
@@ -212,42 +226,56 @@ impl ManifestStore for PostgresMetaStore {
         repo: &RepoName,
         digest: &Digest,
         guard: &TagGuard,
+        event: &NewAuditEvent,
     ) -> Result<bool> {
-        let data = (repo.clone(), digest.clone(), guard.clone());
-        self.write("deleting a manifest", data, |tx, (repo, digest, guard)| {
-            Box::pin(async move {
-                if !guard.allows_every_tag() {
-                    // As in `guard_tags`: with the repository's row held
-                    // `FOR UPDATE`, no push can point a tag at the manifest
-                    // between this read and the delete.
-                    let Some(id) = lock_repo_exclusively(tx, repo).await? else {
-                        return Ok(false);
-                    };
-                    let tags = all(tx, sql::MANIFEST_TAGS, &[&id, &digest.to_string()], |r| {
-                        parsed(r, 0, Tag::new)
-                    })
-                    .await?;
-                    for tag in &tags {
-                        guard.check(tag, Some(digest))?;
+        let data = (repo.clone(), digest.clone(), guard.clone(), event.clone());
+        self.write(
+            "deleting a manifest",
+            data,
+            |tx, (repo, digest, guard, event)| {
+                Box::pin(async move {
+                    if !guard.allows_every_tag() {
+                        // As in `guard_tags`: with the repository's row held
+                        // `FOR UPDATE`, no push can point a tag at the manifest
+                        // between this read and the delete.
+                        let Some(id) = lock_repo_exclusively(tx, repo).await? else {
+                            return Ok(false);
+                        };
+                        let tags = all(tx, sql::MANIFEST_TAGS, &[&id, &digest.to_string()], |r| {
+                            parsed(r, 0, Tag::new)
+                        })
+                        .await?;
+                        for tag in &tags {
+                            guard.check(tag, Some(digest))?;
+                        }
                     }
-                }
-                Ok(change(
-                    tx,
-                    sql::DELETE_MANIFEST,
-                    &[&repo.as_str(), &digest.to_string()],
-                )
-                .await?
-                    > 0)
-            })
-        })
+                    let deleted = change(
+                        tx,
+                        sql::DELETE_MANIFEST,
+                        &[&repo.as_str(), &digest.to_string()],
+                    )
+                    .await?
+                        > 0;
+                    if deleted {
+                        audit::insert(tx, event).await?;
+                    }
+                    Ok(deleted)
+                })
+            },
+        )
         .await
     }
 
-    async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool> {
-        let data = (repo.clone(), tag.clone());
-        self.write("deleting a tag", data, |tx, (repo, tag)| {
+    async fn delete_tag(&self, repo: &RepoName, tag: &Tag, event: &NewAuditEvent) -> Result<bool> {
+        let data = (repo.clone(), tag.clone(), event.clone());
+        self.write("deleting a tag", data, |tx, (repo, tag, event)| {
             Box::pin(async move {
-                Ok(change(tx, sql::DELETE_TAG, &[&repo.as_str(), &tag.as_str()]).await? > 0)
+                let deleted =
+                    change(tx, sql::DELETE_TAG, &[&repo.as_str(), &tag.as_str()]).await? > 0;
+                if deleted {
+                    audit::insert(tx, event).await?;
+                }
+                Ok(deleted)
             })
         })
         .await

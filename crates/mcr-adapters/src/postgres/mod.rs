@@ -51,6 +51,7 @@
 mod audit;
 mod blobs;
 mod coordination;
+mod events;
 mod gc;
 mod manifests;
 mod policy;

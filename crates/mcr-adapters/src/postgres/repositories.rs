@@ -1,6 +1,7 @@
 //! `RepositoryStore` on PostgreSQL.
 
 use async_trait::async_trait;
+use mcr_core::audit::NewAuditEvent;
 use mcr_core::digest::Digest;
 use mcr_core::ids::UploadId;
 use mcr_core::media::MediaType;
@@ -16,7 +17,7 @@ use tokio_postgres::Row;
 use super::rows::{
     all, blob_info, change, limit_of, lock_repo_exclusively, one, parsed, time_at, u64_at,
 };
-use super::{sql, PostgresMetaStore, StepResult};
+use super::{audit, sql, PostgresMetaStore, StepResult};
 use crate::repo_listing::{self, Arg};
 
 /// A row of `summary_select!`: the summary, and the repository's id.
@@ -133,9 +134,10 @@ impl RepositoryStore for PostgresMetaStore {
         &self,
         repo: &RepoName,
         guard: &TagGuard,
+        event: &NewAuditEvent,
     ) -> Result<Option<Vec<UploadId>>> {
-        let data = (repo.clone(), guard.clone());
-        self.write("deleting a repository", data, |tx, (repo, guard)| {
+        let data = (repo.clone(), guard.clone(), event.clone());
+        self.write("deleting a repository", data, |tx, (repo, guard, event)| {
             Box::pin(async move {
                 // Locked first: steps adding to it finish before, or wait
                 // and find it gone; the sessions and tags read next are all
@@ -156,6 +158,7 @@ impl RepositoryStore for PostgresMetaStore {
                 // Cascades to manifests, their references, tags, links and
                 // upload sessions; blob rows stay for GC.
                 change(tx, sql::DELETE_REPO, &[&id]).await?;
+                audit::insert(tx, event).await?;
                 Ok(Some(uploads))
             })
         })

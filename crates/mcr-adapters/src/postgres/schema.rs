@@ -232,6 +232,28 @@ const MIGRATIONS: &[(i64, &str)] = &[
             updated bigint NOT NULL
         );",
     ),
+    (
+        10,
+        // Webhook events (an outbox written in the transaction of the
+        // change each reports, ids handed out in commit order under a
+        // transaction advisory lock, see `events::append`) and each
+        // webhook's delivery state, keyed by its URL without credentials.
+        "CREATE TABLE event_outbox (
+            id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            time       bigint NOT NULL,
+            kind       text NOT NULL,
+            repository text,
+            data       jsonb NOT NULL
+        );
+        CREATE TABLE webhook_deliveries (
+            webhook      text PRIMARY KEY,
+            delivered    bigint NOT NULL,
+            attempts     integer NOT NULL,
+            last_attempt bigint,
+            last_error   text,
+            next_attempt bigint
+        );",
+    ),
 ];
 
 /// The schema version this build writes and understands.

@@ -158,6 +158,13 @@ pub(super) const DELETE_TAG: &str = "DELETE FROM tags
 /// Where a tag points now: what a push's tag guard compares with.
 pub(super) const TAG_TARGET: &str = "SELECT m.digest FROM tags t
     JOIN manifests m ON m.id = t.manifest_id WHERE t.repository_id = $1 AND t.name = $2";
+/// Where a tag points, its row held until commit: what a push's
+/// `tag.moved` event reports as the digest it moved from, exact even
+/// when another push moves the tag at the same time (this read waits for
+/// it and sees its result).
+pub(super) const TAG_TARGET_LOCKED: &str = "SELECT m.digest FROM tags t
+    JOIN manifests m ON m.id = t.manifest_id WHERE t.repository_id = $1 AND t.name = $2
+    FOR UPDATE OF t";
 /// The tags a manifest delete would take with it.
 pub(super) const MANIFEST_TAGS: &str = "SELECT t.name FROM manifests m
     JOIN tags t ON t.manifest_id = m.id
@@ -366,3 +373,32 @@ pub(super) const BLOB_IN_NAMED_REPO: &str = "SELECT 1 FROM repository_blobs rb
 pub(super) const MANIFEST_IN_NAMED_REPO: &str = "SELECT 1 FROM manifests m
     JOIN repositories r ON r.id = m.repository_id WHERE m.digest = $1 AND r.name = $2";
 pub(super) const REPO_NAME: &str = "SELECT name FROM repositories WHERE id = $1";
+
+// ---- events ----------------------------------------------------------
+
+/// Taken by every transaction that appends events, just before it does,
+/// and held until it commits: ids are then handed out in commit order
+/// (an identity alone hands them out at insert, so a reader past id `n`
+/// could later see an `n - 1` commit, and skip it). The two-key form
+/// keeps it apart from the coordination's one-key locks.
+pub(super) const LOCK_OUTBOX: &str = "SELECT pg_advisory_xact_lock(1296257605, 1)";
+pub(super) const INSERT_EVENT: &str =
+    "INSERT INTO event_outbox (time, kind, repository, data) VALUES ($1, $2, $3, $4::text::jsonb)";
+pub(super) const EVENTS_AFTER: &str = "SELECT id, time, kind, repository, data::text \
+     FROM event_outbox WHERE id > $1 ORDER BY id LIMIT $2";
+pub(super) const COUNT_EVENTS_AFTER: &str = "SELECT count(*) FROM event_outbox WHERE id > $1";
+/// The last id handed out, by the identity's sequence: kept once its row
+/// is pruned.
+pub(super) const LAST_EVENT_ID: &str = "SELECT COALESCE(pg_sequence_last_value(\
+     pg_get_serial_sequence('event_outbox', 'id')::regclass), 0)";
+pub(super) const PRUNE_EVENTS: &str = "DELETE FROM event_outbox WHERE id <= $1 AND time < $2";
+pub(super) const DELIVERY_STATES: &str = "SELECT webhook, delivered, attempts, last_attempt, \
+     last_error, next_attempt FROM webhook_deliveries ORDER BY webhook";
+pub(super) const SAVE_DELIVERY_STATE: &str = "INSERT INTO webhook_deliveries \
+     (webhook, delivered, attempts, last_attempt, last_error, next_attempt) \
+     VALUES ($1, $2, $3, $4, $5, $6) \
+     ON CONFLICT (webhook) DO UPDATE SET delivered = excluded.delivered, \
+     attempts = excluded.attempts, last_attempt = excluded.last_attempt, \
+     last_error = excluded.last_error, next_attempt = excluded.next_attempt";
+pub(super) const FORGET_DELIVERY_STATES: &str =
+    "DELETE FROM webhook_deliveries WHERE NOT (webhook = ANY($1))";

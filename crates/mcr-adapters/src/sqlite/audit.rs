@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use mcr_core::audit::{AuditEvent, AuditQuery, NewAuditEvent};
 use mcr_core::digest::Digest;
+use mcr_core::events::{outbox_events, PushFacts};
 use mcr_core::names::RepoName;
 use mcr_core::ports::AuditLog;
 use mcr_core::time::Timestamp;
@@ -13,7 +14,7 @@ use rusqlite::types::{Type, Value};
 use rusqlite::{params, params_from_iter, Row};
 
 use super::rows::{all, change, limit_of, parsed, parsed_opt};
-use super::{sql, storage, SqliteMetaStore};
+use super::{events, sql, storage, SqliteMetaStore};
 
 fn audit_event(row: &Row<'_>) -> rusqlite::Result<AuditEvent> {
     let details: &str = row.get_ref(7)?.as_str()?;
@@ -74,8 +75,19 @@ pub(super) fn audit_sql(q: &AuditQuery) -> (String, Vec<Value>) {
 }
 
 /// Inserts one event in the transaction `tx` belongs to: also the
-/// changes that are recorded with their event in one step.
+/// changes that are recorded with their event in one step. The webhook
+/// events reporting it go into the outbox in the same transaction.
 pub(super) fn insert(tx: &rusqlite::Connection, e: &NewAuditEvent) -> Result<()> {
+    insert_with(tx, e, None)
+}
+
+/// [`insert`], with what a manifest push adds to its webhook events.
+pub(super) fn insert_with(
+    tx: &rusqlite::Connection,
+    e: &NewAuditEvent,
+    push: Option<PushFacts<'_>>,
+) -> Result<()> {
+    events::append(tx, &outbox_events(e, push))?;
     let details =
         serde_json::to_string(&e.details).map_err(|e| storage("encoding audit details", e))?;
     change(

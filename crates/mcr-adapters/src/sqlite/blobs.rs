@@ -84,10 +84,19 @@ impl BlobIndex for SqliteMetaStore {
         .await
     }
 
-    async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
-        let (repo, digest) = (repo.clone(), digest.to_string());
+    async fn unlink_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        event: &NewAuditEvent,
+    ) -> Result<bool> {
+        let (repo, digest, event) = (repo.clone(), digest.to_string(), event.clone());
         self.write("unlinking a blob", move |tx| {
-            Ok(change(tx, sql::UNLINK, params![repo.as_str(), digest])? > 0)
+            let unlinked = change(tx, sql::UNLINK, params![repo.as_str(), digest])? > 0;
+            if unlinked {
+                audit::insert(tx, &event)?;
+            }
+            Ok(unlinked)
         })
         .await
     }

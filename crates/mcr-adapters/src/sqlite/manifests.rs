@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use mcr_core::audit::NewAuditEvent;
 use mcr_core::digest::Digest;
+use mcr_core::events::PushFacts;
 use mcr_core::media::MediaType;
 use mcr_core::names::{Reference, RepoName, Tag};
 use mcr_core::policy::TagGuard;
@@ -65,14 +66,17 @@ impl ManifestStore for SqliteMetaStore {
             }
 
             // Read where each tag points in this write transaction, so a
-            // push that moved it meanwhile is what the guard sees.
-            if let (Some(id), false) = (existing, m.tag_guard.allows_every_tag()) {
+            // push that moved it meanwhile is what the guard sees, and
+            // what the push's `tag.moved` events report.
+            let mut moved = Vec::new();
+            if let Some(id) = existing {
                 for tag in &m.tags {
                     let now = one(tx, sql::TAG_TARGET, params![id, tag.as_str()], |r| {
                         parsed(r, 0, Digest::parse)
                     })?;
-                    if now.is_some_and(|d| d != m.digest) {
+                    if let Some(from) = now.filter(|d| *d != m.digest) {
                         m.tag_guard.check(tag, None)?;
+                        moved.push((tag.clone(), from));
                     }
                 }
             }
@@ -132,7 +136,12 @@ impl ManifestStore for SqliteMetaStore {
                     params![repo, tag.as_str(), manifest_id, m.created.as_millis()],
                 )?;
             }
-            audit::insert(tx, &event)
+            let push = PushFacts {
+                media_type: &m.media_type,
+                size: m.raw.len() as u64,
+                moved: &moved,
+            };
+            audit::insert_with(tx, &event, Some(push))
         })
         .await
     }
@@ -158,8 +167,10 @@ impl ManifestStore for SqliteMetaStore {
         repo: &RepoName,
         digest: &Digest,
         guard: &TagGuard,
+        event: &NewAuditEvent,
     ) -> Result<bool> {
         let (repo, digest, guard) = (repo.clone(), digest.clone(), guard.clone());
+        let event = event.clone();
         self.write("deleting a manifest", move |tx| {
             // The tags on it as of this write transaction: one moved onto
             // it by a push that committed first is among them.
@@ -174,19 +185,27 @@ impl ManifestStore for SqliteMetaStore {
                     guard.check(tag, Some(&digest))?;
                 }
             }
-            Ok(change(
+            let deleted = change(
                 tx,
                 sql::DELETE_MANIFEST,
                 params![repo.as_str(), digest.to_string()],
-            )? > 0)
+            )? > 0;
+            if deleted {
+                audit::insert(tx, &event)?;
+            }
+            Ok(deleted)
         })
         .await
     }
 
-    async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool> {
-        let (repo, tag) = (repo.clone(), tag.clone());
+    async fn delete_tag(&self, repo: &RepoName, tag: &Tag, event: &NewAuditEvent) -> Result<bool> {
+        let (repo, tag, event) = (repo.clone(), tag.clone(), event.clone());
         self.write("deleting a tag", move |tx| {
-            Ok(change(tx, sql::DELETE_TAG, params![repo.as_str(), tag.as_str()])? > 0)
+            let deleted = change(tx, sql::DELETE_TAG, params![repo.as_str(), tag.as_str()])? > 0;
+            if deleted {
+                audit::insert(tx, &event)?;
+            }
+            Ok(deleted)
         })
         .await
     }

@@ -32,6 +32,7 @@ mod audit;
 mod backup;
 mod blobs;
 mod checkpoint;
+mod events;
 mod gc;
 mod manifests;
 mod policy;

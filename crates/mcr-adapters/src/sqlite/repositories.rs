@@ -1,6 +1,7 @@
 //! `RepositoryStore` on SQLite.
 
 use async_trait::async_trait;
+use mcr_core::audit::NewAuditEvent;
 use mcr_core::digest::Digest;
 use mcr_core::ids::UploadId;
 use mcr_core::media::MediaType;
@@ -15,7 +16,7 @@ use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Row};
 
 use super::rows::{all, blob_info, change, limit_of, one, parsed, repo_id, u64_at};
-use super::{sql, SqliteMetaStore};
+use super::{audit, sql, SqliteMetaStore};
 use crate::repo_listing::{self, Arg};
 
 /// A row of `summary_select!`: the summary, and the repository's id.
@@ -111,8 +112,9 @@ impl RepositoryStore for SqliteMetaStore {
         &self,
         repo: &RepoName,
         guard: &TagGuard,
+        event: &NewAuditEvent,
     ) -> Result<Option<Vec<UploadId>>> {
-        let (repo, guard) = (repo.clone(), guard.clone());
+        let (repo, guard, event) = (repo.clone(), guard.clone(), event.clone());
         self.write("deleting a repository", move |tx| {
             let Some(id) = repo_id(tx, &repo)? else {
                 return Ok(None);
@@ -128,6 +130,7 @@ impl RepositoryStore for SqliteMetaStore {
             // Cascades to manifests, their references, tags, links and
             // upload sessions; blob rows stay for GC.
             change(tx, sql::DELETE_REPO, [id])?;
+            audit::insert(tx, &event)?;
             Ok(Some(uploads))
         })
         .await

@@ -265,6 +265,29 @@ const MIGRATIONS: &[(i64, &str)] = &[
             updated     INTEGER NOT NULL
         );",
     ),
+    (
+        15,
+        // Webhook events (an outbox written in the transaction of the
+        // change each reports; AUTOINCREMENT: ids never reused, so a
+        // webhook's cursor never passes an event it has not seen) and
+        // each webhook's delivery state, keyed by its URL without
+        // credentials.
+        "CREATE TABLE event_outbox (
+            id         INTEGER PRIMARY KEY AUTOINCREMENT,
+            time       INTEGER NOT NULL,
+            kind       TEXT NOT NULL,
+            repository TEXT,
+            data       TEXT NOT NULL
+        );
+        CREATE TABLE webhook_deliveries (
+            webhook      TEXT PRIMARY KEY,
+            delivered    INTEGER NOT NULL,
+            attempts     INTEGER NOT NULL,
+            last_attempt INTEGER,
+            last_error   TEXT,
+            next_attempt INTEGER
+        );",
+    ),
 ];
 
 /// The schema version this build writes and understands.

@@ -300,6 +300,28 @@ pub(super) const INSERT_AUDIT: &str = "INSERT INTO audit_log
     (time, event_type, actor_id, repository, digest, ip, details)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 
+// ---- events ----------------------------------------------------------
+
+pub(super) const INSERT_EVENT: &str =
+    "INSERT INTO event_outbox (time, kind, repository, data) VALUES (?1, ?2, ?3, ?4)";
+pub(super) const EVENTS_AFTER: &str =
+    "SELECT id, time, kind, repository, data FROM event_outbox WHERE id > ?1 ORDER BY id LIMIT ?2";
+pub(super) const COUNT_EVENTS_AFTER: &str = "SELECT count(*) FROM event_outbox WHERE id > ?1";
+/// The last id handed out, kept by AUTOINCREMENT even once its row is
+/// pruned.
+pub(super) const LAST_EVENT_ID: &str =
+    "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'event_outbox'), 0)";
+pub(super) const PRUNE_EVENTS: &str = "DELETE FROM event_outbox WHERE id <= ?1 AND time < ?2";
+pub(super) const DELIVERY_STATES: &str = "SELECT webhook, delivered, attempts, last_attempt, \
+     last_error, next_attempt FROM webhook_deliveries ORDER BY webhook";
+pub(super) const SAVE_DELIVERY_STATE: &str = "INSERT INTO webhook_deliveries \
+     (webhook, delivered, attempts, last_attempt, last_error, next_attempt) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+     ON CONFLICT (webhook) DO UPDATE SET delivered = excluded.delivered, \
+     attempts = excluded.attempts, last_attempt = excluded.last_attempt, \
+     last_error = excluded.last_error, next_attempt = excluded.next_attempt";
+pub(super) const DELETE_DELIVERY_STATE: &str = "DELETE FROM webhook_deliveries WHERE webhook = ?1";
+
 #[cfg(test)]
 mod tests {
     use mcr_core::audit::AuditQuery;
@@ -405,6 +427,18 @@ mod tests {
             ("BLOB_IN_NAMED_REPO", BLOB_IN_NAMED_REPO, &[]),
             ("MANIFEST_IN_NAMED_REPO", MANIFEST_IN_NAMED_REPO, &[]),
             ("REPO_NAME", REPO_NAME, &[]),
+            ("EVENTS_AFTER", EVENTS_AFTER, &[]),
+            ("COUNT_EVENTS_AFTER", COUNT_EVENTS_AFTER, &[]),
+            // AUTOINCREMENT's own table: one row per such table.
+            (
+                "LAST_EVENT_ID",
+                LAST_EVENT_ID,
+                &["sqlite_sequence", "CONSTANT"],
+            ),
+            ("PRUNE_EVENTS", PRUNE_EVENTS, &[]),
+            // Every webhook's state, by design (at most MAX_WEBHOOKS).
+            ("DELIVERY_STATES", DELIVERY_STATES, &["webhook_deliveries"]),
+            ("DELETE_DELIVERY_STATE", DELETE_DELIVERY_STATE, &[]),
         ];
         let audit = |f: fn(&mut AuditQuery)| {
             let mut q = AuditQuery {

@@ -212,6 +212,7 @@ async fn serve(config: &Config, dev_data: Option<&Path>) -> anyhow::Result<()> {
             grpc,
             metrics,
             limits,
+            event_poll: config.event_settings()?.poll_interval,
         },
         tls,
         config.shutdown_timeout()?,

@@ -4,6 +4,7 @@
 use std::fmt;
 
 use mcr_core::audit::AuditEvent;
+use mcr_core::events::{OutboxEvent, WebhookStatus};
 use mcr_core::names::RepoName;
 use mcr_core::policy::{Rule, RuleDraft, RulePatch};
 use mcr_core::quota::{Quota, QuotaDraft, QuotaUsage};
@@ -52,6 +53,10 @@ pub(crate) trait Api {
     async fn proxies(&mut self) -> Result<Vec<Proxy>, Failure>;
     /// Drops one mirrored repository's cache.
     async fn drop_proxy_cache(&mut self, name: &RepoName) -> Result<(), Failure>;
+    /// Each configured webhook's delivery state, in configuration order.
+    async fn webhooks(&mut self) -> Result<Vec<WebhookStatus>, Failure>;
+    /// The outbox's events after `after`, oldest first, at most `limit`.
+    async fn events(&mut self, after: i64, limit: usize) -> Result<Vec<OutboxEvent>, Failure>;
     /// Every quota by scope, with what its scope uses.
     async fn quotas(&mut self) -> Result<Vec<QuotaUsage>, Failure>;
     /// Sets a scope's quota (the server validates it).

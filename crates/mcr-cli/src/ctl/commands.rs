@@ -19,8 +19,8 @@ use super::model::{
 };
 use super::table::{list_or_any, size, Table};
 use super::{
-    AuditCommand, Cli, Command, GcCommand, PolicyCommand, ProxyCommand, QuotaCommand, RepoCommand,
-    RuleFlags,
+    AuditCommand, Cli, Command, EventsCommand, GcCommand, PolicyCommand, ProxyCommand,
+    QuotaCommand, RepoCommand, RuleFlags,
 };
 use mcr_core::ports::SortOrder;
 
@@ -175,8 +175,59 @@ pub(crate) async fn run<A: Api>(api: &mut A, cli: &Cli, target: &str) -> Result<
             })
         }
         Command::Quota(cmd) => quota(api, out, cmd).await,
+        Command::Events(cmd) => events(api, out, cmd).await,
         // Answered before any connection is made.
         Command::Completions { .. } => Ok(()),
+    }
+}
+
+async fn events<A: Api>(api: &mut A, out: Out, cmd: &EventsCommand) -> Result<(), Failure> {
+    let when = |t: Option<Timestamp>| t.map_or_else(|| "-".to_string(), Timestamp::to_rfc3339);
+    match cmd {
+        EventsCommand::Status => {
+            let hooks = api.webhooks().await?;
+            out.print(&hooks, || {
+                let mut t = Table::new(&[
+                    "URL",
+                    "DELIVERED",
+                    "PENDING",
+                    "ATTEMPTS",
+                    "LAST ATTEMPT",
+                    "NEXT ATTEMPT",
+                    "LAST ERROR",
+                ]);
+                for h in &hooks {
+                    t.row(vec![
+                        h.url.clone(),
+                        h.delivered.to_string(),
+                        h.pending.to_string(),
+                        h.attempts.to_string(),
+                        when(h.last_attempt),
+                        when(h.next_attempt),
+                        h.last_error.clone().unwrap_or_else(|| "-".into()),
+                    ]);
+                }
+                t.render()
+            })
+        }
+        EventsCommand::List { after, limit } => {
+            let events = api.events(*after, *limit).await?;
+            out.print(&events, || {
+                let mut t = Table::new(&["ID", "TIME", "TYPE", "REPOSITORY", "DATA"]);
+                for e in &events {
+                    t.row(vec![
+                        e.id.to_string(),
+                        e.time.to_rfc3339(),
+                        e.kind.to_string(),
+                        e.repository
+                            .as_ref()
+                            .map_or_else(|| "-".into(), |r| r.to_string()),
+                        e.data.to_string(),
+                    ]);
+                }
+                t.render()
+            })
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use mcr_core::audit::{AuditEvent, AuditQuery};
+use mcr_core::events::{OutboxEvent, WebhookStatus};
 use mcr_core::names::RepoName;
 use mcr_core::policy::{Rule, RuleDraft, RulePatch};
 use mcr_core::quota::{Quota, QuotaDraft, QuotaUsage};
@@ -407,6 +408,37 @@ impl Api for Grpc {
                 cache_size: p.cache_size,
             })
             .collect())
+    }
+
+    async fn webhooks(&mut self) -> Result<Vec<WebhookStatus>, Failure> {
+        let r = self
+            .clients
+            .registry
+            .list_webhooks(pb::ListWebhooksRequest {})
+            .await
+            .map_err(failure)?
+            .into_inner();
+        Ok(r.webhooks
+            .into_iter()
+            .map(WebhookStatus::try_from)
+            .collect::<Result<_, _>>()?)
+    }
+
+    async fn events(&mut self, after: i64, limit: usize) -> Result<Vec<OutboxEvent>, Failure> {
+        let r = self
+            .clients
+            .registry
+            .list_events(pb::ListEventsRequest {
+                after,
+                limit: u32::try_from(limit).unwrap_or(u32::MAX),
+            })
+            .await
+            .map_err(failure)?
+            .into_inner();
+        Ok(r.events
+            .into_iter()
+            .map(OutboxEvent::try_from)
+            .collect::<Result<_, _>>()?)
     }
 
     async fn quotas(&mut self) -> Result<Vec<QuotaUsage>, Failure> {

@@ -97,6 +97,9 @@ pub enum Command {
     /// Storage quotas (admin): a byte limit per repository or namespace.
     #[command(subcommand)]
     Quota(QuotaCommand),
+    /// Webhook events (admin): delivery state and the outbox.
+    #[command(subcommand)]
+    Events(EventsCommand),
     /// Print a completion script for a shell, e.g.
     /// `mcrctl completions bash > /etc/bash_completion.d/mcrctl`
     /// (needs no server).
@@ -116,6 +119,23 @@ pub enum ProxyCommand {
     /// frees the layers no other repository uses, the next pull fetches
     /// from the upstream again.
     Drop { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Every configured webhook (URL without credentials) with the last
+    /// event delivered, events pending, failed attempts, the last error
+    /// and the next attempt.
+    Status,
+    /// The outbox's events after an id, oldest first.
+    List {
+        /// Only events after this id.
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+        /// At most this many (up to 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use mcr_core::audit::AuditEvent;
+use mcr_core::events::{OutboxEvent, WebhookStatus};
 use mcr_core::names::RepoName;
 use mcr_core::policy::{Rule, RuleDraft, RulePatch};
 use mcr_core::quota::{Quota, QuotaDraft, QuotaUsage};
@@ -338,6 +339,27 @@ impl Api for Rest {
         }
         let p: Proxies = self.send(self.request(Method::GET, "/v1/proxies")).await?;
         Ok(p.proxies)
+    }
+
+    async fn webhooks(&mut self) -> Result<Vec<WebhookStatus>, Failure> {
+        #[derive(Deserialize)]
+        struct Webhooks {
+            webhooks: Vec<WebhookStatus>,
+        }
+        let w: Webhooks = self
+            .send(self.request(Method::GET, "/v1/events/webhooks"))
+            .await?;
+        Ok(w.webhooks)
+    }
+
+    async fn events(&mut self, after: i64, limit: usize) -> Result<Vec<OutboxEvent>, Failure> {
+        #[derive(Deserialize)]
+        struct Events {
+            events: Vec<OutboxEvent>,
+        }
+        let path = format!("/v1/events?after={after}&limit={limit}");
+        let e: Events = self.send(self.request(Method::GET, &path)).await?;
+        Ok(e.events)
     }
 
     async fn quotas(&mut self) -> Result<Vec<QuotaUsage>, Failure> {

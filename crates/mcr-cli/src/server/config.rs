@@ -11,7 +11,11 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use mcr_adapters::local_identity::LocalUser;
 use mcr_adapters::s3::S3Config;
+use mcr_core::events::{
+    check_webhook_url, redact_url, Backoff, EventKind, Webhook, MAX_WEBHOOKS, MAX_WEBHOOK_PATTERNS,
+};
 use mcr_core::names::RepoName;
+use mcr_core::policy::RepoPattern;
 use mcr_core::ports::Secret;
 use mcr_core::registry::{LoginLimit, RateLimit, RegistryConfig};
 use serde::Deserialize;
@@ -60,6 +64,12 @@ pub struct Config {
     /// Pull-through cache: one table per mirrored upstream.
     #[serde(default)]
     pub proxy: Vec<ProxySection>,
+    /// How webhook deliveries are retried and polled.
+    #[serde(default)]
+    pub events: EventsSection,
+    /// Webhooks: one table per endpoint events are posted to.
+    #[serde(default)]
+    pub webhook: Vec<WebhookSection>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -236,6 +246,120 @@ pub struct LocalSection {
 #[serde(deny_unknown_fields)]
 pub struct LogSection {
     pub level: Option<String>,
+}
+
+/// `[events]`: how webhook deliveries are retried (exponential backoff
+/// from `retry_initial`, doubling to `retry_max`, with jitter) and how
+/// often a caught-up webhook looks for new events.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsSection {
+    /// First wait after a failed delivery (default 1s).
+    pub retry_initial: Option<String>,
+    /// Longest wait between attempts (default 5m).
+    pub retry_max: Option<String>,
+    /// How often a caught-up webhook looks for new events (default 1s).
+    pub poll_interval: Option<String>,
+}
+
+/// `[events]`, checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventSettings {
+    pub backoff: Backoff,
+    pub poll_interval: Duration,
+}
+
+/// One `[[webhook]]` table: where events are posted, which, and the
+/// secret that signs them.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSection {
+    /// `https://ci.example/hooks/mcr`.
+    pub url: String,
+    /// The signing key itself; prefer `secret_file`.
+    #[serde(default, deserialize_with = "secret")]
+    pub secret: Option<Secret>,
+    /// A file holding the signing key (a trailing newline is dropped).
+    pub secret_file: Option<PathBuf>,
+    /// Event types sent (`manifest.pushed`, ...); empty: all.
+    #[serde(default)]
+    pub events: Vec<String>,
+    /// Repository patterns (the policy rules' globs); empty: all.
+    #[serde(default)]
+    pub repositories: Vec<String>,
+    /// Longest wait for a receiver's answer (default 10s).
+    pub timeout: Option<String>,
+}
+
+/// Shortest secret accepted, in bytes: an HMAC key guessable by brute
+/// force signs nothing.
+const MIN_WEBHOOK_SECRET_LEN: usize = 16;
+/// Longest secret accepted, in bytes.
+const MAX_WEBHOOK_SECRET_LEN: usize = 1024;
+
+impl WebhookSection {
+    /// Checks the table (`n` is its position, for messages) and reads the
+    /// secret file. No message shows the secret or the URL's credentials.
+    pub fn validate(&self, n: usize) -> anyhow::Result<Webhook> {
+        let at = format!("webhook[{n}] ({:?})", redact_url(&self.url));
+        check_webhook_url(&self.url).map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
+        let secret = match (&self.secret, &self.secret_file) {
+            (Some(_), Some(_)) => bail!("{at}: set secret or secret_file, not both"),
+            (Some(s), None) => s.clone(),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("{at}: cannot read secret_file {}", path.display()))?;
+                Secret::new(text.trim_end_matches(['\r', '\n']))
+            }
+            (None, None) => {
+                bail!("{at}: a secret is required to sign the events: set secret_file (or secret)")
+            }
+        };
+        let len = secret.expose().len();
+        if !(MIN_WEBHOOK_SECRET_LEN..=MAX_WEBHOOK_SECRET_LEN).contains(&len) {
+            bail!(
+                "{at}: the secret is {len} bytes; use {MIN_WEBHOOK_SECRET_LEN} to \
+                 {MAX_WEBHOOK_SECRET_LEN} (e.g. `openssl rand -hex 32`)"
+            );
+        }
+        if self.events.len() > EventKind::ALL.len() {
+            bail!(
+                "{at}: events lists {} types, more than there are",
+                self.events.len()
+            );
+        }
+        let mut events = Vec::new();
+        for e in &self.events {
+            let kind: EventKind = e
+                .parse()
+                .map_err(|e| anyhow::anyhow!("{at}: events: {e}"))?;
+            if !events.contains(&kind) {
+                events.push(kind);
+            }
+        }
+        if self.repositories.len() > MAX_WEBHOOK_PATTERNS {
+            bail!(
+                "{at}: repositories lists {} patterns, over the limit of {MAX_WEBHOOK_PATTERNS}",
+                self.repositories.len()
+            );
+        }
+        let repositories = self
+            .repositories
+            .iter()
+            .map(|p| RepoPattern::new(p).map_err(|e| anyhow::anyhow!("{at}: repositories: {e}")))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let timeout = duration(&format!("{at}: timeout"), self.timeout.as_deref(), "10s")?;
+        if timeout.is_zero() || timeout > Duration::from_secs(300) {
+            bail!("{at}: timeout {timeout:?} must be above 0 and at most 5m");
+        }
+        Ok(Webhook {
+            url: self.url.clone(),
+            secret,
+            events,
+            repositories,
+            timeout,
+        })
+    }
 }
 
 /// One `[[proxy]]` table: a repository prefix mirroring an upstream
@@ -455,6 +579,8 @@ impl Config {
         self.web_config()?;
         self.token_ttl()?;
         self.proxies()?;
+        self.webhooks()?;
+        self.event_settings()?;
         self.shutdown_timeout()?;
         self.conn_limits()?;
         self.rate_limit()?;
@@ -713,6 +839,53 @@ impl Config {
 
     /// Every `[[proxy]]`, checked (prefixes must also not overlap, which
     /// the engine checks when it is wired).
+    /// The `[[webhook]]` tables, checked: at most [`MAX_WEBHOOKS`], each
+    /// URL (without credentials) once, since it keys the delivery state.
+    pub fn webhooks(&self) -> anyhow::Result<Vec<Webhook>> {
+        if self.webhook.len() > MAX_WEBHOOKS {
+            bail!(
+                "{} [[webhook]] tables, over the limit of {MAX_WEBHOOKS}",
+                self.webhook.len()
+            );
+        }
+        let hooks = self
+            .webhook
+            .iter()
+            .enumerate()
+            .map(|(n, w)| w.validate(n))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        for (n, hook) in hooks.iter().enumerate() {
+            if hooks[..n].iter().any(|h| h.key() == hook.key()) {
+                bail!(
+                    "webhook[{n}]: {:?} is configured twice; merge the two tables",
+                    hook.key()
+                );
+            }
+        }
+        Ok(hooks)
+    }
+
+    /// `[events]`, checked.
+    pub fn event_settings(&self) -> anyhow::Result<EventSettings> {
+        let e = &self.events;
+        let initial = duration("events.retry_initial", e.retry_initial.as_deref(), "1s")?;
+        let max = duration("events.retry_max", e.retry_max.as_deref(), "5m")?;
+        let poll_interval = duration("events.poll_interval", e.poll_interval.as_deref(), "1s")?;
+        if initial.is_zero() || initial > max {
+            bail!("events.retry_initial {initial:?} must be above 0 and at most events.retry_max {max:?}");
+        }
+        if max > Duration::from_secs(24 * 3600) {
+            bail!("events.retry_max {max:?} is over a day");
+        }
+        if poll_interval < Duration::from_millis(100) || poll_interval > Duration::from_secs(3600) {
+            bail!("events.poll_interval {poll_interval:?} must be from 100ms to 1h");
+        }
+        Ok(EventSettings {
+            backoff: Backoff { initial, max },
+            poll_interval,
+        })
+    }
+
     pub fn proxies(&self) -> anyhow::Result<Vec<ProxySettings>> {
         self.proxy
             .iter()
@@ -762,6 +935,15 @@ impl Config {
         mcr_web::config::WebConfig::from_table(self.web.clone())
     }
 
+    /// The CloudEvents `source` of the events sent: `server.external_url`,
+    /// else `urn:mcr:<service name>`.
+    pub fn event_source(&self) -> String {
+        match &self.server.external_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => format!("urn:mcr:{}", self.service_name()),
+        }
+    }
+
     pub fn service_name(&self) -> String {
         self.mcias
             .service_name
@@ -808,12 +990,13 @@ fn apply_env(
     table: &mut toml::Table,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> anyhow::Result<()> {
-    const SECTIONS: [&str; 9] = [
+    const SECTIONS: [&str; 10] = [
         "server",
         "database",
         "storage",
         "gc",
         "retention",
+        "events",
         "mcias",
         "local",
         "web",
@@ -1279,6 +1462,102 @@ mod tests {
     fn uploads_default_beside_layers() {
         let c = cfg("[storage]\nlayers_path=\"/srv/mcr/layers\"\n", &[]).unwrap();
         assert_eq!(c.uploads_path().unwrap(), PathBuf::from("/srv/mcr/uploads"));
+    }
+
+    const HOOK: &str =
+        "[[webhook]]\nurl = \"https://u:p@ci.example/h\"\nsecret = \"0123456789abcdef\"\n";
+
+    #[test]
+    fn webhooks_are_read_checked_and_never_show_their_secrets() {
+        let c = cfg(
+            &format!("{HOOK}events = [\"tag.deleted\", \"dev.mcr.manifest.pushed\"]\nrepositories = [\"team-a/*\"]\n"),
+            &[],
+        )
+        .unwrap();
+        let hooks = c.webhooks().unwrap();
+        assert_eq!(hooks.len(), 1);
+        assert_eq!(hooks[0].key(), "https://***@ci.example/h");
+        assert_eq!(
+            hooks[0].events,
+            [EventKind::TagDeleted, EventKind::ManifestPushed]
+        );
+        assert_eq!(hooks[0].timeout, Duration::from_secs(10));
+        assert!(!format!("{hooks:?}").contains("0123456789abcdef"));
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("secret");
+        std::fs::write(&file, "from-a-file-0123456789\n").unwrap();
+        let c = cfg(
+            &format!(
+                "[[webhook]]\nurl = \"http://127.0.0.1:9/h\"\nsecret_file = {:?}\n",
+                file.display().to_string()
+            ),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            c.webhooks().unwrap()[0].secret.expose(),
+            "from-a-file-0123456789"
+        );
+
+        for (extra, want) in [
+            (
+                "events = [\"blob.pulled\"]\n",
+                "manifest.pushed, manifest.deleted, tag.moved",
+            ),
+            ("repositories = [\"a//b\"]\n", "repositories"),
+            ("timeout = \"0s\"\n", "timeout"),
+            ("secret_file = \"/x\"\n", "not both"),
+        ] {
+            let err = cfg(&format!("{HOOK}{extra}"), &[])
+                .unwrap()
+                .webhooks()
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{extra}: {err}");
+            assert!(
+                !err.contains("0123456789abcdef") && !err.contains("u:p@"),
+                "{err}"
+            );
+        }
+        for (table, want) in [
+            (
+                "[[webhook]]\nurl = \"ftp://x/\"\nsecret = \"0123456789abcdef\"\n",
+                "http://",
+            ),
+            ("[[webhook]]\nurl = \"https://x/\"\n", "secret_file"),
+            (
+                "[[webhook]]\nurl = \"https://x/\"\nsecret = \"short\"\n",
+                "16 to 1024",
+            ),
+        ] {
+            let err = cfg(table, &[]).unwrap().webhooks().unwrap_err().to_string();
+            assert!(err.contains(want), "{table}: {err}");
+        }
+        let twice = cfg(&format!("{HOOK}{HOOK}"), &[]).unwrap();
+        let err = twice.webhooks().unwrap_err().to_string();
+        assert!(err.contains("configured twice"), "{err}");
+        let many = HOOK.repeat(MAX_WEBHOOKS + 1);
+        assert!(cfg(&many, &[]).unwrap().webhooks().is_err());
+    }
+
+    #[test]
+    fn event_retries_default_and_are_checked() {
+        let d = cfg("", &[]).unwrap().event_settings().unwrap();
+        assert_eq!(d.backoff, Backoff::default());
+        assert_eq!(d.poll_interval, Duration::from_secs(1));
+        let c = cfg("", &[("MCR_EVENTS_RETRY_MAX", "10s")]).unwrap();
+        assert_eq!(
+            c.event_settings().unwrap().backoff.max,
+            Duration::from_secs(10)
+        );
+        for bad in [
+            "[events]\nretry_initial = \"10m\"\n",
+            "[events]\nretry_max = \"2d\"\n",
+            "[events]\npoll_interval = \"1ms\"\n",
+        ] {
+            assert!(cfg(bad, &[]).unwrap().event_settings().is_err(), "{bad}");
+        }
     }
 
     #[test]

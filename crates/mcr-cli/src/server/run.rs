@@ -14,6 +14,7 @@ use mcr_adapters::postgres::{PostgresConfig, PostgresCoordination, PostgresMetaS
 use mcr_adapters::s3::S3BlobStore;
 use mcr_adapters::sqlite::SqliteMetaStore;
 use mcr_adapters::upstream::{HttpUpstream, UpstreamConfig};
+use mcr_adapters::webhook::HttpEventSink;
 use mcr_core::policy::Engine;
 use mcr_core::ports::{
     BlobStore, Coordination, MetaStore, RevocationStore, Secret, SnapshotStore, TokenValidator,
@@ -35,6 +36,8 @@ use super::tasks::Background;
 /// sessions that never received a byte (`storage.unused_upload_max_age`)
 /// soon free their slot of the caps on open sessions.
 const PURGE_INTERVAL: Duration = Duration::from_secs(300);
+/// How often delivered events are pruned from the outbox.
+const OUTBOX_PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// The engine and the HTTP state, built from a validated config. Work a
 /// request leaves running (a GC run) goes to `tasks`. When the config
@@ -84,6 +87,23 @@ pub async fn build(config: &Config, tasks: TaskTracker) -> anyhow::Result<AppSta
     registry = registry
         .with_proxies(proxies(config)?)
         .context("[[proxy]]")?;
+    let webhooks = config.webhooks()?;
+    if !webhooks.is_empty() {
+        for hook in &webhooks {
+            tracing::info!(webhook = %hook.key(), "sending events");
+        }
+        let sink = HttpEventSink::new().context("[[webhook]]")?;
+        registry = registry.with_webhooks(
+            webhooks,
+            Arc::new(sink),
+            config.event_source(),
+            config.event_settings()?.backoff,
+        );
+    }
+    registry
+        .prepare_webhooks()
+        .await
+        .context("cannot read or set up the webhooks' delivery state")?;
     registry.check_proxy_prefixes().await.context("[[proxy]]")?;
     registry
         .reload_policy()
@@ -301,6 +321,9 @@ pub struct Extra {
     pub metrics: Option<(TcpListener, Metrics)>,
     /// `[server]` timeouts and connection cap, for every listener.
     pub limits: listen::ConnLimits,
+    /// How often a caught-up webhook looks for new events
+    /// (`events.poll_interval`).
+    pub event_poll: Duration,
 }
 
 /// Serves until `shutdown` resolves (SIGINT or SIGTERM in `mcrsrv`, see
@@ -324,6 +347,11 @@ pub async fn serve(
     background.purge_uploads(Arc::clone(&registry), PURGE_INTERVAL);
     background.schedule_gc(Arc::clone(&registry));
     background.schedule_retention(Arc::clone(&registry));
+    background.deliver_events(
+        Arc::clone(&registry),
+        extra.event_poll,
+        OUTBOX_PRUNE_INTERVAL,
+    );
     let stop = background.stopping();
     // The other listeners stop with the API's and are background tasks
     // like the rest: the drain below waits for their calls too.

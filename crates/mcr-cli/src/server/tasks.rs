@@ -2,7 +2,7 @@
 //!
 //! Every task that outlives a request — a GC run started over REST or
 //! gRPC, the GC and retention schedules, the purge of stale uploads, the metrics upkeep,
-//! the audit writer — runs on one [`TaskTracker`] that [`Background`]
+//! the audit writer, webhook delivery — runs on one [`TaskTracker`] that [`Background`]
 //! owns, and stops on one [`CancellationToken`] (mini-redis's shutdown
 //! pattern, with tokio-util's types). On shutdown the token is cancelled:
 //! periodic tasks stop at their next wait, never in the middle of a call;
@@ -14,7 +14,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mcr_core::registry::Registry;
+use mcr_core::registry::{DeliveryPass, Registry};
 use mcr_core::time::Timestamp;
 use mcr_core::Error;
 use tokio_util::sync::CancellationToken;
@@ -23,6 +23,8 @@ use tokio_util::task::TaskTracker;
 /// How long the schedule waits before asking again when it could not
 /// read when GC is due (the database is down, say).
 const SCHEDULE_RETRY: Duration = Duration::from_secs(60);
+/// How long a webhook's delivery waits when the store failed it.
+const DELIVERY_STORE_RETRY: Duration = Duration::from_secs(5);
 
 /// The owner of the daemon's background tasks.
 #[derive(Default)]
@@ -95,6 +97,53 @@ impl Background {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(purged = n, "purged stale upload sessions"),
                     Err(e) => tracing::warn!(error = %e, "purging stale uploads failed"),
+                }
+            }
+        });
+    }
+
+    /// Delivers the outbox's events: one task per configured webhook,
+    /// each running [`Registry::deliver_webhook`] passes in a loop —
+    /// again at once after a full batch, after `poll` once caught up, at
+    /// the retry time after a failure. Shutdown drops a pass in the
+    /// middle (an event sent but not yet marked is sent again after the
+    /// restart: delivery is at least once). Also prunes delivered events
+    /// every `prune` ([`Registry::prune_events`]).
+    pub fn deliver_events(&self, registry: Arc<Registry>, poll: Duration, prune: Duration) {
+        for index in 0..registry.webhooks().len() {
+            let (registry, stop) = (Arc::clone(&registry), self.stop.clone());
+            self.tracker.spawn(async move {
+                loop {
+                    let pass = tokio::select! {
+                        () = stop.cancelled() => break,
+                        pass = registry.deliver_webhook(index) => pass,
+                    };
+                    let wait = match pass {
+                        Ok(DeliveryPass::More) => continue,
+                        Ok(DeliveryPass::CaughtUp) => poll,
+                        Ok(DeliveryPass::RetryAt(at)) => {
+                            let ahead = at.as_millis() - registry.clock().now().as_millis();
+                            Duration::from_millis(u64::try_from(ahead).unwrap_or(0))
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, retry_in = ?DELIVERY_STORE_RETRY, "webhook delivery cannot read or save its state");
+                            DELIVERY_STORE_RETRY
+                        }
+                    };
+                    if !pause(&stop, wait).await {
+                        break;
+                    }
+                }
+                tracing::debug!(task = "webhook delivery", "background task stopped");
+            });
+        }
+        self.every("event outbox prune", prune, move || {
+            let registry = Arc::clone(&registry);
+            async move {
+                match registry.prune_events().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(pruned = n, "pruned delivered events"),
+                    Err(e) => tracing::warn!(error = %e, "pruning the event outbox failed"),
                 }
             }
         });

@@ -62,8 +62,13 @@ pub trait BlobIndex: Send + Sync + 'static {
         event: &NewAuditEvent,
     ) -> Result<Option<BlobInfo>>;
     /// Removes the link; the blob row stays for GC. Returns whether a link
-    /// was there.
-    async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool>;
+    /// was there, and then records `event` in the same step.
+    async fn unlink_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        event: &NewAuditEvent,
+    ) -> Result<bool>;
     /// Every blob row, for reconcile, in ascending digest order (byte order
     /// of `algorithm:hex`; PostgreSQL needs `COLLATE "C"` for it).
     fn list_blobs(&self) -> ListStream<BlobInfo>;

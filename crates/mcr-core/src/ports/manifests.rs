@@ -99,14 +99,19 @@ pub trait ManifestStore: Send + Sync + 'static {
     /// Deletes a manifest, its references and every tag on it. Unless
     /// `tags` allows every tag, each tag on it is first put to
     /// [`TagGuard::check`] in the same step, and the first refusal
-    /// (`Error::TagRefused`) deletes nothing.
+    /// (`Error::TagRefused`) deletes nothing. Records `event` in the same
+    /// step when it deleted the manifest (not when there was none), so a
+    /// delete that fails to be audited deletes nothing.
     async fn delete_manifest(
         &self,
         repo: &RepoName,
         digest: &Digest,
         tags: &TagGuard,
+        event: &NewAuditEvent,
     ) -> Result<bool>;
-    async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool>;
+    /// Deletes the tag, recording `event` in the same step if there was
+    /// one.
+    async fn delete_tag(&self, repo: &RepoName, tag: &Tag, event: &NewAuditEvent) -> Result<bool>;
     /// Tags after `page.last`, at most `page.limit`, in lexical order.
     async fn list_tags(&self, repo: &RepoName, page: &Page) -> Result<Vec<Tag>>;
     /// Manifests in the repository whose `subject` is `subject`, by digest.

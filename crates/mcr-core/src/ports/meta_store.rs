@@ -4,7 +4,8 @@
 //! The metadata port is split by what the use cases ask of it, one trait
 //! a module: [`RepositoryStore`], [`ManifestStore`], [`BlobIndex`],
 //! [`UploadSessionStore`], [`PolicyRuleStore`], [`QuotaStore`], [`AuditLog`],
-//! [`GcStore`], [`StoreStatus`], [`RevocationStore`] and [`RetentionStore`].
+//! [`GcStore`], [`StoreStatus`], [`RevocationStore`], [`RetentionStore`]
+//! and [`EventOutbox`].
 //! Each method is one atomic step of a use case, so an
 //! adapter can make it one transaction; the contract suite
 //! (`testing::contract::run_meta_store_contract`) pins down what each must
@@ -17,6 +18,7 @@
 
 use super::audit_log::AuditLog;
 use super::blob_index::BlobIndex;
+use super::events::EventOutbox;
 use super::gc::GcStore;
 use super::manifests::ManifestStore;
 use super::policy_rules::PolicyRuleStore;
@@ -43,6 +45,7 @@ pub trait MetaStore:
     + StoreStatus
     + RevocationStore
     + RetentionStore
+    + EventOutbox
 {
 }
 
@@ -58,6 +61,7 @@ impl<T> MetaStore for T where
         + StoreStatus
         + RevocationStore
         + RetentionStore
+        + EventOutbox
         + ?Sized
 {
 }

@@ -16,10 +16,12 @@
 //!   [`StoreStatus`] (`status`: readiness probe and totals for metrics),
 //!   [`RevocationStore`] (`revocations`, for the local identity),
 //!   [`RetentionStore`] (`retention`: retention policies and a
-//!   repository's manifest graph), and,
+//!   repository's manifest graph), [`EventOutbox`] (`events`: webhook
+//!   events and their delivery states), and,
 //!   optional and outside the umbrella, [`SnapshotStore`]
 //!   (`snapshots`).
 //! - Identity: [`TokenValidator`] (`identity`).
+//! - Webhook delivery: [`EventSink`] (`events`).
 //! - Locks shared by everyone using the stores: [`Coordination`]
 //!   (`coordination`).
 
@@ -27,6 +29,7 @@ mod audit_log;
 mod blob_index;
 mod blob_store;
 mod coordination;
+mod events;
 mod gc;
 mod identity;
 mod listing;
@@ -47,6 +50,7 @@ pub use audit_log::AuditLog;
 pub use blob_index::{BlobIndex, BlobInfo};
 pub use blob_store::{BlobBody, BlobStore, ByteRange, ByteStream, UploadState, UploadWriter};
 pub use coordination::{Coordination, LockGuard, LockKey};
+pub use events::{EventOutbox, EventSink};
 pub use gc::{GcStore, SweepStep};
 pub use identity::{IssuedToken, Secret, TokenValidator};
 pub use listing::{keyset_pages, ListStream};
@@ -68,8 +72,8 @@ pub use upstream::{Upstream, UpstreamBlob, UpstreamManifest};
 /// the trait that declares it in scope.
 pub mod prelude {
     pub use super::{
-        AuditLog, BlobIndex, BlobStore, Coordination, GcStore, ManifestStore, MetaStore,
-        PolicyRuleStore, QuotaStore, RepositoryStore, RetentionStore, RevocationStore,
+        AuditLog, BlobIndex, BlobStore, Coordination, EventOutbox, GcStore, ManifestStore,
+        MetaStore, PolicyRuleStore, QuotaStore, RepositoryStore, RetentionStore, RevocationStore,
         SnapshotStore, StoreStatus, TokenValidator, UploadSessionStore, Upstream,
     };
 }

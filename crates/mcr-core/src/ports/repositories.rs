@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::blob_index::BlobInfo;
 use super::repo_query::RepoQuery;
+use crate::audit::NewAuditEvent;
 use crate::digest::Digest;
 use crate::error::Result;
 use crate::ids::UploadId;
@@ -107,11 +108,13 @@ pub trait RepositoryStore: Send + Sync + 'static {
     /// discarded. Blob rows stay for GC. `None` if there was no repository.
     /// Unless `tags` allows every tag, each of the repository's tags is
     /// first put to [`TagGuard::check`] in the same step, and the first
-    /// refusal (`Error::TagRefused`) deletes nothing.
+    /// refusal (`Error::TagRefused`) deletes nothing. Records `event` in
+    /// the same step when it deleted the repository.
     async fn delete_repository(
         &self,
         repo: &RepoName,
         tags: &TagGuard,
+        event: &NewAuditEvent,
     ) -> Result<Option<Vec<UploadId>>>;
     /// Deletes the repository's manifests (their references and tags with
     /// them) and blob links in one step, but not its upload sessions: an

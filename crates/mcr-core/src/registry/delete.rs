@@ -27,32 +27,30 @@ impl Registry {
             self.audit_tag_refusal(caller, repo, guard.check(t, None))
                 .await?;
         }
+        let (event_type, digest) = match reference {
+            Reference::Digest(d) => (EventType::ManifestDeleted, Some(d)),
+            Reference::Tag(_) => (EventType::TagDeleted, None),
+        };
+        // Recorded by the delete's own step: a delete that is not audited
+        // did not happen (and is not told 500 after it did).
+        let event = self.event(
+            caller,
+            event_type,
+            Some(repo),
+            digest,
+            details([("reference", reference.to_string())]),
+        );
         let change = self.manifests.change(repo);
-        let (deleted, event, digest) = match reference {
-            Reference::Digest(d) => (
-                self.meta.delete_manifest(repo, d, &guard).await,
-                EventType::ManifestDeleted,
-                Some(d),
-            ),
-            Reference::Tag(t) => (
-                self.meta.delete_tag(repo, t).await,
-                EventType::TagDeleted,
-                None,
-            ),
+        let deleted = match reference {
+            Reference::Digest(d) => self.meta.delete_manifest(repo, d, &guard, &event).await,
+            Reference::Tag(t) => self.meta.delete_tag(repo, t, &event).await,
         };
         change.done();
         let deleted = self.audit_tag_refusal(caller, repo, deleted).await?;
         if !deleted {
             return Err(self.manifest_missing(repo, reference).await?);
         }
-        self.audit(
-            caller,
-            event,
-            Some(repo),
-            digest,
-            details([("reference", reference.to_string())]),
-        )
-        .await
+        Ok(())
     }
 
     /// Removes the blob from the repository; its bytes stay until GC finds
@@ -64,20 +62,20 @@ impl Registry {
         digest: &Digest,
     ) -> Result<()> {
         self.authorize(caller, Action::Delete, Some(repo)).await?;
-        let change = self.blob_links.change(repo);
-        let unlinked = self.meta.unlink_blob(repo, digest).await;
-        change.done();
-        if !unlinked? {
-            return Err(Error::BlobUnknown(digest.clone()));
-        }
-        self.audit(
+        let event = self.event(
             caller,
             EventType::BlobDeleted,
             Some(repo),
             Some(digest),
             BTreeMap::new(),
-        )
-        .await
+        );
+        let change = self.blob_links.change(repo);
+        let unlinked = self.meta.unlink_blob(repo, digest, &event).await;
+        change.done();
+        if !unlinked? {
+            return Err(Error::BlobUnknown(digest.clone()));
+        }
+        Ok(())
     }
 
     /// Deletes a repository with all its manifests, tags, links and upload
@@ -96,9 +94,16 @@ impl Registry {
         self.authorize_admin(caller).await?;
         // Its tags go with it: an admin is bound by tag rules too.
         let guard = self.tag_guard(caller, Action::TagDelete, repo);
+        let event = self.event(
+            caller,
+            EventType::RepoDeleted,
+            Some(repo),
+            None,
+            BTreeMap::new(),
+        );
         let change = self.manifests.change(repo);
         let links = self.blob_links.change(repo);
-        let deleted = self.meta.delete_repository(repo, &guard).await;
+        let deleted = self.meta.delete_repository(repo, &guard, &event).await;
         change.done();
         links.done();
         let uploads = self
@@ -108,13 +113,6 @@ impl Registry {
         for id in &uploads {
             self.blobs.cancel_upload(id).await?;
         }
-        self.audit(
-            caller,
-            EventType::RepoDeleted,
-            Some(repo),
-            None,
-            BTreeMap::new(),
-        )
-        .await
+        Ok(())
     }
 }

@@ -10,6 +10,7 @@ mod audit_queue;
 mod browse;
 mod cache;
 mod delete;
+mod events;
 mod gc;
 mod health;
 mod identity;
@@ -34,6 +35,7 @@ pub use admin::RepoPage;
 pub use audit_queue::{AuditWriter, MAX_QUEUED as MAX_QUEUED_AUDIT_EVENTS};
 pub use browse::{Dashboard, ManifestDetail, Push, RepoListing, MAX_CONFIG_SHOWN};
 pub use cache::PROXY_SIZE_PAGE;
+pub use events::{DeliveryPass, DEFAULT_EVENTS_LISTED, DELIVERED_EVENTS_KEPT, MAX_EVENTS_LISTED};
 pub use gc::{
     GcReport, GcRun, GcStatus, ReconcileReport, GC_RUNS_DEFAULT, GC_SWEEP_WINDOW, SCHEDULE_SUBJECT,
 };
@@ -228,6 +230,8 @@ pub struct Registry {
     manifests: read_cache::RepoCache<Reference, ManifestRecord>,
     /// Built from `config.blob_link_cache_entries`.
     blob_links: read_cache::RepoCache<Digest, BlobInfo>,
+    /// Where the outbox's events go; none unless configured.
+    webhooks: Option<events::Webhooks>,
 }
 
 /// The ports a task outliving a use case call needs (a blob fill driven
@@ -269,6 +273,7 @@ impl Registry {
             logins: None,
             manifests: manifest_cache(&RegistryConfig::default()),
             blob_links: blob_link_cache(&RegistryConfig::default()),
+            webhooks: None,
         }
     }
 

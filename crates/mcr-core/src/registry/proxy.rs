@@ -84,8 +84,19 @@ impl Registry {
                 // Mirrors are never cached; every change of manifests
                 // goes through the cache all the same, so the rule has no
                 // exception to keep in mind.
+                // Audited (and reported to webhooks) as any tag's delete.
+                let event = self.event(
+                    caller,
+                    EventType::TagDeleted,
+                    Some(repo),
+                    None,
+                    details([
+                        ("reference", tag.to_string()),
+                        ("reason", "gone upstream".to_string()),
+                    ]),
+                );
                 let change = self.manifests.change(repo);
-                let deleted = self.meta.delete_tag(repo, tag).await;
+                let deleted = self.meta.delete_tag(repo, tag, &event).await;
                 change.done();
                 deleted?;
                 Ok(None)

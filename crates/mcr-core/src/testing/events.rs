@@ -1,6 +1,6 @@
 //! Audit events for tests that call the stores' changes directly: each
 //! change that is audited records its event in the same step
-//! (`complete_upload`, `mount_blob`, `put_manifest`).
+//! (`complete_upload`, `mount_blob`, `put_manifest`, and the deletes).
 
 use std::collections::BTreeMap;
 
@@ -29,4 +29,25 @@ pub fn pushed(m: &NewManifest) -> NewAuditEvent {
         digest: Some(m.digest.clone()),
         ..audited(EventType::ManifestPushed, m.created)
     }
+}
+
+/// The event of a direct `delete_manifest` in a test: `manifest_deleted`,
+/// naming no repository (so no test depends on its details).
+pub fn manifest_deletion() -> NewAuditEvent {
+    audited(EventType::ManifestDeleted, Timestamp::from_millis(0))
+}
+
+/// The event of a direct `delete_tag` in a test: `tag_deleted`.
+pub fn tag_deletion() -> NewAuditEvent {
+    audited(EventType::TagDeleted, Timestamp::from_millis(0))
+}
+
+/// The event of a direct `delete_repository` in a test: `repo_deleted`.
+pub fn repo_deletion() -> NewAuditEvent {
+    audited(EventType::RepoDeleted, Timestamp::from_millis(0))
+}
+
+/// The event of a direct `unlink_blob` in a test: `blob_deleted`.
+pub fn blob_unlink() -> NewAuditEvent {
+    audited(EventType::BlobDeleted, Timestamp::from_millis(0))
 }

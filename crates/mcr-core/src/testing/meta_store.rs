@@ -17,11 +17,12 @@ use super::hold::{Hold, PausePoint};
 use crate::audit::{AuditEvent, AuditQuery, NewAuditEvent};
 use crate::digest::Digest;
 use crate::error::{Error, Result, StorageError};
+use crate::events::{outbox_events, DeliveryState, OutboxEvent, PushFacts};
 use crate::ids::UploadId;
 use crate::names::{Reference, RepoName, Tag};
 use crate::policy::{Rule, RuleDraft, TagGuard};
 use crate::ports::{
-    AuditLog, BlobIndex, BlobInfo, GcStore, ListStream, ManifestRecord, ManifestStore,
+    AuditLog, BlobIndex, BlobInfo, EventOutbox, GcStore, ListStream, ManifestRecord, ManifestStore,
     ManifestSummary, NewManifest, Page, PolicyRuleStore, Provenance, QuotaStore, RepoDetail,
     RepoQuery, RepoSummary, RepositoryStore, RetentionStore, Revocation, RevocationStore,
     SnapshotStore, StoreStatus, StoreTotals, StoredRules, SweepStep, TagRef, UploadCaps,
@@ -81,6 +82,12 @@ struct State {
     quotas: BTreeMap<i64, Quota>,
     /// The last quota id handed out; ids are never reused.
     last_quota_id: i64,
+    /// Webhook events not yet pruned, by id.
+    outbox: Vec<OutboxEvent>,
+    /// The last outbox id handed out; ids are never reused.
+    last_outbox_id: i64,
+    /// Delivery states by webhook key.
+    deliveries: BTreeMap<String, DeliveryState>,
 }
 
 #[derive(Debug)]
@@ -148,13 +155,29 @@ impl Repo {
 }
 
 impl State {
-    /// Appends an audit event with the next id.
+    /// Appends an audit event with the next id, and the outbox events
+    /// reporting it.
     fn record(&mut self, event: &NewAuditEvent) {
+        self.record_with(event, None);
+    }
+
+    /// [`State::record`] with what a manifest push adds to its events.
+    fn record_with(&mut self, event: &NewAuditEvent, push: Option<PushFacts<'_>>) {
         let id = self.audit.len() as i64 + 1;
         self.audit.push(AuditEvent {
             id,
             event: event.clone(),
         });
+        for e in outbox_events(event, push) {
+            self.last_outbox_id += 1;
+            self.outbox.push(OutboxEvent {
+                id: self.last_outbox_id,
+                time: e.time,
+                kind: e.kind,
+                repository: e.repository,
+                data: e.data,
+            });
+        }
     }
 
     /// Removes a session and its owner.
@@ -416,6 +439,7 @@ impl RepositoryStore for FakeMetaStore {
         &self,
         repo: &RepoName,
         guard: &TagGuard,
+        event: &NewAuditEvent,
     ) -> Result<Option<Vec<UploadId>>> {
         let mut state = self.lock();
         if let Some(r) = state.repos.get(repo) {
@@ -435,6 +459,7 @@ impl RepositoryStore for FakeMetaStore {
         for id in &ids {
             state.remove_upload(id);
         }
+        state.record(event);
         Ok(Some(ids))
     }
 
@@ -509,10 +534,12 @@ impl ManifestStore for FakeMetaStore {
                 return Err(Error::ManifestChildUnknown(missing.clone()));
             }
         }
+        let mut moved = Vec::new();
         if let Some(r) = existing {
             for tag in &m.tags {
-                if r.tags.get(tag).is_some_and(|d| d != &m.digest) {
+                if let Some(from) = r.tags.get(tag).filter(|d| *d != &m.digest) {
                     m.tag_guard.check(tag, None)?;
+                    moved.push((tag.clone(), from.clone()));
                 }
             }
         }
@@ -543,7 +570,14 @@ impl ManifestStore for FakeMetaStore {
             repo.tag_times.insert(tag.clone(), m.created);
             repo.tags.insert(tag, m.digest.clone());
         }
-        state.record(event);
+        state.record_with(
+            event,
+            Some(PushFacts {
+                media_type: &m.media_type,
+                size: m.raw.len() as u64,
+                moved: &moved,
+            }),
+        );
         Ok(())
     }
 
@@ -573,6 +607,7 @@ impl ManifestStore for FakeMetaStore {
         repo: &RepoName,
         digest: &Digest,
         guard: &TagGuard,
+        event: &NewAuditEvent,
     ) -> Result<bool> {
         self.manifest_write_pause.pass().await;
         let mut state = self.lock();
@@ -593,15 +628,21 @@ impl ManifestStore for FakeMetaStore {
             tags, tag_times, ..
         } = r;
         tag_times.retain(|t, _| tags.contains_key(t));
+        state.record(event);
         Ok(true)
     }
 
-    async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool> {
+    async fn delete_tag(&self, repo: &RepoName, tag: &Tag, event: &NewAuditEvent) -> Result<bool> {
         self.manifest_write_pause.pass().await;
-        Ok(self.lock().repos.get_mut(repo).is_some_and(|r| {
+        let mut state = self.lock();
+        let deleted = state.repos.get_mut(repo).is_some_and(|r| {
             r.tag_times.remove(tag);
             r.tags.remove(tag).is_some()
-        }))
+        });
+        if deleted {
+            state.record(event);
+        }
+        Ok(deleted)
     }
 
     async fn list_tags(&self, repo: &RepoName, page: &Page) -> Result<Vec<Tag>> {
@@ -679,12 +720,21 @@ impl BlobIndex for FakeMetaStore {
         )
     }
 
-    async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
-        Ok(self
-            .lock()
+    async fn unlink_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        event: &NewAuditEvent,
+    ) -> Result<bool> {
+        let mut state = self.lock();
+        let unlinked = state
             .repos
             .get_mut(repo)
-            .is_some_and(|r| r.links.remove(digest).is_some()))
+            .is_some_and(|r| r.links.remove(digest).is_some());
+        if unlinked {
+            state.record(event);
+        }
+        Ok(unlinked)
     }
 
     fn list_blobs(&self) -> ListStream<BlobInfo> {
@@ -1091,6 +1141,55 @@ impl GcStore for FakeMetaStore {
             swept: doomed,
             next,
         })
+    }
+}
+
+#[async_trait]
+impl EventOutbox for FakeMetaStore {
+    async fn outbox_after(&self, after: i64, limit: usize) -> Result<Vec<OutboxEvent>> {
+        let state = self.lock();
+        Ok(state
+            .outbox
+            .iter()
+            .filter(|e| e.id > after)
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn outbox_count_after(&self, after: i64) -> Result<u64> {
+        Ok(self.lock().outbox.iter().filter(|e| e.id > after).count() as u64)
+    }
+
+    async fn last_outbox_id(&self) -> Result<i64> {
+        Ok(self.lock().last_outbox_id)
+    }
+
+    async fn delivery_states(&self) -> Result<Vec<DeliveryState>> {
+        Ok(self.lock().deliveries.values().cloned().collect())
+    }
+
+    async fn save_delivery_state(&self, state: &DeliveryState) -> Result<()> {
+        self.lock()
+            .deliveries
+            .insert(state.webhook.clone(), state.clone());
+        Ok(())
+    }
+
+    async fn forget_delivery_states(&self, keep: &[String]) -> Result<u64> {
+        let mut state = self.lock();
+        let before = state.deliveries.len();
+        state.deliveries.retain(|k, _| keep.contains(k));
+        Ok((before - state.deliveries.len()) as u64)
+    }
+
+    async fn prune_outbox(&self, through: i64, before: Timestamp) -> Result<u64> {
+        let mut state = self.lock();
+        let n = state.outbox.len();
+        state
+            .outbox
+            .retain(|e| !(e.id <= through && e.time < before));
+        Ok((n - state.outbox.len()) as u64)
     }
 }
 

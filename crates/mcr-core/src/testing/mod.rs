@@ -31,7 +31,7 @@ mod upstream;
 
 pub use blob_store::FakeBlobStore;
 pub use clock::ManualClock;
-pub use events::{audited, pushed};
+pub use events::{audited, blob_unlink, manifest_deletion, pushed, repo_deletion, tag_deletion};
 pub use faulty::{Fault, Faults, FaultyBlobStore};
 pub use hold::Hold;
 pub use identity::FakeIdentity;

@@ -3,7 +3,7 @@
 
 use mcr_core::names::{Reference, RepoName};
 use mcr_core::quota::QuotaDraft;
-use mcr_core::registry::{RepoListing, GC_RUNS_DEFAULT};
+use mcr_core::registry::{RepoListing, DEFAULT_EVENTS_LISTED, GC_RUNS_DEFAULT};
 use tonic::{Request, Response, Status};
 
 use super::Api;
@@ -150,6 +150,41 @@ impl RegistryService for Api {
             .await
             .map_err(status)?;
         Ok(Response::new(pb::DropProxyCacheResponse {}))
+    }
+
+    async fn list_webhooks(
+        &self,
+        req: Request<pb::ListWebhooksRequest>,
+    ) -> Result<Response<pb::ListWebhooksResponse>, Status> {
+        let caller = caller(&req)?;
+        let hooks = self
+            .registry
+            .webhook_status(&caller)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ListWebhooksResponse {
+            webhooks: hooks.iter().map(pb::Webhook::from).collect(),
+        }))
+    }
+
+    async fn list_events(
+        &self,
+        req: Request<pb::ListEventsRequest>,
+    ) -> Result<Response<pb::ListEventsResponse>, Status> {
+        let caller = caller(&req)?;
+        let r = req.get_ref();
+        let limit = match r.limit {
+            0 => DEFAULT_EVENTS_LISTED,
+            n => n as usize,
+        };
+        let events = self
+            .registry
+            .list_events(&caller, r.after, limit)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ListEventsResponse {
+            events: events.iter().map(pb::Event::from).collect(),
+        }))
     }
 
     async fn list_quotas(

@@ -1,12 +1,14 @@
 //! The admin REST API under `/v1`: health and readiness, login and logout,
 //! repositories, policy rules, the audit log, garbage collection,
 //! retention policies and runs, database snapshots, the pull-through
-//! cache's mirrors and quotas.
+//! cache's mirrors, quotas, and webhook events with their delivery
+//! state.
 //!
 //! Errors are `{"error": "..."}` with the status the engine error maps to
 //! (`crate::error::ApiError`). Every handler authenticates, calls one use
 //! case, and shapes its answer as JSON.
 
+mod events;
 mod gc;
 mod policy;
 mod proxies;
@@ -71,6 +73,8 @@ pub fn router() -> Router<AppState> {
         .route("/proxies/cache/{*name}", delete(proxies::drop_cache))
         .route("/quotas", get(quotas::list).post(quotas::set))
         .route("/quotas/{id}", delete(quotas::delete))
+        .route("/events", get(events::list))
+        .route("/events/webhooks", get(events::webhooks))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }

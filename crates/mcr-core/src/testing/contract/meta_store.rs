@@ -53,8 +53,10 @@ use crate::retention::{GraphManifest, GraphTag, ManifestGraph, RetentionSpec};
 use crate::testing::{audited, pushed};
 use crate::time::Timestamp;
 
+mod events;
 mod quotas;
 
+use events::{delivery_states_and_pruning, events_exist_exactly_for_committed_changes};
 use quotas::{
     concurrent_pushes_never_pass_a_quota, pushes_over_a_quota_are_refused_and_change_nothing,
     quota_use_counts_each_blob_and_manifest_once_per_scope,
@@ -119,6 +121,8 @@ pub const META_STORE_CHECKS: &[Check<dyn MetaStore>] = checks![dyn MetaStore =>
     pushes_over_a_quota_are_refused_and_change_nothing,
     concurrent_pushes_never_pass_a_quota,
     quota_use_equals_a_recomputation_after_any_changes,
+    events_exist_exactly_for_committed_changes,
+    delivery_states_and_pruning,
 ];
 
 /// Runs every [`MetaStore`] check, each on a fresh empty store from
@@ -142,7 +146,7 @@ fn page(last: Option<&str>, limit: usize) -> Page {
 
 const ALL: usize = 1000;
 
-fn info(data: &[u8]) -> BlobInfo {
+pub(super) fn info(data: &[u8]) -> BlobInfo {
     BlobInfo {
         digest: sha256(data),
         size: data.len() as u64,
@@ -199,7 +203,7 @@ async fn upload_as(
 
 /// An image manifest in `r` named `name` (the name makes its bytes
 /// unique), referencing `blobs`, created at `at`.
-fn image(r: &RepoName, name: &str, blobs: &[&BlobInfo], at: Timestamp) -> NewManifest {
+pub(super) fn image(r: &RepoName, name: &str, blobs: &[&BlobInfo], at: Timestamp) -> NewManifest {
     let raw = format!(
         r#"{{"schemaVersion":2,"mediaType":"{OCI_IMAGE_MANIFEST}","annotations":{{"name":"{name}"}}}}"#
     );
@@ -240,7 +244,7 @@ fn index(r: &RepoName, name: &str, children: Vec<Digest>, at: Timestamp) -> NewM
     }
 }
 
-fn tagged(mut m: NewManifest, name: &str) -> NewManifest {
+pub(super) fn tagged(mut m: NewManifest, name: &str) -> NewManifest {
     m.tags = vec![tag(name)];
     m
 }
@@ -250,7 +254,7 @@ fn at_time(mut m: NewManifest, at: Timestamp) -> NewManifest {
     m
 }
 
-async fn put(s: &Store, m: &NewManifest) {
+pub(super) async fn put(s: &Store, m: &NewManifest) {
     ok(
         s.put_manifest(m.clone(), &pushed(m)).await,
         &format!("put_manifest {}", m.digest),
@@ -454,7 +458,9 @@ async fn repositories_come_into_being_on_first_write(s: Store) {
     );
 
     // The last content going takes the repository out of every listing.
-    let gone = s.unlink_blob(&mnt, &sha256(b"layer")).await;
+    let gone = s
+        .unlink_blob(&mnt, &sha256(b"layer"), &crate::testing::blob_unlink())
+        .await;
     assert!(ok(gone, "unlink_blob"));
     assert!(
         !exists(&s, &mnt).await,
@@ -802,7 +808,7 @@ async fn a_mirrored_manifest_needs_no_blobs_yet_and_protects_them_once_there(s: 
 }
 
 /// A guard denying both tag actions on tags `v*` to everyone, in `r`.
-fn immutable_v_tags(r: &RepoName, action: Action) -> TagGuard {
+pub(super) fn immutable_v_tags(r: &RepoName, action: Action) -> TagGuard {
     let engine = Engine::new();
     engine.set_rules(vec![RuleDraft {
         priority: 1,
@@ -882,7 +888,13 @@ async fn a_tag_guard_is_asked_inside_the_step(s: Store) {
 
     assert_tag_refused(
         err_of(
-            s.delete_manifest(&r, &m1.digest, &delete).await,
+            s.delete_manifest(
+                &r,
+                &m1.digest,
+                &delete,
+                &crate::testing::manifest_deletion(),
+            )
+            .await,
             "deleting m1",
         ),
         "v1",
@@ -891,14 +903,21 @@ async fn a_tag_guard_is_asked_inside_the_step(s: Store) {
     assert!(has_manifest(&s, &r, &m1.digest).await, "m1 was deleted");
     assert!(
         ok(
-            s.delete_manifest(&r, &m3.digest, &delete).await,
+            s.delete_manifest(
+                &r,
+                &m3.digest,
+                &delete,
+                &crate::testing::manifest_deletion()
+            )
+            .await,
             "deleting m3"
         ),
         "a manifest whose tags are not guarded is deleted"
     );
     assert_tag_refused(
         err_of(
-            s.delete_repository(&r, &delete).await,
+            s.delete_repository(&r, &delete, &crate::testing::repo_deletion())
+                .await,
             "deleting the repository",
         ),
         "v1",
@@ -909,7 +928,12 @@ async fn a_tag_guard_is_asked_inside_the_step(s: Store) {
         Some(m2.digest.clone()),
         "v2 went"
     );
-    assert!(ok(s.delete_repository(&r, &TagGuard::open()).await, "delete").is_some());
+    assert!(ok(
+        s.delete_repository(&r, &TagGuard::open(), &crate::testing::repo_deletion())
+            .await,
+        "delete"
+    )
+    .is_some());
 }
 
 /// Pushes of different manifests under one guarded tag, all at once: one
@@ -961,7 +985,13 @@ async fn deleting_a_manifest_deletes_its_tags(s: Store) {
     put(&s, &m2).await;
     assert!(
         ok(
-            s.delete_manifest(&r, &m1.digest, &TagGuard::open()).await,
+            s.delete_manifest(
+                &r,
+                &m1.digest,
+                &TagGuard::open(),
+                &crate::testing::manifest_deletion()
+            )
+            .await,
             "delete_manifest"
         ),
         "reports the manifest"
@@ -983,21 +1013,37 @@ async fn deleting_a_manifest_deletes_its_tags(s: Store) {
     assert!(has_manifest(&s, &r, &m2.digest).await);
     assert!(
         !ok(
-            s.delete_manifest(&r, &m1.digest, &TagGuard::open()).await,
+            s.delete_manifest(
+                &r,
+                &m1.digest,
+                &TagGuard::open(),
+                &crate::testing::manifest_deletion()
+            )
+            .await,
             "delete again"
         ),
         "second delete"
     );
     assert!(!ok(
-        s.delete_manifest(&repo("ghost"), &m2.digest, &TagGuard::open())
-            .await,
+        s.delete_manifest(
+            &repo("ghost"),
+            &m2.digest,
+            &TagGuard::open(),
+            &crate::testing::manifest_deletion()
+        )
+        .await,
         "delete in unknown repo"
     ));
     let other = repo("other");
     session(&s, &other, t(3)).await;
     assert!(!ok(
-        s.delete_manifest(&other, &m2.digest, &TagGuard::open())
-            .await,
+        s.delete_manifest(
+            &other,
+            &m2.digest,
+            &TagGuard::open(),
+            &crate::testing::manifest_deletion()
+        )
+        .await,
         "delete in another repo"
     ));
     assert!(
@@ -1016,7 +1062,11 @@ async fn delete_tag_removes_only_the_tag(s: Store) {
     put(&s, &tagged(m.clone(), "a")).await;
     put(&s, &tagged(m.clone(), "b")).await;
     assert!(
-        ok(s.delete_tag(&r, &tag("a")).await, "delete_tag"),
+        ok(
+            s.delete_tag(&r, &tag("a"), &crate::testing::tag_deletion())
+                .await,
+            "delete_tag"
+        ),
         "reports the tag"
     );
     assert_eq!(tags(&s, &r).await, strings(&["b"]));
@@ -1024,12 +1074,21 @@ async fn delete_tag_removes_only_the_tag(s: Store) {
         has_manifest(&s, &r, &m.digest).await,
         "deleting a tag deleted the manifest"
     );
-    assert!(!ok(s.delete_tag(&r, &tag("a")).await, "delete_tag again"));
     assert!(!ok(
-        s.delete_tag(&repo("ghost"), &tag("b")).await,
+        s.delete_tag(&r, &tag("a"), &crate::testing::tag_deletion())
+            .await,
+        "delete_tag again"
+    ));
+    assert!(!ok(
+        s.delete_tag(&repo("ghost"), &tag("b"), &crate::testing::tag_deletion())
+            .await,
         "delete_tag in unknown repo"
     ));
-    assert!(ok(s.delete_tag(&r, &tag("b")).await, "delete the last tag"));
+    assert!(ok(
+        s.delete_tag(&r, &tag("b"), &crate::testing::tag_deletion())
+            .await,
+        "delete the last tag"
+    ));
     assert!(tags(&s, &r).await.is_empty());
     assert!(
         has_manifest(&s, &r, &m.digest).await,
@@ -1078,7 +1137,13 @@ async fn referrers_by_subject(s: Store) {
     )
     .is_empty());
     ok(
-        s.delete_manifest(&r, &sbom.digest, &TagGuard::open()).await,
+        s.delete_manifest(
+            &r,
+            &sbom.digest,
+            &TagGuard::open(),
+            &crate::testing::manifest_deletion(),
+        )
+        .await,
         "delete a referrer",
     );
     let left: Vec<Digest> = ok(s.referrers(&r, &sd).await, "referrers")
@@ -1479,7 +1544,11 @@ async fn mount_from_a_repository_without_the_blob_changes_nothing(s: Store) {
             "a failed mount created {name}"
         );
     }
-    ok(s.unlink_blob(&a, &x.digest).await, "unlink");
+    ok(
+        s.unlink_blob(&a, &x.digest, &crate::testing::blob_unlink())
+            .await,
+        "unlink",
+    );
     let got = ok(
         s.mount_blob(
             &a,
@@ -1526,7 +1595,11 @@ async fn a_blob_names_the_repositories_holding_it(s: Store) {
         "a page resumes after `last`"
     );
     assert!(holders(None, ALL, sha256(b"nowhere")).await.is_empty());
-    ok(s.unlink_blob(&repo("b"), &blob.digest).await, "unlink");
+    ok(
+        s.unlink_blob(&repo("b"), &blob.digest, &crate::testing::blob_unlink())
+            .await,
+        "unlink",
+    );
     assert_eq!(
         holders(None, ALL, blob.digest.clone()).await,
         strings(&["a/b", "c"]),
@@ -1539,7 +1612,11 @@ async fn unlink_keeps_the_blob_row(s: Store) {
     let blob = upload(&s, &a, b"layer", t(1)).await;
     upload(&s, &b, b"layer", t(1)).await;
     assert!(
-        ok(s.unlink_blob(&a, &blob.digest).await, "unlink"),
+        ok(
+            s.unlink_blob(&a, &blob.digest, &crate::testing::blob_unlink())
+                .await,
+            "unlink"
+        ),
         "reports the link"
     );
     assert_eq!(
@@ -1553,12 +1630,21 @@ async fn unlink_keeps_the_blob_row(s: Store) {
         "unlink reached b"
     );
     assert!(has_row(&s, &blob.digest).await, "unlink removed the row");
-    assert!(!ok(s.unlink_blob(&a, &blob.digest).await, "unlink again"));
     assert!(!ok(
-        s.unlink_blob(&repo("ghost"), &blob.digest).await,
+        s.unlink_blob(&a, &blob.digest, &crate::testing::blob_unlink())
+            .await,
+        "unlink again"
+    ));
+    assert!(!ok(
+        s.unlink_blob(&repo("ghost"), &blob.digest, &crate::testing::blob_unlink())
+            .await,
         "unlink in unknown repo"
     ));
-    ok(s.unlink_blob(&b, &blob.digest).await, "unlink from b");
+    ok(
+        s.unlink_blob(&b, &blob.digest, &crate::testing::blob_unlink())
+            .await,
+        "unlink from b",
+    );
     assert_eq!(
         ok(collect(s.list_blobs()).await, "list_blobs"),
         vec![blob.clone()],
@@ -1607,7 +1693,11 @@ async fn sweep_respects_the_cutoff(s: Store) {
 
     // A row with no links at all goes by its creation time.
     let v = upload(&s, &r, b"unlinked", t(200)).await;
-    ok(s.unlink_blob(&r, &v.digest).await, "unlink");
+    ok(
+        s.unlink_blob(&r, &v.digest, &crate::testing::blob_unlink())
+            .await,
+        "unlink",
+    );
     assert!(sweep(&s, t(200)).await.is_empty());
     assert_eq!(sweep(&s, t(201)).await, vec![v]);
     assert!(
@@ -1770,7 +1860,11 @@ async fn sweep_spares_blobs_referenced_in_any_repository(s: Store) {
     // Referenced by a manifest in b, then unlinked from b: still referenced.
     let shared = upload(&s, &b, b"shared", t(1)).await;
     put(&s, &image(&b, "uses-shared", &[&shared], t(2))).await;
-    ok(s.unlink_blob(&b, &shared.digest).await, "unlink");
+    ok(
+        s.unlink_blob(&b, &shared.digest, &crate::testing::blob_unlink())
+            .await,
+        "unlink",
+    );
     // Referenced from two repositories.
     let both = upload(&s, &a, b"both", t(1)).await;
     upload(&s, &b, b"both", t(1)).await;
@@ -1791,7 +1885,13 @@ async fn sweep_spares_blobs_referenced_in_any_repository(s: Store) {
     assert!(has_row(&s, &shared.digest).await);
 
     ok(
-        s.delete_manifest(&a, &ma.digest, &TagGuard::open()).await,
+        s.delete_manifest(
+            &a,
+            &ma.digest,
+            &TagGuard::open(),
+            &crate::testing::manifest_deletion(),
+        )
+        .await,
         "delete in a",
     );
     assert!(
@@ -1799,7 +1899,13 @@ async fn sweep_spares_blobs_referenced_in_any_repository(s: Store) {
         "swept a blob still referenced in b"
     );
     ok(
-        s.delete_manifest(&b, &mb.digest, &TagGuard::open()).await,
+        s.delete_manifest(
+            &b,
+            &mb.digest,
+            &TagGuard::open(),
+            &crate::testing::manifest_deletion(),
+        )
+        .await,
         "delete in b",
     );
     assert_eq!(
@@ -1808,7 +1914,13 @@ async fn sweep_spares_blobs_referenced_in_any_repository(s: Store) {
         "deleting every reference frees it"
     );
     ok(
-        s.delete_manifest(&a, &idx.digest, &TagGuard::open()).await,
+        s.delete_manifest(
+            &a,
+            &idx.digest,
+            &TagGuard::open(),
+            &crate::testing::manifest_deletion(),
+        )
+        .await,
         "delete the index",
     );
     assert!(
@@ -1816,12 +1928,19 @@ async fn sweep_spares_blobs_referenced_in_any_repository(s: Store) {
         "swept blobs of a manifest still stored"
     );
     ok(
-        s.delete_manifest(&a, &m.digest, &TagGuard::open()).await,
+        s.delete_manifest(
+            &a,
+            &m.digest,
+            &TagGuard::open(),
+            &crate::testing::manifest_deletion(),
+        )
+        .await,
         "delete m",
     );
     assert_eq!(sweep(&s, t(1000)).await, infos(vec![config, layer]));
     ok(
-        s.delete_repository(&b, &TagGuard::open()).await,
+        s.delete_repository(&b, &TagGuard::open(), &crate::testing::repo_deletion())
+            .await,
         "delete_repository b",
     );
     assert_eq!(
@@ -1841,7 +1960,8 @@ async fn delete_repository_returns_its_uploads_and_keeps_blob_rows(s: Store) {
     upload(&s, &b, b"layer", t(5)).await;
 
     let ids = ok(
-        s.delete_repository(&a, &TagGuard::open()).await,
+        s.delete_repository(&a, &TagGuard::open(), &crate::testing::repo_deletion())
+            .await,
         "delete_repository",
     )
     .expect("a existed");
@@ -1877,14 +1997,20 @@ async fn delete_repository_returns_its_uploads_and_keeps_blob_rows(s: Store) {
     );
     assert_eq!(
         ok(
-            s.delete_repository(&a, &TagGuard::open()).await,
+            s.delete_repository(&a, &TagGuard::open(), &crate::testing::repo_deletion())
+                .await,
             "delete again"
         ),
         None
     );
     assert_eq!(
         ok(
-            s.delete_repository(&repo("ghost"), &TagGuard::open()).await,
+            s.delete_repository(
+                &repo("ghost"),
+                &TagGuard::open(),
+                &crate::testing::repo_deletion()
+            )
+            .await,
             "delete unknown"
         ),
         None
@@ -2153,10 +2279,20 @@ async fn repository_sizes_follow_every_change(s: Store) {
         "a manifest stored twice counts once"
     );
     assert!(ok(
-        s.delete_manifest(&a, &m.digest, &TagGuard::open()).await,
+        s.delete_manifest(
+            &a,
+            &m.digest,
+            &TagGuard::open(),
+            &crate::testing::manifest_deletion()
+        )
+        .await,
         "delete_manifest"
     ));
-    assert!(ok(s.unlink_blob(&a, &y.digest).await, "unlink_blob"));
+    assert!(ok(
+        s.unlink_blob(&a, &y.digest, &crate::testing::blob_unlink())
+            .await,
+        "unlink_blob"
+    ));
     assert_eq!(
         sizes().await,
         [
@@ -2175,7 +2311,8 @@ async fn repository_sizes_follow_every_change(s: Store) {
         "a blob linked again counts again"
     );
     ok(
-        s.delete_repository(&a, &TagGuard::open()).await,
+        s.delete_repository(&a, &TagGuard::open(), &crate::testing::repo_deletion())
+            .await,
         "delete_repository",
     );
     assert_eq!(
@@ -2830,7 +2967,12 @@ async fn pushed_repositories_include_those_with_pushed_blob_links_alone(s: Store
     // Uploaded, unlinked, then filled: not pushed any more.
     let gone = upload(&s, &repo("hub/unlinked"), b"gone", t(1)).await;
     ok(
-        s.unlink_blob(&repo("hub/unlinked"), &gone.digest).await,
+        s.unlink_blob(
+            &repo("hub/unlinked"),
+            &gone.digest,
+            &crate::testing::blob_unlink(),
+        )
+        .await,
         "unlink",
     );
     upload_as(

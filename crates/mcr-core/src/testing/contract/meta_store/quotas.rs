@@ -164,7 +164,11 @@ pub(super) async fn quota_use_counts_each_blob_and_manifest_once_per_scope(s: St
     // The repository's use is the size its listing shows.
     let detail = ok(s.repository_detail(&a).await, "detail").expect("team/a exists");
     assert_eq!(detail.summary.total_size, used(&s, "team/a").await);
-    ok(s.unlink_blob(&a, &own.digest).await, "unlink");
+    ok(
+        s.unlink_blob(&a, &own.digest, &crate::testing::blob_unlink())
+            .await,
+        "unlink",
+    );
     assert_eq!(used(&s, "team/").await, shared.size + manifest);
 }
 
@@ -365,13 +369,23 @@ pub(super) async fn quota_use_equals_a_recomputation_after_any_changes(s: Store)
                 pushed_manifests.push(m);
             }
             4 => {
-                ok(s.unlink_blob(r, &info(data).digest).await, "unlink");
+                ok(
+                    s.unlink_blob(r, &info(data).digest, &crate::testing::blob_unlink())
+                        .await,
+                    "unlink",
+                );
             }
             _ => {
                 if let Some(m) = pushed_manifests.get(rng.below(8) as usize) {
                     let guard = crate::policy::TagGuard::open();
                     ok(
-                        s.delete_manifest(&m.repository, &m.digest, &guard).await,
+                        s.delete_manifest(
+                            &m.repository,
+                            &m.digest,
+                            &guard,
+                            &crate::testing::manifest_deletion(),
+                        )
+                        .await,
                         "delete",
                     );
                 }

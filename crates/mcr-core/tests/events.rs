@@ -1,0 +1,222 @@
+//! Webhook delivery through the engine, on the fakes and a scripted
+//! sink: a failure is recorded and retried on the backoff's schedule, not
+//! before; success moves the cursor; filtered events are passed over;
+//! events arrive in outbox order; pruning spares nothing undelivered.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use mcr_core::audit::{EventType, NewAuditEvent};
+use mcr_core::events::{Backoff, Webhook};
+use mcr_core::names::RepoName;
+use mcr_core::policy::{Engine, PolicyEngine, RepoPattern};
+use mcr_core::ports::{AuditLog, EventOutbox, EventSink, Secret};
+use mcr_core::registry::{DeliveryPass, Registry, DELIVERED_EVENTS_KEPT};
+use mcr_core::testing::{admin, user, FakeBlobStore, FakeIdentity, FakeMetaStore, ManualClock};
+use mcr_core::time::{Clock, Timestamp};
+use mcr_core::{Error, Result};
+use serde_json::Value;
+
+/// Fails the first `failures` sends, then accepts; keeps what it accepted.
+#[derive(Default)]
+struct Scripted {
+    failures: Mutex<usize>,
+    calls: Mutex<usize>,
+    accepted: Mutex<Vec<Value>>,
+}
+
+#[async_trait]
+impl EventSink for Scripted {
+    async fn send(&self, _hook: &Webhook, body: Bytes) -> Result<()> {
+        *self.calls.lock().unwrap() += 1;
+        let mut failures = self.failures.lock().unwrap();
+        if *failures > 0 {
+            *failures -= 1;
+            return Err(Error::Unavailable("receiver answered 503".into()));
+        }
+        self.accepted
+            .lock()
+            .unwrap()
+            .push(serde_json::from_slice(&body).unwrap());
+        Ok(())
+    }
+}
+
+fn event(event_type: EventType, repo: Option<&str>, at: Timestamp) -> NewAuditEvent {
+    NewAuditEvent {
+        time: at,
+        event_type,
+        actor_id: Some("ops".into()),
+        repository: repo.map(|r| RepoName::new(r).unwrap()),
+        digest: None,
+        ip: None,
+        details: BTreeMap::new(),
+    }
+}
+
+#[test]
+fn failures_back_off_success_moves_the_cursor_and_filters_pass_over() {
+    futures_executor::block_on(failures_back_off());
+}
+
+async fn failures_back_off() {
+    let clock = Arc::new(ManualClock::default());
+    let meta = Arc::new(FakeMetaStore::new());
+    let identity = Arc::new(FakeIdentity::new(clock.clone()));
+    for caller in [admin(), user()] {
+        let name = caller.principal.subject.clone();
+        identity.add_user(&name, "pw", caller.principal);
+    }
+    let policy = Arc::new(Engine::new());
+    policy.set_rules(Vec::new());
+    let sink = Arc::new(Scripted {
+        failures: Mutex::new(2),
+        ..Scripted::default()
+    });
+    let hook = Webhook {
+        url: "https://u:p@ci.example/h".into(),
+        secret: Secret::new("0123456789abcdef"),
+        events: Vec::new(),
+        repositories: vec![RepoPattern::new("a/*").unwrap()],
+        timeout: Duration::from_secs(5),
+    };
+    let backoff = Backoff {
+        initial: Duration::from_secs(1),
+        max: Duration::from_secs(4),
+    };
+    let registry = Registry::new(
+        meta.clone(),
+        Arc::new(FakeBlobStore::new()),
+        identity,
+        policy,
+    )
+    .with_clock(clock.clone())
+    .with_webhooks(
+        vec![hook],
+        sink.clone(),
+        "https://mcr.example".into(),
+        backoff,
+    );
+
+    // Before the webhook is first prepared: not sent to it.
+    meta.record_audit(&event(EventType::RepoDeleted, Some("a/old"), clock.now()))
+        .await
+        .unwrap();
+    registry.prepare_webhooks().await.unwrap();
+    for (t, repo) in [
+        (EventType::RepoDeleted, Some("a/one")),
+        (EventType::RepoDeleted, Some("b/other")),
+        (EventType::GcCompleted, None),
+        (EventType::RepoDeleted, Some("a/two")),
+    ] {
+        meta.record_audit(&event(t, repo, clock.now()))
+            .await
+            .unwrap();
+    }
+
+    // Two failures, each waiting its backoff (jitter in the upper half).
+    let mut expected_wait = Duration::from_secs(1);
+    for attempt in 1..=2 {
+        let now = clock.now();
+        let DeliveryPass::RetryAt(at) = registry.deliver_webhook(0).await.unwrap() else {
+            panic!("attempt {attempt} failed and must be retried");
+        };
+        let wait = Duration::from_millis((at.as_millis() - now.as_millis()) as u64);
+        assert!(
+            wait >= expected_wait / 2 && wait <= expected_wait,
+            "attempt {attempt}: {wait:?}"
+        );
+        let status = &registry.webhook_status(&admin()).await.unwrap()[0];
+        assert_eq!(status.url, "https://***@ci.example/h");
+        assert_eq!(status.attempts, attempt);
+        assert_eq!(status.last_error.as_deref(), Some("receiver answered 503"));
+        assert_eq!(status.next_attempt, Some(at));
+        assert_eq!(status.pending, 4);
+        // Not before its time: no send.
+        let calls = *sink.calls.lock().unwrap();
+        assert_eq!(
+            registry.deliver_webhook(0).await.unwrap(),
+            DeliveryPass::RetryAt(at)
+        );
+        assert_eq!(*sink.calls.lock().unwrap(), calls);
+        clock.set(at);
+        expected_wait *= 2;
+    }
+
+    assert_eq!(
+        registry.deliver_webhook(0).await.unwrap(),
+        DeliveryPass::CaughtUp
+    );
+    let accepted = sink.accepted.lock().unwrap().clone();
+    let subjects: Vec<&str> = accepted
+        .iter()
+        .map(|e| e["subject"].as_str().unwrap())
+        .collect();
+    assert_eq!(subjects, ["a/one", "a/two"], "in order, filtered");
+    let ids: Vec<&str> = accepted.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["2", "5"]);
+    assert_eq!(accepted[0]["type"], "dev.mcr.repository.deleted");
+    assert_eq!(accepted[0]["source"], "https://mcr.example");
+    let status = &registry.webhook_status(&admin()).await.unwrap()[0];
+    assert_eq!(
+        (status.delivered, status.pending, status.attempts),
+        (5, 0, 0)
+    );
+    assert_eq!(status.last_error, None);
+    assert!(matches!(
+        registry.webhook_status(&user()).await,
+        Err(Error::Denied { .. })
+    ));
+
+    // Delivered events go once a day old; the first one too (no webhook
+    // is before it).
+    assert_eq!(registry.prune_events().await.unwrap(), 0, "too recent");
+    clock.advance(DELIVERED_EVENTS_KEPT + Duration::from_secs(1));
+    assert_eq!(registry.prune_events().await.unwrap(), 5);
+    assert!(meta.outbox_after(0, 100).await.unwrap().is_empty());
+}
+
+#[test]
+fn an_undelivered_event_is_never_pruned() {
+    futures_executor::block_on(undelivered_stays());
+}
+
+async fn undelivered_stays() {
+    let clock = Arc::new(ManualClock::default());
+    let meta = Arc::new(FakeMetaStore::new());
+    let sink = Arc::new(Scripted {
+        failures: Mutex::new(usize::MAX),
+        ..Scripted::default()
+    });
+    let hook = Webhook {
+        url: "https://ci.example/h".into(),
+        secret: Secret::new("0123456789abcdef"),
+        events: Vec::new(),
+        repositories: Vec::new(),
+        timeout: Duration::from_secs(5),
+    };
+    let policy = Arc::new(Engine::new());
+    policy.set_rules(Vec::new());
+    let registry = Registry::new(
+        meta.clone(),
+        Arc::new(FakeBlobStore::new()),
+        Arc::new(FakeIdentity::new(clock.clone())),
+        policy,
+    )
+    .with_clock(clock.clone())
+    .with_webhooks(vec![hook], sink, "urn:mcr:test".into(), Backoff::default());
+    registry.prepare_webhooks().await.unwrap();
+    meta.record_audit(&event(EventType::GcCompleted, None, clock.now()))
+        .await
+        .unwrap();
+    assert!(matches!(
+        registry.deliver_webhook(0).await.unwrap(),
+        DeliveryPass::RetryAt(_)
+    ));
+    clock.advance(DELIVERED_EVENTS_KEPT * 3);
+    assert_eq!(registry.prune_events().await.unwrap(), 0);
+    assert_eq!(meta.outbox_after(0, 100).await.unwrap().len(), 1);
+}
