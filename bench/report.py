@@ -111,9 +111,7 @@ def main() -> int:
             rows.append((w, "server CPU s", "lower", f"server CPU time, {w.replace('_', ' ')} (all rounds)"))
 
     out = []
-    out.append("| workload | unit | MCR | Distribution | MCR/Dist | MCR better when | winner | Distribution, no auth"
-               " | limit | MCR/limit |")
-    out.append("|---|---|--:|--:|--:|---|---|--:|--:|--:|")
+    table = []
     for w, m, better, label in rows:
         a, b, c = med(w, "mcr", m), med(w, "dist", m), med(w, "dist-noauth", m)
         lim = med(w, "limit", m) if m in ("MiB/s", "req/s") else None
@@ -131,7 +129,13 @@ def main() -> int:
             winner = "Distribution"
         when = "ratio > 1" if better == "higher" else "ratio < 1"
         rtxt = f"{ratio:.2f}" if ratio is not None else "–"
-        out.append(f"| {label} | {m} | {fmt(a)} | {fmt(b)} | {rtxt} | {when} | {winner} | {fmt(c)} | {fmt(lim)} | {lratio} |")
+        table.append(f"| {label} | {m} | {fmt(a)} | {fmt(b)} | {rtxt} | {when} | {winner} | {fmt(c)} | {fmt(lim)} | {lratio} |")
+    # Empty when only the GC workload ran (BENCH_ONLY=gc).
+    if table:
+        out.append("| workload | unit | MCR | Distribution | MCR/Dist | MCR better when | winner | Distribution, no auth"
+                   " | limit | MCR/limit |")
+        out.append("|---|---|--:|--:|--:|---|---|--:|--:|--:|")
+        out.extend(table)
 
     # What metrics cost: mcrsrv with metrics on and scraped every second
     # against mcrsrv with them off, same data, same rounds.
@@ -206,13 +210,14 @@ def main() -> int:
                            f" | {fmt(d['p50_ms'])} | {fmt(d['p99_ms'])} | {fmt(d['max_ms'])}"
                            f" | {fmt(b['p99_ms'])} | {fmt(b['max_ms'])} | {fmt(g.get('peak_rss_mib'))} |")
 
-    out.append("\n<details><summary>Every round</summary>\n")
-    out.append("| workload | unit | server | rounds |")
-    out.append("|---|---|---|---|")
-    for (w, s, m), vals in sorted(data.items()):
-        vals = ", ".join(fmt(v) for _, v in sorted(vals))
-        out.append(f"| {w} | {m} | {s} | {vals} |")
-    out.append("\n</details>")
+    if data:
+        out.append("\n<details><summary>Every round</summary>\n")
+        out.append("| workload | unit | server | rounds |")
+        out.append("|---|---|---|---|")
+        for (w, s, m), vals in sorted(data.items()):
+            vals = ", ".join(fmt(v) for _, v in sorted(vals))
+            out.append(f"| {w} | {m} | {s} | {vals} |")
+        out.append("\n</details>")
     print("\n".join(out))
     return 0
 

@@ -36,6 +36,8 @@ GC_SIZES=${BENCH_GC_SIZES-10000 100000}
 GC_PUSHERS=${BENCH_GC_PUSHERS:-2}
 GC_BASELINE_SECONDS=${BENCH_GC_BASELINE_SECONDS:-3}
 WITH_METRICS=${BENCH_METRICS:-0}
+# "all" runs every workload; "gc" only the GC workload (with BENCH_GC_SIZES).
+ONLY=${BENCH_ONLY:-all}
 OUT=${BENCH_OUT:-$HERE/results/latest.md}
 TMPBASE=${BENCH_TMPDIR:-/var/tmp}
 
@@ -58,6 +60,7 @@ int_in BENCH_GC_PUSHERS "$GC_PUSHERS" 1 32
 int_in BENCH_GC_BASELINE_SECONDS "$GC_BASELINE_SECONDS" 1 60
 for n in $GC_SIZES; do int_in "a BENCH_GC_SIZES entry" "$n" 1 10000000; done
 int_in BENCH_METRICS "$WITH_METRICS" 0 1
+case $ONLY in all) ;; gc) [ -n "$GC_SIZES" ] || fail "BENCH_ONLY=gc needs BENCH_GC_SIZES" ;; *) fail "BENCH_ONLY=$ONLY must be all or gc" ;; esac
 [ $((CHUNKED_MIB % CHUNK_MIB)) -eq 0 ] || fail "BENCH_CHUNKED_MIB must be a multiple of BENCH_CHUNK_MIB"
 NCHUNKS=$((CHUNKED_MIB / CHUNK_MIB))
 
@@ -84,13 +87,21 @@ COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 DIRTY=$(git -C "$ROOT" status --porcelain --untracked-files=no -- crates Cargo.toml Cargo.lock 2>/dev/null \
   | awk '{ print $2 }' | paste -sd' ' || true)
 
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mcr/target}"
-log "building mcrsrv (release) into $CARGO_TARGET_DIR"
 BUILD_T0=$(date +%s)
-(cd "$ROOT" && cargo build --release -p mcr-cli --bin mcrsrv) >&2
+if [ -n "${BENCH_MCRSRV:-}" ]; then
+  # A prebuilt mcrsrv (another commit's, for a before/after in one
+  # sitting): the report names it instead of this tree's commit.
+  MCRSRV=$(realpath "$BENCH_MCRSRV")
+  [ -x "$MCRSRV" ] || fail "BENCH_MCRSRV=$BENCH_MCRSRV is not an executable"
+  COMMIT="prebuilt $MCRSRV" DIRTY=""
+else
+  export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mcr/target}"
+  log "building mcrsrv (release) into $CARGO_TARGET_DIR"
+  (cd "$ROOT" && cargo build --release -p mcr-cli --bin mcrsrv) >&2
+  MCRSRV="$CARGO_TARGET_DIR/release/mcrsrv"
+  [ -x "$MCRSRV" ] || fail "no $MCRSRV after the build"
+fi
 BUILD_SECONDS=$(($(date +%s) - BUILD_T0))
-MCRSRV="$CARGO_TARGET_DIR/release/mcrsrv"
-[ -x "$MCRSRV" ] || fail "no $MCRSRV after the build"
 
 # --- scratch space and servers ---------------------------------------------
 WORK=$(mktemp -d "$TMPBASE/mcr-bench.XXXXXX")
@@ -411,6 +422,9 @@ phase() { deadline; LOADS+=("$1: $(loadavg)"); log "$1 (load $(loadavg))"; }
 
 # --- the workloads -------------------------------------------------------
 log "scratch $WORK ($FSTYPE); MCR on :$MCR_PORT, Distribution on :$DIST_PORT (no-auth :$NOAUTH_PORT)"
+# Every workload but GC, unless BENCH_ONLY=gc (left unindented: it is
+# most of the script).
+if [ "$ONLY" = all ]; then
 log "generating ${BIG_MIB} MiB and ${CHUNKED_MIB} MiB of random data"
 head -c $((BIG_MIB << 20)) /dev/urandom >"$WORK/big.bin"
 head -c $((CHUNKED_MIB << 20)) /dev/urandom >"$WORK/chunked.bin"
@@ -596,6 +610,12 @@ done
 record_rss blob_get
 stop_servers
 stop_pid "$NGINX_PID"; NGINX_PID=""
+else
+  LOAD_START=$(loadavg)
+  # Seeding needs the schema mcrsrv creates on its first start.
+  start_servers 0
+  stop_servers
+fi
 
 # GC while small pushes go on: for each N, seed N unreferenced blobs into
 # MCR's files and database while it is stopped (gcbench.py seed), start

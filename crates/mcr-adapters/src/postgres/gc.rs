@@ -6,7 +6,7 @@ use mcr_core::ports::{GcStore, SweepStep};
 use mcr_core::time::Timestamp;
 use mcr_core::Result;
 
-use super::rows::{all, blob_info, change, limit_of, one, parsed_opt};
+use super::rows::{all, blob_info, change, limit_of, one, parsed, parsed_opt};
 use super::{sql, PostgresMetaStore};
 
 #[async_trait]
@@ -64,6 +64,19 @@ impl GcStore for PostgresMetaStore {
                 })
             },
         )
+        .await
+    }
+
+    async fn blobs_with_rows(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
+        let digests: Vec<String> = digests.iter().map(Digest::to_string).collect();
+        self.run("looking up swept blobs", digests, |c, digests| {
+            Box::pin(async move {
+                all(c, sql::BLOBS_WITH_ROWS, &[digests], |r| {
+                    parsed(r, 0, Digest::parse)
+                })
+                .await
+            })
+        })
         .await
     }
 }

@@ -269,6 +269,8 @@ pub(super) const SWEEP_CANDIDATES: &str = concat!(
 /// Their links, locked: a manifest relying on one commits first.
 pub(super) const LOCK_BLOB_LINKS: &str =
     "SELECT 1 FROM repository_blobs WHERE digest = ANY($1) FOR UPDATE";
+/// Which of the digests `$1` still have a row (GC phase two).
+pub(super) const BLOBS_WITH_ROWS: &str = "SELECT digest FROM blobs WHERE digest = ANY($1)";
 /// The candidates that are still sweepable now that nothing can change
 /// them: deleted, with their links (`ON DELETE CASCADE`).
 pub(super) const SWEEP: &str = concat!(

@@ -55,4 +55,20 @@ impl GcStore for SqliteMetaStore {
         })
         .await
     }
+
+    async fn blobs_with_rows(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
+        let digests = digests.to_vec();
+        // One read, one indexed lookup per digest on a cached statement.
+        self.read("looking up swept blobs", move |tx| {
+            let mut exists = tx.prepare_cached(sql::BLOB_EXISTS).map_err(db)?;
+            let mut present = Vec::new();
+            for d in digests {
+                if exists.exists([d.to_string()]).map_err(db)? {
+                    present.push(d);
+                }
+            }
+            Ok(present)
+        })
+        .await
+    }
 }

@@ -34,4 +34,10 @@ pub trait GcStore: Send + Sync + 'static {
         after: Option<&Digest>,
         limit: usize,
     ) -> Result<SweepStep>;
+
+    /// Those of `digests` (at most one step's [`SweepStep::swept`]) that
+    /// have a blob row now, in any order: GC phase two asks once per step,
+    /// holding the digests' locks, which swept blobs an upload has
+    /// re-created since (their files stay), rather than once per blob.
+    async fn blobs_with_rows(&self, digests: &[Digest]) -> Result<Vec<Digest>>;
 }

@@ -11,13 +11,16 @@
 //! under its digest's lock (the `Coordination` port's
 //! [`LockKey::Blob`]) and only if no row for it has reappeared — an upload of the same
 //! content that finished in between re-creates the row under the same
-//! lock, and then the file stays. Pulls are never blocked; uploads wait
-//! only on the lock of the one digest GC is deleting at that moment.
+//! lock, and then the file stays. A window's files are deleted under all
+//! their locks at once, after one lookup of which rows reappeared. Pulls
+//! are never blocked; an upload waits only if GC is deleting its very
+//! digest, for the rest of that window's deletions.
 //!
 //! Runs are one at a time, whoever starts them: an admin (REST, gRPC) or
 //! the daemon's schedule (`RegistryConfig::gc_interval`), which runs GC
 //! one interval after the last run started.
 
+use std::collections::HashSet;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
@@ -29,7 +32,7 @@ use super::{details, Caller, Registry};
 use crate::audit::{AuditQuery, EventType, NewAuditEvent};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::ports::{LockGuard, LockKey};
+use crate::ports::{BlobInfo, LockGuard, LockKey};
 use crate::principal::{AccountType, Principal, Role};
 use crate::time::Timestamp;
 
@@ -249,12 +252,9 @@ impl Registry {
                 _ => links.done(),
             }
             let step = step?;
-            for blob in step.swept {
-                if self.delete_file_if_orphan(&blob.digest).await? {
-                    blobs_removed += 1;
-                    bytes_freed += blob.size;
-                }
-            }
+            let (removed, freed) = self.delete_swept_files(&step.swept).await?;
+            blobs_removed += removed;
+            bytes_freed += freed;
             match step.next {
                 Some(next) => after = Some(next),
                 None => break,
@@ -282,6 +282,35 @@ impl Registry {
         )
         .await?;
         Ok(report)
+    }
+
+    /// GC phase two for one step's blobs: under their digests' locks,
+    /// deletes the files of those whose row has not reappeared, and
+    /// returns how many files and bytes went. One lookup for the step
+    /// rather than one per blob. Every other holder of a blob lock holds
+    /// one at a time and waits for no lock while holding it, so no one
+    /// waits in a cycle with GC.
+    async fn delete_swept_files(&self, swept: &[BlobInfo]) -> Result<(u64, u64)> {
+        // Held until the files are gone.
+        let mut guards = Vec::with_capacity(swept.len());
+        for blob in swept {
+            guards.push(self.lock_blob(&blob.digest).await?);
+        }
+        let digests: Vec<Digest> = swept.iter().map(|b| b.digest.clone()).collect();
+        let back: HashSet<Digest> = self
+            .meta
+            .blobs_with_rows(&digests)
+            .await?
+            .into_iter()
+            .collect();
+        let (mut removed, mut freed) = (0, 0);
+        for blob in swept.iter().filter(|b| !back.contains(&b.digest)) {
+            if self.blobs.delete(&blob.digest).await? {
+                removed += 1;
+                freed += blob.size;
+            }
+        }
+        Ok((removed, freed))
     }
 
     /// Deletes the file under the digest's lock unless a row exists.

@@ -1142,6 +1142,15 @@ impl GcStore for FakeMetaStore {
             next,
         })
     }
+
+    async fn blobs_with_rows(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
+        let state = self.lock();
+        Ok(digests
+            .iter()
+            .filter(|d| state.blobs.contains_key(*d))
+            .cloned()
+            .collect())
+    }
 }
 
 #[async_trait]

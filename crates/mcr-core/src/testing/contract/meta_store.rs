@@ -1740,6 +1740,22 @@ async fn sweep_goes_a_batch_at_a_time(s: Store) {
     }
     assert_eq!(infos(swept), infos(all), "each blob swept once");
     assert!(has_row(&s, &kept.digest).await);
+    // Phase two's lookup: of the swept and the kept, only the kept has a
+    // row; an upload of a swept digest brings its row back.
+    assert_eq!(
+        ok(s.blobs_with_rows(&digests).await, "blobs_with_rows"),
+        vec![kept.digest.clone()]
+    );
+    let back = upload(&s, &r, &[b'b', 0], t(600)).await;
+    let mut present = ok(s.blobs_with_rows(&digests).await, "blobs_with_rows");
+    present.sort();
+    let mut want = vec![kept.digest.clone(), back.digest.clone()];
+    want.sort();
+    assert_eq!(present, want, "a re-created row shows again");
+    assert_eq!(
+        ok(s.blobs_with_rows(&[]).await, "blobs_with_rows of nothing"),
+        Vec::<Digest>::new()
+    );
     let nothing = ok(
         s.sweep_unreferenced_blobs(t(100), None, 0).await,
         "sweep_unreferenced_blobs with limit 0",
