@@ -68,6 +68,15 @@ pub struct ProxyConfig {
 /// (see `registry::cache`).
 pub const EVICTION_PULL_GUARD: Duration = Duration::from_secs(15 * 60);
 
+/// How long a tag served offline (its revalidation failed and the mirror
+/// is `offline`) is trusted before the upstream is asked again, unless
+/// its `tag_ttl` is shorter. Without it every pull of the tag would wait
+/// out a failing revalidation, which for an upstream that black-holes is
+/// the whole `timeout`; with it a down upstream costs one failed `HEAD`
+/// per tag per period, and an upstream that comes back is followed again
+/// within the period.
+pub const OFFLINE_RETRY: Duration = Duration::from_secs(30);
+
 impl fmt::Debug for ProxyConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ProxyConfig")
@@ -102,9 +111,11 @@ pub struct ProxyStatus {
 /// confirmed, when each repository was last pulled, and its counts.
 pub(crate) struct Mirror {
     pub(crate) config: ProxyConfig,
-    /// (repository, tag) → when the upstream last confirmed the cached
-    /// answer. In process memory: after a restart every tag is
-    /// revalidated once, which costs one `HEAD` and loses nothing.
+    /// (repository, tag) → until when the cached answer is trusted
+    /// without asking the upstream: `tag_ttl` after the upstream confirmed
+    /// it, [`OFFLINE_RETRY`] after it was served offline. In process
+    /// memory: after a restart every tag is revalidated once, which costs
+    /// one `HEAD` and loses nothing.
     confirmed: Mutex<HashMap<(RepoName, Tag), Timestamp>>,
     /// Repository → when a pull of it (manifest or blob, `HEAD` too) last
     /// started here, the order eviction goes by. In process memory, so a
@@ -157,16 +168,27 @@ impl Mirror {
         self.confirmed.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether the cached answer for the tag is within `tag_ttl` of its
-    /// last confirmation at `now`.
+    /// Whether the cached answer for the tag is trusted at `now`: within
+    /// `tag_ttl` of its last confirmation, or within the offline retry
+    /// period of being served offline.
     pub(crate) fn is_fresh(&self, repo: &RepoName, tag: &Tag, now: Timestamp) -> bool {
         self.confirmed()
             .get(&(repo.clone(), tag.clone()))
-            .is_some_and(|at| now < at.saturating_add(self.config.tag_ttl))
+            .is_some_and(|until| now < *until)
     }
 
+    /// The upstream confirmed the cached answer at `now`.
     pub(crate) fn confirm(&self, repo: &RepoName, tag: &Tag, now: Timestamp) {
-        self.confirmed().insert((repo.clone(), tag.clone()), now);
+        let until = now.saturating_add(self.config.tag_ttl);
+        self.confirmed().insert((repo.clone(), tag.clone()), until);
+    }
+
+    /// The cached answer was served at `now` because the upstream could
+    /// not be asked: trusted for [`OFFLINE_RETRY`] or `tag_ttl`, whichever
+    /// is shorter.
+    pub(crate) fn served_offline(&self, repo: &RepoName, tag: &Tag, now: Timestamp) {
+        let until = now.saturating_add(self.config.tag_ttl.min(OFFLINE_RETRY));
+        self.confirmed().insert((repo.clone(), tag.clone()), until);
     }
 
     pub(crate) fn forget(&self, repo: &RepoName, tag: &Tag) {

@@ -343,6 +343,37 @@ fn when_the_upstream_is_down_cached_images_still_pull() {
     });
 }
 
+/// Review r13, D2: a tag served offline is not revalidated on every pull
+/// (a black-holed upstream would cost a timeout each time): it is trusted
+/// for `OFFLINE_RETRY` (or its `tag_ttl`, if shorter), then asked again.
+#[test]
+fn a_tag_served_offline_is_asked_again_only_after_the_offline_retry_period() {
+    let Mirror { t, up } = mirror(true);
+    let digest = upstream_image(&up, "library/alpine", "3", b"layer");
+    let retry = mcr_core::proxy::OFFLINE_RETRY;
+    assert!(retry < TTL);
+    run(async {
+        let r = &t.registry;
+        pull(r, "hub/alpine", "3").await.unwrap();
+        up.set_down(true);
+        t.clock.advance(TTL);
+        up.clear_requests();
+        assert_eq!(pull(r, "hub/alpine", "3").await.unwrap(), digest);
+        assert_eq!(up.requests(), ["HEAD manifest library/alpine:3"]);
+        t.clock.advance(retry - Duration::from_secs(1));
+        assert_eq!(pull(r, "hub/alpine", "3").await.unwrap(), digest);
+        assert_eq!(up.requests().len(), 1, "{:?}", up.requests());
+        t.clock.advance(Duration::from_secs(1));
+        up.set_down(false);
+        assert_eq!(pull(r, "hub/alpine", "3").await.unwrap(), digest);
+        assert_eq!(up.requests().len(), 2, "{:?}", up.requests());
+        // Confirmed again: trusted for the whole tag_ttl.
+        t.clock.advance(TTL - Duration::from_secs(1));
+        assert_eq!(pull(r, "hub/alpine", "3").await.unwrap(), digest);
+        assert_eq!(up.requests().len(), 2, "{:?}", up.requests());
+    });
+}
+
 #[test]
 fn an_index_caches_only_the_children_pulled() {
     let Mirror { t, up } = mirror(true);

@@ -13,7 +13,10 @@
 //! - retries: a request that could not be sent, or answered `429` or
 //!   `5xx`, is tried again [`HttpUpstream::ATTEMPTS`] times in all, with a
 //!   growing pause; bodies already streaming are not retried (the engine
-//!   fails that fill and the next pull starts over).
+//!   fails that fill and the next pull starts over). A tag's revalidation
+//!   `HEAD` is not retried after a timeout: the engine serves the cached
+//!   tag instead, and an upstream that black-holes would otherwise cost
+//!   [`HttpUpstream::ATTEMPTS`] timeouts per pull.
 //!
 //! Every failure is `Error::Unavailable` naming the upstream's URL and what
 //! was asked; the password and tokens never appear in one, nor in a log.
@@ -95,8 +98,11 @@ impl fmt::Debug for HttpUpstream {
 
 /// What went wrong with one request, before it becomes an `Error`.
 enum Failure {
-    /// Worth another try: not sent, timed out, `429`, `5xx`.
+    /// Worth another try: not sent, `429`, `5xx`.
     Transient(String),
+    /// Connecting or reading timed out: worth another try unless the
+    /// caller has a fallback (see [`Retry`]).
+    TimedOut(String),
     Final(String),
 }
 
@@ -190,6 +196,7 @@ impl HttpUpstream {
         path: &str,
         accept: Option<&str>,
         what: &str,
+        retry: Retry,
     ) -> Result<reqwest::Response> {
         let url = format!("{}/v2/{name}/{path}", self.base);
         let scope = format!("repository:{name}:pull");
@@ -204,7 +211,15 @@ impl HttpUpstream {
                     pause *= 2;
                     attempt += 1;
                 }
-                Err(Failure::Transient(why) | Failure::Final(why)) => {
+                Err(Failure::TimedOut(why))
+                    if retry == Retry::Timeouts && attempt < Self::ATTEMPTS =>
+                {
+                    tracing::debug!(upstream = %self.base, what, attempt, error = %why, "retrying");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                    attempt += 1;
+                }
+                Err(Failure::Transient(why) | Failure::TimedOut(why) | Failure::Final(why)) => {
                     return Err(self.unavailable(what, why))
                 }
             }
@@ -372,13 +387,30 @@ impl HttpUpstream {
     }
 }
 
+/// Which failures of a request [`HttpUpstream::request`] tries again.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// Every transient failure, timeouts included: the caller has nothing
+    /// to fall back on.
+    Timeouts,
+    /// Transient failures but timeouts: the caller answers from its cache
+    /// when the upstream does not answer in time.
+    NotTimeouts,
+}
+
 enum Authorization {
     Bearer(Secret),
     Basic(String, Secret),
 }
 
 fn transient(e: reqwest::Error) -> Failure {
-    Failure::Transient(error_chain(&e.without_url()))
+    let timed_out = e.is_timeout();
+    let why = error_chain(&e.without_url());
+    if timed_out {
+        Failure::TimedOut(why)
+    } else {
+        Failure::Transient(why)
+    }
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -407,6 +439,7 @@ impl Upstream for HttpUpstream {
                 &format!("manifests/{reference}"),
                 Some(ACCEPT),
                 &what,
+                Retry::Timeouts,
             )
             .await?;
         if !self.found(&resp, &what)? {
@@ -431,6 +464,7 @@ impl Upstream for HttpUpstream {
                 &format!("manifests/{tag}"),
                 Some(ACCEPT),
                 &what,
+                Retry::NotTimeouts,
             )
             .await?;
         if !self.found(&resp, &what)? {
@@ -447,7 +481,14 @@ impl Upstream for HttpUpstream {
     async fn blob_size(&self, name: &RepoName, digest: &Digest) -> Result<Option<u64>> {
         let what = format!("blob {digest} of {name}");
         let resp = self
-            .request(Method::HEAD, name, &format!("blobs/{digest}"), None, &what)
+            .request(
+                Method::HEAD,
+                name,
+                &format!("blobs/{digest}"),
+                None,
+                &what,
+                Retry::Timeouts,
+            )
             .await?;
         if !self.found(&resp, &what)? {
             return Ok(None);
@@ -460,7 +501,14 @@ impl Upstream for HttpUpstream {
     async fn blob(&self, name: &RepoName, digest: &Digest) -> Result<Option<UpstreamBlob>> {
         let what = format!("blob {digest} of {name}");
         let resp = self
-            .request(Method::GET, name, &format!("blobs/{digest}"), None, &what)
+            .request(
+                Method::GET,
+                name,
+                &format!("blobs/{digest}"),
+                None,
+                &what,
+                Retry::Timeouts,
+            )
             .await?;
         if !self.found(&resp, &what)? {
             return Ok(None);
@@ -557,6 +605,34 @@ mod tests {
             e.contains("proxy.ca_cert") && e.contains("/nonexistent/ca.pem"),
             "{e}"
         );
+    }
+
+    /// Review r13, D2: an upstream that accepts and never answers costs a
+    /// tag's revalidation one timeout, not one per attempt (the engine
+    /// serves the cached tag), while a blob size is still retried.
+    #[tokio::test]
+    async fn a_revalidation_head_is_not_retried_after_a_timeout() {
+        // Nobody accepts: the kernel completes each connection into the
+        // backlog and nothing ever answers; counted by draining it after.
+        let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        hole.set_nonblocking(true).unwrap();
+        let port = hole.local_addr().unwrap().port();
+        let up = HttpUpstream::new(UpstreamConfig {
+            timeout: Duration::from_millis(200),
+            ..config(&format!("http://127.0.0.1:{port}"))
+        })
+        .unwrap();
+        let connections = || std::iter::from_fn(|| hole.accept().ok()).count();
+        let name = RepoName::new("library/alpine").unwrap();
+        let e = up
+            .manifest_digest(&name, &Tag::new("3").unwrap())
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("library/alpine:3"), "{e}");
+        assert_eq!(connections(), 1);
+        let digest = Digest::sha256_of(b"x");
+        up.blob_size(&name, &digest).await.unwrap_err();
+        assert_eq!(connections(), HttpUpstream::ATTEMPTS as usize);
     }
 
     #[tokio::test]

@@ -1002,6 +1002,9 @@ fn apply_env(
         "web",
         "log",
     ];
+    // Refused whether or not a variable is set: which table a variable
+    // reaches must not depend on the order of the file.
+    proxy_env_prefixes(table)?;
     let overrides: BTreeMap<String, String> = env
         .into_iter()
         .filter(|(k, _)| k.starts_with("MCR_"))
@@ -1064,39 +1067,65 @@ fn apply_env(
     Ok(())
 }
 
+/// The `[[proxy]]` tables' prefixes as `MCR_PROXY_<PREFIX>_` spells them
+/// (uppercased, every other character as `_`: `hub/x-y` is `HUB_X_Y`),
+/// with each table's index, longest first so that `HUB_X` is tried before
+/// `HUB`. Two prefixes spelled the same (`a-b` and `a_b`) are refused: no
+/// variable could tell them apart.
+fn proxy_env_prefixes(table: &toml::Table) -> anyhow::Result<Vec<(usize, String)>> {
+    let Some(proxies) = table.get("proxy").and_then(toml::Value::as_array) else {
+        return Ok(Vec::new());
+    };
+    let mut names: Vec<(usize, String, &str)> = proxies
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| Some((i, p.get("prefix")?.as_str()?)))
+        .map(|(i, prefix)| {
+            let name = prefix
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() {
+                        c.to_ascii_uppercase()
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            (i, name, prefix)
+        })
+        .collect();
+    names.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then_with(|| a.1.cmp(&b.1)));
+    if let Some(pair) = names.windows(2).find(|w| w[0].1 == w[1].1) {
+        bail!(
+            "[[proxy]] prefixes {:?} and {:?} are both MCR_PROXY_{}_<KEY> in the environment; \
+             rename one of them",
+            pair[0].2,
+            pair[1].2,
+            pair[0].1
+        );
+    }
+    Ok(names.into_iter().map(|(i, name, _)| (i, name)).collect())
+}
+
 /// Applies `MCR_PROXY_<PREFIX>_<KEY>=value` to the `[[proxy]]` table
-/// whose prefix, uppercased with every other character as `_`, is
-/// `<PREFIX>` (`hub/x-y` is `HUB_X_Y`): how a password reaches a proxy
-/// without being in the file.
+/// whose prefix is `<PREFIX>` as [`proxy_env_prefixes`] spells it, the
+/// longest that matches: how a password reaches a proxy without being in
+/// the file.
 fn apply_proxy_env(
     table: &mut toml::Table,
     var: &str,
     rest: &str,
     value: String,
 ) -> anyhow::Result<()> {
+    let prefixes = proxy_env_prefixes(table)?;
     let Some(proxies) = table.get_mut("proxy").and_then(toml::Value::as_array_mut) else {
         bail!("{var} is set but the config has no [[proxy]] table");
     };
-    let normal = |prefix: &str| -> String {
-        prefix
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_uppercase()
-                } else {
-                    '_'
-                }
-            })
-            .collect()
-    };
-    for proxy in proxies.iter_mut().filter_map(toml::Value::as_table_mut) {
-        let Some(prefix) = proxy.get("prefix").and_then(toml::Value::as_str) else {
+    for (i, name) in prefixes {
+        let Some(proxy) = proxies.get_mut(i).and_then(toml::Value::as_table_mut) else {
             continue;
         };
-        let Some(key) = rest
-            .strip_prefix(&normal(prefix))
-            .and_then(|k| k.strip_prefix('_'))
-        else {
+        let Some(key) = rest.strip_prefix(&name).and_then(|k| k.strip_prefix('_')) else {
             continue;
         };
         let key = key.to_ascii_lowercase();
@@ -1366,6 +1395,20 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("MCR_PROXY_QUAY_PASSWORD"), "{e}");
+
+        // Review r13, D5: the longest prefix wins whatever the file's
+        // order, and two prefixes one variable cannot tell apart are
+        // refused.
+        let two = "[[proxy]]\nprefix=\"hub\"\nupstream=\"https://a\"\n\
+                   [[proxy]]\nprefix=\"hub-x\"\nupstream=\"https://b\"\nusername=\"u\"\n";
+        let c = cfg(two, &[("MCR_PROXY_HUB_X_PASSWORD", "pw")]).unwrap();
+        let p = c.proxies().unwrap();
+        assert_eq!(p[1].credentials.as_ref().unwrap().1.expose(), "pw");
+        assert!(p[0].credentials.is_none());
+        let same = "[[proxy]]\nprefix=\"a-b\"\nupstream=\"https://a\"\n\
+                    [[proxy]]\nprefix=\"a_b\"\nupstream=\"https://b\"\n";
+        let e = cfg(same, &[]).unwrap_err().to_string();
+        assert!(e.contains("\"a-b\"") && e.contains("MCR_PROXY_A_B_"), "{e}");
 
         for (bad, says) in [
             ("prefix=\"Hub\"\nupstream=\"https://x\"", "prefix"),

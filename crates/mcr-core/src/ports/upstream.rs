@@ -56,7 +56,9 @@ pub trait Upstream: Send + Sync + 'static {
     ) -> Result<Option<UpstreamManifest>>;
 
     /// `HEAD /v2/<name>/manifests/<tag>`: the digest the tag names now
-    /// (`Docker-Content-Digest`).
+    /// (`Docker-Content-Digest`). The revalidation of a cached tag, which
+    /// the engine may answer from its cache when this fails: an adapter
+    /// gives up after one timeout rather than retrying it.
     async fn manifest_digest(&self, name: &RepoName, tag: &Tag) -> Result<Option<Digest>>;
 
     /// `HEAD /v2/<name>/blobs/<digest>`: the blob's size in bytes.

@@ -5,7 +5,9 @@
 //! - A manifest by digest, once cached, is served forever (content is
 //!   addressed). A tag confirmed less than `tag_ttl` ago is answered with
 //!   no upstream request; after that one `HEAD` revalidates it, and if the
-//!   upstream cannot be asked the cached answer is served (`offline`).
+//!   upstream cannot be asked the cached answer is served (`offline`) and
+//!   trusted for [`crate::proxy::OFFLINE_RETRY`] (or `tag_ttl`, if
+//!   shorter), so a down upstream is not waited on by every pull.
 //!   Manifests are stored [`Provenance::Mirrored`]: an index's children
 //!   and an image's blobs come when a client asks for them.
 //! - A blob miss streams from the upstream to the client and into the
@@ -106,6 +108,7 @@ impl Registry {
                     repository = %repo, %tag, upstream = at.mirror.location(), error = %e,
                     "upstream unavailable; serving the cached tag"
                 );
+                at.mirror.served_offline(repo, tag, now);
                 at.mirror.hit();
                 Ok(Some(cached))
             }
