@@ -132,11 +132,7 @@ async fn a_push_with_several_tags_moves_all_or_none() {
     let (h, fakes) = faked(Setup::default());
     let old = h.push_seeded_image("app", "a", "old").await;
     h.push_blob("app", b"{}").await;
-    let raw = to_bytes(&image_manifest(
-        descriptor(OCI_CONFIG, b"{}"),
-        &[],
-        json!({}),
-    ));
+    let raw = raw_image_manifest(b"{}", &[]);
     let d = sha256(&raw);
     fakes
         .meta

@@ -124,7 +124,7 @@ impl UploadSessionStore for PostgresMetaStore {
                             "upload {id} moved on from {from} bytes: another writer got there first"
                         ))
                         .into()),
-                        None => Err(Error::upload_unknown(&id).into()),
+                        None => Err(Error::upload_unknown(id).into()),
                     }
                 })
             },
@@ -146,7 +146,7 @@ impl UploadSessionStore for PostgresMetaStore {
             data,
             |tx, (id, blob, at, provenance, event)| {
                 Box::pin(async move {
-                    let gone = || Error::upload_unknown(&id);
+                    let gone = || Error::upload_unknown(id);
                     // Locks in the order every step takes them: the repository,
                     // then the session (taken by deleting it: a second
                     // completion waits, then finds it gone), then the blob row.
