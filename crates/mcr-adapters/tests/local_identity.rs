@@ -449,3 +449,38 @@ async fn a_logout_through_one_replica_holds_on_the_others() {
         "token revoked"
     );
 }
+
+/// Review r16, D1: a token's holder is the user as configured at the
+/// latest start. Removed from `[[local.users]]`, every token of theirs is
+/// refused; with their roles changed, every token carries the new roles.
+#[tokio::test]
+async fn a_restart_with_a_user_removed_or_changed_holds_for_their_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new();
+    let id = identity(dir.path(), clock.clone());
+    let alice = id
+        .login("alice", &Secret::new("wonderland"))
+        .await
+        .unwrap()
+        .token;
+    let ci = id
+        .login("ci", &Secret::new("pipeline"))
+        .await
+        .unwrap()
+        .token;
+    drop(id);
+
+    let mut changed = users();
+    changed.retain(|u| u.username != "ci");
+    changed[0].roles = vec![Role::User];
+    let key = dir.path().join("token.key");
+    let id = LocalIdentity::new(changed, &key, DEFAULT_TOKEN_TTL, clock).unwrap();
+    let why = unauthenticated(id.validate(&ci).await);
+    assert!(why.contains("no longer configured"), "{why}");
+    // A second time, as a verified token would be looked up.
+    unauthenticated(id.validate(&ci).await);
+    let p = id.validate(&alice).await.unwrap();
+    assert_eq!(p.roles, vec![Role::User], "the token's old roles held");
+    let p = id.validate(&alice).await.unwrap();
+    assert_eq!(p.roles, vec![Role::User]);
+}

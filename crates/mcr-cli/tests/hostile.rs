@@ -459,6 +459,44 @@ async fn a_token_replayed_after_logout_is_refused_even_after_a_restart() {
     assert_eq!(get(&d, fresh).await, StatusCode::OK);
 }
 
+/// Review r16, D1: a user removed from `[[local.users]]`, or with other
+/// roles, is held to the new list by every token of theirs from the
+/// restart that read it, not when the tokens expire.
+#[tokio::test]
+async fn a_restart_without_a_user_refuses_their_tokens_and_applies_new_roles() {
+    let mut d = Daemon::start().await;
+    let alice = d.login("alice", ALICE_PW).await;
+    let admin = d.login("admin", ADMIN_PW).await;
+    let status = |d: &Daemon, path: &str, token: &str| {
+        let req = d.http.get(d.url(path)).bearer_auth(token);
+        async move { req.send().await.unwrap().status() }
+    };
+    assert_eq!(status(&d, "/v2/_catalog", &alice).await, StatusCode::OK);
+    assert_eq!(status(&d, "/v1/policy/rules", &admin).await, StatusCode::OK);
+    // alice's block goes; admin is left with the user role.
+    let config_path = d.dir.path().join("mcr.toml");
+    let config = std::fs::read_to_string(&config_path).unwrap();
+    let blocks: Vec<&str> = config.split("[[local.users]]").collect();
+    assert_eq!(blocks.len(), 3, "{config}");
+    assert!(blocks[2].contains("\"alice\""), "{config}");
+    let kept = format!("{}[[local.users]]{}", blocks[0], blocks[1])
+        .replace(r#"roles = ["admin"]"#, r#"roles = ["user"]"#);
+    std::fs::write(&config_path, kept).unwrap();
+    d.restart().await;
+    for path in ["/v2/_catalog", "/v1/repositories"] {
+        assert_eq!(
+            status(&d, path, &alice).await,
+            StatusCode::UNAUTHORIZED,
+            "{path}: the token of a removed user still works"
+        );
+    }
+    assert_eq!(
+        status(&d, "/v1/policy/rules", &admin).await,
+        StatusCode::FORBIDDEN,
+        "the token's old roles still hold"
+    );
+}
+
 #[tokio::test]
 async fn oversized_heads_are_refused_with_431() {
     let d = Daemon::start().await;

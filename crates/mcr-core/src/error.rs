@@ -47,7 +47,9 @@ pub enum Error {
     ManifestUnknown(String),
     #[error("blob {0} not known in this repository")]
     BlobUnknown(Digest),
-    #[error("upload {0} not known")]
+    /// An upload session that is not known: the whole message, from
+    /// [`Error::upload_unknown`] or the parse of a malformed id.
+    #[error("{0}")]
     UploadUnknown(String),
     #[error("upload invalid: {0}")]
     UploadInvalid(String),
@@ -318,7 +320,26 @@ impl Error {
             id: id.to_string(),
         }
     }
+
+    /// `UploadUnknown` for a well-formed id no session has (any more).
+    pub fn upload_unknown(id: impl fmt::Display) -> Self {
+        Error::UploadUnknown(format!(
+            "upload {id} not known (finished, cancelled or expired); {NEW_UPLOAD}"
+        ))
+    }
+
+    /// `UploadUnknown` for text that cannot be an upload id.
+    pub fn upload_id_malformed(text: &str) -> Self {
+        Error::UploadUnknown(format!(
+            "{:?} is not an upload id (32 lowercase hex characters, from the \
+             Location of the POST that started the upload); {NEW_UPLOAD}",
+            text.chars().take(64).collect::<String>()
+        ))
+    }
 }
+
+/// What a client told of an unknown upload does next.
+const NEW_UPLOAD: &str = "start an upload with POST /v2/<name>/blobs/uploads/";
 
 impl From<StorageError> for Error {
     fn from(e: StorageError) -> Self {

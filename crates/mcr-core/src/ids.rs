@@ -25,10 +25,7 @@ impl UploadId {
         if s.len() == 32 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
             Ok(UploadId(s.into()))
         } else {
-            Err(Error::UploadUnknown(format!(
-                "{:?} is not an upload id",
-                s.chars().take(64).collect::<String>()
-            )))
+            Err(Error::upload_id_malformed(s))
         }
     }
 

@@ -383,6 +383,43 @@ async fn an_upload_belongs_to_its_repository() {
     }
 }
 
+/// Review r16, D5: an unknown upload's message names the problem (a
+/// malformed id, or a session gone) and what to do, in one sentence.
+#[tokio::test]
+async fn an_unknown_upload_is_explained() {
+    let h = Harness::new();
+    let d = sha256(b"x");
+    for method in [Method::GET, Method::PATCH, Method::PUT, Method::DELETE] {
+        let r = h
+            .user(
+                method.clone(),
+                format!("/v2/app/blobs/uploads/x?digest={d}"),
+            )
+            .send()
+            .await;
+        r.assert_error(StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN");
+        assert_eq!(
+            r.json()["errors"][0]["message"],
+            "\"x\" is not an upload id (32 lowercase hex characters, from the Location \
+             of the POST that started the upload); start an upload with POST \
+             /v2/<name>/blobs/uploads/",
+            "{method}"
+        );
+    }
+    let gone = "0123456789abcdef0123456789abcdef";
+    let r = h
+        .user(Method::GET, format!("/v2/app/blobs/uploads/{gone}"))
+        .send()
+        .await;
+    assert_eq!(
+        r.json()["errors"][0]["message"],
+        format!(
+            "upload {gone} not known (finished, cancelled or expired); start an upload \
+             with POST /v2/<name>/blobs/uploads/"
+        )
+    );
+}
+
 #[tokio::test]
 async fn sha512_blobs_are_accepted() {
     let h = Harness::new();

@@ -160,7 +160,7 @@ fn flock_exclusive(file: &File) -> io::Result<()> {
 }
 
 fn unknown(id: &UploadId) -> Error {
-    Error::UploadUnknown(id.to_string())
+    Error::upload_unknown(id)
 }
 
 /// Maps an error opening the upload file: a missing file is an unknown

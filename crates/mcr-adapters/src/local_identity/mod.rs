@@ -18,6 +18,12 @@
 //!   SHA-256 of username and password (never the password itself).
 //!   Unknown users are checked against a dummy hash, so they fail with the
 //!   same message and in about the same time as a wrong password.
+//! - **The holder** of a token is the user it names as the configuration
+//!   lists it now: validation refuses a token whose user is no longer in
+//!   `[[local.users]]` and takes the account type and roles from the
+//!   list, not from the token (review r16, D1). The list is read at start,
+//!   so removing a user or changing their roles takes effect for every
+//!   token at the next restart.
 //! - **Revocation** (`logout`) is checked in this process's memory until
 //!   the token would have expired anyway. With a [`RevocationStore`]
 //!   ([`LocalIdentity::keep_revocations_in`], what `mcrsrv` does with its
@@ -74,6 +80,11 @@ const LOGIN_CACHE_MAX: usize = 1024;
 const REVOKED_MAX: usize = 65_536;
 
 const BAD_LOGIN: &str = "invalid username or password";
+/// Why a well-signed token of a user no longer configured is refused.
+const GONE_USER: &str =
+    "the token's user is no longer configured on this registry; log in as a configured user";
+/// What a local user's subject starts with; the username follows.
+const SUBJECT_PREFIX: &str = "local:";
 
 /// A user of the local identity, as the config file lists it
 /// (`[[local.users]]`). Its `Debug` leaves the password hash out.
@@ -300,6 +311,17 @@ impl SharedRevocations {
     }
 }
 
+/// Who `user` is, as configured.
+fn principal_of(user: &LocalUser) -> Principal {
+    let mut p = Principal::new(
+        format!("{SUBJECT_PREFIX}{}", user.username),
+        user.account_type,
+        user.roles.clone(),
+    );
+    p.username = Some(user.username.clone());
+    p
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -317,7 +339,22 @@ impl Inner {
             None => {
                 let claims = token::verify(&self.key, token.expose())
                     .ok_or_else(|| Error::Unauthenticated("invalid token".into()))?;
-                (Arc::new(Verified::from(claims)), false)
+                // The holder as configured now, not as when the token was
+                // signed: a user removed from `[[local.users]]` is refused
+                // and changed roles hold, for every token, from the start
+                // that read the new list. The users never change while
+                // the process runs, so the verified token keeps this.
+                let user = claims
+                    .sub
+                    .strip_prefix(SUBJECT_PREFIX)
+                    .and_then(|name| self.users.get(name))
+                    .ok_or_else(|| Error::Unauthenticated(GONE_USER.into()))?;
+                let verified = Verified {
+                    principal: principal_of(user),
+                    exp: claims.exp,
+                    jti: claims.jti,
+                };
+                (Arc::new(verified), false)
             }
         };
         if now >= verified.exp {
@@ -341,12 +378,7 @@ impl Inner {
         self.verifications.fetch_add(1, Ordering::Relaxed);
         match user {
             Some(u) if ok => {
-                let mut p = Principal::new(
-                    format!("local:{}", u.username),
-                    u.account_type,
-                    u.roles.clone(),
-                );
-                p.username = Some(u.username.clone());
+                let p = principal_of(u);
                 let key = LoginCache::key(username, password);
                 lock(&self.logins).insert(key, p.clone(), self.clock.now());
                 Ok(p)

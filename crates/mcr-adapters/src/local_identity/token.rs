@@ -7,7 +7,7 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
-use mcr_core::principal::{AccountType, Principal, Role};
+use mcr_core::principal::{AccountType, Role};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
@@ -31,14 +31,6 @@ pub(super) struct Claims {
     pub exp: i64,
     /// Random id, so a logout revokes exactly this token.
     pub jti: String,
-}
-
-impl Claims {
-    pub fn principal(self) -> Principal {
-        let mut p = Principal::new(self.sub, self.typ, self.roles);
-        p.username = Some(self.name);
-        p
-    }
 }
 
 fn mac(key: &Key) -> Hmac<Sha256> {

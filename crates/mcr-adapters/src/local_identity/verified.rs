@@ -18,29 +18,19 @@ use std::sync::{Arc, Mutex};
 use mcr_core::principal::Principal;
 
 use super::lock;
-use super::token::Claims;
 
 /// Most verified tokens remembered at once. A token is ~250 bytes and its
 /// principal a few more: a few MiB at most.
 pub(super) const VERIFIED_MAX: usize = 8192;
 
-/// What a verified token proved.
+/// What a verified token proved: its holder as configured now (see the
+/// module above), its expiry and its id.
 pub(super) struct Verified {
     pub principal: Principal,
     /// Milliseconds since the epoch.
     pub exp: i64,
     /// The token's id, which a logout revokes.
     pub jti: String,
-}
-
-impl From<Claims> for Verified {
-    fn from(c: Claims) -> Verified {
-        Verified {
-            exp: c.exp,
-            jti: c.jti.clone(),
-            principal: c.principal(),
-        }
-    }
 }
 
 /// The verified tokens, by their text.

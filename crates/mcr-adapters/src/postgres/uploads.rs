@@ -125,7 +125,7 @@ impl UploadSessionStore for PostgresMetaStore {
                             "upload {id} moved on from {from} bytes: another writer got there first"
                         ))
                         .into()),
-                        None => Err(Error::UploadUnknown(id.to_string()).into()),
+                        None => Err(Error::upload_unknown(id).into()),
                     }
                 })
             },
@@ -147,7 +147,7 @@ impl UploadSessionStore for PostgresMetaStore {
             data,
             |tx, (id, blob, at, provenance, event)| {
                 Box::pin(async move {
-                    let gone = || Error::UploadUnknown(id.to_string());
+                    let gone = || Error::upload_unknown(id);
                     // Locks in the order every step takes them: the repository,
                     // then the session (taken by deleting it: a second
                     // completion waits, then finds it gone), then the blob row.

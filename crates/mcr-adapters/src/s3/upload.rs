@@ -81,7 +81,7 @@ pub(super) async fn session(store: &AmazonS3, id: &UploadId) -> Result<Option<Mu
 }
 
 fn unknown(id: &UploadId) -> Error {
-    Error::UploadUnknown(id.to_string())
+    Error::upload_unknown(id)
 }
 
 /// Body chunks gathered for the next part or piece.

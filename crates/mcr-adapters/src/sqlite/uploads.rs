@@ -112,7 +112,7 @@ impl UploadSessionStore for SqliteMetaStore {
                 Some(()) => Err(Error::Conflict(format!(
                     "upload {id} moved on from {from} bytes: another writer got there first"
                 ))),
-                None => Err(Error::UploadUnknown(id.to_string())),
+                None => Err(Error::upload_unknown(id)),
             }
         })
         .await
@@ -129,7 +129,7 @@ impl UploadSessionStore for SqliteMetaStore {
         let (id, blob, event) = (id.clone(), blob.clone(), event.clone());
         self.write("completing an upload", move |tx| {
             let repo: i64 = one(tx, sql::UPLOAD_REPO, [id.as_str()], |r| r.get(0))?
-                .ok_or_else(|| Error::UploadUnknown(id.to_string()))?;
+                .ok_or_else(|| Error::upload_unknown(&id))?;
             if provenance == Provenance::Pushed {
                 if let Some(name) = quotas::repo_name(tx, repo)? {
                     quotas::charge(tx, &name, QuotaContent::Blob(&blob.digest, blob.size))?;

@@ -122,7 +122,7 @@ impl Registry {
     async fn session(&self, repo: &RepoName, id: &UploadId) -> Result<UploadSession> {
         match self.meta.get_upload(id).await? {
             Some(s) if &s.repository == repo => Ok(s),
-            _ => Err(Error::UploadUnknown(id.to_string())),
+            _ => Err(Error::upload_unknown(id)),
         }
     }
 

@@ -106,7 +106,7 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 }
 
 fn upload_unknown(id: &UploadId) -> Error {
-    Error::UploadUnknown(id.to_string())
+    Error::upload_unknown(id)
 }
 
 /// The state the fake hands out for an upload of `size` bytes: its own

@@ -795,7 +795,7 @@ impl UploadSessionStore for FakeMetaStore {
         let session = state
             .uploads
             .get_mut(id)
-            .ok_or_else(|| Error::UploadUnknown(id.to_string()))?;
+            .ok_or_else(|| Error::upload_unknown(id))?;
         if session.state.size != from {
             return Err(Error::Conflict(format!(
                 "upload {id} holds {} bytes, not {from}: another writer got there first",
@@ -820,13 +820,13 @@ impl UploadSessionStore for FakeMetaStore {
             .uploads
             .get(id)
             .map(|s| s.repository.clone())
-            .ok_or_else(|| Error::UploadUnknown(id.to_string()))?;
+            .ok_or_else(|| Error::upload_unknown(id))?;
         if provenance == Provenance::Pushed {
             state.charge(&repo, Content::Blob(&blob.digest, blob.size))?;
         }
         let session = state
             .remove_upload(id)
-            .ok_or_else(|| Error::UploadUnknown(id.to_string()))?;
+            .ok_or_else(|| Error::upload_unknown(id))?;
         state
             .blobs
             .entry(blob.digest.clone())

@@ -99,7 +99,7 @@ impl OciRoute {
             Endpoint::Blob => OciRoute::Blob(repo, digest_of(last)?),
             Endpoint::UploadStart => OciRoute::UploadStart(repo),
             Endpoint::Upload => {
-                let id = decoded(last).map_err(|_| Error::UploadUnknown(last.to_string()))?;
+                let id = decoded(last).map_err(|_| Error::upload_id_malformed(last))?;
                 OciRoute::Upload(repo, UploadId::parse(&id)?)
             }
             Endpoint::Tags => OciRoute::Tags(repo),

@@ -34,9 +34,11 @@ use mcr_adapters::fs::FsBlobStore;
 use mcr_adapters::sqlite::SqliteMetaStore;
 use mcr_core::audit::{AuditEvent, AuditQuery, EventType};
 use mcr_core::policy::Engine;
+use mcr_core::ports::{BlobStore, MetaStore, SnapshotStore};
 use mcr_core::registry::{LoginLimit, RateLimit, Registry, RegistryConfig};
 use mcr_core::testing::{
-    admin, guest, system, user, FakeIdentity, Faults, FaultyBlobStore, ManualClock, TEST_PASSWORD,
+    admin, guest, system, user, FakeBlobStore, FakeIdentity, FakeMetaStore, Faults,
+    FaultyBlobStore, ManualClock, TEST_PASSWORD,
 };
 use mcr_http::{router, AppState, HttpConfig};
 use tokio_util::task::TaskTracker;
@@ -73,6 +75,18 @@ pub struct Setup {
     pub max_requests_in_flight: Option<NonZeroUsize>,
     /// Failed logins allowed; no limit by default.
     pub login_limit: Option<LoginLimit>,
+    /// The in-memory stores of mcr-core's `testing`, with their pause
+    /// points and refusals, in place of SQLite and the blob directory;
+    /// none by default. For races a test must interleave
+    /// deterministically (`tests/races.rs`).
+    pub fakes: Option<Fakes>,
+}
+
+/// The fake metadata and blob stores a [`Setup`] may put under the router.
+#[derive(Clone, Default)]
+pub struct Fakes {
+    pub meta: Arc<FakeMetaStore>,
+    pub blobs: Arc<FakeBlobStore>,
 }
 
 impl Default for Setup {
@@ -88,6 +102,7 @@ impl Default for Setup {
             max_uploads_per_principal: RegistryConfig::default().max_uploads_per_principal,
             max_requests_in_flight: None,
             login_limit: None,
+            fakes: None,
         }
     }
 }
@@ -402,11 +417,27 @@ fn open(
 ) -> (axum::Router, Arc<Registry>, PathBuf, PathBuf) {
     let layers = dir.join("layers");
     let uploads = dir.join("uploads");
-    let meta = Arc::new(SqliteMetaStore::open(&dir.join(DB_FILE)).expect("the database opens"));
-    let blobs = FaultyBlobStore::new(
-        FsBlobStore::open(layers.clone(), uploads.clone()).expect("the blob store opens"),
-        faults.clone(),
+    type Stores = (
+        Arc<dyn MetaStore>,
+        Arc<dyn SnapshotStore>,
+        Arc<dyn BlobStore>,
     );
+    let (meta, snapshots, blobs): Stores = match &setup.fakes {
+        Some(fakes) => (fakes.meta.clone(), fakes.meta.clone(), fakes.blobs.clone()),
+        None => {
+            let meta =
+                Arc::new(SqliteMetaStore::open(&dir.join(DB_FILE)).expect("the database opens"));
+            (
+                meta.clone(),
+                meta,
+                Arc::new(FaultyBlobStore::new(
+                    FsBlobStore::open(layers.clone(), uploads.clone())
+                        .expect("the blob store opens"),
+                    faults.clone(),
+                )),
+            )
+        }
+    };
     let config = RegistryConfig {
         gc_grace_period: setup.gc_grace,
         max_blob_size: setup.max_blob_size,
@@ -420,11 +451,11 @@ fn open(
     let registry = Arc::new(
         Registry::new(
             meta.clone(),
-            Arc::new(blobs),
+            blobs,
             identity.clone(),
             Arc::new(Engine::new()),
         )
-        .with_snapshots(meta)
+        .with_snapshots(snapshots)
         .with_clock(clock.clone())
         .with_config(config),
     );
