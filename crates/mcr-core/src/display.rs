@@ -1,5 +1,6 @@
 //! How quantities read for people, one way for `mcrctl`'s tables and the
-//! web UI's pages, and how sizes people write are read back.
+//! web UI's pages, and how sizes people write are read back; and how a URL
+//! that may carry credentials is quoted in a message or a log.
 
 use crate::error::Error;
 
@@ -49,9 +50,42 @@ pub fn parse_size(s: &str) -> Result<u64, Error> {
         .ok_or_else(|| invalid(format!("{s:?} is too large")))
 }
 
+/// `url` with anything before an `@` in its authority shown as `***`
+/// (`https://u:p@host/x` → `https://***@host/x`), so a message or log
+/// quoting a configured URL (an upstream, a webhook) never shows its
+/// credentials. Works on the text, which may not even parse as a URL: a
+/// text without `scheme://` is taken as starting with its authority.
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let prefix = if scheme.is_empty() {
+                String::new()
+            } else {
+                format!("{scheme}://")
+            };
+            format!("{prefix}***{}", &rest[at..])
+        }
+        None => url.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_in_a_url_are_never_quoted() {
+        assert_eq!(
+            redact_url("https://u:p@ci.example/h?x=y@z"),
+            "https://***@ci.example/h?x=y@z"
+        );
+        assert_eq!(redact_url("bob:pw@host:5000"), "***@host:5000");
+        assert_eq!(redact_url("https://ci.example/h"), "https://ci.example/h");
+        assert_eq!(redact_url("https://u:p@x:5000/v2"), "https://***@x:5000/v2");
+        assert_eq!(redact_url("https://x/a@b"), "https://x/a@b");
+    }
 
     #[test]
     fn sizes_are_read_with_binary_and_decimal_units() {

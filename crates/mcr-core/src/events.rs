@@ -19,6 +19,7 @@ use serde_json::{json, Map, Value};
 
 use crate::audit::{EventType, NewAuditEvent};
 use crate::digest::Digest;
+use crate::display::redact_url;
 use crate::error::{Error, Result};
 use crate::media::MediaType;
 use crate::names::{RepoName, Tag};
@@ -278,18 +279,6 @@ impl Webhook {
             .repository
             .as_ref()
             .is_some_and(|r| self.repositories.iter().any(|p| p.matches(r.as_str())))
-    }
-}
-
-/// `url` with any `user:password@` replaced by `***@`.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..end].rfind('@') {
-        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
-        None => url.to_string(),
     }
 }
 
@@ -557,11 +546,6 @@ mod tests {
             assert!(check_webhook_url(bad).is_err(), "{bad}");
         }
         assert!(check_webhook_url(&format!("https://x/{}", "a".repeat(3000))).is_err());
-        assert_eq!(
-            redact_url("https://u:p@ci.example/h?x=y@z"),
-            "https://***@ci.example/h?x=y@z"
-        );
-        assert_eq!(redact_url("https://ci.example/h"), "https://ci.example/h");
     }
 
     #[test]

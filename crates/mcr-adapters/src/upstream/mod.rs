@@ -31,6 +31,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::stream;
 use mcr_core::digest::Digest;
+use mcr_core::display::redact_url;
 use mcr_core::media::MediaType;
 use mcr_core::names::{Reference, RepoName, Tag};
 use mcr_core::ports::{Secret, Upstream, UpstreamBlob, UpstreamManifest};
@@ -106,25 +107,6 @@ enum Failure {
     Final(String),
 }
 
-/// `url` with anything before an `@` in its authority shown as `***`, so
-/// an error quoting a URL given with credentials does not log them (the
-/// text may not even parse as a URL, so this works on the text).
-fn without_userinfo(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => {
-            let prefix = if scheme.is_empty() {
-                String::new()
-            } else {
-                format!("{scheme}://")
-            };
-            format!("{prefix}***{}", &rest[at..])
-        }
-        None => url.to_string(),
-    }
-}
-
 impl HttpUpstream {
     /// Tries per request, the first included.
     pub const ATTEMPTS: u32 = 3;
@@ -136,7 +118,7 @@ impl HttpUpstream {
         let url = reqwest::Url::parse(config.url.trim()).map_err(|e| {
             Error::invalid(
                 "proxy.upstream",
-                format!("{:?} is not a URL: {e}", without_userinfo(&config.url)),
+                format!("{:?} is not a URL: {e}", redact_url(&config.url)),
             )
         })?;
         if !matches!(url.scheme(), "https" | "http")
@@ -152,7 +134,7 @@ impl HttpUpstream {
                 format!(
                     "{:?} must be an http(s) URL with a host and nothing else (no path, \
                      credentials, query or fragment; credentials go in username and password)",
-                    without_userinfo(&config.url)
+                    redact_url(&config.url)
                 ),
             ));
         }
@@ -572,11 +554,6 @@ mod tests {
             assert!(e.contains("proxy.upstream"), "{bad}: {e}");
             assert!(!e.contains("Hunter2pw") && !e.contains("bob"), "{e}");
         }
-        assert_eq!(
-            without_userinfo("https://u:p@x:5000/v2"),
-            "https://***@x:5000/v2"
-        );
-        assert_eq!(without_userinfo("https://x/a@b"), "https://x/a@b");
     }
 
     #[test]

@@ -11,8 +11,9 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use mcr_adapters::local_identity::LocalUser;
 use mcr_adapters::s3::S3Config;
+use mcr_core::display::redact_url;
 use mcr_core::events::{
-    check_webhook_url, redact_url, Backoff, EventKind, Webhook, MAX_WEBHOOKS, MAX_WEBHOOK_PATTERNS,
+    check_webhook_url, Backoff, EventKind, Webhook, MAX_WEBHOOKS, MAX_WEBHOOK_PATTERNS,
 };
 use mcr_core::names::RepoName;
 use mcr_core::policy::RepoPattern;
