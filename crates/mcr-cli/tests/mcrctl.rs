@@ -2,18 +2,16 @@
 //! real registry, checking what it prints (tables and `--json`) and its
 //! exit codes.
 //!
-//! - Over REST, against the real `mcrsrv dev` binary on a free loopback
-//!   port with a temporary `--data` directory, logging in with the
-//!   password from `DIR/admin.password`.
-//! - Over gRPC, against the real `mcrsrv dev` binary serving REST and
-//!   gRPC (`MCR_SERVER_GRPC_ADDR`) at once, so every command's `--json`
-//!   can be compared across the two transports.
+//! - Over REST and gRPC, against the real `mcrsrv dev` binary on
+//!   ephemeral loopback ports with a temporary `--data` directory, logging
+//!   in with the password from `DIR/admin.password`; it serves both
+//!   transports at once, so every command's `--json` can be compared
+//!   across them.
 
-use std::io::Write;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sha2::Digest as _;
@@ -84,43 +82,49 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn wait_for_port(addr: SocketAddr, child: &mut Option<&mut Child>) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while TcpStream::connect(addr).is_err() {
-        if let Some(c) = child.as_mut() {
-            if let Ok(Some(status)) = c.try_wait() {
-                panic!("mcrsrv exited early: {status}");
-            }
-        }
-        assert!(Instant::now() < deadline, "nothing listens on {addr}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// `mcrsrv dev` on a free port; killed when dropped.
+/// `mcrsrv dev` with every address ephemeral (`--listen 127.0.0.1:0`; its
+/// gRPC, UI and metrics follow); the addresses come from the lines it
+/// prints, so concurrent tests never race for a port; killed when dropped.
 struct Mcrsrv {
     child: Child,
     url: String,
+    grpc: String,
     dir: tempfile::TempDir,
 }
 
 impl Mcrsrv {
     fn start() -> Mcrsrv {
         let dir = tempfile::tempdir().expect("temp dir");
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_mcrsrv"))
             .args(["dev", "--data"])
             .arg(dir.path())
-            .args(["--listen", &addr.to_string()])
+            .args(["--listen", "127.0.0.1:0"])
             .env("MCR_LOG", "warn")
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("mcrsrv starts");
-        wait_for_port(addr, &mut Some(&mut child));
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let (mut url, mut grpc) = (None, None);
+        // The metrics line is the last one `mcrsrv dev` prints at start.
+        loop {
+            let Some(Ok(line)) = lines.next() else {
+                panic!("mcrsrv exited early: {:?}", child.wait());
+            };
+            if let Some(a) = line.strip_prefix("mcrsrv listening on ") {
+                url = Some(a.trim().to_string());
+            } else if let Some(a) = line.strip_prefix("mcrsrv gRPC on ") {
+                grpc = Some(a.trim().to_string());
+            } else if line.starts_with("metrics on ") {
+                break;
+            }
+        }
+        // Keep draining its output so it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
         Mcrsrv {
             child,
-            url: format!("http://{addr}"),
+            url: url.expect("mcrsrv printed its listen address"),
+            grpc: grpc.expect("mcrsrv printed its gRPC address"),
             dir,
         }
     }
@@ -758,57 +762,15 @@ fn errors_say_what_to_do() {
     assert_eq!(r.code, 2, "clap refuses mixed flags and body: {r:?}");
 }
 
-/// The real `mcrsrv dev` binary serving REST and gRPC on two free ports;
-/// killed when dropped.
-struct InProcess {
-    rest: String,
-    grpc: String,
-    dir: tempfile::TempDir,
-    child: Child,
-}
-
-impl InProcess {
-    fn start() -> InProcess {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let rest: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let grpc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mcrsrv"))
-            .args(["dev", "--data"])
-            .arg(dir.path())
-            .args(["--listen", &rest.to_string()])
-            .env("MCR_SERVER_GRPC_ADDR", grpc.to_string())
-            .env("MCR_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mcrsrv starts");
-        wait_for_port(rest, &mut Some(&mut child));
-        wait_for_port(grpc, &mut Some(&mut child));
-        InProcess {
-            rest: format!("http://{rest}"),
-            grpc: grpc.to_string(),
-            dir,
-            child,
-        }
-    }
-}
-
-impl Drop for InProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn status_fails_naming_the_store_while_the_registry_is_not_ready() {
-    let p = InProcess::start();
-    let rest = ["--server", p.rest.as_str(), "status"];
+    let p = Mcrsrv::start();
+    let rest = ["--server", p.url.as_str(), "status"];
     let grpc = ["--grpc", p.grpc.as_str(), "status"];
     for args in [rest, grpc] {
         assert!(mcrctl(&args, None).ok().stdout.contains(": ok, ready"));
     }
-    let json = mcrctl(&["--server", p.rest.as_str(), "--json", "status"], None).ok();
+    let json = mcrctl(&["--server", p.url.as_str(), "--json", "status"], None).ok();
     assert_eq!(json.json()["ready"], true);
 
     let layers = p.dir.path().join("layers");
@@ -830,9 +792,9 @@ fn status_fails_naming_the_store_while_the_registry_is_not_ready() {
 
 #[test]
 fn mcrctl_over_grpc_answers_as_over_rest() {
-    let p = InProcess::start();
+    let p = Mcrsrv::start();
     let g = p.grpc.as_str();
-    let r = p.rest.as_str();
+    let r = p.url.as_str();
 
     assert!(mcrctl(&["--grpc", g, "status"], None)
         .ok()
@@ -1078,8 +1040,8 @@ fn completions_to_a_reader_that_already_left_are_not_an_error() {
 
 #[test]
 fn quotas_are_set_listed_and_deleted_over_rest_and_grpc() {
-    let p = InProcess::start();
-    let (g, r) = (p.grpc.as_str(), p.rest.as_str());
+    let p = Mcrsrv::start();
+    let (g, r) = (p.grpc.as_str(), p.url.as_str());
     let token = admin_token(&["--server", r], p.dir.path());
     let t = token.as_str();
     push_image(r, t, "team/app", "v1", "one");
@@ -1173,8 +1135,8 @@ fn quotas_are_set_listed_and_deleted_over_rest_and_grpc() {
 
 #[test]
 fn retention_policies_and_runs_over_rest_and_grpc() {
-    let p = InProcess::start();
-    let (g, r) = (p.grpc.as_str(), p.rest.as_str());
+    let p = Mcrsrv::start();
+    let (g, r) = (p.grpc.as_str(), p.url.as_str());
     let token = admin_token(&["--server", r], p.dir.path());
     let t = token.as_str();
     let digest = push_image(r, t, "team/app", "v1", "one");
@@ -1301,8 +1263,8 @@ fn retention_policies_and_runs_over_rest_and_grpc() {
 
 #[test]
 fn events_are_listed_alike_over_rest_and_grpc() {
-    let p = InProcess::start();
-    let (g, r) = (p.grpc.as_str(), p.rest.as_str());
+    let p = Mcrsrv::start();
+    let (g, r) = (p.grpc.as_str(), p.url.as_str());
     let token = admin_token(&["--server", r], p.dir.path());
     let t = token.as_str();
     push_image(r, t, "team/app", "v1", "one");

@@ -6,7 +6,7 @@
 //! label value holds a repository name or a digest; and the metrics are
 //! not served on the API's listener.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,14 +14,10 @@ use prometheus_parse::{Scrape, Value};
 use serde_json::{json, Value as Json};
 use sha2::Digest as _;
 
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-}
-
-/// `mcrsrv dev` with REST, gRPC and metrics on free ports, GC's grace
-/// period 0 s; killed when dropped.
+/// `mcrsrv dev` with every address ephemeral (`--listen 127.0.0.1:0`; its
+/// gRPC, UI and metrics follow), read from the lines it prints so
+/// concurrent tests never race for a port; GC's grace period 0 s; killed
+/// when dropped.
 struct Mcrsrv {
     child: Child,
     api: String,
@@ -33,34 +29,38 @@ struct Mcrsrv {
 impl Mcrsrv {
     fn start() -> Mcrsrv {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (api, grpc, metrics) = (free_addr(), free_addr(), free_addr());
         let mut child = Command::new(env!("CARGO_BIN_EXE_mcrsrv"))
             .args(["dev", "--data"])
             .arg(dir.path())
-            .args(["--listen", &api.to_string()])
-            .env("MCR_SERVER_GRPC_ADDR", grpc.to_string())
-            .env("MCR_SERVER_METRICS_ADDR", metrics.to_string())
+            .args(["--listen", "127.0.0.1:0"])
             .env("MCR_GC_GRACE_PERIOD", "0s")
             .env("MCR_LOG", "warn")
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("mcrsrv starts");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        for addr in [api, grpc, metrics] {
-            while TcpStream::connect(addr).is_err() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    panic!("mcrsrv exited early: {status}");
-                }
-                assert!(Instant::now() < deadline, "nothing listens on {addr}");
-                std::thread::sleep(Duration::from_millis(50));
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let (mut api, mut grpc) = (None, None);
+        // The metrics line is the last one `mcrsrv dev` prints at start.
+        let metrics = loop {
+            let Some(Ok(line)) = lines.next() else {
+                panic!("mcrsrv exited early: {:?}", child.wait());
+            };
+            if let Some(a) = line.strip_prefix("mcrsrv listening on ") {
+                api = Some(a.trim().to_string());
+            } else if let Some(a) = line.strip_prefix("mcrsrv gRPC on ") {
+                grpc = Some(a.trim().to_string());
+            } else if let Some(a) = line.strip_prefix("metrics on ") {
+                break a.trim().to_string();
             }
-        }
+        };
+        // Keep draining its output so it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
         Mcrsrv {
             child,
-            api: format!("http://{api}"),
-            grpc: grpc.to_string(),
-            metrics: format!("http://{metrics}/metrics"),
+            api: api.expect("mcrsrv printed its listen address"),
+            grpc: grpc.expect("mcrsrv printed its gRPC address"),
+            metrics,
             dir,
         }
     }
@@ -543,7 +543,6 @@ fn alert_rules_name_what_is_exported(m: &Metrics) {
 /// it prints answers with Prometheus text.
 #[tokio::test]
 async fn dev_prints_where_its_metrics_are() {
-    use std::io::BufRead;
     let dir = tempfile::tempdir().expect("temp dir");
     let child = Command::new(env!("CARGO_BIN_EXE_mcrsrv"))
         .args(["dev", "--data"])
