@@ -16,7 +16,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
-use mcr_core::display::redact_url;
 use mcr_core::events::Webhook;
 use mcr_core::ports::EventSink;
 use mcr_core::{Error, Result};
@@ -96,7 +95,7 @@ impl EventSink for HttpEventSink {
         }
         Err(Error::Unavailable(format!(
             "{} answered {status}",
-            redact_url(&hook.url)
+            hook.key()
         )))
     }
 }

@@ -371,21 +371,34 @@ roles = ["admin"]
             ("manifest.deleted", "team-a/app"),
             ("manifest.pushed", "team-b/lib"),
             ("tag.moved", "team-b/lib"),
+            ("tag.deleted", "team-b/lib"),
             ("manifest.deleted", "team-b/lib"),
             ("manifest.pushed", "team-a/app"),
             ("repository.deleted", "team-b/lib"),
         ],
         "the outbox holds one event per change, in order"
     );
-    let want_ids: BTreeSet<i64> = wanted.iter().map(|e| e["id"].as_i64().unwrap()).collect();
+    // The CloudEvents id is the stored `event_id`; the outbox row `id`
+    // gives the order.
+    let row_of: BTreeMap<String, i64> = wanted
+        .iter()
+        .map(|e| {
+            (
+                e["event_id"].as_str().unwrap().to_string(),
+                e["id"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let want_ids: BTreeSet<String> = row_of.keys().cloned().collect();
+    assert_eq!(want_ids.len(), wanted.len(), "event ids are distinct");
 
     // The receiver is back.
     let (_stop, _serving) = receiver(hook_port, Arc::clone(&seen)).await;
     wait_for(&seen, "every event", |r| {
-        let got: BTreeSet<i64> = r
+        let got: BTreeSet<String> = r
             .accepted
             .iter()
-            .map(|e| e["id"].as_str().unwrap().parse().unwrap())
+            .map(|e| e["id"].as_str().unwrap().to_string())
             .collect();
         want_ids.is_subset(&got)
     })
@@ -412,9 +425,9 @@ roles = ["admin"]
         let subject = e["subject"].as_str().expect("a subject").to_string();
         assert_ne!(subject, "other/skip", "the repositories filter holds");
         assert_eq!(e["data"]["repository"], subject.as_str());
-        let id: i64 = e["id"].as_str().unwrap().parse().unwrap();
+        let id = e["id"].as_str().unwrap();
         if ids_seen.insert(id) {
-            first_seen.entry(subject).or_default().push(id);
+            first_seen.entry(subject).or_default().push(row_of[id]);
         }
     }
     for (repo, ids) in &first_seen {

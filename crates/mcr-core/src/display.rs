@@ -50,25 +50,61 @@ pub fn parse_size(s: &str) -> Result<u64, Error> {
         .ok_or_else(|| invalid(format!("{s:?} is too large")))
 }
 
-/// `url` with anything before an `@` in its authority shown as `***`
-/// (`https://u:p@host/x` → `https://***@host/x`), so a message or log
-/// quoting a configured URL (an upstream, a webhook) never shows its
-/// credentials. Works on the text, which may not even parse as a URL: a
-/// text without `scheme://` is taken as starting with its authority.
+/// `url` with what may be a secret shown as `***`: anything before an `@`
+/// in its authority (`https://u:p@host/x` → `https://***@host/x`), each
+/// query parameter's value (`?token=abc&v` → `?token=***&***`, a bare
+/// parameter being a value) and the fragment (`#***`). So a message, a
+/// log or a listing quoting a configured URL (an upstream, a webhook)
+/// never shows its credentials, and still shows its shape. Works on the
+/// text, which may not even parse as a URL: a text without `scheme://`
+/// is taken as starting with its authority.
 pub fn redact_url(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, url),
+    };
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => {
-            let prefix = if scheme.is_empty() {
-                String::new()
-            } else {
-                format!("{scheme}://")
-            };
-            format!("{prefix}***{}", &rest[at..])
-        }
-        None => url.to_string(),
+    let (authority, tail) = rest.split_at(authority_end);
+    let (tail, fragment) = match tail.split_once('#') {
+        Some((t, f)) => (t, Some(f)),
+        None => (tail, None),
+    };
+    let (path, query) = match tail.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (tail, None),
+    };
+    let mut out = String::with_capacity(url.len());
+    if let Some(scheme) = scheme {
+        out.push_str(scheme);
+        out.push_str("://");
     }
+    match authority.rfind('@') {
+        Some(at) => {
+            out.push_str("***");
+            out.push_str(&authority[at..]);
+        }
+        None => out.push_str(authority),
+    }
+    out.push_str(path);
+    if let Some(query) = query {
+        out.push('?');
+        let params: Vec<String> = query
+            .split('&')
+            .map(|p| match p.split_once('=') {
+                Some((name, _)) => format!("{name}=***"),
+                None if p.is_empty() => String::new(),
+                None => "***".to_string(),
+            })
+            .collect();
+        out.push_str(&params.join("&"));
+    }
+    if let Some(fragment) = fragment {
+        out.push('#');
+        if !fragment.is_empty() {
+            out.push_str("***");
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -77,14 +113,39 @@ mod tests {
 
     #[test]
     fn credentials_in_a_url_are_never_quoted() {
+        // The `@` in the query is no authority's; the query's value is
+        // redacted as a value.
         assert_eq!(
             redact_url("https://u:p@ci.example/h?x=y@z"),
-            "https://***@ci.example/h?x=y@z"
+            "https://***@ci.example/h?x=***"
         );
         assert_eq!(redact_url("bob:pw@host:5000"), "***@host:5000");
         assert_eq!(redact_url("https://ci.example/h"), "https://ci.example/h");
         assert_eq!(redact_url("https://u:p@x:5000/v2"), "https://***@x:5000/v2");
         assert_eq!(redact_url("https://x/a@b"), "https://x/a@b");
+    }
+
+    #[test]
+    fn query_values_and_fragments_in_a_url_are_never_quoted() {
+        assert_eq!(
+            redact_url("https://ci.example/hooks?token=s3cret"),
+            "https://ci.example/hooks?token=***"
+        );
+        assert_eq!(
+            redact_url("https://ci.example/h?a=1&key=s3cret&&bare"),
+            "https://ci.example/h?a=***&key=***&&***"
+        );
+        assert_eq!(
+            redact_url("https://u:p@ci.example?sig=x#frag"),
+            "https://***@ci.example?sig=***#***"
+        );
+        assert_eq!(redact_url("https://ci.example/h?"), "https://ci.example/h?");
+        assert_eq!(redact_url("https://ci.example/h#"), "https://ci.example/h#");
+        assert_eq!(redact_url("host:5000/v2?t=1"), "host:5000/v2?t=***");
+        for secret in ["s3cret", "hunter2"] {
+            let url = format!("https://a:{secret}@x/p?t={secret}#{secret}");
+            assert!(!redact_url(&url).contains(secret), "{url}");
+        }
     }
 
     #[test]

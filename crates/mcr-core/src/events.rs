@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
+use sha2::{Digest as _, Sha256};
 
 use crate::audit::{EventType, NewAuditEvent};
 use crate::digest::Digest;
@@ -121,9 +122,68 @@ impl<'de> Deserialize<'de> for EventKind {
     }
 }
 
+/// The CloudEvents `id` of an event: a UUIDv7 (RFC 9562) drawn when the
+/// event is written to the outbox and stored with it, so every delivery
+/// and retry of the event sends the same one. Random rather than the
+/// outbox row's number: a restored snapshot rolls the row numbers back,
+/// and a receiver de-duplicating on `id` would drop the new events that
+/// reused them. Written and read as the hyphenated lower-case form,
+/// `0192f0c4-7b1e-7cc4-9d3a-52f1e0a8b6c2`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EventId(uuid::Uuid);
+
+impl EventId {
+    /// A new id: the millisecond `time` of the event (before 1970: the
+    /// epoch) and 74 random bits.
+    pub fn generate(time: Timestamp) -> EventId {
+        let millis = u64::try_from(time.as_millis()).unwrap_or(0);
+        let ts = uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            millis / 1000,
+            (millis % 1000) as u32 * 1_000_000,
+        );
+        EventId(uuid::Uuid::new_v7(ts))
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0.hyphenated(), f)
+    }
+}
+
+impl FromStr for EventId {
+    type Err = Error;
+
+    /// A UUID in any of its text forms; `Invalid` (field `event id`).
+    fn from_str(s: &str) -> Result<EventId> {
+        uuid::Uuid::parse_str(s)
+            .map(EventId)
+            .map_err(|e| Error::Invalid {
+                field: "event id",
+                reason: format!("{s:?} is not a UUID: {e}"),
+            })
+    }
+}
+
+impl Serialize for EventId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for EventId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// An event to append to the outbox.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewOutboxEvent {
+    /// Its CloudEvents `id`, stored with it.
+    pub event_id: EventId,
     pub time: Timestamp,
     pub kind: EventKind,
     /// The repository it is about (the CloudEvents `subject`); none for a
@@ -133,11 +193,14 @@ pub struct NewOutboxEvent {
     pub data: Value,
 }
 
-/// An event in the outbox. Ids are assigned by the store in commit
-/// order, only grow, and are never reused.
+/// An event in the outbox. `id`s (row numbers, the delivery cursor) are
+/// assigned by the store in commit order, only grow, and are not reused
+/// while the database lives on (a restored snapshot rolls them back);
+/// `event_id` is the CloudEvents `id`, unique for good.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutboxEvent {
     pub id: i64,
+    pub event_id: EventId,
     pub time: Timestamp,
     #[serde(rename = "type")]
     pub kind: EventKind,
@@ -155,10 +218,27 @@ pub struct PushFacts<'a> {
     pub moved: &'a [(Tag, Digest)],
 }
 
+/// What a store step knows about its change beyond the audit record.
+#[derive(Debug, Clone, Copy)]
+pub enum StoreFacts<'a> {
+    /// A manifest push.
+    Push(PushFacts<'a>),
+    /// The tags a deletion removed, each with the digest it pointed at:
+    /// the one tag of a tag delete, or every tag a manifest delete took
+    /// with it (each reported as its own `tag.deleted`).
+    Untagged(&'a [(Tag, Digest)]),
+}
+
 /// The outbox events reporting the change `audit` records (none for most
-/// kinds of audit record); `push` adds what only the store step knows of a
-/// manifest push. Called by the stores inside the change's transaction.
-pub fn outbox_events(audit: &NewAuditEvent, push: Option<PushFacts<'_>>) -> Vec<NewOutboxEvent> {
+/// kinds of audit record); `facts` adds what only the store step knows.
+/// Each gets a new [`EventId`]. Called by the stores inside the change's
+/// transaction.
+pub fn outbox_events(audit: &NewAuditEvent, facts: Option<StoreFacts<'_>>) -> Vec<NewOutboxEvent> {
+    let (push, untagged) = match facts {
+        Some(StoreFacts::Push(p)) => (Some(p), &[][..]),
+        Some(StoreFacts::Untagged(tags)) => (None, tags),
+        None => (None, &[][..]),
+    };
     let kind = match audit.event_type {
         EventType::ManifestPushed => EventKind::ManifestPushed,
         EventType::ManifestDeleted => EventKind::ManifestDeleted,
@@ -193,11 +273,18 @@ pub fn outbox_events(audit: &NewAuditEvent, push: Option<PushFacts<'_>>) -> Vec<
             }
         }
         EventKind::ManifestDeleted => {}
-        EventKind::TagDeleted => {
-            if let Some(t) = detail("reference") {
-                data.insert("tag".into(), json!(t));
+        EventKind::TagDeleted => match untagged.first() {
+            // What the store deleted, as it read it.
+            Some((t, d)) => {
+                data.insert("tag".into(), json!(t.as_str()));
+                data.insert("digest".into(), json!(d.to_string()));
             }
-        }
+            None => {
+                if let Some(t) = detail("reference") {
+                    data.insert("tag".into(), json!(t));
+                }
+            }
+        },
         _ => {
             // GC totals, a quota's refusal: the audit record's details,
             // numbers as numbers.
@@ -208,12 +295,24 @@ pub fn outbox_events(audit: &NewAuditEvent, push: Option<PushFacts<'_>>) -> Vec<
         }
     }
     let event = |kind, data| NewOutboxEvent {
+        event_id: EventId::generate(audit.time),
         time: audit.time,
         kind,
         repository: audit.repository.clone(),
         data,
     };
-    let mut events = vec![event(kind, Value::Object(data.clone()))];
+    let mut events = Vec::new();
+    if kind == EventKind::ManifestDeleted {
+        // The tags the manifest took with it, before the manifest: a
+        // receiver tracking tags sees each go, as with a tag delete.
+        for (tag, digest) in untagged {
+            let mut gone = data.clone();
+            gone.insert("tag".into(), json!(tag.as_str()));
+            gone.insert("digest".into(), json!(digest.to_string()));
+            events.push(event(EventKind::TagDeleted, Value::Object(gone)));
+        }
+    }
+    events.push(event(kind, Value::Object(data.clone())));
     for (tag, from) in push.map(|p| p.moved).unwrap_or_default() {
         let mut moved = data.clone();
         moved.remove("tags");
@@ -226,12 +325,13 @@ pub fn outbox_events(audit: &NewAuditEvent, push: Option<PushFacts<'_>>) -> Vec<
 
 /// The CloudEvents 1.0 structured-mode JSON of `event`, as sent. `source`
 /// is the registry's identity (its external URL): `source` + `id` names
-/// the event uniquely, and `id` is the outbox id, the same on every
-/// retry, so a receiver de-duplicates on the pair.
+/// the event uniquely, and `id` is its [`EventId`], the same on every
+/// retry and never reused (not even after a restore), so a receiver
+/// de-duplicates on the pair.
 pub fn cloud_event(source: &str, event: &OutboxEvent) -> Value {
     let mut ce = json!({
         "specversion": CLOUDEVENTS_SPEC_VERSION,
-        "id": event.id.to_string(),
+        "id": event.event_id.to_string(),
         "source": source,
         "type": event.kind.cloudevents_type(),
         "time": event.time.to_rfc3339(),
@@ -261,10 +361,21 @@ pub struct Webhook {
 }
 
 impl Webhook {
-    /// The key of its delivery state: the URL without credentials, so
-    /// none is stored or shown.
+    /// The key of its delivery state, and how it is shown (the admin
+    /// API, logs): the URL as [`redact_url`] shows it, so no credential,
+    /// query value or fragment is stored or shown; when that hid
+    /// anything, followed by ` (` + 8 hex digits of the whole URL's
+    /// SHA-256 + `)`, so webhooks differing only in a hidden part (a
+    /// `?token=`) keep apart. 32 bits tell a configuration's webhooks
+    /// apart (a clash is refused at start as a duplicate) and are too few
+    /// to confirm a guessed secret of more entropy than that.
     pub fn key(&self) -> String {
-        redact_url(&self.url)
+        let shown = redact_url(&self.url);
+        if shown == self.url {
+            return shown;
+        }
+        let digest = Sha256::digest(self.url.as_bytes());
+        format!("{shown} ({})", hex::encode(&digest[..4]))
     }
 
     /// Whether `event` passes its filters.
@@ -391,10 +502,10 @@ impl Backoff {
 }
 
 /// One webhook's delivery state for the admin API: its configuration
-/// (credentials redacted, the secret never) and where delivery stands.
+/// (secret parts of the URL hidden, the secret never) and where delivery stands.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WebhookStatus {
-    /// The URL without credentials ([`Webhook::key`]).
+    /// The URL with every secret part hidden ([`Webhook::key`]).
     pub url: String,
     /// Kinds sent; empty: all.
     pub events: Vec<EventKind>,
@@ -439,11 +550,11 @@ mod tests {
         let moved = [(Tag::new("latest").unwrap(), old.clone())];
         let events = outbox_events(
             &audit(EventType::ManifestPushed, &[("tag", "latest,v1")]),
-            Some(PushFacts {
+            Some(StoreFacts::Push(PushFacts {
                 media_type: &media,
                 size: 42,
                 moved: &moved,
-            }),
+            })),
         );
         assert_eq!(events.len(), 2);
         assert_eq!(events[0].kind, EventKind::ManifestPushed);
@@ -474,9 +585,66 @@ mod tests {
     }
 
     #[test]
+    fn a_deleted_tag_names_the_digest_it_pointed_at() {
+        let d = Digest::sha256_of(b"tagged");
+        let gone = [(Tag::new("v1").unwrap(), d.clone())];
+        let mut a = audit(EventType::TagDeleted, &[("reference", "v1")]);
+        a.digest = None;
+        let events = outbox_events(&a, Some(StoreFacts::Untagged(&gone)));
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].data["tag"], json!("v1"));
+        assert_eq!(events[0].data["digest"], json!(d.to_string()));
+    }
+
+    #[test]
+    fn a_manifest_delete_reports_each_tag_it_took_first() {
+        let a = audit(EventType::ManifestDeleted, &[]);
+        let d = a.digest.clone().unwrap();
+        let gone = [
+            (Tag::new("latest").unwrap(), d.clone()),
+            (Tag::new("v1").unwrap(), d.clone()),
+        ];
+        let events = outbox_events(&a, Some(StoreFacts::Untagged(&gone)));
+        let kinds: Vec<_> = events.iter().map(|e| e.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                EventKind::TagDeleted,
+                EventKind::TagDeleted,
+                EventKind::ManifestDeleted
+            ]
+        );
+        for (e, tag) in events.iter().zip(["latest", "v1"]) {
+            assert_eq!(e.data["tag"], json!(tag));
+            assert_eq!(e.data["digest"], json!(d.to_string()));
+            assert_eq!(e.data["repository"], json!("team-a/app"));
+        }
+        assert!(events[2].data.get("tag").is_none());
+    }
+
+    #[test]
+    fn event_ids_are_uuid_v7_distinct_and_read_back() {
+        let a = audit(EventType::ManifestDeleted, &[]);
+        let first = outbox_events(&a, None)[0].event_id;
+        let second = outbox_events(&a, None)[0].event_id;
+        assert_ne!(first, second, "the same change twice: two ids");
+        let text = first.to_string();
+        assert_eq!(text.len(), 36);
+        assert_eq!(&text[14..15], "7", "version 7: {text}");
+        assert!(matches!(&text[19..20], "8" | "9" | "a" | "b"), "{text}");
+        // The millisecond time leads: 1_700_000_000_000 = 0x18bcfe56800.
+        assert!(text.starts_with("018bcfe5-6800-"), "{text}");
+        assert_eq!(text.parse::<EventId>().unwrap(), first);
+        let err = "7".parse::<EventId>().unwrap_err().to_string();
+        assert!(err.contains("not a UUID"), "{err}");
+    }
+
+    #[test]
     fn a_cloud_event_has_the_required_attributes() {
+        let event_id = EventId::generate(Timestamp::from_millis(0));
         let e = OutboxEvent {
             id: 7,
+            event_id,
             time: Timestamp::from_millis(0),
             kind: EventKind::TagDeleted,
             repository: Some(RepoName::new("a/b").unwrap()),
@@ -484,7 +652,7 @@ mod tests {
         };
         let ce = cloud_event("https://mcr.example", &e);
         assert_eq!(ce["specversion"], "1.0");
-        assert_eq!(ce["id"], "7");
+        assert_eq!(ce["id"], event_id.to_string(), "the stored id, not the row");
         assert_eq!(ce["source"], "https://mcr.example");
         assert_eq!(ce["type"], "dev.mcr.tag.deleted");
         assert_eq!(ce["time"], "1970-01-01T00:00:00.000Z");
@@ -521,6 +689,7 @@ mod tests {
         };
         let event = |kind, repo: Option<&str>| OutboxEvent {
             id: 1,
+            event_id: EventId::generate(Timestamp::from_millis(0)),
             time: Timestamp::from_millis(0),
             kind,
             repository: repo.map(|r| RepoName::new(r).unwrap()),
@@ -546,6 +715,28 @@ mod tests {
             assert!(check_webhook_url(bad).is_err(), "{bad}");
         }
         assert!(check_webhook_url(&format!("https://x/{}", "a".repeat(3000))).is_err());
+    }
+
+    #[test]
+    fn a_key_hides_secrets_and_keeps_webhooks_apart() {
+        let hook = |url: &str| Webhook {
+            url: url.into(),
+            secret: Secret::new("s"),
+            events: Vec::new(),
+            repositories: Vec::new(),
+            timeout: Duration::from_secs(5),
+        };
+        assert_eq!(hook("https://ci.example/h").key(), "https://ci.example/h");
+        let one = hook("https://ci.example/h?token=first-s3cret").key();
+        let two = hook("https://ci.example/h?token=second-s3cret").key();
+        assert_ne!(one, two, "differing only in the token");
+        for key in [&one, &two] {
+            assert!(key.starts_with("https://ci.example/h?token=*** ("), "{key}");
+            assert!(!key.contains("s3cret"), "{key}");
+        }
+        assert_eq!(one, hook("https://ci.example/h?token=first-s3cret").key());
+        let user = hook("https://u:pw@ci.example/h").key();
+        assert!(user.starts_with("https://***@ci.example/h ("), "{user}");
     }
 
     #[test]

@@ -15,7 +15,9 @@ use mcr_core::names::RepoName;
 use mcr_core::policy::{Engine, PolicyEngine, RepoPattern};
 use mcr_core::ports::{AuditLog, EventOutbox, EventSink, Secret};
 use mcr_core::registry::{DeliveryPass, Registry, DELIVERED_EVENTS_KEPT};
-use mcr_core::testing::{admin, user, FakeBlobStore, FakeIdentity, FakeMetaStore, ManualClock};
+use mcr_core::testing::{
+    admin, user, Counters, FakeBlobStore, FakeIdentity, FakeMetaStore, ManualClock,
+};
 use mcr_core::time::{Clock, Timestamp};
 use mcr_core::{Error, Result};
 use serde_json::Value;
@@ -25,6 +27,8 @@ use serde_json::Value;
 struct Scripted {
     failures: Mutex<usize>,
     calls: Mutex<usize>,
+    /// The CloudEvents id of every send, accepted or not.
+    attempted_ids: Mutex<Vec<String>>,
     accepted: Mutex<Vec<Value>>,
 }
 
@@ -32,15 +36,15 @@ struct Scripted {
 impl EventSink for Scripted {
     async fn send(&self, _hook: &Webhook, body: Bytes) -> Result<()> {
         *self.calls.lock().unwrap() += 1;
+        let event: Value = serde_json::from_slice(&body).unwrap();
+        let id = event["id"].as_str().unwrap_or_default().to_string();
+        self.attempted_ids.lock().unwrap().push(id);
         let mut failures = self.failures.lock().unwrap();
         if *failures > 0 {
             *failures -= 1;
             return Err(Error::Unavailable("receiver answered 503".into()));
         }
-        self.accepted
-            .lock()
-            .unwrap()
-            .push(serde_json::from_slice(&body).unwrap());
+        self.accepted.lock().unwrap().push(event);
         Ok(())
     }
 }
@@ -59,7 +63,16 @@ fn event(event_type: EventType, repo: Option<&str>, at: Timestamp) -> NewAuditEv
 
 #[test]
 fn failures_back_off_success_moves_the_cursor_and_filters_pass_over() {
-    futures_executor::block_on(failures_back_off());
+    let counters = Counters::default();
+    metrics::with_local_recorder(&counters, || {
+        futures_executor::block_on(failures_back_off());
+    });
+    // `mcr_webhook_deliveries_total`, by outcome: two refusals, then the
+    // two events the filters let through.
+    let deliveries =
+        |outcome| counters.get("mcr_webhook_deliveries_total", &[("outcome", outcome)]);
+    assert_eq!(deliveries("failed"), 2);
+    assert_eq!(deliveries("delivered"), 2);
 }
 
 async fn failures_back_off() {
@@ -130,7 +143,11 @@ async fn failures_back_off() {
             "attempt {attempt}: {wait:?}"
         );
         let status = &registry.webhook_status(&admin()).await.unwrap()[0];
-        assert_eq!(status.url, "https://***@ci.example/h");
+        assert!(
+            status.url.starts_with("https://***@ci.example/h ("),
+            "{}",
+            status.url
+        );
         assert_eq!(status.attempts, attempt);
         assert_eq!(status.last_error.as_deref(), Some("receiver answered 503"));
         assert_eq!(status.next_attempt, Some(at));
@@ -156,8 +173,20 @@ async fn failures_back_off() {
         .map(|e| e["subject"].as_str().unwrap())
         .collect();
     assert_eq!(subjects, ["a/one", "a/two"], "in order, filtered");
+    // The CloudEvents ids are the stored ones of outbox rows 2 and 5,
+    // the same as the failed attempts sent.
+    let stored = meta.outbox_after(0, 100).await.unwrap();
+    let stored_id = |row: i64| {
+        let e = stored.iter().find(|e| e.id == row).unwrap();
+        e.event_id.to_string()
+    };
     let ids: Vec<&str> = accepted.iter().map(|e| e["id"].as_str().unwrap()).collect();
-    assert_eq!(ids, ["2", "5"]);
+    assert_eq!(ids, [stored_id(2), stored_id(5)]);
+    assert_eq!(
+        sink.attempted_ids.lock().unwrap()[..3],
+        [stored_id(2), stored_id(2), stored_id(2)],
+        "every retry of an event sends its id"
+    );
     assert_eq!(accepted[0]["type"], "dev.mcr.repository.deleted");
     assert_eq!(accepted[0]["source"], "https://mcr.example");
     let status = &registry.webhook_status(&admin()).await.unwrap()[0];

@@ -10,7 +10,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use mcr_core::audit::{AuditQuery, EventType};
 use mcr_core::digest::Digest;
+use mcr_core::events::EventKind;
 use mcr_core::policy::{Effect, RuleDraft, TagPattern};
+use mcr_core::ports::EventOutbox;
 use mcr_core::principal::Action;
 use mcr_core::registry::{
     Outcome, Registry, RegistryConfig, RetentionItem, RetentionReport, RetentionRequest,
@@ -285,6 +287,28 @@ fn a_dry_run_lists_exactly_what_the_real_run_deletes() {
             .await
             .unwrap();
         assert_eq!(deleted.len(), 4);
+        // And reported to webhooks: each tag as `tag.deleted` naming the
+        // digest it pointed at, each manifest as `manifest.deleted`.
+        let events = t.meta.outbox_after(0, 1000).await.unwrap();
+        let reported = |kind: EventKind, tag: Option<&str>, digest: &Digest| {
+            events.iter().any(|e| {
+                e.kind == kind
+                    && e.data["digest"] == digest.to_string()
+                    && tag.is_none_or(|tag| e.data["tag"] == tag)
+            })
+        };
+        for i in &real.items {
+            for tag in &i.tags {
+                assert!(
+                    reported(EventKind::TagDeleted, Some(tag.as_str()), &i.digest),
+                    "no tag.deleted for {tag} at {}",
+                    i.digest
+                );
+            }
+            if i.manifest {
+                assert!(reported(EventKind::ManifestDeleted, None, &i.digest));
+            }
+        }
         let again = run_all(r, true).await;
         assert_eq!(again.items, vec![], "a second run finds nothing");
         let status = r.retention_status(&admin()).await.unwrap();

@@ -267,6 +267,7 @@ impl From<&OutboxEvent> for pb::Event {
     fn from(e: &OutboxEvent) -> Self {
         pb::Event {
             id: e.id,
+            event_id: e.event_id.to_string(),
             time: Some(timestamp(e.time)),
             r#type: e.kind.as_str().to_string(),
             repository: e.repository.as_ref().map(|r| r.to_string()),
@@ -801,6 +802,7 @@ impl TryFrom<pb::Event> for OutboxEvent {
     fn try_from(e: pb::Event) -> Result<OutboxEvent> {
         Ok(OutboxEvent {
             id: e.id,
+            event_id: e.event_id.parse()?,
             time: e.time.as_ref().map(from_timestamp).unwrap_or_default(),
             kind: e.r#type.parse()?,
             repository: e.repository.as_deref().map(RepoName::new).transpose()?,

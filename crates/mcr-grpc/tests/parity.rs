@@ -556,6 +556,7 @@ async fn rest_and_grpc_list_the_same_events() {
         .map(|e| {
             json!({
                 "id": e.id,
+                "event_id": e.event_id,
                 "time": time(&e.time),
                 "type": e.r#type,
                 "repository": e.repository,

@@ -384,45 +384,13 @@ impl HttpBody for Counted {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::Mutex;
-
     use axum::routing::any;
     use axum::Router;
     use http_body_util::BodyExt;
-    use metrics::{Gauge, Key, KeyName, Metadata, Unit};
+    use mcr_core::testing::Counters;
     use tower::ServiceExt;
 
     use super::*;
-
-    /// Keeps every counter, by key; histograms and gauges go nowhere.
-    #[derive(Default)]
-    struct Counters(Mutex<HashMap<Key, Arc<AtomicU64>>>);
-
-    impl Counters {
-        fn get(&self, name: &'static str, labels: &[(&'static str, &'static str)]) -> u64 {
-            let labels: Vec<Label> = labels.iter().map(|&(k, v)| Label::new(k, v)).collect();
-            let key = Key::from_parts(name, labels);
-            let counters = self.0.lock().unwrap();
-            counters.get(&key).map_or(0, |c| c.load(Ordering::Relaxed))
-        }
-    }
-
-    impl metrics::Recorder for Counters {
-        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-        fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
-            let mut counters = self.0.lock().unwrap();
-            Counter::from_arc(Arc::clone(counters.entry(key.clone()).or_default()))
-        }
-        fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
-            Gauge::noop()
-        }
-        fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
-            Histogram::noop()
-        }
-    }
 
     const MANIFEST: &str = "/v2/<name>/manifests/<reference>";
     const BLOB: &str = "/v2/<name>/blobs/<digest>";

@@ -58,6 +58,20 @@ async fn the_outbox_lists_each_change_once_in_order_to_admins_only() {
     assert_eq!(all[2]["data"]["previous_digest"], one.digest.as_str());
     assert_eq!(all[2]["data"]["digest"], two.digest.as_str());
     assert_eq!(all[3]["data"]["tag"], "v1");
+    assert_eq!(
+        all[3]["data"]["digest"],
+        two.digest.as_str(),
+        "a deleted tag names where it pointed"
+    );
+    let ids: std::collections::BTreeSet<&str> = all
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids.len(),
+        all.len(),
+        "each event has its own CloudEvents id"
+    );
 
     let after = all[1]["id"].as_i64().unwrap();
     let page = events(&h, &format!("?after={after}&limit=1")).await;

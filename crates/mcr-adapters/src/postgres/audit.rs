@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use deadpool_postgres::Transaction;
 use mcr_core::audit::{AuditEvent, AuditQuery, NewAuditEvent};
 use mcr_core::digest::Digest;
-use mcr_core::events::{outbox_events, PushFacts};
+use mcr_core::events::{outbox_events, StoreFacts};
 use mcr_core::names::RepoName;
 use mcr_core::ports::AuditLog;
 use mcr_core::{Error, Result};
@@ -23,13 +23,13 @@ pub(super) async fn insert(tx: &Transaction<'_>, e: &NewAuditEvent) -> StepResul
     insert_with(tx, e, None).await
 }
 
-/// [`insert`], with what a manifest push adds to its webhook events.
+/// [`insert`], with what the store step adds to its webhook events.
 pub(super) async fn insert_with(
     tx: &Transaction<'_>,
     e: &NewAuditEvent,
-    push: Option<PushFacts<'_>>,
+    facts: Option<StoreFacts<'_>>,
 ) -> StepResult<()> {
-    events::append(tx, &outbox_events(e, push)).await?;
+    events::append(tx, &outbox_events(e, facts)).await?;
     let details = serde_json::to_string(&e.details)
         .map_err(|err| TxError::Engine(Error::storage("encoding audit details", err)))?;
     change(

@@ -28,6 +28,7 @@ pub(super) async fn append(tx: &Transaction<'_>, events: &[NewOutboxEvent]) -> S
             tx,
             sql::INSERT_EVENT,
             &[
+                &e.event_id.to_string(),
                 &e.time.as_millis(),
                 &e.kind.as_str(),
                 &e.repository.as_ref().map(RepoName::as_str),
@@ -53,6 +54,7 @@ fn outbox_event(row: &Row) -> StepResult<OutboxEvent> {
         kind: parsed(row, 2, str::parse)?,
         repository: parsed_opt(row, 3, RepoName::new)?,
         data,
+        event_id: parsed(row, 5, str::parse)?,
     })
 }
 

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use deadpool_postgres::Transaction;
 use mcr_core::audit::NewAuditEvent;
 use mcr_core::digest::Digest;
-use mcr_core::events::PushFacts;
+use mcr_core::events::{PushFacts, StoreFacts};
 use mcr_core::media::MediaType;
 use mcr_core::names::{Reference, RepoName, Tag};
 use mcr_core::policy::TagGuard;
@@ -196,7 +196,7 @@ impl ManifestStore for PostgresMetaStore {
                     size: m.raw.len() as u64,
                     moved: &moved,
                 };
-                audit::insert_with(tx, event, Some(push)).await
+                audit::insert_with(tx, event, Some(StoreFacts::Push(push))).await
             })
         })
         .await
@@ -234,20 +234,19 @@ impl ManifestStore for PostgresMetaStore {
             data,
             |tx, (repo, digest, guard, event)| {
                 Box::pin(async move {
-                    if !guard.allows_every_tag() {
-                        // As in `guard_tags`: with the repository's row held
-                        // `FOR UPDATE`, no push can point a tag at the manifest
-                        // between this read and the delete.
-                        let Some(id) = lock_repo_exclusively(tx, repo).await? else {
-                            return Ok(false);
-                        };
-                        let tags = all(tx, sql::MANIFEST_TAGS, &[&id, &digest.to_string()], |r| {
-                            parsed(r, 0, Tag::new)
-                        })
-                        .await?;
-                        for tag in &tags {
-                            guard.check(tag, Some(digest))?;
-                        }
+                    // As in `guard_tags`: with the repository's row held
+                    // `FOR UPDATE`, no push can point a tag at the manifest
+                    // between this read and the delete. Each tag read is
+                    // checked against the guard and reported as deleted.
+                    let Some(id) = lock_repo_exclusively(tx, repo).await? else {
+                        return Ok(false);
+                    };
+                    let tags = all(tx, sql::MANIFEST_TAGS, &[&id, &digest.to_string()], |r| {
+                        parsed(r, 0, Tag::new)
+                    })
+                    .await?;
+                    for tag in &tags {
+                        guard.check(tag, Some(digest))?;
                     }
                     let deleted = change(
                         tx,
@@ -257,7 +256,10 @@ impl ManifestStore for PostgresMetaStore {
                     .await?
                         > 0;
                     if deleted {
-                        audit::insert(tx, event).await?;
+                        let untagged: Vec<_> =
+                            tags.into_iter().map(|t| (t, digest.clone())).collect();
+                        audit::insert_with(tx, event, Some(StoreFacts::Untagged(&untagged)))
+                            .await?;
                     }
                     Ok(deleted)
                 })
@@ -270,12 +272,22 @@ impl ManifestStore for PostgresMetaStore {
         let data = (repo.clone(), tag.clone(), event.clone());
         self.write("deleting a tag", data, |tx, (repo, tag, event)| {
             Box::pin(async move {
-                let deleted =
-                    change(tx, sql::DELETE_TAG, &[&repo.as_str(), &tag.as_str()]).await? > 0;
-                if deleted {
-                    audit::insert(tx, event).await?;
-                }
-                Ok(deleted)
+                // The repository's row held `FOR UPDATE`: no push moves the
+                // tag between reading where it points and deleting it.
+                let Some(id) = lock_repo_exclusively(tx, repo).await? else {
+                    return Ok(false);
+                };
+                let pointed = one(tx, sql::TAG_TARGET, &[&id, &tag.as_str()], |r| {
+                    parsed(r, 0, Digest::parse)
+                })
+                .await?;
+                let Some(digest) = pointed else {
+                    return Ok(false);
+                };
+                change(tx, sql::DELETE_TAG, &[&id, &tag.as_str()]).await?;
+                let untagged = [(tag.clone(), digest)];
+                audit::insert_with(tx, event, Some(StoreFacts::Untagged(&untagged))).await?;
+                Ok(true)
             })
         })
         .await

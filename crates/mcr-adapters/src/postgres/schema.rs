@@ -254,6 +254,24 @@ const MIGRATIONS: &[(i64, &str)] = &[
             next_attempt bigint
         );",
     ),
+    (
+        11,
+        // Each event's CloudEvents id, a UUIDv7 drawn when it is written
+        // (`events::EventId`): the row number is rolled back by a restored
+        // snapshot, and a receiver would drop the new events reusing it.
+        // Events already in the outbox get one here: a random UUID with
+        // the event's millisecond time over its first 48 bits and version
+        // 7 over its version digit.
+        "ALTER TABLE event_outbox ADD COLUMN event_id text;
+        UPDATE event_outbox SET event_id = overlay(overlay(overlay(gen_random_uuid()::text
+            PLACING substr(lpad(to_hex(greatest(time, 0) & 281474976710655), 12, '0'), 1, 8)
+                FROM 1 FOR 8)
+            PLACING substr(lpad(to_hex(greatest(time, 0) & 281474976710655), 12, '0'), 9, 4)
+                FROM 10 FOR 4)
+            PLACING '7' FROM 15 FOR 1);
+        ALTER TABLE event_outbox ALTER COLUMN event_id SET NOT NULL;
+        CREATE UNIQUE INDEX event_outbox_event_id ON event_outbox (event_id);",
+    ),
 ];
 
 /// The schema version this build writes and understands.
@@ -337,5 +355,36 @@ mod tests {
     #[test]
     fn the_migration_lock_spells_its_name() {
         assert_eq!(&MIGRATION_LOCK.to_be_bytes(), b"mcr_migr");
+    }
+
+    #[cfg(feature = "postgres-testing")]
+    #[tokio::test]
+    async fn outbox_events_from_before_migration_11_get_distinct_uuid_v7_ids() {
+        use deadpool_postgres::{Manager, Pool};
+        use tokio_postgres::NoTls;
+
+        let db = super::super::testing::TestDatabase::create().await;
+        let manager = Manager::new(db.config().config, NoTls);
+        let pool = Pool::builder(manager).max_size(1).build().unwrap();
+        let mut client = pool.get().await.unwrap();
+        migrate_to(&mut client, 10).await.unwrap();
+        client
+            .batch_execute(
+                "INSERT INTO event_outbox (time, kind, repository, data)
+                     VALUES (1700000000000, 'manifest.pushed', 'a', '{}'),
+                            (1700000000000, 'manifest.pushed', 'a', '{}'),
+                            (-5, 'gc.completed', NULL, '{}');",
+            )
+            .await
+            .unwrap();
+        migrate(&mut client).await.unwrap();
+        let ids: Vec<String> = client
+            .query("SELECT event_id FROM event_outbox ORDER BY id", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        mcr_core::testing::assert_backfilled_event_ids(&ids);
     }
 }

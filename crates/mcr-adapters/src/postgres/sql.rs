@@ -153,8 +153,7 @@ pub(super) const REFERRERS: &str = concat!(
 /// Tags and references go with it (`ON DELETE CASCADE`).
 pub(super) const DELETE_MANIFEST: &str = "DELETE FROM manifests
     WHERE repository_id = (SELECT id FROM repositories WHERE name = $1) AND digest = $2";
-pub(super) const DELETE_TAG: &str = "DELETE FROM tags
-    WHERE repository_id = (SELECT id FROM repositories WHERE name = $1) AND name = $2";
+pub(super) const DELETE_TAG: &str = "DELETE FROM tags WHERE repository_id = $1 AND name = $2";
 /// Where a tag points now: what a push's tag guard compares with.
 pub(super) const TAG_TARGET: &str = "SELECT m.digest FROM tags t
     JOIN manifests m ON m.id = t.manifest_id WHERE t.repository_id = $1 AND t.name = $2";
@@ -385,8 +384,9 @@ pub(super) const REPO_NAME: &str = "SELECT name FROM repositories WHERE id = $1"
 /// keeps it apart from the coordination's one-key locks.
 pub(super) const LOCK_OUTBOX: &str = "SELECT pg_advisory_xact_lock(1296257605, 1)";
 pub(super) const INSERT_EVENT: &str =
-    "INSERT INTO event_outbox (time, kind, repository, data) VALUES ($1, $2, $3, $4::text::jsonb)";
-pub(super) const EVENTS_AFTER: &str = "SELECT id, time, kind, repository, data::text \
+    "INSERT INTO event_outbox (event_id, time, kind, repository, data) \
+     VALUES ($1, $2, $3, $4, $5::text::jsonb)";
+pub(super) const EVENTS_AFTER: &str = "SELECT id, time, kind, repository, data::text, event_id \
      FROM event_outbox WHERE id > $1 ORDER BY id LIMIT $2";
 pub(super) const COUNT_EVENTS_AFTER: &str = "SELECT count(*) FROM event_outbox WHERE id > $1";
 /// The last id handed out, by the identity's sequence: kept once its row

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use mcr_core::audit::{AuditEvent, AuditQuery, NewAuditEvent};
 use mcr_core::digest::Digest;
-use mcr_core::events::{outbox_events, PushFacts};
+use mcr_core::events::{outbox_events, StoreFacts};
 use mcr_core::names::RepoName;
 use mcr_core::ports::AuditLog;
 use mcr_core::time::Timestamp;
@@ -81,13 +81,13 @@ pub(super) fn insert(tx: &rusqlite::Connection, e: &NewAuditEvent) -> Result<()>
     insert_with(tx, e, None)
 }
 
-/// [`insert`], with what a manifest push adds to its webhook events.
+/// [`insert`], with what the store step adds to its webhook events.
 pub(super) fn insert_with(
     tx: &rusqlite::Connection,
     e: &NewAuditEvent,
-    push: Option<PushFacts<'_>>,
+    facts: Option<StoreFacts<'_>>,
 ) -> Result<()> {
-    events::append(tx, &outbox_events(e, push))?;
+    events::append(tx, &outbox_events(e, facts))?;
     let details =
         serde_json::to_string(&e.details).map_err(|e| storage("encoding audit details", e))?;
     change(

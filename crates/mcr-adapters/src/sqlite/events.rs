@@ -23,6 +23,7 @@ pub(super) fn append(tx: &rusqlite::Connection, events: &[NewOutboxEvent]) -> Re
             tx,
             sql::INSERT_EVENT,
             params![
+                e.event_id.to_string(),
                 e.time.as_millis(),
                 e.kind.as_str(),
                 e.repository.as_ref().map(RepoName::as_str),
@@ -43,6 +44,7 @@ fn outbox_event(row: &Row<'_>) -> rusqlite::Result<OutboxEvent> {
         kind: parsed(row, 2, str::parse)?,
         repository: parsed_opt(row, 3, RepoName::new)?,
         data,
+        event_id: parsed(row, 5, str::parse)?,
     })
 }
 

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use mcr_core::audit::NewAuditEvent;
 use mcr_core::digest::Digest;
-use mcr_core::events::PushFacts;
+use mcr_core::events::{PushFacts, StoreFacts};
 use mcr_core::media::MediaType;
 use mcr_core::names::{Reference, RepoName, Tag};
 use mcr_core::policy::TagGuard;
@@ -141,7 +141,7 @@ impl ManifestStore for SqliteMetaStore {
                 size: m.raw.len() as u64,
                 moved: &moved,
             };
-            audit::insert_with(tx, &event, Some(push))
+            audit::insert_with(tx, &event, Some(StoreFacts::Push(push)))
         })
         .await
     }
@@ -173,17 +173,16 @@ impl ManifestStore for SqliteMetaStore {
         let event = event.clone();
         self.write("deleting a manifest", move |tx| {
             // The tags on it as of this write transaction: one moved onto
-            // it by a push that committed first is among them.
-            if !guard.allows_every_tag() {
-                let tags = all(
-                    tx,
-                    sql::MANIFEST_TAGS,
-                    params![repo.as_str(), digest.to_string()],
-                    |r| parsed(r, 0, Tag::new),
-                )?;
-                for tag in &tags {
-                    guard.check(tag, Some(&digest))?;
-                }
+            // it by a push that committed first is among them. Each is
+            // checked against the guard and reported as deleted.
+            let tags = all(
+                tx,
+                sql::MANIFEST_TAGS,
+                params![repo.as_str(), digest.to_string()],
+                |r| parsed(r, 0, Tag::new),
+            )?;
+            for tag in &tags {
+                guard.check(tag, Some(&digest))?;
             }
             let deleted = change(
                 tx,
@@ -191,7 +190,8 @@ impl ManifestStore for SqliteMetaStore {
                 params![repo.as_str(), digest.to_string()],
             )? > 0;
             if deleted {
-                audit::insert(tx, &event)?;
+                let untagged: Vec<_> = tags.into_iter().map(|t| (t, digest.clone())).collect();
+                audit::insert_with(tx, &event, Some(StoreFacts::Untagged(&untagged)))?;
             }
             Ok(deleted)
         })
@@ -201,11 +201,18 @@ impl ManifestStore for SqliteMetaStore {
     async fn delete_tag(&self, repo: &RepoName, tag: &Tag, event: &NewAuditEvent) -> Result<bool> {
         let (repo, tag, event) = (repo.clone(), tag.clone(), event.clone());
         self.write("deleting a tag", move |tx| {
-            let deleted = change(tx, sql::DELETE_TAG, params![repo.as_str(), tag.as_str()])? > 0;
-            if deleted {
-                audit::insert(tx, &event)?;
-            }
-            Ok(deleted)
+            let pointed = one(
+                tx,
+                sql::TAG_DIGEST,
+                params![repo.as_str(), tag.as_str()],
+                |r| parsed(r, 0, Digest::parse),
+            )?;
+            let Some(digest) = pointed else {
+                return Ok(false);
+            };
+            change(tx, sql::DELETE_TAG, params![repo.as_str(), tag.as_str()])?;
+            audit::insert_with(tx, &event, Some(StoreFacts::Untagged(&[(tag, digest)])))?;
+            Ok(true)
         })
         .await
     }

@@ -288,6 +288,23 @@ const MIGRATIONS: &[(i64, &str)] = &[
             next_attempt INTEGER
         );",
     ),
+    (
+        16,
+        // Each event's CloudEvents id, a UUIDv7 drawn when it is written
+        // (`events::EventId`): the row number is rolled back by a restored
+        // snapshot, and a receiver would drop the new events reusing it.
+        // Events already in the outbox get one here, from their time and
+        // random bits.
+        "ALTER TABLE event_outbox ADD COLUMN event_id TEXT NOT NULL DEFAULT '';
+        UPDATE event_outbox SET event_id = lower(
+            substr(printf('%012x', max(time, 0) & 281474976710655), 1, 8) || '-' ||
+            substr(printf('%012x', max(time, 0) & 281474976710655), 9, 4) || '-7' ||
+            substr(hex(randomblob(2)), 2) || '-' ||
+            substr('89ab', 1 + (random() & 3), 1) || substr(hex(randomblob(2)), 2) || '-' ||
+            hex(randomblob(6))
+        );
+        CREATE UNIQUE INDEX event_outbox_event_id ON event_outbox (event_id);",
+    ),
 ];
 
 /// The schema version this build writes and understands.
@@ -541,6 +558,28 @@ mod tests {
             sizes(&c),
             [("app".to_string(), 30), ("empty".to_string(), 500)]
         );
+    }
+
+    #[test]
+    fn outbox_events_from_before_migration_16_get_distinct_uuid_v7_ids() {
+        let mut c = Connection::open_in_memory().unwrap();
+        migrate_to(&mut c, 15).unwrap();
+        c.execute_batch(
+            "INSERT INTO event_outbox (time, kind, repository, data)
+                 VALUES (1700000000000, 'manifest.pushed', 'a', '{}'),
+                        (1700000000000, 'manifest.pushed', 'a', '{}'),
+                        (-5, 'gc.completed', NULL, '{}');",
+        )
+        .unwrap();
+        migrate(&mut c).unwrap();
+        let ids: Vec<String> = c
+            .prepare("SELECT event_id FROM event_outbox ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        mcr_core::testing::assert_backfilled_event_ids(&ids);
     }
 
     #[test]

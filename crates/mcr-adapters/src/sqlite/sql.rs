@@ -142,6 +142,10 @@ pub(super) const DELETE_MANIFEST: &str = "DELETE FROM manifests
     WHERE repository_id = (SELECT id FROM repositories WHERE name = ?1) AND digest = ?2";
 pub(super) const DELETE_TAG: &str = "DELETE FROM tags
     WHERE repository_id = (SELECT id FROM repositories WHERE name = ?1) AND name = ?2";
+/// Where a tag, by repository name, points: what its delete reports.
+pub(super) const TAG_DIGEST: &str = "SELECT m.digest FROM repositories r
+    JOIN tags t ON t.repository_id = r.id JOIN manifests m ON m.id = t.manifest_id
+    WHERE r.name = ?1 AND t.name = ?2";
 /// Where a tag points now: what a push's tag guard compares with.
 pub(super) const TAG_TARGET: &str = "SELECT m.digest FROM tags t
     JOIN manifests m ON m.id = t.manifest_id WHERE t.repository_id = ?1 AND t.name = ?2";
@@ -303,9 +307,10 @@ pub(super) const INSERT_AUDIT: &str = "INSERT INTO audit_log
 // ---- events ----------------------------------------------------------
 
 pub(super) const INSERT_EVENT: &str =
-    "INSERT INTO event_outbox (time, kind, repository, data) VALUES (?1, ?2, ?3, ?4)";
+    "INSERT INTO event_outbox (event_id, time, kind, repository, data) VALUES (?1, ?2, ?3, ?4, ?5)";
 pub(super) const EVENTS_AFTER: &str =
-    "SELECT id, time, kind, repository, data FROM event_outbox WHERE id > ?1 ORDER BY id LIMIT ?2";
+    "SELECT id, time, kind, repository, data, event_id FROM event_outbox \
+    WHERE id > ?1 ORDER BY id LIMIT ?2";
 pub(super) const COUNT_EVENTS_AFTER: &str = "SELECT count(*) FROM event_outbox WHERE id > ?1";
 /// The last id handed out, kept by AUTOINCREMENT even once its row is
 /// pruned.
@@ -383,6 +388,7 @@ mod tests {
             ("DELETE_MANIFEST", DELETE_MANIFEST, &[]),
             ("DELETE_TAG", DELETE_TAG, &[]),
             ("TAG_TARGET", TAG_TARGET, &[]),
+            ("TAG_DIGEST", TAG_DIGEST, &[]),
             ("MANIFEST_TAGS", MANIFEST_TAGS, &[]),
             ("REPO_TAGS", REPO_TAGS, &[]),
             ("LIST_TAGS", LIST_TAGS, &[]),

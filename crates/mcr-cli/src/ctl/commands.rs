@@ -213,10 +213,11 @@ async fn events<A: Api>(api: &mut A, out: Out, cmd: &EventsCommand) -> Result<()
         EventsCommand::List { after, limit } => {
             let events = api.events(*after, *limit).await?;
             out.print(&events, || {
-                let mut t = Table::new(&["ID", "TIME", "TYPE", "REPOSITORY", "DATA"]);
+                let mut t = Table::new(&["ID", "EVENT ID", "TIME", "TYPE", "REPOSITORY", "DATA"]);
                 for e in &events {
                     t.row(vec![
                         e.id.to_string(),
+                        e.event_id.to_string(),
                         e.time.to_rfc3339(),
                         e.kind.to_string(),
                         e.repository

@@ -1520,7 +1520,8 @@ mod tests {
         .unwrap();
         let hooks = c.webhooks().unwrap();
         assert_eq!(hooks.len(), 1);
-        assert_eq!(hooks[0].key(), "https://***@ci.example/h");
+        let key = hooks[0].key();
+        assert!(key.starts_with("https://***@ci.example/h ("), "{key}");
         assert_eq!(
             hooks[0].events,
             [EventKind::TagDeleted, EventKind::ManifestPushed]
@@ -1581,6 +1582,19 @@ mod tests {
         let twice = cfg(&format!("{HOOK}{HOOK}"), &[]).unwrap();
         let err = twice.webhooks().unwrap_err().to_string();
         assert!(err.contains("configured twice"), "{err}");
+        assert!(!err.contains("u:p@"), "{err}");
+        // Differing only in a token: two webhooks, neither shown with it.
+        let token = |t: &str| {
+            format!("[[webhook]]\nurl = \"https://ci.example/h?token={t}\"\nsecret = \"0123456789abcdef\"\n")
+        };
+        let two = cfg(
+            &format!("{}{}", token("t0ken-one"), token("t0ken-two")),
+            &[],
+        )
+        .unwrap();
+        let keys: Vec<String> = two.webhooks().unwrap().iter().map(|h| h.key()).collect();
+        assert_ne!(keys[0], keys[1]);
+        assert!(keys.iter().all(|k| !k.contains("t0ken")), "{keys:?}");
         let many = HOOK.repeat(MAX_WEBHOOKS + 1);
         assert!(cfg(&many, &[]).unwrap().webhooks().is_err());
     }

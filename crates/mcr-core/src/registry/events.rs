@@ -2,7 +2,7 @@
 //! admin views of both.
 //!
 //! Each configured [`Webhook`] has a delivery state in the store (keyed
-//! by its URL without credentials): a cursor, the outbox id up to which
+//! by [`Webhook::key`], its URL with every secret part hidden): a cursor, the outbox id up to which
 //! everything was delivered or filtered out. A pass
 //! ([`Registry::deliver_webhook`]) reads the events after the cursor in
 //! id order and sends each the webhook wants, one at a time; a failure

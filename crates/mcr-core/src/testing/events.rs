@@ -51,3 +51,21 @@ pub fn repo_deletion() -> NewAuditEvent {
 pub fn blob_unlink() -> NewAuditEvent {
     audited(EventType::BlobDeleted, Timestamp::from_millis(0))
 }
+
+/// What a store's migration must give the outbox events it found (three,
+/// inserted in this order: two at 1 700 000 000 000 ms, one at -5 ms):
+/// distinct UUIDv7 [`EventId`](crate::events::EventId)s in their
+/// lower-case hyphenated form, led by each event's time (the epoch for
+/// one before it). Panics naming the id that is not.
+pub fn assert_backfilled_event_ids(ids: &[String]) {
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    assert_ne!(ids[0], ids[1], "same time, still distinct");
+    for id in ids {
+        let parsed: crate::events::EventId = id.parse().unwrap();
+        assert_eq!(&parsed.to_string(), id, "lower-case hyphenated");
+        assert_eq!(&id[14..15], "7", "version 7: {id}");
+        assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"), "{id}");
+    }
+    assert!(ids[0].starts_with("018bcfe5-6800-7"), "{}", ids[0]);
+    assert!(ids[2].starts_with("00000000-0000-7"), "{}", ids[2]);
+}

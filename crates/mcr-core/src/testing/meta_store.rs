@@ -17,7 +17,7 @@ use super::hold::{Hold, PausePoint};
 use crate::audit::{AuditEvent, AuditQuery, NewAuditEvent};
 use crate::digest::Digest;
 use crate::error::{Error, Result, StorageError};
-use crate::events::{outbox_events, DeliveryState, OutboxEvent, PushFacts};
+use crate::events::{outbox_events, DeliveryState, OutboxEvent, PushFacts, StoreFacts};
 use crate::ids::UploadId;
 use crate::names::{Reference, RepoName, Tag};
 use crate::policy::{Rule, RuleDraft, TagGuard};
@@ -161,17 +161,18 @@ impl State {
         self.record_with(event, None);
     }
 
-    /// [`State::record`] with what a manifest push adds to its events.
-    fn record_with(&mut self, event: &NewAuditEvent, push: Option<PushFacts<'_>>) {
+    /// [`State::record`] with what the store step adds to its events.
+    fn record_with(&mut self, event: &NewAuditEvent, facts: Option<StoreFacts<'_>>) {
         let id = self.audit.len() as i64 + 1;
         self.audit.push(AuditEvent {
             id,
             event: event.clone(),
         });
-        for e in outbox_events(event, push) {
+        for e in outbox_events(event, facts) {
             self.last_outbox_id += 1;
             self.outbox.push(OutboxEvent {
                 id: self.last_outbox_id,
+                event_id: e.event_id,
                 time: e.time,
                 kind: e.kind,
                 repository: e.repository,
@@ -572,11 +573,11 @@ impl ManifestStore for FakeMetaStore {
         }
         state.record_with(
             event,
-            Some(PushFacts {
+            Some(StoreFacts::Push(PushFacts {
                 media_type: &m.media_type,
                 size: m.raw.len() as u64,
                 moved: &moved,
-            }),
+            })),
         );
         Ok(())
     }
@@ -623,26 +624,33 @@ impl ManifestStore for FakeMetaStore {
         if r.manifests.remove(digest).is_none() {
             return Ok(false);
         }
+        let untagged: Vec<(Tag, Digest)> = r
+            .tags
+            .iter()
+            .filter(|(_, d)| *d == digest)
+            .map(|(t, d)| (t.clone(), d.clone()))
+            .collect();
         r.tags.retain(|_, d| d != digest);
         let Repo {
             tags, tag_times, ..
         } = r;
         tag_times.retain(|t, _| tags.contains_key(t));
-        state.record(event);
+        state.record_with(event, Some(StoreFacts::Untagged(&untagged)));
         Ok(true)
     }
 
     async fn delete_tag(&self, repo: &RepoName, tag: &Tag, event: &NewAuditEvent) -> Result<bool> {
         self.manifest_write_pause.pass().await;
         let mut state = self.lock();
-        let deleted = state.repos.get_mut(repo).is_some_and(|r| {
+        let pointed = state.repos.get_mut(repo).and_then(|r| {
             r.tag_times.remove(tag);
-            r.tags.remove(tag).is_some()
+            r.tags.remove(tag)
         });
-        if deleted {
-            state.record(event);
-        }
-        Ok(deleted)
+        let Some(digest) = pointed else {
+            return Ok(false);
+        };
+        state.record_with(event, Some(StoreFacts::Untagged(&[(tag.clone(), digest)])));
+        Ok(true)
     }
 
     async fn list_tags(&self, repo: &RepoName, page: &Page) -> Result<Vec<Tag>> {

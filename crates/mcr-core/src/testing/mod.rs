@@ -21,6 +21,7 @@
 mod blob_store;
 mod clock;
 pub mod contract;
+mod counters;
 mod events;
 mod faulty;
 mod hold;
@@ -31,7 +32,11 @@ mod upstream;
 
 pub use blob_store::FakeBlobStore;
 pub use clock::ManualClock;
-pub use events::{audited, blob_unlink, manifest_deletion, pushed, repo_deletion, tag_deletion};
+pub use counters::Counters;
+pub use events::{
+    assert_backfilled_event_ids, audited, blob_unlink, manifest_deletion, pushed, repo_deletion,
+    tag_deletion,
+};
 pub use faulty::{Fault, Faults, FaultyBlobStore};
 pub use hold::Hold;
 pub use identity::FakeIdentity;

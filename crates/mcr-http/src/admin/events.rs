@@ -35,9 +35,10 @@ pub struct EventsParams {
     limit: Option<usize>,
 }
 
-/// `GET /v1/events?after=&limit=` → `{"events": [{"id", "time", "type",
-/// "repository", "data"}]}`, oldest first: the outbox as kept (delivered
-/// events stay a day).
+/// `GET /v1/events?after=&limit=` → `{"events": [{"id", "event_id",
+/// "time", "type", "repository", "data"}]}`, oldest first: the outbox as
+/// kept (delivered events stay a day); `id` is the outbox position,
+/// `event_id` the CloudEvents `id` sent.
 pub async fn list(
     State(state): State<AppState>,
     AdminCaller(caller): AdminCaller,

@@ -56,7 +56,10 @@ use crate::time::Timestamp;
 mod events;
 mod quotas;
 
-use events::{delivery_states_and_pruning, events_exist_exactly_for_committed_changes};
+use events::{
+    delivery_states_and_pruning, events_exist_exactly_for_committed_changes,
+    tag_deletions_name_their_digest_and_event_ids_are_distinct_and_stable,
+};
 use quotas::{
     concurrent_pushes_never_pass_a_quota, pushes_over_a_quota_are_refused_and_change_nothing,
     quota_use_counts_each_blob_and_manifest_once_per_scope,
@@ -122,6 +125,7 @@ pub const META_STORE_CHECKS: &[Check<dyn MetaStore>] = checks![dyn MetaStore =>
     concurrent_pushes_never_pass_a_quota,
     quota_use_equals_a_recomputation_after_any_changes,
     events_exist_exactly_for_committed_changes,
+    tag_deletions_name_their_digest_and_event_ids_are_distinct_and_stable,
     delivery_states_and_pruning,
 ];
 

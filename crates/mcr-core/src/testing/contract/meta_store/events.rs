@@ -1,7 +1,11 @@
 //! The outbox checks of the [`MetaStore`] contract: an event exists
-//! exactly when the change it reports committed, in commit order; the
-//! delivery states are saved, listed and forgotten; pruning spares what
-//! a webhook has not passed.
+//! exactly when the change it reports committed, in commit order; a
+//! deleted tag names the digest it pointed at, and a manifest delete
+//! reports each tag it took; event ids are distinct and read back the
+//! same; the delivery states are saved, listed and forgotten; pruning
+//! spares what a webhook has not passed.
+
+use std::collections::BTreeSet;
 
 use super::super::support::{err_of, ok, repo, sha256, t, tag};
 use super::{image, immutable_v_tags, info, put, tagged, upload, Store, ALL};
@@ -175,6 +179,76 @@ pub(super) async fn events_exist_exactly_for_committed_changes(s: Store) {
         deleted.len(),
         1,
         "only the tag delete that happened is audited"
+    );
+}
+
+pub(super) async fn tag_deletions_name_their_digest_and_event_ids_are_distinct_and_stable(
+    s: Store,
+) {
+    let a = repo("ev/t");
+    let blob = upload(&s, &a, b"tagged layer", t(1)).await;
+    let mut m = tagged(image(&a, "tagged", &[&blob], t(2)), "v1");
+    m.tags.push(tag("latest"));
+    put(&s, &m).await;
+    let other = tagged(image(&a, "other", &[&blob], t(3)), "keep");
+    put(&s, &other).await;
+    let gone = s
+        .delete_tag(
+            &a,
+            &tag("keep"),
+            &about(EventType::TagDeleted, "ev/t", t(4)),
+        )
+        .await;
+    assert!(ok(gone, "delete_tag"));
+    let gone = s
+        .delete_manifest(
+            &a,
+            &m.digest,
+            &TagGuard::open(),
+            &about(EventType::ManifestDeleted, "ev/t", t(5)),
+        )
+        .await;
+    assert!(ok(gone, "delete_manifest"));
+
+    let events = outbox(&s).await;
+    let t_ = || Some("ev/t".to_string());
+    assert_eq!(
+        kinds(&events),
+        vec![
+            (EventKind::ManifestPushed, t_()),
+            (EventKind::ManifestPushed, t_()),
+            (EventKind::TagDeleted, t_()),
+            (EventKind::TagDeleted, t_()),
+            (EventKind::TagDeleted, t_()),
+            (EventKind::ManifestDeleted, t_()),
+        ],
+        "each tag the manifest delete took, before it"
+    );
+    let tag_and_digest = |e: &OutboxEvent| (e.data["tag"].clone(), e.data["digest"].clone());
+    let (m_digest, other_digest) = (m.digest.to_string(), other.digest.to_string());
+    assert_eq!(
+        tag_and_digest(&events[2]),
+        ("keep".into(), other_digest.into())
+    );
+    assert_eq!(
+        tag_and_digest(&events[3]),
+        ("latest".into(), m_digest.clone().into())
+    );
+    assert_eq!(tag_and_digest(&events[4]), ("v1".into(), m_digest.into()));
+
+    let ids: Vec<_> = events.iter().map(|e| e.event_id).collect();
+    assert_eq!(
+        ids.iter().collect::<BTreeSet<_>>().len(),
+        ids.len(),
+        "event ids are distinct: {ids:?}"
+    );
+    let again: Vec<_> = outbox(&s).await.iter().map(|e| e.event_id).collect();
+    assert_eq!(again, ids, "event ids read back the same");
+    let later = ok(s.outbox_after(events[1].id, ALL).await, "outbox_after");
+    assert_eq!(
+        later.iter().map(|e| e.event_id).collect::<Vec<_>>(),
+        ids[2..],
+        "and read back the same from any cursor"
     );
 }
 
