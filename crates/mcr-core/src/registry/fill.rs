@@ -375,3 +375,25 @@ impl Drop for Lead {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Review of issue 13, D1: chunks nobody read queued without bound.
+    #[test]
+    fn the_window_holds_at_most_its_size_and_one_chunk() {
+        let fill = FillShared::new();
+        fill.running(10 * WINDOW);
+        let chunk = Bytes::from(vec![1u8; 100_000]);
+        for _ in 0..(10 * WINDOW as usize / chunk.len()) {
+            fill.push(&chunk);
+            let w = fill.window();
+            let held: u64 = w.chunks.iter().map(|(_, c)| c.len() as u64).sum();
+            assert_eq!(held, w.end - w.start);
+            assert!(held <= WINDOW + chunk.len() as u64, "{held} bytes held");
+        }
+        let w = fill.window();
+        assert!(w.start > 8 * WINDOW, "the oldest bytes were let go");
+    }
+}

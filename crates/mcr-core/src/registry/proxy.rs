@@ -11,11 +11,15 @@
 //!   Manifests are stored [`Provenance::Mirrored`]: an index's children
 //!   and an image's blobs come when a client asks for them.
 //! - A blob miss streams from the upstream to the client and into the
-//!   store at once ([`fill`]); the last chunk reaches the client only once
-//!   the whole blob hashed to its digest and was committed, so a corrupt or
-//!   truncated answer fails the pull and leaves nothing behind. One fill
-//!   per digest at a time ([`LockKey::Fill`]): concurrent pulls of the
-//!   same blob wait for it and then read the stored blob.
+//!   store at once: the fill is a task of its own (run by the
+//!   [`crate::ports::Spawn`] the embedder gave, else driven by the first
+//!   reader) that goes on to its commit whether or not its readers stay,
+//!   and every pull of the blob meanwhile follows it (`registry::fill`:
+//!   a bounded window, then the store). The last byte reaches a client
+//!   only once the whole blob hashed to its digest and was committed, so
+//!   a corrupt or truncated answer fails the pull and leaves nothing
+//!   behind. One fetch per digest: pulls in this process join the
+//!   running fill, other replicas wait on [`LockKey::Fill`].
 
 use std::io;
 use std::sync::Arc;
