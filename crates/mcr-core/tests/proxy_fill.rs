@@ -8,27 +8,25 @@
 mod support;
 
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
+
 use futures_util::StreamExt;
 use mcr_core::digest::Digest;
 use mcr_core::ids::UploadId;
-use mcr_core::names::{Reference, RepoName, Tag};
 use mcr_core::policy::{Engine, PolicyEngine};
 use mcr_core::ports::prelude::*;
 use mcr_core::ports::{
     BlobBody, BlobStore, ByteRange, ByteStream, ListStream, Spawn, Task, UploadState, UploadWriter,
-    Upstream, UpstreamBlob, UpstreamManifest,
 };
 use mcr_core::proxy::ProxyConfig;
 use mcr_core::registry::{Registry, RegistryConfig};
-use mcr_core::testing::{user, FakeBlobStore, FakeIdentity, FakeMetaStore, ManualClock};
+use mcr_core::testing::{
+    user, FakeBlobStore, FakeIdentity, FakeMetaStore, GatedUpstream, ManualClock,
+};
 use support::repo;
-use tokio::sync::mpsc;
 
 const CHUNK: usize = 64 << 10;
 
@@ -45,75 +43,6 @@ struct Tokio;
 impl Spawn for Tokio {
     fn spawn(&self, task: Task) {
         tokio::spawn(task);
-    }
-}
-
-/// An upstream holding one blob whose every `GET` answers with a body the
-/// test feeds through the sender it hands out.
-struct GatedUpstream {
-    digest: Digest,
-    size: u64,
-    gets: AtomicUsize,
-    bodies: Mutex<Vec<mpsc::UnboundedSender<std::io::Result<Bytes>>>>,
-}
-
-impl GatedUpstream {
-    fn new(data: &[u8]) -> Arc<GatedUpstream> {
-        Arc::new(GatedUpstream {
-            digest: Digest::sha256_of(data),
-            size: data.len() as u64,
-            gets: AtomicUsize::new(0),
-            bodies: Mutex::new(Vec::new()),
-        })
-    }
-
-    fn gets(&self) -> usize {
-        self.gets.load(Ordering::SeqCst)
-    }
-
-    /// The body of the `n`th `GET` (from 0).
-    fn body(&self, n: usize) -> mpsc::UnboundedSender<std::io::Result<Bytes>> {
-        self.bodies.lock().unwrap()[n].clone()
-    }
-}
-
-#[async_trait]
-impl Upstream for GatedUpstream {
-    fn location(&self) -> &str {
-        "https://gated.example"
-    }
-
-    async fn manifest(
-        &self,
-        _: &RepoName,
-        _: &Reference,
-        _: u64,
-    ) -> mcr_core::Result<Option<UpstreamManifest>> {
-        Ok(None)
-    }
-
-    async fn manifest_digest(&self, _: &RepoName, _: &Tag) -> mcr_core::Result<Option<Digest>> {
-        Ok(None)
-    }
-
-    async fn blob_size(&self, _: &RepoName, digest: &Digest) -> mcr_core::Result<Option<u64>> {
-        Ok((digest == &self.digest).then_some(self.size))
-    }
-
-    async fn blob(&self, _: &RepoName, digest: &Digest) -> mcr_core::Result<Option<UpstreamBlob>> {
-        if digest != &self.digest {
-            return Ok(None);
-        }
-        self.gets.fetch_add(1, Ordering::SeqCst);
-        let (tx, rx) = mpsc::unbounded_channel();
-        self.bodies.lock().unwrap().push(tx);
-        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|chunk| (chunk, rx))
-        });
-        Ok(Some(UpstreamBlob {
-            size: self.size,
-            stream: Box::pin(stream),
-        }))
     }
 }
 
@@ -195,7 +124,7 @@ fn setup(data: &[u8]) -> Setup {
     let blobs = Arc::new(FakeBlobStore::new());
     let policy = Arc::new(Engine::new());
     policy.set_rules(Vec::new());
-    let up = GatedUpstream::new(data);
+    let up = Arc::new(GatedUpstream::new(data));
     let registry = Registry::new(
         meta.clone(),
         Arc::new(TaskStore(blobs.clone())),
@@ -228,22 +157,14 @@ fn blob(n: usize) -> Vec<u8> {
 }
 
 fn send_chunks(up: &GatedUpstream, get: usize, data: &[u8], chunks: std::ops::Range<usize>) {
-    let body = up.body(get);
     for i in chunks {
-        let end = data.len().min((i + 1) * CHUNK);
-        body.send(Ok(Bytes::copy_from_slice(&data[i * CHUNK..end])))
-            .expect("the fill reads its body");
+        up.send(get, &data[i * CHUNK..data.len().min((i + 1) * CHUNK)]);
     }
-}
-
-/// Ends the upstream's body of the `get`th request.
-fn end_body(up: &GatedUpstream, get: usize) {
-    up.bodies.lock().unwrap()[get] = mpsc::unbounded_channel().0;
 }
 
 async fn get(s: &Setup) -> BlobBody {
     s.registry
-        .get_blob(&user(), &repo("hub/lib/app"), &s.up.digest, None)
+        .get_blob(&user(), &repo("hub/lib/app"), s.up.digest(), None)
         .await
         .expect("the pull starts")
 }
@@ -274,7 +195,7 @@ async fn rest(body: BlobBody) -> Result<Vec<u8>, std::io::Error> {
 
 async fn committed(s: &Setup) -> bool {
     s.meta
-        .blob_in_repository(&repo("hub/lib/app"), &s.up.digest)
+        .blob_in_repository(&repo("hub/lib/app"), s.up.digest())
         .await
         .unwrap()
         .is_some()
@@ -292,11 +213,11 @@ async fn the_first_chunk_reaches_the_client_before_the_upstream_finishes() {
     // Only one chunk was sent: this returns only if it is streamed.
     assert_eq!(guard(take(&mut body, CHUNK)).await, data[..CHUNK]);
     send_chunks(&s.up, 0, &data, 1..4);
-    end_body(&s.up, 0);
+    s.up.end(0);
     let tail = guard(rest(body)).await.unwrap();
     assert_eq!(tail, data[CHUNK..]);
     assert!(committed(&s).await);
-    assert_eq!(s.blobs.contents(&s.up.digest).unwrap(), data);
+    assert_eq!(s.blobs.contents(s.up.digest()).unwrap(), data);
 }
 
 /// Review of issue 13, D3: a client that went away threw its complete
@@ -310,7 +231,7 @@ async fn a_client_that_leaves_mid_way_does_not_abort_the_fill() {
     guard(take(&mut body, CHUNK)).await;
     drop(body);
     send_chunks(&s.up, 0, &data, 1..4);
-    end_body(&s.up, 0);
+    s.up.end(0);
     // Joins the fill if it still runs (it ends only at the commit), or
     // reads the stored blob.
     assert_eq!(guard(rest(get(&s).await)).await.unwrap(), data);
@@ -334,7 +255,7 @@ async fn a_second_pull_joins_the_running_fill_and_gets_the_same_bytes() {
     let mut second = guard(get(&s)).await;
     assert_eq!(guard(take(&mut second, CHUNK)).await, data[..CHUNK]);
     send_chunks(&s.up, 0, &data, 1..4);
-    end_body(&s.up, 0);
+    s.up.end(0);
     got.extend(guard(rest(first)).await.unwrap());
     let mut joined = data[..CHUNK].to_vec();
     joined.extend(guard(rest(second)).await.unwrap());
@@ -355,7 +276,7 @@ async fn a_reader_left_behind_reads_the_rest_from_the_store() {
     send_chunks(&s.up, 0, &data, 0..1);
     let mut got = guard(take(&mut slow, CHUNK)).await;
     send_chunks(&s.up, 0, &data, 1..160);
-    end_body(&s.up, 0);
+    s.up.end(0);
     // The fill ends without the slow reader reading: a joining pull's
     // stream ends only at its commit.
     assert_eq!(guard(rest(get(&s).await)).await.unwrap(), data);
@@ -378,7 +299,7 @@ async fn a_corrupt_upstream_answer_fails_every_reader_and_stores_nothing() {
     guard(take(&mut first, CHUNK)).await;
     let second = guard(get(&s)).await;
     send_chunks(&s.up, 0, &wrong, 1..4);
-    end_body(&s.up, 0);
+    s.up.end(0);
     for body in [first, second] {
         let mut stream = body.stream;
         let mut ok = 0;
@@ -394,11 +315,11 @@ async fn a_corrupt_upstream_answer_fails_every_reader_and_stores_nothing() {
         assert!(failed.contains("gated.example"), "{failed}");
     }
     assert!(!committed(&s).await);
-    assert!(s.blobs.contents(&s.up.digest).is_none());
+    assert!(s.blobs.contents(s.up.digest()).is_none());
     let next = guard(get(&s)).await;
     assert_eq!(s.up.gets(), 2, "fetched again");
     send_chunks(&s.up, 1, &data, 0..4);
-    end_body(&s.up, 1);
+    s.up.end(1);
     assert_eq!(guard(rest(next)).await.unwrap(), data);
 }
 
@@ -408,8 +329,8 @@ async fn an_upstream_body_longer_than_announced_is_cut_and_stores_nothing() {
     let s = setup(&data);
     let body = get(&s).await;
     send_chunks(&s.up, 0, &data, 0..2);
-    s.up.body(0).send(Ok(Bytes::from_static(b"more"))).unwrap();
-    end_body(&s.up, 0);
+    s.up.send(0, b"more");
+    s.up.end(0);
     let e = guard(rest(body)).await.unwrap_err().to_string();
     assert!(e.contains("announced"), "{e}");
     assert!(!committed(&s).await);
