@@ -33,33 +33,15 @@ fail() { printf '[bench-stream] FAIL: %s\n' "$*" >&2; exit 1; }
 source "scripts/need.sh"
 need curl jq python3 docker-registry nginx
 
-if [ -n "${BENCH_MCRSRV:-}" ]; then
-  MCRSRV=$BENCH_MCRSRV
-else
-  export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mcr/target}"
-  cargo build --quiet --release -p mcr-cli --bin mcrsrv
-  MCRSRV="$CARGO_TARGET_DIR/release/mcrsrv"
-fi
-
 WORK=$(mktemp -d)
 # shellcheck source=scripts/servers.sh
 source "scripts/servers.sh"
 trap cleanup EXIT
 
-UP="127.0.0.1:$(free_port)"
-cat >"$WORK/upstream.yml" <<YAML
-version: 0.1
-log:
-  level: warn
-storage:
-  filesystem:
-    rootdirectory: $WORK/upstream
-http:
-  addr: $UP
-YAML
-docker-registry serve "$WORK/upstream.yml" >"$WORK/upstream.log" 2>&1 &
-PIDS+=("$!")
-wait_for "http://$UP/v2/" "$!" "$WORK/upstream.log" 300
+# shellcheck source=bench/proxy-common.sh
+source "bench/proxy-common.sh"
+mcrsrv_binary
+start_distribution
 
 # The same upstream, every answer sent at RATE.
 SLOW="127.0.0.1:$(free_port)"
@@ -108,18 +90,8 @@ push_blob() {
 SMALL=$(push_blob "$MIB")
 BIG=$(push_blob "$BIG_MIB")
 
-MCR_PID=""
-start_mirror() { # DATA UPSTREAM
-  REG="127.0.0.1:$(free_port)"
-  "$MCRSRV" dev --data "$1" --listen "$REG" --proxy "up=http://$2" >"$1.log" 2>&1 &
-  MCR_PID=$!
-  PIDS+=("$MCR_PID")
-  wait_for "http://$REG/v2/" "$MCR_PID" "$1.log" 300
-  TOKEN=$(curl -sf -u "admin:$(cat "$1/admin.password")" \
-    "http://$REG/v2/token?service=mcr&scope=repository:up/bench/blob:pull" | jq -r .token)
-}
-stop_mirror() {
-  kill "$MCR_PID" 2>/dev/null && wait "$MCR_PID" 2>/dev/null || true
+get_token() {
+  TOKEN=$(curl -sf -u "$CREDS" "http://$REG/v2/token?service=mcr&scope=repository:up/bench/blob:pull" | jq -r .token)
 }
 ttfb() { # BYTES URL [curl args]: first byte and last, in ms, of a whole answer
   local bytes=$1 url=$2 out
@@ -132,12 +104,14 @@ ttfb() { # BYTES URL [curl args]: first byte and last, in ms, of a whole answer
 
 read -r D_FIRST D_LAST < <(ttfb $((MIB << 20)) "http://$SLOW/v2/bench/blob/blobs/$SMALL")
 start_mirror "$WORK/mcr-slow" "$SLOW"
+get_token
 read -r M_FIRST M_LAST < <(ttfb $((MIB << 20)) "http://$REG/v2/up/bench/blob/blobs/$SMALL" -H "Authorization: Bearer $TOKEN")
 stop_mirror
 log "$MIB MiB at $RATE: straight first byte $D_FIRST ms, last $D_LAST ms; through a cold mirror first byte $M_FIRST ms, last $M_LAST ms"
 
 rss_kb() { awk -v k="$2" '$1 == k":" { print $2 }' "/proc/$1/status"; }
 start_mirror "$WORK/mcr-big" "$UP"
+get_token
 BEFORE=$(rss_kb "$MCR_PID" VmRSS)
 # A client that sends the GET and never reads a byte, until told to go.
 python3 - "$REG" "/v2/up/bench/blob/blobs/$BIG" "$TOKEN" "$WORK/go" <<'PY' &
