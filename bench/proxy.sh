@@ -8,7 +8,8 @@
 # layers of BENCH_PROXY_LAYER_MIB MiB each; BENCH_PROXY_ROUNDS rounds, each
 # with a fresh mirror (a new data directory) so "cold" is cold; the
 # medians go to BENCH_OUT (bench/results/proxy.md). Not a test: numbers
-# mean something only on a quiet machine (bench/README.md).
+# mean something only on a quiet machine (bench/README.md). BENCH_MCRSRV
+# names the mcrsrv binary (default: a release build).
 #
 # Every loop is bounded in count and every client call in time; the
 # servers are stopped on exit.
@@ -38,9 +39,6 @@ int_in BENCH_PROXY_LAYER_MIB "$LAYER_MIB" 1 4096
 source "scripts/need.sh"
 need skopeo curl jq python3 docker-registry
 
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mcr/target}"
-cargo build --quiet --release -p mcr-cli --bin mcrsrv
-MCRSRV="$CARGO_TARGET_DIR/release/mcrsrv"
 
 WORK=$(mktemp -d)
 # shellcheck source=scripts/servers.sh
@@ -52,20 +50,10 @@ now_ms() { date +%s%3N; }
 SK=(timeout "$CALL_SECONDS" skopeo --insecure-policy)
 
 # --- the upstream: CNCF Distribution, no auth ---------------------------------
-UP="127.0.0.1:$(free_port)"
-cat >"$WORK/upstream.yml" <<YAML
-version: 0.1
-log:
-  level: warn
-storage:
-  filesystem:
-    rootdirectory: $WORK/upstream
-http:
-  addr: $UP
-YAML
-docker-registry serve "$WORK/upstream.yml" >"$WORK/upstream.log" 2>&1 &
-PIDS+=("$!")
-wait_for "http://$UP/v2/" "$!" "$WORK/upstream.log" 300
+# shellcheck source=bench/proxy-common.sh
+source "bench/proxy-common.sh"
+mcrsrv_binary
+start_distribution
 
 IMG="$WORK/img"
 read -r MHEX MSIZE < <(make_image "$IMG" amd64 "$LAYERS" $((LAYER_MIB * 1024)))
@@ -73,24 +61,6 @@ write_index "$IMG" v1 application/vnd.oci.image.manifest.v1+json "$MHEX" "$MSIZE
 "${SK[@]}" copy --quiet --preserve-digests --dest-tls-verify=false "oci:$IMG:v1" "docker://$UP/bench/img:v1"
 LAYER=$(jq -r '.layers[0].digest' "$IMG/blobs/sha256/$MHEX")
 log "upstream $UP holds bench/img:v1 ($LAYERS x $LAYER_MIB MiB)"
-
-# --- the mirror, fresh each time ------------------------------------------------
-MCR_PID=""
-start_mirror() { # DATA
-  stop_mirror
-  REG="127.0.0.1:$(free_port)"
-  "$MCRSRV" dev --data "$1" --listen "$REG" --proxy "up=http://$UP" >"$1.log" 2>&1 &
-  MCR_PID=$!
-  PIDS+=("$MCR_PID")
-  wait_for "http://$REG/v2/" "$MCR_PID" "$1.log" 300
-  CREDS="admin:$(cat "$1/admin.password")"
-}
-stop_mirror() {
-  if [ -n "$MCR_PID" ]; then
-    kill "$MCR_PID" 2>/dev/null && wait "$MCR_PID" 2>/dev/null || true
-    MCR_PID=""
-  fi
-}
 
 # pull_ms SOURCE [skopeo source flags...]: milliseconds to copy the image
 # into a fresh OCI layout
@@ -107,11 +77,11 @@ pull_ms() {
 declare -A RESULTS
 for round in $(seq 1 "$ROUNDS"); do
   RESULTS[direct]+=" $(pull_ms "docker://$UP/bench/img:v1" --src-tls-verify=false)"
-  start_mirror "$WORK/mcr-$round-pull"
+  start_mirror "$WORK/mcr-$round-pull" "$UP"
   SRC=(--src-tls-verify=false --src-creds "$CREDS")
   RESULTS[cold]+=" $(pull_ms "docker://$REG/up/bench/img:v1" "${SRC[@]}")"
   RESULTS[warm]+=" $(pull_ms "docker://$REG/up/bench/img:v1" "${SRC[@]}")"
-  start_mirror "$WORK/mcr-$round-blob"
+  start_mirror "$WORK/mcr-$round-blob" "$UP"
   TOKEN=$(curl -sf -u "$CREDS" "http://$REG/v2/token?service=mcr&scope=repository:up/bench/img:pull" | jq -r .token)
   read -r TTFB TOTAL < <(curl -sf --max-time "$CALL_SECONDS" -o /dev/null -H "Authorization: Bearer $TOKEN" \
     -w '%{time_starttransfer} %{time_total}\n' "http://$REG/v2/up/bench/img/blobs/$LAYER") || fail "the cold layer GET failed"

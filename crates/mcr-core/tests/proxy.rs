@@ -790,3 +790,47 @@ fn the_warning_of_a_cache_kept_over_max_size_names_what_was_kept_and_why() {
         assert!(!warning.contains("hub/a"), "{warning}");
     });
 }
+
+/// A repository passed over within the guard that holds blobs alone is
+/// not "kept": the same GC run's sweep frees its blobs, and the log says
+/// so instead of a warning (review of issue 13, D4).
+#[test]
+fn a_repository_holding_blobs_alone_is_not_called_kept() {
+    let layer = |c: u8| vec![c; 10_000];
+    let Mirror { t, up } = mirror_with(no_grace(), true, Some(1));
+    upstream_image(&up, "library/a", "1", &layer(b'a'));
+    let loose = up.put_blob(&layer(b'z'));
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(captured.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let _logging = tracing::subscriber::set_default(subscriber);
+    run(async {
+        let r = &t.registry;
+        pull_image(r, "hub/a", "1", &layer(b'a')).await;
+        read_blob(r, "hub/loose", &loose).await.unwrap();
+        t.clock.advance(mcr_core::proxy::EVICTION_PULL_GUARD);
+        // A pull of the loose blob starts just before GC: its repository
+        // is passed over, but holds no manifest.
+        read_blob(r, "hub/loose", &loose).await.unwrap();
+        r.collect_garbage(&admin()).await.unwrap();
+        assert_eq!(dropped_events(&t), [("hub/a".into(), "max_size".into())]);
+        assert!(!stored(&t, &layer(b'z')).await, "the sweep freed it");
+
+        let logs = captured.text();
+        assert!(
+            !logs
+                .lines()
+                .any(|l| l.contains("WARN") && l.contains("max_size")),
+            "{logs}"
+        );
+        let note = logs
+            .lines()
+            .find(|l| l.contains("over max_size only by blobs"))
+            .unwrap_or_else(|| panic!("no note in {logs}"));
+        assert!(note.contains("hub/loose (10000 bytes"), "{note}");
+        assert!(note.contains("they are not kept"), "{note}");
+    });
+}

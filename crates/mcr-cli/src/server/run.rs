@@ -30,7 +30,7 @@ use tokio_util::task::TaskTracker;
 use super::config::{Config, Database, DatabaseSection, StorageBackend};
 use super::listen;
 use super::metrics::Metrics;
-use super::tasks::Background;
+use super::tasks::{Background, Tracked};
 
 /// How often stale upload sessions are looked for: often enough that
 /// sessions that never received a byte (`storage.unused_upload_max_age`)
@@ -40,7 +40,7 @@ const PURGE_INTERVAL: Duration = Duration::from_secs(300);
 const OUTBOX_PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// The engine and the HTTP state, built from a validated config. Work a
-/// request leaves running (a GC run) goes to `tasks`. When the config
+/// request leaves running (a GC run, a pull-through fill) goes to `tasks`. When the config
 /// serves metrics, the recorder must be installed before this is called
 /// ([`super::metrics::Metrics::install`]).
 pub async fn build(config: &Config, tasks: TaskTracker) -> anyhow::Result<AppState> {
@@ -84,9 +84,12 @@ pub async fn build(config: &Config, tasks: TaskTracker) -> anyhow::Result<AppSta
     if let Some(coordination) = metadata.coordination {
         registry = registry.with_coordination(coordination);
     }
+    // A pull-through fill goes on to its commit after the pull that
+    // started it, and shutdown waits for it as for a GC run.
     registry = registry
         .with_proxies(proxies(config)?)
-        .context("[[proxy]]")?;
+        .context("[[proxy]]")?
+        .with_spawner(Arc::new(Tracked(tasks.clone())));
     let webhooks = config.webhooks()?;
     if !webhooks.is_empty() {
         for hook in &webhooks {

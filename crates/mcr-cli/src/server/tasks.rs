@@ -1,7 +1,7 @@
 //! The daemon's background work and its owner.
 //!
 //! Every task that outlives a request — a GC run started over REST or
-//! gRPC, the GC and retention schedules, the purge of stale uploads, the metrics upkeep,
+//! gRPC, a pull-through cache's blob fill ([`Tracked`]), the GC and retention schedules, the purge of stale uploads, the metrics upkeep,
 //! the audit writer, webhook delivery — runs on one [`TaskTracker`] that [`Background`]
 //! owns, and stops on one [`CancellationToken`] (mini-redis's shutdown
 //! pattern, with tokio-util's types). On shutdown the token is cancelled:
@@ -14,6 +14,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use mcr_core::ports::{Spawn, Task};
 use mcr_core::registry::{DeliveryPass, Registry};
 use mcr_core::time::Timestamp;
 use mcr_core::Error;
@@ -25,6 +26,18 @@ use tokio_util::task::TaskTracker;
 const SCHEDULE_RETRY: Duration = Duration::from_secs(60);
 /// How long a webhook's delivery waits when the store failed it.
 const DELIVERY_STORE_RETRY: Duration = Duration::from_secs(5);
+
+/// The engine's [`Spawn`] port on the daemon's tracker: a task the engine
+/// starts (a pull-through fill) is waited for at shutdown like the rest.
+/// It is not stopped by the shutdown token: a fill reads until its
+/// upstream body ends or fails (the upstream client's timeouts bound it).
+pub struct Tracked(pub TaskTracker);
+
+impl Spawn for Tracked {
+    fn spawn(&self, task: Task) {
+        self.0.spawn(task);
+    }
+}
 
 /// The owner of the daemon's background tasks.
 #[derive(Default)]

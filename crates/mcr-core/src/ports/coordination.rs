@@ -38,7 +38,9 @@ pub enum LockKey {
     /// The one retention run (not a dry run) that may run at a time.
     Retention,
     /// A pull-through cache filling a blob from its upstream: one fetch
-    /// per digest at a time, the other pulls wait and read the result.
+    /// per digest at a time. Pulls in the process running the fill join
+    /// it without taking the lock; another replica's wait, then read the
+    /// stored blob.
     Fill(Digest),
 }
 

@@ -24,6 +24,8 @@
 //! - Webhook delivery: [`EventSink`] (`events`).
 //! - Locks shared by everyone using the stores: [`Coordination`]
 //!   (`coordination`).
+//! - Tasks that outlive a request, on the embedder's runtime: [`Spawn`]
+//!   (`spawn`).
 
 mod audit_log;
 mod blob_index;
@@ -42,6 +44,7 @@ mod repositories;
 mod retention;
 mod revocations;
 mod snapshots;
+mod spawn;
 mod status;
 mod upload_sessions;
 mod upstream;
@@ -63,6 +66,7 @@ pub use repositories::{ManifestSummary, Page, RepoDetail, RepoSummary, Repositor
 pub use retention::RetentionStore;
 pub use revocations::{Revocation, RevocationStore};
 pub use snapshots::SnapshotStore;
+pub use spawn::{Spawn, Task};
 pub use status::{StoreStatus, StoreTotals};
 pub use upload_sessions::{UploadCaps, UploadSession, UploadSessionStore};
 pub use upstream::{Upstream, UpstreamBlob, UpstreamManifest};

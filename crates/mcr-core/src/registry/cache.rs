@@ -62,24 +62,71 @@ impl DropReason {
     }
 }
 
-/// Logs that `mirror`'s cache stays at `total` bytes, over `max_size`,
-/// because eviction passed over the repositories in `kept` (name, bytes,
-/// last pull started): each one's size and last pull, why it was kept, and
-/// what the operator can do. Names the upstream by its location, which
-/// never holds credentials (`Upstream::location`).
-fn warn_kept_over(mirror: &Mirror, total: u64, max_size: u64, kept: &[(RepoName, u64, Timestamp)]) {
-    let mut named: Vec<String> = kept
+/// A repository eviction passed over because a pull of it started
+/// within [`proxy::EVICTION_PULL_GUARD`]: its name, bytes, last pull
+/// start, and whether it holds manifests (one holding blobs alone keeps
+/// nothing from the sweep that follows).
+struct Passed {
+    name: RepoName,
+    size: u64,
+    last: Timestamp,
+    has_manifests: bool,
+}
+
+/// Names the first [`KEPT_NAMED`] of `passed` with their bytes and last
+/// pull start.
+fn name_passed(passed: &[&Passed]) -> String {
+    let mut named: Vec<String> = passed
         .iter()
         .take(KEPT_NAMED)
-        .map(|(name, size, last)| {
+        .map(|p| {
             format!(
-                "{name} ({size} bytes, last pull started {})",
-                last.to_rfc3339()
+                "{} ({} bytes, last pull started {})",
+                p.name,
+                p.size,
+                p.last.to_rfc3339()
             )
         })
         .collect();
-    if kept.len() > KEPT_NAMED {
-        named.push(format!("and {} more", kept.len() - KEPT_NAMED));
+    if passed.len() > KEPT_NAMED {
+        named.push(format!("and {} more", passed.len() - KEPT_NAMED));
+    }
+    named.join(", ")
+}
+
+/// Logs why `mirror`'s cache is still at `total` bytes, over `max_size`,
+/// after eviction passed over `passed`. Repositories holding manifests are
+/// kept, and named as such with why and what the operator can do (a
+/// warning). Those holding blobs alone are not: no manifest references
+/// their blobs, so the sweep of the same GC run frees each one older than
+/// the grace period that no other repository's manifest uses; they are
+/// named apart, and if the cache is over only by them the note is not a
+/// warning. Names the upstream by its location, which never holds
+/// credentials (`Upstream::location`).
+fn log_over(mirror: &Mirror, total: u64, max_size: u64, passed: &[Passed]) {
+    let (kept, blobs_only): (Vec<&Passed>, Vec<&Passed>) =
+        passed.iter().partition(|p| p.has_manifests);
+    let blobs_only_size: u64 = blobs_only.iter().map(|p| p.size).sum();
+    let blobs_note = if blobs_only.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " Of cache_size, {blobs_only_size} bytes are in repositories holding blobs without \
+             manifests ({}): they are not kept, this run's sweep frees each such blob older than \
+             the grace period that no other repository's manifest uses.",
+            name_passed(&blobs_only)
+        )
+    };
+    if kept.is_empty() {
+        tracing::info!(
+            proxy = %mirror.config.prefix,
+            upstream = %mirror.location(),
+            cache_size = total,
+            max_size,
+            "the cache is over max_size only by blobs no manifest references, which eviction \
+             leaves to the sweep.{blobs_note}"
+        );
+        return;
     }
     let guard_minutes = proxy::EVICTION_PULL_GUARD.as_secs() / 60;
     tracing::warn!(
@@ -88,12 +135,12 @@ fn warn_kept_over(mirror: &Mirror, total: u64, max_size: u64, kept: &[(RepoName,
         cache_size = total,
         max_size,
         over_by = total - max_size,
-        kept = %named.join(", "),
+        kept = %name_passed(&kept),
         "the cache stays over max_size: eviction never removes what a running pull may use, and \
          a pull of each repository kept started within the last {guard_minutes} minutes; the \
          next GC evicts them once that has passed, unless they are pulled again. To keep the \
          cache under max_size, raise max_size above cache_size (docs/RUNBOOK.md, \
-         \"Pull-through cache\")"
+         \"Pull-through cache\").{blobs_note}"
     );
 }
 
@@ -195,12 +242,13 @@ impl Registry {
     /// - a fill from the upstream holds an upload session in the
     ///   repository, which emptying it keeps: the fill still commits its
     ///   blob under the blob's lock (`LockKey::Blob`, GC's safety
-    ///   argument), and a later concurrent pull of it waits on its
-    ///   `LockKey::Fill` as before; the blob is newly linked, so the sweep
-    ///   leaves it.
+    ///   argument), and a later concurrent pull of it joins the running
+    ///   fill as before; the blob is newly linked, so the sweep leaves it.
     ///
     /// A mirror still over `max_size` after its run is logged as a
-    /// warning naming what was kept, why, and what to do.
+    /// warning naming what was kept, why, and what to do; repositories
+    /// passed over that hold blobs alone are named apart as what the
+    /// sweep frees, not as kept.
     pub(super) async fn evict(&self, caller: &Caller, now: Timestamp) -> Result<u64> {
         let mut evicted = 0;
         for mirror in self.mirrors.iter() {
@@ -212,7 +260,7 @@ impl Registry {
             self.each_cached(&mirror.config.prefix, |s| {
                 total = total.saturating_add(s.total_size);
                 let last = mirror.last_pulled(&s.name).unwrap_or(s.created);
-                cached.push((last, s.name, s.total_size));
+                cached.push((last, s.name, s.total_size, s.manifest_count > 0));
             })
             .await?;
             if total <= max_size {
@@ -222,14 +270,19 @@ impl Registry {
             cached.sort();
             let guard = now.saturating_sub(proxy::EVICTION_PULL_GUARD);
             // Those passed over because a pull of them may be running.
-            let mut kept = Vec::new();
-            for (last, name, size) in cached {
+            let mut passed = Vec::new();
+            for (last, name, size, has_manifests) in cached {
                 if total <= max_size {
                     break;
                 }
                 let last = mirror.last_pulled(&name).map_or(last, |l| l.max(last));
                 if last > guard {
-                    kept.push((name, size, last));
+                    passed.push(Passed {
+                        name,
+                        size,
+                        last,
+                        has_manifests,
+                    });
                     continue;
                 }
                 let reason = details([
@@ -248,7 +301,7 @@ impl Registry {
                 total = total.saturating_sub(size);
             }
             if total > max_size {
-                warn_kept_over(mirror, total, max_size, &kept);
+                log_over(mirror, total, max_size, &passed);
             }
         }
         Ok(evicted)

@@ -11,6 +11,7 @@ mod browse;
 mod cache;
 mod delete;
 mod events;
+mod fill;
 mod gc;
 mod health;
 mod identity;
@@ -59,7 +60,7 @@ use crate::names::{Reference, RepoName};
 use crate::policy::{PolicyEngine, PolicyInput};
 use crate::ports::{
     BlobInfo, BlobStore, Coordination, LockGuard, LockKey, ManifestRecord, MetaStore, Page,
-    SnapshotStore, TokenValidator,
+    SnapshotStore, Spawn, TokenValidator,
 };
 use crate::principal::{Action, Principal};
 use crate::proxy::{Mirrors, ProxyConfig};
@@ -232,6 +233,11 @@ pub struct Registry {
     blob_links: read_cache::RepoCache<Digest, BlobInfo>,
     /// Where the outbox's events go; none unless configured.
     webhooks: Option<events::Webhooks>,
+    /// The pull-through fills running in this process.
+    fills: Arc<fill::Fills>,
+    /// Runs a fill apart from the pull that started it; none unless
+    /// configured ([`Registry::with_spawner`]).
+    spawner: Option<Arc<dyn Spawn>>,
 }
 
 /// The ports a task outliving a use case call needs (a blob fill driven
@@ -274,6 +280,8 @@ impl Registry {
             manifests: manifest_cache(&RegistryConfig::default()),
             blob_links: blob_link_cache(&RegistryConfig::default()),
             webhooks: None,
+            fills: Arc::default(),
+            spawner: None,
         }
     }
 
@@ -283,6 +291,17 @@ impl Registry {
     pub fn with_proxies(mut self, proxies: Vec<ProxyConfig>) -> Result<Registry> {
         self.mirrors = Mirrors::new(proxies)?;
         Ok(self)
+    }
+
+    /// Runs each pull-through fill as a task of its own through `spawner`,
+    /// so it goes on to its verified commit whether or not the pull that
+    /// started it keeps reading, and pulls joining it never slow it down.
+    /// Without a spawner the starting pull's stream drives the fill as it
+    /// reads (others still join it), and dropping that stream abandons it:
+    /// right for an embedder without a runtime, wrong for a server.
+    pub fn with_spawner(mut self, spawner: Arc<dyn Spawn>) -> Registry {
+        self.spawner = Some(spawner);
+        self
     }
 
     fn parts(&self) -> Parts {

@@ -11,30 +11,29 @@
 //!   Manifests are stored [`Provenance::Mirrored`]: an index's children
 //!   and an image's blobs come when a client asks for them.
 //! - A blob miss streams from the upstream to the client and into the
-//!   store at once ([`fill`]); the last chunk reaches the client only once
-//!   the whole blob hashed to its digest and was committed, so a corrupt or
-//!   truncated answer fails the pull and leaves nothing behind. One fill
-//!   per digest at a time ([`LockKey::Fill`]): concurrent pulls of the
-//!   same blob wait for it and then read the stored blob.
+//!   store at once: the fill is a task of its own (run by the
+//!   [`crate::ports::Spawn`] the embedder gave, else driven by the first
+//!   reader) that goes on to its commit whether or not its readers stay,
+//!   and every pull of the blob meanwhile follows it (`registry::fill`:
+//!   a bounded window, then the store). The last byte reaches a client
+//!   only once the whole blob hashed to its digest and was committed, so
+//!   a corrupt or truncated answer fails the pull and leaves nothing
+//!   behind. One fetch per digest: pulls in this process join the
+//!   running fill, other replicas wait on [`LockKey::Fill`].
 
-use std::collections::VecDeque;
-use std::future::Future;
 use std::io;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::sync::Arc;
 
-use bytes::Bytes;
-use futures_core::Stream;
 use futures_util::StreamExt;
 
+use super::fill::{FillReader, Found, Lead, JOIN_ATTEMPTS};
 use super::{details, Caller, Registry};
 use crate::audit::{EventType, NewAuditEvent};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::names::{Reference, RepoName};
 use crate::ports::{
-    BlobBody, BlobInfo, ByteRange, LockGuard, LockKey, ManifestRecord, Page, Provenance,
+    BlobBody, BlobInfo, ByteRange, LockGuard, LockKey, ManifestRecord, Page, Provenance, Task,
     UploadCaps, UploadWriter, UpstreamBlob,
 };
 use crate::proxy::{Mirror, Mirrored};
@@ -199,7 +198,8 @@ impl Registry {
         }))
     }
 
-    /// A blob of a mirrored repository: the cached one, or a fill from the
+    /// A blob of a mirrored repository: the cached one, the fill of it
+    /// running here (joined, not waited for), or a new fill from the
     /// upstream streamed to the caller as it is stored. A ranged request
     /// that misses waits for the whole fill, then reads its range.
     pub(super) async fn mirrored_blob(
@@ -211,22 +211,55 @@ impl Registry {
         range: Option<ByteRange>,
     ) -> Result<BlobBody> {
         at.mirror.pull_started(repo, self.clock.now());
-        if self.meta.blob_in_repository(repo, digest).await?.is_some() {
-            at.mirror.hit();
-            return self.blobs.read(digest, range).await;
+        for _ in 0..JOIN_ATTEMPTS {
+            if self.meta.blob_in_repository(repo, digest).await?.is_some() {
+                at.mirror.hit();
+                return self.blobs.read(digest, range).await;
+            }
+            let lead = match self.fills.join_or_lead(repo, digest) {
+                Found::Join(fill) => {
+                    // Its leader found the blob stored, or failed: look again.
+                    let Some(size) = fill.started().await else {
+                        continue;
+                    };
+                    at.mirror.hit();
+                    let blobs = Arc::clone(&self.blobs);
+                    let reader = FillReader::new(fill, size, blobs, digest.clone(), None);
+                    return self.fill_body(reader, size, digest, range).await;
+                }
+                Found::Lead(lead) => lead,
+            };
+            return self.lead_fill(caller, at, repo, digest, range, lead).await;
         }
+        Err(Error::Unavailable(format!(
+            "the fill of {digest} from {} kept ending before it started; try again",
+            at.mirror.location()
+        )))
+    }
+
+    /// Starts a fill this pull leads: under the digest's `LockKey::Fill`
+    /// (one fetch across replicas), unless the blob turned out to be
+    /// stored or linkable meanwhile. Dropping `lead` on any early return
+    /// sends the pulls that joined it looking again.
+    async fn lead_fill(
+        &self,
+        caller: &Caller,
+        at: &Mirrored<'_>,
+        repo: &RepoName,
+        digest: &Digest,
+        range: Option<ByteRange>,
+        lead: Lead,
+    ) -> Result<BlobBody> {
         let fill_lock = self
             .coordination
             .lock(&LockKey::Fill(digest.clone()))
             .await?;
-        // Another pull may have filled it while this one waited.
-        if self.meta.blob_in_repository(repo, digest).await?.is_some() {
+        // Another replica may have filled it while this one waited.
+        if self.meta.blob_in_repository(repo, digest).await?.is_some()
+            || self.link_stored_blob(caller, at, repo, digest).await?
+        {
             drop(fill_lock);
-            at.mirror.hit();
-            return self.blobs.read(digest, range).await;
-        }
-        if self.link_stored_blob(caller, at, repo, digest).await? {
-            drop(fill_lock);
+            drop(lead);
             at.mirror.hit();
             return self.blobs.read(digest, range).await;
         }
@@ -244,19 +277,41 @@ impl Registry {
         }
         at.mirror.miss();
         let size = body.size;
-        let stream = self
-            .fill(caller, at.mirror, repo, digest, body, fill_lock)
+        let fill = Arc::clone(lead.fill());
+        let task = self
+            .fill(caller, at.mirror, repo, digest, body, fill_lock, lead)
             .await?;
+        let driver = match &self.spawner {
+            Some(spawner) => {
+                spawner.spawn(task);
+                None
+            }
+            None => Some(task),
+        };
+        let blobs = Arc::clone(&self.blobs);
+        let reader = FillReader::new(fill, size, blobs, digest.clone(), driver);
+        self.fill_body(reader, size, digest, range).await
+    }
+
+    /// The body of a pull following a fill: the whole blob as it arrives,
+    /// or, for a range, the range read from the store after the fill.
+    async fn fill_body(
+        &self,
+        reader: FillReader,
+        size: u64,
+        digest: &Digest,
+        range: Option<ByteRange>,
+    ) -> Result<BlobBody> {
+        let mut stream = reader.into_stream();
         if range.is_none() {
             return Ok(BlobBody {
                 size,
                 offset: 0,
                 len: size,
-                stream: Box::pin(stream),
+                stream,
                 file: None,
             });
         }
-        let mut stream = stream;
         while let Some(chunk) = stream.next().await {
             chunk.map_err(|e| Error::Unavailable(e.to_string()))?;
         }
@@ -311,9 +366,12 @@ impl Registry {
             .is_some())
     }
 
-    /// Starts storing `body` as `digest` in `repo` through an upload
-    /// session (so a crash mid-way leaves only a session the purge
-    /// removes) and hands out the stream that drives it. See [`Fill`].
+    /// Opens the upload session a fill stores `body` through (so a crash
+    /// mid-way leaves only a session the purge removes), tells the pulls
+    /// following `lead` that the fill runs, and returns the fill itself: a
+    /// task that reads the upstream into the store and commits, whoever
+    /// reads.
+    #[allow(clippy::too_many_arguments)]
     async fn fill(
         &self,
         caller: &Caller,
@@ -322,7 +380,8 @@ impl Registry {
         digest: &Digest,
         body: UpstreamBlob,
         fill_lock: LockGuard,
-    ) -> Result<Fill> {
+        lead: Lead,
+    ) -> Result<Task> {
         // A fill is one per digest (under its lock) and no caller's own
         // session: it counts against no one's cap.
         let owner = format!("proxy:{}", mirror.config.prefix);
@@ -331,13 +390,13 @@ impl Registry {
             .blobs
             .resume_upload(&session.id, &session.state)
             .await?;
-        let queue = Arc::new(Mutex::new(VecDeque::new()));
+        let size = body.size;
         let store = FillStore {
             registry: self.parts(),
             writer,
             id: session.id,
             digest: digest.clone(),
-            size: body.size,
+            size,
             location: mirror.location().to_string(),
             upstream_errors: mirror.upstream_errors(),
             event: self.event(
@@ -347,27 +406,32 @@ impl Registry {
                 Some(digest),
                 details([
                     ("upstream", mirror.location().to_string()),
-                    ("size", body.size.to_string()),
+                    ("size", size.to_string()),
                 ]),
             ),
         };
-        let tee = Arc::clone(&queue);
+        let fill = Arc::clone(lead.fill());
+        fill.running(size);
+        let tee = Arc::clone(&fill);
+        let mut received = 0u64;
         let upstream = body.stream.map(move |chunk| {
             let chunk = chunk?;
-            lock_queue(&tee).push_back(chunk.clone());
+            received += chunk.len() as u64;
+            // Stop at once rather than store what cannot be the blob.
+            if received > size {
+                return Err(io::Error::other(format!(
+                    "more than the {size} bytes announced"
+                )));
+            }
+            tee.push(&chunk);
             Ok(chunk)
         });
-        Ok(Fill {
-            queue,
-            driver: Some(Box::pin(store.run(Box::pin(upstream), fill_lock))),
-            outcome: None,
-        })
+        Ok(Box::pin(async move {
+            let outcome = store.run(Box::pin(upstream), fill_lock).await;
+            fill.ended(&outcome);
+            drop(lead);
+        }))
     }
-}
-
-fn lock_queue(queue: &Mutex<VecDeque<Bytes>>) -> std::sync::MutexGuard<'_, VecDeque<Bytes>> {
-    // Each change is one push or pop: never left half-made.
-    queue.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// What a fill needs after the use case returned: the stores, and what to
@@ -388,8 +452,8 @@ impl FillStore {
     /// Appends the upstream body, checks its size, commits it with its
     /// `proxy_fetched` event under the blob's lock as an upload commit is
     /// (GC's safety argument); on any failure discards the upload. Holds
-    /// the fill lock throughout.
-    async fn run(self, body: crate::ports::ByteStream, fill_lock: LockGuard) -> Result<()> {
+    /// the fill lock throughout. The blob's size once committed.
+    async fn run(self, body: crate::ports::ByteStream, fill_lock: LockGuard) -> Result<u64> {
         let _fill_lock = fill_lock;
         let FillStore {
             registry: parts,
@@ -434,7 +498,8 @@ impl FillStore {
                 parts
                     .meta
                     .complete_upload(&id, &info, parts.clock.now(), Provenance::Mirrored, &event)
-                    .await
+                    .await?;
+                Ok(stored)
             }
         }
         .await;
@@ -451,69 +516,5 @@ impl FillStore {
             }
         }
         outcome
-    }
-}
-
-/// The body of a blob being filled: the chunks the upstream sent, driven
-/// by the client's reads.
-///
-/// Polling it drives the fill (the append into the store, then the
-/// commit), which queues each chunk as it passes; the stream hands the
-/// queued chunks out but always keeps the last one back until the fill has
-/// committed, so a client never holds the whole of a blob that was not
-/// verified. If the fill fails, the stream ends with the error. Dropping
-/// it mid-way abandons the fill (the session is purged later) and releases
-/// the fill lock.
-struct Fill {
-    queue: Arc<Mutex<VecDeque<Bytes>>>,
-    driver: Option<Pin<Box<dyn Future<Output = Result<()>> + Send>>>,
-    /// The fill's end, once the driver returned: `Some(Ok)` lets the last
-    /// chunk out; `Some(Err)` is handed out once, then the stream ends.
-    outcome: Option<Result<()>>,
-}
-
-impl Stream for Fill {
-    type Item = io::Result<Bytes>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = &mut *self;
-        loop {
-            match &this.outcome {
-                Some(Ok(())) => return Poll::Ready(lock_queue(&this.queue).pop_front().map(Ok)),
-                Some(Err(_)) => {
-                    lock_queue(&this.queue).clear();
-                    return match this.outcome.replace(Ok(())) {
-                        Some(Err(e)) => Poll::Ready(Some(Err(io::Error::other(e.to_string())))),
-                        _ => Poll::Ready(None),
-                    };
-                }
-                None => {}
-            }
-            {
-                let mut queue = lock_queue(&this.queue);
-                if queue.len() > 1 {
-                    return Poll::Ready(queue.pop_front().map(Ok));
-                }
-            }
-            let Some(driver) = this.driver.as_mut() else {
-                return Poll::Ready(None);
-            };
-            match driver.as_mut().poll(cx) {
-                Poll::Ready(outcome) => {
-                    this.driver = None;
-                    if outcome.is_err() {
-                        // Nothing more goes out: the error, then the end.
-                        lock_queue(&this.queue).clear();
-                    }
-                    this.outcome = Some(outcome);
-                }
-                Poll::Pending => {
-                    if lock_queue(&this.queue).len() > 1 {
-                        continue;
-                    }
-                    return Poll::Pending;
-                }
-            }
-        }
     }
 }

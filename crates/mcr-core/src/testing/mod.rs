@@ -24,6 +24,7 @@ pub mod contract;
 mod counters;
 mod events;
 mod faulty;
+mod gated;
 mod hold;
 mod identity;
 mod meta_store;
@@ -38,6 +39,7 @@ pub use events::{
     tag_deletion,
 };
 pub use faulty::{Fault, Faults, FaultyBlobStore};
+pub use gated::GatedUpstream;
 pub use hold::Hold;
 pub use identity::FakeIdentity;
 pub use meta_store::FakeMetaStore;
