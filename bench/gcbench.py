@@ -4,7 +4,7 @@ pushes go on, and report how long GC took and how long the pushes waited.
 
 Usage:
   gcbench.py seed DATA_DIR N           (mcrsrv stopped)
-  gcbench.py run BASE_URL TOKEN REPO PUSHERS BASELINE_S TIMEOUT_S
+  gcbench.py run BASE_URL TOKEN REPO PUSHERS BASELINE_S TIMEOUT_S [SERVER_PID]
 
 seed: writes N blob files of 64 random-looking bytes each into the
 `mcrsrv dev` layout under DATA_DIR (layers/sha256/<2>/<64>, named by
@@ -25,7 +25,11 @@ without GC it starts GC (POST /v1/gc), polls GET /v1/gc/status every
 20 ms until that run is done (failing after TIMEOUT_S), stops the
 pushers and prints one JSON object: gc_seconds (the run's own
 started_at..completed_at), blobs_removed, and for the pushes before and
-during GC their count, p50, p99 and max in milliseconds.
+during GC their count, p50, p99 and max in milliseconds. With
+SERVER_PID (mcrsrv's, on this machine) it also prints server_cpu_seconds:
+the CPU time (user + system, all threads) the server used from the start
+of GC to its end, read from /proc/SERVER_PID/stat; unlike gc_seconds it
+does not stretch when other processes take the cores.
 
 Python standard library only.
 """
@@ -155,7 +159,18 @@ def summary(lat):
             "max_ms": round(lat[-1], 2)}
 
 
-def run(base, token, repo, pushers, baseline_s, timeout_s) -> int:
+def cpu_seconds(pid):
+    """utime + stime of the process, all threads, in seconds (None without a pid)."""
+    if pid is None:
+        return None
+    with open(f"/proc/{pid}/stat") as f:
+        # The command name may hold spaces: the fields after it start
+        # past its closing parenthesis (utime and stime are fields 14, 15).
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run(base, token, repo, pushers, baseline_s, timeout_s, pid=None) -> int:
     admin = Client(base, token)
     config = b'{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}'
     cfg = (admin.upload(repo, config), len(config))
@@ -168,6 +183,7 @@ def run(base, token, repo, pushers, baseline_s, timeout_s) -> int:
     resp, body = admin.call("POST", "/v1/gc", want=(202,))
     gc_id = json.loads(body)["id"]
     gc_start = time.monotonic()
+    cpu_start = cpu_seconds(pid)
     report = None
     while time.monotonic() - gc_start < timeout_s and not errors:
         _, body = admin.call("GET", "/v1/gc/status")
@@ -178,6 +194,7 @@ def run(base, token, repo, pushers, baseline_s, timeout_s) -> int:
             break
         time.sleep(0.02)
     gc_end = time.monotonic()
+    cpu_end = cpu_seconds(pid)
     stop.set()
     for t in threads:
         t.join(timeout=120)
@@ -207,6 +224,7 @@ def run(base, token, repo, pushers, baseline_s, timeout_s) -> int:
         "gc_seconds": round(gc_seconds, 3),
         "gc_wall_seconds": round(gc_end - gc_start, 3),
         "blobs_removed": report.get("blobs_removed"),
+        "server_cpu_seconds": None if pid is None else round(cpu_end - cpu_start, 2),
         "before": summary(before),
         "during": summary(during),
     }))
@@ -221,9 +239,10 @@ def main() -> int:
             return 2
         seed(sys.argv[2], n)
         return 0
-    if len(sys.argv) == 8 and sys.argv[1] == "run":
-        _, _, base, token, repo, pushers, baseline, timeout = sys.argv
-        return run(base, token, repo, int(pushers), float(baseline), float(timeout))
+    if len(sys.argv) in (8, 9) and sys.argv[1] == "run":
+        base, token, repo, pushers, baseline, timeout = sys.argv[2:8]
+        pid = int(sys.argv[8]) if len(sys.argv) == 9 else None
+        return run(base, token, repo, int(pushers), float(baseline), float(timeout), pid)
     print(__doc__, file=sys.stderr)
     return 2
 

@@ -200,13 +200,16 @@ def main() -> int:
         if runs:
             out.append(f"\nGC of N unreferenced blobs while {GC_PUSHERS} clients push small images"
                        " (1 KiB layer + manifest each); latencies in ms:\n")
-            out.append("| N | GC s | GC µs per blob | removed | pushes during GC | p50 | p99 | max"
-                       " | p99 before GC | max before GC | peak RSS MiB |")
-            out.append("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+            out.append("| N | GC s | GC µs per blob | server CPU µs per blob | removed | pushes during GC"
+                       " | p50 | p99 | max | p99 before GC | max before GC | peak RSS MiB |")
+            out.append("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
             for g in runs:
                 r, d, b = g["result"], g["result"]["during"], g["result"]["before"]
                 per = r["gc_seconds"] * 1e6 / g["n"] if g["n"] else None
-                out.append(f"| {g['n']} | {fmt(r['gc_seconds'])} | {fmt(per)} | {r['blobs_removed']} | {d['count']}"
+                cpu = r.get("server_cpu_seconds")
+                cpu = cpu * 1e6 / g["n"] if cpu is not None and g["n"] else None
+                out.append(f"| {g['n']} | {fmt(r['gc_seconds'])} | {fmt(per)} | {fmt(cpu)} | {r['blobs_removed']}"
+                           f" | {d['count']}"
                            f" | {fmt(d['p50_ms'])} | {fmt(d['p99_ms'])} | {fmt(d['max_ms'])}"
                            f" | {fmt(b['p99_ms'])} | {fmt(b['max_ms'])} | {fmt(g.get('peak_rss_mib'))} |")
 

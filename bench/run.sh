@@ -631,7 +631,7 @@ for n in $GC_SIZES; do
   start_servers 0
   token=$(auth_of mcr bench/gcpush)
   out=$(timeout $((600 + n / 100)) python3 "$HERE/gcbench.py" run "$(base_of mcr)" "${token#Authorization: Bearer }" \
-    bench/gcpush "$GC_PUSHERS" "$GC_BASELINE_SECONDS" $((540 + n / 100))) || fail "the GC workload of $n blobs failed"
+    bench/gcpush "$GC_PUSHERS" "$GC_BASELINE_SECONDS" $((540 + n / 100)) "$MCR_PID") || fail "the GC workload of $n blobs failed"
   printf '{"n": %s, "result": %s, "peak_rss_mib": %s}\n' "$n" "$out" "$(kib_field "$MCR_PID" VmHWM)" >>"$GC_JSON"
   log "  $out"
   stop_servers

@@ -24,36 +24,46 @@ impl GcStore for SqliteMetaStore {
         // One write transaction: a manifest committed before it protects
         // its blobs by reference, and one that commits after it finds
         // the swept blobs unlinked and fails with `ManifestBlobUnknown`.
-        self.write("sweeping unreferenced blobs", move |tx| {
-            let (seen, last): (i64, Option<Digest>) = tx
-                .query_row(sql::SWEEP_WINDOW, params![after, limit_of(limit)], |row| {
-                    Ok((row.get(0)?, parsed_opt(row, 1, Digest::parse)?))
-                })
-                .map_err(db)?;
-            let Some(last) = last else {
-                return Ok(SweepStep {
-                    swept: Vec::new(),
-                    next: None,
-                });
-            };
-            let swept = all(
-                tx,
-                sql::SWEEPABLE,
-                params![cutoff.as_millis(), after, last.to_string()],
-                blob_info,
-            )?;
-            let mut delete = tx.prepare_cached(sql::DELETE_BLOB).map_err(db)?;
-            for b in &swept {
-                delete.execute([b.digest.to_string()]).map_err(db)?;
-            }
-            let next = if usize::try_from(seen).is_ok_and(|n| n >= limit) {
-                Some(last)
-            } else {
-                None
-            };
-            Ok(SweepStep { swept, next })
-        })
-        .await
+        let step = self
+            .write("sweeping unreferenced blobs", move |tx| {
+                let (seen, last): (i64, Option<Digest>) = tx
+                    .query_row(sql::SWEEP_WINDOW, params![after, limit_of(limit)], |row| {
+                        Ok((row.get(0)?, parsed_opt(row, 1, Digest::parse)?))
+                    })
+                    .map_err(db)?;
+                let Some(last) = last else {
+                    return Ok(SweepStep {
+                        swept: Vec::new(),
+                        next: None,
+                    });
+                };
+                let swept = all(
+                    tx,
+                    sql::SWEEPABLE,
+                    params![cutoff.as_millis(), after, last.to_string()],
+                    blob_info,
+                )?;
+                let mut delete = tx.prepare_cached(sql::DELETE_BLOB).map_err(db)?;
+                for b in &swept {
+                    delete.execute([b.digest.to_string()]).map_err(db)?;
+                }
+                let next = if usize::try_from(seen).is_ok_and(|n| n >= limit) {
+                    Some(last)
+                } else {
+                    None
+                };
+                Ok(SweepStep { swept, next })
+            })
+            .await?;
+        if step.next.is_none() {
+            // The run's last step: the log its steps wrote goes into the
+            // database file before the run reports done, so a run's time
+            // includes that copy whatever its length (the checkpoint
+            // thread would do it up to `CHECKPOINT_INTERVAL` later, after
+            // a short run had ended).
+            self.checkpoint_now().await;
+        }
+        Ok(step)
     }
 
     async fn blobs_with_rows(&self, digests: &[Digest]) -> Result<Vec<Digest>> {

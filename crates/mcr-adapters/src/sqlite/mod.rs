@@ -363,6 +363,22 @@ impl SqliteMetaStore {
         })
         .await
     }
+
+    /// A `PASSIVE` checkpoint now, on a pooled connection (see
+    /// `checkpoint`): it neither waits for nor blocks a reader or a
+    /// writer. A failure is logged, not returned: the checkpoint thread
+    /// tries again after the next commit.
+    async fn checkpoint_now(&self) {
+        let name = self.path.display().to_string();
+        let done = self
+            .run("checkpointing the WAL", |conn| {
+                checkpoint::passive(conn).map_err(db)
+            })
+            .await;
+        if let Err(e) = done {
+            tracing::warn!(database = name, error = %e, "WAL checkpoint failed");
+        }
+    }
 }
 
 /// Creates the file with mode 0600 before SQLite does (SQLite would follow
