@@ -51,8 +51,10 @@ pub fn parse_size(s: &str) -> Result<u64, Error> {
 }
 
 /// `url` with what may be a secret shown as `***`: anything before an `@`
-/// in its authority (`https://u:p@host/x` → `https://***@host/x`), each
-/// query parameter's value (`?token=abc&v` → `?token=***&***`, a bare
+/// in its authority (`https://u:p@host/x` → `https://***@host/x`), the
+/// path after its first segment (`/services/T0/B0/XyZ` → `/services/***`:
+/// Slack- and Teams-style webhooks carry their token there), each query
+/// parameter's value (`?token=abc&v` → `?token=***&***`, a bare
 /// parameter being a value) and the fragment (`#***`). So a message, a
 /// log or a listing quoting a configured URL (an upstream, a webhook)
 /// never shows its credentials, and still shows its shape. Works on the
@@ -85,7 +87,14 @@ pub fn redact_url(url: &str) -> String {
         }
         None => out.push_str(authority),
     }
-    out.push_str(path);
+    match path.get(1..).and_then(|p| p.split_once('/')) {
+        Some((first, rest)) if !rest.trim_matches('/').is_empty() => {
+            out.push('/');
+            out.push_str(first);
+            out.push_str("/***");
+        }
+        _ => out.push_str(path),
+    }
     if let Some(query) = query {
         out.push('?');
         let params: Vec<String> = query
@@ -126,7 +135,7 @@ mod tests {
     }
 
     #[test]
-    fn query_values_and_fragments_in_a_url_are_never_quoted() {
+    fn paths_query_values_and_fragments_in_a_url_are_never_quoted() {
         assert_eq!(
             redact_url("https://ci.example/hooks?token=s3cret"),
             "https://ci.example/hooks?token=***"
@@ -142,8 +151,14 @@ mod tests {
         assert_eq!(redact_url("https://ci.example/h?"), "https://ci.example/h?");
         assert_eq!(redact_url("https://ci.example/h#"), "https://ci.example/h#");
         assert_eq!(redact_url("host:5000/v2?t=1"), "host:5000/v2?t=***");
+        assert_eq!(
+            redact_url("https://hooks.example/services/T0/B0/XyZ?a=1"),
+            "https://hooks.example/services/***?a=***"
+        );
+        assert_eq!(redact_url("http://h:9/hook/"), "http://h:9/hook/");
+        assert_eq!(redact_url("http://h:9//"), "http://h:9//");
         for secret in ["s3cret", "hunter2"] {
-            let url = format!("https://a:{secret}@x/p?t={secret}#{secret}");
+            let url = format!("https://a:{secret}@x/p/{secret}?t={secret}#{secret}");
             assert!(!redact_url(&url).contains(secret), "{url}");
         }
     }

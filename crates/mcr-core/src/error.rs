@@ -88,7 +88,8 @@ pub enum Error {
     /// A push or delete into a pull-through cache's mirror.
     #[error(
         "{repository} is a read-only mirror of {upstream}: pushes and deletes are refused \
-         (push to a repository outside the mirror's prefix)"
+         (push to a repository outside the mirror's prefix; its cache empties through \
+         `mcrctl proxy drop` or eviction)"
     )]
     ReadOnlyMirror {
         repository: RepoName,

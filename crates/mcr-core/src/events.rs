@@ -344,8 +344,9 @@ pub fn cloud_event(source: &str, event: &OutboxEvent) -> Value {
     ce
 }
 
-/// A configured webhook: where events go and which.
-#[derive(Debug, Clone)]
+/// A configured webhook: where events go and which. Its `Debug` shows
+/// the URL as [`Webhook::key`] does, never its secrets.
+#[derive(Clone)]
 pub struct Webhook {
     /// The URL, `http` or `https`.
     pub url: String,
@@ -360,10 +361,23 @@ pub struct Webhook {
     pub timeout: Duration,
 }
 
+impl std::fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Webhook")
+            .field("url", &self.key())
+            .field("secret", &self.secret)
+            .field("events", &self.events)
+            .field("repositories", &self.repositories)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
 impl Webhook {
     /// The key of its delivery state, and how it is shown (the admin
     /// API, logs): the URL as [`redact_url`] shows it, so no credential,
-    /// query value or fragment is stored or shown; when that hid
+    /// path past its first segment, query value or fragment is stored or
+    /// shown; when that hid
     /// anything, followed by ` (` + 8 hex digits of the whole URL's
     /// SHA-256 + `)`, so webhooks differing only in a hidden part (a
     /// `?token=`) keep apart. 32 bits tell a configuration's webhooks
@@ -376,6 +390,20 @@ impl Webhook {
         }
         let digest = Sha256::digest(self.url.as_bytes());
         format!("{shown} ({})", hex::encode(&digest[..4]))
+    }
+
+    /// The key its delivery state had in the first release of webhooks
+    /// (SQLite migration 15, PostgreSQL 10), where only `user:password@`
+    /// was hidden; `None` when that is not a different key. Read once at
+    /// start, to move such a state to [`Webhook::key`].
+    pub fn earlier_key(&self) -> Option<String> {
+        let (scheme, rest) = self.url.split_once("://")?;
+        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let earlier = match rest[..authority_end].rfind('@') {
+            Some(at) => format!("{scheme}://***{}", &rest[at..]),
+            None => self.url.clone(),
+        };
+        (earlier != self.key()).then_some(earlier)
     }
 
     /// Whether `event` passes its filters.
@@ -737,6 +765,16 @@ mod tests {
         assert_eq!(one, hook("https://ci.example/h?token=first-s3cret").key());
         let user = hook("https://u:pw@ci.example/h").key();
         assert!(user.starts_with("https://***@ci.example/h ("), "{user}");
+        let path = hook("https://hooks.example/services/T0/B0/s3cret");
+        assert!(path
+            .key()
+            .starts_with("https://hooks.example/services/*** ("));
+        assert!(!format!("{path:?}").contains("s3cret"), "{path:?}");
+        assert_eq!(hook("https://ci.example/h").earlier_key(), None);
+        assert_eq!(
+            path.earlier_key().as_deref(),
+            Some("https://hooks.example/services/T0/B0/s3cret")
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use mcr_core::audit::{EventType, NewAuditEvent};
-use mcr_core::events::{Backoff, Webhook};
+use mcr_core::events::{Backoff, DeliveryState, Webhook};
 use mcr_core::names::RepoName;
 use mcr_core::policy::{Engine, PolicyEngine, RepoPattern};
 use mcr_core::ports::{AuditLog, EventOutbox, EventSink, Secret};
@@ -59,6 +59,26 @@ fn event(event_type: EventType, repo: Option<&str>, at: Timestamp) -> NewAuditEv
         ip: None,
         details: BTreeMap::new(),
     }
+}
+
+/// A registry on the fakes, no rules, delivering to `hook` through `sink`
+/// with the default backoff.
+fn with_one_webhook(
+    clock: &Arc<ManualClock>,
+    meta: &Arc<FakeMetaStore>,
+    hook: Webhook,
+    sink: Arc<Scripted>,
+) -> Registry {
+    let policy = Arc::new(Engine::new());
+    policy.set_rules(Vec::new());
+    Registry::new(
+        meta.clone(),
+        Arc::new(FakeBlobStore::new()),
+        Arc::new(FakeIdentity::new(clock.clone())),
+        policy,
+    )
+    .with_clock(clock.clone())
+    .with_webhooks(vec![hook], sink, "urn:mcr:test".into(), Backoff::default())
 }
 
 #[test]
@@ -227,16 +247,7 @@ async fn undelivered_stays() {
         repositories: Vec::new(),
         timeout: Duration::from_secs(5),
     };
-    let policy = Arc::new(Engine::new());
-    policy.set_rules(Vec::new());
-    let registry = Registry::new(
-        meta.clone(),
-        Arc::new(FakeBlobStore::new()),
-        Arc::new(FakeIdentity::new(clock.clone())),
-        policy,
-    )
-    .with_clock(clock.clone())
-    .with_webhooks(vec![hook], sink, "urn:mcr:test".into(), Backoff::default());
+    let registry = with_one_webhook(&clock, &meta, hook, sink);
     registry.prepare_webhooks().await.unwrap();
     meta.record_audit(&event(EventType::GcCompleted, None, clock.now()))
         .await
@@ -248,4 +259,48 @@ async fn undelivered_stays() {
     clock.advance(DELIVERED_EVENTS_KEPT * 3);
     assert_eq!(registry.prune_events().await.unwrap(), 0);
     assert_eq!(meta.outbox_after(0, 100).await.unwrap().len(), 1);
+}
+
+#[test]
+fn a_state_under_the_first_releases_key_keeps_its_pending_events() {
+    futures_executor::block_on(earlier_key_moves());
+}
+
+async fn earlier_key_moves() {
+    let clock = Arc::new(ManualClock::default());
+    let meta = Arc::new(FakeMetaStore::new());
+    let sink = Arc::new(Scripted::default());
+    let hook = Webhook {
+        url: "https://u:p@ci.example/h/s3cret?token=s3cret".into(),
+        secret: Secret::new("0123456789abcdef"),
+        events: Vec::new(),
+        repositories: Vec::new(),
+        timeout: Duration::from_secs(5),
+    };
+    // The first release keyed a state by the URL with only `u:p@` hidden,
+    // and two events were pending for it when it stopped.
+    let earlier = hook.earlier_key().expect("a different key");
+    assert_eq!(earlier, "https://***@ci.example/h/s3cret?token=s3cret");
+    let mut state = DeliveryState::new(earlier, 0);
+    state.last_error = Some(format!("{} answered 503", hook.url));
+    meta.save_delivery_state(&state).await.unwrap();
+    for repo in ["a/one", "a/two"] {
+        meta.record_audit(&event(EventType::RepoDeleted, Some(repo), clock.now()))
+            .await
+            .unwrap();
+    }
+    let registry = with_one_webhook(&clock, &meta, hook, sink.clone());
+    registry.prepare_webhooks().await.unwrap();
+    let states = meta.delivery_states().await.unwrap();
+    assert_eq!(states.len(), 1, "{states:?}");
+    assert!(!format!("{states:?}").contains("s3cret"), "{states:?}");
+    registry.deliver_webhook(0).await.unwrap();
+    let subjects: Vec<Value> = sink
+        .accepted
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|e| e["subject"].clone())
+        .collect();
+    assert_eq!(subjects, ["a/one", "a/two"]);
 }

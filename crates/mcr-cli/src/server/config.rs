@@ -520,12 +520,14 @@ impl Config {
         text: &str,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> anyhow::Result<Config> {
-        let table: toml::Table = text.parse().context("not valid TOML")?;
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e| anyhow::anyhow!("not valid TOML: {}", located(text, &e)))?;
         // The text alone is checked first because only an error found in
         // the text carries its line: an unknown or mistyped key is then
         // shown where it stands. The environment's overrides come after.
         if let Err(e) = toml::from_str::<Config>(text) {
-            bail!("{e}");
+            bail!("{}", located(text, &e));
         }
         Config::from_table(table, env)
     }
@@ -954,6 +956,18 @@ impl Config {
     }
 }
 
+/// A TOML error as `line L, column C: message`, without the quoted line
+/// that `toml`'s own display adds: that line may hold a password or a
+/// webhook's token, and the error goes to a terminal or a log.
+fn located(text: &str, e: &toml::de::Error) -> String {
+    let Some(before) = e.span().and_then(|span| text.get(..span.start)) else {
+        return e.message().to_string();
+    };
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    format!("line {line}, column {column}: {}", e.message())
+}
+
 fn require<'a, T>(v: &'a Option<T>, name: &str) -> anyhow::Result<&'a T> {
     v.as_ref()
         .ok_or_else(|| anyhow::anyhow!("{name} is required but missing"))
@@ -1295,6 +1309,19 @@ mod tests {
         std::fs::write(&path, "[server]\nlisten_addr=\"x\"\n\n[gc]\ngrace=\"1h\"\n").unwrap();
         let err = format!("{:#}", Config::load(&path).unwrap_err());
         assert!(err.contains("line 5") && err.contains("grace"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_line_is_named_by_number_never_quoted() {
+        // The line may hold a secret: a syntax error and a type error.
+        for text in [
+            "[server]\nlisten_addr = \"x\"\n[mcias]\nserver_url = \"https://u:SEKRET@h\" x\n",
+            "[server]\nlisten_addr = [\"SEKRET\"]\n",
+        ] {
+            let err = format!("{:#}", Config::parse(text, []).unwrap_err());
+            assert!(!err.contains("SEKRET"), "{err}");
+            assert!(err.contains("line "), "{err}");
+        }
     }
 
     #[test]

@@ -277,7 +277,8 @@ impl Background {
         tracing::warn!(
             tasks = self.tracker.len(),
             "background tasks still running at the shutdown timeout (a GC run cut short \
-             leaves files without rows: `mcrctl gc --reconcile` removes them)"
+             leaves files without rows: `mcrctl gc --reconcile` removes them; a pull-through \
+             fill cut short stores nothing, its upload is purged and the next pull fetches again)"
         );
         false
     }

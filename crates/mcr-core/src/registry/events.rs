@@ -89,11 +89,38 @@ impl Registry {
         self.webhooks.as_ref().map_or(&[], |w| &w.hooks)
     }
 
-    /// At start: deletes the delivery states of webhooks no longer
-    /// configured, and gives each new one a state starting after the
+    /// At start: moves a state still stored under a webhook's earlier key
+    /// ([`Webhook::earlier_key`]) to its key, so an upgrade delivers what
+    /// was pending; deletes the delivery states of webhooks no longer
+    /// configured; and gives each new one a state starting after the
     /// newest event (a webhook receives what happens from when it is
     /// added on).
     pub async fn prepare_webhooks(&self) -> Result<()> {
+        let states = self.meta.delivery_states().await?;
+        for hook in self.webhooks() {
+            let key = hook.key();
+            if states.iter().any(|s| s.webhook == key) {
+                continue;
+            }
+            let Some(earlier) = hook
+                .earlier_key()
+                .and_then(|k| states.iter().find(|s| s.webhook == k))
+            else {
+                continue;
+            };
+            // The earlier key's last error may quote the URL's secrets.
+            let moved = DeliveryState {
+                webhook: key.clone(),
+                last_error: None,
+                ..earlier.clone()
+            };
+            self.meta.save_delivery_state(&moved).await?;
+            tracing::info!(
+                webhook = %key,
+                delivered = moved.delivered,
+                "kept the delivery state of a webhook stored under its earlier key"
+            );
+        }
         let keys: Vec<String> = self.webhooks().iter().map(Webhook::key).collect();
         let dropped = self.meta.forget_delivery_states(&keys).await?;
         if dropped > 0 {
