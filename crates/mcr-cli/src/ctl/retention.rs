@@ -207,12 +207,14 @@ fn report_text(r: &RetentionReport) -> String {
         t.render()
     };
     text.push_str(&format!(
-        "{}: {verb} {} manifests and {} tags in {} repositories; {} refused{}\n",
+        "{}: {verb} {} manifests and {} tags in {} repositories; {} refused; \
+         {} skipped: changed since planned{}\n",
         r.id,
         r.totals.manifests,
         r.totals.tags,
         r.repositories,
         r.totals.refused,
+        r.totals.changed,
         if r.truncated {
             " (the list stops at the first 10000)"
         } else {
@@ -229,14 +231,16 @@ fn status_text(s: &RetentionStatus) -> String {
     let mut text = format!("running: {}\n", if s.running { "yes" } else { "no" });
     match &s.last_run {
         Some(l) => text.push_str(&format!(
-            "last run: {} by {} at {}: deleted {} manifests and {} tags in {} repositories; {} refused\n",
+            "last run: {} by {} at {}: deleted {} manifests and {} tags in {} repositories; \
+             {} refused; {} skipped: changed since planned\n",
             l.id,
             l.actor.as_deref().unwrap_or("-"),
             l.completed_at,
             l.totals.manifests,
             l.totals.tags,
             l.repositories,
-            l.totals.refused
+            l.totals.refused,
+            l.totals.changed
         )),
         None => text.push_str("last run: none\n"),
     }
