@@ -250,3 +250,54 @@ fn status_text(s: &RetentionStatus) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use mcr_core::digest::Digest;
+    use mcr_core::names::{RepoName, Tag};
+    use mcr_core::registry::{Outcome, RetentionItem, RetentionTotals};
+    use mcr_core::time::Timestamp;
+
+    use super::*;
+
+    /// An item kept because a push changed it shows as `changed` with
+    /// what changed, and the totals line counts it apart from deletions.
+    #[test]
+    fn a_changed_item_is_shown_and_counted_apart() {
+        let at = Timestamp::from_millis(0);
+        let report = RetentionReport {
+            id: "retention-0-00".into(),
+            dry_run: false,
+            started_at: at,
+            completed_at: at,
+            policies: vec![2],
+            repositories: 1,
+            items: vec![RetentionItem {
+                repository: RepoName::new("team-r/x").unwrap(),
+                digest: Digest::sha256_of(b"a"),
+                tags: vec![Tag::new("old-1").unwrap()],
+                manifest: true,
+                policy: 2,
+                reason: "policy 2: delete_tags_older_than 1m".into(),
+                outcome: Outcome::Changed,
+                error: Some("skipped: changed since planned: tag \"fresh-1\" points at it".into()),
+            }],
+            truncated: false,
+            totals: RetentionTotals {
+                manifests: 0,
+                tags: 1,
+                refused: 0,
+                changed: 1,
+            },
+        };
+        let text = report_text(&report);
+        assert!(
+            text.contains("changed: skipped: changed since planned: tag \"fresh-1\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("deleted 0 manifests and 1 tags in 1 repositories; 0 refused; 1 skipped: changed since planned"),
+            "{text}"
+        );
+    }
+}
