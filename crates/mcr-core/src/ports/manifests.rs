@@ -104,9 +104,7 @@ impl ManifestDelete {
             (None, Some(r)) => format!("manifest {r} refers to it"),
             (None, None) => return Ok(()),
         };
-        Err(Error::Conflict(format!(
-            "manifest {digest} was kept: {by} (changed since it was planned)"
-        )))
+        Err(Error::Conflict(format!("manifest {digest} was kept: {by}")))
     }
 }
 
@@ -116,7 +114,7 @@ impl ManifestDelete {
 pub fn check_tag_target(tag: &Tag, expected: Option<&Digest>, actual: &Digest) -> Result<()> {
     match expected {
         Some(e) if e != actual => Err(Error::Conflict(format!(
-            "tag {tag:?} was kept: it points at {actual}, not {e} (changed since it was planned)"
+            "tag {tag:?} was kept: it points at {actual}, not {e}"
         ))),
         _ => Ok(()),
     }

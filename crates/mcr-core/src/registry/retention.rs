@@ -2,10 +2,13 @@
 //!
 //! A run reads each repository's manifest graph, asks
 //! [`retention::plan`] what the policies delete, and — unless it is a
-//! dry run — deletes it through [`Registry::delete_manifest`], the use
+//! dry run — deletes it through `Registry::delete_planned`, the use
 //! case a client's `DELETE` takes: tag rules hold (a deletion an
 //! immutable tag refuses is reported in the run's result, not a failure
-//! of the run) and every deletion is audited. GC frees the bytes later.
+//! of the run) and every deletion is audited. Only what is still as
+//! planned goes, decided in the store's step: a tag or manifest a push
+//! changed meanwhile stays and is reported as [`Outcome::Changed`]. GC
+//! frees the bytes later.
 //! A dry run plans the same way and stops there, so it lists exactly
 //! what a real run over the same contents deletes.
 //!
