@@ -1155,17 +1155,7 @@ async fn planned_deletes_keep_what_changed(s: Store) {
     let open = TagGuard::open();
     // Tagged since the plan.
     put(&s, &tagged(m1.clone(), "b")).await;
-    let kept = s
-        .delete_manifest(&r, &m1.digest, &open, IfUnreferenced, &manifest_deletion())
-        .await;
-    assert!(
-        matches!(&kept, Err(Error::Conflict(m)) if m.contains("\"b\"")),
-        "a manifest tagged since the plan: {kept:?}"
-    );
-    assert!(
-        has_manifest(&s, &r, &m1.digest).await,
-        "a tagged manifest was deleted"
-    );
+    kept_as_referenced(&s, &r, &m1.digest, "\"b\"").await;
     assert_eq!(
         by_tag(&s, &r, "b").await,
         Some(m1.digest.clone()),
@@ -1178,32 +1168,12 @@ async fn planned_deletes_keep_what_changed(s: Store) {
     // A child of an index pushed since the plan.
     let idx = index(&r, "idx", vec![m1.digest.clone()], t(2));
     put(&s, &idx).await;
-    let kept = s
-        .delete_manifest(&r, &m1.digest, &open, IfUnreferenced, &manifest_deletion())
-        .await;
-    assert!(
-        matches!(&kept, Err(Error::Conflict(m)) if m.contains(&idx.digest.to_string())),
-        "a child of a new index: {kept:?}"
-    );
-    assert!(
-        has_manifest(&s, &r, &m1.digest).await,
-        "an index's child was deleted"
-    );
+    kept_as_referenced(&s, &r, &m1.digest, &idx.digest.to_string()).await;
     // The subject of a referrer pushed since the plan.
     let mut sig = image(&r, "sig", &[], t(2));
     sig.subject = Some(m2.digest.clone());
     put(&s, &sig).await;
-    let kept = s
-        .delete_manifest(&r, &m2.digest, &open, IfUnreferenced, &manifest_deletion())
-        .await;
-    assert!(
-        matches!(&kept, Err(Error::Conflict(m)) if m.contains(&sig.digest.to_string())),
-        "the subject of a new referrer: {kept:?}"
-    );
-    assert!(
-        has_manifest(&s, &r, &m2.digest).await,
-        "a referrer's subject was deleted"
-    );
+    kept_as_referenced(&s, &r, &m2.digest, &sig.digest.to_string()).await;
     // Nothing refers to it: deleted; then gone.
     assert!(ok(
         s.delete_manifest(&r, &m3.digest, &open, IfUnreferenced, &manifest_deletion())
@@ -1224,6 +1194,24 @@ async fn planned_deletes_keep_what_changed(s: Store) {
             "delete in referrers-first order"
         ));
     }
+}
+
+/// A delete `IfUnreferenced` of `d` keeps it, and `Conflict` names `by`.
+async fn kept_as_referenced(s: &Store, r: &RepoName, d: &Digest, by: &str) {
+    let kept = s
+        .delete_manifest(
+            r,
+            d,
+            &TagGuard::open(),
+            crate::ports::ManifestDelete::IfUnreferenced,
+            &crate::testing::manifest_deletion(),
+        )
+        .await;
+    assert!(
+        matches!(&kept, Err(Error::Conflict(m)) if m.contains(by)),
+        "{d} referred to by {by}: {kept:?}"
+    );
+    assert!(has_manifest(s, r, d).await, "{d} was deleted");
 }
 
 async fn referrers_by_subject(s: Store) {
