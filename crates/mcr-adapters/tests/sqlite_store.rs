@@ -296,6 +296,7 @@ async fn deleting_a_manifest_cascades_to_its_tags_and_references() {
             &repo(),
             &m.digest,
             &TagGuard::open(),
+            mcr_core::ports::ManifestDelete::WithTags,
             &mcr_core::testing::manifest_deletion()
         )
         .await

@@ -138,6 +138,7 @@ fn a_change_dropped_mid_write_is_never_hidden_by_the_cache() {
             .delete_tag(
                 &app,
                 &Tag::new("latest").unwrap(),
+                None,
                 &mcr_core::testing::tag_deletion()
             )
             .await

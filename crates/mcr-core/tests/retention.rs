@@ -8,6 +8,7 @@ mod support;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::future::{self, Either};
 use mcr_core::audit::{AuditQuery, EventType};
 use mcr_core::digest::Digest;
 use mcr_core::events::EventKind;
@@ -376,6 +377,114 @@ fn an_immutable_tag_is_refused_and_reported_while_the_rest_goes() {
             !has(r, "app/web", "multi").await,
             "the rest of the run did not go on"
         );
+    });
+}
+
+/// A push between a run's plan and its deletions loses nothing: the run
+/// is held at its first delete (after planning the whole repository)
+/// while one planned image is tagged again and a planned tag moves to a
+/// new image. The new tag and its manifest, and the moved tag, survive;
+/// the report says what changed and counts only what was deleted.
+#[test]
+fn a_push_during_a_run_keeps_what_it_changed() {
+    run(async {
+        let t = TestRegistry::new();
+        let r = &t.registry;
+        let (who, app) = (admin(), support::repo("app/x"));
+        let (a, raw_a, _) = push_image(r, &who, &app, "old-a", "a").await;
+        let (b, _, _) = push_image(r, &who, &app, "old-b", "b").await;
+        let (c, _, _) = push_image(r, &who, &app, "old-c", "c").await;
+        t.clock.advance(2 * DAY);
+        let p = r
+            .create_retention_policy(
+                &admin(),
+                spec(
+                    r#"{"repositories":["app/*"],"delete_tags_older_than":"1d",
+                        "delete_untagged_older_than":"1d"}"#,
+                ),
+            )
+            .await
+            .unwrap();
+        let hold = t.meta.hold_next_manifest_write();
+        let request = RetentionRequest {
+            dry_run: false,
+            policy: Some(p.id),
+        };
+        let retention = Box::pin(r.run_retention(&who, request));
+        let reached = std::pin::pin!(hold.reached());
+        let Either::Right(((), retention)) = future::select(retention, reached).await else {
+            panic!("the run finished through its hold");
+        };
+        // Planned, not yet deleted: `a` is tagged again, `old-b` moves.
+        r.put_manifest(&who, &app, &reference("fresh-a"), None, Bytes::from(raw_a))
+            .await
+            .expect("re-push of a");
+        let (d, _, _) = push_image(r, &who, &app, "old-b", "d").await;
+        hold.release();
+        let report = retention.await.expect("the run");
+
+        assert_eq!(
+            r.get_manifest(&who, &app, &reference("fresh-a"))
+                .await
+                .expect("the pushed tag survives")
+                .digest,
+            a.digest
+        );
+        assert_eq!(
+            r.get_manifest(&who, &app, &reference("old-b"))
+                .await
+                .expect("the moved tag survives")
+                .digest,
+            d.digest
+        );
+        assert!(!has(r, "app/x", "old-a").await, "the planned tag stays");
+        assert!(!has(r, "app/x", "old-c").await);
+        for gone in [&b.digest, &c.digest] {
+            assert!(!has(r, "app/x", &gone.to_string()).await, "{gone} stays");
+        }
+        let outcome = |d: &Digest| {
+            let i = report
+                .items
+                .iter()
+                .find(|i| &i.digest == d)
+                .expect("listed");
+            (i.outcome, i.error.clone().unwrap_or_default())
+        };
+        let (o, e) = outcome(&a.digest);
+        assert_eq!(o, Outcome::Changed, "{e}");
+        assert!(
+            e.contains("skipped: changed since planned") && e.contains("fresh-a"),
+            "{e}"
+        );
+        let (o, e) = outcome(&b.digest);
+        assert_eq!(o, Outcome::Changed, "{e}");
+        assert!(
+            e.contains("old-b") && e.contains(&d.digest.to_string()),
+            "{e}"
+        );
+        assert_eq!(outcome(&c.digest), (Outcome::Deleted, String::new()));
+        // Deleted: tags old-a and old-c, manifests b and c; kept as
+        // changed: manifest a and tag old-b.
+        let totals = report.totals;
+        assert_eq!(
+            (
+                totals.tags,
+                totals.manifests,
+                totals.changed,
+                totals.refused
+            ),
+            (2, 2, 2, 0),
+            "{totals:?}"
+        );
+        let mut deleted_tags: Vec<String> = t
+            .meta
+            .audit_log()
+            .iter()
+            .filter(|e| e.event.event_type == EventType::TagDeleted)
+            .filter_map(|e| e.event.details.get("reference").cloned())
+            .collect();
+        deleted_tags.sort();
+        assert_eq!(deleted_tags, ["old-a", "old-c"], "tag.deleted as audited");
     });
 }
 

@@ -190,7 +190,8 @@ async fn a_dry_run_lists_what_the_real_run_deletes() {
         Some(pb::RetentionTotals {
             manifests: 1,
             tags: 1,
-            refused: 0
+            refused: 0,
+            changed: 0
         })
     );
     let status = c

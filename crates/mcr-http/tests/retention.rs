@@ -289,7 +289,7 @@ async fn a_dry_run_and_the_real_run_list_the_same_and_gc_frees_their_bytes() {
     assert_eq!(planned_manifests, seeded.doomed, "{planned:?}");
     assert_eq!(
         dry["totals"],
-        json!({"manifests": 4, "tags": 2, "refused": 0})
+        json!({"manifests": 4, "tags": 2, "refused": 0, "changed": 0})
     );
     assert!(dry["items"]
         .as_array()
@@ -408,7 +408,7 @@ async fn an_immutable_tag_is_not_deleted_and_is_reported() {
     );
     assert_eq!(
         report["totals"],
-        json!({"manifests": 3, "tags": 1, "refused": 1})
+        json!({"manifests": 3, "tags": 1, "refused": 1, "changed": 0})
     );
     assert_eq!(h.manifest_status("app", "dev-1").await, StatusCode::OK);
     assert_eq!(

@@ -9,7 +9,9 @@ use mcr_core::events::{PushFacts, StoreFacts};
 use mcr_core::media::MediaType;
 use mcr_core::names::{Reference, RepoName, Tag};
 use mcr_core::policy::TagGuard;
-use mcr_core::ports::{ManifestRecord, ManifestStore, NewManifest, Page, Provenance};
+use mcr_core::ports::{
+    check_tag_target, ManifestDelete, ManifestRecord, ManifestStore, NewManifest, Page, Provenance,
+};
 use mcr_core::quota::QuotaContent;
 use mcr_core::{Error, Result};
 use tokio_postgres::Row;
@@ -226,13 +228,14 @@ impl ManifestStore for PostgresMetaStore {
         repo: &RepoName,
         digest: &Digest,
         guard: &TagGuard,
+        mode: ManifestDelete,
         event: &NewAuditEvent,
     ) -> Result<bool> {
         let data = (repo.clone(), digest.clone(), guard.clone(), event.clone());
         self.write(
             "deleting a manifest",
             data,
-            |tx, (repo, digest, guard, event)| {
+            move |tx, (repo, digest, guard, event)| {
                 Box::pin(async move {
                     // As in `guard_tags`: with the repository's row held
                     // `FOR UPDATE`, no push can point a tag at the manifest
@@ -245,6 +248,21 @@ impl ManifestStore for PostgresMetaStore {
                         parsed(r, 0, Tag::new)
                     })
                     .await?;
+                    // Only asked when it decides: a client's delete reads
+                    // nothing more. The lock keeps any push out meanwhile.
+                    let referrer = match (mode, tags.is_empty()) {
+                        (ManifestDelete::IfUnreferenced, true) => {
+                            one(
+                                tx,
+                                sql::MANIFEST_REFERRER,
+                                &[&id, &digest.to_string()],
+                                |r| parsed(r, 0, Digest::parse),
+                            )
+                            .await?
+                        }
+                        _ => None,
+                    };
+                    mode.check(digest, tags.first(), referrer.as_ref())?;
                     for tag in &tags {
                         guard.check(tag, Some(digest))?;
                     }
@@ -268,28 +286,39 @@ impl ManifestStore for PostgresMetaStore {
         .await
     }
 
-    async fn delete_tag(&self, repo: &RepoName, tag: &Tag, event: &NewAuditEvent) -> Result<bool> {
-        let data = (repo.clone(), tag.clone(), event.clone());
-        self.write("deleting a tag", data, |tx, (repo, tag, event)| {
-            Box::pin(async move {
-                // The repository's row held `FOR UPDATE`: no push moves the
-                // tag between reading where it points and deleting it.
-                let Some(id) = lock_repo_exclusively(tx, repo).await? else {
-                    return Ok(false);
-                };
-                let pointed = one(tx, sql::TAG_TARGET, &[&id, &tag.as_str()], |r| {
-                    parsed(r, 0, Digest::parse)
+    async fn delete_tag(
+        &self,
+        repo: &RepoName,
+        tag: &Tag,
+        expected: Option<&Digest>,
+        event: &NewAuditEvent,
+    ) -> Result<bool> {
+        let data = (repo.clone(), tag.clone(), expected.cloned(), event.clone());
+        self.write(
+            "deleting a tag",
+            data,
+            |tx, (repo, tag, expected, event)| {
+                Box::pin(async move {
+                    // The repository's row held `FOR UPDATE`: no push moves the
+                    // tag between reading where it points and deleting it.
+                    let Some(id) = lock_repo_exclusively(tx, repo).await? else {
+                        return Ok(false);
+                    };
+                    let pointed = one(tx, sql::TAG_TARGET, &[&id, &tag.as_str()], |r| {
+                        parsed(r, 0, Digest::parse)
+                    })
+                    .await?;
+                    let Some(digest) = pointed else {
+                        return Ok(false);
+                    };
+                    check_tag_target(tag, expected.as_ref(), &digest)?;
+                    change(tx, sql::DELETE_TAG, &[&id, &tag.as_str()]).await?;
+                    let untagged = [(tag.clone(), digest)];
+                    audit::insert_with(tx, event, Some(StoreFacts::Untagged(&untagged))).await?;
+                    Ok(true)
                 })
-                .await?;
-                let Some(digest) = pointed else {
-                    return Ok(false);
-                };
-                change(tx, sql::DELETE_TAG, &[&id, &tag.as_str()]).await?;
-                let untagged = [(tag.clone(), digest)];
-                audit::insert_with(tx, event, Some(StoreFacts::Untagged(&untagged))).await?;
-                Ok(true)
-            })
-        })
+            },
+        )
         .await
     }
 

@@ -168,6 +168,14 @@ pub(super) const TAG_TARGET_LOCKED: &str = "SELECT m.digest FROM tags t
 pub(super) const MANIFEST_TAGS: &str = "SELECT t.name FROM manifests m
     JOIN tags t ON t.manifest_id = m.id
     WHERE m.repository_id = $1 AND m.digest = $2 ORDER BY t.name";
+/// A manifest of the repository (by id) that refers to the digest as
+/// its subject or as an index's child: what keeps a planned manifest.
+pub(super) const MANIFEST_REFERRER: &str = "SELECT m.digest FROM manifests m
+    WHERE m.repository_id = $1 AND m.subject_digest = $2
+    UNION ALL
+    SELECT m.digest FROM manifest_references mr JOIN manifests m ON m.id = mr.manifest_id
+    WHERE mr.digest = $2 AND mr.kind = 'manifest' AND m.repository_id = $1
+    LIMIT 1";
 /// The tags a repository delete would take with it.
 pub(super) const REPO_TAGS: &str = "SELECT name FROM tags WHERE repository_id = $1 ORDER BY name";
 pub(super) const LIST_TAGS: &str = "SELECT name FROM tags

@@ -8,7 +8,9 @@ use mcr_core::events::{PushFacts, StoreFacts};
 use mcr_core::media::MediaType;
 use mcr_core::names::{Reference, RepoName, Tag};
 use mcr_core::policy::TagGuard;
-use mcr_core::ports::{ManifestRecord, ManifestStore, NewManifest, Page, Provenance};
+use mcr_core::ports::{
+    check_tag_target, ManifestDelete, ManifestRecord, ManifestStore, NewManifest, Page, Provenance,
+};
 use mcr_core::quota::QuotaContent;
 use mcr_core::time::Timestamp;
 use mcr_core::{Error, Result};
@@ -167,6 +169,7 @@ impl ManifestStore for SqliteMetaStore {
         repo: &RepoName,
         digest: &Digest,
         guard: &TagGuard,
+        mode: ManifestDelete,
         event: &NewAuditEvent,
     ) -> Result<bool> {
         let (repo, digest, guard) = (repo.clone(), digest.clone(), guard.clone());
@@ -181,6 +184,17 @@ impl ManifestStore for SqliteMetaStore {
                 params![repo.as_str(), digest.to_string()],
                 |r| parsed(r, 0, Tag::new),
             )?;
+            // Only asked when it decides: a client's delete reads nothing more.
+            let referrer = match (mode, tags.is_empty()) {
+                (ManifestDelete::IfUnreferenced, true) => one(
+                    tx,
+                    sql::MANIFEST_REFERRER,
+                    params![repo.as_str(), digest.to_string()],
+                    |r| parsed(r, 0, Digest::parse),
+                )?,
+                _ => None,
+            };
+            mode.check(&digest, tags.first(), referrer.as_ref())?;
             for tag in &tags {
                 guard.check(tag, Some(&digest))?;
             }
@@ -198,8 +212,15 @@ impl ManifestStore for SqliteMetaStore {
         .await
     }
 
-    async fn delete_tag(&self, repo: &RepoName, tag: &Tag, event: &NewAuditEvent) -> Result<bool> {
+    async fn delete_tag(
+        &self,
+        repo: &RepoName,
+        tag: &Tag,
+        expected: Option<&Digest>,
+        event: &NewAuditEvent,
+    ) -> Result<bool> {
         let (repo, tag, event) = (repo.clone(), tag.clone(), event.clone());
+        let expected = expected.cloned();
         self.write("deleting a tag", move |tx| {
             let pointed = one(
                 tx,
@@ -210,6 +231,7 @@ impl ManifestStore for SqliteMetaStore {
             let Some(digest) = pointed else {
                 return Ok(false);
             };
+            check_tag_target(&tag, expected.as_ref(), &digest)?;
             change(tx, sql::DELETE_TAG, params![repo.as_str(), tag.as_str()])?;
             audit::insert_with(tx, &event, Some(StoreFacts::Untagged(&[(tag, digest)])))?;
             Ok(true)

@@ -153,6 +153,16 @@ pub(super) const TAG_TARGET: &str = "SELECT m.digest FROM tags t
 pub(super) const MANIFEST_TAGS: &str = "SELECT t.name FROM repositories r
     JOIN manifests m ON m.repository_id = r.id JOIN tags t ON t.manifest_id = m.id
     WHERE r.name = ?1 AND m.digest = ?2 ORDER BY t.name";
+/// A manifest of the repository that refers to the digest as its
+/// subject or as an index's child: what keeps a planned manifest.
+pub(super) const MANIFEST_REFERRER: &str = "SELECT m.digest FROM manifests m
+    WHERE m.repository_id = (SELECT id FROM repositories WHERE name = ?1)
+      AND m.subject_digest = ?2
+    UNION ALL
+    SELECT m.digest FROM manifest_references mr JOIN manifests m ON m.id = mr.manifest_id
+    WHERE mr.digest = ?2 AND mr.kind = 'manifest'
+      AND m.repository_id = (SELECT id FROM repositories WHERE name = ?1)
+    LIMIT 1";
 /// The tags a repository delete would take with it.
 pub(super) const REPO_TAGS: &str = "SELECT name FROM tags WHERE repository_id = ?1 ORDER BY name";
 pub(super) const LIST_TAGS: &str = "SELECT name FROM tags
@@ -390,6 +400,7 @@ mod tests {
             ("TAG_TARGET", TAG_TARGET, &[]),
             ("TAG_DIGEST", TAG_DIGEST, &[]),
             ("MANIFEST_TAGS", MANIFEST_TAGS, &[]),
+            ("MANIFEST_REFERRER", MANIFEST_REFERRER, &[]),
             ("REPO_TAGS", REPO_TAGS, &[]),
             ("LIST_TAGS", LIST_TAGS, &[]),
             ("BLOB_IN_REPO", BLOB_IN_REPO, &[]),
@@ -520,6 +531,16 @@ mod tests {
             ("SWEEPABLE", SWEEPABLE, "repository_blobs_by_digest"),
             ("UPLOADS_IDLE", UPLOADS_IDLE, "uploads_by_active"),
             ("DELETE_MANIFEST", DELETE_MANIFEST, "tags_by_manifest"),
+            (
+                "MANIFEST_REFERRER",
+                MANIFEST_REFERRER,
+                "manifests_by_subject",
+            ),
+            (
+                "MANIFEST_REFERRER",
+                MANIFEST_REFERRER,
+                "manifest_references_by_digest",
+            ),
             (
                 "NAMESPACE_USAGE",
                 NAMESPACE_USAGE,

@@ -207,12 +207,14 @@ fn report_text(r: &RetentionReport) -> String {
         t.render()
     };
     text.push_str(&format!(
-        "{}: {verb} {} manifests and {} tags in {} repositories; {} refused{}\n",
+        "{}: {verb} {} manifests and {} tags in {} repositories; {} refused; \
+         {} skipped: changed since planned{}\n",
         r.id,
         r.totals.manifests,
         r.totals.tags,
         r.repositories,
         r.totals.refused,
+        r.totals.changed,
         if r.truncated {
             " (the list stops at the first 10000)"
         } else {
@@ -229,14 +231,16 @@ fn status_text(s: &RetentionStatus) -> String {
     let mut text = format!("running: {}\n", if s.running { "yes" } else { "no" });
     match &s.last_run {
         Some(l) => text.push_str(&format!(
-            "last run: {} by {} at {}: deleted {} manifests and {} tags in {} repositories; {} refused\n",
+            "last run: {} by {} at {}: deleted {} manifests and {} tags in {} repositories; \
+             {} refused; {} skipped: changed since planned\n",
             l.id,
             l.actor.as_deref().unwrap_or("-"),
             l.completed_at,
             l.totals.manifests,
             l.totals.tags,
             l.repositories,
-            l.totals.refused
+            l.totals.refused,
+            l.totals.changed
         )),
         None => text.push_str("last run: none\n"),
     }
@@ -245,4 +249,55 @@ fn status_text(s: &RetentionStatus) -> String {
         None => text.push_str("next run: not scheduled ([retention] interval is off)\n"),
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use mcr_core::digest::Digest;
+    use mcr_core::names::{RepoName, Tag};
+    use mcr_core::registry::{Outcome, RetentionItem, RetentionTotals};
+    use mcr_core::time::Timestamp;
+
+    use super::*;
+
+    /// An item kept because a push changed it shows as `changed` with
+    /// what changed, and the totals line counts it apart from deletions.
+    #[test]
+    fn a_changed_item_is_shown_and_counted_apart() {
+        let at = Timestamp::from_millis(0);
+        let report = RetentionReport {
+            id: "retention-0-00".into(),
+            dry_run: false,
+            started_at: at,
+            completed_at: at,
+            policies: vec![2],
+            repositories: 1,
+            items: vec![RetentionItem {
+                repository: RepoName::new("team-r/x").unwrap(),
+                digest: Digest::sha256_of(b"a"),
+                tags: vec![Tag::new("old-1").unwrap()],
+                manifest: true,
+                policy: 2,
+                reason: "policy 2: delete_tags_older_than 1m".into(),
+                outcome: Outcome::Changed,
+                error: Some("skipped: changed since planned: tag \"fresh-1\" points at it".into()),
+            }],
+            truncated: false,
+            totals: RetentionTotals {
+                manifests: 0,
+                tags: 1,
+                refused: 0,
+                changed: 1,
+            },
+        };
+        let text = report_text(&report);
+        assert!(
+            text.contains("changed: skipped: changed since planned: tag \"fresh-1\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("deleted 0 manifests and 1 tags in 1 repositories; 0 refused; 1 skipped: changed since planned"),
+            "{text}"
+        );
+    }
 }

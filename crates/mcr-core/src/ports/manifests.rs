@@ -7,7 +7,7 @@ use bytes::Bytes;
 use super::repositories::Page;
 use crate::audit::NewAuditEvent;
 use crate::digest::Digest;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::media::MediaType;
 use crate::names::{Reference, RepoName, Tag};
 use crate::policy::TagGuard;
@@ -71,6 +71,55 @@ pub enum Provenance {
     Mirrored,
 }
 
+/// What a manifest delete does when something still refers to the
+/// manifest as its step (transaction) sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ManifestDelete {
+    /// Deletes it with every tag on it: a client's `DELETE` by digest.
+    WithTags,
+    /// Deletes it only while no tag points at it and no manifest in the
+    /// repository has it as a child (an index's entry) or as its
+    /// `subject`, else `Error::Conflict`: retention's deletions, planned
+    /// earlier, so a tag or an index pushed since the plan keeps it.
+    IfUnreferenced,
+}
+
+impl ManifestDelete {
+    /// Whether the delete goes ahead, given what refers to `digest` in
+    /// its step: `tag`, a tag on it, and `referrer`, a manifest of the
+    /// repository with it as a child or subject (each the first found,
+    /// if any). `Error::Conflict` naming the referent when
+    /// [`ManifestDelete::IfUnreferenced`] keeps it.
+    pub fn check(
+        self,
+        digest: &Digest,
+        tag: Option<&Tag>,
+        referrer: Option<&Digest>,
+    ) -> Result<()> {
+        if self == ManifestDelete::WithTags {
+            return Ok(());
+        }
+        let by = match (tag, referrer) {
+            (Some(t), _) => format!("tag {t:?} points at it"),
+            (None, Some(r)) => format!("manifest {r} refers to it"),
+            (None, None) => return Ok(()),
+        };
+        Err(Error::Conflict(format!("manifest {digest} was kept: {by}")))
+    }
+}
+
+/// Whether a tag's compare-and-delete goes ahead: `Ok` when `expected`
+/// is `None` or is `actual`, where the tag points in the delete's step;
+/// else `Error::Conflict` saying where it points now.
+pub fn check_tag_target(tag: &Tag, expected: Option<&Digest>, actual: &Digest) -> Result<()> {
+    match expected {
+        Some(e) if e != actual => Err(Error::Conflict(format!(
+            "tag {tag:?} was kept: it points at {actual}, not {e}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Manifests and the tags that point at them.
 ///
 /// - `put_manifest` is all-or-nothing: it checks every blob is linked and
@@ -99,19 +148,32 @@ pub trait ManifestStore: Send + Sync + 'static {
     /// Deletes a manifest, its references and every tag on it. Unless
     /// `tags` allows every tag, each tag on it is first put to
     /// [`TagGuard::check`] in the same step, and the first refusal
-    /// (`Error::TagRefused`) deletes nothing. Records `event` in the same
-    /// step when it deleted the manifest (not when there was none), so a
-    /// delete that fails to be audited deletes nothing.
+    /// (`Error::TagRefused`) deletes nothing. With
+    /// [`ManifestDelete::IfUnreferenced`], a manifest something refers to
+    /// in that step is kept and `Error::Conflict` names what. Records
+    /// `event` in the same step when it deleted the manifest (not when
+    /// there was none), so a delete that fails to be audited deletes
+    /// nothing.
     async fn delete_manifest(
         &self,
         repo: &RepoName,
         digest: &Digest,
         tags: &TagGuard,
+        mode: ManifestDelete,
         event: &NewAuditEvent,
     ) -> Result<bool>;
     /// Deletes the tag, recording `event` in the same step if there was
-    /// one.
-    async fn delete_tag(&self, repo: &RepoName, tag: &Tag, event: &NewAuditEvent) -> Result<bool>;
+    /// one. With `expected`, only while the tag points at that digest in
+    /// the same step (compare-and-delete): a tag moved elsewhere is kept
+    /// and `Error::Conflict` says where it points now. `Ok(false)` when
+    /// there is no such tag.
+    async fn delete_tag(
+        &self,
+        repo: &RepoName,
+        tag: &Tag,
+        expected: Option<&Digest>,
+        event: &NewAuditEvent,
+    ) -> Result<bool>;
     /// Tags after `page.last`, at most `page.limit`, in lexical order.
     async fn list_tags(&self, repo: &RepoName, page: &Page) -> Result<Vec<Tag>>;
     /// Manifests in the repository whose `subject` is `subject`, by digest.

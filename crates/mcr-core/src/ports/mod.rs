@@ -57,7 +57,9 @@ pub use events::{EventOutbox, EventSink};
 pub use gc::{GcStore, SweepStep};
 pub use identity::{IssuedToken, Secret, TokenValidator};
 pub use listing::{keyset_pages, ListStream};
-pub use manifests::{ManifestRecord, ManifestStore, NewManifest, Provenance};
+pub use manifests::{
+    check_tag_target, ManifestDelete, ManifestRecord, ManifestStore, NewManifest, Provenance,
+};
 pub use meta_store::MetaStore;
 pub use policy_rules::{PolicyRuleStore, StoredRules};
 pub use quotas::QuotaStore;

@@ -7,6 +7,7 @@ use crate::audit::EventType;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::names::{Reference, RepoName};
+use crate::ports::ManifestDelete;
 use crate::principal::Action;
 
 impl Registry {
@@ -18,6 +19,22 @@ impl Registry {
         caller: &Caller,
         repo: &RepoName,
         reference: &Reference,
+    ) -> Result<()> {
+        self.delete_planned(caller, repo, reference, None).await
+    }
+
+    /// [`Registry::delete_manifest`], or with `planned` (the digest a
+    /// plan saw the reference at) only what is unchanged since: a tag
+    /// while it still points at that digest, a manifest while nothing
+    /// refers to it (`ManifestDelete::IfUnreferenced`), both decided in
+    /// the store's step; else `Error::Conflict` and nothing deleted.
+    /// Retention deletes through this.
+    pub(crate) async fn delete_planned(
+        &self,
+        caller: &Caller,
+        repo: &RepoName,
+        reference: &Reference,
+        planned: Option<&Digest>,
     ) -> Result<()> {
         self.authorize(caller, Action::Delete, Some(repo)).await?;
         let guard = self.tag_guard(caller, Action::TagDelete, repo);
@@ -42,8 +59,16 @@ impl Registry {
         );
         let change = self.manifests.change(repo);
         let deleted = match reference {
-            Reference::Digest(d) => self.meta.delete_manifest(repo, d, &guard, &event).await,
-            Reference::Tag(t) => self.meta.delete_tag(repo, t, &event).await,
+            Reference::Digest(d) => {
+                let mode = match planned {
+                    Some(_) => ManifestDelete::IfUnreferenced,
+                    None => ManifestDelete::WithTags,
+                };
+                self.meta
+                    .delete_manifest(repo, d, &guard, mode, &event)
+                    .await
+            }
+            Reference::Tag(t) => self.meta.delete_tag(repo, t, planned, &event).await,
         };
         change.done();
         let deleted = self.audit_tag_refusal(caller, repo, deleted).await?;

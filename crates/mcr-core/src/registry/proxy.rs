@@ -97,7 +97,7 @@ impl Registry {
                     ]),
                 );
                 let change = self.manifests.change(repo);
-                let deleted = self.meta.delete_tag(repo, tag, &event).await;
+                let deleted = self.meta.delete_tag(repo, tag, None, &event).await;
                 change.done();
                 deleted?;
                 Ok(None)

@@ -2,10 +2,13 @@
 //!
 //! A run reads each repository's manifest graph, asks
 //! [`retention::plan`] what the policies delete, and — unless it is a
-//! dry run — deletes it through [`Registry::delete_manifest`], the use
+//! dry run — deletes it through `Registry::delete_planned`, the use
 //! case a client's `DELETE` takes: tag rules hold (a deletion an
 //! immutable tag refuses is reported in the run's result, not a failure
-//! of the run) and every deletion is audited. GC frees the bytes later.
+//! of the run) and every deletion is audited. Only what is still as
+//! planned goes, decided in the store's step: a tag or manifest a push
+//! changed meanwhile stays and is reported as [`Outcome::Changed`]. GC
+//! frees the bytes later.
 //! A dry run plans the same way and stops there, so it lists exactly
 //! what a real run over the same contents deletes.
 //!
@@ -60,23 +63,31 @@ pub enum Outcome {
     Refused,
     /// Gone before the run reached it (deleted meanwhile).
     Gone,
+    /// Skipped, wholly or in part, because it changed since the plan: a
+    /// planned tag moved to another manifest, or the manifest gained a
+    /// tag or a referring index or referrer (a push meanwhile); `error`
+    /// says what. What was skipped stays; what was still as planned is
+    /// deleted and counted.
+    Changed,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 4] = [
+    pub const ALL: [Outcome; 5] = [
         Outcome::Planned,
         Outcome::Deleted,
         Outcome::Refused,
         Outcome::Gone,
+        Outcome::Changed,
     ];
 
-    /// `planned`, `deleted`, `refused` or `gone`, as in JSON.
+    /// `planned`, `deleted`, `refused`, `gone` or `changed`, as in JSON.
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Planned => "planned",
             Outcome::Deleted => "deleted",
             Outcome::Refused => "refused",
             Outcome::Gone => "gone",
+            Outcome::Changed => "changed",
         }
     }
 }
@@ -90,7 +101,10 @@ impl std::str::FromStr for Outcome {
             .ok_or_else(|| {
                 Error::invalid(
                     "outcome",
-                    format!("unknown outcome {s:?} (expected planned, deleted, refused or gone)"),
+                    format!(
+                        "unknown outcome {s:?} \
+                         (expected planned, deleted, refused, gone or changed)"
+                    ),
                 )
             })
     }
@@ -111,18 +125,22 @@ pub struct RetentionItem {
     /// The clause, e.g. `policy 3: delete_untagged_older_than 7days`.
     pub reason: String,
     pub outcome: Outcome,
-    /// Why it was refused.
+    /// Why it was refused, or what changed since the plan.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
-/// Counts of a run: deleted (or, for a dry run, to delete) manifests and
-/// tags, and refused deletions.
+/// Counts of a run: manifests and tags really deleted (or, for a dry
+/// run, to delete), refused deletions, and planned tags or manifests
+/// skipped because they changed since the plan ([`Outcome::Changed`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RetentionTotals {
     pub manifests: u64,
     pub tags: u64,
     pub refused: u64,
+    /// Planned tags and manifests kept because they changed meanwhile.
+    #[serde(default)]
+    pub changed: u64,
 }
 
 /// The result of a run.
@@ -382,6 +400,7 @@ impl Registry {
                     ("manifests_deleted", t.manifests.to_string()),
                     ("tags_deleted", t.tags.to_string()),
                     ("refused", t.refused.to_string()),
+                    ("changed", t.changed.to_string()),
                 ]),
             )
             .await?;
@@ -390,6 +409,7 @@ impl Registry {
                 manifests_deleted = t.manifests,
                 tags_deleted = t.tags,
                 refused = t.refused,
+                changed = t.changed,
                 "retention run done"
             );
         }
@@ -446,8 +466,12 @@ impl Registry {
     }
 
     /// Deletes a planned deletion's tags, then its manifest, through the
-    /// delete use case. A rule's refusal stops this deletion (the tag
-    /// stays, so the manifest would not be untagged) and is reported.
+    /// delete use case, each only as planned (`Registry::delete_planned`):
+    /// a tag while it still points at the planned digest, the manifest
+    /// while nothing refers to it, decided in the store's step, so a push
+    /// during the run loses nothing. What changed is skipped and reported
+    /// ([`Outcome::Changed`]). A rule's refusal stops this deletion (the
+    /// tag stays, so the manifest would not be untagged) and is reported.
     async fn carry_out(
         &self,
         caller: &Caller,
@@ -461,8 +485,10 @@ impl Registry {
             references.push(Reference::Digest(deletion.digest.clone()));
         }
         let mut done = 0;
+        let mut changed = Vec::new();
         for reference in &references {
-            match self.delete_manifest(caller, repo, reference).await {
+            let planned = Some(&deletion.digest);
+            match self.delete_planned(caller, repo, reference, planned).await {
                 Ok(()) => {
                     done += 1;
                     match reference {
@@ -471,12 +497,20 @@ impl Registry {
                     }
                 }
                 Err(Error::ManifestUnknown(_) | Error::NameUnknown(_)) => {}
+                Err(Error::Conflict(what)) => {
+                    totals.changed += 1;
+                    changed.push(what);
+                }
                 Err(e @ (Error::TagRefused(_) | Error::Denied { .. })) => {
                     totals.refused += 1;
                     return Ok(item(repo, deletion, Outcome::Refused, Some(e.to_string())));
                 }
                 Err(e) => return Err(e),
             }
+        }
+        if !changed.is_empty() {
+            let what = format!("skipped: changed since planned: {}", changed.join("; "));
+            return Ok(item(repo, deletion, Outcome::Changed, Some(what)));
         }
         let outcome = if done == 0 {
             Outcome::Gone
@@ -521,6 +555,8 @@ fn summary_from_event(e: &NewAuditEvent) -> Option<RetentionSummary> {
             manifests: get("manifests_deleted")?.parse().ok()?,
             tags: get("tags_deleted")?.parse().ok()?,
             refused: get("refused")?.parse().ok()?,
+            // Absent from runs recorded before changes were counted.
+            changed: get("changed").map_or(Some(0), |c| c.parse().ok())?,
         },
     })
 }

@@ -22,11 +22,11 @@ use crate::ids::UploadId;
 use crate::names::{Reference, RepoName, Tag};
 use crate::policy::{Rule, RuleDraft, TagGuard};
 use crate::ports::{
-    AuditLog, BlobIndex, BlobInfo, EventOutbox, GcStore, ListStream, ManifestRecord, ManifestStore,
-    ManifestSummary, NewManifest, Page, PolicyRuleStore, Provenance, QuotaStore, RepoDetail,
-    RepoQuery, RepoSummary, RepositoryStore, RetentionStore, Revocation, RevocationStore,
-    SnapshotStore, StoreStatus, StoreTotals, StoredRules, SweepStep, TagRef, UploadCaps,
-    UploadSession, UploadSessionStore, UploadState,
+    check_tag_target, AuditLog, BlobIndex, BlobInfo, EventOutbox, GcStore, ListStream,
+    ManifestDelete, ManifestRecord, ManifestStore, ManifestSummary, NewManifest, Page,
+    PolicyRuleStore, Provenance, QuotaStore, RepoDetail, RepoQuery, RepoSummary, RepositoryStore,
+    RetentionStore, Revocation, RevocationStore, SnapshotStore, StoreStatus, StoreTotals,
+    StoredRules, SweepStep, TagRef, UploadCaps, UploadSession, UploadSessionStore, UploadState,
 };
 use crate::quota::{
     quota_cap_reached, Quota, QuotaCharge, QuotaContent as Content, QuotaLimit, QuotaScope,
@@ -608,6 +608,7 @@ impl ManifestStore for FakeMetaStore {
         repo: &RepoName,
         digest: &Digest,
         guard: &TagGuard,
+        mode: ManifestDelete,
         event: &NewAuditEvent,
     ) -> Result<bool> {
         self.manifest_write_pause.pass().await;
@@ -618,6 +619,12 @@ impl ManifestStore for FakeMetaStore {
         if !r.manifests.contains_key(digest) {
             return Ok(false);
         }
+        let referrer = r
+            .manifests
+            .values()
+            .find(|m| m.record.subject.as_ref() == Some(digest) || m.children.contains(digest));
+        let first_tag = r.tags.iter().find(|(_, d)| *d == digest).map(|(t, _)| t);
+        mode.check(digest, first_tag, referrer.map(|m| &m.record.digest))?;
         for (tag, _) in r.tags.iter().filter(|(_, d)| *d == digest) {
             guard.check(tag, Some(digest))?;
         }
@@ -639,16 +646,24 @@ impl ManifestStore for FakeMetaStore {
         Ok(true)
     }
 
-    async fn delete_tag(&self, repo: &RepoName, tag: &Tag, event: &NewAuditEvent) -> Result<bool> {
+    async fn delete_tag(
+        &self,
+        repo: &RepoName,
+        tag: &Tag,
+        expected: Option<&Digest>,
+        event: &NewAuditEvent,
+    ) -> Result<bool> {
         self.manifest_write_pause.pass().await;
         let mut state = self.lock();
-        let pointed = state.repos.get_mut(repo).and_then(|r| {
-            r.tag_times.remove(tag);
-            r.tags.remove(tag)
-        });
-        let Some(digest) = pointed else {
+        let Some(r) = state.repos.get_mut(repo) else {
             return Ok(false);
         };
+        let Some(digest) = r.tags.get(tag).cloned() else {
+            return Ok(false);
+        };
+        check_tag_target(tag, expected, &digest)?;
+        r.tags.remove(tag);
+        r.tag_times.remove(tag);
         state.record_with(event, Some(StoreFacts::Untagged(&[(tag.clone(), digest)])));
         Ok(true)
     }

@@ -101,6 +101,7 @@ impl From<&RetentionTotals> for pb::RetentionTotals {
             manifests: t.manifests,
             tags: t.tags,
             refused: t.refused,
+            changed: t.changed,
         }
     }
 }
@@ -110,6 +111,7 @@ fn totals(t: Option<pb::RetentionTotals>) -> RetentionTotals {
         manifests: t.manifests,
         tags: t.tags,
         refused: t.refused,
+        changed: t.changed,
     })
     .unwrap_or_default()
 }

@@ -86,6 +86,7 @@ pub const META_STORE_CHECKS: &[Check<dyn MetaStore>] = checks![dyn MetaStore =>
     a_tag_guard_is_asked_inside_the_step,
     concurrent_pushes_never_move_a_guarded_tag,
     delete_tag_removes_only_the_tag,
+    planned_deletes_keep_what_changed,
     referrers_by_subject,
     a_completed_upload_is_visible_at_once,
     completing_a_known_blob_adds_a_link,
@@ -896,6 +897,7 @@ async fn a_tag_guard_is_asked_inside_the_step(s: Store) {
                 &r,
                 &m1.digest,
                 &delete,
+                crate::ports::ManifestDelete::WithTags,
                 &crate::testing::manifest_deletion(),
             )
             .await,
@@ -911,6 +913,7 @@ async fn a_tag_guard_is_asked_inside_the_step(s: Store) {
                 &r,
                 &m3.digest,
                 &delete,
+                crate::ports::ManifestDelete::WithTags,
                 &crate::testing::manifest_deletion()
             )
             .await,
@@ -993,6 +996,7 @@ async fn deleting_a_manifest_deletes_its_tags(s: Store) {
                 &r,
                 &m1.digest,
                 &TagGuard::open(),
+                crate::ports::ManifestDelete::WithTags,
                 &crate::testing::manifest_deletion()
             )
             .await,
@@ -1021,6 +1025,7 @@ async fn deleting_a_manifest_deletes_its_tags(s: Store) {
                 &r,
                 &m1.digest,
                 &TagGuard::open(),
+                crate::ports::ManifestDelete::WithTags,
                 &crate::testing::manifest_deletion()
             )
             .await,
@@ -1033,6 +1038,7 @@ async fn deleting_a_manifest_deletes_its_tags(s: Store) {
             &repo("ghost"),
             &m2.digest,
             &TagGuard::open(),
+            crate::ports::ManifestDelete::WithTags,
             &crate::testing::manifest_deletion()
         )
         .await,
@@ -1045,6 +1051,7 @@ async fn deleting_a_manifest_deletes_its_tags(s: Store) {
             &other,
             &m2.digest,
             &TagGuard::open(),
+            crate::ports::ManifestDelete::WithTags,
             &crate::testing::manifest_deletion()
         )
         .await,
@@ -1067,7 +1074,7 @@ async fn delete_tag_removes_only_the_tag(s: Store) {
     put(&s, &tagged(m.clone(), "b")).await;
     assert!(
         ok(
-            s.delete_tag(&r, &tag("a"), &crate::testing::tag_deletion())
+            s.delete_tag(&r, &tag("a"), None, &crate::testing::tag_deletion())
                 .await,
             "delete_tag"
         ),
@@ -1079,17 +1086,22 @@ async fn delete_tag_removes_only_the_tag(s: Store) {
         "deleting a tag deleted the manifest"
     );
     assert!(!ok(
-        s.delete_tag(&r, &tag("a"), &crate::testing::tag_deletion())
+        s.delete_tag(&r, &tag("a"), None, &crate::testing::tag_deletion())
             .await,
         "delete_tag again"
     ));
     assert!(!ok(
-        s.delete_tag(&repo("ghost"), &tag("b"), &crate::testing::tag_deletion())
-            .await,
+        s.delete_tag(
+            &repo("ghost"),
+            &tag("b"),
+            None,
+            &crate::testing::tag_deletion()
+        )
+        .await,
         "delete_tag in unknown repo"
     ));
     assert!(ok(
-        s.delete_tag(&r, &tag("b"), &crate::testing::tag_deletion())
+        s.delete_tag(&r, &tag("b"), None, &crate::testing::tag_deletion())
             .await,
         "delete the last tag"
     ));
@@ -1098,6 +1110,108 @@ async fn delete_tag_removes_only_the_tag(s: Store) {
         has_manifest(&s, &r, &m.digest).await,
         "an untagged manifest stays"
     );
+}
+
+/// Retention's conditional deletes: a tag only while it points at the
+/// planned digest, a manifest only while nothing refers to it, decided
+/// in the store's step; what changed stays and `Conflict` says what.
+async fn planned_deletes_keep_what_changed(s: Store) {
+    use crate::ports::ManifestDelete::IfUnreferenced;
+    let r = repo("app");
+    let (m1, m2, m3) = (
+        image(&r, "one", &[], t(1)),
+        image(&r, "two", &[], t(1)),
+        image(&r, "three", &[], t(1)),
+    );
+    put(&s, &tagged(m1.clone(), "a")).await;
+    put(&s, &tagged(m2.clone(), "a")).await;
+    put(&s, &m3).await;
+    let deletion = crate::testing::tag_deletion;
+    let moved = s
+        .delete_tag(&r, &tag("a"), Some(&m1.digest), &deletion())
+        .await;
+    assert!(
+        matches!(&moved, Err(Error::Conflict(m)) if m.contains(&m2.digest.to_string())),
+        "a tag moved since the plan: {moved:?}"
+    );
+    assert_eq!(
+        by_tag(&s, &r, "a").await,
+        Some(m2.digest.clone()),
+        "the moved tag stays"
+    );
+    assert!(ok(
+        s.delete_tag(&r, &tag("a"), Some(&m2.digest), &deletion())
+            .await,
+        "delete_tag where planned"
+    ));
+    assert_eq!(by_tag(&s, &r, "a").await, None);
+    assert!(!ok(
+        s.delete_tag(&r, &tag("a"), Some(&m2.digest), &deletion())
+            .await,
+        "delete_tag of a gone tag"
+    ));
+
+    let manifest_deletion = crate::testing::manifest_deletion;
+    let open = TagGuard::open();
+    // Tagged since the plan.
+    put(&s, &tagged(m1.clone(), "b")).await;
+    kept_as_referenced(&s, &r, &m1.digest, "\"b\"").await;
+    assert_eq!(
+        by_tag(&s, &r, "b").await,
+        Some(m1.digest.clone()),
+        "its tag was deleted"
+    );
+    ok(
+        s.delete_tag(&r, &tag("b"), None, &deletion()).await,
+        "untag",
+    );
+    // A child of an index pushed since the plan.
+    let idx = index(&r, "idx", vec![m1.digest.clone()], t(2));
+    put(&s, &idx).await;
+    kept_as_referenced(&s, &r, &m1.digest, &idx.digest.to_string()).await;
+    // The subject of a referrer pushed since the plan.
+    let mut sig = image(&r, "sig", &[], t(2));
+    sig.subject = Some(m2.digest.clone());
+    put(&s, &sig).await;
+    kept_as_referenced(&s, &r, &m2.digest, &sig.digest.to_string()).await;
+    // Nothing refers to it: deleted; then gone.
+    assert!(ok(
+        s.delete_manifest(&r, &m3.digest, &open, IfUnreferenced, &manifest_deletion())
+            .await,
+        "delete an unreferenced manifest"
+    ));
+    assert!(!has_manifest(&s, &r, &m3.digest).await);
+    assert!(!ok(
+        s.delete_manifest(&r, &m3.digest, &open, IfUnreferenced, &manifest_deletion())
+            .await,
+        "delete a gone manifest"
+    ));
+    // Once its referrers are gone, the index's child goes too.
+    for d in [&idx.digest, &sig.digest, &m1.digest, &m2.digest] {
+        assert!(ok(
+            s.delete_manifest(&r, d, &open, IfUnreferenced, &manifest_deletion())
+                .await,
+            "delete in referrers-first order"
+        ));
+    }
+}
+
+/// A delete `IfUnreferenced` of `d` keeps it, and `Conflict` names `by`.
+async fn kept_as_referenced(s: &Store, r: &RepoName, d: &Digest, by: &str) {
+    let kept = s
+        .delete_manifest(
+            r,
+            d,
+            &TagGuard::open(),
+            crate::ports::ManifestDelete::IfUnreferenced,
+            &crate::testing::manifest_deletion(),
+        )
+        .await;
+    assert!(
+        matches!(&kept, Err(Error::Conflict(m)) if m.contains(by)),
+        "{d} referred to by {by}: {kept:?}"
+    );
+    assert!(has_manifest(s, r, d).await, "{d} was deleted");
 }
 
 async fn referrers_by_subject(s: Store) {
@@ -1145,6 +1259,7 @@ async fn referrers_by_subject(s: Store) {
             &r,
             &sbom.digest,
             &TagGuard::open(),
+            crate::ports::ManifestDelete::WithTags,
             &crate::testing::manifest_deletion(),
         )
         .await,
@@ -1909,6 +2024,7 @@ async fn sweep_spares_blobs_referenced_in_any_repository(s: Store) {
             &a,
             &ma.digest,
             &TagGuard::open(),
+            crate::ports::ManifestDelete::WithTags,
             &crate::testing::manifest_deletion(),
         )
         .await,
@@ -1923,6 +2039,7 @@ async fn sweep_spares_blobs_referenced_in_any_repository(s: Store) {
             &b,
             &mb.digest,
             &TagGuard::open(),
+            crate::ports::ManifestDelete::WithTags,
             &crate::testing::manifest_deletion(),
         )
         .await,
@@ -1938,6 +2055,7 @@ async fn sweep_spares_blobs_referenced_in_any_repository(s: Store) {
             &a,
             &idx.digest,
             &TagGuard::open(),
+            crate::ports::ManifestDelete::WithTags,
             &crate::testing::manifest_deletion(),
         )
         .await,
@@ -1952,6 +2070,7 @@ async fn sweep_spares_blobs_referenced_in_any_repository(s: Store) {
             &a,
             &m.digest,
             &TagGuard::open(),
+            crate::ports::ManifestDelete::WithTags,
             &crate::testing::manifest_deletion(),
         )
         .await,
@@ -2303,6 +2422,7 @@ async fn repository_sizes_follow_every_change(s: Store) {
             &a,
             &m.digest,
             &TagGuard::open(),
+            crate::ports::ManifestDelete::WithTags,
             &crate::testing::manifest_deletion()
         )
         .await,

@@ -57,6 +57,7 @@ pub(super) async fn events_exist_exactly_for_committed_changes(s: Store) {
             &a,
             &ghost,
             &TagGuard::open(),
+            crate::ports::ManifestDelete::WithTags,
             &about(EventType::ManifestDeleted, "ev/a", t(5)),
         )
         .await;
@@ -65,6 +66,7 @@ pub(super) async fn events_exist_exactly_for_committed_changes(s: Store) {
         .delete_tag(
             &a,
             &tag("absent"),
+            None,
             &about(EventType::TagDeleted, "ev/a", t(5)),
         )
         .await;
@@ -74,6 +76,7 @@ pub(super) async fn events_exist_exactly_for_committed_changes(s: Store) {
             &a,
             &m2.digest,
             &immutable_v_tags(&a, Action::TagDelete),
+            crate::ports::ManifestDelete::WithTags,
             &about(EventType::ManifestDeleted, "ev/a", t(5)),
         )
         .await;
@@ -93,7 +96,12 @@ pub(super) async fn events_exist_exactly_for_committed_changes(s: Store) {
     );
 
     let gone = s
-        .delete_tag(&a, &tag("v1"), &about(EventType::TagDeleted, "ev/a", t(7)))
+        .delete_tag(
+            &a,
+            &tag("v1"),
+            None,
+            &about(EventType::TagDeleted, "ev/a", t(7)),
+        )
         .await;
     assert!(ok(gone, "delete_tag"));
     let gone = s
@@ -101,6 +109,7 @@ pub(super) async fn events_exist_exactly_for_committed_changes(s: Store) {
             &a,
             &m1.digest,
             &TagGuard::open(),
+            crate::ports::ManifestDelete::WithTags,
             &about(EventType::ManifestDeleted, "ev/a", t(8)),
         )
         .await;
@@ -196,6 +205,7 @@ pub(super) async fn tag_deletions_name_their_digest_and_event_ids_are_distinct_a
         .delete_tag(
             &a,
             &tag("keep"),
+            None,
             &about(EventType::TagDeleted, "ev/t", t(4)),
         )
         .await;
@@ -205,6 +215,7 @@ pub(super) async fn tag_deletions_name_their_digest_and_event_ids_are_distinct_a
             &a,
             &m.digest,
             &TagGuard::open(),
+            crate::ports::ManifestDelete::WithTags,
             &about(EventType::ManifestDeleted, "ev/t", t(5)),
         )
         .await;

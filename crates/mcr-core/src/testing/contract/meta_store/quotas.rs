@@ -383,6 +383,7 @@ pub(super) async fn quota_use_equals_a_recomputation_after_any_changes(s: Store)
                             &m.repository,
                             &m.digest,
                             &guard,
+                            crate::ports::ManifestDelete::WithTags,
                             &crate::testing::manifest_deletion(),
                         )
                         .await,
